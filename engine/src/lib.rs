@@ -1,0 +1,26 @@
+//! Bursar's pure state machine: ledgers, accounts, transfers, holds and linked chains, applied in one total order.
+//!
+//! The engine reads no clock, file, socket, thread or random source: the caller passes `now`
+//! (nanoseconds) and a batch of commands, and gets one [`ResultCode`] per command. The same
+//! inputs always give the same state, which is what makes WAL replay and simulation exact.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod limits;
+pub mod query;
+pub mod result;
+pub mod snapshot;
+pub mod state;
+pub mod types;
+
+pub use command::{Command, CommandKind};
+pub use limits::{Limits, BATCH_COMMANDS_MAX};
+pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerTotals};
+pub use result::ResultCode;
+pub use snapshot::SnapshotError;
+pub use state::{Balances, BatchError, BatchInfo, Engine, Hold, HoldStatus};
+pub use types::{
+    account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account,
+    AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
+};

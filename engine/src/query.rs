@@ -1,0 +1,365 @@
+//! Queries: lookups, per-account transfer lists and balance history, ledger totals, and the O(N) invariant audit.
+
+use crate::state::{Balances, Engine, Hold, HoldStatus, NONE};
+use crate::types::{account_flags, account_state, transfer_flags as tf, Account, Ledger, Transfer};
+
+/// Flags of an [`AccountFilter`].
+pub mod filter_flags {
+    /// Include transfers in which the account is debited.
+    pub const DEBITS: u32 = 1 << 0;
+    /// Include transfers in which the account is credited.
+    pub const CREDITS: u32 = 1 << 1;
+    /// Newest first (default: oldest first).
+    pub const REVERSED: u32 = 1 << 2;
+}
+
+/// Which transfers (or balance entries) of one account a query wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AccountFilter {
+    /// The account.
+    pub account_id: u128,
+    /// Only transfers with this `user_data_128` (0 = any).
+    pub user_data_128: u128,
+    /// Only transfers with this `user_data_64` (0 = any).
+    pub user_data_64: u64,
+    /// Only transfers with this `user_data_32` (0 = any).
+    pub user_data_32: u32,
+    /// Only transfers with this code (0 = any).
+    pub code: u16,
+    /// Earliest timestamp included (0 = no bound).
+    pub timestamp_min: u64,
+    /// Latest timestamp included (0 = no bound).
+    pub timestamp_max: u64,
+    /// Most results; capped at `Limits::query_results_max`. 0 returns nothing.
+    pub limit: u32,
+    /// `filter_flags`; at least one of DEBITS and CREDITS, or nothing matches.
+    pub flags: u32,
+}
+
+/// An account's balances right after one change (a transfer or a hold's expiry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountBalance {
+    /// When the change happened.
+    pub timestamp: u64,
+    /// The balances after it.
+    pub balances: Balances,
+}
+
+/// Totals over the accounts of one code in one ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeTotals {
+    /// Account code (type).
+    pub code: u16,
+    /// Accounts with this code.
+    pub accounts: u32,
+    /// Sums of their balances.
+    pub totals: Balances,
+}
+
+/// The live view of one ledger: sums over all its accounts, by account code, and the trial balance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// The ledger record.
+    pub ledger: Ledger,
+    /// Accounts on the ledger.
+    pub accounts: u32,
+    /// Sums of all balances on the ledger.
+    pub totals: Balances,
+    /// The same sums per account code, in order of code.
+    pub by_code: Vec<CodeTotals>,
+}
+
+impl LedgerTotals {
+    /// The trial balance: posted debits equal posted credits and pending debits equal pending credits.
+    pub fn is_balanced(&self) -> bool {
+        self.totals.debits_posted == self.totals.credits_posted
+            && self.totals.debits_pending == self.totals.credits_pending
+    }
+}
+
+impl Engine {
+    /// The accounts with these ids, in the order asked, skipping ids that do not exist.
+    pub fn lookup_accounts(&self, ids: &[u128]) -> Vec<Account> {
+        ids.iter()
+            .filter_map(|id| self.account(*id).copied())
+            .collect()
+    }
+
+    /// The transfers with these ids, in the order asked, skipping ids that do not exist.
+    pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
+        ids.iter()
+            .filter_map(|id| self.transfer(*id).copied())
+            .collect()
+    }
+
+    /// One account by id.
+    pub fn account(&self, id: u128) -> Option<&Account> {
+        self.account_index
+            .get(&id)
+            .map(|&i| &self.accounts[i as usize])
+    }
+
+    /// One transfer by id.
+    pub fn transfer(&self, id: u128) -> Option<&Transfer> {
+        self.transfer_index
+            .get(&id)
+            .map(|&i| &self.transfers[i as usize])
+    }
+
+    /// One ledger by id.
+    pub fn ledger(&self, id: u32) -> Option<&Ledger> {
+        self.ledger_index
+            .get(&id)
+            .map(|&i| &self.ledgers[i as usize].ledger)
+    }
+
+    /// Where the hold with this transfer id stands, if it is a hold.
+    pub fn hold(&self, id: u128) -> Option<Hold> {
+        self.transfer_index
+            .get(&id)
+            .and_then(|i| self.holds.get(i))
+            .copied()
+    }
+
+    /// Every ledger, in creation order.
+    pub fn ledgers(&self) -> impl Iterator<Item = &Ledger> {
+        self.ledgers.iter().map(|slot| &slot.ledger)
+    }
+
+    /// Every account, in creation order.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// Every transfer, in timestamp order.
+    pub fn transfers(&self) -> &[Transfer] {
+        &self.transfers
+    }
+
+    /// Transfers of one account that match the filter (see [`AccountFilter`]).
+    pub fn get_account_transfers(&self, filter: &AccountFilter) -> Vec<Transfer> {
+        let Some(limit) = self.effective_limit(filter) else {
+            return Vec::new();
+        };
+        let Some(&account) = self.account_index.get(&filter.account_id) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut index = self.account_meta[account as usize].last_transfer;
+        while index != NONE {
+            let t = &self.transfers[index as usize];
+            let links = self.transfer_links[index as usize];
+            let debited = t.debit_account_id == filter.account_id;
+            index = if debited { links[0] } else { links[1] };
+            if filter.timestamp_max != 0 && t.timestamp > filter.timestamp_max {
+                continue;
+            }
+            if t.timestamp < filter.timestamp_min {
+                break;
+            }
+            let side = if debited {
+                filter_flags::DEBITS
+            } else {
+                filter_flags::CREDITS
+            };
+            if filter.flags & side == 0 || !matches_user_data(filter, t) {
+                continue;
+            }
+            found.push(*t);
+            if filter.flags & filter_flags::REVERSED != 0 && found.len() == limit {
+                return found;
+            }
+        }
+        arrange(found, limit, filter.flags)
+    }
+
+    /// Balance history of a `history` account: the balances after each change that matches the filter's time range.
+    pub fn get_account_balances(&self, filter: &AccountFilter) -> Vec<AccountBalance> {
+        let Some(limit) = self.effective_limit(filter) else {
+            return Vec::new();
+        };
+        let Some(&account) = self.account_index.get(&filter.account_id) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut index = self.account_meta[account as usize].last_balance;
+        while index != NONE {
+            let entry = &self.balance_history[index as usize];
+            index = entry.prev;
+            if filter.timestamp_max != 0 && entry.timestamp > filter.timestamp_max {
+                continue;
+            }
+            if entry.timestamp < filter.timestamp_min {
+                break;
+            }
+            found.push(AccountBalance {
+                timestamp: entry.timestamp,
+                balances: entry.balances,
+            });
+            if filter.flags & filter_flags::REVERSED != 0 && found.len() == limit {
+                return found;
+            }
+        }
+        arrange(found, limit, filter.flags)
+    }
+
+    fn effective_limit(&self, filter: &AccountFilter) -> Option<usize> {
+        let limit = filter.limit.min(self.limits.query_results_max) as usize;
+        let sides = filter.flags & (filter_flags::DEBITS | filter_flags::CREDITS);
+        (limit > 0
+            && sides != 0
+            && (filter.timestamp_max == 0 || filter.timestamp_max >= filter.timestamp_min))
+            .then_some(limit)
+    }
+
+    /// The live view of one ledger, or `None` if it is not registered.
+    pub fn ledger_totals(&self, ledger: u32) -> Option<LedgerTotals> {
+        let slot = &self.ledgers[*self.ledger_index.get(&ledger)? as usize];
+        let mut by_code: Vec<CodeTotals> = self
+            .groups
+            .iter()
+            .filter(|g| g.ledger == ledger && g.accounts > 0)
+            .map(|g| CodeTotals {
+                code: g.code,
+                accounts: g.accounts,
+                totals: g.totals,
+            })
+            .collect();
+        by_code.sort_by_key(|c| c.code);
+        let accounts = by_code.iter().map(|c| c.accounts).sum();
+        Some(LedgerTotals {
+            ledger: slot.ledger,
+            accounts,
+            totals: slot.totals,
+            by_code,
+        })
+    }
+
+    /// Checks every invariant the engine maintains, in O(state). For tests, simulation and audit;
+    /// the message names the first broken one.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
+        let mut held = vec![(0u128, 0u128); self.accounts.len()];
+        for (&index, hold) in &self.holds {
+            let t = &self.transfers[index as usize];
+            if t.flags & tf::PENDING == 0 {
+                return Err(format!(
+                    "hold state kept for transfer {} which is not pending",
+                    t.id
+                ));
+            }
+            let queued = self.expiries.contains(&(hold.expires_at, index));
+            if (hold.status == HoldStatus::Pending && hold.expires_at != 0) != queued {
+                return Err(format!("expiry queue disagrees with hold {}", t.id));
+            }
+            if hold.status == HoldStatus::Pending {
+                let dr = self.account_index[&t.debit_account_id] as usize;
+                let cr = self.account_index[&t.credit_account_id] as usize;
+                held[dr].0 = held[dr].0.wrapping_add(t.amount);
+                held[cr].1 = held[cr].1.wrapping_add(t.amount);
+            }
+        }
+        let pending_transfers = self
+            .transfers
+            .iter()
+            .filter(|t| t.flags & tf::PENDING != 0)
+            .count();
+        if pending_transfers != self.holds.len() {
+            return Err(format!(
+                "{pending_transfers} pending transfers but {} hold states",
+                self.holds.len()
+            ));
+        }
+        if self.expiries.len() > self.holds.len() {
+            return Err("expiry queue names holds that do not exist".into());
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            if (a.debits_pending, a.credits_pending) != held[i] {
+                return Err(format!(
+                    "account {}: pending balances differ from the sum of its pending holds",
+                    a.id
+                ));
+            }
+            let (Some(debits), Some(credits)) = (
+                a.debits_pending.checked_add(a.debits_posted),
+                a.credits_pending.checked_add(a.credits_posted),
+            ) else {
+                return Err(format!("account {}: balances overflow", a.id));
+            };
+            if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+                && debits > a.credits_posted
+            {
+                return Err(format!("account {}: debits exceed credits", a.id));
+            }
+            if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
+                && credits > a.debits_posted
+            {
+                return Err(format!("account {}: credits exceed debits", a.id));
+            }
+            if a.state & account_state::CLOSED != 0
+                && (a.debits_pending != 0
+                    || a.credits_pending != 0
+                    || a.debits_posted != a.credits_posted)
+            {
+                return Err(format!("account {}: closed with a balance", a.id));
+            }
+            let slot = self.account_meta[i].ledger_slot as usize;
+            let sum = &mut ledger_sums[slot];
+            let added = [
+                sum.debits_pending.checked_add(a.debits_pending),
+                sum.debits_posted.checked_add(a.debits_posted),
+                sum.credits_pending.checked_add(a.credits_pending),
+                sum.credits_posted.checked_add(a.credits_posted),
+            ];
+            let [Some(dp), Some(dpo), Some(cp), Some(cpo)] = added else {
+                return Err(format!("ledger {}: totals overflow", a.ledger));
+            };
+            *sum = Balances {
+                debits_pending: dp,
+                debits_posted: dpo,
+                credits_pending: cp,
+                credits_posted: cpo,
+            };
+        }
+        for (slot, sum) in self.ledgers.iter().zip(&ledger_sums) {
+            if slot.totals != *sum {
+                return Err(format!(
+                    "ledger {}: running totals differ from the sum of its accounts",
+                    slot.ledger.id
+                ));
+            }
+            if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending
+            {
+                return Err(format!(
+                    "ledger {}: debits and credits differ",
+                    slot.ledger.id
+                ));
+            }
+        }
+        for window in self.transfers.windows(2) {
+            if window[0].timestamp >= window[1].timestamp {
+                return Err(format!(
+                    "transfer {} is not after transfer {}",
+                    window[1].id, window[0].id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn matches_user_data(filter: &AccountFilter, t: &Transfer) -> bool {
+    (filter.user_data_128 == 0 || filter.user_data_128 == t.user_data_128)
+        && (filter.user_data_64 == 0 || filter.user_data_64 == t.user_data_64)
+        && (filter.user_data_32 == 0 || filter.user_data_32 == t.user_data_32)
+        && (filter.code == 0 || filter.code == t.code)
+}
+
+/// `found` is newest first and complete: newest `limit` for REVERSED, else the oldest `limit`, oldest first.
+fn arrange<T>(mut found: Vec<T>, limit: usize, flags: u32) -> Vec<T> {
+    if flags & filter_flags::REVERSED == 0 {
+        found.reverse();
+    }
+    found.truncate(limit);
+    found
+}

@@ -1,0 +1,299 @@
+//! Result codes: one per command, `#[repr(u32)]`, explicit values that are never renumbered.
+//!
+//! Codes are ordered by precedence: the engine runs its checks in ascending code order
+//! (within the checks that apply to a command's kind), so the first failing check decides
+//! and the same bad command always gets the same code. New codes are appended with new
+//! values; `docs/result-codes.md` lists every code with one line of meaning.
+
+macro_rules! result_codes {
+    ($( $(#[doc = $doc:literal])* $name:ident = $value:literal, )*) => {
+        /// The outcome of one command. `Ok` and `Exists` are successes; everything else
+        /// means the command changed nothing.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ResultCode {
+            $( $(#[doc = $doc])* $name = $value, )*
+        }
+
+        impl ResultCode {
+            /// Every code, in precedence order.
+            pub const ALL: &'static [ResultCode] = &[$(ResultCode::$name,)*];
+
+            /// The code for a wire value, if it names one.
+            pub fn from_u32(value: u32) -> Option<ResultCode> {
+                match value {
+                    $( $value => Some(ResultCode::$name), )*
+                    _ => None,
+                }
+            }
+
+            /// The snake_case name used in docs, logs and `--json` output.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( ResultCode::$name => to_snake!($name), )*
+                }
+            }
+
+            /// One line saying what the code means.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $( ResultCode::$name => concat!($($doc),*).trim_ascii(), )*
+                }
+            }
+        }
+    };
+}
+
+/// Stringifies a CamelCase identifier; the snake_case form is computed by `snake_name`.
+macro_rules! to_snake {
+    ($name:ident) => {
+        crate::result::snake_name(stringify!($name))
+    };
+}
+
+/// Interned snake_case names (computed once; codes are few and static).
+pub(crate) fn snake_name(camel: &'static str) -> &'static str {
+    use std::collections::BTreeMap;
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<std::sync::Mutex<BTreeMap<&'static str, &'static str>>> =
+        OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let mut names = names
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    names.entry(camel).or_insert_with(|| {
+        let mut out = String::with_capacity(camel.len() + 8);
+        for (i, ch) in camel.char_indices() {
+            let boundary = i > 0
+                && (ch.is_ascii_uppercase()
+                    || (ch.is_ascii_digit()
+                        && !camel[..i].ends_with(|c: char| c.is_ascii_digit())));
+            if boundary {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        }
+        Box::leak(out.into_boxed_str())
+    })
+}
+
+result_codes! {
+    /// The command was applied.
+    Ok = 0,
+    /// Another command in the same linked chain failed, so this one was not applied.
+    LinkedEventFailed = 1,
+    /// The batch ended inside a linked chain (the last command has the linked flag).
+    LinkedEventChainOpen = 2,
+    /// `timestamp` must be zero: the engine assigns it.
+    TimestampMustBeZero = 3,
+    /// A reserved field or reserved byte is not zero (for accounts this includes `state`).
+    ReservedField = 4,
+    /// A flag bit that is not defined for this command is set.
+    ReservedFlag = 5,
+    /// `id` must not be zero.
+    IdMustNotBeZero = 6,
+    /// `id` must not be the maximum value of its type.
+    IdMustNotBeIntMax = 7,
+    /// An object with this id exists with different `flags`.
+    ExistsWithDifferentFlags = 8,
+    /// A transfer with this id exists with a different `pending_id`.
+    ExistsWithDifferentPendingId = 9,
+    /// A transfer with this id exists with a different `timeout`.
+    ExistsWithDifferentTimeout = 10,
+    /// A transfer with this id exists with a different `debit_account_id`.
+    ExistsWithDifferentDebitAccountId = 11,
+    /// A transfer with this id exists with a different `credit_account_id`.
+    ExistsWithDifferentCreditAccountId = 12,
+    /// A transfer with this id exists with a different `amount`.
+    ExistsWithDifferentAmount = 13,
+    /// An object with this id exists with a different `user_data_128`.
+    ExistsWithDifferentUserData128 = 14,
+    /// An object with this id exists with a different `user_data_64`.
+    ExistsWithDifferentUserData64 = 15,
+    /// An object with this id exists with a different `user_data_32`.
+    ExistsWithDifferentUserData32 = 16,
+    /// An object with this id exists with a different `ledger`.
+    ExistsWithDifferentLedger = 17,
+    /// An object with this id exists with a different `code`.
+    ExistsWithDifferentCode = 18,
+    /// A ledger with this id exists with a different currency.
+    ExistsWithDifferentCurrency = 19,
+    /// A ledger with this id exists with a different scale.
+    ExistsWithDifferentScale = 20,
+    /// A ledger with this id exists with a different settlement account id or code.
+    ExistsWithDifferentSettlementAccount = 21,
+    /// An identical object with this id exists: the command was applied before. Clients treat this as success.
+    Exists = 22,
+    /// Flags that exclude each other are both set.
+    FlagsAreMutuallyExclusive = 23,
+    /// A new account's `debits_pending` must be zero.
+    DebitsPendingMustBeZero = 24,
+    /// A new account's `debits_posted` must be zero.
+    DebitsPostedMustBeZero = 25,
+    /// A new account's `credits_pending` must be zero.
+    CreditsPendingMustBeZero = 26,
+    /// A new account's `credits_posted` must be zero.
+    CreditsPostedMustBeZero = 27,
+    /// The ledger's currency is not three ASCII capital letters.
+    CurrencyInvalid = 28,
+    /// The ledger's scale is larger than `SCALE_MAX` (18).
+    ScaleTooLarge = 29,
+    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close) must not be zero.
+    AccountIdMustNotBeZero = 30,
+    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close) must not be `u128::MAX`.
+    AccountIdMustNotBeIntMax = 31,
+    /// A freeze or thaw must name the debit side, the credit side, or both.
+    ChangeMustNameASide = 32,
+    /// A single-sided `debit`/`credit` must leave the counterparty id zero: the engine uses the ledger's settlement account.
+    CounterpartyMustBeZero = 33,
+    /// `debit_account_id` must not be zero.
+    DebitAccountIdMustNotBeZero = 34,
+    /// `debit_account_id` must not be `u128::MAX`.
+    DebitAccountIdMustNotBeIntMax = 35,
+    /// `credit_account_id` must not be zero.
+    CreditAccountIdMustNotBeZero = 36,
+    /// `credit_account_id` must not be `u128::MAX`.
+    CreditAccountIdMustNotBeIntMax = 37,
+    /// Debit and credit account must differ.
+    AccountsMustBeDifferent = 38,
+    /// `pending_id` must be zero unless the transfer captures or releases a hold.
+    PendingIdMustBeZero = 39,
+    /// A capture or release must name its hold in `pending_id`.
+    PendingIdMustNotBeZero = 40,
+    /// `pending_id` must not be `u128::MAX`.
+    PendingIdMustNotBeIntMax = 41,
+    /// `pending_id` must differ from the transfer's own id.
+    PendingIdMustBeDifferent = 42,
+    /// `timeout` is only allowed on a hold.
+    TimeoutReservedForPendingTransfer = 43,
+    /// `ledger` must not be zero.
+    LedgerMustNotBeZero = 44,
+    /// `code` must not be zero.
+    CodeMustNotBeZero = 45,
+    /// The ledger named by the command is not registered.
+    LedgerNotFound = 46,
+    /// An account with the new ledger's settlement account id exists already.
+    SettlementAccountExists = 47,
+    /// A single-sided `debit`/`credit` names the ledger's settlement account itself.
+    AccountIsSettlementAccount = 48,
+    /// The debit account does not exist.
+    DebitAccountNotFound = 49,
+    /// The credit account does not exist.
+    CreditAccountNotFound = 50,
+    /// The account does not exist.
+    AccountNotFound = 51,
+    /// Debit and credit account are on different ledgers.
+    AccountsMustHaveTheSameLedger = 52,
+    /// The transfer's ledger differs from its accounts' ledger.
+    TransferMustHaveTheSameLedgerAsAccounts = 53,
+    /// The hold named by `pending_id` does not exist.
+    PendingTransferNotFound = 54,
+    /// The transfer named by `pending_id` is not a hold.
+    PendingTransferNotPending = 55,
+    /// `debit_account_id` is given and differs from the hold's.
+    PendingTransferHasDifferentDebitAccountId = 56,
+    /// `credit_account_id` is given and differs from the hold's.
+    PendingTransferHasDifferentCreditAccountId = 57,
+    /// `ledger` is given and differs from the hold's.
+    PendingTransferHasDifferentLedger = 58,
+    /// `code` is given and differs from the hold's.
+    PendingTransferHasDifferentCode = 59,
+    /// A capture's amount exceeds the hold's amount.
+    ExceedsPendingTransferAmount = 60,
+    /// A release's amount is given and differs from the hold's amount.
+    PendingTransferHasDifferentAmount = 61,
+    /// The hold was captured already.
+    PendingTransferAlreadyPosted = 62,
+    /// The hold was released already.
+    PendingTransferAlreadyVoided = 63,
+    /// The hold's expiry has passed: it is (or is about to be) released automatically and can no longer be captured or released.
+    PendingTransferExpired = 64,
+    /// The debit account is closed.
+    DebitAccountClosed = 65,
+    /// The credit account is closed.
+    CreditAccountClosed = 66,
+    /// The account is closed.
+    AccountClosed = 67,
+    /// The debit account's debits are frozen.
+    DebitAccountFrozen = 68,
+    /// The credit account's credits are frozen.
+    CreditAccountFrozen = 69,
+    /// The account still has pending holds; capture or release them first.
+    AccountHasPendingBalance = 70,
+    /// The account's posted debits and credits differ; settle it to zero first.
+    AccountHasBalance = 71,
+    /// `debits_pending` would overflow.
+    OverflowsDebitsPending = 72,
+    /// `credits_pending` would overflow.
+    OverflowsCreditsPending = 73,
+    /// `debits_posted` would overflow.
+    OverflowsDebitsPosted = 74,
+    /// `credits_posted` would overflow.
+    OverflowsCreditsPosted = 75,
+    /// `debits_pending + debits_posted` would overflow.
+    OverflowsDebits = 76,
+    /// `credits_pending + credits_posted` would overflow.
+    OverflowsCredits = 77,
+    /// The hold's expiry time would overflow.
+    OverflowsTimeout = 78,
+    /// The ledger-wide sum of posted or pending amounts would overflow a u128.
+    OverflowsLedgerTotals = 79,
+    /// The debit account has `debits_must_not_exceed_credits` and would be overdrawn (holds count).
+    ExceedsCredits = 80,
+    /// The credit account has `credits_must_not_exceed_debits` and would exceed it (holds count).
+    ExceedsDebits = 81,
+    /// The engine holds `ledgers_max` ledgers already.
+    LedgersLimitReached = 82,
+    /// The engine holds `accounts_max` accounts already.
+    AccountsLimitReached = 83,
+    /// The engine holds `transfers_max` transfers already.
+    TransfersLimitReached = 84,
+}
+
+impl ResultCode {
+    /// Whether the command took effect now or before (`Ok` or `Exists`).
+    pub fn is_success(self) -> bool {
+        matches!(self, ResultCode::Ok | ResultCode::Exists)
+    }
+}
+
+impl core::fmt::Display for ResultCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_dense_ascending_and_named() {
+        for (i, code) in ResultCode::ALL.iter().enumerate() {
+            assert_eq!(*code as u32, i as u32, "{code:?} breaks precedence order");
+            assert_eq!(ResultCode::from_u32(i as u32), Some(*code));
+            assert!(!code.meaning().is_empty());
+        }
+        assert_eq!(ResultCode::from_u32(ResultCode::ALL.len() as u32), None);
+        assert_eq!(
+            ResultCode::ExistsWithDifferentUserData128.name(),
+            "exists_with_different_user_data_128"
+        );
+        assert_eq!(
+            ResultCode::LinkedEventChainOpen.name(),
+            "linked_event_chain_open"
+        );
+    }
+
+    #[test]
+    fn result_codes_doc_lists_every_code() {
+        let doc = include_str!("../../docs/result-codes.md");
+        for code in ResultCode::ALL {
+            let row = format!("| {} | `{}` |", *code as u32, code.name());
+            assert!(
+                doc.contains(&row),
+                "docs/result-codes.md lacks the row {row}"
+            );
+        }
+    }
+}

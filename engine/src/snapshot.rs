@@ -1,0 +1,416 @@
+//! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
+//!
+//! Only primary state is written (ledgers, accounts, transfers, hold states, balance
+//! history, the clock and the limits); indexes, totals and per-account lists are rebuilt on
+//! restore, and the result is audited with `check_invariants` before it is handed out. The
+//! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
+//! Layout (all little-endian), version 1:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `BURSNAP\0` |
+//! | 4 | version (1) |
+//! | 4 | reserved, zero |
+//! | 8 | engine clock (last timestamp) |
+//! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
+//! | 40 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries |
+//! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
+//! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
+//! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
+
+use crate::limits::Limits;
+use crate::state::{BalanceEntry, Balances, Engine, Hold, HoldStatus, LedgerSlot, NONE};
+use crate::types::{transfer_flags as tf, Account, Ledger, Record, Transfer, RECORD_SIZE};
+
+const MAGIC: [u8; 8] = *b"BURSNAP\0";
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const HEADER_SIZE: usize = 80;
+const HOLD_SIZE: usize = 24;
+const BALANCE_ENTRY_SIZE: usize = 80;
+
+/// Why a snapshot stream could not be restored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The stream is shorter or longer than its header says.
+    Length {
+        /// Bytes the header implies.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// The stream does not start with the snapshot magic.
+    BadMagic,
+    /// Written by a format version this build does not read.
+    UnsupportedVersion(u32),
+    /// The bytes parse but describe an impossible state.
+    Invalid(String),
+}
+
+impl core::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SnapshotError::Length { expected, found } => write!(f, "snapshot length {found} bytes, header implies {expected}"),
+            SnapshotError::BadMagic => f.write_str("not an engine snapshot (bad magic)"),
+            SnapshotError::UnsupportedVersion(v) => write!(f, "snapshot format version {v} is not supported (this build reads {SNAPSHOT_VERSION})"),
+            SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+fn invalid<T>(why: impl Into<String>) -> Result<T, SnapshotError> {
+    Err(SnapshotError::Invalid(why.into()))
+}
+
+impl Engine {
+    /// The snapshot stream's length in bytes.
+    pub fn snapshot_len(&self) -> usize {
+        HEADER_SIZE
+            + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
+            + HOLD_SIZE * self.holds.len()
+            + BALANCE_ENTRY_SIZE * self.balance_history.len()
+    }
+
+    /// Appends the whole state to `out` as a snapshot stream.
+    pub fn snapshot(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(self.snapshot_len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        let l = &self.limits;
+        for v in [
+            l.ledgers_max,
+            l.accounts_max,
+            l.transfers_max,
+            l.query_results_max,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let counts = [
+            self.ledgers.len(),
+            self.accounts.len(),
+            self.transfers.len(),
+            self.holds.len(),
+            self.balance_history.len(),
+        ];
+        for n in counts {
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        let mut record = [0u8; RECORD_SIZE];
+        for slot in &self.ledgers {
+            slot.ledger.encode(&mut record);
+            out.extend_from_slice(&record);
+        }
+        for a in &self.accounts {
+            a.encode(&mut record);
+            out.extend_from_slice(&record);
+        }
+        for t in &self.transfers {
+            t.encode(&mut record);
+            out.extend_from_slice(&record);
+        }
+        let mut holds: Vec<(u32, Hold)> = self.holds.iter().map(|(i, h)| (*i, *h)).collect();
+        holds.sort_unstable_by_key(|(i, _)| *i);
+        for (index, hold) in holds {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&[hold.status as u8, 0, 0, 0]);
+            out.extend_from_slice(&hold.expires_at.to_le_bytes());
+            out.extend_from_slice(&hold.resolved_at.to_le_bytes());
+        }
+        for e in &self.balance_history {
+            out.extend_from_slice(&e.account.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&e.timestamp.to_le_bytes());
+            let b = &e.balances;
+            for v in [
+                b.debits_pending,
+                b.debits_posted,
+                b.credits_pending,
+                b.credits_posted,
+            ] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        assert_eq!(
+            out.len() - start,
+            self.snapshot_len(),
+            "snapshot length matches its header"
+        );
+    }
+
+    /// The snapshot stream as a new vector.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.snapshot(&mut out);
+        out
+    }
+
+    /// BLAKE3 of the canonical snapshot stream: equal states, equal digests.
+    pub fn digest(&self) -> [u8; 32] {
+        *blake3::hash(&self.snapshot_bytes()).as_bytes()
+    }
+
+    /// Rebuilds an engine from a snapshot stream. Any byte string either restores a state that
+    /// passes `check_invariants` or returns an error; it never panics.
+    pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let mut r = Cursor { bytes, at: 0 };
+        if bytes.len() < HEADER_SIZE {
+            return Err(SnapshotError::Length {
+                expected: HEADER_SIZE as u64,
+                found: bytes.len() as u64,
+            });
+        }
+        if r.take(8) != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = r.u32();
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        if r.u32() != 0 {
+            return invalid("reserved header word is not zero");
+        }
+        let timestamp = r.u64();
+        let limits = Limits {
+            ledgers_max: r.u32(),
+            accounts_max: r.u32(),
+            transfers_max: r.u32(),
+            query_results_max: r.u32(),
+        };
+        if limits.accounts_max >= NONE || limits.transfers_max >= NONE {
+            return invalid("limits exceed the u32 index space");
+        }
+        let counts = [r.u64(), r.u64(), r.u64(), r.u64(), r.u64()];
+        let sizes = [
+            RECORD_SIZE,
+            RECORD_SIZE,
+            RECORD_SIZE,
+            HOLD_SIZE,
+            BALANCE_ENTRY_SIZE,
+        ];
+        let expected = counts
+            .iter()
+            .zip(sizes)
+            .try_fold(HEADER_SIZE as u64, |acc, (n, size)| {
+                n.checked_mul(size as u64)?.checked_add(acc)
+            });
+        match expected {
+            Some(expected) if expected == bytes.len() as u64 => {}
+            expected => {
+                return Err(SnapshotError::Length {
+                    expected: expected.unwrap_or(u64::MAX),
+                    found: bytes.len() as u64,
+                })
+            }
+        }
+        if counts[1] >= NONE as u64 || counts[2] >= NONE as u64 {
+            return invalid("more records than the u32 index space");
+        }
+        let mut engine = Engine::new(limits);
+        engine.reserve(counts[1] as usize, counts[2] as usize);
+        for _ in 0..counts[0] {
+            restore_ledger(&mut engine, Ledger::decode(r.record()))?;
+        }
+        for _ in 0..counts[1] {
+            restore_account(&mut engine, Account::decode(r.record()))?;
+        }
+        for _ in 0..counts[2] {
+            restore_transfer(&mut engine, Transfer::decode(r.record()))?;
+        }
+        for _ in 0..counts[3] {
+            let index = r.u32();
+            let status = r.take(4);
+            let hold = Hold {
+                status: hold_status(status)?,
+                expires_at: r.u64(),
+                resolved_at: r.u64(),
+            };
+            restore_hold(&mut engine, index, hold)?;
+        }
+        for _ in 0..counts[4] {
+            let account = r.u32();
+            if r.u32() != 0 {
+                return invalid("balance entry padding is not zero");
+            }
+            let timestamp = r.u64();
+            let balances = Balances {
+                debits_pending: r.u128(),
+                debits_posted: r.u128(),
+                credits_pending: r.u128(),
+                credits_posted: r.u128(),
+            };
+            let Some(meta) = engine.account_meta.get_mut(account as usize) else {
+                return invalid(format!("balance entry names account index {account}"));
+            };
+            let entry = BalanceEntry {
+                balances,
+                timestamp,
+                account,
+                prev: meta.last_balance,
+            };
+            meta.last_balance = engine.balance_history.len() as u32;
+            engine.balance_history.push(entry);
+        }
+        engine.timestamp = timestamp;
+        restore_totals(&mut engine)?;
+        if let Some(last) = engine.transfers.last() {
+            if last.timestamp > timestamp {
+                return invalid("a transfer is newer than the engine clock");
+            }
+        }
+        engine.check_invariants().map_err(SnapshotError::Invalid)?;
+        Ok(engine)
+    }
+}
+
+fn hold_status(bytes: &[u8]) -> Result<HoldStatus, SnapshotError> {
+    if bytes[1..] != [0, 0, 0] {
+        return invalid("hold padding is not zero");
+    }
+    Ok(match bytes[0] {
+        0 => HoldStatus::Pending,
+        1 => HoldStatus::Posted,
+        2 => HoldStatus::Voided,
+        3 => HoldStatus::Expired,
+        other => return invalid(format!("hold status {other}")),
+    })
+}
+
+fn restore_ledger(engine: &mut Engine, ledger: Ledger) -> Result<(), SnapshotError> {
+    if ledger.id == 0 || ledger.id == u32::MAX || engine.ledger_index.contains_key(&ledger.id) {
+        return invalid(format!("ledger id {} is zero, max or repeated", ledger.id));
+    }
+    engine
+        .ledger_index
+        .insert(ledger.id, engine.ledgers.len() as u32);
+    engine.ledgers.push(LedgerSlot {
+        ledger,
+        totals: Balances::default(),
+    });
+    Ok(())
+}
+
+fn restore_account(engine: &mut Engine, account: Account) -> Result<(), SnapshotError> {
+    if account.id == 0 || account.id == u128::MAX || engine.account_index.contains_key(&account.id)
+    {
+        return invalid(format!(
+            "account id {} is zero, max or repeated",
+            account.id
+        ));
+    }
+    let Some(&slot) = engine.ledger_index.get(&account.ledger) else {
+        return invalid(format!(
+            "account {} names unknown ledger {}",
+            account.id, account.ledger
+        ));
+    };
+    engine.insert_account(account, slot);
+    Ok(())
+}
+
+fn restore_transfer(engine: &mut Engine, transfer: Transfer) -> Result<(), SnapshotError> {
+    if transfer.id == 0
+        || transfer.id == u128::MAX
+        || engine.transfer_index.contains_key(&transfer.id)
+    {
+        return invalid(format!(
+            "transfer id {} is zero, max or repeated",
+            transfer.id
+        ));
+    }
+    let dr = engine
+        .account_index
+        .get(&transfer.debit_account_id)
+        .copied();
+    let cr = engine
+        .account_index
+        .get(&transfer.credit_account_id)
+        .copied();
+    let (Some(dr), Some(cr)) = (dr, cr) else {
+        return invalid(format!("transfer {} names an unknown account", transfer.id));
+    };
+    if dr == cr {
+        return invalid(format!(
+            "transfer {} debits and credits one account",
+            transfer.id
+        ));
+    }
+    engine.insert_transfer(transfer, dr, cr);
+    Ok(())
+}
+
+fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), SnapshotError> {
+    let Some(t) = engine.transfers.get(index as usize) else {
+        return invalid(format!("hold names transfer index {index}"));
+    };
+    if t.flags & tf::PENDING == 0 || engine.holds.contains_key(&index) {
+        return invalid(format!(
+            "hold state for transfer {} which is not pending or repeated",
+            t.id
+        ));
+    }
+    if hold.status == HoldStatus::Pending && hold.expires_at != 0 {
+        engine.expiries.insert((hold.expires_at, index));
+    }
+    engine.holds.insert(index, hold);
+    Ok(())
+}
+
+/// Rebuilds ledger and group totals from the accounts, refusing sums that overflow.
+fn restore_totals(engine: &mut Engine) -> Result<(), SnapshotError> {
+    for i in 0..engine.accounts.len() {
+        let b = Balances::of(&engine.accounts[i]);
+        let meta = engine.account_meta[i];
+        for totals in [
+            &mut engine.ledgers[meta.ledger_slot as usize].totals,
+            &mut engine.groups[meta.group as usize].totals,
+        ] {
+            let sums = [
+                totals.debits_pending.checked_add(b.debits_pending),
+                totals.debits_posted.checked_add(b.debits_posted),
+                totals.credits_pending.checked_add(b.credits_pending),
+                totals.credits_posted.checked_add(b.credits_posted),
+            ];
+            let [Some(dp), Some(dpo), Some(cp), Some(cpo)] = sums else {
+                return invalid("ledger totals overflow");
+            };
+            *totals = Balances {
+                debits_pending: dp,
+                debits_posted: dpo,
+                credits_pending: cp,
+                credits_posted: cpo,
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Reads the stream after its length was checked against the header, so every read is in bounds.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let out = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        out
+    }
+    fn record(&mut self) -> &'a [u8; RECORD_SIZE] {
+        self.take(RECORD_SIZE).try_into().expect("exact length")
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().expect("exact length"))
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().expect("exact length"))
+    }
+    fn u128(&mut self) -> u128 {
+        u128::from_le_bytes(self.take(16).try_into().expect("exact length"))
+    }
+}

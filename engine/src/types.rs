@@ -1,0 +1,492 @@
+//! The 128-byte records (ledger, account, transfer, account change), their flags and their little-endian encoding.
+//!
+//! Layouts of `Account` and `Transfer` are TigerBeetle's, field for field, so users of
+//! that model meet no surprises. Every record is exactly 128 bytes in memory and on the
+//! wire; the sizes are pinned at compile time below.
+
+use core::mem::size_of;
+
+/// Size of every record on the wire and in the log, in bytes.
+pub const RECORD_SIZE: usize = 128;
+
+/// Flag bit shared by every record: this command is linked to the next one.
+pub const FLAG_LINKED: u16 = 1 << 0;
+
+/// Account flags.
+pub mod account_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// `debits_pending + debits_posted` may never exceed `credits_posted`.
+    pub const DEBITS_MUST_NOT_EXCEED_CREDITS: u16 = 1 << 1;
+    /// `credits_pending + credits_posted` may never exceed `debits_posted`.
+    pub const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = 1 << 2;
+    /// Keep the balance after every transfer, for `get_account_balances`.
+    pub const HISTORY: u16 = 1 << 3;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 =
+        LINKED | DEBITS_MUST_NOT_EXCEED_CREDITS | CREDITS_MUST_NOT_EXCEED_DEBITS | HISTORY;
+}
+
+/// Transfer flags.
+pub mod transfer_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// A hold: reserves the amount in the pending balances.
+    pub const PENDING: u16 = 1 << 1;
+    /// Capture (post) the hold named by `pending_id`.
+    pub const POST_PENDING: u16 = 1 << 2;
+    /// Release (void) the hold named by `pending_id`.
+    pub const VOID_PENDING: u16 = 1 << 3;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED | PENDING | POST_PENDING | VOID_PENDING;
+}
+
+/// Flags of a freeze/thaw/close command.
+pub mod change_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// Freeze/thaw the debit side: no money may leave the account.
+    pub const DEBITS: u16 = 1 << 1;
+    /// Freeze/thaw the credit side: no money may enter the account.
+    pub const CREDITS: u16 = 1 << 2;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED | DEBITS | CREDITS;
+}
+
+/// Ledger flags.
+pub mod ledger_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED;
+}
+
+/// Lifecycle state bits of an account (stored in `Account::state`).
+pub mod account_state {
+    /// Open, nothing blocked.
+    pub const OPEN: u8 = 0;
+    /// Debits blocked: no money may leave.
+    pub const FROZEN_DEBITS: u8 = 1 << 0;
+    /// Credits blocked: no money may enter.
+    pub const FROZEN_CREDITS: u8 = 1 << 1;
+    /// Closed for good: nothing may move.
+    pub const CLOSED: u8 = 1 << 2;
+}
+
+/// A ledger: one currency at one scale, with the settlement account that
+/// single-sided `debit`/`credit` commands use as their other side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    /// The account created with the ledger; the counterparty of `debit`/`credit`.
+    pub settlement_account_id: u128,
+    /// Opaque client data.
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Set by the engine; must be zero when created.
+    pub timestamp: u64,
+    /// Ledger id, never 0 or `u32::MAX`.
+    pub id: u32,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// ISO 4217 alphabetic code, three ASCII capitals ("EUR").
+    pub currency: [u8; 3],
+    /// Minor-unit exponent: amounts are in units of 10^-scale.
+    pub scale: u8,
+    /// Account code (type) of the settlement account.
+    pub settlement_account_code: u16,
+    /// `ledger_flags`.
+    pub flags: u16,
+    /// Room for the next wave (overdraft defaults, exchange settings); must be zero.
+    pub reserved: [u8; 64],
+}
+
+/// An account: TigerBeetle's layout, with the lifecycle state in its reserved word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Account {
+    /// Client-chosen id, never 0 or `u128::MAX`.
+    pub id: u128,
+    /// Sum of holds in which this account is the debit side.
+    pub debits_pending: u128,
+    /// Sum of posted debits.
+    pub debits_posted: u128,
+    /// Sum of holds in which this account is the credit side.
+    pub credits_pending: u128,
+    /// Sum of posted credits.
+    pub credits_posted: u128,
+    /// Opaque client data.
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// `account_state` bits; must be zero when created.
+    pub state: u8,
+    /// Must be zero.
+    pub reserved: [u8; 3],
+    /// The ledger (currency) of the account.
+    pub ledger: u32,
+    /// Account type, chosen by the client; never 0.
+    pub code: u16,
+    /// `account_flags`.
+    pub flags: u16,
+    /// Set by the engine; must be zero when created.
+    pub timestamp: u64,
+}
+
+/// A transfer: TigerBeetle's layout. Holds, captures, releases, debits and credits are all transfers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Transfer {
+    /// Client-chosen id, never 0 or `u128::MAX`.
+    pub id: u128,
+    /// Account debited.
+    pub debit_account_id: u128,
+    /// Account credited.
+    pub credit_account_id: u128,
+    /// Amount in the ledger's minor units.
+    pub amount: u128,
+    /// For capture/release: the hold's transfer id.
+    pub pending_id: u128,
+    /// Opaque client data.
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// For holds: seconds until the hold expires; 0 = never.
+    pub timeout: u32,
+    /// Ledger of both accounts.
+    pub ledger: u32,
+    /// Transfer type, chosen by the client; never 0.
+    pub code: u16,
+    /// `transfer_flags`.
+    pub flags: u16,
+    /// Set by the engine; must be zero when created.
+    pub timestamp: u64,
+}
+
+/// A lifecycle change of one account: freeze, thaw or close (the command says which).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountChange {
+    /// The account to change.
+    pub account_id: u128,
+    /// Opaque client data (for example a reason or case reference).
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Must be zero.
+    pub timestamp: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// `change_flags`.
+    pub flags: u16,
+    /// Must be zero.
+    pub reserved: [u8; 74],
+}
+
+const _: () = assert!(size_of::<Ledger>() == RECORD_SIZE);
+const _: () = assert!(size_of::<Account>() == RECORD_SIZE);
+const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);
+const _: () = assert!(size_of::<AccountChange>() == RECORD_SIZE);
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            settlement_account_id: 0,
+            user_data_128: 0,
+            user_data_64: 0,
+            timestamp: 0,
+            id: 0,
+            user_data_32: 0,
+            currency: [0; 3],
+            scale: 0,
+            settlement_account_code: 0,
+            flags: 0,
+            reserved: [0; 64],
+        }
+    }
+}
+
+impl Default for AccountChange {
+    fn default() -> Self {
+        AccountChange {
+            account_id: 0,
+            user_data_128: 0,
+            user_data_64: 0,
+            timestamp: 0,
+            user_data_32: 0,
+            flags: 0,
+            reserved: [0; 74],
+        }
+    }
+}
+
+/// Little-endian cursor over one 128-byte record: the whole codec is field by field,
+/// so the format does not depend on the host's layout or endianness.
+struct Writer<'a> {
+    out: &'a mut [u8; RECORD_SIZE],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8; RECORD_SIZE],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u128(&mut self) -> u128 {
+        u128::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+}
+
+/// A fixed-size record with a little-endian wire form of exactly `RECORD_SIZE` bytes.
+pub trait Record: Sized + Copy {
+    /// Writes the record's wire form into `out`.
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]);
+    /// Reads a record from its wire form. Every byte pattern decodes; validation is the engine's.
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self;
+    /// The wire form as an array.
+    fn to_bytes(&self) -> [u8; RECORD_SIZE] {
+        let mut out = [0u8; RECORD_SIZE];
+        self.encode(&mut out);
+        out
+    }
+}
+
+impl Record for Ledger {
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.settlement_account_id.to_le_bytes());
+        w.put(&self.user_data_128.to_le_bytes());
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        w.put(&self.id.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.currency);
+        w.put(&[self.scale]);
+        w.put(&self.settlement_account_code.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.reserved);
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        Ledger {
+            settlement_account_id: r.u128(),
+            user_data_128: r.u128(),
+            user_data_64: r.u64(),
+            timestamp: r.u64(),
+            id: r.u32(),
+            user_data_32: r.u32(),
+            currency: r.take(),
+            scale: r.u8(),
+            settlement_account_code: r.u16(),
+            flags: r.u16(),
+            reserved: r.take(),
+        }
+    }
+}
+
+impl Record for Account {
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.id.to_le_bytes());
+        w.put(&self.debits_pending.to_le_bytes());
+        w.put(&self.debits_posted.to_le_bytes());
+        w.put(&self.credits_pending.to_le_bytes());
+        w.put(&self.credits_posted.to_le_bytes());
+        w.put(&self.user_data_128.to_le_bytes());
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&[self.state]);
+        w.put(&self.reserved);
+        w.put(&self.ledger.to_le_bytes());
+        w.put(&self.code.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        Account {
+            id: r.u128(),
+            debits_pending: r.u128(),
+            debits_posted: r.u128(),
+            credits_pending: r.u128(),
+            credits_posted: r.u128(),
+            user_data_128: r.u128(),
+            user_data_64: r.u64(),
+            user_data_32: r.u32(),
+            state: r.u8(),
+            reserved: r.take(),
+            ledger: r.u32(),
+            code: r.u16(),
+            flags: r.u16(),
+            timestamp: r.u64(),
+        }
+    }
+}
+
+impl Record for Transfer {
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.id.to_le_bytes());
+        w.put(&self.debit_account_id.to_le_bytes());
+        w.put(&self.credit_account_id.to_le_bytes());
+        w.put(&self.amount.to_le_bytes());
+        w.put(&self.pending_id.to_le_bytes());
+        w.put(&self.user_data_128.to_le_bytes());
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.timeout.to_le_bytes());
+        w.put(&self.ledger.to_le_bytes());
+        w.put(&self.code.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        Transfer {
+            id: r.u128(),
+            debit_account_id: r.u128(),
+            credit_account_id: r.u128(),
+            amount: r.u128(),
+            pending_id: r.u128(),
+            user_data_128: r.u128(),
+            user_data_64: r.u64(),
+            user_data_32: r.u32(),
+            timeout: r.u32(),
+            ledger: r.u32(),
+            code: r.u16(),
+            flags: r.u16(),
+            timestamp: r.u64(),
+        }
+    }
+}
+
+impl Record for AccountChange {
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.account_id.to_le_bytes());
+        w.put(&self.user_data_128.to_le_bytes());
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.reserved);
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        AccountChange {
+            account_id: r.u128(),
+            user_data_128: r.u128(),
+            user_data_64: r.u64(),
+            timestamp: r.u64(),
+            user_data_32: r.u32(),
+            flags: r.u16(),
+            reserved: r.take(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_use_the_documented_offsets() {
+        let t = Transfer {
+            id: 1,
+            amount: 0x0102,
+            ledger: 7,
+            code: 9,
+            flags: transfer_flags::PENDING,
+            timestamp: 42,
+            ..Default::default()
+        };
+        let bytes = t.to_bytes();
+        assert_eq!(Transfer::decode(&bytes), t);
+        assert_eq!(bytes[0], 1, "id at offset 0");
+        assert_eq!(
+            &bytes[48..50],
+            &[0x02, 0x01],
+            "amount at offset 48, little-endian"
+        );
+        assert_eq!(
+            &bytes[112..116],
+            &7u32.to_le_bytes(),
+            "ledger at offset 112"
+        );
+        assert_eq!(&bytes[116..118], &9u16.to_le_bytes(), "code at offset 116");
+        assert_eq!(&bytes[118..120], &2u16.to_le_bytes(), "flags at offset 118");
+        assert_eq!(
+            &bytes[120..128],
+            &42u64.to_le_bytes(),
+            "timestamp at offset 120"
+        );
+
+        let a = Account {
+            id: 5,
+            credits_posted: 3,
+            ledger: 2,
+            code: 1,
+            state: account_state::CLOSED,
+            ..Default::default()
+        };
+        let bytes = a.to_bytes();
+        assert_eq!(Account::decode(&bytes), a);
+        assert_eq!(bytes[108], account_state::CLOSED, "state at offset 108");
+        assert_eq!(
+            &bytes[112..116],
+            &2u32.to_le_bytes(),
+            "ledger at offset 112"
+        );
+
+        let l = Ledger {
+            id: 3,
+            currency: *b"EUR",
+            scale: 2,
+            settlement_account_id: 99,
+            settlement_account_code: 1,
+            ..Default::default()
+        };
+        assert_eq!(Ledger::decode(&l.to_bytes()), l);
+        let c = AccountChange {
+            account_id: 8,
+            flags: change_flags::DEBITS,
+            ..Default::default()
+        };
+        assert_eq!(AccountChange::decode(&c.to_bytes()), c);
+    }
+}
