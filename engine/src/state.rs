@@ -388,6 +388,8 @@ impl Engine {
     }
 
     fn rollback(&mut self) {
+        // Undoing must not record undo entries of its own.
+        self.recording = false;
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::LedgerInserted => {

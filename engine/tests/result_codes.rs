@@ -1,0 +1,864 @@
+//! Table tests: every result code reached by a minimal scenario, and the behaviours behind them.
+
+use bursar_engine::*;
+
+const S: u64 = 1_000_000_000;
+const EUR: u32 = 1;
+const USD: u32 = 2;
+const EUR_SETTLEMENT: u128 = 1000;
+const A: u128 = 1;
+const B: u128 = 2;
+const C: u128 = 3;
+const USD_ACCOUNT: u128 = 5;
+const NO_OVERDRAFT: u128 = 6;
+const NO_OVERCREDIT: u128 = 7;
+
+struct World {
+    engine: Engine,
+    now: u64,
+}
+
+impl World {
+    fn with_limits(limits: Limits) -> World {
+        let mut w = World {
+            engine: Engine::new(limits),
+            now: 0,
+        };
+        let setup = vec![
+            Command::CreateLedger(ledger(EUR, b"EUR", EUR_SETTLEMENT)),
+            Command::CreateLedger(ledger(USD, b"USD", 2000)),
+            Command::CreateAccount(account(A, EUR, 0)),
+            Command::CreateAccount(account(B, EUR, 0)),
+            Command::CreateAccount(account(C, EUR, account_flags::HISTORY)),
+            Command::CreateAccount(account(USD_ACCOUNT, USD, 0)),
+            Command::CreateAccount(account(
+                NO_OVERDRAFT,
+                EUR,
+                account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            )),
+            Command::CreateAccount(account(
+                NO_OVERCREDIT,
+                EUR,
+                account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            )),
+        ];
+        let results = w.run(&setup);
+        assert!(
+            results.iter().all(|r| *r == ResultCode::Ok),
+            "setup: {results:?}"
+        );
+        w
+    }
+
+    fn new() -> World {
+        World::with_limits(Limits::default())
+    }
+
+    fn run(&mut self, commands: &[Command]) -> Vec<ResultCode> {
+        self.now += S;
+        let mut results = Vec::new();
+        self.engine
+            .execute(self.now, commands, &mut results)
+            .expect("batch within limits");
+        results
+    }
+
+    fn one(&mut self, command: Command) -> ResultCode {
+        self.run(&[command])[0]
+    }
+
+    fn ok(&mut self, command: Command) {
+        assert_eq!(self.one(command), ResultCode::Ok, "{command:?}");
+    }
+
+    fn balance(&self, id: u128) -> Balances {
+        let a = self.engine.account(id).expect("account exists");
+        Balances {
+            debits_pending: a.debits_pending,
+            debits_posted: a.debits_posted,
+            credits_pending: a.credits_pending,
+            credits_posted: a.credits_posted,
+        }
+    }
+}
+
+fn ledger(id: u32, currency: &[u8; 3], settlement: u128) -> Ledger {
+    Ledger {
+        id,
+        currency: *currency,
+        scale: 2,
+        settlement_account_id: settlement,
+        settlement_account_code: 1,
+        ..Default::default()
+    }
+}
+
+fn account(id: u128, ledger: u32, flags: u16) -> Account {
+    Account {
+        id,
+        ledger,
+        code: 10,
+        flags,
+        ..Default::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: EUR,
+        code: 1,
+        ..Default::default()
+    }
+}
+
+fn change(id: u128, flags: u16) -> AccountChange {
+    AccountChange {
+        account_id: id,
+        flags,
+        ..Default::default()
+    }
+}
+
+fn linked(mut t: Transfer) -> Transfer {
+    t.flags |= transfer_flags::LINKED;
+    t
+}
+
+fn capture(id: u128, pending: u128, amount: u128) -> Transfer {
+    Transfer {
+        id,
+        pending_id: pending,
+        amount,
+        ..Default::default()
+    }
+}
+
+type Scenario = fn(&mut World) -> ResultCode;
+
+fn scenarios() -> Vec<(ResultCode, Scenario)> {
+    use ResultCode as R;
+    vec![
+        (R::Ok, |w| w.one(Command::Transfer(transfer(10, A, B, 5)))),
+        (R::LinkedEventFailed, |w| {
+            w.run(&[
+                Command::Transfer(linked(transfer(10, A, B, 5))),
+                Command::Transfer(transfer(11, A, 99, 5)),
+            ])[0]
+        }),
+        (R::LinkedEventChainOpen, |w| {
+            w.run(&[
+                Command::Transfer(transfer(10, A, B, 5)),
+                Command::Transfer(linked(transfer(11, A, B, 5))),
+            ])[1]
+        }),
+        (R::TimestampMustBeZero, |w| {
+            w.one(Command::Transfer(Transfer {
+                timestamp: 1,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::ReservedField, |w| {
+            w.one(Command::CreateAccount(Account {
+                state: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::ReservedFlag, |w| {
+            w.one(Command::Transfer(Transfer {
+                flags: 1 << 15,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::IdMustNotBeZero, |w| {
+            w.one(Command::Transfer(transfer(0, A, B, 5)))
+        }),
+        (R::IdMustNotBeIntMax, |w| {
+            w.one(Command::CreateAccount(account(u128::MAX, EUR, 0)))
+        }),
+        (R::ExistsWithDifferentFlags, |w| {
+            w.ok(Command::CreateAccount(account(20, EUR, 0)));
+            w.one(Command::CreateAccount(account(
+                20,
+                EUR,
+                account_flags::HISTORY,
+            )))
+        }),
+        (R::ExistsWithDifferentPendingId, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.ok(Command::Hold(transfer(11, A, B, 5)));
+            w.ok(Command::Capture(capture(12, 10, 5)));
+            w.one(Command::Capture(capture(12, 11, 5)))
+        }),
+        (R::ExistsWithDifferentTimeout, |w| {
+            w.ok(Command::Hold(Transfer {
+                timeout: 60,
+                ..transfer(10, A, B, 5)
+            }));
+            w.one(Command::Hold(Transfer {
+                timeout: 61,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::ExistsWithDifferentDebitAccountId, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(10, C, B, 5)))
+        }),
+        (R::ExistsWithDifferentCreditAccountId, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(10, A, C, 5)))
+        }),
+        (R::ExistsWithDifferentAmount, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(10, A, B, 6)))
+        }),
+        (R::ExistsWithDifferentUserData128, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(Transfer {
+                user_data_128: 1,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::ExistsWithDifferentUserData64, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(Transfer {
+                user_data_64: 1,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::ExistsWithDifferentUserData32, |w| {
+            w.ok(Command::CreateAccount(account(20, EUR, 0)));
+            w.one(Command::CreateAccount(Account {
+                user_data_32: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::ExistsWithDifferentLedger, |w| {
+            w.ok(Command::CreateAccount(account(20, EUR, 0)));
+            w.one(Command::CreateAccount(account(20, USD, 0)))
+        }),
+        (R::ExistsWithDifferentCode, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(Transfer {
+                code: 2,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::ExistsWithDifferentCurrency, |w| {
+            w.one(Command::CreateLedger(ledger(EUR, b"PLN", EUR_SETTLEMENT)))
+        }),
+        (R::ExistsWithDifferentScale, |w| {
+            w.one(Command::CreateLedger(Ledger {
+                scale: 3,
+                ..ledger(EUR, b"EUR", EUR_SETTLEMENT)
+            }))
+        }),
+        (R::ExistsWithDifferentSettlementAccount, |w| {
+            w.one(Command::CreateLedger(ledger(EUR, b"EUR", 1001)))
+        }),
+        (R::Exists, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::FlagsAreMutuallyExclusive, |w| {
+            w.one(Command::Hold(Transfer {
+                flags: transfer_flags::VOID_PENDING,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::DebitsPendingMustBeZero, |w| {
+            w.one(Command::CreateAccount(Account {
+                debits_pending: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::DebitsPostedMustBeZero, |w| {
+            w.one(Command::CreateAccount(Account {
+                debits_posted: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::CreditsPendingMustBeZero, |w| {
+            w.one(Command::CreateAccount(Account {
+                credits_pending: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::CreditsPostedMustBeZero, |w| {
+            w.one(Command::CreateAccount(Account {
+                credits_posted: 1,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::CurrencyInvalid, |w| {
+            w.one(Command::CreateLedger(ledger(3, b"eur", 3000)))
+        }),
+        (R::ScaleTooLarge, |w| {
+            w.one(Command::CreateLedger(Ledger {
+                scale: 19,
+                ..ledger(3, b"GBP", 3000)
+            }))
+        }),
+        (R::AccountIdMustNotBeZero, |w| {
+            w.one(Command::Freeze(change(0, change_flags::DEBITS)))
+        }),
+        (R::AccountIdMustNotBeIntMax, |w| {
+            w.one(Command::CreateLedger(ledger(3, b"GBP", u128::MAX)))
+        }),
+        (R::ChangeMustNameASide, |w| {
+            w.one(Command::Freeze(change(A, 0)))
+        }),
+        (R::CounterpartyMustBeZero, |w| {
+            w.one(Command::Debit(transfer(10, A, B, 5)))
+        }),
+        (R::DebitAccountIdMustNotBeZero, |w| {
+            w.one(Command::Transfer(transfer(10, 0, B, 5)))
+        }),
+        (R::DebitAccountIdMustNotBeIntMax, |w| {
+            w.one(Command::Transfer(transfer(10, u128::MAX, B, 5)))
+        }),
+        (R::CreditAccountIdMustNotBeZero, |w| {
+            w.one(Command::Credit(transfer(10, 0, 0, 5)))
+        }),
+        (R::CreditAccountIdMustNotBeIntMax, |w| {
+            w.one(Command::Transfer(transfer(10, A, u128::MAX, 5)))
+        }),
+        (R::AccountsMustBeDifferent, |w| {
+            w.one(Command::Transfer(transfer(10, A, A, 5)))
+        }),
+        (R::PendingIdMustBeZero, |w| {
+            w.one(Command::Transfer(Transfer {
+                pending_id: 3,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::PendingIdMustNotBeZero, |w| {
+            w.one(Command::Capture(capture(10, 0, 5)))
+        }),
+        (R::PendingIdMustNotBeIntMax, |w| {
+            w.one(Command::Release(capture(10, u128::MAX, 0)))
+        }),
+        (R::PendingIdMustBeDifferent, |w| {
+            w.one(Command::Release(capture(10, 10, 0)))
+        }),
+        (R::TimeoutReservedForPendingTransfer, |w| {
+            w.one(Command::Transfer(Transfer {
+                timeout: 1,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::LedgerMustNotBeZero, |w| {
+            w.one(Command::Transfer(Transfer {
+                ledger: 0,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::CodeMustNotBeZero, |w| {
+            w.one(Command::CreateAccount(Account {
+                code: 0,
+                ..account(20, EUR, 0)
+            }))
+        }),
+        (R::LedgerNotFound, |w| {
+            w.one(Command::Credit(Transfer {
+                ledger: 9,
+                ..transfer(10, 0, A, 5)
+            }))
+        }),
+        (R::SettlementAccountExists, |w| {
+            w.one(Command::CreateLedger(ledger(3, b"GBP", A)))
+        }),
+        (R::AccountIsSettlementAccount, |w| {
+            w.one(Command::Debit(transfer(10, EUR_SETTLEMENT, 0, 5)))
+        }),
+        (R::DebitAccountNotFound, |w| {
+            w.one(Command::Transfer(transfer(10, 99, B, 5)))
+        }),
+        (R::CreditAccountNotFound, |w| {
+            w.one(Command::Credit(transfer(10, 0, 99, 5)))
+        }),
+        (R::AccountNotFound, |w| w.one(Command::Close(change(99, 0)))),
+        (R::AccountsMustHaveTheSameLedger, |w| {
+            w.one(Command::Transfer(transfer(10, A, USD_ACCOUNT, 5)))
+        }),
+        (R::TransferMustHaveTheSameLedgerAsAccounts, |w| {
+            w.one(Command::Transfer(Transfer {
+                ledger: USD,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::PendingTransferNotFound, |w| {
+            w.one(Command::Capture(capture(11, 10, 5)))
+        }),
+        (R::PendingTransferNotPending, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Capture(capture(11, 10, 5)))
+        }),
+        (R::PendingTransferHasDifferentDebitAccountId, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Capture(Transfer {
+                debit_account_id: C,
+                ..capture(11, 10, 5)
+            }))
+        }),
+        (R::PendingTransferHasDifferentCreditAccountId, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Capture(Transfer {
+                credit_account_id: C,
+                ..capture(11, 10, 5)
+            }))
+        }),
+        (R::PendingTransferHasDifferentLedger, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Capture(Transfer {
+                ledger: USD,
+                ..capture(11, 10, 5)
+            }))
+        }),
+        (R::PendingTransferHasDifferentCode, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Capture(Transfer {
+                code: 7,
+                ..capture(11, 10, 5)
+            }))
+        }),
+        (R::ExceedsPendingTransferAmount, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Capture(capture(11, 10, 6)))
+        }),
+        (R::PendingTransferHasDifferentAmount, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Release(capture(11, 10, 4)))
+        }),
+        (R::PendingTransferAlreadyPosted, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.ok(Command::Capture(capture(11, 10, 5)));
+            w.one(Command::Release(capture(12, 10, 0)))
+        }),
+        (R::PendingTransferAlreadyVoided, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.ok(Command::Release(capture(11, 10, 0)));
+            w.one(Command::Capture(capture(12, 10, 5)))
+        }),
+        (R::PendingTransferExpired, |w| {
+            w.ok(Command::Hold(Transfer {
+                timeout: 1,
+                ..transfer(10, A, B, 5)
+            }));
+            w.now += 5 * S;
+            w.one(Command::Capture(capture(11, 10, 5)))
+        }),
+        (R::DebitAccountClosed, |w| {
+            w.ok(Command::Close(change(A, 0)));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::CreditAccountClosed, |w| {
+            w.ok(Command::Close(change(B, 0)));
+            w.one(Command::Credit(Transfer {
+                ledger: EUR,
+                ..transfer(10, 0, B, 5)
+            }))
+        }),
+        (R::AccountClosed, |w| {
+            w.ok(Command::Close(change(A, 0)));
+            w.one(Command::Thaw(change(A, change_flags::DEBITS)))
+        }),
+        (R::DebitAccountFrozen, |w| {
+            w.ok(Command::Freeze(change(A, change_flags::DEBITS)));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::CreditAccountFrozen, |w| {
+            w.ok(Command::Freeze(change(B, change_flags::CREDITS)));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::AccountHasPendingBalance, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Close(change(A, 0)))
+        }),
+        (R::AccountHasBalance, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Close(change(B, 0)))
+        }),
+        (R::OverflowsDebitsPending, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, u128::MAX)));
+            w.one(Command::Hold(transfer(11, A, C, 1)))
+        }),
+        (R::OverflowsCreditsPending, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, u128::MAX)));
+            w.one(Command::Hold(transfer(11, C, B, 1)))
+        }),
+        (R::OverflowsDebitsPosted, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, u128::MAX)));
+            w.one(Command::Transfer(transfer(11, A, C, 1)))
+        }),
+        (R::OverflowsCreditsPosted, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, u128::MAX)));
+            w.one(Command::Transfer(transfer(11, C, B, 1)))
+        }),
+        (R::OverflowsDebits, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, u128::MAX - 1)));
+            w.one(Command::Hold(transfer(11, A, C, 2)))
+        }),
+        (R::OverflowsCredits, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, u128::MAX - 1)));
+            w.one(Command::Hold(transfer(11, C, B, 2)))
+        }),
+        (R::OverflowsTimeout, |w| {
+            w.now = u64::MAX - 10 * S;
+            w.one(Command::Hold(Transfer {
+                timeout: u32::MAX,
+                ..transfer(10, A, B, 5)
+            }))
+        }),
+        (R::OverflowsLedgerTotals, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, u128::MAX - 1)));
+            w.ok(Command::CreateAccount(account(20, EUR, 0)));
+            w.one(Command::Transfer(transfer(11, C, 20, 2)))
+        }),
+        (R::ExceedsCredits, |w| {
+            w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))
+        }),
+        (R::ExceedsDebits, |w| {
+            w.one(Command::Transfer(transfer(10, A, NO_OVERCREDIT, 1)))
+        }),
+        (R::LedgersLimitReached, |_| {
+            let mut w = World::with_limits(Limits {
+                ledgers_max: 2,
+                ..Limits::default()
+            });
+            w.one(Command::CreateLedger(ledger(3, b"GBP", 3000)))
+        }),
+        (R::AccountsLimitReached, |_| {
+            let mut w = World::with_limits(Limits {
+                accounts_max: 8,
+                ..Limits::default()
+            });
+            w.one(Command::CreateAccount(account(20, EUR, 0)))
+        }),
+        (R::TransfersLimitReached, |_| {
+            let mut w = World::with_limits(Limits {
+                transfers_max: 1,
+                ..Limits::default()
+            });
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(11, A, B, 5)))
+        }),
+    ]
+}
+
+#[test]
+fn every_result_code_is_reached_by_its_scenario_and_leaves_invariants_intact() {
+    let mut covered = std::collections::BTreeSet::new();
+    for (expected, scenario) in scenarios() {
+        let mut world = World::new();
+        let got = scenario(&mut world);
+        assert_eq!(got, expected, "scenario for {expected}");
+        world
+            .engine
+            .check_invariants()
+            .unwrap_or_else(|e| panic!("after {expected}: {e}"));
+        covered.insert(expected);
+    }
+    let missing: Vec<_> = ResultCode::ALL
+        .iter()
+        .filter(|c| !covered.contains(c))
+        .collect();
+    assert!(missing.is_empty(), "codes without a scenario: {missing:?}");
+}
+
+#[test]
+fn a_failed_command_changes_nothing() {
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 5)));
+    let before = w.engine.snapshot_bytes();
+    for bad in [
+        Command::Transfer(transfer(11, A, 99, 5)),
+        Command::Capture(capture(12, 10, 6)),
+        Command::Close(change(A, 0)),
+        Command::Transfer(transfer(13, NO_OVERDRAFT, A, 1)),
+    ] {
+        assert!(!w.one(bad).is_success());
+    }
+    let mut after = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
+    // Only the clock moved.
+    let mut replay = Engine::restore(&before).expect("restores");
+    let mut results = Vec::new();
+    replay.execute(w.now, &[], &mut results).expect("tick");
+    after.execute(w.now + 1, &[], &mut results).expect("tick");
+    replay.execute(w.now + 1, &[], &mut results).expect("tick");
+    assert_eq!(after.digest(), replay.digest());
+}
+
+#[test]
+fn a_failed_chain_rolls_back_every_effect_and_reports_each_member() {
+    let mut w = World::new();
+    let before = (w.balance(A), w.balance(B), w.balance(C));
+    let results = w.run(&[
+        Command::CreateAccount(Account {
+            flags: account_flags::LINKED,
+            ..account(30, EUR, account_flags::HISTORY)
+        }),
+        Command::Transfer(linked(transfer(10, A, 30, 7))),
+        Command::Hold(linked(Transfer {
+            timeout: 10,
+            ..transfer(11, 30, C, 7)
+        })),
+        Command::Capture(linked(capture(12, 11, 3))),
+        Command::Transfer(transfer(13, A, 99, 1)),
+        Command::Transfer(transfer(14, A, B, 1)),
+    ]);
+    use ResultCode as R;
+    assert_eq!(
+        results,
+        vec![
+            R::LinkedEventFailed,
+            R::LinkedEventFailed,
+            R::LinkedEventFailed,
+            R::LinkedEventFailed,
+            R::CreditAccountNotFound,
+            R::Ok
+        ]
+    );
+    assert!(
+        w.engine.account(30).is_none(),
+        "account of the failed chain is gone"
+    );
+    assert!(
+        w.engine.transfer(10).is_none()
+            && w.engine.transfer(11).is_none()
+            && w.engine.transfer(12).is_none()
+    );
+    let (a, b, c) = before;
+    assert_eq!(w.balance(A).debits_posted, a.debits_posted + 1);
+    assert_eq!(w.balance(B).credits_posted, b.credits_posted + 1);
+    assert_eq!(w.balance(C), c);
+    w.engine.check_invariants().expect("invariants");
+    // The rolled-back hold must not expire later.
+    w.now += 100 * S;
+    let info = w.engine.execute(w.now, &[], &mut Vec::new()).expect("tick");
+    assert_eq!(info.expired, 0);
+}
+
+#[test]
+fn a_retried_chain_reports_exists_for_every_member_and_moves_nothing_twice() {
+    let mut w = World::new();
+    let chain = [
+        Command::Transfer(linked(transfer(10, A, B, 5))),
+        Command::Transfer(transfer(11, B, C, 2)),
+    ];
+    assert_eq!(w.run(&chain), vec![ResultCode::Ok, ResultCode::Ok]);
+    let (accounts, transfers) = (w.engine.accounts().to_vec(), w.engine.transfers().to_vec());
+    assert_eq!(w.run(&chain), vec![ResultCode::Exists, ResultCode::Exists]);
+    assert_eq!(w.engine.accounts(), &accounts[..], "a retry moves no money");
+    assert_eq!(
+        w.engine.transfers(),
+        &transfers[..],
+        "a retry stores nothing"
+    );
+}
+
+#[test]
+fn hold_capture_in_part_releases_the_rest_and_expiry_releases_in_expiry_order() {
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 100)));
+    assert_eq!(w.balance(A).debits_pending, 100);
+    w.ok(Command::Capture(capture(11, 10, 30)));
+    assert_eq!(
+        w.balance(A),
+        Balances {
+            debits_posted: 30,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        w.balance(B),
+        Balances {
+            credits_posted: 30,
+            ..Default::default()
+        }
+    );
+    assert_eq!(w.engine.hold(10).expect("hold").status, HoldStatus::Posted);
+
+    w.ok(Command::Hold(Transfer {
+        timeout: 20,
+        ..transfer(20, A, C, 1)
+    }));
+    w.ok(Command::Hold(Transfer {
+        timeout: 10,
+        ..transfer(21, A, C, 2)
+    }));
+    w.ok(Command::Hold(Transfer {
+        timeout: 0,
+        ..transfer(22, A, C, 4)
+    }));
+    assert_eq!(w.balance(A).debits_pending, 7);
+    w.now += 10 * S;
+    let info = w.engine.execute(w.now, &[], &mut Vec::new()).expect("tick");
+    assert_eq!(info.expired, 1, "only the 10 s hold has expired");
+    assert_eq!(w.engine.hold(21).expect("hold").status, HoldStatus::Expired);
+    assert_eq!(w.balance(A).debits_pending, 5);
+    w.now += 100 * S;
+    let info = w.engine.execute(w.now, &[], &mut Vec::new()).expect("tick");
+    assert_eq!(info.expired, 1);
+    assert_eq!(
+        w.balance(A).debits_pending,
+        4,
+        "a hold without timeout never expires"
+    );
+    assert!(w.engine.hold(20).expect("hold").resolved_at <= w.engine.timestamp());
+    // History account C shows each change, oldest first.
+    let filter = AccountFilter {
+        account_id: C,
+        limit: 100,
+        flags: filter_flags::DEBITS | filter_flags::CREDITS,
+        ..Default::default()
+    };
+    let history: Vec<u128> = w
+        .engine
+        .get_account_balances(&filter)
+        .iter()
+        .map(|b| b.balances.credits_pending)
+        .collect();
+    assert_eq!(history, vec![1, 3, 7, 5, 4]);
+}
+
+#[test]
+fn frozen_accounts_block_what_their_state_blocks_but_holds_can_be_released() {
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 5)));
+    w.ok(Command::Freeze(change(A, change_flags::DEBITS)));
+    assert_eq!(
+        w.one(Command::Capture(capture(11, 10, 5))),
+        ResultCode::DebitAccountFrozen
+    );
+    assert_eq!(
+        w.one(Command::Transfer(transfer(12, B, A, 1))),
+        ResultCode::Ok,
+        "credits still allowed"
+    );
+    w.ok(Command::Release(capture(13, 10, 0)));
+    w.ok(Command::Thaw(change(A, change_flags::DEBITS)));
+    w.ok(Command::Transfer(transfer(14, A, B, 1)));
+    w.ok(Command::Close(change(A, 0)));
+    assert_eq!(w.engine.account(A).expect("A").state, account_state::CLOSED);
+    assert_eq!(
+        w.one(Command::Close(change(A, 0))),
+        ResultCode::Ok,
+        "closing is idempotent"
+    );
+}
+
+#[test]
+fn single_sided_commands_use_the_settlement_account_and_are_idempotent() {
+    let mut w = World::new();
+    let credit = Command::Credit(Transfer {
+        ledger: EUR,
+        ..transfer(10, 0, A, 50)
+    });
+    w.ok(credit);
+    assert_eq!(w.one(credit), ResultCode::Exists);
+    w.ok(Command::Debit(Transfer {
+        ledger: EUR,
+        ..transfer(11, A, 0, 20)
+    }));
+    assert_eq!(
+        w.balance(A),
+        Balances {
+            debits_posted: 20,
+            credits_posted: 50,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        w.balance(EUR_SETTLEMENT),
+        Balances {
+            debits_posted: 50,
+            credits_posted: 20,
+            ..Default::default()
+        }
+    );
+    let totals = w.engine.ledger_totals(EUR).expect("EUR");
+    assert!(totals.is_balanced());
+    assert_eq!(totals.totals.debits_posted, 70);
+    let settlement = totals
+        .by_code
+        .iter()
+        .find(|c| c.code == 1)
+        .expect("settlement code");
+    assert_eq!(
+        (settlement.accounts, settlement.totals.debits_posted),
+        (1, 50)
+    );
+}
+
+#[test]
+fn account_transfers_query_filters_by_side_time_and_limit() {
+    let mut w = World::new();
+    for i in 0..10u128 {
+        let t = if i % 2 == 0 {
+            transfer(100 + i, A, B, 1)
+        } else {
+            transfer(100 + i, B, A, 1)
+        };
+        w.ok(Command::Transfer(t));
+    }
+    let all = AccountFilter {
+        account_id: A,
+        limit: 100,
+        flags: filter_flags::DEBITS | filter_flags::CREDITS,
+        ..Default::default()
+    };
+    let ids = |ts: Vec<Transfer>| ts.iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(w.engine.get_account_transfers(&all)),
+        (100..110).collect::<Vec<_>>()
+    );
+    let debits = AccountFilter {
+        flags: filter_flags::DEBITS,
+        limit: 2,
+        ..all
+    };
+    assert_eq!(ids(w.engine.get_account_transfers(&debits)), vec![100, 102]);
+    let newest = AccountFilter {
+        flags: filter_flags::CREDITS | filter_flags::REVERSED,
+        limit: 2,
+        ..all
+    };
+    assert_eq!(ids(w.engine.get_account_transfers(&newest)), vec![109, 107]);
+    let t3 = w.engine.transfer(103).expect("t").timestamp;
+    let t6 = w.engine.transfer(106).expect("t").timestamp;
+    let window = AccountFilter {
+        timestamp_min: t3,
+        timestamp_max: t6,
+        ..all
+    };
+    assert_eq!(
+        ids(w.engine.get_account_transfers(&window)),
+        vec![103, 104, 105, 106]
+    );
+    assert!(w
+        .engine
+        .get_account_transfers(&AccountFilter { flags: 0, ..all })
+        .is_empty());
+}
+
+#[test]
+fn oversize_batches_are_refused_whole() {
+    let mut w = World::new();
+    let batch = vec![Command::Transfer(transfer(10, A, B, 1)); BATCH_COMMANDS_MAX + 1];
+    let before = w.engine.digest();
+    let err = w
+        .engine
+        .execute(w.now + S, &batch, &mut Vec::new())
+        .expect_err("too large");
+    assert_eq!(
+        err,
+        BatchError::TooLarge {
+            len: BATCH_COMMANDS_MAX + 1
+        }
+    );
+    assert_eq!(w.engine.digest(), before);
+}
