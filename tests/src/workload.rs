@@ -1,0 +1,410 @@
+//! Seeded random workloads of every command kind: valid traffic, retries, chains, expiring
+//! holds, lifecycle changes, malformed fields and overflow edges.
+
+use bursar_engine::{
+    account_flags as af, change_flags as cf, transfer_flags as tf, Account, AccountChange, Command,
+    Ledger, Transfer,
+};
+
+use crate::rng::Rng;
+
+/// Nanoseconds per second.
+pub const S: u64 = 1_000_000_000;
+
+/// Generates batches; remembers what it sent so it can retry and reference holds.
+#[derive(Debug)]
+pub struct Workload {
+    rng: Rng,
+    ledgers: Vec<u32>,
+    accounts: Vec<(u128, u32)>,
+    holds: Vec<(u128, u32)>,
+    sent: Vec<Command>,
+    next_id: u128,
+    /// Simulated time in ns.
+    pub now: u64,
+}
+
+impl Workload {
+    /// A workload for this seed.
+    pub fn new(seed: u64) -> Workload {
+        Workload {
+            rng: Rng::new(seed),
+            ledgers: Vec::new(),
+            accounts: Vec::new(),
+            holds: Vec::new(),
+            sent: Vec::new(),
+            next_id: 1,
+            now: S,
+        }
+    }
+
+    fn id(&mut self) -> u128 {
+        self.next_id += 1;
+        // Spread ids over the whole range now and then, to exercise hashing and the u128 codec.
+        if self.rng.chance(10) {
+            (self.rng.next_u64() as u128) << 64 | self.next_id
+        } else {
+            self.next_id
+        }
+    }
+
+    /// Ledgers and accounts to start from (the workload keeps creating more as it goes).
+    pub fn setup(&mut self) -> Vec<Command> {
+        let mut batch = Vec::new();
+        for (id, currency) in [(1u32, *b"EUR"), (2, *b"USD"), (3, *b"PLN")] {
+            let settlement = self.id();
+            batch.push(Command::CreateLedger(Ledger {
+                id,
+                currency,
+                scale: 2,
+                settlement_account_id: settlement,
+                settlement_account_code: 1,
+                ..Default::default()
+            }));
+            self.ledgers.push(id);
+            self.accounts.push((settlement, id));
+        }
+        for _ in 0..24 {
+            batch.push(self.create_account());
+        }
+        batch
+    }
+
+    /// The next batch: 0 to `max_len` commands, and the time to run it at.
+    pub fn batch(&mut self, max_len: usize) -> (u64, Vec<Command>) {
+        self.now += match self.rng.below(10) {
+            0 => 0,
+            1..=5 => self.rng.below(S),
+            _ => self.rng.below(4 * S),
+        };
+        let len = self.rng.below(max_len as u64 + 1) as usize;
+        let mut batch = Vec::with_capacity(len);
+        for _ in 0..len {
+            let mut command = self.command();
+            if self.rng.chance(12) {
+                set_linked(&mut command);
+            }
+            batch.push(command);
+        }
+        self.sent.extend_from_slice(&batch);
+        if self.sent.len() > 4096 {
+            self.sent.drain(..2048);
+        }
+        (self.now, batch)
+    }
+
+    fn command(&mut self) -> Command {
+        match self.rng.below(100) {
+            0..=2 => self.create_account(),
+            3..=5 if !self.sent.is_empty() => self.retry(),
+            6..=7 => self.lifecycle(),
+            8 => self.malformed(),
+            9 => self.create_ledger(),
+            10..=39 => Command::Transfer(self.transfer()),
+            40..=49 => {
+                let t = self.transfer();
+                if self.rng.chance(50) {
+                    Command::Debit(Transfer {
+                        credit_account_id: 0,
+                        ..t
+                    })
+                } else {
+                    Command::Credit(Transfer {
+                        debit_account_id: 0,
+                        ..t
+                    })
+                }
+            }
+            50..=69 => {
+                let t = Transfer {
+                    timeout: self.rng.below(6) as u32,
+                    ..self.transfer()
+                };
+                self.holds.push((t.id, t.ledger));
+                if self.rng.chance(20) {
+                    Command::Transfer(Transfer {
+                        flags: t.flags | tf::PENDING,
+                        ..t
+                    })
+                } else {
+                    Command::Hold(t)
+                }
+            }
+            70..=84 => Command::Capture(self.resolution(true)),
+            _ => Command::Release(self.resolution(false)),
+        }
+    }
+
+    fn amount(&mut self) -> u128 {
+        match self.rng.below(100) {
+            0 => 0,
+            1 => u128::MAX - self.rng.below(3) as u128,
+            2 => u128::MAX / 2,
+            3..=10 => 1_000_000 + self.rng.below(1_000_000) as u128,
+            _ => 1 + self.rng.below(1000) as u128,
+        }
+    }
+
+    fn account_on(&mut self, ledger: u32) -> u128 {
+        let candidates: Vec<u128> = self
+            .accounts
+            .iter()
+            .filter(|(_, l)| *l == ledger)
+            .map(|(id, _)| *id)
+            .collect();
+        if candidates.is_empty() || self.rng.chance(2) {
+            return self.rng.below(1 << 20) as u128 + 1;
+        }
+        *self.rng.pick(&candidates)
+    }
+
+    fn transfer(&mut self) -> Transfer {
+        let ledger = *self.rng.pick(&self.ledgers);
+        let debit = self.account_on(ledger);
+        let mut credit = self.account_on(ledger);
+        if self.rng.chance(2) {
+            let other = *self.rng.pick(&self.ledgers);
+            credit = self.account_on(other);
+        }
+        Transfer {
+            id: self.id(),
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount: self.amount(),
+            user_data_128: self.rng.below(3) as u128,
+            user_data_64: self.rng.below(3),
+            ledger: if self.rng.chance(2) {
+                ledger % 3 + 1
+            } else {
+                ledger
+            },
+            code: 1 + self.rng.below(3) as u16,
+            ..Default::default()
+        }
+    }
+
+    fn resolution(&mut self, capture: bool) -> Transfer {
+        let pending_id = if self.holds.is_empty() || self.rng.chance(5) {
+            self.rng.below(1 << 20) as u128 + 1
+        } else {
+            self.rng.pick(&self.holds).0
+        };
+        let amount = if capture {
+            match self.rng.below(4) {
+                0 => u128::MAX,
+                1 => self.rng.below(600) as u128,
+                _ => self.amount(),
+            }
+        } else if self.rng.chance(70) {
+            0
+        } else {
+            self.amount()
+        };
+        Transfer {
+            id: self.id(),
+            pending_id,
+            amount,
+            user_data_32: self.rng.below(2) as u32,
+            ..Default::default()
+        }
+    }
+
+    fn create_account(&mut self) -> Command {
+        let ledger = *self.rng.pick(&self.ledgers);
+        let flags = match self.rng.below(10) {
+            0..=2 => af::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            3 => af::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            4..=5 => af::HISTORY,
+            6 => af::HISTORY | af::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            _ => 0,
+        };
+        let id = self.id();
+        self.accounts.push((id, ledger));
+        Command::CreateAccount(Account {
+            id,
+            ledger,
+            code: 10 + self.rng.below(3) as u16,
+            flags,
+            user_data_64: self.rng.below(2),
+            ..Default::default()
+        })
+    }
+
+    fn create_ledger(&mut self) -> Command {
+        let id = if self.rng.chance(50) {
+            *self.rng.pick(&self.ledgers)
+        } else {
+            4 + self.rng.below(4) as u32
+        };
+        let currency = *self.rng.pick(&[*b"EUR", *b"GBP", *b"usd"]);
+        let settlement = if self.rng.chance(20) {
+            self.account_on(1)
+        } else {
+            self.id()
+        };
+        if !self.ledgers.contains(&id) {
+            self.ledgers.push(id);
+            self.accounts.push((settlement, id));
+        }
+        Command::CreateLedger(Ledger {
+            id,
+            currency,
+            scale: self.rng.below(20) as u8,
+            settlement_account_id: settlement,
+            settlement_account_code: 1,
+            ..Default::default()
+        })
+    }
+
+    fn lifecycle(&mut self) -> Command {
+        let ledger = *self.rng.pick(&self.ledgers);
+        let account_id = self.account_on(ledger);
+        let flags =
+            [cf::DEBITS, cf::CREDITS, cf::DEBITS | cf::CREDITS, 0][self.rng.below(4) as usize];
+        let change = AccountChange {
+            account_id,
+            flags,
+            ..Default::default()
+        };
+        match self.rng.below(10) {
+            0..=3 => Command::Freeze(change),
+            4..=7 => Command::Thaw(change),
+            _ => Command::Close(AccountChange { flags: 0, ..change }),
+        }
+    }
+
+    fn retry(&mut self) -> Command {
+        let mut command = *self.rng.pick(&self.sent);
+        if self.rng.chance(30) {
+            match &mut command {
+                Command::Transfer(t)
+                | Command::Debit(t)
+                | Command::Credit(t)
+                | Command::Hold(t)
+                | Command::Capture(t)
+                | Command::Release(t) => match self.rng.below(10) {
+                    0 => t.amount = t.amount.wrapping_add(1),
+                    1 => t.user_data_32 ^= 1,
+                    2 => t.code = t.code.wrapping_add(1),
+                    3 => t.timeout ^= 1,
+                    4 => t.pending_id ^= 1,
+                    5 => t.debit_account_id ^= 2,
+                    6 => t.credit_account_id ^= 2,
+                    7 => t.user_data_128 ^= 4,
+                    8 => t.user_data_64 ^= 4,
+                    _ => t.ledger ^= 3,
+                },
+                Command::CreateAccount(a) => a.flags ^= af::HISTORY,
+                Command::CreateLedger(l) => l.scale ^= 1,
+                Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => c.flags ^= cf::CREDITS,
+            }
+        }
+        command
+    }
+
+    fn malformed(&mut self) -> Command {
+        let mut t = self.transfer();
+        let kind = self.rng.below(20);
+        match kind {
+            0 => t.id = 0,
+            1 => t.id = u128::MAX,
+            2 => t.timestamp = 1,
+            3 => t.flags |= 1 << (4 + self.rng.below(12)),
+            4 => t.pending_id = 7,
+            5 => t.flags |= tf::PENDING | tf::VOID_PENDING,
+            6 => t.debit_account_id = 0,
+            7 => t.debit_account_id = u128::MAX,
+            8 => t.credit_account_id = 0,
+            9 => t.credit_account_id = u128::MAX,
+            10 => t.ledger = 0,
+            11 => t.code = 0,
+            12 => return Command::Debit(t),
+            13 => {
+                return Command::Capture(Transfer {
+                    pending_id: [0, u128::MAX, t.id][self.rng.below(3) as usize],
+                    ..t
+                })
+            }
+            14 => t.timeout = u32::MAX,
+            15 => {
+                let (pending_id, _) = if self.holds.is_empty() {
+                    (1, 1)
+                } else {
+                    *self.rng.pick(&self.holds)
+                };
+                return Command::Capture(Transfer {
+                    pending_id,
+                    amount: u128::MAX,
+                    ledger: self.rng.below(2) as u32 + 1,
+                    ..t
+                });
+            }
+            16 => {
+                let mut a = Account {
+                    id: self.id(),
+                    ledger: 1,
+                    code: 1,
+                    ..Default::default()
+                };
+                match self.rng.below(6) {
+                    0 => a.debits_pending = 1,
+                    1 => a.debits_posted = 1,
+                    2 => a.credits_pending = 1,
+                    3 => a.credits_posted = 1,
+                    4 => a.reserved[1] = 1,
+                    _ => a.code = 0,
+                }
+                return Command::CreateAccount(a);
+            }
+            17 => {
+                let account_id = [0, u128::MAX][self.rng.below(2) as usize];
+                return Command::Freeze(AccountChange {
+                    account_id,
+                    flags: cf::DEBITS,
+                    ..Default::default()
+                });
+            }
+            18 => {
+                let mut c = AccountChange {
+                    account_id: self.account_on(1),
+                    flags: cf::CREDITS,
+                    ..Default::default()
+                };
+                c.reserved[self.rng.below(74) as usize] = 1;
+                return Command::Thaw(c);
+            }
+            _ => {
+                // A capture of something that is not a hold.
+                let target = self.sent.iter().rev().find_map(|c| {
+                    if let Command::Transfer(x) = c {
+                        Some(x.id)
+                    } else {
+                        None
+                    }
+                });
+                return Command::Capture(Transfer {
+                    pending_id: target.unwrap_or(3),
+                    ..t
+                });
+            }
+        }
+        if kind == 14 {
+            return Command::Hold(t);
+        }
+        Command::Transfer(t)
+    }
+}
+
+fn set_linked(command: &mut Command) {
+    match command {
+        Command::CreateLedger(l) => l.flags |= 1,
+        Command::CreateAccount(a) => a.flags |= 1,
+        Command::Transfer(t)
+        | Command::Debit(t)
+        | Command::Credit(t)
+        | Command::Hold(t)
+        | Command::Capture(t)
+        | Command::Release(t) => t.flags |= 1,
+        Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => c.flags |= 1,
+    }
+}
