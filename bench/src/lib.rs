@@ -1,1 +1,218 @@
-//! Shared workload builders for the benchmarks: accounts, transfer batches, account choice.
+//! Shared workload builders for the benchmarks: ledgers and accounts, transfer batches with
+//! uniform or hot-account choice, and the naive `std::collections::HashMap` baseline engine.
+
+use std::collections::HashMap;
+
+use bursar_engine::{
+    Account, Command, Engine, Ledger, Limits, ResultCode, Transfer, BATCH_COMMANDS_MAX,
+};
+
+/// The ledger every benchmark account lives on.
+pub const LEDGER: u32 = 1;
+/// Id of the ledger's settlement account (outside the 1..=accounts range).
+pub const SETTLEMENT: u128 = u128::MAX - 1;
+
+/// How transfers choose their accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Every account equally likely.
+    Uniform,
+    /// `hot` accounts take part in half the transfers.
+    Hot {
+        /// How many hot accounts.
+        hot: u64,
+    },
+}
+
+/// SplitMix64, so workloads are the same on every run.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// An account id (1-based) chosen by `choice` among `accounts`.
+pub fn pick(rng: &mut Rng, accounts: u64, choice: Choice) -> u128 {
+    match choice {
+        Choice::Hot { hot } if rng.below(2) == 0 => 1 + rng.below(hot) as u128,
+        _ => 1 + rng.below(accounts) as u128,
+    }
+}
+
+/// An engine with one ledger and `accounts` accounts (ids 1..=accounts), room reserved for `transfers`.
+pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
+    let limits = Limits {
+        accounts_max: accounts as u32 + 16,
+        transfers_max: (transfers as u32).max(Limits::default().transfers_max),
+        ..Limits::default()
+    };
+    let mut engine = Engine::new(limits);
+    engine.preallocate(accounts as usize + 1, transfers);
+    let mut results = Vec::new();
+    let ledger = Ledger {
+        id: LEDGER,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: SETTLEMENT,
+        settlement_account_code: 1,
+        ..Default::default()
+    };
+    engine
+        .execute(1, &[Command::CreateLedger(ledger)], &mut results)
+        .expect("ledger");
+    let mut now = 2;
+    let mut id = 1u128;
+    while id <= accounts as u128 {
+        let batch: Vec<Command> = (0..BATCH_COMMANDS_MAX as u128)
+            .map(|i| id + i)
+            .take_while(|i| *i <= accounts as u128)
+            .map(|i| {
+                Command::CreateAccount(Account {
+                    id: i,
+                    ledger: LEDGER,
+                    code: 1,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        id += batch.len() as u128;
+        now += BATCH_COMMANDS_MAX as u64;
+        engine.execute(now, &batch, &mut results).expect("accounts");
+    }
+    assert!(results.iter().all(|r| *r == ResultCode::Ok));
+    engine
+}
+
+/// A batch of `len` posted transfers with ids from `first_id`.
+pub fn transfer_batch(
+    rng: &mut Rng,
+    accounts: u64,
+    choice: Choice,
+    first_id: u128,
+    len: usize,
+) -> Vec<Command> {
+    (0..len)
+        .map(|i| {
+            let debit = pick(rng, accounts, choice);
+            let mut credit = pick(rng, accounts, choice);
+            if credit == debit {
+                credit = debit % accounts as u128 + 1;
+            }
+            Command::Transfer(Transfer {
+                id: first_id + i as u128,
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount: 1 + rng.below(1000) as u128,
+                ledger: LEDGER,
+                code: 1,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// A batch of hold-then-capture pairs (the capture right after its hold), `len` commands.
+pub fn hold_capture_batch(
+    rng: &mut Rng,
+    accounts: u64,
+    choice: Choice,
+    first_id: u128,
+    len: usize,
+) -> Vec<Command> {
+    let mut batch = Vec::with_capacity(len);
+    let mut id = first_id;
+    while batch.len() < len {
+        let Command::Transfer(t) = transfer_batch(rng, accounts, choice, id, 1)[0] else {
+            unreachable!("transfer_batch builds transfers")
+        };
+        batch.push(Command::Hold(t));
+        if batch.len() < len {
+            batch.push(Command::Capture(Transfer {
+                id: id + 1,
+                pending_id: id,
+                amount: u128::MAX,
+                ..Default::default()
+            }));
+        }
+        id += 2;
+    }
+    batch
+}
+
+/// The naive baseline: what one would write first with std's `HashMap` (SipHash) and no care for layout.
+#[derive(Debug, Default)]
+pub struct NaiveEngine {
+    /// Accounts by id.
+    pub accounts: HashMap<u128, Account>,
+    /// Transfers by id, for idempotency.
+    pub transfers: HashMap<u128, Transfer>,
+}
+
+impl NaiveEngine {
+    /// `accounts` accounts with ids 1..=accounts.
+    pub fn with_accounts(accounts: u64) -> NaiveEngine {
+        let mut naive = NaiveEngine::default();
+        for id in 1..=accounts as u128 {
+            naive.accounts.insert(
+                id,
+                Account {
+                    id,
+                    ledger: LEDGER,
+                    code: 1,
+                    ..Default::default()
+                },
+            );
+        }
+        naive
+    }
+
+    /// Applies posted transfers with the same checks that matter for cost: idempotency, both
+    /// accounts exist, same ledger, overflow; returns how many were applied.
+    pub fn apply(&mut self, batch: &[Command]) -> usize {
+        let mut applied = 0;
+        for command in batch {
+            let Command::Transfer(t) = command else {
+                continue;
+            };
+            if self.transfers.contains_key(&t.id) {
+                continue;
+            }
+            let (Some(d), Some(c)) = (
+                self.accounts.get(&t.debit_account_id),
+                self.accounts.get(&t.credit_account_id),
+            ) else {
+                continue;
+            };
+            if d.ledger != c.ledger
+                || d.debits_posted.checked_add(t.amount).is_none()
+                || c.credits_posted.checked_add(t.amount).is_none()
+            {
+                continue;
+            }
+            self.accounts
+                .get_mut(&t.debit_account_id)
+                .expect("checked")
+                .debits_posted += t.amount;
+            self.accounts
+                .get_mut(&t.credit_account_id)
+                .expect("checked")
+                .credits_posted += t.amount;
+            self.transfers.insert(t.id, *t);
+            applied += 1;
+        }
+        applied
+    }
+}

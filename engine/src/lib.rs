@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod id_hash;
 pub mod limits;
 pub mod query;
 pub mod result;

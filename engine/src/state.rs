@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
+use crate::id_hash::IdMap;
+
 use crate::command::Command;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
 use crate::result::ResultCode;
@@ -16,6 +18,12 @@ use crate::types::{
     account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account,
     AccountChange, Ledger, Transfer,
 };
+
+/// Commands per gather pass: enough to overlap many misses, few enough that what the pass
+/// touches (about 300 bytes per transfer) stays in L2 until the apply pass uses it.
+const WARM_CHUNK: usize = 256;
+/// Below this many accounts the account table stays in cache and the gather pass only costs time.
+const WARM_ACCOUNTS_MIN: usize = 1 << 16;
 
 /// "No index" in the intrusive lists.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -203,13 +211,13 @@ pub struct Engine {
     pub(crate) ledger_index: FxHashMap<u32, u32>,
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_meta: Vec<AccountMeta>,
-    pub(crate) account_index: FxHashMap<u128, u32>,
+    pub(crate) account_index: IdMap<u128, u32>,
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: FxHashMap<(u32, u16), u32>,
     pub(crate) transfers: Vec<Transfer>,
     /// For each transfer: the previous transfer of its debit account and of its credit account.
     pub(crate) transfer_links: Vec<[u32; 2]>,
-    pub(crate) transfer_index: FxHashMap<u128, u32>,
+    pub(crate) transfer_index: IdMap<u128, u32>,
     pub(crate) holds: FxHashMap<u32, Hold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
@@ -239,12 +247,12 @@ impl Engine {
             ledger_index: FxHashMap::default(),
             accounts: Vec::new(),
             account_meta: Vec::new(),
-            account_index: FxHashMap::default(),
+            account_index: IdMap::default(),
             groups: Vec::new(),
             group_index: FxHashMap::default(),
             transfers: Vec::new(),
             transfer_links: Vec::new(),
-            transfer_index: FxHashMap::default(),
+            transfer_index: IdMap::default(),
             holds: FxHashMap::default(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
@@ -262,6 +270,32 @@ impl Engine {
         self.transfers.reserve(transfers);
         self.transfer_links.reserve(transfers);
         self.transfer_index.reserve(transfers);
+    }
+
+    /// Reserves room like [`Engine::reserve`] and touches every page of it now, so the hot path
+    /// takes no page faults: the start-up allocation of a server that knows its budget. Costs
+    /// about 150 bytes of resident memory per transfer and 150 per account whether used or not.
+    pub fn preallocate(&mut self, accounts: usize, transfers: usize) {
+        assert!(
+            self.accounts.is_empty() && self.transfers.is_empty(),
+            "preallocate an empty engine"
+        );
+        self.reserve(accounts, transfers);
+        self.transfers.resize(transfers, Transfer::default());
+        self.transfers.clear();
+        self.transfer_links.resize(transfers, [NONE; 2]);
+        self.transfer_links.clear();
+        self.accounts.resize(accounts, Account::default());
+        self.accounts.clear();
+        // Filling the indexes with placeholder keys touches their bucket pages; `clear` keeps the memory.
+        for id in 0..transfers as u128 {
+            self.transfer_index.insert(id, NONE);
+        }
+        self.transfer_index.clear();
+        for id in 0..accounts as u128 {
+            self.account_index.insert(id, NONE);
+        }
+        self.account_index.clear();
     }
 
     /// The limits this engine enforces.
@@ -296,7 +330,12 @@ impl Engine {
         results.resize(base + commands.len(), ResultCode::Ok);
         let out = &mut results[base..];
         let mut i = 0;
+        let mut warmed = 0;
         while i < commands.len() {
+            if i >= warmed {
+                warmed = (i + WARM_CHUNK).min(commands.len());
+                self.warm(&commands[i..warmed]);
+            }
             i = self.execute_chain(commands, i, cursor, out);
         }
         cursor += commands.len() as u64;
@@ -308,6 +347,49 @@ impl Engine {
             first_timestamp,
             last_timestamp: self.timestamp,
         })
+    }
+
+    /// Read-only gather pass: probes the indexes and touches the account records the next
+    /// commands will need. Its loop body is short and has no dependencies between iterations,
+    /// so the CPU overlaps dozens of cache misses that the apply pass would otherwise take one
+    /// after another. It cannot change any result: it reads and discards.
+    fn warm(&self, commands: &[Command]) {
+        if self.accounts.len() < WARM_ACCOUNTS_MIN {
+            return;
+        }
+        // Two short loops: all index probes first, then the records they point at.
+        let mut indexes = [NONE; 2 * WARM_CHUNK];
+        let mut touched = 0u64;
+        for (k, command) in commands.iter().enumerate() {
+            if let Command::Transfer(t)
+            | Command::Debit(t)
+            | Command::Credit(t)
+            | Command::Hold(t)
+            | Command::Capture(t)
+            | Command::Release(t) = command
+            {
+                touched ^= self.transfer_index.get(&t.id).copied().unwrap_or(0) as u64;
+                indexes[2 * k] = self
+                    .account_index
+                    .get(&t.debit_account_id)
+                    .copied()
+                    .unwrap_or(NONE);
+                indexes[2 * k + 1] = self
+                    .account_index
+                    .get(&t.credit_account_id)
+                    .copied()
+                    .unwrap_or(NONE);
+            }
+        }
+        for &i in &indexes[..2 * commands.len()] {
+            if let Some(a) = self.accounts.get(i as usize) {
+                touched ^= (a.debits_posted as u64)
+                    ^ (a.credits_posted as u64)
+                    ^ a.timestamp
+                    ^ self.account_meta[i as usize].last_transfer as u64;
+            }
+        }
+        std::hint::black_box(touched);
     }
 
     /// Runs the command at `start` (and, if it is linked, the rest of its chain); returns the

@@ -1,0 +1,53 @@
+//! Times every batch of posted transfers through one engine and prints the spread, to tell
+//! machine noise from program behaviour. `cargo run --release -p bursar-bench --example apply_probe -- 10000`.
+
+use std::time::Instant;
+
+use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
+use bursar_engine::BATCH_COMMANDS_MAX;
+
+fn main() {
+    let accounts: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let batches: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(400);
+    let mut engine = engine_with_accounts(accounts, batches * BATCH_COMMANDS_MAX);
+    let mut rng = Rng(1);
+    let prepared: Vec<_> = (0..batches)
+        .map(|b| {
+            transfer_batch(
+                &mut rng,
+                accounts,
+                Choice::Uniform,
+                (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128,
+                BATCH_COMMANDS_MAX,
+            )
+        })
+        .collect();
+    let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
+    let mut times = Vec::with_capacity(batches);
+    let mut now = 1u64 << 40;
+    for batch in &prepared {
+        now += 1_000_000;
+        results.clear();
+        let start = Instant::now();
+        engine.execute(now, batch, &mut results).expect("batch");
+        times.push(start.elapsed().as_nanos() as f64 / BATCH_COMMANDS_MAX as f64);
+    }
+    let total: f64 = times.iter().sum::<f64>() / times.len() as f64;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "accounts {accounts}: mean {total:.1} ns/transfer ({:.2} M/s); min {:.1} p50 {:.1} p90 {:.1} max {:.1}; first 5 {:?}",
+        1e3 / total,
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() * 9 / 10],
+        sorted[sorted.len() - 1],
+        times.iter().take(5).map(|t| *t as u32).collect::<Vec<_>>()
+    );
+}
