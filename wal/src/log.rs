@@ -1,0 +1,244 @@
+//! The writer: append entries, group commit with one sync, rotate preallocated segments, write snapshots.
+
+use crate::format::{
+    self, EntryHeader, Hash, SnapshotHeader, ENTRY_HEADER_SIZE, SEGMENT_HEADER_SIZE,
+};
+use crate::storage::Storage;
+use crate::{WalConfig, WalError};
+
+/// The file name of segment `index`: zero-padded so names sort in log order.
+pub fn segment_name(index: u64) -> String {
+    format!("wal-{index:016}.seg")
+}
+
+/// The file name of the snapshot that includes entries through `seq`.
+pub fn snapshot_name(seq: u64) -> String {
+    format!("snap-{seq:020}.snap")
+}
+
+/// Where the writer continues after recovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) last_hash: Hash,
+    /// Whether segment `segment + 1` already exists (prepared before the crash).
+    pub(crate) next_exists: bool,
+}
+
+/// The write-ahead log. Single writer: the sequencer owns it.
+#[derive(Debug)]
+pub struct Wal<S: Storage> {
+    storage: S,
+    config: WalConfig,
+    segment: u64,
+    /// Where the next entry goes in the current segment (pending bytes included).
+    offset: u64,
+    /// Entries appended but not yet written, and where in the current segment they start.
+    pending: Vec<u8>,
+    pending_offset: u64,
+    /// A previous segment with written but unsynced bytes (after a rotation inside a group).
+    unsynced_previous: Option<u64>,
+    next_seq: u64,
+    last_hash: Hash,
+    synced_seq: u64,
+    next_prepared: bool,
+    failed: Option<String>,
+}
+
+impl<S: Storage> Wal<S> {
+    pub(crate) fn resume(storage: S, config: WalConfig, at: Position) -> Wal<S> {
+        Wal {
+            storage,
+            config,
+            segment: at.segment,
+            offset: at.offset,
+            pending: Vec::with_capacity(1 << 20),
+            pending_offset: at.offset,
+            unsynced_previous: None,
+            next_seq: at.next_seq,
+            last_hash: at.last_hash,
+            synced_seq: at.next_seq - 1,
+            next_prepared: at.next_exists,
+            failed: None,
+        }
+    }
+
+    /// Appends one entry (buffered; durable after [`Wal::sync`]) and returns its sequence number.
+    pub fn append(&mut self, timestamp: u64, body: &[u8]) -> Result<u64, WalError> {
+        self.check_usable()?;
+        if body.len() > self.config.entry_body_max_bytes as usize {
+            return Err(WalError::EntryTooLarge {
+                len: body.len(),
+                max: self.config.entry_body_max_bytes as usize,
+            });
+        }
+        let stored = format::stored_len(body.len()) as u64;
+        if self.offset + stored > self.config.segment_size_bytes {
+            self.rotate()?;
+        }
+        let header = EntryHeader {
+            seq: self.next_seq,
+            timestamp,
+            synced_through: self.synced_seq,
+            body_len: body.len() as u32,
+            flags: 0,
+            prev_hash: self.last_hash,
+        };
+        self.last_hash = format::encode_entry(&header, body, &mut self.pending);
+        self.offset += stored;
+        self.next_seq += 1;
+        if !self.next_prepared && self.offset > self.config.segment_size_bytes / 2 {
+            self.prepare_next()?;
+        }
+        Ok(header.seq)
+    }
+
+    /// Writes every appended entry and, unless the policy is `UnsafeNoSync`, makes them durable
+    /// with one sync per file touched. Returns the highest durable sequence number. After any
+    /// failure the log refuses further work: it never retries and pretends.
+    pub fn sync(&mut self) -> Result<u64, WalError> {
+        self.check_usable()?;
+        if let Err(e) = self.write_pending() {
+            return Err(self.fail("write", e));
+        }
+        if self.config.sync == crate::SyncPolicy::EveryBatch {
+            if let Some(previous) = self.unsynced_previous {
+                if let Err(e) = self.storage.sync(&segment_name(previous)) {
+                    return Err(self.fail("sync", e));
+                }
+                self.unsynced_previous = None;
+            }
+            if let Err(e) = self.storage.sync(&segment_name(self.segment)) {
+                return Err(self.fail("sync", e));
+            }
+        }
+        self.synced_seq = self.next_seq - 1;
+        Ok(self.synced_seq)
+    }
+
+    /// Writes a snapshot of state that includes entries through `seq` (which must be durable),
+    /// given the chain hash of entry `seq`: temporary file, sync, rename, directory sync.
+    pub fn write_snapshot(
+        &mut self,
+        seq: u64,
+        chain_hash: Hash,
+        state: &[u8],
+    ) -> Result<(), WalError> {
+        self.check_usable()?;
+        if seq > self.synced_seq {
+            return Err(WalError::SnapshotAheadOfLog {
+                seq,
+                synced: self.synced_seq,
+            });
+        }
+        let bytes = format::encode_snapshot(&SnapshotHeader { seq, chain_hash }, state);
+        self.storage
+            .write_atomic(&snapshot_name(seq), &bytes)
+            .map_err(|e| WalError::Snapshot(e.to_string()))
+    }
+
+    /// Sequence number the next entry will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Highest sequence number known durable.
+    pub fn synced_seq(&self) -> u64 {
+        self.synced_seq
+    }
+
+    /// Chain hash of the last appended entry (`GENESIS_HASH` before the first).
+    pub fn last_hash(&self) -> Hash {
+        self.last_hash
+    }
+
+    /// The storage, for inspection.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Gives the storage back, for example to restart on it.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    fn check_usable(&self) -> Result<(), WalError> {
+        match &self.failed {
+            Some(why) => Err(WalError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, what: &str, e: std::io::Error) -> WalError {
+        let why = format!("{what} of {} failed: {e}", segment_name(self.segment));
+        self.failed = Some(why.clone());
+        WalError::Failed(why)
+    }
+
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.storage.write_at(
+            &segment_name(self.segment),
+            self.pending_offset,
+            &self.pending,
+        )?;
+        self.pending_offset += self.pending.len() as u64;
+        self.pending.clear();
+        debug_assert_eq!(self.pending_offset, self.offset);
+        Ok(())
+    }
+
+    fn prepare_next(&mut self) -> Result<(), WalError> {
+        let next = self.segment + 1;
+        let head = format::encode_segment_header(next, self.config.segment_size_bytes);
+        if let Err(e) =
+            self.storage
+                .prepare(&segment_name(next), &head, self.config.segment_size_bytes)
+        {
+            return Err(self.fail("prepare", e));
+        }
+        self.next_prepared = true;
+        Ok(())
+    }
+
+    /// Moves to the next segment: writes what is pending into the current one (synced with the
+    /// group), waits for the spare segment, and continues there.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if let Err(e) = self.write_pending() {
+            return Err(self.fail("write", e));
+        }
+        if !self.next_prepared {
+            self.prepare_next()?;
+        }
+        let next = self.segment + 1;
+        if let Err(e) = self.storage.finish_prepare(&segment_name(next)) {
+            return Err(self.fail("prepare", e));
+        }
+        if self.unsynced_previous.is_some() {
+            // Two rotations inside one group: sync the older segment now rather than track many.
+            if let Err(e) = self.sync_previous() {
+                return Err(self.fail("sync", e));
+            }
+        }
+        self.unsynced_previous = Some(self.segment);
+        self.segment = next;
+        self.offset = SEGMENT_HEADER_SIZE as u64;
+        self.pending_offset = self.offset;
+        self.next_prepared = false;
+        assert!(
+            ENTRY_HEADER_SIZE as u64 + SEGMENT_HEADER_SIZE as u64 <= self.config.segment_size_bytes
+        );
+        Ok(())
+    }
+
+    fn sync_previous(&mut self) -> std::io::Result<()> {
+        if let Some(previous) = self.unsynced_previous.take() {
+            self.storage.sync(&segment_name(previous))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,585 @@
+//! Recovery: pick the newest valid snapshot, verify every entry after it (checksum, sequence,
+//! hash chain), tell a torn unsynced tail from corruption, truncate the former and refuse the latter.
+
+use crate::format::{
+    self, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, GENESIS_HASH, SEGMENT_HEADER_SIZE,
+};
+use crate::log::{segment_name, snapshot_name, Position, Wal};
+use crate::storage::Storage;
+use crate::{OpenError, WalConfig};
+
+/// One verified entry, as recovery and replay hand it out.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    /// Sequence number.
+    pub seq: u64,
+    /// The writer's timestamp.
+    pub timestamp: u64,
+    /// The opaque body.
+    pub body: &'a [u8],
+    /// This entry's chain hash.
+    pub hash: Hash,
+    /// Segment index and byte offset, for reports.
+    pub segment: u64,
+    /// Byte offset within the segment.
+    pub offset: u64,
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The snapshot recovery started from, if any.
+    pub snapshot: Option<SnapshotHeader>,
+    /// Snapshots skipped, with the reason.
+    pub skipped_snapshots: Vec<(String, String)>,
+    /// Entries verified and handed to the caller (after the snapshot).
+    pub entries_replayed: u64,
+    /// Bytes of entries verified, whether replayed or not.
+    pub bytes_verified: u64,
+    /// The torn tail that was cut off: (segment, offset, first lost sequence number, bytes zeroed).
+    pub truncated: Option<(String, u64, u64, u64)>,
+    /// Sequence number of the last entry in the log.
+    pub last_seq: u64,
+    /// Its chain hash.
+    pub last_hash: Hash,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    expect_seq: Option<u64>,
+    prev_hash: Option<Hash>,
+}
+
+/// Where a scan stopped.
+#[derive(Clone, Debug)]
+enum End {
+    /// After the last valid entry (or at the first slot if none).
+    Clean { segment_pos: usize, offset: u64 },
+    /// A damaged entry that no later intact entry vouches for: an unsynced tail.
+    Torn {
+        segment_pos: usize,
+        offset: u64,
+        seq: u64,
+    },
+}
+
+struct Scan {
+    end: End,
+    last_seq: u64,
+    last_hash: Hash,
+    bytes: u64,
+}
+
+fn corrupt(segment: u64, offset: u64, seq: u64, reason: impl Into<String>) -> OpenError {
+    OpenError::Corrupt {
+        segment: segment_name(segment),
+        offset,
+        seq,
+        reason: reason.into(),
+    }
+}
+
+fn io(what: &str, e: std::io::Error) -> OpenError {
+    OpenError::Io(format!("{what}: {e}"))
+}
+
+/// Index of the last non-zero byte, if any.
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|b| *b != 0)
+}
+
+/// Segment indexes (contiguous from 0) and snapshot sequence numbers (newest first) in storage.
+pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
+    let names = storage.list().map_err(|e| io("list", e))?;
+    let mut segments: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok())
+        .collect();
+    let mut snapshots: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok())
+        .collect();
+    segments.sort_unstable();
+    snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, index) in segments.iter().enumerate() {
+        if *index != i as u64 {
+            return Err(corrupt(
+                i as u64,
+                0,
+                0,
+                format!("segment {i} is missing (found {})", segment_name(*index)),
+            ));
+        }
+    }
+    Ok((segments, snapshots))
+}
+
+/// Verifies entries from `segments[start_pos]` at `offset` onwards, calling `visit` for those
+/// with `seq > visit_after`, and stops early after entry `stop_at` if given.
+fn scan<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    start_pos: usize,
+    start_offset: u64,
+    anchor: Anchor,
+    visit_after: u64,
+    stop_at: Option<u64>,
+    visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+) -> Result<Scan, OpenError> {
+    let mut expect = anchor.expect_seq;
+    let mut prev = anchor.prev_hash;
+    let mut last_seq = expect.map_or(0, |e| e - 1);
+    let mut last_hash = prev.unwrap_or(GENESIS_HASH);
+    let mut bytes_verified = 0u64;
+    let mut end = End::Clean {
+        segment_pos: start_pos,
+        offset: start_offset,
+    };
+    let mut seen_empty_segment: Option<u64> = None;
+    for (pos, &segment) in segments.iter().enumerate().skip(start_pos) {
+        let contents = storage
+            .read(&segment_name(segment))
+            .map_err(|e| io(&segment_name(segment), e))?;
+        let bytes: &[u8] = (*contents).as_ref();
+        match format::decode_segment_header(bytes) {
+            Some((index, size)) if index == segment && size == bytes.len() as u64 => {}
+            _ => {
+                return Err(corrupt(
+                    segment,
+                    0,
+                    last_seq + 1,
+                    "segment header is damaged or names another segment",
+                ))
+            }
+        }
+        let mut offset = if pos == start_pos {
+            start_offset as usize
+        } else {
+            SEGMENT_HEADER_SIZE
+        };
+        let mut entries_here = 0u64;
+        loop {
+            match format::read_entry(bytes, offset) {
+                Slot::Valid(h) => {
+                    let expected = expect.unwrap_or(h.seq);
+                    if h.seq != expected {
+                        return Err(corrupt(
+                            segment,
+                            offset as u64,
+                            expected,
+                            format!("sequence gap: expected {expected}, found {}", h.seq),
+                        ));
+                    }
+                    if prev.is_some_and(|p| p != h.prev_hash) {
+                        return Err(corrupt(segment, offset as u64, h.seq, "hash chain broken: previous-hash field does not match the previous entry"));
+                    }
+                    if let Some(empty) = seen_empty_segment {
+                        return Err(corrupt(
+                            empty,
+                            SEGMENT_HEADER_SIZE as u64,
+                            h.seq,
+                            "an empty segment lies between segments with entries",
+                        ));
+                    }
+                    let hash = format::hash_at(bytes, offset, &h);
+                    if h.seq > visit_after {
+                        let body = format::entry_body(bytes, offset, &h);
+                        visit(EntryRef {
+                            seq: h.seq,
+                            timestamp: h.timestamp,
+                            body,
+                            hash,
+                            segment,
+                            offset: offset as u64,
+                        })
+                        .map_err(OpenError::Visitor)?;
+                    }
+                    expect = Some(h.seq + 1);
+                    prev = Some(hash);
+                    last_seq = h.seq;
+                    last_hash = hash;
+                    entries_here += 1;
+                    offset += h.stored_len();
+                    bytes_verified += h.stored_len() as u64;
+                    end = End::Clean {
+                        segment_pos: pos,
+                        offset: offset as u64,
+                    };
+                    if stop_at == Some(h.seq) {
+                        return Ok(Scan {
+                            end,
+                            last_seq,
+                            last_hash,
+                            bytes: bytes_verified,
+                        });
+                    }
+                }
+                Slot::Empty => {
+                    // The end of this segment's entries; anything non-zero after it is damage.
+                    if last_nonzero(bytes).is_some_and(|i| i >= offset) {
+                        return torn_or_corrupt(
+                            storage,
+                            segments,
+                            pos,
+                            offset as u64,
+                            last_seq + 1,
+                            bytes_verified,
+                            last_hash,
+                        );
+                    }
+                    break;
+                }
+                Slot::Invalid => {
+                    if expect.is_none() {
+                        return Err(corrupt(
+                            segment,
+                            offset as u64,
+                            0,
+                            "the first entry to verify is damaged",
+                        ));
+                    }
+                    return torn_or_corrupt(
+                        storage,
+                        segments,
+                        pos,
+                        offset as u64,
+                        last_seq + 1,
+                        bytes_verified,
+                        last_hash,
+                    );
+                }
+            }
+        }
+        if entries_here == 0 && seen_empty_segment.is_none() && pos > start_pos {
+            seen_empty_segment = Some(segment);
+        }
+    }
+    Ok(Scan {
+        end,
+        last_seq,
+        last_hash,
+        bytes: bytes_verified,
+    })
+}
+
+/// A damaged slot at (segment, offset) where entry `seq` was expected. If any intact entry after
+/// it was appended when `seq` was already durable, acknowledged data is damaged: corruption.
+/// Otherwise everything from here on was never acknowledged: a torn tail.
+fn torn_or_corrupt<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    pos: usize,
+    offset: u64,
+    seq: u64,
+    bytes: u64,
+    last_hash: Hash,
+) -> Result<Scan, OpenError> {
+    for (later_pos, &segment) in segments.iter().enumerate().skip(pos) {
+        let contents = storage
+            .read(&segment_name(segment))
+            .map_err(|e| io(&segment_name(segment), e))?;
+        let data: &[u8] = (*contents).as_ref();
+        let Some(last) = last_nonzero(data) else {
+            continue;
+        };
+        let mut at = if later_pos == pos {
+            offset as usize + ENTRY_ALIGN
+        } else {
+            SEGMENT_HEADER_SIZE
+        };
+        while at <= last {
+            if let Slot::Valid(h) = format::read_entry(data, at) {
+                if h.synced_through >= seq {
+                    return Err(corrupt(
+                        segments[pos],
+                        offset,
+                        seq,
+                        format!("entry {seq} is damaged, but entry {} in {} was written after {seq} was durable", h.seq, segment_name(segment)),
+                    ));
+                }
+            }
+            at += ENTRY_ALIGN;
+        }
+    }
+    Ok(Scan {
+        end: End::Torn {
+            segment_pos: pos,
+            offset,
+            seq,
+        },
+        last_seq: seq - 1,
+        last_hash,
+        bytes,
+    })
+}
+
+/// Zeroes everything from the torn entry to the end of the log and syncs it. Returns bytes zeroed.
+fn truncate<S: Storage>(
+    storage: &mut S,
+    segments: &[u64],
+    pos: usize,
+    offset: u64,
+) -> Result<u64, OpenError> {
+    const CHUNK_BYTES: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK_BYTES];
+    let mut zeroed = 0;
+    for (p, &segment) in segments.iter().enumerate().skip(pos) {
+        let name = segment_name(segment);
+        let last = {
+            let contents = storage.read(&name).map_err(|e| io(&name, e))?;
+            last_nonzero((*contents).as_ref())
+        };
+        let from = if p == pos {
+            offset as usize
+        } else {
+            SEGMENT_HEADER_SIZE
+        };
+        let Some(last) = last.filter(|l| *l >= from) else {
+            continue;
+        };
+        let mut at = from;
+        while at <= last {
+            let n = (last + 1 - at).min(CHUNK_BYTES);
+            storage
+                .write_at(&name, at as u64, &zeros[..n])
+                .map_err(|e| io(&name, e))?;
+            at += n;
+        }
+        storage.sync(&name).map_err(|e| io(&name, e))?;
+        zeroed += (last + 1 - from) as u64;
+    }
+    Ok(zeroed)
+}
+
+/// The first entry's sequence number of each segment (None if its first slot is not a valid entry).
+fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u64>>, OpenError> {
+    segments
+        .iter()
+        .map(|&s| {
+            let contents = storage
+                .read(&segment_name(s))
+                .map_err(|e| io(&segment_name(s), e))?;
+            Ok(
+                match format::read_entry((*contents).as_ref(), SEGMENT_HEADER_SIZE) {
+                    Slot::Valid(h) => Some(h.seq),
+                    _ => None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Where a snapshot's entry sits: the segment to start from, verified up to the snapshot's seq.
+fn locate_snapshot<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    firsts: &[Option<u64>],
+    snap: &SnapshotHeader,
+) -> Result<Scan, String> {
+    if snap.seq == 0 {
+        return Err("a snapshot at sequence 0 holds nothing".into());
+    }
+    let pos = firsts
+        .iter()
+        .rposition(|f| f.is_some_and(|seq| seq <= snap.seq))
+        .ok_or("no segment holds its entry")?;
+    let anchor = Anchor {
+        expect_seq: None,
+        prev_hash: if pos == 0 { Some(GENESIS_HASH) } else { None },
+    };
+    let scan = scan(
+        storage,
+        segments,
+        pos,
+        SEGMENT_HEADER_SIZE as u64,
+        anchor,
+        u64::MAX,
+        Some(snap.seq),
+        &mut |_| Ok(()),
+    )
+    .map_err(|e| e.to_string())?;
+    if scan.last_seq != snap.seq {
+        return Err(format!(
+            "the log ends at {} before its sequence number",
+            scan.last_seq
+        ));
+    }
+    if scan.last_hash != snap.chain_hash {
+        return Err("its chain hash differs from the log's entry".into());
+    }
+    Ok(scan)
+}
+
+/// Opens (or creates) the log in `storage`: hands the newest valid snapshot to `on_snapshot`,
+/// then every entry after it to `on_entry`, truncates a torn tail, and returns the log ready
+/// for appends with what it found.
+pub fn open<S: Storage>(
+    mut storage: S,
+    config: WalConfig,
+    on_snapshot: &mut dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), String>,
+    on_entry: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+) -> Result<(Wal<S>, RecoveryReport), OpenError> {
+    config.validate()?;
+    let (segments, snapshots) = list(&storage)?;
+    let mut report = RecoveryReport {
+        last_hash: GENESIS_HASH,
+        ..Default::default()
+    };
+    if segments.is_empty() {
+        let head = format::encode_segment_header(0, config.segment_size_bytes);
+        storage
+            .prepare(&segment_name(0), &head, config.segment_size_bytes)
+            .map_err(|e| io("create segment 0", e))?;
+        storage
+            .finish_prepare(&segment_name(0))
+            .map_err(|e| io("create segment 0", e))?;
+        let at = Position {
+            segment: 0,
+            offset: SEGMENT_HEADER_SIZE as u64,
+            next_seq: 1,
+            last_hash: GENESIS_HASH,
+            next_exists: false,
+        };
+        return Ok((Wal::resume(storage, config, at), report));
+    }
+    let firsts = first_seqs(&storage, &segments)?;
+    let mut start = (
+        0usize,
+        SEGMENT_HEADER_SIZE as u64,
+        Anchor {
+            expect_seq: Some(1),
+            prev_hash: Some(GENESIS_HASH),
+        },
+        0u64,
+    );
+    for seq in snapshots {
+        let name = snapshot_name(seq);
+        let contents = storage.read(&name).map_err(|e| io(&name, e))?;
+        let (header, payload) = match format::decode_snapshot((*contents).as_ref()) {
+            Ok(found) if found.0.seq == seq => found,
+            Ok(_) => {
+                report
+                    .skipped_snapshots
+                    .push((name, "its header names another sequence number".into()));
+                continue;
+            }
+            Err(why) => {
+                report.skipped_snapshots.push((name, why.into()));
+                continue;
+            }
+        };
+        match locate_snapshot(&storage, &segments, &firsts, &header) {
+            Ok(scan) => {
+                let End::Clean {
+                    segment_pos,
+                    offset,
+                } = scan.end
+                else {
+                    unreachable!("a located snapshot ends cleanly")
+                };
+                on_snapshot(&header, payload).map_err(OpenError::Visitor)?;
+                start = (
+                    segment_pos,
+                    offset,
+                    Anchor {
+                        expect_seq: Some(seq + 1),
+                        prev_hash: Some(header.chain_hash),
+                    },
+                    seq,
+                );
+                report.snapshot = Some(header);
+                break;
+            }
+            Err(why) => report.skipped_snapshots.push((name, why)),
+        }
+    }
+    let (pos, offset, anchor, after) = start;
+    let mut replayed = 0u64;
+    let mut count = |entry: EntryRef<'_>| {
+        replayed += 1;
+        on_entry(entry)
+    };
+    let scan = scan(
+        &storage, &segments, pos, offset, anchor, after, None, &mut count,
+    )?;
+    report.entries_replayed = replayed;
+    report.bytes_verified = scan.bytes;
+    report.last_seq = scan.last_seq;
+    report.last_hash = scan.last_hash;
+    let (segment_pos, offset) = match scan.end {
+        End::Clean {
+            segment_pos,
+            offset,
+        } => (segment_pos, offset),
+        End::Torn {
+            segment_pos,
+            offset,
+            seq,
+        } => {
+            let zeroed = truncate(&mut storage, &segments, segment_pos, offset)?;
+            report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, zeroed));
+            (segment_pos, offset)
+        }
+    };
+    // Whatever the last run wrote may not have been synced; make what recovery saw durable.
+    storage
+        .sync(&segment_name(segments[segment_pos]))
+        .map_err(|e| io("sync", e))?;
+    let at = Position {
+        segment: segments[segment_pos],
+        offset,
+        next_seq: scan.last_seq + 1,
+        last_hash: scan.last_hash,
+        next_exists: segment_pos + 1 < segments.len(),
+    };
+    Ok((Wal::resume(storage, config, at), report))
+}
+
+/// Reads the whole log from the first entry without changing anything: verifies every checksum,
+/// the sequence and the hash chain, and calls `visit` for each entry. A torn tail is reported
+/// in the result, not cut off. For audit and replay.
+pub fn verify_log<S: Storage>(
+    storage: &S,
+    visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+) -> Result<RecoveryReport, OpenError> {
+    let (segments, _) = list(storage)?;
+    let mut report = RecoveryReport {
+        last_hash: GENESIS_HASH,
+        ..Default::default()
+    };
+    if segments.is_empty() {
+        return Ok(report);
+    }
+    let anchor = Anchor {
+        expect_seq: Some(1),
+        prev_hash: Some(GENESIS_HASH),
+    };
+    let mut replayed = 0u64;
+    let mut count = |entry: EntryRef<'_>| {
+        replayed += 1;
+        visit(entry)
+    };
+    let scan = scan(
+        storage,
+        &segments,
+        0,
+        SEGMENT_HEADER_SIZE as u64,
+        anchor,
+        0,
+        None,
+        &mut count,
+    )?;
+    report.entries_replayed = replayed;
+    report.bytes_verified = scan.bytes;
+    report.last_seq = scan.last_seq;
+    report.last_hash = scan.last_hash;
+    if let End::Torn {
+        segment_pos,
+        offset,
+        seq,
+    } = scan.end
+    {
+        report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, 0));
+    }
+    Ok(report)
+}

@@ -1,0 +1,282 @@
+//! The log on simulated storage: appends, group commit, rotation, snapshots, recovery, and
+//! every kind of damage located or cut off as docs/wal-format.md says.
+
+use bursar_wal::sim::{Faults, SimStorage};
+use bursar_wal::{
+    open, segment_name, snapshot_name, verify_log, OpenError, RecoveryReport, SnapshotHeader,
+    SyncPolicy, Wal, WalConfig, WalError,
+};
+
+const SMALL: WalConfig = WalConfig {
+    segment_size_bytes: 4096,
+    entry_body_max_bytes: 1024,
+    sync: SyncPolicy::EveryBatch,
+};
+
+type Entries = Vec<(u64, u64, Vec<u8>)>;
+
+fn reopen(
+    storage: SimStorage,
+) -> Result<
+    (
+        Wal<SimStorage>,
+        RecoveryReport,
+        Option<(SnapshotHeader, Vec<u8>)>,
+        Entries,
+    ),
+    OpenError,
+> {
+    let mut snapshot = None;
+    let mut entries = Vec::new();
+    let (wal, report) = open(
+        storage,
+        SMALL,
+        &mut |h, payload| {
+            snapshot = Some((*h, payload.to_vec()));
+            Ok(())
+        },
+        &mut |e| {
+            entries.push((e.seq, e.timestamp, e.body.to_vec()));
+            Ok(())
+        },
+    )?;
+    Ok((wal, report, snapshot, entries))
+}
+
+fn body(seq: u64) -> Vec<u8> {
+    let len = (seq * 37 % 300) as usize;
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+/// A log with `n` entries, synced every `group` appends.
+fn log_with(n: u64, group: u64) -> SimStorage {
+    let storage = SimStorage::new(1, Faults::default());
+    let (mut wal, ..) = reopen(storage.clone()).expect("fresh log");
+    for seq in 1..=n {
+        assert_eq!(wal.append(seq * 10, &body(seq)).expect("append"), seq);
+        if seq % group == 0 {
+            assert_eq!(wal.sync().expect("sync"), seq);
+        }
+    }
+    wal.sync().expect("sync");
+    storage
+}
+
+#[test]
+fn entries_come_back_exactly_across_segment_rotations() {
+    let storage = log_with(200, 7);
+    let segments = storage
+        .list_names()
+        .iter()
+        .filter(|n| n.ends_with(".seg"))
+        .count();
+    assert!(segments > 5, "small segments rotate: {segments}");
+    let (wal, report, snapshot, entries) = reopen(storage).expect("reopens");
+    assert!(snapshot.is_none());
+    assert_eq!(
+        entries,
+        (1..=200).map(|s| (s, s * 10, body(s))).collect::<Entries>()
+    );
+    assert_eq!((report.last_seq, report.truncated), (200, None));
+    assert_eq!(wal.next_seq(), 201);
+}
+
+#[test]
+fn recovery_starts_from_the_newest_valid_snapshot_and_skips_a_corrupt_one() {
+    let storage = SimStorage::new(2, Faults::default());
+    let (mut wal, ..) = reopen(storage.clone()).expect("fresh");
+    let mut hashes = vec![[0u8; 32]];
+    for seq in 1..=60u64 {
+        wal.append(seq, &body(seq)).expect("append");
+        hashes.push(wal.last_hash());
+        wal.sync().expect("sync");
+        if seq == 20 || seq == 40 {
+            wal.write_snapshot(seq, wal.last_hash(), format!("state@{seq}").as_bytes())
+                .expect("snapshot");
+        }
+    }
+    let (_, report, snapshot, entries) = reopen(storage.clone()).expect("reopens");
+    assert_eq!(
+        snapshot.map(|(h, p)| (h.seq, p)),
+        Some((40, b"state@40".to_vec()))
+    );
+    assert_eq!(entries.first().map(|e| e.0), Some(41));
+    assert_eq!(report.entries_replayed, 20);
+
+    storage.flip_bit(&snapshot_name(40), 90, 3);
+    let (_, report, snapshot, entries) = reopen(storage.clone()).expect("reopens");
+    assert_eq!(
+        snapshot.map(|(h, _)| h.seq),
+        Some(20),
+        "falls back to the older snapshot"
+    );
+    assert_eq!(
+        report.skipped_snapshots,
+        vec![(snapshot_name(40), "checksum mismatch".to_string())]
+    );
+    assert_eq!(entries.len(), 40);
+
+    // A snapshot whose chain hash disagrees with the log is skipped too.
+    let forged = bursar_wal::format::encode_snapshot(
+        &SnapshotHeader {
+            seq: 50,
+            chain_hash: [7; 32],
+        },
+        b"forged",
+    );
+    let (mut wal, ..) = reopen(storage.clone()).expect("reopens");
+    assert_ne!(hashes[50], [7; 32]);
+    drop(wal.sync());
+    let mut raw = wal.into_storage();
+    bursar_wal::Storage::write_atomic(&mut raw, &snapshot_name(50), &forged).expect("write");
+    let (_, report, snapshot, _) = reopen(storage).expect("reopens");
+    assert_eq!(snapshot.map(|(h, _)| h.seq), Some(20));
+    assert!(report
+        .skipped_snapshots
+        .iter()
+        .any(|(n, why)| n == &snapshot_name(50) && why.contains("chain hash")));
+}
+
+#[test]
+fn a_bit_flip_in_an_acknowledged_entry_is_refused_with_its_place() {
+    let storage = log_with(40, 4);
+    let first = segment_name(0);
+    // Entry 2 sits right after entry 1 in segment 0.
+    let offset = 64 + bursar_wal::format::stored_len(body(1).len()) + 80;
+    storage.flip_bit(&first, offset, 5);
+    match reopen(storage.clone()) {
+        Err(OpenError::Corrupt {
+            segment,
+            offset: at,
+            seq,
+            ..
+        }) => {
+            assert_eq!((segment, seq), (first, 2));
+            assert_eq!(
+                at as usize,
+                64 + bursar_wal::format::stored_len(body(1).len())
+            );
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|r| r.1)),
+    }
+    let before = storage.durable(&segment_name(0));
+    assert!(
+        verify_log(&storage, &mut |_| Ok(())).is_err(),
+        "read-only verification refuses too"
+    );
+    assert_eq!(
+        storage.durable(&segment_name(0)),
+        before,
+        "refusing changes nothing"
+    );
+}
+
+#[test]
+fn a_forged_entry_with_a_recomputed_checksum_breaks_the_chain() {
+    let storage = log_with(10, 1);
+    let contents = storage.durable(&segment_name(0)).expect("segment");
+    let at = 64 + bursar_wal::format::stored_len(body(1).len());
+    let header = match bursar_wal::format::read_entry(&contents, at) {
+        bursar_wal::format::Slot::Valid(h) => h,
+        other => panic!("{other:?}"),
+    };
+    // Rewrite entry 2 with a different body of the same length and a valid checksum.
+    let mut forged = Vec::new();
+    let altered: Vec<u8> = body(2).iter().map(|b| b ^ 0xFF).collect();
+    bursar_wal::format::encode_entry(&header, &altered, &mut forged);
+    storage.overwrite(&segment_name(0), at, &forged);
+    match reopen(storage) {
+        Err(OpenError::Corrupt { seq: 3, reason, .. }) => {
+            assert!(reason.contains("chain"), "{reason}")
+        }
+        other => panic!("expected a broken chain at 3, got {:?}", other.map(|r| r.1)),
+    }
+}
+
+#[test]
+fn a_torn_unsynced_tail_is_cut_off_and_reported() {
+    let storage = SimStorage::new(3, Faults::default());
+    let (mut wal, ..) = reopen(storage.clone()).expect("fresh");
+    for seq in 1..=5 {
+        wal.append(seq, &body(seq)).expect("append");
+    }
+    wal.sync().expect("sync");
+    let name = segment_name(0);
+    let end = 64
+        + (1..=5)
+            .map(|s| bursar_wal::format::stored_len(body(s).len()))
+            .sum::<usize>();
+    // An unsynced entry 6 of which only the first 50 bytes reached the disk.
+    let mut torn = Vec::new();
+    let header = bursar_wal::format::EntryHeader {
+        seq: 6,
+        timestamp: 6,
+        synced_through: 5,
+        body_len: body(6).len() as u32,
+        flags: 0,
+        prev_hash: wal.last_hash(),
+    };
+    bursar_wal::format::encode_entry(&header, &body(6), &mut torn);
+    storage.overwrite(&name, end, &torn[..50]);
+    let (mut wal, report, _, entries) =
+        reopen(storage.clone()).expect("a torn tail is not corruption");
+    assert_eq!(entries.len(), 5);
+    assert_eq!(report.truncated, Some((name.clone(), end as u64, 6, 50)));
+    assert!(
+        storage.durable(&name).expect("segment")[end..end + 50]
+            .iter()
+            .all(|b| *b == 0),
+        "zeroed"
+    );
+    assert_eq!(
+        wal.append(60, b"after").expect("append"),
+        6,
+        "the log continues at 6"
+    );
+}
+
+#[test]
+fn after_a_failed_sync_the_log_refuses_everything() {
+    let storage = SimStorage::new(4, Faults::default());
+    let (mut wal, ..) = reopen(storage.clone()).expect("fresh");
+    wal.append(1, b"a").expect("append");
+    wal.sync().expect("sync");
+    storage.set_faults(Faults {
+        sync_fail_percent: 100,
+        write_fail_percent: 0,
+    });
+    wal.append(2, b"b").expect("append");
+    assert!(matches!(wal.sync(), Err(WalError::Failed(_))));
+    storage.set_faults(Faults::default());
+    assert!(
+        matches!(wal.append(3, b"c"), Err(WalError::Failed(_))),
+        "no retry-and-pretend"
+    );
+    assert!(matches!(wal.sync(), Err(WalError::Failed(_))));
+    assert!(matches!(
+        wal.write_snapshot(1, [0; 32], b"s"),
+        Err(WalError::Failed(_))
+    ));
+}
+
+#[test]
+fn limits_are_typed_errors() {
+    let storage = SimStorage::new(5, Faults::default());
+    let (mut wal, ..) = reopen(storage).expect("fresh");
+    assert_eq!(
+        wal.append(1, &[0u8; 1025]),
+        Err(WalError::EntryTooLarge {
+            len: 1025,
+            max: 1024
+        })
+    );
+    assert_eq!(
+        wal.write_snapshot(1, [0; 32], b"x"),
+        Err(WalError::SnapshotAheadOfLog { seq: 1, synced: 0 })
+    );
+    let bad = WalConfig {
+        segment_size_bytes: 1000,
+        ..SMALL
+    };
+    assert!(matches!(bad.validate(), Err(OpenError::Config(_))));
+}
