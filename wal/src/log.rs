@@ -25,6 +25,8 @@ pub(crate) struct Position {
     pub(crate) last_hash: Hash,
     /// Whether segment `segment + 1` already exists (prepared before the crash).
     pub(crate) next_exists: bool,
+    /// Size of the current segment file (an older run may have used another size).
+    pub(crate) segment_size: u64,
 }
 
 /// The write-ahead log. Single writer: the sequencer owns it.
@@ -33,6 +35,8 @@ pub struct Wal<S: Storage> {
     storage: S,
     config: WalConfig,
     segment: u64,
+    /// Size of the current segment file.
+    segment_size: u64,
     /// Where the next entry goes in the current segment (pending bytes included).
     offset: u64,
     /// Entries appended but not yet written, and where in the current segment they start.
@@ -53,6 +57,7 @@ impl<S: Storage> Wal<S> {
             storage,
             config,
             segment: at.segment,
+            segment_size: at.segment_size,
             offset: at.offset,
             pending: Vec::with_capacity(1 << 20),
             pending_offset: at.offset,
@@ -75,7 +80,7 @@ impl<S: Storage> Wal<S> {
             });
         }
         let stored = format::stored_len(body.len()) as u64;
-        if self.offset + stored > self.config.segment_size_bytes {
+        if self.offset + stored > self.segment_size {
             self.rotate()?;
         }
         let header = EntryHeader {
@@ -89,7 +94,7 @@ impl<S: Storage> Wal<S> {
         self.last_hash = format::encode_entry(&header, body, &mut self.pending);
         self.offset += stored;
         self.next_seq += 1;
-        if !self.next_prepared && self.offset > self.config.segment_size_bytes / 2 {
+        if !self.next_prepared && self.offset > self.segment_size / 2 {
             self.prepare_next()?;
         }
         Ok(header.seq)
@@ -226,6 +231,7 @@ impl<S: Storage> Wal<S> {
         }
         self.unsynced_previous = Some(self.segment);
         self.segment = next;
+        self.segment_size = self.config.segment_size_bytes;
         self.offset = SEGMENT_HEADER_SIZE as u64;
         self.pending_offset = self.offset;
         self.next_prepared = false;

@@ -162,6 +162,27 @@ fn scan<S: Storage>(
             match format::read_entry(bytes, offset) {
                 Slot::Valid(h) => {
                     let expected = expect.unwrap_or(h.seq);
+                    let crossed_segment = offset == SEGMENT_HEADER_SIZE && pos > start_pos;
+                    if h.seq > expected && crossed_segment && h.synced_through < expected {
+                        // The group that ended the previous segment and began this one was cut:
+                        // this entry says `expected` was never durable, so it is a torn tail.
+                        let End::Clean {
+                            segment_pos,
+                            offset,
+                        } = end
+                        else {
+                            unreachable!("scanning continues only after a clean end")
+                        };
+                        return torn_or_corrupt(
+                            storage,
+                            segments,
+                            segment_pos,
+                            offset,
+                            expected,
+                            bytes_verified,
+                            last_hash,
+                        );
+                    }
                     if h.seq != expected {
                         return Err(corrupt(
                             segment,
@@ -439,6 +460,7 @@ pub fn open<S: Storage>(
             next_seq: 1,
             last_hash: GENESIS_HASH,
             next_exists: false,
+            segment_size: config.segment_size_bytes,
         };
         return Ok((Wal::resume(storage, config, at), report));
     }
@@ -525,12 +547,19 @@ pub fn open<S: Storage>(
     storage
         .sync(&segment_name(segments[segment_pos]))
         .map_err(|e| io("sync", e))?;
+    let segment_size = {
+        let contents = storage
+            .read(&segment_name(segments[segment_pos]))
+            .map_err(|e| io("read", e))?;
+        (*contents).as_ref().len() as u64
+    };
     let at = Position {
         segment: segments[segment_pos],
         offset,
         next_seq: scan.last_seq + 1,
         last_hash: scan.last_hash,
         next_exists: segment_pos + 1 < segments.len(),
+        segment_size,
     };
     Ok((Wal::resume(storage, config, at), report))
 }

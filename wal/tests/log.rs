@@ -280,3 +280,52 @@ fn limits_are_typed_errors() {
     };
     assert!(matches!(bad.validate(), Err(OpenError::Config(_))));
 }
+
+#[test]
+fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
+    let dir = std::env::temp_dir().join(format!("bursar-wal-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = WalConfig {
+        segment_size_bytes: 64 << 10,
+        entry_body_max_bytes: 4096,
+        sync: SyncPolicy::EveryBatch,
+    };
+    let open_fs = |expect: u64| {
+        let storage = bursar_wal::FsStorage::open(&dir).expect("dir");
+        let mut seen = Vec::new();
+        let (wal, report) = open(storage, config, &mut |_, _| Ok(()), &mut |e| {
+            seen.push((e.seq, e.body.to_vec()));
+            Ok(())
+        })
+        .expect("opens");
+        assert_eq!(report.last_seq, expect);
+        (wal, seen)
+    };
+    let (mut wal, seen) = open_fs(0);
+    assert!(seen.is_empty());
+    for seq in 1..=300u64 {
+        wal.append(seq, &body(seq)).expect("append");
+        if seq % 10 == 0 {
+            wal.sync().expect("sync");
+        }
+    }
+    wal.write_snapshot(300, wal.last_hash(), b"three hundred")
+        .expect("snapshot");
+    drop(wal);
+    let (mut wal, seen) = open_fs(300);
+    assert!(seen.is_empty(), "everything is covered by the snapshot");
+    wal.append(301, &body(301)).expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+    let (_, seen) = open_fs(301);
+    assert_eq!(seen, vec![(301, body(301))]);
+    let segments = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count();
+    assert!(segments >= 2, "rotated into {segments} segments");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
