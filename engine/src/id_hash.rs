@@ -54,13 +54,10 @@ pub type IdMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IdHash
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::hash::{BuildHasher, Hash};
+    use core::hash::BuildHasher;
 
     fn hash(id: u128) -> u64 {
-        let build = BuildHasherDefault::<IdHasher>::default();
-        let mut h = build.build_hasher();
-        id.hash(&mut h);
-        h.finish()
+        BuildHasherDefault::<IdHasher>::default().hash_one(id)
     }
 
     #[test]

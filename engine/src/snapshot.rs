@@ -181,7 +181,7 @@ impl Engine {
             transfers_max: r.u32(),
             query_results_max: r.u32(),
         };
-        if limits.accounts_max >= NONE || limits.transfers_max >= NONE {
+        if limits.accounts_max == NONE || limits.transfers_max == NONE {
             return invalid("limits exceed the u32 index space");
         }
         let counts = [r.u64(), r.u64(), r.u64(), r.u64(), r.u64()];

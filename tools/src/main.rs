@@ -130,7 +130,9 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
         let batch: Vec<Command> = (0..len)
             .map(|_| {
                 let debit = 1 + random(accounts) as u128;
-                let credit = 1 + (debit + random(accounts - 1)) % accounts as u128;
+                // An offset in 1..accounts keeps the credit account different from the debit one.
+                let offset = 1 + random(accounts - 1) as u128;
+                let credit = 1 + (debit - 1 + offset) % accounts as u128;
                 next_id += 1;
                 Command::Transfer(Transfer {
                     id: next_id,

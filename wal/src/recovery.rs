@@ -44,6 +44,19 @@ pub struct RecoveryReport {
     pub last_hash: Hash,
 }
 
+/// Receives each verified entry; an `Err` stops recovery.
+pub type EntryVisitor<'a> = dyn FnMut(EntryRef<'_>) -> Result<(), String> + 'a;
+/// Receives the snapshot recovery starts from; an `Err` stops recovery.
+pub type SnapshotVisitor<'a> = dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), String> + 'a;
+
+/// Where a scan starts and what it expects there.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    segment_pos: usize,
+    offset: u64,
+    anchor: Anchor,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Anchor {
     expect_seq: Option<u64>,
@@ -119,13 +132,16 @@ pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), Open
 fn scan<S: Storage>(
     storage: &S,
     segments: &[u64],
-    start_pos: usize,
-    start_offset: u64,
-    anchor: Anchor,
+    start: Start,
     visit_after: u64,
     stop_at: Option<u64>,
-    visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+    visit: &mut EntryVisitor<'_>,
 ) -> Result<Scan, OpenError> {
+    let Start {
+        segment_pos: start_pos,
+        offset: start_offset,
+        anchor,
+    } = start;
     let mut expect = anchor.expect_seq;
     let mut prev = anchor.prev_hash;
     let mut last_seq = expect.map_or(0, |e| e - 1);
@@ -408,12 +424,15 @@ fn locate_snapshot<S: Storage>(
         expect_seq: None,
         prev_hash: if pos == 0 { Some(GENESIS_HASH) } else { None },
     };
+    let start = Start {
+        segment_pos: pos,
+        offset: SEGMENT_HEADER_SIZE as u64,
+        anchor,
+    };
     let scan = scan(
         storage,
         segments,
-        pos,
-        SEGMENT_HEADER_SIZE as u64,
-        anchor,
+        start,
         u64::MAX,
         Some(snap.seq),
         &mut |_| Ok(()),
@@ -437,8 +456,8 @@ fn locate_snapshot<S: Storage>(
 pub fn open<S: Storage>(
     mut storage: S,
     config: WalConfig,
-    on_snapshot: &mut dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), String>,
-    on_entry: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+    on_snapshot: &mut SnapshotVisitor<'_>,
+    on_entry: &mut EntryVisitor<'_>,
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
     let (segments, snapshots) = list(&storage)?;
@@ -521,9 +540,12 @@ pub fn open<S: Storage>(
         replayed += 1;
         on_entry(entry)
     };
-    let scan = scan(
-        &storage, &segments, pos, offset, anchor, after, None, &mut count,
-    )?;
+    let start = Start {
+        segment_pos: pos,
+        offset,
+        anchor,
+    };
+    let scan = scan(&storage, &segments, start, after, None, &mut count)?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;
@@ -588,16 +610,12 @@ pub fn verify_log<S: Storage>(
         replayed += 1;
         visit(entry)
     };
-    let scan = scan(
-        storage,
-        &segments,
-        0,
-        SEGMENT_HEADER_SIZE as u64,
+    let start = Start {
+        segment_pos: 0,
+        offset: SEGMENT_HEADER_SIZE as u64,
         anchor,
-        0,
-        None,
-        &mut count,
-    )?;
+    };
+    let scan = scan(storage, &segments, start, 0, None, &mut count)?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;

@@ -14,18 +14,15 @@ const SMALL: WalConfig = WalConfig {
 };
 
 type Entries = Vec<(u64, u64, Vec<u8>)>;
+/// What `reopen` recovered: the log, the report, the snapshot handed out, the entries replayed.
+type Reopened = (
+    Wal<SimStorage>,
+    RecoveryReport,
+    Option<(SnapshotHeader, Vec<u8>)>,
+    Entries,
+);
 
-fn reopen(
-    storage: SimStorage,
-) -> Result<
-    (
-        Wal<SimStorage>,
-        RecoveryReport,
-        Option<(SnapshotHeader, Vec<u8>)>,
-        Entries,
-    ),
-    OpenError,
-> {
+fn reopen(storage: SimStorage) -> Result<Reopened, OpenError> {
     let mut snapshot = None;
     let mut entries = Vec::new();
     let (wal, report) = open(

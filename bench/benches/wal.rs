@@ -1,0 +1,275 @@
+//! WAL benchmark: durable append throughput and sync latency at 1, 100, 1 000 and 8 189
+//! 128-byte records per sync, beside a plain pwrite + fdatasync baseline and mmap + msync on
+//! the same disk in the same run; recovery speed; snapshot write and load at 1 M and 10 M accounts.
+//!
+//! Run: `cargo bench -p bursar-bench --bench wal` (set BURSAR_BENCH_DIR to choose the disk;
+//! `-- --quick` skips the 10 M-account snapshot).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bursar_bench::engine_with_accounts;
+use bursar_engine::Engine;
+use bursar_wal::{open, FsStorage, SyncPolicy, Wal, WalConfig};
+use hdrhistogram::Histogram;
+
+const RECORD_BYTES: usize = 128;
+const FILE_BYTES: u64 = 256 << 20;
+const RUN_TIME: Duration = Duration::from_secs(3);
+
+fn bench_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("BURSAR_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench-data"));
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+/// A preallocated, zero-filled, synced file: the same starting point the WAL's segments have.
+fn zeroed_file(path: &Path) -> File {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .expect("file");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..FILE_BYTES >> 20 {
+        file.write_all(&zeros).expect("zero fill");
+    }
+    file.sync_all().expect("sync");
+    file
+}
+
+struct Row {
+    records_per_sync: usize,
+    records_per_s: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// Runs `step` (one durable batch) repeatedly for RUN_TIME; times each call.
+fn measure(records_per_sync: usize, mut step: impl FnMut(u64)) -> Row {
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    let start = Instant::now();
+    let mut batches = 0u64;
+    while start.elapsed() < RUN_TIME {
+        let t = Instant::now();
+        step(batches);
+        histogram
+            .record(t.elapsed().as_micros().max(1) as u64)
+            .expect("record");
+        batches += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Row {
+        records_per_sync,
+        records_per_s: (batches * records_per_sync as u64) as f64 / secs,
+        p50_us: histogram.value_at_quantile(0.5),
+        p99_us: histogram.value_at_quantile(0.99),
+    }
+}
+
+fn baseline_pwrite(records: usize) -> Row {
+    let dir = bench_dir("baseline");
+    let file = zeroed_file(&dir.join("data"));
+    let batch = vec![7u8; records * RECORD_BYTES];
+    let slots = FILE_BYTES / batch.len() as u64;
+    measure(records, |i| {
+        file.write_all_at(&batch, (i % slots) * batch.len() as u64)
+            .expect("pwrite");
+        file.sync_data().expect("fdatasync");
+    })
+}
+
+fn baseline_msync(records: usize) -> Row {
+    let dir = bench_dir("msync");
+    let file = zeroed_file(&dir.join("data"));
+    let mut map = bursar_wal::mmap::map_write(&file).expect("map");
+    let batch = vec![7u8; records * RECORD_BYTES];
+    let slots = FILE_BYTES as usize / batch.len();
+    measure(records, |i| {
+        let at = (i as usize % slots) * batch.len();
+        map[at..at + batch.len()].copy_from_slice(&batch);
+        map.flush_range(at, batch.len()).expect("msync");
+    })
+}
+
+fn wal(records: usize, entry_per_record: bool) -> Row {
+    let dir = bench_dir("wal");
+    let storage = FsStorage::open(&dir).expect("dir");
+    let (mut wal, _) = open(
+        storage,
+        WalConfig::default(),
+        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
+    )
+    .expect("open");
+    let record = [7u8; RECORD_BYTES];
+    let batch = vec![7u8; records * RECORD_BYTES];
+    measure(records, |i| {
+        if entry_per_record {
+            for _ in 0..records {
+                wal.append(i, &record).expect("append");
+            }
+        } else {
+            wal.append(i, &batch).expect("append");
+        }
+        wal.sync().expect("sync");
+    })
+}
+
+fn print_rows(title: &str, rows: &[Row], baseline: &[Row]) {
+    println!("\n{title}");
+    println!(
+        "{:>12} {:>14} {:>10} {:>10} {:>12} {:>12}",
+        "records/sync", "records/s", "p50 µs", "p99 µs", "vs baseline", "p99 vs base"
+    );
+    for (row, base) in rows.iter().zip(baseline) {
+        println!(
+            "{:>12} {:>14.0} {:>10} {:>10} {:>11.0}% {:>11.2}x",
+            row.records_per_sync,
+            row.records_per_s,
+            row.p50_us,
+            row.p99_us,
+            100.0 * row.records_per_s / base.records_per_s,
+            row.p99_us as f64 / base.p99_us as f64
+        );
+    }
+}
+
+fn recovery_speed() {
+    let dir = bench_dir("recovery");
+    const ENTRIES: u64 = 2_000_000;
+    {
+        let storage = FsStorage::open(&dir).expect("dir");
+        let (mut wal, _) = open(
+            storage,
+            WalConfig {
+                sync: SyncPolicy::UnsafeNoSync,
+                ..WalConfig::default()
+            },
+            &mut |_, _| Ok(()),
+            &mut |_| Ok(()),
+        )
+        .expect("open");
+        let record = [9u8; RECORD_BYTES];
+        for i in 0..ENTRIES {
+            wal.append(i, &record).expect("append");
+            if i % 8189 == 0 {
+                wal.sync().expect("sync");
+            }
+        }
+        finish(&mut wal);
+    }
+    let start = Instant::now();
+    let mut seen = 0u64;
+    let storage = FsStorage::open(&dir).expect("dir");
+    let (_, report) = open(
+        storage,
+        WalConfig::default(),
+        &mut |_, _| Ok(()),
+        &mut |_| {
+            seen += 1;
+            Ok(())
+        },
+    )
+    .expect("recover");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(seen, ENTRIES);
+    println!(
+        "\nrecovery: {ENTRIES} entries of {RECORD_BYTES} B verified (CRC32C + BLAKE3 chain) in {:.3} s: {:.2} M entries/s, {:.0} MB/s",
+        secs,
+        seen as f64 / secs / 1e6,
+        report.bytes_verified as f64 / secs / 1e6
+    );
+}
+
+fn finish(wal: &mut Wal<FsStorage>) {
+    wal.sync().expect("sync");
+}
+
+fn snapshot(accounts: u64) {
+    let engine = engine_with_accounts(accounts, 0);
+    let dir = bench_dir("snapshot");
+    let storage = FsStorage::open(&dir).expect("dir");
+    let (mut wal, _) = open(
+        storage,
+        WalConfig::default(),
+        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
+    )
+    .expect("open");
+    wal.append(1, b"x").expect("append");
+    wal.sync().expect("sync");
+    let start = Instant::now();
+    let bytes = engine.snapshot_bytes();
+    let encoded = start.elapsed();
+    wal.write_snapshot(1, wal.last_hash(), &bytes)
+        .expect("snapshot");
+    let written = start.elapsed();
+    drop(wal);
+    let start = Instant::now();
+    let mut restored = None;
+    let storage = FsStorage::open(&dir).expect("dir");
+    open(
+        storage,
+        WalConfig::default(),
+        &mut |_, payload| {
+            restored = Some(Engine::restore(payload).map_err(|e| e.to_string())?);
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    )
+    .expect("load");
+    let loaded = start.elapsed();
+    assert_eq!(restored.expect("restored").digest(), engine.digest());
+    println!(
+        "snapshot of {accounts} accounts ({:.0} MB): encode {:.2} s, encode+write+fsync+rename {:.2} s; load (verify checksum + restore + audit) {:.2} s",
+        bytes.len() as f64 / 1e6,
+        encoded.as_secs_f64(),
+        written.as_secs_f64(),
+        loaded.as_secs_f64()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes = [1usize, 100, 1000, 8189];
+    let base: Vec<Row> = sizes.iter().map(|n| baseline_pwrite(*n)).collect();
+    let msync: Vec<Row> = sizes.iter().map(|n| baseline_msync(*n)).collect();
+    let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
+    let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
+    print_rows(
+        "baseline: pwrite + fdatasync of the records into a preallocated file",
+        &base,
+        &base,
+    );
+    print_rows(
+        "alternative: copy into the mapping + msync of the range",
+        &msync,
+        &base,
+    );
+    print_rows(
+        "Bursar WAL, one entry per record (72-byte header each), one sync per batch",
+        &per_record,
+        &base,
+    );
+    print_rows(
+        "Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch",
+        &per_batch,
+        &base,
+    );
+    recovery_speed();
+    println!();
+    snapshot(1_000_000);
+    if !quick {
+        snapshot(10_000_000);
+    }
+}
