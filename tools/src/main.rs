@@ -165,18 +165,19 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
             ..Default::default()
         })
     };
-    let holds = [hold(10, 0), hold(11, 0), hold(12, 30)];
+    const HOLD: u128 = 1 << 90;
+    let holds = [hold(HOLD, 0), hold(HOLD + 1, 0), hold(HOLD + 2, 30)];
     ensure_ok(&run(&mut engine, &mut now, &holds)?, "holds")?;
     let resolve = [
         Command::Capture(Transfer {
-            id: 13,
-            pending_id: 10,
+            id: HOLD + 3,
+            pending_id: HOLD,
             amount: 1_999,
             ..Default::default()
         }),
         Command::Release(Transfer {
-            id: 14,
-            pending_id: 11,
+            id: HOLD + 4,
+            pending_id: HOLD + 1,
             ..Default::default()
         }),
     ];
