@@ -8,11 +8,7 @@ use bursar_engine::BATCH_COMMANDS_MAX;
 /// Resident memory in bytes, from /proc/self/statm (pages touched, so unused capacity is not counted).
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("statm resident field");
+    let pages: usize = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("statm resident field");
     pages * 4096
 }
 
@@ -37,16 +33,7 @@ fn main() {
     let after_transfers = resident_bytes();
     let per_account = (after_accounts - base) as f64 / (ACCOUNTS + 1) as f64;
     let per_transfer = (after_transfers - after_accounts) as f64 / engine.transfers().len() as f64;
-    println!(
-        "accounts: {}  bytes/account: {per_account:.1}",
-        ACCOUNTS + 1
-    );
-    println!(
-        "transfers: {}  bytes/transfer: {per_transfer:.1}",
-        engine.transfers().len()
-    );
-    println!(
-        "snapshot bytes/transfer: {:.1}",
-        engine.snapshot_len() as f64 / engine.transfers().len() as f64
-    );
+    println!("accounts: {}  bytes/account: {per_account:.1}", ACCOUNTS + 1);
+    println!("transfers: {}  bytes/transfer: {per_transfer:.1}", engine.transfers().len());
+    println!("snapshot bytes/transfer: {:.1}", engine.snapshot_len() as f64 / engine.transfers().len() as f64);
 }

@@ -21,9 +21,7 @@ const FILE_BYTES: u64 = 256 << 20;
 const RUN_TIME: Duration = Duration::from_secs(3);
 
 fn bench_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("BURSAR_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/bench-data"));
+    let root = std::env::var_os("BURSAR_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/bench-data"));
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -32,13 +30,7 @@ fn bench_dir(name: &str) -> PathBuf {
 
 /// A preallocated, zero-filled, synced file: the same starting point the WAL's segments have.
 fn zeroed_file(path: &Path) -> File {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .expect("file");
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).expect("file");
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..FILE_BYTES >> 20 {
         file.write_all(&zeros).expect("zero fill");
@@ -62,9 +54,7 @@ fn measure(records_per_sync: usize, mut step: impl FnMut(u64)) -> Row {
     while start.elapsed() < RUN_TIME {
         let t = Instant::now();
         step(batches);
-        histogram
-            .record(t.elapsed().as_micros().max(1) as u64)
-            .expect("record");
+        histogram.record(t.elapsed().as_micros().max(1) as u64).expect("record");
         batches += 1;
     }
     let secs = start.elapsed().as_secs_f64();
@@ -82,8 +72,7 @@ fn baseline_pwrite(records: usize) -> Row {
     let batch = vec![7u8; records * RECORD_BYTES];
     let slots = FILE_BYTES / batch.len() as u64;
     measure(records, |i| {
-        file.write_all_at(&batch, (i % slots) * batch.len() as u64)
-            .expect("pwrite");
+        file.write_all_at(&batch, (i % slots) * batch.len() as u64).expect("pwrite");
         file.sync_data().expect("fdatasync");
     })
 }
@@ -104,13 +93,7 @@ fn baseline_msync(records: usize) -> Row {
 fn wal(records: usize, entry_per_record: bool) -> Row {
     let dir = bench_dir("wal");
     let storage = FsStorage::open(&dir).expect("dir");
-    let (mut wal, _) = open(
-        storage,
-        WalConfig::default(),
-        &mut |_, _| Ok(()),
-        &mut |_| Ok(()),
-    )
-    .expect("open");
+    let (mut wal, _) = open(storage, WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
     let record = [7u8; RECORD_BYTES];
     let batch = vec![7u8; records * RECORD_BYTES];
     measure(records, |i| {
@@ -119,7 +102,8 @@ fn wal(records: usize, entry_per_record: bool) -> Row {
                 wal.append(i, &record).expect("append");
             }
         } else {
-            wal.append(i, &batch).expect("append");
+            // The sequencer encodes its batch straight into the log's buffer.
+            wal.append_with(i, |buffer| buffer.extend_from_slice(&batch)).expect("append");
         }
         wal.sync().expect("sync");
     })
@@ -127,10 +111,7 @@ fn wal(records: usize, entry_per_record: bool) -> Row {
 
 fn print_rows(title: &str, rows: &[Row], baseline: &[Row]) {
     println!("\n{title}");
-    println!(
-        "{:>12} {:>14} {:>10} {:>10} {:>12} {:>12}",
-        "records/sync", "records/s", "p50 µs", "p99 µs", "vs baseline", "p99 vs base"
-    );
+    println!("{:>12} {:>14} {:>10} {:>10} {:>12} {:>12}", "records/sync", "records/s", "p50 µs", "p99 µs", "vs baseline", "p99 vs base");
     for (row, base) in rows.iter().zip(baseline) {
         println!(
             "{:>12} {:>14.0} {:>10} {:>10} {:>11.0}% {:>11.2}x",
@@ -149,16 +130,9 @@ fn recovery_speed() {
     const ENTRIES: u64 = 2_000_000;
     {
         let storage = FsStorage::open(&dir).expect("dir");
-        let (mut wal, _) = open(
-            storage,
-            WalConfig {
-                sync: SyncPolicy::UnsafeNoSync,
-                ..WalConfig::default()
-            },
-            &mut |_, _| Ok(()),
-            &mut |_| Ok(()),
-        )
-        .expect("open");
+        let (mut wal, _) =
+            open(storage, WalConfig { sync: SyncPolicy::UnsafeNoSync, ..WalConfig::default() }, &mut |_, _| Ok(()), &mut |_| Ok(()))
+                .expect("open");
         let record = [9u8; RECORD_BYTES];
         for i in 0..ENTRIES {
             wal.append(i, &record).expect("append");
@@ -171,15 +145,10 @@ fn recovery_speed() {
     let start = Instant::now();
     let mut seen = 0u64;
     let storage = FsStorage::open(&dir).expect("dir");
-    let (_, report) = open(
-        storage,
-        WalConfig::default(),
-        &mut |_, _| Ok(()),
-        &mut |_| {
-            seen += 1;
-            Ok(())
-        },
-    )
+    let (_, report) = open(storage, WalConfig::default(), &mut |_, _| Ok(()), &mut |_| {
+        seen += 1;
+        Ok(())
+    })
     .expect("recover");
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(seen, ENTRIES);
@@ -199,20 +168,14 @@ fn snapshot(accounts: u64) {
     let engine = engine_with_accounts(accounts, 0);
     let dir = bench_dir("snapshot");
     let storage = FsStorage::open(&dir).expect("dir");
-    let (mut wal, _) = open(
-        storage,
-        WalConfig::default(),
-        &mut |_, _| Ok(()),
-        &mut |_| Ok(()),
-    )
-    .expect("open");
+    let (mut wal, _) = open(storage, WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
     wal.append(1, b"x").expect("append");
     wal.sync().expect("sync");
     let start = Instant::now();
     let bytes = engine.snapshot_bytes();
     let encoded = start.elapsed();
-    wal.write_snapshot(1, wal.last_hash(), &bytes)
-        .expect("snapshot");
+    let hash = wal.last_hash();
+    wal.write_snapshot(1, hash, &bytes).expect("snapshot");
     let written = start.elapsed();
     drop(wal);
     let start = Instant::now();
@@ -246,26 +209,10 @@ fn main() {
     let msync: Vec<Row> = sizes.iter().map(|n| baseline_msync(*n)).collect();
     let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
     let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
-    print_rows(
-        "baseline: pwrite + fdatasync of the records into a preallocated file",
-        &base,
-        &base,
-    );
-    print_rows(
-        "alternative: copy into the mapping + msync of the range",
-        &msync,
-        &base,
-    );
-    print_rows(
-        "Bursar WAL, one entry per record (72-byte header each), one sync per batch",
-        &per_record,
-        &base,
-    );
-    print_rows(
-        "Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch",
-        &per_batch,
-        &base,
-    );
+    print_rows("baseline: pwrite + fdatasync of the records into a preallocated file", &base, &base);
+    print_rows("alternative: copy into the mapping + msync of the range", &msync, &base);
+    print_rows("Bursar WAL, one entry per record (72-byte header each), one sync per batch", &per_record, &base);
+    print_rows("Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch", &per_batch, &base);
     recovery_speed();
     println!();
     snapshot(1_000_000);

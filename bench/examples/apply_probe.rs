@@ -7,26 +7,12 @@ use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
 use bursar_engine::BATCH_COMMANDS_MAX;
 
 fn main() {
-    let accounts: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000);
-    let batches: usize = std::env::args()
-        .nth(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(400);
+    let accounts: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let batches: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(400);
     let mut engine = engine_with_accounts(accounts, batches * BATCH_COMMANDS_MAX);
     let mut rng = Rng(1);
     let prepared: Vec<_> = (0..batches)
-        .map(|b| {
-            transfer_batch(
-                &mut rng,
-                accounts,
-                Choice::Uniform,
-                (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128,
-                BATCH_COMMANDS_MAX,
-            )
-        })
+        .map(|b| transfer_batch(&mut rng, accounts, Choice::Uniform, (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128, BATCH_COMMANDS_MAX))
         .collect();
     let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
     let mut times = Vec::with_capacity(batches);

@@ -16,6 +16,12 @@ fn main() {
             c ^= crc32c::crc32c(&data);
         }
         let r = t.elapsed().as_secs_f64();
-        println!("{size:>8} B: blake3 {:.2} GB/s ({:.0} ns each), crc32c {:.2} GB/s ({:.0} ns each) [{x}{c}]", 256.0 * 1.048576 / 1000.0 / b * 1000.0 / 1000.0 * 1000.0 / 1000.0 * 1.0, b * 1e9 / rounds as f64, 0.268 / r, r * 1e9 / rounds as f64);
+        println!(
+            "{size:>8} B: blake3 {:.2} GB/s ({:.0} ns each), crc32c {:.2} GB/s ({:.0} ns each) [{x}{c}]",
+            256.0 * 1.048576 / 1000.0 / b * 1000.0 / 1000.0 * 1000.0 / 1000.0 * 1.0,
+            b * 1e9 / rounds as f64,
+            0.268 / r,
+            r * 1e9 / rounds as f64
+        );
     }
 }

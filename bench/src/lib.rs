@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use bursar_engine::{
-    Account, Command, Engine, Ledger, Limits, ResultCode, Transfer, BATCH_COMMANDS_MAX,
-};
+use bursar_engine::{Account, Command, Engine, Ledger, Limits, ResultCode, Transfer, BATCH_COMMANDS_MAX};
 
 /// The ledger every benchmark account lives on.
 pub const LEDGER: u32 = 1;
@@ -70,23 +68,14 @@ pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
         settlement_account_code: 1,
         ..Default::default()
     };
-    engine
-        .execute(1, &[Command::CreateLedger(ledger)], &mut results)
-        .expect("ledger");
+    engine.execute(1, &[Command::CreateLedger(ledger)], &mut results).expect("ledger");
     let mut now = 2;
     let mut id = 1u128;
     while id <= accounts as u128 {
         let batch: Vec<Command> = (0..BATCH_COMMANDS_MAX as u128)
             .map(|i| id + i)
             .take_while(|i| *i <= accounts as u128)
-            .map(|i| {
-                Command::CreateAccount(Account {
-                    id: i,
-                    ledger: LEDGER,
-                    code: 1,
-                    ..Default::default()
-                })
-            })
+            .map(|i| Command::CreateAccount(Account { id: i, ledger: LEDGER, code: 1, ..Default::default() }))
             .collect();
         id += batch.len() as u128;
         now += BATCH_COMMANDS_MAX as u64;
@@ -97,13 +86,7 @@ pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
 }
 
 /// A batch of `len` posted transfers with ids from `first_id`.
-pub fn transfer_batch(
-    rng: &mut Rng,
-    accounts: u64,
-    choice: Choice,
-    first_id: u128,
-    len: usize,
-) -> Vec<Command> {
+pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: Choice, first_id: u128, len: usize) -> Vec<Command> {
     (0..len)
         .map(|i| {
             let debit = pick(rng, accounts, choice);
@@ -125,27 +108,14 @@ pub fn transfer_batch(
 }
 
 /// A batch of hold-then-capture pairs (the capture right after its hold), `len` commands.
-pub fn hold_capture_batch(
-    rng: &mut Rng,
-    accounts: u64,
-    choice: Choice,
-    first_id: u128,
-    len: usize,
-) -> Vec<Command> {
+pub fn hold_capture_batch(rng: &mut Rng, accounts: u64, choice: Choice, first_id: u128, len: usize) -> Vec<Command> {
     let mut batch = Vec::with_capacity(len);
     let mut id = first_id;
     while batch.len() < len {
-        let Command::Transfer(t) = transfer_batch(rng, accounts, choice, id, 1)[0] else {
-            unreachable!("transfer_batch builds transfers")
-        };
+        let Command::Transfer(t) = transfer_batch(rng, accounts, choice, id, 1)[0] else { unreachable!("transfer_batch builds transfers") };
         batch.push(Command::Hold(t));
         if batch.len() < len {
-            batch.push(Command::Capture(Transfer {
-                id: id + 1,
-                pending_id: id,
-                amount: u128::MAX,
-                ..Default::default()
-            }));
+            batch.push(Command::Capture(Transfer { id: id + 1, pending_id: id, amount: u128::MAX, ..Default::default() }));
         }
         id += 2;
     }
@@ -166,15 +136,7 @@ impl NaiveEngine {
     pub fn with_accounts(accounts: u64) -> NaiveEngine {
         let mut naive = NaiveEngine::default();
         for id in 1..=accounts as u128 {
-            naive.accounts.insert(
-                id,
-                Account {
-                    id,
-                    ledger: LEDGER,
-                    code: 1,
-                    ..Default::default()
-                },
-            );
+            naive.accounts.insert(id, Account { id, ledger: LEDGER, code: 1, ..Default::default() });
         }
         naive
     }
@@ -190,26 +152,14 @@ impl NaiveEngine {
             if self.transfers.contains_key(&t.id) {
                 continue;
             }
-            let (Some(d), Some(c)) = (
-                self.accounts.get(&t.debit_account_id),
-                self.accounts.get(&t.credit_account_id),
-            ) else {
+            let (Some(d), Some(c)) = (self.accounts.get(&t.debit_account_id), self.accounts.get(&t.credit_account_id)) else {
                 continue;
             };
-            if d.ledger != c.ledger
-                || d.debits_posted.checked_add(t.amount).is_none()
-                || c.credits_posted.checked_add(t.amount).is_none()
-            {
+            if d.ledger != c.ledger || d.debits_posted.checked_add(t.amount).is_none() || c.credits_posted.checked_add(t.amount).is_none() {
                 continue;
             }
-            self.accounts
-                .get_mut(&t.debit_account_id)
-                .expect("checked")
-                .debits_posted += t.amount;
-            self.accounts
-                .get_mut(&t.credit_account_id)
-                .expect("checked")
-                .credits_posted += t.amount;
+            self.accounts.get_mut(&t.debit_account_id).expect("checked").debits_posted += t.amount;
+            self.accounts.get_mut(&t.credit_account_id).expect("checked").credits_posted += t.amount;
             self.transfers.insert(t.id, *t);
             applied += 1;
         }

@@ -64,22 +64,10 @@ mod tests {
     fn consecutive_ids_get_consecutive_buckets_and_varied_tags() {
         let base = 1u128 << 64 | 1000;
         for i in 0..64u128 {
-            assert_eq!(
-                hash(base + i) & LOW_BITS,
-                (hash(base) & LOW_BITS) + i as u64
-            );
+            assert_eq!(hash(base + i) & LOW_BITS, (hash(base) & LOW_BITS) + i as u64);
         }
-        let tags: std::collections::BTreeSet<u64> =
-            (0..64u128).map(|i| hash(base + i) >> 57).collect();
-        assert!(
-            tags.len() > 32,
-            "tags must vary between neighbours: {}",
-            tags.len()
-        );
-        assert_ne!(
-            hash(1) & LOW_BITS,
-            hash(1 | 1 << 64) & LOW_BITS,
-            "high words spread"
-        );
+        let tags: std::collections::BTreeSet<u64> = (0..64u128).map(|i| hash(base + i) >> 57).collect();
+        assert!(tags.len() > 32, "tags must vary between neighbours: {}", tags.len());
+        assert_ne!(hash(1) & LOW_BITS, hash(1 | 1 << 64) & LOW_BITS, "high words spread");
     }
 }

@@ -22,6 +22,5 @@ pub use result::ResultCode;
 pub use snapshot::SnapshotError;
 pub use state::{Balances, BatchError, BatchInfo, Engine, Hold, HoldStatus};
 pub use types::{
-    account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account,
-    AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
+    account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
 };

@@ -23,11 +23,6 @@ pub struct Limits {
 impl Default for Limits {
     /// Sized for a 24 GiB machine: 8 M accounts (~1.5 GiB) and 64 M transfers (~11 GiB).
     fn default() -> Self {
-        Limits {
-            ledgers_max: 1 << 16,
-            accounts_max: 8 << 20,
-            transfers_max: 64 << 20,
-            query_results_max: 8189,
-        }
+        Limits { ledgers_max: 1 << 16, accounts_max: 8 << 20, transfers_max: 64 << 20, query_results_max: 8189 }
     }
 }

@@ -72,53 +72,39 @@ pub struct LedgerTotals {
 impl LedgerTotals {
     /// The trial balance: posted debits equal posted credits and pending debits equal pending credits.
     pub fn is_balanced(&self) -> bool {
-        self.totals.debits_posted == self.totals.credits_posted
-            && self.totals.debits_pending == self.totals.credits_pending
+        self.totals.debits_posted == self.totals.credits_posted && self.totals.debits_pending == self.totals.credits_pending
     }
 }
 
 impl Engine {
     /// The accounts with these ids, in the order asked, skipping ids that do not exist.
     pub fn lookup_accounts(&self, ids: &[u128]) -> Vec<Account> {
-        ids.iter()
-            .filter_map(|id| self.account(*id).copied())
-            .collect()
+        ids.iter().filter_map(|id| self.account(*id).copied()).collect()
     }
 
     /// The transfers with these ids, in the order asked, skipping ids that do not exist.
     pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
-        ids.iter()
-            .filter_map(|id| self.transfer(*id).copied())
-            .collect()
+        ids.iter().filter_map(|id| self.transfer(*id).copied()).collect()
     }
 
     /// One account by id.
     pub fn account(&self, id: u128) -> Option<&Account> {
-        self.account_index
-            .get(&id)
-            .map(|&i| &self.accounts[i as usize])
+        self.account_index.get(&id).map(|&i| &self.accounts[i as usize])
     }
 
     /// One transfer by id.
     pub fn transfer(&self, id: u128) -> Option<&Transfer> {
-        self.transfer_index
-            .get(&id)
-            .map(|&i| &self.transfers[i as usize])
+        self.transfer_index.get(&id).map(|&i| &self.transfers[i as usize])
     }
 
     /// One ledger by id.
     pub fn ledger(&self, id: u32) -> Option<&Ledger> {
-        self.ledger_index
-            .get(&id)
-            .map(|&i| &self.ledgers[i as usize].ledger)
+        self.ledger_index.get(&id).map(|&i| &self.ledgers[i as usize].ledger)
     }
 
     /// Where the hold with this transfer id stands, if it is a hold.
     pub fn hold(&self, id: u128) -> Option<Hold> {
-        self.transfer_index
-            .get(&id)
-            .and_then(|i| self.holds.get(i))
-            .copied()
+        self.transfer_index.get(&id).and_then(|i| self.holds.get(i)).copied()
     }
 
     /// Every ledger, in creation order.
@@ -157,11 +143,7 @@ impl Engine {
             if t.timestamp < filter.timestamp_min {
                 break;
             }
-            let side = if debited {
-                filter_flags::DEBITS
-            } else {
-                filter_flags::CREDITS
-            };
+            let side = if debited { filter_flags::DEBITS } else { filter_flags::CREDITS };
             if filter.flags & side == 0 || !matches_user_data(filter, t) {
                 continue;
             }
@@ -192,10 +174,7 @@ impl Engine {
             if entry.timestamp < filter.timestamp_min {
                 break;
             }
-            found.push(AccountBalance {
-                timestamp: entry.timestamp,
-                balances: entry.balances,
-            });
+            found.push(AccountBalance { timestamp: entry.timestamp, balances: entry.balances });
             if filter.flags & filter_flags::REVERSED != 0 && found.len() == limit {
                 return found;
             }
@@ -206,10 +185,7 @@ impl Engine {
     fn effective_limit(&self, filter: &AccountFilter) -> Option<usize> {
         let limit = filter.limit.min(self.limits.query_results_max) as usize;
         let sides = filter.flags & (filter_flags::DEBITS | filter_flags::CREDITS);
-        (limit > 0
-            && sides != 0
-            && (filter.timestamp_max == 0 || filter.timestamp_max >= filter.timestamp_min))
-            .then_some(limit)
+        (limit > 0 && sides != 0 && (filter.timestamp_max == 0 || filter.timestamp_max >= filter.timestamp_min)).then_some(limit)
     }
 
     /// The live view of one ledger, or `None` if it is not registered.
@@ -219,20 +195,11 @@ impl Engine {
             .groups
             .iter()
             .filter(|g| g.ledger == ledger && g.accounts > 0)
-            .map(|g| CodeTotals {
-                code: g.code,
-                accounts: g.accounts,
-                totals: g.totals,
-            })
+            .map(|g| CodeTotals { code: g.code, accounts: g.accounts, totals: g.totals })
             .collect();
         by_code.sort_by_key(|c| c.code);
         let accounts = by_code.iter().map(|c| c.accounts).sum();
-        Some(LedgerTotals {
-            ledger: slot.ledger,
-            accounts,
-            totals: slot.totals,
-            by_code,
-        })
+        Some(LedgerTotals { ledger: slot.ledger, accounts, totals: slot.totals, by_code })
     }
 
     /// Checks every invariant the engine maintains, in O(state). For tests, simulation and audit;
@@ -243,10 +210,7 @@ impl Engine {
         for (&index, hold) in &self.holds {
             let t = &self.transfers[index as usize];
             if t.flags & tf::PENDING == 0 {
-                return Err(format!(
-                    "hold state kept for transfer {} which is not pending",
-                    t.id
-                ));
+                return Err(format!("hold state kept for transfer {} which is not pending", t.id));
             }
             let queued = self.expiries.contains(&(hold.expires_at, index));
             if (hold.status == HoldStatus::Pending && hold.expires_at != 0) != queued {
@@ -259,47 +223,30 @@ impl Engine {
                 held[cr].1 = held[cr].1.wrapping_add(t.amount);
             }
         }
-        let pending_transfers = self
-            .transfers
-            .iter()
-            .filter(|t| t.flags & tf::PENDING != 0)
-            .count();
+        let pending_transfers = self.transfers.iter().filter(|t| t.flags & tf::PENDING != 0).count();
         if pending_transfers != self.holds.len() {
-            return Err(format!(
-                "{pending_transfers} pending transfers but {} hold states",
-                self.holds.len()
-            ));
+            return Err(format!("{pending_transfers} pending transfers but {} hold states", self.holds.len()));
         }
         if self.expiries.len() > self.holds.len() {
             return Err("expiry queue names holds that do not exist".into());
         }
         for (i, a) in self.accounts.iter().enumerate() {
             if (a.debits_pending, a.credits_pending) != held[i] {
-                return Err(format!(
-                    "account {}: pending balances differ from the sum of its pending holds",
-                    a.id
-                ));
+                return Err(format!("account {}: pending balances differ from the sum of its pending holds", a.id));
             }
-            let (Some(debits), Some(credits)) = (
-                a.debits_pending.checked_add(a.debits_posted),
-                a.credits_pending.checked_add(a.credits_posted),
-            ) else {
+            let (Some(debits), Some(credits)) =
+                (a.debits_pending.checked_add(a.debits_posted), a.credits_pending.checked_add(a.credits_posted))
+            else {
                 return Err(format!("account {}: balances overflow", a.id));
             };
-            if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-                && debits > a.credits_posted
-            {
+            if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > a.credits_posted {
                 return Err(format!("account {}: debits exceed credits", a.id));
             }
-            if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-                && credits > a.debits_posted
-            {
+            if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > a.debits_posted {
                 return Err(format!("account {}: credits exceed debits", a.id));
             }
             if a.state & account_state::CLOSED != 0
-                && (a.debits_pending != 0
-                    || a.credits_pending != 0
-                    || a.debits_posted != a.credits_posted)
+                && (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted)
             {
                 return Err(format!("account {}: closed with a balance", a.id));
             }
@@ -314,34 +261,19 @@ impl Engine {
             let [Some(dp), Some(dpo), Some(cp), Some(cpo)] = added else {
                 return Err(format!("ledger {}: totals overflow", a.ledger));
             };
-            *sum = Balances {
-                debits_pending: dp,
-                debits_posted: dpo,
-                credits_pending: cp,
-                credits_posted: cpo,
-            };
+            *sum = Balances { debits_pending: dp, debits_posted: dpo, credits_pending: cp, credits_posted: cpo };
         }
         for (slot, sum) in self.ledgers.iter().zip(&ledger_sums) {
             if slot.totals != *sum {
-                return Err(format!(
-                    "ledger {}: running totals differ from the sum of its accounts",
-                    slot.ledger.id
-                ));
+                return Err(format!("ledger {}: running totals differ from the sum of its accounts", slot.ledger.id));
             }
-            if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending
-            {
-                return Err(format!(
-                    "ledger {}: debits and credits differ",
-                    slot.ledger.id
-                ));
+            if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
+                return Err(format!("ledger {}: debits and credits differ", slot.ledger.id));
             }
         }
         for window in self.transfers.windows(2) {
             if window[0].timestamp >= window[1].timestamp {
-                return Err(format!(
-                    "transfer {} is not after transfer {}",
-                    window[1].id, window[0].id
-                ));
+                return Err(format!("transfer {} is not after transfer {}", window[1].id, window[0].id));
             }
         }
         Ok(())

@@ -55,19 +55,14 @@ macro_rules! to_snake {
 pub(crate) fn snake_name(camel: &'static str) -> &'static str {
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
-    static NAMES: OnceLock<std::sync::Mutex<BTreeMap<&'static str, &'static str>>> =
-        OnceLock::new();
+    static NAMES: OnceLock<std::sync::Mutex<BTreeMap<&'static str, &'static str>>> = OnceLock::new();
     let names = NAMES.get_or_init(Default::default);
-    let mut names = names
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     names.entry(camel).or_insert_with(|| {
         let mut out = String::with_capacity(camel.len() + 8);
         for (i, ch) in camel.char_indices() {
-            let boundary = i > 0
-                && (ch.is_ascii_uppercase()
-                    || (ch.is_ascii_digit()
-                        && !camel[..i].ends_with(|c: char| c.is_ascii_digit())));
+            let boundary =
+                i > 0 && (ch.is_ascii_uppercase() || (ch.is_ascii_digit() && !camel[..i].ends_with(|c: char| c.is_ascii_digit())));
             if boundary {
                 out.push('_');
             }
@@ -275,14 +270,8 @@ mod tests {
             assert!(!code.meaning().is_empty());
         }
         assert_eq!(ResultCode::from_u32(ResultCode::ALL.len() as u32), None);
-        assert_eq!(
-            ResultCode::ExistsWithDifferentUserData128.name(),
-            "exists_with_different_user_data_128"
-        );
-        assert_eq!(
-            ResultCode::LinkedEventChainOpen.name(),
-            "linked_event_chain_open"
-        );
+        assert_eq!(ResultCode::ExistsWithDifferentUserData128.name(), "exists_with_different_user_data_128");
+        assert_eq!(ResultCode::LinkedEventChainOpen.name(), "linked_event_chain_open");
     }
 
     #[test]
@@ -290,10 +279,7 @@ mod tests {
         let doc = include_str!("../../docs/result-codes.md");
         for code in ResultCode::ALL {
             let row = format!("| {} | `{}` |", *code as u32, code.name());
-            assert!(
-                doc.contains(&row),
-                "docs/result-codes.md lacks the row {row}"
-            );
+            assert!(doc.contains(&row), "docs/result-codes.md lacks the row {row}");
         }
     }
 }

@@ -52,7 +52,9 @@ impl core::fmt::Display for SnapshotError {
         match self {
             SnapshotError::Length { expected, found } => write!(f, "snapshot length {found} bytes, header implies {expected}"),
             SnapshotError::BadMagic => f.write_str("not an engine snapshot (bad magic)"),
-            SnapshotError::UnsupportedVersion(v) => write!(f, "snapshot format version {v} is not supported (this build reads {SNAPSHOT_VERSION})"),
+            SnapshotError::UnsupportedVersion(v) => {
+                write!(f, "snapshot format version {v} is not supported (this build reads {SNAPSHOT_VERSION})")
+            }
             SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
         }
     }
@@ -82,21 +84,10 @@ impl Engine {
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&self.timestamp.to_le_bytes());
         let l = &self.limits;
-        for v in [
-            l.ledgers_max,
-            l.accounts_max,
-            l.transfers_max,
-            l.query_results_max,
-        ] {
+        for v in [l.ledgers_max, l.accounts_max, l.transfers_max, l.query_results_max] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        let counts = [
-            self.ledgers.len(),
-            self.accounts.len(),
-            self.transfers.len(),
-            self.holds.len(),
-            self.balance_history.len(),
-        ];
+        let counts = [self.ledgers.len(), self.accounts.len(), self.transfers.len(), self.holds.len(), self.balance_history.len()];
         for n in counts {
             out.extend_from_slice(&(n as u64).to_le_bytes());
         }
@@ -126,20 +117,11 @@ impl Engine {
             out.extend_from_slice(&0u32.to_le_bytes());
             out.extend_from_slice(&e.timestamp.to_le_bytes());
             let b = &e.balances;
-            for v in [
-                b.debits_pending,
-                b.debits_posted,
-                b.credits_pending,
-                b.credits_posted,
-            ] {
+            for v in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        assert_eq!(
-            out.len() - start,
-            self.snapshot_len(),
-            "snapshot length matches its header"
-        );
+        assert_eq!(out.len() - start, self.snapshot_len(), "snapshot length matches its header");
     }
 
     /// The snapshot stream as a new vector.
@@ -159,10 +141,7 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut r = Cursor { bytes, at: 0 };
         if bytes.len() < HEADER_SIZE {
-            return Err(SnapshotError::Length {
-                expected: HEADER_SIZE as u64,
-                found: bytes.len() as u64,
-            });
+            return Err(SnapshotError::Length { expected: HEADER_SIZE as u64, found: bytes.len() as u64 });
         }
         if r.take(8) != MAGIC {
             return Err(SnapshotError::BadMagic);
@@ -175,37 +154,16 @@ impl Engine {
             return invalid("reserved header word is not zero");
         }
         let timestamp = r.u64();
-        let limits = Limits {
-            ledgers_max: r.u32(),
-            accounts_max: r.u32(),
-            transfers_max: r.u32(),
-            query_results_max: r.u32(),
-        };
+        let limits = Limits { ledgers_max: r.u32(), accounts_max: r.u32(), transfers_max: r.u32(), query_results_max: r.u32() };
         if limits.accounts_max == NONE || limits.transfers_max == NONE {
             return invalid("limits exceed the u32 index space");
         }
         let counts = [r.u64(), r.u64(), r.u64(), r.u64(), r.u64()];
-        let sizes = [
-            RECORD_SIZE,
-            RECORD_SIZE,
-            RECORD_SIZE,
-            HOLD_SIZE,
-            BALANCE_ENTRY_SIZE,
-        ];
-        let expected = counts
-            .iter()
-            .zip(sizes)
-            .try_fold(HEADER_SIZE as u64, |acc, (n, size)| {
-                n.checked_mul(size as u64)?.checked_add(acc)
-            });
+        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE];
+        let expected = counts.iter().zip(sizes).try_fold(HEADER_SIZE as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
-            expected => {
-                return Err(SnapshotError::Length {
-                    expected: expected.unwrap_or(u64::MAX),
-                    found: bytes.len() as u64,
-                })
-            }
+            expected => return Err(SnapshotError::Length { expected: expected.unwrap_or(u64::MAX), found: bytes.len() as u64 }),
         }
         if counts[1] >= NONE as u64 || counts[2] >= NONE as u64 {
             return invalid("more records than the u32 index space");
@@ -224,11 +182,7 @@ impl Engine {
         for _ in 0..counts[3] {
             let index = r.u32();
             let status = r.take(4);
-            let hold = Hold {
-                status: hold_status(status)?,
-                expires_at: r.u64(),
-                resolved_at: r.u64(),
-            };
+            let hold = Hold { status: hold_status(status)?, expires_at: r.u64(), resolved_at: r.u64() };
             restore_hold(&mut engine, index, hold)?;
         }
         for _ in 0..counts[4] {
@@ -237,21 +191,12 @@ impl Engine {
                 return invalid("balance entry padding is not zero");
             }
             let timestamp = r.u64();
-            let balances = Balances {
-                debits_pending: r.u128(),
-                debits_posted: r.u128(),
-                credits_pending: r.u128(),
-                credits_posted: r.u128(),
-            };
+            let balances =
+                Balances { debits_pending: r.u128(), debits_posted: r.u128(), credits_pending: r.u128(), credits_posted: r.u128() };
             let Some(meta) = engine.account_meta.get_mut(account as usize) else {
                 return invalid(format!("balance entry names account index {account}"));
             };
-            let entry = BalanceEntry {
-                balances,
-                timestamp,
-                account,
-                prev: meta.last_balance,
-            };
+            let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
             meta.last_balance = engine.balance_history.len() as u32;
             engine.balance_history.push(entry);
         }
@@ -284,60 +229,33 @@ fn restore_ledger(engine: &mut Engine, ledger: Ledger) -> Result<(), SnapshotErr
     if ledger.id == 0 || ledger.id == u32::MAX || engine.ledger_index.contains_key(&ledger.id) {
         return invalid(format!("ledger id {} is zero, max or repeated", ledger.id));
     }
-    engine
-        .ledger_index
-        .insert(ledger.id, engine.ledgers.len() as u32);
-    engine.ledgers.push(LedgerSlot {
-        ledger,
-        totals: Balances::default(),
-    });
+    engine.ledger_index.insert(ledger.id, engine.ledgers.len() as u32);
+    engine.ledgers.push(LedgerSlot { ledger, totals: Balances::default() });
     Ok(())
 }
 
 fn restore_account(engine: &mut Engine, account: Account) -> Result<(), SnapshotError> {
-    if account.id == 0 || account.id == u128::MAX || engine.account_index.contains_key(&account.id)
-    {
-        return invalid(format!(
-            "account id {} is zero, max or repeated",
-            account.id
-        ));
+    if account.id == 0 || account.id == u128::MAX || engine.account_index.contains_key(&account.id) {
+        return invalid(format!("account id {} is zero, max or repeated", account.id));
     }
     let Some(&slot) = engine.ledger_index.get(&account.ledger) else {
-        return invalid(format!(
-            "account {} names unknown ledger {}",
-            account.id, account.ledger
-        ));
+        return invalid(format!("account {} names unknown ledger {}", account.id, account.ledger));
     };
     engine.insert_account(account, slot);
     Ok(())
 }
 
 fn restore_transfer(engine: &mut Engine, transfer: Transfer) -> Result<(), SnapshotError> {
-    if transfer.id == 0
-        || transfer.id == u128::MAX
-        || engine.transfer_index.contains_key(&transfer.id)
-    {
-        return invalid(format!(
-            "transfer id {} is zero, max or repeated",
-            transfer.id
-        ));
+    if transfer.id == 0 || transfer.id == u128::MAX || engine.transfer_index.contains_key(&transfer.id) {
+        return invalid(format!("transfer id {} is zero, max or repeated", transfer.id));
     }
-    let dr = engine
-        .account_index
-        .get(&transfer.debit_account_id)
-        .copied();
-    let cr = engine
-        .account_index
-        .get(&transfer.credit_account_id)
-        .copied();
+    let dr = engine.account_index.get(&transfer.debit_account_id).copied();
+    let cr = engine.account_index.get(&transfer.credit_account_id).copied();
     let (Some(dr), Some(cr)) = (dr, cr) else {
         return invalid(format!("transfer {} names an unknown account", transfer.id));
     };
     if dr == cr {
-        return invalid(format!(
-            "transfer {} debits and credits one account",
-            transfer.id
-        ));
+        return invalid(format!("transfer {} debits and credits one account", transfer.id));
     }
     engine.insert_transfer(transfer, dr, cr);
     Ok(())
@@ -348,10 +266,7 @@ fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), Snaps
         return invalid(format!("hold names transfer index {index}"));
     };
     if t.flags & tf::PENDING == 0 || engine.holds.contains_key(&index) {
-        return invalid(format!(
-            "hold state for transfer {} which is not pending or repeated",
-            t.id
-        ));
+        return invalid(format!("hold state for transfer {} which is not pending or repeated", t.id));
     }
     if hold.status == HoldStatus::Pending && hold.expires_at != 0 {
         engine.expiries.insert((hold.expires_at, index));
@@ -365,10 +280,7 @@ fn restore_totals(engine: &mut Engine) -> Result<(), SnapshotError> {
     for i in 0..engine.accounts.len() {
         let b = Balances::of(&engine.accounts[i]);
         let meta = engine.account_meta[i];
-        for totals in [
-            &mut engine.ledgers[meta.ledger_slot as usize].totals,
-            &mut engine.groups[meta.group as usize].totals,
-        ] {
+        for totals in [&mut engine.ledgers[meta.ledger_slot as usize].totals, &mut engine.groups[meta.group as usize].totals] {
             let sums = [
                 totals.debits_pending.checked_add(b.debits_pending),
                 totals.debits_posted.checked_add(b.debits_posted),
@@ -378,12 +290,7 @@ fn restore_totals(engine: &mut Engine) -> Result<(), SnapshotError> {
             let [Some(dp), Some(dpo), Some(cp), Some(cpo)] = sums else {
                 return invalid("ledger totals overflow");
             };
-            *totals = Balances {
-                debits_pending: dp,
-                debits_posted: dpo,
-                credits_pending: cp,
-                credits_posted: cpo,
-            };
+            *totals = Balances { debits_pending: dp, debits_posted: dpo, credits_pending: cp, credits_posted: cpo };
         }
     }
     Ok(())

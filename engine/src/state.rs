@@ -15,8 +15,7 @@ use crate::command::Command;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
 use crate::result::ResultCode;
 use crate::types::{
-    account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account,
-    AccountChange, Ledger, Transfer,
+    account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account, AccountChange, Ledger, Transfer,
 };
 
 /// Commands per gather pass: enough to overlap many misses, few enough that what the pass
@@ -61,22 +60,10 @@ impl Balances {
     /// Moves a running total from `old` to `new` for one member. Wrapping arithmetic is exact
     /// here because every total is kept below `u128::MAX` by the `OverflowsLedgerTotals` check.
     fn shift(&mut self, old: &Balances, new: &Balances) {
-        self.debits_pending = self
-            .debits_pending
-            .wrapping_sub(old.debits_pending)
-            .wrapping_add(new.debits_pending);
-        self.debits_posted = self
-            .debits_posted
-            .wrapping_sub(old.debits_posted)
-            .wrapping_add(new.debits_posted);
-        self.credits_pending = self
-            .credits_pending
-            .wrapping_sub(old.credits_pending)
-            .wrapping_add(new.credits_pending);
-        self.credits_posted = self
-            .credits_posted
-            .wrapping_sub(old.credits_posted)
-            .wrapping_add(new.credits_posted);
+        self.debits_pending = self.debits_pending.wrapping_sub(old.debits_pending).wrapping_add(new.debits_pending);
+        self.debits_posted = self.debits_posted.wrapping_sub(old.debits_posted).wrapping_add(new.debits_posted);
+        self.credits_pending = self.credits_pending.wrapping_sub(old.credits_pending).wrapping_add(new.credits_pending);
+        self.credits_posted = self.credits_posted.wrapping_sub(old.credits_posted).wrapping_add(new.credits_posted);
     }
 }
 
@@ -180,10 +167,7 @@ pub enum BatchError {
 impl core::fmt::Display for BatchError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BatchError::TooLarge { len } => write!(
-                f,
-                "batch of {len} commands exceeds the limit of {BATCH_COMMANDS_MAX}"
-            ),
+            BatchError::TooLarge { len } => write!(f, "batch of {len} commands exceeds the limit of {BATCH_COMMANDS_MAX}"),
         }
     }
 }
@@ -237,10 +221,7 @@ impl Default for Engine {
 impl Engine {
     /// An empty engine with the given limits.
     pub fn new(limits: Limits) -> Engine {
-        assert!(
-            limits.transfers_max < NONE && limits.accounts_max < NONE,
-            "indexes are u32 with NONE reserved"
-        );
+        assert!(limits.transfers_max < NONE && limits.accounts_max < NONE, "indexes are u32 with NONE reserved");
         Engine {
             limits,
             ledgers: Vec::new(),
@@ -276,10 +257,7 @@ impl Engine {
     /// takes no page faults: the start-up allocation of a server that knows its budget. Costs
     /// about 150 bytes of resident memory per transfer and 150 per account whether used or not.
     pub fn preallocate(&mut self, accounts: usize, transfers: usize) {
-        assert!(
-            self.accounts.is_empty() && self.transfers.is_empty(),
-            "preallocate an empty engine"
-        );
+        assert!(self.accounts.is_empty() && self.transfers.is_empty(), "preallocate an empty engine");
         self.reserve(accounts, transfers);
         self.transfers.resize(transfers, Transfer::default());
         self.transfers.clear();
@@ -311,16 +289,9 @@ impl Engine {
     /// Applies one batch at time `now` (ns): first releases every hold whose expiry is at or
     /// before the batch's clock, in expiry order, then runs each command and appends one
     /// result per command to `results`. An empty batch just advances the clock (a tick).
-    pub fn execute(
-        &mut self,
-        now: u64,
-        commands: &[Command],
-        results: &mut Vec<ResultCode>,
-    ) -> Result<BatchInfo, BatchError> {
+    pub fn execute(&mut self, now: u64, commands: &[Command], results: &mut Vec<ResultCode>) -> Result<BatchInfo, BatchError> {
         if commands.len() > BATCH_COMMANDS_MAX {
-            return Err(BatchError::TooLarge {
-                len: commands.len(),
-            });
+            return Err(BatchError::TooLarge { len: commands.len() });
         }
         let clock = now.max(self.timestamp + 1);
         let mut cursor = clock;
@@ -341,12 +312,7 @@ impl Engine {
         cursor += commands.len() as u64;
         self.timestamp = (cursor - 1).max(clock);
         debug_assert!(self.undo.is_empty() && !self.recording);
-        Ok(BatchInfo {
-            now: clock,
-            expired,
-            first_timestamp,
-            last_timestamp: self.timestamp,
-        })
+        Ok(BatchInfo { now: clock, expired, first_timestamp, last_timestamp: self.timestamp })
     }
 
     /// Read-only gather pass: probes the indexes and touches the account records the next
@@ -369,24 +335,14 @@ impl Engine {
             | Command::Release(t) = command
             {
                 touched ^= self.transfer_index.get(&t.id).copied().unwrap_or(0) as u64;
-                indexes[2 * k] = self
-                    .account_index
-                    .get(&t.debit_account_id)
-                    .copied()
-                    .unwrap_or(NONE);
-                indexes[2 * k + 1] = self
-                    .account_index
-                    .get(&t.credit_account_id)
-                    .copied()
-                    .unwrap_or(NONE);
+                indexes[2 * k] = self.account_index.get(&t.debit_account_id).copied().unwrap_or(NONE);
+                indexes[2 * k + 1] = self.account_index.get(&t.credit_account_id).copied().unwrap_or(NONE);
             }
         }
         for &i in &indexes[..2 * commands.len()] {
             if let Some(a) = self.accounts.get(i as usize) {
-                touched ^= (a.debits_posted as u64)
-                    ^ (a.credits_posted as u64)
-                    ^ a.timestamp
-                    ^ self.account_meta[i as usize].last_transfer as u64;
+                touched ^=
+                    (a.debits_posted as u64) ^ (a.credits_posted as u64) ^ a.timestamp ^ self.account_meta[i as usize].last_transfer as u64;
             }
         }
         std::hint::black_box(touched);
@@ -394,13 +350,7 @@ impl Engine {
 
     /// Runs the command at `start` (and, if it is linked, the rest of its chain); returns the
     /// index after the last command it decided.
-    fn execute_chain(
-        &mut self,
-        commands: &[Command],
-        start: usize,
-        first_ts: u64,
-        out: &mut [ResultCode],
-    ) -> usize {
+    fn execute_chain(&mut self, commands: &[Command], start: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if !commands[start].is_linked() {
             out[start] = self.apply(&commands[start], first_ts + start as u64);
             return start + 1;
@@ -439,30 +389,9 @@ impl Engine {
             Command::Transfer(ref t) => self.create_transfer(t, Sides::Both, ts),
             Command::Debit(ref t) => self.create_transfer(t, Sides::DebitOnly, ts),
             Command::Credit(ref t) => self.create_transfer(t, Sides::CreditOnly, ts),
-            Command::Hold(t) => self.create_transfer(
-                &Transfer {
-                    flags: t.flags | tf::PENDING,
-                    ..t
-                },
-                Sides::Both,
-                ts,
-            ),
-            Command::Capture(t) => self.create_transfer(
-                &Transfer {
-                    flags: t.flags | tf::POST_PENDING,
-                    ..t
-                },
-                Sides::Both,
-                ts,
-            ),
-            Command::Release(t) => self.create_transfer(
-                &Transfer {
-                    flags: t.flags | tf::VOID_PENDING,
-                    ..t
-                },
-                Sides::Both,
-                ts,
-            ),
+            Command::Hold(t) => self.create_transfer(&Transfer { flags: t.flags | tf::PENDING, ..t }, Sides::Both, ts),
+            Command::Capture(t) => self.create_transfer(&Transfer { flags: t.flags | tf::POST_PENDING, ..t }, Sides::Both, ts),
+            Command::Release(t) => self.create_transfer(&Transfer { flags: t.flags | tf::VOID_PENDING, ..t }, Sides::Both, ts),
             Command::Freeze(ref c) => self.change_account(c, Change::Freeze),
             Command::Thaw(ref c) => self.change_account(c, Change::Thaw),
             Command::Close(ref c) => self.change_account(c, Change::Close),
@@ -530,9 +459,7 @@ impl Engine {
         let old = Balances::of(record);
         new.write_to(record);
         let meta = self.account_meta[account as usize];
-        self.ledgers[meta.ledger_slot as usize]
-            .totals
-            .shift(&old, &new);
+        self.ledgers[meta.ledger_slot as usize].totals.shift(&old, &new);
         self.groups[meta.group as usize].totals.shift(&old, &new);
         if self.recording {
             self.undo.push(Undo::Balances { account, old });
@@ -546,12 +473,7 @@ impl Engine {
             return;
         }
         let meta = &mut self.account_meta[account as usize];
-        let entry = BalanceEntry {
-            balances: Balances::of(record),
-            timestamp,
-            account,
-            prev: meta.last_balance,
-        };
+        let entry = BalanceEntry { balances: Balances::of(record), timestamp, account, prev: meta.last_balance };
         meta.last_balance = self.balance_history.len() as u32;
         self.balance_history.push(entry);
         self.record(Undo::BalanceEntryPushed);
@@ -566,15 +488,8 @@ impl Engine {
             self.expiries.pop_first();
             let ts = *cursor;
             *cursor += 1;
-            let hold = self
-                .holds
-                .get_mut(&transfer)
-                .expect("expiry of an unknown hold");
-            assert_eq!(
-                hold.status,
-                HoldStatus::Pending,
-                "only pending holds are in the expiry queue"
-            );
+            let hold = self.holds.get_mut(&transfer).expect("expiry of an unknown hold");
+            assert_eq!(hold.status, HoldStatus::Pending, "only pending holds are in the expiry queue");
             hold.status = HoldStatus::Expired;
             hold.resolved_at = ts;
             let t = self.transfers[transfer as usize];
@@ -590,14 +505,8 @@ impl Engine {
         let cr = self.account_index[&hold.credit_account_id];
         let mut d = Balances::of(&self.accounts[dr as usize]);
         let mut c = Balances::of(&self.accounts[cr as usize]);
-        d.debits_pending = d
-            .debits_pending
-            .checked_sub(hold.amount)
-            .expect("a hold never exceeds what it reserved");
-        c.credits_pending = c
-            .credits_pending
-            .checked_sub(hold.amount)
-            .expect("a hold never exceeds what it reserved");
+        d.debits_pending = d.debits_pending.checked_sub(hold.amount).expect("a hold never exceeds what it reserved");
+        c.credits_pending = c.credits_pending.checked_sub(hold.amount).expect("a hold never exceeds what it reserved");
         self.set_balances(dr, d);
         self.set_balances(cr, c);
         self.push_history(dr, ts);
@@ -649,22 +558,11 @@ impl Engine {
             return R::AccountsLimitReached;
         }
         let slot = self.ledgers.len() as u32;
-        self.ledgers.push(LedgerSlot {
-            ledger: Ledger {
-                timestamp: ts,
-                ..*l
-            },
-            totals: Balances::default(),
-        });
+        self.ledgers.push(LedgerSlot { ledger: Ledger { timestamp: ts, ..*l }, totals: Balances::default() });
         self.ledger_index.insert(l.id, slot);
         self.record(Undo::LedgerInserted);
-        let settlement = Account {
-            id: l.settlement_account_id,
-            ledger: l.id,
-            code: l.settlement_account_code,
-            timestamp: ts,
-            ..Default::default()
-        };
+        let settlement =
+            Account { id: l.settlement_account_id, ledger: l.id, code: l.settlement_account_code, timestamp: ts, ..Default::default() };
         self.insert_account(settlement, slot);
         R::Ok
     }
@@ -689,8 +587,7 @@ impl Engine {
         if let Some(&e) = self.account_index.get(&a.id) {
             return account_exists(a, &self.accounts[e as usize]);
         }
-        let limits = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS
-            | account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+        let limits = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS | account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
         if a.flags & limits == limits {
             return R::FlagsAreMutuallyExclusive;
         }
@@ -718,13 +615,7 @@ impl Engine {
         if self.accounts.len() >= self.limits.accounts_max as usize {
             return R::AccountsLimitReached;
         }
-        self.insert_account(
-            Account {
-                timestamp: ts,
-                ..*a
-            },
-            slot,
-        );
+        self.insert_account(Account { timestamp: ts, ..*a }, slot);
         R::Ok
     }
 
@@ -734,12 +625,7 @@ impl Engine {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                self.groups.push(Group {
-                    ledger: account.ledger,
-                    code: account.code,
-                    accounts: 0,
-                    totals: Balances::default(),
-                });
+                self.groups.push(Group { ledger: account.ledger, code: account.code, accounts: 0, totals: Balances::default() });
                 self.group_index.insert(key, g);
                 self.record(Undo::GroupInserted);
                 g
@@ -749,12 +635,7 @@ impl Engine {
         let index = self.accounts.len() as u32;
         self.account_index.insert(account.id, index);
         self.accounts.push(account);
-        self.account_meta.push(AccountMeta {
-            ledger_slot,
-            group,
-            last_transfer: NONE,
-            last_balance: NONE,
-        });
+        self.account_meta.push(AccountMeta { ledger_slot, group, last_transfer: NONE, last_balance: NONE });
         self.record(Undo::AccountInserted);
     }
 
@@ -766,11 +647,7 @@ impl Engine {
         if c.reserved != [0; 74] {
             return R::ReservedField;
         }
-        let allowed = if change == Change::Close {
-            change_flags::LINKED
-        } else {
-            change_flags::ALL
-        };
+        let allowed = if change == Change::Close { change_flags::LINKED } else { change_flags::ALL };
         if c.flags & !allowed != 0 {
             return R::ReservedFlag;
         }
@@ -797,11 +674,7 @@ impl Engine {
         let old = account.state;
         if old & account_state::CLOSED != 0 {
             // Closing is idempotent; nothing else may touch a closed account.
-            return if change == Change::Close {
-                R::Ok
-            } else {
-                R::AccountClosed
-            };
+            return if change == Change::Close { R::Ok } else { R::AccountClosed };
         }
         let new = match change {
             Change::Freeze => old | sides,
@@ -818,10 +691,7 @@ impl Engine {
         };
         if new != old {
             self.accounts[index as usize].state = new;
-            self.record(Undo::State {
-                account: index,
-                old,
-            });
+            self.record(Undo::State { account: index, old });
         }
         R::Ok
     }
@@ -894,11 +764,7 @@ impl Engine {
                 return R::LedgerNotFound;
             };
             let settlement = self.ledgers[slot as usize].ledger.settlement_account_id;
-            let named = if sides == Sides::DebitOnly {
-                &mut t.credit_account_id
-            } else {
-                &mut t.debit_account_id
-            };
+            let named = if sides == Sides::DebitOnly { &mut t.credit_account_id } else { &mut t.debit_account_id };
             *named = settlement;
             if t.debit_account_id == t.credit_account_id {
                 return R::AccountIsSettlementAccount;
@@ -958,31 +824,20 @@ impl Engine {
         };
         let mut expires_at = 0;
         if pending && t.timeout != 0 {
-            let Some(v) = (t.timeout as u64)
-                .checked_mul(NS_PER_S)
-                .and_then(|ns| ts.checked_add(ns))
-            else {
+            let Some(v) = (t.timeout as u64).checked_mul(NS_PER_S).and_then(|ns| ts.checked_add(ns)) else {
                 return R::OverflowsTimeout;
             };
             expires_at = v;
         }
         let totals = &self.ledgers[self.account_meta[dr as usize].ledger_slot as usize].totals;
-        let total = if pending {
-            totals.debits_pending
-        } else {
-            totals.debits_posted
-        };
+        let total = if pending { totals.debits_pending } else { totals.debits_posted };
         if total.checked_add(amount).is_none() {
             return R::OverflowsLedgerTotals;
         }
-        if d.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-            && debits > db.credits_posted
-        {
+        if d.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > db.credits_posted {
             return R::ExceedsCredits;
         }
-        if c.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-            && credits > cb.debits_posted
-        {
+        if c.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > cb.debits_posted {
             return R::ExceedsDebits;
         }
         if self.transfers.len() >= self.limits.transfers_max as usize {
@@ -990,23 +845,9 @@ impl Engine {
         }
         self.set_balances(dr, db);
         self.set_balances(cr, cb);
-        let index = self.insert_transfer(
-            Transfer {
-                timestamp: ts,
-                ..*t
-            },
-            dr,
-            cr,
-        );
+        let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
         if pending {
-            self.holds.insert(
-                index,
-                Hold {
-                    status: HoldStatus::Pending,
-                    expires_at,
-                    resolved_at: 0,
-                },
-            );
+            self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0 });
             if expires_at != 0 {
                 self.expiries.insert((expires_at, index));
             }
@@ -1053,11 +894,7 @@ impl Engine {
             return R::PendingTransferHasDifferentCode;
         }
         let amount = if post {
-            let amount = if t.amount == u128::MAX {
-                p.amount
-            } else {
-                t.amount
-            };
+            let amount = if t.amount == u128::MAX { p.amount } else { t.amount };
             if amount > p.amount {
                 return R::ExceedsPendingTransferAmount;
             }
@@ -1084,14 +921,8 @@ impl Engine {
         let c = &self.accounts[cr as usize];
         let mut db = Balances::of(d);
         let mut cb = Balances::of(c);
-        db.debits_pending = db
-            .debits_pending
-            .checked_sub(p.amount)
-            .expect("a hold never exceeds what it reserved");
-        cb.credits_pending = cb
-            .credits_pending
-            .checked_sub(p.amount)
-            .expect("a hold never exceeds what it reserved");
+        db.debits_pending = db.debits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
+        cb.credits_pending = cb.credits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
         if post {
             if let Some(code) = check_states(d, c) {
                 return code;
@@ -1118,21 +949,9 @@ impl Engine {
             credit_account_id: p.credit_account_id,
             amount,
             pending_id: t.pending_id,
-            user_data_128: if t.user_data_128 != 0 {
-                t.user_data_128
-            } else {
-                p.user_data_128
-            },
-            user_data_64: if t.user_data_64 != 0 {
-                t.user_data_64
-            } else {
-                p.user_data_64
-            },
-            user_data_32: if t.user_data_32 != 0 {
-                t.user_data_32
-            } else {
-                p.user_data_32
-            },
+            user_data_128: if t.user_data_128 != 0 { t.user_data_128 } else { p.user_data_128 },
+            user_data_64: if t.user_data_64 != 0 { t.user_data_64 } else { p.user_data_64 },
+            user_data_32: if t.user_data_32 != 0 { t.user_data_32 } else { p.user_data_32 },
             timeout: 0,
             ledger: p.ledger,
             code: p.code,
@@ -1142,26 +961,12 @@ impl Engine {
         self.set_balances(dr, db);
         self.set_balances(cr, cb);
         self.insert_transfer(stored, dr, cr);
-        let status = if post {
-            HoldStatus::Posted
-        } else {
-            HoldStatus::Voided
-        };
-        self.holds.insert(
-            pi,
-            Hold {
-                status,
-                resolved_at: ts,
-                ..hold
-            },
-        );
+        let status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
+        self.holds.insert(pi, Hold { status, resolved_at: ts, ..hold });
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));
         }
-        self.record(Undo::HoldChanged {
-            transfer: pi,
-            old: hold,
-        });
+        self.record(Undo::HoldChanged { transfer: pi, old: hold });
         self.push_history(dr, ts);
         self.push_history(cr, ts);
         R::Ok
@@ -1169,10 +974,7 @@ impl Engine {
 
     pub(crate) fn insert_transfer(&mut self, t: Transfer, dr: u32, cr: u32) -> u32 {
         let index = self.transfers.len() as u32;
-        let links = [
-            self.account_meta[dr as usize].last_transfer,
-            self.account_meta[cr as usize].last_transfer,
-        ];
+        let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
         self.account_meta[dr as usize].last_transfer = index;
         self.account_meta[cr as usize].last_transfer = index;
         self.transfer_index.insert(t.id, index);
@@ -1221,9 +1023,7 @@ fn ledger_exists(l: &Ledger, e: &Ledger) -> ResultCode {
         R::ExistsWithDifferentCurrency
     } else if l.scale != e.scale {
         R::ExistsWithDifferentScale
-    } else if l.settlement_account_id != e.settlement_account_id
-        || l.settlement_account_code != e.settlement_account_code
-    {
+    } else if l.settlement_account_id != e.settlement_account_id || l.settlement_account_code != e.settlement_account_code {
         R::ExistsWithDifferentSettlementAccount
     } else {
         R::Exists
@@ -1271,18 +1071,10 @@ fn transfer_exists(t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
     if t.timeout != e.timeout {
         return R::ExistsWithDifferentTimeout;
     }
-    if differs(
-        t.debit_account_id,
-        e.debit_account_id,
-        resolves || sides == Sides::CreditOnly,
-    ) {
+    if differs(t.debit_account_id, e.debit_account_id, resolves || sides == Sides::CreditOnly) {
         return R::ExistsWithDifferentDebitAccountId;
     }
-    if differs(
-        t.credit_account_id,
-        e.credit_account_id,
-        resolves || sides == Sides::DebitOnly,
-    ) {
+    if differs(t.credit_account_id, e.credit_account_id, resolves || sides == Sides::DebitOnly) {
         return R::ExistsWithDifferentCreditAccountId;
     }
     let amount_differs = if t.flags & tf::POST_PENDING != 0 {

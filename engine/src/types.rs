@@ -23,8 +23,7 @@ pub mod account_flags {
     /// Keep the balance after every transfer, for `get_account_balances`.
     pub const HISTORY: u16 = 1 << 3;
     /// Every flag defined so far; any other bit is reserved.
-    pub const ALL: u16 =
-        LINKED | DEBITS_MUST_NOT_EXCEED_CREDITS | CREDITS_MUST_NOT_EXCEED_DEBITS | HISTORY;
+    pub const ALL: u16 = LINKED | DEBITS_MUST_NOT_EXCEED_CREDITS | CREDITS_MUST_NOT_EXCEED_DEBITS | HISTORY;
 }
 
 /// Transfer flags.
@@ -213,15 +212,7 @@ impl Default for Ledger {
 
 impl Default for AccountChange {
     fn default() -> Self {
-        AccountChange {
-            account_id: 0,
-            user_data_128: 0,
-            user_data_64: 0,
-            timestamp: 0,
-            user_data_32: 0,
-            flags: 0,
-            reserved: [0; 74],
-        }
+        AccountChange { account_id: 0, user_data_128: 0, user_data_64: 0, timestamp: 0, user_data_32: 0, flags: 0, reserved: [0; 74] }
     }
 }
 
@@ -426,67 +417,25 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_use_the_documented_offsets() {
-        let t = Transfer {
-            id: 1,
-            amount: 0x0102,
-            ledger: 7,
-            code: 9,
-            flags: transfer_flags::PENDING,
-            timestamp: 42,
-            ..Default::default()
-        };
+        let t = Transfer { id: 1, amount: 0x0102, ledger: 7, code: 9, flags: transfer_flags::PENDING, timestamp: 42, ..Default::default() };
         let bytes = t.to_bytes();
         assert_eq!(Transfer::decode(&bytes), t);
         assert_eq!(bytes[0], 1, "id at offset 0");
-        assert_eq!(
-            &bytes[48..50],
-            &[0x02, 0x01],
-            "amount at offset 48, little-endian"
-        );
-        assert_eq!(
-            &bytes[112..116],
-            &7u32.to_le_bytes(),
-            "ledger at offset 112"
-        );
+        assert_eq!(&bytes[48..50], &[0x02, 0x01], "amount at offset 48, little-endian");
+        assert_eq!(&bytes[112..116], &7u32.to_le_bytes(), "ledger at offset 112");
         assert_eq!(&bytes[116..118], &9u16.to_le_bytes(), "code at offset 116");
         assert_eq!(&bytes[118..120], &2u16.to_le_bytes(), "flags at offset 118");
-        assert_eq!(
-            &bytes[120..128],
-            &42u64.to_le_bytes(),
-            "timestamp at offset 120"
-        );
+        assert_eq!(&bytes[120..128], &42u64.to_le_bytes(), "timestamp at offset 120");
 
-        let a = Account {
-            id: 5,
-            credits_posted: 3,
-            ledger: 2,
-            code: 1,
-            state: account_state::CLOSED,
-            ..Default::default()
-        };
+        let a = Account { id: 5, credits_posted: 3, ledger: 2, code: 1, state: account_state::CLOSED, ..Default::default() };
         let bytes = a.to_bytes();
         assert_eq!(Account::decode(&bytes), a);
         assert_eq!(bytes[108], account_state::CLOSED, "state at offset 108");
-        assert_eq!(
-            &bytes[112..116],
-            &2u32.to_le_bytes(),
-            "ledger at offset 112"
-        );
+        assert_eq!(&bytes[112..116], &2u32.to_le_bytes(), "ledger at offset 112");
 
-        let l = Ledger {
-            id: 3,
-            currency: *b"EUR",
-            scale: 2,
-            settlement_account_id: 99,
-            settlement_account_code: 1,
-            ..Default::default()
-        };
+        let l = Ledger { id: 3, currency: *b"EUR", scale: 2, settlement_account_id: 99, settlement_account_code: 1, ..Default::default() };
         assert_eq!(Ledger::decode(&l.to_bytes()), l);
-        let c = AccountChange {
-            account_id: 8,
-            flags: change_flags::DEBITS,
-            ..Default::default()
-        };
+        let c = AccountChange { account_id: 8, flags: change_flags::DEBITS, ..Default::default() };
         assert_eq!(AccountChange::decode(&c.to_bytes()), c);
     }
 }

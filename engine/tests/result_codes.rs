@@ -20,10 +20,7 @@ struct World {
 
 impl World {
     fn with_limits(limits: Limits) -> World {
-        let mut w = World {
-            engine: Engine::new(limits),
-            now: 0,
-        };
+        let mut w = World { engine: Engine::new(limits), now: 0 };
         let setup = vec![
             Command::CreateLedger(ledger(EUR, b"EUR", EUR_SETTLEMENT)),
             Command::CreateLedger(ledger(USD, b"USD", 2000)),
@@ -31,22 +28,11 @@ impl World {
             Command::CreateAccount(account(B, EUR, 0)),
             Command::CreateAccount(account(C, EUR, account_flags::HISTORY)),
             Command::CreateAccount(account(USD_ACCOUNT, USD, 0)),
-            Command::CreateAccount(account(
-                NO_OVERDRAFT,
-                EUR,
-                account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-            )),
-            Command::CreateAccount(account(
-                NO_OVERCREDIT,
-                EUR,
-                account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
-            )),
+            Command::CreateAccount(account(NO_OVERDRAFT, EUR, account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)),
+            Command::CreateAccount(account(NO_OVERCREDIT, EUR, account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS)),
         ];
         let results = w.run(&setup);
-        assert!(
-            results.iter().all(|r| *r == ResultCode::Ok),
-            "setup: {results:?}"
-        );
+        assert!(results.iter().all(|r| *r == ResultCode::Ok), "setup: {results:?}");
         w
     }
 
@@ -57,9 +43,7 @@ impl World {
     fn run(&mut self, commands: &[Command]) -> Vec<ResultCode> {
         self.now += S;
         let mut results = Vec::new();
-        self.engine
-            .execute(self.now, commands, &mut results)
-            .expect("batch within limits");
+        self.engine.execute(self.now, commands, &mut results).expect("batch within limits");
         results
     }
 
@@ -83,44 +67,19 @@ impl World {
 }
 
 fn ledger(id: u32, currency: &[u8; 3], settlement: u128) -> Ledger {
-    Ledger {
-        id,
-        currency: *currency,
-        scale: 2,
-        settlement_account_id: settlement,
-        settlement_account_code: 1,
-        ..Default::default()
-    }
+    Ledger { id, currency: *currency, scale: 2, settlement_account_id: settlement, settlement_account_code: 1, ..Default::default() }
 }
 
 fn account(id: u128, ledger: u32, flags: u16) -> Account {
-    Account {
-        id,
-        ledger,
-        code: 10,
-        flags,
-        ..Default::default()
-    }
+    Account { id, ledger, code: 10, flags, ..Default::default() }
 }
 
 fn transfer(id: u128, debit: u128, credit: u128, amount: u128) -> Transfer {
-    Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        ledger: EUR,
-        code: 1,
-        ..Default::default()
-    }
+    Transfer { id, debit_account_id: debit, credit_account_id: credit, amount, ledger: EUR, code: 1, ..Default::default() }
 }
 
 fn change(id: u128, flags: u16) -> AccountChange {
-    AccountChange {
-        account_id: id,
-        flags,
-        ..Default::default()
-    }
+    AccountChange { account_id: id, flags, ..Default::default() }
 }
 
 fn linked(mut t: Transfer) -> Transfer {
@@ -129,12 +88,7 @@ fn linked(mut t: Transfer) -> Transfer {
 }
 
 fn capture(id: u128, pending: u128, amount: u128) -> Transfer {
-    Transfer {
-        id,
-        pending_id: pending,
-        amount,
-        ..Default::default()
-    }
+    Transfer { id, pending_id: pending, amount, ..Default::default() }
 }
 
 type Scenario = fn(&mut World) -> ResultCode;
@@ -144,48 +98,19 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
     vec![
         (R::Ok, |w| w.one(Command::Transfer(transfer(10, A, B, 5)))),
         (R::LinkedEventFailed, |w| {
-            w.run(&[
-                Command::Transfer(linked(transfer(10, A, B, 5))),
-                Command::Transfer(transfer(11, A, 99, 5)),
-            ])[0]
+            w.run(&[Command::Transfer(linked(transfer(10, A, B, 5))), Command::Transfer(transfer(11, A, 99, 5))])[0]
         }),
         (R::LinkedEventChainOpen, |w| {
-            w.run(&[
-                Command::Transfer(transfer(10, A, B, 5)),
-                Command::Transfer(linked(transfer(11, A, B, 5))),
-            ])[1]
+            w.run(&[Command::Transfer(transfer(10, A, B, 5)), Command::Transfer(linked(transfer(11, A, B, 5)))])[1]
         }),
-        (R::TimestampMustBeZero, |w| {
-            w.one(Command::Transfer(Transfer {
-                timestamp: 1,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::ReservedField, |w| {
-            w.one(Command::CreateAccount(Account {
-                state: 1,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::ReservedFlag, |w| {
-            w.one(Command::Transfer(Transfer {
-                flags: 1 << 15,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::IdMustNotBeZero, |w| {
-            w.one(Command::Transfer(transfer(0, A, B, 5)))
-        }),
-        (R::IdMustNotBeIntMax, |w| {
-            w.one(Command::CreateAccount(account(u128::MAX, EUR, 0)))
-        }),
+        (R::TimestampMustBeZero, |w| w.one(Command::Transfer(Transfer { timestamp: 1, ..transfer(10, A, B, 5) }))),
+        (R::ReservedField, |w| w.one(Command::CreateAccount(Account { state: 1, ..account(20, EUR, 0) }))),
+        (R::ReservedFlag, |w| w.one(Command::Transfer(Transfer { flags: 1 << 15, ..transfer(10, A, B, 5) }))),
+        (R::IdMustNotBeZero, |w| w.one(Command::Transfer(transfer(0, A, B, 5)))),
+        (R::IdMustNotBeIntMax, |w| w.one(Command::CreateAccount(account(u128::MAX, EUR, 0)))),
         (R::ExistsWithDifferentFlags, |w| {
             w.ok(Command::CreateAccount(account(20, EUR, 0)));
-            w.one(Command::CreateAccount(account(
-                20,
-                EUR,
-                account_flags::HISTORY,
-            )))
+            w.one(Command::CreateAccount(account(20, EUR, account_flags::HISTORY)))
         }),
         (R::ExistsWithDifferentPendingId, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
@@ -194,14 +119,8 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
             w.one(Command::Capture(capture(12, 11, 5)))
         }),
         (R::ExistsWithDifferentTimeout, |w| {
-            w.ok(Command::Hold(Transfer {
-                timeout: 60,
-                ..transfer(10, A, B, 5)
-            }));
-            w.one(Command::Hold(Transfer {
-                timeout: 61,
-                ..transfer(10, A, B, 5)
-            }))
+            w.ok(Command::Hold(Transfer { timeout: 60, ..transfer(10, A, B, 5) }));
+            w.one(Command::Hold(Transfer { timeout: 61, ..transfer(10, A, B, 5) }))
         }),
         (R::ExistsWithDifferentDebitAccountId, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
@@ -217,24 +136,15 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         }),
         (R::ExistsWithDifferentUserData128, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
-            w.one(Command::Transfer(Transfer {
-                user_data_128: 1,
-                ..transfer(10, A, B, 5)
-            }))
+            w.one(Command::Transfer(Transfer { user_data_128: 1, ..transfer(10, A, B, 5) }))
         }),
         (R::ExistsWithDifferentUserData64, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
-            w.one(Command::Transfer(Transfer {
-                user_data_64: 1,
-                ..transfer(10, A, B, 5)
-            }))
+            w.one(Command::Transfer(Transfer { user_data_64: 1, ..transfer(10, A, B, 5) }))
         }),
         (R::ExistsWithDifferentUserData32, |w| {
             w.ok(Command::CreateAccount(account(20, EUR, 0)));
-            w.one(Command::CreateAccount(Account {
-                user_data_32: 1,
-                ..account(20, EUR, 0)
-            }))
+            w.one(Command::CreateAccount(Account { user_data_32: 1, ..account(20, EUR, 0) }))
         }),
         (R::ExistsWithDifferentLedger, |w| {
             w.ok(Command::CreateAccount(account(20, EUR, 0)));
@@ -242,188 +152,66 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         }),
         (R::ExistsWithDifferentCode, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
-            w.one(Command::Transfer(Transfer {
-                code: 2,
-                ..transfer(10, A, B, 5)
-            }))
+            w.one(Command::Transfer(Transfer { code: 2, ..transfer(10, A, B, 5) }))
         }),
-        (R::ExistsWithDifferentCurrency, |w| {
-            w.one(Command::CreateLedger(ledger(EUR, b"PLN", EUR_SETTLEMENT)))
-        }),
-        (R::ExistsWithDifferentScale, |w| {
-            w.one(Command::CreateLedger(Ledger {
-                scale: 3,
-                ..ledger(EUR, b"EUR", EUR_SETTLEMENT)
-            }))
-        }),
-        (R::ExistsWithDifferentSettlementAccount, |w| {
-            w.one(Command::CreateLedger(ledger(EUR, b"EUR", 1001)))
-        }),
+        (R::ExistsWithDifferentCurrency, |w| w.one(Command::CreateLedger(ledger(EUR, b"PLN", EUR_SETTLEMENT)))),
+        (R::ExistsWithDifferentScale, |w| w.one(Command::CreateLedger(Ledger { scale: 3, ..ledger(EUR, b"EUR", EUR_SETTLEMENT) }))),
+        (R::ExistsWithDifferentSettlementAccount, |w| w.one(Command::CreateLedger(ledger(EUR, b"EUR", 1001)))),
         (R::Exists, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
             w.one(Command::Transfer(transfer(10, A, B, 5)))
         }),
-        (R::FlagsAreMutuallyExclusive, |w| {
-            w.one(Command::Hold(Transfer {
-                flags: transfer_flags::VOID_PENDING,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::DebitsPendingMustBeZero, |w| {
-            w.one(Command::CreateAccount(Account {
-                debits_pending: 1,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::DebitsPostedMustBeZero, |w| {
-            w.one(Command::CreateAccount(Account {
-                debits_posted: 1,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::CreditsPendingMustBeZero, |w| {
-            w.one(Command::CreateAccount(Account {
-                credits_pending: 1,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::CreditsPostedMustBeZero, |w| {
-            w.one(Command::CreateAccount(Account {
-                credits_posted: 1,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::CurrencyInvalid, |w| {
-            w.one(Command::CreateLedger(ledger(3, b"eur", 3000)))
-        }),
-        (R::ScaleTooLarge, |w| {
-            w.one(Command::CreateLedger(Ledger {
-                scale: 19,
-                ..ledger(3, b"GBP", 3000)
-            }))
-        }),
-        (R::AccountIdMustNotBeZero, |w| {
-            w.one(Command::Freeze(change(0, change_flags::DEBITS)))
-        }),
-        (R::AccountIdMustNotBeIntMax, |w| {
-            w.one(Command::CreateLedger(ledger(3, b"GBP", u128::MAX)))
-        }),
-        (R::ChangeMustNameASide, |w| {
-            w.one(Command::Freeze(change(A, 0)))
-        }),
-        (R::CounterpartyMustBeZero, |w| {
-            w.one(Command::Debit(transfer(10, A, B, 5)))
-        }),
-        (R::DebitAccountIdMustNotBeZero, |w| {
-            w.one(Command::Transfer(transfer(10, 0, B, 5)))
-        }),
-        (R::DebitAccountIdMustNotBeIntMax, |w| {
-            w.one(Command::Transfer(transfer(10, u128::MAX, B, 5)))
-        }),
-        (R::CreditAccountIdMustNotBeZero, |w| {
-            w.one(Command::Credit(transfer(10, 0, 0, 5)))
-        }),
-        (R::CreditAccountIdMustNotBeIntMax, |w| {
-            w.one(Command::Transfer(transfer(10, A, u128::MAX, 5)))
-        }),
-        (R::AccountsMustBeDifferent, |w| {
-            w.one(Command::Transfer(transfer(10, A, A, 5)))
-        }),
-        (R::PendingIdMustBeZero, |w| {
-            w.one(Command::Transfer(Transfer {
-                pending_id: 3,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::PendingIdMustNotBeZero, |w| {
-            w.one(Command::Capture(capture(10, 0, 5)))
-        }),
-        (R::PendingIdMustNotBeIntMax, |w| {
-            w.one(Command::Release(capture(10, u128::MAX, 0)))
-        }),
-        (R::PendingIdMustBeDifferent, |w| {
-            w.one(Command::Release(capture(10, 10, 0)))
-        }),
-        (R::TimeoutReservedForPendingTransfer, |w| {
-            w.one(Command::Transfer(Transfer {
-                timeout: 1,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::LedgerMustNotBeZero, |w| {
-            w.one(Command::Transfer(Transfer {
-                ledger: 0,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::CodeMustNotBeZero, |w| {
-            w.one(Command::CreateAccount(Account {
-                code: 0,
-                ..account(20, EUR, 0)
-            }))
-        }),
-        (R::LedgerNotFound, |w| {
-            w.one(Command::Credit(Transfer {
-                ledger: 9,
-                ..transfer(10, 0, A, 5)
-            }))
-        }),
-        (R::SettlementAccountExists, |w| {
-            w.one(Command::CreateLedger(ledger(3, b"GBP", A)))
-        }),
-        (R::AccountIsSettlementAccount, |w| {
-            w.one(Command::Debit(transfer(10, EUR_SETTLEMENT, 0, 5)))
-        }),
-        (R::DebitAccountNotFound, |w| {
-            w.one(Command::Transfer(transfer(10, 99, B, 5)))
-        }),
-        (R::CreditAccountNotFound, |w| {
-            w.one(Command::Credit(transfer(10, 0, 99, 5)))
-        }),
+        (R::FlagsAreMutuallyExclusive, |w| w.one(Command::Hold(Transfer { flags: transfer_flags::VOID_PENDING, ..transfer(10, A, B, 5) }))),
+        (R::DebitsPendingMustBeZero, |w| w.one(Command::CreateAccount(Account { debits_pending: 1, ..account(20, EUR, 0) }))),
+        (R::DebitsPostedMustBeZero, |w| w.one(Command::CreateAccount(Account { debits_posted: 1, ..account(20, EUR, 0) }))),
+        (R::CreditsPendingMustBeZero, |w| w.one(Command::CreateAccount(Account { credits_pending: 1, ..account(20, EUR, 0) }))),
+        (R::CreditsPostedMustBeZero, |w| w.one(Command::CreateAccount(Account { credits_posted: 1, ..account(20, EUR, 0) }))),
+        (R::CurrencyInvalid, |w| w.one(Command::CreateLedger(ledger(3, b"eur", 3000)))),
+        (R::ScaleTooLarge, |w| w.one(Command::CreateLedger(Ledger { scale: 19, ..ledger(3, b"GBP", 3000) }))),
+        (R::AccountIdMustNotBeZero, |w| w.one(Command::Freeze(change(0, change_flags::DEBITS)))),
+        (R::AccountIdMustNotBeIntMax, |w| w.one(Command::CreateLedger(ledger(3, b"GBP", u128::MAX)))),
+        (R::ChangeMustNameASide, |w| w.one(Command::Freeze(change(A, 0)))),
+        (R::CounterpartyMustBeZero, |w| w.one(Command::Debit(transfer(10, A, B, 5)))),
+        (R::DebitAccountIdMustNotBeZero, |w| w.one(Command::Transfer(transfer(10, 0, B, 5)))),
+        (R::DebitAccountIdMustNotBeIntMax, |w| w.one(Command::Transfer(transfer(10, u128::MAX, B, 5)))),
+        (R::CreditAccountIdMustNotBeZero, |w| w.one(Command::Credit(transfer(10, 0, 0, 5)))),
+        (R::CreditAccountIdMustNotBeIntMax, |w| w.one(Command::Transfer(transfer(10, A, u128::MAX, 5)))),
+        (R::AccountsMustBeDifferent, |w| w.one(Command::Transfer(transfer(10, A, A, 5)))),
+        (R::PendingIdMustBeZero, |w| w.one(Command::Transfer(Transfer { pending_id: 3, ..transfer(10, A, B, 5) }))),
+        (R::PendingIdMustNotBeZero, |w| w.one(Command::Capture(capture(10, 0, 5)))),
+        (R::PendingIdMustNotBeIntMax, |w| w.one(Command::Release(capture(10, u128::MAX, 0)))),
+        (R::PendingIdMustBeDifferent, |w| w.one(Command::Release(capture(10, 10, 0)))),
+        (R::TimeoutReservedForPendingTransfer, |w| w.one(Command::Transfer(Transfer { timeout: 1, ..transfer(10, A, B, 5) }))),
+        (R::LedgerMustNotBeZero, |w| w.one(Command::Transfer(Transfer { ledger: 0, ..transfer(10, A, B, 5) }))),
+        (R::CodeMustNotBeZero, |w| w.one(Command::CreateAccount(Account { code: 0, ..account(20, EUR, 0) }))),
+        (R::LedgerNotFound, |w| w.one(Command::Credit(Transfer { ledger: 9, ..transfer(10, 0, A, 5) }))),
+        (R::SettlementAccountExists, |w| w.one(Command::CreateLedger(ledger(3, b"GBP", A)))),
+        (R::AccountIsSettlementAccount, |w| w.one(Command::Debit(transfer(10, EUR_SETTLEMENT, 0, 5)))),
+        (R::DebitAccountNotFound, |w| w.one(Command::Transfer(transfer(10, 99, B, 5)))),
+        (R::CreditAccountNotFound, |w| w.one(Command::Credit(transfer(10, 0, 99, 5)))),
         (R::AccountNotFound, |w| w.one(Command::Close(change(99, 0)))),
-        (R::AccountsMustHaveTheSameLedger, |w| {
-            w.one(Command::Transfer(transfer(10, A, USD_ACCOUNT, 5)))
-        }),
-        (R::TransferMustHaveTheSameLedgerAsAccounts, |w| {
-            w.one(Command::Transfer(Transfer {
-                ledger: USD,
-                ..transfer(10, A, B, 5)
-            }))
-        }),
-        (R::PendingTransferNotFound, |w| {
-            w.one(Command::Capture(capture(11, 10, 5)))
-        }),
+        (R::AccountsMustHaveTheSameLedger, |w| w.one(Command::Transfer(transfer(10, A, USD_ACCOUNT, 5)))),
+        (R::TransferMustHaveTheSameLedgerAsAccounts, |w| w.one(Command::Transfer(Transfer { ledger: USD, ..transfer(10, A, B, 5) }))),
+        (R::PendingTransferNotFound, |w| w.one(Command::Capture(capture(11, 10, 5)))),
         (R::PendingTransferNotPending, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
             w.one(Command::Capture(capture(11, 10, 5)))
         }),
         (R::PendingTransferHasDifferentDebitAccountId, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
-            w.one(Command::Capture(Transfer {
-                debit_account_id: C,
-                ..capture(11, 10, 5)
-            }))
+            w.one(Command::Capture(Transfer { debit_account_id: C, ..capture(11, 10, 5) }))
         }),
         (R::PendingTransferHasDifferentCreditAccountId, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
-            w.one(Command::Capture(Transfer {
-                credit_account_id: C,
-                ..capture(11, 10, 5)
-            }))
+            w.one(Command::Capture(Transfer { credit_account_id: C, ..capture(11, 10, 5) }))
         }),
         (R::PendingTransferHasDifferentLedger, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
-            w.one(Command::Capture(Transfer {
-                ledger: USD,
-                ..capture(11, 10, 5)
-            }))
+            w.one(Command::Capture(Transfer { ledger: USD, ..capture(11, 10, 5) }))
         }),
         (R::PendingTransferHasDifferentCode, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
-            w.one(Command::Capture(Transfer {
-                code: 7,
-                ..capture(11, 10, 5)
-            }))
+            w.one(Command::Capture(Transfer { code: 7, ..capture(11, 10, 5) }))
         }),
         (R::ExceedsPendingTransferAmount, |w| {
             w.ok(Command::Hold(transfer(10, A, B, 5)));
@@ -444,10 +232,7 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
             w.one(Command::Capture(capture(12, 10, 5)))
         }),
         (R::PendingTransferExpired, |w| {
-            w.ok(Command::Hold(Transfer {
-                timeout: 1,
-                ..transfer(10, A, B, 5)
-            }));
+            w.ok(Command::Hold(Transfer { timeout: 1, ..transfer(10, A, B, 5) }));
             w.now += 5 * S;
             w.one(Command::Capture(capture(11, 10, 5)))
         }),
@@ -457,10 +242,7 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         }),
         (R::CreditAccountClosed, |w| {
             w.ok(Command::Close(change(B, 0)));
-            w.one(Command::Credit(Transfer {
-                ledger: EUR,
-                ..transfer(10, 0, B, 5)
-            }))
+            w.one(Command::Credit(Transfer { ledger: EUR, ..transfer(10, 0, B, 5) }))
         }),
         (R::AccountClosed, |w| {
             w.ok(Command::Close(change(A, 0)));
@@ -508,41 +290,25 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         }),
         (R::OverflowsTimeout, |w| {
             w.now = u64::MAX - 10 * S;
-            w.one(Command::Hold(Transfer {
-                timeout: u32::MAX,
-                ..transfer(10, A, B, 5)
-            }))
+            w.one(Command::Hold(Transfer { timeout: u32::MAX, ..transfer(10, A, B, 5) }))
         }),
         (R::OverflowsLedgerTotals, |w| {
             w.ok(Command::Transfer(transfer(10, A, B, u128::MAX - 1)));
             w.ok(Command::CreateAccount(account(20, EUR, 0)));
             w.one(Command::Transfer(transfer(11, C, 20, 2)))
         }),
-        (R::ExceedsCredits, |w| {
-            w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))
-        }),
-        (R::ExceedsDebits, |w| {
-            w.one(Command::Transfer(transfer(10, A, NO_OVERCREDIT, 1)))
-        }),
+        (R::ExceedsCredits, |w| w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))),
+        (R::ExceedsDebits, |w| w.one(Command::Transfer(transfer(10, A, NO_OVERCREDIT, 1)))),
         (R::LedgersLimitReached, |_| {
-            let mut w = World::with_limits(Limits {
-                ledgers_max: 2,
-                ..Limits::default()
-            });
+            let mut w = World::with_limits(Limits { ledgers_max: 2, ..Limits::default() });
             w.one(Command::CreateLedger(ledger(3, b"GBP", 3000)))
         }),
         (R::AccountsLimitReached, |_| {
-            let mut w = World::with_limits(Limits {
-                accounts_max: 8,
-                ..Limits::default()
-            });
+            let mut w = World::with_limits(Limits { accounts_max: 8, ..Limits::default() });
             w.one(Command::CreateAccount(account(20, EUR, 0)))
         }),
         (R::TransfersLimitReached, |_| {
-            let mut w = World::with_limits(Limits {
-                transfers_max: 1,
-                ..Limits::default()
-            });
+            let mut w = World::with_limits(Limits { transfers_max: 1, ..Limits::default() });
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
             w.one(Command::Transfer(transfer(11, A, B, 5)))
         }),
@@ -556,16 +322,10 @@ fn every_result_code_is_reached_by_its_scenario_and_leaves_invariants_intact() {
         let mut world = World::new();
         let got = scenario(&mut world);
         assert_eq!(got, expected, "scenario for {expected}");
-        world
-            .engine
-            .check_invariants()
-            .unwrap_or_else(|e| panic!("after {expected}: {e}"));
+        world.engine.check_invariants().unwrap_or_else(|e| panic!("after {expected}: {e}"));
         covered.insert(expected);
     }
-    let missing: Vec<_> = ResultCode::ALL
-        .iter()
-        .filter(|c| !covered.contains(c))
-        .collect();
+    let missing: Vec<_> = ResultCode::ALL.iter().filter(|c| !covered.contains(c)).collect();
     assert!(missing.is_empty(), "codes without a scenario: {missing:?}");
 }
 
@@ -597,15 +357,9 @@ fn a_failed_chain_rolls_back_every_effect_and_reports_each_member() {
     let mut w = World::new();
     let before = (w.balance(A), w.balance(B), w.balance(C));
     let results = w.run(&[
-        Command::CreateAccount(Account {
-            flags: account_flags::LINKED,
-            ..account(30, EUR, account_flags::HISTORY)
-        }),
+        Command::CreateAccount(Account { flags: account_flags::LINKED, ..account(30, EUR, account_flags::HISTORY) }),
         Command::Transfer(linked(transfer(10, A, 30, 7))),
-        Command::Hold(linked(Transfer {
-            timeout: 10,
-            ..transfer(11, 30, C, 7)
-        })),
+        Command::Hold(linked(Transfer { timeout: 10, ..transfer(11, 30, C, 7) })),
         Command::Capture(linked(capture(12, 11, 3))),
         Command::Transfer(transfer(13, A, 99, 1)),
         Command::Transfer(transfer(14, A, B, 1)),
@@ -613,24 +367,10 @@ fn a_failed_chain_rolls_back_every_effect_and_reports_each_member() {
     use ResultCode as R;
     assert_eq!(
         results,
-        vec![
-            R::LinkedEventFailed,
-            R::LinkedEventFailed,
-            R::LinkedEventFailed,
-            R::LinkedEventFailed,
-            R::CreditAccountNotFound,
-            R::Ok
-        ]
+        vec![R::LinkedEventFailed, R::LinkedEventFailed, R::LinkedEventFailed, R::LinkedEventFailed, R::CreditAccountNotFound, R::Ok]
     );
-    assert!(
-        w.engine.account(30).is_none(),
-        "account of the failed chain is gone"
-    );
-    assert!(
-        w.engine.transfer(10).is_none()
-            && w.engine.transfer(11).is_none()
-            && w.engine.transfer(12).is_none()
-    );
+    assert!(w.engine.account(30).is_none(), "account of the failed chain is gone");
+    assert!(w.engine.transfer(10).is_none() && w.engine.transfer(11).is_none() && w.engine.transfer(12).is_none());
     let (a, b, c) = before;
     assert_eq!(w.balance(A).debits_posted, a.debits_posted + 1);
     assert_eq!(w.balance(B).credits_posted, b.credits_posted + 1);
@@ -645,19 +385,12 @@ fn a_failed_chain_rolls_back_every_effect_and_reports_each_member() {
 #[test]
 fn a_retried_chain_reports_exists_for_every_member_and_moves_nothing_twice() {
     let mut w = World::new();
-    let chain = [
-        Command::Transfer(linked(transfer(10, A, B, 5))),
-        Command::Transfer(transfer(11, B, C, 2)),
-    ];
+    let chain = [Command::Transfer(linked(transfer(10, A, B, 5))), Command::Transfer(transfer(11, B, C, 2))];
     assert_eq!(w.run(&chain), vec![ResultCode::Ok, ResultCode::Ok]);
     let (accounts, transfers) = (w.engine.accounts().to_vec(), w.engine.transfers().to_vec());
     assert_eq!(w.run(&chain), vec![ResultCode::Exists, ResultCode::Exists]);
     assert_eq!(w.engine.accounts(), &accounts[..], "a retry moves no money");
-    assert_eq!(
-        w.engine.transfers(),
-        &transfers[..],
-        "a retry stores nothing"
-    );
+    assert_eq!(w.engine.transfers(), &transfers[..], "a retry stores nothing");
 }
 
 #[test]
@@ -666,34 +399,13 @@ fn hold_capture_in_part_releases_the_rest_and_expiry_releases_in_expiry_order() 
     w.ok(Command::Hold(transfer(10, A, B, 100)));
     assert_eq!(w.balance(A).debits_pending, 100);
     w.ok(Command::Capture(capture(11, 10, 30)));
-    assert_eq!(
-        w.balance(A),
-        Balances {
-            debits_posted: 30,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        w.balance(B),
-        Balances {
-            credits_posted: 30,
-            ..Default::default()
-        }
-    );
+    assert_eq!(w.balance(A), Balances { debits_posted: 30, ..Default::default() });
+    assert_eq!(w.balance(B), Balances { credits_posted: 30, ..Default::default() });
     assert_eq!(w.engine.hold(10).expect("hold").status, HoldStatus::Posted);
 
-    w.ok(Command::Hold(Transfer {
-        timeout: 20,
-        ..transfer(20, A, C, 1)
-    }));
-    w.ok(Command::Hold(Transfer {
-        timeout: 10,
-        ..transfer(21, A, C, 2)
-    }));
-    w.ok(Command::Hold(Transfer {
-        timeout: 0,
-        ..transfer(22, A, C, 4)
-    }));
+    w.ok(Command::Hold(Transfer { timeout: 20, ..transfer(20, A, C, 1) }));
+    w.ok(Command::Hold(Transfer { timeout: 10, ..transfer(21, A, C, 2) }));
+    w.ok(Command::Hold(Transfer { timeout: 0, ..transfer(22, A, C, 4) }));
     assert_eq!(w.balance(A).debits_pending, 7);
     w.now += 10 * S;
     let info = w.engine.execute(w.now, &[], &mut Vec::new()).expect("tick");
@@ -703,25 +415,11 @@ fn hold_capture_in_part_releases_the_rest_and_expiry_releases_in_expiry_order() 
     w.now += 100 * S;
     let info = w.engine.execute(w.now, &[], &mut Vec::new()).expect("tick");
     assert_eq!(info.expired, 1);
-    assert_eq!(
-        w.balance(A).debits_pending,
-        4,
-        "a hold without timeout never expires"
-    );
+    assert_eq!(w.balance(A).debits_pending, 4, "a hold without timeout never expires");
     assert!(w.engine.hold(20).expect("hold").resolved_at <= w.engine.timestamp());
     // History account C shows each change, oldest first.
-    let filter = AccountFilter {
-        account_id: C,
-        limit: 100,
-        flags: filter_flags::DEBITS | filter_flags::CREDITS,
-        ..Default::default()
-    };
-    let history: Vec<u128> = w
-        .engine
-        .get_account_balances(&filter)
-        .iter()
-        .map(|b| b.balances.credits_pending)
-        .collect();
+    let filter = AccountFilter { account_id: C, limit: 100, flags: filter_flags::DEBITS | filter_flags::CREDITS, ..Default::default() };
+    let history: Vec<u128> = w.engine.get_account_balances(&filter).iter().map(|b| b.balances.credits_pending).collect();
     assert_eq!(history, vec![1, 3, 7, 5, 4]);
 }
 
@@ -730,119 +428,51 @@ fn frozen_accounts_block_what_their_state_blocks_but_holds_can_be_released() {
     let mut w = World::new();
     w.ok(Command::Hold(transfer(10, A, B, 5)));
     w.ok(Command::Freeze(change(A, change_flags::DEBITS)));
-    assert_eq!(
-        w.one(Command::Capture(capture(11, 10, 5))),
-        ResultCode::DebitAccountFrozen
-    );
-    assert_eq!(
-        w.one(Command::Transfer(transfer(12, B, A, 1))),
-        ResultCode::Ok,
-        "credits still allowed"
-    );
+    assert_eq!(w.one(Command::Capture(capture(11, 10, 5))), ResultCode::DebitAccountFrozen);
+    assert_eq!(w.one(Command::Transfer(transfer(12, B, A, 1))), ResultCode::Ok, "credits still allowed");
     w.ok(Command::Release(capture(13, 10, 0)));
     w.ok(Command::Thaw(change(A, change_flags::DEBITS)));
     w.ok(Command::Transfer(transfer(14, A, B, 1)));
     w.ok(Command::Close(change(A, 0)));
     assert_eq!(w.engine.account(A).expect("A").state, account_state::CLOSED);
-    assert_eq!(
-        w.one(Command::Close(change(A, 0))),
-        ResultCode::Ok,
-        "closing is idempotent"
-    );
+    assert_eq!(w.one(Command::Close(change(A, 0))), ResultCode::Ok, "closing is idempotent");
 }
 
 #[test]
 fn single_sided_commands_use_the_settlement_account_and_are_idempotent() {
     let mut w = World::new();
-    let credit = Command::Credit(Transfer {
-        ledger: EUR,
-        ..transfer(10, 0, A, 50)
-    });
+    let credit = Command::Credit(Transfer { ledger: EUR, ..transfer(10, 0, A, 50) });
     w.ok(credit);
     assert_eq!(w.one(credit), ResultCode::Exists);
-    w.ok(Command::Debit(Transfer {
-        ledger: EUR,
-        ..transfer(11, A, 0, 20)
-    }));
-    assert_eq!(
-        w.balance(A),
-        Balances {
-            debits_posted: 20,
-            credits_posted: 50,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        w.balance(EUR_SETTLEMENT),
-        Balances {
-            debits_posted: 50,
-            credits_posted: 20,
-            ..Default::default()
-        }
-    );
+    w.ok(Command::Debit(Transfer { ledger: EUR, ..transfer(11, A, 0, 20) }));
+    assert_eq!(w.balance(A), Balances { debits_posted: 20, credits_posted: 50, ..Default::default() });
+    assert_eq!(w.balance(EUR_SETTLEMENT), Balances { debits_posted: 50, credits_posted: 20, ..Default::default() });
     let totals = w.engine.ledger_totals(EUR).expect("EUR");
     assert!(totals.is_balanced());
     assert_eq!(totals.totals.debits_posted, 70);
-    let settlement = totals
-        .by_code
-        .iter()
-        .find(|c| c.code == 1)
-        .expect("settlement code");
-    assert_eq!(
-        (settlement.accounts, settlement.totals.debits_posted),
-        (1, 50)
-    );
+    let settlement = totals.by_code.iter().find(|c| c.code == 1).expect("settlement code");
+    assert_eq!((settlement.accounts, settlement.totals.debits_posted), (1, 50));
 }
 
 #[test]
 fn account_transfers_query_filters_by_side_time_and_limit() {
     let mut w = World::new();
     for i in 0..10u128 {
-        let t = if i % 2 == 0 {
-            transfer(100 + i, A, B, 1)
-        } else {
-            transfer(100 + i, B, A, 1)
-        };
+        let t = if i % 2 == 0 { transfer(100 + i, A, B, 1) } else { transfer(100 + i, B, A, 1) };
         w.ok(Command::Transfer(t));
     }
-    let all = AccountFilter {
-        account_id: A,
-        limit: 100,
-        flags: filter_flags::DEBITS | filter_flags::CREDITS,
-        ..Default::default()
-    };
+    let all = AccountFilter { account_id: A, limit: 100, flags: filter_flags::DEBITS | filter_flags::CREDITS, ..Default::default() };
     let ids = |ts: Vec<Transfer>| ts.iter().map(|t| t.id).collect::<Vec<_>>();
-    assert_eq!(
-        ids(w.engine.get_account_transfers(&all)),
-        (100..110).collect::<Vec<_>>()
-    );
-    let debits = AccountFilter {
-        flags: filter_flags::DEBITS,
-        limit: 2,
-        ..all
-    };
+    assert_eq!(ids(w.engine.get_account_transfers(&all)), (100..110).collect::<Vec<_>>());
+    let debits = AccountFilter { flags: filter_flags::DEBITS, limit: 2, ..all };
     assert_eq!(ids(w.engine.get_account_transfers(&debits)), vec![100, 102]);
-    let newest = AccountFilter {
-        flags: filter_flags::CREDITS | filter_flags::REVERSED,
-        limit: 2,
-        ..all
-    };
+    let newest = AccountFilter { flags: filter_flags::CREDITS | filter_flags::REVERSED, limit: 2, ..all };
     assert_eq!(ids(w.engine.get_account_transfers(&newest)), vec![109, 107]);
     let t3 = w.engine.transfer(103).expect("t").timestamp;
     let t6 = w.engine.transfer(106).expect("t").timestamp;
-    let window = AccountFilter {
-        timestamp_min: t3,
-        timestamp_max: t6,
-        ..all
-    };
-    assert_eq!(
-        ids(w.engine.get_account_transfers(&window)),
-        vec![103, 104, 105, 106]
-    );
-    assert!(w
-        .engine
-        .get_account_transfers(&AccountFilter { flags: 0, ..all })
-        .is_empty());
+    let window = AccountFilter { timestamp_min: t3, timestamp_max: t6, ..all };
+    assert_eq!(ids(w.engine.get_account_transfers(&window)), vec![103, 104, 105, 106]);
+    assert!(w.engine.get_account_transfers(&AccountFilter { flags: 0, ..all }).is_empty());
 }
 
 #[test]
@@ -850,15 +480,7 @@ fn oversize_batches_are_refused_whole() {
     let mut w = World::new();
     let batch = vec![Command::Transfer(transfer(10, A, B, 1)); BATCH_COMMANDS_MAX + 1];
     let before = w.engine.digest();
-    let err = w
-        .engine
-        .execute(w.now + S, &batch, &mut Vec::new())
-        .expect_err("too large");
-    assert_eq!(
-        err,
-        BatchError::TooLarge {
-            len: BATCH_COMMANDS_MAX + 1
-        }
-    );
+    let err = w.engine.execute(w.now + S, &batch, &mut Vec::new()).expect_err("too large");
+    assert_eq!(err, BatchError::TooLarge { len: BATCH_COMMANDS_MAX + 1 });
     assert_eq!(w.engine.digest(), before);
 }

@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 
 use bursar_engine::{
-    account_flags as af, account_state as st, change_flags as cf, ledger_flags,
-    transfer_flags as tf, Account, AccountChange, Command, HoldStatus, Ledger, ResultCode as R,
-    Transfer,
+    account_flags as af, account_state as st, change_flags as cf, ledger_flags, transfer_flags as tf, Account, AccountChange, Command,
+    HoldStatus, Ledger, ResultCode as R, Transfer,
 };
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -35,10 +34,7 @@ pub struct Model {
 impl Model {
     /// An empty model with the engine's limits.
     pub fn new(limits: bursar_engine::Limits) -> Model {
-        Model {
-            limits,
-            ..Default::default()
-        }
+        Model { limits, ..Default::default() }
     }
 
     /// Applies a batch exactly as the engine documents it.
@@ -48,23 +44,15 @@ impl Model {
         let mut due: Vec<(u64, u64, u128)> = self
             .holds
             .iter()
-            .filter(|(_, (status, expires))| {
-                *status == HoldStatus::Pending && *expires != 0 && *expires <= clock
-            })
+            .filter(|(_, (status, expires))| *status == HoldStatus::Pending && *expires != 0 && *expires <= clock)
             .map(|(id, (_, expires))| (*expires, self.transfers[id].timestamp, *id))
             .collect();
         due.sort();
         for (_, _, id) in due {
             let hold = self.transfers[&id];
             self.holds.insert(id, (HoldStatus::Expired, 0));
-            self.accounts
-                .get_mut(&hold.debit_account_id)
-                .expect("debit account")
-                .debits_pending -= hold.amount;
-            self.accounts
-                .get_mut(&hold.credit_account_id)
-                .expect("credit account")
-                .credits_pending -= hold.amount;
+            self.accounts.get_mut(&hold.debit_account_id).expect("debit account").debits_pending -= hold.amount;
+            self.accounts.get_mut(&hold.credit_account_id).expect("credit account").credits_pending -= hold.amount;
             ts += 1;
         }
         let mut results = vec![R::Ok; commands.len()];
@@ -103,30 +91,9 @@ impl Model {
             Command::Transfer(t) => self.transfer(t, 0, ts),
             Command::Debit(t) => self.transfer(t, 1, ts),
             Command::Credit(t) => self.transfer(t, 2, ts),
-            Command::Hold(t) => self.transfer(
-                Transfer {
-                    flags: t.flags | tf::PENDING,
-                    ..t
-                },
-                0,
-                ts,
-            ),
-            Command::Capture(t) => self.transfer(
-                Transfer {
-                    flags: t.flags | tf::POST_PENDING,
-                    ..t
-                },
-                0,
-                ts,
-            ),
-            Command::Release(t) => self.transfer(
-                Transfer {
-                    flags: t.flags | tf::VOID_PENDING,
-                    ..t
-                },
-                0,
-                ts,
-            ),
+            Command::Hold(t) => self.transfer(Transfer { flags: t.flags | tf::PENDING, ..t }, 0, ts),
+            Command::Capture(t) => self.transfer(Transfer { flags: t.flags | tf::POST_PENDING, ..t }, 0, ts),
+            Command::Release(t) => self.transfer(Transfer { flags: t.flags | tf::VOID_PENDING, ..t }, 0, ts),
             Command::Freeze(c) => self.change(c, 0),
             Command::Thaw(c) => self.change(c, 1),
             Command::Close(c) => self.change(c, 2),
@@ -152,63 +119,33 @@ impl Model {
         if let Some(e) = self.ledgers.get(&l.id) {
             return first_difference(&[
                 (l.flags != e.flags, R::ExistsWithDifferentFlags),
-                (
-                    l.user_data_128 != e.user_data_128,
-                    R::ExistsWithDifferentUserData128,
-                ),
-                (
-                    l.user_data_64 != e.user_data_64,
-                    R::ExistsWithDifferentUserData64,
-                ),
-                (
-                    l.user_data_32 != e.user_data_32,
-                    R::ExistsWithDifferentUserData32,
-                ),
+                (l.user_data_128 != e.user_data_128, R::ExistsWithDifferentUserData128),
+                (l.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
+                (l.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
                 (l.currency != e.currency, R::ExistsWithDifferentCurrency),
                 (l.scale != e.scale, R::ExistsWithDifferentScale),
                 (
-                    (l.settlement_account_id, l.settlement_account_code)
-                        != (e.settlement_account_id, e.settlement_account_code),
+                    (l.settlement_account_id, l.settlement_account_code) != (e.settlement_account_id, e.settlement_account_code),
                     R::ExistsWithDifferentSettlementAccount,
                 ),
             ]);
         }
         let checks = [
-            (
-                !l.currency.iter().all(|c| c.is_ascii_uppercase()),
-                R::CurrencyInvalid,
-            ),
+            (!l.currency.iter().all(|c| c.is_ascii_uppercase()), R::CurrencyInvalid),
             (l.scale > SCALE_MAX, R::ScaleTooLarge),
             (l.settlement_account_id == 0, R::AccountIdMustNotBeZero),
-            (
-                l.settlement_account_id == u128::MAX,
-                R::AccountIdMustNotBeIntMax,
-            ),
+            (l.settlement_account_id == u128::MAX, R::AccountIdMustNotBeIntMax),
             (l.settlement_account_code == 0, R::CodeMustNotBeZero),
-            (
-                self.accounts.contains_key(&l.settlement_account_id),
-                R::SettlementAccountExists,
-            ),
-            (
-                self.ledgers.len() >= self.limits.ledgers_max as usize,
-                R::LedgersLimitReached,
-            ),
-            (
-                self.accounts.len() >= self.limits.accounts_max as usize,
-                R::AccountsLimitReached,
-            ),
+            (self.accounts.contains_key(&l.settlement_account_id), R::SettlementAccountExists),
+            (self.ledgers.len() >= self.limits.ledgers_max as usize, R::LedgersLimitReached),
+            (self.accounts.len() >= self.limits.accounts_max as usize, R::AccountsLimitReached),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
         }
         self.ledgers.insert(l.id, Ledger { timestamp: ts, ..l });
-        let settlement = Account {
-            id: l.settlement_account_id,
-            ledger: l.id,
-            code: l.settlement_account_code,
-            timestamp: ts,
-            ..Default::default()
-        };
+        let settlement =
+            Account { id: l.settlement_account_id, ledger: l.id, code: l.settlement_account_code, timestamp: ts, ..Default::default() };
         self.accounts.insert(settlement.id, settlement);
         R::Ok
     }
@@ -227,18 +164,9 @@ impl Model {
         if let Some(e) = self.accounts.get(&a.id) {
             return first_difference(&[
                 (a.flags != e.flags, R::ExistsWithDifferentFlags),
-                (
-                    a.user_data_128 != e.user_data_128,
-                    R::ExistsWithDifferentUserData128,
-                ),
-                (
-                    a.user_data_64 != e.user_data_64,
-                    R::ExistsWithDifferentUserData64,
-                ),
-                (
-                    a.user_data_32 != e.user_data_32,
-                    R::ExistsWithDifferentUserData32,
-                ),
+                (a.user_data_128 != e.user_data_128, R::ExistsWithDifferentUserData128),
+                (a.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
+                (a.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
                 (a.ledger != e.ledger, R::ExistsWithDifferentLedger),
                 (a.code != e.code, R::ExistsWithDifferentCode),
             ]);
@@ -253,10 +181,7 @@ impl Model {
             (a.ledger == 0, R::LedgerMustNotBeZero),
             (a.code == 0, R::CodeMustNotBeZero),
             (!self.ledgers.contains_key(&a.ledger), R::LedgerNotFound),
-            (
-                self.accounts.len() >= self.limits.accounts_max as usize,
-                R::AccountsLimitReached,
-            ),
+            (self.accounts.len() >= self.limits.accounts_max as usize, R::AccountsLimitReached),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
@@ -267,15 +192,8 @@ impl Model {
 
     fn change(&mut self, c: AccountChange, op: u8) -> R {
         let allowed = if op == 2 { cf::LINKED } else { cf::ALL };
-        let sides = (if c.flags & cf::DEBITS != 0 {
-            st::FROZEN_DEBITS
-        } else {
-            0
-        }) | (if c.flags & cf::CREDITS != 0 {
-            st::FROZEN_CREDITS
-        } else {
-            0
-        });
+        let sides = (if c.flags & cf::DEBITS != 0 { st::FROZEN_DEBITS } else { 0 })
+            | (if c.flags & cf::CREDITS != 0 { st::FROZEN_CREDITS } else { 0 });
         let checks = [
             (c.timestamp != 0, R::TimestampMustBeZero),
             (c.reserved.iter().any(|b| *b != 0), R::ReservedField),
@@ -283,10 +201,7 @@ impl Model {
             (c.account_id == 0, R::AccountIdMustNotBeZero),
             (c.account_id == u128::MAX, R::AccountIdMustNotBeIntMax),
             (op != 2 && sides == 0, R::ChangeMustNameASide),
-            (
-                !self.accounts.contains_key(&c.account_id),
-                R::AccountNotFound,
-            ),
+            (!self.accounts.contains_key(&c.account_id), R::AccountNotFound),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
@@ -328,10 +243,7 @@ impl Model {
         }
         let counterparty = [0, t.credit_account_id, t.debit_account_id][single as usize];
         let checks = [
-            (
-                (t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1,
-                R::FlagsAreMutuallyExclusive,
-            ),
+            ((t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1, R::FlagsAreMutuallyExclusive),
             (counterparty != 0, R::CounterpartyMustBeZero),
         ];
         if let Some(code) = first_failure(&checks) {
@@ -341,37 +253,16 @@ impl Model {
             return self.resolve(t, ts);
         }
         let checks = [
-            (
-                single != 2 && t.debit_account_id == 0,
-                R::DebitAccountIdMustNotBeZero,
-            ),
-            (
-                single != 2 && t.debit_account_id == u128::MAX,
-                R::DebitAccountIdMustNotBeIntMax,
-            ),
-            (
-                single != 1 && t.credit_account_id == 0,
-                R::CreditAccountIdMustNotBeZero,
-            ),
-            (
-                single != 1 && t.credit_account_id == u128::MAX,
-                R::CreditAccountIdMustNotBeIntMax,
-            ),
-            (
-                single == 0 && t.debit_account_id == t.credit_account_id,
-                R::AccountsMustBeDifferent,
-            ),
+            (single != 2 && t.debit_account_id == 0, R::DebitAccountIdMustNotBeZero),
+            (single != 2 && t.debit_account_id == u128::MAX, R::DebitAccountIdMustNotBeIntMax),
+            (single != 1 && t.credit_account_id == 0, R::CreditAccountIdMustNotBeZero),
+            (single != 1 && t.credit_account_id == u128::MAX, R::CreditAccountIdMustNotBeIntMax),
+            (single == 0 && t.debit_account_id == t.credit_account_id, R::AccountsMustBeDifferent),
             (t.pending_id != 0, R::PendingIdMustBeZero),
-            (
-                t.flags & tf::PENDING == 0 && t.timeout != 0,
-                R::TimeoutReservedForPendingTransfer,
-            ),
+            (t.flags & tf::PENDING == 0 && t.timeout != 0, R::TimeoutReservedForPendingTransfer),
             (t.ledger == 0, R::LedgerMustNotBeZero),
             (t.code == 0, R::CodeMustNotBeZero),
-            (
-                single != 0 && !self.ledgers.contains_key(&t.ledger),
-                R::LedgerNotFound,
-            ),
+            (single != 0 && !self.ledgers.contains_key(&t.ledger), R::LedgerNotFound),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
@@ -387,15 +278,8 @@ impl Model {
                 return R::AccountIsSettlementAccount;
             }
         }
-        let (Some(d), Some(c)) = (
-            self.accounts.get(&t.debit_account_id).copied(),
-            self.accounts.get(&t.credit_account_id).copied(),
-        ) else {
-            return if self.accounts.contains_key(&t.debit_account_id) {
-                R::CreditAccountNotFound
-            } else {
-                R::DebitAccountNotFound
-            };
+        let (Some(d), Some(c)) = (self.accounts.get(&t.debit_account_id).copied(), self.accounts.get(&t.credit_account_id).copied()) else {
+            return if self.accounts.contains_key(&t.debit_account_id) { R::CreditAccountNotFound } else { R::DebitAccountNotFound };
         };
         if d.ledger != c.ledger {
             return R::AccountsMustHaveTheSameLedger;
@@ -409,63 +293,28 @@ impl Model {
         let pending = t.flags & tf::PENDING != 0;
         let a = t.amount;
         let overflow = [
-            (
-                pending && d.debits_pending.checked_add(a).is_none(),
-                R::OverflowsDebitsPending,
-            ),
-            (
-                pending && c.credits_pending.checked_add(a).is_none(),
-                R::OverflowsCreditsPending,
-            ),
-            (
-                !pending && d.debits_posted.checked_add(a).is_none(),
-                R::OverflowsDebitsPosted,
-            ),
-            (
-                !pending && c.credits_posted.checked_add(a).is_none(),
-                R::OverflowsCreditsPosted,
-            ),
-            (
-                d.debits_pending
-                    .checked_add(d.debits_posted)
-                    .and_then(|x| x.checked_add(a))
-                    .is_none(),
-                R::OverflowsDebits,
-            ),
-            (
-                c.credits_pending
-                    .checked_add(c.credits_posted)
-                    .and_then(|x| x.checked_add(a))
-                    .is_none(),
-                R::OverflowsCredits,
-            ),
-            (
-                pending && t.timeout != 0 && ts.checked_add(t.timeout as u64 * NS_PER_S).is_none(),
-                R::OverflowsTimeout,
-            ),
-            (
-                self.ledger_sum(d.ledger, pending).checked_add(a).is_none(),
-                R::OverflowsLedgerTotals,
-            ),
+            (pending && d.debits_pending.checked_add(a).is_none(), R::OverflowsDebitsPending),
+            (pending && c.credits_pending.checked_add(a).is_none(), R::OverflowsCreditsPending),
+            (!pending && d.debits_posted.checked_add(a).is_none(), R::OverflowsDebitsPosted),
+            (!pending && c.credits_posted.checked_add(a).is_none(), R::OverflowsCreditsPosted),
+            (d.debits_pending.checked_add(d.debits_posted).and_then(|x| x.checked_add(a)).is_none(), R::OverflowsDebits),
+            (c.credits_pending.checked_add(c.credits_posted).and_then(|x| x.checked_add(a)).is_none(), R::OverflowsCredits),
+            (pending && t.timeout != 0 && ts.checked_add(t.timeout as u64 * NS_PER_S).is_none(), R::OverflowsTimeout),
+            (self.ledger_sum(d.ledger, pending).checked_add(a).is_none(), R::OverflowsLedgerTotals),
         ];
         if let Some(code) = first_failure(&overflow) {
             return code;
         }
         let limits = [
             (
-                d.flags & af::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-                    && d.debits_pending + d.debits_posted + a > d.credits_posted,
+                d.flags & af::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && d.debits_pending + d.debits_posted + a > d.credits_posted,
                 R::ExceedsCredits,
             ),
             (
-                c.flags & af::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-                    && c.credits_pending + c.credits_posted + a > c.debits_posted,
+                c.flags & af::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && c.credits_pending + c.credits_posted + a > c.debits_posted,
                 R::ExceedsDebits,
             ),
-            (
-                self.transfers.len() >= self.limits.transfers_max as usize,
-                R::TransfersLimitReached,
-            ),
+            (self.transfers.len() >= self.limits.transfers_max as usize, R::TransfersLimitReached),
         ];
         if let Some(code) = first_failure(&limits) {
             return code;
@@ -474,11 +323,7 @@ impl Model {
         if pending {
             dm.debits_pending += a;
             cm.credits_pending += a;
-            let expires = if t.timeout == 0 {
-                0
-            } else {
-                ts + t.timeout as u64 * NS_PER_S
-            };
+            let expires = if t.timeout == 0 { 0 } else { ts + t.timeout as u64 * NS_PER_S };
             self.holds.insert(t.id, (HoldStatus::Pending, expires));
         } else {
             dm.debits_posted += a;
@@ -512,27 +357,12 @@ impl Model {
         let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
         let checks = [
             (p.flags & tf::PENDING == 0, R::PendingTransferNotPending),
-            (
-                given_differs(t.debit_account_id, p.debit_account_id),
-                R::PendingTransferHasDifferentDebitAccountId,
-            ),
-            (
-                given_differs(t.credit_account_id, p.credit_account_id),
-                R::PendingTransferHasDifferentCreditAccountId,
-            ),
-            (
-                given_differs(t.ledger as u128, p.ledger as u128),
-                R::PendingTransferHasDifferentLedger,
-            ),
-            (
-                given_differs(t.code as u128, p.code as u128),
-                R::PendingTransferHasDifferentCode,
-            ),
+            (given_differs(t.debit_account_id, p.debit_account_id), R::PendingTransferHasDifferentDebitAccountId),
+            (given_differs(t.credit_account_id, p.credit_account_id), R::PendingTransferHasDifferentCreditAccountId),
+            (given_differs(t.ledger as u128, p.ledger as u128), R::PendingTransferHasDifferentLedger),
+            (given_differs(t.code as u128, p.code as u128), R::PendingTransferHasDifferentCode),
             (post && amount > p.amount, R::ExceedsPendingTransferAmount),
-            (
-                !post && given_differs(t.amount, p.amount),
-                R::PendingTransferHasDifferentAmount,
-            ),
+            (!post && given_differs(t.amount, p.amount), R::PendingTransferHasDifferentAmount),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
@@ -542,9 +372,7 @@ impl Model {
             HoldStatus::Posted => return R::PendingTransferAlreadyPosted,
             HoldStatus::Voided => return R::PendingTransferAlreadyVoided,
             HoldStatus::Expired => return R::PendingTransferExpired,
-            HoldStatus::Pending if expires != 0 && expires <= ts => {
-                return R::PendingTransferExpired
-            }
+            HoldStatus::Pending if expires != 0 && expires <= ts => return R::PendingTransferExpired,
             HoldStatus::Pending => {}
         }
         let d = self.accounts[&p.debit_account_id];
@@ -554,20 +382,9 @@ impl Model {
                 return code;
             }
             let checks = [
-                (
-                    d.debits_posted.checked_add(amount).is_none(),
-                    R::OverflowsDebitsPosted,
-                ),
-                (
-                    c.credits_posted.checked_add(amount).is_none(),
-                    R::OverflowsCreditsPosted,
-                ),
-                (
-                    self.ledger_sum(p.ledger, false)
-                        .checked_add(amount)
-                        .is_none(),
-                    R::OverflowsLedgerTotals,
-                ),
+                (d.debits_posted.checked_add(amount).is_none(), R::OverflowsDebitsPosted),
+                (c.credits_posted.checked_add(amount).is_none(), R::OverflowsCreditsPosted),
+                (self.ledger_sum(p.ledger, false).checked_add(amount).is_none(), R::OverflowsLedgerTotals),
             ];
             if let Some(code) = first_failure(&checks) {
                 return code;
@@ -597,26 +414,13 @@ impl Model {
             ..t
         };
         self.transfers.insert(t.id, stored);
-        self.holds.insert(
-            p.id,
-            (
-                if post {
-                    HoldStatus::Posted
-                } else {
-                    HoldStatus::Voided
-                },
-                0,
-            ),
-        );
+        self.holds.insert(p.id, (if post { HoldStatus::Posted } else { HoldStatus::Voided }, 0));
         R::Ok
     }
 
     fn two_accounts(&mut self, debit: u128, credit: u128) -> (&mut Account, &mut Account) {
         assert_ne!(debit, credit);
-        let mut it = self
-            .accounts
-            .iter_mut()
-            .filter(|(id, _)| **id == debit || **id == credit);
+        let mut it = self.accounts.iter_mut().filter(|(id, _)| **id == debit || **id == credit);
         let (first_id, first) = it.next().expect("first account");
         let (_, second) = it.next().expect("second account");
         if *first_id == debit {
@@ -628,17 +432,7 @@ impl Model {
 
     /// Sum over a ledger's accounts of debits pending (or posted).
     pub fn ledger_sum(&self, ledger: u32, pending: bool) -> u128 {
-        self.accounts
-            .values()
-            .filter(|a| a.ledger == ledger)
-            .map(|a| {
-                if pending {
-                    a.debits_pending
-                } else {
-                    a.debits_posted
-                }
-            })
-            .sum()
+        self.accounts.values().filter(|a| a.ledger == ledger).map(|a| if pending { a.debits_pending } else { a.debits_posted }).sum()
     }
 }
 
@@ -669,56 +463,21 @@ fn exists(t: &Transfer, e: &Transfer, resolves: bool, single: u8) -> R {
     };
     first_difference(&[
         (t.flags != e.flags, R::ExistsWithDifferentFlags),
-        (
-            t.pending_id != e.pending_id,
-            R::ExistsWithDifferentPendingId,
-        ),
+        (t.pending_id != e.pending_id, R::ExistsWithDifferentPendingId),
         (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
-        (
-            cmp(
-                t.debit_account_id,
-                e.debit_account_id,
-                resolves || single == 2,
-            ),
-            R::ExistsWithDifferentDebitAccountId,
-        ),
-        (
-            cmp(
-                t.credit_account_id,
-                e.credit_account_id,
-                resolves || single == 1,
-            ),
-            R::ExistsWithDifferentCreditAccountId,
-        ),
+        (cmp(t.debit_account_id, e.debit_account_id, resolves || single == 2), R::ExistsWithDifferentDebitAccountId),
+        (cmp(t.credit_account_id, e.credit_account_id, resolves || single == 1), R::ExistsWithDifferentCreditAccountId),
         (amount_differs, R::ExistsWithDifferentAmount),
-        (
-            cmp(t.user_data_128, e.user_data_128, resolves),
-            R::ExistsWithDifferentUserData128,
-        ),
-        (
-            cmp(t.user_data_64 as u128, e.user_data_64 as u128, resolves),
-            R::ExistsWithDifferentUserData64,
-        ),
-        (
-            cmp(t.user_data_32 as u128, e.user_data_32 as u128, resolves),
-            R::ExistsWithDifferentUserData32,
-        ),
-        (
-            cmp(t.ledger as u128, e.ledger as u128, resolves),
-            R::ExistsWithDifferentLedger,
-        ),
-        (
-            cmp(t.code as u128, e.code as u128, resolves),
-            R::ExistsWithDifferentCode,
-        ),
+        (cmp(t.user_data_128, e.user_data_128, resolves), R::ExistsWithDifferentUserData128),
+        (cmp(t.user_data_64 as u128, e.user_data_64 as u128, resolves), R::ExistsWithDifferentUserData64),
+        (cmp(t.user_data_32 as u128, e.user_data_32 as u128, resolves), R::ExistsWithDifferentUserData32),
+        (cmp(t.ledger as u128, e.ledger as u128, resolves), R::ExistsWithDifferentLedger),
+        (cmp(t.code as u128, e.code as u128, resolves), R::ExistsWithDifferentCode),
     ])
 }
 
 fn first_failure(checks: &[(bool, R)]) -> Option<R> {
-    checks
-        .iter()
-        .find(|(failed, _)| *failed)
-        .map(|(_, code)| *code)
+    checks.iter().find(|(failed, _)| *failed).map(|(_, code)| *code)
 }
 
 fn first_difference(checks: &[(bool, R)]) -> R {

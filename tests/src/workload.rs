@@ -1,10 +1,7 @@
 //! Seeded random workloads of every command kind: valid traffic, retries, chains, expiring
 //! holds, lifecycle changes, malformed fields and overflow edges.
 
-use bursar_engine::{
-    account_flags as af, change_flags as cf, transfer_flags as tf, Account, AccountChange, Command,
-    Ledger, Transfer,
-};
+use bursar_engine::{account_flags as af, change_flags as cf, transfer_flags as tf, Account, AccountChange, Command, Ledger, Transfer};
 
 use crate::rng::Rng;
 
@@ -27,15 +24,7 @@ pub struct Workload {
 impl Workload {
     /// A workload for this seed.
     pub fn new(seed: u64) -> Workload {
-        Workload {
-            rng: Rng::new(seed),
-            ledgers: Vec::new(),
-            accounts: Vec::new(),
-            holds: Vec::new(),
-            sent: Vec::new(),
-            next_id: 1,
-            now: S,
-        }
+        Workload { rng: Rng::new(seed), ledgers: Vec::new(), accounts: Vec::new(), holds: Vec::new(), sent: Vec::new(), next_id: 1, now: S }
     }
 
     fn id(&mut self) -> u128 {
@@ -104,28 +93,16 @@ impl Workload {
             40..=49 => {
                 let t = self.transfer();
                 if self.rng.chance(50) {
-                    Command::Debit(Transfer {
-                        credit_account_id: 0,
-                        ..t
-                    })
+                    Command::Debit(Transfer { credit_account_id: 0, ..t })
                 } else {
-                    Command::Credit(Transfer {
-                        debit_account_id: 0,
-                        ..t
-                    })
+                    Command::Credit(Transfer { debit_account_id: 0, ..t })
                 }
             }
             50..=69 => {
-                let t = Transfer {
-                    timeout: self.rng.below(6) as u32,
-                    ..self.transfer()
-                };
+                let t = Transfer { timeout: self.rng.below(6) as u32, ..self.transfer() };
                 self.holds.push((t.id, t.ledger));
                 if self.rng.chance(20) {
-                    Command::Transfer(Transfer {
-                        flags: t.flags | tf::PENDING,
-                        ..t
-                    })
+                    Command::Transfer(Transfer { flags: t.flags | tf::PENDING, ..t })
                 } else {
                     Command::Hold(t)
                 }
@@ -146,12 +123,7 @@ impl Workload {
     }
 
     fn account_on(&mut self, ledger: u32) -> u128 {
-        let candidates: Vec<u128> = self
-            .accounts
-            .iter()
-            .filter(|(_, l)| *l == ledger)
-            .map(|(id, _)| *id)
-            .collect();
+        let candidates: Vec<u128> = self.accounts.iter().filter(|(_, l)| *l == ledger).map(|(id, _)| *id).collect();
         if candidates.is_empty() || self.rng.chance(2) {
             return self.rng.below(1 << 20) as u128 + 1;
         }
@@ -173,22 +145,15 @@ impl Workload {
             amount: self.amount(),
             user_data_128: self.rng.below(3) as u128,
             user_data_64: self.rng.below(3),
-            ledger: if self.rng.chance(2) {
-                ledger % 3 + 1
-            } else {
-                ledger
-            },
+            ledger: if self.rng.chance(2) { ledger % 3 + 1 } else { ledger },
             code: 1 + self.rng.below(3) as u16,
             ..Default::default()
         }
     }
 
     fn resolution(&mut self, capture: bool) -> Transfer {
-        let pending_id = if self.holds.is_empty() || self.rng.chance(5) {
-            self.rng.below(1 << 20) as u128 + 1
-        } else {
-            self.rng.pick(&self.holds).0
-        };
+        let pending_id =
+            if self.holds.is_empty() || self.rng.chance(5) { self.rng.below(1 << 20) as u128 + 1 } else { self.rng.pick(&self.holds).0 };
         let amount = if capture {
             match self.rng.below(4) {
                 0 => u128::MAX,
@@ -200,13 +165,7 @@ impl Workload {
         } else {
             self.amount()
         };
-        Transfer {
-            id: self.id(),
-            pending_id,
-            amount,
-            user_data_32: self.rng.below(2) as u32,
-            ..Default::default()
-        }
+        Transfer { id: self.id(), pending_id, amount, user_data_32: self.rng.below(2) as u32, ..Default::default() }
     }
 
     fn create_account(&mut self) -> Command {
@@ -231,17 +190,9 @@ impl Workload {
     }
 
     fn create_ledger(&mut self) -> Command {
-        let id = if self.rng.chance(50) {
-            *self.rng.pick(&self.ledgers)
-        } else {
-            4 + self.rng.below(4) as u32
-        };
+        let id = if self.rng.chance(50) { *self.rng.pick(&self.ledgers) } else { 4 + self.rng.below(4) as u32 };
         let currency = *self.rng.pick(&[*b"EUR", *b"GBP", *b"usd"]);
-        let settlement = if self.rng.chance(20) {
-            self.account_on(1)
-        } else {
-            self.id()
-        };
+        let settlement = if self.rng.chance(20) { self.account_on(1) } else { self.id() };
         if !self.ledgers.contains(&id) {
             self.ledgers.push(id);
             self.accounts.push((settlement, id));
@@ -259,13 +210,8 @@ impl Workload {
     fn lifecycle(&mut self) -> Command {
         let ledger = *self.rng.pick(&self.ledgers);
         let account_id = self.account_on(ledger);
-        let flags =
-            [cf::DEBITS, cf::CREDITS, cf::DEBITS | cf::CREDITS, 0][self.rng.below(4) as usize];
-        let change = AccountChange {
-            account_id,
-            flags,
-            ..Default::default()
-        };
+        let flags = [cf::DEBITS, cf::CREDITS, cf::DEBITS | cf::CREDITS, 0][self.rng.below(4) as usize];
+        let change = AccountChange { account_id, flags, ..Default::default() };
         match self.rng.below(10) {
             0..=3 => Command::Freeze(change),
             4..=7 => Command::Thaw(change),
@@ -319,33 +265,14 @@ impl Workload {
             10 => t.ledger = 0,
             11 => t.code = 0,
             12 => return Command::Debit(t),
-            13 => {
-                return Command::Capture(Transfer {
-                    pending_id: [0, u128::MAX, t.id][self.rng.below(3) as usize],
-                    ..t
-                })
-            }
+            13 => return Command::Capture(Transfer { pending_id: [0, u128::MAX, t.id][self.rng.below(3) as usize], ..t }),
             14 => t.timeout = u32::MAX,
             15 => {
-                let (pending_id, _) = if self.holds.is_empty() {
-                    (1, 1)
-                } else {
-                    *self.rng.pick(&self.holds)
-                };
-                return Command::Capture(Transfer {
-                    pending_id,
-                    amount: u128::MAX,
-                    ledger: self.rng.below(2) as u32 + 1,
-                    ..t
-                });
+                let (pending_id, _) = if self.holds.is_empty() { (1, 1) } else { *self.rng.pick(&self.holds) };
+                return Command::Capture(Transfer { pending_id, amount: u128::MAX, ledger: self.rng.below(2) as u32 + 1, ..t });
             }
             16 => {
-                let mut a = Account {
-                    id: self.id(),
-                    ledger: 1,
-                    code: 1,
-                    ..Default::default()
-                };
+                let mut a = Account { id: self.id(), ledger: 1, code: 1, ..Default::default() };
                 match self.rng.below(6) {
                     0 => a.debits_pending = 1,
                     1 => a.debits_posted = 1,
@@ -358,34 +285,17 @@ impl Workload {
             }
             17 => {
                 let account_id = [0, u128::MAX][self.rng.below(2) as usize];
-                return Command::Freeze(AccountChange {
-                    account_id,
-                    flags: cf::DEBITS,
-                    ..Default::default()
-                });
+                return Command::Freeze(AccountChange { account_id, flags: cf::DEBITS, ..Default::default() });
             }
             18 => {
-                let mut c = AccountChange {
-                    account_id: self.account_on(1),
-                    flags: cf::CREDITS,
-                    ..Default::default()
-                };
+                let mut c = AccountChange { account_id: self.account_on(1), flags: cf::CREDITS, ..Default::default() };
                 c.reserved[self.rng.below(74) as usize] = 1;
                 return Command::Thaw(c);
             }
             _ => {
                 // A capture of something that is not a hold.
-                let target = self.sent.iter().rev().find_map(|c| {
-                    if let Command::Transfer(x) = c {
-                        Some(x.id)
-                    } else {
-                        None
-                    }
-                });
-                return Command::Capture(Transfer {
-                    pending_id: target.unwrap_or(3),
-                    ..t
-                });
+                let target = self.sent.iter().rev().find_map(|c| if let Command::Transfer(x) = c { Some(x.id) } else { None });
+                return Command::Capture(Transfer { pending_id: target.unwrap_or(3), ..t });
             }
         }
         if kind == 14 {
@@ -399,12 +309,9 @@ fn set_linked(command: &mut Command) {
     match command {
         Command::CreateLedger(l) => l.flags |= 1,
         Command::CreateAccount(a) => a.flags |= 1,
-        Command::Transfer(t)
-        | Command::Debit(t)
-        | Command::Credit(t)
-        | Command::Hold(t)
-        | Command::Capture(t)
-        | Command::Release(t) => t.flags |= 1,
+        Command::Transfer(t) | Command::Debit(t) | Command::Credit(t) | Command::Hold(t) | Command::Capture(t) | Command::Release(t) => {
+            t.flags |= 1
+        }
         Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => c.flags |= 1,
     }
 }

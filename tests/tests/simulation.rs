@@ -10,21 +10,13 @@ use bursar_tests::model::Model;
 use bursar_tests::workload::Workload;
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number"))
-    })
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
 }
 
 fn limits_for(seed: u64) -> Limits {
     // Every fourth seed runs near the capacity limits so that those codes are exercised too.
     if seed % 4 == 3 {
-        Limits {
-            ledgers_max: 4,
-            accounts_max: 60,
-            transfers_max: 500,
-            query_results_max: 100,
-        }
+        Limits { ledgers_max: 4, accounts_max: 60, transfers_max: 500, query_results_max: 100 }
     } else {
         Limits::default()
     }
@@ -32,50 +24,30 @@ fn limits_for(seed: u64) -> Limits {
 
 fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
     if engine.timestamp() != model.timestamp {
-        return Err(format!(
-            "clock: engine {} model {}",
-            engine.timestamp(),
-            model.timestamp
-        ));
+        return Err(format!("clock: engine {} model {}", engine.timestamp(), model.timestamp));
     }
-    if engine.accounts().len() != model.accounts.len()
-        || engine.transfers().len() != model.transfers.len()
-    {
+    if engine.accounts().len() != model.accounts.len() || engine.transfers().len() != model.transfers.len() {
         return Err("record counts differ".into());
     }
     for a in engine.accounts() {
         if model.accounts.get(&a.id) != Some(a) {
-            return Err(format!(
-                "account {}: engine {a:?} model {:?}",
-                a.id,
-                model.accounts.get(&a.id)
-            ));
+            return Err(format!("account {}: engine {a:?} model {:?}", a.id, model.accounts.get(&a.id)));
         }
     }
     for t in engine.transfers() {
         if model.transfers.get(&t.id) != Some(t) {
-            return Err(format!(
-                "transfer {}: engine {t:?} model {:?}",
-                t.id,
-                model.transfers.get(&t.id)
-            ));
+            return Err(format!("transfer {}: engine {t:?} model {:?}", t.id, model.transfers.get(&t.id)));
         }
     }
     for (id, (status, _)) in &model.holds {
         if engine.hold(*id).map(|h| h.status) != Some(*status) {
-            return Err(format!(
-                "hold {id}: engine {:?} model {status:?}",
-                engine.hold(*id)
-            ));
+            return Err(format!("hold {id}: engine {:?} model {status:?}", engine.hold(*id)));
         }
     }
     for ledger in model.ledgers.keys() {
         let totals = engine.ledger_totals(*ledger).ok_or("ledger missing")?;
         if !totals.is_balanced() {
-            return Err(format!(
-                "ledger {ledger} does not balance: {:?}",
-                totals.totals
-            ));
+            return Err(format!("ledger {ledger} does not balance: {:?}", totals.totals));
         }
         if totals.totals.debits_posted != model.ledger_sum(*ledger, false)
             || totals.totals.debits_pending != model.ledger_sum(*ledger, true)
@@ -90,20 +62,14 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
     engine.check_invariants()
 }
 
-fn run_seed(
-    seed: u64,
-    batches: u64,
-    codes_seen: &mut std::collections::BTreeSet<ResultCode>,
-) -> Result<(), String> {
+fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet<ResultCode>) -> Result<(), String> {
     let limits = limits_for(seed);
     let mut engine = Engine::new(limits);
     let mut model = Model::new(limits);
     let mut workload = Workload::new(seed);
     let setup = workload.setup();
     let mut results = Vec::new();
-    engine
-        .execute(workload.now, &setup, &mut results)
-        .map_err(|e| e.to_string())?;
+    engine.execute(workload.now, &setup, &mut results).map_err(|e| e.to_string())?;
     let expected = model.execute(workload.now, &setup);
     if results != expected {
         return Err(format!("setup results differ: {results:?} vs {expected:?}"));
@@ -111,24 +77,18 @@ fn run_seed(
     for b in 0..batches {
         let (now, batch) = workload.batch(40);
         results.clear();
-        engine
-            .execute(now, &batch, &mut results)
-            .map_err(|e| e.to_string())?;
+        engine.execute(now, &batch, &mut results).map_err(|e| e.to_string())?;
         let expected = model.execute(now, &batch);
         for (i, (got, want)) in results.iter().zip(&expected).enumerate() {
             if got != want {
-                return Err(format!(
-                    "batch {b} command {i}: engine {got} model {want}\ncommand: {:?}",
-                    batch[i]
-                ));
+                return Err(format!("batch {b} command {i}: engine {got} model {want}\ncommand: {:?}", batch[i]));
             }
         }
         codes_seen.extend(results.iter().copied());
         compare(&engine, &model).map_err(|e| format!("after batch {b}: {e}"))?;
         if b % 25 == 24 {
             let bytes = engine.snapshot_bytes();
-            let restored =
-                Engine::restore(&bytes).map_err(|e| format!("batch {b}: restore: {e}"))?;
+            let restored = Engine::restore(&bytes).map_err(|e| format!("batch {b}: restore: {e}"))?;
             if restored.snapshot_bytes() != bytes || restored.digest() != engine.digest() {
                 return Err(format!("batch {b}: snapshot round trip changed the state"));
             }
@@ -151,27 +111,12 @@ fn simulation_matches_the_reference_model() {
             panic!("simulation failed for seed {seed}: {why}\nreplay: SIM_SEED={seed} cargo test -p bursar-tests --test simulation");
         }
     }
-    let missing: Vec<&str> = ResultCode::ALL
-        .iter()
-        .filter(|c| !codes_seen.contains(c))
-        .map(|c| c.name())
-        .collect();
+    let missing: Vec<&str> = ResultCode::ALL.iter().filter(|c| !codes_seen.contains(c)).map(|c| c.name()).collect();
     eprintln!("codes never produced by the workload: {missing:?}");
-    assert!(
-        codes_seen.len() >= 80,
-        "the workload reached only {} result codes",
-        codes_seen.len()
-    );
-    for code in [
-        ResultCode::Ok,
-        ResultCode::Exists,
-        ResultCode::LinkedEventFailed,
-        ResultCode::ExceedsCredits,
-        ResultCode::PendingTransferExpired,
-    ] {
-        assert!(
-            codes_seen.contains(&code),
-            "the workload never produced {code}"
-        );
+    assert!(codes_seen.len() >= 80, "the workload reached only {} result codes", codes_seen.len());
+    for code in
+        [ResultCode::Ok, ResultCode::Exists, ResultCode::LinkedEventFailed, ResultCode::ExceedsCredits, ResultCode::PendingTransferExpired]
+    {
+        assert!(codes_seen.contains(&code), "the workload never produced {code}");
     }
 }

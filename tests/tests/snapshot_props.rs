@@ -10,9 +10,7 @@ fn engine_after(seed: u64, batches: usize) -> (Engine, Workload) {
     let mut engine = Engine::default();
     let mut workload = Workload::new(seed);
     let mut results = Vec::new();
-    engine
-        .execute(workload.now, &workload.setup(), &mut results)
-        .expect("setup");
+    engine.execute(workload.now, &workload.setup(), &mut results).expect("setup");
     for _ in 0..batches {
         let (now, batch) = workload.batch(30);
         engine.execute(now, &batch, &mut results).expect("batch");

@@ -6,17 +6,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bursar_engine::{
-    account_flags, filter_flags, Account, AccountFilter, Command, Engine, Ledger, ResultCode,
-    Transfer, BATCH_COMMANDS_MAX,
+    account_flags, filter_flags, Account, AccountFilter, Command, Engine, Ledger, ResultCode, Transfer, BATCH_COMMANDS_MAX,
 };
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "bursar",
-    version,
-    about = "Bursar: an in-memory transaction engine for payment platforms"
-)]
+#[command(name = "bursar", version, about = "Bursar: an in-memory transaction engine for payment platforms")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -41,11 +36,7 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Demo {
-            accounts,
-            transfers,
-            seed,
-        } => demo(accounts, transfers, seed),
+        Cmd::Demo { accounts, transfers, seed } => demo(accounts, transfers, seed),
     }
 }
 
@@ -64,10 +55,7 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
         bail!("--accounts must be at least 2");
     }
     let mut engine = Engine::default();
-    engine.reserve(
-        accounts as usize + 1,
-        transfers as usize + 2 * accounts as usize,
-    );
+    engine.reserve(accounts as usize + 1, transfers as usize + 2 * accounts as usize);
     let mut now = 1_700_000_000_000_000_000u64;
     let ledger = Ledger {
         id: EUR,
@@ -77,10 +65,7 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
         settlement_account_code: 1,
         ..Default::default()
     };
-    ensure_ok(
-        &run(&mut engine, &mut now, &[Command::CreateLedger(ledger)])?,
-        "create ledger",
-    )?;
+    ensure_ok(&run(&mut engine, &mut now, &[Command::CreateLedger(ledger)])?, "create ledger")?;
 
     let ids: Vec<u128> = (1..=accounts as u128).collect();
     for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
@@ -101,14 +86,7 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
         let topups: Vec<Command> = chunk
             .iter()
             .map(|id| {
-                Command::Credit(Transfer {
-                    id: *id,
-                    credit_account_id: *id,
-                    amount: 100_000,
-                    ledger: EUR,
-                    code: 1,
-                    ..Default::default()
-                })
+                Command::Credit(Transfer { id: *id, credit_account_id: *id, amount: 100_000, ledger: EUR, code: 1, ..Default::default() })
             })
             .collect();
         ensure_ok(&run(&mut engine, &mut now, &topups)?, "top up")?;
@@ -169,22 +147,10 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
     let holds = [hold(HOLD, 0), hold(HOLD + 1, 0), hold(HOLD + 2, 30)];
     ensure_ok(&run(&mut engine, &mut now, &holds)?, "holds")?;
     let resolve = [
-        Command::Capture(Transfer {
-            id: HOLD + 3,
-            pending_id: HOLD,
-            amount: 1_999,
-            ..Default::default()
-        }),
-        Command::Release(Transfer {
-            id: HOLD + 4,
-            pending_id: HOLD + 1,
-            ..Default::default()
-        }),
+        Command::Capture(Transfer { id: HOLD + 3, pending_id: HOLD, amount: 1_999, ..Default::default() }),
+        Command::Release(Transfer { id: HOLD + 4, pending_id: HOLD + 1, ..Default::default() }),
     ];
-    ensure_ok(
-        &run(&mut engine, &mut now, &resolve)?,
-        "capture and release",
-    )?;
+    ensure_ok(&run(&mut engine, &mut now, &resolve)?, "capture and release")?;
     now += 31_000_000_000;
     let info = engine.execute(now, &[], &mut Vec::new())?;
 
@@ -196,14 +162,8 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
         ..Default::default()
     });
     println!("bursar demo: {accounts} accounts, {} transfers applied, {rejected} rejected (insufficient funds)", applied);
-    println!(
-        "  apply rate      {:.2} M transfers/s (engine only, single thread, no WAL)",
-        applied as f64 / elapsed.as_secs_f64() / 1e6
-    );
-    println!(
-        "  holds           captured 19.99 of 25.00 EUR, released one, {} expired after 30 s",
-        info.expired
-    );
+    println!("  apply rate      {:.2} M transfers/s (engine only, single thread, no WAL)", applied as f64 / elapsed.as_secs_f64() / 1e6);
+    println!("  holds           captured 19.99 of 25.00 EUR, released one, {} expired after 30 s", info.expired);
     println!(
         "  ledger EUR      posted {} / {} (debits / credits, minor units), pending {}",
         totals.totals.debits_posted, totals.totals.credits_posted, totals.totals.debits_pending
@@ -214,27 +174,10 @@ fn demo(accounts: u64, transfers: u64, seed: u64) -> Result<()> {
             code.code, code.accounts, code.totals.credits_posted, code.totals.debits_posted
         );
     }
-    println!(
-        "  trial balance   {}",
-        if totals.is_balanced() {
-            "balanced"
-        } else {
-            "NOT BALANCED"
-        }
-    );
-    println!(
-        "  account 1       last {} entries: {:?}",
-        statement.len(),
-        statement.iter().map(|t| t.amount).collect::<Vec<_>>()
-    );
-    engine
-        .check_invariants()
-        .map_err(anyhow::Error::msg)
-        .context("invariants")?;
-    println!(
-        "  invariants      checked; state digest {}",
-        hex(&engine.digest())
-    );
+    println!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
+    println!("  account 1       last {} entries: {:?}", statement.len(), statement.iter().map(|t| t.amount).collect::<Vec<_>>());
+    engine.check_invariants().map_err(anyhow::Error::msg).context("invariants")?;
+    println!("  invariants      checked; state digest {}", hex(&engine.digest()));
     if !totals.is_balanced() {
         bail!("the ledger does not balance");
     }

@@ -52,23 +52,30 @@ pub fn stored_len(body_len: usize) -> usize {
 
 /// Appends one entry (header, body, padding) to `out` and returns its chain hash.
 pub fn encode_entry(header: &EntryHeader, body: &[u8], out: &mut Vec<u8>) -> Hash {
-    assert_eq!(header.body_len as usize, body.len());
     let start = out.len();
-    out.extend_from_slice(&ENTRY_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&header.flags.to_le_bytes());
-    out.extend_from_slice(&header.seq.to_le_bytes());
-    out.extend_from_slice(&header.timestamp.to_le_bytes());
-    out.extend_from_slice(&header.synced_through.to_le_bytes());
-    out.extend_from_slice(&header.body_len.to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // checksum, filled below
-    out.extend_from_slice(&header.prev_hash);
-    debug_assert_eq!(out.len() - start, ENTRY_HEADER_SIZE);
+    out.resize(start + ENTRY_HEADER_SIZE, 0);
     out.extend_from_slice(body);
+    finish_entry(out, start, header);
+    entry_hash(&out[start..start + ENTRY_HEADER_SIZE + body.len()])
+}
+
+/// Completes an entry whose body was appended after `ENTRY_HEADER_SIZE` reserved bytes at
+/// `start`: writes the header with its checksum, then the padding. The body is `out[start + 72..]`.
+pub fn finish_entry(out: &mut Vec<u8>, start: usize, header: &EntryHeader) {
+    assert_eq!(header.body_len as usize, out.len() - start - ENTRY_HEADER_SIZE, "body length matches the header");
+    let head = &mut out[start..start + ENTRY_HEADER_SIZE];
+    head[0..4].copy_from_slice(&ENTRY_MAGIC);
+    head[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[6..8].copy_from_slice(&header.flags.to_le_bytes());
+    head[8..16].copy_from_slice(&header.seq.to_le_bytes());
+    head[16..24].copy_from_slice(&header.timestamp.to_le_bytes());
+    head[24..32].copy_from_slice(&header.synced_through.to_le_bytes());
+    head[32..36].copy_from_slice(&header.body_len.to_le_bytes());
+    head[36..40].copy_from_slice(&[0; 4]);
+    head[40..72].copy_from_slice(&header.prev_hash);
     let checksum = entry_checksum(&out[start..]);
     out[start + 36..start + 40].copy_from_slice(&checksum.to_le_bytes());
     out.resize(start + header.stored_len(), 0);
-    entry_hash(&out[start..start + ENTRY_HEADER_SIZE + body.len()])
 }
 
 /// CRC32C over header and body with the checksum field taken as zero.
@@ -97,11 +104,7 @@ pub enum Slot {
 /// Reads the entry at `offset` of a segment image, verifying its checksum.
 pub fn read_entry(segment: &[u8], offset: usize) -> Slot {
     let Some(head) = segment.get(offset..offset + ENTRY_HEADER_SIZE) else {
-        return if segment.len() <= offset || segment[offset..].iter().all(|b| *b == 0) {
-            Slot::Empty
-        } else {
-            Slot::Invalid
-        };
+        return if segment.len() <= offset || segment[offset..].iter().all(|b| *b == 0) { Slot::Empty } else { Slot::Invalid };
     };
     if head.iter().all(|b| *b == 0) {
         return Slot::Empty;
@@ -195,9 +198,7 @@ pub fn encode_snapshot(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
 
 /// Checks a snapshot file and returns its header and payload.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), &'static str> {
-    let head = bytes
-        .get(0..SNAPSHOT_HEADER_SIZE)
-        .ok_or("shorter than a snapshot header")?;
+    let head = bytes.get(0..SNAPSHOT_HEADER_SIZE).ok_or("shorter than a snapshot header")?;
     if head[0..4] != SNAPSHOT_MAGIC {
         return Err("bad magic");
     }
@@ -214,10 +215,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), &'static
     if hasher.finalize().as_bytes() != &head[56..88] {
         return Err("checksum mismatch");
     }
-    let header = SnapshotHeader {
-        seq: u64_at(head, 8),
-        chain_hash: head[24..56].try_into().expect("32 bytes"),
-    };
+    let header = SnapshotHeader { seq: u64_at(head, 8), chain_hash: head[24..56].try_into().expect("32 bytes") };
     Ok((header, &bytes[SNAPSHOT_HEADER_SIZE..]))
 }
 
@@ -227,41 +225,24 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_any_flipped_bit_is_caught() {
-        let header = EntryHeader {
-            seq: 7,
-            timestamp: 99,
-            synced_through: 6,
-            body_len: 5,
-            flags: 0,
-            prev_hash: [3; 32],
-        };
+        let header = EntryHeader { seq: 7, timestamp: 99, synced_through: 6, body_len: 5, flags: 0, prev_hash: [3; 32] };
         let mut out = vec![0u8; 8];
         let hash = encode_entry(&header, b"hello", &mut out);
-        assert_eq!(
-            out.len(),
-            8 + 80,
-            "72-byte header + 5-byte body, padded to 8"
-        );
+        assert_eq!(out.len(), 8 + 80, "72-byte header + 5-byte body, padded to 8");
         assert_eq!(read_entry(&out, 8), Slot::Valid(header));
         assert_eq!(entry_body(&out, 8, &header), b"hello");
         assert_eq!(hash_at(&out, 8, &header), hash);
         for bit in 0..(72 + 5) * 8 {
             let mut damaged = out.clone();
             damaged[8 + bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                !matches!(read_entry(&damaged, 8), Slot::Valid(h) if h == header),
-                "bit {bit} not caught"
-            );
+            assert!(!matches!(read_entry(&damaged, 8), Slot::Valid(h) if h == header), "bit {bit} not caught");
         }
         assert_eq!(read_entry(&[0u8; 100], 0), Slot::Empty);
     }
 
     #[test]
     fn snapshots_and_segment_headers_round_trip_and_refuse_damage() {
-        let header = SnapshotHeader {
-            seq: 42,
-            chain_hash: [9; 32],
-        };
+        let header = SnapshotHeader { seq: 42, chain_hash: [9; 32] };
         let mut file = encode_snapshot(&header, b"state");
         assert_eq!(decode_snapshot(&file), Ok((header, &b"state"[..])));
         file[SNAPSHOT_HEADER_SIZE] ^= 1;

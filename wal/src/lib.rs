@@ -41,19 +41,14 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig {
-            segment_size_bytes: 256 << 20,
-            entry_body_max_bytes: 16 << 20,
-            sync: SyncPolicy::EveryBatch,
-        }
+        WalConfig { segment_size_bytes: 256 << 20, entry_body_max_bytes: 16 << 20, sync: SyncPolicy::EveryBatch }
     }
 }
 
 impl WalConfig {
     /// Checks that an entry of the largest size fits in an empty segment.
     pub fn validate(&self) -> Result<(), OpenError> {
-        let biggest = format::SEGMENT_HEADER_SIZE as u64
-            + format::stored_len(self.entry_body_max_bytes as usize) as u64;
+        let biggest = format::SEGMENT_HEADER_SIZE as u64 + format::stored_len(self.entry_body_max_bytes as usize) as u64;
         if biggest > self.segment_size_bytes {
             return Err(OpenError::Config(format!(
                 "segment_size_bytes {} cannot hold an entry of entry_body_max_bytes {}",
@@ -94,10 +89,7 @@ impl core::fmt::Display for WalError {
             WalError::EntryTooLarge { len, max } => {
                 write!(f, "entry of {len} bytes exceeds the limit of {max}")
             }
-            WalError::SnapshotAheadOfLog { seq, synced } => write!(
-                f,
-                "snapshot at {seq} is ahead of the durable log ({synced})"
-            ),
+            WalError::SnapshotAheadOfLog { seq, synced } => write!(f, "snapshot at {seq} is ahead of the durable log ({synced})"),
             WalError::Snapshot(why) => write!(f, "writing the snapshot failed: {why}"),
         }
     }
@@ -132,15 +124,9 @@ impl core::fmt::Display for OpenError {
         match self {
             OpenError::Config(why) => write!(f, "bad log configuration: {why}"),
             OpenError::Io(why) => write!(f, "log I/O error: {why}"),
-            OpenError::Corrupt {
-                segment,
-                offset,
-                seq,
-                reason,
-            } => write!(
-                f,
-                "log corrupt in {segment} at offset {offset} (sequence {seq}): {reason}"
-            ),
+            OpenError::Corrupt { segment, offset, seq, reason } => {
+                write!(f, "log corrupt in {segment} at offset {offset} (sequence {seq}): {reason}")
+            }
             OpenError::Visitor(why) => write!(f, "replaying the log failed: {why}"),
         }
     }

@@ -1,9 +1,7 @@
 //! Recovery: pick the newest valid snapshot, verify every entry after it (checksum, sequence,
 //! hash chain), tell a torn unsynced tail from corruption, truncate the former and refuse the latter.
 
-use crate::format::{
-    self, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, GENESIS_HASH, SEGMENT_HEADER_SIZE,
-};
+use crate::format::{self, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, GENESIS_HASH, SEGMENT_HEADER_SIZE};
 use crate::log::{segment_name, snapshot_name, Position, Wal};
 use crate::storage::Storage;
 use crate::{OpenError, WalConfig};
@@ -69,11 +67,7 @@ enum End {
     /// After the last valid entry (or at the first slot if none).
     Clean { segment_pos: usize, offset: u64 },
     /// A damaged entry that no later intact entry vouches for: an unsynced tail.
-    Torn {
-        segment_pos: usize,
-        offset: u64,
-        seq: u64,
-    },
+    Torn { segment_pos: usize, offset: u64, seq: u64 },
 }
 
 struct Scan {
@@ -84,12 +78,7 @@ struct Scan {
 }
 
 fn corrupt(segment: u64, offset: u64, seq: u64, reason: impl Into<String>) -> OpenError {
-    OpenError::Corrupt {
-        segment: segment_name(segment),
-        offset,
-        seq,
-        reason: reason.into(),
-    }
+    OpenError::Corrupt { segment: segment_name(segment), offset, seq, reason: reason.into() }
 }
 
 fn io(what: &str, e: std::io::Error) -> OpenError {
@@ -104,24 +93,13 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
 /// Segment indexes (contiguous from 0) and snapshot sequence numbers (newest first) in storage.
 pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
     let names = storage.list().map_err(|e| io("list", e))?;
-    let mut segments: Vec<u64> = names
-        .iter()
-        .filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok())
-        .collect();
-    let mut snapshots: Vec<u64> = names
-        .iter()
-        .filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok())
-        .collect();
+    let mut segments: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok()).collect();
+    let mut snapshots: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()).collect();
     segments.sort_unstable();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     for (i, index) in segments.iter().enumerate() {
         if *index != i as u64 {
-            return Err(corrupt(
-                i as u64,
-                0,
-                0,
-                format!("segment {i} is missing (found {})", segment_name(*index)),
-            ));
+            return Err(corrupt(i as u64, 0, 0, format!("segment {i} is missing (found {})", segment_name(*index))));
         }
     }
     Ok((segments, snapshots))
@@ -137,42 +115,22 @@ fn scan<S: Storage>(
     stop_at: Option<u64>,
     visit: &mut EntryVisitor<'_>,
 ) -> Result<Scan, OpenError> {
-    let Start {
-        segment_pos: start_pos,
-        offset: start_offset,
-        anchor,
-    } = start;
+    let Start { segment_pos: start_pos, offset: start_offset, anchor } = start;
     let mut expect = anchor.expect_seq;
     let mut prev = anchor.prev_hash;
     let mut last_seq = expect.map_or(0, |e| e - 1);
     let mut last_hash = prev.unwrap_or(GENESIS_HASH);
     let mut bytes_verified = 0u64;
-    let mut end = End::Clean {
-        segment_pos: start_pos,
-        offset: start_offset,
-    };
+    let mut end = End::Clean { segment_pos: start_pos, offset: start_offset };
     let mut seen_empty_segment: Option<u64> = None;
     for (pos, &segment) in segments.iter().enumerate().skip(start_pos) {
-        let contents = storage
-            .read(&segment_name(segment))
-            .map_err(|e| io(&segment_name(segment), e))?;
+        let contents = storage.read(&segment_name(segment)).map_err(|e| io(&segment_name(segment), e))?;
         let bytes: &[u8] = (*contents).as_ref();
         match format::decode_segment_header(bytes) {
             Some((index, size)) if index == segment && size == bytes.len() as u64 => {}
-            _ => {
-                return Err(corrupt(
-                    segment,
-                    0,
-                    last_seq + 1,
-                    "segment header is damaged or names another segment",
-                ))
-            }
+            _ => return Err(corrupt(segment, 0, last_seq + 1, "segment header is damaged or names another segment")),
         }
-        let mut offset = if pos == start_pos {
-            start_offset as usize
-        } else {
-            SEGMENT_HEADER_SIZE
-        };
+        let mut offset = if pos == start_pos { start_offset as usize } else { SEGMENT_HEADER_SIZE };
         let mut entries_here = 0u64;
         loop {
             match format::read_entry(bytes, offset) {
@@ -182,22 +140,8 @@ fn scan<S: Storage>(
                     if h.seq > expected && crossed_segment && h.synced_through < expected {
                         // The group that ended the previous segment and began this one was cut:
                         // this entry says `expected` was never durable, so it is a torn tail.
-                        let End::Clean {
-                            segment_pos,
-                            offset,
-                        } = end
-                        else {
-                            unreachable!("scanning continues only after a clean end")
-                        };
-                        return torn_or_corrupt(
-                            storage,
-                            segments,
-                            segment_pos,
-                            offset,
-                            expected,
-                            bytes_verified,
-                            last_hash,
-                        );
+                        let End::Clean { segment_pos, offset } = end else { unreachable!("scanning continues only after a clean end") };
+                        return torn_or_corrupt(storage, segments, segment_pos, offset, expected, bytes_verified, last_hash);
                     }
                     if h.seq != expected {
                         return Err(corrupt(
@@ -208,7 +152,12 @@ fn scan<S: Storage>(
                         ));
                     }
                     if prev.is_some_and(|p| p != h.prev_hash) {
-                        return Err(corrupt(segment, offset as u64, h.seq, "hash chain broken: previous-hash field does not match the previous entry"));
+                        return Err(corrupt(
+                            segment,
+                            offset as u64,
+                            h.seq,
+                            "hash chain broken: previous-hash field does not match the previous entry",
+                        ));
                     }
                     if let Some(empty) = seen_empty_segment {
                         return Err(corrupt(
@@ -221,15 +170,8 @@ fn scan<S: Storage>(
                     let hash = format::hash_at(bytes, offset, &h);
                     if h.seq > visit_after {
                         let body = format::entry_body(bytes, offset, &h);
-                        visit(EntryRef {
-                            seq: h.seq,
-                            timestamp: h.timestamp,
-                            body,
-                            hash,
-                            segment,
-                            offset: offset as u64,
-                        })
-                        .map_err(OpenError::Visitor)?;
+                        visit(EntryRef { seq: h.seq, timestamp: h.timestamp, body, hash, segment, offset: offset as u64 })
+                            .map_err(OpenError::Visitor)?;
                     }
                     expect = Some(h.seq + 1);
                     prev = Some(hash);
@@ -238,52 +180,23 @@ fn scan<S: Storage>(
                     entries_here += 1;
                     offset += h.stored_len();
                     bytes_verified += h.stored_len() as u64;
-                    end = End::Clean {
-                        segment_pos: pos,
-                        offset: offset as u64,
-                    };
+                    end = End::Clean { segment_pos: pos, offset: offset as u64 };
                     if stop_at == Some(h.seq) {
-                        return Ok(Scan {
-                            end,
-                            last_seq,
-                            last_hash,
-                            bytes: bytes_verified,
-                        });
+                        return Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified });
                     }
                 }
                 Slot::Empty => {
                     // The end of this segment's entries; anything non-zero after it is damage.
                     if last_nonzero(bytes).is_some_and(|i| i >= offset) {
-                        return torn_or_corrupt(
-                            storage,
-                            segments,
-                            pos,
-                            offset as u64,
-                            last_seq + 1,
-                            bytes_verified,
-                            last_hash,
-                        );
+                        return torn_or_corrupt(storage, segments, pos, offset as u64, last_seq + 1, bytes_verified, last_hash);
                     }
                     break;
                 }
                 Slot::Invalid => {
                     if expect.is_none() {
-                        return Err(corrupt(
-                            segment,
-                            offset as u64,
-                            0,
-                            "the first entry to verify is damaged",
-                        ));
+                        return Err(corrupt(segment, offset as u64, 0, "the first entry to verify is damaged"));
                     }
-                    return torn_or_corrupt(
-                        storage,
-                        segments,
-                        pos,
-                        offset as u64,
-                        last_seq + 1,
-                        bytes_verified,
-                        last_hash,
-                    );
+                    return torn_or_corrupt(storage, segments, pos, offset as u64, last_seq + 1, bytes_verified, last_hash);
                 }
             }
         }
@@ -291,12 +204,7 @@ fn scan<S: Storage>(
             seen_empty_segment = Some(segment);
         }
     }
-    Ok(Scan {
-        end,
-        last_seq,
-        last_hash,
-        bytes: bytes_verified,
-    })
+    Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified })
 }
 
 /// A damaged slot at (segment, offset) where entry `seq` was expected. If any intact entry after
@@ -312,18 +220,12 @@ fn torn_or_corrupt<S: Storage>(
     last_hash: Hash,
 ) -> Result<Scan, OpenError> {
     for (later_pos, &segment) in segments.iter().enumerate().skip(pos) {
-        let contents = storage
-            .read(&segment_name(segment))
-            .map_err(|e| io(&segment_name(segment), e))?;
+        let contents = storage.read(&segment_name(segment)).map_err(|e| io(&segment_name(segment), e))?;
         let data: &[u8] = (*contents).as_ref();
         let Some(last) = last_nonzero(data) else {
             continue;
         };
-        let mut at = if later_pos == pos {
-            offset as usize + ENTRY_ALIGN
-        } else {
-            SEGMENT_HEADER_SIZE
-        };
+        let mut at = if later_pos == pos { offset as usize + ENTRY_ALIGN } else { SEGMENT_HEADER_SIZE };
         while at <= last {
             if let Slot::Valid(h) = format::read_entry(data, at) {
                 if h.synced_through >= seq {
@@ -331,32 +233,22 @@ fn torn_or_corrupt<S: Storage>(
                         segments[pos],
                         offset,
                         seq,
-                        format!("entry {seq} is damaged, but entry {} in {} was written after {seq} was durable", h.seq, segment_name(segment)),
+                        format!(
+                            "entry {seq} is damaged, but entry {} in {} was written after {seq} was durable",
+                            h.seq,
+                            segment_name(segment)
+                        ),
                     ));
                 }
             }
             at += ENTRY_ALIGN;
         }
     }
-    Ok(Scan {
-        end: End::Torn {
-            segment_pos: pos,
-            offset,
-            seq,
-        },
-        last_seq: seq - 1,
-        last_hash,
-        bytes,
-    })
+    Ok(Scan { end: End::Torn { segment_pos: pos, offset, seq }, last_seq: seq - 1, last_hash, bytes })
 }
 
 /// Zeroes everything from the torn entry to the end of the log and syncs it. Returns bytes zeroed.
-fn truncate<S: Storage>(
-    storage: &mut S,
-    segments: &[u64],
-    pos: usize,
-    offset: u64,
-) -> Result<u64, OpenError> {
+fn truncate<S: Storage>(storage: &mut S, segments: &[u64], pos: usize, offset: u64) -> Result<u64, OpenError> {
     const CHUNK_BYTES: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK_BYTES];
     let mut zeroed = 0;
@@ -366,20 +258,14 @@ fn truncate<S: Storage>(
             let contents = storage.read(&name).map_err(|e| io(&name, e))?;
             last_nonzero((*contents).as_ref())
         };
-        let from = if p == pos {
-            offset as usize
-        } else {
-            SEGMENT_HEADER_SIZE
-        };
+        let from = if p == pos { offset as usize } else { SEGMENT_HEADER_SIZE };
         let Some(last) = last.filter(|l| *l >= from) else {
             continue;
         };
         let mut at = from;
         while at <= last {
             let n = (last + 1 - at).min(CHUNK_BYTES);
-            storage
-                .write_at(&name, at as u64, &zeros[..n])
-                .map_err(|e| io(&name, e))?;
+            storage.write_at(&name, at as u64, &zeros[..n]).map_err(|e| io(&name, e))?;
             at += n;
         }
         storage.sync(&name).map_err(|e| io(&name, e))?;
@@ -393,56 +279,26 @@ fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u6
     segments
         .iter()
         .map(|&s| {
-            let contents = storage
-                .read(&segment_name(s))
-                .map_err(|e| io(&segment_name(s), e))?;
-            Ok(
-                match format::read_entry((*contents).as_ref(), SEGMENT_HEADER_SIZE) {
-                    Slot::Valid(h) => Some(h.seq),
-                    _ => None,
-                },
-            )
+            let contents = storage.read(&segment_name(s)).map_err(|e| io(&segment_name(s), e))?;
+            Ok(match format::read_entry((*contents).as_ref(), SEGMENT_HEADER_SIZE) {
+                Slot::Valid(h) => Some(h.seq),
+                _ => None,
+            })
         })
         .collect()
 }
 
 /// Where a snapshot's entry sits: the segment to start from, verified up to the snapshot's seq.
-fn locate_snapshot<S: Storage>(
-    storage: &S,
-    segments: &[u64],
-    firsts: &[Option<u64>],
-    snap: &SnapshotHeader,
-) -> Result<Scan, String> {
+fn locate_snapshot<S: Storage>(storage: &S, segments: &[u64], firsts: &[Option<u64>], snap: &SnapshotHeader) -> Result<Scan, String> {
     if snap.seq == 0 {
         return Err("a snapshot at sequence 0 holds nothing".into());
     }
-    let pos = firsts
-        .iter()
-        .rposition(|f| f.is_some_and(|seq| seq <= snap.seq))
-        .ok_or("no segment holds its entry")?;
-    let anchor = Anchor {
-        expect_seq: None,
-        prev_hash: if pos == 0 { Some(GENESIS_HASH) } else { None },
-    };
-    let start = Start {
-        segment_pos: pos,
-        offset: SEGMENT_HEADER_SIZE as u64,
-        anchor,
-    };
-    let scan = scan(
-        storage,
-        segments,
-        start,
-        u64::MAX,
-        Some(snap.seq),
-        &mut |_| Ok(()),
-    )
-    .map_err(|e| e.to_string())?;
+    let pos = firsts.iter().rposition(|f| f.is_some_and(|seq| seq <= snap.seq)).ok_or("no segment holds its entry")?;
+    let anchor = Anchor { expect_seq: None, prev_hash: if pos == 0 { Some(GENESIS_HASH) } else { None } };
+    let start = Start { segment_pos: pos, offset: SEGMENT_HEADER_SIZE as u64, anchor };
+    let scan = scan(storage, segments, start, u64::MAX, Some(snap.seq), &mut |_| Ok(())).map_err(|e| e.to_string())?;
     if scan.last_seq != snap.seq {
-        return Err(format!(
-            "the log ends at {} before its sequence number",
-            scan.last_seq
-        ));
+        return Err(format!("the log ends at {} before its sequence number", scan.last_seq));
     }
     if scan.last_hash != snap.chain_hash {
         return Err("its chain hash differs from the log's entry".into());
@@ -461,18 +317,11 @@ pub fn open<S: Storage>(
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
     let (segments, snapshots) = list(&storage)?;
-    let mut report = RecoveryReport {
-        last_hash: GENESIS_HASH,
-        ..Default::default()
-    };
+    let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
     if segments.is_empty() {
         let head = format::encode_segment_header(0, config.segment_size_bytes);
-        storage
-            .prepare(&segment_name(0), &head, config.segment_size_bytes)
-            .map_err(|e| io("create segment 0", e))?;
-        storage
-            .finish_prepare(&segment_name(0))
-            .map_err(|e| io("create segment 0", e))?;
+        storage.prepare(&segment_name(0), &head, config.segment_size_bytes).map_err(|e| io("create segment 0", e))?;
+        storage.finish_prepare(&segment_name(0)).map_err(|e| io("create segment 0", e))?;
         let at = Position {
             segment: 0,
             offset: SEGMENT_HEADER_SIZE as u64,
@@ -484,24 +333,14 @@ pub fn open<S: Storage>(
         return Ok((Wal::resume(storage, config, at), report));
     }
     let firsts = first_seqs(&storage, &segments)?;
-    let mut start = (
-        0usize,
-        SEGMENT_HEADER_SIZE as u64,
-        Anchor {
-            expect_seq: Some(1),
-            prev_hash: Some(GENESIS_HASH),
-        },
-        0u64,
-    );
+    let mut start = (0usize, SEGMENT_HEADER_SIZE as u64, Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) }, 0u64);
     for seq in snapshots {
         let name = snapshot_name(seq);
         let contents = storage.read(&name).map_err(|e| io(&name, e))?;
         let (header, payload) = match format::decode_snapshot((*contents).as_ref()) {
             Ok(found) if found.0.seq == seq => found,
             Ok(_) => {
-                report
-                    .skipped_snapshots
-                    .push((name, "its header names another sequence number".into()));
+                report.skipped_snapshots.push((name, "its header names another sequence number".into()));
                 continue;
             }
             Err(why) => {
@@ -511,23 +350,9 @@ pub fn open<S: Storage>(
         };
         match locate_snapshot(&storage, &segments, &firsts, &header) {
             Ok(scan) => {
-                let End::Clean {
-                    segment_pos,
-                    offset,
-                } = scan.end
-                else {
-                    unreachable!("a located snapshot ends cleanly")
-                };
+                let End::Clean { segment_pos, offset } = scan.end else { unreachable!("a located snapshot ends cleanly") };
                 on_snapshot(&header, payload).map_err(OpenError::Visitor)?;
-                start = (
-                    segment_pos,
-                    offset,
-                    Anchor {
-                        expect_seq: Some(seq + 1),
-                        prev_hash: Some(header.chain_hash),
-                    },
-                    seq,
-                );
+                start = (segment_pos, offset, Anchor { expect_seq: Some(seq + 1), prev_hash: Some(header.chain_hash) }, seq);
                 report.snapshot = Some(header);
                 break;
             }
@@ -540,39 +365,24 @@ pub fn open<S: Storage>(
         replayed += 1;
         on_entry(entry)
     };
-    let start = Start {
-        segment_pos: pos,
-        offset,
-        anchor,
-    };
+    let start = Start { segment_pos: pos, offset, anchor };
     let scan = scan(&storage, &segments, start, after, None, &mut count)?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;
     report.last_hash = scan.last_hash;
     let (segment_pos, offset) = match scan.end {
-        End::Clean {
-            segment_pos,
-            offset,
-        } => (segment_pos, offset),
-        End::Torn {
-            segment_pos,
-            offset,
-            seq,
-        } => {
+        End::Clean { segment_pos, offset } => (segment_pos, offset),
+        End::Torn { segment_pos, offset, seq } => {
             let zeroed = truncate(&mut storage, &segments, segment_pos, offset)?;
             report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, zeroed));
             (segment_pos, offset)
         }
     };
     // Whatever the last run wrote may not have been synced; make what recovery saw durable.
-    storage
-        .sync(&segment_name(segments[segment_pos]))
-        .map_err(|e| io("sync", e))?;
+    storage.sync(&segment_name(segments[segment_pos])).map_err(|e| io("sync", e))?;
     let segment_size = {
-        let contents = storage
-            .read(&segment_name(segments[segment_pos]))
-            .map_err(|e| io("read", e))?;
+        let contents = storage.read(&segment_name(segments[segment_pos])).map_err(|e| io("read", e))?;
         (*contents).as_ref().len() as u64
     };
     let at = Position {
@@ -589,43 +399,25 @@ pub fn open<S: Storage>(
 /// Reads the whole log from the first entry without changing anything: verifies every checksum,
 /// the sequence and the hash chain, and calls `visit` for each entry. A torn tail is reported
 /// in the result, not cut off. For audit and replay.
-pub fn verify_log<S: Storage>(
-    storage: &S,
-    visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
-) -> Result<RecoveryReport, OpenError> {
+pub fn verify_log<S: Storage>(storage: &S, visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>) -> Result<RecoveryReport, OpenError> {
     let (segments, _) = list(storage)?;
-    let mut report = RecoveryReport {
-        last_hash: GENESIS_HASH,
-        ..Default::default()
-    };
+    let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
     if segments.is_empty() {
         return Ok(report);
     }
-    let anchor = Anchor {
-        expect_seq: Some(1),
-        prev_hash: Some(GENESIS_HASH),
-    };
+    let anchor = Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) };
     let mut replayed = 0u64;
     let mut count = |entry: EntryRef<'_>| {
         replayed += 1;
         visit(entry)
     };
-    let start = Start {
-        segment_pos: 0,
-        offset: SEGMENT_HEADER_SIZE as u64,
-        anchor,
-    };
+    let start = Start { segment_pos: 0, offset: SEGMENT_HEADER_SIZE as u64, anchor };
     let scan = scan(storage, &segments, start, 0, None, &mut count)?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;
     report.last_hash = scan.last_hash;
-    if let End::Torn {
-        segment_pos,
-        offset,
-        seq,
-    } = scan.end
-    {
+    if let End::Torn { segment_pos, offset, seq } = scan.end {
         report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, 0));
     }
     Ok(report)

@@ -63,11 +63,7 @@ impl State {
             // In order, the last one torn at any byte.
             let keep = self.below(unsynced.len() as u64 + 1) as usize;
             for (i, (offset, bytes)) in unsynced.iter().take(keep).enumerate() {
-                let len = if i + 1 == keep {
-                    self.below(bytes.len() as u64 + 1) as usize
-                } else {
-                    bytes.len()
-                };
+                let len = if i + 1 == keep { self.below(bytes.len() as u64 + 1) as usize } else { bytes.len() };
                 durable[*offset..*offset + len].copy_from_slice(&bytes[..len]);
             }
         } else {
@@ -94,13 +90,7 @@ pub struct SimStorage {
 impl SimStorage {
     /// An empty disk whose faults are driven by `seed`.
     pub fn new(seed: u64, faults: Faults) -> SimStorage {
-        SimStorage {
-            state: Arc::new(Mutex::new(State {
-                files: BTreeMap::new(),
-                rng: seed,
-                faults,
-            })),
-        }
+        SimStorage { state: Arc::new(Mutex::new(State { files: BTreeMap::new(), rng: seed, faults })) }
     }
 
     /// Power cut: every file keeps its durable bytes plus an arbitrary part of what was written
@@ -161,11 +151,7 @@ impl Storage for SimStorage {
     fn prepare(&mut self, name: &str, head: &[u8], len: u64) -> io::Result<()> {
         let mut bytes = vec![0u8; len as usize];
         bytes[..head.len()].copy_from_slice(head);
-        let file = SimFile {
-            written: bytes.clone(),
-            durable: bytes,
-            unsynced: Vec::new(),
-        };
+        let file = SimFile { written: bytes.clone(), durable: bytes, unsynced: Vec::new() };
         self.state.lock().files.insert(name.to_string(), file);
         Ok(())
     }
@@ -193,9 +179,7 @@ impl Storage for SimStorage {
         let file = state.files.get_mut(name).ok_or_else(|| not_found(name))?;
         let offset = offset as usize;
         if offset + bytes.len() > file.written.len() {
-            return Err(io::Error::other(
-                "write past the end of a preallocated file",
-            ));
+            return Err(io::Error::other("write past the end of a preallocated file"));
         }
         file.written[offset..offset + bytes.len()].copy_from_slice(bytes);
         file.unsynced.push((offset, bytes.to_vec()));
@@ -226,14 +210,7 @@ impl Storage for SimStorage {
         if state.chance(percent) {
             return Err(io::Error::other("injected sync failure"));
         }
-        state.files.insert(
-            name.to_string(),
-            SimFile {
-                written: bytes.to_vec(),
-                durable: bytes.to_vec(),
-                unsynced: Vec::new(),
-            },
-        );
+        state.files.insert(name.to_string(), SimFile { written: bytes.to_vec(), durable: bytes.to_vec(), unsynced: Vec::new() });
         Ok(())
     }
 }

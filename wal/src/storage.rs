@@ -7,7 +7,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// A file's bytes, as a mapping or a copy.
 pub type Contents = Box<dyn AsRef<[u8]> + Send>;
@@ -27,6 +30,15 @@ pub trait Storage: Send {
     fn write_at(&mut self, name: &str, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything written to `name` durable.
     fn sync(&mut self, name: &str) -> io::Result<()>;
+    /// Starts [`Storage::sync`] of `name` so the caller can work meanwhile; [`Storage::sync_end`]
+    /// returns its result. The default runs the sync at once.
+    fn sync_begin(&mut self, name: &str) -> io::Result<()> {
+        self.sync(name)
+    }
+    /// Waits for the sync started by [`Storage::sync_begin`].
+    fn sync_end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Replaces `name` with `bytes` atomically and durably (temporary file, sync, rename, directory sync).
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
 }
@@ -35,19 +47,38 @@ pub trait Storage: Send {
 #[derive(Debug)]
 pub struct FsStorage {
     dir: PathBuf,
-    files: HashMap<String, File>,
+    files: HashMap<String, Arc<File>>,
     preparing: HashMap<String, JoinHandle<io::Result<()>>>,
+    syncer: Option<Syncer>,
+}
+
+/// A thread that runs fdatasync while the log's thread hashes: one request in flight at a time.
+#[derive(Debug)]
+struct Syncer {
+    requests: Sender<Arc<File>>,
+    results: Receiver<io::Result<()>>,
+}
+
+impl Syncer {
+    fn start() -> io::Result<Syncer> {
+        let (requests, inbox) = bounded::<Arc<File>>(1);
+        let (outbox, results) = bounded(1);
+        std::thread::Builder::new().name("wal-sync".into()).spawn(move || {
+            for file in inbox {
+                if outbox.send(file.sync_data()).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Syncer { requests, results })
+    }
 }
 
 impl FsStorage {
     /// Uses `dir`, creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         fs::create_dir_all(dir.as_ref())?;
-        Ok(FsStorage {
-            dir: dir.as_ref().to_path_buf(),
-            files: HashMap::new(),
-            preparing: HashMap::new(),
-        })
+        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None })
     }
 
     /// The directory.
@@ -55,13 +86,10 @@ impl FsStorage {
         &self.dir
     }
 
-    fn file(&mut self, name: &str) -> io::Result<&File> {
+    fn file(&mut self, name: &str) -> io::Result<&Arc<File>> {
         if !self.files.contains_key(name) {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(self.dir.join(name))?;
-            self.files.insert(name.to_string(), file);
+            let file = OpenOptions::new().read(true).write(true).open(self.dir.join(name))?;
+            self.files.insert(name.to_string(), Arc::new(file));
         }
         Ok(&self.files[name])
     }
@@ -105,24 +133,17 @@ impl Storage for FsStorage {
 
     fn prepare(&mut self, name: &str, head: &[u8], len: u64) -> io::Result<()> {
         let (dir, name_owned, head) = (self.dir.clone(), name.to_string(), head.to_vec());
-        let handle = std::thread::Builder::new()
-            .name("wal-prepare".into())
-            .spawn(move || prepare_file(&dir, &name_owned, &head, len))?;
+        let handle = std::thread::Builder::new().name("wal-prepare".into()).spawn(move || prepare_file(&dir, &name_owned, &head, len))?;
         self.preparing.insert(name.to_string(), handle);
         Ok(())
     }
 
     fn finish_prepare(&mut self, name: &str) -> io::Result<()> {
         match self.preparing.remove(name) {
-            Some(handle) => handle
-                .join()
-                .map_err(|_| io::Error::other("segment preparation thread panicked"))?,
+            Some(handle) => handle.join().map_err(|_| io::Error::other("segment preparation thread panicked"))?,
             // Prepared before a restart: nothing to wait for.
             None if self.dir.join(name).exists() => Ok(()),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{name} was never prepared"),
-            )),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{name} was never prepared"))),
         }
     }
 
@@ -140,6 +161,20 @@ impl Storage for FsStorage {
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
         self.file(name)?.sync_data()
+    }
+
+    fn sync_begin(&mut self, name: &str) -> io::Result<()> {
+        let file = Arc::clone(self.file(name)?);
+        if self.syncer.is_none() {
+            self.syncer = Some(Syncer::start()?);
+        }
+        let syncer = self.syncer.as_ref().expect("started above");
+        syncer.requests.send(file).map_err(|_| io::Error::other("the sync thread stopped"))
+    }
+
+    fn sync_end(&mut self) -> io::Result<()> {
+        let syncer = self.syncer.as_ref().ok_or_else(|| io::Error::other("no sync in flight"))?;
+        syncer.results.recv().map_err(|_| io::Error::other("the sync thread stopped"))?
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {

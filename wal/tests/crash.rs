@@ -17,11 +17,7 @@ static ACKED_ENTRIES: AtomicU64 = AtomicU64::new(0);
 static FLIPS_REFUSED: AtomicU64 = AtomicU64::new(0);
 static FAILED_LOGS: AtomicU64 = AtomicU64::new(0);
 
-const CONFIG: WalConfig = WalConfig {
-    segment_size_bytes: 16 << 10,
-    entry_body_max_bytes: 2048,
-    sync: SyncPolicy::EveryBatch,
-};
+const CONFIG: WalConfig = WalConfig { segment_size_bytes: 16 << 10, entry_body_max_bytes: 2048, sync: SyncPolicy::EveryBatch };
 
 struct Rng(u64);
 impl Rng {
@@ -36,9 +32,7 @@ impl Rng {
 
 fn body(rng: &mut Rng, seq: u64) -> Vec<u8> {
     let len = rng.below(900) as usize;
-    (0..len)
-        .map(|i| (seq as usize).wrapping_mul(131).wrapping_add(i) as u8)
-        .collect()
+    (0..len).map(|i| (seq as usize).wrapping_mul(131).wrapping_add(i) as u8).collect()
 }
 
 /// Reopens and checks the recovered log against what was appended and acknowledged.
@@ -72,16 +66,10 @@ fn recover(
         TRUNCATED_TAILS.fetch_add(1, Ordering::Relaxed);
     }
     if last < acked {
-        return Err(format!(
-            "acknowledged entries lost: acked through {acked}, recovered through {last} ({:?})",
-            report.truncated
-        ));
+        return Err(format!("acknowledged entries lost: acked through {acked}, recovered through {last} ({:?})", report.truncated));
     }
     if last > appended.len() as u64 {
-        return Err(format!(
-            "recovered {last} entries but only {} were appended",
-            appended.len()
-        ));
+        return Err(format!("recovered {last} entries but only {} were appended", appended.len()));
     }
     for (i, (seq, ts, body)) in recovered.iter().enumerate() {
         if *seq != start + 1 + i as u64 {
@@ -98,14 +86,7 @@ fn recover(
 
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
-    let faults = if seed % 3 == 0 {
-        Faults::default()
-    } else {
-        Faults {
-            write_fail_percent: 1,
-            sync_fail_percent: 3,
-        }
-    };
+    let faults = if seed % 3 == 0 { Faults::default() } else { Faults { write_fail_percent: 1, sync_fail_percent: 3 } };
     let storage = SimStorage::new(seed ^ 0xA5A5, faults);
     let mut appended: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -133,9 +114,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
             if rng.below(6) == 0 && acked > 0 {
                 let payload = format!("state through {acked}").into_bytes();
                 // The chain hash of entry `acked` is the log's last hash only when nothing is pending.
-                if wal.next_seq() == acked + 1
-                    && wal.write_snapshot(acked, wal.last_hash(), &payload).is_ok()
-                {
+                let hash = wal.last_hash();
+                if wal.next_seq() == acked + 1 && wal.write_snapshot(acked, hash, &payload).is_ok() {
                     snapshots.push((acked, payload));
                 }
             }
@@ -189,31 +169,20 @@ fn flip_a_vouched_entry(storage: &SimStorage, rng: &mut Rng) -> Result<(), Strin
     let refused_here = |result: &Result<_, OpenError>| matches!(result, Err(OpenError::Corrupt { segment: s, offset: o, seq: q, .. }) if *s == segment_name(segment) && *o == offset && *q == seq);
     let full = verify_log(storage, &mut |_| Ok(()));
     if !refused_here(&full) {
+        return Err(format!("verify_log: flip in entry {seq} ({}:{offset}) gave {full:?}", segment_name(segment)));
+    }
+    // Open verifies from the newest snapshot on: damage after it must stop recovery at that entry.
+    let newest_snapshot =
+        storage.list_names().iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse::<u64>().ok()).max().unwrap_or(0);
+    let opened = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).map(|r| r.1);
+    if seq > newest_snapshot && !refused_here(&opened) {
         return Err(format!(
-            "verify_log: flip in entry {seq} ({}:{offset}) gave {full:?}",
+            "open: flip in entry {seq} ({}:{offset}) after snapshot {newest_snapshot} gave {opened:?}",
             segment_name(segment)
         ));
     }
-    // Open verifies from the newest snapshot on: damage after it must stop recovery at that entry.
-    let newest_snapshot = storage
-        .list_names()
-        .iter()
-        .filter_map(|n| {
-            n.strip_prefix("snap-")?
-                .strip_suffix(".snap")?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0);
-    let opened = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).map(|r| r.1);
-    if seq > newest_snapshot && !refused_here(&opened) {
-        return Err(format!("open: flip in entry {seq} ({}:{offset}) after snapshot {newest_snapshot} gave {opened:?}", segment_name(segment)));
-    }
     if opened.is_err() && !refused_here(&opened) {
-        return Err(format!(
-            "open: flip in entry {seq} refused at the wrong place: {opened:?}"
-        ));
+        return Err(format!("open: flip in entry {seq} refused at the wrong place: {opened:?}"));
     }
     FLIPS_REFUSED.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -223,16 +192,11 @@ fn flip_a_vouched_entry(storage: &SimStorage, rng: &mut Rng) -> Result<(), Strin
 fn every_acknowledged_entry_survives_crashes_and_damage_is_refused() {
     let seeds: Vec<u64> = match std::env::var("WAL_SEED") {
         Ok(seed) => vec![seed.parse().expect("WAL_SEED is a number")],
-        Err(_) => (0..std::env::var("WAL_SEEDS")
-            .map(|s| s.parse().expect("number"))
-            .unwrap_or(300))
-            .collect(),
+        Err(_) => (0..std::env::var("WAL_SEEDS").map(|s| s.parse().expect("number")).unwrap_or(300)).collect(),
     };
     for seed in seeds {
         if let Err(why) = run_seed(seed) {
-            panic!(
-                "seed {seed}: {why}\nreplay: WAL_SEED={seed} cargo test -p bursar-wal --test crash"
-            );
+            panic!("seed {seed}: {why}\nreplay: WAL_SEED={seed} cargo test -p bursar-wal --test crash");
         }
     }
     let (tails, acked, flips, failed) = (
@@ -243,9 +207,6 @@ fn every_acknowledged_entry_survives_crashes_and_damage_is_refused() {
     );
     eprintln!("crash test: {acked} acknowledged entries checked, {tails} torn tails cut, {failed} logs stopped by a failed sync, {flips} bit flips refused");
     if std::env::var("WAL_SEED").is_err() {
-        assert!(
-            tails > 0 && acked > 1000 && flips > 100 && failed > 0,
-            "the run exercised too little"
-        );
+        assert!(tails > 0 && acked > 1000 && flips > 100 && failed > 0, "the run exercised too little");
     }
 }

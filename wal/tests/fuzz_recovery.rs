@@ -6,23 +6,17 @@ use bursar_wal::sim::{Faults, SimStorage};
 use bursar_wal::{open, segment_name, snapshot_name, verify_log, Storage, SyncPolicy, WalConfig};
 use proptest::prelude::*;
 
-const CONFIG: WalConfig = WalConfig {
-    segment_size_bytes: 2048,
-    entry_body_max_bytes: 512,
-    sync: SyncPolicy::EveryBatch,
-};
+const CONFIG: WalConfig = WalConfig { segment_size_bytes: 2048, entry_body_max_bytes: 512, sync: SyncPolicy::EveryBatch };
 
 fn valid_log(entries: usize) -> SimStorage {
     let storage = SimStorage::new(9, Faults::default());
-    let (mut wal, _) =
-        open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("fresh");
+    let (mut wal, _) = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("fresh");
     for i in 0..entries {
-        wal.append(i as u64, &vec![i as u8; i * 13 % 200])
-            .expect("append");
+        wal.append(i as u64, &vec![i as u8; i * 13 % 200]).expect("append");
         wal.sync().expect("sync");
         if i == entries / 2 {
-            wal.write_snapshot(wal.synced_seq(), wal.last_hash(), b"snapshot")
-                .expect("snapshot");
+            let (seq, hash) = (wal.synced_seq(), wal.last_hash());
+            wal.write_snapshot(seq, hash, b"snapshot").expect("snapshot");
         }
     }
     storage

@@ -3,24 +3,14 @@
 
 use bursar_wal::sim::{Faults, SimStorage};
 use bursar_wal::{
-    open, segment_name, snapshot_name, verify_log, OpenError, RecoveryReport, SnapshotHeader,
-    SyncPolicy, Wal, WalConfig, WalError,
+    open, segment_name, snapshot_name, verify_log, OpenError, RecoveryReport, SnapshotHeader, SyncPolicy, Wal, WalConfig, WalError,
 };
 
-const SMALL: WalConfig = WalConfig {
-    segment_size_bytes: 4096,
-    entry_body_max_bytes: 1024,
-    sync: SyncPolicy::EveryBatch,
-};
+const SMALL: WalConfig = WalConfig { segment_size_bytes: 4096, entry_body_max_bytes: 1024, sync: SyncPolicy::EveryBatch };
 
 type Entries = Vec<(u64, u64, Vec<u8>)>;
 /// What `reopen` recovered: the log, the report, the snapshot handed out, the entries replayed.
-type Reopened = (
-    Wal<SimStorage>,
-    RecoveryReport,
-    Option<(SnapshotHeader, Vec<u8>)>,
-    Entries,
-);
+type Reopened = (Wal<SimStorage>, RecoveryReport, Option<(SnapshotHeader, Vec<u8>)>, Entries);
 
 fn reopen(storage: SimStorage) -> Result<Reopened, OpenError> {
     let mut snapshot = None;
@@ -62,18 +52,11 @@ fn log_with(n: u64, group: u64) -> SimStorage {
 #[test]
 fn entries_come_back_exactly_across_segment_rotations() {
     let storage = log_with(200, 7);
-    let segments = storage
-        .list_names()
-        .iter()
-        .filter(|n| n.ends_with(".seg"))
-        .count();
+    let segments = storage.list_names().iter().filter(|n| n.ends_with(".seg")).count();
     assert!(segments > 5, "small segments rotate: {segments}");
     let (wal, report, snapshot, entries) = reopen(storage).expect("reopens");
     assert!(snapshot.is_none());
-    assert_eq!(
-        entries,
-        (1..=200).map(|s| (s, s * 10, body(s))).collect::<Entries>()
-    );
+    assert_eq!(entries, (1..=200).map(|s| (s, s * 10, body(s))).collect::<Entries>());
     assert_eq!((report.last_seq, report.truncated), (200, None));
     assert_eq!(wal.next_seq(), 201);
 }
@@ -88,39 +71,23 @@ fn recovery_starts_from_the_newest_valid_snapshot_and_skips_a_corrupt_one() {
         hashes.push(wal.last_hash());
         wal.sync().expect("sync");
         if seq == 20 || seq == 40 {
-            wal.write_snapshot(seq, wal.last_hash(), format!("state@{seq}").as_bytes())
-                .expect("snapshot");
+            let hash = wal.last_hash();
+            wal.write_snapshot(seq, hash, format!("state@{seq}").as_bytes()).expect("snapshot");
         }
     }
     let (_, report, snapshot, entries) = reopen(storage.clone()).expect("reopens");
-    assert_eq!(
-        snapshot.map(|(h, p)| (h.seq, p)),
-        Some((40, b"state@40".to_vec()))
-    );
+    assert_eq!(snapshot.map(|(h, p)| (h.seq, p)), Some((40, b"state@40".to_vec())));
     assert_eq!(entries.first().map(|e| e.0), Some(41));
     assert_eq!(report.entries_replayed, 20);
 
     storage.flip_bit(&snapshot_name(40), 90, 3);
     let (_, report, snapshot, entries) = reopen(storage.clone()).expect("reopens");
-    assert_eq!(
-        snapshot.map(|(h, _)| h.seq),
-        Some(20),
-        "falls back to the older snapshot"
-    );
-    assert_eq!(
-        report.skipped_snapshots,
-        vec![(snapshot_name(40), "checksum mismatch".to_string())]
-    );
+    assert_eq!(snapshot.map(|(h, _)| h.seq), Some(20), "falls back to the older snapshot");
+    assert_eq!(report.skipped_snapshots, vec![(snapshot_name(40), "checksum mismatch".to_string())]);
     assert_eq!(entries.len(), 40);
 
     // A snapshot whose chain hash disagrees with the log is skipped too.
-    let forged = bursar_wal::format::encode_snapshot(
-        &SnapshotHeader {
-            seq: 50,
-            chain_hash: [7; 32],
-        },
-        b"forged",
-    );
+    let forged = bursar_wal::format::encode_snapshot(&SnapshotHeader { seq: 50, chain_hash: [7; 32] }, b"forged");
     let (mut wal, ..) = reopen(storage.clone()).expect("reopens");
     assert_ne!(hashes[50], [7; 32]);
     drop(wal.sync());
@@ -128,10 +95,7 @@ fn recovery_starts_from_the_newest_valid_snapshot_and_skips_a_corrupt_one() {
     bursar_wal::Storage::write_atomic(&mut raw, &snapshot_name(50), &forged).expect("write");
     let (_, report, snapshot, _) = reopen(storage).expect("reopens");
     assert_eq!(snapshot.map(|(h, _)| h.seq), Some(20));
-    assert!(report
-        .skipped_snapshots
-        .iter()
-        .any(|(n, why)| n == &snapshot_name(50) && why.contains("chain hash")));
+    assert!(report.skipped_snapshots.iter().any(|(n, why)| n == &snapshot_name(50) && why.contains("chain hash")));
 }
 
 #[test]
@@ -142,30 +106,15 @@ fn a_bit_flip_in_an_acknowledged_entry_is_refused_with_its_place() {
     let offset = 64 + bursar_wal::format::stored_len(body(1).len()) + 80;
     storage.flip_bit(&first, offset, 5);
     match reopen(storage.clone()) {
-        Err(OpenError::Corrupt {
-            segment,
-            offset: at,
-            seq,
-            ..
-        }) => {
+        Err(OpenError::Corrupt { segment, offset: at, seq, .. }) => {
             assert_eq!((segment, seq), (first, 2));
-            assert_eq!(
-                at as usize,
-                64 + bursar_wal::format::stored_len(body(1).len())
-            );
+            assert_eq!(at as usize, 64 + bursar_wal::format::stored_len(body(1).len()));
         }
         other => panic!("expected corruption, got {:?}", other.map(|r| r.1)),
     }
     let before = storage.durable(&segment_name(0));
-    assert!(
-        verify_log(&storage, &mut |_| Ok(())).is_err(),
-        "read-only verification refuses too"
-    );
-    assert_eq!(
-        storage.durable(&segment_name(0)),
-        before,
-        "refusing changes nothing"
-    );
+    assert!(verify_log(&storage, &mut |_| Ok(())).is_err(), "read-only verification refuses too");
+    assert_eq!(storage.durable(&segment_name(0)), before, "refusing changes nothing");
 }
 
 #[test]
@@ -199,10 +148,7 @@ fn a_torn_unsynced_tail_is_cut_off_and_reported() {
     }
     wal.sync().expect("sync");
     let name = segment_name(0);
-    let end = 64
-        + (1..=5)
-            .map(|s| bursar_wal::format::stored_len(body(s).len()))
-            .sum::<usize>();
+    let end = 64 + (1..=5).map(|s| bursar_wal::format::stored_len(body(s).len())).sum::<usize>();
     // An unsynced entry 6 of which only the first 50 bytes reached the disk.
     let mut torn = Vec::new();
     let header = bursar_wal::format::EntryHeader {
@@ -215,21 +161,11 @@ fn a_torn_unsynced_tail_is_cut_off_and_reported() {
     };
     bursar_wal::format::encode_entry(&header, &body(6), &mut torn);
     storage.overwrite(&name, end, &torn[..50]);
-    let (mut wal, report, _, entries) =
-        reopen(storage.clone()).expect("a torn tail is not corruption");
+    let (mut wal, report, _, entries) = reopen(storage.clone()).expect("a torn tail is not corruption");
     assert_eq!(entries.len(), 5);
     assert_eq!(report.truncated, Some((name.clone(), end as u64, 6, 50)));
-    assert!(
-        storage.durable(&name).expect("segment")[end..end + 50]
-            .iter()
-            .all(|b| *b == 0),
-        "zeroed"
-    );
-    assert_eq!(
-        wal.append(60, b"after").expect("append"),
-        6,
-        "the log continues at 6"
-    );
+    assert!(storage.durable(&name).expect("segment")[end..end + 50].iter().all(|b| *b == 0), "zeroed");
+    assert_eq!(wal.append(60, b"after").expect("append"), 6, "the log continues at 6");
 }
 
 #[test]
@@ -238,43 +174,22 @@ fn after_a_failed_sync_the_log_refuses_everything() {
     let (mut wal, ..) = reopen(storage.clone()).expect("fresh");
     wal.append(1, b"a").expect("append");
     wal.sync().expect("sync");
-    storage.set_faults(Faults {
-        sync_fail_percent: 100,
-        write_fail_percent: 0,
-    });
+    storage.set_faults(Faults { sync_fail_percent: 100, write_fail_percent: 0 });
     wal.append(2, b"b").expect("append");
     assert!(matches!(wal.sync(), Err(WalError::Failed(_))));
     storage.set_faults(Faults::default());
-    assert!(
-        matches!(wal.append(3, b"c"), Err(WalError::Failed(_))),
-        "no retry-and-pretend"
-    );
+    assert!(matches!(wal.append(3, b"c"), Err(WalError::Failed(_))), "no retry-and-pretend");
     assert!(matches!(wal.sync(), Err(WalError::Failed(_))));
-    assert!(matches!(
-        wal.write_snapshot(1, [0; 32], b"s"),
-        Err(WalError::Failed(_))
-    ));
+    assert!(matches!(wal.write_snapshot(1, [0; 32], b"s"), Err(WalError::Failed(_))));
 }
 
 #[test]
 fn limits_are_typed_errors() {
     let storage = SimStorage::new(5, Faults::default());
     let (mut wal, ..) = reopen(storage).expect("fresh");
-    assert_eq!(
-        wal.append(1, &[0u8; 1025]),
-        Err(WalError::EntryTooLarge {
-            len: 1025,
-            max: 1024
-        })
-    );
-    assert_eq!(
-        wal.write_snapshot(1, [0; 32], b"x"),
-        Err(WalError::SnapshotAheadOfLog { seq: 1, synced: 0 })
-    );
-    let bad = WalConfig {
-        segment_size_bytes: 1000,
-        ..SMALL
-    };
+    assert_eq!(wal.append(1, &[0u8; 1025]), Err(WalError::EntryTooLarge { len: 1025, max: 1024 }));
+    assert_eq!(wal.write_snapshot(1, [0; 32], b"x"), Err(WalError::SnapshotAheadOfLog { seq: 1, synced: 0 }));
+    let bad = WalConfig { segment_size_bytes: 1000, ..SMALL };
     assert!(matches!(bad.validate(), Err(OpenError::Config(_))));
 }
 
@@ -282,11 +197,7 @@ fn limits_are_typed_errors() {
 fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     let dir = std::env::temp_dir().join(format!("bursar-wal-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = WalConfig {
-        segment_size_bytes: 64 << 10,
-        entry_body_max_bytes: 4096,
-        sync: SyncPolicy::EveryBatch,
-    };
+    let config = WalConfig { segment_size_bytes: 512 << 10, entry_body_max_bytes: 200 << 10, sync: SyncPolicy::EveryBatch };
     let open_fs = |expect: u64| {
         let storage = bursar_wal::FsStorage::open(&dir).expect("dir");
         let mut seen = Vec::new();
@@ -300,17 +211,34 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     };
     let (mut wal, seen) = open_fs(0);
     assert!(seen.is_empty());
+    // Large entries take the path that hashes while the sync thread syncs.
+    let big = |seq: u64| vec![seq as u8; 150 << 10];
     for seq in 1..=300u64 {
+        if seq % 50 == 0 {
+            wal.append_with(seq, |buffer| buffer.extend_from_slice(&big(seq))).expect("append");
+            wal.sync().expect("sync");
+            continue;
+        }
         wal.append(seq, &body(seq)).expect("append");
         if seq % 10 == 0 {
             wal.sync().expect("sync");
         }
     }
-    wal.write_snapshot(300, wal.last_hash(), b"three hundred")
-        .expect("snapshot");
+    let hash = wal.last_hash();
+    wal.write_snapshot(300, hash, b"three hundred").expect("snapshot");
     drop(wal);
     let (mut wal, seen) = open_fs(300);
     assert!(seen.is_empty(), "everything is covered by the snapshot");
+    let full = verify_log(&bursar_wal::FsStorage::open(&dir).expect("dir"), &mut |e| {
+        let expected = if e.seq % 50 == 0 { big(e.seq) } else { body(e.seq) };
+        if e.body == expected.as_slice() {
+            Ok(())
+        } else {
+            Err(format!("entry {} differs", e.seq))
+        }
+    })
+    .expect("the whole log verifies");
+    assert_eq!(full.last_seq, 300);
     wal.append(301, &body(301)).expect("append");
     wal.sync().expect("sync");
     drop(wal);
@@ -318,10 +246,7 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     assert_eq!(seen, vec![(301, body(301))]);
     let segments = std::fs::read_dir(&dir)
         .expect("dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg")))
         .count();
     assert!(segments >= 2, "rotated into {segments} segments");
     std::fs::remove_dir_all(&dir).expect("cleanup");
