@@ -202,7 +202,7 @@ pub struct Engine {
     /// For each transfer: the previous transfer of its debit account and of its credit account.
     pub(crate) transfer_links: Vec<[u32; 2]>,
     pub(crate) transfer_index: IdMap<u128, u32>,
-    pub(crate) holds: FxHashMap<u32, Hold>,
+    pub(crate) holds: IdMap<u32, Hold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     pub(crate) balance_history: Vec<BalanceEntry>,
@@ -234,7 +234,7 @@ impl Engine {
             transfers: Vec::new(),
             transfer_links: Vec::new(),
             transfer_index: IdMap::default(),
-            holds: FxHashMap::default(),
+            holds: IdMap::default(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             timestamp: 0,

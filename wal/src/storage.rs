@@ -95,6 +95,16 @@ impl FsStorage {
     }
 }
 
+impl Drop for FsStorage {
+    /// Waits for segment preparations in flight, so no thread renames a file into the directory
+    /// after its owner is gone (the next owner would find a segment it did not expect).
+    fn drop(&mut self) {
+        for (_, handle) in self.preparing.drain() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Syncs a directory, so that file creations and renames in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
