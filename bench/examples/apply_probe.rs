@@ -24,6 +24,15 @@ fn main() {
         engine.execute(now, batch, &mut results).expect("batch");
         times.push(start.elapsed().as_nanos() as f64 / BATCH_COMMANDS_MAX as f64);
     }
+    if std::env::var_os("PROBE_SLOW").is_some() {
+        let p50 = {
+            let mut s = times.clone();
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        };
+        let slow: Vec<usize> = times.iter().enumerate().filter(|(_, t)| **t > 1.6 * p50).map(|(i, _)| i).collect();
+        println!("slow batches (>1.6x median): {slow:?}");
+    }
     let total: f64 = times.iter().sum::<f64>() / times.len() as f64;
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
