@@ -24,7 +24,7 @@ pub struct Workload {
 impl Workload {
     /// A workload for this seed.
     pub fn new(seed: u64) -> Workload {
-        Workload { rng: Rng::new(seed), ledgers: Vec::new(), accounts: Vec::new(), holds: Vec::new(), sent: Vec::new(), next_id: 1, now: S }
+        Workload { rng: Rng(seed), ledgers: Vec::new(), accounts: Vec::new(), holds: Vec::new(), sent: Vec::new(), next_id: 1, now: S }
     }
 
     fn id(&mut self) -> u128 {

@@ -11,6 +11,38 @@ use parking_lot::Mutex;
 use crate::storage::{Contents, Storage};
 
 /// Which faults to inject, in percent per operation.
+/// SplitMix64: the seeded generator every Bursar simulation, fuzz harness and benchmark workload
+/// uses, so one u64 reproduces a run. Small and fast; not for cryptography.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`; 0 when `n` is 0.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// A random element of a non-empty slice.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Which faults to inject, in percent per operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Chance that a `write_at` fails (nothing written).
@@ -30,29 +62,17 @@ struct SimFile {
 #[derive(Debug)]
 struct State {
     files: BTreeMap<String, SimFile>,
-    rng: u64,
+    rng: Rng,
     faults: Faults,
 }
 
 impl State {
-    fn next(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
+        self.rng.below(n)
     }
 
     fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
+        self.rng.chance(percent)
     }
 
     /// Applies some of a file's unsynced writes to its durable bytes, as a power cut might.
@@ -90,7 +110,7 @@ pub struct SimStorage {
 impl SimStorage {
     /// An empty disk whose faults are driven by `seed`.
     pub fn new(seed: u64, faults: Faults) -> SimStorage {
-        SimStorage { state: Arc::new(Mutex::new(State { files: BTreeMap::new(), rng: seed, faults })) }
+        SimStorage { state: Arc::new(Mutex::new(State { files: BTreeMap::new(), rng: Rng(seed), faults })) }
     }
 
     /// Power cut: every file keeps its durable bytes plus an arbitrary part of what was written

@@ -6,7 +6,7 @@
 //! Replay one seed: `WAL_SEED=17 cargo test -p bursar-wal --test crash`; more: `WAL_SEEDS=5000`.
 
 use bursar_wal::format::{self, Slot};
-use bursar_wal::sim::{Faults, SimStorage};
+use bursar_wal::sim::{Faults, Rng, SimStorage};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bursar_wal::{open, segment_name, verify_log, OpenError, SyncPolicy, Wal, WalConfig};
@@ -18,17 +18,6 @@ static FLIPS_REFUSED: AtomicU64 = AtomicU64::new(0);
 static FAILED_LOGS: AtomicU64 = AtomicU64::new(0);
 
 const CONFIG: WalConfig = WalConfig { segment_size_bytes: 16 << 10, entry_body_max_bytes: 2048, sync: SyncPolicy::EveryBatch };
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 fn body(rng: &mut Rng, seq: u64) -> Vec<u8> {
     let len = rng.below(900) as usize;
