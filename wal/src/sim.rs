@@ -213,9 +213,15 @@ impl Storage for SimStorage {
         }
         let percent = state.faults.sync_fail_percent;
         if state.chance(percent) {
-            // Like a real failed fsync: some of the data may have reached the disk, and the
-            // kernel may have dropped the rest of the dirty pages.
-            state.settle_unsynced(name);
+            // Like a real failed fsync: all, some or none of the data may have reached the disk,
+            // and the kernel may have dropped the rest of the dirty pages.
+            if state.chance(30) {
+                let file = state.files.get_mut(name).expect("checked");
+                file.durable = file.written.clone();
+                file.unsynced.clear();
+            } else {
+                state.settle_unsynced(name);
+            }
             return Err(io::Error::other("injected sync failure"));
         }
         let file = state.files.get_mut(name).expect("checked");
