@@ -1,9 +1,10 @@
 //! Bursar's server side. Today: `node`, the durable state machine (engine behind the WAL) that the
-//! sequencer thread will own. The binary wire protocol (a sans-IO codec), the QUIC server and the
-//! gateway client come with issue 4.
+//! sequencer thread will own, and `protocol`, the sans-IO codec of the binary wire protocol. The
+//! QUIC server, the sequencer thread and the gateway client come with issue 4.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod node;
+pub mod protocol;
 
 pub use node::{Node, NodeError};

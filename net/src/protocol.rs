@@ -1,0 +1,557 @@
+//! The binary wire protocol as a sans-IO codec: frames to bytes and back, with no sockets, so it
+//! is tested and fuzzed on its own. Byte by byte in `docs/protocol.md`.
+//!
+//! A frame is a 32-byte header and a body of fixed-size little-endian records. The decoder checks
+//! the header (magic, version, sizes) before it buffers any body, so an oversized or malformed
+//! frame is refused without allocating for it.
+
+use bursar_engine::{batch, AccountFilter, Command, Record, ResultCode, BATCH_COMMANDS_MAX, RECORD_SIZE};
+
+/// Bytes of every frame header.
+pub const HEADER_SIZE: usize = 32;
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Most records in one frame (8 189 records of 128 bytes and their kinds fit 1 MiB).
+pub const FRAME_RECORDS_MAX: usize = BATCH_COMMANDS_MAX;
+/// Largest body accepted: a full batch of commands with its kind bytes.
+pub const FRAME_BODY_MAX_BYTES: usize = 16 * 512 + RECORD_SIZE * FRAME_RECORDS_MAX;
+const MAGIC: [u8; 4] = *b"BRSR";
+
+/// What a frame is.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameType {
+    /// Client to server.
+    Request = 1,
+    /// Server to client: the answer to the request with the same id.
+    Reply = 2,
+    /// Server to client: the request with this id was refused; the body is one `u32` [`ProtocolError`].
+    Error = 3,
+}
+
+/// What a request asks for. Values are the wire encoding; never renumbered.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A batch of commands of any kinds (linked chains may span kinds). Reply: one `u32` result code per command.
+    Submit = 1,
+    /// Accounts by id (16-byte ids). Reply: one 128-byte account per id, all zero where not found.
+    LookupAccounts = 2,
+    /// Transfers by id (16-byte ids). Reply: one 128-byte transfer per id, all zero where not found.
+    LookupTransfers = 3,
+    /// One 128-byte account filter. Reply: the matching transfers.
+    GetAccountTransfers = 4,
+    /// One 128-byte account filter. Reply: 128-byte balance records.
+    GetAccountBalances = 5,
+    /// Ledger ids (4 bytes each, padded to 16). Reply: per ledger, its record then one totals row per account code.
+    LedgerTotals = 6,
+}
+
+impl Operation {
+    fn from_u8(value: u8) -> Option<Operation> {
+        [
+            Operation::Submit,
+            Operation::LookupAccounts,
+            Operation::LookupTransfers,
+            Operation::GetAccountTransfers,
+            Operation::GetAccountBalances,
+            Operation::LedgerTotals,
+        ]
+        .into_iter()
+        .find(|op| *op as u8 == value)
+    }
+}
+
+/// Why a frame was refused. Values are the wire encoding; never renumbered.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The first four bytes are not `BRSR`.
+    BadMagic = 1,
+    /// The peer speaks another protocol version.
+    UnsupportedVersion = 2,
+    /// The frame type is not one this side accepts.
+    BadFrameType = 3,
+    /// The operation is unknown.
+    UnknownOperation = 4,
+    /// The body is longer than `FRAME_BODY_MAX_BYTES`.
+    FrameTooLarge = 5,
+    /// More records than `FRAME_RECORDS_MAX`.
+    TooManyRecords = 6,
+    /// The body length does not match the record count for this operation.
+    LengthMismatch = 7,
+    /// The checksum does not match header and body.
+    BadChecksum = 8,
+    /// Reserved bytes are not zero.
+    ReservedNotZero = 9,
+    /// A command kind byte names no command.
+    UnknownCommandKind = 10,
+    /// The connection ended inside a frame.
+    Truncated = 11,
+    /// The server's queue is full; retry later with the same ids.
+    Busy = 12,
+    /// The server is shutting down; retry elsewhere or later with the same ids.
+    ShuttingDown = 13,
+    /// A reply carries a result code this build does not know (the server is newer).
+    UnknownResultCode = 14,
+}
+
+impl ProtocolError {
+    /// The error for a wire value.
+    pub fn from_u32(value: u32) -> Option<ProtocolError> {
+        use ProtocolError as E;
+        [
+            E::BadMagic,
+            E::UnsupportedVersion,
+            E::BadFrameType,
+            E::UnknownOperation,
+            E::FrameTooLarge,
+            E::TooManyRecords,
+            E::LengthMismatch,
+            E::BadChecksum,
+            E::ReservedNotZero,
+            E::UnknownCommandKind,
+            E::Truncated,
+            E::Busy,
+            E::ShuttingDown,
+            E::UnknownResultCode,
+        ]
+        .into_iter()
+        .find(|e| *e as u32 == value)
+    }
+}
+
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// A decoded frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// What the frame is.
+    pub frame_type: FrameType,
+    /// What the request asks for (echoed in replies and errors).
+    pub operation: u8,
+    /// Chosen by the client, echoed by the server.
+    pub request_id: u64,
+    /// Records in the body.
+    pub record_count: u32,
+    /// Body length in bytes.
+    pub body_len: u32,
+    checksum: u32,
+}
+
+fn checksum(header: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&header[..24]), body)
+}
+
+/// Appends a whole frame to `out`.
+pub fn encode_frame(frame_type: FrameType, operation: u8, request_id: u64, record_count: u32, body: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.push(frame_type as u8);
+    out.push(operation);
+    out.extend_from_slice(&request_id.to_le_bytes());
+    out.extend_from_slice(&record_count.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let crc = checksum(&out[start..], body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(body);
+}
+
+/// Checks a header before any body is read: magic, version, type, sizes.
+pub fn decode_header(bytes: &[u8; HEADER_SIZE]) -> Result<Header, ProtocolError> {
+    if bytes[0..4] != MAGIC {
+        return Err(ProtocolError::BadMagic);
+    }
+    if u16::from_le_bytes([bytes[4], bytes[5]]) != PROTOCOL_VERSION {
+        return Err(ProtocolError::UnsupportedVersion);
+    }
+    let frame_type = match bytes[6] {
+        1 => FrameType::Request,
+        2 => FrameType::Reply,
+        3 => FrameType::Error,
+        _ => return Err(ProtocolError::BadFrameType),
+    };
+    if bytes[28..32] != [0; 4] {
+        return Err(ProtocolError::ReservedNotZero);
+    }
+    let header = Header {
+        frame_type,
+        operation: bytes[7],
+        request_id: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        record_count: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
+        body_len: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
+        checksum: u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes")),
+    };
+    if header.body_len as usize > FRAME_BODY_MAX_BYTES {
+        return Err(ProtocolError::FrameTooLarge);
+    }
+    if header.record_count as usize > FRAME_RECORDS_MAX {
+        return Err(ProtocolError::TooManyRecords);
+    }
+    Ok(header)
+}
+
+/// Incremental, sans-IO frame decoder: feed bytes as they arrive, take frames out. After an
+/// error the stream is unusable (the caller closes it); the decoder never panics on input.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buffer: Vec<u8>,
+    header: Option<Header>,
+}
+
+impl FrameDecoder {
+    /// A decoder with nothing buffered.
+    pub fn new() -> FrameDecoder {
+        FrameDecoder::default()
+    }
+
+    /// Takes bytes from the transport.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame (header and body), `None` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, ProtocolError> {
+        if self.header.is_none() {
+            let Some(head) = self.buffer.get(..HEADER_SIZE) else { return Ok(None) };
+            let head: &[u8; HEADER_SIZE] = head.try_into().expect("exact slice");
+            self.header = Some(decode_header(head)?);
+        }
+        let header = self.header.expect("decoded above");
+        let end = HEADER_SIZE + header.body_len as usize;
+        if self.buffer.len() < end {
+            return Ok(None);
+        }
+        let body = self.buffer[HEADER_SIZE..end].to_vec();
+        if checksum(&self.buffer[..HEADER_SIZE], &body) != header.checksum {
+            return Err(ProtocolError::BadChecksum);
+        }
+        self.buffer.drain(..end);
+        self.header = None;
+        Ok(Some((header, body)))
+    }
+
+    /// Call when the transport ended: bytes of an unfinished frame are an error.
+    pub fn finish(&self) -> Result<(), ProtocolError> {
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::Truncated)
+        }
+    }
+}
+
+/// A request, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// See [`Operation::Submit`].
+    Submit(Vec<Command>),
+    /// See [`Operation::LookupAccounts`].
+    LookupAccounts(Vec<u128>),
+    /// See [`Operation::LookupTransfers`].
+    LookupTransfers(Vec<u128>),
+    /// See [`Operation::GetAccountTransfers`].
+    GetAccountTransfers(AccountFilter),
+    /// See [`Operation::GetAccountBalances`].
+    GetAccountBalances(AccountFilter),
+    /// See [`Operation::LedgerTotals`].
+    LedgerTotals(Vec<u32>),
+}
+
+impl Request {
+    /// The operation of this request.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Submit(_) => Operation::Submit,
+            Request::LookupAccounts(_) => Operation::LookupAccounts,
+            Request::LookupTransfers(_) => Operation::LookupTransfers,
+            Request::GetAccountTransfers(_) => Operation::GetAccountTransfers,
+            Request::GetAccountBalances(_) => Operation::GetAccountBalances,
+            Request::LedgerTotals(_) => Operation::LedgerTotals,
+        }
+    }
+
+    /// Appends the request as one frame.
+    pub fn encode(&self, request_id: u64, out: &mut Vec<u8>) {
+        let mut body = Vec::new();
+        let count = match self {
+            Request::Submit(commands) => {
+                // The log's batch layout without its 16-byte header: kinds padded to 16, then records.
+                batch::encode(0, commands, &mut body);
+                body.drain(..16);
+                commands.len()
+            }
+            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) => {
+                ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
+                ids.len()
+            }
+            Request::GetAccountTransfers(filter) | Request::GetAccountBalances(filter) => {
+                body.extend_from_slice(&encode_filter(filter));
+                1
+            }
+            Request::LedgerTotals(ids) => {
+                ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
+                body.resize(body.len().next_multiple_of(16), 0);
+                ids.len()
+            }
+        };
+        encode_frame(FrameType::Request, self.operation() as u8, request_id, count as u32, &body, out);
+    }
+
+    /// Decodes a request frame's body. Every malformed body is a typed error.
+    pub fn decode(header: &Header, body: &[u8]) -> Result<Request, ProtocolError> {
+        if header.frame_type != FrameType::Request {
+            return Err(ProtocolError::BadFrameType);
+        }
+        let n = header.record_count as usize;
+        let expect_len = |len: usize| if body.len() == len { Ok(()) } else { Err(ProtocolError::LengthMismatch) };
+        match Operation::from_u8(header.operation).ok_or(ProtocolError::UnknownOperation)? {
+            Operation::Submit => {
+                expect_len(n.next_multiple_of(16) + RECORD_SIZE * n)?;
+                let mut framed = Vec::with_capacity(16 + body.len());
+                framed.extend_from_slice(&batch::BATCH_FORMAT_VERSION.to_le_bytes());
+                framed.extend_from_slice(&[0, 0]);
+                framed.extend_from_slice(&(n as u32).to_le_bytes());
+                framed.extend_from_slice(&0u64.to_le_bytes());
+                framed.extend_from_slice(body);
+                let mut commands = Vec::with_capacity(n);
+                batch::decode(&framed, &mut commands).map_err(|e| match e {
+                    batch::BatchDecodeError::UnknownKind { .. } => ProtocolError::UnknownCommandKind,
+                    batch::BatchDecodeError::Reserved => ProtocolError::ReservedNotZero,
+                    batch::BatchDecodeError::TooManyCommands(_) => ProtocolError::TooManyRecords,
+                    batch::BatchDecodeError::Length { .. } | batch::BatchDecodeError::UnsupportedVersion(_) => {
+                        ProtocolError::LengthMismatch
+                    }
+                })?;
+                Ok(Request::Submit(commands))
+            }
+            op @ (Operation::LookupAccounts | Operation::LookupTransfers) => {
+                expect_len(16 * n)?;
+                let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
+                Ok(if op == Operation::LookupAccounts { Request::LookupAccounts(ids) } else { Request::LookupTransfers(ids) })
+            }
+            op @ (Operation::GetAccountTransfers | Operation::GetAccountBalances) => {
+                if n != 1 {
+                    return Err(ProtocolError::LengthMismatch);
+                }
+                expect_len(RECORD_SIZE)?;
+                let filter = decode_filter(body.try_into().expect("checked length"))?;
+                Ok(if op == Operation::GetAccountTransfers {
+                    Request::GetAccountTransfers(filter)
+                } else {
+                    Request::GetAccountBalances(filter)
+                })
+            }
+            Operation::LedgerTotals => {
+                expect_len((4 * n).next_multiple_of(16))?;
+                if body[4 * n..].iter().any(|b| *b != 0) {
+                    return Err(ProtocolError::ReservedNotZero);
+                }
+                Ok(Request::LedgerTotals(
+                    body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// The 128-byte wire form of an account filter: account_id u128, user_data_128 u128,
+/// user_data_64 u64, user_data_32 u32, code u16, 2 zero bytes, timestamp_min u64,
+/// timestamp_max u64, limit u32, flags u32, 56 zero bytes.
+pub fn encode_filter(f: &AccountFilter) -> [u8; RECORD_SIZE] {
+    let mut out = [0u8; RECORD_SIZE];
+    out[0..16].copy_from_slice(&f.account_id.to_le_bytes());
+    out[16..32].copy_from_slice(&f.user_data_128.to_le_bytes());
+    out[32..40].copy_from_slice(&f.user_data_64.to_le_bytes());
+    out[40..44].copy_from_slice(&f.user_data_32.to_le_bytes());
+    out[44..46].copy_from_slice(&f.code.to_le_bytes());
+    out[48..56].copy_from_slice(&f.timestamp_min.to_le_bytes());
+    out[56..64].copy_from_slice(&f.timestamp_max.to_le_bytes());
+    out[64..68].copy_from_slice(&f.limit.to_le_bytes());
+    out[68..72].copy_from_slice(&f.flags.to_le_bytes());
+    out
+}
+
+/// Reads an account filter; reserved bytes must be zero.
+pub fn decode_filter(b: &[u8; RECORD_SIZE]) -> Result<AccountFilter, ProtocolError> {
+    if b[46..48] != [0, 0] || b[72..].iter().any(|x| *x != 0) {
+        return Err(ProtocolError::ReservedNotZero);
+    }
+    let u = |r: core::ops::Range<usize>| b[r].iter().rev().fold(0u128, |acc, x| acc << 8 | *x as u128);
+    Ok(AccountFilter {
+        account_id: u(0..16),
+        user_data_128: u(16..32),
+        user_data_64: u(32..40) as u64,
+        user_data_32: u(40..44) as u32,
+        code: u(44..46) as u16,
+        timestamp_min: u(48..56) as u64,
+        timestamp_max: u(56..64) as u64,
+        limit: u(64..68) as u32,
+        flags: u(68..72) as u32,
+    })
+}
+
+/// Appends a reply to a submit: one `u32` result code per command.
+pub fn encode_submit_reply(request_id: u64, results: &[ResultCode], out: &mut Vec<u8>) {
+    let body: Vec<u8> = results.iter().flat_map(|r| (*r as u32).to_le_bytes()).collect();
+    encode_frame(FrameType::Reply, Operation::Submit as u8, request_id, results.len() as u32, &body, out);
+}
+
+/// Reads a submit reply body into result codes.
+pub fn decode_submit_reply(header: &Header, body: &[u8]) -> Result<Vec<ResultCode>, ProtocolError> {
+    if header.frame_type != FrameType::Reply || header.operation != Operation::Submit as u8 {
+        return Err(ProtocolError::BadFrameType);
+    }
+    if body.len() != 4 * header.record_count as usize {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    body.chunks_exact(4)
+        .map(|c| ResultCode::from_u32(u32::from_le_bytes(c.try_into().expect("4 bytes"))).ok_or(ProtocolError::UnknownResultCode))
+        .collect()
+}
+
+/// Appends a reply made of 128-byte records (lookups, queries).
+pub fn encode_records_reply<R: Record>(request_id: u64, operation: Operation, records: &[R], out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(records.len() * RECORD_SIZE);
+    let mut record = [0u8; RECORD_SIZE];
+    for r in records {
+        r.encode(&mut record);
+        body.extend_from_slice(&record);
+    }
+    encode_frame(FrameType::Reply, operation as u8, request_id, records.len() as u32, &body, out);
+}
+
+/// Appends an error frame for a request.
+pub fn encode_error(request_id: u64, operation: u8, error: ProtocolError, out: &mut Vec<u8>) {
+    encode_frame(FrameType::Error, operation, request_id, 1, &(error as u32).to_le_bytes(), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bursar_engine::Transfer;
+
+    fn round_trip(request: &Request) -> Request {
+        let mut bytes = Vec::new();
+        request.encode(42, &mut bytes);
+        let mut decoder = FrameDecoder::new();
+        // Byte by byte: the decoder must cope with any fragmentation.
+        let mut frame = None;
+        for b in &bytes {
+            decoder.feed(&[*b]);
+            if let Some(f) = decoder.next_frame().expect("valid") {
+                frame = Some(f);
+            }
+        }
+        decoder.finish().expect("nothing left over");
+        let (header, body) = frame.expect("one frame");
+        assert_eq!(header.request_id, 42);
+        Request::decode(&header, &body).expect("decodes")
+    }
+
+    #[test]
+    fn every_request_round_trips_through_any_fragmentation() {
+        let requests = [
+            Request::Submit(vec![
+                Command::Transfer(Transfer { id: 7, amount: 9, ..Default::default() }),
+                Command::Thaw(Default::default()),
+            ]),
+            Request::Submit(vec![]),
+            Request::LookupAccounts(vec![1, u128::MAX, 3]),
+            Request::LookupTransfers(vec![]),
+            Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
+            Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
+            Request::LedgerTotals(vec![978, 840, 1]),
+        ];
+        for request in requests {
+            assert_eq!(round_trip(&request), request);
+        }
+    }
+
+    #[test]
+    fn malformed_frames_get_typed_errors_before_any_body_is_buffered() {
+        let mut good = Vec::new();
+        Request::LookupAccounts(vec![1, 2]).encode(1, &mut good);
+        let check = |bytes: &[u8], want: ProtocolError| {
+            let mut d = FrameDecoder::new();
+            d.feed(bytes);
+            assert_eq!(d.next_frame(), Err(want), "{want:?}");
+        };
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        check(&bad, ProtocolError::BadMagic);
+        let mut bad = good.clone();
+        bad[4] = 9;
+        check(&bad, ProtocolError::UnsupportedVersion);
+        let mut bad = good.clone();
+        bad[6] = 7;
+        check(&bad, ProtocolError::BadFrameType);
+        let mut bad = good.clone();
+        bad[20..24].copy_from_slice(&(FRAME_BODY_MAX_BYTES as u32 + 1).to_le_bytes());
+        check(&bad[..HEADER_SIZE], ProtocolError::FrameTooLarge);
+        let mut bad = good.clone();
+        bad[16..20].copy_from_slice(&(FRAME_RECORDS_MAX as u32 + 1).to_le_bytes());
+        check(&bad, ProtocolError::TooManyRecords);
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        check(&bad, ProtocolError::BadChecksum);
+        let mut bad = good.clone();
+        bad[30] = 1;
+        check(&bad, ProtocolError::ReservedNotZero);
+
+        let mut d = FrameDecoder::new();
+        d.feed(&good[..10]);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.finish(), Err(ProtocolError::Truncated));
+
+        // A well-formed frame whose body does not fit its operation.
+        let mut wrong = Vec::new();
+        encode_frame(FrameType::Request, Operation::LookupAccounts as u8, 3, 2, &[0u8; 31], &mut wrong);
+        let mut d = FrameDecoder::new();
+        d.feed(&wrong);
+        let (h, body) = d.next_frame().expect("frame").expect("complete");
+        assert_eq!(Request::decode(&h, &body), Err(ProtocolError::LengthMismatch));
+        let mut unknown = Vec::new();
+        encode_frame(FrameType::Request, 99, 3, 0, &[], &mut unknown);
+        let mut d = FrameDecoder::new();
+        d.feed(&unknown);
+        let (h, body) = d.next_frame().expect("frame").expect("complete");
+        assert_eq!(Request::decode(&h, &body), Err(ProtocolError::UnknownOperation));
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let results = vec![ResultCode::Ok, ResultCode::Exists, ResultCode::ExceedsCredits];
+        let mut bytes = Vec::new();
+        encode_submit_reply(9, &results, &mut bytes);
+        let mut d = FrameDecoder::new();
+        d.feed(&bytes);
+        let (h, body) = d.next_frame().expect("frame").expect("complete");
+        assert_eq!(decode_submit_reply(&h, &body), Ok(results));
+        let mut err = Vec::new();
+        encode_error(9, 1, ProtocolError::Busy, &mut err);
+        let mut d = FrameDecoder::new();
+        d.feed(&err);
+        let (h, body) = d.next_frame().expect("frame").expect("complete");
+        assert_eq!(h.frame_type, FrameType::Error);
+        assert_eq!(ProtocolError::from_u32(u32::from_le_bytes(body[..4].try_into().expect("4"))), Some(ProtocolError::Busy));
+    }
+
+    #[test]
+    fn protocol_error_values_are_dense_and_stable() {
+        for value in 1..=14 {
+            assert_eq!(ProtocolError::from_u32(value).map(|e| e as u32), Some(value));
+        }
+        assert_eq!(ProtocolError::from_u32(0), None);
+        assert_eq!(ProtocolError::from_u32(15), None);
+    }
+}
