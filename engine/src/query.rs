@@ -107,6 +107,11 @@ impl Engine {
         self.transfer_index.get(&id).and_then(|i| self.holds.get(i)).copied()
     }
 
+    /// When the next hold expires (ns), if any: a sequencer ticks the clock then even without traffic.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
     /// Every ledger, in creation order.
     pub fn ledgers(&self) -> impl Iterator<Item = &Ledger> {
         self.ledgers.iter().map(|slot| &slot.ledger)

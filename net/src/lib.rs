@@ -4,7 +4,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod node;
 pub mod protocol;
+pub mod sequencer;
+pub mod server;
+pub mod tls;
 
 pub use node::{Node, NodeError};

@@ -5,7 +5,9 @@
 //! the header (magic, version, sizes) before it buffers any body, so an oversized or malformed
 //! frame is refused without allocating for it.
 
-use bursar_engine::{batch, AccountFilter, Command, Record, ResultCode, BATCH_COMMANDS_MAX, RECORD_SIZE};
+use bursar_engine::{
+    batch, AccountBalance, AccountFilter, Balances, Command, LedgerTotals, Record, ResultCode, BATCH_COMMANDS_MAX, RECORD_SIZE,
+};
 
 /// Bytes of every frame header.
 pub const HEADER_SIZE: usize = 32;
@@ -427,6 +429,57 @@ pub fn encode_records_reply<R: Record>(request_id: u64, operation: Operation, re
         body.extend_from_slice(&record);
     }
     encode_frame(FrameType::Reply, operation as u8, request_id, records.len() as u32, &body, out);
+}
+
+/// Appends a reply to get-account-balances: per entry, timestamp u64 @0, 8 zero bytes, the four
+/// balances u128 @16/32/48/64, 48 zero bytes.
+pub fn encode_balances_reply(request_id: u64, entries: &[AccountBalance], out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(entries.len() * RECORD_SIZE);
+    for e in entries {
+        body.extend_from_slice(&e.timestamp.to_le_bytes());
+        body.extend_from_slice(&[0; 8]);
+        push_balances(&e.balances, &mut body);
+        body.extend_from_slice(&[0; 48]);
+    }
+    encode_frame(FrameType::Reply, Operation::GetAccountBalances as u8, request_id, entries.len() as u32, &body, out);
+}
+
+fn push_balances(b: &Balances, body: &mut Vec<u8>) {
+    for v in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// One 128-byte totals row: ledger u32 @0, code u16 @4 (0 = the whole ledger), 2 zero bytes,
+/// accounts u32 @8, 4 zero bytes, the four sums u128 @16/32/48/64, 48 zero bytes.
+fn push_totals_row(ledger: u32, code: u16, accounts: u32, totals: &Balances, body: &mut Vec<u8>) {
+    body.extend_from_slice(&ledger.to_le_bytes());
+    body.extend_from_slice(&code.to_le_bytes());
+    body.extend_from_slice(&[0; 2]);
+    body.extend_from_slice(&accounts.to_le_bytes());
+    body.extend_from_slice(&[0; 4]);
+    push_balances(totals, body);
+    body.extend_from_slice(&[0; 48]);
+}
+
+/// Appends a reply to ledger-totals: per ledger asked, its 128-byte record (all zero if unknown),
+/// then a whole-ledger row and one row per account code (none for an unknown ledger).
+pub fn encode_ledger_totals_reply(request_id: u64, ledgers: &[Option<LedgerTotals>], out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    for totals in ledgers {
+        match totals {
+            None => body.extend_from_slice(&[0; RECORD_SIZE]),
+            Some(t) => {
+                body.extend_from_slice(&t.ledger.to_bytes());
+                push_totals_row(t.ledger.id, 0, t.accounts, &t.totals, &mut body);
+                for c in &t.by_code {
+                    push_totals_row(t.ledger.id, c.code, c.accounts, &c.totals, &mut body);
+                }
+            }
+        }
+    }
+    let count = body.len() / RECORD_SIZE;
+    encode_frame(FrameType::Reply, Operation::LedgerTotals as u8, request_id, count as u32, &body, out);
 }
 
 /// Appends an error frame for a request.

@@ -1,0 +1,188 @@
+//! The sequencer: one thread owns the node; network tasks hand it whole requests over a bounded
+//! queue. It gathers whatever is waiting (from any number of connections) into one log entry,
+//! makes it durable with one sync (group commit across clients), applies it, and only then
+//! releases each reply. It reads the clock (the engine never does) and ticks it when a hold is
+//! due even if no traffic arrives; the tick is logged like any batch, so replay is exact.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bursar_engine::{Account, Command, Transfer, BATCH_COMMANDS_MAX};
+use bursar_wal::Storage;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::node::Node;
+use crate::protocol::{self, Operation, ProtocolError, Request};
+
+/// A request waiting for the sequencer, with where to send the encoded reply frame.
+#[derive(Debug)]
+pub struct Job {
+    /// The client's request id, echoed in the reply.
+    pub request_id: u64,
+    /// The decoded request.
+    pub request: Request,
+    /// Receives the whole reply (or error) frame.
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+/// Limits of the sequencer.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerConfig {
+    /// Requests waiting at most; more get `busy`.
+    pub queue_jobs_max: usize,
+    /// How often an idle sequencer looks whether a hold is due.
+    pub tick_interval: Duration,
+    /// Take a snapshot after this many log entries (0: only at shutdown).
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig { queue_jobs_max: 4096, tick_interval: Duration::from_millis(100), snapshot_every_entries: 100_000 }
+    }
+}
+
+/// The network side's handle: submit jobs, or learn that the queue is full.
+#[derive(Clone, Debug)]
+pub struct SequencerHandle {
+    jobs: Sender<Job>,
+}
+
+impl SequencerHandle {
+    /// Queues a job; a full queue gives the job back so the caller can answer `busy`.
+    pub fn try_submit(&self, job: Job) -> Result<(), Job> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+}
+
+/// The sequencer thread; joining it yields the node (after its final snapshot) or what stopped it.
+pub type SequencerThread<S> = std::thread::JoinHandle<Result<Node<S>, String>>;
+
+/// Nanoseconds since the Unix epoch.
+fn wall_clock_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Starts the sequencer thread. It runs until every handle is dropped, then takes a snapshot
+/// and returns the node (or the error that stopped it) from its join handle.
+pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> std::io::Result<(SequencerHandle, SequencerThread<S>)> {
+    let (jobs, inbox) = bounded(config.queue_jobs_max);
+    let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || run(node, inbox, config))?;
+    Ok((SequencerHandle { jobs }, thread))
+}
+
+fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, config: SequencerConfig) -> Result<Node<S>, String> {
+    let mut waiting: Vec<Job> = Vec::new();
+    let mut since_snapshot = 0u64;
+    loop {
+        match inbox.recv_timeout(config.tick_interval) {
+            Ok(job) => waiting.push(job),
+            Err(RecvTimeoutError::Timeout) => {
+                let now = wall_clock_ns();
+                if node.engine().next_expiry().is_some_and(|at| at <= now) {
+                    node.submit(now, &[], &mut Vec::new()).map_err(|e| e.to_string())?;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(job) = inbox.try_recv() {
+            waiting.push(job);
+            if waiting.len() >= BATCH_COMMANDS_MAX {
+                break;
+            }
+        }
+        let entries = process(&mut node, &mut waiting)?;
+        since_snapshot += entries;
+        if config.snapshot_every_entries > 0 && since_snapshot >= config.snapshot_every_entries {
+            node.snapshot().map_err(|e| e.to_string())?;
+            since_snapshot = 0;
+        }
+    }
+    node.snapshot().map_err(|e| e.to_string())?;
+    Ok(node)
+}
+
+/// Applies the waiting jobs in arrival order: consecutive submits share one log entry (up to the
+/// batch limit); a query first flushes the submits before it, so it sees their effects.
+/// Returns how many log entries were written. A log failure answers everyone `shutting_down`
+/// and stops the sequencer.
+fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>) -> Result<u64, String> {
+    let mut entries = 0;
+    let mut group: Vec<Job> = Vec::new();
+    let mut commands: Vec<Command> = Vec::with_capacity(BATCH_COMMANDS_MAX);
+    for job in waiting.drain(..) {
+        match &job.request {
+            Request::Submit(batch) => {
+                if commands.len() + batch.len() > BATCH_COMMANDS_MAX {
+                    flush(node, &mut group, &mut commands)?;
+                    entries += 1;
+                }
+                commands.extend_from_slice(batch);
+                group.push(job);
+            }
+            _ => {
+                if !group.is_empty() {
+                    flush(node, &mut group, &mut commands)?;
+                    entries += 1;
+                }
+                answer_query(node, job);
+            }
+        }
+    }
+    if !group.is_empty() {
+        flush(node, &mut group, &mut commands)?;
+        entries += 1;
+    }
+    Ok(entries)
+}
+
+fn flush<S: Storage>(node: &mut Node<S>, group: &mut Vec<Job>, commands: &mut Vec<Command>) -> Result<(), String> {
+    let mut results = Vec::with_capacity(commands.len());
+    let outcome = node.submit(wall_clock_ns(), commands, &mut results);
+    commands.clear();
+    let mut at = 0;
+    for job in group.drain(..) {
+        let mut frame = Vec::new();
+        match (&outcome, &job.request) {
+            (Ok(_), Request::Submit(batch)) => {
+                protocol::encode_submit_reply(job.request_id, &results[at..at + batch.len()], &mut frame);
+                at += batch.len();
+            }
+            _ => protocol::encode_error(job.request_id, Operation::Submit as u8, ProtocolError::ShuttingDown, &mut frame),
+        }
+        let _ = job.reply.send(frame); // a client that went away needs no answer
+    }
+    outcome.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn answer_query<S: Storage>(node: &Node<S>, job: Job) {
+    let engine = node.engine();
+    let mut frame = Vec::new();
+    match &job.request {
+        Request::LookupAccounts(ids) => {
+            let found: Vec<Account> = ids.iter().map(|id| engine.account(*id).copied().unwrap_or_default()).collect();
+            protocol::encode_records_reply(job.request_id, Operation::LookupAccounts, &found, &mut frame);
+        }
+        Request::LookupTransfers(ids) => {
+            let found: Vec<Transfer> = ids.iter().map(|id| engine.transfer(*id).copied().unwrap_or_default()).collect();
+            protocol::encode_records_reply(job.request_id, Operation::LookupTransfers, &found, &mut frame);
+        }
+        Request::GetAccountTransfers(filter) => {
+            let found = engine.get_account_transfers(filter);
+            protocol::encode_records_reply(job.request_id, Operation::GetAccountTransfers, &found, &mut frame);
+        }
+        Request::GetAccountBalances(filter) => {
+            let found = engine.get_account_balances(filter);
+            protocol::encode_balances_reply(job.request_id, &found, &mut frame);
+        }
+        Request::LedgerTotals(ids) => {
+            let found: Vec<_> = ids.iter().map(|id| engine.ledger_totals(*id)).collect();
+            protocol::encode_ledger_totals_reply(job.request_id, &found, &mut frame);
+        }
+        Request::Submit(_) => unreachable!("submits are grouped, not answered here"),
+    }
+    let _ = job.reply.send(frame);
+}

@@ -1,0 +1,80 @@
+//! TLS material: a self-signed certificate for loopback generated on first start (rcgen) and kept
+//! in the data directory, its SHA-256 fingerprint, and the rustls configs (ring provider, TLS 1.3).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The protocol name negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"bursar/1";
+
+/// A certificate and its key, as DER.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The certificate.
+    pub cert: CertificateDer<'static>,
+    /// Its private key (PKCS#8).
+    pub key: Vec<u8>,
+    /// Where the certificate is stored.
+    pub cert_path: PathBuf,
+}
+
+impl Identity {
+    /// SHA-256 of the certificate, hex: what a client pins.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cert)
+    }
+}
+
+/// SHA-256 of a certificate, as lowercase hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads `server.crt`/`server.key` (DER) from `dir`, generating a self-signed pair for
+/// `localhost`, 127.0.0.1 and ::1 on first start.
+pub fn load_or_generate(dir: &Path) -> std::io::Result<Identity> {
+    let cert_path = dir.join("server.crt");
+    let key_path = dir.join("server.key");
+    if cert_path.exists() && key_path.exists() {
+        let cert = CertificateDer::from(std::fs::read(&cert_path)?);
+        return Ok(Identity { cert, key: std::fs::read(&key_path)?, cert_path });
+    }
+    std::fs::create_dir_all(dir)?;
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+    let cert = generated.cert.der().clone();
+    let key = generated.key_pair.serialize_der();
+    std::fs::write(&key_path, &key)?;
+    std::fs::write(&cert_path, cert.as_ref())?;
+    Ok(Identity { cert, key, cert_path })
+}
+
+/// The QUIC server config for `identity`.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key.clone()));
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.clone()], key)
+        .map_err(|e| e.to_string())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
+
+/// A QUIC client config that trusts exactly `server_cert` (a CA file's or a pinned certificate).
+pub fn client_config(server_cert: &CertificateDer<'static>) -> Result<quinn::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_cert.clone()).map_err(|e| e.to_string())?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}

@@ -1,0 +1,159 @@
+//! End to end on loopback: a real server (node on a temporary directory with real fsync, the
+//! sequencer thread, QUIC with the generated certificate) and many concurrent clients. Checks the
+//! results, the balances against a reference engine, retries (`exists`, no double movement), a
+//! malformed frame (an error frame; the server keeps serving), and restart from disk.
+
+use std::sync::Arc;
+
+use bursar_engine::{Account, Command, Engine, Ledger, Limits, ResultCode, Transfer};
+use bursar_net::client::Client;
+use bursar_net::protocol::ProtocolError;
+use bursar_net::sequencer::{self, SequencerConfig};
+use bursar_net::server::{self, ServerLimits};
+use bursar_net::{tls, Node};
+use bursar_wal::{FsStorage, WalConfig};
+
+const CLIENTS: u128 = 8;
+const BATCHES_PER_CLIENT: u128 = 20;
+const TRANSFERS_PER_BATCH: u128 = 50;
+const ACCOUNTS: u128 = 16;
+
+fn setup_commands() -> Vec<Command> {
+    let mut commands = vec![Command::CreateLedger(Ledger {
+        id: 1,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: 1000,
+        settlement_account_code: 1,
+        ..Default::default()
+    })];
+    commands.extend((1..=ACCOUNTS).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
+    commands
+}
+
+fn batch(client: u128, b: u128) -> Vec<Command> {
+    (0..TRANSFERS_PER_BATCH)
+        .map(|i| {
+            let n = (client * BATCHES_PER_CLIENT + b) * TRANSFERS_PER_BATCH + i;
+            let debit = 1 + n % ACCOUNTS;
+            let credit = 1 + (n * 7 + 3) % ACCOUNTS;
+            let credit = if credit == debit { debit % ACCOUNTS + 1 } else { credit };
+            Command::Transfer(Transfer {
+                id: 1_000_000 + n,
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount: 1 + n % 97,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    sequencer: std::thread::JoinHandle<Result<Node<FsStorage>, String>>,
+}
+
+fn start(dir: &std::path::Path) -> Running {
+    let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
+    let (handle, sequencer) = sequencer::start(node, SequencerConfig::default()).expect("sequencer");
+    let identity = tls::load_or_generate(dir).expect("certificate");
+    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default())
+        .expect("bind");
+    let addr = endpoint.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(endpoint, handle, ServerLimits::default(), async move {
+        let _ = stopped.await;
+    }));
+    Running { addr, cert: identity.cert, stop, server, sequencer }
+}
+
+async fn stop(running: Running) -> Node<FsStorage> {
+    let _ = running.stop.send(());
+    running.server.await.expect("server task");
+    tokio::task::spawn_blocking(move || running.sequencer.join().expect("sequencer thread").expect("sequencer")).await.expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_get_exact_results_and_retries_move_nothing_twice() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let setup = client.submit(setup_commands()).await.expect("setup");
+    assert!(setup.iter().all(|r| *r == ResultCode::Ok), "{setup:?}");
+
+    let client = Arc::new(client);
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        // Half the tasks share one connection, half open their own.
+        let shared = Arc::clone(&client);
+        let (addr, cert) = (running.addr, running.cert.clone());
+        tasks.push(tokio::spawn(async move {
+            let own = if c % 2 == 0 { None } else { Some(Client::connect(addr, cert, "localhost").await.expect("connect")) };
+            let client = own.as_ref().unwrap_or(&shared);
+            for b in 0..BATCHES_PER_CLIENT {
+                let results = client.submit(batch(c, b)).await.expect("submit");
+                assert!(results.iter().all(|r| *r == ResultCode::Ok), "client {c} batch {b}: {results:?}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client task");
+    }
+
+    // Retries of acknowledged batches: every command answers `exists`.
+    let retry = client.submit(batch(3, 7)).await.expect("retry");
+    assert!(retry.iter().all(|r| *r == ResultCode::Exists), "{retry:?}");
+
+    // Balances equal a reference engine that applied the same transfers (no limits, so order does not matter).
+    let mut reference = Engine::default();
+    let mut results = Vec::new();
+    reference.execute(1, &setup_commands(), &mut results).expect("setup");
+    for c in 0..CLIENTS {
+        for b in 0..BATCHES_PER_CLIENT {
+            reference.execute(2 + (c * BATCHES_PER_CLIENT + b) as u64 * 1000, &batch(c, b), &mut results).expect("batch");
+        }
+    }
+    let ids: Vec<u128> = (1..=ACCOUNTS).collect();
+    let served = client.lookup_accounts(ids.clone()).await.expect("lookup");
+    for (id, account) in ids.iter().zip(&served) {
+        let account = account.expect("exists");
+        let expected = reference.account(*id).expect("reference");
+        assert_eq!((account.debits_posted, account.credits_posted), (expected.debits_posted, expected.credits_posted), "account {id}");
+    }
+    let transfer = client.lookup_transfers(vec![1_000_000, 42]).await.expect("lookup");
+    assert!(transfer[0].is_some() && transfer[1].is_none());
+
+    // A malformed frame gets an error frame on its stream; the connection keeps working.
+    let (mut send, mut recv) = client_connection(&client).open_bi().await.expect("stream");
+    send.write_all(b"NOT A BURSAR FRAME AT ALL, JUST BYTES").await.expect("write");
+    send.finish().expect("finish");
+    let reply = recv.read_to_end(1 << 16).await.expect("reply");
+    let mut decoder = bursar_net::protocol::FrameDecoder::new();
+    decoder.feed(&reply);
+    let (header, body) = decoder.next_frame().expect("frame").expect("complete");
+    assert_eq!(header.frame_type, bursar_net::protocol::FrameType::Error);
+    assert_eq!(ProtocolError::from_u32(u32::from_le_bytes(body[..4].try_into().expect("4"))), Some(ProtocolError::BadMagic));
+    assert!(client.lookup_accounts(vec![1]).await.expect("still serving")[0].is_some());
+
+    // Clean shutdown snapshots; a restart from disk has the same state.
+    drop(client);
+    let node = stop(running).await;
+    let digest = node.engine().digest();
+    drop(node);
+    let (node, report) =
+        Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
+    assert!(report.snapshot.is_some(), "shutdown took a snapshot");
+    assert_eq!(node.engine().digest(), digest);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+fn client_connection(client: &Client) -> quinn::Connection {
+    client.connection().clone()
+}
