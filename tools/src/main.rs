@@ -21,6 +21,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Start the server: recover the node from the data directory (newest snapshot + log),
+    /// listen for gateways over QUIC (TLS 1.3, self-signed certificate generated on first start),
+    /// and on SIGINT/SIGTERM stop accepting, finish what was accepted, snapshot, and exit 0.
+    Start {
+        /// Data directory: the log, snapshots and the server certificate.
+        #[arg(long, default_value = "data/server")]
+        data: PathBuf,
+        /// Address to listen on (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:7413")]
+        listen: std::net::SocketAddr,
+    },
     /// Run a payment day through a durable node (accounts, transfers, holds captured, released
     /// and expired), every batch fsynced before it applies; restart from disk and check the state
     /// is identical; print throughput, ledger totals and the trial balance.
@@ -43,12 +54,56 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Start { data, listen } => start(&data, listen),
         Cmd::Demo { data, accounts, transfers, seed } => demo(data, accounts, transfers, seed),
     }
 }
 
 const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
+
+fn start(data: &Path, listen: std::net::SocketAddr) -> Result<()> {
+    use bursar_net::{sequencer, server, tls};
+    let started = Instant::now();
+    let (node, report) = open_node(&data.join("log"))?;
+    println!(
+        "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
+        data.display(),
+        started.elapsed().as_secs_f64() * 1e3,
+        report.snapshot.map_or(0, |s| s.seq),
+        report.entries_replayed,
+        report.last_seq,
+        report
+            .truncated
+            .as_ref()
+            .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
+    );
+    let identity = tls::load_or_generate(data).context("certificate")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let node = runtime.block_on(async move {
+        let (handle, thread) = sequencer::start(node, sequencer::SequencerConfig::default())?;
+        let limits = server::ServerLimits::default();
+        let endpoint = server::bind(listen, tls::server_config(&identity).map_err(anyhow::Error::msg)?, limits)?;
+        println!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
+        println!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
+        server::serve(endpoint, handle, limits, shutdown_signal()).await;
+        println!("bursar: stopping: finishing accepted requests and taking a snapshot");
+        let node =
+            tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("the sequencer thread panicked"))?;
+        node.map_err(anyhow::Error::msg)
+    })?;
+    println!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
 
 /// Logs and syncs a batch, then applies it (the node's contract), and returns its results.
 fn run(node: &mut Node<FsStorage>, now: &mut u64, batch: &[Command]) -> Result<Vec<ResultCode>> {
