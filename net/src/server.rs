@@ -101,7 +101,7 @@ async fn answer(bytes: &[u8], sequencer: &SequencerHandle) -> Vec<u8> {
 
 /// Binds a QUIC endpoint on `addr` with the given server config and stream limit.
 pub fn bind(addr: SocketAddr, mut config: quinn::ServerConfig, limits: ServerLimits) -> std::io::Result<quinn::Endpoint> {
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = crate::tls::transport_config();
     transport.max_concurrent_bidi_streams(limits.streams_per_connection_max.into());
     transport.max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));

@@ -117,12 +117,21 @@ fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()>
     file.write_all(head)?;
     // Zeros written for real, not fallocate'd: overwriting allocated, initialised blocks later
     // needs no metadata journal write per fdatasync (docs/wal-format.md, "Write path").
+    // Flushed every few MiB rather than in one burst at the end: one 256 MiB writeback would
+    // queue ahead of the log's own syncs and stall them for tens of milliseconds.
+    const FLUSH_EVERY_BYTES: u64 = 16 << 20;
     let zeros = vec![0u8; CHUNK_BYTES];
     let mut left = len - head.len() as u64;
+    let mut unflushed = 0u64;
     while left > 0 {
         let n = left.min(CHUNK_BYTES as u64) as usize;
         file.write_all(&zeros[..n])?;
         left -= n as u64;
+        unflushed += n as u64;
+        if unflushed >= FLUSH_EVERY_BYTES {
+            file.sync_data()?;
+            unflushed = 0;
+        }
     }
     file.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
