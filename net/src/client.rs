@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use bursar_engine::{Account, Command, Record, ResultCode, Transfer, RECORD_SIZE};
+use bursar_engine::{Account, Balances, Command, Ledger, Record, ResultCode, Transfer, RECORD_SIZE};
 use rustls::pki_types::CertificateDer;
 
 use crate::protocol::{self, FrameDecoder, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
@@ -88,11 +88,72 @@ impl Client {
         Ok(records(&body).map(Account::decode).map(|a| (a.id != 0).then_some(a)).collect())
     }
 
+    /// The live view of each ledger asked for: `None` for an unknown ledger.
+    pub async fn ledger_totals(&self, ids: Vec<u32>) -> Result<Vec<Option<LedgerView>>, ClientError> {
+        let asked = ids.len();
+        let (_, body) = self.call(&Request::LedgerTotals(ids)).await?;
+        let mut out = Vec::with_capacity(asked);
+        let mut rows = records(&body);
+        let malformed = || ClientError::Protocol(ProtocolError::LengthMismatch);
+        while let Some(record) = rows.next() {
+            let ledger = Ledger::decode(record);
+            if ledger.id == 0 {
+                out.push(None);
+                continue;
+            }
+            let (_, _, accounts, following, totals) = decode_totals_row(rows.next().ok_or_else(malformed)?);
+            let mut view = LedgerView { ledger, accounts, totals, by_code: Vec::with_capacity(following as usize) };
+            for _ in 0..following {
+                let (_, code, accounts, _, totals) = decode_totals_row(rows.next().ok_or_else(malformed)?);
+                view.by_code.push((code, accounts, totals));
+            }
+            out.push(Some(view));
+        }
+        if out.len() != asked {
+            return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
+        }
+        Ok(out)
+    }
+
     /// Transfers by id: `None` where not found.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<Option<Transfer>>, ClientError> {
         let (_, body) = self.call(&Request::LookupTransfers(ids)).await?;
         Ok(records(&body).map(Transfer::decode).map(|t| (t.id != 0).then_some(t)).collect())
     }
+}
+
+/// One ledger's live view, as the server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerView {
+    /// The ledger record (currency, scale, settlement account).
+    pub ledger: Ledger,
+    /// Accounts on the ledger.
+    pub accounts: u32,
+    /// Sums over all its accounts.
+    pub totals: Balances,
+    /// The same per account code: (code, accounts, sums).
+    pub by_code: Vec<(u16, u32, Balances)>,
+}
+
+impl LedgerView {
+    /// The trial balance.
+    pub fn is_balanced(&self) -> bool {
+        self.totals.debits_posted == self.totals.credits_posted && self.totals.debits_pending == self.totals.credits_pending
+    }
+}
+
+/// (ledger, code, accounts, rows following, sums) of a totals row.
+fn decode_totals_row(r: &[u8; RECORD_SIZE]) -> (u32, u16, u32, u32, Balances) {
+    let u128_at = |at: usize| u128::from_le_bytes(r[at..at + 16].try_into().expect("16 bytes"));
+    let balances =
+        Balances { debits_pending: u128_at(16), debits_posted: u128_at(32), credits_pending: u128_at(48), credits_posted: u128_at(64) };
+    (
+        u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
+        u16::from_le_bytes(r[4..6].try_into().expect("2 bytes")),
+        u32::from_le_bytes(r[8..12].try_into().expect("4 bytes")),
+        u32::from_le_bytes(r[12..16].try_into().expect("4 bytes")),
+        balances,
+    )
 }
 
 fn records(body: &[u8]) -> impl Iterator<Item = &[u8; RECORD_SIZE]> {

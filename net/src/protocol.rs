@@ -451,13 +451,14 @@ fn push_balances(b: &Balances, body: &mut Vec<u8>) {
 }
 
 /// One 128-byte totals row: ledger u32 @0, code u16 @4 (0 = the whole ledger), 2 zero bytes,
-/// accounts u32 @8, 4 zero bytes, the four sums u128 @16/32/48/64, 48 zero bytes.
-fn push_totals_row(ledger: u32, code: u16, accounts: u32, totals: &Balances, body: &mut Vec<u8>) {
+/// accounts u32 @8, rows that follow u32 @12 (the whole-ledger row: how many per-code rows come
+/// after it; 0 in those), the four sums u128 @16/32/48/64, 48 zero bytes.
+fn push_totals_row(ledger: u32, code: u16, accounts: u32, following: u32, totals: &Balances, body: &mut Vec<u8>) {
     body.extend_from_slice(&ledger.to_le_bytes());
     body.extend_from_slice(&code.to_le_bytes());
     body.extend_from_slice(&[0; 2]);
     body.extend_from_slice(&accounts.to_le_bytes());
-    body.extend_from_slice(&[0; 4]);
+    body.extend_from_slice(&following.to_le_bytes());
     push_balances(totals, body);
     body.extend_from_slice(&[0; 48]);
 }
@@ -471,9 +472,9 @@ pub fn encode_ledger_totals_reply(request_id: u64, ledgers: &[Option<LedgerTotal
             None => body.extend_from_slice(&[0; RECORD_SIZE]),
             Some(t) => {
                 body.extend_from_slice(&t.ledger.to_bytes());
-                push_totals_row(t.ledger.id, 0, t.accounts, &t.totals, &mut body);
+                push_totals_row(t.ledger.id, 0, t.accounts, t.by_code.len() as u32, &t.totals, &mut body);
                 for c in &t.by_code {
-                    push_totals_row(t.ledger.id, c.code, c.accounts, &c.totals, &mut body);
+                    push_totals_row(t.ledger.id, c.code, c.accounts, 0, &c.totals, &mut body);
                 }
             }
         }

@@ -19,8 +19,12 @@ struct Cli {
     command: Cmd,
 }
 
+mod client_cmd;
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Talk to a running server: create ledgers and accounts, move money, look things up.
+    Client(client_cmd::ClientArgs),
     /// Start the server: recover the node from the data directory (newest snapshot + log),
     /// listen for gateways over QUIC (TLS 1.3, self-signed certificate generated on first start),
     /// and on SIGINT/SIGTERM stop accepting, finish what was accepted, snapshot, and exit 0.
@@ -55,6 +59,10 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Start { data, listen } => start(&data, listen),
+        Cmd::Client(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(client_cmd::run(args))
+        }
         Cmd::Demo { data, accounts, transfers, seed } => demo(data, accounts, transfers, seed),
     }
 }

@@ -1,0 +1,415 @@
+//! `bursar client`: a person's way to talk to a running server. Amounts are typed and printed as
+//! decimals in the ledger's currency ("12.50 EUR"), converted exactly to minor units with
+//! rust_decimal; a value with more decimals than the ledger's scale is an error, never rounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use bursar_engine::{account_flags, change_flags, Account, AccountChange, Command, Ledger, Transfer};
+use bursar_net::client::{Client, LedgerView};
+use clap::{Args, Subcommand};
+use rust_decimal::Decimal;
+
+/// Where the server is and how to print.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7413")]
+    pub addr: SocketAddr,
+    /// The server's certificate (DER), as printed by `bursar start`.
+    #[arg(long, default_value = "data/server/server.crt")]
+    pub cert: PathBuf,
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub op: ClientOp,
+}
+
+/// What to ask the server.
+#[derive(Subcommand, Debug)]
+pub enum ClientOp {
+    /// Register a ledger (currency, scale) with its settlement account.
+    CreateLedger {
+        #[arg(long)]
+        id: u32,
+        /// ISO 4217 code, e.g. EUR.
+        #[arg(long)]
+        currency: String,
+        /// Minor-unit exponent, e.g. 2 for cents.
+        #[arg(long)]
+        scale: u8,
+        /// Id of the settlement account created with the ledger.
+        #[arg(long)]
+        settlement: u128,
+    },
+    /// Open an account.
+    CreateAccount {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        ledger: u32,
+        #[arg(long, default_value_t = 10)]
+        code: u16,
+        /// Refuse debits beyond the credits (no overdraft).
+        #[arg(long)]
+        no_overdraft: bool,
+        /// Keep the balance after every transfer.
+        #[arg(long)]
+        history: bool,
+    },
+    /// Move money between two accounts.
+    Transfer(Move),
+    /// Reserve money (a hold), optionally expiring.
+    Hold {
+        #[command(flatten)]
+        m: Move,
+        /// Seconds until the hold is released automatically (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u32,
+    },
+    /// Money out of an account, against the ledger's settlement account.
+    Debit(OneSide),
+    /// Money into an account, against the ledger's settlement account.
+    Credit(OneSide),
+    /// Post a hold, in full or (with --amount) in part; the rest is released.
+    Capture {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        hold: u128,
+        #[arg(long)]
+        amount: Option<String>,
+    },
+    /// Release a hold.
+    Release {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        hold: u128,
+    },
+    /// Block debits and/or credits of an account.
+    Freeze(Sides),
+    /// Unblock debits and/or credits of an account.
+    Thaw(Sides),
+    /// Close an account whose balance is zero.
+    Close {
+        #[arg(long)]
+        account: u128,
+    },
+    /// Show accounts.
+    Accounts { ids: Vec<u128> },
+    /// Show transfers.
+    Transfers { ids: Vec<u128> },
+    /// Show a ledger's totals by account code and its trial balance.
+    Totals { ledger: u32 },
+}
+
+/// A two-sided movement.
+#[derive(Args, Debug)]
+pub struct Move {
+    #[arg(long)]
+    id: u128,
+    #[arg(long)]
+    from: u128,
+    #[arg(long)]
+    to: u128,
+    /// "12.50" or "12.50 EUR".
+    #[arg(long)]
+    amount: String,
+    #[arg(long)]
+    ledger: u32,
+    #[arg(long, default_value_t = 1)]
+    code: u16,
+}
+
+/// A single-sided movement.
+#[derive(Args, Debug)]
+pub struct OneSide {
+    #[arg(long)]
+    id: u128,
+    #[arg(long)]
+    account: u128,
+    #[arg(long)]
+    amount: String,
+    #[arg(long)]
+    ledger: u32,
+    #[arg(long, default_value_t = 1)]
+    code: u16,
+}
+
+/// Which sides to freeze or thaw (both when neither is given).
+#[derive(Args, Debug)]
+pub struct Sides {
+    #[arg(long)]
+    account: u128,
+    #[arg(long)]
+    debits: bool,
+    #[arg(long)]
+    credits: bool,
+}
+
+/// Converts "12.50" or "12.50 EUR" to minor units of `ledger`, exactly.
+pub fn to_minor(text: &str, ledger: &Ledger) -> Result<u128> {
+    let currency = String::from_utf8_lossy(&ledger.currency).to_string();
+    let (number, given) = match text.trim().split_once(char::is_whitespace) {
+        Some((n, c)) => (n, Some(c.trim())),
+        None => (text.trim(), None),
+    };
+    if let Some(given) = given {
+        if !given.eq_ignore_ascii_case(&currency) {
+            bail!("{text}: ledger {} is in {currency}", ledger.id);
+        }
+    }
+    let value = Decimal::from_str_exact(number).with_context(|| format!("{text}: not a decimal amount"))?;
+    if value.is_sign_negative() {
+        bail!("{text}: amounts are never negative; use the other direction");
+    }
+    if value.scale() > ledger.scale as u32 {
+        bail!("{text}: {currency} has {} decimals; refusing to round", ledger.scale);
+    }
+    let factor = 10u128.pow(ledger.scale as u32 - value.scale());
+    u128::try_from(value.mantissa()).ok().and_then(|m| m.checked_mul(factor)).with_context(|| format!("{text}: too large"))
+}
+
+/// Prints minor units as a decimal with the currency, exactly (any u128).
+pub fn format_minor(amount: u128, ledger: &Ledger) -> String {
+    let currency = String::from_utf8_lossy(&ledger.currency);
+    let digits = format!("{amount:0>width$}", width = ledger.scale as usize + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - ledger.scale as usize);
+    if fraction.is_empty() {
+        format!("{whole} {currency}")
+    } else {
+        format!("{whole}.{fraction} {currency}")
+    }
+}
+
+async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {
+    client.ledger_totals(vec![id]).await?.pop().flatten().with_context(|| format!("ledger {id} is not registered"))
+}
+
+/// Runs one client command.
+pub async fn run(args: ClientArgs) -> Result<()> {
+    let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
+    let client = Client::connect(args.addr, cert.into(), "localhost").await.with_context(|| format!("connecting to {}", args.addr))?;
+    let command = match args.op {
+        ClientOp::CreateLedger { id, currency, scale, settlement } => {
+            let bytes: [u8; 3] = currency.as_bytes().try_into().ok().with_context(|| format!("{currency}: a currency is three letters"))?;
+            Command::CreateLedger(Ledger {
+                id,
+                currency: bytes,
+                scale,
+                settlement_account_id: settlement,
+                settlement_account_code: 1,
+                ..Default::default()
+            })
+        }
+        ClientOp::CreateAccount { id, ledger, code, no_overdraft, history } => {
+            let mut flags = 0;
+            if no_overdraft {
+                flags |= account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+            }
+            if history {
+                flags |= account_flags::HISTORY;
+            }
+            Command::CreateAccount(Account { id, ledger, code, flags, ..Default::default() })
+        }
+        ClientOp::Transfer(m) => Command::Transfer(movement(&client, &m, 0).await?),
+        ClientOp::Hold { m, timeout } => Command::Hold(movement(&client, &m, timeout).await?),
+        ClientOp::Debit(o) => {
+            let l = ledger(&client, o.ledger).await?.ledger;
+            Command::Debit(Transfer {
+                id: o.id,
+                debit_account_id: o.account,
+                amount: to_minor(&o.amount, &l)?,
+                ledger: o.ledger,
+                code: o.code,
+                ..Default::default()
+            })
+        }
+        ClientOp::Credit(o) => {
+            let l = ledger(&client, o.ledger).await?.ledger;
+            Command::Credit(Transfer {
+                id: o.id,
+                credit_account_id: o.account,
+                amount: to_minor(&o.amount, &l)?,
+                ledger: o.ledger,
+                code: o.code,
+                ..Default::default()
+            })
+        }
+        ClientOp::Capture { id, hold, amount } => {
+            let amount = match amount {
+                None => u128::MAX,
+                Some(text) => {
+                    let held =
+                        client.lookup_transfers(vec![hold]).await?.pop().flatten().with_context(|| format!("hold {hold} not found"))?;
+                    to_minor(&text, &ledger(&client, held.ledger).await?.ledger)?
+                }
+            };
+            Command::Capture(Transfer { id, pending_id: hold, amount, ..Default::default() })
+        }
+        ClientOp::Release { id, hold } => Command::Release(Transfer { id, pending_id: hold, ..Default::default() }),
+        ClientOp::Freeze(s) => Command::Freeze(change(&s)),
+        ClientOp::Thaw(s) => Command::Thaw(change(&s)),
+        ClientOp::Close { account } => Command::Close(AccountChange { account_id: account, ..Default::default() }),
+        ClientOp::Accounts { ids } => return show_accounts(&client, ids, args.json).await,
+        ClientOp::Transfers { ids } => return show_transfers(&client, ids, args.json).await,
+        ClientOp::Totals { ledger: id } => return show_totals(&ledger(&client, id).await?, args.json),
+    };
+    let result = client.submit(vec![command]).await?.pop().context("one result per command")?;
+    if args.json {
+        println!("{{\"result\":\"{}\",\"code\":{},\"success\":{}}}", result.name(), result as u32, result.is_success());
+    } else {
+        println!("{}: {}", result.name(), result.meaning());
+    }
+    if result.is_success() {
+        Ok(())
+    } else {
+        std::process::exit(2)
+    }
+}
+
+async fn movement(client: &Client, m: &Move, timeout: u32) -> Result<Transfer> {
+    let l = ledger(client, m.ledger).await?.ledger;
+    Ok(Transfer {
+        id: m.id,
+        debit_account_id: m.from,
+        credit_account_id: m.to,
+        amount: to_minor(&m.amount, &l)?,
+        ledger: m.ledger,
+        code: m.code,
+        timeout,
+        ..Default::default()
+    })
+}
+
+fn change(s: &Sides) -> AccountChange {
+    let mut flags = 0;
+    if s.debits || !s.credits {
+        flags |= change_flags::DEBITS;
+    }
+    if s.credits || !s.debits {
+        flags |= change_flags::CREDITS;
+    }
+    AccountChange { account_id: s.account, flags, ..Default::default() }
+}
+
+async fn show_accounts(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
+    for (id, account) in ids.iter().zip(client.lookup_accounts(ids.clone()).await?) {
+        let Some(a) = account else {
+            println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("account {id}: not found") });
+            continue;
+        };
+        let l = ledger(client, a.ledger).await?.ledger;
+        let f = |v: u128| format_minor(v, &l);
+        if json {
+            println!(
+                "{{\"id\":\"{}\",\"found\":true,\"ledger\":{},\"code\":{},\"flags\":{},\"state\":{},\"debits_pending\":\"{}\",\"debits_posted\":\"{}\",\"credits_pending\":\"{}\",\"credits_posted\":\"{}\"}}",
+                a.id, a.ledger, a.code, a.flags, a.state, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted
+            );
+        } else {
+            println!(
+                "account {}: ledger {} code {} state {}  debits posted {} pending {}  credits posted {} pending {}",
+                a.id,
+                a.ledger,
+                a.code,
+                a.state,
+                f(a.debits_posted),
+                f(a.debits_pending),
+                f(a.credits_posted),
+                f(a.credits_pending)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
+    for (id, transfer) in ids.iter().zip(client.lookup_transfers(ids.clone()).await?) {
+        let Some(t) = transfer else {
+            println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("transfer {id}: not found") });
+            continue;
+        };
+        let l = ledger(client, t.ledger).await?.ledger;
+        if json {
+            println!(
+                "{{\"id\":\"{}\",\"found\":true,\"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\"ledger\":{},\"code\":{},\"flags\":{},\"pending_id\":\"{}\",\"timestamp\":{}}}",
+                t.id, t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.timestamp
+            );
+        } else {
+            println!(
+                "transfer {}: {} from {} to {} (code {}, flags {}, at {})",
+                t.id,
+                format_minor(t.amount, &l),
+                t.debit_account_id,
+                t.credit_account_id,
+                t.code,
+                t.flags,
+                t.timestamp
+            );
+        }
+    }
+    Ok(())
+}
+
+fn show_totals(view: &LedgerView, json: bool) -> Result<()> {
+    let l = &view.ledger;
+    let f = |v: u128| format_minor(v, l);
+    if json {
+        let rows: Vec<String> = view
+            .by_code
+            .iter()
+            .map(|(code, accounts, t)| format!("{{\"code\":{code},\"accounts\":{accounts},\"debits_posted\":\"{}\",\"credits_posted\":\"{}\",\"debits_pending\":\"{}\",\"credits_pending\":\"{}\"}}", t.debits_posted, t.credits_posted, t.debits_pending, t.credits_pending))
+            .collect();
+        println!(
+            "{{\"ledger\":{},\"accounts\":{},\"debits_posted\":\"{}\",\"credits_posted\":\"{}\",\"debits_pending\":\"{}\",\"credits_pending\":\"{}\",\"balanced\":{},\"by_code\":[{}]}}",
+            l.id,
+            view.accounts,
+            view.totals.debits_posted,
+            view.totals.credits_posted,
+            view.totals.debits_pending,
+            view.totals.credits_pending,
+            view.is_balanced(),
+            rows.join(",")
+        );
+        return Ok(());
+    }
+    println!("ledger {} ({}, scale {}): {} accounts", l.id, String::from_utf8_lossy(&l.currency), l.scale, view.accounts);
+    println!("  posted   debits {}  credits {}", f(view.totals.debits_posted), f(view.totals.credits_posted));
+    println!("  held     debits {}  credits {}", f(view.totals.debits_pending), f(view.totals.credits_pending));
+    for (code, accounts, t) in &view.by_code {
+        println!(
+            "  code {code:>5}: {accounts} accounts, credits posted {}, debits posted {}, held {}",
+            f(t.credits_posted),
+            f(t.debits_posted),
+            f(t.debits_pending)
+        );
+    }
+    println!("  trial balance: {}", if view.is_balanced() { "balanced" } else { "NOT BALANCED" });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_convert_exactly_or_are_refused() {
+        let eur = Ledger { id: 978, currency: *b"EUR", scale: 2, ..Default::default() };
+        assert_eq!(to_minor("12.50", &eur).expect("ok"), 1250);
+        assert_eq!(to_minor("12.5 EUR", &eur).expect("ok"), 1250);
+        assert_eq!(to_minor("0.01 eur", &eur).expect("ok"), 1);
+        assert!(to_minor("12.505", &eur).is_err(), "never rounds");
+        assert!(to_minor("-1", &eur).is_err());
+        assert!(to_minor("12.50 USD", &eur).is_err());
+        assert!(to_minor("twelve", &eur).is_err());
+        assert_eq!(format_minor(1250, &eur), "12.50 EUR");
+        assert_eq!(format_minor(7, &eur), "0.07 EUR");
+        assert_eq!(format_minor(u128::MAX, &eur), "3402823669209384634633746074317682114.55 EUR");
+        let jpy = Ledger { id: 392, currency: *b"JPY", scale: 0, ..Default::default() };
+        assert_eq!(format_minor(500, &jpy), "500 JPY");
+        assert_eq!(to_minor("500", &jpy).expect("ok"), 500);
+    }
+}
