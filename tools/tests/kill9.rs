@@ -1,0 +1,148 @@
+//! Crash test with real server processes: start `bursar start`, load it from several clients,
+//! kill -9 it at a random moment, restart it on the same data directory, and check that every
+//! acknowledged transfer is there, that retrying the requests that were in flight answers `ok` or
+//! `exists` (never a second movement), and that every balance equals exactly one application of
+//! each transfer that exists. Several seeds in CI; more: `KILL9_SEEDS=20 cargo test -p bursar --test kill9`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bursar_engine::{Account, Command, Ledger, ResultCode, Transfer};
+use bursar_net::client::Client;
+
+const ACCOUNTS: u128 = 20;
+const TRANSFERS_PER_REQUEST: u128 = 100;
+
+/// Starts the server binary on an ephemeral loopback port and returns it with its address.
+fn start(dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["start", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its address").expect("read");
+        if let Some(rest) = line.strip_prefix("bursar: listening on ") {
+            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
+        }
+    };
+    // Keep draining its output so the pipe never fills.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn transfer(id: u128, amount: u128) -> Command {
+    let debit = 1 + id % ACCOUNTS;
+    let credit = 1 + (id / ACCOUNTS + 1 + id) % ACCOUNTS;
+    let credit = if credit == debit { debit % ACCOUNTS + 1 } else { credit };
+    Command::Transfer(Transfer { id, debit_account_id: debit, credit_account_id: credit, amount, ledger: 1, code: 1, ..Default::default() })
+}
+
+fn request(first: u128) -> Vec<Command> {
+    (first..first + TRANSFERS_PER_REQUEST).map(|id| transfer(id, 1 + id % 50)).collect()
+}
+
+async fn connect(dir: &Path, addr: SocketAddr) -> Client {
+    let cert = std::fs::read(dir.join("server.crt")).expect("certificate");
+    Client::connect(addr, cert.into(), "localhost").await.expect("connect")
+}
+
+async fn run_seed(seed: u64) {
+    let dir = std::env::temp_dir().join(format!("bursar-kill9-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut server, addr) = start(&dir);
+    let client = connect(&dir, addr).await;
+    let mut setup = vec![Command::CreateLedger(Ledger {
+        id: 1,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: 1000,
+        settlement_account_code: 1,
+        ..Default::default()
+    })];
+    setup.extend((1..=ACCOUNTS).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
+    assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+
+    // Four clients load the server; every request is recorded as acknowledged or in flight.
+    let acked = Arc::new(Mutex::new(Vec::<u128>::new()));
+    let in_flight = Arc::new(Mutex::new(Vec::<u128>::new()));
+    let mut tasks = Vec::new();
+    for c in 0..4u128 {
+        let (acked, in_flight, client) = (Arc::clone(&acked), Arc::clone(&in_flight), client.clone());
+        tasks.push(tokio::spawn(async move {
+            for r in 0.. {
+                let first = 1_000_000 * (c + 1) + r * TRANSFERS_PER_REQUEST;
+                in_flight.lock().expect("lock").push(first);
+                match client.submit(request(first)).await {
+                    Ok(results) => {
+                        assert!(results.iter().all(|x| *x == ResultCode::Ok), "{results:?}");
+                        in_flight.lock().expect("lock").retain(|f| *f != first);
+                        acked.lock().expect("lock").push(first);
+                    }
+                    Err(_) => return, // the server died
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150 + seed * 97 % 400)).await;
+    server.kill().expect("kill -9");
+    server.wait().expect("reaped");
+    for task in tasks {
+        let _ = task.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let in_flight = in_flight.lock().expect("lock").clone();
+    assert!(!acked.is_empty(), "seed {seed}: the load acknowledged nothing before the kill");
+
+    let (mut server, addr) = start(&dir);
+    let client = connect(&dir, addr).await;
+    // Every acknowledged transfer is present, exactly as sent.
+    for first in &acked {
+        let ids: Vec<u128> = (*first..first + TRANSFERS_PER_REQUEST).collect();
+        for (id, found) in ids.iter().zip(client.lookup_transfers(ids.clone()).await.expect("lookup")) {
+            let found = found.unwrap_or_else(|| panic!("seed {seed}: acknowledged transfer {id} lost"));
+            assert_eq!(found.amount, 1 + id % 50);
+        }
+    }
+    // Requests in flight at the kill: a retry applies each transfer exactly once.
+    for first in &in_flight {
+        let results = client.submit(request(*first)).await.expect("retry");
+        assert!(results.iter().all(|r| matches!(r, ResultCode::Ok | ResultCode::Exists)), "seed {seed}: retry gave {results:?}");
+    }
+    // Balances: exactly one application of every transfer that exists now.
+    let mut expected = vec![(0u128, 0u128); ACCOUNTS as usize + 1];
+    for first in acked.iter().chain(&in_flight) {
+        for command in request(*first) {
+            let Command::Transfer(t) = command else { unreachable!("transfers only") };
+            expected[t.debit_account_id as usize].0 += t.amount;
+            expected[t.credit_account_id as usize].1 += t.amount;
+        }
+    }
+    let ids: Vec<u128> = (1..=ACCOUNTS).collect();
+    for (id, account) in ids.iter().zip(client.lookup_accounts(ids.clone()).await.expect("lookup")) {
+        let a = account.expect("account");
+        assert_eq!((a.debits_posted, a.credits_posted), expected[*id as usize], "seed {seed}: account {id}");
+    }
+    let totals = client.ledger_totals(vec![1]).await.expect("totals").pop().flatten().expect("ledger");
+    assert!(totals.is_balanced());
+    drop(client);
+    // A clean stop this time: SIGINT, snapshot, exit 0.
+    Process::new("kill").args(["-INT", &server.id().to_string()]).status().expect("kill -INT");
+    assert!(server.wait().expect("exit").success(), "seed {seed}: clean shutdown exits 0");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_transfers_survive_kill_9_and_retries_apply_once() {
+    let seeds: u64 = std::env::var("KILL9_SEEDS").map(|s| s.parse().expect("number")).unwrap_or(3);
+    for seed in 0..seeds {
+        run_seed(seed).await;
+    }
+}
