@@ -157,3 +157,61 @@ async fn concurrent_clients_get_exact_results_and_retries_move_nothing_twice() {
 fn client_connection(client: &Client) -> quinn::Connection {
     client.connection().clone()
 }
+
+/// Sends raw bytes on a new stream and returns the protocol error the server answered with.
+async fn raw_error(connection: &quinn::Connection, bytes: &[u8]) -> Option<ProtocolError> {
+    let (mut send, mut recv) = connection.open_bi().await.expect("stream");
+    send.write_all(bytes).await.expect("write");
+    send.finish().expect("finish");
+    let reply = recv.read_to_end(1 << 16).await.expect("reply");
+    let mut decoder = bursar_net::protocol::FrameDecoder::new();
+    decoder.feed(&reply);
+    let (header, body) = decoder.next_frame().expect("frame").expect("complete");
+    assert_eq!(header.frame_type, bursar_net::protocol::FrameType::Error);
+    ProtocolError::from_u32(u32::from_le_bytes(body[..4].try_into().expect("4 bytes")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_typed_errors_and_never_stops_the_server() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let attacker = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let honest = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    assert!(honest.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+
+    let mut good = Vec::new();
+    bursar_net::protocol::Request::LookupAccounts(vec![1, 2]).encode(5, &mut good);
+    let connection = attacker.connection();
+    // Truncated: half a frame, then the stream ends.
+    assert_eq!(raw_error(connection, &good[..good.len() / 2]).await, Some(ProtocolError::Truncated));
+    // Wrong checksum.
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xFF;
+    assert_eq!(raw_error(connection, &bad).await, Some(ProtocolError::BadChecksum));
+    // Wrong version.
+    let mut bad = good.clone();
+    bad[4] = 99;
+    assert_eq!(raw_error(connection, &bad).await, Some(ProtocolError::UnsupportedVersion));
+    // Oversized: a header announcing more than the limit.
+    let mut bad = good.clone();
+    bad[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(raw_error(connection, &bad[..32]).await, Some(ProtocolError::FrameTooLarge));
+    // Random bytes.
+    let noise: Vec<u8> = (0..500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    assert!(raw_error(connection, &noise).await.is_some());
+    // A stalled client: half a frame and it never finishes the stream.
+    let (mut stalled, _stalled_recv) = connection.open_bi().await.expect("stream");
+    stalled.write_all(&good[..10]).await.expect("write");
+
+    // The honest client is served throughout, and the attacker's connection still works too.
+    for round in 0..5u128 {
+        let results = honest.submit(batch(99, round)).await.expect("honest submit");
+        assert!(results.iter().all(|r| *r == ResultCode::Ok));
+    }
+    assert!(attacker.lookup_accounts(vec![1]).await.expect("still serving")[0].is_some());
+    drop((attacker, honest, stalled));
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
