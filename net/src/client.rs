@@ -9,7 +9,7 @@ use rustls::pki_types::CertificateDer;
 use crate::protocol::{self, FrameDecoder, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
 
 /// Why a call failed.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     /// Connecting or the connection failed.
     Connection(String),

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batching;
 pub mod client;
 pub mod node;
 pub mod protocol;

@@ -60,8 +60,12 @@ struct Running {
 }
 
 fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, SequencerConfig::default())
+}
+
+fn start_with(dir: &std::path::Path, config: SequencerConfig) -> Running {
     let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
-    let (handle, sequencer) = sequencer::start(node, SequencerConfig::default()).expect("sequencer");
+    let (handle, sequencer) = sequencer::start(node, config).expect("sequencer");
     let identity = tls::load_or_generate(dir).expect("certificate");
     let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default())
         .expect("bind");
@@ -214,4 +218,95 @@ async fn bad_input_gets_typed_errors_and_never_stops_the_server() {
     drop((attacker, honest, stalled));
     stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_client_coalesces_callers_keeps_open_chains_apart_and_retries_busy() {
+    use bursar_net::batching::{BatchingClient, BatchingConfig};
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-batching-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let config = BatchingConfig { linger: std::time::Duration::from_millis(5), ..BatchingConfig::default() };
+    let client = BatchingClient::connect(running.addr, running.cert.clone(), "localhost", config).await.expect("connect");
+    assert!(client.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let before = client.requests_sent();
+    let calls: Vec<_> = (0..300u128)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.submit(vec![batch(50, 0)[0]].into_iter().map(|c| with_id(c, 5_000_000 + i)).collect()).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task").expect("submit"), vec![ResultCode::Ok]);
+    }
+    let requests = client.requests_sent() - before;
+    assert!(requests < 100, "300 concurrent calls were coalesced into {requests} requests");
+
+    // An open chain goes alone and gets its own linked_event_chain_open.
+    let open = with_linked(with_id(batch(51, 0)[0], 6_000_000));
+    let (a, b) = tokio::join!(client.submit(vec![open]), client.submit(vec![with_id(batch(51, 0)[1], 6_000_001)]));
+    assert_eq!(a.expect("submit"), vec![ResultCode::LinkedEventChainOpen]);
+    assert_eq!(b.expect("submit"), vec![ResultCode::Ok]);
+    drop(client);
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+
+    // A sequencer queue of one: plain clients see `busy`; batching clients retry until all is applied.
+    let running = start_with(&dir, SequencerConfig { queue_jobs_max: 1, ..SequencerConfig::default() });
+    let plain = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    assert!(plain.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let plain = Arc::new(plain);
+    let attempts: Vec<_> = (0..256u128)
+        .map(|i| {
+            let plain = Arc::clone(&plain);
+            tokio::spawn(async move { plain.submit(vec![with_id(batch(52, 0)[0], 7_000_000 + i)]).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Ok(results) => assert_eq!(results, vec![ResultCode::Ok]),
+            Err(bursar_net::client::ClientError::Protocol(ProtocolError::Busy)) => busy += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(busy > 0, "a queue of one must refuse some of 256 concurrent requests");
+    let batching: Vec<BatchingClient> = futures_join(&running, 8).await;
+    let calls: Vec<_> = (0..64u128)
+        .map(|i| {
+            let client = batching[i as usize % 8].clone();
+            tokio::spawn(async move { client.submit(vec![with_id(batch(53, 0)[0], 8_000_000 + i)]).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task").expect("retried until applied"), vec![ResultCode::Ok]);
+    }
+    drop((plain, batching));
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+async fn futures_join(running: &Running, n: usize) -> Vec<bursar_net::batching::BatchingClient> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let config = bursar_net::batching::BatchingConfig { linger: std::time::Duration::ZERO, ..Default::default() };
+        clients.push(
+            bursar_net::batching::BatchingClient::connect(running.addr, running.cert.clone(), "localhost", config).await.expect("connect"),
+        );
+    }
+    clients
+}
+
+fn with_id(command: Command, id: u128) -> Command {
+    match command {
+        Command::Transfer(t) => Command::Transfer(Transfer { id, ..t }),
+        other => other,
+    }
+}
+
+fn with_linked(command: Command) -> Command {
+    match command {
+        Command::Transfer(t) => Command::Transfer(Transfer { flags: t.flags | bursar_engine::transfer_flags::LINKED, ..t }),
+        other => other,
+    }
 }
