@@ -43,9 +43,19 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`, trusting exactly `server_cert`, with TLS server name `server_name`.
     pub async fn connect(addr: SocketAddr, server_cert: CertificateDer<'static>, server_name: &str) -> Result<Client, ClientError> {
+        Client::connect_with(addr, server_cert, server_name, None).await
+    }
+
+    /// As [`Client::connect`], presenting a client certificate to servers that require mutual TLS.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        server_cert: CertificateDer<'static>,
+        server_name: &str,
+        auth: Option<&crate::tls::ClientAuth>,
+    ) -> Result<Client, ClientError> {
         let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse().expect("literal") } else { "127.0.0.1:0".parse().expect("literal") };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(conn)?;
-        endpoint.set_default_client_config(crate::tls::client_config(&server_cert).map_err(ClientError::Connection)?);
+        endpoint.set_default_client_config(crate::tls::client_config_with(&server_cert, auth).map_err(ClientError::Connection)?);
         let connection = endpoint.connect(addr, server_name).map_err(conn)?.await.map_err(conn)?;
         Ok(Client { connection, next_id: Default::default(), _endpoint: endpoint })
     }

@@ -51,18 +51,45 @@ pub fn load_or_generate(dir: &Path) -> std::io::Result<Identity> {
     Ok(Identity { cert, key, cert_path })
 }
 
-/// The QUIC server config for `identity`.
+/// The QUIC server config for `identity`, without client certificates.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String> {
+    server_config_with(identity, None)
+}
+
+/// The QUIC server config for `identity`. With `client_ca`, mutual TLS: a gateway must present a
+/// certificate issued by that CA, or the handshake fails before it can send anything.
+pub fn server_config_with(identity: &Identity, client_ca: Option<&CertificateDer<'static>>) -> Result<quinn::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key.clone()));
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(vec![identity.cert.clone()], key)
         .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).map_err(|e| format!("client CA: {e}"))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut tls = builder.with_single_cert(vec![identity.cert.clone()], key).map_err(|e| e.to_string())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// A gateway's own certificate and PKCS#8 key, for servers that require mutual TLS.
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    /// The gateway's certificate.
+    pub cert: CertificateDer<'static>,
+    /// Its private key, PKCS#8 DER.
+    pub key: Vec<u8>,
 }
 
 /// Transport settings shared by server and client. Path-MTU discovery may grow packets up to
@@ -85,13 +112,23 @@ pub const CONNECTION_IDLE_TIMEOUT_S: u64 = 5;
 
 /// A QUIC client config that trusts exactly `server_cert` (a CA file's or a pinned certificate).
 pub fn client_config(server_cert: &CertificateDer<'static>) -> Result<quinn::ClientConfig, String> {
+    client_config_with(server_cert, None)
+}
+
+/// As [`client_config`], presenting `auth` to servers that require client certificates.
+pub fn client_config_with(server_cert: &CertificateDer<'static>, auth: Option<&ClientAuth>) -> Result<quinn::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(server_cert.clone()).map_err(|e| e.to_string())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match auth {
+        None => tls.with_no_client_auth(),
+        Some(auth) => tls
+            .with_client_auth_cert(vec![auth.cert.clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(auth.key.clone())))
+            .map_err(|e| format!("client certificate: {e}"))?,
+    };
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));

@@ -310,3 +310,48 @@ fn with_linked(command: Command) -> Command {
         other => other,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_gateways_holding_its_certificates_are_served() {
+    // A CA, and a gateway certificate it issued.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let gateway_key = rcgen::KeyPair::generate().expect("key");
+    let gateway = rcgen::CertificateParams::new(vec!["gateway-1".to_string()])
+        .expect("params")
+        .signed_by(&gateway_key, &ca, &ca_key)
+        .expect("issued");
+    let auth = tls::ClientAuth { cert: gateway.der().clone(), key: gateway_key.serialize_der() };
+
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-mtls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
+    let (handle, sequencer_thread) = sequencer::start(node, SequencerConfig::default()).expect("sequencer");
+    let identity = tls::load_or_generate(&dir).expect("certificate");
+    let config = tls::server_config_with(&identity, Some(ca.der())).expect("tls");
+    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), config, ServerLimits::default()).expect("bind");
+    let addr = endpoint.local_addr().expect("addr");
+    let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(endpoint, handle, ServerLimits::default(), async move {
+        let _ = stopped.await;
+    }));
+
+    // Without a certificate: refused in the handshake, so no request is ever served.
+    let anonymous = match Client::connect(addr, identity.cert.clone(), "localhost").await {
+        Err(_) => None,
+        Ok(client) => Some(client.submit(setup_commands()).await),
+    };
+    assert!(!matches!(anonymous, Some(Ok(_))), "an anonymous gateway must not be served: {anonymous:?}");
+
+    // With a certificate from the CA: served.
+    let client = Client::connect_with(addr, identity.cert.clone(), "localhost", Some(&auth)).await.expect("connect");
+    assert!(client.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let running = Running { addr, cert: identity.cert, stop: stop_tx, server, sequencer: sequencer_thread };
+    drop(client);
+    let node = stop(running).await;
+    assert_eq!(node.engine().accounts().len() as u128, ACCOUNTS + 1, "only the authenticated gateway's commands were applied");
+    drop(node);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -20,6 +20,12 @@ pub struct ClientArgs {
     /// The server's certificate (DER), as printed by `bursar start`.
     #[arg(long, default_value = "data/server/server.crt")]
     pub cert: PathBuf,
+    /// This gateway's certificate (DER), for servers that require mutual TLS.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// This gateway's private key (PKCS#8 DER).
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -192,7 +198,16 @@ async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {
 /// Runs one client command.
 pub async fn run(args: ClientArgs) -> Result<()> {
     let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
-    let client = Client::connect(args.addr, cert.into(), "localhost").await.with_context(|| format!("connecting to {}", args.addr))?;
+    let auth = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
+            cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
+            key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        }),
+        _ => None,
+    };
+    let client = Client::connect_with(args.addr, cert.into(), "localhost", auth.as_ref())
+        .await
+        .with_context(|| format!("connecting to {}", args.addr))?;
     let command = match args.op {
         ClientOp::CreateLedger { id, currency, scale, settlement } => {
             let bytes: [u8; 3] = currency.as_bytes().try_into().ok().with_context(|| format!("{currency}: a currency is three letters"))?;

@@ -35,6 +35,9 @@ enum Cmd {
         /// Address to listen on (loopback by default).
         #[arg(long, default_value = "127.0.0.1:7413")]
         listen: std::net::SocketAddr,
+        /// Require gateways to present a certificate issued by this CA (DER): mutual TLS.
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
     },
     /// Run a payment day through a durable node (accounts, transfers, holds captured, released
     /// and expired), every batch fsynced before it applies; restart from disk and check the state
@@ -58,7 +61,7 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start { data, listen } => start(&data, listen),
+        Cmd::Start { data, listen, client_ca } => start(&data, listen, client_ca.as_deref()),
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
@@ -70,7 +73,7 @@ fn main() -> Result<()> {
 const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 
-fn start(data: &Path, listen: std::net::SocketAddr) -> Result<()> {
+fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
     let (node, report) = open_node(&data.join("log"))?;
@@ -87,11 +90,18 @@ fn start(data: &Path, listen: std::net::SocketAddr) -> Result<()> {
             .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
     );
     let identity = tls::load_or_generate(data).context("certificate")?;
+    let client_ca = match client_ca {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the client CA {}", path.display()))?.into()),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let node = runtime.block_on(async move {
         let (handle, thread) = sequencer::start(node, sequencer::SequencerConfig::default())?;
         let limits = server::ServerLimits::default();
-        let endpoint = server::bind(listen, tls::server_config(&identity).map_err(anyhow::Error::msg)?, limits)?;
+        let endpoint = server::bind(listen, tls::server_config_with(&identity, client_ca.as_ref()).map_err(anyhow::Error::msg)?, limits)?;
+        if client_ca.is_some() {
+            println!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
+        }
         println!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
         println!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
         server::serve(endpoint, handle, limits, shutdown_signal()).await;
