@@ -1,0 +1,65 @@
+//! Issue 4's two start-up figures: the sequencer stall a snapshot causes at 1 M accounts (the
+//! snapshot is taken on the sequencer thread), and the time from start to serving after 10 M
+//! logged transfers, with and without a snapshot.
+//! `cargo run --release -p bursar-bench --example recovery_probe -- [transfers]`.
+
+use std::time::Instant;
+
+use bursar_bench::{transfer_batch, Choice, Rng, LEDGER, SETTLEMENT};
+use bursar_engine::{Account, Command, Ledger, Limits, BATCH_COMMANDS_MAX};
+use bursar_net::Node;
+use bursar_wal::{FsStorage, WalConfig};
+
+fn open(dir: &std::path::Path) -> (Node<FsStorage>, bursar_wal::RecoveryReport, f64) {
+    let start = Instant::now();
+    let (node, report) = Node::open(FsStorage::open(dir).expect("dir"), WalConfig::default(), Limits::default()).expect("open");
+    (node, report, start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let transfers: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let dir = std::path::PathBuf::from("target/bench-data/recovery-probe");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut node, _, _) = open(&dir);
+    let mut now = 1u64;
+    let mut results = Vec::new();
+    let mut submit = |node: &mut Node<FsStorage>, batch: &[Command]| {
+        now += 1_000_000;
+        results.clear();
+        node.submit(now, batch, &mut results).expect("submit");
+    };
+    let ledger = Ledger { id: LEDGER, currency: *b"EUR", scale: 2, settlement_account_id: SETTLEMENT, settlement_account_code: 1, ..Default::default() };
+    submit(&mut node, &[Command::CreateLedger(ledger)]);
+    let accounts: Vec<Command> = (1..=1_000_000u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
+    for chunk in accounts.chunks(BATCH_COMMANDS_MAX) {
+        submit(&mut node, chunk);
+    }
+    let start = Instant::now();
+    node.snapshot().expect("snapshot");
+    println!("snapshot at 1 000 000 accounts: the sequencer stalls {:.0} ms (encode, write, fsync, rename)", start.elapsed().as_secs_f64() * 1e3);
+
+    let mut rng = Rng(3);
+    let mut id = 1u128 << 64;
+    let mut logged = 0u64;
+    while logged < transfers {
+        let batch = transfer_batch(&mut rng, 10_000, Choice::Uniform, id, BATCH_COMMANDS_MAX);
+        id += BATCH_COMMANDS_MAX as u128;
+        submit(&mut node, &batch);
+        logged += BATCH_COMMANDS_MAX as u64;
+    }
+    let digest = node.engine().digest();
+    drop(node);
+    // Keep only the small accounts snapshot: start = that snapshot + replay of every transfer.
+    let (node, report, secs) = open(&dir);
+    assert_eq!(node.engine().digest(), digest);
+    println!("start to serving after {logged} logged transfers (snapshot before them, all replayed): {secs:.2} s ({} entries replayed)", report.entries_replayed);
+    let mut node = node;
+    let start = Instant::now();
+    node.snapshot().expect("snapshot");
+    println!("snapshot of 1 M accounts + {logged} transfers: the sequencer stalls {:.2} s", start.elapsed().as_secs_f64());
+    drop(node);
+    let (node, report, secs) = open(&dir);
+    assert_eq!(node.engine().digest(), digest);
+    println!("start to serving from that snapshot: {secs:.2} s ({} entries replayed)", report.entries_replayed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
