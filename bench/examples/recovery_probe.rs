@@ -28,15 +28,26 @@ fn main() {
         results.clear();
         node.submit(now, batch, &mut results).expect("submit");
     };
-    let ledger = Ledger { id: LEDGER, currency: *b"EUR", scale: 2, settlement_account_id: SETTLEMENT, settlement_account_code: 1, ..Default::default() };
+    let ledger = Ledger {
+        id: LEDGER,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: SETTLEMENT,
+        settlement_account_code: 1,
+        ..Default::default()
+    };
     submit(&mut node, &[Command::CreateLedger(ledger)]);
-    let accounts: Vec<Command> = (1..=1_000_000u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
+    let accounts: Vec<Command> =
+        (1..=1_000_000u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
     for chunk in accounts.chunks(BATCH_COMMANDS_MAX) {
         submit(&mut node, chunk);
     }
     let start = Instant::now();
     node.snapshot().expect("snapshot");
-    println!("snapshot at 1 000 000 accounts: the sequencer stalls {:.0} ms (encode, write, fsync, rename)", start.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "snapshot at 1 000 000 accounts: the sequencer stalls {:.0} ms (encode, write, fsync, rename)",
+        start.elapsed().as_secs_f64() * 1e3
+    );
 
     let mut rng = Rng(3);
     let mut id = 1u128 << 64;
@@ -52,7 +63,10 @@ fn main() {
     // Keep only the small accounts snapshot: start = that snapshot + replay of every transfer.
     let (node, report, secs) = open(&dir);
     assert_eq!(node.engine().digest(), digest);
-    println!("start to serving after {logged} logged transfers (snapshot before them, all replayed): {secs:.2} s ({} entries replayed)", report.entries_replayed);
+    println!(
+        "start to serving after {logged} logged transfers (snapshot before them, all replayed): {secs:.2} s ({} entries replayed)",
+        report.entries_replayed
+    );
     let mut node = node;
     let start = Instant::now();
     node.snapshot().expect("snapshot");

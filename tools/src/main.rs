@@ -38,6 +38,10 @@ enum Cmd {
         /// Require gateways to present a certificate issued by this CA (DER): mutual TLS.
         #[arg(long)]
         client_ca: Option<PathBuf>,
+        /// Snapshot every N log entries (0: only at shutdown). Each snapshot stalls the sequencer
+        /// while it is written; see bench/README.md.
+        #[arg(long, default_value_t = 0)]
+        snapshot_every_entries: u64,
     },
     /// Run a payment day through a durable node (accounts, transfers, holds captured, released
     /// and expired), every batch fsynced before it applies; restart from disk and check the state
@@ -61,7 +65,9 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start { data, listen, client_ca } => start(&data, listen, client_ca.as_deref()),
+        Cmd::Start { data, listen, client_ca, snapshot_every_entries } => {
+            start(&data, listen, client_ca.as_deref(), snapshot_every_entries)
+        }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
@@ -73,7 +79,7 @@ fn main() -> Result<()> {
 const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 
-fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>) -> Result<()> {
+fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, snapshot_every_entries: u64) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
     let (node, report) = open_node(&data.join("log"))?;
@@ -96,7 +102,8 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>) ->
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let node = runtime.block_on(async move {
-        let (handle, thread) = sequencer::start(node, sequencer::SequencerConfig::default())?;
+        let config = sequencer::SequencerConfig { snapshot_every_entries, ..sequencer::SequencerConfig::default() };
+        let (handle, thread) = sequencer::start(node, config)?;
         let limits = server::ServerLimits::default();
         let endpoint = server::bind(listen, tls::server_config_with(&identity, client_ca.as_ref()).map_err(anyhow::Error::msg)?, limits)?;
         if client_ca.is_some() {
