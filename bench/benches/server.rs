@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bursar_bench::{transfer_batch, Choice, Rng, LEDGER, SETTLEMENT};
-use bursar_engine::{Account, Command, Ledger, Limits, ResultCode, BATCH_COMMANDS_MAX};
+use bursar_bench::{setup_batches, transfer_batch, Choice, Rng};
+use bursar_engine::{Command, Limits, ResultCode, BATCH_COMMANDS_MAX};
 use bursar_net::client::Client;
 use bursar_net::sequencer::{self, SequencerConfig};
 use bursar_net::server::{self, ServerLimits};
@@ -24,19 +24,7 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn setup() -> Vec<Vec<Command>> {
-    let ledger = Ledger {
-        id: LEDGER,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: SETTLEMENT,
-        settlement_account_code: 1,
-        ..Default::default()
-    };
-    let mut batches = vec![vec![Command::CreateLedger(ledger)]];
-    let accounts: Vec<Command> =
-        (1..=ACCOUNTS as u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
-    batches.extend(accounts.chunks(BATCH_COMMANDS_MAX).map(<[Command]>::to_vec));
-    batches
+    setup_batches(ACCOUNTS)
 }
 
 fn workload(transfers: u64, first_id: u128) -> Vec<Vec<Command>> {

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use bursar_bench::{transfer_batch, Choice, Rng, LEDGER, SETTLEMENT};
-use bursar_engine::{Account, Command, Ledger, Limits, BATCH_COMMANDS_MAX};
+use bursar_bench::{setup_batches, transfer_batch, Choice, Rng};
+use bursar_engine::{Command, Limits, BATCH_COMMANDS_MAX};
 use bursar_net::Node;
 use bursar_wal::{FsStorage, WalConfig};
 
@@ -28,19 +28,8 @@ fn main() {
         results.clear();
         node.submit(now, batch, &mut results).expect("submit");
     };
-    let ledger = Ledger {
-        id: LEDGER,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: SETTLEMENT,
-        settlement_account_code: 1,
-        ..Default::default()
-    };
-    submit(&mut node, &[Command::CreateLedger(ledger)]);
-    let accounts: Vec<Command> =
-        (1..=1_000_000u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
-    for chunk in accounts.chunks(BATCH_COMMANDS_MAX) {
-        submit(&mut node, chunk);
+    for batch in setup_batches(1_000_000) {
+        submit(&mut node, &batch);
     }
     let start = Instant::now();
     node.snapshot().expect("snapshot");

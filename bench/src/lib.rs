@@ -32,6 +32,23 @@ pub fn pick(rng: &mut Rng, accounts: u64, choice: Choice) -> u128 {
     }
 }
 
+/// The ledger (with its settlement account) and `accounts` accounts (ids 1..=accounts) as batches.
+pub fn setup_batches(accounts: u64) -> Vec<Vec<Command>> {
+    let ledger = Ledger {
+        id: LEDGER,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: SETTLEMENT,
+        settlement_account_code: 1,
+        ..Default::default()
+    };
+    let mut batches = vec![vec![Command::CreateLedger(ledger)]];
+    let all: Vec<Command> =
+        (1..=accounts as u128).map(|id| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
+    batches.extend(all.chunks(BATCH_COMMANDS_MAX).map(<[Command]>::to_vec));
+    batches
+}
+
 /// An engine with one ledger and `accounts` accounts (ids 1..=accounts), room reserved for `transfers`.
 pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
     let limits = Limits {
@@ -42,26 +59,8 @@ pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
     let mut engine = Engine::new(limits);
     engine.preallocate(accounts as usize + 1, transfers);
     let mut results = Vec::new();
-    let ledger = Ledger {
-        id: LEDGER,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: SETTLEMENT,
-        settlement_account_code: 1,
-        ..Default::default()
-    };
-    engine.execute(1, &[Command::CreateLedger(ledger)], &mut results).expect("ledger");
-    let mut now = 2;
-    let mut id = 1u128;
-    while id <= accounts as u128 {
-        let batch: Vec<Command> = (0..BATCH_COMMANDS_MAX as u128)
-            .map(|i| id + i)
-            .take_while(|i| *i <= accounts as u128)
-            .map(|i| Command::CreateAccount(Account { id: i, ledger: LEDGER, code: 1, ..Default::default() }))
-            .collect();
-        id += batch.len() as u128;
-        now += BATCH_COMMANDS_MAX as u64;
-        engine.execute(now, &batch, &mut results).expect("accounts");
+    for (i, batch) in setup_batches(accounts).iter().enumerate() {
+        engine.execute(1 + i as u64 * BATCH_COMMANDS_MAX as u64, batch, &mut results).expect("setup");
     }
     assert!(results.iter().all(|r| *r == ResultCode::Ok));
     engine
