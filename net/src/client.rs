@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use bursar_engine::{Account, Balances, Command, Ledger, Record, ResultCode, Transfer, RECORD_SIZE};
+use bursar_engine::{Account, AccountBalance, AccountFilter, Balances, Command, Ledger, Record, ResultCode, Transfer, RECORD_SIZE};
 use rustls::pki_types::CertificateDer;
 
 use crate::protocol::{self, FrameDecoder, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
@@ -123,6 +123,31 @@ impl Client {
             return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
         }
         Ok(out)
+    }
+
+    /// Transfers of one account that match the filter (side, time range, limit, order).
+    pub async fn get_account_transfers(&self, filter: AccountFilter) -> Result<Vec<Transfer>, ClientError> {
+        let (_, body) = self.call(&Request::GetAccountTransfers(filter)).await?;
+        Ok(records(&body).map(Transfer::decode).collect())
+    }
+
+    /// Balance history of a `history` account (the balances after each change).
+    pub async fn get_account_balances(&self, filter: AccountFilter) -> Result<Vec<AccountBalance>, ClientError> {
+        let (_, body) = self.call(&Request::GetAccountBalances(filter)).await?;
+        Ok(records(&body)
+            .map(|r| {
+                let u128_at = |at: usize| u128::from_le_bytes(r[at..at + 16].try_into().expect("16 bytes"));
+                AccountBalance {
+                    timestamp: u64::from_le_bytes(r[0..8].try_into().expect("8 bytes")),
+                    balances: Balances {
+                        debits_pending: u128_at(16),
+                        debits_posted: u128_at(32),
+                        credits_pending: u128_at(48),
+                        credits_posted: u128_at(64),
+                    },
+                }
+            })
+            .collect())
     }
 
     /// Transfers by id: `None` where not found.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use bursar_engine::{account_flags, change_flags, Account, AccountChange, Command, Ledger, Transfer};
+use bursar_engine::{account_flags, change_flags, filter_flags, Account, AccountChange, AccountFilter, Command, Ledger, Transfer};
 use bursar_net::client::{Client, LedgerView};
 use clap::{Args, Subcommand};
 use rust_decimal::Decimal;
@@ -110,6 +110,18 @@ pub enum ClientOp {
     Transfers { ids: Vec<u128> },
     /// Show a ledger's totals by account code and its trial balance.
     Totals { ledger: u32 },
+    /// Show an account's transfers (oldest first, or newest first with --newest).
+    History {
+        #[arg(long)]
+        account: u128,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        newest: bool,
+        /// The balance after each change instead (accounts created with --history).
+        #[arg(long)]
+        balances: bool,
+    },
 }
 
 /// A two-sided movement.
@@ -272,6 +284,9 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::Accounts { ids } => return show_accounts(&client, ids, args.json).await,
         ClientOp::Transfers { ids } => return show_transfers(&client, ids, args.json).await,
         ClientOp::Totals { ledger: id } => return show_totals(&ledger(&client, id).await?, args.json),
+        ClientOp::History { account, limit, newest, balances } => {
+            return show_history(&client, account, limit, newest, balances, args.json).await
+        }
     };
     let result = client.submit(vec![command]).await?.pop().context("one result per command")?;
     if args.json {
@@ -363,6 +378,50 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
                 t.code,
                 t.flags,
                 t.timestamp
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, balances: bool, json: bool) -> Result<()> {
+    let found = client.lookup_accounts(vec![account]).await?.pop().flatten().with_context(|| format!("account {account} not found"))?;
+    let l = ledger(client, found.ledger).await?.ledger;
+    let mut flags = filter_flags::DEBITS | filter_flags::CREDITS;
+    if newest {
+        flags |= filter_flags::REVERSED;
+    }
+    let filter = AccountFilter { account_id: account, limit, flags, ..Default::default() };
+    if balances {
+        for b in client.get_account_balances(filter).await? {
+            // Exact for any u128: the sign from a comparison, the magnitude from the larger side.
+            let (credits, debits) = (b.balances.credits_posted, b.balances.debits_posted);
+            let (sign, magnitude) = if credits >= debits { ("", credits - debits) } else { ("-", debits - credits) };
+            if json {
+                println!("{{\"timestamp\":{},\"debits_posted\":\"{}\",\"credits_posted\":\"{}\",\"debits_pending\":\"{}\",\"credits_pending\":\"{}\"}}", b.timestamp, b.balances.debits_posted, b.balances.credits_posted, b.balances.debits_pending, b.balances.credits_pending);
+            } else {
+                println!(
+                    "at {}: posted balance {sign}{}  held {}",
+                    b.timestamp,
+                    format_minor(magnitude, &l),
+                    format_minor(b.balances.debits_pending, &l)
+                );
+            }
+        }
+        return Ok(());
+    }
+    for t in client.get_account_transfers(filter).await? {
+        let (direction, other) = if t.debit_account_id == account { ("out", t.credit_account_id) } else { ("in ", t.debit_account_id) };
+        if json {
+            println!("{{\"id\":\"{}\",\"direction\":\"{}\",\"counterparty\":\"{other}\",\"amount\":\"{}\",\"code\":{},\"flags\":{},\"timestamp\":{}}}", t.id, direction.trim(), t.amount, t.code, t.flags, t.timestamp);
+        } else {
+            println!(
+                "{} {direction} {:>20}  counterparty {other}  transfer {} (code {}, flags {})",
+                t.timestamp,
+                format_minor(t.amount, &l),
+                t.id,
+                t.code,
+                t.flags
             );
         }
     }
