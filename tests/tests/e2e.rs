@@ -133,6 +133,20 @@ async fn concurrent_clients_get_exact_results_and_retries_move_nothing_twice() {
     }
     let transfer = client.lookup_transfers(vec![1_000_000, 42]).await.expect("lookup");
     assert!(transfer[0].is_some() && transfer[1].is_none());
+    // Account history over the wire: the newest 5 transfers of account 1, newest first.
+    let filter = bursar_engine::AccountFilter {
+        account_id: 1,
+        limit: 5,
+        flags: bursar_engine::filter_flags::DEBITS | bursar_engine::filter_flags::CREDITS | bursar_engine::filter_flags::REVERSED,
+        ..Default::default()
+    };
+    let served = client.get_account_transfers(filter).await.expect("history");
+    assert_eq!(served.len(), 5);
+    assert!(served.iter().all(|t| t.debit_account_id == 1 || t.credit_account_id == 1), "only account 1's transfers");
+    assert!(served.windows(2).all(|w| w[0].timestamp > w[1].timestamp), "newest first");
+    let newest_first_all = client.get_account_transfers(bursar_engine::AccountFilter { limit: 8189, ..filter }).await.expect("history");
+    assert_eq!(newest_first_all[..5], served[..], "the first page is the newest five");
+    assert!(client.get_account_balances(filter).await.expect("balances").is_empty(), "account 1 keeps no history");
 
     // A malformed frame gets an error frame on its stream; the connection keeps working.
     let (mut send, mut recv) = client_connection(&client).open_bi().await.expect("stream");
