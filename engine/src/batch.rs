@@ -1,15 +1,31 @@
-//! The log body of one batch: the engine's exact input (`now` and the commands), so replaying
-//! the log through [`crate::Engine::execute`] rebuilds the state byte for byte.
+//! Log entry bodies. A batch body is the engine's exact input (`now` and the commands), so
+//! replaying the log through [`crate::Engine::execute`] rebuilds the state byte for byte. A
+//! checkpoint body records the state digest the writer had after every entry before it, so a
+//! replay can prove it reached the same state at that point.
+//!
+//! Batch (body kind 0):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 2 | body format version (1) |
-//! | 2 | 2 | reserved, zero |
+//! | 2 | 1 | body kind: 0 = batch |
+//! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | command count n (at most `BATCH_COMMANDS_MAX`; 0 is a clock tick) |
 //! | 8 | 8 | now (ns) as given to `execute` |
 //! | 16 | n | command kinds, one `CommandKind` byte each |
 //! | 16 + n | 0..15 | zero padding to a multiple of 16 |
 //! | … | 128 × n | the commands' records, in order |
+//!
+//! Checkpoint (body kind 1), 48 bytes:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | body format version (1) |
+//! | 2 | 1 | body kind: 1 = checkpoint |
+//! | 3 | 1 | reserved, zero |
+//! | 4 | 4 | zero |
+//! | 8 | 8 | the engine clock (its last assigned timestamp) at that point |
+//! | 16 | 32 | [`crate::Engine::state_digest`] at that point |
 
 use crate::command::{Command, CommandKind};
 use crate::limits::BATCH_COMMANDS_MAX;
@@ -18,6 +34,33 @@ use crate::types::RECORD_SIZE;
 /// The body format version this build writes and reads.
 pub const BATCH_FORMAT_VERSION: u16 = 1;
 const HEADER_SIZE: usize = 16;
+/// Body kind byte of a batch.
+const KIND_BATCH: u8 = 0;
+/// Body kind byte of a checkpoint.
+const KIND_CHECKPOINT: u8 = 1;
+/// Bytes of a checkpoint body.
+pub const CHECKPOINT_LEN: usize = HEADER_SIZE + 32;
+
+/// A decoded log body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// A batch for `execute` at `now`; its commands went to the caller's vector.
+    Batch {
+        /// The `now` given to `execute`.
+        now: u64,
+    },
+    /// The writer's state after every earlier entry.
+    Checkpoint(Checkpoint),
+}
+
+/// What a checkpoint entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The engine clock at that point.
+    pub clock: u64,
+    /// The state digest at that point.
+    pub digest: [u8; 32],
+}
 
 /// Why a log body is not a batch this build can replay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +85,10 @@ pub enum BatchDecodeError {
     },
     /// Reserved bytes or padding are not zero.
     Reserved,
+    /// The body kind byte names no body this build knows.
+    UnknownBodyKind(u8),
+    /// A checkpoint where a batch was required (a request body).
+    NotABatch,
 }
 
 impl core::fmt::Display for BatchDecodeError {
@@ -52,6 +99,8 @@ impl core::fmt::Display for BatchDecodeError {
             BatchDecodeError::TooManyCommands(n) => write!(f, "batch of {n} commands exceeds {BATCH_COMMANDS_MAX}"),
             BatchDecodeError::UnknownKind { index, kind } => write!(f, "command {index} has unknown kind {kind}"),
             BatchDecodeError::Reserved => f.write_str("reserved bytes of a batch body are not zero"),
+            BatchDecodeError::UnknownBodyKind(kind) => write!(f, "log body kind {kind} is unknown"),
+            BatchDecodeError::NotABatch => f.write_str("a checkpoint body where a batch was expected"),
         }
     }
 }
@@ -86,8 +135,25 @@ pub fn encode(now: u64, commands: &[Command], out: &mut Vec<u8>) {
     debug_assert_eq!(out.len() - start, encoded_len(commands.len()));
 }
 
-/// Reads a body back into `now` and the commands (appended to `commands`).
+/// Appends a checkpoint body.
+pub fn encode_checkpoint(checkpoint: &Checkpoint, out: &mut Vec<u8>) {
+    out.extend_from_slice(&BATCH_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&[KIND_CHECKPOINT, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&checkpoint.clock.to_le_bytes());
+    out.extend_from_slice(&checkpoint.digest);
+}
+
+/// Reads a batch body back into `now` and the commands (appended to `commands`); a checkpoint
+/// is an error here.
 pub fn decode(body: &[u8], commands: &mut Vec<Command>) -> Result<u64, BatchDecodeError> {
+    match decode_body(body, commands)? {
+        Body::Batch { now } => Ok(now),
+        Body::Checkpoint(_) => Err(BatchDecodeError::NotABatch),
+    }
+}
+
+/// Reads any log body: a batch (its commands appended to `commands`) or a checkpoint.
+pub fn decode_body(body: &[u8], commands: &mut Vec<Command>) -> Result<Body, BatchDecodeError> {
     let Some(header) = body.get(..HEADER_SIZE) else {
         return Err(BatchDecodeError::Length { expected: HEADER_SIZE, found: body.len() });
     };
@@ -95,8 +161,23 @@ pub fn decode(body: &[u8], commands: &mut Vec<Command>) -> Result<u64, BatchDeco
     if version != BATCH_FORMAT_VERSION {
         return Err(BatchDecodeError::UnsupportedVersion(version));
     }
-    if header[2..4] != [0, 0] {
+    if header[3] != 0 {
         return Err(BatchDecodeError::Reserved);
+    }
+    match header[2] {
+        KIND_BATCH => {}
+        KIND_CHECKPOINT => {
+            if body.len() != CHECKPOINT_LEN {
+                return Err(BatchDecodeError::Length { expected: CHECKPOINT_LEN, found: body.len() });
+            }
+            if header[4..8] != [0; 4] {
+                return Err(BatchDecodeError::Reserved);
+            }
+            let clock = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            let digest = body[HEADER_SIZE..].try_into().expect("checked length");
+            return Ok(Body::Checkpoint(Checkpoint { clock, digest }));
+        }
+        other => return Err(BatchDecodeError::UnknownBodyKind(other)),
     }
     let count = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
     if count as usize > BATCH_COMMANDS_MAX {
@@ -119,7 +200,7 @@ pub fn decode(body: &[u8], commands: &mut Vec<Command>) -> Result<u64, BatchDeco
         };
         commands.push(Command::decode(kind, record.try_into().expect("exact chunks")));
     }
-    Ok(now)
+    Ok(Body::Batch { now })
 }
 
 #[cfg(test)]
@@ -152,8 +233,25 @@ mod tests {
         let mut bad = body.clone();
         bad[20] = 1;
         assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::Reserved));
-        let mut bad = body;
+        let mut bad = body.clone();
         bad[0] = 9;
         assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::UnsupportedVersion(9)));
+        let mut bad = body;
+        bad[2] = 7;
+        assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::UnknownBodyKind(7)));
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_are_not_batches() {
+        let checkpoint = Checkpoint { clock: 1_234, digest: [7; 32] };
+        let mut body = Vec::new();
+        encode_checkpoint(&checkpoint, &mut body);
+        assert_eq!(body.len(), CHECKPOINT_LEN);
+        assert_eq!(decode_body(&body, &mut Vec::new()), Ok(Body::Checkpoint(checkpoint)));
+        assert_eq!(decode(&body, &mut Vec::new()), Err(BatchDecodeError::NotABatch));
+        assert!(matches!(decode_body(&body[..40], &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+        let mut bad = body;
+        bad[5] = 1;
+        assert_eq!(decode_body(&bad, &mut Vec::new()), Err(BatchDecodeError::Reserved));
     }
 }

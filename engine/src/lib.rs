@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod command;
+pub mod digest;
 pub mod id_hash;
 pub mod limits;
 pub mod query;

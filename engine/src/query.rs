@@ -1,5 +1,6 @@
 //! Queries: lookups, per-account transfer lists and balance history, ledger totals, and the O(N) invariant audit.
 
+use crate::command::Command;
 use crate::state::{Balances, Engine, Hold, HoldStatus, NONE};
 use crate::types::{account_flags, account_state, transfer_flags as tf, Account, Ledger, Transfer};
 
@@ -160,6 +161,23 @@ impl Engine {
         arrange(found, limit, filter.flags)
     }
 
+    /// Every transfer of one account (either side), oldest first, without the query limit: for
+    /// statements and audit tools, not for the request path.
+    pub fn account_transfers_all(&self, account_id: u128) -> Vec<Transfer> {
+        let Some(&account) = self.account_index.get(&account_id) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut index = self.account_meta[account as usize].last_transfer;
+        while index != NONE {
+            let t = &self.transfers[index as usize];
+            index = self.transfer_links[index as usize][if t.debit_account_id == account_id { 0 } else { 1 }];
+            found.push(*t);
+        }
+        found.reverse();
+        found
+    }
+
     /// Balance history of a `history` account: the balances after each change that matches the filter's time range.
     pub fn get_account_balances(&self, filter: &AccountFilter) -> Vec<AccountBalance> {
         let Some(limit) = self.effective_limit(filter) else {
@@ -207,6 +225,35 @@ impl Engine {
         Some(LedgerTotals { ledger: slot.ledger, accounts, totals: slot.totals, by_code })
     }
 
+    /// The invariants one batch can break, in O(batch + ledgers): every ledger's debits equal its
+    /// credits (posted and pending), and every account the commands name keeps its balance
+    /// constraints and lifecycle rules. For replaying long logs, where the O(state)
+    /// [`Engine::check_invariants`] after every batch would cost more than the replay.
+    pub fn check_batch_invariants(&self, commands: &[Command]) -> Result<(), String> {
+        for slot in &self.ledgers {
+            let t = &slot.totals;
+            if t.debits_posted != t.credits_posted || t.debits_pending != t.credits_pending {
+                return Err(format!("ledger {}: debits and credits differ", slot.ledger.id));
+            }
+        }
+        let named = commands.iter().flat_map(|c| match c {
+            Command::Transfer(t)
+            | Command::Debit(t)
+            | Command::Credit(t)
+            | Command::Hold(t)
+            | Command::Capture(t)
+            | Command::Release(t) => [t.debit_account_id, t.credit_account_id],
+            Command::CreateAccount(a) => [a.id, 0],
+            Command::CreateLedger(l) => [l.settlement_account_id, 0],
+            Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => [c.account_id, 0],
+        });
+        for id in named {
+            let Some(&index) = self.account_index.get(&id) else { continue };
+            check_account(&self.accounts[index as usize])?;
+        }
+        Ok(())
+    }
+
     /// Checks every invariant the engine maintains, in O(state). For tests, simulation and audit;
     /// the message names the first broken one.
     pub fn check_invariants(&self) -> Result<(), String> {
@@ -239,22 +286,7 @@ impl Engine {
             if (a.debits_pending, a.credits_pending) != held[i] {
                 return Err(format!("account {}: pending balances differ from the sum of its pending holds", a.id));
             }
-            let (Some(debits), Some(credits)) =
-                (a.debits_pending.checked_add(a.debits_posted), a.credits_pending.checked_add(a.credits_posted))
-            else {
-                return Err(format!("account {}: balances overflow", a.id));
-            };
-            if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > a.credits_posted {
-                return Err(format!("account {}: debits exceed credits", a.id));
-            }
-            if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > a.debits_posted {
-                return Err(format!("account {}: credits exceed debits", a.id));
-            }
-            if a.state & account_state::CLOSED != 0
-                && (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted)
-            {
-                return Err(format!("account {}: closed with a balance", a.id));
-            }
+            check_account(a)?;
             let slot = self.account_meta[i].ledger_slot as usize;
             let sum = &mut ledger_sums[slot];
             let added = [
@@ -276,6 +308,9 @@ impl Engine {
                 return Err(format!("ledger {}: debits and credits differ", slot.ledger.id));
             }
         }
+        if self.recompute_sum() != self.settled_copy().sum {
+            return Err("the running state digest differs from the digest recomputed over the whole state".into());
+        }
         for window in self.transfers.windows(2) {
             if window[0].timestamp >= window[1].timestamp {
                 return Err(format!("transfer {} is not after transfer {}", window[1].id, window[0].id));
@@ -283,6 +318,24 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// One account's own constraints: no overflow, the balance limits its flags set, closed means empty.
+fn check_account(a: &Account) -> Result<(), String> {
+    let (Some(debits), Some(credits)) = (a.debits_pending.checked_add(a.debits_posted), a.credits_pending.checked_add(a.credits_posted))
+    else {
+        return Err(format!("account {}: balances overflow", a.id));
+    };
+    if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > a.credits_posted {
+        return Err(format!("account {}: debits exceed credits", a.id));
+    }
+    if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > a.debits_posted {
+        return Err(format!("account {}: credits exceed debits", a.id));
+    }
+    if a.state & account_state::CLOSED != 0 && (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted) {
+        return Err(format!("account {}: closed with a balance", a.id));
+    }
+    Ok(())
 }
 
 fn matches_user_data(filter: &AccountFilter, t: &Transfer) -> bool {

@@ -272,6 +272,7 @@ fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), Snaps
         engine.expiries.insert((hold.expires_at, index));
     }
     engine.holds.insert(index, hold);
+    engine.digest.dirty_holds.push(index);
     Ok(())
 }
 

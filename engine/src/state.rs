@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use crate::id_hash::IdMap;
 
 use crate::command::Command;
+use crate::digest::DigestState;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
 use crate::result::ResultCode;
 use crate::types::{
@@ -130,6 +131,8 @@ pub(crate) struct AccountMeta {
     pub(crate) last_transfer: u32,
     /// Newest balance-history entry, or `NONE`.
     pub(crate) last_balance: u32,
+    /// Listed in `digest.dirty_accounts` since the digest was last settled.
+    pub(crate) digest_dirty: bool,
 }
 
 /// How to undo one mutation made inside a linked chain.
@@ -208,6 +211,8 @@ pub struct Engine {
     pub(crate) balance_history: Vec<BalanceEntry>,
     /// The last timestamp assigned.
     pub(crate) timestamp: u64,
+    /// The state digest's running sum and what changed since it was last settled (see `digest`).
+    pub(crate) digest: DigestState,
     undo: Vec<Undo>,
     recording: bool,
 }
@@ -238,6 +243,7 @@ impl Engine {
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             timestamp: 0,
+            digest: DigestState::default(),
             undo: Vec::new(),
             recording: false,
         }
@@ -458,6 +464,7 @@ impl Engine {
         let record = &mut self.accounts[account as usize];
         let old = Balances::of(record);
         new.write_to(record);
+        self.touch_account(account);
         let meta = self.account_meta[account as usize];
         self.ledgers[meta.ledger_slot as usize].totals.shift(&old, &new);
         self.groups[meta.group as usize].totals.shift(&old, &new);
@@ -474,6 +481,8 @@ impl Engine {
             self.undo.push(Undo::Balances { account: dr, old: Balances::of(&self.accounts[dr as usize]) });
             self.undo.push(Undo::Balances { account: cr, old: Balances::of(&self.accounts[cr as usize]) });
         }
+        self.touch_account(dr);
+        self.touch_account(cr);
         let (dm, cm) = (self.account_meta[dr as usize], self.account_meta[cr as usize]);
         debug_assert_eq!(dm.ledger_slot, cm.ledger_slot, "both sides on one ledger");
         let ledger = &mut self.ledgers[dm.ledger_slot as usize].totals;
@@ -495,6 +504,16 @@ impl Engine {
             g.debits_posted = g.debits_posted.wrapping_add(amount);
             let g = &mut self.groups[cm.group as usize].totals;
             g.credits_posted = g.credits_posted.wrapping_add(amount);
+        }
+    }
+
+    /// Notes that an account changed, for the next settling of the state digest.
+    #[inline]
+    fn touch_account(&mut self, account: u32) {
+        let meta = &mut self.account_meta[account as usize];
+        if !meta.digest_dirty {
+            meta.digest_dirty = true;
+            self.digest.dirty_accounts.push(account);
         }
     }
 
@@ -524,6 +543,7 @@ impl Engine {
             assert_eq!(hold.status, HoldStatus::Pending, "only pending holds are in the expiry queue");
             hold.status = HoldStatus::Expired;
             hold.resolved_at = ts;
+            self.digest.dirty_holds.push(transfer);
             let t = self.transfers[transfer as usize];
             self.release_reservation(&t, ts);
             expired += 1;
@@ -667,7 +687,8 @@ impl Engine {
         let index = self.accounts.len() as u32;
         self.account_index.insert(account.id, index);
         self.accounts.push(account);
-        self.account_meta.push(AccountMeta { ledger_slot, group, last_transfer: NONE, last_balance: NONE });
+        self.account_meta.push(AccountMeta { ledger_slot, group, last_transfer: NONE, last_balance: NONE, digest_dirty: false });
+        self.touch_account(index);
         self.record(Undo::AccountInserted);
     }
 
@@ -723,6 +744,7 @@ impl Engine {
         };
         if new != old {
             self.accounts[index as usize].state = new;
+            self.touch_account(index);
             self.record(Undo::State { account: index, old });
         }
         R::Ok
@@ -880,6 +902,7 @@ impl Engine {
         let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
         if pending {
             self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0 });
+            self.digest.dirty_holds.push(index);
             if expires_at != 0 {
                 self.expiries.insert((expires_at, index));
             }
@@ -995,6 +1018,7 @@ impl Engine {
         self.insert_transfer(stored, dr, cr);
         let status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
         self.holds.insert(pi, Hold { status, resolved_at: ts, ..hold });
+        self.digest.dirty_holds.push(pi);
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));
         }

@@ -150,6 +150,13 @@ impl Client {
             .collect())
     }
 
+    /// Where the server stands: last durable entry, chain hash, state digest.
+    pub async fn status(&self) -> Result<protocol::Status, ClientError> {
+        let (_, body) = self.call(&Request::Status).await?;
+        let record = records(&body).next().ok_or(ClientError::Protocol(ProtocolError::LengthMismatch))?;
+        protocol::Status::from_bytes(record).map_err(ClientError::Protocol)
+    }
+
     /// Transfers by id: `None` where not found.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<Option<Transfer>>, ClientError> {
         let (_, body) = self.call(&Request::LookupTransfers(ids)).await?;

@@ -5,10 +5,16 @@
 //! the log applies exactly the batches that were acknowledged (plus possibly ones whose sync
 //! finished just before a crash, which no client saw, whose retries then report `exists`).
 //! Recovery is the newest valid snapshot, then every later batch replayed.
+//!
+//! Every `checkpoint_every_entries` entries (and just before every snapshot) the node logs a
+//! checkpoint: the engine's state digest (O(1), maintained incrementally) after every earlier
+//! entry. It rides in the same sync as the next batch, so it costs no extra sync. Recovery and
+//! `bursar replay` check each one: a replay that reaches a different state stops right there.
 
 use std::cell::RefCell;
 
-use bursar_engine::{batch, Command, Engine, Limits, ResultCode, BATCH_COMMANDS_MAX};
+use bursar_engine::batch::{self, Body, Checkpoint};
+use bursar_engine::{Command, Engine, Limits, ResultCode, BATCH_COMMANDS_MAX};
 use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 
 /// Why the node cannot go on or could not start.
@@ -43,11 +49,37 @@ impl From<WalError> for NodeError {
     }
 }
 
+/// Log entries between two checkpoints unless configured otherwise.
+pub const CHECKPOINT_EVERY_ENTRIES_DEFAULT: u64 = 256;
+
 /// Engine + log. Single-threaded by design: the sequencer thread owns it.
 #[derive(Debug)]
 pub struct Node<S: Storage> {
     engine: Engine,
     wal: Wal<S>,
+    checkpoint_every_entries: u64,
+    entries_since_checkpoint: u64,
+}
+
+/// Checks a logged checkpoint against the engine that replayed every entry before it.
+pub fn check_checkpoint(engine: &mut Engine, seq: u64, checkpoint: &Checkpoint) -> Result<(), String> {
+    if engine.timestamp() != checkpoint.clock {
+        return Err(format!("entry {seq}: checkpoint clock {} differs from the replayed clock {}", checkpoint.clock, engine.timestamp()));
+    }
+    let digest = engine.state_digest();
+    if digest != checkpoint.digest {
+        return Err(format!(
+            "entry {seq}: state digest differs from the one logged (logged {}, replayed {})",
+            hex(&checkpoint.digest),
+            hex(&digest)
+        ));
+    }
+    Ok(())
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl<S: Storage> Node<S> {
@@ -67,14 +99,37 @@ impl<S: Storage> Node<S> {
             },
             &mut |entry| {
                 commands.clear();
-                let now = batch::decode(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))?;
-                results.clear();
-                engine.borrow_mut().execute(now, &commands, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+                match batch::decode_body(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))? {
+                    Body::Batch { now } => {
+                        results.clear();
+                        engine.borrow_mut().execute(now, &commands, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+                    }
+                    Body::Checkpoint(checkpoint) => check_checkpoint(&mut engine.borrow_mut(), entry.seq, &checkpoint)?,
+                }
                 Ok(())
             },
         )
         .map_err(NodeError::Open)?;
-        Ok((Node { engine: engine.into_inner(), wal }, report))
+        let node = Node {
+            engine: engine.into_inner(),
+            wal,
+            checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
+            entries_since_checkpoint: 0,
+        };
+        Ok((node, report))
+    }
+
+    /// Logs a checkpoint every `entries` entries (at least 1).
+    pub fn set_checkpoint_every_entries(&mut self, entries: u64) {
+        self.checkpoint_every_entries = entries.max(1);
+    }
+
+    /// Appends (without syncing) a checkpoint of the current state.
+    fn append_checkpoint(&mut self) -> Result<u64, NodeError> {
+        let checkpoint = Checkpoint { clock: self.engine.timestamp(), digest: self.engine.state_digest() };
+        let seq = self.wal.append_with(checkpoint.clock, |buffer| batch::encode_checkpoint(&checkpoint, buffer))?;
+        self.entries_since_checkpoint = 0;
+        Ok(seq)
     }
 
     /// Logs the batch, waits until it is durable, applies it, and returns one result per
@@ -83,22 +138,43 @@ impl<S: Storage> Node<S> {
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(NodeError::BatchTooLarge { len: commands.len() });
         }
+        if self.entries_since_checkpoint >= self.checkpoint_every_entries {
+            self.append_checkpoint()?;
+        }
         let seq = self.wal.append_with(now, |buffer| batch::encode(now, commands, buffer))?;
+        self.entries_since_checkpoint += 1;
         self.wal.sync()?;
         self.engine.execute(now, commands, results).expect("the batch limit was checked before logging");
         Ok(seq)
     }
 
-    /// Writes a snapshot of the current state, which covers every durable batch. Returns its sequence number.
+    /// Logs a checkpoint of the current state, then writes a snapshot of it at the checkpoint's
+    /// sequence number, so replay can compare the snapshot with the log. Returns that number.
     pub fn snapshot(&mut self) -> Result<u64, NodeError> {
-        let seq = self.wal.synced_seq();
-        if seq == 0 {
+        if self.wal.synced_seq() == 0 {
             return Ok(0);
         }
+        self.append_checkpoint()?;
+        let seq = self.wal.sync()?;
         let hash = self.wal.last_hash();
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
         self.wal.write_snapshot(seq, hash, &self.engine.snapshot_bytes())?;
         Ok(seq)
+    }
+
+    /// Where the node stands: its last durable entry and its state after it.
+    pub fn status(&mut self) -> crate::protocol::Status {
+        let seq = self.wal.synced_seq();
+        assert_eq!(self.wal.next_seq(), seq + 1, "every appended entry is synced before the sequencer answers a query");
+        crate::protocol::Status {
+            seq,
+            clock: self.engine.timestamp(),
+            chain_hash: self.wal.last_hash(),
+            state_digest: self.engine.state_digest(),
+            ledgers: self.engine.ledgers().count() as u64,
+            accounts: self.engine.accounts().len() as u64,
+            transfers: self.engine.transfers().len() as u64,
+        }
     }
 
     /// The engine, for queries.

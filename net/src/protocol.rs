@@ -47,6 +47,8 @@ pub enum Operation {
     GetAccountBalances = 5,
     /// Ledger ids (4 bytes each, padded to 16). Reply: per ledger, its record then one totals row per account code.
     LedgerTotals = 6,
+    /// No body. Reply: one 128-byte [`Status`] record: where the log stands and the state digest there.
+    Status = 7,
 }
 
 impl Operation {
@@ -58,6 +60,7 @@ impl Operation {
             Operation::GetAccountTransfers,
             Operation::GetAccountBalances,
             Operation::LedgerTotals,
+            Operation::Status,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -266,6 +269,67 @@ pub enum Request {
     GetAccountBalances(AccountFilter),
     /// See [`Operation::LedgerTotals`].
     LedgerTotals(Vec<u32>),
+    /// See [`Operation::Status`].
+    Status,
+}
+
+/// Where a server stands: its last durable log entry and its state after applying it.
+///
+/// Wire form (128 bytes): seq u64 @0, clock u64 @8, chain hash [32] @16, state digest [32] @48,
+/// ledgers u64 @80, accounts u64 @88, transfers u64 @96, 24 zero bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Sequence number of the last durable (and applied) log entry; 0 for an empty log.
+    pub seq: u64,
+    /// The engine clock (last assigned timestamp, ns).
+    pub clock: u64,
+    /// Chain hash of entry `seq`.
+    pub chain_hash: [u8; 32],
+    /// The engine's state digest after entry `seq`.
+    pub state_digest: [u8; 32],
+    /// Ledgers held.
+    pub ledgers: u64,
+    /// Accounts held.
+    pub accounts: u64,
+    /// Transfers held.
+    pub transfers: u64,
+}
+
+impl Status {
+    /// The 128-byte wire form.
+    pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
+        let mut out = [0u8; RECORD_SIZE];
+        out[0..8].copy_from_slice(&self.seq.to_le_bytes());
+        out[8..16].copy_from_slice(&self.clock.to_le_bytes());
+        out[16..48].copy_from_slice(&self.chain_hash);
+        out[48..80].copy_from_slice(&self.state_digest);
+        out[80..88].copy_from_slice(&self.ledgers.to_le_bytes());
+        out[88..96].copy_from_slice(&self.accounts.to_le_bytes());
+        out[96..104].copy_from_slice(&self.transfers.to_le_bytes());
+        out
+    }
+
+    /// Reads the wire form; reserved bytes must be zero.
+    pub fn from_bytes(b: &[u8; RECORD_SIZE]) -> Result<Status, ProtocolError> {
+        if b[104..].iter().any(|x| *x != 0) {
+            return Err(ProtocolError::ReservedNotZero);
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        Ok(Status {
+            seq: u64_at(0),
+            clock: u64_at(8),
+            chain_hash: b[16..48].try_into().expect("32 bytes"),
+            state_digest: b[48..80].try_into().expect("32 bytes"),
+            ledgers: u64_at(80),
+            accounts: u64_at(88),
+            transfers: u64_at(96),
+        })
+    }
+}
+
+/// Appends the reply to a status request.
+pub fn encode_status_reply(request_id: u64, status: &Status, out: &mut Vec<u8>) {
+    encode_frame(FrameType::Reply, Operation::Status as u8, request_id, 1, &status.to_bytes(), out);
 }
 
 impl Request {
@@ -278,6 +342,7 @@ impl Request {
             Request::GetAccountTransfers(_) => Operation::GetAccountTransfers,
             Request::GetAccountBalances(_) => Operation::GetAccountBalances,
             Request::LedgerTotals(_) => Operation::LedgerTotals,
+            Request::Status => Operation::Status,
         }
     }
 
@@ -304,6 +369,7 @@ impl Request {
                 body.resize(body.len().next_multiple_of(16), 0);
                 ids.len()
             }
+            Request::Status => 0,
         };
         encode_frame(FrameType::Request, self.operation() as u8, request_id, count as u32, &body, out);
     }
@@ -329,9 +395,10 @@ impl Request {
                     batch::BatchDecodeError::UnknownKind { .. } => ProtocolError::UnknownCommandKind,
                     batch::BatchDecodeError::Reserved => ProtocolError::ReservedNotZero,
                     batch::BatchDecodeError::TooManyCommands(_) => ProtocolError::TooManyRecords,
-                    batch::BatchDecodeError::Length { .. } | batch::BatchDecodeError::UnsupportedVersion(_) => {
-                        ProtocolError::LengthMismatch
-                    }
+                    batch::BatchDecodeError::Length { .. }
+                    | batch::BatchDecodeError::UnsupportedVersion(_)
+                    | batch::BatchDecodeError::UnknownBodyKind(_)
+                    | batch::BatchDecodeError::NotABatch => ProtocolError::LengthMismatch,
                 })?;
                 Ok(Request::Submit(commands))
             }
@@ -360,6 +427,13 @@ impl Request {
                 Ok(Request::LedgerTotals(
                     body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
                 ))
+            }
+            Operation::Status => {
+                if n != 0 {
+                    return Err(ProtocolError::LengthMismatch);
+                }
+                expect_len(0)?;
+                Ok(Request::Status)
             }
         }
     }
@@ -524,6 +598,7 @@ mod tests {
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),
+            Request::Status,
         ];
         for request in requests {
             assert_eq!(round_trip(&request), request);

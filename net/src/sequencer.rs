@@ -160,7 +160,13 @@ fn flush<S: Storage>(node: &mut Node<S>, group: &mut Vec<Job>, commands: &mut Ve
     outcome.map(|_| ()).map_err(|e| e.to_string())
 }
 
-fn answer_query<S: Storage>(node: &Node<S>, job: Job) {
+fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
+    if let Request::Status = job.request {
+        let mut frame = Vec::new();
+        protocol::encode_status_reply(job.request_id, &node.status(), &mut frame);
+        let _ = job.reply.send(frame);
+        return;
+    }
     let engine = node.engine();
     let mut frame = Vec::new();
     match &job.request {
@@ -184,7 +190,7 @@ fn answer_query<S: Storage>(node: &Node<S>, job: Job) {
             let found: Vec<_> = ids.iter().map(|id| engine.ledger_totals(*id)).collect();
             protocol::encode_ledger_totals_reply(job.request_id, &found, &mut frame);
         }
-        Request::Submit(_) => unreachable!("submits are grouped, not answered here"),
+        Request::Submit(_) | Request::Status => unreachable!("submits are grouped and status answered above"),
     }
     let _ = job.reply.send(frame);
 }

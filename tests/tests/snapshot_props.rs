@@ -28,6 +28,7 @@ proptest! {
         prop_assert_eq!(bytes.len(), engine.snapshot_len());
         let mut restored = Engine::restore(&bytes).expect("a snapshot restores");
         prop_assert_eq!(restored.digest(), engine.digest());
+        prop_assert_eq!(restored.state_digest(), engine.state_digest());
         prop_assert_eq!(restored.snapshot_bytes(), bytes);
         for _ in 0..5 {
             let (now, batch) = workload.batch(30);
@@ -37,6 +38,7 @@ proptest! {
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(restored.digest(), engine.digest());
+        prop_assert_eq!(restored.state_digest(), engine.state_digest());
     }
 
     #[test]

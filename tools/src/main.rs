@@ -1,6 +1,6 @@
-//! The `bursar` command line. Today: `demo`, which drives a durable node (engine behind the WAL,
-//! real fdatasync) through a payment day in a local data directory, restarts it from disk, and
-//! proves the books balance. `start`, `replay` and inspection subcommands arrive with issues 4 and 6.
+//! The `bursar` command line: `start` (the server), `client` (talk to it), `replay`, `statement`
+//! and `log` (audit and inspect a data directory without the server), and `demo` (a payment day
+//! through a durable node, restarted from disk).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,6 +19,7 @@ struct Cli {
     command: Cmd,
 }
 
+mod audit;
 mod client_cmd;
 
 #[derive(Subcommand, Debug)]
@@ -43,6 +44,16 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         snapshot_every_entries: u64,
     },
+    /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
+    /// engine: every checksum, the hash chain, every logged state digest, the invariants after
+    /// every batch; print the state digest, the ledger totals and the trial balance. Read-only.
+    Replay(audit::ReplayArgs),
+    /// An account's statement rebuilt from the log alone: every entry with its counterpart,
+    /// amount, code, user data and running balance.
+    Statement(audit::StatementArgs),
+    /// Inspect the log: dump entries, or print the head (latest sequence number and chain hash).
+    #[command(subcommand)]
+    Log(audit::LogOp),
     /// Run a payment day through a durable node (accounts, transfers, holds captured, released
     /// and expired), every batch fsynced before it applies; restart from disk and check the state
     /// is identical; print throughput, ledger totals and the trial balance.
@@ -73,6 +84,9 @@ fn main() -> Result<()> {
             runtime.block_on(client_cmd::run(args))
         }
         Cmd::Demo { data, accounts, transfers, seed } => demo(data, accounts, transfers, seed),
+        Cmd::Replay(args) => audit::run_replay(args),
+        Cmd::Statement(args) => audit::run_statement(args),
+        Cmd::Log(op) => audit::run_log(op),
     }
 }
 

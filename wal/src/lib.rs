@@ -15,7 +15,7 @@ pub mod storage;
 
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use log::{segment_name, snapshot_name, Wal};
-pub use recovery::{open, verify_log, EntryRef, RecoveryReport};
+pub use recovery::{list_snapshots, open, read_snapshot, verify_log, EntryRef, RecoveryReport};
 pub use storage::{FsStorage, Storage};
 
 /// When appended entries become durable.

@@ -151,12 +151,20 @@ fn scan<S: Storage>(
                             format!("sequence gap: expected {expected}, found {}", h.seq),
                         ));
                     }
-                    if prev.is_some_and(|p| p != h.prev_hash) {
+                    if let Some(p) = prev.filter(|p| *p != h.prev_hash) {
+                        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
                         return Err(corrupt(
                             segment,
                             offset as u64,
                             h.seq,
-                            "hash chain broken: previous-hash field does not match the previous entry",
+                            format!(
+                                "hash chain broken: expected previous-entry hash {} (entry {} as stored), found {} \
+                                 (entry {} was altered, or this entry forged)",
+                                hex(&p),
+                                h.seq - 1,
+                                hex(&h.prev_hash),
+                                h.seq - 1
+                            ),
                         ));
                     }
                     if let Some(empty) = seen_empty_segment {
@@ -421,4 +429,21 @@ pub fn verify_log<S: Storage>(storage: &S, visit: &mut dyn FnMut(EntryRef<'_>) -
         report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, 0));
     }
     Ok(report)
+}
+
+/// Sequence numbers of the snapshot files in the directory, newest first (valid or not).
+pub fn list_snapshots<S: Storage>(storage: &S) -> Result<Vec<u64>, OpenError> {
+    Ok(list(storage)?.1)
+}
+
+/// Reads and checks one snapshot file (checksum, header): its header and payload. It does not
+/// check the snapshot against the log; replay does that by comparing states.
+pub fn read_snapshot<S: Storage>(storage: &S, seq: u64) -> Result<(SnapshotHeader, Vec<u8>), OpenError> {
+    let name = snapshot_name(seq);
+    let contents = storage.read(&name).map_err(|e| io(&name, e))?;
+    match format::decode_snapshot((*contents).as_ref()) {
+        Ok((header, _)) if header.seq != seq => Err(OpenError::Io(format!("{name}: its header names sequence {}", header.seq))),
+        Ok((header, payload)) => Ok((header, payload.to_vec())),
+        Err(why) => Err(OpenError::Io(format!("{name}: {why}"))),
+    }
 }

@@ -50,6 +50,7 @@ pub struct FsStorage {
     files: HashMap<String, Arc<File>>,
     preparing: HashMap<String, JoinHandle<io::Result<()>>>,
     syncer: Option<Syncer>,
+    read_only: bool,
 }
 
 /// A thread that runs fdatasync while the log's thread hashes: one request in flight at a time.
@@ -78,7 +79,24 @@ impl FsStorage {
     /// Uses `dir`, creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         fs::create_dir_all(dir.as_ref())?;
-        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None })
+        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None, read_only: false })
+    }
+
+    /// Uses an existing `dir` for reading only: every write, sync or preparation fails with
+    /// `PermissionDenied`, and nothing in the directory is created, changed or removed. For
+    /// audit and inspection tools, which must be able to run beside a live server.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
+        if !dir.as_ref().is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a directory", dir.as_ref().display())));
+        }
+        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None, read_only: true })
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "this storage was opened read-only"));
+        }
+        Ok(())
     }
 
     /// The directory.
@@ -151,6 +169,7 @@ impl Storage for FsStorage {
     }
 
     fn prepare(&mut self, name: &str, head: &[u8], len: u64) -> io::Result<()> {
+        self.writable()?;
         let (dir, name_owned, head) = (self.dir.clone(), name.to_string(), head.to_vec());
         let handle = std::thread::Builder::new().name("wal-prepare".into()).spawn(move || prepare_file(&dir, &name_owned, &head, len))?;
         self.preparing.insert(name.to_string(), handle);
@@ -175,14 +194,17 @@ impl Storage for FsStorage {
     }
 
     fn write_at(&mut self, name: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.writable()?;
         self.file(name)?.write_all_at(bytes, offset)
     }
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
+        self.writable()?;
         self.file(name)?.sync_data()
     }
 
     fn sync_begin(&mut self, name: &str) -> io::Result<()> {
+        self.writable()?;
         let file = Arc::clone(self.file(name)?);
         if self.syncer.is_none() {
             self.syncer = Some(Syncer::start()?);
@@ -197,6 +219,7 @@ impl Storage for FsStorage {
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.writable()?;
         let tmp = self.dir.join(format!("{name}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;

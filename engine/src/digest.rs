@@ -1,0 +1,196 @@
+//! The state digest: a 32-byte fingerprint of the engine's whole state at O(1) amortized cost per
+//! change, so the server can record it in the log as often as it likes and a replay can check
+//! every recorded value without an O(state) pass.
+//!
+//! The state is a set of items (ledgers, accounts, transfers, hold states, balance-history
+//! entries), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
+//! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers
+//! and history entries are append-only, so settling hashes the ones added since the last
+//! settle; an account or hold that changes is put on a dirty list once (a flag check), and
+//! settling replaces its old term (cached, 16 bytes per account) with the new one. A hot account
+//! changed a thousand times between two checkpoints is hashed once. Linked-chain rollback needs
+//! nothing: it can only remove items added since the last settle, and a dirty item is rehashed
+//! as it is then.
+//!
+//! The 32 bytes are BLAKE3 of the sum, the engine clock and the item counts. Each term depends
+//! only on its item as it is now, so the sum can be recomputed from scratch
+//! ([`Engine::recompute_state_digest`]): `check_invariants` compares the two, and a restored
+//! snapshot's digest is a function of its contents, so "snapshot digest = digest of replaying the
+//! log to the same point" compares states, not bookkeeping.
+//!
+//! What it is for: detecting any divergence between two engines that should agree (the live
+//! server and a replay, a snapshot and the log, two builds), including a flipped bit in memory;
+//! two different states give the same sum with probability about 2^-128. What it is not: a
+//! tamper seal. xxh3 is not cryptographic and the sum is unkeyed, so someone who can choose a
+//! state could construct another with the same digest. Tamper evidence comes from the log's
+//! BLAKE3 hash chain; a snapshot is also compared with the log by the BLAKE3 of its whole
+//! canonical stream ([`Engine::digest`]).
+
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+use crate::id_hash::IdMap;
+use crate::state::{BalanceEntry, Engine, Hold};
+use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
+
+/// Seeds that keep the kinds of items apart.
+mod seed {
+    pub const LEDGER: u64 = 1;
+    pub const ACCOUNT: u64 = 2;
+    pub const TRANSFER: u64 = 3;
+    pub const HOLD: u64 = 4;
+    pub const BALANCE_ENTRY: u64 = 5;
+}
+
+/// The digest's running sum and what has changed since it was settled.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DigestState {
+    /// Wrapping sum of the terms of every settled item.
+    pub(crate) sum: u128,
+    /// Ledgers, transfers and balance entries already in `sum` (a prefix of each vector).
+    ledgers_settled: usize,
+    transfers_settled: usize,
+    history_settled: usize,
+    /// The term each settled account contributes, by account index.
+    account_terms: Vec<u128>,
+    /// Accounts changed since the last settle (each once, see `AccountMeta::digest_dirty`).
+    pub(crate) dirty_accounts: Vec<u32>,
+    /// The term each settled hold contributes, by transfer index.
+    hold_terms: IdMap<u32, u128>,
+    /// Holds inserted or changed since the last settle (repeats are harmless).
+    pub(crate) dirty_holds: Vec<u32>,
+}
+
+fn record_term<R: Record>(record: &R, seed: u64) -> u128 {
+    let mut bytes = [0u8; RECORD_SIZE];
+    record.encode(&mut bytes);
+    xxh3_128_with_seed(&bytes, seed)
+}
+
+fn ledger_term(ledger: &Ledger) -> u128 {
+    record_term(ledger, seed::LEDGER)
+}
+
+fn account_term(account: &Account) -> u128 {
+    record_term(account, seed::ACCOUNT)
+}
+
+fn transfer_term(transfer: &Transfer) -> u128 {
+    record_term(transfer, seed::TRANSFER)
+}
+
+fn hold_term(transfer_id: u128, hold: &Hold) -> u128 {
+    let mut bytes = [0u8; 33];
+    bytes[..16].copy_from_slice(&transfer_id.to_le_bytes());
+    bytes[16] = hold.status as u8;
+    bytes[17..25].copy_from_slice(&hold.expires_at.to_le_bytes());
+    bytes[25..33].copy_from_slice(&hold.resolved_at.to_le_bytes());
+    xxh3_128_with_seed(&bytes, seed::HOLD)
+}
+
+fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
+    let mut bytes = [0u8; 88];
+    bytes[..16].copy_from_slice(&account_id.to_le_bytes());
+    bytes[16..24].copy_from_slice(&entry.timestamp.to_le_bytes());
+    let b = &entry.balances;
+    for (k, v) in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted].into_iter().enumerate() {
+        bytes[24 + 16 * k..40 + 16 * k].copy_from_slice(&v.to_le_bytes());
+    }
+    xxh3_128_with_seed(&bytes, seed::BALANCE_ENTRY)
+}
+
+impl DigestState {
+    /// Folds every change since the last settle into `sum`. Idempotent per dirty item, so a
+    /// repeated entry in a dirty list changes nothing.
+    fn settle(&mut self, engine: &Engine) {
+        for slot in &engine.ledgers[self.ledgers_settled..] {
+            self.sum = self.sum.wrapping_add(ledger_term(&slot.ledger));
+        }
+        self.ledgers_settled = engine.ledgers.len();
+        for transfer in &engine.transfers[self.transfers_settled..] {
+            self.sum = self.sum.wrapping_add(transfer_term(transfer));
+        }
+        self.transfers_settled = engine.transfers.len();
+        for entry in &engine.balance_history[self.history_settled..] {
+            let id = engine.accounts[entry.account as usize].id;
+            self.sum = self.sum.wrapping_add(balance_entry_term(id, entry));
+        }
+        self.history_settled = engine.balance_history.len();
+        assert!(self.account_terms.len() <= engine.accounts.len(), "rollback only removes accounts added since the last settle");
+        self.account_terms.resize(engine.accounts.len(), 0);
+        for &index in &self.dirty_accounts {
+            // An index past the end was an account a failed chain inserted and took back.
+            if let Some(account) = engine.accounts.get(index as usize) {
+                let new = account_term(account);
+                let old = core::mem::replace(&mut self.account_terms[index as usize], new);
+                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+            }
+        }
+        self.dirty_accounts.clear();
+        for &index in &self.dirty_holds {
+            let old = self.hold_terms.remove(&index).unwrap_or(0);
+            let new = match engine.holds.get(&index) {
+                Some(hold) => {
+                    let term = hold_term(engine.transfers[index as usize].id, hold);
+                    self.hold_terms.insert(index, term);
+                    term
+                }
+                None => 0,
+            };
+            self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+        }
+        self.dirty_holds.clear();
+    }
+}
+
+impl Engine {
+    /// The state digest: settles what changed since the last call (amortized O(1) per change),
+    /// then hashes the sum with the clock and the counts. Equal states give equal digests; see
+    /// the module documentation for what it does and does not prove.
+    pub fn state_digest(&mut self) -> [u8; 32] {
+        let mut digest = core::mem::take(&mut self.digest);
+        for &index in &digest.dirty_accounts {
+            if let Some(meta) = self.account_meta.get_mut(index as usize) {
+                meta.digest_dirty = false;
+            }
+        }
+        digest.settle(self);
+        self.digest = digest;
+        finish(self.digest.sum, self)
+    }
+
+    /// The state digest computed from scratch over every item, in O(state): what
+    /// [`Engine::state_digest`] must equal.
+    pub fn recompute_state_digest(&self) -> [u8; 32] {
+        finish(self.recompute_sum(), self)
+    }
+
+    pub(crate) fn recompute_sum(&self) -> u128 {
+        let mut sum = 0u128;
+        let mut add = |term: u128| sum = sum.wrapping_add(term);
+        self.ledgers.iter().for_each(|slot| add(ledger_term(&slot.ledger)));
+        self.accounts.iter().for_each(|a| add(account_term(a)));
+        self.transfers.iter().for_each(|t| add(transfer_term(t)));
+        self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.transfers[index as usize].id, hold)));
+        self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
+        sum
+    }
+
+    /// The digest state as it would be after settling, without changing the engine: O(state)
+    /// for the copy, for `check_invariants`.
+    pub(crate) fn settled_copy(&self) -> DigestState {
+        let mut copy = self.digest.clone();
+        copy.settle(self);
+        copy
+    }
+}
+
+fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"bursar state digest v1\0\0");
+    hasher.update(&sum.to_le_bytes());
+    hasher.update(&engine.timestamp.to_le_bytes());
+    for n in [engine.ledgers.len(), engine.accounts.len(), engine.transfers.len(), engine.holds.len(), engine.balance_history.len()] {
+        hasher.update(&(n as u64).to_le_bytes());
+    }
+    *hasher.finalize().as_bytes()
+}

@@ -1,0 +1,782 @@
+//! Audit and inspection from a data directory alone, without the server and without the
+//! network: `bursar replay` (verify the whole log, rebuild any moment, check every recorded state
+//! digest), `bursar statement` (an account's entries with running balances, rebuilt from the
+//! log), `bursar log dump` and `bursar log head`. The log is opened read-only: these commands
+//! never change a data directory, and they can run beside a live server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bursar_engine::batch::{self, Body};
+use bursar_engine::{transfer_flags as tf, Command, Engine, HoldStatus, Ledger, Limits, ResultCode, Transfer, BATCH_COMMANDS_MAX};
+use bursar_net::node::{check_checkpoint, hex};
+use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::client_cmd::format_minor;
+
+/// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Where the log is.
+#[derive(Args, Debug, Clone)]
+pub struct DataArg {
+    /// The server's data directory (its `log/` holds the segments and snapshots), or the log directory itself.
+    #[arg(long, default_value = "data/server")]
+    pub data: PathBuf,
+}
+
+impl DataArg {
+    fn log_dir(&self) -> PathBuf {
+        let nested = self.data.join("log");
+        if nested.is_dir() {
+            nested
+        } else {
+            self.data.clone()
+        }
+    }
+
+    fn storage(&self) -> Result<FsStorage> {
+        let dir = self.log_dir();
+        FsStorage::open_read_only(&dir).with_context(|| format!("opening {} read-only", dir.display()))
+    }
+}
+
+/// `bursar replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Stop after this sequence number, or at this time (RFC 3339, e.g. 2026-03-31T23:59:59Z, or
+    /// nanoseconds since the epoch with a trailing "ns"). The whole log is verified either way.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Start from a snapshot (the newest at or before --until, or the one at this sequence
+    /// number), after checking that it equals the state replayed from genesis to the same entry.
+    #[arg(long, num_args = 0..=1, default_missing_value = "newest")]
+    pub from_snapshot: Option<String>,
+    /// Compare with a running server: replay to its last entry and compare state digests and chain hashes.
+    #[arg(long)]
+    pub verify_against: Option<SocketAddr>,
+    /// The server's certificate (DER), for --verify-against.
+    #[arg(long, default_value = "data/server/server.crt")]
+    pub cert: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `bursar statement`.
+#[derive(Args, Debug)]
+pub struct StatementArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// The account.
+    #[arg(long)]
+    pub account: u128,
+    /// First moment shown (RFC 3339 or "<n>ns"); earlier entries still count in the running balance.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last moment shown: the log is replayed up to it.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// CSV instead of text.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `bursar log`.
+#[derive(Subcommand, Debug)]
+pub enum LogOp {
+    /// The entries A..B (inclusive) in human-readable form, with each command's result.
+    Dump {
+        #[command(flatten)]
+        data: DataArg,
+        /// A range "A..B", or one sequence number.
+        #[arg(long)]
+        seq: String,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The latest sequence number and chain hash: publish it, and any later rewrite of history is detectable.
+    Head {
+        #[command(flatten)]
+        data: DataArg,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where a replay stops applying entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Every entry.
+    End,
+    /// Entries up to and including this sequence number.
+    Seq(u64),
+    /// Entries stamped at or before this time (ns since the epoch); then holds due by then expire.
+    Time(u64),
+}
+
+/// Parses a moment: RFC 3339 ("2026-03-31T23:59:59Z", fractions allowed) or "<n>ns".
+pub fn parse_time(text: &str) -> Result<u64> {
+    if let Some(ns) = text.strip_suffix("ns") {
+        return ns.parse().with_context(|| format!("{text}: not a number of nanoseconds"));
+    }
+    let at = humantime::parse_rfc3339_weak(text).with_context(|| format!("{text}: not an RFC 3339 time like 2026-03-31T23:59:59Z"))?;
+    let ns = at.duration_since(UNIX_EPOCH).context("a time before 1970")?.as_nanos();
+    u64::try_from(ns).context("a time after 2554")
+}
+
+fn parse_until(text: &str) -> Result<Until> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Until::Seq(text.parse()?));
+    }
+    Ok(Until::Time(parse_time(text)?))
+}
+
+/// A timestamp as RFC 3339 with nanoseconds (UTC).
+pub fn show_time(ns: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
+/// What a replay saw and proved.
+struct Outcome {
+    engine: Engine,
+    report: RecoveryReport,
+    /// The last entry applied, and its chain hash.
+    applied_seq: u64,
+    applied_hash: [u8; 32],
+    batches: u64,
+    commands: u64,
+    commands_ok: u64,
+    checkpoints: u64,
+    snapshot: Option<String>,
+    /// Holds expired by the virtual tick at `--until TIME`.
+    expired_at_until: u32,
+    elapsed: Duration,
+}
+
+/// Something that watches every applied batch (log dump, statements).
+type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) + 'a;
+
+/// Verifies the whole log from genesis and applies it up to `until` into a fresh engine (or a
+/// snapshot checked against genesis), checking the batch invariants after every batch and every
+/// logged checkpoint, then the full invariants at the end.
+fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: bool, observe: &mut Observer<'_>) -> Result<Outcome> {
+    let storage = data.storage()?;
+    let started = Instant::now();
+    let snapshot = match from_snapshot {
+        None => None,
+        Some(which) => {
+            let seqs = bursar_wal::list_snapshots(&storage)?;
+            let seq = match which {
+                "newest" => *seqs
+                    .iter()
+                    .find(|s| match until {
+                        Until::Seq(u) => **s <= u,
+                        _ => true,
+                    })
+                    .context("no snapshot in the data directory")?,
+                n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
+            };
+            let (header, payload) = bursar_wal::read_snapshot(&storage, seq)?;
+            let restored = Engine::restore(&payload).map_err(|e| anyhow::anyhow!("snapshot at {seq}: {e}"))?;
+            Some((header, restored))
+        }
+    };
+    if let (Some((header, _)), Until::Seq(u)) = (&snapshot, until) {
+        if header.seq > u {
+            bail!("the snapshot at {} is after --until {u}", header.seq);
+        }
+    }
+    let bar = if progress { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
+    let mut engine = Engine::new(Limits::default());
+    let mut snapshot = snapshot;
+    let mut snapshot_note = None;
+    let (mut applied_seq, mut applied_hash) = (0u64, bursar_wal::GENESIS_HASH);
+    let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
+    let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
+    let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
+    let mut done = false;
+    let report = bursar_wal::verify_log(&storage, &mut |entry| {
+        if entry.seq % 256 == 0 {
+            bar.set_message(format!("entry {}, {} commands applied", entry.seq, commands_n));
+            bar.tick();
+        }
+        done = done
+            || match until {
+                Until::End => false,
+                Until::Seq(u) => entry.seq > u,
+                Until::Time(t) => entry.timestamp > t,
+            };
+        if done {
+            return Ok(()); // still verified by the scan, not applied
+        }
+        commands.clear();
+        let body = batch::decode_body(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+        match body {
+            Body::Batch { now } => {
+                results.clear();
+                engine.execute(now, &commands, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+                engine.check_batch_invariants(&commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
+                batches += 1;
+                commands_n += commands.len() as u64;
+                ok_n += results.iter().filter(|r| r.is_success()).count() as u64;
+            }
+            Body::Checkpoint(checkpoint) => {
+                check_checkpoint(&mut engine, entry.seq, &checkpoint)?;
+                checkpoints += 1;
+            }
+        }
+        observe(&entry, &body, &commands, &results);
+        (applied_seq, applied_hash) = (entry.seq, entry.hash);
+        if let Some((header, restored)) = snapshot.as_mut().filter(|(h, _)| h.seq == entry.seq) {
+            let seq = header.seq;
+            if header.chain_hash != entry.hash {
+                return Err(format!("snapshot at {seq}: its chain hash differs from the log's entry {seq}"));
+            }
+            if restored.state_digest() != engine.state_digest() || restored.digest() != engine.digest() {
+                return Err(format!("snapshot at {seq}: its state differs from the state replayed from genesis to entry {seq}"));
+            }
+            snapshot_note = Some(format!(
+                "{}: chain hash, state digest and full stream digest equal the genesis replay at entry {seq}; replay went on from the snapshot",
+                bursar_wal::snapshot_name(seq)
+            ));
+            let (_, restored) = snapshot.take().expect("matched above");
+            engine = restored;
+        }
+        Ok(())
+    });
+    bar.finish_and_clear();
+    let report = report.map_err(describe)?;
+    if let Some((header, _)) = snapshot {
+        bail!("snapshot at {}: the log ends at {} before it", header.seq, report.last_seq);
+    }
+    if let Until::Seq(u) = until {
+        if u > report.last_seq {
+            bail!("--until {u}: the log ends at entry {}", report.last_seq);
+        }
+    }
+    let mut expired_at_until = 0;
+    if let Until::Time(t) = until {
+        if t > engine.timestamp() {
+            // The state as of `t`: holds due by then are released, as the server would have.
+            expired_at_until = engine.execute(t, &[], &mut Vec::new()).expect("an empty batch").expired;
+        }
+    }
+    engine.check_invariants().map_err(|e| anyhow::anyhow!("after entry {applied_seq}: invariant broken: {e}"))?;
+    Ok(Outcome {
+        engine,
+        report,
+        applied_seq,
+        applied_hash,
+        batches,
+        commands: commands_n,
+        commands_ok: ok_n,
+        checkpoints,
+        snapshot: snapshot_note,
+        expired_at_until,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Says exactly where a log is broken.
+fn describe(e: OpenError) -> anyhow::Error {
+    match e {
+        OpenError::Corrupt { segment, offset, seq, reason } => {
+            anyhow::anyhow!("LOG BROKEN in {segment} at byte offset {offset}, sequence number {seq}: {reason}")
+        }
+        OpenError::Visitor(why) => anyhow::anyhow!("REPLAY STOPPED: {why}"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn server_status(addr: SocketAddr, cert: &Path) -> Result<bursar_net::protocol::Status> {
+    let der = std::fs::read(cert).with_context(|| format!("reading the server certificate {}", cert.display()))?;
+    let client =
+        bursar_net::client::Client::connect(addr, der.into(), "localhost").await.with_context(|| format!("connecting to {addr}"))?;
+    Ok(client.status().await?)
+}
+
+/// `bursar replay`.
+pub fn run_replay(args: ReplayArgs) -> Result<()> {
+    let mut until = args.until.as_deref().map(parse_until).transpose()?.unwrap_or(Until::End);
+    let server = match args.verify_against {
+        Some(addr) => {
+            if until != Until::End {
+                bail!("--verify-against replays to the server's last entry; leave out --until");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let status = runtime.block_on(server_status(addr, &args.cert))?;
+            until = Until::Seq(status.seq);
+            Some((addr, status))
+        }
+        None => None,
+    };
+    let outcome = replay(&args.data, until, args.from_snapshot.as_deref(), !args.json, &mut |_, _, _, _| {})?;
+    let mut engine = outcome.engine;
+    let digest = engine.state_digest();
+    let verify = server.map(|(addr, status)| {
+        let same = status.state_digest == digest && status.chain_hash == outcome.applied_hash && status.seq == outcome.applied_seq;
+        (addr, status, same)
+    });
+    let secs = outcome.elapsed.as_secs_f64();
+    let ledgers: Vec<Ledger> = engine.ledgers().copied().collect();
+    let totals: Vec<_> = ledgers.iter().filter_map(|l| engine.ledger_totals(l.id)).collect();
+    let balanced = totals.iter().all(|t| t.is_balanced());
+    let report = &outcome.report;
+    if args.json {
+        let ledgers_json: Vec<_> = totals
+            .iter()
+            .map(|t| {
+                json!({
+                    "ledger": t.ledger.id,
+                    "currency": String::from_utf8_lossy(&t.ledger.currency),
+                    "scale": t.ledger.scale,
+                    "accounts": t.accounts,
+                    "debits_posted": t.totals.debits_posted.to_string(),
+                    "credits_posted": t.totals.credits_posted.to_string(),
+                    "debits_pending": t.totals.debits_pending.to_string(),
+                    "credits_pending": t.totals.credits_pending.to_string(),
+                    "balanced": t.is_balanced(),
+                })
+            })
+            .collect();
+        let out = json!({
+            "log_last_seq": report.last_seq,
+            "log_last_hash": hex(&report.last_hash),
+            "log_bytes_verified": report.bytes_verified,
+            "torn_tail": report.truncated.as_ref().map(|t| json!({"segment": t.0, "offset": t.1, "seq": t.2})),
+            "applied_seq": outcome.applied_seq,
+            "applied_hash": hex(&outcome.applied_hash),
+            "clock": engine.timestamp(),
+            "batches": outcome.batches,
+            "commands": outcome.commands,
+            "commands_ok": outcome.commands_ok,
+            "checkpoints_checked": outcome.checkpoints,
+            "expired_at_until": outcome.expired_at_until,
+            "snapshot": outcome.snapshot,
+            "state_digest": hex(&digest),
+            "seconds": secs,
+            "commands_per_second": outcome.commands as f64 / secs,
+            "ledgers": ledgers_json,
+            "balanced": balanced,
+            "verify_against": verify.as_ref().map(|(addr, s, same)| json!({
+                "addr": addr.to_string(), "seq": s.seq, "state_digest": hex(&s.state_digest), "chain_hash": hex(&s.chain_hash), "equal": same,
+            })),
+        });
+        out!("{out}");
+    } else {
+        out!("bursar replay: {}", args.data.log_dir().display());
+        out!(
+            "  log           entries 1..{} verified from genesis (CRC32C, sequence, BLAKE3 chain), {:.1} MB",
+            report.last_seq,
+            report.bytes_verified as f64 / 1e6
+        );
+        if let Some(t) = &report.truncated {
+            out!(
+                "  torn tail     {} at offset {}: entry {} onwards unsynced or torn (left as is; the server cuts it on start)",
+                t.0,
+                t.1,
+                t.2
+            );
+        }
+        out!(
+            "  applied       entries 1..{}: {} batches, {} commands ({} ok), invariants after every batch, full audit at the end",
+            outcome.applied_seq,
+            outcome.batches,
+            outcome.commands,
+            outcome.commands_ok
+        );
+        out!("  checkpoints   {} logged state digests equal the replayed state", outcome.checkpoints);
+        if let Until::Time(t) = until {
+            out!("  as of         {} ({} holds due by then released)", show_time(t), outcome.expired_at_until);
+        }
+        if let Some(note) = &outcome.snapshot {
+            out!("  snapshot      {note}");
+        }
+        out!(
+            "  speed         {:.2} s: {:.2} M commands/s, {:.0} MB/s of log",
+            secs,
+            outcome.commands as f64 / secs / 1e6,
+            report.bytes_verified as f64 / secs / 1e6
+        );
+        out!("  head          entry {} chain hash {}", outcome.applied_seq, hex(&outcome.applied_hash));
+        out!("  state digest  {}", hex(&digest));
+        for t in &totals {
+            let l = &t.ledger;
+            out!(
+                "  ledger {:<6} {} accounts; posted debits {} credits {}; pending debits {} credits {}: {}",
+                l.id,
+                t.accounts,
+                format_minor(t.totals.debits_posted, l),
+                format_minor(t.totals.credits_posted, l),
+                format_minor(t.totals.debits_pending, l),
+                format_minor(t.totals.credits_pending, l),
+                if t.is_balanced() { "balanced" } else { "NOT BALANCED" }
+            );
+        }
+        out!("  trial balance {}", if balanced { "balanced" } else { "NOT BALANCED" });
+        if let Some((addr, status, same)) = &verify {
+            out!(
+                "  server        {addr} at entry {}: state digest {}, chain hash {}: {}",
+                status.seq,
+                hex(&status.state_digest),
+                hex(&status.chain_hash),
+                if *same { "EQUAL to the replay" } else { "DIFFERENT from the replay" }
+            );
+        }
+    }
+    if !balanced {
+        bail!("the trial balance does not balance");
+    }
+    if let Some((addr, status, false)) = verify {
+        bail!(
+            "the server at {addr} differs from the replay at entry {}: server digest {} chain {}, replay digest {} chain {}",
+            status.seq,
+            hex(&status.state_digest),
+            hex(&status.chain_hash),
+            hex(&digest),
+            hex(&outcome.applied_hash)
+        );
+    }
+    Ok(())
+}
+
+/// One line of a statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementLine {
+    /// When it happened (ns).
+    pub timestamp: u64,
+    /// The transfer (for an expiry: the hold).
+    pub transfer_id: u128,
+    /// transfer, hold, capture, release or expiry.
+    pub kind: &'static str,
+    /// The other account.
+    pub counterpart: u128,
+    /// Signed change of the posted balance (credits minus debits), minor units.
+    pub posted_change: i128,
+    /// Signed change of the pending balance (pending credits minus pending debits).
+    pub pending_change: i128,
+    /// The transfer's code and user data.
+    pub code: u16,
+    /// Opaque client data.
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// Posted balance (credits minus debits) after the line.
+    pub balance: i128,
+    /// Pending balance (pending credits minus pending debits) after the line.
+    pub pending: i128,
+}
+
+/// Builds an account's statement from a replayed engine: every transfer on it and every hold of
+/// its that expired, oldest first, with running balances. The closing balances are checked
+/// against the account record, so a statement that does not add up is an error, never printed.
+pub fn build_statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>> {
+    let account = *engine.account(account_id).with_context(|| format!("account {account_id} does not exist at that point"))?;
+    let mut events: Vec<StatementLine> = Vec::new();
+    let signed = |v: u128| i128::try_from(v).context("an amount beyond i128");
+    for t in engine.account_transfers_all(account_id) {
+        let credited = t.credit_account_id == account_id;
+        let sign = if credited { 1 } else { -1 };
+        let counterpart = if credited { t.debit_account_id } else { t.credit_account_id };
+        let line = |kind, posted: i128, pending: i128| StatementLine {
+            timestamp: t.timestamp,
+            transfer_id: t.id,
+            kind,
+            counterpart,
+            posted_change: posted,
+            pending_change: pending,
+            code: t.code,
+            user_data_128: t.user_data_128,
+            user_data_64: t.user_data_64,
+            user_data_32: t.user_data_32,
+            balance: 0,
+            pending: 0,
+        };
+        if t.flags & tf::PENDING != 0 {
+            events.push(line("hold", 0, sign * signed(t.amount)?));
+            if let Some(hold) = engine.hold(t.id).filter(|h| h.status == HoldStatus::Expired) {
+                let mut expiry = line("expiry", 0, -sign * signed(t.amount)?);
+                expiry.timestamp = hold.resolved_at;
+                events.push(expiry);
+            }
+        } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
+            let held: Transfer = *engine.transfer(t.pending_id).context("a capture or release names a missing hold")?;
+            if t.flags & tf::POST_PENDING != 0 {
+                events.push(line("capture", sign * signed(t.amount)?, -sign * signed(held.amount)?));
+            } else {
+                events.push(line("release", 0, -sign * signed(held.amount)?));
+            }
+        } else {
+            events.push(line("transfer", sign * signed(t.amount)?, 0));
+        }
+    }
+    events.sort_by_key(|e| e.timestamp);
+    let (mut balance, mut pending) = (0i128, 0i128);
+    for e in &mut events {
+        balance += e.posted_change;
+        pending += e.pending_change;
+        e.balance = balance;
+        e.pending = pending;
+    }
+    let want_balance = signed(account.credits_posted)? - signed(account.debits_posted)?;
+    let want_pending = signed(account.credits_pending)? - signed(account.debits_pending)?;
+    if (balance, pending) != (want_balance, want_pending) {
+        bail!("the statement of account {account_id} ends at {balance}/{pending} but the account holds {want_balance}/{want_pending}");
+    }
+    Ok(events)
+}
+
+fn format_signed(v: i128, ledger: &Ledger) -> String {
+    let text = format_minor(v.unsigned_abs(), ledger);
+    if v < 0 {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+/// `bursar statement`.
+pub fn run_statement(args: StatementArgs) -> Result<()> {
+    let to = args.to.as_deref().map(parse_time).transpose()?;
+    let from = args.from.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let until = to.map_or(Until::End, Until::Time);
+    let outcome = replay(&args.data, until, None, !(args.json || args.csv), &mut |_, _, _, _| {})?;
+    let engine = &outcome.engine;
+    let lines = build_statement(engine, args.account)?;
+    let account = engine.account(args.account).expect("build_statement found it");
+    let ledger = *engine.ledger(account.ledger).context("the account's ledger")?;
+    let currency = String::from_utf8_lossy(&ledger.currency).to_string();
+    let shown = lines.iter().filter(|l| l.timestamp >= from);
+    if args.csv {
+        out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending");
+        let plain = Ledger { currency: *b"   ", ..ledger };
+        let num = |v: i128| format_signed(v, &plain).trim_end().to_string();
+        for l in shown {
+            out!(
+                "{},{},{},{},{},{},{currency},{},{},{},{},{},{}",
+                show_time(l.timestamp),
+                l.transfer_id,
+                l.kind,
+                l.counterpart,
+                num(l.posted_change),
+                num(l.pending_change),
+                l.code,
+                l.user_data_128,
+                l.user_data_64,
+                l.user_data_32,
+                num(l.balance),
+                num(l.pending)
+            );
+        }
+    } else if args.json {
+        for l in shown {
+            let line = json!({
+                "timestamp": l.timestamp, "time": show_time(l.timestamp), "transfer_id": l.transfer_id.to_string(), "kind": l.kind,
+                "counterpart": l.counterpart.to_string(), "amount": format_signed(l.posted_change, &ledger),
+                "pending_change": format_signed(l.pending_change, &ledger), "code": l.code,
+                "user_data_128": l.user_data_128.to_string(), "user_data_64": l.user_data_64, "user_data_32": l.user_data_32,
+                "balance": format_signed(l.balance, &ledger), "pending": format_signed(l.pending, &ledger),
+            });
+            out!("{line}");
+        }
+    } else {
+        out!(
+            "statement of account {} ({currency}, ledger {}), rebuilt from the log up to entry {}",
+            args.account,
+            ledger.id,
+            outcome.applied_seq
+        );
+        out!(
+            "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
+            "time",
+            "transfer",
+            "kind",
+            "counterpart",
+            "amount",
+            "pending",
+            "code",
+            "balance"
+        );
+        for l in shown {
+            out!(
+                "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
+                show_time(l.timestamp),
+                l.transfer_id,
+                l.kind,
+                l.counterpart,
+                format_signed(l.posted_change, &ledger),
+                format_signed(l.pending_change, &ledger),
+                l.code,
+                format_signed(l.balance, &ledger)
+            );
+        }
+        let last = lines.last();
+        out!(
+            "closing balance {} (pending {}), equal to the account record",
+            format_signed(last.map_or(0, |l| l.balance), &ledger),
+            format_signed(last.map_or(0, |l| l.pending), &ledger)
+        );
+    }
+    Ok(())
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64)> {
+    let (a, b) = match text.split_once("..") {
+        Some((a, b)) => (a.trim().parse()?, b.trim().parse()?),
+        None => {
+            let n = text.trim().parse()?;
+            (n, n)
+        }
+    };
+    if a == 0 || b < a {
+        bail!("--seq {text}: a range A..B with 1 <= A <= B");
+    }
+    Ok((a, b))
+}
+
+/// A command in one line.
+fn describe_command(c: &Command) -> String {
+    match c {
+        Command::CreateLedger(l) => format!(
+            "create_ledger id={} currency={} scale={} settlement={} code={} flags={:#x}",
+            l.id,
+            String::from_utf8_lossy(&l.currency),
+            l.scale,
+            l.settlement_account_id,
+            l.settlement_account_code,
+            l.flags
+        ),
+        Command::CreateAccount(a) => {
+            format!("create_account id={} ledger={} code={} flags={:#x} user_data_128={}", a.id, a.ledger, a.code, a.flags, a.user_data_128)
+        }
+        Command::Transfer(t) | Command::Debit(t) | Command::Credit(t) | Command::Hold(t) | Command::Capture(t) | Command::Release(t) => {
+            format!(
+                "{} id={} debit={} credit={} amount={} pending_id={} ledger={} code={} flags={:#x} timeout={}s user_data_128={}",
+                format!("{:?}", c.kind()).to_lowercase(),
+                t.id,
+                t.debit_account_id,
+                t.credit_account_id,
+                t.amount,
+                t.pending_id,
+                t.ledger,
+                t.code,
+                t.flags,
+                t.timeout,
+                t.user_data_128
+            )
+        }
+        Command::Freeze(a) | Command::Thaw(a) | Command::Close(a) => {
+            format!("{} account={} flags={:#x}", format!("{:?}", c.kind()).to_lowercase(), a.account_id, a.flags)
+        }
+    }
+}
+
+/// `bursar log dump` and `bursar log head`.
+pub fn run_log(op: LogOp) -> Result<()> {
+    match op {
+        LogOp::Dump { data, seq, json } => {
+            let (a, b) = parse_range(&seq)?;
+            let mut observe = |entry: &EntryRef<'_>, body: &Body, commands: &[Command], results: &[ResultCode]| {
+                if entry.seq < a {
+                    return;
+                }
+                let place = format!("{} @{}", bursar_wal::segment_name(entry.segment), entry.offset);
+                match body {
+                    Body::Batch { now } if json => {
+                        let cmds: Vec<_> = commands
+                            .iter()
+                            .zip(results)
+                            .map(|(c, r)| json!({"command": describe_command(c), "result": r.name()}))
+                            .collect();
+                        out!(
+                            "{}",
+                            json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "batch", "now": now, "commands": cmds})
+                        );
+                    }
+                    Body::Batch { now } => {
+                        let what = if commands.is_empty() { "clock tick".to_string() } else { format!("batch of {}", commands.len()) };
+                        out!(
+                            "entry {} at {} ({place}) {what}, now {}, hash {}",
+                            entry.seq,
+                            show_time(entry.timestamp),
+                            show_time(*now),
+                            hex(&entry.hash)
+                        );
+                        for (k, (c, r)) in commands.iter().zip(results).enumerate() {
+                            out!("  [{k}] {} -> {}", describe_command(c), r.name());
+                        }
+                    }
+                    Body::Checkpoint(cp) if json => out!(
+                        "{}",
+                        json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "checkpoint", "clock": cp.clock, "state_digest": hex(&cp.digest)})
+                    ),
+                    Body::Checkpoint(cp) => out!(
+                        "entry {} at {} ({place}) checkpoint: state digest {} at clock {} (checked), hash {}",
+                        entry.seq,
+                        show_time(entry.timestamp),
+                        hex(&cp.digest),
+                        cp.clock,
+                        hex(&entry.hash)
+                    ),
+                }
+            };
+            let outcome = replay(&data, Until::Seq(b), None, false, &mut observe)?;
+            if outcome.applied_seq < b {
+                bail!("the log ends at entry {}", outcome.applied_seq);
+            }
+            Ok(())
+        }
+        LogOp::Head { data, json } => {
+            let storage = data.storage()?;
+            let mut last_timestamp = 0;
+            let report = bursar_wal::verify_log(&storage, &mut |entry| {
+                last_timestamp = entry.timestamp;
+                Ok(())
+            })
+            .map_err(describe)?;
+            let newest_snapshot = bursar_wal::list_snapshots(&storage)?.first().copied();
+            if json {
+                out!(
+                    "{}",
+                    json!({
+                        "seq": report.last_seq, "chain_hash": hex(&report.last_hash), "timestamp": last_timestamp,
+                        "bytes": report.bytes_verified, "newest_snapshot": newest_snapshot,
+                        "torn_tail": report.truncated.as_ref().map(|t| json!({"segment": t.0, "offset": t.1, "seq": t.2})),
+                    })
+                );
+            } else {
+                out!("entry {} at {}", report.last_seq, show_time(last_timestamp));
+                out!("chain hash {}", hex(&report.last_hash));
+                out!("verified: every entry's checksum and the hash chain from genesis ({:.1} MB)", report.bytes_verified as f64 / 1e6);
+                if let Some(seq) = newest_snapshot {
+                    out!("newest snapshot at entry {seq}");
+                }
+                if let Some(t) = &report.truncated {
+                    out!("torn tail in {} at offset {} (entry {} onwards was not synced)", t.0, t.1, t.2);
+                }
+            }
+            Ok(())
+        }
+    }
+}
