@@ -171,6 +171,22 @@ struct Outcome {
     elapsed: Duration,
 }
 
+/// The most transfers a replay reserves room for up front.
+const RESERVE_TRANSFERS_MAX: usize = 64 << 20;
+
+/// What the verifying thread hands the applying one.
+struct OwnedEntry {
+    seq: u64,
+    timestamp: u64,
+    hash: [u8; 32],
+    segment: u64,
+    offset: u64,
+    body: Vec<u8>,
+}
+
+/// The verifier's reason to stop when the applier has already failed (never reported).
+const APPLY_STOPPED: &str = "the replay stopped";
+
 /// Something that watches every applied batch (log dump, statements).
 type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) + 'a;
 
@@ -207,26 +223,59 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     let bar = if progress { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
     let mut engine = Engine::new(Limits::default());
+    // Room for about as many transfers as the segments can hold (a command takes at least 129
+    // log bytes), so the tables do not grow and rehash on the way: virtual memory only.
+    let segment_bytes: u64 = std::fs::read_dir(data.log_dir())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("wal-") && n.ends_with(".seg")))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    engine.reserve(0, ((segment_bytes / 129) as usize).min(RESERVE_TRANSFERS_MAX));
     let mut snapshot = snapshot;
     let mut snapshot_note = None;
     let (mut applied_seq, mut applied_hash) = (0u64, bursar_wal::GENESIS_HASH);
     let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
     let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
     let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
-    let mut done = false;
-    let report = bursar_wal::verify_log(&storage, &mut |entry| {
+    // Two threads, one per core: this one applies while the other verifies checksums and the
+    // hash chain (and scans the zero-filled tail) ahead of it, handing over owned entries.
+    let (entries, inbox) = crossbeam_channel::bounded::<OwnedEntry>(64);
+    let verifier = std::thread::Builder::new().name("verify".into()).spawn(move || {
+        let mut done = false;
+        bursar_wal::verify_log(&storage, &mut |entry| {
+            done = done
+                || match until {
+                    Until::End => false,
+                    Until::Seq(u) => entry.seq > u,
+                    Until::Time(t) => entry.timestamp > t,
+                };
+            if done {
+                return Ok(()); // still verified, not applied
+            }
+            let owned = OwnedEntry {
+                seq: entry.seq,
+                timestamp: entry.timestamp,
+                hash: entry.hash,
+                segment: entry.segment,
+                offset: entry.offset,
+                body: entry.body.to_vec(),
+            };
+            entries.send(owned).map_err(|_| APPLY_STOPPED.to_string())
+        })
+    })?;
+    let mut apply = |owned: &OwnedEntry| -> Result<(), String> {
+        let entry = EntryRef {
+            seq: owned.seq,
+            timestamp: owned.timestamp,
+            body: &owned.body,
+            hash: owned.hash,
+            segment: owned.segment,
+            offset: owned.offset,
+        };
         if entry.seq % 256 == 0 {
             bar.set_message(format!("entry {}, {} commands applied", entry.seq, commands_n));
             bar.tick();
-        }
-        done = done
-            || match until {
-                Until::End => false,
-                Until::Seq(u) => entry.seq > u,
-                Until::Time(t) => entry.timestamp > t,
-            };
-        if done {
-            return Ok(()); // still verified by the scan, not applied
         }
         commands.clear();
         let body = batch::decode_body(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))?;
@@ -262,9 +311,19 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             engine = restored;
         }
         Ok(())
-    });
+    };
+    let mut applied = Ok(());
+    for owned in inbox.iter() {
+        applied = apply(&owned);
+        if applied.is_err() {
+            break; // dropping the inbox stops the verifier
+        }
+    }
+    drop(inbox);
     bar.finish_and_clear();
-    let report = report.map_err(describe)?;
+    let verified = verifier.join().map_err(|_| anyhow::anyhow!("the verifying thread panicked"))?;
+    applied.map_err(|why| anyhow::anyhow!("REPLAY STOPPED: {why}"))?;
+    let report = verified.map_err(describe)?;
     if let Some((header, _)) = snapshot {
         bail!("snapshot at {}: the log ends at {} before it", header.seq, report.last_seq);
     }

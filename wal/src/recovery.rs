@@ -87,7 +87,19 @@ fn io(what: &str, e: std::io::Error) -> OpenError {
 
 /// Index of the last non-zero byte, if any.
 fn last_nonzero(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|b| *b != 0)
+    // Whole blocks first: an OR over 4 KiB compiles to wide vector loads, so the zero-filled
+    // rest of a 256 MiB segment is cleared at memory speed instead of byte by byte.
+    const BLOCK_BYTES: usize = 4096;
+    let mut end = bytes.len();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK_BYTES);
+        let block = &bytes[start..end];
+        if block.iter().fold(0u8, |acc, b| acc | b) != 0 {
+            return block.iter().rposition(|b| *b != 0).map(|i| start + i);
+        }
+        end = start;
+    }
+    None
 }
 
 /// Segment indexes (contiguous from 0) and snapshot sequence numbers (newest first) in storage.
@@ -445,5 +457,22 @@ pub fn read_snapshot<S: Storage>(storage: &S, seq: u64) -> Result<(SnapshotHeade
         Ok((header, _)) if header.seq != seq => Err(OpenError::Io(format!("{name}: its header names sequence {}", header.seq))),
         Ok((header, payload)) => Ok((header, payload.to_vec())),
         Err(why) => Err(OpenError::Io(format!("{name}: {why}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_nonzero;
+
+    #[test]
+    fn last_nonzero_finds_the_last_set_byte_across_blocks() {
+        for len in [0usize, 1, 4095, 4096, 4097, 10_000] {
+            let mut bytes = vec![0u8; len];
+            assert_eq!(last_nonzero(&bytes), None);
+            for at in [0, len / 3, len.saturating_sub(1)].into_iter().filter(|at| *at < len) {
+                bytes[at] = 7;
+                assert_eq!(last_nonzero(&bytes), bytes.iter().rposition(|b| *b != 0));
+            }
+        }
     }
 }
