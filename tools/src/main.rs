@@ -43,6 +43,10 @@ enum Cmd {
         /// while it is written; see bench/README.md.
         #[arg(long, default_value_t = 0)]
         snapshot_every_entries: u64,
+        /// Log the state digest every N entries (and before every snapshot), for `bursar replay`
+        /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.
+        #[arg(long, default_value_t = bursar_net::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT)]
+        checkpoint_every_entries: u64,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -76,8 +80,8 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start { data, listen, client_ca, snapshot_every_entries } => {
-            start(&data, listen, client_ca.as_deref(), snapshot_every_entries)
+        Cmd::Start { data, listen, client_ca, snapshot_every_entries, checkpoint_every_entries } => {
+            start(&data, listen, client_ca.as_deref(), snapshot_every_entries, checkpoint_every_entries)
         }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -93,10 +97,17 @@ fn main() -> Result<()> {
 const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 
-fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, snapshot_every_entries: u64) -> Result<()> {
+fn start(
+    data: &Path,
+    listen: std::net::SocketAddr,
+    client_ca: Option<&Path>,
+    snapshot_every_entries: u64,
+    checkpoint_every_entries: u64,
+) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
-    let (node, report) = open_node(&data.join("log"))?;
+    let (mut node, report) = open_node(&data.join("log"))?;
+    node.set_checkpoint_every_entries(checkpoint_every_entries);
     println!(
         "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
         data.display(),

@@ -256,7 +256,7 @@ fn a_checkpoint_the_replay_does_not_reach_stops_it_with_the_sequence_number() {
 /// Starts the server binary on an ephemeral loopback port.
 fn start(dir: &Path) -> (std::process::Child, SocketAddr) {
     let mut child = Process::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["start", "--listen", "127.0.0.1:0", "--data"])
+        .args(["start", "--listen", "127.0.0.1:0", "--checkpoint-every-entries", "4", "--data"])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -294,6 +294,8 @@ async fn a_live_server_and_the_replay_agree_and_statements_match_its_balances() 
     let said = text(&verify);
     assert!(verify.status.success(), "{said}");
     assert!(said.contains("EQUAL to the replay"), "{said}");
+    // The server logged a checkpoint every 4 entries and the replay checked each one.
+    assert!(said.contains("  checkpoints   8 logged state digests equal the replayed state"), "{said}");
 
     for account in [1u128, 2, 7] {
         let statement = bursar(&["statement", "--account", &account.to_string(), "--json"], &dir);
