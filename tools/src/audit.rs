@@ -19,14 +19,6 @@ use serde_json::json;
 
 use crate::client_cmd::format_minor;
 
-/// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 /// Where the log is.
 #[derive(Args, Debug, Clone)]
 pub struct DataArg {

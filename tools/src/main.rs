@@ -19,6 +19,15 @@ struct Cli {
     command: Cmd,
 }
 
+/// Prints a line to stdout; a closed pipe (`| head`, a supervisor that stopped reading) ends the
+/// output quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod audit;
 mod client_cmd;
 
@@ -108,7 +117,7 @@ fn start(
     let started = Instant::now();
     let (mut node, report) = open_node(&data.join("log"))?;
     node.set_checkpoint_every_entries(checkpoint_every_entries);
-    println!(
+    out!(
         "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
         data.display(),
         started.elapsed().as_secs_f64() * 1e3,
@@ -132,17 +141,17 @@ fn start(
         let limits = server::ServerLimits::default();
         let endpoint = server::bind(listen, tls::server_config_with(&identity, client_ca.as_ref()).map_err(anyhow::Error::msg)?, limits)?;
         if client_ca.is_some() {
-            println!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
+            out!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
         }
-        println!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
-        println!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
+        out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
+        out!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
         server::serve(endpoint, handle, limits, shutdown_signal()).await;
-        println!("bursar: stopping: finishing accepted requests and taking a snapshot");
+        out!("bursar: stopping: finishing accepted requests and taking a snapshot");
         let node =
             tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("the sequencer thread panicked"))?;
         node.map_err(anyhow::Error::msg)
     })?;
-    println!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
+    out!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
     Ok(())
 }
 
@@ -309,8 +318,8 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
         flags: filter_flags::DEBITS | filter_flags::CREDITS | filter_flags::REVERSED,
         ..Default::default()
     });
-    println!("bursar demo: {accounts} accounts, {} transfers applied, {rejected} rejected (insufficient funds)", applied);
-    println!(
+    out!("bursar demo: {accounts} accounts, {} transfers applied, {rejected} rejected (insufficient funds)", applied);
+    out!(
         "  durable rate    {:.2} M transfers/s: each batch of up to {BATCH_COMMANDS_MAX} logged and fdatasynced before it applied ({syncs} log entries in {})",
         applied as f64 / elapsed.as_secs_f64() / 1e6,
         dir.display()
@@ -318,26 +327,31 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
     if !expired {
         bail!("the 30 s hold did not expire");
     }
-    println!("  holds           captured 19.99 of 25.00 EUR, released one, one expired after 30 s");
-    println!(
+    out!("  holds           captured 19.99 of 25.00 EUR, released one, one expired after 30 s");
+    out!(
         "  restart         snapshot at entry {snapshot_seq} written and reopened from disk in {:.0} ms ({} entries replayed after it); state digest identical",
         restarted.as_secs_f64() * 1e3,
         report.entries_replayed
     );
-    println!(
+    out!(
         "  ledger EUR      posted {} / {} (debits / credits, minor units), pending {}",
-        totals.totals.debits_posted, totals.totals.credits_posted, totals.totals.debits_pending
+        totals.totals.debits_posted,
+        totals.totals.credits_posted,
+        totals.totals.debits_pending
     );
     for code in &totals.by_code {
-        println!(
+        out!(
             "    code {:>4}     {} accounts, credits posted {}, debits posted {}",
-            code.code, code.accounts, code.totals.credits_posted, code.totals.debits_posted
+            code.code,
+            code.accounts,
+            code.totals.credits_posted,
+            code.totals.debits_posted
         );
     }
-    println!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
-    println!("  account 1       last {} entries: {:?}", statement.len(), statement.iter().map(|t| t.amount).collect::<Vec<_>>());
+    out!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
+    out!("  account 1       last {} entries: {:?}", statement.len(), statement.iter().map(|t| t.amount).collect::<Vec<_>>());
     engine.check_invariants().map_err(anyhow::Error::msg).context("invariants")?;
-    println!("  invariants      checked; state digest {}", hex(&engine.digest()));
+    out!("  invariants      checked; state digest {}", hex(&engine.digest()));
     if !totals.is_balanced() {
         bail!("the ledger does not balance");
     }
