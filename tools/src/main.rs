@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use bursar_engine::Limits;
 use bursar_engine::{account_flags, filter_flags, Account, AccountFilter, Command, Ledger, ResultCode, Transfer, BATCH_COMMANDS_MAX};
+use bursar_net::node::hex;
 use bursar_net::Node;
 use bursar_wal::{FsStorage, WalConfig};
 use clap::{Parser, Subcommand};
@@ -363,8 +364,4 @@ fn ensure_ok(results: &[ResultCode], what: &str) -> Result<()> {
         Some(code) => bail!("{what}: {code} ({})", code.meaning()),
         None => Ok(()),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,10 +5,11 @@
 //! server, the replayed digest equals the server's and a statement rebuilt from the log equals
 //! the balances the server reports.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Output, Stdio};
+use std::process::{Command as Process, Output};
 
 use bursar_engine::batch::{self, Checkpoint};
 use bursar_engine::{Account, Command, Ledger, Limits, ResultCode, Transfer};
@@ -255,22 +256,7 @@ fn a_checkpoint_the_replay_does_not_reach_stops_it_with_the_sequence_number() {
 
 /// Starts the server binary on an ephemeral loopback port.
 fn start(dir: &Path) -> (std::process::Child, SocketAddr) {
-    let mut child = Process::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["start", "--listen", "127.0.0.1:0", "--checkpoint-every-entries", "4", "--data"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server prints its address").expect("read");
-        if let Some(rest) = line.strip_prefix("bursar: listening on ") {
-            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    common::start_server(env!("CARGO_BIN_EXE_bursar"), dir, &["--checkpoint-every-entries", "4"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

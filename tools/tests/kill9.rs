@@ -4,10 +4,11 @@
 //! `exists` (never a second movement), and that every balance equals exactly one application of
 //! each transfer that exists. Several seeds in CI; more: `KILL9_SEEDS=20 cargo test -p bursar --test kill9`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Command as Process;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,25 +18,9 @@ use bursar_net::client::Client;
 const ACCOUNTS: u128 = 20;
 const TRANSFERS_PER_REQUEST: u128 = 100;
 
-/// Starts the server binary on an ephemeral loopback port and returns it with its address.
-fn start(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Process::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["start", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server prints its address").expect("read");
-        if let Some(rest) = line.strip_prefix("bursar: listening on ") {
-            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
-        }
-    };
-    // Keep draining its output so the pipe never fills.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+/// Starts the server binary on an ephemeral loopback port.
+fn start(dir: &Path) -> (std::process::Child, SocketAddr) {
+    common::start_server(env!("CARGO_BIN_EXE_bursar"), dir, &[])
 }
 
 fn transfer(id: u128, amount: u128) -> Command {

@@ -1,0 +1,29 @@
+//! Shared by the tools' integration tests: start the real server binary on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+
+/// Starts `bursar start` on an ephemeral loopback port with `extra` arguments and returns it with
+/// its address; its output keeps being drained so the pipe never fills.
+pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Process::new(bin)
+        .args(["start", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its address").expect("read");
+        if let Some(rest) = line.strip_prefix("bursar: listening on ") {
+            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
