@@ -14,10 +14,10 @@ const TRANSFERS_PER_ENGINE_MAX: usize = 4 << 20;
 const BATCHES_PREBUILT: usize = 32;
 
 fn choices() -> [(&'static str, Choice); 2] {
-    [("uniform", Choice::Uniform), ("hot", Choice::Hot { hot: 8 })]
+    [("uniform", Choice::Uniform), ("hot", Choice::Hot { hot: 8, percent: 50 })]
 }
 
-type BatchBuilder = fn(&mut Rng, u64, Choice, u128, usize) -> Vec<Command>;
+type BatchBuilder = fn(&mut Rng, u64, &Choice, u128, usize) -> Vec<Command>;
 
 /// Gives a prebuilt batch fresh ids (captures keep pointing at their holds).
 fn renumber(template: &[Command], first_id: u128) -> Vec<Command> {
@@ -49,7 +49,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(accounts: u64, choice: Choice, build: BatchBuilder, subject: Subject) -> Bench {
+    fn new(accounts: u64, choice: &Choice, build: BatchBuilder, subject: Subject) -> Bench {
         let mut rng = Rng(accounts ^ 0x5eed);
         let templates = (0..BATCHES_PREBUILT).map(|_| build(&mut rng, accounts, choice, 0, BATCH_COMMANDS_MAX)).collect();
         Bench { accounts, templates, subject, next_id: 1 << 64, now: 1 << 40 }
@@ -106,7 +106,7 @@ fn apply(c: &mut Criterion) {
                 ("naive_hashmap_transfers", transfer_batch, Subject::Naive(None)),
             ];
             for (case, build, subject) in cases {
-                let mut bench = Bench::new(accounts, choice, build, subject);
+                let mut bench = Bench::new(accounts, &choice, build, subject);
                 group.bench_function(BenchmarkId::new(case, &id), |b| b.iter_custom(|iters| bench.time(iters)));
             }
         }

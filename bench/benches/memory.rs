@@ -24,7 +24,7 @@ fn main() {
     let mut now = 1u64 << 40;
     let mut id = 1u128 << 64;
     while engine.transfers().len() < TRANSFERS {
-        let batch = transfer_batch(&mut rng, ACCOUNTS, Choice::Uniform, id, BATCH_COMMANDS_MAX);
+        let batch = transfer_batch(&mut rng, ACCOUNTS, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
         id += BATCH_COMMANDS_MAX as u128;
         now += 1_000_000;
         results.clear();

@@ -31,7 +31,9 @@ fn workload(transfers: u64, first_id: u128) -> Vec<Vec<Command>> {
     let mut rng = Rng(7);
     let batches = transfers.div_ceil(BATCH_COMMANDS_MAX as u64);
     (0..batches)
-        .map(|b| transfer_batch(&mut rng, ACCOUNTS, Choice::Uniform, first_id + b as u128 * BATCH_COMMANDS_MAX as u128, BATCH_COMMANDS_MAX))
+        .map(|b| {
+            transfer_batch(&mut rng, ACCOUNTS, &Choice::Uniform, first_id + b as u128 * BATCH_COMMANDS_MAX as u128, BATCH_COMMANDS_MAX)
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@ fn main() {
     let mut engine = engine_with_accounts(accounts, batches * BATCH_COMMANDS_MAX);
     let mut rng = Rng(1);
     let prepared: Vec<_> = (0..batches)
-        .map(|b| transfer_batch(&mut rng, accounts, Choice::Uniform, (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128, BATCH_COMMANDS_MAX))
+        .map(|b| transfer_batch(&mut rng, accounts, &Choice::Uniform, (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128, BATCH_COMMANDS_MAX))
         .collect();
     let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
     let mut times = Vec::with_capacity(batches);

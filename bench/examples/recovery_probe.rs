@@ -42,7 +42,7 @@ fn main() {
     let mut id = 1u128 << 64;
     let mut logged = 0u64;
     while logged < transfers {
-        let batch = transfer_batch(&mut rng, 10_000, Choice::Uniform, id, BATCH_COMMANDS_MAX);
+        let batch = transfer_batch(&mut rng, 10_000, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
         id += BATCH_COMMANDS_MAX as u128;
         submit(&mut node, &batch);
         logged += BATCH_COMMANDS_MAX as u64;

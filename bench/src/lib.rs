@@ -1,5 +1,8 @@
 //! Shared workload builders for the benchmarks: ledgers and accounts, transfer batches with
-//! uniform or hot-account choice, and the naive `std::collections::HashMap` baseline engine.
+//! uniform, hot-account or Zipf choice, the naive `std::collections::HashMap` baseline engine, and
+//! the load harness behind `bursar bench` (`harness`).
+
+pub mod harness;
 
 use std::collections::HashMap;
 
@@ -11,25 +14,70 @@ pub const LEDGER: u32 = 1;
 pub const SETTLEMENT: u128 = u128::MAX - 1;
 
 /// How transfers choose their accounts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Choice {
     /// Every account equally likely.
     Uniform,
-    /// `hot` accounts take part in half the transfers.
+    /// `hot` accounts (ids 1..=hot) take `percent`% of the picks; the rest are uniform.
     Hot {
         /// How many hot accounts.
         hot: u64,
+        /// Share of picks that go to a hot account, 0..=100.
+        percent: u64,
     },
+    /// Account id k is picked with weight 1/k^s (a Zipf law: a few accounts take most picks).
+    Zipf(Zipf),
 }
 
 pub use bursar_wal::sim::Rng;
 
+/// A Zipf sampler over 1..=n by inverse CDF: n f64 of memory (8 MB per million accounts),
+/// one binary search per pick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zipf {
+    /// The exponent s.
+    pub s: f64,
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    /// The law with exponent `s` (> 0) over `n` (≥ 1) ranks.
+    pub fn new(n: u64, s: f64) -> Zipf {
+        assert!(n >= 1 && s > 0.0 && s.is_finite(), "Zipf needs n >= 1 and a finite s > 0");
+        let mut cdf = Vec::with_capacity(n as usize);
+        let mut total = 0.0;
+        for k in 1..=n {
+            total += (k as f64).powf(-s);
+            cdf.push(total);
+        }
+        cdf.iter_mut().for_each(|c| *c /= total);
+        Zipf { s, cdf }
+    }
+
+    /// A rank in 1..=n.
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (self.cdf.partition_point(|c| *c <= u) as u64 + 1).min(self.cdf.len() as u64)
+    }
+}
+
 /// An account id (1-based) chosen by `choice` among `accounts`.
-pub fn pick(rng: &mut Rng, accounts: u64, choice: Choice) -> u128 {
+pub fn pick(rng: &mut Rng, accounts: u64, choice: &Choice) -> u128 {
     match choice {
-        Choice::Hot { hot } if rng.below(2) == 0 => 1 + rng.below(hot) as u128,
+        Choice::Hot { hot, percent } if rng.below(100) < *percent => 1 + rng.below((*hot).clamp(1, accounts)) as u128,
+        Choice::Zipf(zipf) => zipf.sample(rng) as u128,
         _ => 1 + rng.below(accounts) as u128,
     }
+}
+
+/// A (debit, credit) pair of different accounts (1-based) chosen by `choice`.
+pub fn pick_pair(rng: &mut Rng, accounts: u64, choice: &Choice) -> (u128, u128) {
+    let debit = pick(rng, accounts, choice);
+    let mut credit = pick(rng, accounts, choice);
+    if credit == debit {
+        credit = debit % accounts as u128 + 1;
+    }
+    (debit, credit)
 }
 
 /// The ledger (with its settlement account) and `accounts` accounts (ids 1..=accounts) as batches.
@@ -67,14 +115,10 @@ pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
 }
 
 /// A batch of `len` posted transfers with ids from `first_id`.
-pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: Choice, first_id: u128, len: usize) -> Vec<Command> {
+pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: &Choice, first_id: u128, len: usize) -> Vec<Command> {
     (0..len)
         .map(|i| {
-            let debit = pick(rng, accounts, choice);
-            let mut credit = pick(rng, accounts, choice);
-            if credit == debit {
-                credit = debit % accounts as u128 + 1;
-            }
+            let (debit, credit) = pick_pair(rng, accounts, choice);
             Command::Transfer(Transfer {
                 id: first_id + i as u128,
                 debit_account_id: debit,
@@ -89,7 +133,7 @@ pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: Choice, first_id: u1
 }
 
 /// A batch of hold-then-capture pairs (the capture right after its hold), `len` commands.
-pub fn hold_capture_batch(rng: &mut Rng, accounts: u64, choice: Choice, first_id: u128, len: usize) -> Vec<Command> {
+pub fn hold_capture_batch(rng: &mut Rng, accounts: u64, choice: &Choice, first_id: u128, len: usize) -> Vec<Command> {
     let mut batch = Vec::with_capacity(len);
     let mut id = first_id;
     while batch.len() < len {

@@ -54,7 +54,7 @@ impl Client {
         auth: Option<&crate::tls::ClientAuth>,
     ) -> Result<Client, ClientError> {
         let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse().expect("literal") } else { "127.0.0.1:0".parse().expect("literal") };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(conn)?;
+        let mut endpoint = crate::tls::endpoint(bind, None).map_err(conn)?;
         endpoint.set_default_client_config(crate::tls::client_config_with(&server_cert, auth).map_err(ClientError::Connection)?);
         let connection = endpoint.connect(addr, server_name).map_err(conn)?.await.map_err(conn)?;
         Ok(Client { connection, next_id: Default::default(), _endpoint: endpoint })
@@ -155,6 +155,12 @@ impl Client {
         let (_, body) = self.call(&Request::Status).await?;
         let record = records(&body).next().ok_or(ClientError::Protocol(ProtocolError::LengthMismatch))?;
         protocol::Status::from_bytes(record).map_err(ClientError::Protocol)
+    }
+
+    /// The server's counters and sync latencies since it started.
+    pub async fn metrics(&self) -> Result<crate::metrics::Metrics, ClientError> {
+        let (_, body) = self.call(&Request::Metrics).await?;
+        crate::metrics::Metrics::from_bytes(&body).ok_or(ClientError::Protocol(ProtocolError::LengthMismatch))
     }
 
     /// Transfers by id: `None` where not found.

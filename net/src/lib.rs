@@ -1,11 +1,12 @@
-//! Bursar's server side. Today: `node`, the durable state machine (engine behind the WAL) that the
-//! sequencer thread will own, and `protocol`, the sans-IO codec of the binary wire protocol. The
-//! QUIC server, the sequencer thread and the gateway client come with issue 4.
+//! Bursar's server side: `node` (the engine behind the WAL), `sequencer` (the thread that owns
+//! it and batches requests into group commits), `protocol` (the sans-IO codec of the wire
+//! protocol), `server` (QUIC), `client` (the gateway library), `metrics` and `tls`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod batching;
 pub mod client;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod sequencer;

@@ -12,10 +12,13 @@
 //! `bursar replay` check each one: a replay that reaches a different state stops right there.
 
 use std::cell::RefCell;
+use std::time::Instant;
 
 use bursar_engine::batch::{self, Body, Checkpoint};
 use bursar_engine::{Command, Engine, Limits, ResultCode, BATCH_COMMANDS_MAX};
 use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
+
+use crate::metrics::Metrics;
 
 /// Why the node cannot go on or could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,7 @@ pub struct Node<S: Storage> {
     wal: Wal<S>,
     checkpoint_every_entries: u64,
     entries_since_checkpoint: u64,
+    metrics: Metrics,
 }
 
 /// Checks a logged checkpoint against the engine that replayed every entry before it.
@@ -115,6 +119,7 @@ impl<S: Storage> Node<S> {
             wal,
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
             entries_since_checkpoint: 0,
+            metrics: Metrics::default(),
         };
         Ok((node, report))
     }
@@ -129,6 +134,7 @@ impl<S: Storage> Node<S> {
         let checkpoint = Checkpoint { clock: self.engine.timestamp(), digest: self.engine.state_digest() };
         let seq = self.wal.append_with(checkpoint.clock, |buffer| batch::encode_checkpoint(&checkpoint, buffer))?;
         self.entries_since_checkpoint = 0;
+        self.metrics.entries += 1;
         Ok(seq)
     }
 
@@ -143,8 +149,11 @@ impl<S: Storage> Node<S> {
         }
         let seq = self.wal.append_with(now, |buffer| batch::encode(now, commands, buffer))?;
         self.entries_since_checkpoint += 1;
-        self.wal.sync()?;
+        self.sync()?;
         self.engine.execute(now, commands, results).expect("the batch limit was checked before logging");
+        self.metrics.entries += 1;
+        self.metrics.batches += 1;
+        self.metrics.commands += commands.len() as u64;
         Ok(seq)
     }
 
@@ -154,12 +163,28 @@ impl<S: Storage> Node<S> {
         if self.wal.synced_seq() == 0 {
             return Ok(0);
         }
+        let started = Instant::now();
         self.append_checkpoint()?;
-        let seq = self.wal.sync()?;
+        let seq = self.sync()?;
         let hash = self.wal.last_hash();
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
         self.wal.write_snapshot(seq, hash, &self.engine.snapshot_bytes())?;
+        self.metrics.snapshots += 1;
+        self.metrics.snapshot_ns_max = self.metrics.snapshot_ns_max.max(started.elapsed().as_nanos() as u64);
         Ok(seq)
+    }
+
+    /// Syncs the log, timing it for the metrics.
+    fn sync(&mut self) -> Result<u64, NodeError> {
+        let started = Instant::now();
+        let seq = self.wal.sync()?;
+        self.metrics.record_sync(started.elapsed().as_nanos() as u64);
+        Ok(seq)
+    }
+
+    /// Counters and sync latencies since this node was opened.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Where the node stands: its last durable entry and its state after it.

@@ -49,6 +49,9 @@ pub enum Operation {
     LedgerTotals = 6,
     /// No body. Reply: one 128-byte [`Status`] record: where the log stands and the state digest there.
     Status = 7,
+    /// No body. Reply: the server's counters and sync-latency histogram since it started, as
+    /// [`crate::metrics::METRICS_RECORDS`] records (see [`crate::metrics::Metrics::to_bytes`]).
+    Metrics = 8,
 }
 
 impl Operation {
@@ -61,6 +64,7 @@ impl Operation {
             Operation::GetAccountBalances,
             Operation::LedgerTotals,
             Operation::Status,
+            Operation::Metrics,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -271,6 +275,8 @@ pub enum Request {
     LedgerTotals(Vec<u32>),
     /// See [`Operation::Status`].
     Status,
+    /// See [`Operation::Metrics`].
+    Metrics,
 }
 
 /// Where a server stands: its last durable log entry and its state after applying it.
@@ -332,6 +338,12 @@ pub fn encode_status_reply(request_id: u64, status: &Status, out: &mut Vec<u8>) 
     encode_frame(FrameType::Reply, Operation::Status as u8, request_id, 1, &status.to_bytes(), out);
 }
 
+/// Appends the reply to a metrics request.
+pub fn encode_metrics_reply(request_id: u64, metrics: &crate::metrics::Metrics, out: &mut Vec<u8>) {
+    let body = metrics.to_bytes();
+    encode_frame(FrameType::Reply, Operation::Metrics as u8, request_id, crate::metrics::METRICS_RECORDS as u32, &body, out);
+}
+
 impl Request {
     /// The operation of this request.
     pub fn operation(&self) -> Operation {
@@ -343,6 +355,7 @@ impl Request {
             Request::GetAccountBalances(_) => Operation::GetAccountBalances,
             Request::LedgerTotals(_) => Operation::LedgerTotals,
             Request::Status => Operation::Status,
+            Request::Metrics => Operation::Metrics,
         }
     }
 
@@ -369,7 +382,7 @@ impl Request {
                 body.resize(body.len().next_multiple_of(16), 0);
                 ids.len()
             }
-            Request::Status => 0,
+            Request::Status | Request::Metrics => 0,
         };
         encode_frame(FrameType::Request, self.operation() as u8, request_id, count as u32, &body, out);
     }
@@ -428,12 +441,12 @@ impl Request {
                     body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
                 ))
             }
-            Operation::Status => {
+            op @ (Operation::Status | Operation::Metrics) => {
                 if n != 0 {
                     return Err(ProtocolError::LengthMismatch);
                 }
                 expect_len(0)?;
-                Ok(Request::Status)
+                Ok(if op == Operation::Status { Request::Status } else { Request::Metrics })
             }
         }
     }
@@ -599,6 +612,7 @@ mod tests {
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),
             Request::Status,
+            Request::Metrics,
         ];
         for request in requests {
             assert_eq!(round_trip(&request), request);

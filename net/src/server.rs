@@ -105,5 +105,5 @@ pub fn bind(addr: SocketAddr, mut config: quinn::ServerConfig, limits: ServerLim
     transport.max_concurrent_bidi_streams(limits.streams_per_connection_max.into());
     transport.max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(config, addr)
+    crate::tls::endpoint(addr, Some(config))
 }

@@ -1,6 +1,6 @@
 //! The `bursar` command line: `start` (the server), `client` (talk to it), `replay`, `statement`
-//! and `log` (audit and inspect a data directory without the server), and `demo` (a payment day
-//! through a durable node, restarted from disk).
+//! and `log` (audit and inspect a data directory without the server), `bench` (the load harness)
+//! and `demo` (a payment day through a durable node, restarted from disk).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,6 +30,7 @@ macro_rules! out {
 }
 
 mod audit;
+mod bench_cmd;
 mod client_cmd;
 
 #[derive(Subcommand, Debug)]
@@ -68,6 +69,11 @@ enum Cmd {
     /// Inspect the log: dump entries, or print the head (latest sequence number and chain hash).
     #[command(subcommand)]
     Log(audit::LogOp),
+    /// Measure a server under load: an embedded one on a fresh data directory (real WAL, fsync per
+    /// log entry, QUIC on loopback) or --addr; throughput, latency percentiles, server-side sync
+    /// figures; then check the server holds exactly what the run sent. Defaults mirror
+    /// TigerBeetle's `benchmark`; `--preset quick` runs in well under a minute.
+    Bench(bench_cmd::BenchArgs),
     /// Run a payment day through a durable node (accounts, transfers, holds captured, released
     /// and expired), every batch fsynced before it applies; restart from disk and check the state
     /// is identical; print throughput, ledger totals and the trial balance.
@@ -101,6 +107,7 @@ fn main() -> Result<()> {
         Cmd::Replay(args) => audit::run_replay(args),
         Cmd::Statement(args) => audit::run_statement(args),
         Cmd::Log(op) => audit::run_log(op),
+        Cmd::Bench(args) => bench_cmd::run(args),
     }
 }
 

@@ -1,0 +1,404 @@
+//! `bursar bench`: load a Bursar server the way payment gateways would and report what it did.
+//! The harness itself (workload, clients, checks) is `bursar_bench::harness`; this file parses
+//! the flags, runs the embedded server or targets `--addr`, draws the progress bar, and writes
+//! the summary, `--json` and the `--plot` chart (SVG).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bursar_bench::harness::{self, Embedded, Load, Mix, Report, Stop, Target, Workload, TIMELINE_STEP};
+use bursar_bench::{Choice, Zipf};
+use bursar_engine::BATCH_COMMANDS_MAX;
+use clap::{Args, ValueEnum};
+
+/// Named workloads; explicit flags override their parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// TigerBeetle's `benchmark` defaults: 10 000 accounts, 10 M posted transfers, requests of
+    /// 8 189, uniform, one client, closed loop. Needs about 2 GiB of memory and 1.3 GB of disk.
+    Tigerbeetle,
+    /// The same shape with 1 M transfers: well under a minute on a 2-core machine.
+    Quick,
+}
+
+/// `bursar bench` flags.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Base workload.
+    #[arg(long, value_enum, default_value_t = Preset::Tigerbeetle)]
+    pub preset: Preset,
+    /// Accounts the run creates (fresh ids of its own).
+    #[arg(long)]
+    pub accounts: Option<u64>,
+    /// Commands to send (a lookup id counts as one); the run's size unless --duration is given.
+    #[arg(long)]
+    pub transfers: Option<u64>,
+    /// Run for this long instead of a number of commands (e.g. 30s, 2m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Commands per request.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Concurrent gateway clients (one QUIC connection each).
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Account choice: `uniform`, `hot:N:P` (N accounts take P% of picks) or `zipf:S` (weight 1/k^S).
+    #[arg(long, default_value = "uniform")]
+    pub choice: String,
+    /// Command mix, weights: `transfer:70,hold:10,debit:5,credit:5,chain:5,lookup:5`. A hold is
+    /// followed in the same request by its full capture, half capture or release; a chain is three
+    /// linked transfers; a lookup is a whole request of account lookups.
+    #[arg(long, default_value = "transfer:1")]
+    pub mix: String,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Open loop at this many commands per second (all clients together); without it, closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Load an already-running server instead of an embedded one.
+    #[arg(long)]
+    pub addr: Option<std::net::SocketAddr>,
+    /// With --addr: the server's certificate (DER), as printed by `bursar start`.
+    #[arg(long, default_value = "data/server/server.crt")]
+    pub cert: PathBuf,
+    /// With --addr: the TLS server name.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// The embedded server's data directory (must not exist; removed after the run unless --keep).
+    /// Under the current directory by default, so the syncs go to the same disk as `bursar start`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Keep the embedded server's data directory (to replay or audit the run's log).
+    #[arg(long)]
+    pub keep: bool,
+    /// Write the results as JSON to this file (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a latency-percentile and throughput-over-time chart (SVG) to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_choice(text: &str, accounts: u64) -> Result<Choice> {
+    let parts: Vec<&str> = text.split(':').collect();
+    Ok(match parts.as_slice() {
+        ["uniform"] => Choice::Uniform,
+        ["hot", n, p] => Choice::Hot {
+            hot: n.parse().context("hot:N:P: N must be a whole number")?,
+            percent: p.trim_end_matches('%').parse().context("hot:N:P: P must be a whole percentage")?,
+        },
+        ["zipf", s] => {
+            let s: f64 = s.parse().context("zipf:S: S must be a number")?;
+            if !(s.is_finite() && s > 0.0) {
+                bail!("zipf:S: S must be above 0");
+            }
+            Choice::Zipf(Zipf::new(accounts, s))
+        }
+        _ => bail!("--choice `{text}`: expected uniform, hot:N:P or zipf:S"),
+    })
+}
+
+fn workload(args: &BenchArgs) -> Result<Workload> {
+    let transfers_default = match args.preset {
+        Preset::Tigerbeetle => 10_000_000,
+        Preset::Quick => 1_000_000,
+    };
+    let accounts = args.accounts.unwrap_or(10_000);
+    if accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    let workload = Workload {
+        accounts,
+        stop: match args.duration {
+            Some(d) => Stop::Duration(d),
+            None => Stop::Commands(args.transfers.unwrap_or(transfers_default)),
+        },
+        batch: args.batch.unwrap_or(BATCH_COMMANDS_MAX),
+        clients: args.clients.unwrap_or(1),
+        choice: parse_choice(&args.choice, accounts)?,
+        mix: Mix::parse(&args.mix).map_err(anyhow::Error::msg).context("--mix")?,
+        seed: args.seed,
+        load: match args.rate {
+            Some(commands_per_s) => Load::Open { commands_per_s },
+            None => Load::Closed,
+        },
+    };
+    workload.check().map_err(anyhow::Error::msg)?;
+    Ok(workload)
+}
+
+/// Runs `bursar bench`; fails (non-zero exit) when the run's own checks fail.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let workload = workload(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = (!args.quiet).then(|| progress_bar(&workload, Arc::clone(&done)));
+    let (report, where_) = runtime.block_on(async {
+        match args.addr {
+            Some(addr) => {
+                let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
+                let target = Target { addr, cert: cert.into(), server_name: args.server_name.clone() };
+                let report = harness::run(&target, &workload, done).await.map_err(anyhow::Error::msg)?;
+                Ok::<_, anyhow::Error>((report, format!("server at {addr}")))
+            }
+            None => {
+                let dir = args.data.clone().unwrap_or_else(|| PathBuf::from(format!("data/bench-{}", std::process::id())));
+                let server = Embedded::start(&dir).await.map_err(anyhow::Error::msg)?;
+                let outcome = harness::run(&server.target, &workload, done).await;
+                let stopped = server.stop().await;
+                if !args.keep {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                }
+                let report = outcome.map_err(anyhow::Error::msg)?;
+                stopped.map_err(anyhow::Error::msg).context("stopping the embedded server")?;
+                let kept = if args.keep { format!(", kept in {}", dir.display()) } else { String::new() };
+                Ok((report, format!("embedded server (fsync per log entry{kept})")))
+            }
+        }
+    })?;
+    if let Some((bar, ticker)) = progress {
+        ticker.store(u64::MAX, Ordering::Relaxed);
+        bar.finish_and_clear();
+    }
+    print_summary(&report, &where_);
+    if let Some(path) = &args.plot {
+        plot(&report, path).with_context(|| format!("writing the chart {}", path.display()))?;
+        out!("  chart           {}", path.display());
+    }
+    // JSON last, so `--json -` leaves it at the end of stdout.
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&to_json(&report)).expect("plain values serialize");
+        if path == Path::new("-") {
+            out!("{json}");
+        } else {
+            std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    if !report.verified() {
+        bail!("the run's own checks FAILED (see above): the server did not hold what the run sent");
+    }
+    Ok(())
+}
+
+/// A progress bar fed from the answered-commands counter by a small thread; storing `u64::MAX`
+/// in the returned flag stops the thread.
+fn progress_bar(workload: &Workload, done: Arc<AtomicU64>) -> (indicatif::ProgressBar, Arc<AtomicU64>) {
+    let (bar, style) = match workload.stop {
+        Stop::Commands(n) => (indicatif::ProgressBar::new(n), "{bar:40} {human_pos}/{human_len} commands, {per_sec}, eta {eta}"),
+        Stop::Duration(d) => (indicatif::ProgressBar::new(d.as_secs().max(1)), "{bar:40} {pos}/{len} s"),
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(style).expect("valid template"));
+    let stop = Arc::new(AtomicU64::new(0));
+    let (b, flag, by_time) = (bar.clone(), Arc::clone(&stop), matches!(workload.stop, Stop::Duration(_)));
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        while flag.load(Ordering::Relaxed) != u64::MAX {
+            b.set_position(if by_time { started.elapsed().as_secs() } else { done.load(Ordering::Relaxed) });
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    (bar, stop)
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1e3
+}
+
+fn describe(workload: &Workload) -> String {
+    let stop = match workload.stop {
+        Stop::Commands(n) => format!("{n} commands"),
+        Stop::Duration(d) => format!("{}", humantime::format_duration(d)),
+    };
+    let choice = match &workload.choice {
+        Choice::Uniform => "uniform".to_string(),
+        Choice::Hot { hot, percent } => format!("{hot} hot accounts take {percent}%"),
+        Choice::Zipf(z) => format!("zipf s={}", z.s),
+    };
+    let load = match workload.load {
+        Load::Closed => "closed loop".to_string(),
+        Load::Open { commands_per_s } => format!("open loop at {commands_per_s:.0} commands/s"),
+    };
+    let m = workload.mix;
+    format!(
+        "{} accounts, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} lookup:{}, seed {}",
+        workload.accounts, workload.batch, workload.clients, m.transfer, m.hold, m.debit, m.credit, m.chain, m.lookup, workload.seed
+    )
+}
+
+fn print_summary(r: &Report, where_: &str) {
+    let l = &r.latency_us;
+    out!("bursar bench: {where_}");
+    out!("  workload        {}", describe(&r.workload));
+    out!("  setup           {} accounts created in {:.2} s", r.workload.accounts, r.setup.as_secs_f64());
+    out!(
+        "  throughput      {:.3} M commands/s: {} commands and {} lookups in {:.2} s, {} requests",
+        r.throughput() / 1e6,
+        r.expected.commands,
+        r.expected.lookups,
+        r.elapsed.as_secs_f64(),
+        r.requests
+    );
+    out!(
+        "  latency         p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms{}",
+        ms(l.value_at_quantile(0.5)),
+        ms(l.value_at_quantile(0.9)),
+        ms(l.value_at_quantile(0.99)),
+        ms(l.value_at_quantile(0.999)),
+        ms(l.max()),
+        if matches!(r.workload.load, Load::Open { .. }) { " (from each request's intended send time)" } else { "" }
+    );
+    if r.rejected.is_empty() {
+        out!("  rejected        none");
+    } else {
+        out!("  rejected        {}", r.rejected.iter().map(|(code, n)| format!("{code}: {n}")).collect::<Vec<_>>().join(", "));
+    }
+    if r.busy_retries > 0 {
+        out!("  busy            {} retries after `busy` (same ids)", r.busy_retries);
+    }
+    let s = &r.server;
+    out!(
+        "  server          {} log entries ({} batches), {} syncs, {:.0} commands per sync",
+        s.entries,
+        s.batches,
+        s.syncs,
+        s.commands as f64 / s.syncs.max(1) as f64
+    );
+    out!(
+        "  sync latency    mean {:.2} ms  p50 ≤ {:.2} ms  p99 ≤ {:.2} ms  max {:.2} ms{}",
+        s.sync_ns_total as f64 / s.syncs.max(1) as f64 / 1e6,
+        ms(s.sync_quantile_us(0.5)),
+        ms(s.sync_quantile_us(0.99)),
+        s.sync_ns_max as f64 / 1e6,
+        if s.snapshots > 0 {
+            format!("; {} snapshots, longest stall {:.0} ms", s.snapshots, s.snapshot_ns_max as f64 / 1e6)
+        } else {
+            String::new()
+        }
+    );
+    for c in &r.checks {
+        out!("  {} {}: {}", if c.passed { "check ok  " } else { "CHECK FAIL" }, c.what, c.detail);
+    }
+}
+
+fn to_json(r: &Report) -> serde_json::Value {
+    let l = &r.latency_us;
+    let s = &r.server;
+    let w = &r.workload;
+    serde_json::json!({
+        "workload": {
+            "description": describe(w),
+            "accounts": w.accounts,
+            "batch": w.batch,
+            "clients": w.clients,
+            "seed": w.seed,
+            "open_loop_commands_per_s": match w.load { Load::Open { commands_per_s } => Some(commands_per_s), Load::Closed => None },
+        },
+        "target": r.target,
+        "setup_s": r.setup.as_secs_f64(),
+        "elapsed_s": r.elapsed.as_secs_f64(),
+        "commands": r.expected.commands,
+        "lookups": r.expected.lookups,
+        "requests": r.requests,
+        "throughput_commands_per_s": r.throughput(),
+        "latency_ms": {
+            "p50": ms(l.value_at_quantile(0.5)),
+            "p90": ms(l.value_at_quantile(0.9)),
+            "p99": ms(l.value_at_quantile(0.99)),
+            "p99_9": ms(l.value_at_quantile(0.999)),
+            "max": ms(l.max()),
+            "mean": l.mean() / 1e3,
+        },
+        "rejected": r.rejected,
+        "busy_retries": r.busy_retries,
+        "server": {
+            "entries": s.entries,
+            "batches": s.batches,
+            "commands": s.commands,
+            "syncs": s.syncs,
+            "commands_per_sync": s.commands as f64 / s.syncs.max(1) as f64,
+            "sync_mean_ms": s.sync_ns_total as f64 / s.syncs.max(1) as f64 / 1e6,
+            "sync_p50_ms_at_most": ms(s.sync_quantile_us(0.5)),
+            "sync_p99_ms_at_most": ms(s.sync_quantile_us(0.99)),
+            "sync_max_ms": s.sync_ns_max as f64 / 1e6,
+            "snapshots": s.snapshots,
+            "snapshot_stall_max_ms": s.snapshot_ns_max as f64 / 1e6,
+        },
+        "timeline": {
+            "step_ms": TIMELINE_STEP.as_millis() as u64,
+            "commands": r.timeline,
+        },
+        "checks": r.checks.iter().map(|c| serde_json::json!({ "what": c.what, "passed": c.passed, "detail": c.detail })).collect::<Vec<_>>(),
+        "verified": r.verified(),
+    })
+}
+
+/// The chart: request latency by percentile ("nines" on the x axis) above, commands per second
+/// over the run below.
+fn plot(r: &Report, path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+    let root = SVGBackend::new(path, (1000, 760)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let (upper, lower) = root.split_vertically(380);
+
+    // x = -log10(1 - q): 1 at p90, 2 at p99, 3 at p99.9.
+    let nines = |q: f64| -(1.0 - q).max(1e-6).log10();
+    let points: Vec<(f64, f64)> =
+        r.latency_us.iter_quantiles(1).map(|v| (nines(v.quantile_iterated_to()), ms(v.value_iterated_to()))).collect();
+    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).min(6.0);
+    let y_max = ms(r.latency_us.max()).max(0.001) * 1.1;
+    let mut chart = ChartBuilder::on(&upper)
+        .caption(format!("request latency by percentile ({})", describe_short(r)), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_labels(8)
+        .x_label_formatter(&|x| format!("{}%", 100.0 - 100.0 * 10f64.powf(-x)))
+        .draw()
+        .map_err(|e| failed(&e))?;
+    chart.draw_series(LineSeries::new(points.into_iter().filter(|p| p.0 <= x_max), &BLUE)).map_err(|e| failed(&e))?;
+
+    let step = TIMELINE_STEP.as_secs_f64();
+    let rates: Vec<(f64, f64)> = r.timeline.iter().enumerate().map(|(i, n)| ((i as f64 + 1.0) * step, *n as f64 / step / 1e6)).collect();
+    let t_max = rates.last().map_or(1.0, |p| p.0);
+    let r_max = rates.iter().map(|p| p.1).fold(0.001, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&lower)
+        .caption("throughput over the run", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..t_max, 0f64..r_max)
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(format!("M commands/s (per {} ms)", TIMELINE_STEP.as_millis()))
+        .draw()
+        .map_err(|e| failed(&e))?;
+    chart.draw_series(LineSeries::new(rates, &RED)).map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+fn describe_short(r: &Report) -> String {
+    format!(
+        "{} commands, requests of {}, {} client(s), {:.2} M/s",
+        r.expected.commands + r.expected.lookups,
+        r.workload.batch,
+        r.workload.clients,
+        r.throughput() / 1e6
+    )
+}
