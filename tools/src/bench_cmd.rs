@@ -349,10 +349,11 @@ fn plot(r: &Report, path: &Path) -> Result<()> {
     let (upper, lower) = root.split_vertically(380);
 
     // x = -log10(1 - q): 1 at p90, 2 at p99, 3 at p99.9.
-    let nines = |q: f64| -(1.0 - q).max(1e-6).log10();
+    // The axis ends where the samples do: n requests resolve percentiles up to 1 - 1/n.
+    let x_max = (r.latency_us.len().max(10) as f64).log10().min(6.0);
+    let nines = |q: f64| (-(1.0 - q).max(1e-12).log10()).min(x_max);
     let points: Vec<(f64, f64)> =
         r.latency_us.iter_quantiles(1).map(|v| (nines(v.quantile_iterated_to()), ms(v.value_iterated_to()))).collect();
-    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).min(6.0);
     let y_max = ms(r.latency_us.max()).max(0.001) * 1.1;
     let mut chart = ChartBuilder::on(&upper)
         .caption(format!("request latency by percentile ({})", describe_short(r)), ("sans-serif", 18))
@@ -365,11 +366,17 @@ fn plot(r: &Report, path: &Path) -> Result<()> {
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (ms)")
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{}%", 100.0 - 100.0 * 10f64.powf(-x)))
+        .x_labels(x_max.floor() as usize + 1)
+        .x_label_formatter(&|x| {
+            // Labels at whole nines only: 0%, 90%, 99%, 99.9%…
+            if (x - x.round()).abs() > 1e-6 {
+                return String::new();
+            }
+            format!("{:.*}%", (x.round() as usize).saturating_sub(2), 100.0 - 100.0 * 10f64.powf(-x.round()))
+        })
         .draw()
         .map_err(|e| failed(&e))?;
-    chart.draw_series(LineSeries::new(points.into_iter().filter(|p| p.0 <= x_max), &BLUE)).map_err(|e| failed(&e))?;
+    chart.draw_series(LineSeries::new(points, &BLUE)).map_err(|e| failed(&e))?;
 
     let step = TIMELINE_STEP.as_secs_f64();
     let rates: Vec<(f64, f64)> = r.timeline.iter().enumerate().map(|(i, n)| ((i as f64 + 1.0) * step, *n as f64 / step / 1e6)).collect();
