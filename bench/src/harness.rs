@@ -572,13 +572,15 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts on `dir` (which must not exist yet), listening on an ephemeral loopback port.
-    pub async fn start(dir: &Path) -> Result<Embedded, String> {
+    /// Starts on `dir` (which must not exist yet), listening on an ephemeral loopback port, with
+    /// room reserved for `accounts` and `transfers` (see `Node::reserve`).
+    pub async fn start(dir: &Path, accounts: u64, transfers: u64) -> Result<Embedded, String> {
         if dir.exists() {
             return Err(format!("{} exists; the embedded server needs a fresh directory", dir.display()));
         }
         let storage = FsStorage::open(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (node, _) = Node::open(storage, WalConfig::default(), bursar_engine::Limits::default()).map_err(|e| e.to_string())?;
+        let (mut node, _) = Node::open(storage, WalConfig::default(), bursar_engine::Limits::default()).map_err(|e| e.to_string())?;
+        node.reserve(accounts as usize, transfers as usize);
         // The directory is removed after the run: a shutdown snapshot would only cost time.
         let config = SequencerConfig { snapshot_on_stop: false, ..SequencerConfig::default() };
         let (handle, thread) = sequencer::start(node, config).map_err(|e| e.to_string())?;

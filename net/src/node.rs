@@ -124,6 +124,15 @@ impl<S: Storage> Node<S> {
         Ok((node, report))
     }
 
+    /// Makes room for `accounts` accounts and `transfers` transfers in total, so the tables never
+    /// grow (a growth rehashes the whole table on the sequencer thread: a stall of hundreds of
+    /// milliseconds once there are millions of transfers). Pages are touched as they are used.
+    pub fn reserve(&mut self, accounts: usize, transfers: usize) {
+        let accounts = accounts.saturating_sub(self.engine.accounts().len());
+        let transfers = transfers.saturating_sub(self.engine.transfers().len());
+        self.engine.reserve(accounts, transfers);
+    }
+
     /// Logs a checkpoint every `entries` entries (at least 1).
     pub fn set_checkpoint_every_entries(&mut self, entries: u64) {
         self.checkpoint_every_entries = entries.max(1);

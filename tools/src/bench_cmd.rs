@@ -150,7 +150,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             None => {
                 let dir = args.data.clone().unwrap_or_else(|| PathBuf::from(format!("data/bench-{}", std::process::id())));
-                let server = Embedded::start(&dir).await.map_err(anyhow::Error::msg)?;
+                // Room for the whole run, as an operator sizes a server (`bursar start --reserve-*`):
+                // a table that grows mid-run rehashes on the sequencer thread.
+                let transfers = match workload.stop {
+                    Stop::Commands(n) => n,
+                    Stop::Duration(_) => 0,
+                };
+                let server = Embedded::start(&dir, workload.accounts + 1, transfers).await.map_err(anyhow::Error::msg)?;
                 let outcome = harness::run(&server.target, &workload, done).await;
                 let stopped = server.stop().await;
                 if !args.keep {

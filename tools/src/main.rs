@@ -58,6 +58,14 @@ enum Cmd {
         /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.
         #[arg(long, default_value_t = bursar_net::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT)]
         checkpoint_every_entries: u64,
+        /// Room for this many accounts in total, reserved at start: the account table never
+        /// grows (growing rehashes it on the sequencer thread, a stall).
+        #[arg(long, default_value_t = 0)]
+        reserve_accounts: u64,
+        /// Room for this many transfers in total, reserved at start (about 100 bytes each of
+        /// virtual memory, resident as used): no rehash stall until the server holds more.
+        #[arg(long, default_value_t = 0)]
+        reserve_transfers: u64,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -96,8 +104,9 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start { data, listen, client_ca, snapshot_every_entries, checkpoint_every_entries } => {
-            start(&data, listen, client_ca.as_deref(), snapshot_every_entries, checkpoint_every_entries)
+        Cmd::Start { data, listen, client_ca, snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers } => {
+            let options = StartOptions { snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers };
+            start(&data, listen, client_ca.as_deref(), options)
         }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -114,17 +123,22 @@ fn main() -> Result<()> {
 const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 
-fn start(
-    data: &Path,
-    listen: std::net::SocketAddr,
-    client_ca: Option<&Path>,
+/// `bursar start`'s tuning flags.
+#[derive(Clone, Copy, Debug)]
+struct StartOptions {
     snapshot_every_entries: u64,
     checkpoint_every_entries: u64,
-) -> Result<()> {
+    reserve_accounts: u64,
+    reserve_transfers: u64,
+}
+
+fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
     let (mut node, report) = open_node(&data.join("log"))?;
-    node.set_checkpoint_every_entries(checkpoint_every_entries);
+    node.set_checkpoint_every_entries(options.checkpoint_every_entries);
+    node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
+    let snapshot_every_entries = options.snapshot_every_entries;
     out!(
         "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
         data.display(),
