@@ -21,7 +21,7 @@ pub use command::{Command, CommandKind};
 pub use limits::{Limits, BATCH_COMMANDS_MAX};
 pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerTotals};
 pub use result::ResultCode;
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotError, SnapshotView};
 pub use state::{Balances, BatchError, BatchInfo, Engine, Hold, HoldStatus};
 pub use types::{
     account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE,

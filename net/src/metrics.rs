@@ -48,8 +48,11 @@ pub struct Metrics {
     pub sync_ns_max: u64,
     /// Snapshots written.
     pub snapshots: u64,
-    /// The longest time the sequencer spent taking one snapshot, nanoseconds.
+    /// The longest time the sequencer spent taking one snapshot (checkpoint, sync, encoding the
+    /// state; the write itself runs on another thread), nanoseconds.
     pub snapshot_ns_max: u64,
+    /// Snapshots whose write failed (nothing is lost: the log holds every entry).
+    pub snapshots_failed: u64,
     /// Syncs by latency: see [`bucket_of_us`].
     pub sync_us_buckets: [u64; SYNC_BUCKETS],
 }
@@ -65,6 +68,7 @@ impl Default for Metrics {
             sync_ns_max: 0,
             snapshots: 0,
             snapshot_ns_max: 0,
+            snapshots_failed: 0,
             sync_us_buckets: [0; SYNC_BUCKETS],
         }
     }
@@ -95,6 +99,7 @@ impl Metrics {
             sync_ns_max: self.sync_ns_max,
             snapshots: self.snapshots.saturating_sub(earlier.snapshots),
             snapshot_ns_max: self.snapshot_ns_max,
+            snapshots_failed: self.snapshots_failed.saturating_sub(earlier.snapshots_failed),
             sync_us_buckets: buckets,
         }
     }
@@ -117,8 +122,8 @@ impl Metrics {
     }
 
     /// The wire form: [`METRICS_RECORDS`] records of 128 bytes. Record 0: entries, batches,
-    /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max (u64 each, in that
-    /// order from offset 0), 64 zero bytes. Records 1..=8: the bucket counts, u64 each.
+    /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max, snapshots_failed
+    /// (u64 each, in that order from offset 0), 56 zero bytes. Records 1..=8: the bucket counts, u64 each.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(METRICS_RECORDS * RECORD_SIZE);
         for v in self.counters() {
@@ -131,13 +136,23 @@ impl Metrics {
         out
     }
 
-    fn counters(&self) -> [u64; 8] {
-        [self.entries, self.batches, self.commands, self.syncs, self.sync_ns_total, self.sync_ns_max, self.snapshots, self.snapshot_ns_max]
+    fn counters(&self) -> [u64; 9] {
+        [
+            self.entries,
+            self.batches,
+            self.commands,
+            self.syncs,
+            self.sync_ns_total,
+            self.sync_ns_max,
+            self.snapshots,
+            self.snapshot_ns_max,
+            self.snapshots_failed,
+        ]
     }
 
     /// Reads the wire form; `None` if the length or the reserved bytes are wrong.
     pub fn from_bytes(bytes: &[u8]) -> Option<Metrics> {
-        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[64..RECORD_SIZE].iter().any(|b| *b != 0) {
+        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[72..RECORD_SIZE].iter().any(|b| *b != 0) {
             return None;
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -150,6 +165,7 @@ impl Metrics {
             sync_ns_max: u64_at(40),
             snapshots: u64_at(48),
             snapshot_ns_max: u64_at(56),
+            snapshots_failed: u64_at(64),
             sync_us_buckets: [0; SYNC_BUCKETS],
         };
         for (i, b) in metrics.sync_us_buckets.iter_mut().enumerate() {

@@ -63,6 +63,8 @@ pub struct Node<S: Storage> {
     checkpoint_every_entries: u64,
     entries_since_checkpoint: u64,
     metrics: Metrics,
+    /// Sequence number of the snapshot the storage is writing in the background.
+    snapshot_in_flight: Option<u64>,
 }
 
 /// Checks a logged checkpoint against the engine that replayed every entry before it.
@@ -120,6 +122,7 @@ impl<S: Storage> Node<S> {
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
             entries_since_checkpoint: 0,
             metrics: Metrics::default(),
+            snapshot_in_flight: None,
         };
         Ok((node, report))
     }
@@ -167,8 +170,24 @@ impl<S: Storage> Node<S> {
     }
 
     /// Logs a checkpoint of the current state, then writes a snapshot of it at the checkpoint's
-    /// sequence number, so replay can compare the snapshot with the log. Returns that number.
+    /// sequence number, so replay can compare the snapshot with the log. Returns that number
+    /// (0 for an empty log, which needs no snapshot). Waits for one already being written first.
     pub fn snapshot(&mut self) -> Result<u64, NodeError> {
+        if let Some(Err(e)) = self.snapshot_end() {
+            return Err(e);
+        }
+        let seq = self.snapshot_begin()?;
+        self.snapshot_end().unwrap_or(Ok(seq))
+    }
+
+    /// Starts a snapshot: logs a checkpoint, syncs, and copies the state's tables on this thread
+    /// (the sequencer's only stall, at memory bandwidth), then hands the copy to the storage's
+    /// writer thread, which encodes, checksums, writes and syncs it while the node goes on. Returns the snapshot's sequence
+    /// number (0 for an empty log: nothing started). Refused while another is being written.
+    pub fn snapshot_begin(&mut self) -> Result<u64, NodeError> {
+        if self.snapshot_in_flight.is_some() {
+            return Err(NodeError::Log(WalError::Snapshot("a snapshot is still being written".into())));
+        }
         if self.wal.synced_seq() == 0 {
             return Ok(0);
         }
@@ -177,10 +196,38 @@ impl<S: Storage> Node<S> {
         let seq = self.sync()?;
         let hash = self.wal.last_hash();
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
-        self.wal.write_snapshot(seq, hash, &self.engine.snapshot_bytes())?;
-        self.metrics.snapshots += 1;
+        let view = self.engine.snapshot_view();
+        self.wal.write_snapshot_begin(seq, hash, move || view.bytes())?;
+        self.snapshot_in_flight = Some(seq);
         self.metrics.snapshot_ns_max = self.metrics.snapshot_ns_max.max(started.elapsed().as_nanos() as u64);
         Ok(seq)
+    }
+
+    /// The outcome of the snapshot being written, once its write has finished: `None` while it
+    /// runs or if none was started. A failed snapshot loses nothing (the log holds every entry);
+    /// it is counted in the metrics and the next one may be tried.
+    pub fn snapshot_poll(&mut self) -> Option<Result<u64, NodeError>> {
+        if self.snapshot_in_flight.is_some() && self.wal.snapshot_write_done() {
+            self.snapshot_end()
+        } else {
+            None
+        }
+    }
+
+    /// Whether a snapshot is being written in the background.
+    pub fn snapshot_writing(&self) -> bool {
+        self.snapshot_in_flight.is_some()
+    }
+
+    /// Waits for the snapshot being written, if any, and returns its outcome.
+    pub fn snapshot_end(&mut self) -> Option<Result<u64, NodeError>> {
+        let seq = self.snapshot_in_flight.take()?;
+        let outcome = self.wal.write_snapshot_end().map(|()| seq).map_err(NodeError::Log);
+        match outcome {
+            Ok(_) => self.metrics.snapshots += 1,
+            Err(_) => self.metrics.snapshots_failed += 1,
+        }
+        Some(outcome)
     }
 
     /// Syncs the log, timing it for the metrics.

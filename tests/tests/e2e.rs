@@ -87,7 +87,8 @@ async fn stop(running: Running) -> Node<FsStorage> {
 async fn concurrent_clients_get_exact_results_and_retries_move_nothing_twice() {
     let dir = std::env::temp_dir().join(format!("bursar-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let running = start(&dir);
+    // Periodic snapshots every few entries: written in the background while the clients go on.
+    let running = start_with(&dir, SequencerConfig { snapshot_every_entries: 5, ..SequencerConfig::default() });
     let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
     let setup = client.submit(setup_commands()).await.expect("setup");
     assert!(setup.iter().all(|r| *r == ResultCode::Ok), "{setup:?}");
@@ -160,11 +161,37 @@ async fn concurrent_clients_get_exact_results_and_retries_move_nothing_twice() {
     assert_eq!(ProtocolError::from_u32(u32::from_le_bytes(body[..4].try_into().expect("4"))), Some(ProtocolError::BadMagic));
     assert!(client.lookup_accounts(vec![1]).await.expect("still serving")[0].is_some());
 
+    // The server's own counters: every command, and periodic snapshots, none failed.
+    let mut metrics = client.metrics().await.expect("metrics");
+    for _ in 0..100 {
+        // A snapshot's write finishes in the background; the sequencer notices within its tick.
+        if metrics.snapshots >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        metrics = client.metrics().await.expect("metrics");
+    }
+    assert_eq!(metrics.commands as u128, setup_commands().len() as u128 + CLIENTS * BATCHES_PER_CLIENT * TRANSFERS_PER_BATCH + 50);
+    assert!(metrics.batches >= 3 && metrics.syncs >= metrics.batches, "{metrics:?}");
+    assert!(metrics.snapshots >= 1 && metrics.snapshots_failed == 0, "{metrics:?}");
+    assert_eq!(metrics.sync_us_buckets.iter().sum::<u64>(), metrics.syncs);
+
     // Clean shutdown snapshots; a restart from disk has the same state.
     drop(client);
     let node = stop(running).await;
     let digest = node.engine().digest();
     drop(node);
+    let storage = FsStorage::open(dir.join("log")).expect("dir");
+    let snapshots = bursar_wal::list_snapshots(&storage).expect("list");
+    assert!(snapshots.len() >= 2, "periodic snapshots and the shutdown one: {snapshots:?}");
+    for seq in &snapshots {
+        bursar_wal::read_snapshot(&storage, *seq).expect("every snapshot written in the background is whole and valid");
+    }
+    // The newest but one (a periodic snapshot) restores to the state the log had at its entry.
+    let periodic = snapshots[snapshots.len() - 2];
+    let (_, payload) = bursar_wal::read_snapshot(&storage, periodic).expect("read");
+    Engine::restore(&payload).expect("a periodic snapshot restores").check_invariants().expect("and is consistent");
+    drop(storage);
     let (node, report) =
         Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
     assert!(report.snapshot.is_some(), "shutdown took a snapshot");

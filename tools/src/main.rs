@@ -50,9 +50,9 @@ enum Cmd {
         /// Require gateways to present a certificate issued by this CA (DER): mutual TLS.
         #[arg(long)]
         client_ca: Option<PathBuf>,
-        /// Snapshot every N log entries (0: only at shutdown). Each snapshot stalls the sequencer
-        /// while it is written; see bench/README.md.
-        #[arg(long, default_value_t = 0)]
+        /// Snapshot every N log entries (0: only at shutdown). The sequencer pauses only while the
+        /// state is encoded; the write and sync run on another thread. See bench/README.md.
+        #[arg(long, default_value_t = bursar_net::sequencer::SNAPSHOT_EVERY_ENTRIES_DEFAULT)]
         snapshot_every_entries: u64,
         /// Log the state digest every N entries (and before every snapshot), for `bursar replay`
         /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.

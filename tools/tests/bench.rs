@@ -61,7 +61,11 @@ fn embedded_server_every_command_kind_checked_and_cleaned_up() {
     assert!(json["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(json["checks"].as_array().unwrap().len(), 5);
     let svg = std::fs::read_to_string(&plot).expect("the chart was written");
-    assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("throughput over the run"), "{}", &svg[..200.min(svg.len())]);
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("throughput over the run"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
     assert!(!data.exists(), "the embedded server's data directory is removed after the run");
     let _ = std::fs::remove_dir_all(&dir);
 }

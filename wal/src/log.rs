@@ -168,6 +168,35 @@ impl<S: Storage> Wal<S> {
         self.storage.write_atomic(&snapshot_name(seq), &bytes).map_err(|e| WalError::Snapshot(e.to_string()))
     }
 
+    /// As [`Wal::write_snapshot`], but the checksum and the write run on the storage's
+    /// background thread while the caller goes on appending; [`Wal::write_snapshot_end`] returns
+    /// the result. One at a time. The log's own writes are unaffected by it either way.
+    /// `state` produces the state's bytes on that thread too (the caller hands over a copy).
+    pub fn write_snapshot_begin(
+        &mut self,
+        seq: u64,
+        chain_hash: Hash,
+        state: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) -> Result<(), WalError> {
+        self.check_usable()?;
+        if seq > self.synced_seq {
+            return Err(WalError::SnapshotAheadOfLog { seq, synced: self.synced_seq });
+        }
+        let header = SnapshotHeader { seq, chain_hash };
+        let build = Box::new(move || format::encode_snapshot(&header, &state()));
+        self.storage.write_atomic_begin(&snapshot_name(seq), build).map_err(|e| WalError::Snapshot(e.to_string()))
+    }
+
+    /// Whether the snapshot write started by [`Wal::write_snapshot_begin`] has finished.
+    pub fn snapshot_write_done(&self) -> bool {
+        self.storage.write_atomic_done()
+    }
+
+    /// Waits for the snapshot write started by [`Wal::write_snapshot_begin`] (Ok if none).
+    pub fn write_snapshot_end(&mut self) -> Result<(), WalError> {
+        self.storage.write_atomic_end().map_err(|e| WalError::Snapshot(e.to_string()))
+    }
+
     /// Sequence number the next entry will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -41,7 +41,25 @@ pub trait Storage: Send {
     }
     /// Replaces `name` with `bytes` atomically and durably (temporary file, sync, rename, directory sync).
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Starts [`Storage::write_atomic`] of `name` with the bytes `build` returns, so the caller
+    /// works meanwhile (a snapshot of a large state takes seconds to write); one such write at a
+    /// time, and [`Storage::write_atomic_end`] returns its result. The default does it at once.
+    fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
+        let bytes = build();
+        self.write_atomic(name, &bytes)
+    }
+    /// Whether the write started by [`Storage::write_atomic_begin`] has finished (or none is running).
+    fn write_atomic_done(&self) -> bool {
+        true
+    }
+    /// Waits for the write started by [`Storage::write_atomic_begin`] and returns its result (Ok if none).
+    fn write_atomic_end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
+
+/// Produces the bytes of a background atomic write, on the writing thread.
+pub type AtomicWrite = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
 /// The real storage: a directory on a local file system.
 #[derive(Debug)]
@@ -51,6 +69,7 @@ pub struct FsStorage {
     preparing: HashMap<String, JoinHandle<io::Result<()>>>,
     syncer: Option<Syncer>,
     read_only: bool,
+    atomic_write: Option<JoinHandle<io::Result<()>>>,
 }
 
 /// A thread that runs fdatasync while the log's thread hashes: one request in flight at a time.
@@ -79,7 +98,14 @@ impl FsStorage {
     /// Uses `dir`, creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         fs::create_dir_all(dir.as_ref())?;
-        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None, read_only: false })
+        Ok(FsStorage {
+            dir: dir.as_ref().to_path_buf(),
+            files: HashMap::new(),
+            preparing: HashMap::new(),
+            syncer: None,
+            read_only: false,
+            atomic_write: None,
+        })
     }
 
     /// Uses an existing `dir` for reading only: every write, sync or preparation fails with
@@ -89,7 +115,14 @@ impl FsStorage {
         if !dir.as_ref().is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a directory", dir.as_ref().display())));
         }
-        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), files: HashMap::new(), preparing: HashMap::new(), syncer: None, read_only: true })
+        Ok(FsStorage {
+            dir: dir.as_ref().to_path_buf(),
+            files: HashMap::new(),
+            preparing: HashMap::new(),
+            syncer: None,
+            read_only: true,
+            atomic_write: None,
+        })
     }
 
     fn writable(&self) -> io::Result<()> {
@@ -120,7 +153,20 @@ impl Drop for FsStorage {
         for (_, handle) in self.preparing.drain() {
             let _ = handle.join();
         }
+        if let Some(handle) = self.atomic_write.take() {
+            let _ = handle.join();
+        }
     }
+}
+
+/// Temporary file, write, sync, rename over `name`, directory sync.
+fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }
 
 /// Syncs a directory, so that file creations and renames in it are durable.
@@ -220,12 +266,34 @@ impl Storage for FsStorage {
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.writable()?;
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join(name))?;
         self.files.remove(name);
-        sync_dir(&self.dir)
+        write_atomic_in(&self.dir, name, bytes)
+    }
+
+    fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
+        self.writable()?;
+        if self.atomic_write.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Err(io::Error::other("an atomic write is still running"));
+        }
+        if let Some(earlier) = self.atomic_write.take() {
+            // Its result was never collected: report it now rather than lose it.
+            earlier.join().map_err(|_| io::Error::other("the atomic write thread panicked"))??;
+        }
+        self.files.remove(name);
+        let (dir, name) = (self.dir.clone(), name.to_string());
+        let handle = std::thread::Builder::new().name("wal-snapshot".into()).spawn(move || write_atomic_in(&dir, &name, &build()))?;
+        self.atomic_write = Some(handle);
+        Ok(())
+    }
+
+    fn write_atomic_done(&self) -> bool {
+        self.atomic_write.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    fn write_atomic_end(&mut self) -> io::Result<()> {
+        match self.atomic_write.take() {
+            Some(handle) => handle.join().map_err(|_| io::Error::other("the atomic write thread panicked"))?,
+            None => Ok(()),
+        }
     }
 }

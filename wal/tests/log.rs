@@ -242,8 +242,38 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     wal.append(301, &body(301)).expect("append");
     wal.sync().expect("sync");
     drop(wal);
-    let (_, seen) = open_fs(301);
+    let (mut wal, seen) = open_fs(301);
     assert_eq!(seen, vec![(301, body(301))]);
+
+    // A snapshot written in the background while the log goes on appending and syncing; a
+    // second one is refused until it is collected; both land whole.
+    let hash = wal.last_hash();
+    let state = vec![7u8; 8 << 20];
+    wal.write_snapshot_begin(301, hash, move || state).expect("begin");
+    assert!(matches!(wal.write_snapshot_begin(301, hash, Vec::new), Err(WalError::Snapshot(_))) || wal.snapshot_write_done());
+    for seq in 302..=320u64 {
+        wal.append(seq, &body(seq)).expect("append while the snapshot is written");
+        wal.sync().expect("sync while the snapshot is written");
+    }
+    wal.write_snapshot_end().expect("the background write succeeded");
+    assert!(wal.snapshot_write_done());
+    wal.write_snapshot_end().expect("nothing left to wait for");
+    let hash = wal.last_hash();
+    wal.write_snapshot_begin(330, hash, Vec::new).map(|_| ()).expect_err("a snapshot ahead of the log is refused");
+    drop(wal);
+    let mut loaded = None;
+    let (_, report) = open(
+        bursar_wal::FsStorage::open(&dir).expect("dir"),
+        config,
+        &mut |h, payload| {
+            loaded = Some((h.seq, payload.len(), payload.iter().all(|b| *b == 7)));
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    )
+    .expect("opens");
+    assert_eq!(loaded, Some((301, 8 << 20, true)), "the background snapshot is the newest and whole");
+    assert_eq!((report.last_seq, report.entries_replayed), (320, 19));
     let segments = std::fs::read_dir(&dir)
         .expect("dir")
         .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg")))
