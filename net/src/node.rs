@@ -12,10 +12,11 @@
 //! `bursar replay` check each one: a replay that reaches a different state stops right there.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bursar_engine::batch::{self, Body, Checkpoint};
-use bursar_engine::{Command, Engine, Limits, ResultCode, BATCH_COMMANDS_MAX};
+use bursar_engine::{Command, Engine, Limits, ResultCode, SnapshotView, BATCH_COMMANDS_MAX};
 use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 
 use crate::metrics::Metrics;
@@ -65,6 +66,9 @@ pub struct Node<S: Storage> {
     metrics: Metrics,
     /// Sequence number of the snapshot the storage is writing in the background.
     snapshot_in_flight: Option<u64>,
+    /// The state copy of the last snapshot, kept so the next one reuses its memory (it costs as
+    /// much memory as the state's records once a snapshot has been taken).
+    snapshot_copy: Arc<SnapshotView>,
 }
 
 /// Checks a logged checkpoint against the engine that replayed every entry before it.
@@ -123,6 +127,7 @@ impl<S: Storage> Node<S> {
             entries_since_checkpoint: 0,
             metrics: Metrics::default(),
             snapshot_in_flight: None,
+            snapshot_copy: Arc::default(),
         };
         Ok((node, report))
     }
@@ -196,8 +201,14 @@ impl<S: Storage> Node<S> {
         let seq = self.sync()?;
         let hash = self.wal.last_hash();
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
-        let view = self.engine.snapshot_view();
-        self.wal.write_snapshot_begin(seq, hash, move || view.bytes())?;
+        // The writer thread holds the other reference until it has encoded the copy; after that
+        // the next snapshot copies into the same memory.
+        match Arc::get_mut(&mut self.snapshot_copy) {
+            Some(copy) => self.engine.snapshot_view_into(copy),
+            None => self.snapshot_copy = Arc::new(self.engine.snapshot_view()),
+        }
+        let copy = Arc::clone(&self.snapshot_copy);
+        self.wal.write_snapshot_begin(seq, hash, move || copy.bytes())?;
         self.snapshot_in_flight = Some(seq);
         self.metrics.snapshot_ns_max = self.metrics.snapshot_ns_max.max(started.elapsed().as_nanos() as u64);
         Ok(seq)

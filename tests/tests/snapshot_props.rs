@@ -42,6 +42,10 @@ proptest! {
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(&view.bytes(), &bytes);
+        // A later copy into the earlier copy's memory is the later state's stream.
+        let mut reused = view.clone();
+        engine.snapshot_view_into(&mut reused);
+        prop_assert_eq!(reused.bytes(), engine.snapshot_bytes());
         prop_assert_eq!(restored.digest(), engine.digest());
         prop_assert_eq!(restored.state_digest(), engine.state_digest());
     }
