@@ -156,11 +156,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     Stop::Commands(n) => n,
                     Stop::Duration(_) => 0,
                 };
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf);
                 let server = Embedded::start(&dir, workload.accounts + 1, transfers).await.map_err(anyhow::Error::msg)?;
                 let outcome = harness::run(&server.target, &workload, done).await;
                 let stopped = server.stop().await;
                 if !args.keep {
                     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                    if let Some(created) = parent {
+                        let _ = std::fs::remove_dir(created); // only if empty: it was created for this run
+                    }
                 }
                 let report = outcome.map_err(anyhow::Error::msg)?;
                 stopped.map_err(anyhow::Error::msg).context("stopping the embedded server")?;

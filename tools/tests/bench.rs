@@ -29,7 +29,7 @@ fn json_of(output: &Output) -> serde_json::Value {
 #[test]
 fn embedded_server_every_command_kind_checked_and_cleaned_up() {
     let dir = temp_dir("embedded");
-    let data = dir.join("server");
+    let data = dir.join("made-for-the-run").join("server");
     let plot = dir.join("chart.svg");
     let output = bench(&[
         "--accounts",
@@ -67,6 +67,7 @@ fn embedded_server_every_command_kind_checked_and_cleaned_up() {
         &svg[..200.min(svg.len())]
     );
     assert!(!data.exists(), "the embedded server's data directory is removed after the run");
+    assert!(!dir.join("made-for-the-run").exists(), "and so is the directory created to hold it");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
