@@ -14,7 +14,7 @@
 //! multiple of every table size), and the server's throughput with two clients fell to a third
 //! of one client's (`create_transfer` probing 39% of the sequencer's time).
 //!
-//! Deterministic (no `RandomState`): a client that chooses ids adversarially can make its own
+//! Deterministic (no per-process random hash seed): a client that chooses ids adversarially can make its own
 //! lookups collide. Gateways are authenticated parties, so that is a trust issue of the gateway,
 //! recorded in ARCHITECTURE.md.
 

@@ -1,7 +1,7 @@
 //! The engine: in-memory state, the apply loop with linked chains, hold expiry, and the undo log.
 //!
 //! Layout: records live in dense `Vec`s and ids resolve to a `u32` index through FxHash maps
-//! (deterministic, no `RandomState`). Per-account transfer lists are intrusive linked lists
+//! (deterministic, no per-process random hash seed). Per-account transfer lists are intrusive linked lists
 //! through `transfer_links`, so recording a transfer for an account costs one sequential
 //! write instead of a push into a per-account vector.
 

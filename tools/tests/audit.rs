@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output};
 
 use bursar_engine::batch::{self, Checkpoint};
-use bursar_engine::{Account, Command, Ledger, Limits, ResultCode, Transfer};
+use bursar_engine::{Command, Limits, ResultCode, Transfer};
 use bursar_net::Node;
 use bursar_wal::{format, FsStorage, WalConfig};
 
@@ -34,16 +34,7 @@ fn text(output: &Output) -> String {
 }
 
 fn setup() -> Vec<Command> {
-    let mut commands = vec![Command::CreateLedger(Ledger {
-        id: 1,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: 1000,
-        settlement_account_code: 1,
-        ..Default::default()
-    })];
-    commands.extend((1..=10u128).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
-    commands
+    common::ledger_and_accounts(10)
 }
 
 fn transfers(batch: u128) -> Vec<Command> {

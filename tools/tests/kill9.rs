@@ -12,7 +12,7 @@ use std::process::Command as Process;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bursar_engine::{Account, Command, Ledger, ResultCode, Transfer};
+use bursar_engine::{Command, ResultCode, Transfer};
 use bursar_net::client::Client;
 
 const ACCOUNTS: u128 = 20;
@@ -44,15 +44,7 @@ async fn run_seed(seed: u64) {
     let _ = std::fs::remove_dir_all(&dir);
     let (mut server, addr) = start(&dir);
     let client = connect(&dir, addr).await;
-    let mut setup = vec![Command::CreateLedger(Ledger {
-        id: 1,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: 1000,
-        settlement_account_code: 1,
-        ..Default::default()
-    })];
-    setup.extend((1..=ACCOUNTS).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
+    let setup = common::ledger_and_accounts(ACCOUNTS);
     assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
 
     // Four clients load the server; every request is recorded as acknowledged or in flight.
