@@ -175,20 +175,31 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()> {
-    const CHUNK_BYTES: usize = 1 << 20;
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    file.write_all(head)?;
     // Zeros written for real, not fallocate'd: overwriting allocated, initialised blocks later
-    // needs no metadata journal write per fdatasync (docs/wal-format.md, "Write path").
-    // Flushed every few MiB rather than in one burst at the end: one 256 MiB writeback would
-    // queue ahead of the log's own syncs and stall them for tens of milliseconds.
+    // needs no metadata journal write per fdatasync (docs/wal-format.md, "Write path"). Through
+    // the page cache, not O_DIRECT (measured twice, see there): the log's own writes then find
+    // their pages already in the cache, and the device queue stays clear for the log's syncs.
+    prepare_buffered(&tmp, head, len)?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Bytes a preparation writes at a time.
+const PREPARE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Zero-fills through the page cache, flushed every few MiB rather than in one burst at the end:
+/// one 256 MiB writeback would queue ahead of the log's own syncs and stall them for tens of
+/// milliseconds.
+fn prepare_buffered(tmp: &Path, head: &[u8], len: u64) -> io::Result<()> {
     const FLUSH_EVERY_BYTES: u64 = 16 << 20;
-    let zeros = vec![0u8; CHUNK_BYTES];
+    let mut file = File::create(tmp)?;
+    file.write_all(head)?;
+    let zeros = vec![0u8; PREPARE_CHUNK_BYTES];
     let mut left = len - head.len() as u64;
     let mut unflushed = 0u64;
     while left > 0 {
-        let n = left.min(CHUNK_BYTES as u64) as usize;
+        let n = left.min(PREPARE_CHUNK_BYTES as u64) as usize;
         file.write_all(&zeros[..n])?;
         left -= n as u64;
         unflushed += n as u64;
@@ -197,9 +208,7 @@ fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()>
             unflushed = 0;
         }
     }
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
+    file.sync_all()
 }
 
 impl Storage for FsStorage {
@@ -295,5 +304,36 @@ impl Storage for FsStorage {
             Some(handle) => handle.join().map_err(|_| io::Error::other("the atomic write thread panicked"))?,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bursar-storage-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A prepared segment is the head, then zeros to exactly the length asked (a multiple of the
+    /// chunk or not), under the final name, with no temporary file left behind.
+    #[test]
+    fn prepare_writes_head_then_zeros_to_the_length() {
+        let dir = temp_dir("prepare");
+        let mut storage = FsStorage::open(&dir).unwrap();
+        let head: Vec<u8> = (1..=200u8).collect();
+        for (name, len) in [("aligned", (3 << 20) + 8192u64), ("unaligned", (1 << 20) + 1000)] {
+            storage.prepare(name, &head, len).unwrap();
+            storage.finish_prepare(name).unwrap();
+            let bytes = fs::read(dir.join(name)).unwrap();
+            assert_eq!(bytes.len() as u64, len, "{name}");
+            assert_eq!(&bytes[..head.len()], &head[..], "{name}");
+            assert!(bytes[head.len()..].iter().all(|b| *b == 0), "{name}: zeros after the head");
+            assert!(!dir.join(format!("{name}.tmp")).exists());
+        }
+        drop(storage);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
