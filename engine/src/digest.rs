@@ -147,6 +147,16 @@ impl Engine {
     /// then hashes the sum with the clock and the counts. Equal states give equal digests; see
     /// the module documentation for what it does and does not prove.
     pub fn state_digest(&mut self) -> [u8; 32] {
+        self.settle_digest();
+        finish(self.digest.sum, self)
+    }
+
+    /// Folds every change since the last settle into the digest's running sum without
+    /// finishing it. The digest is the same whenever this is called; what changes is when the
+    /// work is done. The server calls it after every batch (while the disk syncs), so a
+    /// checkpoint costs only what changed since the batch before, instead of hashing every
+    /// transfer of the last 256 entries at once (a 60 ms stall at 8 189 transfers per entry).
+    pub fn settle_digest(&mut self) {
         let mut digest = core::mem::take(&mut self.digest);
         for &index in &digest.dirty_accounts {
             if let Some(meta) = self.account_meta.get_mut(index as usize) {
@@ -155,7 +165,6 @@ impl Engine {
         }
         digest.settle(self);
         self.digest = digest;
-        finish(self.digest.sum, self)
     }
 
     /// The state digest computed from scratch over every item, in O(state): what

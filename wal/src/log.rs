@@ -57,6 +57,12 @@ pub struct Wal<S: Storage> {
     synced_seq: u64,
     next_prepared: bool,
     failed: Option<String>,
+    /// A sync runs on the storage's sync thread (between `sync_start` and `sync_finish`).
+    sync_in_flight: bool,
+    /// When `sync_start` returned (None outside a sync).
+    sync_started: Option<std::time::Instant>,
+    /// Duration of the last sync (see `last_sync_ns`).
+    last_sync_ns: u64,
 }
 
 impl<S: Storage> Wal<S> {
@@ -77,6 +83,9 @@ impl<S: Storage> Wal<S> {
             synced_seq: at.next_seq - 1,
             next_prepared: at.next_exists,
             failed: None,
+            sync_in_flight: false,
+            sync_started: None,
+            last_sync_ns: 0,
         }
     }
 
@@ -89,6 +98,7 @@ impl<S: Storage> Wal<S> {
     /// what it appends is the body), saving the caller a copy of large batches.
     pub fn append_with(&mut self, timestamp: u64, fill: impl FnOnce(&mut Vec<u8>)) -> Result<u64, WalError> {
         self.check_usable()?;
+        assert!(self.sync_started.is_none(), "no append between sync_start and sync_finish");
         self.settle_hash();
         let start = self.pending.len();
         self.pending.resize(start + ENTRY_HEADER_SIZE, 0);
@@ -127,7 +137,18 @@ impl<S: Storage> Wal<S> {
     /// with one sync per file touched. Returns the highest durable sequence number. After any
     /// failure the log refuses further work: it never retries and pretends.
     pub fn sync(&mut self) -> Result<u64, WalError> {
+        self.sync_start()?;
+        self.sync_finish()
+    }
+
+    /// The first half of [`Wal::sync`]: writes every appended entry and, for a large group,
+    /// starts the sync on the storage's sync thread, so the caller can work (apply the batch,
+    /// say) while the disk syncs. Nothing is durable until [`Wal::sync_finish`] returns, and no
+    /// entry may be appended in between. A small group is synced in `sync_finish` instead: the
+    /// thread handoff would cost more than the overlap saves.
+    pub fn sync_start(&mut self) -> Result<(), WalError> {
         self.check_usable()?;
+        assert!(!self.sync_in_flight, "sync_start twice without sync_finish");
         if let Err(e) = self.write_pending() {
             return Err(self.fail("write", e));
         }
@@ -135,26 +156,55 @@ impl<S: Storage> Wal<S> {
             if let Err(e) = self.sync_previous() {
                 return Err(self.fail("sync", e));
             }
-            let name = segment_name(self.segment);
-            let overlap = self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES);
-            let synced = if overlap {
-                // Hash the last entry on this thread while the disk syncs on the sync thread.
-                self.storage.sync_begin(&name).and_then(|()| {
-                    self.settle_hash();
-                    self.storage.sync_end()
-                })
-            } else {
-                self.settle_hash();
-                self.storage.sync(&name)
-            };
-            if let Err(e) = synced {
-                return Err(self.fail("sync", e));
+            if self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES) {
+                let name = segment_name(self.segment);
+                if let Err(e) = self.storage.sync_begin(&name) {
+                    return Err(self.fail("sync", e));
+                }
+                self.sync_in_flight = true;
             }
         }
+        self.sync_started = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The second half of [`Wal::sync`]: computes the last entry's chain hash, waits until the
+    /// entries written by [`Wal::sync_start`] are durable, and returns the highest durable
+    /// sequence number.
+    pub fn sync_finish(&mut self) -> Result<u64, WalError> {
+        self.check_usable()?;
+        assert!(self.sync_started.is_some(), "sync_finish without sync_start");
+        if self.config.sync == crate::SyncPolicy::EveryBatch {
+            let synced = if std::mem::take(&mut self.sync_in_flight) {
+                // Hash the last entry on this thread while the disk syncs on the sync thread.
+                self.settle_hash();
+                self.storage.sync_end().map(|()| self.storage.last_sync_ns())
+            } else {
+                self.settle_hash();
+                let started = std::time::Instant::now();
+                let name = segment_name(self.segment);
+                self.storage.sync(&name).map(|()| Some(started.elapsed().as_nanos() as u64))
+            };
+            match synced {
+                Ok(ns) => {
+                    let waited = self.sync_started.map_or(0, |t| t.elapsed().as_nanos() as u64);
+                    self.last_sync_ns = ns.unwrap_or(waited);
+                }
+                Err(e) => return Err(self.fail("sync", e)),
+            }
+        }
+        self.sync_started = None;
         self.settle_hash();
         self.clear_pending();
         self.synced_seq = self.next_seq - 1;
         Ok(self.synced_seq)
+    }
+
+    /// How long the last sync kept the disk busy, in nanoseconds: the sync call itself as the
+    /// storage timed it where it ran on its own thread (so it excludes what the caller did
+    /// meanwhile), or as timed here. 0 before the first sync and under `UnsafeNoSync`.
+    pub fn last_sync_ns(&self) -> u64 {
+        self.last_sync_ns
     }
 
     /// Writes a snapshot of state that includes entries through `seq` (which must be durable),

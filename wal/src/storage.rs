@@ -39,6 +39,11 @@ pub trait Storage: Send {
     fn sync_end(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// How long the last sync that ran on a thread of the storage's own took, in nanoseconds
+    /// (None where syncs run on the caller's thread, which times them itself).
+    fn last_sync_ns(&self) -> Option<u64> {
+        None
+    }
     /// Replaces `name` with `bytes` atomically and durably (temporary file, sync, rename, directory sync).
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// Starts [`Storage::write_atomic`] of `name` with the bytes `build` returns, so the caller
@@ -68,6 +73,8 @@ pub struct FsStorage {
     files: HashMap<String, Arc<File>>,
     preparing: HashMap<String, JoinHandle<io::Result<()>>>,
     syncer: Option<Syncer>,
+    /// Duration of the last sync the sync thread ran.
+    last_sync_ns: Option<u64>,
     read_only: bool,
     atomic_write: Option<JoinHandle<io::Result<()>>>,
 }
@@ -76,7 +83,7 @@ pub struct FsStorage {
 #[derive(Debug)]
 struct Syncer {
     requests: Sender<Arc<File>>,
-    results: Receiver<io::Result<()>>,
+    results: Receiver<(io::Result<()>, u64)>,
 }
 
 impl Syncer {
@@ -85,7 +92,9 @@ impl Syncer {
         let (outbox, results) = bounded(1);
         std::thread::Builder::new().name("wal-sync".into()).spawn(move || {
             for file in inbox {
-                if outbox.send(file.sync_data()).is_err() {
+                let started = std::time::Instant::now();
+                let result = file.sync_data();
+                if outbox.send((result, started.elapsed().as_nanos() as u64)).is_err() {
                     return;
                 }
             }
@@ -103,6 +112,7 @@ impl FsStorage {
             files: HashMap::new(),
             preparing: HashMap::new(),
             syncer: None,
+            last_sync_ns: None,
             read_only: false,
             atomic_write: None,
         })
@@ -120,6 +130,7 @@ impl FsStorage {
             files: HashMap::new(),
             preparing: HashMap::new(),
             syncer: None,
+            last_sync_ns: None,
             read_only: true,
             atomic_write: None,
         })
@@ -270,7 +281,13 @@ impl Storage for FsStorage {
 
     fn sync_end(&mut self) -> io::Result<()> {
         let syncer = self.syncer.as_ref().ok_or_else(|| io::Error::other("no sync in flight"))?;
-        syncer.results.recv().map_err(|_| io::Error::other("the sync thread stopped"))?
+        let (result, ns) = syncer.results.recv().map_err(|_| io::Error::other("the sync thread stopped"))?;
+        self.last_sync_ns = Some(ns);
+        result
+    }
+
+    fn last_sync_ns(&self) -> Option<u64> {
+        self.last_sync_ns
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {

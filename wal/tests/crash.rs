@@ -93,7 +93,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
                     Err(_) => break 'groups,
                 }
             }
-            match wal.sync() {
+            // Half the groups sync in two halves, as the server does (applying in between).
+            let synced = if rng.below(2) == 0 { wal.sync() } else { wal.sync_start().and_then(|()| wal.sync_finish()) };
+            match synced {
                 Ok(synced) => acked = synced,
                 Err(_) => {
                     FAILED_LOGS.fetch_add(1, Ordering::Relaxed);
@@ -117,8 +119,15 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 appended.push((seq * 1000, b));
             }
         }
-        if rng.below(2) == 0 {
-            let _ = wal.sync().map(|s| acked = s);
+        match rng.below(3) {
+            0 => {
+                let _ = wal.sync().map(|s| acked = s);
+            }
+            // Crash between the halves of a sync: written, maybe durable, never acknowledged.
+            1 => {
+                let _ = wal.sync_start();
+            }
+            _ => {}
         }
         drop(wal);
         storage.crash();
