@@ -491,7 +491,7 @@ async fn send(client: &Client, planned: Planned, intended: Instant, shared: &Sha
     let mut busy = 0u32;
     loop {
         let outcome = match &planned {
-            Planned::Submit(commands) => client.submit(commands.clone()).await.map(|results| (results, 0)),
+            Planned::Submit(commands) => client.submit_slice(commands).await.map(|results| (results, 0)),
             Planned::Lookup(ids) => {
                 client.lookup_accounts(ids.clone()).await.map(|found| (Vec::new(), found.iter().filter(|a| a.is_none()).count() as u64))
             }

@@ -125,14 +125,52 @@ pub fn encode(now: u64, commands: &[Command], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
     out.extend_from_slice(&now.to_le_bytes());
+    encode_commands(commands, out);
+    debug_assert_eq!(out.len() - start, encoded_len(commands.len()));
+}
+
+/// Bytes [`encode_commands`] appends for `n` commands: the body without its 16-byte header.
+pub fn commands_len(n: usize) -> usize {
+    kinds_len(n) + RECORD_SIZE * n
+}
+
+/// Appends the commands part of a body (kinds, zero-padded to a multiple of 16, then one
+/// 128-byte record each): the layout the wire protocol's submit request carries.
+pub fn encode_commands(commands: &[Command], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.reserve(commands_len(commands.len()));
     out.extend(commands.iter().map(|c| c.kind() as u8));
-    out.resize(start + HEADER_SIZE + kinds_len(commands.len()), 0);
+    out.resize(start + kinds_len(commands.len()), 0);
     let mut record = [0u8; RECORD_SIZE];
     for command in commands {
         command.encode_record(&mut record);
         out.extend_from_slice(&record);
     }
-    debug_assert_eq!(out.len() - start, encoded_len(commands.len()));
+    debug_assert_eq!(out.len() - start, commands_len(commands.len()));
+}
+
+/// Reads the commands part of a body of `n` commands (see [`encode_commands`]), appending them
+/// to `commands`. Every malformed input is a typed error; `commands` is then unspecified.
+pub fn decode_commands(n: usize, bytes: &[u8], commands: &mut Vec<Command>) -> Result<(), BatchDecodeError> {
+    if n > BATCH_COMMANDS_MAX {
+        return Err(BatchDecodeError::TooManyCommands(n.min(u32::MAX as usize) as u32));
+    }
+    if bytes.len() != commands_len(n) {
+        return Err(BatchDecodeError::Length { expected: HEADER_SIZE + commands_len(n), found: HEADER_SIZE + bytes.len() });
+    }
+    let kinds = &bytes[..kinds_len(n)];
+    if kinds[n..].iter().any(|b| *b != 0) {
+        return Err(BatchDecodeError::Reserved);
+    }
+    let records = &bytes[kinds_len(n)..];
+    commands.reserve(n);
+    for (index, (kind, record)) in kinds[..n].iter().zip(records.chunks_exact(RECORD_SIZE)).enumerate() {
+        let Some(kind) = CommandKind::from_u8(*kind) else {
+            return Err(BatchDecodeError::UnknownKind { index, kind: *kind });
+        };
+        commands.push(Command::decode(kind, record.try_into().expect("exact chunks")));
+    }
+    Ok(())
 }
 
 /// Appends a checkpoint body.
@@ -188,18 +226,7 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>) -> Result<Body, Bat
     if body.len() != encoded_len(n) {
         return Err(BatchDecodeError::Length { expected: encoded_len(n), found: body.len() });
     }
-    let kinds = &body[HEADER_SIZE..HEADER_SIZE + kinds_len(n)];
-    if kinds[n..].iter().any(|b| *b != 0) {
-        return Err(BatchDecodeError::Reserved);
-    }
-    let records = &body[HEADER_SIZE + kinds_len(n)..];
-    commands.reserve(n);
-    for (index, (kind, record)) in kinds[..n].iter().zip(records.chunks_exact(RECORD_SIZE)).enumerate() {
-        let Some(kind) = CommandKind::from_u8(*kind) else {
-            return Err(BatchDecodeError::UnknownKind { index, kind: *kind });
-        };
-        commands.push(Command::decode(kind, record.try_into().expect("exact chunks")));
-    }
+    decode_commands(n, &body[HEADER_SIZE..], commands)?;
     Ok(Body::Batch { now })
 }
 

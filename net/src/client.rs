@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bursar_engine::{Account, AccountBalance, AccountFilter, Balances, Command, Ledger, Record, ResultCode, Transfer, RECORD_SIZE};
 use rustls::pki_types::CertificateDer;
 
-use crate::protocol::{self, FrameDecoder, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
+use crate::protocol::{self, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, FRAME_RECORDS_MAX, HEADER_SIZE};
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,16 +66,21 @@ impl Client {
     }
 
     async fn call(&self, request: &Request) -> Result<(protocol::Header, Vec<u8>), ClientError> {
+        self.call_with(|id, frame| request.encode(id, frame)).await
+    }
+
+    /// Sends the frame `encode` writes for a fresh request id; returns the reply's header and body.
+    async fn call_with(&self, encode: impl FnOnce(u64, &mut Vec<u8>)) -> Result<(protocol::Header, Vec<u8>), ClientError> {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut frame = Vec::new();
-        request.encode(id, &mut frame);
+        encode(id, &mut frame);
         let (mut send, mut recv) = self.connection.open_bi().await.map_err(conn)?;
-        send.write_all(&frame).await.map_err(conn)?;
+        // Handed over whole: quinn keeps the buffer until it is acknowledged, with no copy.
+        send.write_chunk(bytes::Bytes::from(frame)).await.map_err(conn)?;
         send.finish().map_err(conn)?;
         let bytes = recv.read_to_end(HEADER_SIZE + FRAME_BODY_MAX_BYTES).await.map_err(conn)?;
-        let mut decoder = FrameDecoder::new();
-        decoder.feed(&bytes);
-        let (header, body) = decoder.next_frame().map_err(ClientError::Protocol)?.ok_or(ClientError::Protocol(ProtocolError::Truncated))?;
+        let (header, body) = protocol::decode_frame(&bytes).map_err(ClientError::Protocol)?;
+        let body = body.to_vec();
         if header.request_id != id {
             return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
         }
@@ -88,7 +93,16 @@ impl Client {
 
     /// Submits a batch; one result code per command. Retrying with the same ids is safe.
     pub async fn submit(&self, commands: Vec<Command>) -> Result<Vec<ResultCode>, ClientError> {
-        let (header, body) = self.call(&Request::Submit(commands)).await?;
+        self.submit_slice(&commands).await
+    }
+
+    /// As [`Client::submit`], borrowing the commands (a caller that may retry keeps them
+    /// without cloning a 1 MiB batch).
+    pub async fn submit_slice(&self, commands: &[Command]) -> Result<Vec<ResultCode>, ClientError> {
+        if commands.len() > FRAME_RECORDS_MAX {
+            return Err(ClientError::Protocol(ProtocolError::TooManyRecords));
+        }
+        let (header, body) = self.call_with(|id, frame| protocol::encode_submit(id, commands, frame)).await?;
         protocol::decode_submit_reply(&header, &body).map_err(ClientError::Protocol)
     }
 

@@ -160,18 +160,62 @@ fn checksum(header: &[u8], body: &[u8]) -> u32 {
 
 /// Appends a whole frame to `out`.
 pub fn encode_frame(frame_type: FrameType, operation: u8, request_id: u64, record_count: u32, body: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.push(frame_type as u8);
-    out.push(operation);
-    out.extend_from_slice(&request_id.to_le_bytes());
-    out.extend_from_slice(&record_count.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    let crc = checksum(&out[start..], body);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let start = begin_frame(out);
     out.extend_from_slice(body);
+    finish_frame(out, start, frame_type, operation, request_id, record_count);
+}
+
+/// Reserves a frame header at the end of `out`; the caller appends the body straight after it
+/// (no intermediate copy of a 1 MiB batch) and then calls [`finish_frame`]. Returns where the
+/// frame starts.
+fn begin_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.resize(start + HEADER_SIZE, 0);
+    start
+}
+
+/// Fills in the header reserved by [`begin_frame`] for the body appended since.
+fn finish_frame(out: &mut [u8], start: usize, frame_type: FrameType, operation: u8, request_id: u64, record_count: u32) {
+    let body_len = out.len() - start - HEADER_SIZE;
+    let (head, body) = out[start..].split_at_mut(HEADER_SIZE);
+    head[0..4].copy_from_slice(&MAGIC);
+    head[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    head[6] = frame_type as u8;
+    head[7] = operation;
+    head[8..16].copy_from_slice(&request_id.to_le_bytes());
+    head[16..20].copy_from_slice(&record_count.to_le_bytes());
+    head[20..24].copy_from_slice(&(body_len as u32).to_le_bytes());
+    let crc = checksum(head, body);
+    head[24..28].copy_from_slice(&crc.to_le_bytes());
+    head[28..32].fill(0);
+}
+
+/// Decodes a buffer that must hold exactly one whole frame (a QUIC stream read to its end):
+/// the header, the body (borrowed, not copied) and its checksum. Fewer bytes than the header
+/// announces are `Truncated`, more are `LengthMismatch`.
+pub fn decode_frame(bytes: &[u8]) -> Result<(Header, &[u8]), ProtocolError> {
+    let Some(head) = bytes.get(..HEADER_SIZE) else { return Err(ProtocolError::Truncated) };
+    let header = decode_header(head.try_into().expect("exact slice"))?;
+    let end = HEADER_SIZE + header.body_len as usize;
+    if bytes.len() < end {
+        return Err(ProtocolError::Truncated);
+    }
+    if bytes.len() > end {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    let body = &bytes[HEADER_SIZE..];
+    if checksum(head, body) != header.checksum {
+        return Err(ProtocolError::BadChecksum);
+    }
+    Ok((header, body))
+}
+
+/// Appends a submit request frame for `commands`: the log's batch layout without its 16-byte
+/// header (kinds padded to 16, then records), encoded straight into the frame.
+pub fn encode_submit(request_id: u64, commands: &[Command], out: &mut Vec<u8>) {
+    let start = begin_frame(out);
+    batch::encode_commands(commands, out);
+    finish_frame(out, start, FrameType::Request, Operation::Submit as u8, request_id, commands.len() as u32);
 }
 
 /// Checks a header before any body is read: magic, version, type, sizes.
@@ -361,14 +405,12 @@ impl Request {
 
     /// Appends the request as one frame.
     pub fn encode(&self, request_id: u64, out: &mut Vec<u8>) {
+        if let Request::Submit(commands) = self {
+            return encode_submit(request_id, commands, out);
+        }
         let mut body = Vec::new();
         let count = match self {
-            Request::Submit(commands) => {
-                // The log's batch layout without its 16-byte header: kinds padded to 16, then records.
-                batch::encode(0, commands, &mut body);
-                body.drain(..16);
-                commands.len()
-            }
+            Request::Submit(_) => unreachable!("encoded above"),
             Request::LookupAccounts(ids) | Request::LookupTransfers(ids) => {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 ids.len()
@@ -389,6 +431,12 @@ impl Request {
 
     /// Decodes a request frame's body. Every malformed body is a typed error.
     pub fn decode(header: &Header, body: &[u8]) -> Result<Request, ProtocolError> {
+        Request::decode_reusing(header, body, Vec::new())
+    }
+
+    /// As [`Request::decode`], decoding a submit's commands into `commands` (cleared first), so
+    /// a server can hand the same allocation round from request to request.
+    pub fn decode_reusing(header: &Header, body: &[u8], mut commands: Vec<Command>) -> Result<Request, ProtocolError> {
         if header.frame_type != FrameType::Request {
             return Err(ProtocolError::BadFrameType);
         }
@@ -396,15 +444,9 @@ impl Request {
         let expect_len = |len: usize| if body.len() == len { Ok(()) } else { Err(ProtocolError::LengthMismatch) };
         match Operation::from_u8(header.operation).ok_or(ProtocolError::UnknownOperation)? {
             Operation::Submit => {
-                expect_len(n.next_multiple_of(16) + RECORD_SIZE * n)?;
-                let mut framed = Vec::with_capacity(16 + body.len());
-                framed.extend_from_slice(&batch::BATCH_FORMAT_VERSION.to_le_bytes());
-                framed.extend_from_slice(&[0, 0]);
-                framed.extend_from_slice(&(n as u32).to_le_bytes());
-                framed.extend_from_slice(&0u64.to_le_bytes());
-                framed.extend_from_slice(body);
-                let mut commands = Vec::with_capacity(n);
-                batch::decode(&framed, &mut commands).map_err(|e| match e {
+                expect_len(batch::commands_len(n))?;
+                commands.clear();
+                batch::decode_commands(n, body, &mut commands).map_err(|e| match e {
                     batch::BatchDecodeError::UnknownKind { .. } => ProtocolError::UnknownCommandKind,
                     batch::BatchDecodeError::Reserved => ProtocolError::ReservedNotZero,
                     batch::BatchDecodeError::TooManyCommands(_) => ProtocolError::TooManyRecords,
@@ -669,6 +711,44 @@ mod tests {
         d.feed(&unknown);
         let (h, body) = d.next_frame().expect("frame").expect("complete");
         assert_eq!(Request::decode(&h, &body), Err(ProtocolError::UnknownOperation));
+    }
+
+    /// The whole-buffer decoder the server uses agrees with the incremental one on a good
+    /// frame, borrows its body, and types every wrong length and damaged byte; a submit decoded
+    /// into a reused vector gives the same request and keeps the vector's allocation.
+    #[test]
+    fn whole_frames_decode_in_place_and_reuse_command_vectors() {
+        let commands = vec![Command::Transfer(Transfer { id: 7, amount: 9, ..Default::default() }), Command::Thaw(Default::default())];
+        let mut frame = Vec::new();
+        Request::Submit(commands.clone()).encode(5, &mut frame);
+        let mut direct = Vec::new();
+        encode_submit(5, &commands, &mut direct);
+        assert_eq!(frame, direct, "encode_submit is the submit request's encoding");
+
+        let (header, body) = decode_frame(&frame).expect("whole frame");
+        assert_eq!((header.request_id, header.record_count), (5, 2));
+        assert_eq!(body.as_ptr(), frame[HEADER_SIZE..].as_ptr(), "the body is borrowed, not copied");
+        let spare: Vec<Command> = Vec::with_capacity(BATCH_COMMANDS_MAX);
+        let spare_ptr = spare.as_ptr();
+        match Request::decode_reusing(&header, body, spare).expect("decodes") {
+            Request::Submit(got) => {
+                assert_eq!(got, commands);
+                assert_eq!(got.as_ptr(), spare_ptr, "decoded into the vector handed in");
+            }
+            other => panic!("decoded {other:?}"),
+        }
+
+        assert_eq!(decode_frame(&frame[..HEADER_SIZE - 1]).map(|_| ()), Err(ProtocolError::Truncated));
+        assert_eq!(decode_frame(&frame[..frame.len() - 1]).map(|_| ()), Err(ProtocolError::Truncated));
+        let mut longer = frame.clone();
+        longer.push(0);
+        assert_eq!(decode_frame(&longer).map(|_| ()), Err(ProtocolError::LengthMismatch));
+        let mut flipped = frame.clone();
+        *flipped.last_mut().expect("body") ^= 1;
+        assert_eq!(decode_frame(&flipped).map(|_| ()), Err(ProtocolError::BadChecksum));
+        let mut magic = frame;
+        magic[0] ^= 1;
+        assert_eq!(decode_frame(&magic).map(|_| ()), Err(ProtocolError::BadMagic));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::protocol::{self, FrameDecoder, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
+use crate::protocol::{self, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
 use crate::sequencer::{Job, SequencerHandle};
 
 /// Server limits, each named once.
@@ -32,6 +32,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
+    let frames = FramePool::new();
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -43,9 +44,10 @@ pub async fn serve(
             continue;
         };
         let sequencer = sequencer.clone();
+        let frames = frames.clone();
         tokio::spawn(async move {
             if let Ok(connection) = incoming.await {
-                serve_connection(connection, sequencer).await;
+                serve_connection(connection, sequencer, frames).await;
             }
             drop(permit);
         });
@@ -54,20 +56,86 @@ pub async fn serve(
     endpoint.wait_idle().await;
 }
 
-async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle) {
+async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, frames: FramePool) {
     while let Ok((send, recv)) = connection.accept_bi().await {
         let sequencer = sequencer.clone();
-        tokio::spawn(serve_stream(send, recv, sequencer));
+        tokio::spawn(serve_stream(send, recv, sequencer, frames.clone()));
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, sequencer: SequencerHandle) {
-    let reply = match recv.read_to_end(HEADER_SIZE + FRAME_BODY_MAX_BYTES).await {
-        Ok(bytes) => answer(&bytes, &sequencer).await,
-        Err(quinn::ReadToEndError::TooLong) => error_frame(0, 0, ProtocolError::FrameTooLarge),
-        Err(_) => return, // the client went away
+/// Request byte buffers kept for reuse at most (each up to one frame, 1 MiB). A stream reads
+/// its request into one, decodes it, and gives it back before waiting for the sequencer, so a
+/// handful serve any number of streams; the bound keeps the memory fixed whatever the load.
+pub const FRAME_BUFFERS_POOLED_MAX: usize = 16;
+
+/// A bounded pool of frame buffers shared by every stream of the server.
+#[derive(Clone, Debug)]
+struct FramePool {
+    give: crossbeam_channel::Sender<Vec<u8>>,
+    take: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl FramePool {
+    fn new() -> FramePool {
+        let (give, take) = crossbeam_channel::bounded(FRAME_BUFFERS_POOLED_MAX);
+        FramePool { give, take }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.take.try_recv().unwrap_or_default()
+    }
+
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let _ = self.give.try_send(buffer); // a full pool drops it
+    }
+}
+
+/// How reading a request stream ended.
+enum Read {
+    Whole,
+    TooLong,
+    Gone,
+}
+
+/// Reads the stream to its end into `buffer`, in order, refusing more than one frame's bytes.
+async fn read_request(recv: &mut quinn::RecvStream, buffer: &mut Vec<u8>) -> Read {
+    loop {
+        match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => {
+                if buffer.len() + chunk.bytes.len() > HEADER_SIZE + FRAME_BODY_MAX_BYTES {
+                    return Read::TooLong;
+                }
+                buffer.extend_from_slice(&chunk.bytes);
+            }
+            Ok(None) => return Read::Whole,
+            Err(_) => return Read::Gone,
+        }
+    }
+}
+
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, sequencer: SequencerHandle, frames: FramePool) {
+    let mut buffer = frames.take();
+    let read = read_request(&mut recv, &mut buffer).await;
+    let reply = match read {
+        Read::Whole => {
+            let submitted = submit(&buffer, &sequencer);
+            frames.give_back(buffer);
+            match submitted {
+                Ok((answer, request_id, operation)) => {
+                    answer.await.unwrap_or_else(|_| error_frame(request_id, operation, ProtocolError::ShuttingDown))
+                }
+                Err(frame) => frame,
+            }
+        }
+        Read::TooLong => {
+            frames.give_back(buffer);
+            let _ = recv.stop(0u32.into());
+            error_frame(0, 0, ProtocolError::FrameTooLarge)
+        }
+        Read::Gone => return frames.give_back(buffer), // the client went away
     };
-    let _ = send.write_all(&reply).await;
+    let _ = send.write_chunk(bytes::Bytes::from(reply)).await;
     let _ = send.finish();
 }
 
@@ -77,26 +145,31 @@ fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> 
     frame
 }
 
-async fn answer(bytes: &[u8], sequencer: &SequencerHandle) -> Vec<u8> {
-    let mut decoder = FrameDecoder::new();
-    decoder.feed(bytes);
-    let (header, body) = match decoder.next_frame() {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return error_frame(0, 0, ProtocolError::Truncated),
-        Err(e) => return error_frame(0, 0, e),
+/// Decodes a whole request frame and queues it: the receiver of its reply frame, or the error
+/// frame to send at once.
+#[allow(clippy::type_complexity)]
+fn submit(bytes: &[u8], sequencer: &SequencerHandle) -> Result<(oneshot::Receiver<Vec<u8>>, u64, u8), Vec<u8>> {
+    let (header, body) = match protocol::decode_frame(bytes) {
+        Ok(frame) => frame,
+        // A well-formed header with the wrong amount of body: answer with its request id.
+        Err(e @ (ProtocolError::Truncated | ProtocolError::LengthMismatch)) if bytes.len() >= HEADER_SIZE => {
+            let header = protocol::decode_header(bytes[..HEADER_SIZE].try_into().expect("checked length"));
+            return Err(match header {
+                Ok(header) => error_frame(header.request_id, header.operation, e),
+                Err(e) => error_frame(0, 0, e),
+            });
+        }
+        Err(e) => return Err(error_frame(0, 0, e)),
     };
-    if decoder.finish().is_err() {
-        return error_frame(header.request_id, header.operation, ProtocolError::LengthMismatch);
-    }
-    let request = match Request::decode(&header, &body) {
+    let request = match Request::decode_reusing(&header, body, sequencer.spare_commands()) {
         Ok(request) => request,
-        Err(e) => return error_frame(header.request_id, header.operation, e),
+        Err(e) => return Err(error_frame(header.request_id, header.operation, e)),
     };
     let (reply, answer) = oneshot::channel();
     if sequencer.try_submit(Job { request_id: header.request_id, request, reply }).is_err() {
-        return error_frame(header.request_id, header.operation, ProtocolError::Busy);
+        return Err(error_frame(header.request_id, header.operation, ProtocolError::Busy));
     }
-    answer.await.unwrap_or_else(|_| error_frame(header.request_id, header.operation, ProtocolError::ShuttingDown))
+    Ok((answer, header.request_id, header.operation))
 }
 
 /// Binds a QUIC endpoint on `addr` with the given server config and stream limit.

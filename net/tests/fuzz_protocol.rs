@@ -1,4 +1,4 @@
-//! The frame decoder against arbitrary bytes, and against valid frames with arbitrary damage: every
+//! The frame decoders (incremental and whole-buffer) against arbitrary bytes, and against valid frames with arbitrary damage: every
 //! outcome is a frame, "need more bytes", or a typed error; never a panic, never an allocation
 //! larger than the frame limit. Longer run: `PROPTEST_CASES=200000 cargo test --release -p bursar-net --test fuzz_protocol`.
 
@@ -20,6 +20,10 @@ fn drive(bytes: &[u8], chunk: usize) {
         }
     }
     let _ = decoder.finish();
+    // The server's whole-buffer path: the same bytes as one stream read to its end.
+    if let Ok((header, body)) = bursar_net::protocol::decode_frame(bytes) {
+        let _ = Request::decode_reusing(&header, body, Vec::with_capacity(4));
+    }
 }
 
 proptest! {
