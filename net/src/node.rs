@@ -176,7 +176,7 @@ impl<S: Storage> Node<S> {
         // crash before the sync returns loses a batch no one was answered for.
         self.wal.sync_start()?;
         self.engine.execute(now, commands, results).expect("the batch limit was checked before logging");
-        self.engine.settle_digest();
+        self.engine.settle_digest_appended();
         self.wal.sync_finish()?;
         self.metrics.record_sync(self.wal.last_sync_ns());
         self.metrics.entries += 1;
