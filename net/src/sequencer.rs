@@ -102,8 +102,8 @@ impl Recycler {
 /// Buffers the sequencer keeps from batch to batch.
 #[derive(Debug, Default)]
 struct Scratch {
-    /// Commands of several requests joined into one log entry.
-    commands: Vec<Command>,
+    /// Commands of several requests joined into one log entry, one vector per such entry.
+    joined: Vec<Vec<Command>>,
     results: Vec<ResultCode>,
 }
 
@@ -176,61 +176,103 @@ fn report_snapshot(outcome: Option<Result<u64, crate::NodeError>>) {
     }
 }
 
+/// Log entries made durable by one sync at most: when full-size requests queue up, each is its
+/// own entry (8 189 commands at most) and up to this many share a sync. Bounds the bytes one sync
+/// writes (about 4 MiB) and the latency the first of them waits for the others' writing.
+/// Measured on this machine's disk (fdatasync ~0.9 ms, hidden behind the ~2 ms apply of a full
+/// batch) it changed neither throughput nor p99 beyond the run-to-run noise; it is there for
+/// disks whose sync costs more than applying a batch.
+pub const ENTRIES_PER_SYNC_MAX: usize = 4;
+
 /// Applies the waiting jobs in arrival order: consecutive submits share one log entry (up to the
-/// batch limit); a query first flushes the submits before it, so it sees their effects.
-/// Returns how many log entries were written. A log failure answers everyone `shutting_down`
-/// and stops the sequencer.
+/// batch limit), and consecutive entries share one sync (up to [`ENTRIES_PER_SYNC_MAX`]); a query
+/// first flushes the submits before it, so it sees their effects. Returns how many log entries
+/// were written. A log failure answers everyone `shutting_down` and stops the sequencer.
 fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Recycler) -> Result<u64, String> {
     let mut entries = 0;
-    let mut group: Vec<Job> = Vec::new();
-    let mut group_len = 0;
+    // Jobs of the pending submits, and where each entry's jobs end.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut entry_ends: Vec<usize> = Vec::new();
+    let mut entry_len = 0;
     for job in waiting.drain(..) {
         match &job.request {
             Request::Submit(batch) => {
-                if group_len + batch.len() > BATCH_COMMANDS_MAX {
-                    flush(node, &mut group, scratch, recycler)?;
-                    entries += 1;
-                    group_len = 0;
+                if !jobs.is_empty() && entry_len + batch.len() > BATCH_COMMANDS_MAX {
+                    entry_ends.push(jobs.len());
+                    entry_len = 0;
+                    if entry_ends.len() == ENTRIES_PER_SYNC_MAX {
+                        entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
+                    }
                 }
-                group_len += batch.len();
-                group.push(job);
+                entry_len += batch.len();
+                jobs.push(job);
             }
             _ => {
-                if !group.is_empty() {
-                    flush(node, &mut group, scratch, recycler)?;
-                    entries += 1;
-                    group_len = 0;
+                if !jobs.is_empty() {
+                    entry_ends.push(jobs.len());
+                    entry_len = 0;
+                    entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
                 }
                 answer_query(node, job);
             }
         }
     }
-    if !group.is_empty() {
-        flush(node, &mut group, scratch, recycler)?;
-        entries += 1;
+    if !jobs.is_empty() {
+        entry_ends.push(jobs.len());
+        entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
     }
     Ok(entries)
 }
 
-/// Logs, applies and answers one group of submits as one entry. A group of one request is
-/// applied from the request's own vector; several are joined in the scratch vector first.
-fn flush<S: Storage>(node: &mut Node<S>, group: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Recycler) -> Result<(), String> {
-    let commands: &[Command] = match group.as_slice() {
-        [Job { request: Request::Submit(batch), .. }] => batch,
-        _ => {
-            scratch.commands.clear();
-            for job in group.iter() {
-                if let Request::Submit(batch) = &job.request {
-                    scratch.commands.extend_from_slice(batch);
-                }
+fn commands_of(job: &Job) -> &[Command] {
+    match &job.request {
+        Request::Submit(batch) => batch,
+        _ => unreachable!("only submits are grouped"),
+    }
+}
+
+/// Logs the pending entries (`entry_ends` marks where each entry's jobs end), makes them durable
+/// with one sync, applies them, and answers every job. An entry of one request is applied from
+/// the request's own vector; the requests of a shared entry are joined in a scratch vector.
+/// Returns how many entries were written.
+fn flush<S: Storage>(
+    node: &mut Node<S>,
+    jobs: &mut Vec<Job>,
+    entry_ends: &mut Vec<usize>,
+    scratch: &mut Scratch,
+    recycler: &Recycler,
+) -> Result<u64, String> {
+    let mut start = 0;
+    let mut joined = 0;
+    for &end in entry_ends.iter() {
+        if end - start > 1 {
+            if scratch.joined.len() == joined {
+                scratch.joined.push(Vec::new());
             }
-            &scratch.commands
+            let buffer = &mut scratch.joined[joined];
+            buffer.clear();
+            jobs[start..end].iter().for_each(|job| buffer.extend_from_slice(commands_of(job)));
+            joined += 1;
         }
-    };
+        start = end;
+    }
+    let mut batches: Vec<&[Command]> = Vec::with_capacity(entry_ends.len());
+    let (mut start, mut joined) = (0, 0);
+    for &end in entry_ends.iter() {
+        if end - start > 1 {
+            batches.push(&scratch.joined[joined]);
+            joined += 1;
+        } else {
+            batches.push(commands_of(&jobs[start]));
+        }
+        start = end;
+    }
     scratch.results.clear();
-    let outcome = node.submit(wall_clock_ns(), commands, &mut scratch.results);
+    let outcome = node.submit_entries(wall_clock_ns(), &batches, &mut scratch.results);
+    let entries = batches.len() as u64;
+    drop(batches);
     let mut at = 0;
-    for job in group.drain(..) {
+    for job in jobs.drain(..) {
         let mut frame = Vec::new();
         match (&outcome, &job.request) {
             (Ok(_), Request::Submit(batch)) => {
@@ -242,7 +284,8 @@ fn flush<S: Storage>(node: &mut Node<S>, group: &mut Vec<Job>, scratch: &mut Scr
         let _ = job.reply.send(frame); // a client that went away needs no answer
         recycler.give_back(job.request);
     }
-    outcome.map(|_| ()).map_err(|e| e.to_string())
+    entry_ends.clear();
+    outcome.map(|_| entries).map_err(|e| e.to_string())
 }
 
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {

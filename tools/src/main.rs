@@ -58,14 +58,14 @@ enum Cmd {
         /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.
         #[arg(long, default_value_t = bursar_net::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT)]
         checkpoint_every_entries: u64,
-        /// Room for this many accounts in total, reserved and touched at start (about 150 bytes
-        /// each, resident): the account table never grows (growing rehashes it on the sequencer
-        /// thread, a stall) and the hot path takes no page faults for it.
+        /// Room for this many accounts in total, reserved and touched at start (about 300 bytes
+        /// each with the snapshot copy, resident): the account table never grows (growing
+        /// rehashes it on the sequencer thread, a stall) and the hot path takes no page faults.
         #[arg(long, default_value_t = 0)]
         reserve_accounts: u64,
-        /// Room for this many transfers in total, reserved and touched at start (about 150 bytes
-        /// each, resident whether used or not): no rehash stall and no page faults on the hot
-        /// path until the server holds more.
+        /// Room for this many transfers in total, reserved and touched at start (about 300 bytes
+        /// each with the snapshot copy, resident whether used or not): no rehash stall and no
+        /// page faults on the hot path until the server holds more.
         #[arg(long, default_value_t = 0)]
         reserve_transfers: u64,
     },
