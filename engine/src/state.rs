@@ -22,8 +22,6 @@ use crate::types::{
 /// Commands per gather pass: enough to overlap many misses, few enough that what the pass
 /// touches (about 300 bytes per transfer) stays in L2 until the apply pass uses it.
 const WARM_CHUNK: usize = 256;
-/// Below this many accounts the account table stays in cache and the gather pass only costs time.
-const WARM_ACCOUNTS_MIN: usize = 1 << 16;
 
 /// "No index" in the intrusive lists.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -316,10 +314,13 @@ impl Engine {
     /// commands will need. Its loop body is short and has no dependencies between iterations,
     /// so the CPU overlaps dozens of cache misses that the apply pass would otherwise take one
     /// after another. It cannot change any result: it reads and discards.
+    ///
+    /// It runs whatever the table size. In isolation a 10 000-account table stays in cache and
+    /// the pass costs a little; inside the server the cache is cold at the start of every batch
+    /// (the request was decoded on the other core, the log entry encoded and written), and
+    /// warming gave 5-10% more throughput and 2 ms less p99 under `bursar bench` (A/B, three
+    /// runs each, 1 and 2 clients). It used to be skipped below 65 536 accounts.
     fn warm(&self, commands: &[Command]) {
-        if self.accounts.len() < WARM_ACCOUNTS_MIN {
-            return;
-        }
         // Two short loops: all index probes first, then the records they point at.
         let mut indexes = [NONE; 2 * WARM_CHUNK];
         let mut touched = 0u64;
