@@ -180,7 +180,15 @@ pub struct SnapshotHeader {
 
 /// A whole snapshot file: header, then the payload; the BLAKE3 checksum covers both.
 pub fn encode_snapshot(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_SIZE + payload.len());
+    let mut out = snapshot_head(header, payload);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The header of the snapshot file for `payload` (the bytes before it, its BLAKE3 included), so a
+/// writer can write the two without copying a payload of a gigabyte into one buffer.
+pub fn snapshot_head(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_SIZE);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&[0; 2]);
@@ -192,7 +200,6 @@ pub fn encode_snapshot(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
     hasher.update(payload);
     out.extend_from_slice(hasher.finalize().as_bytes());
     debug_assert_eq!(out.len(), SNAPSHOT_HEADER_SIZE);
-    out.extend_from_slice(payload);
     out
 }
 

@@ -233,7 +233,10 @@ impl<S: Storage> Wal<S> {
             return Err(WalError::SnapshotAheadOfLog { seq, synced: self.synced_seq });
         }
         let header = SnapshotHeader { seq, chain_hash };
-        let build = Box::new(move || format::encode_snapshot(&header, &state()));
+        let build = Box::new(move || {
+            let payload = state();
+            vec![format::snapshot_head(&header, &payload), payload]
+        });
         self.storage.write_atomic_begin(&snapshot_name(seq), build).map_err(|e| WalError::Snapshot(e.to_string()))
     }
 

@@ -50,7 +50,7 @@ pub trait Storage: Send {
     /// works meanwhile (a snapshot of a large state takes seconds to write); one such write at a
     /// time, and [`Storage::write_atomic_end`] returns its result. The default does it at once.
     fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
-        let bytes = build();
+        let bytes = build().concat();
         self.write_atomic(name, &bytes)
     }
     /// Whether the write started by [`Storage::write_atomic_begin`] has finished (or none is running).
@@ -64,7 +64,9 @@ pub trait Storage: Send {
 }
 
 /// Produces the bytes of a background atomic write, on the writing thread.
-pub type AtomicWrite = Box<dyn FnOnce() -> Vec<u8> + Send>;
+/// The bytes come as parts written one after another (a snapshot's header and its payload), so
+/// a gigabyte payload is never copied into one buffer with its header.
+pub type AtomicWrite = Box<dyn FnOnce() -> Vec<Vec<u8>> + Send>;
 
 /// The real storage: a directory on a local file system.
 #[derive(Debug)]
@@ -171,10 +173,12 @@ impl Drop for FsStorage {
 }
 
 /// Temporary file, write, sync, rename over `name`, directory sync.
-fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+fn write_atomic_in(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     file.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
@@ -295,7 +299,7 @@ impl Storage for FsStorage {
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.writable()?;
         self.files.remove(name);
-        write_atomic_in(&self.dir, name, bytes)
+        write_atomic_in(&self.dir, name, &[bytes])
     }
 
     fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
@@ -309,7 +313,11 @@ impl Storage for FsStorage {
         }
         self.files.remove(name);
         let (dir, name) = (self.dir.clone(), name.to_string());
-        let handle = std::thread::Builder::new().name("wal-snapshot".into()).spawn(move || write_atomic_in(&dir, &name, &build()))?;
+        let handle = std::thread::Builder::new().name("wal-snapshot".into()).spawn(move || {
+            let parts = build();
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            write_atomic_in(&dir, &name, &parts)
+        })?;
         self.atomic_write = Some(handle);
         Ok(())
     }
