@@ -87,7 +87,10 @@ impl Engine {
             holds: &self.sorted_holds(),
             balance_history: &self.balance_history,
         };
+        let start = out.len();
+        out.reserve(parts.len());
         parts.encode(out);
+        assert_eq!(out.len() - start, parts.len(), "snapshot length matches its header");
         debug_assert_eq!(parts.len(), self.snapshot_len());
     }
 
@@ -353,7 +356,40 @@ impl SnapshotView {
     /// The snapshot stream of the state copied: byte for byte what [`Engine::snapshot_bytes`]
     /// returned at the moment of the copy.
     pub fn bytes(&self) -> Vec<u8> {
-        let parts = Parts {
+        let mut out = Vec::with_capacity(self.len());
+        self.parts().encode(&mut out);
+        assert_eq!(out.len(), self.len(), "snapshot length matches its header");
+        out
+    }
+
+    /// Bytes of the snapshot stream ([`SnapshotView::bytes`]'s length).
+    pub fn len(&self) -> usize {
+        self.parts().len()
+    }
+
+    /// Whether the stream is empty (never: it has a header).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The same stream as [`SnapshotView::bytes`], handed to `sink` in pieces of at most
+    /// [`SNAPSHOT_CHUNK_BYTES`] through one reused buffer: a writer never holds the whole
+    /// gigabyte. Stops at the first error `sink` returns.
+    pub fn write_chunks<E>(&self, sink: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut out = Chunked { buffer: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), sink, error: None, written: 0 };
+        self.parts().encode(&mut out);
+        out.flush();
+        match out.error {
+            Some(e) => Err(e),
+            None => {
+                assert_eq!(out.written, self.len(), "the chunks add up to the stream");
+                Ok(())
+            }
+        }
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
             timestamp: self.timestamp,
             limits: self.limits,
             ledgers: &self.ledgers,
@@ -361,10 +397,50 @@ impl SnapshotView {
             transfers: &self.transfers,
             holds: &self.holds,
             balance_history: &self.balance_history,
-        };
-        let mut out = Vec::new();
-        parts.encode(&mut out);
-        out
+        }
+    }
+}
+
+/// Largest piece [`SnapshotView::write_chunks`] hands over.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Where a snapshot stream is encoded to: a vector, or pieces handed to a sink.
+trait Out {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Gathers the stream in a buffer and hands it to the sink whenever it fills.
+struct Chunked<'s, E> {
+    buffer: Vec<u8>,
+    sink: &'s mut dyn FnMut(&[u8]) -> Result<(), E>,
+    error: Option<E>,
+    written: usize,
+}
+
+impl<E> Chunked<'_, E> {
+    fn flush(&mut self) {
+        if self.error.is_none() && !self.buffer.is_empty() {
+            self.written += self.buffer.len();
+            if let Err(e) = (self.sink)(&self.buffer) {
+                self.error = Some(e);
+            }
+        }
+        self.buffer.clear();
+    }
+}
+
+impl<E> Out for Chunked<'_, E> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.buffer.len() + bytes.len() > SNAPSHOT_CHUNK_BYTES {
+            self.flush();
+        }
+        self.buffer.extend_from_slice(bytes);
     }
 }
 
@@ -387,49 +463,85 @@ impl Parts<'_> {
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.reserve(self.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&self.timestamp.to_le_bytes());
+    fn encode(&self, out: &mut impl Out) {
+        out.put(&MAGIC);
+        out.put(&SNAPSHOT_VERSION.to_le_bytes());
+        out.put(&0u32.to_le_bytes());
+        out.put(&self.timestamp.to_le_bytes());
         let l = &self.limits;
         for v in [l.ledgers_max, l.accounts_max, l.transfers_max, l.query_results_max] {
-            out.extend_from_slice(&v.to_le_bytes());
+            out.put(&v.to_le_bytes());
         }
         let counts = [self.ledgers.len(), self.accounts.len(), self.transfers.len(), self.holds.len(), self.balance_history.len()];
         for n in counts {
-            out.extend_from_slice(&(n as u64).to_le_bytes());
+            out.put(&(n as u64).to_le_bytes());
         }
         let mut record = [0u8; RECORD_SIZE];
         for ledger in self.ledgers {
             ledger.encode(&mut record);
-            out.extend_from_slice(&record);
+            out.put(&record);
         }
         for a in self.accounts {
             a.encode(&mut record);
-            out.extend_from_slice(&record);
+            out.put(&record);
         }
         for t in self.transfers {
             t.encode(&mut record);
-            out.extend_from_slice(&record);
+            out.put(&record);
         }
         for (index, hold) in self.holds {
-            out.extend_from_slice(&index.to_le_bytes());
-            out.extend_from_slice(&[hold.status as u8, 0, 0, 0]);
-            out.extend_from_slice(&hold.expires_at.to_le_bytes());
-            out.extend_from_slice(&hold.resolved_at.to_le_bytes());
+            out.put(&index.to_le_bytes());
+            out.put(&[hold.status as u8, 0, 0, 0]);
+            out.put(&hold.expires_at.to_le_bytes());
+            out.put(&hold.resolved_at.to_le_bytes());
         }
         for e in self.balance_history {
-            out.extend_from_slice(&e.account.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
-            out.extend_from_slice(&e.timestamp.to_le_bytes());
+            out.put(&e.account.to_le_bytes());
+            out.put(&0u32.to_le_bytes());
+            out.put(&e.timestamp.to_le_bytes());
             let b = &e.balances;
             for v in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted] {
-                out.extend_from_slice(&v.to_le_bytes());
+                out.put(&v.to_le_bytes());
             }
         }
-        assert_eq!(out.len() - start, self.len(), "snapshot length matches its header");
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use crate::command::Command;
+
+    /// A stream of several chunks (12 000 accounts, 1.5 MB) comes out whole and in order, and a
+    /// sink error stops it and comes back.
+    #[test]
+    fn a_multi_chunk_stream_equals_the_bytes_and_stops_at_a_sink_error() {
+        let mut engine = Engine::new(Limits::default());
+        let ledger =
+            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 1 << 40, settlement_account_code: 1, ..Default::default() };
+        let mut results = Vec::new();
+        engine.execute(1, &[Command::CreateLedger(ledger)], &mut results).expect("batch");
+        for first in (1..=12_000u128).step_by(6_000) {
+            let batch: Vec<Command> =
+                (first..first + 6_000).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })).collect();
+            engine.execute(first as u64 + 10, &batch, &mut results).expect("batch");
+        }
+        let view = engine.snapshot_view();
+        let mut pieces: Vec<usize> = Vec::new();
+        let mut streamed = Vec::new();
+        view.write_chunks::<()>(&mut |piece| {
+            pieces.push(piece.len());
+            streamed.extend_from_slice(piece);
+            Ok(())
+        })
+        .expect("no sink error");
+        assert!(pieces.len() >= 2 && pieces.iter().all(|n| *n <= SNAPSHOT_CHUNK_BYTES), "{pieces:?}");
+        assert_eq!(streamed, engine.snapshot_bytes());
+        let mut calls = 0;
+        let failed = view.write_chunks(&mut |_| {
+            calls += 1;
+            Err("disk full")
+        });
+        assert_eq!((failed, calls), (Err("disk full"), 1));
     }
 }

@@ -30,6 +30,18 @@ proptest! {
         // engine has moved on.
         let view = engine.snapshot_view();
         prop_assert_eq!(&view.bytes(), &bytes);
+        // Streamed in pieces, as the snapshot writer thread takes it: the same bytes.
+        let mut streamed = Vec::new();
+        let mut pieces = 0;
+        view.write_chunks::<()>(&mut |piece| {
+            pieces += 1;
+            streamed.extend_from_slice(piece);
+            Ok(())
+        })
+        .expect("no sink error");
+        prop_assert_eq!(view.len(), bytes.len());
+        prop_assert_eq!(&streamed, &bytes);
+        prop_assert!(pieces >= 1 && pieces <= 1 + bytes.len() / bursar_engine::snapshot::SNAPSHOT_CHUNK_BYTES);
         let mut restored = Engine::restore(&bytes).expect("a snapshot restores");
         prop_assert_eq!(restored.digest(), engine.digest());
         prop_assert_eq!(restored.state_digest(), engine.state_digest());

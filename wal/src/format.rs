@@ -185,22 +185,59 @@ pub fn encode_snapshot(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header of the snapshot file for `payload` (the bytes before it, its BLAKE3 included), so a
-/// writer can write the two without copying a payload of a gigabyte into one buffer.
+/// The header of the snapshot file for `payload` (the bytes before it, its BLAKE3 included).
 pub fn snapshot_head(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_SIZE);
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&[0; 2]);
-    out.extend_from_slice(&header.seq.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header.chain_hash);
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&out);
-    hasher.update(payload);
-    out.extend_from_slice(hasher.finalize().as_bytes());
-    debug_assert_eq!(out.len(), SNAPSHOT_HEADER_SIZE);
-    out
+    let mut head = SnapshotHead::new(header, payload.len() as u64);
+    head.update(payload);
+    head.finish()
+}
+
+/// A snapshot header built while its payload streams past: the checksum is BLAKE3 of the header
+/// fields and the payload, so a writer can stream a gigabyte payload to disk after a placeholder
+/// and write the finished header at the file's start last.
+#[derive(Debug)]
+pub struct SnapshotHead {
+    fields: Vec<u8>,
+    hasher: blake3::Hasher,
+    payload_len: u64,
+    seen: u64,
+}
+
+impl SnapshotHead {
+    /// Starts the header of a snapshot with `payload_len` bytes of payload.
+    pub fn new(header: &SnapshotHeader, payload_len: u64) -> SnapshotHead {
+        let mut fields = Vec::with_capacity(SNAPSHOT_HEADER_SIZE);
+        fields.extend_from_slice(&SNAPSHOT_MAGIC);
+        fields.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        fields.extend_from_slice(&[0; 2]);
+        fields.extend_from_slice(&header.seq.to_le_bytes());
+        fields.extend_from_slice(&payload_len.to_le_bytes());
+        fields.extend_from_slice(&header.chain_hash);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&fields);
+        SnapshotHead { fields, hasher, payload_len, seen: 0 }
+    }
+
+    /// Takes the next piece of the payload.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.hasher.update(piece);
+        self.seen += piece.len() as u64;
+    }
+
+    /// Whether exactly the announced payload length went past.
+    pub fn complete(&self) -> bool {
+        self.seen == self.payload_len
+    }
+
+    /// The finished header. Panics if the payload seen differs from the length announced: a
+    /// header that lies about its payload must never reach the disk.
+    pub fn finish(self) -> Vec<u8> {
+        assert!(self.complete(), "snapshot payload of {} bytes, header says {}", self.seen, self.payload_len);
+        let mut out = self.fields;
+        out.extend_from_slice(self.hasher.finalize().as_bytes());
+        debug_assert_eq!(out.len(), SNAPSHOT_HEADER_SIZE);
+        out
+    }
 }
 
 /// Checks a snapshot file and returns its header and payload.

@@ -221,21 +221,33 @@ impl<S: Storage> Wal<S> {
     /// As [`Wal::write_snapshot`], but the checksum and the write run on the storage's
     /// background thread while the caller goes on appending; [`Wal::write_snapshot_end`] returns
     /// the result. One at a time. The log's own writes are unaffected by it either way.
-    /// `state` produces the state's bytes on that thread too (the caller hands over a copy).
+    /// `state` streams the state's `state_len` bytes on that thread too (the caller hands over a
+    /// copy), in pieces passed to the sink it is given: the payload goes to the file as it is
+    /// produced, never whole in memory, and the header with its checksum is written last, at the
+    /// file's start, before the sync and the rename.
     pub fn write_snapshot_begin(
         &mut self,
         seq: u64,
         chain_hash: Hash,
-        state: impl FnOnce() -> Vec<u8> + Send + 'static,
+        state_len: u64,
+        state: impl FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send + 'static,
     ) -> Result<(), WalError> {
         self.check_usable()?;
         if seq > self.synced_seq {
             return Err(WalError::SnapshotAheadOfLog { seq, synced: self.synced_seq });
         }
         let header = SnapshotHeader { seq, chain_hash };
-        let build = Box::new(move || {
-            let payload = state();
-            vec![format::snapshot_head(&header, &payload), payload]
+        let build: crate::storage::AtomicWrite = Box::new(move |sink| {
+            let mut head = format::SnapshotHead::new(&header, state_len);
+            sink(&[0u8; format::SNAPSHOT_HEADER_SIZE])?; // the header's place, filled in last
+            state(&mut |piece| {
+                head.update(piece);
+                sink(piece)
+            })?;
+            if !head.complete() {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the snapshot payload differs in length from its header"));
+            }
+            Ok(head.finish())
         });
         self.storage.write_atomic_begin(&snapshot_name(seq), build).map_err(|e| WalError::Snapshot(e.to_string()))
     }

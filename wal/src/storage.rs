@@ -50,7 +50,15 @@ pub trait Storage: Send {
     /// works meanwhile (a snapshot of a large state takes seconds to write); one such write at a
     /// time, and [`Storage::write_atomic_end`] returns its result. The default does it at once.
     fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
-        let bytes = build().concat();
+        let mut bytes = Vec::new();
+        let head = build(&mut |piece| {
+            bytes.extend_from_slice(piece);
+            Ok(())
+        })?;
+        let Some(start) = bytes.get_mut(..head.len()) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an atomic write's head is longer than the write"));
+        };
+        start.copy_from_slice(&head);
         self.write_atomic(name, &bytes)
     }
     /// Whether the write started by [`Storage::write_atomic_begin`] has finished (or none is running).
@@ -64,9 +72,13 @@ pub trait Storage: Send {
 }
 
 /// Produces the bytes of a background atomic write, on the writing thread.
-/// The bytes come as parts written one after another (a snapshot's header and its payload), so
-/// a gigabyte payload is never copied into one buffer with its header.
-pub type AtomicWrite = Box<dyn FnOnce() -> Vec<Vec<u8>> + Send>;
+/// It writes the file's bytes in order through the sink it is given (so a gigabyte snapshot
+/// never sits whole in memory), then returns bytes that replace the file's beginning once all is
+/// written (a header whose checksum covers what follows; empty for none).
+pub type AtomicWrite = Box<dyn FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>> + Send>;
+
+/// Where an [`AtomicWrite`] puts its bytes, piece by piece.
+pub type Sink<'s> = dyn FnMut(&[u8]) -> io::Result<()> + 's;
 
 /// The real storage: a directory on a local file system.
 #[derive(Debug)]
@@ -173,12 +185,30 @@ impl Drop for FsStorage {
 }
 
 /// Temporary file, write, sync, rename over `name`, directory sync.
-fn write_atomic_in(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<()> {
+fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_stream_in(dir, name, |sink| sink(bytes).map(|()| Vec::new()))
+}
+
+/// As [`write_atomic_in`], with the bytes streamed by `build` (see [`AtomicWrite`]); the head it
+/// returns is written over the file's start before the sync.
+fn write_atomic_stream_in(dir: &Path, name: &str, build: impl FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>>) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&tmp)?;
-    for part in parts {
-        file.write_all(part)?;
-    }
+    let mut written = 0u64;
+    let head = build(&mut |piece| {
+        written += piece.len() as u64;
+        file.write_all(piece)
+    });
+    let head = match head {
+        Ok(head) if head.len() as u64 <= written => head,
+        outcome => {
+            let _ = fs::remove_file(&tmp); // a half-written temporary file is of no use to anyone
+            return Err(outcome
+                .err()
+                .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "an atomic write's head is longer than the write")));
+        }
+    };
+    file.write_all_at(&head, 0)?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
@@ -299,7 +329,7 @@ impl Storage for FsStorage {
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.writable()?;
         self.files.remove(name);
-        write_atomic_in(&self.dir, name, &[bytes])
+        write_atomic_in(&self.dir, name, bytes)
     }
 
     fn write_atomic_begin(&mut self, name: &str, build: AtomicWrite) -> io::Result<()> {
@@ -313,11 +343,7 @@ impl Storage for FsStorage {
         }
         self.files.remove(name);
         let (dir, name) = (self.dir.clone(), name.to_string());
-        let handle = std::thread::Builder::new().name("wal-snapshot".into()).spawn(move || {
-            let parts = build();
-            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            write_atomic_in(&dir, &name, &parts)
-        })?;
+        let handle = std::thread::Builder::new().name("wal-snapshot".into()).spawn(move || write_atomic_stream_in(&dir, &name, build))?;
         self.atomic_write = Some(handle);
         Ok(())
     }

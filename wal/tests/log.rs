@@ -252,8 +252,10 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     // second one is refused until it is collected; both land whole.
     let hash = wal.last_hash();
     let state = vec![7u8; 8 << 20];
-    wal.write_snapshot_begin(301, hash, move || state).expect("begin");
-    assert!(matches!(wal.write_snapshot_begin(301, hash, Vec::new), Err(WalError::Snapshot(_))) || wal.snapshot_write_done());
+    let state_len = state.len() as u64;
+    // Streamed in uneven pieces, as the node streams its state copy.
+    wal.write_snapshot_begin(301, hash, state_len, move |sink| state.chunks(3 << 20).try_for_each(sink)).expect("begin");
+    assert!(matches!(wal.write_snapshot_begin(301, hash, 0, |_| Ok(())), Err(WalError::Snapshot(_))) || wal.snapshot_write_done());
     for seq in 302..=320u64 {
         wal.append(seq, &body(seq)).expect("append while the snapshot is written");
         wal.sync().expect("sync while the snapshot is written");
@@ -262,7 +264,11 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     assert!(wal.snapshot_write_done());
     wal.write_snapshot_end().expect("nothing left to wait for");
     let hash = wal.last_hash();
-    wal.write_snapshot_begin(330, hash, Vec::new).map(|_| ()).expect_err("a snapshot ahead of the log is refused");
+    wal.write_snapshot_begin(330, hash, 0, |_| Ok(())).map(|_| ()).expect_err("a snapshot ahead of the log is refused");
+    // A payload shorter than announced never becomes a snapshot, and leaves no file behind.
+    wal.write_snapshot_begin(320, hash, 100, |sink| sink(&[1u8; 50])).expect("begin");
+    assert!(matches!(wal.write_snapshot_end(), Err(WalError::Snapshot(_))));
+    assert!(!dir.join(bursar_wal::snapshot_name(320)).exists() && !dir.join(format!("{}.tmp", bursar_wal::snapshot_name(320))).exists());
     drop(wal);
     let mut loaded = None;
     let (_, report) = open(
