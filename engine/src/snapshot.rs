@@ -112,7 +112,8 @@ impl Engine {
 
     /// As [`Engine::snapshot_view`], into the memory of an earlier copy: a server that keeps its
     /// last copy copies the next snapshot into pages already mapped, at memcpy speed, instead of
-    /// faulting in fresh ones (which dominated the copy on this machine).
+    /// faulting in fresh ones (which dominated the copy on this machine), and of the append-only
+    /// tables (transfers, balance history) only what was added since that copy.
     pub fn snapshot_view_into(&self, view: &mut SnapshotView) {
         view.timestamp = self.timestamp;
         view.limits = self.limits;
@@ -122,9 +123,9 @@ impl Engine {
         view.accounts.reserve(self.accounts.capacity().saturating_sub(view.accounts.len()));
         view.transfers.reserve(self.transfers.capacity().saturating_sub(view.transfers.len()));
         view.accounts.clone_from(&self.accounts);
-        view.transfers.clone_from(&self.transfers);
+        catch_up(&mut view.transfers, &self.transfers);
         view.holds = self.sorted_holds();
-        view.balance_history.clone_from(&self.balance_history);
+        catch_up(&mut view.balance_history, &self.balance_history);
     }
 
     /// The snapshot stream as a new vector.
@@ -401,6 +402,25 @@ impl SnapshotView {
     }
 }
 
+/// Brings `copy` up to `source` for a table that only grows between batches (a transfer or a
+/// balance entry never changes once stored; a failed chain takes back only what its own batch
+/// added, and copies are made between batches): when `copy` is an earlier copy of `source`, only
+/// the new tail is copied, so a server's snapshots after the first stall the sequencer for the
+/// accounts and the transfers since the last snapshot, not for every transfer ever made. A copy
+/// that is not a prefix of `source` (another engine's, say) is replaced whole; the check looks
+/// at the first and last element (every element in debug builds).
+fn catch_up<T: Clone + PartialEq>(copy: &mut Vec<T>, source: &[T]) {
+    let n = copy.len();
+    let earlier = n <= source.len() && (n == 0 || (copy[0] == source[0] && copy[n - 1] == source[n - 1]));
+    if earlier {
+        debug_assert!(copy[..] == source[..n], "a copy whose ends match is a prefix");
+        copy.extend_from_slice(&source[n..]);
+    } else {
+        copy.clear();
+        copy.extend_from_slice(source);
+    }
+}
+
 /// Largest piece [`SnapshotView::write_chunks`] hands over.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -543,5 +563,55 @@ mod chunk_tests {
             Err("disk full")
         });
         assert_eq!((failed, calls), (Err("disk full"), 1));
+    }
+
+    fn engine_with_transfers(amount_base: u128, transfers: u128) -> Engine {
+        let mut engine = Engine::new(Limits::default());
+        let ledger =
+            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 1 << 40, settlement_account_code: 1, ..Default::default() };
+        let mut commands = vec![Command::CreateLedger(ledger)];
+        commands.extend((1..=4u128).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })));
+        commands.extend((1..=transfers).map(|t| {
+            Command::Transfer(Transfer {
+                id: 100 + t,
+                debit_account_id: 1 + t % 4,
+                credit_account_id: 1 + (t + 1) % 4,
+                amount: amount_base + t,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+        }));
+        let mut results = Vec::new();
+        engine.execute(1, &commands, &mut results).expect("batch");
+        assert!(results.iter().all(|r| *r == crate::result::ResultCode::Ok));
+        engine
+    }
+
+    /// A copy brought up to date copies only the new transfers and still equals a fresh copy;
+    /// a copy of another engine's state (not a prefix) is replaced whole.
+    #[test]
+    fn copies_catch_up_on_appended_transfers_and_replace_foreign_ones() {
+        let mut engine = engine_with_transfers(0, 30);
+        let mut view = engine.snapshot_view();
+        let more: Vec<Command> = (31..=60u128)
+            .map(|t| {
+                Command::Transfer(Transfer {
+                    id: 100 + t,
+                    debit_account_id: 1,
+                    credit_account_id: 2,
+                    amount: t,
+                    ledger: 1,
+                    code: 1,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        engine.execute(10, &more, &mut Vec::new()).expect("batch");
+        engine.snapshot_view_into(&mut view);
+        assert_eq!(view.bytes(), engine.snapshot_bytes());
+        let other = engine_with_transfers(1_000, 45);
+        other.snapshot_view_into(&mut view);
+        assert_eq!(view.bytes(), other.snapshot_bytes(), "a foreign copy is replaced, not extended");
     }
 }
