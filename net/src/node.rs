@@ -151,7 +151,7 @@ impl<S: Storage> Node<S> {
             },
         )
         .map_err(NodeError::Open)?;
-        let mut node = Node {
+        let node = Node {
             engine: engine.into_inner(),
             wal,
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
@@ -160,12 +160,6 @@ impl<S: Storage> Node<S> {
             snapshot_in_flight: None,
             snapshot_copy: Arc::default(),
         };
-        if !node.engine.transfers().is_empty() {
-            // The copy the first snapshot would make on the sequencer thread, made at start
-            // instead: every snapshot then copies only what changed since (see
-            // `Engine::snapshot_view_into`), and the stall stays small however long the history.
-            node.snapshot_copy = Arc::new(node.engine.snapshot_view());
-        }
         Ok((node, report))
     }
 
