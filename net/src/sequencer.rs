@@ -126,6 +126,7 @@ pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> st
 }
 
 fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Recycler, config: SequencerConfig) -> Result<Node<S>, String> {
+    node.keep_snapshot_copy_current(config.snapshot_every_entries > 0);
     let mut waiting: Vec<Job> = Vec::new();
     let mut scratch = Scratch::default();
     let mut since_snapshot = 0u64;
