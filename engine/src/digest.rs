@@ -241,52 +241,30 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Command;
-    use crate::limits::Limits;
-    use crate::result::ResultCode;
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
     /// Settling the appended items after every batch, with the changed accounts left for later
     /// until more than `DIGEST_DIRTY_SETTLE_MAX` wait, gives the digest a from-scratch
     /// computation gives, on both sides of that bound.
     #[test]
     fn settling_appended_items_only_gives_the_same_digest() {
-        let mut engine = Engine::new(Limits::default());
-        let ledger =
-            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 1 << 40, settlement_account_code: 1, ..Default::default() };
-        let mut results = Vec::new();
-        engine.execute(1, &[Command::CreateLedger(ledger)], &mut results).expect("batch");
-        let accounts = DIGEST_DIRTY_SETTLE_MAX as u128 + 1_000;
+        let mut engine = engine();
+        execute_ok(&mut engine, 1, &[eur_ledger()]);
+        let total = DIGEST_DIRTY_SETTLE_MAX as u128 + 1_000;
         let mut id = 1u128;
         let mut now = 2;
-        while id <= accounts {
-            let batch: Vec<Command> = (id..(id + 8_000).min(accounts + 1))
-                .map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() }))
-                .collect();
+        while id <= total {
+            let batch = accounts(id..(id + 8_000).min(total + 1));
             id += batch.len() as u128;
-            results.clear();
-            engine.execute(now, &batch, &mut results).expect("batch");
-            assert!(results.iter().all(|r| *r == ResultCode::Ok));
+            execute_ok(&mut engine, now, &batch);
             now += 10_000;
             let waiting = engine.digest.dirty_accounts.len();
             engine.settle_digest_appended();
             assert_eq!(engine.digest.dirty_accounts.is_empty(), waiting > DIGEST_DIRTY_SETTLE_MAX, "accounts settle past the bound only");
             assert_eq!(engine.digest.transfers_settled, engine.transfers.len());
         }
-        let transfers: Vec<Command> = (1..=100u128)
-            .map(|t| {
-                Command::Transfer(Transfer {
-                    id: 1_000_000 + t,
-                    debit_account_id: t,
-                    credit_account_id: t + 1,
-                    amount: t,
-                    ledger: 1,
-                    code: 1,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        results.clear();
-        engine.execute(now, &transfers, &mut results).expect("batch");
+        let transfers: Vec<_> = (1..=100u128).map(|t| transfer(1_000_000 + t, t, t + 1, t)).collect();
+        execute_ok(&mut engine, now, &transfers);
         engine.settle_digest_appended();
         assert!(!engine.digest.dirty_accounts.is_empty(), "a few changed accounts wait for the checkpoint");
         assert_eq!(engine.state_digest(), engine.recompute_state_digest());

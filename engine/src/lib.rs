@@ -26,3 +26,6 @@ pub use state::{Balances, BatchError, BatchInfo, Engine, Hold, HoldStatus};
 pub use types::{
     account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
 };
+
+#[cfg(test)]
+mod test_support;

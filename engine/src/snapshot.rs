@@ -546,21 +546,16 @@ impl Parts<'_> {
 #[cfg(test)]
 mod chunk_tests {
     use super::*;
-    use crate::command::Command;
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
     /// A stream of several chunks (12 000 accounts, 1.5 MB) comes out whole and in order, and a
     /// sink error stops it and comes back.
     #[test]
     fn a_multi_chunk_stream_equals_the_bytes_and_stops_at_a_sink_error() {
-        let mut engine = Engine::new(Limits::default());
-        let ledger =
-            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 1 << 40, settlement_account_code: 1, ..Default::default() };
-        let mut results = Vec::new();
-        engine.execute(1, &[Command::CreateLedger(ledger)], &mut results).expect("batch");
+        let mut engine = engine();
+        execute_ok(&mut engine, 1, &[eur_ledger()]);
         for first in (1..=12_000u128).step_by(6_000) {
-            let batch: Vec<Command> =
-                (first..first + 6_000).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })).collect();
-            engine.execute(first as u64 + 10, &batch, &mut results).expect("batch");
+            execute_ok(&mut engine, first as u64 + 10, &accounts(first..first + 6_000));
         }
         let view = engine.snapshot_view();
         let mut pieces: Vec<usize> = Vec::new();
@@ -582,25 +577,11 @@ mod chunk_tests {
     }
 
     fn engine_with_transfers(amount_base: u128, transfers: u128) -> Engine {
-        let mut engine = Engine::new(Limits::default());
-        let ledger =
-            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 1 << 40, settlement_account_code: 1, ..Default::default() };
-        let mut commands = vec![Command::CreateLedger(ledger)];
-        commands.extend((1..=4u128).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })));
-        commands.extend((1..=transfers).map(|t| {
-            Command::Transfer(Transfer {
-                id: 100 + t,
-                debit_account_id: 1 + t % 4,
-                credit_account_id: 1 + (t + 1) % 4,
-                amount: amount_base + t,
-                ledger: 1,
-                code: 1,
-                ..Default::default()
-            })
-        }));
-        let mut results = Vec::new();
-        engine.execute(1, &commands, &mut results).expect("batch");
-        assert!(results.iter().all(|r| *r == crate::result::ResultCode::Ok));
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=4));
+        commands.extend((1..=transfers).map(|t| transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, amount_base + t)));
+        execute_ok(&mut engine, 1, &commands);
         engine
     }
 
@@ -610,20 +591,8 @@ mod chunk_tests {
     fn copies_catch_up_on_appended_transfers_and_replace_foreign_ones() {
         let mut engine = engine_with_transfers(0, 30);
         let mut view = engine.snapshot_view();
-        let more: Vec<Command> = (31..=60u128)
-            .map(|t| {
-                Command::Transfer(Transfer {
-                    id: 100 + t,
-                    debit_account_id: 1,
-                    credit_account_id: 2,
-                    amount: t,
-                    ledger: 1,
-                    code: 1,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        engine.execute(10, &more, &mut Vec::new()).expect("batch");
+        let more: Vec<_> = (31..=60u128).map(|t| transfer(100 + t, 1, 2, t)).collect();
+        execute_ok(&mut engine, 10, &more);
         // Caught up 8 records at a time after the batch, as the server does, then completed by
         // the snapshot's own copy.
         engine.snapshot_view_catch_up(&mut view, 8);

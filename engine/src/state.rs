@@ -1191,38 +1191,17 @@ fn touched_index(index: &IdMap<u128, u32>, additional: usize) -> IdMap<u128, u32
 
 #[cfg(test)]
 mod preallocate_tests {
-    use super::*;
-    use crate::command::Command;
-    use crate::types::Ledger;
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
     /// Preallocating on an engine that already holds accounts and transfers keeps every one
     /// findable, changes no digest, and leaves the room asked for.
     #[test]
     fn preallocate_on_a_non_empty_engine_keeps_the_state() {
-        let mut engine = Engine::new(Limits::default());
-        let mut commands = vec![Command::CreateLedger(Ledger {
-            id: 1,
-            currency: *b"EUR",
-            scale: 2,
-            settlement_account_id: 1000,
-            settlement_account_code: 1,
-            ..Default::default()
-        })];
-        commands.extend((1..=20u128).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })));
-        commands.extend((1..=50u128).map(|id| {
-            Command::Transfer(Transfer {
-                id: 500 + id,
-                debit_account_id: 1 + id % 20,
-                credit_account_id: 1 + (id + 1) % 20,
-                amount: id,
-                ledger: 1,
-                code: 1,
-                ..Default::default()
-            })
-        }));
-        let mut results = Vec::new();
-        engine.execute(1, &commands, &mut results).expect("batch");
-        assert!(results.iter().all(|r| *r == ResultCode::Ok), "{results:?}");
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=20));
+        commands.extend((1..=50u128).map(|id| transfer(500 + id, 1 + id % 20, 1 + (id + 1) % 20, id)));
+        execute_ok(&mut engine, 1, &commands);
         let (digest, state) = (engine.digest(), engine.state_digest());
         engine.preallocate(1_000, 10_000);
         assert_eq!(engine.digest(), digest);

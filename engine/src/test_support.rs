@@ -1,0 +1,37 @@
+//! Shared setup for the engine's unit tests: one EUR ledger, accounts on it, posted transfers.
+
+use crate::{Account, Command, Engine, Ledger, Limits, ResultCode, Transfer};
+
+/// Ledger 1 in EUR (scale 2) with its settlement account far above the test accounts' ids.
+pub(crate) fn eur_ledger() -> Command {
+    Command::CreateLedger(Ledger {
+        id: 1,
+        currency: *b"EUR",
+        scale: 2,
+        settlement_account_id: 1 << 40,
+        settlement_account_code: 1,
+        ..Default::default()
+    })
+}
+
+/// Accounts with the given ids on ledger 1.
+pub(crate) fn accounts(ids: impl IntoIterator<Item = u128>) -> Vec<Command> {
+    ids.into_iter().map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })).collect()
+}
+
+/// A posted transfer on ledger 1.
+pub(crate) fn transfer(id: u128, debit: u128, credit: u128, amount: u128) -> Command {
+    Command::Transfer(Transfer { id, debit_account_id: debit, credit_account_id: credit, amount, ledger: 1, code: 1, ..Default::default() })
+}
+
+/// Runs `commands` as one batch at `now` and asserts every one succeeded.
+pub(crate) fn execute_ok(engine: &mut Engine, now: u64, commands: &[Command]) {
+    let mut results = Vec::new();
+    engine.execute(now, commands, &mut results).expect("batch");
+    assert!(results.iter().all(|r| *r == ResultCode::Ok), "{results:?}");
+}
+
+/// A fresh engine with default limits.
+pub(crate) fn engine() -> Engine {
+    Engine::new(Limits::default())
+}
