@@ -12,6 +12,7 @@
 //! `bursar replay` check each one: a replay that reaches a different state stops right there.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,7 +62,8 @@ pub const CHECKPOINT_EVERY_ENTRIES_DEFAULT: u64 = 256;
 /// `bursar bench` on 2 cores, a writer running flat out (about 1 GB of state) took a core from
 /// the sequencer and the network for seconds and cut throughput by half until it finished; the
 /// snapshot now takes about four times as long, which only delays the next one (they never
-/// overlap). The snapshot at shutdown runs flat out.
+/// overlap). The snapshot at shutdown runs flat out, and one in flight stops pacing itself as
+/// soon as the node waits for it (`snapshot_end`), so a shutdown is not slowed down by it.
 pub const SNAPSHOT_WRITER_DUTY_PERCENT_DEFAULT: u32 = 25;
 
 /// Keeps a background thread busy at most a given share of the time: after each piece of work
@@ -70,16 +72,18 @@ pub const SNAPSHOT_WRITER_DUTY_PERCENT_DEFAULT: u32 = 25;
 struct Pacer {
     duty_percent: u32,
     since: Instant,
+    /// Set when someone waits for the work (a shutdown): from then on it runs flat out.
+    hurry: Arc<AtomicBool>,
 }
 
 impl Pacer {
-    fn new(duty_percent: u32) -> Pacer {
-        Pacer { duty_percent: duty_percent.clamp(1, 100), since: Instant::now() }
+    fn new(duty_percent: u32, hurry: Arc<AtomicBool>) -> Pacer {
+        Pacer { duty_percent: duty_percent.clamp(1, 100), since: Instant::now(), hurry }
     }
 
     /// Called after a piece of work: rests for its share, then starts timing the next.
     fn rest(&mut self) {
-        if self.duty_percent < 100 {
+        if self.duty_percent < 100 && !self.hurry.load(Ordering::Relaxed) {
             let worked = self.since.elapsed();
             std::thread::sleep(worked * (100 - self.duty_percent) / self.duty_percent);
         }
@@ -102,6 +106,8 @@ pub struct Node<S: Storage> {
     snapshot_copy: Arc<SnapshotView>,
     /// Whether the copy's transfers are caught up after every batch.
     snapshot_copy_current: bool,
+    /// Tells the writer of the snapshot in flight to stop pacing itself.
+    snapshot_hurry: Arc<AtomicBool>,
 }
 
 /// Checks a logged checkpoint against the engine that replayed every entry before it.
@@ -162,6 +168,7 @@ impl<S: Storage> Node<S> {
             snapshot_in_flight: None,
             snapshot_copy: Arc::default(),
             snapshot_copy_current: false,
+            snapshot_hurry: Arc::default(),
         };
         Ok((node, report))
     }
@@ -299,7 +306,8 @@ impl<S: Storage> Node<S> {
         }
         let copy = Arc::clone(&self.snapshot_copy);
         let len = copy.len() as u64;
-        let mut pace = Pacer::new(duty_percent);
+        self.snapshot_hurry = Arc::new(AtomicBool::new(false));
+        let mut pace = Pacer::new(duty_percent, Arc::clone(&self.snapshot_hurry));
         self.wal.write_snapshot_begin(seq, hash, len, move |sink| {
             copy.write_chunks(&mut |piece| {
                 let written = sink(piece);
@@ -331,6 +339,8 @@ impl<S: Storage> Node<S> {
     /// Waits for the snapshot being written, if any, and returns its outcome.
     pub fn snapshot_end(&mut self) -> Option<Result<u64, NodeError>> {
         let seq = self.snapshot_in_flight.take()?;
+        // Someone is waiting now (a shutdown, say): the writer stops pacing itself.
+        self.snapshot_hurry.store(true, Ordering::Relaxed);
         let outcome = self.wal.write_snapshot_end().map(|()| seq).map_err(NodeError::Log);
         match outcome {
             Ok(_) => self.metrics.snapshots += 1,
