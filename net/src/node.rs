@@ -231,6 +231,12 @@ impl<S: Storage> Node<S> {
         if let Some(batch) = batches.iter().find(|batch| batch.len() > BATCH_COMMANDS_MAX) {
             return Err(NodeError::BatchTooLarge { len: batch.len() });
         }
+        // Every entry must fit before the first is appended: a refusal halfway would leave
+        // earlier entries of the group in the log's buffer that the engine never applied.
+        let body_max = self.wal.entry_body_max_bytes();
+        if let Some(batch) = batches.iter().find(|batch| batch::encoded_len(batch.len()) as u64 > body_max) {
+            return Err(NodeError::Log(WalError::EntryTooLarge { len: batch::encoded_len(batch.len()), max: body_max as usize }));
+        }
         if batches.is_empty() {
             return Ok(self.wal.synced_seq());
         }

@@ -162,3 +162,30 @@ fn acknowledged_batches_survive_crashes_exactly_once() {
         assert!(batches > 1000 && retried > 0, "the run exercised too little");
     }
 }
+
+/// A group of batches of which one does not fit a log entry is refused whole before anything is
+/// logged: the batch that fits is not left behind in the log's buffer, unapplied, for the next
+/// sync to write.
+#[test]
+fn a_group_with_an_oversize_entry_is_refused_whole() {
+    let storage = SimStorage::new(7, Faults::default());
+    let (mut node, _) = Node::open(storage.clone(), CONFIG, limits()).expect("open");
+    let mut workload = Workload::new(7);
+    let mut results = Vec::new();
+    node.submit(workload.now, &workload.setup(), &mut results).expect("setup");
+    let before = logged_batches(&storage).expect("log");
+    let (now, small) = workload.batch(5);
+    // More commands than a 16 KiB entry holds (128 bytes each).
+    let big: Vec<Command> = (0..200).map(|_| small[0]).collect();
+    let refused = node.submit_entries(now, &[&small, &big], &mut results);
+    assert!(matches!(refused, Err(bursar_net::NodeError::Log(bursar_wal::WalError::EntryTooLarge { .. }))), "{refused:?}");
+    results.clear();
+    node.submit(now, &small, &mut results).expect("the small batch alone");
+    assert_eq!(logged_batches(&storage).expect("log"), before + 1, "exactly the batch submitted alone was logged");
+    // Replaying the log gives the live state: no entry the engine never applied was written.
+    let live = node.engine().digest();
+    drop(node);
+    storage.crash();
+    let (recovered, _) = Node::open(storage.clone(), CONFIG, limits()).expect("reopen");
+    assert_eq!(recovered.engine().digest(), live);
+}

@@ -262,6 +262,11 @@ impl<S: Storage> Wal<S> {
         self.storage.write_atomic_end().map_err(|e| WalError::Snapshot(e.to_string()))
     }
 
+    /// Largest entry body this log accepts, in bytes (its configuration).
+    pub fn entry_body_max_bytes(&self) -> u64 {
+        u64::from(self.config.entry_body_max_bytes)
+    }
+
     /// Sequence number the next entry will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
