@@ -69,6 +69,8 @@ pub const COMMAND_VECS_POOLED_MAX: usize = 32;
 pub struct SequencerHandle {
     jobs: Sender<Job>,
     spare_commands: Receiver<Vec<Command>>,
+    /// Becomes true when the sequencer thread has stopped (shutdown, or a log failure).
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SequencerHandle {
@@ -77,6 +79,18 @@ impl SequencerHandle {
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
         })
+    }
+
+    /// Whether the sequencer has stopped: a refused job then means `shutting_down`, not `busy`.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Resolves once the sequencer has stopped: after a shutdown, or after a log failure that
+    /// stopped it (a server then stops serving, so that a restart recovers from the log).
+    pub async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|stopped| *stopped).await; // Err: the thread is gone, so stopped too
     }
 
     /// An empty command vector to decode a request into: one the sequencer is done with if any
@@ -121,8 +135,13 @@ pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> st
     let (jobs, inbox) = bounded(config.queue_jobs_max);
     let (recycled, spare_commands) = bounded(COMMAND_VECS_POOLED_MAX);
     let recycler = Recycler(recycled);
-    let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || run(node, inbox, recycler, config))?;
-    Ok((SequencerHandle { jobs, spare_commands }, thread))
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || {
+        let outcome = run(node, inbox, recycler, config);
+        let _ = stopping.send(true);
+        outcome
+    })?;
+    Ok((SequencerHandle { jobs, spare_commands, stopped }, thread))
 }
 
 fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Recycler, config: SequencerConfig) -> Result<Node<S>, String> {

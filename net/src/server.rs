@@ -24,7 +24,12 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves until `shutdown` resolves: then stops accepting, lets requests in flight finish, and returns.
+/// Longest a shutdown waits for the requests in flight to be answered and their replies read.
+pub const SHUTDOWN_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves: then stops accepting connections and streams, lets the
+/// requests in flight be answered and their replies reach the client (at most
+/// [`SHUTDOWN_DRAIN_MAX`]), closes the endpoint and returns.
 pub async fn serve(
     endpoint: quinn::Endpoint,
     sequencer: SequencerHandle,
@@ -33,6 +38,7 @@ pub async fn serve(
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let frames = FramePool::new();
+    let drain = Drain::new();
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -45,21 +51,78 @@ pub async fn serve(
         };
         let sequencer = sequencer.clone();
         let frames = frames.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
             if let Ok(connection) = incoming.await {
-                serve_connection(connection, sequencer, frames).await;
+                serve_connection(connection, sequencer, frames, drain).await;
             }
             drop(permit);
         });
     }
+    let _ = drain.draining.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, drain.idle()).await;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
 }
 
-async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, frames: FramePool) {
-    while let Ok((send, recv)) = connection.accept_bi().await {
+/// What a shutdown waits on: a flag the connections watch (no new streams once it is set) and
+/// the count of streams still being answered.
+#[derive(Clone, Debug)]
+struct Drain {
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    done: Arc<tokio::sync::Notify>,
+}
+
+impl Drain {
+    fn new() -> Drain {
+        Drain {
+            draining: Arc::new(tokio::sync::watch::channel(false).0),
+            in_flight: Arc::default(),
+            done: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Resolves when no stream is being answered.
+    async fn idle(&self) {
+        loop {
+            let notified = self.done.notified();
+            if self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one stream in flight for as long as it lives.
+struct InFlight(Drain);
+
+impl InFlight {
+    fn new(drain: &Drain) -> InFlight {
+        drain.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(drain.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, frames: FramePool, drain: Drain) {
+    let mut draining = drain.draining.subscribe();
+    loop {
+        let (send, recv) = tokio::select! {
+            accepted = connection.accept_bi() => match accepted { Ok(stream) => stream, Err(_) => return },
+            _ = draining.wait_for(|draining| *draining) => return,
+        };
+        let in_flight = InFlight::new(&drain);
         let sequencer = sequencer.clone();
-        tokio::spawn(serve_stream(send, recv, sequencer, frames.clone()));
+        tokio::spawn(serve_stream(send, recv, sequencer, frames.clone(), in_flight));
     }
 }
 
@@ -114,7 +177,13 @@ async fn read_request(recv: &mut quinn::RecvStream, buffer: &mut Vec<u8>) -> Rea
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, sequencer: SequencerHandle, frames: FramePool) {
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    sequencer: SequencerHandle,
+    frames: FramePool,
+    in_flight: InFlight,
+) {
     let mut buffer = frames.take();
     let read = read_request(&mut recv, &mut buffer).await;
     let reply = match read {
@@ -137,6 +206,11 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     };
     let _ = send.write_chunk(bytes::Bytes::from(reply)).await;
     let _ = send.finish();
+    // Stay counted until the client has read the reply: a shutdown closes the endpoint once
+    // every stream is done, and must not cut a reply off on its way. Bounded, so a client that
+    // never reads costs a task for a few seconds, no more.
+    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, send.stopped()).await;
+    drop(in_flight);
 }
 
 fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> {
@@ -167,7 +241,8 @@ fn submit(bytes: &[u8], sequencer: &SequencerHandle) -> Result<(oneshot::Receive
     };
     let (reply, answer) = oneshot::channel();
     if sequencer.try_submit(Job { request_id: header.request_id, request, reply }).is_err() {
-        return Err(error_frame(header.request_id, header.operation, ProtocolError::Busy));
+        let error = if sequencer.is_stopped() { ProtocolError::ShuttingDown } else { ProtocolError::Busy };
+        return Err(error_frame(header.request_id, header.operation, error));
     }
     Ok((answer, header.request_id, header.operation))
 }

@@ -396,3 +396,38 @@ async fn with_a_client_ca_only_gateways_holding_its_certificates_are_served() {
     drop(node);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// A disk that stops syncing (full, failing): the batch in flight is answered `shutting_down`,
+/// never `ok`; every later request too (not `busy`, which would have clients retry forever); the
+/// sequencer stops with the log's error, and a server watching `stopped()` stops serving, so a
+/// supervisor restarts it and recovery reads what the disk really holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_answers_shutting_down_and_stops_the_server() {
+    use bursar_wal::sim::{Faults, SimStorage};
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-failing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = WalConfig { segment_size_bytes: 4 << 20, entry_body_max_bytes: 2 << 20, sync: bursar_wal::SyncPolicy::EveryBatch };
+    let storage = SimStorage::new(11, Faults::default());
+    let (mut node, _) = Node::open(storage.clone(), config, Limits::default()).expect("node");
+    let mut results = Vec::new();
+    node.submit(1, &setup_commands(), &mut results).expect("setup is durable");
+    storage.set_faults(Faults { write_fail_percent: 0, sync_fail_percent: 100 });
+    let quiet = SequencerConfig { snapshot_every_entries: 0, snapshot_on_stop: false, ..SequencerConfig::default() };
+    let (handle, sequencer) = sequencer::start(node, quiet).expect("sequencer");
+    let watcher = handle.clone();
+    let identity = tls::load_or_generate(&dir).expect("certificate");
+    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default())
+        .expect("bind");
+    let addr = endpoint.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        server::serve(endpoint, handle, ServerLimits::default(), async move { watcher.stopped().await }).await;
+    });
+    let client = Client::connect(addr, identity.cert.clone(), "localhost").await.expect("connect");
+    let first = client.submit(batch(0, 0)).await;
+    assert!(matches!(first, Err(bursar_net::client::ClientError::Protocol(ProtocolError::ShuttingDown))), "{first:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(20), server).await.expect("the server stops by itself").expect("server task");
+    let stopped = tokio::task::spawn_blocking(move || sequencer.join().expect("sequencer thread")).await.expect("join");
+    let why = stopped.expect_err("the sequencer reports the log failure");
+    assert!(why.contains("sync"), "{why}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

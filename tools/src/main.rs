@@ -169,11 +169,21 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
         }
         out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
         out!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
-        server::serve(endpoint, handle, limits, shutdown_signal()).await;
+        let watcher = handle.clone();
+        // Serve until a signal, or until the sequencer stops by itself (a log failure: the
+        // server then exits non-zero, so a supervisor restarts it and recovery reads the log).
+        let stop = async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = watcher.stopped() => {}
+            }
+        };
+        server::serve(endpoint, handle, limits, stop).await;
+        drop(watcher); // the sequencer stops once every handle is gone
         out!("bursar: stopping: finishing accepted requests and taking a snapshot");
         let node =
             tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("the sequencer thread panicked"))?;
-        node.map_err(anyhow::Error::msg)
+        node.map_err(|e| anyhow::anyhow!("the sequencer stopped: {e}; restart to recover from the log"))
     })?;
     out!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
     Ok(())
