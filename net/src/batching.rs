@@ -178,7 +178,7 @@ async fn submit_with_retries(
     loop {
         sent.fetch_add(1, Ordering::Relaxed);
         let outcome = match target.client().await {
-            Ok(client) => match tokio::time::timeout(config.request_timeout, client.submit(commands.clone())).await {
+            Ok(client) => match tokio::time::timeout(config.request_timeout, client.submit_slice(&commands)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(ClientError::Connection(format!("no reply within {:?}", config.request_timeout))),
             },
