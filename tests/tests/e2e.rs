@@ -431,3 +431,46 @@ async fn a_failed_sync_answers_shutting_down_and_stops_the_server() {
     assert!(why.contains("sync"), "{why}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// More full-size requests at once than the server admits (`RECORDS_IN_FLIGHT_MAX`): the ones
+/// past the limit wait for room, QUIC holds their senders back, and every one is answered in
+/// full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_full_requests_than_the_server_admits_all_complete() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-admission-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let client = Arc::new(Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect"));
+    client.submit(setup_commands()).await.expect("setup");
+    let full = bursar_engine::BATCH_COMMANDS_MAX as u128;
+    let requests = server::RECORDS_IN_FLIGHT_MAX as u128 / full + 4;
+    let mut tasks = Vec::new();
+    for r in 0..requests {
+        let client = Arc::clone(&client);
+        tasks.push(tokio::spawn(async move {
+            let commands: Vec<Command> = (0..full)
+                .map(|k| {
+                    let n = r * full + k;
+                    Command::Transfer(Transfer {
+                        id: 50_000_000 + n,
+                        debit_account_id: 1 + n % ACCOUNTS,
+                        credit_account_id: 1 + (n + 1) % ACCOUNTS,
+                        amount: 1,
+                        ledger: 1,
+                        code: 1,
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            client.submit(commands).await
+        }));
+    }
+    for task in tasks {
+        let results = task.await.expect("task").expect("answered");
+        assert_eq!(results.len(), full as usize);
+        assert!(results.iter().all(|r| *r == ResultCode::Ok));
+    }
+    let node = stop(running).await;
+    assert_eq!(node.engine().transfers().len() as u128, requests * full);
+    let _ = std::fs::remove_dir_all(&dir);
+}
