@@ -16,11 +16,14 @@ pub struct ServerLimits {
     pub connections_max: usize,
     /// Concurrent request streams per connection (QUIC flow control).
     pub streams_per_connection_max: u32,
+    /// Longest the rest of a request may take to arrive once it is admitted (see
+    /// [`REQUEST_READ_MAX`]); then the stream is answered `truncated` and stopped.
+    pub request_read_max: std::time::Duration,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { connections_max: 1024, streams_per_connection_max: 64 }
+        ServerLimits { connections_max: 1024, streams_per_connection_max: 64, request_read_max: REQUEST_READ_MAX }
     }
 }
 
@@ -38,7 +41,7 @@ pub async fn serve(
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let frames = FramePool::new();
-    let drain = Drain::new();
+    let drain = Drain::new(limits.request_read_max);
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -74,11 +77,14 @@ struct Drain {
     done: Arc<tokio::sync::Notify>,
     /// Records admitted at once (see [`RECORDS_IN_FLIGHT_MAX`]).
     admission: Arc<Semaphore>,
+    /// `ServerLimits::request_read_max`.
+    read_max: std::time::Duration,
 }
 
 impl Drain {
-    fn new() -> Drain {
+    fn new(read_max: std::time::Duration) -> Drain {
         Drain {
+            read_max,
             draining: Arc::new(tokio::sync::watch::channel(false).0),
             in_flight: Arc::default(),
             done: Arc::new(tokio::sync::Notify::new()),
@@ -162,7 +168,15 @@ enum Read {
     Whole,
     TooLong,
     Gone,
+    /// Admitted, but not finished within `ServerLimits::request_read_max`.
+    Stalled,
 }
+
+/// Default longest the rest of a request may take to arrive once it is admitted: a client that sends a
+/// header and then stalls would otherwise hold its admission permits (and a buffer) for as long
+/// as it likes. A 1 MiB request takes a few milliseconds on a healthy link; waiting for
+/// admission does not count.
+pub const REQUEST_READ_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the stream to its end into `buffer`, in order, refusing more than one frame's bytes.
 /// Records the server reads, decodes, queues or applies at once, over all streams: 16 full
@@ -179,20 +193,29 @@ pub const RECORDS_IN_FLIGHT_MAX: u32 = 16 * protocol::FRAME_RECORDS_MAX as u32;
 async fn read_request(
     recv: &mut quinn::RecvStream,
     buffer: &mut Vec<u8>,
-    admission: &Arc<Semaphore>,
+    server: &Drain,
     admitted: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Read {
+    let mut deadline = None;
     loop {
         if admitted.is_none() && buffer.len() >= HEADER_SIZE {
             // A bad header is answered after the read; it costs one permit meanwhile.
             let records = protocol::decode_header(buffer[..HEADER_SIZE].try_into().expect("header length"))
                 .map_or(1, |header| header.record_count.clamp(1, RECORDS_IN_FLIGHT_MAX));
-            match Arc::clone(admission).acquire_many_owned(records).await {
+            match Arc::clone(&server.admission).acquire_many_owned(records).await {
                 Ok(permit) => *admitted = Some(permit),
                 Err(_) => return Read::Gone, // closed: the server is going away
             }
+            deadline = Some(tokio::time::Instant::now() + server.read_max);
         }
-        match recv.read_chunk(usize::MAX, true).await {
+        let next = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, recv.read_chunk(usize::MAX, true)).await {
+                Ok(next) => next,
+                Err(_) => return Read::Stalled,
+            },
+            None => recv.read_chunk(usize::MAX, true).await,
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if buffer.len() + chunk.bytes.len() > HEADER_SIZE + FRAME_BODY_MAX_BYTES {
                     return Read::TooLong;
@@ -214,7 +237,7 @@ async fn serve_stream(
 ) {
     let mut buffer = frames.take();
     let mut admitted = None;
-    let read = read_request(&mut recv, &mut buffer, &in_flight.0.admission, &mut admitted).await;
+    let read = read_request(&mut recv, &mut buffer, &in_flight.0, &mut admitted).await;
     let reply = match read {
         Read::Whole => {
             let submitted = submit(&buffer, &sequencer);
@@ -232,6 +255,12 @@ async fn serve_stream(
             error_frame(0, 0, ProtocolError::FrameTooLarge)
         }
         Read::Gone => return frames.give_back(buffer), // the client went away
+        Read::Stalled => {
+            // It holds admission permits and a buffer: it may not keep them by sending slowly.
+            frames.give_back(buffer);
+            let _ = recv.stop(0u32.into());
+            error_frame(0, 0, ProtocolError::Truncated)
+        }
     };
     drop(admitted); // answered: its records no longer count
     let _ = send.write_chunk(bytes::Bytes::from(reply)).await;

@@ -64,14 +64,17 @@ fn start(dir: &std::path::Path) -> Running {
 }
 
 fn start_with(dir: &std::path::Path, config: SequencerConfig) -> Running {
+    start_limits(dir, config, ServerLimits::default())
+}
+
+fn start_limits(dir: &std::path::Path, config: SequencerConfig, limits: ServerLimits) -> Running {
     let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
     let (handle, sequencer) = sequencer::start(node, config).expect("sequencer");
     let identity = tls::load_or_generate(dir).expect("certificate");
-    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default())
-        .expect("bind");
+    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), limits).expect("bind");
     let addr = endpoint.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(endpoint, handle, ServerLimits::default(), async move {
+    let server = tokio::spawn(server::serve(endpoint, handle, limits, async move {
         let _ = stopped.await;
     }));
     Running { addr, cert: identity.cert, stop, server, sequencer }
@@ -472,5 +475,47 @@ async fn more_full_requests_than_the_server_admits_all_complete() {
     }
     let node = stop(running).await;
     assert_eq!(node.engine().transfers().len() as u128, requests * full);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that sends a header announcing a full request and then stalls is answered
+/// `truncated` once `request_read_max` has passed, and gives back what it was admitted for:
+/// a full request from another client is served after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_is_cut_off_and_releases_its_admission() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-stall-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let limits = ServerLimits { request_read_max: std::time::Duration::from_millis(300), ..ServerLimits::default() };
+    let running = start_limits(&dir, SequencerConfig::default(), limits);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    client.submit(setup_commands()).await.expect("setup");
+    let full: Vec<Command> = (0..bursar_engine::BATCH_COMMANDS_MAX as u128)
+        .map(|n| {
+            Command::Transfer(Transfer {
+                id: 70_000_000 + n,
+                debit_account_id: 1 + n % ACCOUNTS,
+                credit_account_id: 1 + (n + 1) % ACCOUNTS,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let mut frame = Vec::new();
+    bursar_net::protocol::encode_submit(9, &full, &mut frame);
+    let (mut send, mut recv) = client.connection().open_bi().await.expect("stream");
+    send.write_all(&frame[..4096]).await.expect("write the header and a little body");
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), recv.read_to_end(1 << 16))
+        .await
+        .expect("answered well before the test gives up")
+        .expect("reply");
+    let (header, body) = bursar_net::protocol::decode_frame(&reply).expect("frame");
+    assert_eq!(header.frame_type, bursar_net::protocol::FrameType::Error);
+    assert_eq!(ProtocolError::from_u32(u32::from_le_bytes(body[..4].try_into().expect("4 bytes"))), Some(ProtocolError::Truncated));
+    drop(send);
+    let results = client.submit(full).await.expect("a full request after the stalled one");
+    assert!(results.iter().all(|r| *r == ResultCode::Ok));
+    stop(running).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
