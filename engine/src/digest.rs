@@ -171,7 +171,14 @@ impl Engine {
     /// (while the disk syncs), so a checkpoint does not hash every transfer of the last 256
     /// entries at once (a 60 ms stall at 8 189 transfers per entry).
     pub fn settle_digest(&mut self) {
-        self.settle_digest_with(true);
+        let mut digest = core::mem::take(&mut self.digest);
+        for &index in &digest.dirty_accounts {
+            if let Some(meta) = self.account_meta.get_mut(index as usize) {
+                meta.digest_dirty = false;
+            }
+        }
+        digest.settle(self);
+        self.digest = digest;
     }
 
     /// The part of [`Engine::settle_digest`] worth doing after every batch: the items the batch
@@ -180,24 +187,11 @@ impl Engine {
     /// batch is then hashed once per checkpoint, not once per batch, and what a checkpoint still
     /// has to hash stays bounded (about 3 ms).
     pub fn settle_digest_appended(&mut self) {
-        let dirty = self.digest.dirty_accounts.len() + self.digest.dirty_holds.len();
-        self.settle_digest_with(dirty > DIGEST_DIRTY_SETTLE_MAX);
-    }
-
-    fn settle_digest_with(&mut self, dirty_too: bool) {
-        if !dirty_too {
-            let mut digest = core::mem::take(&mut self.digest);
-            digest.settle_appended(self);
-            self.digest = digest;
-            return;
+        if self.digest.dirty_accounts.len() + self.digest.dirty_holds.len() > DIGEST_DIRTY_SETTLE_MAX {
+            return self.settle_digest();
         }
         let mut digest = core::mem::take(&mut self.digest);
-        for &index in &digest.dirty_accounts {
-            if let Some(meta) = self.account_meta.get_mut(index as usize) {
-                meta.digest_dirty = false;
-            }
-        }
-        digest.settle(self);
+        digest.settle_appended(self);
         self.digest = digest;
     }
 

@@ -1170,7 +1170,7 @@ fn transfer_exists(t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
 
 /// Writes `additional` placeholder values past the end of `vec` and takes them back: the
 /// capacity stays, its pages now resident.
-fn touch_spare<T: Clone>(vec: &mut Vec<T>, additional: usize, placeholder: T) {
+pub(crate) fn touch_spare<T: Clone>(vec: &mut Vec<T>, additional: usize, placeholder: T) {
     let len = vec.len();
     vec.resize(len + additional, placeholder);
     vec.truncate(len);

@@ -8,6 +8,7 @@ pub mod batching;
 pub mod client;
 pub mod metrics;
 pub mod node;
+mod pool;
 pub mod protocol;
 pub mod sequencer;
 pub mod server;

@@ -57,14 +57,14 @@ impl From<WalError> for NodeError {
 /// Log entries between two checkpoints unless configured otherwise.
 pub const CHECKPOINT_EVERY_ENTRIES_DEFAULT: u64 = 256;
 
-/// Share of the time a background snapshot's writer thread works, unless told otherwise: it
-/// sleeps three times as long as each megabyte took to encode, checksum and write. Measured under
+/// Share of the time a background snapshot's writer thread works: it sleeps three times as long
+/// as each megabyte took to encode, checksum and write. Measured under
 /// `bursar bench` on 2 cores, a writer running flat out (about 1 GB of state) took a core from
 /// the sequencer and the network for seconds and cut throughput by half until it finished; the
 /// snapshot now takes about four times as long, which only delays the next one (they never
-/// overlap). The snapshot at shutdown runs flat out, and one in flight stops pacing itself as
-/// soon as the node waits for it (`snapshot_end`), so a shutdown is not slowed down by it.
-pub const SNAPSHOT_WRITER_DUTY_PERCENT_DEFAULT: u32 = 25;
+/// overlap). A snapshot stops pacing itself as soon as the node waits for it (`snapshot_end`,
+/// as `snapshot` and a shutdown do), so nothing that waits is slowed down by it.
+pub const SNAPSHOT_WRITER_DUTY_PERCENT: u32 = 25;
 
 /// Keeps a background thread busy at most a given share of the time: after each piece of work
 /// it sleeps in proportion to how long the work took.
@@ -83,7 +83,7 @@ impl Pacer {
 
     /// Called after a piece of work: rests for its share, then starts timing the next.
     fn rest(&mut self) {
-        if self.duty_percent < 100 && !self.hurry.load(Ordering::Relaxed) {
+        if !self.hurry.load(Ordering::Relaxed) {
             let worked = self.since.elapsed();
             std::thread::sleep(worked * (100 - self.duty_percent) / self.duty_percent);
         }
@@ -276,7 +276,8 @@ impl<S: Storage> Node<S> {
         if let Some(Err(e)) = self.snapshot_end() {
             return Err(e);
         }
-        let seq = self.snapshot_begin_paced(100)?;
+        // Waiting at once: `snapshot_end` lifts the writer's pacing.
+        let seq = self.snapshot_begin()?;
         self.snapshot_end().unwrap_or(Ok(seq))
     }
 
@@ -285,14 +286,8 @@ impl<S: Storage> Node<S> {
     /// writer thread, which encodes, checksums, writes and syncs it while the node goes on.
     /// Returns the snapshot's sequence number (0 for an empty log: nothing started). Refused
     /// while another is being written. The writer works at most
-    /// [`SNAPSHOT_WRITER_DUTY_PERCENT_DEFAULT`] of the time (see there).
+    /// [`SNAPSHOT_WRITER_DUTY_PERCENT`] of the time (see there).
     pub fn snapshot_begin(&mut self) -> Result<u64, NodeError> {
-        self.snapshot_begin_paced(SNAPSHOT_WRITER_DUTY_PERCENT_DEFAULT)
-    }
-
-    /// As [`Node::snapshot_begin`], with the writer thread busy at most `duty_percent` of the
-    /// time (100: flat out).
-    pub fn snapshot_begin_paced(&mut self, duty_percent: u32) -> Result<u64, NodeError> {
         if self.snapshot_in_flight.is_some() {
             return Err(NodeError::Log(WalError::Snapshot("a snapshot is still being written".into())));
         }
@@ -313,7 +308,7 @@ impl<S: Storage> Node<S> {
         let copy = Arc::clone(&self.snapshot_copy);
         let len = copy.len() as u64;
         self.snapshot_hurry = Arc::new(AtomicBool::new(false));
-        let mut pace = Pacer::new(duty_percent, Arc::clone(&self.snapshot_hurry));
+        let mut pace = Pacer::new(SNAPSHOT_WRITER_DUTY_PERCENT, Arc::clone(&self.snapshot_hurry));
         self.wal.write_snapshot_begin(seq, hash, len, move |sink| {
             copy.write_chunks(&mut |piece| {
                 let written = sink(piece);

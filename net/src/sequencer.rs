@@ -12,6 +12,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErro
 use tokio::sync::oneshot;
 
 use crate::node::Node;
+use crate::pool::Pool;
 use crate::protocol::{self, Operation, ProtocolError, Request};
 
 /// A request waiting for the sequencer, with where to send the encoded reply frame.
@@ -59,16 +60,14 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1024;
 
 /// Command vectors kept for reuse at most (each up to `BATCH_COMMANDS_MAX` commands, about
 /// 1.2 MiB): the sequencer hands a batch's vector back once the batch is answered, and the
-/// network side decodes the next request into it. Fresh 1 MiB allocations cost page faults
-/// (about a third of all CPU under `bursar bench` before this pool); the bound keeps the memory
-/// they hold fixed whatever the load.
+/// network side decodes the next request into it (see `pool.rs`).
 pub const COMMAND_VECS_POOLED_MAX: usize = 32;
 
 /// The network side's handle: submit jobs, or learn that the queue is full.
 #[derive(Clone, Debug)]
 pub struct SequencerHandle {
     jobs: Sender<Job>,
-    spare_commands: Receiver<Vec<Command>>,
+    spare_commands: Pool<Command>,
     /// Becomes true when the sequencer thread has stopped (shutdown, or a log failure).
     stopped: tokio::sync::watch::Receiver<bool>,
 }
@@ -96,20 +95,7 @@ impl SequencerHandle {
     /// An empty command vector to decode a request into: one the sequencer is done with if any
     /// (its capacity kept), else a new one.
     pub fn spare_commands(&self) -> Vec<Command> {
-        self.spare_commands.try_recv().unwrap_or_default()
-    }
-}
-
-/// Where the sequencer puts command vectors it is done with.
-#[derive(Debug)]
-struct Recycler(Sender<Vec<Command>>);
-
-impl Recycler {
-    fn give_back(&self, request: Request) {
-        if let Request::Submit(mut commands) = request {
-            commands.clear();
-            let _ = self.0.try_send(commands); // a full pool drops it: memory stays bounded
-        }
+        self.spare_commands.take()
     }
 }
 
@@ -133,8 +119,8 @@ fn wall_clock_ns() -> u64 {
 /// and returns the node (or the error that stopped it) from its join handle.
 pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> std::io::Result<(SequencerHandle, SequencerThread<S>)> {
     let (jobs, inbox) = bounded(config.queue_jobs_max);
-    let (recycled, spare_commands) = bounded(COMMAND_VECS_POOLED_MAX);
-    let recycler = Recycler(recycled);
+    let spare_commands = Pool::new(COMMAND_VECS_POOLED_MAX);
+    let recycler = spare_commands.clone();
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || {
         let outcome = run(node, inbox, recycler, config);
@@ -144,7 +130,7 @@ pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> st
     Ok((SequencerHandle { jobs, spare_commands, stopped }, thread))
 }
 
-fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Recycler, config: SequencerConfig) -> Result<Node<S>, String> {
+fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Command>, config: SequencerConfig) -> Result<Node<S>, String> {
     node.keep_snapshot_copy_current(config.snapshot_every_entries > 0);
     let mut waiting: Vec<Job> = Vec::new();
     let mut scratch = Scratch::default();
@@ -208,7 +194,7 @@ pub const ENTRIES_PER_SYNC_MAX: usize = 4;
 /// batch limit), and consecutive entries share one sync (up to [`ENTRIES_PER_SYNC_MAX`]); a query
 /// first flushes the submits before it, so it sees their effects. Returns how many log entries
 /// were written. A log failure answers everyone `shutting_down` and stops the sequencer.
-fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Recycler) -> Result<u64, String> {
+fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Pool<Command>) -> Result<u64, String> {
     let mut entries = 0;
     // Jobs of the pending submits, and where each entry's jobs end.
     let mut jobs: Vec<Job> = Vec::new();
@@ -260,7 +246,7 @@ fn flush<S: Storage>(
     jobs: &mut Vec<Job>,
     entry_ends: &mut Vec<usize>,
     scratch: &mut Scratch,
-    recycler: &Recycler,
+    recycler: &Pool<Command>,
 ) -> Result<u64, String> {
     let mut start = 0;
     let mut joined = 0;
@@ -302,7 +288,9 @@ fn flush<S: Storage>(
             _ => protocol::encode_error(job.request_id, Operation::Submit as u8, ProtocolError::ShuttingDown, &mut frame),
         }
         let _ = job.reply.send(frame); // a client that went away needs no answer
-        recycler.give_back(job.request);
+        if let Request::Submit(commands) = job.request {
+            recycler.give_back(commands);
+        }
     }
     entry_ends.clear();
     outcome.map(|_| entries).map_err(|e| e.to_string())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::pool::Pool;
 use crate::protocol::{self, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
 use crate::sequencer::{Job, SequencerHandle};
 
@@ -40,8 +41,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
-    let frames = FramePool::new();
-    let drain = Drain::new(limits.request_read_max);
+    let streams = Streams::new(limits.request_read_max);
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -53,25 +53,25 @@ pub async fn serve(
             continue;
         };
         let sequencer = sequencer.clone();
-        let frames = frames.clone();
-        let drain = drain.clone();
+        let streams = streams.clone();
         tokio::spawn(async move {
             if let Ok(connection) = incoming.await {
-                serve_connection(connection, sequencer, frames, drain).await;
+                serve_connection(connection, sequencer, streams).await;
             }
             drop(permit);
         });
     }
-    let _ = drain.draining.send(true);
-    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, drain.idle()).await;
+    let _ = streams.draining.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, streams.idle()).await;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
 }
 
-/// What a shutdown waits on: a flag the connections watch (no new streams once it is set) and
-/// the count of streams still being answered.
+/// What every request stream of a server shares: the shutdown's flag (no new streams once it is
+/// set) and the count of streams still being answered, which a shutdown waits on; the admission
+/// of records; the pooled request buffers; the read deadline.
 #[derive(Clone, Debug)]
-struct Drain {
+struct Streams {
     draining: Arc<tokio::sync::watch::Sender<bool>>,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     done: Arc<tokio::sync::Notify>,
@@ -79,12 +79,15 @@ struct Drain {
     admission: Arc<Semaphore>,
     /// `ServerLimits::request_read_max`.
     read_max: std::time::Duration,
+    /// Request buffers (see [`FRAME_BUFFERS_POOLED_MAX`]).
+    frames: Pool<u8>,
 }
 
-impl Drain {
-    fn new(read_max: std::time::Duration) -> Drain {
-        Drain {
+impl Streams {
+    fn new(read_max: std::time::Duration) -> Streams {
+        Streams {
             read_max,
+            frames: Pool::new(FRAME_BUFFERS_POOLED_MAX),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
             in_flight: Arc::default(),
             done: Arc::new(tokio::sync::Notify::new()),
@@ -105,12 +108,12 @@ impl Drain {
 }
 
 /// Counts one stream in flight for as long as it lives.
-struct InFlight(Drain);
+struct InFlight(Streams);
 
 impl InFlight {
-    fn new(drain: &Drain) -> InFlight {
-        drain.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        InFlight(drain.clone())
+    fn new(streams: &Streams) -> InFlight {
+        streams.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(streams.clone())
     }
 }
 
@@ -122,16 +125,15 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, frames: FramePool, drain: Drain) {
-    let mut draining = drain.draining.subscribe();
+async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, streams: Streams) {
+    let mut draining = streams.draining.subscribe();
     loop {
         let (send, recv) = tokio::select! {
             accepted = connection.accept_bi() => match accepted { Ok(stream) => stream, Err(_) => return },
             _ = draining.wait_for(|draining| *draining) => return,
         };
-        let in_flight = InFlight::new(&drain);
-        let sequencer = sequencer.clone();
-        tokio::spawn(serve_stream(send, recv, sequencer, frames.clone(), in_flight));
+        let in_flight = InFlight::new(&streams);
+        tokio::spawn(serve_stream(send, recv, sequencer.clone(), in_flight));
     }
 }
 
@@ -139,29 +141,6 @@ async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHan
 /// its request into one, decodes it, and gives it back before waiting for the sequencer, so a
 /// handful serve any number of streams; the bound keeps the memory fixed whatever the load.
 pub const FRAME_BUFFERS_POOLED_MAX: usize = 16;
-
-/// A bounded pool of frame buffers shared by every stream of the server.
-#[derive(Clone, Debug)]
-struct FramePool {
-    give: crossbeam_channel::Sender<Vec<u8>>,
-    take: crossbeam_channel::Receiver<Vec<u8>>,
-}
-
-impl FramePool {
-    fn new() -> FramePool {
-        let (give, take) = crossbeam_channel::bounded(FRAME_BUFFERS_POOLED_MAX);
-        FramePool { give, take }
-    }
-
-    fn take(&self) -> Vec<u8> {
-        self.take.try_recv().unwrap_or_default()
-    }
-
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let _ = self.give.try_send(buffer); // a full pool drops it
-    }
-}
 
 /// How reading a request stream ended.
 enum Read {
@@ -193,7 +172,7 @@ pub const RECORDS_IN_FLIGHT_MAX: u32 = 16 * protocol::FRAME_RECORDS_MAX as u32;
 async fn read_request(
     recv: &mut quinn::RecvStream,
     buffer: &mut Vec<u8>,
-    server: &Drain,
+    server: &Streams,
     admitted: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Read {
     let mut deadline = None;
@@ -228,39 +207,30 @@ async fn read_request(
     }
 }
 
-async fn serve_stream(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    sequencer: SequencerHandle,
-    frames: FramePool,
-    in_flight: InFlight,
-) {
-    let mut buffer = frames.take();
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, sequencer: SequencerHandle, in_flight: InFlight) {
+    let streams = &in_flight.0;
+    let mut buffer = streams.frames.take();
     let mut admitted = None;
-    let read = read_request(&mut recv, &mut buffer, &in_flight.0, &mut admitted).await;
-    let reply = match read {
-        Read::Whole => {
-            let submitted = submit(&buffer, &sequencer);
-            frames.give_back(buffer);
-            match submitted {
-                Ok((answer, request_id, operation)) => {
-                    answer.await.unwrap_or_else(|_| error_frame(request_id, operation, ProtocolError::ShuttingDown))
-                }
-                Err(frame) => frame,
-            }
-        }
+    let read = read_request(&mut recv, &mut buffer, streams, &mut admitted).await;
+    let submitted = match read {
+        Read::Whole => submit(&buffer, &sequencer),
         Read::TooLong => {
-            frames.give_back(buffer);
             let _ = recv.stop(0u32.into());
-            error_frame(0, 0, ProtocolError::FrameTooLarge)
+            Err(error_frame(0, 0, ProtocolError::FrameTooLarge))
         }
-        Read::Gone => return frames.give_back(buffer), // the client went away
         Read::Stalled => {
             // It holds admission permits and a buffer: it may not keep them by sending slowly.
-            frames.give_back(buffer);
             let _ = recv.stop(0u32.into());
-            error_frame(0, 0, ProtocolError::Truncated)
+            Err(error_frame(0, 0, ProtocolError::Truncated))
         }
+        Read::Gone => return streams.frames.give_back(buffer), // the client went away
+    };
+    streams.frames.give_back(buffer); // decoded: the bytes are no longer needed
+    let reply = match submitted {
+        Ok((answer, request_id, operation)) => {
+            answer.await.unwrap_or_else(|_| error_frame(request_id, operation, ProtocolError::ShuttingDown))
+        }
+        Err(frame) => frame,
     };
     drop(admitted); // answered: its records no longer count
     let _ = send.write_chunk(bytes::Bytes::from(reply)).await;

@@ -180,16 +180,11 @@ pub struct SnapshotHeader {
 
 /// A whole snapshot file: header, then the payload; the BLAKE3 checksum covers both.
 pub fn encode_snapshot(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
-    let mut out = snapshot_head(header, payload);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The header of the snapshot file for `payload` (the bytes before it, its BLAKE3 included).
-pub fn snapshot_head(header: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
     let mut head = SnapshotHead::new(header, payload.len() as u64);
     head.update(payload);
-    head.finish()
+    let mut out = head.finish();
+    out.extend_from_slice(payload);
+    out
 }
 
 /// A snapshot header built while its payload streams past: the checksum is BLAKE3 of the header
