@@ -1,5 +1,6 @@
-//! Helpers shared by the cross-crate tests: the reference model, the seeded PRNG and workload generators.
+//! Helpers shared by the cross-crate tests: the reference model, the seeded PRNG, workload generators and the common setup batch.
 
 pub mod model;
 pub mod rng;
+pub mod setup;
 pub mod workload;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bursar_engine::{Account, Command, Engine, Ledger, Limits, ResultCode, Transfer};
+use bursar_engine::{Command, Engine, Limits, ResultCode, Transfer};
 use bursar_net::client::Client;
 use bursar_net::protocol::ProtocolError;
 use bursar_net::sequencer::{self, SequencerConfig};
@@ -19,16 +19,7 @@ const TRANSFERS_PER_BATCH: u128 = 50;
 const ACCOUNTS: u128 = 16;
 
 fn setup_commands() -> Vec<Command> {
-    let mut commands = vec![Command::CreateLedger(Ledger {
-        id: 1,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: 1000,
-        settlement_account_code: 1,
-        ..Default::default()
-    })];
-    commands.extend((1..=ACCOUNTS).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
-    commands
+    bursar_tests::setup::ledger_and_accounts(ACCOUNTS)
 }
 
 fn batch(client: u128, b: u128) -> Vec<Command> {
@@ -435,6 +426,24 @@ async fn a_failed_sync_answers_shutting_down_and_stops_the_server() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A request of `BATCH_COMMANDS_MAX` posted transfers of 1 between the setup accounts, with ids
+/// from `first_id` on.
+fn full_batch(first_id: u128) -> Vec<Command> {
+    (0..bursar_engine::BATCH_COMMANDS_MAX as u128)
+        .map(|n| {
+            Command::Transfer(Transfer {
+                id: first_id + n,
+                debit_account_id: 1 + n % ACCOUNTS,
+                credit_account_id: 1 + (n + 1) % ACCOUNTS,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 /// More full-size requests at once than the server admits (`RECORDS_IN_FLIGHT_MAX`): the ones
 /// past the limit wait for room, QUIC holds their senders back, and every one is answered in
 /// full.
@@ -450,23 +459,7 @@ async fn more_full_requests_than_the_server_admits_all_complete() {
     let mut tasks = Vec::new();
     for r in 0..requests {
         let client = Arc::clone(&client);
-        tasks.push(tokio::spawn(async move {
-            let commands: Vec<Command> = (0..full)
-                .map(|k| {
-                    let n = r * full + k;
-                    Command::Transfer(Transfer {
-                        id: 50_000_000 + n,
-                        debit_account_id: 1 + n % ACCOUNTS,
-                        credit_account_id: 1 + (n + 1) % ACCOUNTS,
-                        amount: 1,
-                        ledger: 1,
-                        code: 1,
-                        ..Default::default()
-                    })
-                })
-                .collect();
-            client.submit(commands).await
-        }));
+        tasks.push(tokio::spawn(async move { client.submit(full_batch(50_000_000 + r * full)).await }));
     }
     for task in tasks {
         let results = task.await.expect("task").expect("answered");
@@ -489,19 +482,7 @@ async fn a_stalled_request_is_cut_off_and_releases_its_admission() {
     let running = start_limits(&dir, SequencerConfig::default(), limits);
     let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
     client.submit(setup_commands()).await.expect("setup");
-    let full: Vec<Command> = (0..bursar_engine::BATCH_COMMANDS_MAX as u128)
-        .map(|n| {
-            Command::Transfer(Transfer {
-                id: 70_000_000 + n,
-                debit_account_id: 1 + n % ACCOUNTS,
-                credit_account_id: 1 + (n + 1) % ACCOUNTS,
-                amount: 1,
-                ledger: 1,
-                code: 1,
-                ..Default::default()
-            })
-        })
-        .collect();
+    let full = full_batch(70_000_000);
     let mut frame = Vec::new();
     bursar_net::protocol::encode_submit(9, &full, &mut frame);
     let (mut send, mut recv) = client.connection().open_bi().await.expect("stream");

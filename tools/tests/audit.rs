@@ -34,7 +34,7 @@ fn text(output: &Output) -> String {
 }
 
 fn setup() -> Vec<Command> {
-    common::ledger_and_accounts(10)
+    bursar_tests::setup::ledger_and_accounts(10)
 }
 
 fn transfers(batch: u128) -> Vec<Command> {

@@ -44,7 +44,7 @@ async fn run_seed(seed: u64) {
     let _ = std::fs::remove_dir_all(&dir);
     let (mut server, addr) = start(&dir);
     let client = connect(&dir, addr).await;
-    let setup = common::ledger_and_accounts(ACCOUNTS);
+    let setup = bursar_tests::setup::ledger_and_accounts(ACCOUNTS);
     assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
 
     // Four clients load the server; every request is recorded as acknowledged or in flight.

@@ -27,20 +27,3 @@ pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
-
-/// Ledger 1 (EUR, scale 2, settlement account 1000) and accounts 1..=accounts with code 10: the
-/// setup batch the tools' tests share.
-#[allow(dead_code)] // not every test binary that includes this module uses it
-pub fn ledger_and_accounts(accounts: u128) -> Vec<bursar_engine::Command> {
-    use bursar_engine::{Account, Command, Ledger};
-    let mut commands = vec![Command::CreateLedger(Ledger {
-        id: 1,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: 1000,
-        settlement_account_code: 1,
-        ..Default::default()
-    })];
-    commands.extend((1..=accounts).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 10, ..Default::default() })));
-    commands
-}
