@@ -1,6 +1,8 @@
 //! WAL benchmark: durable append throughput and sync latency at 1, 100, 1 000 and 8 189
 //! 128-byte records per sync, beside a plain pwrite + fdatasync baseline and mmap + msync on
-//! the same disk in the same run; recovery speed; snapshot write and load at 1 M and 10 M accounts.
+//! the same disk in the same run; the log keeping every segment (the default) and recycling
+//! them (retention on), with the disk's own cost of fresh blocks beside it; recovery speed;
+//! snapshot write and load at 1 M and 10 M accounts.
 //!
 //! Run: `cargo bench -p bursar-bench --bench wal` (set BURSAR_BENCH_DIR to choose the disk;
 //! `-- --quick` skips the 10 M-account snapshot).
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bursar_bench::engine_with_accounts;
 use bursar_engine::Engine;
-use bursar_wal::{open, FsStorage, SyncPolicy, Wal, WalConfig};
+use bursar_wal::{open, FsStorage, Retention, SyncPolicy, Wal, WalConfig};
 use hdrhistogram::Histogram;
 
 const RECORD_BYTES: usize = 128;
@@ -77,6 +79,26 @@ fn baseline_pwrite(records: usize) -> Row {
     })
 }
 
+/// pwrite + fdatasync appending to fresh files (sparse, 256 MiB each, a new one when full): the
+/// best a log that keeps every segment can do on this disk, whose fresh blocks cost far more to
+/// write than blocks written before (docs/wal-format.md, "Retention and recycling").
+fn baseline_fresh(records: usize) -> Row {
+    let dir = bench_dir("fresh");
+    let batch = vec![7u8; records * RECORD_BYTES];
+    let slots = FILE_BYTES / batch.len() as u64;
+    let mut file = None;
+    measure(records, |i| {
+        if i % slots == 0 {
+            let f = File::create(dir.join(format!("data-{}", i / slots))).expect("file");
+            f.set_len(FILE_BYTES).expect("size");
+            file = Some(f);
+        }
+        let f = file.as_ref().expect("created above");
+        f.write_all_at(&batch, (i % slots) * batch.len() as u64).expect("pwrite");
+        f.sync_data().expect("fdatasync");
+    })
+}
+
 fn baseline_msync(records: usize) -> Row {
     let dir = bench_dir("msync");
     let file = zeroed_file(&dir.join("data"));
@@ -107,6 +129,45 @@ fn wal(records: usize, entry_per_record: bool) -> Row {
         }
         wal.sync().expect("sync");
     })
+}
+
+/// Log bytes between the recycling runs' snapshots (a tiny payload each: the log's cost, not
+/// the state's, is measured here).
+const RECYCLE_SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+
+/// A log with retention on, warmed up first (untimed, as the baseline's file is zero-filled
+/// untimed): 2 GiB of 1 MiB entries with a snapshot every 64 MiB, so segments are recycled and
+/// the log runs in its steady state, reusing the blocks of segments the kept snapshots cover.
+/// Then each batch size in turn on that same log, one entry per batch, snapshots going on.
+fn wal_recycling(sizes: &[usize]) -> Vec<Row> {
+    let dir = bench_dir("wal-recycle");
+    let storage = FsStorage::open(&dir).expect("dir");
+    let config = WalConfig { retention: Retention::RecycleBeforeSnapshots, ..WalConfig::default() };
+    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+    let mut since_snapshot = 0u64;
+    let mut step = |wal: &mut Wal<FsStorage>, batch: &[u8]| {
+        wal.append_with(0, |buffer| buffer.extend_from_slice(batch)).expect("append");
+        let seq = wal.sync().expect("sync");
+        since_snapshot += batch.len() as u64;
+        if since_snapshot >= RECYCLE_SNAPSHOT_EVERY_BYTES {
+            let hash = wal.last_hash();
+            wal.write_snapshot(seq, hash, b"bench").expect("snapshot");
+            since_snapshot = 0;
+        }
+    };
+    let warm = vec![7u8; 8189 * RECORD_BYTES];
+    for _ in 0..(2u64 << 30) / warm.len() as u64 {
+        step(&mut wal, &warm);
+    }
+    let names = std::fs::read_dir(&dir).expect("dir").count();
+    eprintln!("recycling log warmed up: {names} files in its directory");
+    sizes
+        .iter()
+        .map(|&records| {
+            let batch = vec![7u8; records * RECORD_BYTES];
+            measure(records, |_| step(&mut wal, &batch))
+        })
+        .collect()
 }
 
 fn print_rows(title: &str, rows: &[Row], baseline: &[Row]) {
@@ -208,10 +269,14 @@ fn main() {
     let msync: Vec<Row> = sizes.iter().map(|n| baseline_msync(*n)).collect();
     let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
     let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
+    let fresh: Vec<Row> = sizes.iter().map(|n| baseline_fresh(*n)).collect();
+    let recycling = wal_recycling(&sizes);
     print_rows("baseline: pwrite + fdatasync of the records into a preallocated file", &base, &base);
     print_rows("alternative: copy into the mapping + msync of the range", &msync, &base);
     print_rows("Bursar WAL, one entry per record (72-byte header each), one sync per batch", &per_record, &base);
     print_rows("Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch", &per_batch, &base);
+    print_rows("for comparison, the disk's fresh blocks: pwrite + fdatasync appending to new sparse files", &fresh, &base);
+    print_rows("Bursar WAL with retention (segments recycled), steady state, one entry per batch", &recycling, &base);
     println!();
     recovery_speed(2_000_000, 1);
     recovery_speed(2_000, 8189);

@@ -400,7 +400,12 @@ async fn a_failed_sync_answers_shutting_down_and_stops_the_server() {
     use bursar_wal::sim::{Faults, SimStorage};
     let dir = std::env::temp_dir().join(format!("bursar-e2e-failing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = WalConfig { segment_size_bytes: 4 << 20, entry_body_max_bytes: 2 << 20, sync: bursar_wal::SyncPolicy::EveryBatch };
+    let config = WalConfig {
+        segment_size_bytes: 4 << 20,
+        entry_body_max_bytes: 2 << 20,
+        sync: bursar_wal::SyncPolicy::EveryBatch,
+        retention: bursar_wal::Retention::KeepAll,
+    };
     let storage = SimStorage::new(11, Faults::default());
     let (mut node, _) = Node::open(storage.clone(), config, Limits::default()).expect("node");
     let mut results = Vec::new();

@@ -14,7 +14,12 @@ use bursar_tests::workload::Workload;
 use bursar_wal::sim::{Faults, Rng, SimStorage};
 use bursar_wal::{SyncPolicy, WalConfig};
 
-const CONFIG: WalConfig = WalConfig { segment_size_bytes: 64 << 10, entry_body_max_bytes: 16 << 10, sync: SyncPolicy::EveryBatch };
+const CONFIG: WalConfig = WalConfig {
+    segment_size_bytes: 64 << 10,
+    entry_body_max_bytes: 16 << 10,
+    sync: SyncPolicy::EveryBatch,
+    retention: bursar_wal::Retention::KeepAll,
+};
 
 fn limits() -> Limits {
     Limits { accounts_max: 400, transfers_max: 20_000, ..Limits::default() }

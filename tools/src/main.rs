@@ -68,6 +68,13 @@ enum Cmd {
         /// page faults on the hot path until the server holds more.
         #[arg(long, default_value_t = 0)]
         reserve_transfers: u64,
+        /// What happens to log segments that snapshots cover. `keep-all` (the default) keeps the
+        /// whole history, so `bursar replay` can prove it from the first entry. `recycle` keeps
+        /// the two newest snapshots and reuses the segments before the older one (overwriting
+        /// written blocks is much faster than zero-filling fresh ones); the history before that
+        /// snapshot is gone for good.
+        #[arg(long, value_enum, default_value_t = RetentionArg::KeepAll)]
+        retention: RetentionArg,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -106,8 +113,21 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start { data, listen, client_ca, snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers } => {
-            let options = StartOptions { snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers };
+        Cmd::Start {
+            data,
+            listen,
+            client_ca,
+            snapshot_every_entries,
+            checkpoint_every_entries,
+            reserve_accounts,
+            reserve_transfers,
+            retention,
+        } => {
+            let retention = match retention {
+                RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
+                RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
+            };
+            let options = StartOptions { snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers, retention };
             start(&data, listen, client_ca.as_deref(), options)
         }
         Cmd::Client(args) => {
@@ -132,12 +152,22 @@ struct StartOptions {
     checkpoint_every_entries: u64,
     reserve_accounts: u64,
     reserve_transfers: u64,
+    retention: bursar_wal::Retention,
+}
+
+/// `--retention`: the log's [`bursar_wal::Retention`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RetentionArg {
+    /// Keep every segment (the whole history).
+    KeepAll,
+    /// Recycle the segments before the older of the two newest snapshots.
+    Recycle,
 }
 
 fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
-    let (mut node, report) = open_node(&data.join("log"))?;
+    let (mut node, report) = open_node(&data.join("log"), options.retention)?;
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
     let snapshot_every_entries = options.snapshot_every_entries;
@@ -223,9 +253,9 @@ fn prepare_dir(data: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn open_node(dir: &Path) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
+fn open_node(dir: &Path, retention: bursar_wal::Retention) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
     let storage = FsStorage::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    Ok(Node::open(storage, WalConfig::default(), Limits::default())?)
+    Ok(Node::open(storage, WalConfig { retention, ..WalConfig::default() }, Limits::default())?)
 }
 
 fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Result<()> {
@@ -233,7 +263,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
         bail!("--accounts must be at least 2");
     }
     let dir = prepare_dir(data)?;
-    let (mut node, _) = open_node(&dir)?;
+    let (mut node, _) = open_node(&dir, bursar_wal::Retention::KeepAll)?;
 
     let mut now = 1_700_000_000_000_000_000u64;
     let ledger = Ledger {
@@ -338,7 +368,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
     let restart = Instant::now();
     let snapshot_seq = node.snapshot()?;
     drop(node);
-    let (node, report) = open_node(&dir)?;
+    let (node, report) = open_node(&dir, bursar_wal::Retention::KeepAll)?;
     let restarted = restart.elapsed();
     if node.engine().digest() != digest {
         bail!("the state recovered from {} differs from the state before the restart", dir.display());

@@ -16,8 +16,12 @@ use bursar_engine::{Command, Limits, ResultCode, Transfer};
 use bursar_net::Node;
 use bursar_wal::{format, FsStorage, WalConfig};
 
-const CONFIG: WalConfig =
-    WalConfig { segment_size_bytes: 1 << 20, entry_body_max_bytes: 64 << 10, sync: bursar_wal::SyncPolicy::EveryBatch };
+const CONFIG: WalConfig = WalConfig {
+    segment_size_bytes: 1 << 20,
+    entry_body_max_bytes: 64 << 10,
+    sync: bursar_wal::SyncPolicy::EveryBatch,
+    retention: bursar_wal::Retention::KeepAll,
+};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bursar-audit-{}-{name}", std::process::id()));
@@ -202,15 +206,17 @@ fn a_forged_entry_with_a_valid_checksum_breaks_the_chain_at_the_next_entry() {
     let k = (3..places.len() - 1).find(|&k| places[k].4).expect("a batch");
     let (seq, segment, offset, _, _) = places[k].clone();
     let next = places[k + 1].clone();
+    let index: u64 =
+        segment.strip_prefix("wal-").and_then(|n| n.strip_suffix(".seg")).and_then(|n| n.parse().ok()).expect("a segment name");
     edit_segment(&dir, &segment, |b| {
         let at = offset as usize;
-        let format::Slot::Valid(header) = format::read_entry(b, at) else { panic!("entry {seq} is valid") };
+        let format::Slot::Valid(header) = format::read_entry(b, at, index) else { panic!("entry {seq} is valid") };
         let mut body = format::entry_body(b, at, &header).to_vec();
         // The first transfer's amount (record offset 48) gets a digit more: same length, new money.
         let record = 16 + 16;
         body[record + 48] = body[record + 48].wrapping_add(100);
         let mut forged = Vec::new();
-        format::encode_entry(&header, &body, &mut forged);
+        format::encode_entry(&header, &body, index, &mut forged);
         b[at..at + forged.len()].copy_from_slice(&forged);
     });
     assert_refused(&dir, &next.1, next.2, next.0, "hash chain broken");

@@ -8,8 +8,10 @@ pub const ENTRY_HEADER_SIZE: usize = 72;
 pub const ENTRY_ALIGN: usize = 8;
 /// Bytes of a snapshot file's header; the payload follows.
 pub const SNAPSHOT_HEADER_SIZE: usize = 88;
-/// Format version of segments, entries and snapshot files.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version of segments, entries and snapshot files. Version 2 binds every entry's
+/// checksum to its segment's index and ends every write with an empty slot, so a recycled
+/// segment's old entries read as stale, never as part of the log (docs/wal-format.md).
+pub const FORMAT_VERSION: u16 = 2;
 
 const SEGMENT_MAGIC: [u8; 4] = *b"BWSG";
 const ENTRY_MAGIC: [u8; 4] = *b"BWAL";
@@ -50,18 +52,20 @@ pub fn stored_len(body_len: usize) -> usize {
     (ENTRY_HEADER_SIZE + body_len).next_multiple_of(ENTRY_ALIGN)
 }
 
-/// Appends one entry (header, body, padding) to `out` and returns its chain hash.
-pub fn encode_entry(header: &EntryHeader, body: &[u8], out: &mut Vec<u8>) -> Hash {
+/// Appends one entry (header, body, padding) for segment `segment_index` to `out` and returns
+/// its chain hash.
+pub fn encode_entry(header: &EntryHeader, body: &[u8], segment_index: u64, out: &mut Vec<u8>) -> Hash {
     let start = out.len();
     out.resize(start + ENTRY_HEADER_SIZE, 0);
     out.extend_from_slice(body);
-    finish_entry(out, start, header);
+    finish_entry(out, start, header, segment_index);
     entry_hash(&out[start..start + ENTRY_HEADER_SIZE + body.len()])
 }
 
 /// Completes an entry whose body was appended after `ENTRY_HEADER_SIZE` reserved bytes at
-/// `start`: writes the header with its checksum, then the padding. The body is `out[start + 72..]`.
-pub fn finish_entry(out: &mut Vec<u8>, start: usize, header: &EntryHeader) {
+/// `start`: writes the header with its checksum (bound to segment `segment_index`), then the
+/// padding. The body is `out[start + 72..]`.
+pub fn finish_entry(out: &mut Vec<u8>, start: usize, header: &EntryHeader, segment_index: u64) {
     assert_eq!(header.body_len as usize, out.len() - start - ENTRY_HEADER_SIZE, "body length matches the header");
     let head = &mut out[start..start + ENTRY_HEADER_SIZE];
     head[0..4].copy_from_slice(&ENTRY_MAGIC);
@@ -73,14 +77,17 @@ pub fn finish_entry(out: &mut Vec<u8>, start: usize, header: &EntryHeader) {
     head[32..36].copy_from_slice(&header.body_len.to_le_bytes());
     head[36..40].copy_from_slice(&[0; 4]);
     head[40..72].copy_from_slice(&header.prev_hash);
-    let checksum = entry_checksum(&out[start..]);
+    let checksum = entry_checksum(segment_index, &out[start..]);
     out[start + 36..start + 40].copy_from_slice(&checksum.to_le_bytes());
     out.resize(start + header.stored_len(), 0);
 }
 
-/// CRC32C over header and body with the checksum field taken as zero.
-fn entry_checksum(entry: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&entry[..36]);
+/// CRC32C over the segment's index (8 bytes, little-endian), then header and body with the
+/// checksum field taken as zero. The index makes an entry valid only in the segment it was
+/// written to: in a recycled segment, the entries of its previous life fail the check.
+fn entry_checksum(segment_index: u64, entry: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&segment_index.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc, &entry[..36]);
     let crc = crc32c::crc32c_append(crc, &[0; 4]);
     crc32c::crc32c_append(crc, &entry[40..])
 }
@@ -93,7 +100,8 @@ pub fn entry_hash(entry_without_padding: &[u8]) -> Hash {
 /// What is at an entry position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// All zeros: never written (the end of the log in this segment).
+    /// An all-zero header, or too few bytes left in the segment for one: the end of this
+    /// segment's entries. Every write ends with such a slot (docs/wal-format.md).
     Empty,
     /// A complete entry whose checksum holds.
     Valid(EntryHeader),
@@ -101,10 +109,11 @@ pub enum Slot {
     Invalid,
 }
 
-/// Reads the entry at `offset` of a segment image, verifying its checksum.
-pub fn read_entry(segment: &[u8], offset: usize) -> Slot {
-    let Some(head) = segment.get(offset..offset + ENTRY_HEADER_SIZE) else {
-        return if segment.len() <= offset || segment[offset..].iter().all(|b| *b == 0) { Slot::Empty } else { Slot::Invalid };
+/// Reads the entry at `offset` of the image of segment `segment_index`, verifying its checksum.
+pub fn read_entry(segment: &[u8], offset: usize, segment_index: u64) -> Slot {
+    let Some(head) = segment.get(offset..offset.saturating_add(ENTRY_HEADER_SIZE)) else {
+        // No entry fits in what is left: whatever is there is padding or a recycled file's past.
+        return Slot::Empty;
     };
     if head.iter().all(|b| *b == 0) {
         return Slot::Empty;
@@ -125,7 +134,7 @@ pub fn read_entry(segment: &[u8], offset: usize) -> Slot {
     let Some(entry) = segment.get(offset..end) else {
         return Slot::Invalid;
     };
-    if header.flags != 0 || entry_checksum(entry) != checksum || header.seq == 0 {
+    if header.flags != 0 || entry_checksum(segment_index, entry) != checksum || header.seq == 0 {
         return Slot::Invalid;
     }
     Slot::Valid(header)
@@ -266,17 +275,20 @@ mod tests {
     fn entries_round_trip_and_any_flipped_bit_is_caught() {
         let header = EntryHeader { seq: 7, timestamp: 99, synced_through: 6, body_len: 5, flags: 0, prev_hash: [3; 32] };
         let mut out = vec![0u8; 8];
-        let hash = encode_entry(&header, b"hello", &mut out);
+        let hash = encode_entry(&header, b"hello", 4, &mut out);
         assert_eq!(out.len(), 8 + 80, "72-byte header + 5-byte body, padded to 8");
-        assert_eq!(read_entry(&out, 8), Slot::Valid(header));
+        assert_eq!(read_entry(&out, 8, 4), Slot::Valid(header));
+        assert_eq!(read_entry(&out, 8, 5), Slot::Invalid, "valid only in the segment it was written to");
         assert_eq!(entry_body(&out, 8, &header), b"hello");
         assert_eq!(hash_at(&out, 8, &header), hash);
         for bit in 0..(72 + 5) * 8 {
             let mut damaged = out.clone();
             damaged[8 + bit / 8] ^= 1 << (bit % 8);
-            assert!(!matches!(read_entry(&damaged, 8), Slot::Valid(h) if h == header), "bit {bit} not caught");
+            assert!(!matches!(read_entry(&damaged, 8, 4), Slot::Valid(h) if h == header), "bit {bit} not caught");
         }
-        assert_eq!(read_entry(&[0u8; 100], 0), Slot::Empty);
+        assert_eq!(read_entry(&[0u8; 100], 0, 4), Slot::Empty);
+        assert_eq!(read_entry(&[7u8; 100], 40, 4), Slot::Empty, "fewer bytes left than a header holds");
+        assert_eq!(read_entry(&[7u8; 100], 0, 4), Slot::Invalid);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod sim;
 pub mod storage;
 
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
-pub use log::{segment_name, snapshot_name, Wal};
+pub use log::{segment_name, snapshot_name, spare_name, Wal};
 pub use recovery::{list_snapshots, open, read_snapshot, verify_log, EntryRef, RecoveryReport};
 pub use storage::{FsStorage, Storage};
 
@@ -28,6 +28,27 @@ pub enum SyncPolicy {
     UnsafeNoSync,
 }
 
+/// What happens to segments whose entries every kept snapshot already includes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Every segment is kept: the audit can replay and prove the whole history from the first
+    /// entry. The default.
+    KeepAll,
+    /// After each snapshot, only the [`SNAPSHOTS_KEPT`] newest snapshots are kept, and segments
+    /// holding only entries before the oldest of those are recycled: renamed aside and reused as
+    /// the next segments (their old entries are stale by the format's checksum binding), so the
+    /// log overwrites blocks it wrote before instead of zero-filling fresh ones. The history
+    /// before the oldest kept snapshot is gone: an audit can start only from that snapshot.
+    RecycleBeforeSnapshots,
+}
+
+/// Snapshots kept under [`Retention::RecycleBeforeSnapshots`]: two, so a damaged newest one
+/// still leaves an older one and the log after it.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// Recycled segments kept aside for reuse at most; more are deleted.
+pub const SPARE_SEGMENTS_MAX: usize = 8;
+
 /// Log settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalConfig {
@@ -37,11 +58,18 @@ pub struct WalConfig {
     pub entry_body_max_bytes: u32,
     /// Durability of [`Wal::sync`].
     pub sync: SyncPolicy,
+    /// Whether old segments are kept or recycled.
+    pub retention: Retention,
 }
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig { segment_size_bytes: 256 << 20, entry_body_max_bytes: 16 << 20, sync: SyncPolicy::EveryBatch }
+        WalConfig {
+            segment_size_bytes: 256 << 20,
+            entry_body_max_bytes: 16 << 20,
+            sync: SyncPolicy::EveryBatch,
+            retention: Retention::KeepAll,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Recovery: pick the newest valid snapshot, verify every entry after it (checksum, sequence,
 //! hash chain), tell a torn unsynced tail from corruption, truncate the former and refuse the latter.
 
-use crate::format::{self, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, GENESIS_HASH, SEGMENT_HEADER_SIZE};
+use crate::format::{self, EntryHeader, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, ENTRY_HEADER_SIZE, GENESIS_HASH, SEGMENT_HEADER_SIZE};
 use crate::log::{segment_name, snapshot_name, Position, Wal};
 use crate::storage::Storage;
 use crate::{OpenError, WalConfig};
@@ -102,19 +102,59 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     None
 }
 
-/// Segment indexes (contiguous from 0) and snapshot sequence numbers (newest first) in storage.
+/// Segment indexes (contiguous; from 0 unless retention recycled the oldest) and snapshot
+/// sequence numbers (newest first) in storage.
 pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
     let names = storage.list().map_err(|e| io("list", e))?;
     let mut segments: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok()).collect();
     let mut snapshots: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()).collect();
     segments.sort_unstable();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    let first = segments.first().copied().unwrap_or(0);
     for (i, index) in segments.iter().enumerate() {
-        if *index != i as u64 {
-            return Err(corrupt(i as u64, 0, 0, format!("segment {i} is missing (found {})", segment_name(*index))));
+        let expected = first + i as u64;
+        if *index != expected {
+            return Err(corrupt(expected, 0, 0, format!("segment {expected} is missing (found {})", segment_name(*index))));
         }
     }
     Ok((segments, snapshots))
+}
+
+/// Recycled segments waiting for reuse (file names).
+fn list_spares<S: Storage>(storage: &S) -> Result<Vec<String>, OpenError> {
+    let names = storage.list().map_err(|e| io("list", e))?;
+    Ok(names.into_iter().filter(|n| n.starts_with("spare-") && n.ends_with(".seg")).collect())
+}
+
+/// The error for a log whose oldest segments were recycled when no snapshot covers them.
+fn start_recycled(first: u64) -> OpenError {
+    corrupt(
+        first,
+        0,
+        0,
+        format!(
+            "the log starts at {} (retention recycled the segments before it) and no valid snapshot covers \
+             the entries before it",
+            segment_name(first)
+        ),
+    )
+}
+
+/// Intact entries of segment `index` (checksums valid for this segment) at any aligned offset
+/// from `from` on: what may follow the end of the entries is zeros, a recycled segment's past
+/// (which fails this segment's checksums) or the leftovers of an unacknowledged write.
+fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
+    let last = last_nonzero(data).map_or(0, |l| l + 1);
+    (from..last).step_by(ENTRY_ALIGN).filter_map(move |at| match format::read_entry(data, at, index) {
+        Slot::Valid(h) => Some((at, h)),
+        _ => None,
+    })
+}
+
+/// The first intact entry of segment `index` at or after `from` that was appended when entry
+/// `seq` was already durable: proof that acknowledged data before it is damaged.
+fn voucher(data: &[u8], index: u64, from: usize, seq: u64) -> Option<EntryHeader> {
+    later_entries(data, index, from).map(|(_, h)| h).find(|h| h.synced_through >= seq)
 }
 
 /// Verifies entries from `segments[start_pos]` at `offset` onwards, calling `visit` for those
@@ -145,7 +185,7 @@ fn scan<S: Storage>(
         let mut offset = if pos == start_pos { start_offset as usize } else { SEGMENT_HEADER_SIZE };
         let mut entries_here = 0u64;
         loop {
-            match format::read_entry(bytes, offset) {
+            match format::read_entry(bytes, offset, segment) {
                 Slot::Valid(h) => {
                     let expected = expect.unwrap_or(h.seq);
                     let crossed_segment = offset == SEGMENT_HEADER_SIZE && pos > start_pos;
@@ -206,9 +246,21 @@ fn scan<S: Storage>(
                     }
                 }
                 Slot::Empty => {
-                    // The end of this segment's entries; anything non-zero after it is damage.
-                    if last_nonzero(bytes).is_some_and(|i| i >= offset) {
-                        return torn_or_corrupt(storage, segments, pos, offset as u64, last_seq + 1, bytes_verified, last_hash);
+                    // The end of this segment's entries. An intact entry after it that was
+                    // appended when the next one was already durable means acknowledged data is
+                    // damaged (its header zeroed, say); anything else there is no entry of the log.
+                    if let Some(h) = voucher(bytes, segment, offset + ENTRY_ALIGN, last_seq + 1) {
+                        return Err(corrupt(
+                            segment,
+                            offset as u64,
+                            last_seq + 1,
+                            format!(
+                                "entry {} is missing (an empty slot), but entry {} after it was written after {} was durable",
+                                last_seq + 1,
+                                h.seq,
+                                last_seq + 1
+                            ),
+                        ));
                     }
                     break;
                 }
@@ -241,55 +293,49 @@ fn torn_or_corrupt<S: Storage>(
 ) -> Result<Scan, OpenError> {
     for (later_pos, &segment) in segments.iter().enumerate().skip(pos) {
         let contents = storage.read(&segment_name(segment)).map_err(|e| io(&segment_name(segment), e))?;
-        let data: &[u8] = (*contents).as_ref();
-        let Some(last) = last_nonzero(data) else {
-            continue;
-        };
-        let mut at = if later_pos == pos { offset as usize + ENTRY_ALIGN } else { SEGMENT_HEADER_SIZE };
-        while at <= last {
-            if let Slot::Valid(h) = format::read_entry(data, at) {
-                if h.synced_through >= seq {
-                    return Err(corrupt(
-                        segments[pos],
-                        offset,
-                        seq,
-                        format!(
-                            "entry {seq} is damaged, but entry {} in {} was written after {seq} was durable",
-                            h.seq,
-                            segment_name(segment)
-                        ),
-                    ));
-                }
-            }
-            at += ENTRY_ALIGN;
+        let from = if later_pos == pos { offset as usize + ENTRY_ALIGN } else { SEGMENT_HEADER_SIZE };
+        if let Some(h) = voucher((*contents).as_ref(), segment, from, seq) {
+            return Err(corrupt(
+                segments[pos],
+                offset,
+                seq,
+                format!("entry {seq} is damaged, but entry {} in {} was written after {seq} was durable", h.seq, segment_name(segment)),
+            ));
         }
     }
     Ok(Scan { end: End::Torn { segment_pos: pos, offset, seq }, last_seq: seq - 1, last_hash, bytes })
 }
 
-/// Zeroes everything from the torn entry to the end of the log and syncs it. Returns bytes zeroed.
+/// Cuts the log off at the torn entry and syncs: zeroes, from it on, the torn entry's slot and
+/// every intact entry of the unacknowledged tail (so none can ever be read back as part of the
+/// log), in its segment and the later ones. Other bytes there (zeros, a recycled segment's past,
+/// torn garbage) fail every check and stay. Returns bytes zeroed.
 fn truncate<S: Storage>(storage: &mut S, segments: &[u64], pos: usize, offset: u64) -> Result<u64, OpenError> {
     const CHUNK_BYTES: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK_BYTES];
     let mut zeroed = 0;
     for (p, &segment) in segments.iter().enumerate().skip(pos) {
         let name = segment_name(segment);
-        let last = {
-            let contents = storage.read(&name).map_err(|e| io(&name, e))?;
-            last_nonzero((*contents).as_ref())
-        };
         let from = if p == pos { offset as usize } else { SEGMENT_HEADER_SIZE };
-        let Some(last) = last.filter(|l| *l >= from) else {
-            continue;
+        let end = {
+            let contents = storage.read(&name).map_err(|e| io(&name, e))?;
+            let data: &[u8] = (*contents).as_ref();
+            let slot_end = (from + ENTRY_HEADER_SIZE).min(data.len());
+            let tail_end = later_entries(data, segment, from).map(|(at, h)| at + h.stored_len()).max().unwrap_or(0);
+            let end = slot_end.max(tail_end).min(data.len());
+            if data.get(from..end).is_none_or(|range| range.iter().all(|b| *b == 0)) {
+                continue;
+            }
+            end
         };
         let mut at = from;
-        while at <= last {
-            let n = (last + 1 - at).min(CHUNK_BYTES);
+        while at < end {
+            let n = (end - at).min(CHUNK_BYTES);
             storage.write_at(&name, at as u64, &zeros[..n]).map_err(|e| io(&name, e))?;
             at += n;
         }
         storage.sync(&name).map_err(|e| io(&name, e))?;
-        zeroed += (last + 1 - from) as u64;
+        zeroed += (end - from) as u64;
     }
     Ok(zeroed)
 }
@@ -300,7 +346,7 @@ fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u6
         .iter()
         .map(|&s| {
             let contents = storage.read(&segment_name(s)).map_err(|e| io(&segment_name(s), e))?;
-            Ok(match format::read_entry((*contents).as_ref(), SEGMENT_HEADER_SIZE) {
+            Ok(match format::read_entry((*contents).as_ref(), SEGMENT_HEADER_SIZE, s) {
                 Slot::Valid(h) => Some(h.seq),
                 _ => None,
             })
@@ -314,7 +360,7 @@ fn locate_snapshot<S: Storage>(storage: &S, segments: &[u64], firsts: &[Option<u
         return Err("a snapshot at sequence 0 holds nothing".into());
     }
     let pos = firsts.iter().rposition(|f| f.is_some_and(|seq| seq <= snap.seq)).ok_or("no segment holds its entry")?;
-    let anchor = Anchor { expect_seq: None, prev_hash: if pos == 0 { Some(GENESIS_HASH) } else { None } };
+    let anchor = Anchor { expect_seq: None, prev_hash: if segments[pos] == 0 { Some(GENESIS_HASH) } else { None } };
     let start = Start { segment_pos: pos, offset: SEGMENT_HEADER_SIZE as u64, anchor };
     let scan = scan(storage, segments, start, u64::MAX, Some(snap.seq), &mut |_| Ok(())).map_err(|e| e.to_string())?;
     if scan.last_seq != snap.seq {
@@ -337,6 +383,7 @@ pub fn open<S: Storage>(
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
     let (segments, snapshots) = list(&storage)?;
+    let spares = list_spares(&storage)?;
     let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
     if segments.is_empty() {
         let head = format::encode_segment_header(0, config.segment_size_bytes);
@@ -349,6 +396,8 @@ pub fn open<S: Storage>(
             last_hash: GENESIS_HASH,
             next_exists: false,
             segment_size: config.segment_size_bytes,
+            segments: vec![(0, None)],
+            spares,
         };
         return Ok((Wal::resume(storage, config, at), report));
     }
@@ -378,6 +427,9 @@ pub fn open<S: Storage>(
             }
             Err(why) => report.skipped_snapshots.push((name, why)),
         }
+    }
+    if report.snapshot.is_none() && segments[0] != 0 {
+        return Err(start_recycled(segments[0]));
     }
     let (pos, offset, anchor, after) = start;
     let mut replayed = 0u64;
@@ -412,6 +464,9 @@ pub fn open<S: Storage>(
         last_hash: scan.last_hash,
         next_exists: segment_pos + 1 < segments.len(),
         segment_size,
+        // Segments after the end hold no entry of the log (at most an unacknowledged tail).
+        segments: segments.iter().copied().zip(firsts).enumerate().map(|(i, (s, f))| (s, f.filter(|_| i <= segment_pos))).collect(),
+        spares,
     };
     Ok((Wal::resume(storage, config, at), report))
 }
@@ -424,6 +479,9 @@ pub fn verify_log<S: Storage>(storage: &S, visit: &mut dyn FnMut(EntryRef<'_>) -
     let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
     if segments.is_empty() {
         return Ok(report);
+    }
+    if segments[0] != 0 {
+        return Err(start_recycled(segments[0]));
     }
     let anchor = Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) };
     let mut replayed = 0u64;

@@ -176,6 +176,27 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn prepare_from(&mut self, spare: &str, name: &str, head: &[u8]) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let mut file = state.files.remove(spare).ok_or_else(|| not_found(spare))?;
+        // The head is durable at once, as `prepare` makes files; the rest stays as it was.
+        file.written[..head.len()].copy_from_slice(head);
+        file.durable[..head.len()].copy_from_slice(head);
+        state.files.insert(name.to_string(), file);
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_string(), file);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.state.lock().files.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
+    }
+
     fn finish_prepare(&mut self, name: &str) -> io::Result<()> {
         if self.state.lock().files.contains_key(name) {
             Ok(())

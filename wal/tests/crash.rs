@@ -2,6 +2,8 @@
 //! storage with injected write and sync failures, cut the power at random points, recover, and
 //! check that every entry whose sync returned is recovered exactly, nothing unappended appears,
 //! and a flipped bit in any acknowledged entry that a later group vouches for is refused.
+//! Odd seeds run with retention on, so segments are recycled (their old entries stale) and
+//! recovery starts from snapshots with the log's first segments gone.
 //!
 //! Replay one seed: `WAL_SEED=17 cargo test -p bursar-wal --test crash`; more: `WAL_SEEDS=5000`.
 
@@ -9,15 +11,26 @@ use bursar_wal::format::{self, Slot};
 use bursar_wal::sim::{Faults, Rng, SimStorage};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bursar_wal::{open, segment_name, verify_log, OpenError, SyncPolicy, Wal, WalConfig};
+use bursar_wal::{open, segment_name, verify_log, OpenError, Retention, SyncPolicy, Wal, WalConfig};
 
 /// What the run exercised, so a passing run shows it did something.
 static TRUNCATED_TAILS: AtomicU64 = AtomicU64::new(0);
 static ACKED_ENTRIES: AtomicU64 = AtomicU64::new(0);
 static FLIPS_REFUSED: AtomicU64 = AtomicU64::new(0);
 static FAILED_LOGS: AtomicU64 = AtomicU64::new(0);
+static RECYCLED_LOGS: AtomicU64 = AtomicU64::new(0);
 
-const CONFIG: WalConfig = WalConfig { segment_size_bytes: 16 << 10, entry_body_max_bytes: 2048, sync: SyncPolicy::EveryBatch };
+const CONFIG: WalConfig = WalConfig {
+    segment_size_bytes: 16 << 10,
+    entry_body_max_bytes: 2048,
+    sync: SyncPolicy::EveryBatch,
+    retention: bursar_wal::Retention::KeepAll,
+};
+
+/// Even seeds keep every segment, odd ones recycle those the kept snapshots cover.
+fn config(seed: u64) -> WalConfig {
+    WalConfig { retention: if seed % 2 == 1 { Retention::RecycleBeforeSnapshots } else { Retention::KeepAll }, ..CONFIG }
+}
 
 fn body(rng: &mut Rng, seq: u64) -> Vec<u8> {
     let len = rng.below(900) as usize;
@@ -26,6 +39,7 @@ fn body(rng: &mut Rng, seq: u64) -> Vec<u8> {
 
 /// Reopens and checks the recovered log against what was appended and acknowledged.
 fn recover(
+    config: WalConfig,
     storage: &SimStorage,
     appended: &mut Vec<(u64, Vec<u8>)>,
     acked: u64,
@@ -35,7 +49,7 @@ fn recover(
     let mut recovered = Vec::new();
     let (wal, report) = open(
         storage.clone(),
-        CONFIG,
+        config,
         &mut |h, payload| {
             start = h.seq;
             let expected = snapshots.iter().find(|(s, _)| *s == h.seq).map(|(_, p)| p);
@@ -80,7 +94,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let mut appended: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut acked = 0u64;
-    let mut wal = recover(&storage, &mut appended, 0, &snapshots)?;
+    let config = config(seed);
+    let mut wal = recover(config, &storage, &mut appended, 0, &snapshots)?;
     for _round in 0..6 {
         let groups = rng.below(12);
         'groups: for _ in 0..groups {
@@ -131,29 +146,41 @@ fn run_seed(seed: u64) -> Result<(), String> {
         }
         drop(wal);
         storage.crash();
-        wal = recover(&storage, &mut appended, acked, &snapshots)?;
+        wal = recover(config, &storage, &mut appended, acked, &snapshots)?;
         ACKED_ENTRIES.fetch_add(acked, Ordering::Relaxed);
         acked = appended.len() as u64;
         storage.set_faults(faults);
     }
     drop(wal);
     storage.set_faults(Faults::default());
-    flip_a_vouched_entry(&storage, &mut rng)
+    flip_a_vouched_entry(config, &storage, &mut rng)
 }
 
 /// Flips one bit in an acknowledged entry that a later entry vouches for; recovery must refuse
 /// with that entry's segment, offset and sequence number.
-fn flip_a_vouched_entry(storage: &SimStorage, rng: &mut Rng) -> Result<(), String> {
+/// With the first segments recycled, only the entries after the newest snapshot are checked.
+fn flip_a_vouched_entry(config: WalConfig, storage: &SimStorage, rng: &mut Rng) -> Result<(), String> {
+    let recycled = storage.durable(&segment_name(0)).is_none();
+    if recycled {
+        RECYCLED_LOGS.fetch_add(1, Ordering::Relaxed);
+        if verify_log(storage, &mut |_| Ok(())).is_ok() {
+            return Err("verify_log read a log whose first segments were recycled".into());
+        }
+    }
     let mut places = Vec::new();
     let mut vouched_through = 0;
-    verify_log(storage, &mut |e| {
+    let mut gather = |e: bursar_wal::EntryRef<'_>| {
         places.push((e.seq, e.segment, e.offset, e.body.len()));
         Ok(())
-    })
-    .map_err(|e| format!("verify: {e}"))?;
+    };
+    if recycled {
+        open(storage.clone(), config, &mut |_, _| Ok(()), &mut gather).map_err(|e| format!("open: {e}"))?;
+    } else {
+        verify_log(storage, &mut gather).map_err(|e| format!("verify: {e}"))?;
+    }
     for (_, segment, offset, _) in &places {
         let bytes = storage.durable(&segment_name(*segment)).expect("segment");
-        if let Slot::Valid(h) = format::read_entry(&bytes, *offset as usize) {
+        if let Slot::Valid(h) = format::read_entry(&bytes, *offset as usize, *segment) {
             vouched_through = vouched_through.max(h.synced_through);
         }
     }
@@ -166,13 +193,13 @@ fn flip_a_vouched_entry(storage: &SimStorage, rng: &mut Rng) -> Result<(), Strin
     storage.flip_bit(&segment_name(segment), at, rng.below(8) as u8);
     let refused_here = |result: &Result<_, OpenError>| matches!(result, Err(OpenError::Corrupt { segment: s, offset: o, seq: q, .. }) if *s == segment_name(segment) && *o == offset && *q == seq);
     let full = verify_log(storage, &mut |_| Ok(()));
-    if !refused_here(&full) {
+    if !recycled && !refused_here(&full) {
         return Err(format!("verify_log: flip in entry {seq} ({}:{offset}) gave {full:?}", segment_name(segment)));
     }
     // Open verifies from the newest snapshot on: damage after it must stop recovery at that entry.
     let newest_snapshot =
         storage.list_names().iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse::<u64>().ok()).max().unwrap_or(0);
-    let opened = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).map(|r| r.1);
+    let opened = open(storage.clone(), config, &mut |_, _| Ok(()), &mut |_| Ok(())).map(|r| r.1);
     if seq > newest_snapshot && !refused_here(&opened) {
         return Err(format!(
             "open: flip in entry {seq} ({}:{offset}) after snapshot {newest_snapshot} gave {opened:?}",
@@ -197,14 +224,18 @@ fn every_acknowledged_entry_survives_crashes_and_damage_is_refused() {
             panic!("seed {seed}: {why}\nreplay: WAL_SEED={seed} cargo test -p bursar-wal --test crash");
         }
     }
-    let (tails, acked, flips, failed) = (
+    let (tails, acked, flips, failed, recycled) = (
         TRUNCATED_TAILS.load(Ordering::Relaxed),
         ACKED_ENTRIES.load(Ordering::Relaxed),
         FLIPS_REFUSED.load(Ordering::Relaxed),
         FAILED_LOGS.load(Ordering::Relaxed),
+        RECYCLED_LOGS.load(Ordering::Relaxed),
     );
-    eprintln!("crash test: {acked} acknowledged entries checked, {tails} torn tails cut, {failed} logs stopped by a failed sync, {flips} bit flips refused");
+    eprintln!(
+        "crash test: {acked} acknowledged entries checked, {tails} torn tails cut, {failed} logs stopped by a failed sync, \
+         {flips} bit flips refused, {recycled} logs with recycled segments"
+    );
     if std::env::var("WAL_SEED").is_err() {
-        assert!(tails > 0 && acked > 1000 && flips > 100 && failed > 0, "the run exercised too little");
+        assert!(tails > 0 && acked > 1000 && flips > 100 && failed > 0 && recycled > 20, "the run exercised too little");
     }
 }

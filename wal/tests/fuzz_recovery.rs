@@ -6,7 +6,12 @@ use bursar_wal::sim::{Faults, SimStorage};
 use bursar_wal::{open, segment_name, snapshot_name, verify_log, Storage, SyncPolicy, WalConfig};
 use proptest::prelude::*;
 
-const CONFIG: WalConfig = WalConfig { segment_size_bytes: 2048, entry_body_max_bytes: 512, sync: SyncPolicy::EveryBatch };
+const CONFIG: WalConfig = WalConfig {
+    segment_size_bytes: 2048,
+    entry_body_max_bytes: 512,
+    sync: SyncPolicy::EveryBatch,
+    retention: bursar_wal::Retention::KeepAll,
+};
 
 fn valid_log(entries: usize) -> SimStorage {
     let storage = SimStorage::new(9, Faults::default());

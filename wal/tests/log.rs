@@ -3,10 +3,16 @@
 
 use bursar_wal::sim::{Faults, SimStorage};
 use bursar_wal::{
-    open, segment_name, snapshot_name, verify_log, OpenError, RecoveryReport, SnapshotHeader, SyncPolicy, Wal, WalConfig, WalError,
+    open, segment_name, snapshot_name, verify_log, OpenError, RecoveryReport, Retention, SnapshotHeader, Storage, SyncPolicy, Wal,
+    WalConfig, WalError,
 };
 
-const SMALL: WalConfig = WalConfig { segment_size_bytes: 4096, entry_body_max_bytes: 1024, sync: SyncPolicy::EveryBatch };
+const SMALL: WalConfig = WalConfig {
+    segment_size_bytes: 4096,
+    entry_body_max_bytes: 1024,
+    sync: SyncPolicy::EveryBatch,
+    retention: bursar_wal::Retention::KeepAll,
+};
 
 type Entries = Vec<(u64, u64, Vec<u8>)>;
 /// What `reopen` recovered: the log, the report, the snapshot handed out, the entries replayed.
@@ -122,14 +128,14 @@ fn a_forged_entry_with_a_recomputed_checksum_breaks_the_chain() {
     let storage = log_with(10, 1);
     let contents = storage.durable(&segment_name(0)).expect("segment");
     let at = 64 + bursar_wal::format::stored_len(body(1).len());
-    let header = match bursar_wal::format::read_entry(&contents, at) {
+    let header = match bursar_wal::format::read_entry(&contents, at, 0) {
         bursar_wal::format::Slot::Valid(h) => h,
         other => panic!("{other:?}"),
     };
     // Rewrite entry 2 with a different body of the same length and a valid checksum.
     let mut forged = Vec::new();
     let altered: Vec<u8> = body(2).iter().map(|b| b ^ 0xFF).collect();
-    bursar_wal::format::encode_entry(&header, &altered, &mut forged);
+    bursar_wal::format::encode_entry(&header, &altered, 0, &mut forged);
     storage.overwrite(&segment_name(0), at, &forged);
     match reopen(storage) {
         Err(OpenError::Corrupt { seq: 3, reason, .. }) => {
@@ -159,11 +165,11 @@ fn a_torn_unsynced_tail_is_cut_off_and_reported() {
         flags: 0,
         prev_hash: wal.last_hash(),
     };
-    bursar_wal::format::encode_entry(&header, &body(6), &mut torn);
+    bursar_wal::format::encode_entry(&header, &body(6), 0, &mut torn);
     storage.overwrite(&name, end, &torn[..50]);
     let (mut wal, report, _, entries) = reopen(storage.clone()).expect("a torn tail is not corruption");
     assert_eq!(entries.len(), 5);
-    assert_eq!(report.truncated, Some((name.clone(), end as u64, 6, 50)));
+    assert_eq!(report.truncated, Some((name.clone(), end as u64, 6, 72)), "the torn slot is zeroed");
     assert!(storage.durable(&name).expect("segment")[end..end + 50].iter().all(|b| *b == 0), "zeroed");
     assert_eq!(wal.append(60, b"after").expect("append"), 6, "the log continues at 6");
 }
@@ -197,7 +203,12 @@ fn limits_are_typed_errors() {
 fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
     let dir = std::env::temp_dir().join(format!("bursar-wal-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = WalConfig { segment_size_bytes: 512 << 10, entry_body_max_bytes: 200 << 10, sync: SyncPolicy::EveryBatch };
+    let config = WalConfig {
+        segment_size_bytes: 512 << 10,
+        entry_body_max_bytes: 200 << 10,
+        sync: SyncPolicy::EveryBatch,
+        retention: bursar_wal::Retention::KeepAll,
+    };
     let open_fs = |expect: u64| {
         let storage = bursar_wal::FsStorage::open(&dir).expect("dir");
         let mut seen = Vec::new();
@@ -289,4 +300,86 @@ fn the_real_file_storage_round_trips_across_rotations_and_restarts() {
         .count();
     assert!(segments >= 2, "rotated into {segments} segments");
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// Retention on: segments a kept snapshot covers are recycled, their old entries (same sizes, so
+/// at the very offsets new entries start) never read back, a clean restart reports no torn
+/// tail, the disk holds a bounded number of files, and without a valid snapshot the log refuses
+/// to start rather than replay from a gap.
+fn recycling_round_trips<S: Storage>(fresh: impl Fn() -> S) {
+    let config = WalConfig { retention: Retention::RecycleBeforeSnapshots, ..SMALL };
+    let fixed = |seq: u64| vec![seq as u8; 200];
+    let reopen = |expect_last: u64| {
+        let mut entries = Vec::new();
+        let mut snapshot = None;
+        let (wal, report) = open(
+            fresh(),
+            config,
+            &mut |h, _| {
+                snapshot = Some(h.seq);
+                Ok(())
+            },
+            &mut |e| {
+                entries.push((e.seq, e.body.to_vec()));
+                Ok(())
+            },
+        )
+        .expect("reopens");
+        assert_eq!((report.last_seq, report.truncated.clone()), (expect_last, None), "a clean end, never a torn tail");
+        let from = snapshot.unwrap_or(0);
+        assert_eq!(entries, (from + 1..=expect_last).map(|s| (s, fixed(s))).collect::<Vec<_>>(), "exactly the entries after the snapshot");
+        wal
+    };
+    let mut wal = reopen(0);
+    let mut most_files = 0;
+    // 12 rounds of 40 entries of 272 bytes: about 40 segments of 4 KiB written in all.
+    for round in 0..12u64 {
+        for k in 1..=40u64 {
+            let seq = round * 40 + k;
+            assert_eq!(wal.append(seq, &fixed(seq)).expect("append"), seq);
+            wal.sync().expect("sync");
+            if seq % 10 == 0 {
+                let hash = wal.last_hash();
+                wal.write_snapshot(seq, hash, format!("state {seq}").as_bytes()).expect("snapshot and retention");
+            }
+        }
+        let names = wal.storage().list().expect("list");
+        most_files = most_files.max(names.len());
+        assert!(names.iter().filter(|n| n.starts_with("snap-")).count() <= bursar_wal::SNAPSHOTS_KEPT);
+        drop(wal);
+        wal = reopen((round + 1) * 40);
+    }
+    let names = wal.storage().list().expect("list");
+    assert!(!names.contains(&segment_name(0)), "the first segments were recycled: {names:?}");
+    assert!(most_files <= 12, "segments, spares and two snapshots stay bounded: {most_files} files");
+    // 14 entries of 272 bytes fit a segment: the newest holds 480 % 14 = 4, then the empty slot.
+    // Past that lie its previous life's entries, valid there once, read as nothing now.
+    let newest = names.iter().filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse::<u64>().ok()).max().expect("a segment");
+    let bytes = wal.storage().read(&segment_name(newest)).expect("read");
+    let end_of_log = 64 + 4 * 272 + 72;
+    assert!(
+        (*bytes).as_ref()[end_of_log..].iter().any(|b| *b != 0),
+        "the newest segment is a recycled one, with stale bytes after the log"
+    );
+    drop(wal);
+    // Without a snapshot that covers the log's start, it refuses to start.
+    let mut storage = fresh();
+    for name in storage.list().expect("list").iter().filter(|n| n.starts_with("snap-")) {
+        storage.remove(name).expect("remove");
+    }
+    match open(fresh(), config, &mut |_, _| Ok(()), &mut |_| Ok(())) {
+        Err(OpenError::Corrupt { reason, .. }) => assert!(reason.contains("retention recycled"), "{reason}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|r| r.1)),
+    }
+    assert!(verify_log(&fresh(), &mut |_| Ok(())).is_err(), "the audit cannot start at entry 1 either");
+}
+
+#[test]
+fn recycled_segments_are_reused_and_their_old_entries_never_read_back() {
+    let sim = SimStorage::new(9, Faults::default());
+    recycling_round_trips(|| sim.clone());
+    let dir = std::env::temp_dir().join(format!("bursar-wal-recycle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    recycling_round_trips(|| bursar_wal::FsStorage::open(&dir).expect("dir"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
