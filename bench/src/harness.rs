@@ -558,6 +558,10 @@ async fn open_loop(client: Client, mut generator: Generator, batch: usize, perio
     generator.expected
 }
 
+/// Log bytes a command takes in a full batch: its 128-byte record and its kind byte, with room
+/// for entry headers and checkpoints.
+pub const LOG_BYTES_PER_COMMAND: u64 = 130;
+
 /// A server in this process on its own data directory: sequencer thread, WAL with a sync per
 /// log entry, QUIC on loopback with a fresh self-signed certificate.
 #[derive(Debug)]
@@ -581,6 +585,9 @@ impl Embedded {
         let storage = FsStorage::open(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (mut node, _) = Node::open(storage, WalConfig::default(), bursar_engine::Limits::default()).map_err(|e| e.to_string())?;
         node.reserve(accounts as usize, transfers as usize);
+        // Log space too, as TigerBeetle's benchmark formats its data file before it runs: the
+        // timed run then writes into prepared segments instead of zero-filling new ones.
+        node.reserve_log((accounts + transfers) * LOG_BYTES_PER_COMMAND).map_err(|e| format!("reserving log space: {e}"))?;
         // The directory is removed after the run: a shutdown snapshot would only cost time.
         let config = SequencerConfig { snapshot_on_stop: false, ..SequencerConfig::default() };
         let (handle, thread) = sequencer::start(node, config).map_err(|e| e.to_string())?;

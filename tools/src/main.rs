@@ -75,6 +75,12 @@ enum Cmd {
         /// snapshot is gone for good.
         #[arg(long, value_enum, default_value_t = RetentionArg::KeepAll)]
         retention: RetentionArg,
+        /// Prepare this many MiB of log segments before serving (zero-filled, or recycled spares),
+        /// as TigerBeetle's `format` preallocates its data file: until the log has filled them,
+        /// no segment is zero-filled while it serves (about 130 bytes per transfer). 0: one
+        /// segment ahead, prepared in the background.
+        #[arg(long, default_value_t = 0)]
+        reserve_log_mib: u64,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -122,12 +128,20 @@ fn main() -> Result<()> {
             reserve_accounts,
             reserve_transfers,
             retention,
+            reserve_log_mib,
         } => {
             let retention = match retention {
                 RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
                 RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
             };
-            let options = StartOptions { snapshot_every_entries, checkpoint_every_entries, reserve_accounts, reserve_transfers, retention };
+            let options = StartOptions {
+                snapshot_every_entries,
+                checkpoint_every_entries,
+                reserve_accounts,
+                reserve_transfers,
+                retention,
+                reserve_log_mib,
+            };
             start(&data, listen, client_ca.as_deref(), options)
         }
         Cmd::Client(args) => {
@@ -153,6 +167,7 @@ struct StartOptions {
     reserve_accounts: u64,
     reserve_transfers: u64,
     retention: bursar_wal::Retention,
+    reserve_log_mib: u64,
 }
 
 /// `--retention`: the log's [`bursar_wal::Retention`].
@@ -170,6 +185,10 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
     let (mut node, report) = open_node(&data.join("log"), options.retention)?;
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
+    let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;
+    if prepared > 0 {
+        out!("bursar: prepared {prepared} log segments ahead");
+    }
     let snapshot_every_entries = options.snapshot_every_entries;
     out!(
         "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",

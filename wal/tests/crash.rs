@@ -117,6 +117,10 @@ fn run_seed(seed: u64) -> Result<(), String> {
                     break;
                 }
             }
+            if rng.below(20) == 0 {
+                // Log space reserved ahead, as a server does before traffic.
+                let _ = wal.prepare_ahead(1 + rng.below(3));
+            }
             if rng.below(6) == 0 && acked > 0 {
                 let payload = format!("state through {acked}").into_bytes();
                 // The chain hash of entry `acked` is the log's last hash only when nothing is pending.

@@ -383,3 +383,35 @@ fn recycled_segments_are_reused_and_their_old_entries_never_read_back() {
     recycling_round_trips(|| bursar_wal::FsStorage::open(&dir).expect("dir"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Log space reserved up front: the segments exist before the log reaches them, rotation uses
+/// them as they are (nothing prepared twice), a restart finds the empty ones harmless, and
+/// reserving again counts what exists.
+#[test]
+fn segments_prepared_ahead_are_used_in_order_and_survive_a_restart() {
+    let storage = SimStorage::new(5, Faults::default());
+    let (mut wal, ..) = reopen(storage.clone()).expect("fresh");
+    assert_eq!(wal.prepare_ahead(0).expect("nothing to reserve"), 0);
+    assert_eq!(wal.prepare_ahead(4).expect("reserve"), 4);
+    let segments = |s: &SimStorage| s.list_names().iter().filter(|n| n.starts_with("wal-")).count();
+    assert_eq!(segments(&storage), 5, "segment 0 and four reserved");
+    assert_eq!(wal.prepare_ahead(4).expect("reserve again"), 0, "they exist already");
+    // About two segments' worth of entries: rotation moves into the reserved ones.
+    for seq in 1..=40 {
+        wal.append(seq, &body(seq)).expect("append");
+        wal.sync().expect("sync");
+    }
+    assert_eq!(segments(&storage), 5, "no segment beyond the reserved ones yet");
+    drop(wal);
+    storage.crash();
+    let (mut wal, report, _, entries) = reopen(storage.clone()).expect("reopens with empty segments after the end");
+    assert_eq!((report.last_seq, report.truncated, entries.len()), (40, None, 40));
+    for seq in 41..=200 {
+        wal.append(seq, &body(seq)).expect("append past the reserved segments");
+        wal.sync().expect("sync");
+    }
+    drop(wal);
+    let (_, report, _, entries) = reopen(storage.clone()).expect("reopens");
+    assert_eq!((report.last_seq, entries.len()), (200, 200));
+    assert!(segments(&storage) > 5, "new segments were prepared once the reserved ones were used");
+}
