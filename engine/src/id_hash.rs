@@ -24,7 +24,7 @@ const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const K2: u64 = 0xD6E8_FEB8_6659_FD93;
 const LOW_BITS: u64 = (1 << 57) - 1;
 /// log2 of the ids in one run of consecutive buckets.
-const RUN_BITS: u32 = 8;
+pub const RUN_BITS: u32 = 8;
 /// Ids in one run of consecutive buckets.
 pub const RUN_IDS: u64 = 1 << RUN_BITS;
 
