@@ -50,37 +50,9 @@ enum Cmd {
         /// Require gateways to present a certificate issued by this CA (DER): mutual TLS.
         #[arg(long)]
         client_ca: Option<PathBuf>,
-        /// Snapshot every N log entries (0: only at shutdown). The sequencer pauses only while the
-        /// state is encoded; the write and sync run on another thread. See bench/README.md.
-        #[arg(long, default_value_t = bursar_net::sequencer::SNAPSHOT_EVERY_ENTRIES_DEFAULT)]
-        snapshot_every_entries: u64,
-        /// Log the state digest every N entries (and before every snapshot), for `bursar replay`
-        /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.
-        #[arg(long, default_value_t = bursar_net::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT)]
-        checkpoint_every_entries: u64,
-        /// Room for this many accounts in total, reserved and touched at start (about 300 bytes
-        /// each with the snapshot copy, resident): the account table never grows (growing
-        /// rehashes it on the sequencer thread, a stall) and the hot path takes no page faults.
-        #[arg(long, default_value_t = 0)]
-        reserve_accounts: u64,
-        /// Room for this many transfers in total, reserved and touched at start (about 300 bytes
-        /// each with the snapshot copy, resident whether used or not): no rehash stall and no
-        /// page faults on the hot path until the server holds more.
-        #[arg(long, default_value_t = 0)]
-        reserve_transfers: u64,
-        /// What happens to log segments that snapshots cover. `keep-all` (the default) keeps the
-        /// whole history, so `bursar replay` can prove it from the first entry. `recycle` keeps
-        /// the two newest snapshots and reuses the segments before the older one (overwriting
-        /// written blocks is much faster than zero-filling fresh ones); the history before that
-        /// snapshot is gone for good.
-        #[arg(long, value_enum, default_value_t = RetentionArg::KeepAll)]
-        retention: RetentionArg,
-        /// Prepare this many MiB of log segments before serving (zero-filled, or recycled spares),
-        /// as TigerBeetle's `format` preallocates its data file: until the log has filled them,
-        /// no segment is zero-filled while it serves (about 130 bytes per transfer). 0: one
-        /// segment ahead, prepared in the background.
-        #[arg(long, default_value_t = 0)]
-        reserve_log_mib: u64,
+        /// The tuning flags.
+        #[command(flatten)]
+        options: StartOptions,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -119,31 +91,7 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Start {
-            data,
-            listen,
-            client_ca,
-            snapshot_every_entries,
-            checkpoint_every_entries,
-            reserve_accounts,
-            reserve_transfers,
-            retention,
-            reserve_log_mib,
-        } => {
-            let retention = match retention {
-                RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
-                RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
-            };
-            let options = StartOptions {
-                snapshot_every_entries,
-                checkpoint_every_entries,
-                reserve_accounts,
-                reserve_transfers,
-                retention,
-                reserve_log_mib,
-            };
-            start(&data, listen, client_ca.as_deref(), options)
-        }
+        Cmd::Start { data, listen, client_ca, options } => start(&data, listen, client_ca.as_deref(), options),
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
@@ -160,13 +108,38 @@ const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 
 /// `bursar start`'s tuning flags.
-#[derive(Clone, Copy, Debug)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 struct StartOptions {
+    /// Snapshot every N log entries (0: only at shutdown). The sequencer pauses only while the
+    /// state is encoded; the write and sync run on another thread. See bench/README.md.
+    #[arg(long, default_value_t = bursar_net::sequencer::SNAPSHOT_EVERY_ENTRIES_DEFAULT)]
     snapshot_every_entries: u64,
+    /// Log the state digest every N entries (and before every snapshot), for `bursar replay`
+    /// to check. O(1) amortized per change; each checkpoint is a 120-byte entry in the next sync.
+    #[arg(long, default_value_t = bursar_net::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT)]
     checkpoint_every_entries: u64,
+    /// Room for this many accounts in total, reserved and touched at start (about 300 bytes
+    /// each with the snapshot copy, resident): the account table never grows (growing
+    /// rehashes it on the sequencer thread, a stall) and the hot path takes no page faults.
+    #[arg(long, default_value_t = 0)]
     reserve_accounts: u64,
+    /// Room for this many transfers in total, reserved and touched at start (about 300 bytes
+    /// each with the snapshot copy, resident whether used or not): no rehash stall and no
+    /// page faults on the hot path until the server holds more.
+    #[arg(long, default_value_t = 0)]
     reserve_transfers: u64,
-    retention: bursar_wal::Retention,
+    /// What happens to log segments that snapshots cover. `keep-all` (the default) keeps the
+    /// whole history, so `bursar replay` can prove it from the first entry. `recycle` keeps
+    /// the two newest snapshots and reuses the segments before the older one (overwriting
+    /// written blocks is much faster than zero-filling fresh ones); the history before that
+    /// snapshot is gone for good.
+    #[arg(long, value_enum, default_value_t = RetentionArg::KeepAll)]
+    retention: RetentionArg,
+    /// Prepare this many MiB of log segments before serving (zero-filled, or recycled spares),
+    /// as TigerBeetle's `format` preallocates its data file: until the log has filled them,
+    /// no segment is zero-filled while it serves (about 130 bytes per transfer). 0: one
+    /// segment ahead, prepared in the background.
+    #[arg(long, default_value_t = 0)]
     reserve_log_mib: u64,
 }
 
@@ -182,13 +155,13 @@ enum RetentionArg {
 fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
     use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
-    let (mut node, report) = open_node(&data.join("log"), options.retention)?;
+    let retention = match options.retention {
+        RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
+        RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
+    };
+    let (mut node, report) = open_node(&data.join("log"), retention)?;
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
-    let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;
-    if prepared > 0 {
-        out!("bursar: prepared {prepared} log segments ahead");
-    }
     let snapshot_every_entries = options.snapshot_every_entries;
     out!(
         "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
@@ -202,6 +175,11 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
             .as_ref()
             .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
     );
+    let reserving = Instant::now();
+    let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;
+    if prepared > 0 {
+        out!("bursar: prepared {prepared} log segments ahead in {:.0} ms", reserving.elapsed().as_secs_f64() * 1e3);
+    }
     let identity = tls::load_or_generate(data).context("certificate")?;
     let client_ca = match client_ca {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the client CA {}", path.display()))?.into()),
