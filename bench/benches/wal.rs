@@ -131,6 +131,25 @@ fn wal(records: usize, entry_per_record: bool) -> Row {
     })
 }
 
+/// The default log (every segment kept) with log space reserved before the timed run: as many
+/// segments prepared (zero-filled) as the baseline's rate would fill in the run, plus a tenth,
+/// as `bursar start --reserve-log-mib` does and as the baseline's own file is zero-filled
+/// before it is timed. The log then writes blocks written once before, like the baseline.
+fn wal_reserved(records: usize, baseline_records_per_s: f64) -> Row {
+    let dir = bench_dir("wal-reserved");
+    let storage = FsStorage::open(&dir).expect("dir");
+    let config = WalConfig::default();
+    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+    let entry_bytes = (records * RECORD_BYTES + 72 + 72) as f64;
+    let bytes = baseline_records_per_s / records as f64 * RUN_TIME.as_secs_f64() * 1.1 * entry_bytes;
+    wal.prepare_ahead((bytes as u64).div_ceil(config.segment_size_bytes)).expect("reserve");
+    let batch = vec![7u8; records * RECORD_BYTES];
+    measure(records, |i| {
+        wal.append_with(i, |buffer| buffer.extend_from_slice(&batch)).expect("append");
+        wal.sync().expect("sync");
+    })
+}
+
 /// Log bytes between the recycling runs' snapshots (a tiny payload each: the log's cost, not
 /// the state's, is measured here).
 const RECYCLE_SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
@@ -270,12 +289,14 @@ fn main() {
     let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
     let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
     let fresh: Vec<Row> = sizes.iter().map(|n| baseline_fresh(*n)).collect();
+    let reserved: Vec<Row> = sizes.iter().zip(&base).map(|(n, b)| wal_reserved(*n, b.records_per_s)).collect();
     let recycling = wal_recycling(&sizes);
     print_rows("baseline: pwrite + fdatasync of the records into a preallocated file", &base, &base);
     print_rows("alternative: copy into the mapping + msync of the range", &msync, &base);
     print_rows("Bursar WAL, one entry per record (72-byte header each), one sync per batch", &per_record, &base);
     print_rows("Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch", &per_batch, &base);
     print_rows("for comparison, the disk's fresh blocks: pwrite + fdatasync appending to new sparse files", &fresh, &base);
+    print_rows("Bursar WAL keeping every segment, log space reserved before the run, one entry per batch", &reserved, &base);
     print_rows("Bursar WAL with retention (segments recycled), steady state, one entry per batch", &recycling, &base);
     println!();
     recovery_speed(2_000_000, 1);
