@@ -141,6 +141,10 @@ struct StartOptions {
     /// segment ahead, prepared in the background.
     #[arg(long, default_value_t = 0)]
     reserve_log_mib: u64,
+    /// Size of each new log segment, in MiB (at least 2: a segment holds a full request's entry).
+    /// Existing segments keep their size.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..=65_536))]
+    segment_mib: u64,
 }
 
 /// `--retention`: the log's [`bursar_wal::Retention`].
@@ -159,7 +163,8 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
         RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
         RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
     };
-    let (mut node, report) = open_node(&data.join("log"), retention)?;
+    let config = WalConfig { retention, ..wal_config(options.segment_mib) };
+    let (mut node, report) = open_node(&data.join("log"), config)?;
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
     let snapshot_every_entries = options.snapshot_every_entries;
@@ -250,9 +255,19 @@ fn prepare_dir(data: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn open_node(dir: &Path, retention: bursar_wal::Retention) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
+/// The log's settings for segments of `segment_mib` MiB: entries up to 16 MiB, or what such a
+/// segment holds if that is less (a full request's entry is about 1 MiB).
+fn wal_config(segment_mib: u64) -> WalConfig {
+    let segment_size_bytes = segment_mib << 20;
+    let room = segment_size_bytes - (bursar_wal::format::SEGMENT_HEADER_SIZE + bursar_wal::format::ENTRY_HEADER_SIZE + 8) as u64;
+    let default = WalConfig::default();
+    let entry_body_max_bytes = room.min(u64::from(default.entry_body_max_bytes)) as u32;
+    WalConfig { segment_size_bytes, entry_body_max_bytes, ..default }
+}
+
+fn open_node(dir: &Path, config: WalConfig) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
     let storage = FsStorage::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    Ok(Node::open(storage, WalConfig { retention, ..WalConfig::default() }, Limits::default())?)
+    Ok(Node::open(storage, config, Limits::default())?)
 }
 
 fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Result<()> {
@@ -260,7 +275,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
         bail!("--accounts must be at least 2");
     }
     let dir = prepare_dir(data)?;
-    let (mut node, _) = open_node(&dir, bursar_wal::Retention::KeepAll)?;
+    let (mut node, _) = open_node(&dir, WalConfig::default())?;
 
     let mut now = 1_700_000_000_000_000_000u64;
     let ledger = Ledger {
@@ -365,7 +380,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Resu
     let restart = Instant::now();
     let snapshot_seq = node.snapshot()?;
     drop(node);
-    let (node, report) = open_node(&dir, bursar_wal::Retention::KeepAll)?;
+    let (node, report) = open_node(&dir, WalConfig::default())?;
     let restarted = restart.elapsed();
     if node.engine().digest() != digest {
         bail!("the state recovered from {} differs from the state before the restart", dir.display());

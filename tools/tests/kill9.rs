@@ -3,6 +3,9 @@
 //! acknowledged transfer is there, that retrying the requests that were in flight answers `ok` or
 //! `exists` (never a second movement), and that every balance equals exactly one application of
 //! each transfer that exists. Several seeds in CI; more: `KILL9_SEEDS=20 cargo test -p bursar --test kill9`.
+//! A second test does the same with retention on, 2 MiB segments and a snapshot every 20
+//! entries, so the server recycles segments under load and restarts from a snapshot with the
+//! log's first segments gone.
 
 mod common;
 
@@ -18,10 +21,13 @@ use bursar_net::client::Client;
 const ACCOUNTS: u128 = 20;
 const TRANSFERS_PER_REQUEST: u128 = 100;
 
-/// Starts the server binary on an ephemeral loopback port.
-fn start(dir: &Path) -> (std::process::Child, SocketAddr) {
-    common::start_server(env!("CARGO_BIN_EXE_bursar"), dir, &[])
+/// Starts the server binary on an ephemeral loopback port, with `flags` besides.
+fn start(dir: &Path, flags: &[&str]) -> (std::process::Child, SocketAddr) {
+    common::start_server(env!("CARGO_BIN_EXE_bursar"), dir, flags)
 }
+
+/// The flags of the recycling variant.
+const RECYCLING: &[&str] = &["--retention", "recycle", "--segment-mib", "2", "--snapshot-every-entries", "20"];
 
 fn transfer(id: u128, amount: u128) -> Command {
     let debit = 1 + id % ACCOUNTS;
@@ -39,10 +45,11 @@ async fn connect(dir: &Path, addr: SocketAddr) -> Client {
     Client::connect(addr, cert.into(), "localhost").await.expect("connect")
 }
 
-async fn run_seed(seed: u64) {
-    let dir = std::env::temp_dir().join(format!("bursar-kill9-{}-{seed}", std::process::id()));
+/// One kill -9 and restart; returns whether the log's first segment had been recycled by the end.
+async fn run_seed(seed: u64, flags: &[&str]) -> bool {
+    let dir = std::env::temp_dir().join(format!("bursar-kill9-{}-{seed}-{}", std::process::id(), flags.len()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (mut server, addr) = start(&dir);
+    let (mut server, addr) = start(&dir, flags);
     let client = connect(&dir, addr).await;
     let setup = bursar_tests::setup::ledger_and_accounts(ACCOUNTS);
     assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
@@ -68,7 +75,9 @@ async fn run_seed(seed: u64) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150 + seed * 97 % 400)).await;
+    // With retention on, long enough to fill several segments and recycle some.
+    let load_ms = if flags.is_empty() { 150 + seed * 97 % 400 } else { 1_500 + seed * 97 % 400 };
+    tokio::time::sleep(Duration::from_millis(load_ms)).await;
     server.kill().expect("kill -9");
     server.wait().expect("reaped");
     for task in tasks {
@@ -78,7 +87,7 @@ async fn run_seed(seed: u64) {
     let in_flight = in_flight.lock().expect("lock").clone();
     assert!(!acked.is_empty(), "seed {seed}: the load acknowledged nothing before the kill");
 
-    let (mut server, addr) = start(&dir);
+    let (mut server, addr) = start(&dir, flags);
     let client = connect(&dir, addr).await;
     // Every acknowledged transfer is present, exactly as sent.
     for first in &acked {
@@ -113,13 +122,26 @@ async fn run_seed(seed: u64) {
     // A clean stop this time: SIGINT, snapshot, exit 0.
     Process::new("kill").args(["-INT", &server.id().to_string()]).status().expect("kill -INT");
     assert!(server.wait().expect("exit").success(), "seed {seed}: clean shutdown exits 0");
+    let recycled = !dir.join("log").join(bursar_wal::segment_name(0)).exists();
     std::fs::remove_dir_all(&dir).expect("cleanup");
+    recycled
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transfers_survive_kill_9_and_retries_apply_once() {
     let seeds: u64 = std::env::var("KILL9_SEEDS").map(|s| s.parse().expect("number")).unwrap_or(3);
     for seed in 0..seeds {
-        run_seed(seed).await;
+        run_seed(seed, &[]).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_retention_recycled_segments_survive_kill_9_too() {
+    let seeds: u64 = std::env::var("KILL9_SEEDS").map(|s| s.parse().expect("number")).unwrap_or(2);
+    let mut recycled = 0;
+    for seed in 0..seeds {
+        recycled += u64::from(run_seed(100 + seed, RECYCLING).await);
+    }
+    eprintln!("kill9 with retention: {recycled} of {seeds} runs had recycled the log's first segment");
+    assert!(recycled > 0, "no run recycled a segment: the test exercised too little");
 }
