@@ -13,13 +13,21 @@ const CONFIG: WalConfig = WalConfig {
     retention: bursar_wal::Retention::KeepAll,
 };
 
+/// Retention on: the log's first segments are recycled and spares lie beside it.
+const RECYCLING: WalConfig = WalConfig { retention: bursar_wal::Retention::RecycleBeforeSnapshots, ..CONFIG };
+
 fn valid_log(entries: usize) -> SimStorage {
+    valid_log_with(CONFIG, entries, &[entries / 2])
+}
+
+/// A log of `entries` entries with a snapshot after each entry listed in `snapshots_after`.
+fn valid_log_with(config: WalConfig, entries: usize, snapshots_after: &[usize]) -> SimStorage {
     let storage = SimStorage::new(9, Faults::default());
-    let (mut wal, _) = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("fresh");
+    let (mut wal, _) = open(storage.clone(), config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("fresh");
     for i in 0..entries {
         wal.append(i as u64, &vec![i as u8; i * 13 % 200]).expect("append");
         wal.sync().expect("sync");
-        if i == entries / 2 {
+        if snapshots_after.contains(&i) {
             let (seq, hash) = (wal.synced_seq(), wal.last_hash());
             wal.write_snapshot(seq, hash, b"snapshot").expect("snapshot");
         }
@@ -28,8 +36,12 @@ fn valid_log(entries: usize) -> SimStorage {
 }
 
 fn recover_both_ways(storage: &SimStorage) {
+    recover_both_ways_with(CONFIG, storage);
+}
+
+fn recover_both_ways_with(config: WalConfig, storage: &SimStorage) {
     let _ = verify_log(storage, &mut |_| Ok(()));
-    if let Ok((mut wal, _)) = open(storage.clone(), CONFIG, &mut |_, _| Ok(()), &mut |_| Ok(())) {
+    if let Ok((mut wal, _)) = open(storage.clone(), config, &mut |_, _| Ok(()), &mut |_| Ok(())) {
         // A recovered log must keep working or fail with a typed error.
         let _ = wal.append(1, b"after recovery").and_then(|_| wal.sync());
     }
@@ -50,6 +62,24 @@ proptest! {
             }
         }
         recover_both_ways(&storage);
+    }
+
+    /// A recycled log (first segments gone, spares with stale entries beside it), damaged
+    /// anywhere, in any file: spares included.
+    #[test]
+    fn damaged_recycled_logs_never_panic(entries in 30usize..80, edits in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<u8>()), 1..8)) {
+        let snapshots: Vec<usize> = (0..entries).filter(|i| i % 8 == 7).collect();
+        let storage = valid_log_with(RECYCLING, entries, &snapshots);
+        let names = storage.list_names();
+        prop_assert!(!names.contains(&segment_name(0)), "the log recycled: {:?}", names);
+        for (file, at, value) in edits {
+            let name = &names[file % names.len()];
+            let len = storage.durable(name).expect("file").len();
+            if len > 0 {
+                storage.overwrite(name, at % len, &[value]);
+            }
+        }
+        recover_both_ways_with(RECYCLING, &storage);
     }
 
     #[test]
