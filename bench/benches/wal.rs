@@ -112,10 +112,21 @@ fn baseline_msync(records: usize) -> Row {
     })
 }
 
-fn wal(records: usize, entry_per_record: bool) -> Row {
+/// The default log (every segment kept), one entry per record or per batch. With
+/// `reserve_for_records_per_s`, log space is reserved before the timed run: as many segments
+/// prepared (zero-filled) as that rate would fill in the run, plus a tenth, as `bursar start
+/// --reserve-log-mib` does and as the baseline's own file is zero-filled before it is timed; the
+/// log then writes blocks written once before, like the baseline.
+fn wal(records: usize, entry_per_record: bool, reserve_for_records_per_s: Option<f64>) -> Row {
     let dir = bench_dir("wal");
     let storage = FsStorage::open(&dir).expect("dir");
-    let (mut wal, _) = open(storage, WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+    let config = WalConfig::default();
+    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+    if let Some(records_per_s) = reserve_for_records_per_s {
+        let entry_bytes = (records * RECORD_BYTES + 72 + 72) as f64;
+        let bytes = records_per_s / records as f64 * RUN_TIME.as_secs_f64() * 1.1 * entry_bytes;
+        wal.prepare_ahead((bytes as u64).div_ceil(config.segment_size_bytes)).expect("reserve");
+    }
     let record = [7u8; RECORD_BYTES];
     let batch = vec![7u8; records * RECORD_BYTES];
     measure(records, |i| {
@@ -127,25 +138,6 @@ fn wal(records: usize, entry_per_record: bool) -> Row {
             // The sequencer encodes its batch straight into the log's buffer.
             wal.append_with(i, |buffer| buffer.extend_from_slice(&batch)).expect("append");
         }
-        wal.sync().expect("sync");
-    })
-}
-
-/// The default log (every segment kept) with log space reserved before the timed run: as many
-/// segments prepared (zero-filled) as the baseline's rate would fill in the run, plus a tenth,
-/// as `bursar start --reserve-log-mib` does and as the baseline's own file is zero-filled
-/// before it is timed. The log then writes blocks written once before, like the baseline.
-fn wal_reserved(records: usize, baseline_records_per_s: f64) -> Row {
-    let dir = bench_dir("wal-reserved");
-    let storage = FsStorage::open(&dir).expect("dir");
-    let config = WalConfig::default();
-    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
-    let entry_bytes = (records * RECORD_BYTES + 72 + 72) as f64;
-    let bytes = baseline_records_per_s / records as f64 * RUN_TIME.as_secs_f64() * 1.1 * entry_bytes;
-    wal.prepare_ahead((bytes as u64).div_ceil(config.segment_size_bytes)).expect("reserve");
-    let batch = vec![7u8; records * RECORD_BYTES];
-    measure(records, |i| {
-        wal.append_with(i, |buffer| buffer.extend_from_slice(&batch)).expect("append");
         wal.sync().expect("sync");
     })
 }
@@ -286,10 +278,10 @@ fn main() {
     let sizes = [1usize, 100, 1000, 8189];
     let base: Vec<Row> = sizes.iter().map(|n| baseline_pwrite(*n)).collect();
     let msync: Vec<Row> = sizes.iter().map(|n| baseline_msync(*n)).collect();
-    let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
-    let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
+    let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true, None)).collect();
+    let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false, None)).collect();
     let fresh: Vec<Row> = sizes.iter().map(|n| baseline_fresh(*n)).collect();
-    let reserved: Vec<Row> = sizes.iter().zip(&base).map(|(n, b)| wal_reserved(*n, b.records_per_s)).collect();
+    let reserved: Vec<Row> = sizes.iter().zip(&base).map(|(n, b)| wal(*n, false, Some(b.records_per_s))).collect();
     let recycling = wal_recycling(&sizes);
     print_rows("baseline: pwrite + fdatasync of the records into a preallocated file", &base, &base);
     print_rows("alternative: copy into the mapping + msync of the range", &msync, &base);

@@ -32,8 +32,6 @@ pub(crate) struct Position {
     pub(crate) offset: u64,
     pub(crate) next_seq: u64,
     pub(crate) last_hash: Hash,
-    /// Whether segment `segment + 1` already exists (prepared before the crash).
-    pub(crate) next_exists: bool,
     /// Size of the current segment file (an older run may have used another size).
     pub(crate) segment_size: u64,
     /// Every segment in the directory, oldest first, with its first entry's sequence number.
@@ -66,8 +64,8 @@ pub struct Wal<S: Storage> {
     /// padding). It is only needed by the next entry, so `sync` computes it while the disk syncs.
     unhashed: Option<(usize, usize)>,
     synced_seq: u64,
-    next_prepared: bool,
-    /// The highest segment index that exists or is being prepared (see [`Wal::prepare_ahead`]).
+    /// The highest segment index that exists or is being prepared (see [`Wal::prepare_ahead`]):
+    /// the next segment is ready or on its way when this is above `segment`.
     prepared_through: u64,
     failed: Option<String>,
     /// A sync runs on the storage's sync thread (between `sync_start` and `sync_finish`).
@@ -99,7 +97,6 @@ impl<S: Storage> Wal<S> {
             last_hash: at.last_hash,
             unhashed: None,
             synced_seq: at.next_seq - 1,
-            next_prepared: at.next_exists,
             prepared_through: at.segments.iter().map(|(index, _)| *index).max().unwrap_or(at.segment).max(at.segment),
             failed: None,
             segments: at.segments.into(),
@@ -145,20 +142,17 @@ impl<S: Storage> Wal<S> {
             prev_hash: self.last_hash,
         };
         format::finish_entry(&mut self.pending, start, &header, self.segment);
-        // Usually the newest known segment, or the one before it when the next is prepared
-        // already (after a torn tail, several prepared ones may follow).
-        let current = self.segments.iter_mut().rev().find(|(index, _)| *index == self.segment);
-        match current {
-            Some((_, first @ None)) => *first = Some(header.seq),
-            Some(_) => {}
-            None => unreachable!("segment {} is missing from the log's list", self.segment),
+        if self.offset == SEGMENT_HEADER_SIZE as u64 {
+            // The segment's first entry: retention needs to know where each segment starts.
+            match self.segments.iter_mut().rev().find(|(index, _)| *index == self.segment) {
+                Some((_, first)) => *first = Some(header.seq),
+                None => unreachable!("segment {} is missing from the log's list", self.segment),
+            }
         }
         self.unhashed = Some((start, ENTRY_HEADER_SIZE + body_len));
         self.offset += stored;
         self.next_seq += 1;
-        if !self.next_prepared {
-            self.prepare_next()?;
-        }
+        self.prepare_next()?;
         Ok(header.seq)
     }
 
@@ -317,9 +311,8 @@ impl<S: Storage> Wal<S> {
             return Ok(());
         }
         let retention = |e: std::io::Error| WalError::Snapshot(format!("the snapshot is written, but retention failed: {e}"));
-        let names = self.storage.list().map_err(retention)?;
-        let mut snapshots: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()).collect();
-        snapshots.sort_unstable_by(|a, b| b.cmp(a));
+        let (_, snapshots) = crate::recovery::list(&self.storage)
+            .map_err(|e| WalError::Snapshot(format!("the snapshot is written, but retention failed: {e}")))?;
         if snapshots.len() < SNAPSHOTS_KEPT {
             return Ok(());
         }
@@ -445,23 +438,17 @@ impl<S: Storage> Wal<S> {
             if let Err(e) = self.storage.finish_prepare(&segment_name(index)) {
                 return Err(self.fail("prepare", e));
             }
-            self.segments.push_back((index, None));
             prepared += 1;
-        }
-        if self.prepared_through > self.segment {
-            self.next_prepared = true;
         }
         Ok(prepared)
     }
 
     /// Starts preparing the next segment unless it exists or is being prepared already.
     fn prepare_next(&mut self) -> Result<(), WalError> {
-        let next = self.segment + 1;
-        if next > self.prepared_through {
-            self.prepare_segment(next)?;
+        if self.prepared_through > self.segment {
+            return Ok(());
         }
-        self.next_prepared = true;
-        Ok(())
+        self.prepare_segment(self.segment + 1)
     }
 
     /// Starts preparing segment `next`: from a recycled spare of the configured size if there
@@ -469,6 +456,7 @@ impl<S: Storage> Wal<S> {
     fn prepare_segment(&mut self, next: u64) -> Result<(), WalError> {
         assert_eq!(next, self.prepared_through + 1, "segments are prepared in order");
         self.prepared_through = next;
+        self.segments.push_back((next, None));
         let head = format::encode_segment_header(next, self.config.segment_size_bytes);
         while let Some(spare) = self.spares.pop() {
             if self.segment_len(&spare) != Some(self.config.segment_size_bytes) {
@@ -498,9 +486,7 @@ impl<S: Storage> Wal<S> {
             return Err(self.fail("write", e));
         }
         self.clear_pending();
-        if !self.next_prepared {
-            self.prepare_next()?;
-        }
+        self.prepare_next()?;
         let next = self.segment + 1;
         if let Err(e) = self.storage.finish_prepare(&segment_name(next)) {
             return Err(self.fail("prepare", e));
@@ -512,14 +498,10 @@ impl<S: Storage> Wal<S> {
             }
         }
         self.unsynced_previous = Some(self.segment);
-        if !self.segments.iter().rev().any(|(index, _)| *index == next) {
-            self.segments.push_back((next, None));
-        }
         self.segment = next;
         self.segment_size = self.config.segment_size_bytes;
         self.offset = SEGMENT_HEADER_SIZE as u64;
         self.pending_offset = self.offset;
-        self.next_prepared = false;
         assert!(ENTRY_HEADER_SIZE as u64 + SEGMENT_HEADER_SIZE as u64 <= self.config.segment_size_bytes);
         Ok(())
     }

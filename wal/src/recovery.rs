@@ -394,7 +394,6 @@ pub fn open<S: Storage>(
             offset: SEGMENT_HEADER_SIZE as u64,
             next_seq: 1,
             last_hash: GENESIS_HASH,
-            next_exists: false,
             segment_size: config.segment_size_bytes,
             segments: vec![(0, None)],
             spares,
@@ -462,7 +461,6 @@ pub fn open<S: Storage>(
         offset,
         next_seq: scan.last_seq + 1,
         last_hash: scan.last_hash,
-        next_exists: segment_pos + 1 < segments.len(),
         segment_size,
         // Segments after the end hold no entry of the log (at most an unacknowledged tail).
         segments: segments.iter().copied().zip(firsts).enumerate().map(|(i, (s, f))| (s, f.filter(|_| i <= segment_pos))).collect(),
