@@ -6,12 +6,15 @@
 //! `bursar-engine`. The format is documented byte by byte in `docs/wal-format.md`.
 #![warn(missing_docs)]
 
+pub mod block;
 pub mod format;
 pub mod log;
 pub mod mmap;
 pub mod recovery;
 pub mod sim;
 pub mod storage;
+mod sys;
+mod uring;
 
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use log::{segment_name, snapshot_name, spare_name, Wal};

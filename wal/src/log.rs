@@ -2,12 +2,15 @@
 
 use std::collections::VecDeque;
 
+use crate::block::{BlockBuffer, BLOCK_BYTES};
 use crate::format::{self, EntryHeader, Hash, SnapshotHeader, ENTRY_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::storage::Storage;
 use crate::{Retention, WalConfig, WalError, SNAPSHOTS_KEPT, SPARE_SEGMENTS_MAX};
 
-/// Under [`Wal::sync_start`], groups whose last entry is at least this large sync on the storage's
-/// sync thread while the caller works; below it the thread handoff costs more than it saves.
+/// Groups whose last entry is at least this large are written asynchronously
+/// ([`Storage::write_sync_begin`]: io_uring, or the sync thread) while this thread hashes that
+/// entry (and, under [`Wal::sync_start`], the caller applies the batch); smaller groups are
+/// written and synced in line, where the overlap would save less than the handoff costs.
 const OVERLAP_HASH_MIN_BYTES: usize = 64 << 10;
 
 /// The file name of segment `index`: zero-padded so names sort in log order.
@@ -50,8 +53,12 @@ pub struct Wal<S: Storage> {
     segment_size: u64,
     /// Where the next entry goes in the current segment (pending bytes included).
     offset: u64,
-    /// Entries appended but not yet written, and where in the current segment they start.
-    pending: Vec<u8>,
+    /// The current segment's bytes from `pending_offset` on: the written part of the block the
+    /// next write starts in, then entries appended but not yet written. `pending_offset` is a
+    /// multiple of `BLOCK_BYTES` (after a recovery that could not read the block's start, from
+    /// the next block on), so every write can start at a block boundary and, padded with the
+    /// empty slot to the block's end, go to disk with `O_DIRECT` from this aligned buffer.
+    pending: BlockBuffer,
     pending_offset: u64,
     /// How many bytes at the front of `pending` are written already.
     pending_written: usize,
@@ -83,15 +90,16 @@ pub struct Wal<S: Storage> {
 
 impl<S: Storage> Wal<S> {
     pub(crate) fn resume(storage: S, config: WalConfig, at: Position) -> Wal<S> {
+        let (pending, pending_offset) = tail_block(&storage, at.segment, at.offset, at.segment_size);
         Wal {
             storage,
             config,
             segment: at.segment,
             segment_size: at.segment_size,
             offset: at.offset,
-            pending: Vec::with_capacity(1 << 20),
-            pending_offset: at.offset,
-            pending_written: 0,
+            pending_written: pending.len(),
+            pending,
+            pending_offset,
             unsynced_previous: None,
             next_seq: at.next_seq,
             last_hash: at.last_hash,
@@ -119,8 +127,9 @@ impl<S: Storage> Wal<S> {
         assert!(self.sync_started.is_none(), "no append between sync_start and sync_finish");
         self.settle_hash();
         let start = self.pending.len();
-        self.pending.resize(start + ENTRY_HEADER_SIZE, 0);
-        fill(&mut self.pending);
+        self.pending.resize(start + ENTRY_HEADER_SIZE);
+        fill(self.pending.vec().0);
+        self.pending.realign();
         let body_len = self.pending.len() - start - ENTRY_HEADER_SIZE;
         if body_len > self.config.entry_body_max_bytes as usize {
             self.pending.truncate(start);
@@ -128,7 +137,8 @@ impl<S: Storage> Wal<S> {
         }
         let stored = format::stored_len(body_len) as u64;
         if self.offset + stored > self.segment_size {
-            let entry = self.pending.split_off(start);
+            let entry = self.pending.bytes()[start..].to_vec();
+            self.pending.truncate(start);
             self.rotate()?;
             self.pending.extend_from_slice(&entry);
         }
@@ -141,7 +151,9 @@ impl<S: Storage> Wal<S> {
             flags: 0,
             prev_hash: self.last_hash,
         };
-        format::finish_entry(&mut self.pending, start, &header, self.segment);
+        let (vec, lead) = self.pending.vec();
+        format::finish_entry(vec, lead + start, &header, self.segment);
+        self.pending.realign();
         if self.offset == SEGMENT_HEADER_SIZE as u64 {
             // The segment's first entry: retention needs to know where each segment starts.
             match self.segments.iter_mut().rev().find(|(index, _)| *index == self.segment) {
@@ -160,44 +172,50 @@ impl<S: Storage> Wal<S> {
     /// with one sync per file touched. Returns the highest durable sequence number. After any
     /// failure the log refuses further work: it never retries and pretends.
     ///
-    /// Everything runs on this thread: the caller has nothing to do meanwhile, and handing the
-    /// sync to the sync thread (as [`Wal::sync_start`] does, so the caller can apply a batch)
-    /// costs a thread wake-up each way, tens of µs on this VM. Measured (bench `wal`, recycled
-    /// segments, 1 000 / 8 189 records per sync): 52% / 58% of the baseline with the sync on the
-    /// sync thread and the hash here, 79% / 61% all on this thread, 76% / 63% with the sync here
-    /// and the hash on a scoped thread beside it.
+    /// For a large group (see `OVERLAP_HASH_MIN_BYTES`) the write is submitted through io_uring
+    /// (`O_DIRECT`), and the last entry's chain hash is computed while the device takes the
+    /// bytes; then the write is reaped and `fdatasync` runs here. Measured (bench `wal`, recycled
+    /// segments, 8 189 records per sync, docs/wal-format.md "Write path"): 55-63% of the
+    /// baseline with everything in line through the page cache (session 5), 80-91% this way.
     pub fn sync(&mut self) -> Result<u64, WalError> {
-        self.begin_sync(false)?;
+        self.begin_sync()?;
         self.sync_finish()
     }
 
-    /// The first half of [`Wal::sync`]: writes every appended entry and, for a large group,
-    /// starts the sync on the storage's sync thread, so the caller can work (apply the batch,
-    /// say) while the disk syncs. Nothing is durable until [`Wal::sync_finish`] returns, and no
-    /// entry may be appended in between. A small group is synced in `sync_finish` instead: the
-    /// thread handoff would cost more than the overlap saves.
+    /// The first half of [`Wal::sync`]: writes every appended entry or, for a large group,
+    /// submits its write, so the caller can work (apply the batch, say) while the device takes
+    /// the bytes. Nothing is durable until [`Wal::sync_finish`] returns, and no entry may be
+    /// appended in between. A small group is written here and synced in `sync_finish`.
     pub fn sync_start(&mut self) -> Result<(), WalError> {
-        self.begin_sync(true)
+        self.begin_sync()
     }
 
-    /// Writes the pending entries and, if `background` and the group is large, starts the sync
-    /// on the storage's sync thread.
-    fn begin_sync(&mut self, background: bool) -> Result<(), WalError> {
+    /// Writes the pending entries, or for a large group submits their write and sync
+    /// ([`Storage::write_sync_begin`]), which `sync_finish` waits for.
+    fn begin_sync(&mut self) -> Result<(), WalError> {
         self.check_usable()?;
         assert!(!self.sync_in_flight, "sync_start twice without sync_finish");
-        if let Err(e) = self.write_pending() {
-            return Err(self.fail("write", e));
-        }
-        if self.config.sync == crate::SyncPolicy::EveryBatch {
+        let large = self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES);
+        if self.config.sync == crate::SyncPolicy::EveryBatch && large && self.pending_written < self.pending.len() {
+            // Written (and synced) asynchronously while this thread hashes (and, under
+            // `sync_start`, the caller applies the batch).
             if let Err(e) = self.sync_previous() {
                 return Err(self.fail("sync", e));
             }
-            if background && self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES) {
-                let name = segment_name(self.segment);
-                if let Err(e) = self.storage.sync_begin(&name) {
+            let (offset, range) = self.pad_for_write();
+            let bytes = crate::storage::SharedSlice { bytes: self.pending.share(), range };
+            if let Err(e) = self.storage.write_sync_begin(&segment_name(self.segment), offset, bytes) {
+                return Err(self.fail("write", e));
+            }
+            self.sync_in_flight = true;
+        } else {
+            if let Err(e) = self.write_pending() {
+                return Err(self.fail("write", e));
+            }
+            if self.config.sync == crate::SyncPolicy::EveryBatch {
+                if let Err(e) = self.sync_previous() {
                     return Err(self.fail("sync", e));
                 }
-                self.sync_in_flight = true;
             }
         }
         self.sync_started = Some(std::time::Instant::now());
@@ -212,9 +230,11 @@ impl<S: Storage> Wal<S> {
         assert!(self.sync_started.is_some(), "sync_finish without sync_start");
         if self.config.sync == crate::SyncPolicy::EveryBatch {
             let synced = if std::mem::take(&mut self.sync_in_flight) {
-                // Hash the last entry on this thread while the disk syncs on the sync thread.
+                // Hash the last entry on this thread while the sync thread writes and syncs.
                 self.settle_hash();
-                self.storage.sync_end().map(|()| self.storage.last_sync_ns())
+                let synced = self.storage.sync_end().map(|()| self.storage.last_sync_ns());
+                self.pending.truncate(self.pending_written); // the padding, written
+                synced
             } else {
                 let started = std::time::Instant::now();
                 let name = segment_name(self.segment);
@@ -236,9 +256,11 @@ impl<S: Storage> Wal<S> {
         Ok(self.synced_seq)
     }
 
-    /// How long the last sync kept the disk busy, in nanoseconds: the sync call itself as the
-    /// storage timed it where it ran on its own thread (so it excludes what the caller did
-    /// meanwhile), or as timed here. 0 before the first sync and under `UnsafeNoSync`.
+    /// How long the last sync took, in nanoseconds, as the storage timed it where it wrote
+    /// asynchronously, else as timed here. Through io_uring that is from the write's submission
+    /// to the end of the `fdatasync`, so it includes what the caller did meanwhile (an upper
+    /// bound on the disk's part); on the sync thread, the write and `fdatasync` there. 0 before
+    /// the first sync and under `UnsafeNoSync`.
     pub fn last_sync_ns(&self) -> u64 {
         self.last_sync_ns
     }
@@ -370,7 +392,7 @@ impl<S: Storage> Wal<S> {
     /// Computes the chain hash of the last entry if it is still pending.
     fn settle_hash(&mut self) {
         if let Some((start, len)) = self.unhashed.take() {
-            self.last_hash = format::entry_hash(&self.pending[start..start + len]);
+            self.last_hash = format::entry_hash(&self.pending.bytes()[start..start + len]);
         }
     }
 
@@ -403,25 +425,43 @@ impl<S: Storage> Wal<S> {
         if self.pending_written == self.pending.len() {
             return Ok(());
         }
-        // Every write ends with an empty slot (zeros where the next entry's header goes, as far as
-        // the segment reaches): the end of the entries, even in a recycled segment whose old
-        // bytes follow. The next write overwrites it.
         let end = self.pending.len();
-        let empty_slot = (self.segment_size - self.offset).min(ENTRY_HEADER_SIZE as u64) as usize;
-        self.pending.resize(end + empty_slot, 0);
-        let written = self.storage.write_at(&segment_name(self.segment), self.pending_offset, &self.pending[self.pending_written..]);
+        let (offset, range) = self.pad_for_write();
+        let written = self.storage.write_at(&segment_name(self.segment), offset, &self.pending.bytes()[range]);
         self.pending.truncate(end);
-        written?;
-        self.pending_offset += (end - self.pending_written) as u64;
-        self.pending_written = end;
-        debug_assert_eq!(self.pending_offset, self.offset);
-        Ok(())
+        written
     }
 
+    /// Pads the pending entries for their write (see below), counts them as written, and
+    /// returns where the write goes in the segment and which part of the buffer it is. The
+    /// caller drops the padding (`truncate(pending_written)`) once the write is done.
+    fn pad_for_write(&mut self) -> (u64, std::ops::Range<usize>) {
+        // Every write ends with an empty slot (zeros where the next entry's header goes, as far as
+        // the segment reaches): the end of the entries, even in a recycled segment whose old
+        // bytes follow. The zeros go on to the end of that block, and the write starts at the
+        // start of the block holding its first new byte (rewriting the written bytes before it
+        // as they are), so that whole blocks go to disk straight from this aligned buffer
+        // (`O_DIRECT`, see `FsStorage::write_at`). The next write overwrites the slot.
+        let end = self.pending.len();
+        debug_assert_eq!(self.pending_offset + end as u64, self.offset);
+        let slot_end = (self.offset + ENTRY_HEADER_SIZE as u64).next_multiple_of(BLOCK_BYTES as u64).min(self.segment_size);
+        let padded_end = (slot_end - self.pending_offset) as usize;
+        let from = self.pending_written - self.pending_written % BLOCK_BYTES;
+        self.pending.resize(padded_end);
+        self.pending_written = end;
+        (self.pending_offset + from as u64, from..padded_end)
+    }
+
+    /// Drops the written entries from the buffer, keeping the written part of the block the
+    /// next write starts in.
     fn clear_pending(&mut self) {
         assert!(self.unhashed.is_none(), "an entry's hash is settled before its bytes are dropped");
-        self.pending.clear();
-        self.pending_written = 0;
+        assert_eq!(self.pending_written, self.pending.len(), "only written bytes are dropped");
+        let block_start = self.offset - self.offset % BLOCK_BYTES as u64;
+        let drop = block_start.saturating_sub(self.pending_offset) as usize;
+        self.pending.drop_front(drop);
+        self.pending_offset += drop as u64;
+        self.pending_written = self.pending.len();
     }
 
     /// Prepares the next `segments` segments now, waiting for each: log space reserved up
@@ -501,7 +541,11 @@ impl<S: Storage> Wal<S> {
         self.segment = next;
         self.segment_size = self.config.segment_size_bytes;
         self.offset = SEGMENT_HEADER_SIZE as u64;
-        self.pending_offset = self.offset;
+        // The new segment's first block starts with its header, as prepared.
+        self.pending.truncate(0);
+        self.pending.extend_from_slice(&format::encode_segment_header(next, self.segment_size));
+        self.pending_offset = 0;
+        self.pending_written = self.pending.len();
         assert!(ENTRY_HEADER_SIZE as u64 + SEGMENT_HEADER_SIZE as u64 <= self.config.segment_size_bytes);
         Ok(())
     }
@@ -512,4 +556,24 @@ impl<S: Storage> Wal<S> {
         }
         Ok(())
     }
+}
+
+/// The written bytes of segment `segment` from the start of the block holding `offset` up to
+/// `offset`, and where they start: what the next write rewrites to start on a block boundary.
+/// A segment's header is known without reading; elsewhere the bytes are read back, and if they
+/// cannot be, the buffer starts at `offset` (writes then start unaligned until the next block).
+fn tail_block<S: Storage>(storage: &S, segment: u64, offset: u64, segment_size: u64) -> (BlockBuffer, u64) {
+    let mut buffer = BlockBuffer::with_capacity(1 << 20);
+    let block_start = offset - offset % BLOCK_BYTES as u64;
+    if offset == SEGMENT_HEADER_SIZE as u64 {
+        buffer.extend_from_slice(&format::encode_segment_header(segment, segment_size));
+        return (buffer, 0);
+    }
+    if let Ok(contents) = storage.read(&segment_name(segment)) {
+        if let Some(prefix) = (*contents).as_ref().get(block_start as usize..offset as usize) {
+            buffer.extend_from_slice(prefix);
+            return (buffer, block_start);
+        }
+    }
+    (buffer, offset)
 }

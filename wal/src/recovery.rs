@@ -157,6 +157,11 @@ fn voucher(data: &[u8], index: u64, from: usize, seq: u64) -> Option<EntryHeader
     later_entries(data, index, from).map(|(_, h)| h).find(|h| h.synced_through >= seq)
 }
 
+/// How far recovery's scan asks the storage to read ahead of itself, in bytes: another window
+/// whenever it is half way through the last. Measured on this machine (cold page cache, 2 GiB of
+/// 1 MiB entries): without it the scan waited on page faults for every stretch it verified.
+const READ_AHEAD_BYTES: usize = 32 << 20;
+
 /// Verifies entries from `segments[start_pos]` at `offset` onwards, calling `visit` for those
 /// with `seq > visit_after`, and stops early after entry `stop_at` if given.
 fn scan<S: Storage>(
@@ -184,7 +189,12 @@ fn scan<S: Storage>(
         }
         let mut offset = if pos == start_pos { start_offset as usize } else { SEGMENT_HEADER_SIZE };
         let mut entries_here = 0u64;
+        let mut read_ahead_to = offset;
         loop {
+            if offset + READ_AHEAD_BYTES / 2 >= read_ahead_to && read_ahead_to < bytes.len() {
+                storage.read_ahead(&segment_name(segment), read_ahead_to as u64, READ_AHEAD_BYTES as u64);
+                read_ahead_to += READ_AHEAD_BYTES;
+            }
             match format::read_entry(bytes, offset, segment) {
                 Slot::Valid(h) => {
                     let expected = expect.unwrap_or(h.seq);
