@@ -10,18 +10,13 @@ use memmap2::{Mmap, MmapMut};
 ///
 /// The mapping serves recovery, replay and inspection. Bursar never shrinks or truncates a
 /// segment file while it is mapped, and a writer only changes bytes past what a reader has
-/// validated, so the bytes a reader checked stay as they were.
+/// validated (its `O_DIRECT` writes rewrite the written head of a block with the same bytes), so
+/// the bytes a reader checked stay as they were.
 pub fn map_read(file: &File) -> io::Result<Mmap> {
     // SAFETY: memmap2 requires that the file is not truncated or modified by others while
     // mapped. Segment files are preallocated at their final size and never truncated; the
     // data directory belongs to one Bursar process (see docs/wal-format.md, "Assumptions").
-    let map = unsafe { Mmap::map(file) }?;
-    // Readers go through a segment front to back (recovery, replay): ask for deep readahead.
-    // The log writes with `O_DIRECT`, so after a restart its segments are not in the page
-    // cache, and page faults with the default readahead read them at half the disk's speed.
-    // Advice only: failure changes nothing but speed.
-    let _ = map.advise(memmap2::Advice::Normal);
-    Ok(map)
+    unsafe { Mmap::map(file) }
 }
 
 /// Maps a whole file read-write: used only by the benchmark that compares `msync` against
