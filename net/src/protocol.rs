@@ -155,7 +155,10 @@ pub struct Header {
 }
 
 fn checksum(header: &[u8], body: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&header[..24]), body)
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(&header[..24]);
+    digest.update(body);
+    digest.finalize() as u32
 }
 
 /// Appends a whole frame to `out`.

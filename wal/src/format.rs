@@ -86,10 +86,18 @@ pub fn finish_entry(out: &mut Vec<u8>, start: usize, header: &EntryHeader, segme
 /// checksum field taken as zero. The index makes an entry valid only in the segment it was
 /// written to: in a recycled segment, the entries of its previous life fail the check.
 fn entry_checksum(segment_index: u64, entry: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&segment_index.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &entry[..36]);
-    let crc = crc32c::crc32c_append(crc, &[0; 4]);
-    crc32c::crc32c_append(crc, &entry[40..])
+    crc32c(&[&segment_index.to_le_bytes(), &entry[..36], &[0; 4], &entry[40..]])
+}
+
+/// CRC32C (Castagnoli; CRC-32/ISCSI) over `parts` in order, with `crc-fast`'s SIMD folding
+/// (AVX-512 `VPCLMULQDQ` here): 22 µs per MiB on this machine against 56 µs for the `crc32c`
+/// crate's `crc32` instruction loop, which was a sixth of a 1 MiB log append.
+pub fn crc32c(parts: &[&[u8]]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    for part in parts {
+        digest.update(part);
+    }
+    digest.finalize() as u32
 }
 
 /// The chain hash of an entry: BLAKE3 over its header (which holds the previous hash) and body.
@@ -161,7 +169,7 @@ pub fn encode_segment_header(index: u64, segment_size: u64) -> [u8; SEGMENT_HEAD
     out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[8..16].copy_from_slice(&index.to_le_bytes());
     out[16..24].copy_from_slice(&segment_size.to_le_bytes());
-    let crc = crc32c::crc32c(&out[0..24]);
+    let crc = crc32c(&[&out[0..24]]);
     out[24..28].copy_from_slice(&crc.to_le_bytes());
     out
 }
@@ -172,7 +180,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Option<(u64, u64)> {
     if head[0..4] != SEGMENT_MAGIC || u16::from_le_bytes([head[4], head[5]]) != FORMAT_VERSION {
         return None;
     }
-    if crc32c::crc32c(&head[0..24]) != u32::from_le_bytes(head[24..28].try_into().ok()?) {
+    if crc32c(&[&head[0..24]]) != u32::from_le_bytes(head[24..28].try_into().ok()?) {
         return None;
     }
     Some((u64_at(head, 8), u64_at(head, 16)))
@@ -270,6 +278,31 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), &'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksum is CRC32C as the format says: the standard check value, the same value
+    /// whatever the split into parts, and (for an existing log's sake) the same as the bit-by-bit
+    /// definition over lengths that cross every SIMD block size.
+    #[test]
+    fn the_checksum_is_crc32c_however_it_is_split() {
+        assert_eq!(crc32c(&[b"123456789"]), 0xE306_9283);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let bitwise = |bytes: &[u8]| {
+            let mut crc = !0u32;
+            for byte in bytes {
+                crc ^= u32::from(*byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+                }
+            }
+            !crc
+        };
+        for len in [0usize, 1, 15, 16, 63, 64, 255, 256, 257, 1000, 4096, 5000] {
+            let whole = crc32c(&[&data[..len]]);
+            assert_eq!(whole, bitwise(&data[..len]), "length {len}");
+            let (a, b) = data[..len].split_at(len / 3);
+            assert_eq!(crc32c(&[a, b]), whole, "length {len} in two parts");
+        }
+    }
 
     #[test]
     fn entries_round_trip_and_any_flipped_bit_is_caught() {
