@@ -176,7 +176,8 @@ impl<S: Storage> Wal<S> {
     /// (`O_DIRECT`), and the last entry's chain hash is computed while the device takes the
     /// bytes; then the write is reaped and `fdatasync` runs here. Measured (bench `wal`, recycled
     /// segments, 8 189 records per sync, docs/wal-format.md "Write path"): 55-63% of the
-    /// baseline with everything in line through the page cache (session 5), 80-91% this way.
+    /// baseline with everything in line through the page cache (session 5), 78-113% this way
+    /// (session 6, six runs, with `crc-fast` checksums).
     pub fn sync(&mut self) -> Result<u64, WalError> {
         self.begin_sync()?;
         self.sync_finish()
