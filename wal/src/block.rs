@@ -21,16 +21,17 @@ pub struct BlockBuffer {
     lead: usize,
 }
 
-/// The bytes of a [`BlockBuffer`], shared read-only with another thread.
+/// Part of a [`BlockBuffer`]'s contents, shared read-only with the storage (a write in flight)
+/// until dropped: the buffer refuses changes meanwhile.
 #[derive(Clone, Debug)]
 pub struct SharedBytes {
     vec: Arc<Vec<u8>>,
-    lead: usize,
+    range: std::ops::Range<usize>,
 }
 
 impl AsRef<[u8]> for SharedBytes {
     fn as_ref(&self) -> &[u8] {
-        &self.vec[self.lead..]
+        &self.vec[self.range.clone()]
     }
 }
 
@@ -63,9 +64,10 @@ impl BlockBuffer {
         (Arc::get_mut(&mut self.vec).expect("a block buffer is not changed while it is shared"), self.lead)
     }
 
-    /// The contents, shared read-only (for a write on another thread) until the copy is dropped.
-    pub fn share(&self) -> SharedBytes {
-        SharedBytes { vec: Arc::clone(&self.vec), lead: self.lead }
+    /// Bytes `range` of the contents, shared read-only (for a write in flight) until dropped.
+    pub fn share(&self, range: std::ops::Range<usize>) -> SharedBytes {
+        assert!(range.end <= self.len(), "sharing {range:?} of {} bytes", self.len());
+        SharedBytes { vec: Arc::clone(&self.vec), range: self.lead + range.start..self.lead + range.end }
     }
 
     /// Appends `bytes`.
@@ -160,8 +162,8 @@ mod tests {
         buffer.resize(model.len() + 100);
         assert!(buffer.bytes()[model.len()..].iter().all(|b| *b == 0));
         assert!(aligned(&buffer));
-        let shared = buffer.share();
-        assert_eq!(shared.as_ref(), buffer.bytes());
+        let shared = buffer.share(3..buffer.len());
+        assert_eq!(shared.as_ref(), &buffer.bytes()[3..]);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| buffer.truncate(0)));
         assert!(result.is_err(), "a shared buffer refuses changes");
         drop(shared);

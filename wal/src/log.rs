@@ -196,28 +196,23 @@ impl<S: Storage> Wal<S> {
     fn begin_sync(&mut self) -> Result<(), WalError> {
         self.check_usable()?;
         assert!(!self.sync_in_flight, "sync_start twice without sync_finish");
-        let large = self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES);
-        if self.config.sync == crate::SyncPolicy::EveryBatch && large && self.pending_written < self.pending.len() {
-            // Written (and synced) asynchronously while this thread hashes (and, under
-            // `sync_start`, the caller applies the batch).
+        let every_batch = self.config.sync == crate::SyncPolicy::EveryBatch;
+        if every_batch {
             if let Err(e) = self.sync_previous() {
                 return Err(self.fail("sync", e));
             }
+        }
+        let large = self.unhashed.is_some_and(|(_, len)| len >= OVERLAP_HASH_MIN_BYTES);
+        if every_batch && large && self.pending_written < self.pending.len() {
+            // Written (and synced) asynchronously while this thread hashes (and, under
+            // `sync_start`, the caller applies the batch).
             let (offset, range) = self.pad_for_write();
-            let bytes = crate::storage::SharedSlice { bytes: self.pending.share(), range };
-            if let Err(e) = self.storage.write_sync_begin(&segment_name(self.segment), offset, bytes) {
+            if let Err(e) = self.storage.write_sync_begin(&segment_name(self.segment), offset, self.pending.share(range)) {
                 return Err(self.fail("write", e));
             }
             self.sync_in_flight = true;
-        } else {
-            if let Err(e) = self.write_pending() {
-                return Err(self.fail("write", e));
-            }
-            if self.config.sync == crate::SyncPolicy::EveryBatch {
-                if let Err(e) = self.sync_previous() {
-                    return Err(self.fail("sync", e));
-                }
-            }
+        } else if let Err(e) = self.write_pending() {
+            return Err(self.fail("write", e));
         }
         self.sync_started = Some(std::time::Instant::now());
         Ok(())

@@ -159,7 +159,7 @@ fn voucher(data: &[u8], index: u64, from: usize, seq: u64) -> Option<EntryHeader
 
 /// How far recovery's scan asks the storage to read ahead of itself, in bytes: another window
 /// whenever it is half way through the last. Measured on this machine (cold page cache, 2 GiB of
-/// 1 MiB entries): without it the scan waited on page faults for every stretch it verified.
+/// 1 MiB entries, three alternating tries each): 2.75-3.81 s with it, 3.71-3.98 s without.
 const READ_AHEAD_BYTES: usize = 32 << 20;
 
 /// Verifies entries from `segments[start_pos]` at `offset` onwards, calling `visit` for those

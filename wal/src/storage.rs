@@ -12,6 +12,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::block::{SharedBytes, BLOCK_BYTES};
+
 /// A file's bytes, as a mapping or a copy.
 pub type Contents = Box<dyn AsRef<[u8]> + Send>;
 
@@ -51,7 +53,7 @@ pub trait Storage: Send {
     /// Starts [`Storage::write_at`] of `bytes` at `offset` followed by [`Storage::sync`] of
     /// `name`, so the caller can work meanwhile (the log hashes the entries it writes);
     /// [`Storage::sync_end`] returns the result of both. The default does both at once.
-    fn write_sync_begin(&mut self, name: &str, offset: u64, bytes: SharedSlice) -> io::Result<()> {
+    fn write_sync_begin(&mut self, name: &str, offset: u64, bytes: SharedBytes) -> io::Result<()> {
         self.write_at(name, offset, bytes.as_ref())?;
         self.sync(name)
     }
@@ -93,22 +95,6 @@ pub trait Storage: Send {
 /// written (a header whose checksum covers what follows; empty for none).
 pub type AtomicWrite = Box<dyn FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>> + Send>;
 
-/// Bytes shared read-only with the storage's sync thread for [`Storage::write_sync_begin`]: part
-/// of the log's write buffer, which the log leaves unchanged until `sync_end` returns.
-#[derive(Clone, Debug)]
-pub struct SharedSlice {
-    /// The whole buffer.
-    pub bytes: crate::block::SharedBytes,
-    /// The part to write.
-    pub range: std::ops::Range<usize>,
-}
-
-impl AsRef<[u8]> for SharedSlice {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes.as_ref()[self.range.clone()]
-    }
-}
-
 /// Where an [`AtomicWrite`] puts its bytes, piece by piece.
 pub type Sink<'s> = dyn FnMut(&[u8]) -> io::Result<()> + 's;
 
@@ -146,7 +132,7 @@ struct Syncer {
 #[derive(Debug)]
 struct SyncRequest {
     file: Arc<File>,
-    write: (DirectOrBuffered, u64, SharedSlice),
+    write: (DirectOrBuffered, u64, SharedBytes),
 }
 
 /// The handle a write goes through: `O_DIRECT` (whole aligned blocks) or the page cache.
@@ -269,8 +255,7 @@ impl FsStorage {
     /// `name` opened with `O_DIRECT`, or None if the file system refuses it.
     fn direct_file(&mut self, name: &str) -> io::Result<Option<&Arc<File>>> {
         if !self.direct_files.contains_key(name) {
-            use std::os::unix::fs::OpenOptionsExt;
-            let direct = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(self.dir.join(name)) {
+            let direct = match open_direct(&self.dir.join(name), false) {
                 Ok(file) => {
                     // Cached pages would send io_uring writes to a kernel worker (see `sys`);
                     // failing to drop them costs speed only.
@@ -310,16 +295,21 @@ fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     write_atomic_stream_in(dir, name, |sink| sink(bytes).map(|()| Vec::new()))
 }
 
-/// Bytes of the blocks an `O_DIRECT` write must cover whole (offset, length and memory).
-const DIRECT_BLOCK_BYTES: usize = 4096;
 /// Whether a write of `bytes` at `offset` meets `O_DIRECT`'s alignment (offset, length and address).
 fn direct_aligned(offset: u64, bytes: &[u8]) -> bool {
-    let block = DIRECT_BLOCK_BYTES as u64;
+    let block = BLOCK_BYTES as u64;
     !bytes.is_empty() && offset % block == 0 && bytes.len() as u64 % block == 0 && (bytes.as_ptr() as u64) % block == 0
 }
 
-/// Bytes each `O_DIRECT` write of a streamed atomic write carries.
+/// Bytes each `O_DIRECT` write of a streamed atomic write or a segment's zero-fill carries.
 const DIRECT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Opens `path` for writing with `O_DIRECT`, creating (and emptying) it if `create`. Fails with
+/// `EINVAL` where the file system refuses `O_DIRECT`.
+fn open_direct(path: &Path, create: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create(create).truncate(create).custom_flags(libc::O_DIRECT).open(path)
+}
 
 /// As [`write_atomic_in`], with the bytes streamed by `build` (see [`AtomicWrite`]); the head it
 /// returns is written over the file's start before the sync.
@@ -330,11 +320,7 @@ const DIRECT_CHUNK_BYTES: usize = 1 << 20;
 /// snapshot was written. Elsewhere (tmpfs, say) it is written through the page cache.
 fn write_atomic_stream_in(dir: &Path, name: &str, build: impl FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>>) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let direct = {
-        use std::os::unix::fs::OpenOptionsExt;
-        OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(&tmp)
-    };
-    let Ok(file) = direct else {
+    let Ok(file) = open_direct(&tmp, true) else {
         return write_atomic_buffered(dir, name, &tmp, build);
     };
     let outcome = write_direct(&file, build);
@@ -351,14 +337,14 @@ fn write_atomic_stream_in(dir: &Path, name: &str, build: impl FnOnce(&mut Sink<'
 /// saved copy of the first block, then the file synced.
 fn write_direct(file: &File, build: impl FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>>) -> io::Result<()> {
     let mut staging = memmap2::MmapMut::map_anon(DIRECT_CHUNK_BYTES)?;
-    let mut first_block = vec![0u8; DIRECT_BLOCK_BYTES];
+    let mut first_block = vec![0u8; BLOCK_BYTES];
     let mut filled = 0usize;
     let mut flushed = 0u64;
     let mut flush = |staging: &mut [u8], filled: usize, flushed: &mut u64| -> io::Result<()> {
-        let len = filled.next_multiple_of(DIRECT_BLOCK_BYTES);
+        let len = filled.next_multiple_of(BLOCK_BYTES);
         staging[filled..len].fill(0);
         if *flushed == 0 {
-            first_block.copy_from_slice(&staging[..DIRECT_BLOCK_BYTES]);
+            first_block.copy_from_slice(&staging[..BLOCK_BYTES]);
         }
         file.write_all_at(&staging[..len], *flushed)?;
         *flushed += filled as u64;
@@ -381,13 +367,13 @@ fn write_direct(file: &File, build: impl FnOnce(&mut Sink<'_>) -> io::Result<Vec
         flush(&mut staging, filled, &mut flushed)?;
     }
     let written = flushed;
-    if head.len() as u64 > written || head.len() > DIRECT_BLOCK_BYTES {
+    if head.len() as u64 > written || head.len() > BLOCK_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "an atomic write's head is longer than the write or a block"));
     }
     if !head.is_empty() {
         first_block[..head.len()].copy_from_slice(&head);
-        staging[..DIRECT_BLOCK_BYTES].copy_from_slice(&first_block);
-        file.write_all_at(&staging[..DIRECT_BLOCK_BYTES], 0)?;
+        staging[..BLOCK_BYTES].copy_from_slice(&first_block);
+        file.write_all_at(&staging[..BLOCK_BYTES], 0)?;
     }
     file.set_len(written)?;
     file.sync_all()
@@ -436,31 +422,25 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// 8-10 ms, every 4 MiB at 4-6 ms with the same throughput; every 2 MiB cost 10% of throughput.
 fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let direct = {
-        use std::os::unix::fs::OpenOptionsExt;
-        OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(&tmp)
-    };
-    match direct {
-        Ok(file) if len % DIRECT_BLOCK_BYTES as u64 == 0 && head.len() <= ZERO_CHUNK_BYTES => zero_fill_direct(&file, head, len)?,
+    match open_direct(&tmp, true) {
+        Ok(file) if len % BLOCK_BYTES as u64 == 0 && head.len() <= DIRECT_CHUNK_BYTES => zero_fill_direct(&file, head, len)?,
         _ => zero_fill_buffered(&tmp, head, len)?,
     }
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
 
-/// Bytes of zeros each write of a segment's preparation carries.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
 /// Bytes written between syncs while a segment is prepared.
 const ZERO_SYNC_EVERY_BYTES: u64 = 4 << 20;
 
 /// [`prepare_file`]'s `O_DIRECT` body: whole 1 MiB chunks from a zeroed, page-aligned anonymous
 /// map (the head in the first), synced every 4 MiB and at the end.
 fn zero_fill_direct(file: &File, head: &[u8], len: u64) -> io::Result<()> {
-    let mut chunk = memmap2::MmapMut::map_anon(ZERO_CHUNK_BYTES)?;
+    let mut chunk = memmap2::MmapMut::map_anon(DIRECT_CHUNK_BYTES)?;
     chunk[..head.len()].copy_from_slice(head);
     let (mut at, mut unsynced) = (0u64, 0u64);
     while at < len {
-        let n = (len - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        let n = (len - at).min(DIRECT_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&chunk[..n], at)?;
         if at == 0 {
             chunk[..head.len()].fill(0);
@@ -480,11 +460,11 @@ fn zero_fill_direct(file: &File, head: &[u8], len: u64) -> io::Result<()> {
 fn zero_fill_buffered(tmp: &Path, head: &[u8], len: u64) -> io::Result<()> {
     let mut file = File::create(tmp)?;
     file.write_all(head)?;
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+    let zeros = vec![0u8; DIRECT_CHUNK_BYTES];
     let mut left = len - head.len() as u64;
     let mut unsynced = 0u64;
     while left > 0 {
-        let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
+        let n = left.min(DIRECT_CHUNK_BYTES as u64) as usize;
         file.write_all(&zeros[..n])?;
         left -= n as u64;
         unsynced += n as u64;
@@ -571,18 +551,18 @@ impl Storage for FsStorage {
         Ok(Box::new(crate::mmap::map_read(&file)?))
     }
 
-    /// A write whose offset, length and buffer address are all multiples of 4 KiB (the log's
-    /// writes, see `Wal::write_pending`) goes to the device with `O_DIRECT`: no copy into the
-    /// page cache and no writeback at the sync, which then only flushes the device's cache.
-    /// Measured with `pwrite` + `fdatasync` over a preallocated file (docs/wal-format.md,
-    /// "Write path"), 10-40% more records per second than through the page cache. Other writes,
-    /// and every write where the file system refuses `O_DIRECT`, go through the page cache.
     fn read_ahead(&self, name: &str, offset: u64, len: u64) {
         if let Ok(file) = File::open(self.dir.join(name)) {
             let _ = crate::sys::read_ahead(&file, offset, len); // a hint: failure costs speed only
         }
     }
 
+    /// A write whose offset, length and buffer address are all multiples of 4 KiB (the log's
+    /// writes, see `Wal::write_pending`) goes to the device with `O_DIRECT`: no copy into the
+    /// page cache and no writeback at the sync, which then only flushes the device's cache.
+    /// Measured with `pwrite` + `fdatasync` over a preallocated file (docs/wal-format.md,
+    /// "Write path"), 10-40% more records per second than through the page cache. Other writes,
+    /// and every write where the file system refuses `O_DIRECT`, go through the page cache.
     fn write_at(&mut self, name: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
         self.writable()?;
         if direct_aligned(offset, bytes) {
@@ -611,17 +591,17 @@ impl Storage for FsStorage {
     /// the caller works, and `sync_end` reaps the write and syncs on the caller's thread. Where
     /// io_uring is refused or off, the write and the sync run on the sync thread. An `EINVAL`
     /// from an `O_DIRECT` write here is not retried but reported, and the log stops.
-    fn write_sync_begin(&mut self, name: &str, offset: u64, bytes: SharedSlice) -> io::Result<()> {
+    fn write_sync_begin(&mut self, name: &str, offset: u64, bytes: SharedBytes) -> io::Result<()> {
         self.writable()?;
         let file = Arc::clone(self.file(name)?);
         let direct = match direct_aligned(offset, bytes.as_ref()) {
             true => self.direct_file(name)?.map(Arc::clone),
             false => None,
         };
-        if let (Some(direct), true) = (&direct, self.use_io_uring) {
-            let direct = Arc::clone(direct);
+        if let Some(direct) = &direct {
+            let (direct, buffered) = (Arc::clone(direct), Arc::clone(&file));
             if let Some(ring) = self.uring() {
-                ring.write_begin(direct, Arc::clone(&file), offset, bytes)?;
+                ring.write_begin(direct, buffered, offset, bytes)?;
                 self.uring_sync = Some((file, std::time::Instant::now()));
                 return Ok(());
             }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::storage::SharedSlice;
+use crate::block::SharedBytes;
 
 /// Submission queue entries: one write in flight at a time needs one.
 const RING_ENTRIES: u32 = 4;
@@ -28,7 +28,7 @@ struct InFlight {
     _direct: Arc<File>,
     buffered: Arc<File>,
     offset: u64,
-    bytes: SharedSlice,
+    bytes: SharedBytes,
 }
 
 /// An io_uring instance for the log's writes.
@@ -52,7 +52,7 @@ impl Uring {
     /// Submits a write of `bytes` at `offset` through `direct` (a file opened with `O_DIRECT`;
     /// `buffered` is the same file through the page cache, for the rest of a short write).
     /// The ring keeps both files and the bytes until [`Uring::write_end`] reaps the write.
-    pub(crate) fn write_begin(&mut self, direct: Arc<File>, buffered: Arc<File>, offset: u64, bytes: SharedSlice) -> io::Result<()> {
+    pub(crate) fn write_begin(&mut self, direct: Arc<File>, buffered: Arc<File>, offset: u64, bytes: SharedBytes) -> io::Result<()> {
         assert!(self.in_flight.is_none(), "one io_uring write at a time");
         let slice = bytes.as_ref();
         let len = u32::try_from(slice.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a write of 4 GiB or more"))?;
@@ -60,7 +60,7 @@ impl Uring {
         // SAFETY: the entry points into `bytes` and names `direct`'s descriptor. Both are held in
         // `self.in_flight` until the completion is reaped (`write_end`, or `drop`, which waits
         // for it), and the bytes cannot change meanwhile: the log's buffer refuses changes
-        // while a `SharedSlice` of it is alive.
+        // while a `SharedBytes` of it is alive.
         unsafe {
             self.ring.submission().push(&entry).map_err(|_| io::Error::other("the io_uring submission queue is full"))?;
         }
