@@ -89,7 +89,7 @@ fn io(what: &str, e: std::io::Error) -> OpenError {
 fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     // Whole blocks first: an OR over 4 KiB compiles to wide vector loads, so the zero-filled
     // rest of a 256 MiB segment is cleared at memory speed instead of byte by byte.
-    const BLOCK_BYTES: usize = 4096;
+    use crate::block::BLOCK_BYTES;
     let mut end = bytes.len();
     while end > 0 {
         let start = end.saturating_sub(BLOCK_BYTES);
