@@ -48,15 +48,6 @@ struct Row {
     p99_us: u64,
 }
 
-/// Runs `step` (one durable batch) repeatedly for RUN_TIME; times each call.
-fn measure(records_per_sync: usize, mut step: impl FnMut(u64)) -> Row {
-    measure_durable(records_per_sync, |i| {
-        let t = Instant::now();
-        step(i);
-        t.elapsed()
-    })
-}
-
 /// Lets the disk come to rest before a timed run: everything written so far flushed (`sync`),
 /// then a pause. This virtual disk goes on writing back what earlier rows wrote long after their
 /// syncs returned, and a row timed meanwhile shares the disk with it: cold recovery took 1.7-2.0 s
@@ -67,16 +58,16 @@ fn settle() {
     std::thread::sleep(Duration::from_secs(1));
 }
 
-/// As [`measure`], for a `step` that returns the latency to record itself (the part of the call
-/// until its batch was durable); throughput still counts the whole of every call.
-fn measure_durable(records_per_sync: usize, mut step: impl FnMut(u64) -> Duration) -> Row {
+/// Runs `step` (one durable batch) repeatedly for [`RUN_TIME`]; times each call.
+fn measure(records_per_sync: usize, mut step: impl FnMut(u64)) -> Row {
     settle();
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
     let start = Instant::now();
     let mut batches = 0u64;
     while start.elapsed() < RUN_TIME {
-        let latency = step(batches);
-        histogram.record(latency.as_micros().max(1) as u64).expect("record");
+        let t = Instant::now();
+        step(batches);
+        histogram.record(t.elapsed().as_micros().max(1) as u64).expect("record");
         batches += 1;
     }
     let secs = start.elapsed().as_secs_f64();
@@ -132,21 +123,11 @@ fn baseline_msync(records: usize) -> Row {
     })
 }
 
-/// The default log (every segment kept), one entry per record or per batch. With
-/// `reserve_for_records_per_s`, log space is reserved before the timed run: as many segments
-/// prepared (zero-filled) as that rate would fill in the run, plus a tenth, as `bursar start
-/// --reserve-log-mib` does and as the baseline's own file is zero-filled before it is timed; the
-/// log then writes blocks written once before, like the baseline.
-fn wal(records: usize, entry_per_record: bool, reserve_for_records_per_s: Option<f64>) -> Row {
+/// The default log (every segment kept, nothing reserved), one entry per record or per batch.
+fn wal(records: usize, entry_per_record: bool) -> Row {
     let dir = bench_dir("wal");
     let storage = FsStorage::open(&dir).expect("dir");
-    let config = WalConfig::default();
-    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
-    if let Some(records_per_s) = reserve_for_records_per_s {
-        let entry_bytes = (records * RECORD_BYTES + 72 + 72) as f64;
-        let bytes = records_per_s / records as f64 * RUN_TIME.as_secs_f64() * 1.1 * entry_bytes;
-        wal.prepare_ahead((bytes as u64).div_ceil(config.segment_size_bytes)).expect("reserve");
-    }
+    let (mut wal, _) = open(storage, WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
     let record = [7u8; RECORD_BYTES];
     let batch = vec![7u8; records * RECORD_BYTES];
     measure(records, |i| {
@@ -166,22 +147,40 @@ fn wal(records: usize, entry_per_record: bool, reserve_for_records_per_s: Option
 /// the state's, is measured here).
 const RECYCLE_SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
 
+/// One durable batch of a contender in [`interleaved`]: appends `batch` and makes it durable;
+/// returns the latency to record (the part of the call until the batch was durable).
+type Step<'a> = Box<dyn FnMut(&[u8]) -> Duration + 'a>;
+
+
+/// The baseline as an [`interleaved`] contender: pwrite + fdatasync of the batch into the
+/// preallocated, zero-filled `file`, slot after slot, wrapping at its end.
+fn baseline_step(file: &File) -> Step<'_> {
+    let mut i = 0u64;
+    Box::new(move |batch: &[u8]| {
+        let t = Instant::now();
+        let slots = FILE_BYTES / batch.len() as u64;
+        file.write_all_at(batch, (i % slots) * batch.len() as u64).expect("pwrite");
+        file.sync_data().expect("fdatasync");
+        i += 1;
+        t.elapsed()
+    })
+}
+
 /// A log with retention on, warmed up first (untimed, as the baseline's file is zero-filled
 /// untimed): 2 GiB of 1 MiB entries with a snapshot every 64 MiB, so segments are recycled and
 /// the log runs in its steady state, reusing the blocks of segments the kept snapshots cover.
-/// Then each batch size in turn on that same log, one entry per batch, snapshots going on.
-fn wal_recycling(sizes: &[usize]) -> Vec<Row> {
+/// Each step is one entry and one sync, then the snapshot housekeeping as the server does it: a
+/// snapshot written on the storage's background thread, and retention once it is done. The
+/// latency returned is the time the batch took to become durable (the sync latency); the
+/// housekeeping counts in the throughput, not in that latency.
+fn recycling_step() -> Step<'static> {
     let dir = bench_dir("wal-recycle");
     let storage = FsStorage::open(&dir).expect("dir");
     let config = WalConfig { retention: Retention::RecycleBeforeSnapshots, ..WalConfig::default() };
     let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
     let mut since_snapshot = 0u64;
     let mut snapshot_running = false;
-    // One durable batch, then the snapshot housekeeping as the server does it: a snapshot
-    // written on the storage's background thread, and retention once it is done. Returns the
-    // time the batch took to become durable (the sync latency); the housekeeping counts in the
-    // throughput, not in that latency.
-    let mut step = |wal: &mut Wal<FsStorage>, batch: &[u8]| -> Duration {
+    let mut step = move |batch: &[u8]| -> Duration {
         let t = Instant::now();
         wal.append_with(0, |buffer| buffer.extend_from_slice(batch)).expect("append");
         let seq = wal.sync().expect("sync");
@@ -201,15 +200,73 @@ fn wal_recycling(sizes: &[usize]) -> Vec<Row> {
     };
     let warm = vec![7u8; 8189 * RECORD_BYTES];
     for _ in 0..(2u64 << 30) / warm.len() as u64 {
-        step(&mut wal, &warm);
+        step(&warm);
     }
     let names = std::fs::read_dir(&dir).expect("dir").count();
     eprintln!("recycling log warmed up: {names} files in its directory");
-    sizes
+    Box::new(step)
+}
+
+/// The default log (every segment kept) with log space reserved before it is timed: as many
+/// segments prepared (zero-filled) as `records_per_s` would fill in [`RUN_TIME`] with batches of
+/// `records`, plus a tenth and one, as `bursar start --reserve-log-mib` does and as the
+/// baseline's own file is zero-filled before it is timed. The log then writes blocks written once
+/// before, like the baseline. One entry and one sync per step.
+fn reserved_step(records: usize, records_per_s: f64) -> Step<'static> {
+    let dir = bench_dir("wal-reserved");
+    let storage = FsStorage::open(&dir).expect("dir");
+    let config = WalConfig::default();
+    let (mut wal, _) = open(storage, config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+    let entry_bytes = (records * RECORD_BYTES + 72 + 72) as f64;
+    let bytes = records_per_s / records as f64 * RUN_TIME.as_secs_f64() * 1.1 * entry_bytes;
+    wal.prepare_ahead((bytes as u64).div_ceil(config.segment_size_bytes) + 1).expect("reserve");
+    Box::new(move |batch: &[u8]| {
+        let t = Instant::now();
+        wal.append_with(0, |buffer| buffer.extend_from_slice(batch)).expect("append");
+        wal.sync().expect("sync");
+        t.elapsed()
+    })
+}
+
+/// Rounds of [`interleaved`]: each contender runs `ROUNDS` slices of `RUN_TIME / ROUNDS`.
+const ROUNDS: u32 = 6;
+
+/// Measures `contenders` at `records` per sync in alternating slices: [`ROUNDS`] rounds, each
+/// giving every contender `RUN_TIME / ROUNDS` in turn, the order rotating by one each round. This
+/// virtual disk's speed drifts by tens of percent within a minute (bench/README.md); measured
+/// one after the other, a log and its baseline meet it in different phases, and the ratio
+/// between them measures the drift as much as the log. Slice by slice, they share its phases.
+fn interleaved(records: usize, contenders: &mut [&mut dyn FnMut(&[u8]) -> Duration]) -> Vec<Row> {
+    struct Tally {
+        batches: u64,
+        secs: f64,
+        histogram: Histogram<u64>,
+    }
+    let batch = vec![7u8; records * RECORD_BYTES];
+    let slice = RUN_TIME / ROUNDS;
+    let mut tallies: Vec<Tally> =
+        contenders.iter().map(|_| Tally { batches: 0, secs: 0.0, histogram: Histogram::new(3).expect("histogram") }).collect();
+    settle();
+    for round in 0..ROUNDS as usize {
+        for k in 0..contenders.len() {
+            let who = (round + k) % contenders.len();
+            let (step, tally) = (&mut contenders[who], &mut tallies[who]);
+            let start = Instant::now();
+            while start.elapsed() < slice {
+                let latency = step(&batch);
+                tally.histogram.record(latency.as_micros().max(1) as u64).expect("record");
+                tally.batches += 1;
+            }
+            tally.secs += start.elapsed().as_secs_f64();
+        }
+    }
+    tallies
         .iter()
-        .map(|&records| {
-            let batch = vec![7u8; records * RECORD_BYTES];
-            measure_durable(records, |_| step(&mut wal, &batch))
+        .map(|t| Row {
+            records_per_sync: records,
+            records_per_s: (t.batches * records as u64) as f64 / t.secs,
+            p50_us: t.histogram.value_at_quantile(0.5),
+            p99_us: t.histogram.value_at_quantile(0.99),
         })
         .collect()
 }
@@ -322,18 +379,35 @@ fn main() {
     let sizes = [1usize, 100, 1000, 8189];
     let base: Vec<Row> = sizes.iter().map(|n| baseline_pwrite(*n)).collect();
     let msync: Vec<Row> = sizes.iter().map(|n| baseline_msync(*n)).collect();
-    let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true, None)).collect();
-    let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false, None)).collect();
+    let per_record: Vec<Row> = sizes.iter().map(|n| wal(*n, true)).collect();
+    let per_batch: Vec<Row> = sizes.iter().map(|n| wal(*n, false)).collect();
     let fresh: Vec<Row> = sizes.iter().map(|n| baseline_fresh(*n)).collect();
-    let reserved: Vec<Row> = sizes.iter().zip(&base).map(|(n, b)| wal(*n, false, Some(b.records_per_s))).collect();
-    let recycling = wal_recycling(&sizes);
+    // The logs that overwrite written blocks, as the baseline does, each size slice by slice
+    // beside a baseline of its own.
+    let baseline_file = zeroed_file(&bench_dir("baseline-interleaved").join("data"));
+    let mut recycling = recycling_step();
+    let (mut side_base, mut side_reserved, mut side_recycling) = (Vec::new(), Vec::new(), Vec::new());
+    for (&records, b) in sizes.iter().zip(&base) {
+        let mut baseline = baseline_step(&baseline_file);
+        let mut reserved = reserved_step(records, b.records_per_s);
+        let mut rows = interleaved(records, &mut [&mut *baseline, &mut *reserved, &mut *recycling]).into_iter();
+        side_base.extend(rows.next());
+        side_reserved.extend(rows.next());
+        side_recycling.extend(rows.next());
+    }
     print_rows("baseline: pwrite + fdatasync of the records into a preallocated file", &base, &base);
     print_rows("alternative: copy into the mapping + msync of the range", &msync, &base);
     print_rows("Bursar WAL, one entry per record (72-byte header each), one sync per batch", &per_record, &base);
     print_rows("Bursar WAL, one entry per batch (how the sequencer logs), one sync per batch", &per_batch, &base);
     print_rows("for comparison, the disk's fresh blocks: pwrite + fdatasync appending to new sparse files", &fresh, &base);
-    print_rows("Bursar WAL keeping every segment, log space reserved before the run, one entry per batch", &reserved, &base);
-    print_rows("Bursar WAL with retention (segments recycled), steady state, one entry per batch", &recycling, &base);
+    println!("\nSlice by slice: the baseline, and the logs that overwrite written blocks as it does, in {ROUNDS} alternating rounds");
+    print_rows("baseline, interleaved: pwrite + fdatasync of the records into a preallocated file", &side_base, &side_base);
+    print_rows(
+        "Bursar WAL keeping every segment, log space reserved before the run, one entry per batch (interleaved)",
+        &side_reserved,
+        &side_base,
+    );
+    print_rows("Bursar WAL with retention (segments recycled), steady state, one entry per batch (interleaved)", &side_recycling, &side_base);
     println!();
     recovery_speed(2_000_000, 1);
     recovery_speed(2_000, 8189);
