@@ -85,21 +85,10 @@ fn io(what: &str, e: std::io::Error) -> OpenError {
     OpenError::Io(format!("{what}: {e}"))
 }
 
-/// Index of the last non-zero byte, if any.
-fn last_nonzero(bytes: &[u8]) -> Option<usize> {
-    // Whole blocks first: an OR over 4 KiB compiles to wide vector loads, so the zero-filled
-    // rest of a 256 MiB segment is cleared at memory speed instead of byte by byte.
-    use crate::block::BLOCK_BYTES;
-    let mut end = bytes.len();
-    while end > 0 {
-        let start = end.saturating_sub(BLOCK_BYTES);
-        let block = &bytes[start..end];
-        if block.iter().fold(0u8, |acc, b| acc | b) != 0 {
-            return block.iter().rposition(|b| *b != 0).map(|i| start + i);
-        }
-        end = start;
-    }
-    None
+/// Whether every byte of `bytes` is zero. An OR over a whole block compiles to wide vector
+/// loads, so the zero-filled rest of a segment is cleared at memory speed, not byte by byte.
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |acc, b| acc | b) == 0
 }
 
 /// Segment indexes (contiguous; from 0 unless retention recycled the oldest) and snapshot
@@ -143,12 +132,23 @@ fn start_recycled(first: u64) -> OpenError {
 /// Intact entries of segment `index` (checksums valid for this segment) at any aligned offset
 /// from `from` on: what may follow the end of the entries is zeros, a recycled segment's past
 /// (which fails this segment's checksums) or the leftovers of an unacknowledged write.
+///
+/// The search runs forward, block by block, and skips every all-zero block: an entry's header
+/// begins with its magic, so an entry can only start in a block that is not all zeros. Forward,
+/// because a cold segment is read from the disk as the search goes, and the kernel reads ahead
+/// of a forward scan (the search used to find the last non-zero byte first, scanning backwards
+/// from the segment's end: 0.55 s for a cold, mostly empty 256 MiB segment, bench/README.md).
 fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
-    let last = last_nonzero(data).map_or(0, |l| l + 1);
-    (from..last).step_by(ENTRY_ALIGN).filter_map(move |at| match format::read_entry(data, at, index) {
-        Slot::Valid(h) => Some((at, h)),
-        _ => None,
-    })
+    use crate::block::BLOCK_BYTES;
+    let from = from.next_multiple_of(ENTRY_ALIGN);
+    (from / BLOCK_BYTES..data.len().div_ceil(BLOCK_BYTES))
+        .map(move |block| (block * BLOCK_BYTES).max(from)..((block + 1) * BLOCK_BYTES).min(data.len()))
+        .filter(move |range| !all_zero(&data[range.clone()]))
+        .flat_map(|range| range.step_by(ENTRY_ALIGN))
+        .filter_map(move |at| match format::read_entry(data, at, index) {
+            Slot::Valid(h) => Some((at, h)),
+            _ => None,
+        })
 }
 
 /// The first intact entry of segment `index` at or after `from` that was appended when entry
@@ -528,17 +528,42 @@ pub fn read_snapshot<S: Storage>(storage: &S, seq: u64) -> Result<(SnapshotHeade
 
 #[cfg(test)]
 mod tests {
-    use super::last_nonzero;
+    use super::later_entries;
+    use crate::format::{self, EntryHeader, Slot, ENTRY_ALIGN, GENESIS_HASH};
 
+    /// The block-skipping search finds exactly what trying every aligned offset finds: entries
+    /// straddling blocks, entries at the first and last slot of a block, garbage, another
+    /// segment's entries, and a search starting inside a block.
     #[test]
-    fn last_nonzero_finds_the_last_set_byte_across_blocks() {
-        for len in [0usize, 1, 4095, 4096, 4097, 10_000] {
-            let mut bytes = vec![0u8; len];
-            assert_eq!(last_nonzero(&bytes), None);
-            for at in [0, len / 3, len.saturating_sub(1)].into_iter().filter(|at| *at < len) {
-                bytes[at] = 7;
-                assert_eq!(last_nonzero(&bytes), bytes.iter().rposition(|b| *b != 0));
-            }
+    fn later_entries_matches_trying_every_offset() {
+        const INDEX: u64 = 3;
+        let mut data = vec![0u8; 5 * 4096 + 1000];
+        let put = |data: &mut Vec<u8>, at: usize, seq: u64, body_len: usize, index: u64| {
+            let header = EntryHeader { seq, timestamp: 0, synced_through: seq, body_len: body_len as u32, flags: 0, prev_hash: GENESIS_HASH };
+            let mut out = Vec::new();
+            format::encode_entry(&header, &vec![seq as u8; body_len], index, &mut out);
+            data[at..at + out.len()].copy_from_slice(&out);
+        };
+        put(&mut data, 64, 1, 10, INDEX);
+        put(&mut data, 4096 - 8, 2, 100, INDEX); // header straddles blocks 0 and 1
+        put(&mut data, 2 * 4096, 3, 4000, INDEX); // first slot of block 2, into block 3
+        put(&mut data, 4 * 4096 - 80, 4, 0, INDEX); // the last slot a whole header fits in block 3
+        put(&mut data, 4 * 4096 + 512, 5, 10, INDEX + 1); // another segment's entry: not one of ours
+        data[4 * 4096 + 2000..4 * 4096 + 2100].fill(0xAB); // garbage
+        put(&mut data, 5 * 4096 + 200, 6, 700, INDEX); // ends in the partial last block
+        let brute = |from: usize| -> Vec<(usize, u64)> {
+            (from.next_multiple_of(ENTRY_ALIGN)..data.len())
+                .step_by(ENTRY_ALIGN)
+                .filter_map(|at| match format::read_entry(&data, at, INDEX) {
+                    Slot::Valid(h) => Some((at, h.seq)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(brute(0).iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 6]);
+        for from in [0, 64, 72, 4096 - 8, 4096, 2 * 4096 + 8, 4 * 4096, 5 * 4096 + 200, 5 * 4096 + 208, data.len()] {
+            let found: Vec<(usize, u64)> = later_entries(&data, INDEX, from).map(|(at, h)| (at, h.seq)).collect();
+            assert_eq!(found, brute(from), "from {from}");
         }
     }
 }
