@@ -1,18 +1,21 @@
 //! Start-up probe: how long `open` takes on a log whose last segment is mostly empty, with a
 //! cold page cache (run as root: it drops the caches) and a warm one.
 //!
-//! Run: `cargo run --release -p bursar-bench --example startup_probe [-- ENTRIES]`.
+//! Run: `cargo run --release -p bursar-bench --example startup_probe [-- ENTRIES | DIR]`: a new
+//! log of ENTRIES 128-byte entries (default 1 000), or an existing log directory (left as it is).
 
 use std::time::Instant;
 
 use bursar_wal::{open, FsStorage, WalConfig};
 
 fn main() {
-    let entries: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let dir = std::env::temp_dir().join("bursar-startup-probe");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    {
+    let arg = std::env::args().nth(1);
+    let given = arg.as_ref().filter(|a| a.parse::<u64>().is_err()).map(std::path::PathBuf::from);
+    let entries: u64 = arg.and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let dir = given.clone().unwrap_or_else(|| std::env::temp_dir().join("bursar-startup-probe"));
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
         let (mut wal, _) = open(FsStorage::open(&dir).expect("dir"), WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
         for i in 0..entries {
             wal.append(i, &[7u8; 128]).expect("append");
@@ -41,5 +44,7 @@ fn main() {
             warm.as_secs_f64() * 1e3
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
