@@ -149,8 +149,9 @@ const RECYCLE_SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
 
 /// One durable batch of a contender in [`interleaved`]: appends `batch` and makes it durable;
 /// returns the latency to record (the part of the call until the batch was durable).
-type Step<'a> = Box<dyn FnMut(&[u8]) -> Duration + 'a>;
-
+type StepFn<'a> = dyn FnMut(&[u8]) -> Duration + 'a;
+/// A boxed [`StepFn`].
+type Step<'a> = Box<StepFn<'a>>;
 
 /// The baseline as an [`interleaved`] contender: pwrite + fdatasync of the batch into the
 /// preallocated, zero-filled `file`, slot after slot, wrapping at its end.
@@ -236,7 +237,7 @@ const ROUNDS: u32 = 6;
 /// virtual disk's speed drifts by tens of percent within a minute (bench/README.md); measured
 /// one after the other, a log and its baseline meet it in different phases, and the ratio
 /// between them measures the drift as much as the log. Slice by slice, they share its phases.
-fn interleaved(records: usize, contenders: &mut [&mut dyn FnMut(&[u8]) -> Duration]) -> Vec<Row> {
+fn interleaved(records: usize, contenders: &mut [&mut StepFn<'_>]) -> Vec<Row> {
     struct Tally {
         batches: u64,
         secs: f64,
@@ -407,7 +408,11 @@ fn main() {
         &side_reserved,
         &side_base,
     );
-    print_rows("Bursar WAL with retention (segments recycled), steady state, one entry per batch (interleaved)", &side_recycling, &side_base);
+    print_rows(
+        "Bursar WAL with retention (segments recycled), steady state, one entry per batch (interleaved)",
+        &side_recycling,
+        &side_base,
+    );
     println!();
     recovery_speed(2_000_000, 1);
     recovery_speed(2_000, 8189);

@@ -16,7 +16,8 @@ fn main() {
     if given.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let (mut wal, _) = open(FsStorage::open(&dir).expect("dir"), WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+        let (mut wal, _) =
+            open(FsStorage::open(&dir).expect("dir"), WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
         for i in 0..entries {
             wal.append(i, &[7u8; 128]).expect("append");
             if i % 100 == 99 {
@@ -29,7 +30,8 @@ fn main() {
         let _ = std::process::Command::new("sync").status();
         let dropped = std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok();
         let start = Instant::now();
-        let (wal, report) = open(FsStorage::open(&dir).expect("dir"), WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
+        let (wal, report) =
+            open(FsStorage::open(&dir).expect("dir"), WalConfig::default(), &mut |_, _| Ok(()), &mut |_| Ok(())).expect("open");
         let cold = start.elapsed();
         drop(wal);
         let start = Instant::now();

@@ -145,6 +145,48 @@ fn a_forged_entry_with_a_recomputed_checksum_breaks_the_chain() {
     }
 }
 
+/// Recovery hashes long runs of entries ahead of its checks, in two halves on two threads
+/// (`hash_ahead`): on a segment holding over 256 KiB of entries, every entry still comes back in
+/// order, and an entry forged (checksum recomputed) in the second half of such a run still
+/// breaks the chain at the entry after it.
+#[test]
+fn entries_hashed_ahead_on_two_threads_come_back_in_order_and_a_forgery_is_still_found() {
+    const BIG: WalConfig = WalConfig { segment_size_bytes: 4 << 20, ..SMALL };
+    const N: u64 = 3000;
+    let storage = SimStorage::new(1, Faults::default());
+    let (mut wal, _) = open(storage.clone(), BIG, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("fresh log");
+    for seq in 1..=N {
+        wal.append(seq, &body(seq)).expect("append");
+    }
+    wal.sync().expect("sync");
+    drop(wal);
+    let contents = storage.durable(&segment_name(0)).expect("segment");
+    let mut seen = Vec::new();
+    open(storage.clone(), BIG, &mut |_, _| Ok(()), &mut |e| {
+        seen.push((e.seq, e.body.to_vec()));
+        Ok(())
+    })
+    .expect("recover");
+    assert_eq!(seen, (1..=N).map(|seq| (seq, body(seq))).collect::<Vec<_>>());
+    // Entry 2 500: past half of the run's 3 000 entries (about 450 KiB).
+    let mut at = 64;
+    for seq in 1..2500 {
+        at += bursar_wal::format::stored_len(body(seq).len());
+    }
+    let header = match bursar_wal::format::read_entry(&contents, at, 0) {
+        bursar_wal::format::Slot::Valid(h) if h.seq == 2500 => h,
+        other => panic!("{other:?}"),
+    };
+    let mut forged = Vec::new();
+    let altered: Vec<u8> = body(2500).iter().map(|b| b ^ 0xFF).collect();
+    bursar_wal::format::encode_entry(&header, &altered, 0, &mut forged);
+    storage.overwrite(&segment_name(0), at, &forged);
+    match open(storage, BIG, &mut |_, _| Ok(()), &mut |_| Ok(())) {
+        Err(OpenError::Corrupt { seq: 2501, reason, .. }) => assert!(reason.contains("chain"), "{reason}"),
+        other => panic!("expected a broken chain at 2 501, got {:?}", other.map(|r| r.1)),
+    }
+}
+
 #[test]
 fn a_torn_unsynced_tail_is_cut_off_and_reported() {
     let storage = SimStorage::new(3, Faults::default());
