@@ -143,7 +143,7 @@ fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (
     let from = from.next_multiple_of(ENTRY_ALIGN);
     (from / BLOCK_BYTES..data.len().div_ceil(BLOCK_BYTES))
         .map(move |block| (block * BLOCK_BYTES).max(from)..((block + 1) * BLOCK_BYTES).min(data.len()))
-        .filter(move |range| !all_zero(&data[range.clone()]))
+        .filter(move |range| range.start < range.end && !all_zero(&data[range.clone()]))
         .flat_map(|range| range.step_by(ENTRY_ALIGN))
         .filter_map(move |at| match format::read_entry(data, at, index) {
             Slot::Valid(h) => Some((at, h)),
@@ -615,7 +615,21 @@ mod tests {
                 .collect()
         };
         assert_eq!(brute(0).iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 6]);
-        for from in [0, 64, 72, 4096 - 8, 4096, 2 * 4096 + 8, 4 * 4096, 5 * 4096 + 200, 5 * 4096 + 208, data.len()] {
+        // Past the end too: a damaged segment shorter than its first slot (found by the fuzz target).
+        for from in [
+            0,
+            64,
+            72,
+            4096 - 8,
+            4096,
+            2 * 4096 + 8,
+            4 * 4096,
+            5 * 4096 + 200,
+            5 * 4096 + 208,
+            data.len(),
+            data.len() + 3,
+            data.len() + 4096,
+        ] {
             let found: Vec<(usize, u64)> = later_entries(&data, INDEX, from).map(|(at, h)| (at, h.seq)).collect();
             assert_eq!(found, brute(from), "from {from}");
         }
