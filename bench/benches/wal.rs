@@ -83,10 +83,9 @@ fn baseline_pwrite(records: usize) -> Row {
     let dir = bench_dir("baseline");
     let file = zeroed_file(&dir.join("data"));
     let batch = vec![7u8; records * RECORD_BYTES];
-    let slots = FILE_BYTES / batch.len() as u64;
-    measure(records, |i| {
-        file.write_all_at(&batch, (i % slots) * batch.len() as u64).expect("pwrite");
-        file.sync_data().expect("fdatasync");
+    let mut step = baseline_step(&file);
+    measure(records, |_| {
+        step(&batch);
     })
 }
 

@@ -27,7 +27,7 @@ fn drive(bytes: &[u8], chunk: usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1024), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var_os("PROPTEST_CASES").map_or(1024, |_| ProptestConfig::default().cases), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), chunk in 1usize..64) {

@@ -19,7 +19,7 @@ fn record() -> impl Strategy<Value = [u8; RECORD_SIZE]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var_os("PROPTEST_CASES").map_or(512, |_| ProptestConfig::default().cases), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_commands_get_results_and_keep_invariants(

@@ -19,7 +19,7 @@ fn engine_after(seed: u64, batches: usize) -> (Engine, Workload) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var_os("PROPTEST_CASES").map_or(64, |_| ProptestConfig::default().cases), ..ProptestConfig::default() })]
 
     #[test]
     fn snapshot_restore_keeps_the_digest_and_the_behaviour(seed in any::<u64>(), batches in 0usize..60) {

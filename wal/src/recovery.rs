@@ -140,10 +140,10 @@ fn start_recycled(first: u64) -> OpenError {
 /// from the segment's end: 0.55 s for a cold, mostly empty 256 MiB segment, bench/README.md).
 fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
     use crate::block::BLOCK_BYTES;
-    let from = from.next_multiple_of(ENTRY_ALIGN);
+    let from = from.next_multiple_of(ENTRY_ALIGN).min(data.len());
     (from / BLOCK_BYTES..data.len().div_ceil(BLOCK_BYTES))
         .map(move |block| (block * BLOCK_BYTES).max(from)..((block + 1) * BLOCK_BYTES).min(data.len()))
-        .filter(move |range| range.start < range.end && !all_zero(&data[range.clone()]))
+        .filter(move |range| !all_zero(&data[range.clone()]))
         .flat_map(|range| range.step_by(ENTRY_ALIGN))
         .filter_map(move |at| match format::read_entry(data, at, index) {
             Slot::Valid(h) => Some((at, h)),
@@ -169,19 +169,23 @@ const HASH_AHEAD_BYTES_MAX: usize = 16 << 20;
 /// tens of microseconds to start, the hashing of 256 KiB about 100.
 const HASH_SPLIT_MIN_BYTES: usize = 256 << 10;
 
-/// The chain hashes of the run of intact entries of `segment` starting at `offset`, up to
-/// [`HASH_AHEAD_ENTRIES_MAX`] of them or [`HASH_AHEAD_BYTES_MAX`] bytes, in order, each with its
-/// offset. Only checksums are checked here; the scan checks everything else as it consumes them.
-fn hash_ahead(bytes: &[u8], offset: usize, segment: u64) -> std::collections::VecDeque<(usize, Hash)> {
-    let mut entries = Vec::new();
-    let (mut at, mut total) = (offset, 0usize);
+/// Entries read and hashed ahead of the scan's checks: offset, header (checksum verified), chain hash.
+type HashedRun = std::collections::VecDeque<(usize, EntryHeader, Hash)>;
+
+/// The run of intact entries of `segment` starting with `first`, the entry at `offset` (read
+/// already), up to [`HASH_AHEAD_ENTRIES_MAX`] of them or [`HASH_AHEAD_BYTES_MAX`] bytes, in order,
+/// each with its chain hash. Only checksums are checked here; the scan checks everything else as
+/// it consumes them, without reading them again.
+fn hash_ahead(bytes: &[u8], offset: usize, first: EntryHeader, segment: u64) -> HashedRun {
+    let mut entries = vec![(offset, first)];
+    let (mut at, mut total) = (offset + first.stored_len(), first.stored_len());
     while entries.len() < HASH_AHEAD_ENTRIES_MAX && total < HASH_AHEAD_BYTES_MAX {
         let Slot::Valid(h) = format::read_entry(bytes, at, segment) else { break };
         entries.push((at, h));
         at += h.stored_len();
         total += h.stored_len();
     }
-    let hash = |run: &[(usize, EntryHeader)]| run.iter().map(|(at, h)| (*at, format::hash_at(bytes, *at, h))).collect::<Vec<_>>();
+    let hash = |run: &[(usize, EntryHeader)]| run.iter().map(|&(at, h)| (at, h, format::hash_at(bytes, at, &h))).collect::<Vec<_>>();
     if total < HASH_SPLIT_MIN_BYTES || entries.len() < 2 {
         return hash(&entries).into();
     }
@@ -236,13 +240,17 @@ fn scan<S: Storage>(
         let mut offset = if pos == start_pos { start_offset as usize } else { SEGMENT_HEADER_SIZE };
         let mut entries_here = 0u64;
         let mut read_ahead_to = offset;
-        let mut hashed = std::collections::VecDeque::new();
+        let mut hashed = HashedRun::new();
         loop {
             if offset + READ_AHEAD_BYTES / 2 >= read_ahead_to && read_ahead_to < bytes.len() {
                 storage.read_ahead(&segment_name(segment), read_ahead_to as u64, READ_AHEAD_BYTES as u64);
                 read_ahead_to += READ_AHEAD_BYTES;
             }
-            match format::read_entry(bytes, offset, segment) {
+            let slot = match hashed.front() {
+                Some(&(at, h, _)) if at == offset => Slot::Valid(h), // read by hash_ahead
+                _ => format::read_entry(bytes, offset, segment),
+            };
+            match slot {
                 Slot::Valid(h) => {
                     let expected = expect.unwrap_or(h.seq);
                     let crossed_segment = offset == SEGMENT_HEADER_SIZE && pos > start_pos;
@@ -284,11 +292,11 @@ fn scan<S: Storage>(
                             "an empty segment lies between segments with entries",
                         ));
                     }
-                    if hashed.front().is_none_or(|(at, _)| *at != offset) {
-                        hashed = hash_ahead(bytes, offset, segment);
+                    if hashed.front().is_none_or(|(at, ..)| *at != offset) {
+                        hashed = hash_ahead(bytes, offset, h, segment);
                     }
                     let hash = match hashed.pop_front() {
-                        Some((at, hash)) if at == offset => hash,
+                        Some((at, _, hash)) if at == offset => hash,
                         _ => unreachable!("hash_ahead starts with the valid entry at {offset}"),
                     };
                     if h.seq > visit_after {

@@ -48,7 +48,7 @@ fn recover_both_ways_with(config: WalConfig, storage: &SimStorage) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var_os("PROPTEST_CASES").map_or(256, |_| ProptestConfig::default().cases), ..ProptestConfig::default() })]
 
     #[test]
     fn damaged_logs_never_panic(entries in 0usize..40, edits in proptest::collection::vec((0usize..4, any::<usize>(), any::<u8>()), 1..8)) {
