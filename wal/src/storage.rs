@@ -422,10 +422,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// 8-10 ms, every 4 MiB at 4-6 ms with the same throughput; every 2 MiB cost 10% of throughput.
 fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    match open_direct(&tmp, true) {
-        Ok(file) if len % BLOCK_BYTES as u64 == 0 && head.len() <= DIRECT_CHUNK_BYTES => zero_fill_direct(&file, head, len)?,
-        _ => zero_fill_buffered(&tmp, head, len)?,
-    }
+    let file = match open_direct(&tmp, true) {
+        Ok(file) if len % BLOCK_BYTES as u64 == 0 && head.len() <= DIRECT_CHUNK_BYTES => file,
+        _ => File::create(&tmp)?, // no O_DIRECT here, or not whole blocks: through the page cache
+    };
+    zero_fill(&file, head, len)?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
@@ -433,9 +434,10 @@ fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()>
 /// Bytes written between syncs while a segment is prepared.
 const ZERO_SYNC_EVERY_BYTES: u64 = 4 << 20;
 
-/// [`prepare_file`]'s `O_DIRECT` body: whole 1 MiB chunks from a zeroed, page-aligned anonymous
-/// map (the head in the first), synced every 4 MiB and at the end.
-fn zero_fill_direct(file: &File, head: &[u8], len: u64) -> io::Result<()> {
+/// [`prepare_file`]'s body: `head`, then zeros to `len`, in 1 MiB chunks from a zeroed,
+/// page-aligned anonymous map (whole blocks from an aligned address, as an `O_DIRECT` file needs),
+/// synced every 4 MiB and at the end.
+fn zero_fill(file: &File, head: &[u8], len: u64) -> io::Result<()> {
     let mut chunk = memmap2::MmapMut::map_anon(DIRECT_CHUNK_BYTES)?;
     chunk[..head.len()].copy_from_slice(head);
     let (mut at, mut unsynced) = (0u64, 0u64);
@@ -446,27 +448,6 @@ fn zero_fill_direct(file: &File, head: &[u8], len: u64) -> io::Result<()> {
             chunk[..head.len()].fill(0);
         }
         at += n as u64;
-        unsynced += n as u64;
-        if unsynced >= ZERO_SYNC_EVERY_BYTES {
-            file.sync_data()?;
-            unsynced = 0;
-        }
-    }
-    file.sync_all()
-}
-
-/// [`prepare_file`] through the page cache, for file systems without `O_DIRECT` and lengths
-/// that are not whole blocks.
-fn zero_fill_buffered(tmp: &Path, head: &[u8], len: u64) -> io::Result<()> {
-    let mut file = File::create(tmp)?;
-    file.write_all(head)?;
-    let zeros = vec![0u8; DIRECT_CHUNK_BYTES];
-    let mut left = len - head.len() as u64;
-    let mut unsynced = 0u64;
-    while left > 0 {
-        let n = left.min(DIRECT_CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
         unsynced += n as u64;
         if unsynced >= ZERO_SYNC_EVERY_BYTES {
             file.sync_data()?;
