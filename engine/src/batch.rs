@@ -16,6 +16,22 @@
 //! | 16 + n | 0..15 | zero padding to a multiple of 16 |
 //! | … | 128 × n | the commands' records, in order |
 //!
+//! Batch joined from several requests (body kind 2): written only when a request other than the
+//! last ends inside an open linked chain; the engine then closes that chain at its request's end
+//! ([`crate::Engine::execute_requests`]).
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | body format version (1) |
+//! | 2 | 1 | body kind: 2 = batch with request ends |
+//! | 3 | 1 | reserved, zero |
+//! | 4 | 4 | command count n (1 to `BATCH_COMMANDS_MAX`) |
+//! | 8 | 8 | now (ns) as given to `execute_requests` |
+//! | 16 | 4 | request end count e (1 to n - 1) |
+//! | 20 | 4 × e | request ends: index of a request's last command, strictly rising, below n |
+//! | 20 + 4e | 0..15 | zero padding to a multiple of 16 |
+//! | … | | command kinds and records as in kind 0 |
+//!
 //! Checkpoint (body kind 1), 48 bytes:
 //!
 //! | offset | size | field |
@@ -38,8 +54,27 @@ const HEADER_SIZE: usize = 16;
 const KIND_BATCH: u8 = 0;
 /// Body kind byte of a checkpoint.
 const KIND_CHECKPOINT: u8 = 1;
+/// Body kind byte of a batch with request ends.
+const KIND_BATCH_WITH_ENDS: u8 = 2;
 /// Bytes of a checkpoint body.
 pub const CHECKPOINT_LEN: usize = HEADER_SIZE + 32;
+
+/// One log entry's engine input: the commands of one or more requests, and where each request
+/// but the last ends inside an open chain (see [`crate::Engine::execute_requests`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Input<'a> {
+    /// The commands, request after request.
+    pub commands: &'a [Command],
+    /// Index of the last command of each request (but the last) whose chain must close there.
+    pub request_ends: &'a [u32],
+}
+
+impl<'a> Input<'a> {
+    /// The input of a single request.
+    pub fn single(commands: &'a [Command]) -> Input<'a> {
+        Input { commands, request_ends: &[] }
+    }
+}
 
 /// A decoded log body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +124,8 @@ pub enum BatchDecodeError {
     UnknownBodyKind(u8),
     /// A checkpoint where a batch was required (a request body).
     NotABatch,
+    /// Request ends that are absent, too many, not strictly rising, or past the last command.
+    RequestEnds,
 }
 
 impl core::fmt::Display for BatchDecodeError {
@@ -101,6 +138,9 @@ impl core::fmt::Display for BatchDecodeError {
             BatchDecodeError::Reserved => f.write_str("reserved bytes of a batch body are not zero"),
             BatchDecodeError::UnknownBodyKind(kind) => write!(f, "log body kind {kind} is unknown"),
             BatchDecodeError::NotABatch => f.write_str("a checkpoint body where a batch was expected"),
+            BatchDecodeError::RequestEnds => {
+                f.write_str("the request ends of a batch body are not strictly rising below its command count")
+            }
         }
     }
 }
@@ -116,17 +156,42 @@ pub fn encoded_len(n: usize) -> usize {
     HEADER_SIZE + kinds_len(n) + RECORD_SIZE * n
 }
 
+/// Bytes the request ends part of a kind 2 body takes for `e` ends (with its count and padding).
+fn request_ends_len(e: usize) -> usize {
+    (4 + 4 * e).next_multiple_of(16)
+}
+
+/// Bytes the body of `n` commands with `e` request ends takes (0 ends: a plain batch).
+pub fn encoded_len_with_ends(n: usize, e: usize) -> usize {
+    encoded_len(n) + if e == 0 { 0 } else { request_ends_len(e) }
+}
+
 /// Appends the body for `now` and `commands` to `out`.
 pub fn encode(now: u64, commands: &[Command], out: &mut Vec<u8>) {
+    encode_requests(now, commands, &[], out);
+}
+
+/// Appends the body for `now` and `commands` joined from several requests, `request_ends`
+/// listing the last command of each request that must close its chain (see
+/// [`crate::Engine::execute_requests`]); with none it is a plain batch (kind 0).
+pub fn encode_requests(now: u64, commands: &[Command], request_ends: &[u32], out: &mut Vec<u8>) {
     assert!(commands.len() <= BATCH_COMMANDS_MAX, "callers check the batch limit first");
+    assert!(request_ends.len() < commands.len().max(1), "at most one end per request but the last");
+    assert!(request_ends.windows(2).all(|w| w[0] < w[1]) && request_ends.last().is_none_or(|e| (*e as usize) < commands.len()));
     let start = out.len();
-    out.reserve(encoded_len(commands.len()));
+    out.reserve(encoded_len_with_ends(commands.len(), request_ends.len()));
     out.extend_from_slice(&BATCH_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[if request_ends.is_empty() { KIND_BATCH } else { KIND_BATCH_WITH_ENDS }, 0]);
     out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
     out.extend_from_slice(&now.to_le_bytes());
+    if !request_ends.is_empty() {
+        let ends_start = out.len();
+        out.extend_from_slice(&(request_ends.len() as u32).to_le_bytes());
+        request_ends.iter().for_each(|end| out.extend_from_slice(&end.to_le_bytes()));
+        out.resize(ends_start + request_ends_len(request_ends.len()), 0);
+    }
     encode_commands(commands, out);
-    debug_assert_eq!(out.len() - start, encoded_len(commands.len()));
+    debug_assert_eq!(out.len() - start, encoded_len_with_ends(commands.len(), request_ends.len()));
 }
 
 /// Bytes [`encode_commands`] appends for `n` commands: the body without its 16-byte header.
@@ -181,17 +246,18 @@ pub fn encode_checkpoint(checkpoint: &Checkpoint, out: &mut Vec<u8>) {
     out.extend_from_slice(&checkpoint.digest);
 }
 
-/// Reads a batch body back into `now` and the commands (appended to `commands`); a checkpoint
-/// is an error here.
-pub fn decode(body: &[u8], commands: &mut Vec<Command>) -> Result<u64, BatchDecodeError> {
-    match decode_body(body, commands)? {
+/// Reads a batch body back into `now` and the commands (appended to `commands`, its request
+/// ends to `request_ends`); a checkpoint is an error here.
+pub fn decode(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut Vec<u32>) -> Result<u64, BatchDecodeError> {
+    match decode_body(body, commands, request_ends)? {
         Body::Batch { now } => Ok(now),
         Body::Checkpoint(_) => Err(BatchDecodeError::NotABatch),
     }
 }
 
-/// Reads any log body: a batch (its commands appended to `commands`) or a checkpoint.
-pub fn decode_body(body: &[u8], commands: &mut Vec<Command>) -> Result<Body, BatchDecodeError> {
+/// Reads any log body: a batch (its commands appended to `commands`, its request ends, if any,
+/// to `request_ends`) or a checkpoint.
+pub fn decode_body(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut Vec<u32>) -> Result<Body, BatchDecodeError> {
     let Some(header) = body.get(..HEADER_SIZE) else {
         return Err(BatchDecodeError::Length { expected: HEADER_SIZE, found: body.len() });
     };
@@ -203,7 +269,7 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>) -> Result<Body, Bat
         return Err(BatchDecodeError::Reserved);
     }
     match header[2] {
-        KIND_BATCH => {}
+        KIND_BATCH | KIND_BATCH_WITH_ENDS => {}
         KIND_CHECKPOINT => {
             if body.len() != CHECKPOINT_LEN {
                 return Err(BatchDecodeError::Length { expected: CHECKPOINT_LEN, found: body.len() });
@@ -223,11 +289,34 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>) -> Result<Body, Bat
     }
     let n = count as usize;
     let now = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-    if body.len() != encoded_len(n) {
-        return Err(BatchDecodeError::Length { expected: encoded_len(n), found: body.len() });
+    let ends_len = if header[2] == KIND_BATCH_WITH_ENDS { decode_request_ends(n, &body[HEADER_SIZE..], request_ends)? } else { 0 };
+    if body.len() != encoded_len(n) + ends_len {
+        return Err(BatchDecodeError::Length { expected: encoded_len(n) + ends_len, found: body.len() });
     }
-    decode_commands(n, &body[HEADER_SIZE..], commands)?;
+    decode_commands(n, &body[HEADER_SIZE + ends_len..], commands)?;
     Ok(Body::Batch { now })
+}
+
+/// Reads the request ends part of a kind 2 body of `n` commands from the start of `bytes`,
+/// appending the ends to `request_ends`; returns the part's length.
+fn decode_request_ends(n: usize, bytes: &[u8], request_ends: &mut Vec<u32>) -> Result<usize, BatchDecodeError> {
+    let short = |expected: usize| BatchDecodeError::Length { expected: HEADER_SIZE + expected, found: HEADER_SIZE + bytes.len() };
+    let count = u32::from_le_bytes(bytes.get(..4).ok_or(short(4))?.try_into().expect("4 bytes")) as usize;
+    if count == 0 || count >= n {
+        return Err(BatchDecodeError::RequestEnds);
+    }
+    let len = request_ends_len(count);
+    let part = bytes.get(..len).ok_or(short(len))?;
+    if part[4 + 4 * count..].iter().any(|b| *b != 0) {
+        return Err(BatchDecodeError::Reserved);
+    }
+    let start = request_ends.len();
+    request_ends.extend(part[4..4 + 4 * count].chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))));
+    let ends = &request_ends[start..];
+    if !ends.windows(2).all(|w| w[0] < w[1]) || ends.last().is_some_and(|e| *e as usize >= n) {
+        return Err(BatchDecodeError::RequestEnds);
+    }
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -246,26 +335,58 @@ mod tests {
         encode(77, &commands, &mut body);
         assert_eq!(body.len(), 16 + 16 + 3 * 128);
         let mut back = Vec::new();
-        assert_eq!(decode(&body, &mut back), Ok(77));
+        assert_eq!(decode(&body, &mut back, &mut Vec::new()), Ok(77));
         assert_eq!(back, commands);
 
         let mut tick = Vec::new();
         encode(5, &[], &mut tick);
-        assert_eq!(decode(&tick, &mut Vec::new()), Ok(5));
+        assert_eq!(decode(&tick, &mut Vec::new(), &mut Vec::new()), Ok(5));
 
-        assert!(matches!(decode(&body[..body.len() - 1], &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+        assert!(matches!(decode(&body[..body.len() - 1], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
         let mut bad = body.clone();
         bad[16] = 200;
-        assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::UnknownKind { index: 0, kind: 200 }));
+        assert_eq!(decode(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::UnknownKind { index: 0, kind: 200 }));
         let mut bad = body.clone();
         bad[20] = 1;
-        assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::Reserved));
+        assert_eq!(decode(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Reserved));
         let mut bad = body.clone();
         bad[0] = 9;
-        assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::UnsupportedVersion(9)));
+        assert_eq!(decode(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::UnsupportedVersion(9)));
         let mut bad = body;
         bad[2] = 7;
-        assert_eq!(decode(&bad, &mut Vec::new()), Err(BatchDecodeError::UnknownBodyKind(7)));
+        assert_eq!(decode(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::UnknownBodyKind(7)));
+    }
+
+    #[test]
+    fn batches_with_request_ends_round_trip_and_bad_ends_are_typed_errors() {
+        let commands: Vec<Command> = (1..=5).map(|id| Command::Transfer(Transfer { id, amount: 1, ..Default::default() })).collect();
+        let mut body = Vec::new();
+        encode_requests(9, &commands, &[0, 3], &mut body);
+        assert_eq!(body.len(), encoded_len_with_ends(5, 2));
+        assert_eq!(body.len(), 16 + 16 + 16 + 5 * 128, "count and two ends padded to 16 bytes");
+        assert_eq!(body[2], KIND_BATCH_WITH_ENDS);
+        let (mut back, mut ends) = (Vec::new(), Vec::new());
+        assert_eq!(decode(&body, &mut back, &mut ends), Ok(9));
+        assert_eq!((back, ends), (commands.clone(), vec![0, 3]));
+
+        let mut plain = Vec::new();
+        encode_requests(9, &commands, &[], &mut plain);
+        assert_eq!(plain[2], KIND_BATCH, "no request ends: the plain batch body");
+
+        let with_ends = |count: u32, ends: [u32; 2]| {
+            let mut bad = body.clone();
+            bad[16..20].copy_from_slice(&count.to_le_bytes());
+            bad[20..24].copy_from_slice(&ends[0].to_le_bytes());
+            bad[24..28].copy_from_slice(&ends[1].to_le_bytes());
+            decode(&bad, &mut Vec::new(), &mut Vec::new())
+        };
+        assert_eq!(with_ends(0, [0, 3]), Err(BatchDecodeError::RequestEnds), "no end");
+        assert_eq!(with_ends(5, [0, 3]), Err(BatchDecodeError::RequestEnds), "an end per command");
+        assert_eq!(with_ends(2, [3, 3]), Err(BatchDecodeError::RequestEnds), "not rising");
+        assert_eq!(with_ends(2, [0, 5]), Err(BatchDecodeError::RequestEnds), "past the last command");
+        assert_eq!(with_ends(1, [0, 3]), Err(BatchDecodeError::Reserved), "a third end left in the padding");
+        assert!(matches!(decode(&body[..18], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+        assert!(matches!(decode(&body[..body.len() - 128], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
     }
 
     #[test]
@@ -274,11 +395,11 @@ mod tests {
         let mut body = Vec::new();
         encode_checkpoint(&checkpoint, &mut body);
         assert_eq!(body.len(), CHECKPOINT_LEN);
-        assert_eq!(decode_body(&body, &mut Vec::new()), Ok(Body::Checkpoint(checkpoint)));
-        assert_eq!(decode(&body, &mut Vec::new()), Err(BatchDecodeError::NotABatch));
-        assert!(matches!(decode_body(&body[..40], &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+        assert_eq!(decode_body(&body, &mut Vec::new(), &mut Vec::new()), Ok(Body::Checkpoint(checkpoint)));
+        assert_eq!(decode(&body, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::NotABatch));
+        assert!(matches!(decode_body(&body[..40], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
         let mut bad = body;
         bad[5] = 1;
-        assert_eq!(decode_body(&bad, &mut Vec::new()), Err(BatchDecodeError::Reserved));
+        assert_eq!(decode_body(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Reserved));
     }
 }

@@ -163,12 +163,18 @@ pub enum BatchError {
         /// Commands in the batch.
         len: usize,
     },
+    /// Request ends not strictly increasing, or past the last command.
+    RequestEnds {
+        /// Position in the list of the first bad end.
+        index: usize,
+    },
 }
 
 impl core::fmt::Display for BatchError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BatchError::TooLarge { len } => write!(f, "batch of {len} commands exceeds the limit of {BATCH_COMMANDS_MAX}"),
+            BatchError::RequestEnds { index } => write!(f, "request end {index} does not rise or lies past the last command"),
         }
     }
 }
@@ -213,6 +219,20 @@ pub struct Engine {
     pub(crate) digest: DigestState,
     undo: Vec<Undo>,
     recording: bool,
+}
+
+/// The position of the first entry of `request_ends` that does not rise above the one before it
+/// or is not below `len` (see [`Engine::execute_requests`]).
+fn first_bad_request_end(request_ends: &[u32], len: usize) -> Option<usize> {
+    let mut floor = 0usize;
+    for (index, end) in request_ends.iter().enumerate() {
+        let end = *end as usize;
+        if end < floor || end >= len {
+            return Some(index);
+        }
+        floor = end + 1;
+    }
+    None
 }
 
 impl Default for Engine {
@@ -285,8 +305,26 @@ impl Engine {
     /// before the batch's clock, in expiry order, then runs each command and appends one
     /// result per command to `results`. An empty batch just advances the clock (a tick).
     pub fn execute(&mut self, now: u64, commands: &[Command], results: &mut Vec<ResultCode>) -> Result<BatchInfo, BatchError> {
+        self.execute_requests(now, commands, &[], results)
+    }
+
+    /// As [`Engine::execute`] for a batch joined from several requests: `request_ends` lists,
+    /// strictly increasing, the index of the last command of each request but the last. A linked
+    /// chain never crosses a request end: a chain still open at its request's last command fails
+    /// there with `linked_event_chain_open`, exactly as at the end of a batch, so one client's
+    /// open chain never reaches into another client's commands.
+    pub fn execute_requests(
+        &mut self,
+        now: u64,
+        commands: &[Command],
+        request_ends: &[u32],
+        results: &mut Vec<ResultCode>,
+    ) -> Result<BatchInfo, BatchError> {
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(BatchError::TooLarge { len: commands.len() });
+        }
+        if let Some(index) = first_bad_request_end(request_ends, commands.len()) {
+            return Err(BatchError::RequestEnds { index });
         }
         let clock = now.max(self.timestamp + 1);
         let mut cursor = clock;
@@ -297,12 +335,15 @@ impl Engine {
         let out = &mut results[base..];
         let mut i = 0;
         let mut warmed = 0;
+        let mut ends = request_ends.iter().map(|end| *end as usize + 1).peekable();
         while i < commands.len() {
             if i >= warmed {
                 warmed = (i + WARM_CHUNK).min(commands.len());
                 self.warm(&commands[i..warmed]);
             }
-            i = self.execute_chain(commands, i, cursor, out);
+            while ends.next_if(|end| *end <= i).is_some() {}
+            let request_end = ends.peek().copied().unwrap_or(commands.len());
+            i = self.execute_chain(&commands[..request_end], i, cursor, out);
         }
         cursor += commands.len() as u64;
         self.timestamp = (cursor - 1).max(clock);
@@ -347,7 +388,8 @@ impl Engine {
     }
 
     /// Runs the command at `start` (and, if it is linked, the rest of its chain); returns the
-    /// index after the last command it decided.
+    /// index after the last command it decided. `commands` ends where the request of `start`
+    /// ends, so a chain open there fails.
     fn execute_chain(&mut self, commands: &[Command], start: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if !commands[start].is_linked() {
             out[start] = self.apply(&commands[start], first_ts + start as u64);
@@ -358,10 +400,10 @@ impl Engine {
             end += 1;
         }
         if end == commands.len() {
-            // The batch ends inside the chain: nothing in it runs.
-            out[start..].fill(ResultCode::LinkedEventFailed);
-            out[commands.len() - 1] = ResultCode::LinkedEventChainOpen;
-            return commands.len();
+            // The request ends inside the chain: nothing in it runs.
+            out[start..end].fill(ResultCode::LinkedEventFailed);
+            out[end - 1] = ResultCode::LinkedEventChainOpen;
+            return end;
         }
         debug_assert!(self.undo.is_empty());
         self.recording = true;

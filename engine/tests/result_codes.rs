@@ -484,3 +484,29 @@ fn oversize_batches_are_refused_whole() {
     assert_eq!(err, BatchError::TooLarge { len: BATCH_COMMANDS_MAX + 1 });
     assert_eq!(w.engine.digest(), before);
 }
+
+#[test]
+fn a_chain_open_at_a_request_end_fails_there_and_never_reaches_the_next_request() {
+    let mut w = World::new();
+    w.ok(Command::Credit(Transfer { id: 1, credit_account_id: A, amount: 100, ledger: EUR, code: 1, ..Default::default() }));
+    // Request one: a chain left open by its last command. Request two (another client's): a
+    // valid transfer, then a chain that fails. Request three: a plain transfer.
+    let commands = [
+        Command::Transfer(transfer(10, A, B, 5)),
+        Command::Transfer(linked(transfer(11, A, B, 5))),
+        Command::Transfer(transfer(12, A, B, 5)),
+        Command::Transfer(linked(transfer(13, A, 99, 5))),
+        Command::Transfer(transfer(14, A, B, 5)),
+        Command::Transfer(transfer(15, A, B, 5)),
+    ];
+    w.now += S;
+    let mut results = Vec::new();
+    w.engine.execute_requests(w.now, &commands, &[1, 4], &mut results).expect("valid request ends");
+    use ResultCode::*;
+    assert_eq!(results, vec![Ok, LinkedEventChainOpen, Ok, CreditAccountNotFound, LinkedEventFailed, Ok]);
+    assert_eq!(w.balance(B).credits_posted, 15, "transfers 10, 12 and 15 posted; 11 and the failed chain not");
+    let mut results = Vec::new();
+    assert_eq!(w.engine.execute_requests(w.now, &commands, &[4, 4], &mut results), Err(BatchError::RequestEnds { index: 1 }));
+    assert_eq!(w.engine.execute_requests(w.now, &commands, &[6], &mut results), Err(BatchError::RequestEnds { index: 0 }));
+    assert!(results.is_empty(), "a refused batch has no results");
+}

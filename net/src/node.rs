@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bursar_engine::batch::{self, Body, Checkpoint};
+use bursar_engine::batch::{self, Body, Checkpoint, Input};
 use bursar_engine::{Command, Engine, Limits, ResultCode, SnapshotView, BATCH_COMMANDS_MAX};
 use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 
@@ -139,6 +139,7 @@ impl<S: Storage> Node<S> {
         let engine = RefCell::new(Engine::new(limits));
         let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
         let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
+        let mut request_ends = Vec::new();
         let (wal, report) = bursar_wal::open(
             storage,
             config,
@@ -148,10 +149,14 @@ impl<S: Storage> Node<S> {
             },
             &mut |entry| {
                 commands.clear();
-                match batch::decode_body(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))? {
+                request_ends.clear();
+                match batch::decode_body(entry.body, &mut commands, &mut request_ends).map_err(|e| format!("entry {}: {e}", entry.seq))? {
                     Body::Batch { now } => {
                         results.clear();
-                        engine.borrow_mut().execute(now, &commands, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+                        engine
+                            .borrow_mut()
+                            .execute_requests(now, &commands, &request_ends, &mut results)
+                            .map_err(|e| format!("entry {}: {e}", entry.seq))?;
                     }
                     Body::Checkpoint(checkpoint) => check_checkpoint(&mut engine.borrow_mut(), entry.seq, &checkpoint)?,
                 }
@@ -228,7 +233,7 @@ impl<S: Storage> Node<S> {
     /// failed batch's effects, which no one is told of, and which recovery does not have unless
     /// the disk does.
     pub fn submit(&mut self, now: u64, commands: &[Command], results: &mut Vec<ResultCode>) -> Result<u64, NodeError> {
-        self.submit_entries(now, &[commands], results)
+        self.submit_entries(now, &[Input::single(commands)], results)
     }
 
     /// As [`Node::submit`] for several batches, each its own log entry, made durable by one sync
@@ -237,15 +242,16 @@ impl<S: Storage> Node<S> {
     /// Returns the sequence number of the last entry. A due checkpoint is logged before the
     /// first batch only: a checkpoint records the state after every entry before it, and the
     /// batches of this call are applied only once all are logged.
-    pub fn submit_entries(&mut self, now: u64, batches: &[&[Command]], results: &mut Vec<ResultCode>) -> Result<u64, NodeError> {
-        if let Some(batch) = batches.iter().find(|batch| batch.len() > BATCH_COMMANDS_MAX) {
-            return Err(NodeError::BatchTooLarge { len: batch.len() });
+    pub fn submit_entries(&mut self, now: u64, batches: &[Input<'_>], results: &mut Vec<ResultCode>) -> Result<u64, NodeError> {
+        if let Some(batch) = batches.iter().find(|batch| batch.commands.len() > BATCH_COMMANDS_MAX) {
+            return Err(NodeError::BatchTooLarge { len: batch.commands.len() });
         }
         // Every entry must fit before the first is appended: a refusal halfway would leave
         // earlier entries of the group in the log's buffer that the engine never applied.
         let body_max = self.wal.entry_body_max_bytes();
-        if let Some(batch) = batches.iter().find(|batch| batch::encoded_len(batch.len()) as u64 > body_max) {
-            return Err(NodeError::Log(WalError::EntryTooLarge { len: batch::encoded_len(batch.len()), max: body_max as usize }));
+        let body_len = |batch: &Input<'_>| batch::encoded_len_with_ends(batch.commands.len(), batch.request_ends.len());
+        if let Some(batch) = batches.iter().find(|batch| body_len(batch) as u64 > body_max) {
+            return Err(NodeError::Log(WalError::EntryTooLarge { len: body_len(batch), max: body_max as usize }));
         }
         if batches.is_empty() {
             return Ok(self.wal.synced_seq());
@@ -254,15 +260,17 @@ impl<S: Storage> Node<S> {
             self.append_checkpoint()?;
         }
         let mut seq = 0;
-        for commands in batches {
-            seq = self.wal.append_with(now, |buffer| batch::encode(now, commands, buffer))?;
+        for input in batches {
+            seq = self.wal.append_with(now, |buffer| batch::encode_requests(now, input.commands, input.request_ends, buffer))?;
             self.entries_since_checkpoint += 1;
         }
         // The log holds the commands, not their results, so applying can overlap the sync: a
         // crash before the sync returns loses batches no one was answered for.
         self.wal.sync_start()?;
-        for commands in batches {
-            self.engine.execute(now, commands, results).expect("the batch limit was checked before logging");
+        for input in batches {
+            self.engine
+                .execute_requests(now, input.commands, input.request_ends, results)
+                .expect("the batch limit and request ends were checked before logging");
         }
         self.engine.settle_digest_appended();
         if self.snapshot_copy_current {
@@ -275,7 +283,7 @@ impl<S: Storage> Node<S> {
         self.metrics.record_sync(self.wal.last_sync_ns());
         self.metrics.entries += batches.len() as u64;
         self.metrics.batches += batches.len() as u64;
-        self.metrics.commands += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+        self.metrics.commands += batches.iter().map(|b| b.commands.len() as u64).sum::<u64>();
         Ok(seq)
     }
 

@@ -454,7 +454,8 @@ impl Request {
                     batch::BatchDecodeError::Length { .. }
                     | batch::BatchDecodeError::UnsupportedVersion(_)
                     | batch::BatchDecodeError::UnknownBodyKind(_)
-                    | batch::BatchDecodeError::NotABatch => ProtocolError::LengthMismatch,
+                    | batch::BatchDecodeError::NotABatch
+                    | batch::BatchDecodeError::RequestEnds => ProtocolError::LengthMismatch,
                 })?;
                 Ok(Request::Submit(commands))
             }

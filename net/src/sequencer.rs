@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bursar_engine::batch::Input;
 use bursar_engine::{Account, Command, ResultCode, Transfer, BATCH_COMMANDS_MAX};
 use bursar_wal::Storage;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -102,8 +103,9 @@ impl SequencerHandle {
 /// Buffers the sequencer keeps from batch to batch.
 #[derive(Debug, Default)]
 struct Scratch {
-    /// Commands of several requests joined into one log entry, one vector per such entry.
-    joined: Vec<Vec<Command>>,
+    /// Commands of several requests joined into one log entry, one vector per such entry, and
+    /// the ends of its requests that close an open chain (see `Engine::execute_requests`).
+    joined: Vec<(Vec<Command>, Vec<u32>)>,
     results: Vec<ResultCode>,
 }
 
@@ -239,7 +241,9 @@ fn commands_of(job: &Job) -> &[Command] {
 
 /// Logs the pending entries (`entry_ends` marks where each entry's jobs end), makes them durable
 /// with one sync, applies them, and answers every job. An entry of one request is applied from
-/// the request's own vector; the requests of a shared entry are joined in a scratch vector.
+/// the request's own vector; the requests of a shared entry are joined in a scratch vector, with
+/// the end of every request but the last whose last command is linked: its chain closes there,
+/// in the logged input too, and never runs on into the next client's commands.
 /// Returns how many entries were written.
 fn flush<S: Storage>(
     node: &mut Node<S>,
@@ -253,23 +257,22 @@ fn flush<S: Storage>(
     for &end in entry_ends.iter() {
         if end - start > 1 {
             if scratch.joined.len() == joined {
-                scratch.joined.push(Vec::new());
+                scratch.joined.push(Default::default());
             }
-            let buffer = &mut scratch.joined[joined];
-            buffer.clear();
-            jobs[start..end].iter().for_each(|job| buffer.extend_from_slice(commands_of(job)));
+            join_requests(&jobs[start..end], &mut scratch.joined[joined]);
             joined += 1;
         }
         start = end;
     }
-    let mut batches: Vec<&[Command]> = Vec::with_capacity(entry_ends.len());
+    let mut batches: Vec<Input<'_>> = Vec::with_capacity(entry_ends.len());
     let (mut start, mut joined) = (0, 0);
     for &end in entry_ends.iter() {
         if end - start > 1 {
-            batches.push(&scratch.joined[joined]);
+            let (commands, request_ends) = &scratch.joined[joined];
+            batches.push(Input { commands, request_ends });
             joined += 1;
         } else {
-            batches.push(commands_of(&jobs[start]));
+            batches.push(Input::single(commands_of(&jobs[start])));
         }
         start = end;
     }
@@ -294,6 +297,21 @@ fn flush<S: Storage>(
     }
     entry_ends.clear();
     outcome.map(|_| entries).map_err(|e| e.to_string())
+}
+
+/// Joins the commands of `jobs` into `into`, recording the end of every request but the last
+/// that leaves a chain open.
+fn join_requests(jobs: &[Job], (commands, request_ends): &mut (Vec<Command>, Vec<u32>)) {
+    commands.clear();
+    request_ends.clear();
+    for (k, job) in jobs.iter().enumerate() {
+        let own = commands_of(job);
+        commands.extend_from_slice(own);
+        // An empty request ends nothing: its "last command" would be the one before it.
+        if k + 1 < jobs.len() && own.last().is_some_and(Command::is_linked) {
+            request_ends.push(commands.len() as u32 - 1);
+        }
+    }
 }
 
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {

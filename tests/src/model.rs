@@ -39,6 +39,12 @@ impl Model {
 
     /// Applies a batch exactly as the engine documents it.
     pub fn execute(&mut self, now: u64, commands: &[Command]) -> Vec<R> {
+        self.execute_requests(now, commands, &[])
+    }
+
+    /// Applies a batch joined from requests: a chain never runs past a request's end (the index
+    /// of its last command); one open there fails as at the end of a batch.
+    pub fn execute_requests(&mut self, now: u64, commands: &[Command], request_ends: &[u32]) -> Vec<R> {
         let clock = now.max(self.timestamp + 1);
         let mut ts = clock;
         let mut due: Vec<(u64, u64, u128)> = self
@@ -58,14 +64,16 @@ impl Model {
         let mut results = vec![R::Ok; commands.len()];
         let mut i = 0;
         while i < commands.len() {
+            let request_end = request_ends.iter().map(|e| *e as usize + 1).find(|e| *e > i).unwrap_or(commands.len());
             let mut end = i;
-            while end < commands.len() && commands[end].is_linked() {
+            while end < request_end && commands[end].is_linked() {
                 end += 1;
             }
-            if end == commands.len() {
-                results[i..].fill(R::LinkedEventFailed);
+            if end == request_end {
+                results[i..end].fill(R::LinkedEventFailed);
                 results[end - 1] = R::LinkedEventChainOpen;
-                break;
+                i = end;
+                continue;
             }
             let saved = self.clone();
             for k in i..=end {

@@ -59,6 +59,14 @@ impl Workload {
         batch
     }
 
+    /// Where requests joined into `commands` end, as the sequencer marks them for
+    /// `Engine::execute_requests`: often after a linked command (a client's open chain), now and
+    /// then after any other.
+    pub fn request_ends(&mut self, commands: &[Command]) -> Vec<u32> {
+        let last = commands.len().saturating_sub(1);
+        (0..last).filter(|&i| self.rng.chance(if commands[i].is_linked() { 30 } else { 5 })).map(|i| i as u32).collect()
+    }
+
     /// The next batch: 0 to `max_len` commands, and the time to run it at.
     pub fn batch(&mut self, max_len: usize) -> (u64, Vec<Command>) {
         self.now += match self.rng.below(10) {

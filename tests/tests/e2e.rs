@@ -505,3 +505,106 @@ async fn a_stalled_request_is_cut_off_and_releases_its_admission() {
     stop(running).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What one gateway's request `i` holds in the chain-isolation test: open chains, chains that
+/// fail, and closed chains, all on accounts 1 to 8.
+fn chain_request(i: u128) -> Vec<Command> {
+    let to = |k: u128, credit: Option<u128>| {
+        let id = 20_000_000 + i * 4 + k;
+        let (debit, credit) = (1 + id % 8, credit.unwrap_or(1 + (id + 1) % 8));
+        Command::Transfer(Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount: 1,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        })
+    };
+    let valid = |k: u128| to(k, None);
+    match i % 4 {
+        0 => vec![with_linked(valid(0))],
+        1 => vec![valid(0), with_linked(valid(1))],
+        2 => vec![with_linked(to(0, Some(999))), valid(1)],
+        _ => vec![with_linked(valid(0)), with_linked(valid(1)), valid(2)],
+    }
+}
+
+/// The other gateway's request `i`: two valid transfers on accounts 9 to 16.
+fn plain_request(i: u128) -> Vec<Command> {
+    (0..2)
+        .map(|k| {
+            let id = 30_000_000 + i * 2 + k;
+            let debit = 9 + (i + k) % 8;
+            let credit = 9 + (i + k + 3) % 8;
+            Command::Transfer(Transfer {
+                id,
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Sends `requests` over one connection, `in_flight` at a time, and checks each reply against the
+/// reference model applying that request alone after the setup: the gateways' accounts and ids
+/// are disjoint and nothing has limits, so a request's results do not depend on the order.
+async fn send_and_check(client: Arc<Client>, requests: Vec<Vec<Command>>, in_flight: usize) {
+    let mut model = bursar_tests::model::Model::new(Limits::default());
+    model.execute(1, &setup_commands());
+    let model = Arc::new(model);
+    let mut pending = tokio::task::JoinSet::new();
+    for request in requests {
+        if pending.len() == in_flight {
+            pending.join_next().await.expect("a task").expect("checked");
+        }
+        let (client, model) = (Arc::clone(&client), Arc::clone(&model));
+        pending.spawn(async move {
+            let expected = (*model).clone().execute(2, &request);
+            let served = client.submit(request.clone()).await.expect("submit");
+            assert_eq!(served, expected, "request {request:?}");
+        });
+    }
+    while let Some(done) = pending.join_next().await {
+        done.expect("checked");
+    }
+}
+
+/// Requests of several gateways are joined into one log entry; a request that ends inside an
+/// open chain must not chain into the next gateway's commands, live or on replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_chain_never_reaches_into_another_gateways_request() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-chains-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // No snapshots: the restart below replays every entry.
+    let running = start_with(&dir, SequencerConfig { snapshot_every_entries: 0, snapshot_on_stop: false, ..SequencerConfig::default() });
+    let chains = Arc::new(Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect"));
+    let plain = Arc::new(Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect"));
+    assert!(plain.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let attacker = tokio::spawn(send_and_check(Arc::clone(&chains), (0..400).map(chain_request).collect(), 8));
+    let victim = tokio::spawn(send_and_check(Arc::clone(&plain), (0..400).map(plain_request).collect(), 8));
+    attacker.await.expect("the chain gateway's results");
+    victim.await.expect("the other gateway's results");
+    let live = plain.status().await.expect("status");
+    drop((chains, plain));
+    drop(stop(running).await);
+
+    // The log marks where requests ended inside an open chain, and replay reaches the same state.
+    let mut entries_with_ends = 0;
+    bursar_wal::verify_log(&FsStorage::open_read_only(dir.join("log")).expect("dir"), &mut |entry| {
+        let mut ends = Vec::new();
+        bursar_engine::batch::decode_body(entry.body, &mut Vec::new(), &mut ends).map_err(|e| e.to_string())?;
+        entries_with_ends += usize::from(!ends.is_empty());
+        Ok(())
+    })
+    .expect("clean log");
+    assert!(entries_with_ends > 0, "no request ended inside an open chain in a shared entry: the test did not exercise joining");
+    let (mut node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
+    assert_eq!(node.status().state_digest, live.state_digest, "replay of the log agrees with the live server");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -8,7 +8,8 @@
 //!
 //! Replay one seed: `NODE_SEED=3 cargo test -p bursar-tests --test node_crash`; more: `NODE_SEEDS=2000`.
 
-use bursar_engine::{batch, Command, Engine, Limits, ResultCode};
+use bursar_engine::batch::{self, Input};
+use bursar_engine::{Command, Engine, Limits, ResultCode};
 use bursar_net::Node;
 use bursar_tests::workload::Workload;
 use bursar_wal::sim::{Faults, Rng, SimStorage};
@@ -25,25 +26,32 @@ fn limits() -> Limits {
     Limits { accounts_max: 400, transfers_max: 20_000, ..Limits::default() }
 }
 
+/// One log entry's input: its time, commands and request ends.
+type Entry = (u64, Vec<Command>, Vec<u32>);
+
 /// A reference engine that applied `batches` in order, and the results of each.
-fn reference(batches: &[(u64, Vec<Command>)]) -> (Engine, Vec<Vec<ResultCode>>) {
+fn reference(batches: &[Entry]) -> (Engine, Vec<Vec<ResultCode>>) {
     let mut engine = Engine::new(limits());
     let all = batches
         .iter()
-        .map(|(now, commands)| {
+        .map(|(now, commands, request_ends)| {
             let mut results = Vec::new();
-            engine.execute(*now, commands, &mut results).expect("batch");
+            engine.execute_requests(*now, commands, request_ends, &mut results).expect("batch");
             results
         })
         .collect();
     (engine, all)
 }
 
+fn input(entry: &Entry) -> Input<'_> {
+    Input { commands: &entry.1, request_ends: &entry.2 }
+}
+
 /// Batches in the durable log (checkpoint entries are not batches).
 fn logged_batches(storage: &SimStorage) -> Result<usize, String> {
     let mut batches = 0;
     bursar_wal::verify_log(storage, &mut |entry| {
-        if let batch::Body::Batch { .. } = batch::decode_body(entry.body, &mut Vec::new()).map_err(|e| e.to_string())? {
+        if let batch::Body::Batch { .. } = batch::decode_body(entry.body, &mut Vec::new(), &mut Vec::new()).map_err(|e| e.to_string())? {
             batches += 1;
         }
         Ok(())
@@ -65,34 +73,37 @@ fn run_seed(seed: u64) -> Result<(usize, usize), String> {
     // Frequent checkpoints, so recovery checks many logged state digests.
     let checkpoint_every = 1 + rng.below(4);
     node.set_checkpoint_every_entries(checkpoint_every);
-    let mut attempted: Vec<(u64, Vec<Command>)> = Vec::new();
+    let mut attempted: Vec<Entry> = Vec::new();
     let mut acked_results: Vec<Vec<ResultCode>> = Vec::new();
     let mut retried_existing = 0;
-    let mut pending_retry: Vec<(u64, Vec<Command>)> = vec![(workload.now, workload.setup())];
+    let mut pending_retry: Vec<Entry> = vec![(workload.now, workload.setup(), Vec::new())];
     let mut last_seq = 0;
     for round in 0..5 {
         let mut queue = std::mem::take(&mut pending_retry);
         for _ in 0..rng.below(14) {
-            queue.push(workload.batch(30));
+            let (now, commands) = workload.batch(30);
+            let request_ends = workload.request_ends(&commands);
+            queue.push((now, commands, request_ends));
         }
         let mut queue = queue.into_iter();
-        while let Some((now, commands)) = queue.next() {
+        while let Some(first) = queue.next() {
+            let now = first.0;
             // Sometimes several batches share one sync, as the sequencer does when full-size
             // requests queue up: each its own entry, all at the first one's time.
-            let mut group = vec![commands];
+            let mut group = vec![first];
             while group.len() < 3 && rng.below(3) == 0 {
                 match queue.next() {
-                    Some((_, more)) => group.push(more),
+                    Some((_, more, ends)) => group.push((now, more, ends)),
                     None => break,
                 }
             }
-            attempted.extend(group.iter().map(|commands| (now, commands.clone())));
+            attempted.extend(group.iter().cloned());
             let mut results = Vec::new();
-            let slices: Vec<&[Command]> = group.iter().map(Vec::as_slice).collect();
-            match node.submit_entries(now, &slices, &mut results) {
+            let inputs: Vec<Input<'_>> = group.iter().map(input).collect();
+            match node.submit_entries(now, &inputs, &mut results) {
                 Ok(seq) if seq > last_seq => {
                     last_seq = seq;
-                    for commands in &group {
+                    for (_, commands, _) in &group {
                         acked_results.push(results.drain(..commands.len()).collect());
                     }
                 }
@@ -122,14 +133,14 @@ fn run_seed(seed: u64) -> Result<(usize, usize), String> {
             return Err(format!("round {round}: replay gives other results than the acknowledged ones"));
         }
         node.engine().check_invariants().map_err(|e| format!("round {round}: {e}"))?;
-        let unacknowledged: Vec<(u64, Vec<Command>)> = attempted[acked..durable].to_vec();
+        let unacknowledged: Vec<Entry> = attempted[acked..durable].to_vec();
         pending_retry.extend(attempted.split_off(durable)); // never reached the disk: retried as new next round
                                                             // Durable but never acknowledged: the client retries with the same ids (faults off for
                                                             // the retry); whatever took effect must answer `exists`.
-        for (i, (now, commands)) in unacknowledged.iter().enumerate() {
+        for (i, entry @ (now, commands, request_ends)) in unacknowledged.iter().enumerate() {
             let later = (node.engine().timestamp() + 1).max(*now);
             let mut retry = Vec::new();
-            node.submit(later, commands, &mut retry).map_err(|e| format!("retry: {e}"))?;
+            node.submit_entries(later, &[input(entry)], &mut retry).map_err(|e| format!("retry: {e}"))?;
             for (k, command) in commands.iter().enumerate() {
                 if results[acked + i][k] == ResultCode::Ok && creates_something(command) {
                     if retry[k] != ResultCode::Exists {
@@ -138,7 +149,7 @@ fn run_seed(seed: u64) -> Result<(usize, usize), String> {
                     retried_existing += 1;
                 }
             }
-            attempted.push((later, commands.clone()));
+            attempted.push((later, commands.clone(), request_ends.clone()));
         }
         acked_results = reference(&attempted).1;
         storage.set_faults(faults);
@@ -182,7 +193,7 @@ fn a_group_with_an_oversize_entry_is_refused_whole() {
     let (now, small) = workload.batch(5);
     // More commands than a 16 KiB entry holds (128 bytes each).
     let big: Vec<Command> = (0..200).map(|_| small[0]).collect();
-    let refused = node.submit_entries(now, &[&small, &big], &mut results);
+    let refused = node.submit_entries(now, &[Input::single(&small), Input::single(&big)], &mut results);
     assert!(matches!(refused, Err(bursar_net::NodeError::Log(bursar_wal::WalError::EntryTooLarge { .. }))), "{refused:?}");
     results.clear();
     node.submit(now, &small, &mut results).expect("the small batch alone");

@@ -76,9 +76,11 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
     }
     for b in 0..batches {
         let (now, batch) = workload.batch(40);
+        // Every other batch is joined from several requests, as the sequencer joins them.
+        let request_ends = if b % 2 == 1 { workload.request_ends(&batch) } else { Vec::new() };
         results.clear();
-        engine.execute(now, &batch, &mut results).map_err(|e| e.to_string())?;
-        let expected = model.execute(now, &batch);
+        engine.execute_requests(now, &batch, &request_ends, &mut results).map_err(|e| e.to_string())?;
+        let expected = model.execute_requests(now, &batch, &request_ends);
         for (i, (got, want)) in results.iter().zip(&expected).enumerate() {
             if got != want {
                 return Err(format!("batch {b} command {i}: engine {got} model {want}\ncommand: {:?}", batch[i]));

@@ -230,6 +230,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
     let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
     let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
+    let mut request_ends = Vec::new();
     // Two threads, one per core: this one applies while the other verifies checksums and the
     // hash chain (and scans the zero-filled tail) ahead of it, handing over owned entries.
     let (entries, inbox) = crossbeam_channel::bounded::<OwnedEntry>(64);
@@ -270,11 +271,12 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             bar.tick();
         }
         commands.clear();
-        let body = batch::decode_body(entry.body, &mut commands).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+        request_ends.clear();
+        let body = batch::decode_body(entry.body, &mut commands, &mut request_ends).map_err(|e| format!("entry {}: {e}", entry.seq))?;
         match body {
             Body::Batch { now } => {
                 results.clear();
-                engine.execute(now, &commands, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+                engine.execute_requests(now, &commands, &request_ends, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
                 engine.check_batch_invariants(&commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
                 batches += 1;
                 commands_n += commands.len() as u64;

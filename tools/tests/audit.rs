@@ -85,7 +85,7 @@ fn make_log(dir: &Path) -> Vec<Place> {
     drop(node);
     let mut places = Vec::new();
     bursar_wal::verify_log(&FsStorage::open_read_only(&log).expect("dir"), &mut |e| {
-        let is_batch = matches!(batch::decode_body(e.body, &mut Vec::new()), Ok(batch::Body::Batch { .. }));
+        let is_batch = matches!(batch::decode_body(e.body, &mut Vec::new(), &mut Vec::new()), Ok(batch::Body::Batch { .. }));
         places.push((e.seq, bursar_wal::segment_name(e.segment), e.offset, format::stored_len(e.body.len()), is_batch));
         Ok(())
     })
