@@ -98,6 +98,9 @@ pub struct Node<S: Storage> {
     wal: Wal<S>,
     checkpoint_every_entries: u64,
     entries_since_checkpoint: u64,
+    /// Sequence number of the newest snapshot on disk at open, or of the last one begun since
+    /// (0: none): the periodic snapshot counts from here, across restarts.
+    snapshot_begun_seq: u64,
     metrics: Metrics,
     /// Sequence number of the snapshot the storage is writing in the background.
     snapshot_in_flight: Option<u64>,
@@ -140,11 +143,14 @@ impl<S: Storage> Node<S> {
         let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
         let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
         let mut request_ends = Vec::new();
+        // The newest checkpoint replayed (a snapshot sits at one): checkpoints count from there.
+        let checkpoint_seq = std::cell::Cell::new(0);
         let (wal, report) = bursar_wal::open(
             storage,
             config,
-            &mut |_, payload| {
+            &mut |header, payload| {
                 *engine.borrow_mut() = Engine::restore(payload).map_err(|e| format!("snapshot: {e}"))?;
+                checkpoint_seq.set(header.seq);
                 Ok(())
             },
             &mut |entry| {
@@ -158,7 +164,10 @@ impl<S: Storage> Node<S> {
                             .execute_requests(now, &commands, &request_ends, &mut results)
                             .map_err(|e| format!("entry {}: {e}", entry.seq))?;
                     }
-                    Body::Checkpoint(checkpoint) => check_checkpoint(&mut engine.borrow_mut(), entry.seq, &checkpoint)?,
+                    Body::Checkpoint(checkpoint) => {
+                        check_checkpoint(&mut engine.borrow_mut(), entry.seq, &checkpoint)?;
+                        checkpoint_seq.set(entry.seq);
+                    }
                 }
                 Ok(())
             },
@@ -168,7 +177,8 @@ impl<S: Storage> Node<S> {
             engine: engine.into_inner(),
             wal,
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
-            entries_since_checkpoint: 0,
+            entries_since_checkpoint: report.last_seq.saturating_sub(checkpoint_seq.get()),
+            snapshot_begun_seq: report.snapshot.map_or(0, |header| header.seq),
             metrics: Metrics::default(),
             snapshot_in_flight: None,
             snapshot_copy: Arc::default(),
@@ -335,6 +345,7 @@ impl<S: Storage> Node<S> {
             })
         })?;
         self.snapshot_in_flight = Some(seq);
+        self.snapshot_begun_seq = seq;
         self.metrics.snapshot_ns_max = self.metrics.snapshot_ns_max.max(started.elapsed().as_nanos() as u64);
         Ok(seq)
     }
@@ -348,6 +359,13 @@ impl<S: Storage> Node<S> {
         } else {
             None
         }
+    }
+
+    /// Log entries since the newest snapshot on disk when the node opened, or since the last one
+    /// begun after that (whether it succeeded or not): what a periodic snapshot counts, so a
+    /// server that restarts often still snapshots and its recovery time stays bounded.
+    pub fn entries_since_snapshot(&self) -> u64 {
+        self.wal.synced_seq().saturating_sub(self.snapshot_begun_seq)
     }
 
     /// Whether a snapshot is being written in the background.

@@ -136,7 +136,6 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
     node.keep_snapshot_copy_current(config.snapshot_every_entries > 0);
     let mut waiting: Vec<Job> = Vec::new();
     let mut scratch = Scratch::default();
-    let mut since_snapshot = 0u64;
     loop {
         match inbox.recv_timeout(config.tick_interval) {
             Ok(job) => waiting.push(job),
@@ -156,17 +155,16 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
                 break;
             }
         }
-        let entries = process(&mut node, &mut waiting, &mut scratch, &recycler)?;
-        since_snapshot += entries;
+        process(&mut node, &mut waiting, &mut scratch, &recycler)?;
         report_snapshot(node.snapshot_poll());
-        if config.snapshot_every_entries > 0 && since_snapshot >= config.snapshot_every_entries && !node.snapshot_writing() {
+        let due = config.snapshot_every_entries > 0 && node.entries_since_snapshot() >= config.snapshot_every_entries;
+        if due && !node.snapshot_writing() {
             match node.snapshot_begin() {
                 // The storage could not start the write (no thread, say): like a failed write.
                 Err(e @ crate::NodeError::Log(bursar_wal::WalError::Snapshot(_))) => report_snapshot(Some(Err(e))),
                 Err(e) => return Err(e.to_string()),
                 Ok(_) => {}
             }
-            since_snapshot = 0;
         }
     }
     report_snapshot(node.snapshot_end());
@@ -194,10 +192,8 @@ pub const ENTRIES_PER_SYNC_MAX: usize = 4;
 
 /// Applies the waiting jobs in arrival order: consecutive submits share one log entry (up to the
 /// batch limit), and consecutive entries share one sync (up to [`ENTRIES_PER_SYNC_MAX`]); a query
-/// first flushes the submits before it, so it sees their effects. Returns how many log entries
-/// were written. A log failure answers everyone `shutting_down` and stops the sequencer.
-fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Pool<Command>) -> Result<u64, String> {
-    let mut entries = 0;
+/// first flushes the submits before it, so it sees their effects. A log failure answers everyone `shutting_down` and stops the sequencer.
+fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut Scratch, recycler: &Pool<Command>) -> Result<(), String> {
     // Jobs of the pending submits, and where each entry's jobs end.
     let mut jobs: Vec<Job> = Vec::new();
     let mut entry_ends: Vec<usize> = Vec::new();
@@ -209,7 +205,7 @@ fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut
                     entry_ends.push(jobs.len());
                     entry_len = 0;
                     if entry_ends.len() == ENTRIES_PER_SYNC_MAX {
-                        entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
+                        flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
                     }
                 }
                 entry_len += batch.len();
@@ -219,7 +215,7 @@ fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut
                 if !jobs.is_empty() {
                     entry_ends.push(jobs.len());
                     entry_len = 0;
-                    entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
+                    flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
                 }
                 answer_query(node, job);
             }
@@ -227,9 +223,9 @@ fn process<S: Storage>(node: &mut Node<S>, waiting: &mut Vec<Job>, scratch: &mut
     }
     if !jobs.is_empty() {
         entry_ends.push(jobs.len());
-        entries += flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
+        flush(node, &mut jobs, &mut entry_ends, scratch, recycler)?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 fn commands_of(job: &Job) -> &[Command] {
@@ -244,14 +240,13 @@ fn commands_of(job: &Job) -> &[Command] {
 /// the request's own vector; the requests of a shared entry are joined in a scratch vector, with
 /// the end of every request but the last whose last command is linked: its chain closes there,
 /// in the logged input too, and never runs on into the next client's commands.
-/// Returns how many entries were written.
 fn flush<S: Storage>(
     node: &mut Node<S>,
     jobs: &mut Vec<Job>,
     entry_ends: &mut Vec<usize>,
     scratch: &mut Scratch,
     recycler: &Pool<Command>,
-) -> Result<u64, String> {
+) -> Result<(), String> {
     let mut start = 0;
     let mut joined = 0;
     for &end in entry_ends.iter() {
@@ -278,7 +273,6 @@ fn flush<S: Storage>(
     }
     scratch.results.clear();
     let outcome = node.submit_entries(wall_clock_ns(), &batches, &mut scratch.results);
-    let entries = batches.len() as u64;
     drop(batches);
     let mut at = 0;
     for job in jobs.drain(..) {
@@ -296,7 +290,7 @@ fn flush<S: Storage>(
         }
     }
     entry_ends.clear();
-    outcome.map(|_| entries).map_err(|e| e.to_string())
+    outcome.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Joins the commands of `jobs` into `into`, recording the end of every request but the last

@@ -604,7 +604,8 @@ async fn an_open_chain_never_reaches_into_another_gateways_request() {
     })
     .expect("clean log");
     assert!(entries_with_ends > 0, "no request ended inside an open chain in a shared entry: the test did not exercise joining");
-    let (mut node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
+    let (mut node, _) =
+        Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
     assert_eq!(node.status().state_digest, live.state_digest, "replay of the log agrees with the live server");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -244,3 +244,52 @@ fn a_node_with_retention_recycles_segments_and_recovers_exactly() {
     let (node, _) = Node::open(storage.clone(), config, limits()).expect("reopen again");
     assert_eq!(node.engine().digest(), live);
 }
+
+/// Checkpoints logged so far.
+fn logged_checkpoints(storage: &SimStorage) -> usize {
+    let mut checkpoints = 0;
+    bursar_wal::verify_log(storage, &mut |entry| {
+        let body = batch::decode_body(entry.body, &mut Vec::new(), &mut Vec::new()).map_err(|e| e.to_string())?;
+        checkpoints += usize::from(matches!(body, batch::Body::Checkpoint(_)));
+        Ok(())
+    })
+    .expect("clean log");
+    checkpoints
+}
+
+/// A node that restarts more often than its checkpoint and snapshot intervals still checkpoints
+/// and snapshots: both count from the last one in the log, not from the start of the process.
+#[test]
+fn checkpoint_and_snapshot_intervals_count_across_restarts() {
+    let storage = SimStorage::new(13, Faults::default());
+    let mut workload = Workload::new(13);
+    let mut results = Vec::new();
+    let reopen = || {
+        let (mut node, _) = Node::open(storage.clone(), CONFIG, limits()).expect("open");
+        node.set_checkpoint_every_entries(5);
+        node
+    };
+    let mut node = reopen();
+    node.submit(workload.now, &workload.setup(), &mut results).expect("setup");
+    for _ in 0..3 {
+        let (now, commands) = workload.batch(5);
+        node.submit(now, &commands, &mut results).expect("batch");
+    }
+    assert_eq!(node.entries_since_snapshot(), 4);
+    drop(node);
+    storage.crash();
+    let mut node = reopen();
+    assert_eq!(node.entries_since_snapshot(), 4, "no snapshot on disk: every entry counts");
+    for expected_checkpoints in [0, 1] {
+        let (now, commands) = workload.batch(5);
+        node.submit(now, &commands, &mut results).expect("batch");
+        assert_eq!(logged_checkpoints(&storage), expected_checkpoints, "the 5th entry since the start is checkpointed before the 6th");
+    }
+    let snapshot_seq = node.snapshot().expect("snapshot");
+    let (now, commands) = workload.batch(5);
+    node.submit(now, &commands, &mut results).expect("batch");
+    drop(node);
+    storage.crash();
+    let node = reopen();
+    assert_eq!(node.entries_since_snapshot(), 1, "counted from the snapshot at {snapshot_seq}");
+}

@@ -118,6 +118,35 @@ pub struct FsStorage {
     last_sync_ns: Option<u64>,
     read_only: bool,
     atomic_write: Option<JoinHandle<io::Result<()>>>,
+    /// The directory's lock file, held exclusively by a writable storage for as long as it lives
+    /// (the kernel releases it when the process dies, kill -9 included).
+    _lock: Option<File>,
+}
+
+/// The file in a log directory that a writer holds an exclusive lock on, with its pid inside.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes the exclusive lock on `dir`'s lock file without waiting, and writes this process's pid
+/// into it. A directory locked by another process is an error naming its pid.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let holder = if holder.is_empty() { String::from("unknown") } else { holder.to_string() };
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!("{} is in use by another writer (pid {holder}): one server per data directory", dir.display()),
+            ));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
+    Ok(file)
 }
 
 /// A thread that writes and syncs a log group while the log's thread hashes, where io_uring is
@@ -165,9 +194,13 @@ impl Syncer {
 }
 
 impl FsStorage {
-    /// Uses `dir`, creating it if needed.
+    /// Uses `dir` for writing, creating it if needed, and holds the exclusive lock on its
+    /// [`LOCK_FILE_NAME`] file until dropped: a second writer (another server on the same
+    /// directory) is refused with `ResourceBusy` and the holder's pid, before anything is read.
+    /// Readers ([`FsStorage::open_read_only`]) take no lock and work beside a writer.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         fs::create_dir_all(dir.as_ref())?;
+        let lock = lock_dir(dir.as_ref())?;
         Ok(FsStorage {
             dir: dir.as_ref().to_path_buf(),
             files: HashMap::new(),
@@ -180,6 +213,7 @@ impl FsStorage {
             last_sync_ns: None,
             read_only: false,
             atomic_write: None,
+            _lock: Some(lock),
         })
     }
 
@@ -202,6 +236,7 @@ impl FsStorage {
             last_sync_ns: None,
             read_only: true,
             atomic_write: None,
+            _lock: None,
         })
     }
 
@@ -655,6 +690,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bursar-storage-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// One writer per directory: a second writable open is refused with the holder's pid while
+    /// the first lives, readers are not; once the first is dropped the lock is free again.
+    #[test]
+    fn a_second_writer_is_refused_with_the_holders_pid() {
+        let dir = temp_dir("lock");
+        let first = FsStorage::open(&dir).expect("first writer");
+        let refused = FsStorage::open(&dir).expect_err("second writer");
+        assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+        assert!(refused.to_string().contains(&format!("pid {}", std::process::id())), "{refused}");
+        let reader = FsStorage::open_read_only(&dir).expect("a reader beside the writer");
+        assert!(reader.list().expect("list").contains(&LOCK_FILE_NAME.to_string()));
+        drop(first);
+        let again = FsStorage::open(&dir).expect("the lock is released with its holder");
+        drop((again, reader));
+        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// A streamed atomic write (O_DIRECT where the file system allows) lands byte for byte:
