@@ -66,7 +66,7 @@ fn creates_something(command: &Command) -> bool {
 
 fn run_seed(seed: u64) -> Result<(usize, usize), String> {
     let mut rng = Rng(seed);
-    let faults = if seed % 2 == 0 { Faults::default() } else { Faults { write_fail_percent: 2, sync_fail_percent: 4 } };
+    let faults = if seed.is_multiple_of(2) { Faults::default() } else { Faults { write_fail_percent: 2, sync_fail_percent: 4 } };
     let storage = SimStorage::new(seed ^ 0x5EED, faults);
     let mut workload = Workload::new(seed);
     let (mut node, _) = Node::open(storage.clone(), CONFIG, limits()).map_err(|e| e.to_string())?;

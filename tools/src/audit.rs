@@ -266,7 +266,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             segment: owned.segment,
             offset: owned.offset,
         };
-        if entry.seq % 256 == 0 {
+        if entry.seq.is_multiple_of(256) {
             bar.set_message(format!("entry {}, {} commands applied", entry.seq, commands_n));
             bar.tick();
         }

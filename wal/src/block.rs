@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn aligned(buffer: &BlockBuffer) -> bool {
-        (buffer.bytes().as_ptr() as usize) % BLOCK_BYTES == 0
+        (buffer.bytes().as_ptr() as usize).is_multiple_of(BLOCK_BYTES)
     }
 
     /// Growth far past the capacity (reallocations), drops from the front and truncation keep

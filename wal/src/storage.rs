@@ -333,7 +333,10 @@ fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 /// Whether a write of `bytes` at `offset` meets `O_DIRECT`'s alignment (offset, length and address).
 fn direct_aligned(offset: u64, bytes: &[u8]) -> bool {
     let block = BLOCK_BYTES as u64;
-    !bytes.is_empty() && offset % block == 0 && bytes.len() as u64 % block == 0 && (bytes.as_ptr() as u64) % block == 0
+    !bytes.is_empty()
+        && offset.is_multiple_of(block)
+        && (bytes.len() as u64).is_multiple_of(block)
+        && (bytes.as_ptr() as u64).is_multiple_of(block)
 }
 
 /// Bytes each `O_DIRECT` write of a streamed atomic write or a segment's zero-fill carries.
@@ -458,7 +461,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let file = match open_direct(&tmp, true) {
-        Ok(file) if len % BLOCK_BYTES as u64 == 0 && head.len() <= DIRECT_CHUNK_BYTES => file,
+        Ok(file) if len.is_multiple_of(BLOCK_BYTES as u64) && head.len() <= DIRECT_CHUNK_BYTES => file,
         _ => File::create(&tmp)?, // no O_DIRECT here, or not whole blocks: through the page cache
     };
     zero_fill(&file, head, len)?;

@@ -89,7 +89,7 @@ fn recover(
 
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
-    let faults = if seed % 3 == 0 { Faults::default() } else { Faults { write_fail_percent: 1, sync_fail_percent: 3 } };
+    let faults = if seed.is_multiple_of(3) { Faults::default() } else { Faults { write_fail_percent: 1, sync_fail_percent: 3 } };
     let storage = SimStorage::new(seed ^ 0xA5A5, faults);
     let mut appended: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
