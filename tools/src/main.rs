@@ -180,6 +180,16 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
             .as_ref()
             .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
     );
+    for (name, why) in &report.skipped_snapshots {
+        eprintln!("bursar: WARNING: snapshot {name} is damaged or does not match the log ({why}); recovered without it, from an older snapshot or the log's start");
+    }
+    if !report.removed_leftovers.is_empty() {
+        out!(
+            "bursar: removed {} temporary files of writes cut short by a crash: {}",
+            report.removed_leftovers.len(),
+            report.removed_leftovers.join(", ")
+        );
+    }
     let reserving = Instant::now();
     let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;
     if prepared > 0 {

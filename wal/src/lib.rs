@@ -35,7 +35,8 @@ pub enum SyncPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retention {
     /// Every segment is kept: the audit can replay and prove the whole history from the first
-    /// entry. The default.
+    /// entry. The default. Snapshots are bounded as under either retention: the
+    /// [`SNAPSHOTS_KEPT`] newest stay.
     KeepAll,
     /// After each snapshot, only the [`SNAPSHOTS_KEPT`] newest snapshots are kept, and segments
     /// holding only entries before the oldest of those are recycled: renamed aside and reused as
@@ -45,8 +46,8 @@ pub enum Retention {
     RecycleBeforeSnapshots,
 }
 
-/// Snapshots kept under [`Retention::RecycleBeforeSnapshots`]: two, so a damaged newest one
-/// still leaves an older one and the log after it.
+/// Snapshots kept (under either retention): two, so a damaged newest one still leaves an older
+/// one and the log after it.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
 /// Recycled segments kept aside for reuse at most; more are deleted.

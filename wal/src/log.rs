@@ -318,14 +318,15 @@ impl<S: Storage> Wal<S> {
         self.apply_retention()
     }
 
-    /// Under [`Retention::RecycleBeforeSnapshots`], after a snapshot is written: deletes the
-    /// snapshots older than the `SNAPSHOTS_KEPT` newest, and sets aside for reuse every segment
-    /// whose entries all precede the oldest kept snapshot's entry (the segment holding that
-    /// entry stays: recovery checks the snapshot's chain hash against it). A failure here is
-    /// reported as a snapshot error; the log itself is unaffected (a file that should have gone
-    /// is merely still there). Nothing happens under [`Retention::KeepAll`].
+    /// After a snapshot is written: deletes the snapshots older than the `SNAPSHOTS_KEPT`
+    /// newest (under either retention: the log, not old snapshots, is what an audit needs), and
+    /// under [`Retention::RecycleBeforeSnapshots`] sets aside for reuse every segment whose
+    /// entries all precede the oldest kept snapshot's entry (the segment holding that entry
+    /// stays: recovery checks the snapshot's chain hash against it). A failure here is reported
+    /// as a snapshot error; the log itself is unaffected (a file that should have gone is merely
+    /// still there).
     fn apply_retention(&mut self) -> Result<(), WalError> {
-        if self.config.retention != Retention::RecycleBeforeSnapshots || self.failed.is_some() {
+        if self.failed.is_some() {
             return Ok(());
         }
         let retention = |e: std::io::Error| WalError::Snapshot(format!("the snapshot is written, but retention failed: {e}"));
@@ -336,6 +337,9 @@ impl<S: Storage> Wal<S> {
         }
         for old in &snapshots[SNAPSHOTS_KEPT..] {
             self.storage.remove(&snapshot_name(*old)).map_err(retention)?;
+        }
+        if self.config.retention != Retention::RecycleBeforeSnapshots {
+            return Ok(());
         }
         let oldest_kept = snapshots[SNAPSHOTS_KEPT - 1];
         while let (Some(&(index, _)), Some(&(_, next_first))) = (self.segments.front(), self.segments.get(1)) {

@@ -36,6 +36,9 @@ pub struct RecoveryReport {
     pub bytes_verified: u64,
     /// The torn tail that was cut off: (segment, offset, first lost sequence number, bytes zeroed).
     pub truncated: Option<(String, u64, u64, u64)>,
+    /// Temporary files of writes cut short by a crash (a snapshot or a segment being
+    /// prepared), removed at open.
+    pub removed_leftovers: Vec<String>,
     /// Sequence number of the last entry in the log.
     pub last_seq: u64,
     /// Its chain hash.
@@ -113,6 +116,17 @@ pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), Open
 fn list_spares<S: Storage>(storage: &S) -> Result<Vec<String>, OpenError> {
     let names = storage.list().map_err(|e| io("list", e))?;
     Ok(names.into_iter().filter(|n| n.starts_with("spare-") && n.ends_with(".seg")).collect())
+}
+
+/// Removes the temporary files (`*.tmp`) of atomic writes a crash cut short: no file of the log
+/// is ever read under such a name, and a crash loop would otherwise fill the disk with them.
+fn remove_leftovers<S: Storage>(storage: &mut S) -> Result<Vec<String>, OpenError> {
+    let names = storage.list().map_err(|e| io("list", e))?;
+    let leftovers: Vec<String> = names.into_iter().filter(|n| n.ends_with(".tmp")).collect();
+    for name in &leftovers {
+        storage.remove(name).map_err(|e| io(name, e))?;
+    }
+    Ok(leftovers)
 }
 
 /// The error for a log whose oldest segments were recycled when no snapshot covers them.
@@ -453,9 +467,10 @@ pub fn open<S: Storage>(
     on_entry: &mut EntryVisitor<'_>,
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
+    let removed_leftovers = remove_leftovers(&mut storage)?;
     let (segments, snapshots) = list(&storage)?;
     let spares = list_spares(&storage)?;
-    let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
+    let mut report = RecoveryReport { last_hash: GENESIS_HASH, removed_leftovers, ..Default::default() };
     if segments.is_empty() {
         let head = format::encode_segment_header(0, config.segment_size_bytes);
         storage.prepare(&segment_name(0), &head, config.segment_size_bytes).map_err(|e| io("create segment 0", e))?;

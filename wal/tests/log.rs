@@ -491,3 +491,41 @@ fn segments_prepared_ahead_are_used_in_order_and_survive_a_restart() {
     assert_eq!((report.last_seq, entries.len()), (200, 200));
     assert!(segments(&storage) > 5, "new segments were prepared once the reserved ones were used");
 }
+
+/// Start-up removes the temporary files of atomic writes a crash cut short (a snapshot, a
+/// segment being prepared) and reports them; under either retention only the newest
+/// `SNAPSHOTS_KEPT` snapshots stay, while keep-all keeps every segment.
+#[test]
+fn leftovers_are_removed_at_open_and_snapshots_stay_bounded_under_keep_all() {
+    let dir = std::env::temp_dir().join(format!("bursar-wal-leftovers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let leftovers = [format!("{}.tmp", bursar_wal::snapshot_name(7)), format!("{}.tmp", segment_name(3))];
+    for name in &leftovers {
+        std::fs::write(dir.join(name), vec![1u8; 5000]).expect("leftover");
+    }
+    let (mut wal, report) =
+        open(bursar_wal::FsStorage::open(&dir).expect("dir"), SMALL, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("opens");
+    let mut removed = report.removed_leftovers.clone();
+    removed.sort();
+    let mut expected = leftovers.to_vec();
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(leftovers.iter().all(|name| !dir.join(name).exists()));
+    for seq in 1..=60u64 {
+        wal.append(seq, &body(seq)).expect("append");
+        wal.sync().expect("sync");
+        if seq % 10 == 0 {
+            let hash = wal.last_hash();
+            wal.write_snapshot(seq, hash, b"state").expect("snapshot");
+        }
+    }
+    let names = wal.storage().list().expect("list");
+    let snapshots: Vec<&String> = names.iter().filter(|n| n.starts_with("snap-")).collect();
+    assert_eq!(snapshots, vec![&bursar_wal::snapshot_name(50), &bursar_wal::snapshot_name(60)], "{names:?}");
+    assert!(names.contains(&segment_name(0)), "keep-all keeps the first segment");
+    drop(wal);
+    let read_only = bursar_wal::FsStorage::open_read_only(&dir).expect("dir");
+    assert_eq!(verify_log(&read_only, &mut |_| Ok(())).expect("the whole log verifies").last_seq, 60);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
