@@ -9,6 +9,7 @@
 pub mod block;
 pub mod format;
 pub mod log;
+pub mod mark;
 pub mod mmap;
 pub mod recovery;
 pub mod sim;

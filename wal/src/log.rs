@@ -41,6 +41,8 @@ pub(crate) struct Position {
     pub(crate) segments: Vec<(u64, Option<u64>)>,
     /// Recycled segments waiting to be reused (file names).
     pub(crate) spares: Vec<String>,
+    /// The generation of the next durable mark (see `mark.rs`).
+    pub(crate) mark_generation: u64,
 }
 
 /// The write-ahead log. Single writer: the sequencer owns it.
@@ -86,6 +88,9 @@ pub struct Wal<S: Storage> {
     sync_started: Option<std::time::Instant>,
     /// Duration of the last sync (see `last_sync_ns`).
     last_sync_ns: u64,
+    /// The generation of the next durable mark, and the sequence number the last one recorded.
+    mark_generation: u64,
+    marked_seq: u64,
 }
 
 impl<S: Storage> Wal<S> {
@@ -112,6 +117,8 @@ impl<S: Storage> Wal<S> {
             sync_in_flight: false,
             sync_started: None,
             last_sync_ns: 0,
+            mark_generation: at.mark_generation,
+            marked_seq: 0,
         }
     }
 
@@ -249,7 +256,24 @@ impl<S: Storage> Wal<S> {
         self.settle_hash();
         self.clear_pending();
         self.synced_seq = self.next_seq - 1;
+        if self.config.sync == crate::SyncPolicy::EveryBatch && self.synced_seq > self.marked_seq {
+            if let Err(e) = self.write_mark() {
+                return Err(self.fail("durable mark", e));
+            }
+        }
         Ok(self.synced_seq)
+    }
+
+    /// Records durably that entries through `synced_seq` are on disk (see `mark.rs`): one slot
+    /// of the mark file written and synced, before anything is acknowledged, so recovery never
+    /// takes damage to an acknowledged entry for a torn write.
+    fn write_mark(&mut self) -> std::io::Result<()> {
+        let mark = crate::mark::Mark { generation: self.mark_generation, seq: self.synced_seq, hash: self.last_hash };
+        self.storage.write_at(crate::mark::MARK_FILE_NAME, mark.slot_offset(), &mark.encode())?;
+        self.storage.sync(crate::mark::MARK_FILE_NAME)?;
+        self.mark_generation += 1;
+        self.marked_seq = self.synced_seq;
+        Ok(())
     }
 
     /// How long the last sync took, in nanoseconds, as the storage timed it where it wrote

@@ -3,6 +3,7 @@
 
 use crate::format::{self, EntryHeader, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, ENTRY_HEADER_SIZE, GENESIS_HASH, SEGMENT_HEADER_SIZE};
 use crate::log::{segment_name, snapshot_name, Position, Wal};
+use crate::mark::{Mark, MARK_FILE_BYTES, MARK_FILE_NAME};
 use crate::storage::Storage;
 use crate::{OpenError, WalConfig};
 
@@ -127,6 +128,65 @@ fn remove_leftovers<S: Storage>(storage: &mut S) -> Result<Vec<String>, OpenErro
         storage.remove(name).map_err(|e| io(name, e))?;
     }
     Ok(leftovers)
+}
+
+/// The newest valid durable mark (see `mark.rs`), if the directory has a mark file with one.
+fn read_mark<S: Storage>(storage: &S) -> Result<Option<Mark>, OpenError> {
+    if !storage.list().map_err(|e| io("list", e))?.iter().any(|n| n == MARK_FILE_NAME) {
+        return Ok(None);
+    }
+    let contents = storage.read(MARK_FILE_NAME).map_err(|e| io(MARK_FILE_NAME, e))?;
+    Ok(crate::mark::newest((*contents).as_ref()))
+}
+
+/// Creates the mark file, zeroed, if it is not there (a new log, or one written before marks).
+fn create_mark_file<S: Storage>(storage: &mut S) -> Result<(), OpenError> {
+    if storage.list().map_err(|e| io("list", e))?.iter().any(|n| n == MARK_FILE_NAME) {
+        return Ok(());
+    }
+    storage.prepare(MARK_FILE_NAME, &[], MARK_FILE_BYTES).map_err(|e| io(MARK_FILE_NAME, e))?;
+    storage.finish_prepare(MARK_FILE_NAME).map_err(|e| io(MARK_FILE_NAME, e))
+}
+
+/// Refuses a log whose intact entries end before the durable mark: an entry that was durable
+/// (and may have been acknowledged) is damaged or missing, and cutting it would lose it.
+fn check_mark(segments: &[u64], scan: &Scan, mark: Option<&Mark>) -> Result<(), OpenError> {
+    let Some(mark) = mark else { return Ok(()) };
+    let (segment_pos, offset, first_missing) = match scan.end {
+        End::Torn { segment_pos, offset, seq } => (segment_pos, offset, seq),
+        End::Clean { segment_pos, offset } => (segment_pos, offset, scan.last_seq + 1),
+    };
+    let name = segment_name(segments[segment_pos]);
+    if first_missing <= mark.seq {
+        let what = match scan.end {
+            End::Torn { .. } => "it is damaged",
+            End::Clean { .. } => "the log ends before it (a segment deleted or cut short)",
+        };
+        return Err(lost_durable(&name, offset, first_missing, mark, what));
+    }
+    if scan.last_seq == mark.seq && scan.last_hash != mark.hash {
+        return Err(corrupt(
+            segments[segment_pos],
+            offset,
+            mark.seq,
+            "the chain hash of the last entry differs from the durable mark's: the log was rewritten",
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal for a durable entry that is damaged or missing.
+fn lost_durable(segment: &str, offset: u64, seq: u64, mark: &Mark, what: &str) -> OpenError {
+    OpenError::Corrupt {
+        segment: segment.to_string(),
+        offset,
+        seq,
+        reason: format!(
+            "entry {seq} was durable and may have been acknowledged (the durable mark vouches for entries through {}), but {what}; \
+             refusing to start rather than lose it: restore the data directory from a backup or a replica",
+            mark.seq
+        ),
+    }
 }
 
 /// The error for a log whose oldest segments were recycled when no snapshot covers them.
@@ -468,10 +528,18 @@ pub fn open<S: Storage>(
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
     let removed_leftovers = remove_leftovers(&mut storage)?;
+    let mark = read_mark(&storage)?;
+    if mark.is_none() {
+        create_mark_file(&mut storage)?;
+    }
+    let mark_generation = mark.map_or(0, |m| m.generation + 1);
     let (segments, snapshots) = list(&storage)?;
     let spares = list_spares(&storage)?;
     let mut report = RecoveryReport { last_hash: GENESIS_HASH, removed_leftovers, ..Default::default() };
     if segments.is_empty() {
+        if let Some(mark) = mark.filter(|m| m.seq > 0) {
+            return Err(lost_durable(&segment_name(0), 0, 1, &mark, "every log segment is gone"));
+        }
         let head = format::encode_segment_header(0, config.segment_size_bytes);
         storage.prepare(&segment_name(0), &head, config.segment_size_bytes).map_err(|e| io("create segment 0", e))?;
         storage.finish_prepare(&segment_name(0)).map_err(|e| io("create segment 0", e))?;
@@ -483,6 +551,7 @@ pub fn open<S: Storage>(
             segment_size: config.segment_size_bytes,
             segments: vec![(0, None)],
             spares,
+            mark_generation,
         };
         return Ok((Wal::resume(storage, config, at), report));
     }
@@ -524,6 +593,7 @@ pub fn open<S: Storage>(
     };
     let start = Start { segment_pos: pos, offset, anchor };
     let scan = scan(&storage, &segments, start, after, None, &mut count)?;
+    check_mark(&segments, &scan, mark.as_ref())?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;
@@ -551,6 +621,7 @@ pub fn open<S: Storage>(
         // Segments after the end hold no entry of the log (at most an unacknowledged tail).
         segments: segments.iter().copied().zip(firsts).enumerate().map(|(i, (s, f))| (s, f.filter(|_| i <= segment_pos))).collect(),
         spares,
+        mark_generation,
     };
     Ok((Wal::resume(storage, config, at), report))
 }
@@ -559,9 +630,14 @@ pub fn open<S: Storage>(
 /// the sequence and the hash chain, and calls `visit` for each entry. A torn tail is reported
 /// in the result, not cut off. For audit and replay.
 pub fn verify_log<S: Storage>(storage: &S, visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>) -> Result<RecoveryReport, OpenError> {
+    // The mark first: whatever it names was durable before the scan below began.
+    let mark = read_mark(storage)?;
     let (segments, _) = list(storage)?;
     let mut report = RecoveryReport { last_hash: GENESIS_HASH, ..Default::default() };
     if segments.is_empty() {
+        if let Some(mark) = mark.filter(|m| m.seq > 0) {
+            return Err(lost_durable(&segment_name(0), 0, 1, &mark, "every log segment is gone"));
+        }
         return Ok(report);
     }
     if segments[0] != 0 {
@@ -575,6 +651,7 @@ pub fn verify_log<S: Storage>(storage: &S, visit: &mut dyn FnMut(EntryRef<'_>) -
     };
     let start = Start { segment_pos: 0, offset: SEGMENT_HEADER_SIZE as u64, anchor };
     let scan = scan(storage, &segments, start, 0, None, &mut count)?;
+    check_mark(&segments, &scan, mark.as_ref())?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;

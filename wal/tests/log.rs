@@ -529,3 +529,78 @@ fn leftovers_are_removed_at_open_and_snapshots_stay_bounded_under_keep_all() {
     assert_eq!(verify_log(&read_only, &mut |_| Ok(())).expect("the whole log verifies").last_seq, 60);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Where each entry of the log lies: (sequence number, segment file, offset, stored length).
+fn entry_places(storage: &SimStorage) -> Vec<(u64, String, usize, usize)> {
+    let mut places = Vec::new();
+    verify_log(storage, &mut |e| {
+        places.push((e.seq, segment_name(e.segment), e.offset as usize, bursar_wal::format::stored_len(e.body.len())));
+        Ok(())
+    })
+    .expect("clean log");
+    places
+}
+
+fn refused_at(outcome: Result<Reopened, OpenError>) -> (u64, String) {
+    match outcome {
+        Err(OpenError::Corrupt { seq, reason, .. }) => (seq, reason),
+        Err(other) => panic!("expected a located refusal, got {other}"),
+        Ok((_, report, ..)) => panic!("expected a refusal, recovered to {} (truncated {:?})", report.last_seq, report.truncated),
+    }
+}
+
+/// The durable mark vouches for the last group, which no later entry does: damage to it after a
+/// crash is refused and named, by the server's recovery and by the audit's read-only check,
+/// while an unsynced (unacknowledged) tail is still cut as torn.
+#[test]
+fn damage_to_the_last_acknowledged_entry_is_refused_not_cut_as_a_torn_tail() {
+    let storage = log_with(30, 1);
+    let (seq, segment, offset, _) = entry_places(&storage).pop().expect("entries");
+    assert_eq!(seq, 30);
+    storage.flip_bit(&segment, offset + 70, 2);
+    storage.crash();
+    let (seq, reason) = refused_at(reopen(storage.clone()));
+    assert_eq!(seq, 30);
+    assert!(reason.contains("durable") && reason.contains("through 30"), "{reason}");
+    assert!(matches!(verify_log(&storage, &mut |_| Ok(())), Err(OpenError::Corrupt { seq: 30, .. })), "the audit refuses too");
+
+    // A tail that was written but never synced is not vouched for: cut, as before.
+    let storage = log_with(30, 1);
+    let (mut wal, ..) = reopen(storage.clone()).expect("reopens");
+    wal.append(31, &body(31)).expect("append");
+    wal.append(32, &body(32)).expect("append");
+    drop(wal);
+    let (_, report, ..) = reopen(storage.clone()).expect("an unsynced tail never blocks a restart");
+    assert!(report.last_seq >= 30, "every synced entry is there: {}", report.last_seq);
+}
+
+/// A segment cut short or deleted at the end of the log, or damage to a segment's header, is
+/// refused: entries the durable mark vouches for are missing.
+#[test]
+fn a_truncated_or_deleted_last_segment_is_refused() {
+    let storage = log_with(60, 1);
+    let places = entry_places(&storage);
+    let (_, last_segment, offset, _) = places.last().cloned().expect("entries");
+    let first_in_last = places.iter().find(|p| p.1 == last_segment).map(|p| p.0).expect("an entry");
+    // Cut short: everything from the last entry on is zeros.
+    let len = storage.durable(&last_segment).expect("segment").len();
+    storage.overwrite(&last_segment, offset, &vec![0u8; len - offset]);
+    let (seq, reason) = refused_at(reopen(storage.clone()));
+    assert_eq!(seq, 60);
+    assert!(reason.contains("ends before it"), "{reason}");
+
+    let storage = log_with(60, 1);
+    let mut raw = storage.clone();
+    raw.remove(&last_segment).expect("remove");
+    let (_, reason) = refused_at(reopen(storage.clone()));
+    assert!(reason.contains("missing"), "the prepared segment after it leaves a gap: {reason}");
+    for later in storage.list_names().into_iter().filter(|n| n.ends_with(".seg") && *n > last_segment) {
+        raw.remove(&later).expect("remove");
+    }
+    let (seq, reason) = refused_at(reopen(storage.clone()));
+    assert_eq!(seq, first_in_last, "the first entry of the deleted segment is named: {reason}");
+
+    let storage = log_with(60, 1);
+    storage.flip_bit(&last_segment, 3, 0);
+    assert!(reopen(storage).is_err(), "a damaged segment header is refused");
+}
