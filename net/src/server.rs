@@ -17,16 +17,37 @@ pub struct ServerLimits {
     pub connections_max: usize,
     /// Concurrent request streams per connection (QUIC flow control).
     pub streams_per_connection_max: u32,
-    /// Longest the rest of a request may take to arrive once it is admitted (see
-    /// [`REQUEST_READ_MAX`]); then the stream is answered `truncated` and stopped.
-    pub request_read_max: std::time::Duration,
+    /// Longest the rest of a request may take to arrive once it is admitted, beyond the time its
+    /// size needs at [`REQUEST_READ_BYTES_PER_MS_MIN`] (see [`REQUEST_READ_BASE`]); then the
+    /// stream is answered `truncated` and stopped.
+    pub request_read_base: std::time::Duration,
+    /// Requests one connection may leave stalled (see `request_read_base`) before the server
+    /// closes it: a connection that keeps stalling is an attack or broken, not slow.
+    pub stalls_per_connection_max: u32,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { connections_max: 1024, streams_per_connection_max: 64, request_read_max: REQUEST_READ_MAX }
+        ServerLimits {
+            connections_max: 1024,
+            streams_per_connection_max: 64,
+            request_read_base: REQUEST_READ_BASE,
+            stalls_per_connection_max: STALLS_PER_CONNECTION_MAX,
+        }
     }
 }
+
+/// Records one connection may have admitted at once: a quarter of [`RECORDS_IN_FLIGHT_MAX`]
+/// (four full requests), so no single connection, however many streams it opens or however
+/// slowly it sends, can hold more than a quarter of what the server reads at once; the others
+/// keep the rest.
+pub const CONNECTION_RECORDS_MAX: u32 = RECORDS_IN_FLIGHT_MAX / 4;
+
+/// Default of [`ServerLimits::stalls_per_connection_max`].
+pub const STALLS_PER_CONNECTION_MAX: u32 = 3;
+
+/// QUIC application error code a connection is closed with after too many stalled requests.
+pub const CLOSE_STALLING: u32 = 2;
 
 /// Longest a shutdown waits for the requests in flight to be answered and their replies read.
 pub const SHUTDOWN_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
@@ -41,7 +62,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
-    let streams = Streams::new(limits.request_read_max);
+    let streams = Streams::new(limits);
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -77,16 +98,16 @@ struct Streams {
     done: Arc<tokio::sync::Notify>,
     /// Records admitted at once (see [`RECORDS_IN_FLIGHT_MAX`]).
     admission: Arc<Semaphore>,
-    /// `ServerLimits::request_read_max`.
-    read_max: std::time::Duration,
+    /// The limits the server runs with.
+    limits: ServerLimits,
     /// Request buffers (see [`FRAME_BUFFERS_POOLED_MAX`]).
     frames: Pool<u8>,
 }
 
 impl Streams {
-    fn new(read_max: std::time::Duration) -> Streams {
+    fn new(limits: ServerLimits) -> Streams {
         Streams {
-            read_max,
+            limits,
             frames: Pool::new(FRAME_BUFFERS_POOLED_MAX),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
             in_flight: Arc::default(),
@@ -125,15 +146,30 @@ impl Drop for InFlight {
     }
 }
 
+/// What the streams of one connection share: their part of the admission, and how many of their
+/// requests stalled.
+#[derive(Debug)]
+struct ConnectionShare {
+    connection: quinn::Connection,
+    /// Records this connection has admitted at once, at most [`CONNECTION_RECORDS_MAX`].
+    records: Arc<Semaphore>,
+    stalls: std::sync::atomic::AtomicU32,
+}
+
 async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, streams: Streams) {
     let mut draining = streams.draining.subscribe();
+    let share = Arc::new(ConnectionShare {
+        connection: connection.clone(),
+        records: Arc::new(Semaphore::new(CONNECTION_RECORDS_MAX as usize)),
+        stalls: Default::default(),
+    });
     loop {
         let (send, recv) = tokio::select! {
             accepted = connection.accept_bi() => match accepted { Ok(stream) => stream, Err(_) => return },
             _ = draining.wait_for(|draining| *draining) => return,
         };
         let in_flight = InFlight::new(&streams);
-        tokio::spawn(serve_stream(send, recv, sequencer.clone(), in_flight));
+        tokio::spawn(serve_stream(send, recv, sequencer.clone(), in_flight, Arc::clone(&share)));
     }
 }
 
@@ -151,11 +187,20 @@ enum Read {
     Stalled,
 }
 
-/// Default longest the rest of a request may take to arrive once it is admitted: a client that sends a
-/// header and then stalls would otherwise hold its admission permits (and a buffer) for as long
-/// as it likes. A 1 MiB request takes a few milliseconds on a healthy link; waiting for
-/// admission does not count.
-pub const REQUEST_READ_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default of [`ServerLimits::request_read_base`]: a client that sends a header and then stalls
+/// would otherwise hold its admission permits (and a buffer) for as long as it likes. The whole
+/// deadline is this plus the request's size at [`REQUEST_READ_BYTES_PER_MS_MIN`]: 1.2 s for a full
+/// 1 MiB request, which takes a few milliseconds on a healthy link; waiting for admission does
+/// not count.
+pub const REQUEST_READ_BASE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The slowest a gateway may send an admitted request's body, in bytes per millisecond (1 MiB/s).
+pub const REQUEST_READ_BYTES_PER_MS_MIN: u64 = 1 << 10;
+
+/// How long an admitted request of `bytes` may take to arrive.
+fn read_deadline(base: std::time::Duration, bytes: u64) -> std::time::Duration {
+    base + std::time::Duration::from_millis(bytes / REQUEST_READ_BYTES_PER_MS_MIN)
+}
 
 /// Reads the stream to its end into `buffer`, in order, refusing more than one frame's bytes.
 /// Records the server reads, decodes, queues or applies at once, over all streams: 16 full
@@ -166,26 +211,32 @@ pub const REQUEST_READ_MAX: std::time::Duration = std::time::Duration::from_secs
 /// (p99 over a second at 1 M transfers/s on two cores).
 pub const RECORDS_IN_FLIGHT_MAX: u32 = 16 * protocol::FRAME_RECORDS_MAX as u32;
 
+/// Permits a request holds until it is answered: its connection's share, then the server's.
+type Admitted = Option<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit)>;
+
 /// Reads the stream to its end into `buffer`, in order, refusing more than one frame's bytes.
-/// Once the header is in, takes `admission` permits for its record count (at least one), held
-/// until the request is answered.
+/// Once the header is in, takes permits for its record count (at least one) from its
+/// connection's share and then from the server's admission, held until the request is answered.
 async fn read_request(
     recv: &mut quinn::RecvStream,
     buffer: &mut Vec<u8>,
     server: &Streams,
-    admitted: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    share: &ConnectionShare,
+    admitted: &mut Admitted,
 ) -> Read {
     let mut deadline = None;
     loop {
         if admitted.is_none() && buffer.len() >= HEADER_SIZE {
             // A bad header is answered after the read; it costs one permit meanwhile.
-            let records = protocol::decode_header(buffer[..HEADER_SIZE].try_into().expect("header length"))
-                .map_or(1, |header| header.record_count.clamp(1, RECORDS_IN_FLIGHT_MAX));
-            match Arc::clone(&server.admission).acquire_many_owned(records).await {
-                Ok(permit) => *admitted = Some(permit),
-                Err(_) => return Read::Gone, // closed: the server is going away
-            }
-            deadline = Some(tokio::time::Instant::now() + server.read_max);
+            let header = protocol::decode_header(buffer[..HEADER_SIZE].try_into().expect("header length"));
+            let records = header.map_or(1, |header| header.record_count.clamp(1, CONNECTION_RECORDS_MAX));
+            let Ok(own) = Arc::clone(&share.records).acquire_many_owned(records).await else { return Read::Gone };
+            let Ok(global) = Arc::clone(&server.admission).acquire_many_owned(records).await else {
+                return Read::Gone; // closed: the server is going away
+            };
+            *admitted = Some((own, global));
+            let body_bytes = header.map_or(0, |header| u64::from(header.body_len));
+            deadline = Some(tokio::time::Instant::now() + read_deadline(server.limits.request_read_base, body_bytes));
         }
         let next = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, recv.read_chunk(usize::MAX, true)).await {
@@ -207,11 +258,17 @@ async fn read_request(
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, sequencer: SequencerHandle, in_flight: InFlight) {
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    sequencer: SequencerHandle,
+    in_flight: InFlight,
+    share: Arc<ConnectionShare>,
+) {
     let streams = &in_flight.0;
     let mut buffer = streams.frames.take();
     let mut admitted = None;
-    let read = read_request(&mut recv, &mut buffer, streams, &mut admitted).await;
+    let read = read_request(&mut recv, &mut buffer, streams, &share, &mut admitted).await;
     let submitted = match read {
         Read::Whole => submit(&buffer, &sequencer),
         Read::TooLong => {
@@ -221,6 +278,10 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Read::Stalled => {
             // It holds admission permits and a buffer: it may not keep them by sending slowly.
             let _ = recv.stop(0u32.into());
+            let stalls = share.stalls.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+            if stalls > streams.limits.stalls_per_connection_max {
+                share.connection.close(CLOSE_STALLING.into(), b"too many stalled requests");
+            }
             Err(error_frame(0, 0, ProtocolError::Truncated))
         }
         Read::Gone => return streams.frames.give_back(buffer), // the client went away

@@ -477,13 +477,13 @@ async fn more_full_requests_than_the_server_admits_all_complete() {
 }
 
 /// A client that sends a header announcing a full request and then stalls is answered
-/// `truncated` once `request_read_max` has passed, and gives back what it was admitted for:
+/// `truncated` once its read deadline has passed, and gives back what it was admitted for:
 /// a full request from another client is served after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_is_cut_off_and_releases_its_admission() {
     let dir = std::env::temp_dir().join(format!("bursar-e2e-stall-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let limits = ServerLimits { request_read_max: std::time::Duration::from_millis(300), ..ServerLimits::default() };
+    let limits = ServerLimits { request_read_base: std::time::Duration::from_millis(300), ..ServerLimits::default() };
     let running = start_limits(&dir, SequencerConfig::default(), limits);
     let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
     client.submit(setup_commands()).await.expect("setup");
@@ -607,5 +607,59 @@ async fn an_open_chain_never_reaches_into_another_gateways_request() {
     let (mut node, _) =
         Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("reopen");
     assert_eq!(node.status().state_digest, live.state_digest, "replay of the log agrees with the live server");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// Opens `n` streams on `connection` that each send a full request's header and a little of its
+/// body, then stall; returns them so they stay open.
+async fn stalled_streams(connection: &quinn::Connection, n: usize, first_id: u128) -> Vec<(quinn::SendStream, quinn::RecvStream)> {
+    let mut frame = Vec::new();
+    bursar_net::protocol::encode_submit(1, &full_batch(first_id), &mut frame);
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let (mut send, recv) = connection.open_bi().await.expect("stream");
+        send.write_all(&frame[..4096]).await.expect("header and a little body");
+        streams.push((send, recv));
+    }
+    streams
+}
+
+/// Slowloris: one connection's 64 streams send full-size headers and stall. Before per-connection
+/// shares they took every admission permit and a good gateway waited out their deadline; now
+/// that connection holds at most a quarter, and the good gateway's full requests all go through
+/// while every stalled stream is still within its (here very long) deadline. A connection that
+/// keeps stalling is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_connection_cannot_starve_another_gateway() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-slowloris-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let limits = ServerLimits { request_read_base: std::time::Duration::from_secs(600), ..ServerLimits::default() };
+    let running = start_limits(&dir, SequencerConfig::default(), limits);
+    let good = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    good.submit(setup_commands()).await.expect("setup");
+    let attacker = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let stalled = stalled_streams(attacker.connection(), 64, 80_000_000).await;
+    for k in 0..20u128 {
+        let served = tokio::time::timeout(std::time::Duration::from_secs(60), good.submit(full_batch(81_000_000 + k * 10_000)))
+            .await
+            .expect("the good gateway is not held behind the stalled streams")
+            .expect("submit");
+        assert!(served.iter().all(|r| *r == ResultCode::Ok));
+    }
+    drop((stalled, attacker, good));
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+
+    let limits = ServerLimits { request_read_base: std::time::Duration::from_millis(100), ..ServerLimits::default() };
+    let running = start_limits(&dir, SequencerConfig::default(), limits);
+    let attacker = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let _stalled = stalled_streams(attacker.connection(), 8, 90_000_000).await;
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(60), attacker.connection().closed()).await.expect("closed by the server");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(close.error_code, server::CLOSE_STALLING.into()),
+        other => panic!("closed for another reason: {other}"),
+    }
+    stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

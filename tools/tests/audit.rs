@@ -168,6 +168,26 @@ fn a_changed_byte_in_an_old_entry_is_located() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The last entry was synced and acknowledged: damage to it is refused and named by the audit
+/// and by the server's recovery (the durable mark vouches for it), never cut as a torn tail.
+#[test]
+fn a_changed_byte_in_the_last_acknowledged_entry_is_located() {
+    let dir = temp_dir("last");
+    let places = make_log(&dir);
+    let (seq, segment, offset, len, _) = places.last().cloned().expect("entries");
+    edit_segment(&dir, &segment, |b| b[offset as usize + len - 20] ^= 0x01);
+    assert_refused(&dir, &segment, offset, seq, "durable and may have been acknowledged");
+    let start = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["start", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!start.status.success(), "the server started on a log missing an acknowledged entry: {}", text(&start));
+    assert!(text(&start).contains(&format!("sequence {seq}")), "{}", text(&start));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_removed_entry_is_located() {
     let dir = temp_dir("removed");
