@@ -328,3 +328,58 @@ async fn a_live_server_and_the_replay_agree_and_statements_match_its_balances() 
     server.wait().expect("wait");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One server per data directory: a second `bursar start` on it is refused with the first's pid
+/// while the audit tools keep reading beside it. When the server dies under a `bursar bench`,
+/// the bench says how many commands had been acknowledged, and the log holds at least those.
+#[test]
+fn a_second_server_is_refused_and_a_failed_bench_counts_what_was_acknowledged() {
+    let dir = temp_dir("lock");
+    let (mut server, addr) = start(&dir);
+    let second = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["start", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!second.status.success(), "a second server started on the same directory");
+    assert!(text(&second).contains(&format!("pid {}", server.id())), "{}", text(&second));
+    assert!(bursar(&["log", "head"], &dir).status.success(), "a reader works beside the server");
+
+    let cert = dir.join("server.crt");
+    let bench = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["bench", "--quiet", "--accounts", "100", "--duration", "120s", "--batch", "500", "--addr", &addr.to_string(), "--cert"])
+        .arg(&cert)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bench");
+    // Bounded wait until the bench's transfers are in the log, then kill the server mid-run.
+    let mut logged = 0;
+    for _ in 0..600 {
+        let head = bursar(&["log", "head", "--json"], &dir);
+        logged = serde_json::from_slice::<serde_json::Value>(&head.stdout).ok().and_then(|j| j["seq"].as_u64()).unwrap_or(0);
+        if logged > 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logged > 20, "the bench never got going");
+    server.kill().expect("kill -9");
+    server.wait().expect("reaped");
+    let out = bench.wait_with_output().expect("bench ends");
+    let said = text(&out);
+    assert!(!out.status.success(), "the bench outlived its server: {said}");
+    let acknowledged: u64 = said
+        .split(" commands had been acknowledged")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no acknowledged count in: {said}"));
+    let replay = bursar(&["replay", "--json"], &dir);
+    assert!(replay.status.success(), "{}", text(&replay));
+    let replay: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("json");
+    let applied_ok = replay["commands_ok"].as_u64().expect("number");
+    assert!(applied_ok >= acknowledged, "{acknowledged} acknowledged, only {applied_ok} in the log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
