@@ -163,6 +163,19 @@ struct Outcome {
     elapsed: Duration,
 }
 
+/// The index of the first log segment in `dir`, if any.
+fn first_segment(dir: &Path) -> Result<Option<u64>> {
+    let mut first = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let name = entry?.file_name();
+        let index = name.to_str().and_then(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse::<u64>().ok());
+        if let Some(index) = index {
+            first = Some(first.map_or(index, |f: u64| f.min(index)));
+        }
+    }
+    Ok(first)
+}
+
 /// The most transfers a replay reserves room for up front.
 const RESERVE_TRANSFERS_MAX: usize = 64 << 20;
 
@@ -188,6 +201,10 @@ type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) +
 fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: bool, observe: &mut Observer<'_>) -> Result<Outcome> {
     let storage = data.storage()?;
     let started = Instant::now();
+    let recycled = first_segment(&data.log_dir())?.is_some_and(|first| first != 0);
+    // Under recycling entry 1 is gone: the audit starts from a snapshot whose place in the log it
+    // verifies (the oldest, unless one is named), and says so.
+    let from_snapshot = if recycled { Some(from_snapshot.unwrap_or("oldest")) } else { from_snapshot };
     let snapshot = match from_snapshot {
         None => None,
         Some(which) => {
@@ -200,6 +217,11 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
                         _ => true,
                     })
                     .context("no snapshot in the data directory")?,
+                "oldest" => *seqs
+                    .iter()
+                    .rev()
+                    .find(|s| bursar_wal::read_snapshot(&storage, **s).is_ok())
+                    .context("the log's first segments were recycled and no valid snapshot covers them")?,
                 n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
             };
             let (header, payload) = bursar_wal::read_snapshot(&storage, seq)?;
@@ -227,6 +249,25 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     let mut snapshot = snapshot;
     let mut snapshot_note = None;
     let (mut applied_seq, mut applied_hash) = (0u64, bursar_wal::GENESIS_HASH);
+    // A recycled log starts from the snapshot itself: there is no genesis replay to compare with.
+    let start_from = match snapshot.take() {
+        Some((header, restored)) if recycled => {
+            engine = restored;
+            (applied_seq, applied_hash) = (header.seq, header.chain_hash);
+            snapshot_note = Some(format!(
+                "the log starts after entry 1 (retention recycled its first segments): verified from {}, its checksum and its chain \
+                 hash at entry {} in the log (reached by the hash chain from the first kept entry), then every later entry; \
+                 the history before it cannot be proven from this directory",
+                bursar_wal::snapshot_name(header.seq),
+                header.seq
+            ));
+            Some(header)
+        }
+        other => {
+            snapshot = other;
+            None
+        }
+    };
     let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
     let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
     let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
@@ -236,7 +277,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     let (entries, inbox) = crossbeam_channel::bounded::<OwnedEntry>(64);
     let verifier = std::thread::Builder::new().name("verify".into()).spawn(move || {
         let mut done = false;
-        bursar_wal::verify_log(&storage, &mut |entry| {
+        bursar_wal::verify_log_from(&storage, start_from.as_ref(), &mut |entry| {
             done = done
                 || match until {
                     Until::End => false,
@@ -803,7 +844,16 @@ pub fn run_log(op: LogOp) -> Result<()> {
         LogOp::Head { data, json } => {
             let storage = data.storage()?;
             let mut last_timestamp = 0;
-            let report = bursar_wal::verify_log(&storage, &mut |entry| {
+            // A recycled log is verified from its oldest valid snapshot, as `replay` does.
+            let start = match first_segment(&data.log_dir())? {
+                Some(first) if first != 0 => {
+                    let seqs = bursar_wal::list_snapshots(&storage)?;
+                    let oldest = seqs.iter().rev().find_map(|s| bursar_wal::read_snapshot(&storage, *s).ok());
+                    Some(oldest.context("the log's first segments were recycled and no valid snapshot covers them")?.0)
+                }
+                _ => None,
+            };
+            let report = bursar_wal::verify_log_from(&storage, start.as_ref(), &mut |entry| {
                 last_timestamp = entry.timestamp;
                 Ok(())
             })

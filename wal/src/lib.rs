@@ -19,7 +19,7 @@ mod uring;
 
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use log::{segment_name, snapshot_name, spare_name, Wal};
-pub use recovery::{list_snapshots, open, read_snapshot, verify_log, EntryRef, RecoveryReport};
+pub use recovery::{list_snapshots, open, read_snapshot, verify_log, verify_log_from, EntryRef, RecoveryReport};
 pub use storage::{FsStorage, Storage};
 
 /// When appended entries become durable.
