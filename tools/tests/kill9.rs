@@ -75,6 +75,38 @@ async fn run_seed(seed: u64, flags: &[&str]) -> bool {
             }
         }));
     }
+    // A fifth gateway on its own connection sends open and failing chains: each gets its own
+    // chain results, never moves money, and never changes the other clients' results (their
+    // `ok` asserts above), though the server joins their requests into shared log entries.
+    let chains = connect(&dir, addr).await;
+    let chain_sent = Arc::new(Mutex::new(Vec::<u128>::new()));
+    let sent = Arc::clone(&chain_sent);
+    tasks.push(tokio::spawn(async move {
+        for r in 0u128.. {
+            let id = 9_000_000 + 2 * r;
+            let linked = |t: Command| match t {
+                Command::Transfer(t) => Command::Transfer(Transfer { flags: t.flags | bursar_engine::transfer_flags::LINKED, ..t }),
+                other => other,
+            };
+            let (request, expected) = if r % 2 == 0 {
+                (vec![linked(transfer(id, 1))], vec![ResultCode::LinkedEventChainOpen])
+            } else {
+                let to_nowhere = Command::Transfer(Transfer {
+                    credit_account_id: 999,
+                    ..match transfer(id, 1) {
+                        Command::Transfer(t) => t,
+                        _ => unreachable!("a transfer"),
+                    }
+                });
+                (vec![linked(to_nowhere), transfer(id + 1, 1)], vec![ResultCode::CreditAccountNotFound, ResultCode::LinkedEventFailed])
+            };
+            sent.lock().expect("lock").push(id);
+            match chains.submit(request).await {
+                Ok(results) => assert_eq!(results, expected, "chain request {r}"),
+                Err(_) => return, // the server died
+            }
+        }
+    }));
     // With retention on, long enough to fill several segments and recycle some.
     let load_ms = if flags.is_empty() { 150 + seed * 97 % 400 } else { 1_500 + seed * 97 % 400 };
     tokio::time::sleep(Duration::from_millis(load_ms)).await;
@@ -96,6 +128,12 @@ async fn run_seed(seed: u64, flags: &[&str]) -> bool {
             let found = found.unwrap_or_else(|| panic!("seed {seed}: acknowledged transfer {id} lost"));
             assert_eq!(found.amount, 1 + id % 50);
         }
+    }
+    // The chains moved nothing: none of their transfers exists.
+    let chain_ids: Vec<u128> = chain_sent.lock().expect("lock").iter().flat_map(|id| [*id, id + 1]).take(4000).collect();
+    assert!(!chain_ids.is_empty(), "seed {seed}: the chain gateway sent nothing");
+    for found in client.lookup_transfers(chain_ids).await.expect("lookup") {
+        assert!(found.is_none(), "seed {seed}: a transfer of a failed chain exists: {found:?}");
     }
     // Requests in flight at the kill: a retry applies each transfer exactly once.
     for first in &in_flight {
