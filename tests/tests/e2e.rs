@@ -511,16 +511,7 @@ async fn a_stalled_request_is_cut_off_and_releases_its_admission() {
 fn chain_request(i: u128) -> Vec<Command> {
     let to = |k: u128, credit: Option<u128>| {
         let id = 20_000_000 + i * 4 + k;
-        let (debit, credit) = (1 + id % 8, credit.unwrap_or(1 + (id + 1) % 8));
-        Command::Transfer(Transfer {
-            id,
-            debit_account_id: debit,
-            credit_account_id: credit,
-            amount: 1,
-            ledger: 1,
-            code: 1,
-            ..Default::default()
-        })
+        unit_transfer(id, 1 + id % 8, credit.unwrap_or(1 + (id + 1) % 8))
     };
     let valid = |k: u128| to(k, None);
     match i % 4 {
@@ -533,22 +524,20 @@ fn chain_request(i: u128) -> Vec<Command> {
 
 /// The other gateway's request `i`: two valid transfers on accounts 9 to 16.
 fn plain_request(i: u128) -> Vec<Command> {
-    (0..2)
-        .map(|k| {
-            let id = 30_000_000 + i * 2 + k;
-            let debit = 9 + (i + k) % 8;
-            let credit = 9 + (i + k + 3) % 8;
-            Command::Transfer(Transfer {
-                id,
-                debit_account_id: debit,
-                credit_account_id: credit,
-                amount: 1,
-                ledger: 1,
-                code: 1,
-                ..Default::default()
-            })
-        })
-        .collect()
+    (0..2).map(|k| unit_transfer(30_000_000 + i * 2 + k, 9 + (i + k) % 8, 9 + (i + k + 3) % 8)).collect()
+}
+
+/// A transfer of one unit on ledger 1.
+fn unit_transfer(id: u128, debit: u128, credit: u128) -> Command {
+    Command::Transfer(Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount: 1,
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    })
 }
 
 /// Sends `requests` over one connection, `in_flight` at a time, and checks each reply against the
