@@ -32,6 +32,39 @@ fn conn<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Connection(e.to_string())
 }
 
+/// Why a connection closed, in words a gateway's operator can act on: a TLS alert (QUIC's crypto
+/// error codes 0x100 + alert) by name, the server's own close codes by meaning.
+pub fn describe_close(reason: &quinn::ConnectionError) -> String {
+    match reason {
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            match code.checked_sub(0x100).filter(|alert| *alert <= 0xff) {
+                Some(alert) => format!("the server refused the TLS handshake: alert {alert} ({})", tls_alert_name(alert)),
+                None => format!("closed by the server: {reason}"),
+            }
+        }
+        quinn::ConnectionError::ApplicationClosed(close) if close.error_code == crate::server::CLOSE_STALLING.into() => {
+            "closed by the server: too many of this connection's requests stalled before they were sent whole".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The name of a TLS alert (RFC 8446 section 6), with what it usually means here.
+fn tls_alert_name(alert: u64) -> &'static str {
+    match alert {
+        40 => "handshake_failure",
+        42 => "bad_certificate: the server rejected the client certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        48 => "unknown_ca: the client certificate is not from the server's client CA",
+        116 => "certificate_required: the server requires a client certificate (mutual TLS)",
+        _ => "see RFC 8446 section 6",
+    }
+}
+
 /// A connection to one Bursar server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -65,6 +98,15 @@ impl Client {
         &self.connection
     }
 
+    /// The error for a failed stream: why the connection closed, when it did (a TLS alert from
+    /// the handshake, say), else the stream's own error.
+    fn lost(&self, e: &dyn std::fmt::Display) -> ClientError {
+        match self.connection.close_reason() {
+            Some(reason) => ClientError::Connection(describe_close(&reason)),
+            None => ClientError::Connection(e.to_string()),
+        }
+    }
+
     async fn call(&self, request: &Request) -> Result<(protocol::Header, Vec<u8>), ClientError> {
         self.call_with(|id, frame| request.encode(id, frame)).await
     }
@@ -74,11 +116,12 @@ impl Client {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut frame = Vec::new();
         encode(id, &mut frame);
-        let (mut send, mut recv) = self.connection.open_bi().await.map_err(conn)?;
+        let lost = |e: &dyn std::fmt::Display| self.lost(e);
+        let (mut send, mut recv) = self.connection.open_bi().await.map_err(|e| lost(&e))?;
         // Handed over whole: quinn keeps the buffer until it is acknowledged, with no copy.
-        send.write_chunk(bytes::Bytes::from(frame)).await.map_err(conn)?;
-        send.finish().map_err(conn)?;
-        let bytes = recv.read_to_end(HEADER_SIZE + FRAME_BODY_MAX_BYTES).await.map_err(conn)?;
+        send.write_chunk(bytes::Bytes::from(frame)).await.map_err(|e| lost(&e))?;
+        send.finish().map_err(|e| lost(&e))?;
+        let bytes = recv.read_to_end(HEADER_SIZE + FRAME_BODY_MAX_BYTES).await.map_err(|e| lost(&e))?;
         let (header, body) = protocol::decode_frame(&bytes).map_err(ClientError::Protocol)?;
         let body = body.to_vec();
         if header.request_id != id {
