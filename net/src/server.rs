@@ -24,6 +24,9 @@ pub struct ServerLimits {
     /// Requests one connection may leave stalled (see `request_read_base`) before the server
     /// closes it: a connection that keeps stalling is an attack or broken, not slow.
     pub stalls_per_connection_max: u32,
+    /// At the connection limit, a new gateway is let in by closing the connection that has had
+    /// no request in flight for longest, if that is at least this long (see [`IDLE_EVICT_AFTER`]).
+    pub idle_evict_after: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -33,6 +36,7 @@ impl Default for ServerLimits {
             streams_per_connection_max: 64,
             request_read_base: REQUEST_READ_BASE,
             stalls_per_connection_max: STALLS_PER_CONNECTION_MAX,
+            idle_evict_after: IDLE_EVICT_AFTER,
         }
     }
 }
@@ -49,6 +53,16 @@ pub const STALLS_PER_CONNECTION_MAX: u32 = 3;
 /// QUIC application error code a connection is closed with after too many stalled requests.
 pub const CLOSE_STALLING: u32 = 2;
 
+/// QUIC application error code an idle connection is closed with to make room for a new one.
+pub const CLOSE_IDLE_EVICTED: u32 = 3;
+
+/// Default of [`ServerLimits::idle_evict_after`]: connections that hold the server's slots
+/// without sending anything (a flood of idle handshakes) give way to gateways that arrive later.
+pub const IDLE_EVICT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest the accept loop waits for an evicted connection's slot to come free.
+const EVICT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Longest a shutdown waits for the requests in flight to be answered and their replies read.
 pub const SHUTDOWN_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -63,21 +77,35 @@ pub async fn serve(
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let streams = Streams::new(limits);
+    let registry = Arc::new(Registry::default());
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming { Some(incoming) => incoming, None => break },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            incoming.refuse();
-            continue;
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if registry.evict_idle(limits.idle_evict_after) => {
+                match tokio::time::timeout(EVICT_WAIT, Arc::clone(&connections).acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        incoming.refuse();
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                incoming.refuse();
+                continue;
+            }
         };
-        let sequencer = sequencer.clone();
-        let streams = streams.clone();
+        let (sequencer, streams, registry) = (sequencer.clone(), streams.clone(), Arc::clone(&registry));
         tokio::spawn(async move {
             if let Ok(connection) = incoming.await {
-                serve_connection(connection, sequencer, streams).await;
+                let share = registry.add(connection);
+                serve_connection(sequencer, streams, Arc::clone(&share)).await;
+                registry.remove(&share);
             }
             drop(permit);
         });
@@ -146,23 +174,83 @@ impl Drop for InFlight {
     }
 }
 
-/// What the streams of one connection share: their part of the admission, and how many of their
-/// requests stalled.
+/// What the streams of one connection share: their part of the admission, how many of their
+/// requests stalled, and whether (since when) it is idle.
 #[derive(Debug)]
 struct ConnectionShare {
+    id: u64,
     connection: quinn::Connection,
     /// Records this connection has admitted at once, at most [`CONNECTION_RECORDS_MAX`].
     records: Arc<Semaphore>,
     stalls: std::sync::atomic::AtomicU32,
+    /// Requests being read or answered on it, and when the last one ended (or it opened).
+    activity: std::sync::Mutex<(u32, std::time::Instant)>,
 }
 
-async fn serve_connection(connection: quinn::Connection, sequencer: SequencerHandle, streams: Streams) {
+impl ConnectionShare {
+    /// Counts one request on the connection until the guard is dropped.
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.activity.lock().expect("activity").0 += 1;
+        Busy(Arc::clone(self))
+    }
+
+    /// How long the connection has had no request, if it has none now.
+    fn idle_for(&self) -> Option<std::time::Duration> {
+        let (requests, since) = *self.activity.lock().expect("activity");
+        (requests == 0).then(|| since.elapsed())
+    }
+}
+
+/// One request counted on its connection (see [`ConnectionShare::busy`]).
+struct Busy(Arc<ConnectionShare>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut activity = self.0.activity.lock().expect("activity");
+        activity.0 -= 1;
+        activity.1 = std::time::Instant::now();
+    }
+}
+
+/// The connections being served, so that at the limit the longest idle one can make room.
+#[derive(Debug, Default)]
+struct Registry {
+    live: std::sync::Mutex<(u64, std::collections::HashMap<u64, Arc<ConnectionShare>>)>,
+}
+
+impl Registry {
+    fn add(&self, connection: quinn::Connection) -> Arc<ConnectionShare> {
+        let mut live = self.live.lock().expect("registry");
+        live.0 += 1;
+        let share = Arc::new(ConnectionShare {
+            id: live.0,
+            connection,
+            records: Arc::new(Semaphore::new(CONNECTION_RECORDS_MAX as usize)),
+            stalls: Default::default(),
+            activity: std::sync::Mutex::new((0, std::time::Instant::now())),
+        });
+        live.1.insert(share.id, Arc::clone(&share));
+        share
+    }
+
+    fn remove(&self, share: &ConnectionShare) {
+        self.live.lock().expect("registry").1.remove(&share.id);
+    }
+
+    /// Closes the connection idle for longest, if at least `after`; whether one was closed.
+    fn evict_idle(&self, after: std::time::Duration) -> bool {
+        let mut live = self.live.lock().expect("registry");
+        let idlest = live.1.values().filter_map(|share| Some((share.idle_for()?, share.id))).filter(|(idle, _)| *idle >= after).max();
+        let Some((_, id)) = idlest else { return false };
+        let share = live.1.remove(&id).expect("listed above");
+        share.connection.close(CLOSE_IDLE_EVICTED.into(), b"idle at the connection limit");
+        true
+    }
+}
+
+async fn serve_connection(sequencer: SequencerHandle, streams: Streams, share: Arc<ConnectionShare>) {
     let mut draining = streams.draining.subscribe();
-    let share = Arc::new(ConnectionShare {
-        connection: connection.clone(),
-        records: Arc::new(Semaphore::new(CONNECTION_RECORDS_MAX as usize)),
-        stalls: Default::default(),
-    });
+    let connection = share.connection.clone();
     loop {
         let (send, recv) = tokio::select! {
             accepted = connection.accept_bi() => match accepted { Ok(stream) => stream, Err(_) => return },
@@ -266,6 +354,7 @@ async fn serve_stream(
     share: Arc<ConnectionShare>,
 ) {
     let streams = &in_flight.0;
+    let _busy = share.busy();
     let mut buffer = streams.frames.take();
     let mut admitted = None;
     let read = read_request(&mut recv, &mut buffer, streams, &share, &mut admitted).await;

@@ -658,3 +658,38 @@ async fn a_stalling_connection_cannot_starve_another_gateway() {
     stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// At the connection limit a new gateway is not refused while a connection sits idle: the one
+/// idle for longest is closed (code 3, said in words by the client) to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_an_idle_connection_makes_room_for_a_new_gateway() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-evict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let limits = ServerLimits { connections_max: 3, idle_evict_after: std::time::Duration::ZERO, ..ServerLimits::default() };
+    let running = start_limits(&dir, SequencerConfig::default(), limits);
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect"));
+    }
+    let newcomer = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("let in");
+    assert!(newcomer.submit(setup_commands()).await.expect("served").iter().all(|r| *r == ResultCode::Ok));
+    // The close frame reaches the evicted client on its own; wait for it, bounded.
+    for _ in 0..500 {
+        if idle.iter().any(|c| c.connection().close_reason().is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut evicted = 0;
+    for client in &idle {
+        if let Some(reason) = client.connection().close_reason() {
+            let said = bursar_net::client::describe_close(&reason);
+            assert!(said.contains("idle") && said.contains("connection limit"), "{said}");
+            evicted += 1;
+        }
+    }
+    assert_eq!(evicted, 1, "exactly one idle connection made room");
+    drop((idle, newcomer));
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
