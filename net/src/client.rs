@@ -46,6 +46,9 @@ pub fn describe_close(reason: &quinn::ConnectionError) -> String {
         quinn::ConnectionError::ApplicationClosed(close) if close.error_code == crate::server::CLOSE_STALLING.into() => {
             "closed by the server: too many of this connection's requests stalled before they were sent whole".into()
         }
+        quinn::ConnectionError::ApplicationClosed(close) if close.error_code == crate::server::CLOSE_MALFORMED.into() => {
+            "closed by the server: too many malformed requests on this connection".into()
+        }
         quinn::ConnectionError::ApplicationClosed(close) if close.error_code == crate::server::CLOSE_IDLE_EVICTED.into() => {
             "closed by the server: idle while the server was at its connection limit (connect again when needed)".into()
         }

@@ -24,6 +24,10 @@ pub struct ServerLimits {
     /// Requests one connection may leave stalled (see `request_read_base`) before the server
     /// closes it: a connection that keeps stalling is an attack or broken, not slow.
     pub stalls_per_connection_max: u32,
+    /// Malformed requests (bad frames, oversize, undecodable) one connection may send before the
+    /// server closes it: each costs the server a stream and a reply, and a flood of them from one
+    /// connection would take the CPU other gateways need.
+    pub malformed_per_connection_max: u32,
     /// At the connection limit, a new gateway is let in by closing the connection that has had
     /// no request in flight for longest, if that is at least this long (see [`IDLE_EVICT_AFTER`]).
     pub idle_evict_after: std::time::Duration,
@@ -37,6 +41,7 @@ impl Default for ServerLimits {
             request_read_base: REQUEST_READ_BASE,
             stalls_per_connection_max: STALLS_PER_CONNECTION_MAX,
             idle_evict_after: IDLE_EVICT_AFTER,
+            malformed_per_connection_max: MALFORMED_PER_CONNECTION_MAX,
         }
     }
 }
@@ -52,6 +57,12 @@ pub const STALLS_PER_CONNECTION_MAX: u32 = 3;
 
 /// QUIC application error code a connection is closed with after too many stalled requests.
 pub const CLOSE_STALLING: u32 = 2;
+
+/// Default of [`ServerLimits::malformed_per_connection_max`].
+pub const MALFORMED_PER_CONNECTION_MAX: u32 = 16;
+
+/// QUIC application error code a connection is closed with after too many malformed requests.
+pub const CLOSE_MALFORMED: u32 = 4;
 
 /// QUIC application error code an idle connection is closed with to make room for a new one.
 pub const CLOSE_IDLE_EVICTED: u32 = 3;
@@ -183,6 +194,7 @@ struct ConnectionShare {
     /// Records this connection has admitted at once, at most [`CONNECTION_RECORDS_MAX`].
     records: Arc<Semaphore>,
     stalls: std::sync::atomic::AtomicU32,
+    malformed: std::sync::atomic::AtomicU32,
     /// Requests being read or answered on it, and when the last one ended (or it opened).
     activity: std::sync::Mutex<(u32, std::time::Instant)>,
 }
@@ -227,6 +239,7 @@ impl Registry {
             connection,
             records: Arc::new(Semaphore::new(CONNECTION_RECORDS_MAX as usize)),
             stalls: Default::default(),
+            malformed: Default::default(),
             activity: std::sync::Mutex::new((0, std::time::Instant::now())),
         });
         live.1.insert(share.id, Arc::clone(&share));
@@ -358,10 +371,12 @@ async fn serve_stream(
     let mut buffer = streams.frames.take();
     let mut admitted = None;
     let read = read_request(&mut recv, &mut buffer, streams, &share, &mut admitted).await;
+    let mut malformed = false;
     let submitted = match read {
-        Read::Whole => submit(&buffer, &sequencer),
+        Read::Whole => submit(&buffer, &sequencer, &mut malformed),
         Read::TooLong => {
             let _ = recv.stop(0u32.into());
+            malformed = true;
             Err(error_frame(0, 0, ProtocolError::FrameTooLarge))
         }
         Read::Stalled => {
@@ -376,6 +391,9 @@ async fn serve_stream(
         Read::Gone => return streams.frames.give_back(buffer), // the client went away
     };
     streams.frames.give_back(buffer); // decoded: the bytes are no longer needed
+    if malformed && share.malformed.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 > streams.limits.malformed_per_connection_max {
+        share.connection.close(CLOSE_MALFORMED.into(), b"too many malformed requests");
+    }
     let reply = match submitted {
         Ok((answer, request_id, operation)) => {
             answer.await.unwrap_or_else(|_| error_frame(request_id, operation, ProtocolError::ShuttingDown))
@@ -399,9 +417,10 @@ fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> 
 }
 
 /// Decodes a whole request frame and queues it: the receiver of its reply frame, or the error
-/// frame to send at once.
+/// frame to send at once (`malformed` set when the request itself was at fault).
 #[allow(clippy::type_complexity)]
-fn submit(bytes: &[u8], sequencer: &SequencerHandle) -> Result<(oneshot::Receiver<Vec<u8>>, u64, u8), Vec<u8>> {
+fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<(oneshot::Receiver<Vec<u8>>, u64, u8), Vec<u8>> {
+    *malformed = true;
     let (header, body) = match protocol::decode_frame(bytes) {
         Ok(frame) => frame,
         // A well-formed header with the wrong amount of body: answer with its request id.
@@ -418,6 +437,7 @@ fn submit(bytes: &[u8], sequencer: &SequencerHandle) -> Result<(oneshot::Receive
         Ok(request) => request,
         Err(e) => return Err(error_frame(header.request_id, header.operation, e)),
     };
+    *malformed = false;
     let (reply, answer) = oneshot::channel();
     if sequencer.try_submit(Job { request_id: header.request_id, request, reply }).is_err() {
         let error = if sequencer.is_stopped() { ProtocolError::ShuttingDown } else { ProtocolError::Busy };

@@ -693,3 +693,37 @@ async fn at_the_connection_limit_an_idle_connection_makes_room_for_a_new_gateway
     stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// A connection that keeps sending malformed frames is closed (code 4) once it has had its
+/// typed answers for `malformed_per_connection_max` of them; other gateways are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flooding_malformed_frames_is_closed_and_others_are_served() {
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-malformed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let good = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    good.submit(setup_commands()).await.expect("setup");
+    let flooder = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let max = ServerLimits::default().malformed_per_connection_max as usize;
+    for _ in 0..max {
+        assert_eq!(
+            raw_error(flooder.connection(), b"NOT A BURSAR FRAME AT ALL, JUST BYTES").await,
+            Some(ProtocolError::BadMagic),
+            "typed answers first"
+        );
+    }
+    // One more: answered or not, the connection is closed after it.
+    let one_more = async {
+        let (mut send, mut recv) = flooder.connection().open_bi().await.ok()?;
+        send.write_all(b"NOT A BURSAR FRAME AT ALL, JUST BYTES").await.ok()?;
+        send.finish().ok()?;
+        recv.read_to_end(1 << 16).await.ok()
+    };
+    let _ = one_more.await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), flooder.connection().closed()).await.expect("closed");
+    assert_eq!(bursar_net::client::describe_close(&closed), "closed by the server: too many malformed requests on this connection");
+    let served = good.submit(vec![unit_transfer(40_000_000, 1, 2)]).await.expect("the other gateway is served");
+    assert_eq!(served, vec![ResultCode::Ok]);
+    stop(running).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
