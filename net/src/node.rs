@@ -325,6 +325,9 @@ impl<S: Storage> Node<S> {
         let started = Instant::now();
         self.append_checkpoint()?;
         let seq = self.sync()?;
+        // Counted as begun even if the write cannot start: a failing snapshot is tried again
+        // after the next interval, not at every batch.
+        self.snapshot_begun_seq = seq;
         let hash = self.wal.last_hash();
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
         // The writer thread holds the other reference until it has encoded the copy; after that
@@ -345,7 +348,6 @@ impl<S: Storage> Node<S> {
             })
         })?;
         self.snapshot_in_flight = Some(seq);
-        self.snapshot_begun_seq = seq;
         self.metrics.snapshot_ns_max = self.metrics.snapshot_ns_max.max(started.elapsed().as_nanos() as u64);
         Ok(seq)
     }
