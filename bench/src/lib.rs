@@ -1,7 +1,8 @@
 //! Shared workload builders for the benchmarks: ledgers and accounts, transfer batches with
-//! uniform, hot-account or Zipf choice, the naive `std::collections::HashMap` baseline engine, and
-//! the load harness behind `bursar bench` (`harness`).
+//! uniform, hot-account or Zipf choice, the naive `std::collections::HashMap` baseline engine,
+//! the load harness behind `bursar bench` (`harness`), and a good gateway beside a flooding one (`flood`).
 
+pub mod flood;
 pub mod harness;
 
 use std::collections::HashMap;

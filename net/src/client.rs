@@ -39,6 +39,10 @@ pub fn describe_close(reason: &quinn::ConnectionError) -> String {
         quinn::ConnectionError::ConnectionClosed(close) => {
             let code = u64::from(close.error_code);
             match code.checked_sub(0x100).filter(|alert| *alert <= 0xff) {
+                // QUIC's CONNECTION_REFUSED (RFC 9000 section 20.1), sent before any handshake.
+                None if code == 0x2 => "the server refused the connection: it is at its connection limit, or this address \
+                     is cooling off after one of its connections was closed for stalled or malformed requests"
+                    .into(),
                 Some(alert) => format!("the server refused the TLS handshake: alert {alert} ({})", tls_alert_name(alert)),
                 None => format!("closed by the server: {reason}"),
             }
@@ -92,10 +96,24 @@ impl Client {
         server_name: &str,
         auth: Option<&crate::tls::ClientAuth>,
     ) -> Result<Client, ClientError> {
-        let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse().expect("literal") } else { "127.0.0.1:0".parse().expect("literal") };
+        let any = if addr.is_ipv6() { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+        let local = if addr.ip().is_loopback() { addr.ip() } else { any };
+        Client::connect_from(SocketAddr::new(local, 0), addr, server_cert, server_name, auth).await
+    }
+
+    /// As [`Client::connect_with`], from the local address `bind` (port 0 for any): a gateway
+    /// host with several addresses, or a test that plays two gateways on loopback (127.0.0.2).
+    pub async fn connect_from(
+        bind: SocketAddr,
+        addr: SocketAddr,
+        server_cert: CertificateDer<'static>,
+        server_name: &str,
+        auth: Option<&crate::tls::ClientAuth>,
+    ) -> Result<Client, ClientError> {
         let mut endpoint = crate::tls::endpoint(bind, None).map_err(conn)?;
         endpoint.set_default_client_config(crate::tls::client_config_with(&server_cert, auth).map_err(ClientError::Connection)?);
-        let connection = endpoint.connect(addr, server_name).map_err(conn)?.await.map_err(conn)?;
+        let connection =
+            endpoint.connect(addr, server_name).map_err(conn)?.await.map_err(|e| ClientError::Connection(describe_close(&e)))?;
         Ok(Client { connection, next_id: Default::default(), _endpoint: endpoint })
     }
 

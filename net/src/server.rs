@@ -1,7 +1,7 @@
 //! The QUIC server: a thin shell around the codec and the sequencer. One bidirectional stream per
 //! request; a malformed frame gets an error frame and closes only its stream.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::{oneshot, Semaphore};
@@ -31,6 +31,11 @@ pub struct ServerLimits {
     /// At the connection limit, a new gateway is let in by closing the connection that has had
     /// no request in flight for longest, if that is at least this long (see [`IDLE_EVICT_AFTER`]).
     pub idle_evict_after: std::time::Duration,
+    /// After the server closes a connection for stalling or malformed requests, new connections
+    /// from its address (an IPv6 address's /64) are refused before the handshake for this long,
+    /// doubling with each repeat up to [`COOL_OFF_DOUBLINGS_MAX`] times (see [`COOL_OFF_BASE`]);
+    /// zero turns it off.
+    pub cool_off_base: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -42,6 +47,7 @@ impl Default for ServerLimits {
             stalls_per_connection_max: STALLS_PER_CONNECTION_MAX,
             idle_evict_after: IDLE_EVICT_AFTER,
             malformed_per_connection_max: MALFORMED_PER_CONNECTION_MAX,
+            cool_off_base: COOL_OFF_BASE,
         }
     }
 }
@@ -71,6 +77,22 @@ pub const CLOSE_IDLE_EVICTED: u32 = 3;
 /// without sending anything (a flood of idle handshakes) give way to gateways that arrive later.
 pub const IDLE_EVICT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Default of [`ServerLimits::cool_off_base`]. Closing a flooding connection alone does not
+/// stop it: it reconnects at once, and each new connection costs a handshake and up to
+/// [`MALFORMED_PER_CONNECTION_MAX`] full requests of decryption before it is closed again.
+/// Refusing its address for a while, before the handshake, costs the server one packet.
+pub const COOL_OFF_BASE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many times a repeat offender's cool-off doubles: 1 s becomes at most 64 s.
+pub const COOL_OFF_DOUBLINGS_MAX: u32 = 6;
+
+/// An address's strikes are forgotten after this long without a new one.
+pub const STRIKES_FORGOTTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Addresses remembered in cool-off at most; at the bound the one whose cool-off ends first is
+/// forgotten, so a flood from many addresses cannot grow the server's memory.
+pub const ADDRESSES_COOLING_MAX: usize = 4096;
+
 /// Longest the accept loop waits for an evicted connection's slot to come free.
 const EVICT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -89,12 +111,17 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let streams = Streams::new(limits);
     let registry = Arc::new(Registry::default());
+    let cool_offs = Arc::clone(&streams.cool_offs);
     tokio::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming { Some(incoming) => incoming, None => break },
             () = &mut shutdown => break,
         };
+        if cool_offs.refuses(incoming.remote_address().ip()) {
+            incoming.refuse();
+            continue;
+        }
         let permit = match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if registry.evict_idle(limits.idle_evict_after) => {
@@ -141,6 +168,8 @@ struct Streams {
     limits: ServerLimits,
     /// Request buffers (see [`FRAME_BUFFERS_POOLED_MAX`]).
     frames: Pool<u8>,
+    /// Addresses refused for a while after misbehaving (see [`ServerLimits::cool_off_base`]).
+    cool_offs: Arc<CoolOffs>,
 }
 
 impl Streams {
@@ -152,6 +181,7 @@ impl Streams {
             in_flight: Arc::default(),
             done: Arc::new(tokio::sync::Notify::new()),
             admission: Arc::new(Semaphore::new(RECORDS_IN_FLIGHT_MAX as usize)),
+            cool_offs: Arc::new(CoolOffs::new(limits.cool_off_base)),
         }
     }
 
@@ -185,6 +215,108 @@ impl Drop for InFlight {
     }
 }
 
+/// Addresses whose connections the server closed for misbehaving, each with its strikes and
+/// the end of its cool-off.
+#[derive(Debug)]
+struct CoolOffs {
+    base: std::time::Duration,
+    strikes: std::sync::Mutex<std::collections::HashMap<IpAddr, Strikes>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Strikes {
+    /// Cool-offs so far (0 while the address has only spent some of its budget).
+    count: u32,
+    /// When its cool-off ends (or ended).
+    until: std::time::Instant,
+    /// Malformed or stalled requests it may still send, over all its connections, and when the
+    /// budget was last refilled (see [`ADDRESS_MISBEHAVIOUR_BUDGET`]).
+    budget: u32,
+    refilled: std::time::Instant,
+}
+
+/// Malformed or stalled requests one address may send, over all its connections, before its
+/// connection is closed and it cools off; one comes back per [`ADDRESS_BUDGET_REFILL`]. The
+/// per-connection limits alone would let an attacker open a new connection every 16 malformed
+/// requests and never be stopped.
+pub const ADDRESS_MISBEHAVIOUR_BUDGET: u32 = 2 * MALFORMED_PER_CONNECTION_MAX;
+
+/// How often an address gets one malformed or stalled request back (see [`ADDRESS_MISBEHAVIOUR_BUDGET`]).
+pub const ADDRESS_BUDGET_REFILL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The unit an offender is known by: an IPv4 address, or an IPv6 address's /64 (one host
+/// commonly holds a whole /64).
+fn offender(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+impl CoolOffs {
+    fn new(base: std::time::Duration) -> CoolOffs {
+        CoolOffs { base, strikes: Default::default() }
+    }
+
+    /// Whether `ip` is cooling off now.
+    fn refuses(&self, ip: IpAddr) -> bool {
+        let strikes = self.strikes.lock().expect("cool-offs");
+        strikes.get(&offender(ip)).is_some_and(|s| std::time::Instant::now() < s.until)
+    }
+
+    /// Spends one of `ip`'s budget of malformed or stalled requests; false once it has none left.
+    fn spend(&self, ip: IpAddr) -> bool {
+        if self.base.is_zero() {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut strikes = self.strikes.lock().expect("cool-offs");
+        let entry = Self::entry(&mut strikes, offender(ip), now);
+        let refills = now.duration_since(entry.refilled).as_millis() / ADDRESS_BUDGET_REFILL.as_millis().max(1);
+        if refills > 0 {
+            entry.budget = (u128::from(entry.budget) + refills).min(u128::from(ADDRESS_MISBEHAVIOUR_BUDGET)) as u32;
+            entry.refilled = now;
+        }
+        let Some(left) = entry.budget.checked_sub(1) else { return false };
+        entry.budget = left;
+        true
+    }
+
+    /// Counts a strike against `ip`: its cool-off starts now, twice as long as the last one's.
+    fn strike(&self, ip: IpAddr) {
+        if self.base.is_zero() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut strikes = self.strikes.lock().expect("cool-offs");
+        let entry = Self::entry(&mut strikes, offender(ip), now);
+        entry.count += 1;
+        entry.until = now + self.base * (1 << (entry.count - 1).min(COOL_OFF_DOUBLINGS_MAX));
+    }
+
+    /// `key`'s entry, fresh if it had none or its last strike is forgotten; at the bound, the
+    /// forgotten entries go first, then the one whose cool-off ends first.
+    fn entry(strikes: &mut std::collections::HashMap<IpAddr, Strikes>, key: IpAddr, now: std::time::Instant) -> &mut Strikes {
+        let fresh = Strikes { count: 0, until: now, budget: ADDRESS_MISBEHAVIOUR_BUDGET, refilled: now };
+        let forgotten = |s: &Strikes| now >= s.until + STRIKES_FORGOTTEN_AFTER;
+        if !strikes.contains_key(&key) && strikes.len() >= ADDRESSES_COOLING_MAX {
+            strikes.retain(|_, s| !forgotten(s));
+            if strikes.len() >= ADDRESSES_COOLING_MAX {
+                let first = strikes.iter().min_by_key(|(_, s)| s.until).map(|(ip, _)| *ip).expect("full");
+                strikes.remove(&first);
+            }
+        }
+        let entry = strikes.entry(key).or_insert(fresh);
+        if forgotten(entry) {
+            *entry = fresh;
+        }
+        entry
+    }
+}
+
 /// What the streams of one connection share: their part of the admission, how many of their
 /// requests stalled, and whether (since when) it is idle.
 #[derive(Debug)]
@@ -195,6 +327,8 @@ struct ConnectionShare {
     records: Arc<Semaphore>,
     stalls: std::sync::atomic::AtomicU32,
     malformed: std::sync::atomic::AtomicU32,
+    /// Set once the server has closed it for stalling or malformed requests.
+    closed_for_misbehaving: std::sync::atomic::AtomicBool,
     /// Requests being read or answered on it, and when the last one ended (or it opened).
     activity: std::sync::Mutex<(u32, std::time::Instant)>,
 }
@@ -204,6 +338,14 @@ impl ConnectionShare {
     fn busy(self: &Arc<Self>) -> Busy {
         self.activity.lock().expect("activity").0 += 1;
         Busy(Arc::clone(self))
+    }
+
+    /// Closes the connection for misbehaving, once, and counts one strike against its address.
+    fn close_for(&self, code: u32, reason: &[u8], cool_offs: &CoolOffs) {
+        if !self.closed_for_misbehaving.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.connection.close(code.into(), reason);
+            cool_offs.strike(self.connection.remote_address().ip());
+        }
     }
 
     /// How long the connection has had no request, if it has none now.
@@ -240,6 +382,7 @@ impl Registry {
             records: Arc::new(Semaphore::new(CONNECTION_RECORDS_MAX as usize)),
             stalls: Default::default(),
             malformed: Default::default(),
+            closed_for_misbehaving: Default::default(),
             activity: std::sync::Mutex::new((0, std::time::Instant::now())),
         });
         live.1.insert(share.id, Arc::clone(&share));
@@ -284,7 +427,7 @@ enum Read {
     Whole,
     TooLong,
     Gone,
-    /// Admitted, but not finished within `ServerLimits::request_read_max`.
+    /// Admitted, but not finished within its deadline (see [`read_deadline`]).
     Stalled,
 }
 
@@ -383,16 +526,21 @@ async fn serve_stream(
             // It holds admission permits and a buffer: it may not keep them by sending slowly.
             let _ = recv.stop(0u32.into());
             let stalls = share.stalls.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
-            if stalls > streams.limits.stalls_per_connection_max {
-                share.connection.close(CLOSE_STALLING.into(), b"too many stalled requests");
+            let address_ok = streams.cool_offs.spend(share.connection.remote_address().ip());
+            if stalls > streams.limits.stalls_per_connection_max || !address_ok {
+                share.close_for(CLOSE_STALLING, b"too many stalled requests", &streams.cool_offs);
             }
             Err(error_frame(0, 0, ProtocolError::Truncated))
         }
         Read::Gone => return streams.frames.give_back(buffer), // the client went away
     };
     streams.frames.give_back(buffer); // decoded: the bytes are no longer needed
-    if malformed && share.malformed.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 > streams.limits.malformed_per_connection_max {
-        share.connection.close(CLOSE_MALFORMED.into(), b"too many malformed requests");
+    if malformed {
+        let count = share.malformed.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        let address_ok = streams.cool_offs.spend(share.connection.remote_address().ip());
+        if count > streams.limits.malformed_per_connection_max || !address_ok {
+            share.close_for(CLOSE_MALFORMED, b"too many malformed requests", &streams.cool_offs);
+        }
     }
     let reply = match submitted {
         Ok((answer, request_id, operation)) => {
@@ -453,4 +601,57 @@ pub fn bind(addr: SocketAddr, mut config: quinn::ServerConfig, limits: ServerLim
     transport.max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));
     crate::tls::endpoint(addr, Some(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("literal")
+    }
+
+    #[test]
+    fn an_ipv6_offender_is_its_64_and_a_mapped_v4_is_its_v4() {
+        assert_eq!(offender(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(offender(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(offender(ip("10.0.0.7")), ip("10.0.0.7"));
+    }
+
+    #[test]
+    fn cool_offs_double_per_strike_up_to_the_cap_and_touch_no_other_address() {
+        let cool_offs = CoolOffs::new(std::time::Duration::from_secs(1));
+        let (bad, good) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        assert!(!cool_offs.refuses(bad));
+        for strike in 1..=COOL_OFF_DOUBLINGS_MAX + 3 {
+            let before = std::time::Instant::now();
+            cool_offs.strike(bad);
+            let until = cool_offs.strikes.lock().expect("lock")[&bad].until;
+            let expected = std::time::Duration::from_secs(1 << (strike - 1).min(COOL_OFF_DOUBLINGS_MAX));
+            assert!(until >= before + expected && until <= std::time::Instant::now() + expected, "strike {strike}");
+        }
+        assert!(cool_offs.refuses(bad) && !cool_offs.refuses(good));
+        assert!(!CoolOffs::new(std::time::Duration::ZERO).refuses(bad), "zero turns it off");
+    }
+
+    #[test]
+    fn an_address_spends_its_budget_over_all_its_connections() {
+        let cool_offs = CoolOffs::new(COOL_OFF_BASE);
+        for _ in 0..ADDRESS_MISBEHAVIOUR_BUDGET {
+            assert!(cool_offs.spend(ip("10.0.0.1")));
+        }
+        assert!(!cool_offs.spend(ip("10.0.0.1")), "one past the budget");
+        assert!(cool_offs.spend(ip("10.0.0.2")), "another address has its own");
+        assert!(!cool_offs.refuses(ip("10.0.0.1")), "spending is not yet a strike");
+    }
+
+    #[test]
+    fn the_addresses_remembered_are_bounded() {
+        let cool_offs = CoolOffs::new(COOL_OFF_BASE);
+        for n in 0..ADDRESSES_COOLING_MAX as u32 + 100 {
+            cool_offs.strike(IpAddr::V4(n.into()));
+        }
+        assert_eq!(cool_offs.strikes.lock().expect("lock").len(), ADDRESSES_COOLING_MAX);
+        assert!(cool_offs.refuses(IpAddr::V4((ADDRESSES_COOLING_MAX as u32 + 99).into())), "the newest is kept");
+    }
 }

@@ -703,7 +703,8 @@ async fn a_connection_flooding_malformed_frames_is_closed_and_others_are_served(
     let running = start(&dir);
     let good = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
     good.submit(setup_commands()).await.expect("setup");
-    let flooder = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let other_host: std::net::SocketAddr = "127.0.0.2:0".parse().expect("literal");
+    let flooder = Client::connect_from(other_host, running.addr, running.cert.clone(), "localhost", None).await.expect("connect");
     let max = ServerLimits::default().malformed_per_connection_max as usize;
     for _ in 0..max {
         assert_eq!(
@@ -724,6 +725,12 @@ async fn a_connection_flooding_malformed_frames_is_closed_and_others_are_served(
     assert_eq!(bursar_net::client::describe_close(&closed), "closed by the server: too many malformed requests on this connection");
     let served = good.submit(vec![unit_transfer(40_000_000, 1, 2)]).await.expect("the other gateway is served");
     assert_eq!(served, vec![ResultCode::Ok]);
+    // The flooder's address cools off: refused before the handshake, in words; others are not.
+    let again = Client::connect_from(other_host, running.addr, running.cert.clone(), "localhost", None).await;
+    let Err(refused) = again else { panic!("the flooder's address was let in again at once") };
+    assert!(refused.to_string().contains("cooling off"), "{refused}");
+    let newcomer = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("another address is let in");
+    assert_eq!(newcomer.submit(vec![unit_transfer(40_000_001, 1, 2)]).await.expect("served"), vec![ResultCode::Ok]);
     stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
