@@ -145,6 +145,11 @@ struct StartOptions {
     /// Existing segments keep their size.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..=65_536))]
     segment_mib: u64,
+    /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
+    /// with a pause before the sync, so a kill -9 leaves the files as a power cut could. Every
+    /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
+    #[arg(long, hide = true)]
+    power_cut_seed: Option<u64>,
 }
 
 /// `--retention`: the log's [`bursar_wal::Retention`].
@@ -157,14 +162,34 @@ enum RetentionArg {
 }
 
 fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
-    use bursar_net::{sequencer, server, tls};
     let started = Instant::now();
     let retention = match options.retention {
         RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
         RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
     };
     let config = WalConfig { retention, ..wal_config(options.segment_mib) };
-    let (mut node, report) = open_node(&data.join("log"), config)?;
+    let dir = data.join("log");
+    let storage = FsStorage::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    match options.power_cut_seed {
+        Some(seed) => {
+            out!("bursar: TESTING: unsynced log writes land in random blocks (power-cut seed {seed})");
+            let node = Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?;
+            serve_node(data, listen, client_ca, options, node, started)
+        }
+        None => serve_node(data, listen, client_ca, options, Node::open(storage, config, Limits::default())?, started),
+    }
+}
+
+/// Serves a recovered node until a signal or a log failure (see [`start`]).
+fn serve_node<S: bursar_wal::Storage + 'static>(
+    data: &Path,
+    listen: std::net::SocketAddr,
+    client_ca: Option<&Path>,
+    options: StartOptions,
+    (mut node, report): (Node<S>, bursar_wal::RecoveryReport),
+    started: Instant,
+) -> Result<()> {
+    use bursar_net::{sequencer, server, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
     let snapshot_every_entries = options.snapshot_every_entries;

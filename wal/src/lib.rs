@@ -11,6 +11,7 @@ pub mod format;
 pub mod log;
 pub mod mark;
 pub mod mmap;
+pub mod powercut;
 pub mod recovery;
 pub mod sim;
 pub mod storage;

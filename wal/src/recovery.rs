@@ -107,7 +107,13 @@ pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), Open
     for (i, index) in segments.iter().enumerate() {
         let expected = first + i as u64;
         if *index != expected {
-            return Err(corrupt(expected, 0, 0, format!("segment {expected} is missing (found {})", segment_name(*index))));
+            let why = format!(
+                "segment {expected} is missing ({} not found between {} and {}): the log has a gap; restore the file",
+                segment_name(expected),
+                segment_name(expected - 1),
+                segment_name(*index)
+            );
+            return Err(corrupt(expected, 0, 0, why));
         }
     }
     Ok((segments, snapshots))

@@ -604,3 +604,34 @@ fn a_truncated_or_deleted_last_segment_is_refused() {
     storage.flip_bit(&last_segment, 3, 0);
     assert!(reopen(storage).is_err(), "a damaged segment header is refused");
 }
+
+/// A segment deleted or cut short in the middle of the log is refused at its first missing
+/// entry, by recovery and by the audit's check: never replayed around.
+#[test]
+fn a_deleted_or_truncated_segment_in_the_middle_is_refused_and_named() {
+    let storage = log_with(60, 1);
+    let places = entry_places(&storage);
+    let segments: Vec<String> = places.iter().map(|p| p.1.clone()).fold(Vec::new(), |mut v, s| {
+        if v.last() != Some(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert!(segments.len() >= 3, "the test needs a segment with segments on both sides: {segments:?}");
+    let middle = &segments[1];
+    let first_in_middle = places.iter().find(|p| &p.1 == middle).map(|p| p.0).expect("an entry");
+
+    let deleted = storage.clone();
+    deleted.clone().remove(middle).expect("remove");
+    let (_, reason) = refused_at(reopen(deleted.clone()));
+    assert!(reason.contains(&format!("{middle} not found between")), "the missing file is named: {reason}");
+    assert!(verify_log(&deleted, &mut |_| Ok(())).is_err(), "the audit refuses too");
+
+    let truncated = log_with(60, 1);
+    let (_, _, offset, _) = places.iter().find(|p| &p.1 == middle).cloned().expect("an entry");
+    let len = truncated.durable(middle).expect("segment").len();
+    truncated.overwrite(middle, offset, &vec![0u8; len - offset]);
+    let (seq, reason) = refused_at(reopen(truncated.clone()));
+    assert_eq!(seq, first_in_middle, "{reason}");
+    assert!(verify_log(&truncated, &mut |_| Ok(())).is_err(), "the audit refuses too");
+}

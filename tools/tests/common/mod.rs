@@ -8,6 +8,13 @@ use std::process::{Child, Command as Process, Stdio};
 /// Starts `bursar start` on an ephemeral loopback port with `extra` arguments and returns it with
 /// its address; its output keeps being drained so the pipe never fills.
 pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+    let (child, addr, _) = start_server_saying(bin, dir, extra);
+    (child, addr)
+}
+
+/// As [`start_server`], with the lines the server printed before it listened (its recovery report).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn start_server_saying(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr, Vec<String>) {
     let mut child = Process::new(bin)
         .args(["start", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -18,12 +25,14 @@ pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr
         .spawn()
         .expect("start the server");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
     let addr = loop {
         let line = lines.next().expect("the server prints its address").expect("read");
         if let Some(rest) = line.strip_prefix("bursar: listening on ") {
             break rest.split_whitespace().next().expect("address").parse().expect("socket address");
         }
+        said.push(line);
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, addr, said)
 }
