@@ -236,17 +236,7 @@ impl Engine {
                 return Err(format!("ledger {}: debits and credits differ", slot.ledger.id));
             }
         }
-        let named = commands.iter().flat_map(|c| match c {
-            Command::Transfer(t)
-            | Command::Debit(t)
-            | Command::Credit(t)
-            | Command::Hold(t)
-            | Command::Capture(t)
-            | Command::Release(t) => [t.debit_account_id, t.credit_account_id],
-            Command::CreateAccount(a) => [a.id, 0],
-            Command::CreateLedger(l) => [l.settlement_account_id, 0],
-            Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => [c.account_id, 0],
-        });
+        let named = commands.iter().flat_map(Command::account_ids);
         for id in named {
             let Some(&index) = self.account_index.get(&id) else { continue };
             check_account(&self.accounts[index as usize])?;

@@ -366,13 +366,7 @@ impl Engine {
         let mut indexes = [NONE; 2 * WARM_CHUNK];
         let mut touched = 0u64;
         for (k, command) in commands.iter().enumerate() {
-            if let Command::Transfer(t)
-            | Command::Debit(t)
-            | Command::Credit(t)
-            | Command::Hold(t)
-            | Command::Capture(t)
-            | Command::Release(t) = command
-            {
+            if let Some(t) = command.as_transfer() {
                 touched ^= self.transfer_index.get(&t.id).copied().unwrap_or(0) as u64;
                 indexes[2 * k] = self.account_index.get(&t.debit_account_id).copied().unwrap_or(NONE);
                 indexes[2 * k + 1] = self.account_index.get(&t.credit_account_id).copied().unwrap_or(NONE);

@@ -261,6 +261,24 @@ impl Reader<'_> {
 
 /// A fixed-size record with a little-endian wire form of exactly `RECORD_SIZE` bytes.
 pub trait Record: Sized + Copy {
+    /// The record type's name in the protocol document (`transfer`, `account change`).
+    const NAME: &'static str;
+    /// The raw flags.
+    fn flags(&self) -> u16;
+    /// The raw flags, to change.
+    fn flags_mut(&mut self) -> &mut u16;
+    /// The accounts the record names (zero where it names fewer than two).
+    fn account_ids(&self) -> [u128; 2];
+    /// The record's fields in one line, `name=value` separated by spaces.
+    fn describe(&self) -> String;
+    /// The record as a transfer, if it is one.
+    fn as_transfer(&self) -> Option<&Transfer> {
+        None
+    }
+    /// The record as a transfer, if it is one, to change.
+    fn as_transfer_mut(&mut self) -> Option<&mut Transfer> {
+        None
+    }
     /// Writes the record's wire form into `out`.
     fn encode(&self, out: &mut [u8; RECORD_SIZE]);
     /// Reads a record from its wire form. Every byte pattern decodes; validation is the engine's.
@@ -274,6 +292,27 @@ pub trait Record: Sized + Copy {
 }
 
 impl Record for Ledger {
+    const NAME: &'static str = "ledger";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.settlement_account_id, 0]
+    }
+    fn describe(&self) -> String {
+        format!(
+            "id={} currency={} scale={} settlement={} code={} flags={:#x}",
+            self.id,
+            String::from_utf8_lossy(&self.currency),
+            self.scale,
+            self.settlement_account_id,
+            self.settlement_account_code,
+            self.flags
+        )
+    }
     fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
         let mut w = Writer { out, at: 0 };
         w.put(&self.settlement_account_id.to_le_bytes());
@@ -308,6 +347,19 @@ impl Record for Ledger {
 }
 
 impl Record for Account {
+    const NAME: &'static str = "account";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.id, 0]
+    }
+    fn describe(&self) -> String {
+        format!("id={} ledger={} code={} flags={:#x} user_data_128={}", self.id, self.ledger, self.code, self.flags, self.user_data_128)
+    }
     fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
         let mut w = Writer { out, at: 0 };
         w.put(&self.id.to_le_bytes());
@@ -348,6 +400,37 @@ impl Record for Account {
 }
 
 impl Record for Transfer {
+    const NAME: &'static str = "transfer";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.debit_account_id, self.credit_account_id]
+    }
+    fn describe(&self) -> String {
+        format!(
+            "id={} debit={} credit={} amount={} pending_id={} ledger={} code={} flags={:#x} timeout={}s user_data_128={}",
+            self.id,
+            self.debit_account_id,
+            self.credit_account_id,
+            self.amount,
+            self.pending_id,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.timeout,
+            self.user_data_128
+        )
+    }
+    fn as_transfer(&self) -> Option<&Transfer> {
+        Some(self)
+    }
+    fn as_transfer_mut(&mut self) -> Option<&mut Transfer> {
+        Some(self)
+    }
     fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
         let mut w = Writer { out, at: 0 };
         w.put(&self.id.to_le_bytes());
@@ -386,6 +469,19 @@ impl Record for Transfer {
 }
 
 impl Record for AccountChange {
+    const NAME: &'static str = "account change";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.account_id, 0]
+    }
+    fn describe(&self) -> String {
+        format!("account={} flags={:#x}", self.account_id, self.flags)
+    }
     fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
         let mut w = Writer { out, at: 0 };
         w.put(&self.account_id.to_le_bytes());

@@ -749,43 +749,6 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
     Ok((a, b))
 }
 
-/// A command in one line.
-fn describe_command(c: &Command) -> String {
-    match c {
-        Command::CreateLedger(l) => format!(
-            "create_ledger id={} currency={} scale={} settlement={} code={} flags={:#x}",
-            l.id,
-            String::from_utf8_lossy(&l.currency),
-            l.scale,
-            l.settlement_account_id,
-            l.settlement_account_code,
-            l.flags
-        ),
-        Command::CreateAccount(a) => {
-            format!("create_account id={} ledger={} code={} flags={:#x} user_data_128={}", a.id, a.ledger, a.code, a.flags, a.user_data_128)
-        }
-        Command::Transfer(t) | Command::Debit(t) | Command::Credit(t) | Command::Hold(t) | Command::Capture(t) | Command::Release(t) => {
-            format!(
-                "{} id={} debit={} credit={} amount={} pending_id={} ledger={} code={} flags={:#x} timeout={}s user_data_128={}",
-                format!("{:?}", c.kind()).to_lowercase(),
-                t.id,
-                t.debit_account_id,
-                t.credit_account_id,
-                t.amount,
-                t.pending_id,
-                t.ledger,
-                t.code,
-                t.flags,
-                t.timeout,
-                t.user_data_128
-            )
-        }
-        Command::Freeze(a) | Command::Thaw(a) | Command::Close(a) => {
-            format!("{} account={} flags={:#x}", format!("{:?}", c.kind()).to_lowercase(), a.account_id, a.flags)
-        }
-    }
-}
-
 /// `bursar log dump` and `bursar log head`.
 pub fn run_log(op: LogOp) -> Result<()> {
     match op {
@@ -798,11 +761,8 @@ pub fn run_log(op: LogOp) -> Result<()> {
                 let place = format!("{} @{}", bursar_wal::segment_name(entry.segment), entry.offset);
                 match body {
                     Body::Batch { now } if json => {
-                        let cmds: Vec<_> = commands
-                            .iter()
-                            .zip(results)
-                            .map(|(c, r)| json!({"command": describe_command(c), "result": r.name()}))
-                            .collect();
+                        let cmds: Vec<_> =
+                            commands.iter().zip(results).map(|(c, r)| json!({"command": c.describe(), "result": r.name()})).collect();
                         out!(
                             "{}",
                             json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "batch", "now": now, "commands": cmds})
@@ -818,7 +778,7 @@ pub fn run_log(op: LogOp) -> Result<()> {
                             hex(&entry.hash)
                         );
                         for (k, (c, r)) in commands.iter().zip(results).enumerate() {
-                            out!("  [{k}] {} -> {}", describe_command(c), r.name());
+                            out!("  [{k}] {} -> {}", c.describe(), r.name());
                         }
                     }
                     Body::Checkpoint(cp) if json => out!(

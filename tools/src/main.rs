@@ -475,3 +475,20 @@ fn ensure_ok(results: &[ResultCode], what: &str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command kind can be sent from `bursar client` under its protocol name (kebab-cased):
+    /// adding a kind without its CLI command fails here.
+    #[test]
+    fn the_client_has_a_command_for_every_kind() {
+        let cli = super::Cli::command();
+        let client = cli.find_subcommand("client").expect("bursar client");
+        for kind in bursar_engine::CommandKind::ALL {
+            let name = kind.name().replace('_', "-");
+            assert!(client.find_subcommand(&name).is_some(), "bursar client has no `{name}` for {kind:?}");
+        }
+    }
+}
