@@ -12,6 +12,7 @@ pub mod digest;
 pub mod id_hash;
 pub mod limits;
 pub mod query;
+pub mod replay;
 pub mod result;
 pub mod snapshot;
 pub mod state;

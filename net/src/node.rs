@@ -113,26 +113,7 @@ pub struct Node<S: Storage> {
     snapshot_hurry: Arc<AtomicBool>,
 }
 
-/// Checks a logged checkpoint against the engine that replayed every entry before it.
-pub fn check_checkpoint(engine: &mut Engine, seq: u64, checkpoint: &Checkpoint) -> Result<(), String> {
-    if engine.timestamp() != checkpoint.clock {
-        return Err(format!("entry {seq}: checkpoint clock {} differs from the replayed clock {}", checkpoint.clock, engine.timestamp()));
-    }
-    let digest = engine.state_digest();
-    if digest != checkpoint.digest {
-        return Err(format!(
-            "entry {seq}: state digest differs from the one logged (logged {}, replayed {})",
-            hex(&checkpoint.digest),
-            hex(&digest)
-        ));
-    }
-    Ok(())
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use bursar_engine::replay::Replayer;
 
 impl<S: Storage> Node<S> {
     /// Recovers (or creates) the node on `storage`: newest valid snapshot, then every later
@@ -140,9 +121,7 @@ impl<S: Storage> Node<S> {
     pub fn open(storage: S, config: WalConfig, limits: Limits) -> Result<(Node<S>, RecoveryReport), NodeError> {
         // The snapshot handler runs first (at most once), then the entry handler for each batch.
         let engine = RefCell::new(Engine::new(limits));
-        let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
-        let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
-        let mut request_ends = Vec::new();
+        let mut replayer = Replayer::new();
         // The newest checkpoint replayed (a snapshot sits at one): checkpoints count from there.
         let checkpoint_seq = std::cell::Cell::new(0);
         let (wal, report) = bursar_wal::open(
@@ -154,20 +133,8 @@ impl<S: Storage> Node<S> {
                 Ok(())
             },
             &mut |entry| {
-                commands.clear();
-                request_ends.clear();
-                match batch::decode_body(entry.body, &mut commands, &mut request_ends).map_err(|e| format!("entry {}: {e}", entry.seq))? {
-                    Body::Batch { now } => {
-                        results.clear();
-                        engine
-                            .borrow_mut()
-                            .execute_requests(now, &commands, &request_ends, &mut results)
-                            .map_err(|e| format!("entry {}: {e}", entry.seq))?;
-                    }
-                    Body::Checkpoint(checkpoint) => {
-                        check_checkpoint(&mut engine.borrow_mut(), entry.seq, &checkpoint)?;
-                        checkpoint_seq.set(entry.seq);
-                    }
+                if let Body::Checkpoint(_) = replayer.apply(&mut engine.borrow_mut(), entry.seq, entry.body)? {
+                    checkpoint_seq.set(entry.seq);
                 }
                 Ok(())
             },

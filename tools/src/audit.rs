@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use bursar_engine::batch::{self, Body};
-use bursar_engine::{transfer_flags as tf, Command, Engine, HoldStatus, Ledger, Limits, ResultCode, Transfer, BATCH_COMMANDS_MAX};
-use bursar_net::node::{check_checkpoint, hex};
+use bursar_engine::batch::Body;
+use bursar_engine::replay::{hex, Replayer};
+use bursar_engine::{transfer_flags as tf, Command, Engine, HoldStatus, Ledger, Limits, ResultCode, Transfer};
 use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -163,18 +163,8 @@ struct Outcome {
     elapsed: Duration,
 }
 
-/// The index of the first log segment in `dir`, if any.
-fn first_segment(dir: &Path) -> Result<Option<u64>> {
-    let mut first = None;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let name = entry?.file_name();
-        let index = name.to_str().and_then(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse::<u64>().ok());
-        if let Some(index) = index {
-            first = Some(first.map_or(index, |f: u64| f.min(index)));
-        }
-    }
-    Ok(first)
-}
+/// Why an audit of a recycled log cannot start.
+const NO_SNAPSHOT_AFTER_RECYCLING: &str = "the log's first segments were recycled and no valid snapshot covers them";
 
 /// The most transfers a replay reserves room for up front.
 const RESERVE_TRANSFERS_MAX: usize = 64 << 20;
@@ -201,7 +191,8 @@ type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) +
 fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: bool, observe: &mut Observer<'_>) -> Result<Outcome> {
     let storage = data.storage()?;
     let started = Instant::now();
-    let recycled = first_segment(&data.log_dir())?.is_some_and(|first| first != 0);
+    let segments = bursar_wal::list_segments(&storage)?;
+    let recycled = bursar_wal::log_recycled(&storage)?;
     // Under recycling entry 1 is gone: the audit starts from a snapshot whose place in the log it
     // verifies (the oldest, unless one is named), and says so.
     let from_snapshot = if recycled { Some(from_snapshot.unwrap_or("oldest")) } else { from_snapshot };
@@ -217,11 +208,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
                         _ => true,
                     })
                     .context("no snapshot in the data directory")?,
-                "oldest" => *seqs
-                    .iter()
-                    .rev()
-                    .find(|s| bursar_wal::read_snapshot(&storage, **s).is_ok())
-                    .context("the log's first segments were recycled and no valid snapshot covers them")?,
+                "oldest" => bursar_wal::oldest_valid_snapshot(&storage)?.context(NO_SNAPSHOT_AFTER_RECYCLING)?.0.seq,
                 n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
             };
             let (header, payload) = bursar_wal::read_snapshot(&storage, seq)?;
@@ -239,12 +226,8 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     let mut engine = Engine::new(Limits::default());
     // Room for about as many transfers as the segments can hold (a command takes at least 129
     // log bytes), so the tables do not grow and rehash on the way: virtual memory only.
-    let segment_bytes: u64 = std::fs::read_dir(data.log_dir())?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("wal-") && n.ends_with(".seg")))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let segment_bytes: u64 =
+        segments.iter().filter_map(|i| std::fs::metadata(data.log_dir().join(bursar_wal::segment_name(*i))).ok()).map(|m| m.len()).sum();
     engine.reserve(0, ((segment_bytes / 129) as usize).min(RESERVE_TRANSFERS_MAX));
     let mut snapshot = snapshot;
     let mut snapshot_note = None;
@@ -269,9 +252,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
         }
     };
     let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
-    let mut commands = Vec::with_capacity(BATCH_COMMANDS_MAX);
-    let mut results = Vec::with_capacity(BATCH_COMMANDS_MAX);
-    let mut request_ends = Vec::new();
+    let mut replayer = Replayer::new();
     // Two threads, one per core: this one applies while the other verifies checksums and the
     // hash chain (and scans the zero-filled tail) ahead of it, handing over owned entries.
     let (entries, inbox) = crossbeam_channel::bounded::<OwnedEntry>(64);
@@ -311,24 +292,18 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             bar.set_message(format!("entry {}, {} commands applied", entry.seq, commands_n));
             bar.tick();
         }
-        commands.clear();
-        request_ends.clear();
-        let body = batch::decode_body(entry.body, &mut commands, &mut request_ends).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+        let body = replayer.apply(&mut engine, entry.seq, entry.body)?;
         match body {
-            Body::Batch { now } => {
-                results.clear();
-                engine.execute_requests(now, &commands, &request_ends, &mut results).map_err(|e| format!("entry {}: {e}", entry.seq))?;
-                engine.check_batch_invariants(&commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
+            Body::Batch { .. } => {
+                let commands = replayer.commands();
+                engine.check_batch_invariants(commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
                 batches += 1;
                 commands_n += commands.len() as u64;
-                ok_n += results.iter().filter(|r| r.is_success()).count() as u64;
+                ok_n += replayer.results().iter().filter(|r| r.is_success()).count() as u64;
             }
-            Body::Checkpoint(checkpoint) => {
-                check_checkpoint(&mut engine, entry.seq, &checkpoint)?;
-                checkpoints += 1;
-            }
+            Body::Checkpoint(_) => checkpoints += 1,
         }
-        observe(&entry, &body, &commands, &results);
+        observe(&entry, &body, replayer.commands(), replayer.results());
         (applied_seq, applied_hash) = (entry.seq, entry.hash);
         if let Some((header, restored)) = snapshot.as_mut().filter(|(h, _)| h.seq == entry.seq) {
             let seq = header.seq;
@@ -805,13 +780,9 @@ pub fn run_log(op: LogOp) -> Result<()> {
             let storage = data.storage()?;
             let mut last_timestamp = 0;
             // A recycled log is verified from its oldest valid snapshot, as `replay` does.
-            let start = match first_segment(&data.log_dir())? {
-                Some(first) if first != 0 => {
-                    let seqs = bursar_wal::list_snapshots(&storage)?;
-                    let oldest = seqs.iter().rev().find_map(|s| bursar_wal::read_snapshot(&storage, *s).ok());
-                    Some(oldest.context("the log's first segments were recycled and no valid snapshot covers them")?.0)
-                }
-                _ => None,
+            let start = match bursar_wal::log_recycled(&storage)? {
+                true => Some(bursar_wal::oldest_valid_snapshot(&storage)?.context(NO_SNAPSHOT_AFTER_RECYCLING)?.0),
+                false => None,
             };
             let report = bursar_wal::verify_log_from(&storage, start.as_ref(), &mut |entry| {
                 last_timestamp = entry.timestamp;

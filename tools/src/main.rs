@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use bursar_engine::replay::hex;
 use bursar_engine::Limits;
 use bursar_engine::{account_flags, filter_flags, Account, AccountFilter, Command, Ledger, ResultCode, Transfer, BATCH_COMMANDS_MAX};
-use bursar_net::node::hex;
 use bursar_net::Node;
 use bursar_wal::{FsStorage, WalConfig};
 use clap::{Parser, Subcommand};

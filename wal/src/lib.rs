@@ -19,8 +19,11 @@ mod sys;
 mod uring;
 
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
-pub use log::{segment_name, snapshot_name, spare_name, Wal};
-pub use recovery::{list_snapshots, open, read_snapshot, verify_log, verify_log_from, EntryRef, RecoveryReport};
+pub use log::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name, Wal};
+pub use recovery::{
+    list_segments, list_snapshots, log_recycled, oldest_valid_snapshot, open, read_snapshot, verify_log, verify_log_from, EntryRef,
+    RecoveryReport,
+};
 pub use storage::{FsStorage, Storage};
 
 /// When appended entries become durable.

@@ -18,6 +18,16 @@ pub fn segment_name(index: u64) -> String {
     format!("wal-{index:016}.seg")
 }
 
+/// The segment index a file name names, if it is a segment's ([`segment_name`]'s inverse).
+pub fn segment_index(name: &str) -> Option<u64> {
+    name.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok()
+}
+
+/// The sequence number a snapshot's file name names, if it is a snapshot's ([`snapshot_name`]'s inverse).
+pub fn snapshot_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()
+}
+
 /// The file name a recycled segment `index` waits under until it is reused.
 pub fn spare_name(index: u64) -> String {
     format!("spare-{index:016}.seg")

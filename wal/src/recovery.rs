@@ -99,8 +99,8 @@ fn all_zero(bytes: &[u8]) -> bool {
 /// sequence numbers (newest first) in storage.
 pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
     let names = storage.list().map_err(|e| io("list", e))?;
-    let mut segments: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok()).collect();
-    let mut snapshots: Vec<u64> = names.iter().filter_map(|n| n.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()).collect();
+    let mut segments: Vec<u64> = names.iter().filter_map(|n| crate::log::segment_index(n)).collect();
+    let mut snapshots: Vec<u64> = names.iter().filter_map(|n| crate::log::snapshot_seq(n)).collect();
     segments.sort_unstable();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     let first = segments.first().copied().unwrap_or(0);
@@ -713,6 +713,24 @@ fn verify_after_snapshot<S: Storage>(
         report.truncated = Some((segment_name(segments[segment_pos]), offset, seq, 0));
     }
     Ok(report)
+}
+
+/// Indexes of the segment files in the directory, ascending (whether or not they are contiguous).
+pub fn list_segments<S: Storage>(storage: &S) -> std::io::Result<Vec<u64>> {
+    let mut segments: Vec<u64> = storage.list()?.iter().filter_map(|n| crate::log::segment_index(n)).collect();
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Whether retention has recycled the log's first segments (entry 1 is gone): an audit must
+/// then start from a snapshot ([`oldest_valid_snapshot`]).
+pub fn log_recycled<S: Storage>(storage: &S) -> std::io::Result<bool> {
+    Ok(list_segments(storage)?.first().is_some_and(|first| *first != 0))
+}
+
+/// The oldest snapshot whose checksums hold, with its payload, if any.
+pub fn oldest_valid_snapshot<S: Storage>(storage: &S) -> Result<Option<(SnapshotHeader, Vec<u8>)>, OpenError> {
+    Ok(list_snapshots(storage)?.iter().rev().find_map(|seq| read_snapshot(storage, *seq).ok()))
 }
 
 /// Sequence numbers of the snapshot files in the directory, newest first (valid or not).
