@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use bursar_audit::format_minor;
 use bursar_engine::{account_flags, change_flags, filter_flags, Account, AccountChange, AccountFilter, Command, Ledger, Transfer};
 use bursar_net::client::{Client, LedgerView};
 use clap::{Args, Subcommand};
@@ -189,18 +190,6 @@ pub fn to_minor(text: &str, ledger: &Ledger) -> Result<u128> {
     }
     let factor = 10u128.pow(ledger.scale as u32 - value.scale());
     u128::try_from(value.mantissa()).ok().and_then(|m| m.checked_mul(factor)).with_context(|| format!("{text}: too large"))
-}
-
-/// Prints minor units as a decimal with the currency, exactly (any u128).
-pub fn format_minor(amount: u128, ledger: &Ledger) -> String {
-    let currency = String::from_utf8_lossy(&ledger.currency);
-    let digits = format!("{amount:0>width$}", width = ledger.scale as usize + 1);
-    let (whole, fraction) = digits.split_at(digits.len() - ledger.scale as usize);
-    if fraction.is_empty() {
-        format!("{whole} {currency}")
-    } else {
-        format!("{whole}.{fraction} {currency}")
-    }
 }
 
 async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {

@@ -29,7 +29,7 @@ macro_rules! out {
     }};
 }
 
-mod audit;
+use bursar_audit as audit;
 mod bench_cmd;
 mod client_cmd;
 
@@ -97,7 +97,7 @@ fn main() -> Result<()> {
             runtime.block_on(client_cmd::run(args))
         }
         Cmd::Demo { data, accounts, transfers, seed } => demo(data, accounts, transfers, seed),
-        Cmd::Replay(args) => audit::run_replay(args),
+        Cmd::Replay(args) => audit::run_replay(args, &server_head),
         Cmd::Statement(args) => audit::run_statement(args),
         Cmd::Log(op) => audit::run_log(op),
         Cmd::Bench(args) => bench_cmd::run(args),
@@ -254,6 +254,18 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     })?;
     out!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
     Ok(())
+}
+
+/// The head of the server at `addr` (for `bursar replay --verify-against`).
+fn server_head(addr: std::net::SocketAddr, cert: &Path) -> Result<audit::ServerHead> {
+    let der = std::fs::read(cert).with_context(|| format!("reading the server certificate {}", cert.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = runtime.block_on(async {
+        let client =
+            bursar_net::client::Client::connect(addr, der.into(), "localhost").await.with_context(|| format!("connecting to {addr}"))?;
+        anyhow::Ok(client.status().await?)
+    })?;
+    Ok(audit::ServerHead { seq: status.seq, state_digest: status.state_digest, chain_hash: status.chain_hash })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -3,6 +3,18 @@
 //! digest), `bursar statement` (an account's entries with running balances, rebuilt from the
 //! log), `bursar log dump` and `bursar log head`. The log is opened read-only: these commands
 //! never change a data directory, and they can run beside a live server.
+//!
+//! Architecture invariant: this crate needs only `bursar-engine` and `bursar-wal` of Bursar's
+//! crates (`tests/deps.rs` fails otherwise); `--verify-against` asks the caller for the server's
+//! head ([`FetchHead`]), so the network stays in the binary.
+
+/// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,8 +28,6 @@ use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-
-use crate::client_cmd::format_minor;
 
 /// Where the log is.
 #[derive(Args, Debug, Clone)]
@@ -376,23 +386,41 @@ fn describe(e: OpenError) -> anyhow::Error {
     }
 }
 
-async fn server_status(addr: SocketAddr, cert: &Path) -> Result<bursar_net::protocol::Status> {
-    let der = std::fs::read(cert).with_context(|| format!("reading the server certificate {}", cert.display()))?;
-    let client =
-        bursar_net::client::Client::connect(addr, der.into(), "localhost").await.with_context(|| format!("connecting to {addr}"))?;
-    Ok(client.status().await?)
+/// A live server's head, for `--verify-against`: its last entry, chain hash and state digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerHead {
+    /// Its last applied entry.
+    pub seq: u64,
+    /// Its state digest there.
+    pub state_digest: [u8; 32],
+    /// The log's chain hash there.
+    pub chain_hash: [u8; 32],
+}
+
+/// Asks the server at an address (trusting the certificate file) for its head.
+pub type FetchHead<'a> = &'a dyn Fn(SocketAddr, &Path) -> Result<ServerHead>;
+
+/// An amount in a ledger's minor units as an exact decimal with its currency (`12.34 EUR`).
+pub fn format_minor(amount: u128, ledger: &Ledger) -> String {
+    let currency = String::from_utf8_lossy(&ledger.currency);
+    let digits = format!("{amount:0>width$}", width = ledger.scale as usize + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - ledger.scale as usize);
+    if fraction.is_empty() {
+        format!("{whole} {currency}")
+    } else {
+        format!("{whole}.{fraction} {currency}")
+    }
 }
 
 /// `bursar replay`.
-pub fn run_replay(args: ReplayArgs) -> Result<()> {
+pub fn run_replay(args: ReplayArgs, fetch_head: FetchHead<'_>) -> Result<()> {
     let mut until = args.until.as_deref().map(parse_until).transpose()?.unwrap_or(Until::End);
     let server = match args.verify_against {
         Some(addr) => {
             if until != Until::End {
                 bail!("--verify-against replays to the server's last entry; leave out --until");
             }
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let status = runtime.block_on(server_status(addr, &args.cert))?;
+            let status = fetch_head(addr, &args.cert)?;
             until = Until::Seq(status.seq);
             Some((addr, status))
         }
