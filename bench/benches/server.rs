@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use bursar_bench::{setup_batches, transfer_batch, Choice, Rng};
 use bursar_engine::{Command, Limits, ResultCode, BATCH_COMMANDS_MAX};
+use bursar_net::assembly::{Running, ServerConfig};
 use bursar_net::client::Client;
-use bursar_net::sequencer::{self, SequencerConfig};
-use bursar_net::server::{self, ServerLimits};
 use bursar_net::{tls, Node};
 use bursar_wal::{FsStorage, WalConfig};
 use hdrhistogram::Histogram;
@@ -72,14 +71,9 @@ fn main() {
     runtime.block_on(async move {
         let dir = fresh_dir("server");
         let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
-        let (handle, thread) = sequencer::start(node, SequencerConfig::default()).expect("sequencer");
         let identity = tls::load_or_generate(&dir).expect("certificate");
-        let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default()).expect("bind");
-        let addr = endpoint.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(endpoint, handle, ServerLimits::default(), async move {
-            let _ = stopped.await;
-        }));
+        let running = Running::start(node, &identity, ServerConfig::default()).expect("serving");
+        let addr = running.addr();
         let admin = Client::connect(addr, identity.cert.clone(), "localhost").await.expect("connect");
         for batch in setup() {
             assert!(admin.submit(batch).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
@@ -118,8 +112,6 @@ fn main() {
             ms(latencies.max())
         );
         drop(admin);
-        let _ = stop.send(());
-        server.await.expect("server");
-        tokio::task::spawn_blocking(move || thread.join().expect("thread").expect("sequencer")).await.expect("join");
+        running.stop().await.expect("sequencer");
     });
 }

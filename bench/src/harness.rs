@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bursar_engine::{transfer_flags, Account, Command, ResultCode, Transfer, BATCH_COMMANDS_MAX};
-use bursar_net::client::{Client, ClientError, LedgerView};
+use bursar_net::assembly::{Running, ServerConfig};
+use bursar_net::client::{Backoff, Client, ClientError, LedgerView};
 use bursar_net::metrics::Metrics;
 use bursar_net::protocol::{ProtocolError, Status};
-use bursar_net::sequencer::{self, SequencerConfig, SequencerThread};
-use bursar_net::server::{self, ServerLimits};
+use bursar_net::sequencer::SequencerConfig;
 use bursar_net::{tls, Node};
 use bursar_wal::{FsStorage, WalConfig};
 use hdrhistogram::Histogram;
@@ -35,8 +35,9 @@ pub const TIMELINE_STEP: Duration = Duration::from_millis(100);
 pub const OPEN_LOOP_IN_FLIGHT_MAX: usize = 1024;
 /// Longest latency the histogram tells apart (an hour, in µs); longer ones are counted as an hour.
 pub const LATENCY_US_MAX: u64 = 3_600_000_000;
-/// Times a request refused `busy` is retried (same ids, 1 ms apart) before the run fails.
-pub const BUSY_RETRIES_MAX: u32 = 10_000;
+/// How long a request refused `busy` is retried (same ids, the clients' [`Backoff`]) before the
+/// run fails.
+pub const BUSY_RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// Weights of what a request carries. A request is a lookup with probability
 /// `lookup / (sum of all weights)`; otherwise a submit whose slots are drawn by the other weights.
@@ -489,6 +490,7 @@ impl Shared {
 /// latency runs from `intended`.
 async fn send(client: &Client, planned: Planned, intended: Instant, shared: &Shared) {
     let mut busy = 0u32;
+    let mut backoff = Backoff::new(BUSY_RETRY_FOR);
     loop {
         let outcome = match &planned {
             Planned::Submit(commands) => client.submit_slice(commands).await.map(|results| (results, 0)),
@@ -514,10 +516,13 @@ async fn send(client: &Client, planned: Planned, intended: Instant, shared: &Sha
                 shared.done.fetch_add(answered, Ordering::Relaxed);
                 return;
             }
-            Err(ClientError::Protocol(ProtocolError::Busy)) if busy < BUSY_RETRIES_MAX => {
-                busy += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            Err(e @ ClientError::Protocol(ProtocolError::Busy)) => match backoff.next_pause(&e) {
+                Some(pause) => {
+                    busy += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                None => return shared.fail(format!("a request stayed busy for {BUSY_RETRY_FOR:?}")),
+            },
             Err(e) => return shared.fail(format!("a request failed: {e}")),
         }
     }
@@ -570,9 +575,7 @@ pub struct Embedded {
     pub target: Target,
     /// The data directory.
     pub dir: PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    thread: SequencerThread<FsStorage>,
+    running: Running<FsStorage>,
 }
 
 impl Embedded {
@@ -589,28 +592,16 @@ impl Embedded {
         // timed run then writes into prepared segments instead of zero-filling new ones.
         node.reserve_log((accounts + transfers) * LOG_BYTES_PER_COMMAND).map_err(|e| format!("reserving log space: {e}"))?;
         // The directory is removed after the run: a shutdown snapshot would only cost time.
-        let config = SequencerConfig { snapshot_on_stop: false, ..SequencerConfig::default() };
-        let (handle, thread) = sequencer::start(node, config).map_err(|e| e.to_string())?;
+        let sequencer = SequencerConfig { snapshot_on_stop: false, ..SequencerConfig::default() };
         let identity = tls::load_or_generate(dir).map_err(|e| format!("certificate: {e}"))?;
-        let limits = ServerLimits::default();
-        let endpoint =
-            server::bind("127.0.0.1:0".parse().expect("literal"), tls::server_config(&identity)?, limits).map_err(|e| e.to_string())?;
-        let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(endpoint, handle, limits, async move {
-            let _ = stopped.await;
-        }));
-        let target = Target { addr, cert: identity.cert.clone(), server_name: "localhost".into() };
-        Ok(Embedded { target, dir: dir.to_path_buf(), stop, server, thread })
+        let running = Running::start(node, &identity, ServerConfig { sequencer, ..ServerConfig::default() })?;
+        let target = Target { addr: running.addr(), cert: running.cert(), server_name: "localhost".into() };
+        Ok(Embedded { target, dir: dir.to_path_buf(), running })
     }
 
     /// Stops accepting, lets the sequencer finish, and returns what stopped it (if anything).
     pub async fn stop(self) -> Result<(), String> {
-        let _ = self.stop.send(());
-        self.server.await.map_err(|e| e.to_string())?;
-        let thread = self.thread;
-        let node = tokio::task::spawn_blocking(move || thread.join()).await.map_err(|e| e.to_string())?;
-        node.map_err(|_| "the sequencer thread panicked".to_string())?.map(|_| ())
+        self.running.stop().await.map(|_| ())
     }
 }
 
@@ -650,13 +641,16 @@ async fn set_up(client: &Client, accounts: u64, status: &Status) -> Result<u128,
 }
 
 async fn submit_until_accepted(client: &Client, batch: Vec<Command>) -> Result<Vec<ResultCode>, String> {
-    for _ in 0..BUSY_RETRIES_MAX {
+    let mut backoff = Backoff::new(BUSY_RETRY_FOR);
+    loop {
         match client.submit(batch.clone()).await {
-            Err(ClientError::Protocol(ProtocolError::Busy)) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e @ ClientError::Protocol(ProtocolError::Busy)) => match backoff.next_pause(&e) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Err("the server stayed busy".into()),
+            },
             other => return other.map_err(|e| e.to_string()),
         }
     }
-    Err("the server stayed busy".into())
 }
 
 /// Runs `workload` against `target`; `done` counts answered commands as they come (for a

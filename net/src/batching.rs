@@ -12,11 +12,7 @@ use bursar_engine::{Command, ResultCode, BATCH_COMMANDS_MAX};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::client::{Client, ClientError};
-use crate::protocol::ProtocolError;
-
-/// Longest pause between two attempts.
-const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(100);
+use crate::client::{Backoff, Client, ClientError};
 
 /// Batching and retry settings.
 #[derive(Clone, Copy, Debug)]
@@ -162,19 +158,13 @@ async fn batch_loop(mut inbox: mpsc::Receiver<Call>, target: Arc<Target>, config
     }
 }
 
-/// Whether another attempt with the same ids may succeed.
-fn retryable(e: &ClientError) -> bool {
-    matches!(e, ClientError::Connection(_) | ClientError::Protocol(ProtocolError::Busy | ProtocolError::ShuttingDown))
-}
-
 async fn submit_with_retries(
     target: &Target,
     commands: Vec<Command>,
     config: &BatchingConfig,
     sent: &AtomicU64,
 ) -> Result<Vec<ResultCode>, ClientError> {
-    let mut backoff = Duration::from_millis(2);
-    let give_up = tokio::time::Instant::now() + config.retry_for;
+    let mut backoff = Backoff::new(config.retry_for);
     loop {
         sent.fetch_add(1, Ordering::Relaxed);
         let outcome = match target.client().await {
@@ -185,11 +175,11 @@ async fn submit_with_retries(
             Err(e) => Err(e),
         };
         match outcome {
-            Err(e) if retryable(&e) && tokio::time::Instant::now() + backoff < give_up => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            }
-            other => return other,
+            Err(e) => match backoff.next_pause(&e) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Err(e),
+            },
+            ok => return ok,
         }
     }
 }

@@ -288,3 +288,42 @@ fn decode_totals_row(r: &[u8; RECORD_SIZE]) -> (u32, u16, u32, u32, Balances) {
 fn records(body: &[u8]) -> impl Iterator<Item = &[u8; RECORD_SIZE]> {
     body.chunks_exact(RECORD_SIZE).map(|c| c.try_into().expect("exact chunks"))
 }
+
+/// The one retry policy of Bursar's clients (the batching client, the load harness): an attempt
+/// that failed with an error another attempt with the same ids may cure (`busy`, shutting
+/// down, a lost connection) is tried again after a pause that starts at [`RETRY_BACKOFF_FIRST`]
+/// and doubles up to [`RETRY_BACKOFF_MAX`], until `retry_for` has passed.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pause: std::time::Duration,
+    give_up: std::time::Instant,
+}
+
+/// The first pause of a [`Backoff`].
+pub const RETRY_BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The longest pause of a [`Backoff`].
+pub const RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Backoff {
+    /// A policy that gives up `retry_for` from now.
+    pub fn new(retry_for: std::time::Duration) -> Backoff {
+        Backoff { pause: RETRY_BACKOFF_FIRST, give_up: std::time::Instant::now() + retry_for }
+    }
+
+    /// Whether another attempt with the same ids may succeed where this one failed with `e`.
+    pub fn retryable(e: &ClientError) -> bool {
+        matches!(e, ClientError::Connection(_) | ClientError::Protocol(ProtocolError::Busy | ProtocolError::ShuttingDown))
+    }
+
+    /// After a failed attempt: the pause before the next one, or None to give up (the error is
+    /// not retryable, or the time is spent).
+    pub fn next_pause(&mut self, e: &ClientError) -> Option<std::time::Duration> {
+        let pause = self.pause;
+        if !Self::retryable(e) || std::time::Instant::now() + pause >= self.give_up {
+            return None;
+        }
+        self.pause = (pause * 2).min(RETRY_BACKOFF_MAX);
+        Some(pause)
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bursar_engine::{Command, Engine, Limits, ResultCode, Transfer};
 use bursar_net::client::Client;
 use bursar_net::protocol::ProtocolError;
-use bursar_net::sequencer::{self, SequencerConfig};
+use bursar_net::sequencer::SequencerConfig;
 use bursar_net::server::{self, ServerLimits};
 use bursar_net::{tls, Node};
 use bursar_wal::{FsStorage, WalConfig};
@@ -45,9 +45,7 @@ fn batch(client: u128, b: u128) -> Vec<Command> {
 struct Running {
     addr: std::net::SocketAddr,
     cert: rustls::pki_types::CertificateDer<'static>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    sequencer: std::thread::JoinHandle<Result<Node<FsStorage>, String>>,
+    server: bursar_net::assembly::Running<FsStorage>,
 }
 
 fn start(dir: &std::path::Path) -> Running {
@@ -58,23 +56,16 @@ fn start_with(dir: &std::path::Path, config: SequencerConfig) -> Running {
     start_limits(dir, config, ServerLimits::default())
 }
 
-fn start_limits(dir: &std::path::Path, config: SequencerConfig, limits: ServerLimits) -> Running {
+fn start_limits(dir: &std::path::Path, sequencer: SequencerConfig, limits: ServerLimits) -> Running {
     let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
-    let (handle, sequencer) = sequencer::start(node, config).expect("sequencer");
     let identity = tls::load_or_generate(dir).expect("certificate");
-    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), limits).expect("bind");
-    let addr = endpoint.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(endpoint, handle, limits, async move {
-        let _ = stopped.await;
-    }));
-    Running { addr, cert: identity.cert, stop, server, sequencer }
+    let config = bursar_net::assembly::ServerConfig { sequencer, limits, ..Default::default() };
+    let server = bursar_net::assembly::Running::start(node, &identity, config).expect("serving");
+    Running { addr: server.addr(), cert: server.cert(), server }
 }
 
 async fn stop(running: Running) -> Node<FsStorage> {
-    let _ = running.stop.send(());
-    running.server.await.expect("server task");
-    tokio::task::spawn_blocking(move || running.sequencer.join().expect("sequencer thread").expect("sequencer")).await.expect("join")
+    running.server.stop().await.expect("sequencer")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,15 +354,10 @@ async fn with_a_client_ca_only_gateways_holding_its_certificates_are_served() {
     let dir = std::env::temp_dir().join(format!("bursar-e2e-mtls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (node, _) = Node::open(FsStorage::open(dir.join("log")).expect("dir"), WalConfig::default(), Limits::default()).expect("node");
-    let (handle, sequencer_thread) = sequencer::start(node, SequencerConfig::default()).expect("sequencer");
     let identity = tls::load_or_generate(&dir).expect("certificate");
-    let config = tls::server_config_with(&identity, Some(ca.der())).expect("tls");
-    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), config, ServerLimits::default()).expect("bind");
-    let addr = endpoint.local_addr().expect("addr");
-    let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(endpoint, handle, ServerLimits::default(), async move {
-        let _ = stopped.await;
-    }));
+    let config = bursar_net::assembly::ServerConfig { client_ca: Some(ca.der().clone()), ..Default::default() };
+    let server = bursar_net::assembly::Running::start(node, &identity, config).expect("serving");
+    let addr = server.addr();
 
     // Without a certificate: refused in the handshake, so no request is ever served.
     let anonymous = match Client::connect(addr, identity.cert.clone(), "localhost").await {
@@ -389,7 +375,7 @@ async fn with_a_client_ca_only_gateways_holding_its_certificates_are_served() {
     // With a certificate from the CA: served.
     let client = Client::connect_with(addr, identity.cert.clone(), "localhost", Some(&auth)).await.expect("connect");
     assert!(client.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
-    let running = Running { addr, cert: identity.cert, stop: stop_tx, server, sequencer: sequencer_thread };
+    let running = Running { addr, cert: identity.cert, server };
     drop(client);
     let node = stop(running).await;
     assert_eq!(node.engine().accounts().len() as u128, ACCOUNTS + 1, "only the authenticated gateway's commands were applied");
@@ -418,20 +404,15 @@ async fn a_failed_sync_answers_shutting_down_and_stops_the_server() {
     node.submit(1, &setup_commands(), &mut results).expect("setup is durable");
     storage.set_faults(Faults { write_fail_percent: 0, sync_fail_percent: 100 });
     let quiet = SequencerConfig { snapshot_every_entries: 0, snapshot_on_stop: false, ..SequencerConfig::default() };
-    let (handle, sequencer) = sequencer::start(node, quiet).expect("sequencer");
-    let watcher = handle.clone();
     let identity = tls::load_or_generate(&dir).expect("certificate");
-    let endpoint = server::bind("127.0.0.1:0".parse().expect("addr"), tls::server_config(&identity).expect("tls"), ServerLimits::default())
-        .expect("bind");
-    let addr = endpoint.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        server::serve(endpoint, handle, ServerLimits::default(), async move { watcher.stopped().await }).await;
-    });
-    let client = Client::connect(addr, identity.cert.clone(), "localhost").await.expect("connect");
+    let config = bursar_net::assembly::ServerConfig { sequencer: quiet, ..Default::default() };
+    let running = bursar_net::assembly::Running::start(node, &identity, config).expect("serving");
+    let client = Client::connect(running.addr(), running.cert(), "localhost").await.expect("connect");
     let first = client.submit(batch(0, 0)).await;
     assert!(matches!(first, Err(bursar_net::client::ClientError::Protocol(ProtocolError::ShuttingDown))), "{first:?}");
-    tokio::time::timeout(std::time::Duration::from_secs(20), server).await.expect("the server stops by itself").expect("server task");
-    let stopped = tokio::task::spawn_blocking(move || sequencer.join().expect("sequencer thread")).await.expect("join");
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), running.serve_until(std::future::pending()))
+        .await
+        .expect("the server stops by itself");
     let why = stopped.expect_err("the sequencer reports the log failure");
     assert!(why.contains("sync"), "{why}");
     let _ = std::fs::remove_dir_all(&dir);

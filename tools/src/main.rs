@@ -189,7 +189,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     (mut node, report): (Node<S>, bursar_wal::RecoveryReport),
     started: Instant,
 ) -> Result<()> {
-    use bursar_net::{sequencer, server, tls};
+    use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
     let snapshot_every_entries = options.snapshot_every_entries;
@@ -227,30 +227,22 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let node = runtime.block_on(async move {
-        let config = sequencer::SequencerConfig { snapshot_every_entries, ..sequencer::SequencerConfig::default() };
-        let (handle, thread) = sequencer::start(node, config)?;
-        let limits = server::ServerLimits::default();
-        let endpoint = server::bind(listen, tls::server_config_with(&identity, client_ca.as_ref()).map_err(anyhow::Error::msg)?, limits)?;
-        if client_ca.is_some() {
+        let sequencer = sequencer::SequencerConfig { snapshot_every_entries, ..sequencer::SequencerConfig::default() };
+        let mutual = client_ca.is_some();
+        let config = assembly::ServerConfig { listen, sequencer, client_ca, ..assembly::ServerConfig::default() };
+        let running = assembly::Running::start(node, &identity, config).map_err(anyhow::Error::msg)?;
+        if mutual {
             out!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
         }
-        out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", endpoint.local_addr()?);
+        out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", running.addr());
         out!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
-        let watcher = handle.clone();
-        // Serve until a signal, or until the sequencer stops by itself (a log failure: the
-        // server then exits non-zero, so a supervisor restarts it and recovery reads the log).
-        let stop = async {
-            tokio::select! {
-                () = shutdown_signal() => {}
-                () = watcher.stopped() => {}
-            }
-        };
-        server::serve(endpoint, handle, limits, stop).await;
-        drop(watcher); // the sequencer stops once every handle is gone
-        out!("bursar: stopping: finishing accepted requests and taking a snapshot");
-        let node =
-            tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("the sequencer thread panicked"))?;
-        node.map_err(|e| anyhow::anyhow!("the sequencer stopped: {e}; restart to recover from the log"))
+        // Until a signal, or until the sequencer stops by itself (a log failure: the server then
+        // exits non-zero, so a supervisor restarts it and recovery reads the log).
+        let stopped = running.serve_until(async {
+            shutdown_signal().await;
+            out!("bursar: stopping: finishing accepted requests and taking a snapshot");
+        });
+        stopped.await.map_err(|e| anyhow::anyhow!("the sequencer stopped: {e}; restart to recover from the log"))
     })?;
     out!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
     Ok(())
