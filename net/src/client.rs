@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 
-use bursar_engine::{Account, AccountBalance, AccountFilter, Balances, Command, Ledger, Record, ResultCode, Transfer, RECORD_SIZE};
+use bursar_engine::{Account, AccountBalance, AccountFilter, Command, ResultCode, Transfer};
 use rustls::pki_types::CertificateDer;
 
-use crate::protocol::{self, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, FRAME_RECORDS_MAX, HEADER_SIZE};
+use bursar_wire::protocol::{self, FrameType, ProtocolError, Request, FRAME_BODY_MAX_BYTES, FRAME_RECORDS_MAX, HEADER_SIZE};
+use bursar_wire::reply;
+pub use bursar_wire::reply::LedgerView;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,117 +178,45 @@ impl Client {
     /// Accounts by id: `None` where not found.
     pub async fn lookup_accounts(&self, ids: Vec<u128>) -> Result<Vec<Option<Account>>, ClientError> {
         let (_, body) = self.call(&Request::LookupAccounts(ids)).await?;
-        Ok(records(&body).map(Account::decode).map(|a| (a.id != 0).then_some(a)).collect())
+        Ok(reply::decode_accounts(&body))
     }
 
     /// The live view of each ledger asked for: `None` for an unknown ledger.
     pub async fn ledger_totals(&self, ids: Vec<u32>) -> Result<Vec<Option<LedgerView>>, ClientError> {
         let asked = ids.len();
         let (_, body) = self.call(&Request::LedgerTotals(ids)).await?;
-        let mut out = Vec::with_capacity(asked);
-        let mut rows = records(&body);
-        let malformed = || ClientError::Protocol(ProtocolError::LengthMismatch);
-        while let Some(record) = rows.next() {
-            let ledger = Ledger::decode(record);
-            if ledger.id == 0 {
-                out.push(None);
-                continue;
-            }
-            let (_, _, accounts, following, totals) = decode_totals_row(rows.next().ok_or_else(malformed)?);
-            let mut view = LedgerView { ledger, accounts, totals, by_code: Vec::with_capacity(following as usize) };
-            for _ in 0..following {
-                let (_, code, accounts, _, totals) = decode_totals_row(rows.next().ok_or_else(malformed)?);
-                view.by_code.push((code, accounts, totals));
-            }
-            out.push(Some(view));
-        }
-        if out.len() != asked {
-            return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
-        }
-        Ok(out)
+        reply::decode_ledger_totals(&body, asked).map_err(ClientError::Protocol)
     }
 
     /// Transfers of one account that match the filter (side, time range, limit, order).
     pub async fn get_account_transfers(&self, filter: AccountFilter) -> Result<Vec<Transfer>, ClientError> {
         let (_, body) = self.call(&Request::GetAccountTransfers(filter)).await?;
-        Ok(records(&body).map(Transfer::decode).collect())
+        Ok(reply::decode_account_transfers(&body))
     }
 
     /// Balance history of a `history` account (the balances after each change).
     pub async fn get_account_balances(&self, filter: AccountFilter) -> Result<Vec<AccountBalance>, ClientError> {
         let (_, body) = self.call(&Request::GetAccountBalances(filter)).await?;
-        Ok(records(&body)
-            .map(|r| {
-                let u128_at = |at: usize| u128::from_le_bytes(r[at..at + 16].try_into().expect("16 bytes"));
-                AccountBalance {
-                    timestamp: u64::from_le_bytes(r[0..8].try_into().expect("8 bytes")),
-                    balances: Balances {
-                        debits_pending: u128_at(16),
-                        debits_posted: u128_at(32),
-                        credits_pending: u128_at(48),
-                        credits_posted: u128_at(64),
-                    },
-                }
-            })
-            .collect())
+        Ok(reply::decode_balances(&body))
     }
 
     /// Where the server stands: last durable entry, chain hash, state digest.
     pub async fn status(&self) -> Result<protocol::Status, ClientError> {
         let (_, body) = self.call(&Request::Status).await?;
-        let record = records(&body).next().ok_or(ClientError::Protocol(ProtocolError::LengthMismatch))?;
-        protocol::Status::from_bytes(record).map_err(ClientError::Protocol)
+        reply::decode_status(&body).map_err(ClientError::Protocol)
     }
 
     /// The server's counters and sync latencies since it started.
-    pub async fn metrics(&self) -> Result<crate::metrics::Metrics, ClientError> {
+    pub async fn metrics(&self) -> Result<bursar_wire::metrics::Metrics, ClientError> {
         let (_, body) = self.call(&Request::Metrics).await?;
-        crate::metrics::Metrics::from_bytes(&body).ok_or(ClientError::Protocol(ProtocolError::LengthMismatch))
+        reply::decode_metrics(&body).map_err(ClientError::Protocol)
     }
 
     /// Transfers by id: `None` where not found.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<Option<Transfer>>, ClientError> {
         let (_, body) = self.call(&Request::LookupTransfers(ids)).await?;
-        Ok(records(&body).map(Transfer::decode).map(|t| (t.id != 0).then_some(t)).collect())
+        Ok(reply::decode_transfers(&body))
     }
-}
-
-/// One ledger's live view, as the server reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerView {
-    /// The ledger record (currency, scale, settlement account).
-    pub ledger: Ledger,
-    /// Accounts on the ledger.
-    pub accounts: u32,
-    /// Sums over all its accounts.
-    pub totals: Balances,
-    /// The same per account code: (code, accounts, sums).
-    pub by_code: Vec<(u16, u32, Balances)>,
-}
-
-impl LedgerView {
-    /// The trial balance.
-    pub fn is_balanced(&self) -> bool {
-        self.totals.debits_posted == self.totals.credits_posted && self.totals.debits_pending == self.totals.credits_pending
-    }
-}
-
-/// (ledger, code, accounts, rows following, sums) of a totals row.
-fn decode_totals_row(r: &[u8; RECORD_SIZE]) -> (u32, u16, u32, u32, Balances) {
-    let u128_at = |at: usize| u128::from_le_bytes(r[at..at + 16].try_into().expect("16 bytes"));
-    let balances =
-        Balances { debits_pending: u128_at(16), debits_posted: u128_at(32), credits_pending: u128_at(48), credits_posted: u128_at(64) };
-    (
-        u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
-        u16::from_le_bytes(r[4..6].try_into().expect("2 bytes")),
-        u32::from_le_bytes(r[8..12].try_into().expect("4 bytes")),
-        u32::from_le_bytes(r[12..16].try_into().expect("4 bytes")),
-        balances,
-    )
-}
-
-fn records(body: &[u8]) -> impl Iterator<Item = &[u8; RECORD_SIZE]> {
-    body.chunks_exact(RECORD_SIZE).map(|c| c.try_into().expect("exact chunks"))
 }
 
 /// The one retry policy of Bursar's clients (the batching client, the load harness): an attempt

@@ -1,19 +1,16 @@
-//! Bursar's server side: `node` (the engine behind the WAL), `sequencer` (the thread that owns
-//! it and batches requests into group commits), `protocol` (the sans-IO codec of the wire
-//! protocol), `server` (QUIC), `assembly` (all of it started as one server), `client` (the
-//! gateway library), `batching`, `metrics` and `tls`.
+//! Bursar's transport: `server` (QUIC: admission, deadlines, fair shares, cool-offs), `assembly`
+//! (a node, its sequencer and the endpoint started as one server), `client` (the gateway
+//! library), `batching` (many callers' commands coalesced, retried with the same ids) and `tls`.
+//! The wire format is `bursar-wire`, durability and ordering `bursar-node`; both are re-exported
+//! here under their old paths.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod assembly;
 pub mod batching;
 pub mod client;
-pub mod metrics;
-pub mod node;
-mod pool;
-pub mod protocol;
-pub mod sequencer;
 pub mod server;
 pub mod tls;
 
-pub use node::{Node, NodeError};
+pub use bursar_node::{node, pool, sequencer, Node, NodeError};
+pub use bursar_wire::{metrics, protocol, reply};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::pool::Pool;
-use crate::protocol::{self, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
-use crate::sequencer::{Job, SequencerHandle};
+use bursar_node::pool::Pool;
+use bursar_node::sequencer::{Job, SequencerHandle};
+use bursar_wire::protocol::{self, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
+use bursar_wire::reply::Reply;
 
 /// Server limits, each named once.
 #[derive(Clone, Copy, Debug)]
@@ -544,7 +545,10 @@ async fn serve_stream(
     }
     let reply = match submitted {
         Ok((answer, request_id, operation)) => {
-            answer.await.unwrap_or_else(|_| error_frame(request_id, operation, ProtocolError::ShuttingDown))
+            let reply = answer.await.unwrap_or(Reply::Error(ProtocolError::ShuttingDown));
+            let mut frame = Vec::new();
+            reply.encode(request_id, operation, &mut frame);
+            frame
         }
         Err(frame) => frame,
     };
@@ -567,7 +571,7 @@ fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> 
 /// Decodes a whole request frame and queues it: the receiver of its reply frame, or the error
 /// frame to send at once (`malformed` set when the request itself was at fault).
 #[allow(clippy::type_complexity)]
-fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<(oneshot::Receiver<Vec<u8>>, u64, u8), Vec<u8>> {
+fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<(oneshot::Receiver<Reply>, u64, u8), Vec<u8>> {
     *malformed = true;
     let (header, body) = match protocol::decode_frame(bytes) {
         Ok(frame) => frame,
@@ -587,7 +591,7 @@ fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Re
     };
     *malformed = false;
     let (reply, answer) = oneshot::channel();
-    if sequencer.try_submit(Job { request_id: header.request_id, request, reply }).is_err() {
+    if sequencer.try_submit(Job { request, reply }).is_err() {
         let error = if sequencer.is_stopped() { ProtocolError::ShuttingDown } else { ProtocolError::Busy };
         return Err(error_frame(header.request_id, header.operation, error));
     }

@@ -5,7 +5,7 @@
 //! never change a data directory, and they can run beside a live server.
 //!
 //! Architecture invariant: this crate needs only `bursar-engine` and `bursar-wal` of Bursar's
-//! crates (`tests/deps.rs` fails otherwise); `--verify-against` asks the caller for the server's
+//! crates (`tests/tests/architecture.rs` fails otherwise); `--verify-against` asks the caller for the server's
 //! head ([`FetchHead`]), so the network stays in the binary.
 
 /// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.

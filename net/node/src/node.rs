@@ -20,7 +20,7 @@ use bursar_engine::batch::{self, Body, Checkpoint, Input};
 use bursar_engine::{Command, Engine, Limits, ResultCode, SnapshotView, BATCH_COMMANDS_MAX};
 use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 
-use crate::metrics::Metrics;
+use bursar_wire::metrics::Metrics;
 
 /// Why the node cannot go on or could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,10 +368,10 @@ impl<S: Storage> Node<S> {
     }
 
     /// Where the node stands: its last durable entry and its state after it.
-    pub fn status(&mut self) -> crate::protocol::Status {
+    pub fn status(&mut self) -> bursar_wire::protocol::Status {
         let seq = self.wal.synced_seq();
         assert_eq!(self.wal.next_seq(), seq + 1, "every appended entry is synced before the sequencer answers a query");
-        crate::protocol::Status {
+        bursar_wire::protocol::Status {
             seq,
             clock: self.engine.timestamp(),
             chain_hash: self.wal.last_hash(),

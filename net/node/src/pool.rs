@@ -6,7 +6,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// Empty vectors with their capacity kept, at most `max` of them.
 #[derive(Debug)]
-pub(crate) struct Pool<T> {
+pub struct Pool<T> {
     give: Sender<Vec<T>>,
     take: Receiver<Vec<T>>,
 }
@@ -19,18 +19,18 @@ impl<T> Clone for Pool<T> {
 
 impl<T> Pool<T> {
     /// A pool that keeps at most `max` vectors.
-    pub(crate) fn new(max: usize) -> Pool<T> {
+    pub fn new(max: usize) -> Pool<T> {
         let (give, take) = bounded(max);
         Pool { give, take }
     }
 
     /// An empty vector: one given back earlier if any (its capacity kept), else a new one.
-    pub(crate) fn take(&self) -> Vec<T> {
+    pub fn take(&self) -> Vec<T> {
         self.take.try_recv().unwrap_or_default()
     }
 
     /// Keeps `vector` (emptied) for a later `take`; a full pool drops it.
-    pub(crate) fn give_back(&self, mut vector: Vec<T>) {
+    pub fn give_back(&self, mut vector: Vec<T>) {
         vector.clear();
         let _ = self.give.try_send(vector);
     }

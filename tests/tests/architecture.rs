@@ -1,11 +1,11 @@
-//! Architecture invariant: the audit needs only the engine and the log. Fails if `bursar-audit`
-//! comes to depend, directly or through anything, on the network crate, the benchmarks, or an
-//! async runtime.
+//! The architecture's one-way dependencies, over `cargo metadata`: the audit needs only the
+//! engine and the log; the wire format is sans IO; durability and ordering carry no transport;
+//! the engine reaches no I/O crate.
 
 use std::collections::BTreeSet;
 
-#[test]
-fn the_audit_needs_only_the_engine_and_the_log() {
+/// The normal (not dev or build) dependencies `package` reaches, directly or through anything.
+fn reached(package: &str) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline", "--locked", "--filter-platform", &host()])
@@ -17,10 +17,9 @@ fn the_audit_needs_only_the_engine_and_the_log() {
     let nodes = metadata["resolve"]["nodes"].as_array().expect("resolve nodes");
     let packages = metadata["packages"].as_array().expect("packages");
     let name_of = |id: &str| packages.iter().find(|p| p["id"] == id).and_then(|p| p["name"].as_str()).expect("a package").to_string();
-    let audit = nodes.iter().find(|n| name_of(n["id"].as_str().expect("id")) == "bursar-audit").expect("bursar-audit in the graph");
-    // Everything it reaches through normal (not dev or build) dependencies.
+    let start = nodes.iter().find(|n| name_of(n["id"].as_str().expect("id")) == package).expect("the package in the graph");
     let mut seen = BTreeSet::new();
-    let mut todo = vec![audit["id"].as_str().expect("id").to_string()];
+    let mut todo = vec![start["id"].as_str().expect("id").to_string()];
     while let Some(id) = todo.pop() {
         let node = nodes.iter().find(|n| n["id"] == id.as_str()).expect("node");
         for dep in node["deps"].as_array().expect("deps") {
@@ -31,12 +30,29 @@ fn the_audit_needs_only_the_engine_and_the_log() {
             }
         }
     }
-    let names: BTreeSet<String> = seen.iter().map(|id| name_of(id)).collect();
-    let bursar: Vec<&String> = names.iter().filter(|n| n.starts_with("bursar")).collect();
-    assert_eq!(bursar, ["bursar-engine", "bursar-wal"], "Bursar crates the audit reaches: {names:?}");
-    for forbidden in ["quinn", "tokio", "rustls"] {
-        assert!(!names.contains(forbidden), "the audit reaches {forbidden}: {names:?}");
+    seen.iter().map(|id| name_of(id)).collect()
+}
+
+/// Asserts which of Bursar's crates `package` reaches, and that it reaches none of `forbidden`.
+fn assert_reaches(package: &str, bursar: &[&str], forbidden: &[&str]) {
+    let names = reached(package);
+    let ours: Vec<&str> = names.iter().map(String::as_str).filter(|n| n.starts_with("bursar")).collect();
+    assert_eq!(ours, bursar, "Bursar crates {package} reaches: {names:?}");
+    for name in forbidden {
+        assert!(!names.contains(*name), "{package} reaches {name}: {names:?}");
     }
+}
+
+#[test]
+fn the_audit_needs_only_the_engine_and_the_log() {
+    assert_reaches("bursar-audit", &["bursar-engine", "bursar-wal"], &["quinn", "tokio", "rustls"]);
+}
+
+#[test]
+fn the_wire_format_is_sans_io_and_the_node_has_no_transport() {
+    assert_reaches("bursar-wire", &["bursar-engine"], &["quinn", "tokio", "rustls", "crossbeam-channel"]);
+    assert_reaches("bursar-node", &["bursar-engine", "bursar-wal", "bursar-wire"], &["quinn", "rustls"]);
+    assert_reaches("bursar-engine", &[], &["quinn", "tokio", "rustls", "crossbeam-channel", "libc"]);
 }
 
 /// This machine's target triple, as `rustc -vV` says it.

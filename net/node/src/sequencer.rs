@@ -7,24 +7,25 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bursar_engine::batch::Input;
-use bursar_engine::{Account, Command, ResultCode, Transfer, BATCH_COMMANDS_MAX};
+use bursar_engine::{Command, ResultCode, BATCH_COMMANDS_MAX};
 use bursar_wal::Storage;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+use bursar_wire::protocol::{ProtocolError, Request};
+use bursar_wire::reply::Reply;
+
 use crate::node::Node;
 use crate::pool::Pool;
-use crate::protocol::{self, Operation, ProtocolError, Request};
 
-/// A request waiting for the sequencer, with where to send the encoded reply frame.
+/// A request waiting for the sequencer, with where to send its typed reply (the transport
+/// encodes it).
 #[derive(Debug)]
 pub struct Job {
-    /// The client's request id, echoed in the reply.
-    pub request_id: u64,
     /// The decoded request.
     pub request: Request,
-    /// Receives the whole reply (or error) frame.
-    pub reply: oneshot::Sender<Vec<u8>>,
+    /// Receives the reply.
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// Limits of the sequencer.
@@ -276,15 +277,15 @@ fn flush<S: Storage>(
     drop(batches);
     let mut at = 0;
     for job in jobs.drain(..) {
-        let mut frame = Vec::new();
-        match (&outcome, &job.request) {
+        let reply = match (&outcome, &job.request) {
             (Ok(_), Request::Submit(batch)) => {
-                protocol::encode_submit_reply(job.request_id, &scratch.results[at..at + batch.len()], &mut frame);
+                let results = scratch.results[at..at + batch.len()].to_vec();
                 at += batch.len();
+                Reply::Submit(results)
             }
-            _ => protocol::encode_error(job.request_id, Operation::Submit as u8, ProtocolError::ShuttingDown, &mut frame),
-        }
-        let _ = job.reply.send(frame); // a client that went away needs no answer
+            _ => Reply::Error(ProtocolError::ShuttingDown),
+        };
+        let _ = job.reply.send(reply); // a client that went away needs no answer
         if let Request::Submit(commands) = job.request {
             recycler.give_back(commands);
         }
@@ -309,39 +310,19 @@ fn join_requests(jobs: &[Job], (commands, request_ends): &mut (Vec<Command>, Vec
 }
 
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
-    if let Request::Status | Request::Metrics = job.request {
-        let mut frame = Vec::new();
-        match job.request {
-            Request::Status => protocol::encode_status_reply(job.request_id, &node.status(), &mut frame),
-            _ => protocol::encode_metrics_reply(job.request_id, node.metrics(), &mut frame),
-        }
-        let _ = job.reply.send(frame);
-        return;
-    }
-    let engine = node.engine();
-    let mut frame = Vec::new();
-    match &job.request {
+    let reply = match &job.request {
+        Request::Status => Reply::Status(node.status()),
+        Request::Metrics => Reply::Metrics(Box::new(node.metrics().clone())),
         Request::LookupAccounts(ids) => {
-            let found: Vec<Account> = ids.iter().map(|id| engine.account(*id).copied().unwrap_or_default()).collect();
-            protocol::encode_records_reply(job.request_id, Operation::LookupAccounts, &found, &mut frame);
+            Reply::Accounts(ids.iter().map(|id| node.engine().account(*id).copied().unwrap_or_default()).collect())
         }
         Request::LookupTransfers(ids) => {
-            let found: Vec<Transfer> = ids.iter().map(|id| engine.transfer(*id).copied().unwrap_or_default()).collect();
-            protocol::encode_records_reply(job.request_id, Operation::LookupTransfers, &found, &mut frame);
+            Reply::Transfers(ids.iter().map(|id| node.engine().transfer(*id).copied().unwrap_or_default()).collect())
         }
-        Request::GetAccountTransfers(filter) => {
-            let found = engine.get_account_transfers(filter);
-            protocol::encode_records_reply(job.request_id, Operation::GetAccountTransfers, &found, &mut frame);
-        }
-        Request::GetAccountBalances(filter) => {
-            let found = engine.get_account_balances(filter);
-            protocol::encode_balances_reply(job.request_id, &found, &mut frame);
-        }
-        Request::LedgerTotals(ids) => {
-            let found: Vec<_> = ids.iter().map(|id| engine.ledger_totals(*id)).collect();
-            protocol::encode_ledger_totals_reply(job.request_id, &found, &mut frame);
-        }
-        Request::Submit(_) | Request::Status | Request::Metrics => unreachable!("submits are grouped, status and metrics answered above"),
-    }
-    let _ = job.reply.send(frame);
+        Request::GetAccountTransfers(filter) => Reply::AccountTransfers(node.engine().get_account_transfers(filter)),
+        Request::GetAccountBalances(filter) => Reply::Balances(node.engine().get_account_balances(filter)),
+        Request::LedgerTotals(ids) => Reply::LedgerTotals(ids.iter().map(|id| node.engine().ledger_totals(*id)).collect()),
+        Request::Submit(_) => unreachable!("submits are grouped"),
+    };
+    let _ = job.reply.send(reply);
 }

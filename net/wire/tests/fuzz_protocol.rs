@@ -1,8 +1,8 @@
 //! The frame decoders (incremental and whole-buffer) against arbitrary bytes, and against valid frames with arbitrary damage: every
 //! outcome is a frame, "need more bytes", or a typed error; never a panic, never an allocation
-//! larger than the frame limit. Longer run: `PROPTEST_CASES=200000 cargo test --release -p bursar-net --test fuzz_protocol`.
+//! larger than the frame limit. Longer run: `PROPTEST_CASES=200000 cargo test --release -p bursar-wire --test fuzz_protocol`.
 
-use bursar_net::protocol::{FrameDecoder, Request, HEADER_SIZE};
+use bursar_wire::protocol::{FrameDecoder, Request, HEADER_SIZE};
 use proptest::prelude::*;
 
 fn drive(bytes: &[u8], chunk: usize) {
@@ -21,7 +21,7 @@ fn drive(bytes: &[u8], chunk: usize) {
     }
     let _ = decoder.finish();
     // The server's whole-buffer path: the same bytes as one stream read to its end.
-    if let Ok((header, body)) = bursar_net::protocol::decode_frame(bytes) {
+    if let Ok((header, body)) = bursar_wire::protocol::decode_frame(bytes) {
         let _ = Request::decode_reusing(&header, body, Vec::with_capacity(4));
     }
 }

@@ -154,9 +154,12 @@ pub struct Header {
     checksum: u32,
 }
 
-/// CRC32C of header bytes 0..24 then the body, with the log's own implementation.
+/// CRC32C (Castagnoli, as the log uses) of header bytes 0..24 then the body.
 fn checksum(header: &[u8], body: &[u8]) -> u32 {
-    bursar_wal::format::crc32c(&[&header[..24], body])
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(&header[..24]);
+    digest.update(body);
+    digest.finalize() as u32
 }
 
 /// Appends a whole frame to `out`.
