@@ -50,9 +50,8 @@ struct Row {
 
 /// Lets the disk come to rest before a timed run: everything written so far flushed (`sync`),
 /// then a pause. This virtual disk goes on writing back what earlier rows wrote long after their
-/// syncs returned, and a row timed meanwhile shares the disk with it: cold recovery took 1.7-2.0 s
-/// run alone and 3.6 s right after the write rows (session 6). Every row, the baselines
-/// included, starts this way.
+/// syncs returned, and a row timed meanwhile shares the disk with it (cold recovery took twice
+/// as long right after the write rows). Every row, the baselines included, starts this way.
 fn settle() {
     let _ = std::process::Command::new("sync").status(); // where there is no `sync`, the pause alone
     std::thread::sleep(Duration::from_secs(1));

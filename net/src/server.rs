@@ -447,7 +447,6 @@ fn read_deadline(base: std::time::Duration, bytes: u64) -> std::time::Duration {
     base + std::time::Duration::from_millis(bytes / REQUEST_READ_BYTES_PER_MS_MIN)
 }
 
-/// Reads the stream to its end into `buffer`, in order, refusing more than one frame's bytes.
 /// Records the server reads, decodes, queues or applies at once, over all streams: 16 full
 /// requests. A stream whose header announces more than are free waits before its body is read,
 /// and QUIC's flow control holds the client back meanwhile. Without it an open-loop load past

@@ -191,10 +191,8 @@ impl<S: Storage> Wal<S> {
     ///
     /// For a large group (see `OVERLAP_HASH_MIN_BYTES`) the write is submitted through io_uring
     /// (`O_DIRECT`), and the last entry's chain hash is computed while the device takes the
-    /// bytes; then the write is reaped and `fdatasync` runs here. Measured (bench `wal`, recycled
-    /// segments, 8 189 records per sync, docs/wal-format.md "Write path"): 55-63% of the
-    /// baseline with everything in line through the page cache (session 5), 78-113% this way
-    /// (session 6, six runs, with `crc-fast` checksums).
+    /// bytes; then the write is reaped and `fdatasync` runs here: the hash costs no wall time
+    /// (docs/wal-format.md, "Write path").
     pub fn sync(&mut self) -> Result<u64, WalError> {
         self.begin_sync()?;
         self.sync_finish()

@@ -1,4 +1,4 @@
-//! Storage behind a small trait: named files in one directory. `FsStorage` is the real thing
+//! Storage behind a trait: named files in one directory. `FsStorage` is the real thing
 //! (`O_DIRECT` writes, large ones through io_uring, `fdatasync`, mmap for reading);
 //! `sim::SimStorage` keeps written and durable bytes apart so tests can crash it.
 
@@ -353,9 +353,9 @@ fn open_direct(path: &Path, create: bool) -> io::Result<File> {
 /// returns is written over the file's start before the sync.
 ///
 /// The file is written with `O_DIRECT` where the file system allows it, from a page-aligned
-/// staging buffer: a gigabyte snapshot then costs no copy into fresh page-cache pages. Measured
-/// under `bursar bench` (session 5), that copy was an eighth of all CPU samples while a
-/// snapshot was written. Elsewhere (tmpfs, say) it is written through the page cache.
+/// staging buffer: a gigabyte snapshot then costs no copy into fresh page-cache pages (that copy
+/// was an eighth of all CPU while a snapshot was written; bench/README.md). Elsewhere (tmpfs,
+/// say) it is written through the page cache.
 fn write_atomic_stream_in(dir: &Path, name: &str, build: impl FnOnce(&mut Sink<'_>) -> io::Result<Vec<u8>>) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let Ok(file) = open_direct(&tmp, true) else {
@@ -452,12 +452,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// no metadata journal write per fdatasync (docs/wal-format.md, "Write path"). With `O_DIRECT`
 /// where the file system allows it (and the length is whole blocks): the log writes its segments
 /// with `O_DIRECT` and drops their cached pages first, so zeros copied into the page cache would
-/// be CPU spent for nothing. Measured (session 6, WAL bench, every segment kept, two alternating
-/// pairs): 71-73% / 40-48% of the baseline at 1 000 / 8 189 records per sync, p99 3.1-4.7x,
-/// against 49-64% / 35-41%, p99 5.2-13x, zero-filling through the page cache. Synced every 4 MiB
-/// either way: one large flush would queue ahead of the log's own syncs. Through the page cache,
-/// under `bursar bench` (session 4, 3 runs each), flushing every 16 MiB put p99 sync latency at
-/// 8-10 ms, every 4 MiB at 4-6 ms with the same throughput; every 2 MiB cost 10% of throughput.
+/// be CPU spent for nothing. Synced every 4 MiB: one large flush would queue ahead of the log's
+/// own syncs (the measurements behind both choices: docs/wal-format.md, "Write path").
 fn prepare_file(dir: &Path, name: &str, head: &[u8], len: u64) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let file = match open_direct(&tmp, true) {

@@ -3,8 +3,7 @@
 //!
 //! Why not a thread: on this project's VM a woken thread is queued on the waker's vCPU (waking
 //! a halted vCPU costs tens of µs, so the scheduler prefers the busy one) and runs only when
-//! the waker blocks. Measured (`bench/README.md`, session 6): a thread woken just before a
-//! 180 µs BLAKE3 hash started 182 µs later, so hashing beside a sync thread overlapped nothing.
+//! the waker blocks, so hashing beside a sync thread overlapped nothing (`bench/README.md`).
 //! An io_uring write is issued to the device inside the submitting call and completes on its own.
 #![allow(unsafe_code)]
 

@@ -1,9 +1,11 @@
 //! The durable state machine the sequencer thread owns: the engine behind the write-ahead log.
 //!
-//! `submit` appends the batch (its exact engine input) to the log, waits for the sync, and only
-//! then applies it and returns the results: no reply before the batch is on disk, and replay of
-//! the log applies exactly the batches that were acknowledged (plus possibly ones whose sync
-//! finished just before a crash, which no client saw, whose retries then report `exists`).
+//! `submit` appends the batch (its exact engine input) to the log, starts the sync, applies the
+//! batch while the disk syncs (the log holds the commands, not the results), and returns the
+//! results only once the sync and the durable mark are done: no reply before the batch is on
+//! disk, and replay of the log applies exactly the batches that were acknowledged (plus possibly
+//! ones whose sync finished just before a crash, which no client saw, whose retries then report
+//! `exists`). A failed sync stops the node: the state it applied is thrown away with the process.
 //! Recovery is the newest valid snapshot, then every later batch replayed.
 //!
 //! Every `checkpoint_every_entries` entries (and just before every snapshot) the node logs a
@@ -175,7 +177,8 @@ impl<S: Storage> Node<S> {
     /// Reserves log space for `bytes` more of log entries now: that many bytes of segments are
     /// prepared (zero-filled, or recycled spares) before traffic, as TigerBeetle's `format`
     /// preallocates its data file, so the hot path never waits for or shares the CPU with
-    /// zero-filling until it has written them. Each transfer takes about 129 bytes of log.
+    /// zero-filling until it has written them. Each command takes at least 129 bytes of log (its record and kind byte), about 130 with
+    /// entry headers.
     /// Returns the number of segments prepared now.
     pub fn reserve_log(&mut self, bytes: u64) -> Result<u64, NodeError> {
         let segments = bytes.div_ceil(self.wal.segment_size_bytes());
