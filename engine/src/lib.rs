@@ -8,7 +8,6 @@
 
 pub mod batch;
 pub mod command;
-pub mod digest;
 pub mod id_hash;
 pub mod limits;
 pub mod query;

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod files;
 pub mod format;
 pub mod log;
 pub mod mark;
@@ -18,8 +19,9 @@ pub mod storage;
 mod sys;
 mod uring;
 
+pub use files::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name};
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
-pub use log::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name, Wal};
+pub use log::Wal;
 pub use recovery::{
     list_segments, list_snapshots, log_recycled, oldest_valid_snapshot, open, read_snapshot, verify_log, verify_log_from, EntryRef,
     RecoveryReport,

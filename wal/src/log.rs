@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use crate::block::{BlockBuffer, BLOCK_BYTES};
+use crate::files::{segment_name, snapshot_name, spare_name};
 use crate::format::{self, EntryHeader, Hash, SnapshotHeader, ENTRY_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::storage::Storage;
 use crate::{Retention, WalConfig, WalError, SNAPSHOTS_KEPT, SPARE_SEGMENTS_MAX};
@@ -12,31 +13,6 @@ use crate::{Retention, WalConfig, WalError, SNAPSHOTS_KEPT, SPARE_SEGMENTS_MAX};
 /// entry (and, under [`Wal::sync_start`], the caller applies the batch); smaller groups are
 /// written and synced in line, where the overlap would save less than the handoff costs.
 const OVERLAP_HASH_MIN_BYTES: usize = 64 << 10;
-
-/// The file name of segment `index`: zero-padded so names sort in log order.
-pub fn segment_name(index: u64) -> String {
-    format!("wal-{index:016}.seg")
-}
-
-/// The segment index a file name names, if it is a segment's ([`segment_name`]'s inverse).
-pub fn segment_index(name: &str) -> Option<u64> {
-    name.strip_prefix("wal-")?.strip_suffix(".seg")?.parse().ok()
-}
-
-/// The sequence number a snapshot's file name names, if it is a snapshot's ([`snapshot_name`]'s inverse).
-pub fn snapshot_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()
-}
-
-/// The file name a recycled segment `index` waits under until it is reused.
-pub fn spare_name(index: u64) -> String {
-    format!("spare-{index:016}.seg")
-}
-
-/// The file name of the snapshot that includes entries through `seq`.
-pub fn snapshot_name(seq: u64) -> String {
-    format!("snap-{seq:020}.snap")
-}
 
 /// Where the writer continues after recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -362,8 +338,7 @@ impl<S: Storage> Wal<S> {
             return Ok(());
         }
         let retention = |e: std::io::Error| WalError::Snapshot(format!("the snapshot is written, but retention failed: {e}"));
-        let (_, snapshots) = crate::recovery::list(&self.storage)
-            .map_err(|e| WalError::Snapshot(format!("the snapshot is written, but retention failed: {e}")))?;
+        let snapshots = crate::files::snapshot_seqs(&self.storage).map_err(retention)?;
         if snapshots.len() < SNAPSHOTS_KEPT {
             return Ok(());
         }

@@ -1,8 +1,9 @@
 //! Recovery: pick the newest valid snapshot, verify every entry after it (checksum, sequence,
 //! hash chain), tell a torn unsynced tail from corruption, truncate the former and refuse the latter.
 
+use crate::files::{segment_name, snapshot_name};
 use crate::format::{self, EntryHeader, Hash, Slot, SnapshotHeader, ENTRY_ALIGN, ENTRY_HEADER_SIZE, GENESIS_HASH, SEGMENT_HEADER_SIZE};
-use crate::log::{segment_name, snapshot_name, Position, Wal};
+use crate::log::{Position, Wal};
 use crate::mark::{Mark, MARK_FILE_BYTES, MARK_FILE_NAME};
 use crate::storage::Storage;
 use crate::{OpenError, WalConfig};
@@ -98,11 +99,8 @@ fn all_zero(bytes: &[u8]) -> bool {
 /// Segment indexes (contiguous; from 0 unless retention recycled the oldest) and snapshot
 /// sequence numbers (newest first) in storage.
 pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
-    let names = storage.list().map_err(|e| io("list", e))?;
-    let mut segments: Vec<u64> = names.iter().filter_map(|n| crate::log::segment_index(n)).collect();
-    let mut snapshots: Vec<u64> = names.iter().filter_map(|n| crate::log::snapshot_seq(n)).collect();
-    segments.sort_unstable();
-    snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    let segments = crate::files::segment_indexes(storage).map_err(|e| io("list", e))?;
+    let snapshots = crate::files::snapshot_seqs(storage).map_err(|e| io("list", e))?;
     let first = segments.first().copied().unwrap_or(0);
     for (i, index) in segments.iter().enumerate() {
         let expected = first + i as u64;
@@ -121,8 +119,7 @@ pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), Open
 
 /// Recycled segments waiting for reuse (file names).
 fn list_spares<S: Storage>(storage: &S) -> Result<Vec<String>, OpenError> {
-    let names = storage.list().map_err(|e| io("list", e))?;
-    Ok(names.into_iter().filter(|n| n.starts_with("spare-") && n.ends_with(".seg")).collect())
+    crate::files::spare_names(storage).map_err(|e| io("list", e))
 }
 
 /// Removes the temporary files (`*.tmp`) of atomic writes a crash cut short: no file of the log
@@ -717,9 +714,7 @@ fn verify_after_snapshot<S: Storage>(
 
 /// Indexes of the segment files in the directory, ascending (whether or not they are contiguous).
 pub fn list_segments<S: Storage>(storage: &S) -> std::io::Result<Vec<u64>> {
-    let mut segments: Vec<u64> = storage.list()?.iter().filter_map(|n| crate::log::segment_index(n)).collect();
-    segments.sort_unstable();
-    Ok(segments)
+    crate::files::segment_indexes(storage)
 }
 
 /// Whether retention has recycled the log's first segments (entry 1 is gone): an audit must

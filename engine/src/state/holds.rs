@@ -1,0 +1,157 @@
+//! Holds: expiry in due order at the start of a batch, and capture or release of a pending
+//! transfer (in full, in part, or the rest released).
+
+use super::transfers::check_states;
+use super::*;
+
+impl Engine {
+    pub(super) fn expire_holds(&mut self, clock: u64, cursor: &mut u64) -> u32 {
+        let mut expired = 0;
+        while let Some(&(expires_at, transfer)) = self.expiries.first() {
+            if expires_at > clock {
+                break;
+            }
+            self.expiries.pop_first();
+            let ts = *cursor;
+            *cursor += 1;
+            let hold = self.holds.get_mut(&transfer).expect("expiry of an unknown hold");
+            assert_eq!(hold.status, HoldStatus::Pending, "only pending holds are in the expiry queue");
+            hold.status = HoldStatus::Expired;
+            hold.resolved_at = ts;
+            self.digest.dirty_holds.push(transfer);
+            let t = self.transfers[transfer as usize];
+            self.release_reservation(&t, ts);
+            expired += 1;
+        }
+        expired
+    }
+
+    /// Takes a hold's amount out of both pending balances.
+    pub(super) fn release_reservation(&mut self, hold: &Transfer, ts: u64) {
+        let dr = self.account_index[&hold.debit_account_id];
+        let cr = self.account_index[&hold.credit_account_id];
+        let mut d = Balances::of(&self.accounts[dr as usize]);
+        let mut c = Balances::of(&self.accounts[cr as usize]);
+        d.debits_pending = d.debits_pending.checked_sub(hold.amount).expect("a hold never exceeds what it reserved");
+        c.credits_pending = c.credits_pending.checked_sub(hold.amount).expect("a hold never exceeds what it reserved");
+        self.set_balances(dr, d);
+        self.set_balances(cr, c);
+        self.push_history(dr, ts);
+        self.push_history(cr, ts);
+    }
+
+    /// Capture (post) or release (void) the hold named by `t.pending_id`.
+    pub(super) fn resolve_hold(&mut self, t: &Transfer, ts: u64) -> ResultCode {
+        use ResultCode as R;
+        let post = t.flags & tf::POST_PENDING != 0;
+        if t.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let Some(&pi) = self.transfer_index.get(&t.pending_id) else {
+            return R::PendingTransferNotFound;
+        };
+        let p = self.transfers[pi as usize];
+        if p.flags & tf::PENDING == 0 {
+            return R::PendingTransferNotPending;
+        }
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return R::PendingTransferHasDifferentLedger;
+        }
+        if t.code != 0 && t.code != p.code {
+            return R::PendingTransferHasDifferentCode;
+        }
+        let amount = if post {
+            let amount = if t.amount == u128::MAX { p.amount } else { t.amount };
+            if amount > p.amount {
+                return R::ExceedsPendingTransferAmount;
+            }
+            amount
+        } else {
+            if t.amount != 0 && t.amount != p.amount {
+                return R::PendingTransferHasDifferentAmount;
+            }
+            p.amount
+        };
+        let hold = self.holds[&pi];
+        match hold.status {
+            HoldStatus::Pending => {}
+            HoldStatus::Posted => return R::PendingTransferAlreadyPosted,
+            HoldStatus::Voided => return R::PendingTransferAlreadyVoided,
+            HoldStatus::Expired => return R::PendingTransferExpired,
+        }
+        if hold.expires_at != 0 && hold.expires_at <= ts {
+            return R::PendingTransferExpired;
+        }
+        let dr = self.account_index[&p.debit_account_id];
+        let cr = self.account_index[&p.credit_account_id];
+        let d = &self.accounts[dr as usize];
+        let c = &self.accounts[cr as usize];
+        let mut db = Balances::of(d);
+        let mut cb = Balances::of(c);
+        db.debits_pending = db.debits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
+        cb.credits_pending = cb.credits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
+        if post {
+            if let Some(code) = check_states(d, c) {
+                return code;
+            }
+            let Some(v) = db.debits_posted.checked_add(amount) else {
+                return R::OverflowsDebitsPosted;
+            };
+            db.debits_posted = v;
+            let Some(v) = cb.credits_posted.checked_add(amount) else {
+                return R::OverflowsCreditsPosted;
+            };
+            cb.credits_posted = v;
+            let totals = &self.ledgers[self.account_meta[dr as usize].ledger_slot as usize].totals;
+            if totals.debits_posted.checked_add(amount).is_none() {
+                return R::OverflowsLedgerTotals;
+            }
+        }
+        if self.transfers.len() >= self.limits.transfers_max as usize {
+            return R::TransfersLimitReached;
+        }
+        let stored = Transfer {
+            id: t.id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount,
+            pending_id: t.pending_id,
+            user_data_128: if t.user_data_128 != 0 { t.user_data_128 } else { p.user_data_128 },
+            user_data_64: if t.user_data_64 != 0 { t.user_data_64 } else { p.user_data_64 },
+            user_data_32: if t.user_data_32 != 0 { t.user_data_32 } else { p.user_data_32 },
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags: t.flags,
+            timestamp: ts,
+        };
+        self.set_balances(dr, db);
+        self.set_balances(cr, cb);
+        self.insert_transfer(stored, dr, cr);
+        let status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
+        self.holds.insert(pi, Hold { status, resolved_at: ts, ..hold });
+        self.digest.dirty_holds.push(pi);
+        if hold.expires_at != 0 {
+            self.expiries.remove(&(hold.expires_at, pi));
+        }
+        self.record(Undo::HoldChanged { transfer: pi, old: hold });
+        self.push_history(dr, ts);
+        self.push_history(cr, ts);
+        R::Ok
+    }
+}

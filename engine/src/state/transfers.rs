@@ -1,0 +1,269 @@
+//! Transfers: validation in precedence order, idempotent retries (`exists` and its variants),
+//! and posting a new transfer or hold to both sides.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn create_transfer(&mut self, t_in: &Transfer, sides: Sides, ts: u64) -> ResultCode {
+        use ResultCode as R;
+        let mut t = *t_in;
+        if t.timestamp != 0 {
+            return R::TimestampMustBeZero;
+        }
+        if t.flags & !tf::ALL != 0 {
+            return R::ReservedFlag;
+        }
+        if t.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if t.id == u128::MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        if let Some(&e) = self.transfer_index.get(&t.id) {
+            return transfer_exists(&t, sides, &self.transfers[e as usize]);
+        }
+        if (t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1 {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        let counterparty = match sides {
+            Sides::Both => 0,
+            Sides::DebitOnly => t.credit_account_id,
+            Sides::CreditOnly => t.debit_account_id,
+        };
+        if counterparty != 0 {
+            return R::CounterpartyMustBeZero;
+        }
+        if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
+            return self.resolve_hold(&t, ts);
+        }
+        if sides != Sides::CreditOnly {
+            if t.debit_account_id == 0 {
+                return R::DebitAccountIdMustNotBeZero;
+            }
+            if t.debit_account_id == u128::MAX {
+                return R::DebitAccountIdMustNotBeIntMax;
+            }
+        }
+        if sides != Sides::DebitOnly {
+            if t.credit_account_id == 0 {
+                return R::CreditAccountIdMustNotBeZero;
+            }
+            if t.credit_account_id == u128::MAX {
+                return R::CreditAccountIdMustNotBeIntMax;
+            }
+        }
+        if sides == Sides::Both && t.debit_account_id == t.credit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.flags & tf::PENDING == 0 && t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if t.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if t.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        if sides != Sides::Both {
+            let Some(&slot) = self.ledger_index.get(&t.ledger) else {
+                return R::LedgerNotFound;
+            };
+            let settlement = self.ledgers[slot as usize].ledger.settlement_account_id;
+            let named = if sides == Sides::DebitOnly { &mut t.credit_account_id } else { &mut t.debit_account_id };
+            *named = settlement;
+            if t.debit_account_id == t.credit_account_id {
+                return R::AccountIsSettlementAccount;
+            }
+        }
+        self.post_new_transfer(&t, ts)
+    }
+
+    /// Checks and applies a posted transfer or a new hold whose fields are all resolved.
+    pub(super) fn post_new_transfer(&mut self, t: &Transfer, ts: u64) -> ResultCode {
+        use ResultCode as R;
+        let Some(&dr) = self.account_index.get(&t.debit_account_id) else {
+            return R::DebitAccountNotFound;
+        };
+        let Some(&cr) = self.account_index.get(&t.credit_account_id) else {
+            return R::CreditAccountNotFound;
+        };
+        let d = &self.accounts[dr as usize];
+        let c = &self.accounts[cr as usize];
+        if d.ledger != c.ledger {
+            return R::AccountsMustHaveTheSameLedger;
+        }
+        if t.ledger != d.ledger {
+            return R::TransferMustHaveTheSameLedgerAsAccounts;
+        }
+        if let Some(code) = check_states(d, c) {
+            return code;
+        }
+        let pending = t.flags & tf::PENDING != 0;
+        let amount = t.amount;
+        let mut db = Balances::of(d);
+        let mut cb = Balances::of(c);
+        if pending {
+            let Some(v) = db.debits_pending.checked_add(amount) else {
+                return R::OverflowsDebitsPending;
+            };
+            db.debits_pending = v;
+            let Some(v) = cb.credits_pending.checked_add(amount) else {
+                return R::OverflowsCreditsPending;
+            };
+            cb.credits_pending = v;
+        } else {
+            let Some(v) = db.debits_posted.checked_add(amount) else {
+                return R::OverflowsDebitsPosted;
+            };
+            db.debits_posted = v;
+            let Some(v) = cb.credits_posted.checked_add(amount) else {
+                return R::OverflowsCreditsPosted;
+            };
+            cb.credits_posted = v;
+        }
+        let Some(debits) = db.debits_pending.checked_add(db.debits_posted) else {
+            return R::OverflowsDebits;
+        };
+        let Some(credits) = cb.credits_pending.checked_add(cb.credits_posted) else {
+            return R::OverflowsCredits;
+        };
+        let mut expires_at = 0;
+        if pending && t.timeout != 0 {
+            let Some(v) = (t.timeout as u64).checked_mul(NS_PER_S).and_then(|ns| ts.checked_add(ns)) else {
+                return R::OverflowsTimeout;
+            };
+            expires_at = v;
+        }
+        let totals = &self.ledgers[self.account_meta[dr as usize].ledger_slot as usize].totals;
+        let total = if pending { totals.debits_pending } else { totals.debits_posted };
+        if total.checked_add(amount).is_none() {
+            return R::OverflowsLedgerTotals;
+        }
+        if d.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > db.credits_posted {
+            return R::ExceedsCredits;
+        }
+        if c.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > cb.debits_posted {
+            return R::ExceedsDebits;
+        }
+        if self.transfers.len() >= self.limits.transfers_max as usize {
+            return R::TransfersLimitReached;
+        }
+        debug_assert_eq!((db.debits_pending + db.debits_posted, cb.credits_pending + cb.credits_posted), (debits, credits));
+        self.add_movement(dr, cr, amount, pending);
+        let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
+        if pending {
+            self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0 });
+            self.digest.dirty_holds.push(index);
+            if expires_at != 0 {
+                self.expiries.insert((expires_at, index));
+            }
+            self.record(Undo::HoldInserted { transfer: index });
+        }
+        self.push_history(dr, ts);
+        self.push_history(cr, ts);
+        R::Ok
+    }
+
+    pub(crate) fn insert_transfer(&mut self, t: Transfer, dr: u32, cr: u32) -> u32 {
+        let index = self.transfers.len() as u32;
+        let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
+        self.account_meta[dr as usize].last_transfer = index;
+        self.account_meta[cr as usize].last_transfer = index;
+        self.transfer_index.insert(t.id, index);
+        self.transfers.push(t);
+        self.transfer_links.push(links);
+        self.record(Undo::TransferInserted);
+        index
+    }
+}
+
+/// Lifecycle checks for money moving from `d` to `c`, in precedence order.
+pub(super) fn check_states(d: &Account, c: &Account) -> Option<ResultCode> {
+    if d.state & account_state::CLOSED != 0 {
+        return Some(ResultCode::DebitAccountClosed);
+    }
+    if c.state & account_state::CLOSED != 0 {
+        return Some(ResultCode::CreditAccountClosed);
+    }
+    if d.state & account_state::FROZEN_DEBITS != 0 {
+        return Some(ResultCode::DebitAccountFrozen);
+    }
+    if c.state & account_state::FROZEN_CREDITS != 0 {
+        return Some(ResultCode::CreditAccountFrozen);
+    }
+    None
+}
+
+/// Compares a re-sent transfer with the stored one. Fields the engine fills in (the
+/// counterparty of a single-sided command; accounts, ledger, code and user data of a
+/// capture/release) only count when the client set them.
+pub(super) fn transfer_exists(t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
+    use ResultCode as R;
+    let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
+    let differs = |given: u128, stored: u128, filled: bool| {
+        if filled {
+            given != 0 && given != stored
+        } else {
+            given != stored
+        }
+    };
+    if t.flags != e.flags {
+        return R::ExistsWithDifferentFlags;
+    }
+    if t.pending_id != e.pending_id {
+        return R::ExistsWithDifferentPendingId;
+    }
+    if t.timeout != e.timeout {
+        return R::ExistsWithDifferentTimeout;
+    }
+    if differs(t.debit_account_id, e.debit_account_id, resolves || sides == Sides::CreditOnly) {
+        return R::ExistsWithDifferentDebitAccountId;
+    }
+    if differs(t.credit_account_id, e.credit_account_id, resolves || sides == Sides::DebitOnly) {
+        return R::ExistsWithDifferentCreditAccountId;
+    }
+    let amount_differs = if t.flags & tf::POST_PENDING != 0 {
+        t.amount != u128::MAX && t.amount != e.amount
+    } else if t.flags & tf::VOID_PENDING != 0 {
+        t.amount != 0 && t.amount != e.amount
+    } else {
+        t.amount != e.amount
+    };
+    if amount_differs {
+        return R::ExistsWithDifferentAmount;
+    }
+    if resolves {
+        if differs(t.user_data_128, e.user_data_128, true) {
+            return R::ExistsWithDifferentUserData128;
+        }
+        if t.user_data_64 != 0 && t.user_data_64 != e.user_data_64 {
+            return R::ExistsWithDifferentUserData64;
+        }
+        if t.user_data_32 != 0 && t.user_data_32 != e.user_data_32 {
+            return R::ExistsWithDifferentUserData32;
+        }
+        if t.ledger != 0 && t.ledger != e.ledger {
+            return R::ExistsWithDifferentLedger;
+        }
+        if t.code != 0 && t.code != e.code {
+            return R::ExistsWithDifferentCode;
+        }
+        return R::Exists;
+    }
+    if t.user_data_128 != e.user_data_128 {
+        R::ExistsWithDifferentUserData128
+    } else if t.user_data_64 != e.user_data_64 {
+        R::ExistsWithDifferentUserData64
+    } else if t.user_data_32 != e.user_data_32 {
+        R::ExistsWithDifferentUserData32
+    } else if t.ledger != e.ledger {
+        R::ExistsWithDifferentLedger
+    } else if t.code != e.code {
+        R::ExistsWithDifferentCode
+    } else {
+        R::Exists
+    }
+}
