@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use bursar_engine::batch::Body;
 use bursar_engine::replay::{hex, Replayer};
 use bursar_engine::{transfer_flags as tf, Command, Engine, HoldStatus, Ledger, Limits, ResultCode, Transfer};
-use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport};
+use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport, SnapshotHeader};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -201,70 +201,81 @@ type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) +
 fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: bool, observe: &mut Observer<'_>) -> Result<Outcome> {
     let storage = data.storage()?;
     let started = Instant::now();
-    let segments = bursar_wal::list_segments(&storage)?;
     let recycled = bursar_wal::log_recycled(&storage)?;
     // Under recycling entry 1 is gone: the audit starts from a snapshot whose place in the log it
     // verifies (the oldest, unless one is named), and says so.
     let from_snapshot = if recycled { Some(from_snapshot.unwrap_or("oldest")) } else { from_snapshot };
     let snapshot = match from_snapshot {
+        Some(which) => Some(chosen_snapshot(&storage, which, until)?),
         None => None,
-        Some(which) => {
-            let seqs = bursar_wal::list_snapshots(&storage)?;
-            let seq = match which {
-                "newest" => *seqs
-                    .iter()
-                    .find(|s| match until {
-                        Until::Seq(u) => **s <= u,
-                        _ => true,
-                    })
-                    .context("no snapshot in the data directory")?,
-                "oldest" => bursar_wal::oldest_valid_snapshot(&storage)?.context(NO_SNAPSHOT_AFTER_RECYCLING)?.0.seq,
-                n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
-            };
-            let (header, payload) = bursar_wal::read_snapshot(&storage, seq)?;
-            let restored = Engine::restore(&payload).map_err(|e| anyhow::anyhow!("snapshot at {seq}: {e}"))?;
-            Some((header, restored))
+    };
+    let mut applier = Applier::new(progress, reserve_for(data, &storage)?);
+    let start_from = match snapshot {
+        // A recycled log starts from the snapshot itself: there is no genesis replay to compare with.
+        Some((header, restored)) if recycled => Some(applier.start_from(header, restored)),
+        other => {
+            applier.check_at = other;
+            None
         }
     };
-    if let (Some((header, _)), Until::Seq(u)) = (&snapshot, until) {
+    // Two threads, one per core: this one applies while the other verifies checksums and the
+    // hash chain (and scans the zero-filled tail) ahead of it, handing over owned entries.
+    let (inbox, verifier) = spawn_verifier(storage, start_from, until)?;
+    let mut applied = Ok(());
+    for owned in inbox.iter() {
+        applied = applier.apply(&owned, observe);
+        if applied.is_err() {
+            break; // dropping the inbox stops the verifier
+        }
+    }
+    drop(inbox);
+    applier.bar.finish_and_clear();
+    let verified = verifier.join().map_err(|_| anyhow::anyhow!("the verifying thread panicked"))?;
+    applied.map_err(|why| anyhow::anyhow!("REPLAY STOPPED: {why}"))?;
+    applier.finish(verified.map_err(describe)?, until, started)
+}
+
+/// The snapshot `--from-snapshot` names (`newest` at or before `until`, `oldest` valid, or a
+/// sequence number), read, checked and restored.
+fn chosen_snapshot(storage: &FsStorage, which: &str, until: Until) -> Result<(SnapshotHeader, Engine)> {
+    let seq = match which {
+        "newest" => *bursar_wal::list_snapshots(storage)?
+            .iter()
+            .find(|s| match until {
+                Until::Seq(u) => **s <= u,
+                _ => true,
+            })
+            .context("no snapshot in the data directory")?,
+        "oldest" => bursar_wal::oldest_valid_snapshot(storage)?.context(NO_SNAPSHOT_AFTER_RECYCLING)?.0.seq,
+        n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
+    };
+    let (header, payload) = bursar_wal::read_snapshot(storage, seq)?;
+    let restored = Engine::restore(&payload).map_err(|e| anyhow::anyhow!("snapshot at {seq}: {e}"))?;
+    if let Until::Seq(u) = until {
         if header.seq > u {
             bail!("the snapshot at {} is after --until {u}", header.seq);
         }
     }
-    let bar = if progress { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
-    let mut engine = Engine::new(Limits::default());
-    // Room for about as many transfers as the segments can hold (a command takes at least 129
-    // log bytes), so the tables do not grow and rehash on the way: virtual memory only.
-    let segment_bytes: u64 =
+    Ok((header, restored))
+}
+
+/// Room for about as many transfers as the segments can hold (a command takes at least 129 log
+/// bytes), so the tables do not grow and rehash on the way: virtual memory only.
+fn reserve_for(data: &DataArg, storage: &FsStorage) -> Result<usize> {
+    let segments = bursar_wal::list_segments(storage)?;
+    let bytes: u64 =
         segments.iter().filter_map(|i| std::fs::metadata(data.log_dir().join(bursar_wal::segment_name(*i))).ok()).map(|m| m.len()).sum();
-    engine.reserve(0, ((segment_bytes / 129) as usize).min(RESERVE_TRANSFERS_MAX));
-    let mut snapshot = snapshot;
-    let mut snapshot_note = None;
-    let (mut applied_seq, mut applied_hash) = (0u64, bursar_wal::GENESIS_HASH);
-    // A recycled log starts from the snapshot itself: there is no genesis replay to compare with.
-    let start_from = match snapshot.take() {
-        Some((header, restored)) if recycled => {
-            engine = restored;
-            (applied_seq, applied_hash) = (header.seq, header.chain_hash);
-            snapshot_note = Some(format!(
-                "the log starts after entry 1 (retention recycled its first segments): verified from {}, its checksum and its chain \
-                 hash at entry {} in the log (reached by the hash chain from the first kept entry), then every later entry; \
-                 the history before it cannot be proven from this directory",
-                bursar_wal::snapshot_name(header.seq),
-                header.seq
-            ));
-            Some(header)
-        }
-        other => {
-            snapshot = other;
-            None
-        }
-    };
-    let (mut batches, mut commands_n, mut ok_n, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
-    let mut replayer = Replayer::new();
-    // Two threads, one per core: this one applies while the other verifies checksums and the
-    // hash chain (and scans the zero-filled tail) ahead of it, handing over owned entries.
+    Ok(((bytes / 129) as usize).min(RESERVE_TRANSFERS_MAX))
+}
+
+/// The verifying thread: checks every entry from `start_from` on and hands those up to `until`
+/// to the applying thread in order.
+#[allow(clippy::type_complexity)]
+fn spawn_verifier(
+    storage: FsStorage,
+    start_from: Option<SnapshotHeader>,
+    until: Until,
+) -> Result<(crossbeam_channel::Receiver<OwnedEntry>, std::thread::JoinHandle<Result<RecoveryReport, OpenError>>)> {
     let (entries, inbox) = crossbeam_channel::bounded::<OwnedEntry>(64);
     let verifier = std::thread::Builder::new().name("verify".into()).spawn(move || {
         let mut done = false;
@@ -289,7 +300,61 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             entries.send(owned).map_err(|_| APPLY_STOPPED.to_string())
         })
     })?;
-    let mut apply = |owned: &OwnedEntry| -> Result<(), String> {
+    Ok((inbox, verifier))
+}
+
+/// The applying side of a replay: the engine, what it has applied, and a snapshot still to be
+/// compared with the genesis replay when its entry is reached.
+struct Applier {
+    engine: Engine,
+    replayer: Replayer,
+    bar: ProgressBar,
+    check_at: Option<(SnapshotHeader, Engine)>,
+    snapshot_note: Option<String>,
+    applied: (u64, [u8; 32]),
+    batches: u64,
+    commands: u64,
+    commands_ok: u64,
+    checkpoints: u64,
+}
+
+impl Applier {
+    fn new(progress: bool, transfers: usize) -> Applier {
+        let bar = if progress { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
+        let mut engine = Engine::new(Limits::default());
+        engine.reserve(0, transfers);
+        Applier {
+            engine,
+            replayer: Replayer::new(),
+            bar,
+            check_at: None,
+            snapshot_note: None,
+            applied: (0, bursar_wal::GENESIS_HASH),
+            batches: 0,
+            commands: 0,
+            commands_ok: 0,
+            checkpoints: 0,
+        }
+    }
+
+    /// Starts from a snapshot of a recycled log; returns its header for the verifier.
+    fn start_from(&mut self, header: SnapshotHeader, restored: Engine) -> SnapshotHeader {
+        self.engine = restored;
+        self.applied = (header.seq, header.chain_hash);
+        self.snapshot_note = Some(format!(
+            "the log starts after entry 1 (retention recycled its first segments): verified from {}, its checksum and its chain \
+             hash at entry {} in the log (reached by the hash chain from the first kept entry), then every later entry; \
+             the history before it cannot be proven from this directory",
+            bursar_wal::snapshot_name(header.seq),
+            header.seq
+        ));
+        header
+    }
+
+    /// Applies one verified entry, checks the batch invariants, and at the snapshot's entry
+    /// compares the snapshot with the state replayed so far, then goes on from the snapshot.
+    fn apply(&mut self, owned: &OwnedEntry, observe: &mut Observer<'_>) -> Result<(), String> {
         let entry = EntryRef {
             seq: owned.seq,
             timestamp: owned.timestamp,
@@ -299,80 +364,79 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
             offset: owned.offset,
         };
         if entry.seq.is_multiple_of(256) {
-            bar.set_message(format!("entry {}, {} commands applied", entry.seq, commands_n));
-            bar.tick();
+            self.bar.set_message(format!("entry {}, {} commands applied", entry.seq, self.commands));
+            self.bar.tick();
         }
-        let body = replayer.apply(&mut engine, entry.seq, entry.body)?;
+        let body = self.replayer.apply(&mut self.engine, entry.seq, entry.body)?;
         match body {
             Body::Batch { .. } => {
-                let commands = replayer.commands();
-                engine.check_batch_invariants(commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
-                batches += 1;
-                commands_n += commands.len() as u64;
-                ok_n += replayer.results().iter().filter(|r| r.is_success()).count() as u64;
+                let commands = self.replayer.commands();
+                self.engine.check_batch_invariants(commands).map_err(|e| format!("entry {}: invariant broken: {e}", entry.seq))?;
+                self.batches += 1;
+                self.commands += commands.len() as u64;
+                self.commands_ok += self.replayer.results().iter().filter(|r| r.is_success()).count() as u64;
             }
-            Body::Checkpoint(_) => checkpoints += 1,
+            Body::Checkpoint(_) => self.checkpoints += 1,
         }
-        observe(&entry, &body, replayer.commands(), replayer.results());
-        (applied_seq, applied_hash) = (entry.seq, entry.hash);
-        if let Some((header, restored)) = snapshot.as_mut().filter(|(h, _)| h.seq == entry.seq) {
-            let seq = header.seq;
-            if header.chain_hash != entry.hash {
-                return Err(format!("snapshot at {seq}: its chain hash differs from the log's entry {seq}"));
-            }
-            if restored.state_digest() != engine.state_digest() || restored.digest() != engine.digest() {
-                return Err(format!("snapshot at {seq}: its state differs from the state replayed from genesis to entry {seq}"));
-            }
-            snapshot_note = Some(format!(
-                "{}: chain hash, state digest and full stream digest equal the genesis replay at entry {seq}; replay went on from the snapshot",
-                bursar_wal::snapshot_name(seq)
-            ));
-            let (_, restored) = snapshot.take().expect("matched above");
-            engine = restored;
+        observe(&entry, &body, self.replayer.commands(), self.replayer.results());
+        self.applied = (entry.seq, entry.hash);
+        if self.check_at.as_ref().is_some_and(|(h, _)| h.seq == entry.seq) {
+            self.compare_snapshot(entry.hash)?;
         }
         Ok(())
-    };
-    let mut applied = Ok(());
-    for owned in inbox.iter() {
-        applied = apply(&owned);
-        if applied.is_err() {
-            break; // dropping the inbox stops the verifier
+    }
+
+    /// The snapshot at the entry just applied against the genesis replay; then its state goes on.
+    fn compare_snapshot(&mut self, entry_hash: [u8; 32]) -> Result<(), String> {
+        let (header, mut restored) = self.check_at.take().expect("a snapshot to compare");
+        let seq = header.seq;
+        if header.chain_hash != entry_hash {
+            return Err(format!("snapshot at {seq}: its chain hash differs from the log's entry {seq}"));
         }
-    }
-    drop(inbox);
-    bar.finish_and_clear();
-    let verified = verifier.join().map_err(|_| anyhow::anyhow!("the verifying thread panicked"))?;
-    applied.map_err(|why| anyhow::anyhow!("REPLAY STOPPED: {why}"))?;
-    let report = verified.map_err(describe)?;
-    if let Some((header, _)) = snapshot {
-        bail!("snapshot at {}: the log ends at {} before it", header.seq, report.last_seq);
-    }
-    if let Until::Seq(u) = until {
-        if u > report.last_seq {
-            bail!("--until {u}: the log ends at entry {}", report.last_seq);
+        if restored.state_digest() != self.engine.state_digest() || restored.digest() != self.engine.digest() {
+            return Err(format!("snapshot at {seq}: its state differs from the state replayed from genesis to entry {seq}"));
         }
+        self.snapshot_note = Some(format!(
+            "{}: chain hash, state digest and full stream digest equal the genesis replay at entry {seq}; replay went on from the snapshot",
+            bursar_wal::snapshot_name(seq)
+        ));
+        self.engine = restored;
+        Ok(())
     }
-    let mut expired_at_until = 0;
-    if let Until::Time(t) = until {
-        if t > engine.timestamp() {
-            // The state as of `t`: holds due by then are released, as the server would have.
-            expired_at_until = engine.execute(t, &[], &mut Vec::new()).expect("an empty batch").expired;
+
+    /// The checks after the last entry, and the outcome.
+    fn finish(mut self, report: RecoveryReport, until: Until, started: Instant) -> Result<Outcome> {
+        if let Some((header, _)) = self.check_at {
+            bail!("snapshot at {}: the log ends at {} before it", header.seq, report.last_seq);
         }
+        if let Until::Seq(u) = until {
+            if u > report.last_seq {
+                bail!("--until {u}: the log ends at entry {}", report.last_seq);
+            }
+        }
+        let mut expired_at_until = 0;
+        if let Until::Time(t) = until {
+            if t > self.engine.timestamp() {
+                // The state as of `t`: holds due by then are released, as the server would have.
+                expired_at_until = self.engine.execute(t, &[], &mut Vec::new()).expect("an empty batch").expired;
+            }
+        }
+        let (applied_seq, applied_hash) = self.applied;
+        self.engine.check_invariants().map_err(|e| anyhow::anyhow!("after entry {applied_seq}: invariant broken: {e}"))?;
+        Ok(Outcome {
+            engine: self.engine,
+            report,
+            applied_seq,
+            applied_hash,
+            batches: self.batches,
+            commands: self.commands,
+            commands_ok: self.commands_ok,
+            checkpoints: self.checkpoints,
+            snapshot: self.snapshot_note,
+            expired_at_until,
+            elapsed: started.elapsed(),
+        })
     }
-    engine.check_invariants().map_err(|e| anyhow::anyhow!("after entry {applied_seq}: invariant broken: {e}"))?;
-    Ok(Outcome {
-        engine,
-        report,
-        applied_seq,
-        applied_hash,
-        batches,
-        commands: commands_n,
-        commands_ok: ok_n,
-        checkpoints,
-        snapshot: snapshot_note,
-        expired_at_until,
-        elapsed: started.elapsed(),
-    })
 }
 
 /// Says exactly where a log is broken.
@@ -426,119 +490,21 @@ pub fn run_replay(args: ReplayArgs, fetch_head: FetchHead<'_>) -> Result<()> {
         }
         None => None,
     };
-    let outcome = replay(&args.data, until, args.from_snapshot.as_deref(), !args.json, &mut |_, _, _, _| {})?;
-    let mut engine = outcome.engine;
-    let digest = engine.state_digest();
+    let mut outcome = replay(&args.data, until, args.from_snapshot.as_deref(), !args.json, &mut |_, _, _, _| {})?;
+    let digest = outcome.engine.state_digest();
+    let engine = &outcome.engine;
     let verify = server.map(|(addr, status)| {
         let same = status.state_digest == digest && status.chain_hash == outcome.applied_hash && status.seq == outcome.applied_seq;
         (addr, status, same)
     });
-    let secs = outcome.elapsed.as_secs_f64();
     let ledgers: Vec<Ledger> = engine.ledgers().copied().collect();
     let totals: Vec<_> = ledgers.iter().filter_map(|l| engine.ledger_totals(l.id)).collect();
     let balanced = totals.iter().all(|t| t.is_balanced());
-    let report = &outcome.report;
+    let verified = Verified { outcome: &outcome, totals: &totals, digest, balanced, verify: verify.as_ref() };
     if args.json {
-        let ledgers_json: Vec<_> = totals
-            .iter()
-            .map(|t| {
-                json!({
-                    "ledger": t.ledger.id,
-                    "currency": String::from_utf8_lossy(&t.ledger.currency),
-                    "scale": t.ledger.scale,
-                    "accounts": t.accounts,
-                    "debits_posted": t.totals.debits_posted.to_string(),
-                    "credits_posted": t.totals.credits_posted.to_string(),
-                    "debits_pending": t.totals.debits_pending.to_string(),
-                    "credits_pending": t.totals.credits_pending.to_string(),
-                    "balanced": t.is_balanced(),
-                })
-            })
-            .collect();
-        let out = json!({
-            "log_last_seq": report.last_seq,
-            "log_last_hash": hex(&report.last_hash),
-            "log_bytes_verified": report.bytes_verified,
-            "torn_tail": report.truncated.as_ref().map(|t| json!({"segment": t.0, "offset": t.1, "seq": t.2})),
-            "applied_seq": outcome.applied_seq,
-            "applied_hash": hex(&outcome.applied_hash),
-            "clock": engine.timestamp(),
-            "batches": outcome.batches,
-            "commands": outcome.commands,
-            "commands_ok": outcome.commands_ok,
-            "checkpoints_checked": outcome.checkpoints,
-            "expired_at_until": outcome.expired_at_until,
-            "snapshot": outcome.snapshot,
-            "state_digest": hex(&digest),
-            "seconds": secs,
-            "commands_per_second": outcome.commands as f64 / secs,
-            "ledgers": ledgers_json,
-            "balanced": balanced,
-            "verify_against": verify.as_ref().map(|(addr, s, same)| json!({
-                "addr": addr.to_string(), "seq": s.seq, "state_digest": hex(&s.state_digest), "chain_hash": hex(&s.chain_hash), "equal": same,
-            })),
-        });
-        out!("{out}");
+        out!("{}", replay_json(&verified));
     } else {
-        out!("bursar replay: {}", args.data.log_dir().display());
-        out!(
-            "  log           entries 1..{} verified from genesis (CRC32C, sequence, BLAKE3 chain), {:.1} MB",
-            report.last_seq,
-            report.bytes_verified as f64 / 1e6
-        );
-        if let Some(t) = &report.truncated {
-            out!(
-                "  torn tail     {} at offset {}: entry {} onwards unsynced or torn (left as is; the server cuts it on start)",
-                t.0,
-                t.1,
-                t.2
-            );
-        }
-        out!(
-            "  applied       entries 1..{}: {} batches, {} commands ({} ok), invariants after every batch, full audit at the end",
-            outcome.applied_seq,
-            outcome.batches,
-            outcome.commands,
-            outcome.commands_ok
-        );
-        out!("  checkpoints   {} logged state digests equal the replayed state", outcome.checkpoints);
-        if let Until::Time(t) = until {
-            out!("  as of         {} ({} holds due by then released)", show_time(t), outcome.expired_at_until);
-        }
-        if let Some(note) = &outcome.snapshot {
-            out!("  snapshot      {note}");
-        }
-        out!(
-            "  speed         {:.2} s: {:.2} M commands/s, {:.0} MB/s of log",
-            secs,
-            outcome.commands as f64 / secs / 1e6,
-            report.bytes_verified as f64 / secs / 1e6
-        );
-        out!("  head          entry {} chain hash {}", outcome.applied_seq, hex(&outcome.applied_hash));
-        out!("  state digest  {}", hex(&digest));
-        for t in &totals {
-            let l = &t.ledger;
-            out!(
-                "  ledger {:<6} {} accounts; posted debits {} credits {}; pending debits {} credits {}: {}",
-                l.id,
-                t.accounts,
-                format_minor(t.totals.debits_posted, l),
-                format_minor(t.totals.credits_posted, l),
-                format_minor(t.totals.debits_pending, l),
-                format_minor(t.totals.credits_pending, l),
-                if t.is_balanced() { "balanced" } else { "NOT BALANCED" }
-            );
-        }
-        out!("  trial balance {}", if balanced { "balanced" } else { "NOT BALANCED" });
-        if let Some((addr, status, same)) = &verify {
-            out!(
-                "  server        {addr} at entry {}: state digest {}, chain hash {}: {}",
-                status.seq,
-                hex(&status.state_digest),
-                hex(&status.chain_hash),
-                if *same { "EQUAL to the replay" } else { "DIFFERENT from the replay" }
-            );
-        }
+        print_replay(&args.data.log_dir(), until, &verified);
     }
     if !balanced {
         bail!("the trial balance does not balance");
@@ -554,6 +520,120 @@ pub fn run_replay(args: ReplayArgs, fetch_head: FetchHead<'_>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a replay found, for its report.
+struct Verified<'a> {
+    outcome: &'a Outcome,
+    totals: &'a [bursar_engine::LedgerTotals],
+    digest: [u8; 32],
+    balanced: bool,
+    verify: Option<&'a (SocketAddr, ServerHead, bool)>,
+}
+
+/// `bursar replay --json`'s object.
+fn replay_json(v: &Verified<'_>) -> serde_json::Value {
+    let (outcome, totals, digest, balanced, verify) = (v.outcome, v.totals, v.digest, v.balanced, v.verify);
+    let (engine, report, secs) = (&outcome.engine, &outcome.report, outcome.elapsed.as_secs_f64());
+    let ledgers_json: Vec<_> = totals
+        .iter()
+        .map(|t| {
+            json!({
+                "ledger": t.ledger.id,
+                "currency": String::from_utf8_lossy(&t.ledger.currency),
+                "scale": t.ledger.scale,
+                "accounts": t.accounts,
+                "debits_posted": t.totals.debits_posted.to_string(),
+                "credits_posted": t.totals.credits_posted.to_string(),
+                "debits_pending": t.totals.debits_pending.to_string(),
+                "credits_pending": t.totals.credits_pending.to_string(),
+                "balanced": t.is_balanced(),
+            })
+        })
+        .collect();
+    json!({
+        "log_last_seq": report.last_seq,
+        "log_last_hash": hex(&report.last_hash),
+        "log_bytes_verified": report.bytes_verified,
+        "torn_tail": report.truncated.as_ref().map(|t| json!({"segment": t.0, "offset": t.1, "seq": t.2})),
+        "applied_seq": outcome.applied_seq,
+        "applied_hash": hex(&outcome.applied_hash),
+        "clock": engine.timestamp(),
+        "batches": outcome.batches,
+        "commands": outcome.commands,
+        "commands_ok": outcome.commands_ok,
+        "checkpoints_checked": outcome.checkpoints,
+        "expired_at_until": outcome.expired_at_until,
+        "snapshot": outcome.snapshot,
+        "state_digest": hex(&digest),
+        "seconds": secs,
+        "commands_per_second": outcome.commands as f64 / secs,
+        "ledgers": ledgers_json,
+        "balanced": balanced,
+        "verify_against": verify.as_ref().map(|(addr, s, same)| json!({
+            "addr": addr.to_string(), "seq": s.seq, "state_digest": hex(&s.state_digest), "chain_hash": hex(&s.chain_hash), "equal": same,
+        })),
+    })
+}
+
+/// `bursar replay`'s report in words.
+fn print_replay(log_dir: &Path, until: Until, v: &Verified<'_>) {
+    let (outcome, totals, digest, balanced, verify) = (v.outcome, v.totals, v.digest, v.balanced, v.verify);
+    let (report, secs) = (&outcome.report, outcome.elapsed.as_secs_f64());
+    out!("bursar replay: {}", log_dir.display());
+    out!(
+        "  log           entries 1..{} verified from genesis (CRC32C, sequence, BLAKE3 chain), {:.1} MB",
+        report.last_seq,
+        report.bytes_verified as f64 / 1e6
+    );
+    if let Some(t) = &report.truncated {
+        out!("  torn tail     {} at offset {}: entry {} onwards unsynced or torn (left as is; the server cuts it on start)", t.0, t.1, t.2);
+    }
+    out!(
+        "  applied       entries 1..{}: {} batches, {} commands ({} ok), invariants after every batch, full audit at the end",
+        outcome.applied_seq,
+        outcome.batches,
+        outcome.commands,
+        outcome.commands_ok
+    );
+    out!("  checkpoints   {} logged state digests equal the replayed state", outcome.checkpoints);
+    if let Until::Time(t) = until {
+        out!("  as of         {} ({} holds due by then released)", show_time(t), outcome.expired_at_until);
+    }
+    if let Some(note) = &outcome.snapshot {
+        out!("  snapshot      {note}");
+    }
+    out!(
+        "  speed         {:.2} s: {:.2} M commands/s, {:.0} MB/s of log",
+        secs,
+        outcome.commands as f64 / secs / 1e6,
+        report.bytes_verified as f64 / secs / 1e6
+    );
+    out!("  head          entry {} chain hash {}", outcome.applied_seq, hex(&outcome.applied_hash));
+    out!("  state digest  {}", hex(&digest));
+    for t in totals {
+        let l = &t.ledger;
+        out!(
+            "  ledger {:<6} {} accounts; posted debits {} credits {}; pending debits {} credits {}: {}",
+            l.id,
+            t.accounts,
+            format_minor(t.totals.debits_posted, l),
+            format_minor(t.totals.credits_posted, l),
+            format_minor(t.totals.debits_pending, l),
+            format_minor(t.totals.credits_pending, l),
+            if t.is_balanced() { "balanced" } else { "NOT BALANCED" }
+        );
+    }
+    out!("  trial balance {}", if balanced { "balanced" } else { "NOT BALANCED" });
+    if let Some((addr, status, same)) = &verify {
+        out!(
+            "  server        {addr} at entry {}: state digest {}, chain hash {}: {}",
+            status.seq,
+            hex(&status.state_digest),
+            hex(&status.chain_hash),
+            if *same { "EQUAL to the replay" } else { "DIFFERENT from the replay" }
+        );
+    }
 }
 
 /// One line of a statement.
