@@ -44,84 +44,14 @@ impl Engine {
     pub(super) fn resolve_hold(&mut self, t: &Transfer, ts: u64) -> ResultCode {
         use ResultCode as R;
         let post = t.flags & tf::POST_PENDING != 0;
-        if t.pending_id == 0 {
-            return R::PendingIdMustNotBeZero;
-        }
-        if t.pending_id == u128::MAX {
-            return R::PendingIdMustNotBeIntMax;
-        }
-        if t.pending_id == t.id {
-            return R::PendingIdMustBeDifferent;
-        }
-        if t.timeout != 0 {
-            return R::TimeoutReservedForPendingTransfer;
-        }
-        let Some(&pi) = self.transfer_index.get(&t.pending_id) else {
-            return R::PendingTransferNotFound;
+        let (pi, p, amount, hold) = match self.hold_to_resolve(t, post, ts) {
+            Ok(found) => found,
+            Err(code) => return code,
         };
-        let p = self.transfers[pi as usize];
-        if p.flags & tf::PENDING == 0 {
-            return R::PendingTransferNotPending;
-        }
-        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
-            return R::PendingTransferHasDifferentDebitAccountId;
-        }
-        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
-            return R::PendingTransferHasDifferentCreditAccountId;
-        }
-        if t.ledger != 0 && t.ledger != p.ledger {
-            return R::PendingTransferHasDifferentLedger;
-        }
-        if t.code != 0 && t.code != p.code {
-            return R::PendingTransferHasDifferentCode;
-        }
-        let amount = if post {
-            let amount = if t.amount == u128::MAX { p.amount } else { t.amount };
-            if amount > p.amount {
-                return R::ExceedsPendingTransferAmount;
-            }
-            amount
-        } else {
-            if t.amount != 0 && t.amount != p.amount {
-                return R::PendingTransferHasDifferentAmount;
-            }
-            p.amount
+        let (dr, cr, db, cb) = match self.balances_resolving(&p, amount, post) {
+            Ok(after) => after,
+            Err(code) => return code,
         };
-        let hold = self.holds[&pi];
-        match hold.status {
-            HoldStatus::Pending => {}
-            HoldStatus::Posted => return R::PendingTransferAlreadyPosted,
-            HoldStatus::Voided => return R::PendingTransferAlreadyVoided,
-            HoldStatus::Expired => return R::PendingTransferExpired,
-        }
-        if hold.expires_at != 0 && hold.expires_at <= ts {
-            return R::PendingTransferExpired;
-        }
-        let dr = self.account_index[&p.debit_account_id];
-        let cr = self.account_index[&p.credit_account_id];
-        let d = &self.accounts[dr as usize];
-        let c = &self.accounts[cr as usize];
-        let mut db = Balances::of(d);
-        let mut cb = Balances::of(c);
-        db.debits_pending = db.debits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
-        cb.credits_pending = cb.credits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
-        if post {
-            if let Some(code) = check_states(d, c) {
-                return code;
-            }
-            let Some(v) = db.debits_posted.checked_add(amount) else {
-                return R::OverflowsDebitsPosted;
-            };
-            db.debits_posted = v;
-            let Some(v) = cb.credits_posted.checked_add(amount) else {
-                return R::OverflowsCreditsPosted;
-            };
-            cb.credits_posted = v;
-            let totals = &self.ledgers[self.account_meta[dr as usize].ledger_slot as usize].totals;
-            if totals.debits_posted.checked_add(amount).is_none() {
-                return R::OverflowsLedgerTotals;
-            }
-        }
         if self.transfers.len() >= self.limits.transfers_max as usize {
             return R::TransfersLimitReached;
         }
@@ -153,5 +83,97 @@ impl Engine {
         self.push_history(dr, ts);
         self.push_history(cr, ts);
         R::Ok
+    }
+
+    /// The checks of a capture or release against its hold, in precedence order: the hold's
+    /// index and record, the amount that moves, and the hold's state.
+    fn hold_to_resolve(&self, t: &Transfer, post: bool, ts: u64) -> Result<(u32, Transfer, u128, Hold), ResultCode> {
+        use ResultCode as R;
+        if t.pending_id == 0 {
+            return Err(R::PendingIdMustNotBeZero);
+        }
+        if t.pending_id == u128::MAX {
+            return Err(R::PendingIdMustNotBeIntMax);
+        }
+        if t.pending_id == t.id {
+            return Err(R::PendingIdMustBeDifferent);
+        }
+        if t.timeout != 0 {
+            return Err(R::TimeoutReservedForPendingTransfer);
+        }
+        let Some(&pi) = self.transfer_index.get(&t.pending_id) else {
+            return Err(R::PendingTransferNotFound);
+        };
+        let p = self.transfers[pi as usize];
+        if p.flags & tf::PENDING == 0 {
+            return Err(R::PendingTransferNotPending);
+        }
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return Err(R::PendingTransferHasDifferentDebitAccountId);
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return Err(R::PendingTransferHasDifferentCreditAccountId);
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return Err(R::PendingTransferHasDifferentLedger);
+        }
+        if t.code != 0 && t.code != p.code {
+            return Err(R::PendingTransferHasDifferentCode);
+        }
+        let amount = if post {
+            let amount = if t.amount == u128::MAX { p.amount } else { t.amount };
+            if amount > p.amount {
+                return Err(R::ExceedsPendingTransferAmount);
+            }
+            amount
+        } else {
+            if t.amount != 0 && t.amount != p.amount {
+                return Err(R::PendingTransferHasDifferentAmount);
+            }
+            p.amount
+        };
+        let hold = self.holds[&pi];
+        match hold.status {
+            HoldStatus::Pending => {}
+            HoldStatus::Posted => return Err(R::PendingTransferAlreadyPosted),
+            HoldStatus::Voided => return Err(R::PendingTransferAlreadyVoided),
+            HoldStatus::Expired => return Err(R::PendingTransferExpired),
+        }
+        if hold.expires_at != 0 && hold.expires_at <= ts {
+            return Err(R::PendingTransferExpired);
+        }
+        Ok((pi, p, amount, hold))
+    }
+
+    /// Both accounts' balances once the hold is resolved (its reservation gone, `amount` posted
+    /// when capturing), or why they cannot be.
+    fn balances_resolving(&self, p: &Transfer, amount: u128, post: bool) -> Result<(u32, u32, Balances, Balances), ResultCode> {
+        use ResultCode as R;
+        let dr = self.account_index[&p.debit_account_id];
+        let cr = self.account_index[&p.credit_account_id];
+        let d = &self.accounts[dr as usize];
+        let c = &self.accounts[cr as usize];
+        let mut db = Balances::of(d);
+        let mut cb = Balances::of(c);
+        db.debits_pending = db.debits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
+        cb.credits_pending = cb.credits_pending.checked_sub(p.amount).expect("a hold never exceeds what it reserved");
+        if post {
+            if let Some(code) = check_states(d, c) {
+                return Err(code);
+            }
+            let Some(v) = db.debits_posted.checked_add(amount) else {
+                return Err(R::OverflowsDebitsPosted);
+            };
+            db.debits_posted = v;
+            let Some(v) = cb.credits_posted.checked_add(amount) else {
+                return Err(R::OverflowsCreditsPosted);
+            };
+            cb.credits_posted = v;
+            let totals = &self.ledgers[self.account_meta[dr as usize].ledger_slot as usize].totals;
+            if totals.debits_posted.checked_add(amount).is_none() {
+                return Err(R::OverflowsLedgerTotals);
+            }
+        }
+        Ok((dr, cr, db, cb))
     }
 }
