@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use bursar_engine::replay::hex;
+use anyhow::{Context, Result};
 use bursar_engine::Limits;
-use bursar_engine::{account_flags, filter_flags, Account, AccountFilter, Command, Ledger, ResultCode, Transfer, BATCH_COMMANDS_MAX};
 use bursar_net::Node;
 use bursar_wal::{FsStorage, WalConfig};
 use clap::{Parser, Subcommand};
@@ -32,6 +30,7 @@ macro_rules! out {
 use bursar_audit as audit;
 mod bench_cmd;
 mod client_cmd;
+mod demo;
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -96,16 +95,13 @@ fn main() -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
         }
-        Cmd::Demo { data, accounts, transfers, seed } => demo(data, accounts, transfers, seed),
+        Cmd::Demo { data, accounts, transfers, seed } => demo::run(data, accounts, transfers, seed),
         Cmd::Replay(args) => audit::run_replay(args, &server_head),
         Cmd::Statement(args) => audit::run_statement(args),
         Cmd::Log(op) => audit::run_log(op),
         Cmd::Bench(args) => bench_cmd::run(args),
     }
 }
-
-const EUR: u32 = 978;
-const SETTLEMENT: u128 = 1 << 100;
 
 /// `bursar start`'s tuning flags.
 #[derive(clap::Args, Clone, Copy, Debug)]
@@ -269,31 +265,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs and syncs a batch, then applies it (the node's contract), and returns its results.
-fn run(node: &mut Node<FsStorage>, now: &mut u64, batch: &[Command]) -> Result<Vec<ResultCode>> {
-    *now += 1_000_000;
-    let mut results = Vec::with_capacity(batch.len());
-    node.submit(*now, batch, &mut results)?;
-    Ok(results)
-}
-
-/// The demo's data directory, emptied if it is the demo's own default.
-fn prepare_dir(data: Option<PathBuf>) -> Result<PathBuf> {
-    let (dir, owned) = match data {
-        Some(dir) => (dir, false),
-        None => (PathBuf::from("data/demo"), true),
-    };
-    if dir.exists() {
-        let empty = std::fs::read_dir(&dir)?.next().is_none();
-        if owned {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
-        } else if !empty {
-            bail!("{} is not empty; the demo writes a fresh log (use another --data)", dir.display());
-        }
-    }
-    Ok(dir)
-}
-
 /// The log's settings for segments of `segment_mib` MiB: entries up to 16 MiB, or what such a
 /// segment holds if that is less (a full request's entry is about 1 MiB).
 fn wal_config(segment_mib: u64) -> WalConfig {
@@ -304,180 +275,9 @@ fn wal_config(segment_mib: u64) -> WalConfig {
     WalConfig { segment_size_bytes, entry_body_max_bytes, ..default }
 }
 
-fn open_node(dir: &Path, config: WalConfig) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
+pub(crate) fn open_node(dir: &Path, config: WalConfig) -> Result<(Node<FsStorage>, bursar_wal::RecoveryReport)> {
     let storage = FsStorage::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     Ok(Node::open(storage, config, Limits::default())?)
-}
-
-fn demo(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Result<()> {
-    if accounts < 2 {
-        bail!("--accounts must be at least 2");
-    }
-    let dir = prepare_dir(data)?;
-    let (mut node, _) = open_node(&dir, WalConfig::default())?;
-
-    let mut now = 1_700_000_000_000_000_000u64;
-    let ledger = Ledger {
-        id: EUR,
-        currency: *b"EUR",
-        scale: 2,
-        settlement_account_id: SETTLEMENT,
-        settlement_account_code: 1,
-        ..Default::default()
-    };
-    ensure_ok(&run(&mut node, &mut now, &[Command::CreateLedger(ledger)])?, "create ledger")?;
-
-    let ids: Vec<u128> = (1..=accounts as u128).collect();
-    for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
-        let batch: Vec<Command> = chunk
-            .iter()
-            .map(|id| {
-                Command::CreateAccount(Account {
-                    id: *id,
-                    ledger: EUR,
-                    code: 10,
-                    flags: account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        ensure_ok(&run(&mut node, &mut now, &batch)?, "open accounts")?;
-        // Top every account up with 1 000.00 EUR from the settlement account.
-        let topups: Vec<Command> = chunk
-            .iter()
-            .map(|id| {
-                Command::Credit(Transfer { id: *id, credit_account_id: *id, amount: 100_000, ledger: EUR, code: 1, ..Default::default() })
-            })
-            .collect();
-        ensure_ok(&run(&mut node, &mut now, &topups)?, "top up")?;
-    }
-
-    let mut rng = seed | 1;
-    let mut random = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
-    let mut next_id = 1u128 << 64;
-    let mut applied = 0u64;
-    let mut rejected = 0u64;
-    let started = Instant::now();
-    while applied + rejected < transfers {
-        let len = BATCH_COMMANDS_MAX.min((transfers - applied - rejected) as usize);
-        let batch: Vec<Command> = (0..len)
-            .map(|_| {
-                let debit = 1 + random(accounts) as u128;
-                // An offset in 1..accounts keeps the credit account different from the debit one.
-                let offset = 1 + random(accounts - 1) as u128;
-                let credit = 1 + (debit - 1 + offset) % accounts as u128;
-                next_id += 1;
-                Command::Transfer(Transfer {
-                    id: next_id,
-                    debit_account_id: debit,
-                    credit_account_id: credit,
-                    amount: 1 + random(5_000) as u128,
-                    ledger: EUR,
-                    code: 2,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        let results = run(&mut node, &mut now, &batch)?;
-        let ok = results.iter().filter(|r| **r == ResultCode::Ok).count() as u64;
-        applied += ok;
-        rejected += results.len() as u64 - ok;
-    }
-    let elapsed = started.elapsed();
-
-    // Holds: a card authorisation captured in part, one released, one left to expire.
-    let hold = |id: u128, timeout: u32| {
-        Command::Hold(Transfer {
-            id,
-            debit_account_id: 1,
-            credit_account_id: 2,
-            amount: 2_500,
-            timeout,
-            ledger: EUR,
-            code: 3,
-            ..Default::default()
-        })
-    };
-    const HOLD: u128 = 1 << 90;
-    let holds = [hold(HOLD, 0), hold(HOLD + 1, 0), hold(HOLD + 2, 30)];
-    ensure_ok(&run(&mut node, &mut now, &holds)?, "holds")?;
-    let resolve = [
-        Command::Capture(Transfer { id: HOLD + 3, pending_id: HOLD, amount: 1_999, ..Default::default() }),
-        Command::Release(Transfer { id: HOLD + 4, pending_id: HOLD + 1, ..Default::default() }),
-    ];
-    ensure_ok(&run(&mut node, &mut now, &resolve)?, "capture and release")?;
-    now += 31_000_000_000;
-    run(&mut node, &mut now, &[])?; // a tick: the 30 s hold expires
-    let expired = node.engine().hold(HOLD + 2).map(|h| h.status) == Some(bursar_engine::HoldStatus::Expired);
-    let syncs = node.wal().synced_seq();
-    let digest = node.engine().digest();
-    let restart = Instant::now();
-    let snapshot_seq = node.snapshot()?;
-    drop(node);
-    let (node, report) = open_node(&dir, WalConfig::default())?;
-    let restarted = restart.elapsed();
-    if node.engine().digest() != digest {
-        bail!("the state recovered from {} differs from the state before the restart", dir.display());
-    }
-    let engine = node.engine();
-
-    let totals = engine.ledger_totals(EUR).context("ledger totals")?;
-    let statement = engine.get_account_transfers(&AccountFilter {
-        account_id: 1,
-        limit: 3,
-        flags: filter_flags::DEBITS | filter_flags::CREDITS | filter_flags::REVERSED,
-        ..Default::default()
-    });
-    out!("bursar demo: {accounts} accounts, {} transfers applied, {rejected} rejected (insufficient funds)", applied);
-    out!(
-        "  durable rate    {:.2} M transfers/s: each batch of up to {BATCH_COMMANDS_MAX} logged and fdatasynced before it applied ({syncs} log entries in {})",
-        applied as f64 / elapsed.as_secs_f64() / 1e6,
-        dir.display()
-    );
-    if !expired {
-        bail!("the 30 s hold did not expire");
-    }
-    out!("  holds           captured 19.99 of 25.00 EUR, released one, one expired after 30 s");
-    out!(
-        "  restart         snapshot at entry {snapshot_seq} written and reopened from disk in {:.0} ms ({} entries replayed after it); state digest identical",
-        restarted.as_secs_f64() * 1e3,
-        report.entries_replayed
-    );
-    out!(
-        "  ledger EUR      posted {} / {} (debits / credits, minor units), pending {}",
-        totals.totals.debits_posted,
-        totals.totals.credits_posted,
-        totals.totals.debits_pending
-    );
-    for code in &totals.by_code {
-        out!(
-            "    code {:>4}     {} accounts, credits posted {}, debits posted {}",
-            code.code,
-            code.accounts,
-            code.totals.credits_posted,
-            code.totals.debits_posted
-        );
-    }
-    out!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
-    out!("  account 1       last {} entries: {:?}", statement.len(), statement.iter().map(|t| t.amount).collect::<Vec<_>>());
-    engine.check_invariants().map_err(anyhow::Error::msg).context("invariants")?;
-    out!("  invariants      checked; state digest {}", hex(&engine.digest()));
-    if !totals.is_balanced() {
-        bail!("the ledger does not balance");
-    }
-    Ok(())
-}
-
-fn ensure_ok(results: &[ResultCode], what: &str) -> Result<()> {
-    match results.iter().find(|r| **r != ResultCode::Ok) {
-        Some(code) => bail!("{what}: {code} ({})", code.meaning()),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]
