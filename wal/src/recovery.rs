@@ -555,51 +555,11 @@ pub fn open<S: Storage>(
     let spares = list_spares(&storage)?;
     let mut report = RecoveryReport { last_hash: GENESIS_HASH, removed_leftovers, ..Default::default() };
     if segments.is_empty() {
-        if let Some(mark) = mark.filter(|m| m.seq > 0) {
-            return Err(lost_durable(&segment_name(0), 0, 1, &mark, "every log segment is gone"));
-        }
-        let head = format::encode_segment_header(0, config.segment_size_bytes);
-        storage.prepare(&segment_name(0), &head, config.segment_size_bytes).map_err(|e| io("create segment 0", e))?;
-        storage.finish_prepare(&segment_name(0)).map_err(|e| io("create segment 0", e))?;
-        let at = Position {
-            segment: 0,
-            offset: SEGMENT_HEADER_SIZE as u64,
-            next_seq: 1,
-            last_hash: GENESIS_HASH,
-            segment_size: config.segment_size_bytes,
-            segments: vec![(0, None)],
-            spares,
-            mark_generation,
-        };
+        let at = start_fresh(&mut storage, &config, mark.as_ref(), spares, mark_generation)?;
         return Ok((Wal::resume(storage, config, at), report));
     }
     let firsts = first_seqs(&storage, &segments)?;
-    let mut start = (0usize, SEGMENT_HEADER_SIZE as u64, Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) }, 0u64);
-    for seq in snapshots {
-        let name = snapshot_name(seq);
-        let contents = storage.read(&name).map_err(|e| io(&name, e))?;
-        let (header, payload) = match format::decode_snapshot((*contents).as_ref()) {
-            Ok(found) if found.0.seq == seq => found,
-            Ok(_) => {
-                report.skipped_snapshots.push((name, "its header names another sequence number".into()));
-                continue;
-            }
-            Err(why) => {
-                report.skipped_snapshots.push((name, why.into()));
-                continue;
-            }
-        };
-        match locate_snapshot(&storage, &segments, &firsts, &header) {
-            Ok(scan) => {
-                let End::Clean { segment_pos, offset } = scan.end else { unreachable!("a located snapshot ends cleanly") };
-                on_snapshot(&header, payload).map_err(OpenError::Visitor)?;
-                start = (segment_pos, offset, Anchor { expect_seq: Some(seq + 1), prev_hash: Some(header.chain_hash) }, seq);
-                report.snapshot = Some(header);
-                break;
-            }
-            Err(why) => report.skipped_snapshots.push((name, why)),
-        }
-    }
+    let start = newest_valid_snapshot(&storage, &segments, &firsts, snapshots, on_snapshot, &mut report)?;
     if report.snapshot.is_none() && segments[0] != 0 {
         return Err(start_recycled(segments[0]));
     }
@@ -642,6 +602,72 @@ pub fn open<S: Storage>(
         mark_generation,
     };
     Ok((Wal::resume(storage, config, at), report))
+}
+
+/// A directory with no segment: segment 0 created, unless the durable mark says entries were
+/// acknowledged (then every segment is gone, and that is refused).
+fn start_fresh<S: Storage>(
+    storage: &mut S,
+    config: &WalConfig,
+    mark: Option<&Mark>,
+    spares: Vec<String>,
+    mark_generation: u64,
+) -> Result<Position, OpenError> {
+    if let Some(mark) = mark.filter(|m| m.seq > 0) {
+        return Err(lost_durable(&segment_name(0), 0, 1, mark, "every log segment is gone"));
+    }
+    let head = format::encode_segment_header(0, config.segment_size_bytes);
+    storage.prepare(&segment_name(0), &head, config.segment_size_bytes).map_err(|e| io("create segment 0", e))?;
+    storage.finish_prepare(&segment_name(0)).map_err(|e| io("create segment 0", e))?;
+    Ok(Position {
+        segment: 0,
+        offset: SEGMENT_HEADER_SIZE as u64,
+        next_seq: 1,
+        last_hash: GENESIS_HASH,
+        segment_size: config.segment_size_bytes,
+        segments: vec![(0, None)],
+        spares,
+        mark_generation,
+    })
+}
+
+/// Where the scan starts: after the newest snapshot that decodes and sits in the log (handed to
+/// `on_snapshot`), each one skipped recorded in the report with why; else the log's start.
+fn newest_valid_snapshot<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    firsts: &[Option<u64>],
+    snapshots: Vec<u64>,
+    on_snapshot: &mut SnapshotVisitor<'_>,
+    report: &mut RecoveryReport,
+) -> Result<(usize, u64, Anchor, u64), OpenError> {
+    let mut start = (0usize, SEGMENT_HEADER_SIZE as u64, Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) }, 0u64);
+    for seq in snapshots {
+        let name = snapshot_name(seq);
+        let contents = storage.read(&name).map_err(|e| io(&name, e))?;
+        let (header, payload) = match format::decode_snapshot((*contents).as_ref()) {
+            Ok(found) if found.0.seq == seq => found,
+            Ok(_) => {
+                report.skipped_snapshots.push((name, "its header names another sequence number".into()));
+                continue;
+            }
+            Err(why) => {
+                report.skipped_snapshots.push((name, why.into()));
+                continue;
+            }
+        };
+        match locate_snapshot(storage, segments, firsts, &header) {
+            Ok(scan) => {
+                let End::Clean { segment_pos, offset } = scan.end else { unreachable!("a located snapshot ends cleanly") };
+                on_snapshot(&header, payload).map_err(OpenError::Visitor)?;
+                start = (segment_pos, offset, Anchor { expect_seq: Some(seq + 1), prev_hash: Some(header.chain_hash) }, seq);
+                report.snapshot = Some(header);
+                break;
+            }
+            Err(why) => report.skipped_snapshots.push((name, why)),
+        }
+    }
+    Ok(start)
 }
 
 /// Reads the whole log from the first entry without changing anything: verifies every checksum,
