@@ -2,7 +2,7 @@
 //!
 //! Ordered maps instead of indexes, a full clone instead of an undo log for linked chains,
 //! sums recomputed from scratch instead of running totals: slow and obviously right. It is
-//! written from `docs/result-codes.md`, not from `engine/src/state.rs`.
+//! written from `docs/result-codes.md`, not from `engine/src/state/`.
 
 use std::collections::BTreeMap;
 
