@@ -15,6 +15,7 @@ pub mod replay;
 pub mod result;
 pub mod snapshot;
 pub mod state;
+pub mod statement;
 pub mod types;
 
 pub use command::{Command, CommandKind};
