@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use bursar_engine::batch::Body;
 use bursar_engine::replay::{hex, Replayer};
+use bursar_engine::statement::StatementLine;
 use bursar_engine::{Command, Engine, Ledger, Limits, ResultCode};
 use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport, SnapshotHeader};
 use clap::{Args, Subcommand};
@@ -656,78 +657,94 @@ pub fn run_statement(args: StatementArgs) -> Result<()> {
     let account = engine.account(args.account).expect("the statement found it");
     let ledger = *engine.ledger(account.ledger).context("the account's ledger")?;
     let currency = String::from_utf8_lossy(&ledger.currency).to_string();
-    let shown = lines.iter().filter(|l| l.timestamp >= from);
+    let shown: Vec<&StatementLine> = lines.iter().filter(|l| l.timestamp >= from).collect();
     if args.csv {
-        out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending");
-        let plain = Ledger { currency: *b"   ", ..ledger };
-        let num = |v: i128| format_signed(v, &plain).trim_end().to_string();
-        for l in shown {
-            out!(
-                "{},{},{},{},{},{},{currency},{},{},{},{},{},{}",
-                show_time(l.timestamp),
-                l.transfer_id,
-                l.kind,
-                l.counterpart,
-                num(l.posted_change),
-                num(l.pending_change),
-                l.code,
-                l.user_data_128,
-                l.user_data_64,
-                l.user_data_32,
-                num(l.balance),
-                num(l.pending)
-            );
-        }
+        statement_csv(&shown, &ledger, &currency);
     } else if args.json {
-        for l in shown {
-            let line = json!({
-                "timestamp": l.timestamp, "time": show_time(l.timestamp), "transfer_id": l.transfer_id.to_string(), "kind": l.kind,
-                "counterpart": l.counterpart.to_string(), "amount": format_signed(l.posted_change, &ledger),
-                "pending_change": format_signed(l.pending_change, &ledger), "code": l.code,
-                "user_data_128": l.user_data_128.to_string(), "user_data_64": l.user_data_64, "user_data_32": l.user_data_32,
-                "balance": format_signed(l.balance, &ledger), "pending": format_signed(l.pending, &ledger),
-            });
-            out!("{line}");
-        }
+        statement_json(&shown, &ledger);
     } else {
-        out!(
+        let heading = format!(
             "statement of account {} ({currency}, ledger {}), rebuilt from the log up to entry {}",
-            args.account,
-            ledger.id,
-            outcome.applied_seq
+            args.account, ledger.id, outcome.applied_seq
         );
-        out!(
-            "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
-            "time",
-            "transfer",
-            "kind",
-            "counterpart",
-            "amount",
-            "pending",
-            "code",
-            "balance"
-        );
-        for l in shown {
-            out!(
-                "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
-                show_time(l.timestamp),
-                l.transfer_id,
-                l.kind,
-                l.counterpart,
-                format_signed(l.posted_change, &ledger),
-                format_signed(l.pending_change, &ledger),
-                l.code,
-                format_signed(l.balance, &ledger)
-            );
-        }
-        let last = lines.last();
-        out!(
-            "closing balance {} (pending {}), equal to the account record",
-            format_signed(last.map_or(0, |l| l.balance), &ledger),
-            format_signed(last.map_or(0, |l| l.pending), &ledger)
-        );
+        statement_text(&heading, &shown, lines.last(), &ledger);
     }
     Ok(())
+}
+
+/// `bursar statement --csv`.
+fn statement_csv(shown: &[&StatementLine], ledger: &Ledger, currency: &str) {
+    let ledger = *ledger;
+    out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending");
+    let plain = Ledger { currency: *b"   ", ..ledger };
+    let num = |v: i128| format_signed(v, &plain).trim_end().to_string();
+    for l in shown {
+        out!(
+            "{},{},{},{},{},{},{currency},{},{},{},{},{},{}",
+            show_time(l.timestamp),
+            l.transfer_id,
+            l.kind,
+            l.counterpart,
+            num(l.posted_change),
+            num(l.pending_change),
+            l.code,
+            l.user_data_128,
+            l.user_data_64,
+            l.user_data_32,
+            num(l.balance),
+            num(l.pending)
+        );
+    }
+}
+
+/// `bursar statement --json`: one object per line.
+fn statement_json(shown: &[&StatementLine], ledger: &Ledger) {
+    let ledger = *ledger;
+    for l in shown {
+        let line = json!({
+            "timestamp": l.timestamp, "time": show_time(l.timestamp), "transfer_id": l.transfer_id.to_string(), "kind": l.kind,
+            "counterpart": l.counterpart.to_string(), "amount": format_signed(l.posted_change, &ledger),
+            "pending_change": format_signed(l.pending_change, &ledger), "code": l.code,
+            "user_data_128": l.user_data_128.to_string(), "user_data_64": l.user_data_64, "user_data_32": l.user_data_32,
+            "balance": format_signed(l.balance, &ledger), "pending": format_signed(l.pending, &ledger),
+        });
+        out!("{line}");
+    }
+}
+
+/// `bursar statement` in a table.
+fn statement_text(heading: &str, shown: &[&StatementLine], last: Option<&StatementLine>, ledger: &Ledger) {
+    let ledger = *ledger;
+    out!("{heading}");
+    out!(
+        "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
+        "time",
+        "transfer",
+        "kind",
+        "counterpart",
+        "amount",
+        "pending",
+        "code",
+        "balance"
+    );
+    for l in shown {
+        out!(
+            "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
+            show_time(l.timestamp),
+            l.transfer_id,
+            l.kind,
+            l.counterpart,
+            format_signed(l.posted_change, &ledger),
+            format_signed(l.pending_change, &ledger),
+            l.code,
+            format_signed(l.balance, &ledger)
+        );
+    }
+    out!(
+        "closing balance {} (pending {}), equal to the account record",
+        format_signed(last.map_or(0, |l| l.balance), &ledger),
+        format_signed(last.map_or(0, |l| l.pending), &ledger)
+    );
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64)> {
