@@ -276,11 +276,11 @@ impl CoolOffs {
         let now = std::time::Instant::now();
         let mut strikes = self.strikes.lock().expect("cool-offs");
         let entry = Self::entry(&mut strikes, offender(ip), now);
-        let refills = now.duration_since(entry.refilled).as_millis() / ADDRESS_BUDGET_REFILL.as_millis().max(1);
-        if refills > 0 {
-            entry.budget = (u128::from(entry.budget) + refills).min(u128::from(ADDRESS_MISBEHAVIOUR_BUDGET)) as u32;
-            entry.refilled = now;
-        }
+        let refills = (now.duration_since(entry.refilled).as_millis() / ADDRESS_BUDGET_REFILL.as_millis())
+            .min(u128::from(ADDRESS_MISBEHAVIOUR_BUDGET)) as u32;
+        entry.budget = (entry.budget + refills).min(ADDRESS_MISBEHAVIOUR_BUDGET);
+        // A full budget refills from now; otherwise the part of a period already waited counts.
+        entry.refilled = if entry.budget == ADDRESS_MISBEHAVIOUR_BUDGET { now } else { entry.refilled + ADDRESS_BUDGET_REFILL * refills };
         let Some(left) = entry.budget.checked_sub(1) else { return false };
         entry.budget = left;
         true

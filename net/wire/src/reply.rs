@@ -116,7 +116,9 @@ pub fn decode_ledger_totals(body: &[u8], asked: usize) -> Result<Vec<Option<Ledg
             continue;
         }
         let (_, _, accounts, following, totals) = decode_totals_row(rows.next().ok_or(ProtocolError::LengthMismatch)?);
-        let mut view = LedgerView { ledger, accounts, totals, by_code: Vec::with_capacity((following as usize).min(asked.max(1) * 64)) };
+        // Capacity bounded by the rows the body holds, whatever the count claims.
+        let mut view =
+            LedgerView { ledger, accounts, totals, by_code: Vec::with_capacity((following as usize).min(body.len() / RECORD_SIZE)) };
         for _ in 0..following {
             let (_, code, accounts, _, totals) = decode_totals_row(rows.next().ok_or(ProtocolError::LengthMismatch)?);
             view.by_code.push((code, accounts, totals));
