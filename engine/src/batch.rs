@@ -3,11 +3,15 @@
 //! checkpoint body records the state digest the writer had after every entry before it, so a
 //! replay can prove it reached the same state at that point.
 //!
+//! The format version of a batch body names the [`Rules`] it is applied under: this build
+//! writes version 2 and reads 1 and 2, whose layouts are the same, so a log written before the
+//! rules changed replays exactly as it was applied.
+//!
 //! Batch (body kind 0):
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version (1) |
+//! | 0 | 2 | body format version: the [`Rules`] the batch is applied under (1 or 2) |
 //! | 2 | 1 | body kind: 0 = batch |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | command count n (at most `BATCH_COMMANDS_MAX`; 0 is a clock tick) |
@@ -22,7 +26,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version (1) |
+//! | 0 | 2 | body format version (1 or 2, as in kind 0) |
 //! | 2 | 1 | body kind: 2 = batch with request ends |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | command count n (1 to `BATCH_COMMANDS_MAX`) |
@@ -36,7 +40,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version (1) |
+//! | 0 | 2 | body format version (1 or 2; the same layout) |
 //! | 2 | 1 | body kind: 1 = checkpoint |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | zero |
@@ -45,10 +49,12 @@
 
 use crate::command::{Command, CommandKind};
 use crate::limits::BATCH_COMMANDS_MAX;
+use crate::rules::Rules;
 use crate::types::RECORD_SIZE;
 
-/// The body format version this build writes and reads.
-pub const BATCH_FORMAT_VERSION: u16 = 1;
+/// The body format version this build writes: its current rules' (it reads every version of
+/// [`Rules::from_version`]).
+pub const BATCH_FORMAT_VERSION: u16 = Rules::CURRENT.version();
 const HEADER_SIZE: usize = 16;
 /// Body kind byte of a batch.
 const KIND_BATCH: u8 = 0;
@@ -83,6 +89,8 @@ pub enum Body {
     Batch {
         /// The `now` given to `execute`.
         now: u64,
+        /// The rules it was applied under (its format version).
+        rules: Rules,
     },
     /// The writer's state after every earlier entry.
     Checkpoint(Checkpoint),
@@ -250,7 +258,7 @@ pub fn encode_checkpoint(checkpoint: &Checkpoint, out: &mut Vec<u8>) {
 /// ends to `request_ends`); a checkpoint is an error here.
 pub fn decode(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut Vec<u32>) -> Result<u64, BatchDecodeError> {
     match decode_body(body, commands, request_ends)? {
-        Body::Batch { now } => Ok(now),
+        Body::Batch { now, .. } => Ok(now),
         Body::Checkpoint(_) => Err(BatchDecodeError::NotABatch),
     }
 }
@@ -262,9 +270,9 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut 
         return Err(BatchDecodeError::Length { expected: HEADER_SIZE, found: body.len() });
     };
     let version = u16::from_le_bytes([header[0], header[1]]);
-    if version != BATCH_FORMAT_VERSION {
+    let Some(rules) = Rules::from_version(version) else {
         return Err(BatchDecodeError::UnsupportedVersion(version));
-    }
+    };
     if header[3] != 0 {
         return Err(BatchDecodeError::Reserved);
     }
@@ -294,7 +302,7 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut 
         return Err(BatchDecodeError::Length { expected: encoded_len(n) + ends_len, found: body.len() });
     }
     decode_commands(n, &body[HEADER_SIZE + ends_len..], commands)?;
-    Ok(Body::Batch { now })
+    Ok(Body::Batch { now, rules })
 }
 
 /// Reads the request ends part of a kind 2 body of `n` commands from the start of `bytes`,
@@ -387,6 +395,19 @@ mod tests {
         assert_eq!(with_ends(1, [0, 3]), Err(BatchDecodeError::Reserved), "a third end left in the padding");
         assert!(matches!(decode(&body[..18], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
         assert!(matches!(decode(&body[..body.len() - 128], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+    }
+
+    /// A body written before the rules changed (version 1) still decodes, naming its rules.
+    #[test]
+    fn a_version_1_body_decodes_with_the_original_rules() {
+        let commands = vec![Command::Transfer(Transfer { id: 1, amount: 5, ..Default::default() })];
+        let mut body = Vec::new();
+        encode(77, &commands, &mut body);
+        assert_eq!(decode_body(&body, &mut Vec::new(), &mut Vec::new()), Ok(Body::Batch { now: 77, rules: Rules::CURRENT }));
+        body[..2].copy_from_slice(&1u16.to_le_bytes());
+        let mut back = Vec::new();
+        assert_eq!(decode_body(&body, &mut back, &mut Vec::new()), Ok(Body::Batch { now: 77, rules: Rules::Original }));
+        assert_eq!(back, commands);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod query;
 pub mod replay;
 pub mod result;
+pub mod rules;
 pub mod snapshot;
 pub mod state;
 pub mod statement;
@@ -22,8 +23,9 @@ pub use command::{Command, CommandKind};
 pub use limits::{Limits, BATCH_COMMANDS_MAX};
 pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerTotals};
 pub use result::ResultCode;
+pub use rules::Rules;
 pub use snapshot::{SnapshotError, SnapshotView};
-pub use state::{Balances, BatchError, BatchInfo, Engine, Hold, HoldStatus};
+pub use state::{Balances, BatchError, BatchInfo, Engine, FailedTransfer, Hold, HoldStatus};
 pub use types::{
     account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
 };

@@ -1,7 +1,7 @@
 //! Queries: lookups, per-account transfer lists and balance history, ledger totals, and the O(N) invariant audit.
 
 use crate::command::Command;
-use crate::state::{Balances, Engine, Hold, HoldStatus, NONE};
+use crate::state::{Balances, Engine, FailedTransfer, Hold, HoldStatus, IdSlot, NONE};
 use crate::types::{account_flags, account_state, transfer_flags as tf, Account, Ledger, Transfer};
 
 /// Flags of an [`AccountFilter`].
@@ -95,7 +95,24 @@ impl Engine {
 
     /// One transfer by id.
     pub fn transfer(&self, id: u128) -> Option<&Transfer> {
-        self.transfer_index.get(&id).map(|&i| &self.transfers[i as usize])
+        match self.find_transfer_id(id)? {
+            IdSlot::Transfer(i) => Some(&self.transfers[i as usize]),
+            IdSlot::Failed(_) => None,
+        }
+    }
+
+    /// Why a transfer id is decided as failed, if it is: the code and the timestamp of the
+    /// command that failed (later commands with the id answer `id_already_failed`).
+    pub fn failed_transfer(&self, id: u128) -> Option<&FailedTransfer> {
+        match self.find_transfer_id(id)? {
+            IdSlot::Failed(i) => Some(&self.failed[i as usize]),
+            IdSlot::Transfer(_) => None,
+        }
+    }
+
+    /// The remembered failures, in the order they happened.
+    pub fn failed_transfers(&self) -> &[FailedTransfer] {
+        &self.failed
     }
 
     /// One ledger by id.
@@ -105,7 +122,10 @@ impl Engine {
 
     /// Where the hold with this transfer id stands, if it is a hold.
     pub fn hold(&self, id: u128) -> Option<Hold> {
-        self.transfer_index.get(&id).and_then(|i| self.holds.get(i)).copied()
+        match self.find_transfer_id(id)? {
+            IdSlot::Transfer(i) => self.holds.get(&i).copied(),
+            IdSlot::Failed(_) => None,
+        }
     }
 
     /// When the next hold expires (ns), if any: a sequencer ticks the clock then even without traffic.
@@ -304,6 +324,31 @@ impl Engine {
         for window in self.transfers.windows(2) {
             if window[0].timestamp >= window[1].timestamp {
                 return Err(format!("transfer {} is not after transfer {}", window[1].id, window[0].id));
+            }
+        }
+        self.check_failed_transfers()
+    }
+
+    /// Every remembered failure is indexed under its id, was decided by a code that decides,
+    /// is not newer than the clock, and the index holds exactly the stored and failed ids.
+    fn check_failed_transfers(&self) -> Result<(), String> {
+        if self.transfer_index.len() != self.transfers.len() + self.failed.len() {
+            return Err(format!(
+                "the transfer id index holds {} ids for {} transfers and {} failed ids",
+                self.transfer_index.len(),
+                self.transfers.len(),
+                self.failed.len()
+            ));
+        }
+        for (i, failed) in self.failed.iter().enumerate() {
+            if self.find_transfer_id(failed.id) != Some(IdSlot::Failed(i as u32)) {
+                return Err(format!("failed transfer id {} is not indexed as failed", failed.id));
+            }
+            if !failed.code.is_decided_once() || failed.timestamp > self.timestamp {
+                return Err(format!(
+                    "failed transfer id {}: code {} at {} cannot have been remembered",
+                    failed.id, failed.code, failed.timestamp
+                ));
             }
         }
         Ok(())

@@ -32,9 +32,9 @@ impl Replayer {
         self.results.clear();
         let body = batch::decode_body(body, &mut self.commands, &mut self.request_ends).map_err(|e| format!("entry {seq}: {e}"))?;
         match &body {
-            Body::Batch { now } => {
+            Body::Batch { now, rules } => {
                 engine
-                    .execute_requests(*now, &self.commands, &self.request_ends, &mut self.results)
+                    .execute_under(*rules, *now, &self.commands, &self.request_ends, &mut self.results)
                     .map_err(|e| format!("entry {seq}: {e}"))?;
             }
             Body::Checkpoint(checkpoint) => check_checkpoint(engine, seq, checkpoint)?,

@@ -1,9 +1,11 @@
 //! Result codes: one per command, `#[repr(u32)]`, explicit values that are never renumbered.
 //!
-//! Codes are ordered by precedence: the engine runs its checks in ascending code order
-//! (within the checks that apply to a command's kind), so the first failing check decides
-//! and the same bad command always gets the same code. New codes are appended with new
-//! values; `docs/result-codes.md` lists every code with one line of meaning.
+//! Codes are declared in precedence order: the engine runs its checks in that order (within
+//! the checks that apply to a command's kind), so the first failing check decides and the same
+//! bad command always gets the same code. Values are never renumbered: a new code takes the next
+//! free value and its place in the order, so value order and precedence differ where codes were
+//! added later (`id_already_failed`). `docs/result-codes.md` lists every code with one line of
+//! meaning, in precedence order.
 
 macro_rules! result_codes {
     ($( $(#[doc = $doc:literal])* $name:ident = $value:literal, )*) => {
@@ -18,6 +20,18 @@ macro_rules! result_codes {
         impl ResultCode {
             /// Every code, in precedence order.
             pub const ALL: &'static [ResultCode] = &[$(ResultCode::$name,)*];
+
+            /// Position in precedence order (0 first): compare codes by this, not by value.
+            pub fn precedence(self) -> usize {
+                let mut position = 0;
+                $(
+                    if matches!(self, ResultCode::$name) {
+                        return position;
+                    }
+                    position += 1;
+                )*
+                unreachable!("every code is declared: {position}")
+            }
 
             /// The code for a wire value, if it names one.
             pub fn from_u32(value: u32) -> Option<ResultCode> {
@@ -119,6 +133,8 @@ result_codes! {
     ExistsWithDifferentSettlementAccount = 21,
     /// An identical object with this id exists: the command was applied before. Clients treat this as success.
     Exists = 22,
+    /// A transfer with this id failed before with a code that depends on the state (see "Decided once" in `docs/result-codes.md`): an id's outcome is decided once, so it cannot succeed now. Send a new id.
+    IdAlreadyFailed = 85,
     /// Flags that exclude each other are both set.
     FlagsAreMutuallyExclusive = 23,
     /// A new account's `debits_pending` must be zero.
@@ -250,6 +266,30 @@ impl ResultCode {
     pub fn is_success(self) -> bool {
         matches!(self, ResultCode::Ok | ResultCode::Exists)
     }
+
+    /// Whether a transfer that fails with this code has its id remembered, so that every later
+    /// command with the id answers `id_already_failed`: the codes whose answer depends on the
+    /// state at the time (an account or ledger missing, frozen or closed, a hold missing, a
+    /// balance limit), so that the same command could succeed later. TigerBeetle's list
+    /// (`CreateTransferStatus.transient`), plus the states Bursar has and it does not (a frozen
+    /// side, a single-sided command's missing ledger). Codes about the command itself, overflow,
+    /// a hold's final state and the engine's capacity are not remembered.
+    pub fn is_decided_once(self) -> bool {
+        use ResultCode as R;
+        matches!(
+            self,
+            R::LedgerNotFound
+                | R::DebitAccountNotFound
+                | R::CreditAccountNotFound
+                | R::PendingTransferNotFound
+                | R::DebitAccountClosed
+                | R::CreditAccountClosed
+                | R::DebitAccountFrozen
+                | R::CreditAccountFrozen
+                | R::ExceedsCredits
+                | R::ExceedsDebits
+        )
+    }
 }
 
 impl core::fmt::Display for ResultCode {
@@ -263,23 +303,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_dense_ascending_and_named() {
+    fn codes_are_dense_named_and_in_precedence_order() {
+        let mut values: Vec<u32> = ResultCode::ALL.iter().map(|code| *code as u32).collect();
         for (i, code) in ResultCode::ALL.iter().enumerate() {
-            assert_eq!(*code as u32, i as u32, "{code:?} breaks precedence order");
-            assert_eq!(ResultCode::from_u32(i as u32), Some(*code));
+            assert_eq!(code.precedence(), i);
+            assert_eq!(ResultCode::from_u32(*code as u32), Some(*code));
             assert!(!code.meaning().is_empty());
         }
+        values.sort_unstable();
+        assert!(values.iter().enumerate().all(|(i, v)| *v == i as u32), "values 0..n, each once");
         assert_eq!(ResultCode::from_u32(ResultCode::ALL.len() as u32), None);
+        assert!(ResultCode::Exists.precedence() < ResultCode::IdAlreadyFailed.precedence());
+        assert!(ResultCode::IdAlreadyFailed.precedence() < ResultCode::FlagsAreMutuallyExclusive.precedence());
         assert_eq!(ResultCode::ExistsWithDifferentUserData128.name(), "exists_with_different_user_data_128");
         assert_eq!(ResultCode::LinkedEventChainOpen.name(), "linked_event_chain_open");
     }
 
     #[test]
-    fn result_codes_doc_lists_every_code() {
+    fn result_codes_doc_lists_every_code_in_precedence_order() {
         let doc = include_str!("../../docs/result-codes.md");
+        let mut at = 0;
         for code in ResultCode::ALL {
             let row = format!("| {} | `{}` |", *code as u32, code.name());
-            assert!(doc.contains(&row), "docs/result-codes.md lacks the row {row}");
+            let Some(found) = doc[at..].find(&row) else {
+                panic!("docs/result-codes.md lacks the row {row}, or has it out of precedence order");
+            };
+            at += found + row.len();
         }
     }
 }

@@ -1,33 +1,41 @@
 //! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
 //!
 //! Only primary state is written (ledgers, accounts, transfers, hold states, balance
-//! history, the clock and the limits); indexes, totals and per-account lists are rebuilt on
+//! history, failed transfer ids, the clock and the limits); indexes, totals and per-account lists are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 1:
+//! Layout (all little-endian), version 2:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (1) |
+//! | 4 | version (2) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 40 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries |
+//! | 48 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids |
 //! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
+//! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
+//!
+//! Version 1 (still read) has no failed ids: five counts (a 40-byte count block, an 80-byte
+//! header) and no last section.
 
 use crate::limits::Limits;
-use crate::state::{touch_spare, BalanceEntry, Balances, Engine, Hold, HoldStatus, LedgerSlot, NONE};
+use crate::result::ResultCode;
+use crate::state::{touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, FAILED_TAG, NONE};
 use crate::types::{transfer_flags as tf, Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
-const HEADER_SIZE: usize = 80;
+/// The snapshot format version this build writes (it reads 1 too).
+pub const SNAPSHOT_VERSION: u32 = 2;
+const HEADER_SIZE: usize = 88;
+/// The header of a version 1 stream: one count fewer.
+const HEADER_SIZE_V1: usize = 80;
 const HOLD_SIZE: usize = 24;
 const BALANCE_ENTRY_SIZE: usize = 80;
+const FAILED_SIZE: usize = 32;
 
 /// Why a snapshot stream could not be restored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +61,7 @@ impl core::fmt::Display for SnapshotError {
             SnapshotError::Length { expected, found } => write!(f, "snapshot length {found} bytes, header implies {expected}"),
             SnapshotError::BadMagic => f.write_str("not an engine snapshot (bad magic)"),
             SnapshotError::UnsupportedVersion(v) => {
-                write!(f, "snapshot format version {v} is not supported (this build reads {SNAPSHOT_VERSION})")
+                write!(f, "snapshot format version {v} is not supported (this build reads 1 and {SNAPSHOT_VERSION})")
             }
             SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
         }
@@ -73,6 +81,7 @@ impl Engine {
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
             + HOLD_SIZE * self.holds.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
+            + FAILED_SIZE * self.failed.len()
     }
 
     /// Appends the whole state to `out` as a snapshot stream.
@@ -86,6 +95,7 @@ impl Engine {
             transfers: &self.transfers,
             holds: &self.sorted_holds(),
             balance_history: &self.balance_history,
+            failed: &self.failed,
         };
         let start = out.len();
         out.reserve(parts.len());
@@ -126,6 +136,7 @@ impl Engine {
         catch_up(&mut view.transfers, &self.transfers);
         view.holds = self.sorted_holds();
         catch_up(&mut view.balance_history, &self.balance_history);
+        catch_up(&mut view.failed, &self.failed);
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -142,6 +153,8 @@ impl Engine {
         catch_up(&mut view.transfers, &self.transfers[..transfers]);
         let history = end(view.balance_history.len(), self.balance_history.len());
         catch_up(&mut view.balance_history, &self.balance_history[..history]);
+        let failed = end(view.failed.len(), self.failed.len());
+        catch_up(&mut view.failed, &self.failed[..failed]);
     }
 
     /// The snapshot stream as a new vector.
@@ -160,14 +173,14 @@ impl Engine {
     /// passes `check_invariants` or returns an error; it never panics.
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut r = Cursor { bytes, at: 0 };
-        if bytes.len() < HEADER_SIZE {
-            return Err(SnapshotError::Length { expected: HEADER_SIZE as u64, found: bytes.len() as u64 });
+        if bytes.len() < HEADER_SIZE_V1 {
+            return Err(SnapshotError::Length { expected: HEADER_SIZE_V1 as u64, found: bytes.len() as u64 });
         }
         if r.take(8) != MAGIC {
             return Err(SnapshotError::BadMagic);
         }
         let version = r.u32();
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != 1 {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         if r.u32() != 0 {
@@ -175,17 +188,21 @@ impl Engine {
         }
         let timestamp = r.u64();
         let limits = Limits { ledgers_max: r.u32(), accounts_max: r.u32(), transfers_max: r.u32(), query_results_max: r.u32() };
-        if limits.accounts_max == NONE || limits.transfers_max == NONE {
+        if limits.accounts_max == NONE || limits.transfers_max > FAILED_TAG {
             return invalid("limits exceed the u32 index space");
         }
-        let counts = [r.u64(), r.u64(), r.u64(), r.u64(), r.u64()];
-        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE];
-        let expected = counts.iter().zip(sizes).try_fold(HEADER_SIZE as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
+        let header = if version == 1 { HEADER_SIZE_V1 } else { HEADER_SIZE };
+        if bytes.len() < header {
+            return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
+        }
+        let counts: [u64; 6] = core::array::from_fn(|k| if k < 5 || version > 1 { r.u64() } else { 0 });
+        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE, FAILED_SIZE];
+        let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
             expected => return Err(SnapshotError::Length { expected: expected.unwrap_or(u64::MAX), found: bytes.len() as u64 }),
         }
-        if counts[1] >= NONE as u64 || counts[2] >= NONE as u64 {
+        if counts[1] >= NONE as u64 || counts[2].saturating_add(counts[5]) > FAILED_TAG as u64 {
             return invalid("more records than the u32 index space");
         }
         let mut engine = Engine::new(limits);
@@ -206,19 +223,14 @@ impl Engine {
             restore_hold(&mut engine, index, hold)?;
         }
         for _ in 0..counts[4] {
-            let account = r.u32();
+            restore_balance_entry(&mut engine, &mut r)?;
+        }
+        for _ in 0..counts[5] {
+            let failed = FailedTransfer { id: r.u128(), timestamp: r.u64(), code: failed_code(r.u32())? };
             if r.u32() != 0 {
-                return invalid("balance entry padding is not zero");
+                return invalid("failed id padding is not zero");
             }
-            let timestamp = r.u64();
-            let balances =
-                Balances { debits_pending: r.u128(), debits_posted: r.u128(), credits_pending: r.u128(), credits_posted: r.u128() };
-            let Some(meta) = engine.account_meta.get_mut(account as usize) else {
-                return invalid(format!("balance entry names account index {account}"));
-            };
-            let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
-            meta.last_balance = engine.balance_history.len() as u32;
-            engine.balance_history.push(entry);
+            restore_failed(&mut engine, failed, timestamp)?;
         }
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
@@ -230,6 +242,44 @@ impl Engine {
         engine.check_invariants().map_err(SnapshotError::Invalid)?;
         Ok(engine)
     }
+}
+
+fn restore_balance_entry(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let account = r.u32();
+    if r.u32() != 0 {
+        return invalid("balance entry padding is not zero");
+    }
+    let timestamp = r.u64();
+    let balances = Balances { debits_pending: r.u128(), debits_posted: r.u128(), credits_pending: r.u128(), credits_posted: r.u128() };
+    let Some(meta) = engine.account_meta.get_mut(account as usize) else {
+        return invalid(format!("balance entry names account index {account}"));
+    };
+    let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
+    meta.last_balance = engine.balance_history.len() as u32;
+    engine.balance_history.push(entry);
+    Ok(())
+}
+
+fn failed_code(value: u32) -> Result<ResultCode, SnapshotError> {
+    match ResultCode::from_u32(value) {
+        Some(code) if code.is_decided_once() => Ok(code),
+        _ => invalid(format!("failed id with result code {value}, which does not decide an id")),
+    }
+}
+
+fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Result<(), SnapshotError> {
+    if failed.id == 0 || failed.id == u128::MAX || engine.transfer_index.contains_key(&failed.id) {
+        return invalid(format!("failed transfer id {} is zero, max or repeated", failed.id));
+    }
+    if failed.timestamp > clock {
+        return invalid(format!("failed transfer id {} is newer than the engine clock", failed.id));
+    }
+    if engine.ids_full() {
+        return invalid("more transfer ids than transfers_max");
+    }
+    engine.transfer_index.insert(failed.id, FAILED_TAG | engine.failed.len() as u32);
+    engine.failed.push(failed);
+    Ok(())
 }
 
 fn hold_status(bytes: &[u8]) -> Result<HoldStatus, SnapshotError> {
@@ -353,6 +403,7 @@ pub struct SnapshotView {
     transfers: Vec<Transfer>,
     holds: Vec<(u32, Hold)>,
     balance_history: Vec<BalanceEntry>,
+    failed: Vec<FailedTransfer>,
 }
 
 impl SnapshotView {
@@ -410,6 +461,7 @@ impl SnapshotView {
             transfers: &self.transfers,
             holds: &self.holds,
             balance_history: &self.balance_history,
+            failed: &self.failed,
         }
     }
 }
@@ -490,6 +542,7 @@ struct Parts<'a> {
     transfers: &'a [Transfer],
     holds: &'a [(u32, Hold)],
     balance_history: &'a [BalanceEntry],
+    failed: &'a [FailedTransfer],
 }
 
 impl Parts<'_> {
@@ -498,6 +551,7 @@ impl Parts<'_> {
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
             + HOLD_SIZE * self.holds.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
+            + FAILED_SIZE * self.failed.len()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -509,7 +563,14 @@ impl Parts<'_> {
         for v in [l.ledgers_max, l.accounts_max, l.transfers_max, l.query_results_max] {
             out.put(&v.to_le_bytes());
         }
-        let counts = [self.ledgers.len(), self.accounts.len(), self.transfers.len(), self.holds.len(), self.balance_history.len()];
+        let counts = [
+            self.ledgers.len(),
+            self.accounts.len(),
+            self.transfers.len(),
+            self.holds.len(),
+            self.balance_history.len(),
+            self.failed.len(),
+        ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
         }
@@ -540,6 +601,12 @@ impl Parts<'_> {
             for v in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted] {
                 out.put(&v.to_le_bytes());
             }
+        }
+        for f in self.failed {
+            out.put(&f.id.to_le_bytes());
+            out.put(&f.timestamp.to_le_bytes());
+            out.put(&(f.code as u32).to_le_bytes());
+            out.put(&0u32.to_le_bytes());
         }
     }
 }
@@ -605,5 +672,44 @@ mod chunk_tests {
         let other = engine_with_transfers(1_000, 45);
         other.snapshot_view_into(&mut view);
         assert_eq!(view.bytes(), other.snapshot_bytes(), "a foreign copy is replaced, not extended");
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
+
+    /// A version 1 stream (written before failed ids were kept: no sixth count, no last
+    /// section) restores to the same state; a version 2 stream with failed ids round-trips them.
+    #[test]
+    fn version_1_streams_still_restore_and_version_2_keeps_failed_ids() {
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=4));
+        commands.extend((1..=20u128).map(|t| transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t)));
+        execute_ok(&mut engine, 1, &commands);
+        let v2 = engine.snapshot_bytes();
+        let mut v1 = v2.clone();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1.drain(HEADER_SIZE_V1..HEADER_SIZE);
+        let restored = Engine::restore(&v1).expect("a version 1 stream restores");
+        assert_eq!(restored.snapshot_bytes(), v2);
+        assert_eq!(restored.recompute_state_digest(), engine.recompute_state_digest());
+
+        let mut results = Vec::new();
+        engine.execute(10, &[transfer(200, 1, 99, 5)], &mut results).expect("batch");
+        assert_eq!(results, vec![ResultCode::CreditAccountNotFound]);
+        let bytes = engine.snapshot_bytes();
+        let restored = Engine::restore(&bytes).expect("restores");
+        assert_eq!(restored.failed_transfers(), engine.failed_transfers());
+        assert_eq!(restored.snapshot_bytes(), bytes);
+        let mut bad = bytes.clone();
+        let code_at = bytes.len() - 8;
+        bad[code_at..code_at + 4].copy_from_slice(&(ResultCode::AccountsMustBeDifferent as u32).to_le_bytes());
+        assert!(matches!(Engine::restore(&bad), Err(SnapshotError::Invalid(_))), "a code that decides nothing");
+        let mut v1_with_failed = bytes;
+        v1_with_failed[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(Engine::restore(&v1_with_failed).is_err());
     }
 }

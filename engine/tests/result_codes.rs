@@ -161,6 +161,11 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
             w.ok(Command::Transfer(transfer(10, A, B, 5)));
             w.one(Command::Transfer(transfer(10, A, B, 5)))
         }),
+        (R::IdAlreadyFailed, |w| {
+            assert_eq!(w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1))), R::ExceedsCredits);
+            w.ok(Command::Transfer(transfer(11, A, NO_OVERDRAFT, 5)));
+            w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))
+        }),
         (R::FlagsAreMutuallyExclusive, |w| w.one(Command::Hold(Transfer { flags: transfer_flags::VOID_PENDING, ..transfer(10, A, B, 5) }))),
         (R::DebitsPendingMustBeZero, |w| w.one(Command::CreateAccount(Account { debits_pending: 1, ..account(20, EUR, 0) }))),
         (R::DebitsPostedMustBeZero, |w| w.one(Command::CreateAccount(Account { debits_posted: 1, ..account(20, EUR, 0) }))),
@@ -330,16 +335,23 @@ fn every_result_code_is_reached_by_its_scenario_and_leaves_invariants_intact() {
 }
 
 #[test]
-fn a_failed_command_changes_nothing() {
+fn a_failed_command_changes_nothing_but_the_memory_of_a_decided_id() {
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 5)));
+    for bad in [Command::Capture(capture(12, 10, 6)), Command::Close(change(A, 0)), Command::Transfer(transfer(14, A, A, 1))] {
+        assert!(!w.one(bad).is_success());
+    }
+    assert!(w.engine.failed_transfers().is_empty(), "codes about the command itself decide nothing");
+    for bad in [Command::Transfer(transfer(11, A, 99, 5)), Command::Transfer(transfer(13, NO_OVERDRAFT, A, 1))] {
+        assert!(!w.one(bad).is_success());
+    }
+    let failed: Vec<_> = w.engine.failed_transfers().iter().map(|f| (f.id, f.code)).collect();
+    assert_eq!(failed, vec![(11, ResultCode::CreditAccountNotFound), (13, ResultCode::ExceedsCredits)]);
+    assert_eq!(w.engine.transfers().len(), 1, "no transfer stored");
     let mut w = World::new();
     w.ok(Command::Hold(transfer(10, A, B, 5)));
     let before = w.engine.snapshot_bytes();
-    for bad in [
-        Command::Transfer(transfer(11, A, 99, 5)),
-        Command::Capture(capture(12, 10, 6)),
-        Command::Close(change(A, 0)),
-        Command::Transfer(transfer(13, NO_OVERDRAFT, A, 1)),
-    ] {
+    for bad in [Command::Capture(capture(12, 10, 6)), Command::Close(change(A, 0)), Command::Transfer(transfer(14, A, A, 1))] {
         assert!(!w.one(bad).is_success());
     }
     let mut after = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
@@ -509,4 +521,178 @@ fn a_chain_open_at_a_request_end_fails_there_and_never_reaches_the_next_request(
     assert_eq!(w.engine.execute_requests(w.now, &commands, &[4, 4], &mut results), Err(BatchError::RequestEnds { index: 1 }));
     assert_eq!(w.engine.execute_requests(w.now, &commands, &[6], &mut results), Err(BatchError::RequestEnds { index: 0 }));
     assert!(results.is_empty(), "a refused batch has no results");
+}
+
+/// Decided once: a transfer declined for a reason of state keeps that answer. Funding the
+/// account afterwards does not let the same id through, whatever kind re-sends it; an id that
+/// failed for a reason of its own (here a zero amount would not; a bad flag) is not remembered.
+#[test]
+fn an_id_declined_for_a_reason_of_state_is_decided_once() {
+    use ResultCode as R;
+    let mut w = World::new();
+    assert_eq!(w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 5))), R::ExceedsCredits);
+    assert_eq!(w.one(Command::Transfer(transfer(11, A, 99, 5))), R::CreditAccountNotFound);
+    assert_eq!(w.one(Command::Capture(capture(12, 77, 5))), R::PendingTransferNotFound);
+    w.ok(Command::Freeze(change(B, change_flags::CREDITS)));
+    assert_eq!(w.one(Command::Transfer(transfer(13, A, B, 5))), R::CreditAccountFrozen);
+    assert_eq!(w.one(Command::Transfer(transfer(14, A, A, 5))), R::AccountsMustBeDifferent);
+    w.ok(Command::Thaw(change(B, change_flags::CREDITS)));
+    w.ok(Command::Transfer(transfer(20, A, NO_OVERDRAFT, 100)));
+    w.ok(Command::Hold(transfer(77, A, B, 5)));
+    let before = (w.balance(A), w.balance(B), w.engine.transfers().len());
+    for retry in [
+        Command::Transfer(transfer(10, NO_OVERDRAFT, A, 5)),
+        Command::Transfer(transfer(11, A, B, 5)),
+        Command::Capture(capture(12, 77, 5)),
+        Command::Transfer(transfer(13, A, B, 5)),
+        Command::Hold(transfer(10, A, B, 1)),
+        Command::Debit(Transfer { ledger: EUR, ..transfer(13, A, 0, 1) }),
+    ] {
+        assert_eq!(w.one(retry), R::IdAlreadyFailed, "{retry:?}");
+    }
+    assert_eq!((w.balance(A), w.balance(B), w.engine.transfers().len()), before, "nothing moved");
+    assert_eq!(w.one(Command::Transfer(transfer(14, A, B, 5))), R::Ok, "a failure of the command itself decides nothing");
+    let failed = w.engine.failed_transfer(10).expect("remembered");
+    assert_eq!(failed.code, R::ExceedsCredits);
+    assert!(failed.timestamp > 0 && failed.timestamp < w.engine.timestamp());
+    assert!(w.engine.transfer(10).is_none() && w.engine.hold(10).is_none(), "a failed id is not a transfer");
+    // A precedence check that comes first still answers first.
+    assert_eq!(w.one(Command::Transfer(Transfer { timestamp: 1, ..transfer(10, A, B, 5) })), R::TimestampMustBeZero);
+    w.engine.check_invariants().expect("invariants");
+    let restored = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
+    assert_eq!(restored.failed_transfers(), w.engine.failed_transfers(), "a snapshot keeps failed ids");
+    assert_eq!(restored.recompute_state_digest(), w.engine.recompute_state_digest());
+}
+
+/// In a chain, the member that failed for a reason of state is decided; the members that only
+/// answered `linked_event_failed` are not, and succeed when re-sent as a fixed chain.
+#[test]
+fn in_a_failed_chain_only_the_failing_member_is_decided() {
+    use ResultCode as R;
+    let mut w = World::new();
+    let results = w.run(&[Command::Transfer(linked(transfer(10, A, B, 5))), Command::Transfer(transfer(11, NO_OVERDRAFT, A, 5))]);
+    assert_eq!(results, vec![R::LinkedEventFailed, R::ExceedsCredits]);
+    let results = w.run(&[Command::Transfer(linked(transfer(10, A, B, 5))), Command::Transfer(transfer(12, B, A, 5))]);
+    assert_eq!(results, vec![R::Ok, R::Ok]);
+    assert_eq!(w.one(Command::Transfer(transfer(11, NO_OVERDRAFT, A, 5))), R::IdAlreadyFailed);
+}
+
+/// An engine that holds `transfers_max` ids (stored and failed) cannot remember a failure: the
+/// command answers `transfers_limit_reached` and stays undecided.
+#[test]
+fn a_full_engine_answers_the_limit_instead_of_deciding() {
+    use ResultCode as R;
+    let mut w = World::with_limits(Limits { transfers_max: 2, ..Limits::default() });
+    assert_eq!(w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 5))), R::ExceedsCredits);
+    w.ok(Command::Transfer(transfer(11, A, NO_OVERDRAFT, 5)));
+    assert_eq!(w.one(Command::Transfer(transfer(12, NO_OVERDRAFT, A, 50))), R::TransfersLimitReached);
+    assert!(w.engine.failed_transfer(12).is_none());
+    assert_eq!(w.one(Command::Transfer(transfer(13, A, B, 1))), R::TransfersLimitReached);
+    w.engine.check_invariants().expect("invariants");
+}
+
+/// A new chain with a member that exists already fails whole: the existing member answers
+/// `exists`, the others `linked_event_failed`, and nothing moves (a chain [earlier capture, new
+/// fee] does not charge the fee). The same id twice inside one chain fails it too. A chain
+/// re-sent whole still answers `exists` for every member.
+#[test]
+fn a_chain_is_new_as_a_whole_or_a_retry_as_a_whole() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 50)));
+    let earlier = [Command::Capture(linked(capture(11, 10, 50))), Command::Transfer(transfer(15, A, C, 1))];
+    assert_eq!(w.run(&earlier), vec![R::Ok, R::Ok]);
+    let before = (w.balance(A), w.balance(C), w.engine.transfers().len());
+    let capture_then_fee = [Command::Capture(linked(capture(11, 10, 50))), Command::Transfer(transfer(12, A, C, 2))];
+    assert_eq!(w.run(&capture_then_fee), vec![R::Exists, R::LinkedEventFailed]);
+    let fee_then_transfer = [Command::Transfer(linked(transfer(12, A, C, 2))), Command::Transfer(transfer(15, A, C, 1))];
+    assert_eq!(w.run(&fee_then_transfer), vec![R::LinkedEventFailed, R::Exists]);
+    let twice = [
+        Command::Transfer(linked(transfer(13, A, C, 2))),
+        Command::Transfer(linked(transfer(13, A, C, 2))),
+        Command::Transfer(transfer(14, A, C, 2)),
+    ];
+    assert_eq!(w.run(&twice), vec![R::LinkedEventFailed, R::Exists, R::LinkedEventFailed]);
+    assert_eq!((w.balance(A), w.balance(C), w.engine.transfers().len()), before, "nothing moved");
+    assert!(w.engine.failed_transfers().is_empty(), "none of this decides an id");
+    let chain = [Command::Transfer(linked(transfer(12, A, C, 2))), Command::Transfer(transfer(13, A, C, 3))];
+    assert_eq!(w.run(&chain), vec![R::Ok, R::Ok]);
+    assert_eq!(w.run(&chain), vec![R::Exists, R::Exists], "a whole retry stays friendly");
+}
+
+/// A chain open at the end of its request runs its members: one that fails on its own keeps its
+/// code (and is decided, as anywhere), the others answer `linked_event_failed` and the last
+/// `linked_event_chain_open`; nothing moves.
+#[test]
+fn an_open_chain_reports_a_member_that_fails_on_its_own() {
+    use ResultCode as R;
+    let mut w = World::new();
+    let open = [
+        Command::Transfer(linked(transfer(10, A, B, 5))),
+        Command::Transfer(linked(transfer(11, NO_OVERDRAFT, A, 5))),
+        Command::Transfer(linked(transfer(12, A, B, 5))),
+    ];
+    assert_eq!(w.run(&open), vec![R::LinkedEventFailed, R::ExceedsCredits, R::LinkedEventChainOpen]);
+    let open = [Command::Transfer(linked(transfer(20, A, B, 5))), Command::Transfer(linked(transfer(21, A, B, 5)))];
+    assert_eq!(w.run(&open), vec![R::LinkedEventFailed, R::LinkedEventChainOpen]);
+    assert!(w.engine.transfers().is_empty(), "nothing moved");
+    assert_eq!(w.one(Command::Transfer(transfer(11, NO_OVERDRAFT, A, 5))), R::IdAlreadyFailed);
+    assert_eq!(w.one(Command::Transfer(transfer(20, A, B, 5))), R::Ok, "an unrun or rolled-back member is not decided");
+}
+
+/// Re-sent captures and releases compare as TigerBeetle's: "the whole hold" matches only a
+/// capture of the whole hold, and user data left zero stands for the hold's.
+#[test]
+fn a_resent_capture_of_the_whole_hold_matches_only_a_whole_capture() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 100)));
+    w.ok(Command::Capture(capture(11, 10, 60)));
+    assert_eq!(w.one(Command::Capture(capture(11, 10, u128::MAX))), R::ExistsWithDifferentAmount);
+    assert_eq!(w.one(Command::Capture(capture(11, 10, 100))), R::ExistsWithDifferentAmount);
+    assert_eq!(w.one(Command::Capture(capture(11, 10, 60))), R::Exists);
+    w.ok(Command::Hold(transfer(20, A, B, 100)));
+    w.ok(Command::Capture(capture(21, 20, u128::MAX)));
+    assert_eq!(w.one(Command::Capture(capture(21, 20, 100))), R::Exists);
+    assert_eq!(w.one(Command::Capture(capture(21, 20, u128::MAX))), R::Exists);
+    w.ok(Command::Hold(transfer(30, A, B, 7)));
+    w.ok(Command::Release(Transfer { user_data_128: 99, ..capture(31, 30, 0) }));
+    assert_eq!(w.one(Command::Release(capture(31, 30, 0))), R::ExistsWithDifferentUserData128, "zero means the hold's, not any");
+    assert_eq!(w.one(Command::Release(Transfer { user_data_128: 99, ..capture(31, 30, 7) })), R::Exists);
+}
+
+/// A release names the whole hold (0 or its amount): more is `exceeds_pending_transfer_amount`,
+/// less `pending_transfer_has_different_amount`, as in TigerBeetle.
+#[test]
+fn a_release_over_the_hold_exceeds_it() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 5)));
+    assert_eq!(w.one(Command::Release(capture(11, 10, 6))), R::ExceedsPendingTransferAmount);
+    assert_eq!(w.one(Command::Release(capture(12, 10, 4))), R::PendingTransferHasDifferentAmount);
+    w.ok(Command::Release(capture(13, 10, 5)));
+}
+
+/// A log written under the original rules replays under them: there, a chain mixing an existing
+/// member with a new one committed the new one, and a failed id could be sent again.
+#[test]
+fn batches_under_the_original_rules_keep_their_meaning() {
+    use ResultCode as R;
+    let mut w = World::new();
+    let mut results = Vec::new();
+    let mut run = |w: &mut World, commands: &[Command]| {
+        w.now += S;
+        results.clear();
+        w.engine.execute_under(Rules::Original, w.now, commands, &[], &mut results).expect("batch");
+        results.clone()
+    };
+    assert_eq!(run(&mut w, &[Command::Transfer(transfer(10, NO_OVERDRAFT, A, 5))]), vec![R::ExceedsCredits]);
+    assert!(w.engine.failed_transfers().is_empty());
+    run(&mut w, &[Command::Transfer(transfer(11, A, NO_OVERDRAFT, 5))]);
+    assert_eq!(run(&mut w, &[Command::Transfer(transfer(10, NO_OVERDRAFT, A, 5))]), vec![R::Ok]);
+    let mixed = [Command::Transfer(linked(transfer(12, A, C, 2))), Command::Transfer(transfer(11, A, NO_OVERDRAFT, 5))];
+    assert_eq!(run(&mut w, &mixed), vec![R::Ok, R::Exists]);
+    assert_eq!(w.balance(C).credits_posted, 2, "the new member was committed under the original rules");
+    w.ok(Command::Hold(transfer(20, A, B, 5)));
+    assert_eq!(run(&mut w, &[Command::Release(capture(21, 20, 6))]), vec![R::PendingTransferHasDifferentAmount]);
 }

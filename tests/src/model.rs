@@ -25,6 +25,8 @@ pub struct Model {
     pub transfers: BTreeMap<u128, Transfer>,
     /// Holds by transfer id: status and expiry (0 = never).
     pub holds: BTreeMap<u128, (HoldStatus, u64)>,
+    /// Transfer ids decided by a failure: the code and the command's timestamp.
+    pub failed: BTreeMap<u128, (R, u64)>,
     /// Last timestamp assigned.
     pub timestamp: u64,
     /// Capacity limits, mirrored from the engine under test.
@@ -69,27 +71,61 @@ impl Model {
             while end < request_end && commands[end].is_linked() {
                 end += 1;
             }
-            if end == request_end {
-                results[i..end].fill(R::LinkedEventFailed);
-                results[end - 1] = R::LinkedEventChainOpen;
-                i = end;
-                continue;
-            }
-            let saved = self.clone();
-            for k in i..=end {
-                let code = self.apply(&commands[k], ts + k as u64);
-                results[k] = code;
-                if !code.is_success() {
-                    *self = saved;
-                    results[i..=end].fill(R::LinkedEventFailed);
-                    results[k] = code;
-                    break;
-                }
-            }
-            i = end + 1;
+            let open = end == request_end;
+            let last = if open { end - 1 } else { end };
+            self.chain(&commands[i..=last], open, ts + i as u64, &mut results[i..=last]);
+            i = last + 1;
         }
         self.timestamp = (ts + commands.len() as u64 - 1).max(clock);
         results
+    }
+
+    /// One chain (or single command), as `docs/result-codes.md` says: every member new, or every
+    /// member existing; otherwise nothing takes effect, members that exist answer `exists`, the
+    /// member that failed its own code (its id decided if the code decides), the rest
+    /// `linked_event_failed`, and the last member of an open chain `linked_event_chain_open`.
+    fn chain(&mut self, members: &[Command], open: bool, ts: u64, results: &mut [R]) {
+        let saved = self.clone();
+        let run = if open { members.len() - 1 } else { members.len() };
+        let mut broke = open.then_some(members.len() - 1);
+        for k in 0..run {
+            let code = self.apply(&members[k], ts + k as u64);
+            results[k] = code;
+            let mixed = (code == R::Ok && results[..k].contains(&R::Exists)) || (code == R::Exists && results[..k].contains(&R::Ok));
+            if mixed || !code.is_success() {
+                broke = Some(k);
+                break;
+            }
+        }
+        let Some(at) = broke else { return };
+        *self = saved;
+        for (k, result) in results.iter_mut().enumerate() {
+            let keeps = k < at && *result == R::Exists || k == at && *result != R::Ok;
+            if !keeps || (open && k == members.len() - 1) {
+                *result = R::LinkedEventFailed;
+            }
+        }
+        if open {
+            *results.last_mut().expect("a member") = R::LinkedEventChainOpen;
+        }
+        results[at] = self.decide(&members[at], results[at], ts + at as u64);
+    }
+
+    /// Remembers a transfer id that failed with a code that decides it, if there is room.
+    fn decide(&mut self, command: &Command, code: R, ts: u64) -> R {
+        let Some(t) = command.as_transfer() else { return code };
+        if !code.is_decided_once() {
+            return code;
+        }
+        if self.ids() >= self.limits.transfers_max as usize {
+            return R::TransfersLimitReached;
+        }
+        self.failed.insert(t.id, (code, ts));
+        code
+    }
+
+    fn ids(&self) -> usize {
+        self.transfers.len() + self.failed.len()
     }
 
     fn apply(&mut self, command: &Command, ts: u64) -> R {
@@ -247,7 +283,10 @@ impl Model {
         }
         let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
         if let Some(e) = self.transfers.get(&t.id) {
-            return exists(&t, e, resolves, single);
+            return if resolves { resolution_exists(&t, e, &self.transfers[&e.pending_id]) } else { exists(&t, e, single) };
+        }
+        if self.failed.contains_key(&t.id) {
+            return R::IdAlreadyFailed;
         }
         let counterparty = [0, t.credit_account_id, t.debit_account_id][single as usize];
         let checks = [
@@ -322,7 +361,7 @@ impl Model {
                 c.flags & af::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && c.credits_pending + c.credits_posted + a > c.debits_posted,
                 R::ExceedsDebits,
             ),
-            (self.transfers.len() >= self.limits.transfers_max as usize, R::TransfersLimitReached),
+            (self.ids() >= self.limits.transfers_max as usize, R::TransfersLimitReached),
         ];
         if let Some(code) = first_failure(&limits) {
             return code;
@@ -355,13 +394,8 @@ impl Model {
         let Some(p) = self.transfers.get(&t.pending_id).copied() else {
             return R::PendingTransferNotFound;
         };
-        let amount = if post && t.amount == u128::MAX {
-            p.amount
-        } else if post {
-            t.amount
-        } else {
-            p.amount
-        };
+        let whole = if post { u128::MAX } else { 0 };
+        let amount = if t.amount == whole { p.amount } else { t.amount };
         let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
         let checks = [
             (p.flags & tf::PENDING == 0, R::PendingTransferNotPending),
@@ -369,8 +403,8 @@ impl Model {
             (given_differs(t.credit_account_id, p.credit_account_id), R::PendingTransferHasDifferentCreditAccountId),
             (given_differs(t.ledger as u128, p.ledger as u128), R::PendingTransferHasDifferentLedger),
             (given_differs(t.code as u128, p.code as u128), R::PendingTransferHasDifferentCode),
-            (post && amount > p.amount, R::ExceedsPendingTransferAmount),
-            (!post && given_differs(t.amount, p.amount), R::PendingTransferHasDifferentAmount),
+            (amount > p.amount, R::ExceedsPendingTransferAmount),
+            (!post && amount < p.amount, R::PendingTransferHasDifferentAmount),
         ];
         if let Some(code) = first_failure(&checks) {
             return code;
@@ -398,7 +432,7 @@ impl Model {
                 return code;
             }
         }
-        if self.transfers.len() >= self.limits.transfers_max as usize {
+        if self.ids() >= self.limits.transfers_max as usize {
             return R::TransfersLimitReached;
         }
         let (dm, cm) = self.two_accounts(p.debit_account_id, p.credit_account_id);
@@ -453,34 +487,43 @@ fn states(d: &Account, c: &Account) -> Option<R> {
     ])
 }
 
-fn exists(t: &Transfer, e: &Transfer, resolves: bool, single: u8) -> R {
-    // A field the engine fills in only counts when the client gave it.
-    let cmp = |given: u128, stored: u128, filled: bool| {
-        if filled {
-            given != 0 && given != stored
-        } else {
-            given != stored
-        }
-    };
-    let amount_differs = if t.flags & tf::POST_PENDING != 0 {
-        t.amount != u128::MAX && t.amount != e.amount
-    } else if t.flags & tf::VOID_PENDING != 0 {
-        t.amount != 0 && t.amount != e.amount
-    } else {
-        t.amount != e.amount
-    };
+fn exists(t: &Transfer, e: &Transfer, single: u8) -> R {
+    // The counterparty of a single-sided command is filled in: it only counts when given.
+    let cmp = |given: u128, stored: u128, filled: bool| if filled { given != 0 && given != stored } else { given != stored };
     first_difference(&[
         (t.flags != e.flags, R::ExistsWithDifferentFlags),
         (t.pending_id != e.pending_id, R::ExistsWithDifferentPendingId),
         (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
-        (cmp(t.debit_account_id, e.debit_account_id, resolves || single == 2), R::ExistsWithDifferentDebitAccountId),
-        (cmp(t.credit_account_id, e.credit_account_id, resolves || single == 1), R::ExistsWithDifferentCreditAccountId),
-        (amount_differs, R::ExistsWithDifferentAmount),
-        (cmp(t.user_data_128, e.user_data_128, resolves), R::ExistsWithDifferentUserData128),
-        (cmp(t.user_data_64 as u128, e.user_data_64 as u128, resolves), R::ExistsWithDifferentUserData64),
-        (cmp(t.user_data_32 as u128, e.user_data_32 as u128, resolves), R::ExistsWithDifferentUserData32),
-        (cmp(t.ledger as u128, e.ledger as u128, resolves), R::ExistsWithDifferentLedger),
-        (cmp(t.code as u128, e.code as u128, resolves), R::ExistsWithDifferentCode),
+        (cmp(t.debit_account_id, e.debit_account_id, single == 2), R::ExistsWithDifferentDebitAccountId),
+        (cmp(t.credit_account_id, e.credit_account_id, single == 1), R::ExistsWithDifferentCreditAccountId),
+        (t.amount != e.amount, R::ExistsWithDifferentAmount),
+        (t.user_data_128 != e.user_data_128, R::ExistsWithDifferentUserData128),
+        (t.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
+        (t.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
+        (t.ledger != e.ledger, R::ExistsWithDifferentLedger),
+        (t.code != e.code, R::ExistsWithDifferentCode),
+    ])
+}
+
+/// A re-sent capture or release `t` against the stored one `e` of hold `p`: accounts, ledger
+/// and code count when given; zero user data (and the whole-hold amount: u128::MAX for a
+/// capture, 0 for a release) stand for the hold's value.
+fn resolution_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> R {
+    let given = |given: u128, stored: u128| given != 0 && given != stored;
+    let or_hold = |given: u128, whole: u128, stored: u128, hold: u128| if given == whole { stored != hold } else { given != stored };
+    let whole = if t.flags & tf::POST_PENDING != 0 { u128::MAX } else { 0 };
+    first_difference(&[
+        (t.flags != e.flags, R::ExistsWithDifferentFlags),
+        (t.pending_id != e.pending_id, R::ExistsWithDifferentPendingId),
+        (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
+        (given(t.debit_account_id, e.debit_account_id), R::ExistsWithDifferentDebitAccountId),
+        (given(t.credit_account_id, e.credit_account_id), R::ExistsWithDifferentCreditAccountId),
+        (or_hold(t.amount, whole, e.amount, p.amount), R::ExistsWithDifferentAmount),
+        (or_hold(t.user_data_128, 0, e.user_data_128, p.user_data_128), R::ExistsWithDifferentUserData128),
+        (or_hold(t.user_data_64.into(), 0, e.user_data_64.into(), p.user_data_64.into()), R::ExistsWithDifferentUserData64),
+        (or_hold(t.user_data_32.into(), 0, e.user_data_32.into(), p.user_data_32.into()), R::ExistsWithDifferentUserData32),
+        (given(t.ledger.into(), e.ledger.into()), R::ExistsWithDifferentLedger),
+        (given(t.code.into(), e.code.into()), R::ExistsWithDifferentCode),
     ])
 }
 

@@ -129,9 +129,14 @@ fn simulation_matches_the_reference_model() {
     let missing: Vec<&str> = ResultCode::ALL.iter().filter(|c| !codes_seen.contains(c)).map(|c| c.name()).collect();
     eprintln!("codes never produced by the workload: {missing:?}");
     assert!(codes_seen.len() >= 80, "the workload reached only {} result codes", codes_seen.len());
-    for code in
-        [ResultCode::Ok, ResultCode::Exists, ResultCode::LinkedEventFailed, ResultCode::ExceedsCredits, ResultCode::PendingTransferExpired]
-    {
+    for code in [
+        ResultCode::Ok,
+        ResultCode::Exists,
+        ResultCode::LinkedEventFailed,
+        ResultCode::ExceedsCredits,
+        ResultCode::PendingTransferExpired,
+        ResultCode::IdAlreadyFailed,
+    ] {
         assert!(codes_seen.contains(&code), "the workload never produced {code}");
     }
 }

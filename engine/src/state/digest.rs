@@ -3,9 +3,9 @@
 //! every recorded value without an O(state) pass.
 //!
 //! The state is a set of items (ledgers, accounts, transfers, hold states, balance-history
-//! entries), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
-//! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers
-//! and history entries are append-only, so settling hashes the ones added since the last
+//! entries, failed transfer ids), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
+//! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers,
+//! history entries and failed ids are append-only, so settling hashes the ones added since the last
 //! settle; an account or hold that changes is put on a dirty list once (a flag check), and
 //! settling replaces its old term (cached, 16 bytes per account) with the new one. A hot account
 //! changed a thousand times between two checkpoints is hashed once. Linked-chain rollback needs
@@ -29,7 +29,7 @@
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::id_hash::IdMap;
-use crate::state::{BalanceEntry, Engine, Hold};
+use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold};
 use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
@@ -43,6 +43,7 @@ mod seed {
     pub const TRANSFER: u64 = 3;
     pub const HOLD: u64 = 4;
     pub const BALANCE_ENTRY: u64 = 5;
+    pub const FAILED_TRANSFER: u64 = 6;
 }
 
 /// The digest's running sum and what has changed since it was settled.
@@ -54,6 +55,7 @@ pub(crate) struct DigestState {
     ledgers_settled: usize,
     transfers_settled: usize,
     history_settled: usize,
+    failed_settled: usize,
     /// The term each settled account contributes, by account index.
     account_terms: Vec<u128>,
     /// Accounts changed since the last settle (each once, see `AccountMeta::digest_dirty`).
@@ -91,6 +93,14 @@ fn hold_term(transfer_id: u128, hold: &Hold) -> u128 {
     xxh3_128_with_seed(&bytes, seed::HOLD)
 }
 
+fn failed_transfer_term(failed: &FailedTransfer) -> u128 {
+    let mut bytes = [0u8; 28];
+    bytes[..16].copy_from_slice(&failed.id.to_le_bytes());
+    bytes[16..24].copy_from_slice(&failed.timestamp.to_le_bytes());
+    bytes[24..28].copy_from_slice(&(failed.code as u32).to_le_bytes());
+    xxh3_128_with_seed(&bytes, seed::FAILED_TRANSFER)
+}
+
 fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
     let mut bytes = [0u8; 88];
     bytes[..16].copy_from_slice(&account_id.to_le_bytes());
@@ -125,6 +135,10 @@ impl DigestState {
             self.sum = self.sum.wrapping_add(balance_entry_term(id, entry));
         }
         self.history_settled = engine.balance_history.len();
+        for failed in &engine.failed[self.failed_settled..] {
+            self.sum = self.sum.wrapping_add(failed_transfer_term(failed));
+        }
+        self.failed_settled = engine.failed.len();
     }
 
     /// Replaces the terms of the accounts and holds changed since.
@@ -209,6 +223,7 @@ impl Engine {
         self.transfers.iter().for_each(|t| add(transfer_term(t)));
         self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.transfers[index as usize].id, hold)));
         self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
+        self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         sum
     }
 
@@ -228,6 +243,11 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     hasher.update(&engine.timestamp.to_le_bytes());
     for n in [engine.ledgers.len(), engine.accounts.len(), engine.transfers.len(), engine.holds.len(), engine.balance_history.len()] {
         hasher.update(&(n as u64).to_le_bytes());
+    }
+    // Counted only when there are any, so a state without failed ids (every state before they
+    // existed) keeps the digest its logged checkpoints recorded.
+    if !engine.failed.is_empty() {
+        hasher.update(&(engine.failed.len() as u64).to_le_bytes());
     }
     *hasher.finalize().as_bytes()
 }

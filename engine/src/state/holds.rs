@@ -52,7 +52,7 @@ impl Engine {
             Ok(after) => after,
             Err(code) => return code,
         };
-        if self.transfers.len() >= self.limits.transfers_max as usize {
+        if self.ids_full() {
             return R::TransfersLimitReached;
         }
         let stored = Transfer {
@@ -101,7 +101,7 @@ impl Engine {
         if t.timeout != 0 {
             return Err(R::TimeoutReservedForPendingTransfer);
         }
-        let Some(&pi) = self.transfer_index.get(&t.pending_id) else {
+        let Some(IdSlot::Transfer(pi)) = self.find_transfer_id(t.pending_id) else {
             return Err(R::PendingTransferNotFound);
         };
         let p = self.transfers[pi as usize];
@@ -120,18 +120,7 @@ impl Engine {
         if t.code != 0 && t.code != p.code {
             return Err(R::PendingTransferHasDifferentCode);
         }
-        let amount = if post {
-            let amount = if t.amount == u128::MAX { p.amount } else { t.amount };
-            if amount > p.amount {
-                return Err(R::ExceedsPendingTransferAmount);
-            }
-            amount
-        } else {
-            if t.amount != 0 && t.amount != p.amount {
-                return Err(R::PendingTransferHasDifferentAmount);
-            }
-            p.amount
-        };
+        let amount = self.resolved_amount(t, &p, post)?;
         let hold = self.holds[&pi];
         match hold.status {
             HoldStatus::Pending => {}
@@ -143,6 +132,26 @@ impl Engine {
             return Err(R::PendingTransferExpired);
         }
         Ok((pi, p, amount, hold))
+    }
+
+    /// The amount a capture posts (u128::MAX: the whole hold) or a release gives back (always
+    /// the whole hold; 0 names it). Over the hold's amount is `exceeds_pending_transfer_amount`
+    /// for both; a release of less is `pending_transfer_has_different_amount`. Under
+    /// [`Rules::Original`] any other release amount was the latter.
+    fn resolved_amount(&self, t: &Transfer, p: &Transfer, post: bool) -> Result<u128, ResultCode> {
+        use ResultCode as R;
+        let whole = if post { u128::MAX } else { 0 };
+        let amount = if t.amount == whole { p.amount } else { t.amount };
+        if !post && self.rules == Rules::Original {
+            return if amount != p.amount { Err(R::PendingTransferHasDifferentAmount) } else { Ok(amount) };
+        }
+        if amount > p.amount {
+            return Err(R::ExceedsPendingTransferAmount);
+        }
+        if !post && amount < p.amount {
+            return Err(R::PendingTransferHasDifferentAmount);
+        }
+        Ok(amount)
     }
 
     /// Both accounts' balances once the hold is resolved (its reservation gone, `amount` posted

@@ -24,6 +24,7 @@ use crate::id_hash::{IdMap, RUN_BITS, RUN_IDS};
 use crate::command::Command;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
 use crate::result::ResultCode;
+use crate::rules::Rules;
 use crate::types::{
     account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account, AccountChange, Ledger, Transfer,
 };
@@ -35,6 +36,42 @@ const WARM_CHUNK: usize = 256;
 
 /// "No index" in the intrusive lists.
 pub(crate) const NONE: u32 = u32::MAX;
+
+/// Marks a `transfer_index` value as an index into `failed` rather than `transfers`: one probe
+/// answers "stored", "failed before" or "new". `Limits::transfers_max` stays below it.
+pub(crate) const FAILED_TAG: u32 = 1 << 31;
+
+/// What an id in `transfer_index` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdSlot {
+    /// A stored transfer, by index.
+    Transfer(u32),
+    /// A remembered failure, by index into `failed`.
+    Failed(u32),
+}
+
+impl IdSlot {
+    fn of(value: u32) -> IdSlot {
+        if value & FAILED_TAG != 0 {
+            IdSlot::Failed(value & !FAILED_TAG)
+        } else {
+            IdSlot::Transfer(value)
+        }
+    }
+}
+
+/// A transfer id whose command failed with a code that decides it for good
+/// ([`ResultCode::is_decided_once`]): every later command with the id answers
+/// `id_already_failed`, so a declined payment cannot succeed on a retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FailedTransfer {
+    /// The transfer id.
+    pub id: u128,
+    /// The timestamp the failing command was given.
+    pub timestamp: u64,
+    /// The code it failed with.
+    pub code: ResultCode,
+}
 
 /// The four balances of an account (or their sums over many accounts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -218,7 +255,11 @@ pub struct Engine {
     pub(crate) transfers: Vec<Transfer>,
     /// For each transfer: the previous transfer of its debit account and of its credit account.
     pub(crate) transfer_links: Vec<[u32; 2]>,
+    /// Every transfer id the engine answers for: a stored transfer's index, or `FAILED_TAG` and
+    /// an index into `failed`.
     pub(crate) transfer_index: IdMap<u128, u32>,
+    /// Transfer ids whose outcome was decided by a failure, in the order they failed.
+    pub(crate) failed: Vec<FailedTransfer>,
     pub(crate) holds: IdMap<u32, Hold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
@@ -227,6 +268,8 @@ pub struct Engine {
     pub(crate) timestamp: u64,
     /// The state digest's running sum and what changed since it was last settled (see `digest`).
     pub(crate) digest: DigestState,
+    /// The rules of the batch being applied (see [`Rules`]).
+    rules: Rules,
     undo: Vec<Undo>,
     recording: bool,
 }
@@ -255,6 +298,7 @@ impl Engine {
     /// An empty engine with the given limits.
     pub fn new(limits: Limits) -> Engine {
         assert!(limits.transfers_max < NONE && limits.accounts_max < NONE, "indexes are u32 with NONE reserved");
+        assert!(limits.transfers_max <= FAILED_TAG, "transfer indexes leave the failed-id tag bit free");
         Engine {
             limits,
             ledgers: Vec::new(),
@@ -267,11 +311,13 @@ impl Engine {
             transfers: Vec::new(),
             transfer_links: Vec::new(),
             transfer_index: IdMap::default(),
+            failed: Vec::new(),
             holds: IdMap::default(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             timestamp: 0,
             digest: DigestState::default(),
+            rules: Rules::CURRENT,
             undo: Vec::new(),
             recording: false,
         }
@@ -330,6 +376,20 @@ impl Engine {
         request_ends: &[u32],
         results: &mut Vec<ResultCode>,
     ) -> Result<BatchInfo, BatchError> {
+        self.execute_under(Rules::CURRENT, now, commands, request_ends, results)
+    }
+
+    /// As [`Engine::execute_requests`] under the given rules: what a replay calls with the
+    /// rules a log entry was written under.
+    pub fn execute_under(
+        &mut self,
+        rules: Rules,
+        now: u64,
+        commands: &[Command],
+        request_ends: &[u32],
+        results: &mut Vec<ResultCode>,
+    ) -> Result<BatchInfo, BatchError> {
+        self.rules = rules;
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(BatchError::TooLarge { len: commands.len() });
         }
@@ -396,15 +456,71 @@ impl Engine {
     /// ends, so a chain open there fails.
     fn execute_chain(&mut self, commands: &[Command], start: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if !commands[start].is_linked() {
-            out[start] = self.apply(&commands[start], first_ts + start as u64);
+            let code = self.apply(&commands[start], first_ts + start as u64);
+            out[start] = self.decide(&commands[start], code, first_ts + start as u64);
             return start + 1;
         }
         let mut end = start;
         while end < commands.len() && commands[end].is_linked() {
             end += 1;
         }
+        let open = end == commands.len();
+        if self.rules == Rules::Original {
+            return self.execute_chain_original(commands, start, end, first_ts, out);
+        }
+        // An open chain runs up to its last member, which answers `linked_event_chain_open`.
+        let last = if open { end - 1 } else { end };
+        debug_assert!(self.undo.is_empty());
+        self.recording = true;
+        let broken = self.run_chain(commands, start, last + usize::from(!open), first_ts, out);
+        if let Some(at) = broken.or(open.then_some(last)) {
+            self.rollback();
+            for code in &mut out[start..at] {
+                if *code != ResultCode::Exists {
+                    *code = ResultCode::LinkedEventFailed;
+                }
+            }
+            // The breaking member keeps a failure or `exists`; a new member that met an existing
+            // one, or the unrun last member of an open chain, did nothing wrong itself.
+            if at == last && open {
+                out[at] = ResultCode::LinkedEventChainOpen;
+            } else if out[at] == ResultCode::Ok {
+                out[at] = ResultCode::LinkedEventFailed;
+            }
+            out[at + 1..=last].fill(ResultCode::LinkedEventFailed);
+            if open {
+                out[last] = ResultCode::LinkedEventChainOpen;
+            }
+            out[at] = self.decide(&commands[at], out[at], first_ts + at as u64);
+        }
+        self.recording = false;
+        self.undo.clear();
+        last + 1
+    }
+
+    /// Applies `commands[start..stop]` in order while the chain holds; returns where it broke:
+    /// a member that failed, or the first whose outcome mixes a new member with an existing
+    /// one (a chain is new as a whole, or a retry as a whole). `out` holds each run member's code.
+    fn run_chain(&mut self, commands: &[Command], start: usize, stop: usize, first_ts: u64, out: &mut [ResultCode]) -> Option<usize> {
+        let (mut new, mut existing) = (false, false);
+        for k in start..stop {
+            let code = self.apply(&commands[k], first_ts + k as u64);
+            out[k] = code;
+            match code {
+                ResultCode::Ok if existing => return Some(k),
+                ResultCode::Ok => new = true,
+                ResultCode::Exists if new => return Some(k),
+                ResultCode::Exists => existing = true,
+                _ => return Some(k),
+            }
+        }
+        None
+    }
+
+    /// A chain under [`Rules::Original`]: `exists` never broke it, and a chain open at its
+    /// request's end ran nothing.
+    fn execute_chain_original(&mut self, commands: &[Command], start: usize, end: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if end == commands.len() {
-            // The request ends inside the chain: nothing in it runs.
             out[start..end].fill(ResultCode::LinkedEventFailed);
             out[end - 1] = ResultCode::LinkedEventChainOpen;
             return end;
@@ -424,6 +540,37 @@ impl Engine {
         self.recording = false;
         self.undo.clear();
         end + 1
+    }
+
+    /// A command's final code: a transfer that failed with a code that decides its id
+    /// ([`ResultCode::is_decided_once`]) has the id remembered, outside any chain's undo log.
+    /// When no id can be remembered (the engine holds `transfers_max` ids), it answers
+    /// `transfers_limit_reached` instead and nothing is decided.
+    fn decide(&mut self, command: &Command, code: ResultCode, ts: u64) -> ResultCode {
+        if self.rules == Rules::Original || !code.is_decided_once() {
+            return code;
+        }
+        let Some(t) = command.as_transfer() else {
+            return code;
+        };
+        debug_assert!(!self.recording && !self.transfer_index.contains_key(&t.id));
+        if self.ids_full() {
+            return ResultCode::TransfersLimitReached;
+        }
+        let index = self.failed.len() as u32;
+        self.transfer_index.insert(t.id, FAILED_TAG | index);
+        self.failed.push(FailedTransfer { id: t.id, timestamp: ts, code });
+        code
+    }
+
+    /// Whether the engine holds `transfers_max` transfer ids (stored and failed).
+    pub(crate) fn ids_full(&self) -> bool {
+        self.transfers.len() + self.failed.len() >= self.limits.transfers_max as usize
+    }
+
+    /// What a transfer id names, if anything.
+    pub(crate) fn find_transfer_id(&self, id: u128) -> Option<IdSlot> {
+        self.transfer_index.get(&id).map(|&value| IdSlot::of(value))
     }
 
     fn apply(&mut self, command: &Command, ts: u64) -> ResultCode {

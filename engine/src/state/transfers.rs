@@ -19,8 +19,10 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
-        if let Some(&e) = self.transfer_index.get(&t.id) {
-            return transfer_exists(&t, sides, &self.transfers[e as usize]);
+        match self.find_transfer_id(t.id) {
+            Some(IdSlot::Transfer(e)) => return self.transfer_exists(&t, sides, &self.transfers[e as usize]),
+            Some(IdSlot::Failed(_)) => return R::IdAlreadyFailed,
+            None => {}
         }
         if (t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1 {
             return R::FlagsAreMutuallyExclusive;
@@ -148,7 +150,7 @@ impl Engine {
         if c.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > cb.debits_posted {
             return R::ExceedsDebits;
         }
-        if self.transfers.len() >= self.limits.transfers_max as usize {
+        if self.ids_full() {
             return R::TransfersLimitReached;
         }
         debug_assert_eq!((db.debits_pending + db.debits_posted, cb.credits_pending + cb.credits_posted), (debits, credits));
@@ -197,10 +199,72 @@ pub(super) fn check_states(d: &Account, c: &Account) -> Option<ResultCode> {
     None
 }
 
-/// Compares a re-sent transfer with the stored one. Fields the engine fills in (the
-/// counterparty of a single-sided command; accounts, ledger, code and user data of a
-/// capture/release) only count when the client set them.
-pub(super) fn transfer_exists(t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
+impl Engine {
+    /// Compares a re-sent transfer with the stored one `e`. Fields the engine fills in (the
+    /// counterparty of a single-sided command; accounts, ledger and code of a capture/release)
+    /// only count when the client set them. A re-sent capture or release compares as
+    /// TigerBeetle's does: `amount = u128::MAX` (capture) or 0 (release) means "the whole hold",
+    /// so it matches only a capture of the whole hold; user data left zero means "the hold's".
+    fn transfer_exists(&self, t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
+        use ResultCode as R;
+        if t.flags != e.flags {
+            return R::ExistsWithDifferentFlags;
+        }
+        if t.pending_id != e.pending_id {
+            return R::ExistsWithDifferentPendingId;
+        }
+        if t.timeout != e.timeout {
+            return R::ExistsWithDifferentTimeout;
+        }
+        let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
+        if resolves && self.rules != Rules::Original {
+            let Some(IdSlot::Transfer(p)) = self.find_transfer_id(e.pending_id) else {
+                unreachable!("a stored capture or release names a stored hold");
+            };
+            return resolution_exists(t, e, &self.transfers[p as usize]);
+        }
+        transfer_exists_original(t, sides, e)
+    }
+}
+
+/// A re-sent capture or release against the stored one `e` of hold `p`, TigerBeetle's way.
+fn resolution_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> ResultCode {
+    use ResultCode as R;
+    let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
+    // Zero (or, for a capture's amount, u128::MAX) stands for the hold's value.
+    let differs = |given: u128, whole: u128, stored: u128, hold: u128| if given == whole { stored != hold } else { given != stored };
+    if given_differs(t.debit_account_id, e.debit_account_id) {
+        return R::ExistsWithDifferentDebitAccountId;
+    }
+    if given_differs(t.credit_account_id, e.credit_account_id) {
+        return R::ExistsWithDifferentCreditAccountId;
+    }
+    let whole = if t.flags & tf::POST_PENDING != 0 { u128::MAX } else { 0 };
+    if differs(t.amount, whole, e.amount, p.amount) {
+        return R::ExistsWithDifferentAmount;
+    }
+    if differs(t.user_data_128, 0, e.user_data_128, p.user_data_128) {
+        return R::ExistsWithDifferentUserData128;
+    }
+    if differs(t.user_data_64.into(), 0, e.user_data_64.into(), p.user_data_64.into()) {
+        return R::ExistsWithDifferentUserData64;
+    }
+    if differs(t.user_data_32.into(), 0, e.user_data_32.into(), p.user_data_32.into()) {
+        return R::ExistsWithDifferentUserData32;
+    }
+    if given_differs(t.ledger.into(), e.ledger.into()) {
+        return R::ExistsWithDifferentLedger;
+    }
+    if given_differs(t.code.into(), e.code.into()) {
+        return R::ExistsWithDifferentCode;
+    }
+    R::Exists
+}
+
+/// Compares a re-sent transfer with the stored one, after flags, pending id and timeout: every
+/// kind under the current rules but captures and releases, and all of them under
+/// [`Rules::Original`].
+fn transfer_exists_original(t: &Transfer, sides: Sides, e: &Transfer) -> ResultCode {
     use ResultCode as R;
     let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
     let differs = |given: u128, stored: u128, filled: bool| {
@@ -210,15 +274,6 @@ pub(super) fn transfer_exists(t: &Transfer, sides: Sides, e: &Transfer) -> Resul
             given != stored
         }
     };
-    if t.flags != e.flags {
-        return R::ExistsWithDifferentFlags;
-    }
-    if t.pending_id != e.pending_id {
-        return R::ExistsWithDifferentPendingId;
-    }
-    if t.timeout != e.timeout {
-        return R::ExistsWithDifferentTimeout;
-    }
     if differs(t.debit_account_id, e.debit_account_id, resolves || sides == Sides::CreditOnly) {
         return R::ExistsWithDifferentDebitAccountId;
     }

@@ -194,7 +194,7 @@ struct OwnedEntry {
 const APPLY_STOPPED: &str = "the replay stopped";
 
 /// Something that watches every applied batch (log dump, statements).
-type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode]) + 'a;
+type Observer<'a> = dyn FnMut(&EntryRef<'_>, &Body, &[Command], &[ResultCode], &Engine) + 'a;
 
 /// Verifies the whole log from genesis and applies it up to `until` into a fresh engine (or a
 /// snapshot checked against genesis), checking the batch invariants after every batch and every
@@ -379,7 +379,7 @@ impl Applier {
             }
             Body::Checkpoint(_) => self.checkpoints += 1,
         }
-        observe(&entry, &body, self.replayer.commands(), self.replayer.results());
+        observe(&entry, &body, self.replayer.commands(), self.replayer.results(), &self.engine);
         self.applied = (entry.seq, entry.hash);
         if self.check_at.as_ref().is_some_and(|(h, _)| h.seq == entry.seq) {
             self.compare_snapshot(entry.hash)?;
@@ -491,7 +491,7 @@ pub fn run_replay(args: ReplayArgs, fetch_head: FetchHead<'_>) -> Result<()> {
         }
         None => None,
     };
-    let mut outcome = replay(&args.data, until, args.from_snapshot.as_deref(), !args.json, &mut |_, _, _, _| {})?;
+    let mut outcome = replay(&args.data, until, args.from_snapshot.as_deref(), !args.json, &mut |_, _, _, _, _| {})?;
     let digest = outcome.engine.state_digest();
     let engine = &outcome.engine;
     let verify = server.map(|(addr, status)| {
@@ -651,7 +651,7 @@ pub fn run_statement(args: StatementArgs) -> Result<()> {
     let to = args.to.as_deref().map(parse_time).transpose()?;
     let from = args.from.as_deref().map(parse_time).transpose()?.unwrap_or(0);
     let until = to.map_or(Until::End, Until::Time);
-    let outcome = replay(&args.data, until, None, !(args.json || args.csv), &mut |_, _, _, _| {})?;
+    let outcome = replay(&args.data, until, None, !(args.json || args.csv), &mut |_, _, _, _, _| {})?;
     let engine = &outcome.engine;
     let lines = engine.statement(args.account).map_err(anyhow::Error::msg)?;
     let account = engine.account(args.account).expect("the statement found it");
@@ -747,6 +747,20 @@ fn statement_text(heading: &str, shown: &[&StatementLine], last: Option<&Stateme
     );
 }
 
+/// What `log dump` adds to a transfer's result that concerns its id's remembered failure: the
+/// failure that decided it (for `id_already_failed`), or that this failure now decides it.
+fn failure_note(command: &Command, result: ResultCode, engine: &Engine) -> Option<String> {
+    let t = command.as_transfer()?;
+    let failed = engine.failed_transfer(t.id)?;
+    if result == ResultCode::IdAlreadyFailed {
+        Some(format!("id {} failed at {} with {}", t.id, show_time(failed.timestamp), failed.code))
+    } else if result == failed.code {
+        Some(format!("id {} decided: later commands with it answer id_already_failed", t.id))
+    } else {
+        None
+    }
+}
+
 fn parse_range(text: &str) -> Result<(u64, u64)> {
     let (a, b) = match text.split_once("..") {
         Some((a, b)) => (a.trim().parse()?, b.trim().parse()?),
@@ -766,31 +780,38 @@ pub fn run_log(op: LogOp) -> Result<()> {
     match op {
         LogOp::Dump { data, seq, json } => {
             let (a, b) = parse_range(&seq)?;
-            let mut observe = |entry: &EntryRef<'_>, body: &Body, commands: &[Command], results: &[ResultCode]| {
+            let mut observe = |entry: &EntryRef<'_>, body: &Body, commands: &[Command], results: &[ResultCode], engine: &Engine| {
                 if entry.seq < a {
                     return;
                 }
                 let place = format!("{} @{}", bursar_wal::segment_name(entry.segment), entry.offset);
                 match body {
-                    Body::Batch { now } if json => {
-                        let cmds: Vec<_> =
-                            commands.iter().zip(results).map(|(c, r)| json!({"command": c.describe(), "result": r.name()})).collect();
+                    Body::Batch { now, rules } if json => {
+                        let cmds: Vec<_> = commands
+                            .iter()
+                            .zip(results)
+                            .map(|(c, r)| json!({"command": c.describe(), "result": r.name(), "why": failure_note(c, *r, engine)}))
+                            .collect();
                         out!(
                             "{}",
-                            json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "batch", "now": now, "commands": cmds})
+                            json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "batch", "now": now, "rules": rules.version(), "commands": cmds})
                         );
                     }
-                    Body::Batch { now } => {
+                    Body::Batch { now, rules } => {
                         let what = if commands.is_empty() { "clock tick".to_string() } else { format!("batch of {}", commands.len()) };
                         out!(
-                            "entry {} at {} ({place}) {what}, now {}, hash {}",
+                            "entry {} at {} ({place}) {what}, now {}, rules {}, hash {}",
                             entry.seq,
                             show_time(entry.timestamp),
                             show_time(*now),
+                            rules.version(),
                             hex(&entry.hash)
                         );
                         for (k, (c, r)) in commands.iter().zip(results).enumerate() {
-                            out!("  [{k}] {} -> {}", c.describe(), r.name());
+                            match failure_note(c, *r, engine) {
+                                Some(note) => out!("  [{k}] {} -> {} ({note})", c.describe(), r.name()),
+                                None => out!("  [{k}] {} -> {}", c.describe(), r.name()),
+                            }
                         }
                     }
                     Body::Checkpoint(cp) if json => out!(
