@@ -212,6 +212,13 @@ impl Client {
         reply::decode_metrics(&body).map_err(ClientError::Protocol)
     }
 
+    /// What became of each transfer id: stored, failed (with the code that decided it), or unknown.
+    pub async fn lookup_outcomes(&self, ids: Vec<u128>) -> Result<Vec<protocol::Outcome>, ClientError> {
+        let asked = ids.len();
+        let (_, body) = self.call(&Request::LookupOutcomes(ids)).await?;
+        reply::decode_outcomes(&body, asked).map_err(ClientError::Protocol)
+    }
+
     /// Transfers by id: `None` where not found.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<Option<Transfer>>, ClientError> {
         let (_, body) = self.call(&Request::LookupTransfers(ids)).await?;

@@ -520,7 +520,7 @@ async fn serve_stream(
         Read::TooLong => {
             let _ = recv.stop(0u32.into());
             malformed = true;
-            Err(error_frame(0, 0, ProtocolError::FrameTooLarge))
+            Err(error_frame(&buffer, ProtocolError::FrameTooLarge))
         }
         Read::Stalled => {
             // It holds admission permits and a buffer: it may not keep them by sending slowly.
@@ -530,7 +530,7 @@ async fn serve_stream(
             if stalls > streams.limits.stalls_per_connection_max || !address_ok {
                 share.close_for(CLOSE_STALLING, b"too many stalled requests", &streams.cool_offs);
             }
-            Err(error_frame(0, 0, ProtocolError::Truncated))
+            Err(error_frame(&buffer, ProtocolError::Truncated))
         }
         Read::Gone => return streams.frames.give_back(buffer), // the client went away
     };
@@ -561,7 +561,10 @@ async fn serve_stream(
     drop(in_flight);
 }
 
-fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> {
+/// The error frame for the request whose bytes (so far) are `request`: it echoes the request
+/// id and operation by the one rule of [`protocol::echo`].
+fn error_frame(request: &[u8], error: ProtocolError) -> Vec<u8> {
+    let (request_id, operation) = protocol::echo(request);
     let mut frame = Vec::new();
     protocol::encode_error(request_id, operation, error, &mut frame);
     frame
@@ -572,27 +575,13 @@ fn error_frame(request_id: u64, operation: u8, error: ProtocolError) -> Vec<u8> 
 #[allow(clippy::type_complexity)]
 fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<(oneshot::Receiver<Reply>, u64, u8), Vec<u8>> {
     *malformed = true;
-    let (header, body) = match protocol::decode_frame(bytes) {
-        Ok(frame) => frame,
-        // A well-formed header with the wrong amount of body: answer with its request id.
-        Err(e @ (ProtocolError::Truncated | ProtocolError::LengthMismatch)) if bytes.len() >= HEADER_SIZE => {
-            let header = protocol::decode_header(bytes[..HEADER_SIZE].try_into().expect("checked length"));
-            return Err(match header {
-                Ok(header) => error_frame(header.request_id, header.operation, e),
-                Err(e) => error_frame(0, 0, e),
-            });
-        }
-        Err(e) => return Err(error_frame(0, 0, e)),
-    };
-    let request = match Request::decode_reusing(&header, body, sequencer.spare_commands()) {
-        Ok(request) => request,
-        Err(e) => return Err(error_frame(header.request_id, header.operation, e)),
-    };
+    let (header, body) = protocol::decode_frame(bytes).map_err(|e| error_frame(bytes, e))?;
+    let request = Request::decode_reusing(&header, body, sequencer.spare_commands()).map_err(|e| error_frame(bytes, e))?;
     *malformed = false;
     let (reply, answer) = oneshot::channel();
     if sequencer.try_submit(Job { request, reply }).is_err() {
         let error = if sequencer.is_stopped() { ProtocolError::ShuttingDown } else { ProtocolError::Busy };
-        return Err(error_frame(header.request_id, header.operation, error));
+        return Err(error_frame(bytes, error));
     }
     Ok((answer, header.request_id, header.operation))
 }

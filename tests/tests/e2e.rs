@@ -715,3 +715,71 @@ async fn a_connection_flooding_malformed_frames_is_closed_and_others_are_served(
     stop(running).await;
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// A declined transfer's id stays declined over the wire and across a restart (by replay and by
+/// snapshot): a retry after the account was funded answers `id_already_failed`, and the outcome
+/// lookup says which code decided it; an unknown id is unknown and a stored one stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_id_stays_declined_across_a_restart_and_its_outcome_says_why() {
+    use bursar_net::protocol::OutcomeStatus;
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-decided-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = SequencerConfig { snapshot_every_entries: 0, snapshot_on_stop: false, ..SequencerConfig::default() };
+    let running = start_with(&dir, config.clone());
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let mut setup = setup_commands();
+    setup.push(Command::CreateAccount(bursar_engine::Account {
+        id: 500,
+        ledger: 1,
+        code: 1,
+        flags: bursar_engine::account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+        ..Default::default()
+    }));
+    assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let spend = |id: u128| {
+        Command::Transfer(Transfer {
+            id,
+            debit_account_id: 500,
+            credit_account_id: 1,
+            amount: 10,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        })
+    };
+    let fund = Command::Transfer(Transfer {
+        id: 2,
+        debit_account_id: 1,
+        credit_account_id: 500,
+        amount: 100,
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    });
+    assert_eq!(client.submit(vec![spend(1)]).await.expect("submit"), vec![ResultCode::ExceedsCredits]);
+    assert_eq!(client.submit(vec![fund]).await.expect("submit"), vec![ResultCode::Ok]);
+    assert_eq!(client.submit(vec![spend(1)]).await.expect("submit"), vec![ResultCode::IdAlreadyFailed]);
+    drop(client);
+    drop(stop(running).await);
+    // Replayed from the log; replayed again and a snapshot written on stop; restored from it.
+    for snapshot_on_stop in [false, true, false] {
+        let running = start_with(&dir, SequencerConfig { snapshot_on_stop, ..config.clone() });
+        let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+        assert_eq!(client.submit(vec![spend(1)]).await.expect("submit"), vec![ResultCode::IdAlreadyFailed]);
+        let outcomes = client.lookup_outcomes(vec![1, 2, 3]).await.expect("outcomes");
+        let seen: Vec<_> = outcomes.iter().map(|o| (o.id, o.status, o.code)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, OutcomeStatus::Failed, ResultCode::ExceedsCredits),
+                (2, OutcomeStatus::Stored, ResultCode::Ok),
+                (3, OutcomeStatus::Unknown, ResultCode::Ok)
+            ]
+        );
+        assert!(outcomes[0].timestamp > 0 && outcomes[0].timestamp < outcomes[1].timestamp, "declined before it was funded");
+        drop(client);
+        drop(stop(running).await);
+    }
+    assert!(bursar_wal::list_snapshots(&FsStorage::open_read_only(dir.join("log")).expect("dir")).expect("list").len() == 1);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

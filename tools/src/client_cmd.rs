@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use bursar_audit::format_minor;
 use bursar_engine::{account_flags, change_flags, filter_flags, Account, AccountChange, AccountFilter, Command, Ledger, Transfer};
 use bursar_net::client::{Client, LedgerView};
+use bursar_net::protocol::{Outcome, OutcomeStatus};
 use clap::{Args, Subcommand};
 use rust_decimal::Decimal;
 
@@ -346,9 +347,10 @@ async fn show_accounts(client: &Client, ids: Vec<u128>, json: bool) -> Result<()
 }
 
 async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
-    for (id, transfer) in ids.iter().zip(client.lookup_transfers(ids.clone()).await?) {
+    let outcomes = client.lookup_outcomes(ids.clone()).await?;
+    for ((id, transfer), outcome) in ids.iter().zip(client.lookup_transfers(ids.clone()).await?).zip(outcomes) {
         let Some(t) = transfer else {
-            println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("transfer {id}: not found") });
+            println!("{}", not_stored(*id, &outcome, json));
             continue;
         };
         let l = ledger(client, t.ledger).await?.ledger;
@@ -371,6 +373,27 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
         }
     }
     Ok(())
+}
+
+/// What `transfers` prints for an id with no stored transfer: declined for good (with the code
+/// and time that decided it), or unknown.
+fn not_stored(id: u128, outcome: &Outcome, json: bool) -> String {
+    let failed = outcome.status == OutcomeStatus::Failed;
+    match (json, failed) {
+        (true, true) => format!(
+            "{{\"id\":\"{id}\",\"found\":false,\"failed\":{{\"result\":\"{}\",\"code\":{},\"timestamp\":{}}}}}",
+            outcome.code.name(),
+            outcome.code as u32,
+            outcome.timestamp
+        ),
+        (true, false) => format!("{{\"id\":\"{id}\",\"found\":false}}"),
+        (false, true) => format!(
+            "transfer {id}: declined with {} at {}; the id is decided: a command with it answers id_already_failed",
+            outcome.code.name(),
+            outcome.timestamp
+        ),
+        (false, false) => format!("transfer {id}: not found"),
+    }
 }
 
 async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, balances: bool, json: bool) -> Result<()> {

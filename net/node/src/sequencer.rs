@@ -7,12 +7,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bursar_engine::batch::Input;
-use bursar_engine::{Command, ResultCode, BATCH_COMMANDS_MAX};
+use bursar_engine::{Command, Engine, ResultCode, BATCH_COMMANDS_MAX};
 use bursar_wal::Storage;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use bursar_wire::protocol::{ProtocolError, Request};
+use bursar_wire::protocol::{Outcome, OutcomeStatus, ProtocolError, Request};
 use bursar_wire::reply::Reply;
 
 use crate::node::Node;
@@ -309,6 +309,17 @@ fn join_requests(jobs: &[Job], (commands, request_ends): &mut (Vec<Command>, Vec
     }
 }
 
+/// What became of a transfer id: stored, decided by a failure, or neither.
+fn outcome(engine: &Engine, id: u128) -> Outcome {
+    if let Some(t) = engine.transfer(id) {
+        return Outcome { id, status: OutcomeStatus::Stored, timestamp: t.timestamp, code: ResultCode::Ok };
+    }
+    match engine.failed_transfer(id) {
+        Some(f) => Outcome { id, status: OutcomeStatus::Failed, timestamp: f.timestamp, code: f.code },
+        None => Outcome { id, status: OutcomeStatus::Unknown, timestamp: 0, code: ResultCode::Ok },
+    }
+}
+
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
     let reply = match &job.request {
         Request::Status => Reply::Status(node.status()),
@@ -322,6 +333,7 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::GetAccountTransfers(filter) => Reply::AccountTransfers(node.engine().get_account_transfers(filter)),
         Request::GetAccountBalances(filter) => Reply::Balances(node.engine().get_account_balances(filter)),
         Request::LedgerTotals(ids) => Reply::LedgerTotals(ids.iter().map(|id| node.engine().ledger_totals(*id)).collect()),
+        Request::LookupOutcomes(ids) => Reply::Outcomes(ids.iter().map(|id| outcome(node.engine(), *id)).collect()),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

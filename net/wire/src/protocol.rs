@@ -52,6 +52,9 @@ pub enum Operation {
     /// No body. Reply: the server's counters and sync-latency histogram since it started, as
     /// [`crate::metrics::METRICS_RECORDS`] records (see [`crate::metrics::Metrics::to_bytes`]).
     Metrics = 8,
+    /// Transfer ids (16-byte ids). Reply: one 128-byte [`Outcome`] per id: stored, failed (with
+    /// the code that decided it) or unknown.
+    LookupOutcomes = 9,
 }
 
 impl Operation {
@@ -65,6 +68,7 @@ impl Operation {
             Operation::LedgerTotals,
             Operation::Status,
             Operation::Metrics,
+            Operation::LookupOutcomes,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -222,6 +226,20 @@ pub fn encode_submit(request_id: u64, commands: &[Command], out: &mut Vec<u8>) {
     finish_frame(out, start, FrameType::Request, Operation::Submit as u8, request_id, commands.len() as u32);
 }
 
+/// The request id and operation an error frame echoes for a request whose first bytes are
+/// `bytes`: the header's, whenever all 32 header bytes arrived and begin with the magic and
+/// this protocol version, whatever else is wrong (frame type, operation, sizes, checksum, body,
+/// a stall); otherwise (0, 0). One rule for every error, so a client can always tell whether an
+/// error frame names its request.
+pub fn echo(bytes: &[u8]) -> (u64, u8) {
+    match bytes.get(..HEADER_SIZE) {
+        Some(head) if head[0..4] == MAGIC && u16::from_le_bytes([head[4], head[5]]) == PROTOCOL_VERSION => {
+            (u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")), head[7])
+        }
+        _ => (0, 0),
+    }
+}
+
 /// Checks a header before any body is read: magic, version, type, sizes.
 pub fn decode_header(bytes: &[u8; HEADER_SIZE]) -> Result<Header, ProtocolError> {
     if bytes[0..4] != MAGIC {
@@ -325,6 +343,68 @@ pub enum Request {
     Status,
     /// See [`Operation::Metrics`].
     Metrics,
+    /// See [`Operation::LookupOutcomes`].
+    LookupOutcomes(Vec<u128>),
+}
+
+/// What became of a transfer id (a record of the reply to [`Operation::LookupOutcomes`]): id
+/// u128 @0, timestamp u64 @16, result code u32 @24, status u8 @28, 99 zero bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The id asked about.
+    pub id: u128,
+    /// Stored, failed or unknown.
+    pub status: OutcomeStatus,
+    /// The stored transfer's timestamp, or the failed command's; 0 when unknown.
+    pub timestamp: u64,
+    /// The code the id failed with (`ok` for a stored transfer and an unknown id).
+    pub code: ResultCode,
+}
+
+/// Where a transfer id stands.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    /// No command with this id took effect or failed in a way that decides it: a command with
+    /// it may still be sent.
+    Unknown = 0,
+    /// A transfer with this id is stored (lookup transfers returns it).
+    Stored = 1,
+    /// A command with this id failed with a code that decides it: any later command with the id
+    /// answers `id_already_failed`.
+    Failed = 2,
+}
+
+impl Outcome {
+    /// The 128-byte wire record.
+    pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
+        let mut out = [0u8; RECORD_SIZE];
+        out[0..16].copy_from_slice(&self.id.to_le_bytes());
+        out[16..24].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[24..28].copy_from_slice(&(self.code as u32).to_le_bytes());
+        out[28] = self.status as u8;
+        out
+    }
+
+    /// Reads the wire record; reserved bytes must be zero and the status and code known.
+    pub fn from_bytes(b: &[u8; RECORD_SIZE]) -> Result<Outcome, ProtocolError> {
+        if b[29..].iter().any(|x| *x != 0) {
+            return Err(ProtocolError::ReservedNotZero);
+        }
+        let status = match b[28] {
+            0 => OutcomeStatus::Unknown,
+            1 => OutcomeStatus::Stored,
+            2 => OutcomeStatus::Failed,
+            _ => return Err(ProtocolError::ReservedNotZero),
+        };
+        let code = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
+        Ok(Outcome {
+            id: u128::from_le_bytes(b[0..16].try_into().expect("16 bytes")),
+            timestamp: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            code: ResultCode::from_u32(code).ok_or(ProtocolError::UnknownResultCode)?,
+            status,
+        })
+    }
 }
 
 /// Where a server stands: its last durable log entry and its state after applying it.
@@ -404,6 +484,7 @@ impl Request {
             Request::LedgerTotals(_) => Operation::LedgerTotals,
             Request::Status => Operation::Status,
             Request::Metrics => Operation::Metrics,
+            Request::LookupOutcomes(_) => Operation::LookupOutcomes,
         }
     }
 
@@ -415,7 +496,7 @@ impl Request {
         let mut body = Vec::new();
         let count = match self {
             Request::Submit(_) => unreachable!("encoded above"),
-            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) => {
+            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) | Request::LookupOutcomes(ids) => {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 ids.len()
             }
@@ -462,10 +543,14 @@ impl Request {
                 })?;
                 Ok(Request::Submit(commands))
             }
-            op @ (Operation::LookupAccounts | Operation::LookupTransfers) => {
+            op @ (Operation::LookupAccounts | Operation::LookupTransfers | Operation::LookupOutcomes) => {
                 expect_len(16 * n)?;
                 let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
-                Ok(if op == Operation::LookupAccounts { Request::LookupAccounts(ids) } else { Request::LookupTransfers(ids) })
+                Ok(match op {
+                    Operation::LookupAccounts => Request::LookupAccounts(ids),
+                    Operation::LookupTransfers => Request::LookupTransfers(ids),
+                    _ => Request::LookupOutcomes(ids),
+                })
             }
             op @ (Operation::GetAccountTransfers | Operation::GetAccountBalances) => {
                 if n != 1 {
@@ -519,6 +604,10 @@ pub fn encode_filter(f: &AccountFilter) -> [u8; RECORD_SIZE] {
 /// Reads an account filter; reserved bytes must be zero.
 pub fn decode_filter(b: &[u8; RECORD_SIZE]) -> Result<AccountFilter, ProtocolError> {
     if b[46..48] != [0, 0] || b[72..].iter().any(|x| *x != 0) {
+        return Err(ProtocolError::ReservedNotZero);
+    }
+    let flags = u32::from_le_bytes(b[68..72].try_into().expect("4 bytes"));
+    if flags & !(bursar_engine::filter_flags::DEBITS | bursar_engine::filter_flags::CREDITS | bursar_engine::filter_flags::REVERSED) != 0 {
         return Err(ProtocolError::ReservedNotZero);
     }
     let u = |r: core::ops::Range<usize>| b[r].iter().rev().fold(0u128, |acc, x| acc << 8 | *x as u128);
@@ -627,6 +716,32 @@ mod tests {
     use super::*;
     use bursar_engine::Transfer;
 
+    /// The echo rule: the header's id and operation whenever its 32 bytes arrived with the
+    /// magic and version, whatever else is wrong; zeros otherwise.
+    #[test]
+    fn error_frames_echo_by_one_rule() {
+        let mut frame = Vec::new();
+        Request::Status.encode(77, &mut frame);
+        assert_eq!(echo(&frame), (77, Operation::Status as u8));
+        let mut bad = frame.clone();
+        bad[6] = 9; // frame type
+        bad[7] = 200; // operation
+        bad[24] ^= 1; // checksum
+        assert_eq!(echo(&bad), (77, 200));
+        assert_eq!(echo(&frame[..HEADER_SIZE - 1]), (0, 0), "a header cut short");
+        bad[4] = 2; // version
+        assert_eq!(echo(&bad), (0, 0));
+    }
+
+    /// Filter flag bits past `reversed` are refused, not ignored.
+    #[test]
+    fn undefined_filter_flags_are_refused() {
+        let filter = AccountFilter { account_id: 1, limit: 5, flags: 3, ..Default::default() };
+        assert_eq!(decode_filter(&encode_filter(&filter)), Ok(filter));
+        let bad = AccountFilter { flags: 1 << 3 | 1, ..filter };
+        assert_eq!(decode_filter(&encode_filter(&bad)), Err(ProtocolError::ReservedNotZero));
+    }
+
     fn round_trip(request: &Request) -> Request {
         let mut bytes = Vec::new();
         request.encode(42, &mut bytes);
@@ -655,6 +770,7 @@ mod tests {
             Request::Submit(vec![]),
             Request::LookupAccounts(vec![1, u128::MAX, 3]),
             Request::LookupTransfers(vec![]),
+            Request::LookupOutcomes(vec![7, u128::MAX]),
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),

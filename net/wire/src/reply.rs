@@ -4,7 +4,7 @@
 use bursar_engine::{Account, AccountBalance, Balances, Ledger, LedgerTotals, Record, ResultCode, Transfer, RECORD_SIZE};
 
 use crate::metrics::Metrics;
-use crate::protocol::{self, Operation, ProtocolError, Status};
+use crate::protocol::{self, Operation, Outcome, ProtocolError, Status};
 
 /// The answer to one request, before it is encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Reply {
     Status(Status),
     /// The server's counters and sync latencies.
     Metrics(Box<Metrics>),
+    /// What became of each transfer id asked about.
+    Outcomes(Vec<Outcome>),
     /// The request failed as a whole (`shutting_down` after a log failure, say).
     Error(ProtocolError),
 }
@@ -42,6 +44,11 @@ impl Reply {
             Reply::LedgerTotals(found) => protocol::encode_ledger_totals_reply(request_id, found, out),
             Reply::Status(status) => protocol::encode_status_reply(request_id, status, out),
             Reply::Metrics(metrics) => protocol::encode_metrics_reply(request_id, metrics, out),
+            Reply::Outcomes(outcomes) => {
+                let body: Vec<u8> = outcomes.iter().flat_map(|o| o.to_bytes()).collect();
+                let count = outcomes.len() as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupOutcomes as u8, request_id, count, &body, out)
+            }
             Reply::Error(error) => protocol::encode_error(request_id, operation, *error, out),
         }
     }
@@ -50,6 +57,14 @@ impl Reply {
 /// The 128-byte records of a reply body (a trailing partial record is not one).
 pub fn records(body: &[u8]) -> impl Iterator<Item = &[u8; RECORD_SIZE]> {
     body.chunks_exact(RECORD_SIZE).map(|c| c.try_into().expect("exact chunks"))
+}
+
+/// A lookup-outcomes reply: one outcome per id asked.
+pub fn decode_outcomes(body: &[u8], asked: usize) -> Result<Vec<Outcome>, ProtocolError> {
+    if body.len() != asked * RECORD_SIZE {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    records(body).map(Outcome::from_bytes).collect()
 }
 
 /// A lookup-accounts reply: `None` where not found.
