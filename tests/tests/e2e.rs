@@ -725,7 +725,7 @@ async fn a_declined_id_stays_declined_across_a_restart_and_its_outcome_says_why(
     let dir = std::env::temp_dir().join(format!("bursar-e2e-decided-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = SequencerConfig { snapshot_every_entries: 0, snapshot_on_stop: false, ..SequencerConfig::default() };
-    let running = start_with(&dir, config.clone());
+    let running = start_with(&dir, config);
     let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
     let mut setup = setup_commands();
     setup.push(Command::CreateAccount(bursar_engine::Account {
@@ -763,7 +763,7 @@ async fn a_declined_id_stays_declined_across_a_restart_and_its_outcome_says_why(
     drop(stop(running).await);
     // Replayed from the log; replayed again and a snapshot written on stop; restored from it.
     for snapshot_on_stop in [false, true, false] {
-        let running = start_with(&dir, SequencerConfig { snapshot_on_stop, ..config.clone() });
+        let running = start_with(&dir, SequencerConfig { snapshot_on_stop, ..config });
         let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
         assert_eq!(client.submit(vec![spend(1)]).await.expect("submit"), vec![ResultCode::IdAlreadyFailed]);
         let outcomes = client.lookup_outcomes(vec![1, 2, 3]).await.expect("outcomes");
