@@ -257,7 +257,7 @@ result_codes! {
     LedgersLimitReached = 82,
     /// The engine holds `accounts_max` accounts already.
     AccountsLimitReached = 83,
-    /// The engine holds `transfers_max` transfers already.
+    /// The engine holds `transfers_max` transfer ids already (stored transfers and decided failures).
     TransfersLimitReached = 84,
 }
 
