@@ -19,7 +19,11 @@ fn main() {
         for rules in [Rules::Original, Rules::DecidedOnce] {
             let mut engine = engine_with_accounts(ACCOUNTS, batches * BATCH_COMMANDS_MAX);
             let (rate, failed) = apply(&mut engine, rules, &prepared);
-            println!("round {round} {rules:?}: {:.2} M transfers/s, {failed} failed, {} ids remembered", rate / 1e6, engine.failed_transfers().len());
+            println!(
+                "round {round} {rules:?}: {:.2} M transfers/s, {failed} failed, {} ids remembered",
+                rate / 1e6,
+                engine.failed_transfers().len()
+            );
         }
     }
     memory_per_failed_id(batches);
