@@ -457,7 +457,7 @@ impl Engine {
     fn execute_chain(&mut self, commands: &[Command], start: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if !commands[start].is_linked() {
             let code = self.apply(&commands[start], first_ts + start as u64);
-            out[start] = self.decide(&commands[start], code, first_ts + start as u64);
+            out[start] = if code.is_success() { code } else { self.decide(&commands[start], code, first_ts + start as u64) };
             return start + 1;
         }
         let mut end = start;
@@ -546,6 +546,7 @@ impl Engine {
     /// ([`ResultCode::is_decided_once`]) has the id remembered, outside any chain's undo log.
     /// When no id can be remembered (the engine holds `transfers_max` ids), it answers
     /// `transfers_limit_reached` instead and nothing is decided.
+    #[cold]
     fn decide(&mut self, command: &Command, code: ResultCode, ts: u64) -> ResultCode {
         if self.rules == Rules::Original || !code.is_decided_once() {
             return code;
