@@ -3,7 +3,7 @@
 //! conversions and every per-kind match follow. Adding a kind: ARCHITECTURE.md, "Adding a
 //! command kind".
 
-use crate::types::{Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE};
+use crate::types::{Account, AccountChange, AccountLimits, Ledger, Record, Transfer, RECORD_SIZE};
 
 /// Declares the command kinds: `Kind = wire value, "wire name", RecordType;` each with its doc.
 /// The values are the wire and log encoding and are never renumbered; new kinds are appended.
@@ -159,6 +159,8 @@ commands! {
     Thaw = 10, "thaw", AccountChange;
     /// Close an account with zero balances for good.
     Close = 11, "close", AccountChange;
+    /// Set or remove an account's debit limit (overdraft line) and/or credit limit.
+    SetLimits = 12, "set_limits", AccountLimits;
 }
 
 impl Command {

@@ -25,9 +25,10 @@ pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerT
 pub use result::ResultCode;
 pub use rules::Rules;
 pub use snapshot::{SnapshotError, SnapshotView};
-pub use state::{Balances, BatchError, BatchInfo, Engine, FailedTransfer, Hold, HoldStatus};
+pub use state::{BalanceLimits, Balances, BatchError, BatchInfo, Engine, FailedTransfer, Hold, HoldStatus, LimitChange};
 pub use types::{
-    account_flags, account_state, change_flags, ledger_flags, transfer_flags, Account, AccountChange, Ledger, Record, Transfer, RECORD_SIZE,
+    account_flags, account_state, change_flags, ledger_flags, limit_flags, transfer_flags, Account, AccountChange, AccountLimits, Ledger,
+    Record, Transfer, RECORD_SIZE,
 };
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ impl Engine {
         let named = commands.iter().flat_map(Command::account_ids);
         for id in named {
             let Some(&index) = self.account_index.get(&id) else { continue };
-            check_account(&self.accounts[index as usize])?;
+            check_account(&self.accounts[index as usize], self.account_meta[index as usize].last_limit_change == NONE)?;
         }
         Ok(())
     }
@@ -296,7 +296,7 @@ impl Engine {
             if (a.debits_pending, a.credits_pending) != held[i] {
                 return Err(format!("account {}: pending balances differ from the sum of its pending holds", a.id));
             }
-            check_account(a)?;
+            check_account(a, self.account_meta[i].last_limit_change == NONE)?;
             let slot = self.account_meta[i].ledger_slot as usize;
             let sum = &mut ledger_sums[slot];
             let added = [
@@ -356,15 +356,17 @@ impl Engine {
 }
 
 /// One account's own constraints: no overflow, the balance limits its flags set, closed means empty.
-fn check_account(a: &Account) -> Result<(), String> {
+/// One account's invariants. Its flags' balance rules hold only while no command has changed its
+/// limits (a limit lowered below what is used leaves the balance beyond it, by design).
+fn check_account(a: &Account, flags_rule: bool) -> Result<(), String> {
     let (Some(debits), Some(credits)) = (a.debits_pending.checked_add(a.debits_posted), a.credits_pending.checked_add(a.credits_posted))
     else {
         return Err(format!("account {}: balances overflow", a.id));
     };
-    if a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > a.credits_posted {
+    if flags_rule && a.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > a.credits_posted {
         return Err(format!("account {}: debits exceed credits", a.id));
     }
-    if a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > a.debits_posted {
+    if flags_rule && a.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > a.debits_posted {
         return Err(format!("account {}: credits exceed debits", a.id));
     }
     if a.state & account_state::CLOSED != 0 && (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted) {

@@ -149,11 +149,11 @@ result_codes! {
     CurrencyInvalid = 28,
     /// The ledger's scale is larger than `SCALE_MAX` (18).
     ScaleTooLarge = 29,
-    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close) must not be zero.
+    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close/set_limits) must not be zero.
     AccountIdMustNotBeZero = 30,
-    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close) must not be `u128::MAX`.
+    /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close/set_limits) must not be `u128::MAX`.
     AccountIdMustNotBeIntMax = 31,
-    /// A freeze or thaw must name the debit side, the credit side, or both.
+    /// A freeze, thaw or limit change must name the debit side, the credit side, or both.
     ChangeMustNameASide = 32,
     /// A single-sided `debit`/`credit` must leave the counterparty id zero: the engine uses the ledger's settlement account.
     CounterpartyMustBeZero = 33,
@@ -249,9 +249,9 @@ result_codes! {
     OverflowsTimeout = 78,
     /// The ledger-wide sum of posted or pending amounts would overflow a u128.
     OverflowsLedgerTotals = 79,
-    /// The debit account has `debits_must_not_exceed_credits` and would be overdrawn (holds count).
+    /// The debit account's debits (holds count) would exceed its credits by more than its debit limit (`debits_must_not_exceed_credits`: 0; or the limit `set_limits` set).
     ExceedsCredits = 80,
-    /// The credit account has `credits_must_not_exceed_debits` and would exceed it (holds count).
+    /// The credit account's credits (holds count) would exceed its debits by more than its credit limit (`credits_must_not_exceed_debits`: 0; or the limit `set_limits` set).
     ExceedsDebits = 81,
     /// The engine holds `ledgers_max` ledgers already.
     LedgersLimitReached = 82,

@@ -1,38 +1,44 @@
 //! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
 //!
 //! Only primary state is written (ledgers, accounts, transfers, hold states, balance
-//! history, failed transfer ids, the clock and the limits); indexes, totals and per-account lists are rebuilt on
+//! history, failed transfer ids, limit changes, the clock and the capacity limits); indexes, totals and per-account lists are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 2:
+//! Layout (all little-endian), version 3:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (2) |
+//! | 4 | version (3) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 48 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids |
+//! | 56 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes |
 //! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
+//! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
 //!
-//! Version 1 (still read) has no failed ids: five counts (a 40-byte count block, an 80-byte
-//! header) and no last section.
+//! Versions 1 and 2 are still read: version 2 has six counts (an 88-byte header) and no limit
+//! changes; version 1 five counts (an 80-byte header), no failed ids and no limit changes.
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
-use crate::state::{touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, FAILED_TAG, NONE};
+use crate::state::{
+    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, FAILED_TAG, NONE,
+};
 use crate::types::{transfer_flags as tf, Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
-/// The snapshot format version this build writes (it reads 1 too).
-pub const SNAPSHOT_VERSION: u32 = 2;
-const HEADER_SIZE: usize = 88;
-/// The header of a version 1 stream: one count fewer.
+/// The snapshot format version this build writes (it reads 1 and 2 too).
+pub const SNAPSHOT_VERSION: u32 = 3;
+const HEADER_SIZE: usize = 96;
+/// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
+const LIMIT_CHANGE_SIZE: usize = 48;
+/// Counts in the header, by version (index: version - 1).
+const COUNTS_BY_VERSION: [usize; 3] = [5, 6, 7];
 const HOLD_SIZE: usize = 24;
 const BALANCE_ENTRY_SIZE: usize = 80;
 const FAILED_SIZE: usize = 32;
@@ -61,7 +67,7 @@ impl core::fmt::Display for SnapshotError {
             SnapshotError::Length { expected, found } => write!(f, "snapshot length {found} bytes, header implies {expected}"),
             SnapshotError::BadMagic => f.write_str("not an engine snapshot (bad magic)"),
             SnapshotError::UnsupportedVersion(v) => {
-                write!(f, "snapshot format version {v} is not supported (this build reads 1 and {SNAPSHOT_VERSION})")
+                write!(f, "snapshot format version {v} is not supported (this build reads 1 to {SNAPSHOT_VERSION})")
             }
             SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
         }
@@ -82,6 +88,7 @@ impl Engine {
             + HOLD_SIZE * self.holds.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
+            + LIMIT_CHANGE_SIZE * self.limit_changes.len()
     }
 
     /// Appends the whole state to `out` as a snapshot stream.
@@ -96,6 +103,7 @@ impl Engine {
             holds: &self.sorted_holds(),
             balance_history: &self.balance_history,
             failed: &self.failed,
+            limit_changes: &self.limit_changes,
         };
         let start = out.len();
         out.reserve(parts.len());
@@ -137,6 +145,7 @@ impl Engine {
         view.holds = self.sorted_holds();
         catch_up(&mut view.balance_history, &self.balance_history);
         catch_up(&mut view.failed, &self.failed);
+        catch_up(&mut view.limit_changes, &self.limit_changes);
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -155,6 +164,8 @@ impl Engine {
         catch_up(&mut view.balance_history, &self.balance_history[..history]);
         let failed = end(view.failed.len(), self.failed.len());
         catch_up(&mut view.failed, &self.failed[..failed]);
+        let changes = end(view.limit_changes.len(), self.limit_changes.len());
+        catch_up(&mut view.limit_changes, &self.limit_changes[..changes]);
     }
 
     /// The snapshot stream as a new vector.
@@ -180,9 +191,10 @@ impl Engine {
             return Err(SnapshotError::BadMagic);
         }
         let version = r.u32();
-        if version != SNAPSHOT_VERSION && version != 1 {
+        if version == 0 || version > SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
+        let counted = COUNTS_BY_VERSION[version as usize - 1];
         if r.u32() != 0 {
             return invalid("reserved header word is not zero");
         }
@@ -191,12 +203,12 @@ impl Engine {
         if limits.accounts_max == NONE || limits.transfers_max > FAILED_TAG {
             return invalid("limits exceed the u32 index space");
         }
-        let header = if version == 1 { HEADER_SIZE_V1 } else { HEADER_SIZE };
+        let header = HEADER_SIZE_V1 + 8 * (counted - 5);
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 6] = core::array::from_fn(|k| if k < 5 || version > 1 { r.u64() } else { 0 });
-        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE, FAILED_SIZE];
+        let counts: [u64; 7] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE, FAILED_SIZE, LIMIT_CHANGE_SIZE];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
@@ -231,6 +243,9 @@ impl Engine {
                 return invalid("failed id padding is not zero");
             }
             restore_failed(&mut engine, failed, timestamp)?;
+        }
+        for _ in 0..counts[6] {
+            restore_limit_change(&mut engine, &mut r, timestamp)?;
         }
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
@@ -279,6 +294,27 @@ fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Re
     }
     engine.transfer_index.insert(failed.id, FAILED_TAG | engine.failed.len() as u32);
     engine.failed.push(failed);
+    Ok(())
+}
+
+fn restore_limit_change(engine: &mut Engine, r: &mut Cursor<'_>, clock: u64) -> Result<(), SnapshotError> {
+    let account = r.u32();
+    let set = r.take(4);
+    let timestamp = r.u64();
+    let (debit, credit) = (r.u128(), r.u128());
+    if set[0] > 3 || set[1..] != [0, 0, 0] || (set[0] & 1 == 0 && debit != 0) || (set[0] & 2 == 0 && credit != 0) {
+        return invalid("limit change flags or padding");
+    }
+    let Some(meta) = engine.account_meta.get(account as usize) else {
+        return invalid(format!("limit change names account index {account}"));
+    };
+    let prev = meta.last_limit_change;
+    let after_prev = prev == NONE || engine.limit_changes[prev as usize].timestamp < timestamp;
+    if timestamp > clock || !after_prev {
+        return invalid(format!("limit change of account index {account} out of order or newer than the clock"));
+    }
+    let (debit_limit, credit_limit) = ((set[0] & 1 != 0).then_some(debit), (set[0] & 2 != 0).then_some(credit));
+    engine.push_limit_change(LimitChange { account, prev, timestamp, debit_limit, credit_limit });
     Ok(())
 }
 
@@ -404,6 +440,7 @@ pub struct SnapshotView {
     holds: Vec<(u32, Hold)>,
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
+    limit_changes: Vec<LimitChange>,
 }
 
 impl SnapshotView {
@@ -462,6 +499,7 @@ impl SnapshotView {
             holds: &self.holds,
             balance_history: &self.balance_history,
             failed: &self.failed,
+            limit_changes: &self.limit_changes,
         }
     }
 }
@@ -543,6 +581,7 @@ struct Parts<'a> {
     holds: &'a [(u32, Hold)],
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
+    limit_changes: &'a [LimitChange],
 }
 
 impl Parts<'_> {
@@ -552,6 +591,7 @@ impl Parts<'_> {
             + HOLD_SIZE * self.holds.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
+            + LIMIT_CHANGE_SIZE * self.limit_changes.len()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -570,6 +610,7 @@ impl Parts<'_> {
             self.holds.len(),
             self.balance_history.len(),
             self.failed.len(),
+            self.limit_changes.len(),
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -607,6 +648,13 @@ impl Parts<'_> {
             out.put(&f.timestamp.to_le_bytes());
             out.put(&(f.code as u32).to_le_bytes());
             out.put(&0u32.to_le_bytes());
+        }
+        for c in self.limit_changes {
+            out.put(&c.account.to_le_bytes());
+            out.put(&[u8::from(c.debit_limit.is_some()) | u8::from(c.credit_limit.is_some()) << 1, 0, 0, 0]);
+            out.put(&c.timestamp.to_le_bytes());
+            out.put(&c.debit_limit.unwrap_or(0).to_le_bytes());
+            out.put(&c.credit_limit.unwrap_or(0).to_le_bytes());
         }
     }
 }
@@ -680,21 +728,26 @@ mod version_tests {
     use super::*;
     use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
-    /// A version 1 stream (written before failed ids were kept: no sixth count, no last
-    /// section) restores to the same state; a version 2 stream with failed ids round-trips them.
+    /// Version 1 and 2 streams (written before failed ids, or limit changes, were kept: fewer
+    /// counts, no such sections) restore to the same state; the current stream round-trips
+    /// failed ids.
     #[test]
-    fn version_1_streams_still_restore_and_version_2_keeps_failed_ids() {
+    fn older_streams_still_restore_and_the_current_one_keeps_failed_ids() {
         let mut engine = engine();
         let mut commands = vec![eur_ledger()];
         commands.extend(accounts(1..=4));
         commands.extend((1..=20u128).map(|t| transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t)));
         execute_ok(&mut engine, 1, &commands);
-        let v2 = engine.snapshot_bytes();
-        let mut v1 = v2.clone();
+        let current = engine.snapshot_bytes();
+        let mut v1 = current.clone();
         v1[8..12].copy_from_slice(&1u32.to_le_bytes());
         v1.drain(HEADER_SIZE_V1..HEADER_SIZE);
+        let mut v2 = current.clone();
+        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+        v2.drain(HEADER_SIZE - 8..HEADER_SIZE);
+        assert_eq!(Engine::restore(&v2).expect("a version 2 stream restores").snapshot_bytes(), current);
         let restored = Engine::restore(&v1).expect("a version 1 stream restores");
-        assert_eq!(restored.snapshot_bytes(), v2);
+        assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.recompute_state_digest(), engine.recompute_state_digest());
 
         let mut results = Vec::new();

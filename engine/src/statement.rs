@@ -1,7 +1,8 @@
-//! Statements: an account's entries with running balances, from the state alone (a replayed
-//! engine holds every transfer and every hold's fate), checked against the account's balances.
+//! Statements: an account's entries with running balances, and each change of its limits, from
+//! the state alone (a replayed engine holds every transfer, every hold's fate and every limit
+//! change), checked against the account's balances.
 
-use crate::state::HoldStatus;
+use crate::state::{BalanceLimits, HoldStatus};
 use crate::types::transfer_flags as tf;
 use crate::{Engine, Transfer};
 
@@ -12,7 +13,7 @@ pub struct StatementLine {
     pub timestamp: u64,
     /// The transfer (for an expiry: the hold).
     pub transfer_id: u128,
-    /// transfer, hold, capture, release or expiry.
+    /// transfer, hold, capture, release, expiry, or limits (a change of the account's limits).
     pub kind: &'static str,
     /// The other account.
     pub counterpart: u128,
@@ -32,6 +33,8 @@ pub struct StatementLine {
     pub balance: i128,
     /// Pending balance (pending credits minus pending debits) after the line.
     pub pending: i128,
+    /// For a `limits` line: the limits in force after the change.
+    pub limits: Option<BalanceLimits>,
 }
 
 impl Engine {
@@ -64,6 +67,7 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
             user_data_32: t.user_data_32,
             balance: 0,
             pending: 0,
+            limits: None,
         };
         if t.flags & tf::PENDING != 0 {
             events.push(line("hold", 0, sign * signed(t.amount)?));
@@ -83,6 +87,21 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
             events.push(line("transfer", sign * signed(t.amount)?, 0));
         }
     }
+    events.extend(engine.limit_history(account_id).into_iter().map(|limits| StatementLine {
+        timestamp: limits.changed_at,
+        transfer_id: 0,
+        kind: "limits",
+        counterpart: 0,
+        posted_change: 0,
+        pending_change: 0,
+        code: 0,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        balance: 0,
+        pending: 0,
+        limits: Some(limits),
+    }));
     events.sort_by_key(|e| e.timestamp);
     let (mut balance, mut pending) = (0i128, 0i128);
     for e in &mut events {

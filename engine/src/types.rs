@@ -52,6 +52,22 @@ pub mod change_flags {
     pub const ALL: u16 = LINKED | DEBITS | CREDITS;
 }
 
+/// Flags of a limit change (`set_limits`).
+pub mod limit_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// Set the debit limit to `debit_limit`: how far debits (holds included) may exceed credits.
+    pub const DEBIT_LIMIT: u16 = 1 << 1;
+    /// Set the credit limit to `credit_limit`: how far credits (holds included) may exceed debits.
+    pub const CREDIT_LIMIT: u16 = 1 << 2;
+    /// Remove the debit limit set before: the account's `debits_must_not_exceed_credits` flag rules again.
+    pub const REMOVE_DEBIT_LIMIT: u16 = 1 << 3;
+    /// Remove the credit limit set before: the account's `credits_must_not_exceed_debits` flag rules again.
+    pub const REMOVE_CREDIT_LIMIT: u16 = 1 << 4;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED | DEBIT_LIMIT | CREDIT_LIMIT | REMOVE_DEBIT_LIMIT | REMOVE_CREDIT_LIMIT;
+}
+
 /// Ledger flags.
 pub mod ledger_flags {
     /// Linked to the next command in the batch.
@@ -187,6 +203,48 @@ pub struct AccountChange {
     pub reserved: [u8; 74],
 }
 
+/// A change of an account's balance limits (command `set_limits`): its debit limit (an
+/// overdraft line), its credit limit, or both, set or removed, at any time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// The account to change.
+    pub account_id: u128,
+    /// The new debit limit (minor units) when `limit_flags::DEBIT_LIMIT` is set; zero otherwise.
+    pub debit_limit: u128,
+    /// The new credit limit (minor units) when `limit_flags::CREDIT_LIMIT` is set; zero otherwise.
+    pub credit_limit: u128,
+    /// Opaque client data (for example the credit decision's reference).
+    pub user_data_128: u128,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Must be zero.
+    pub timestamp: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// `limit_flags`.
+    pub flags: u16,
+    /// Must be zero.
+    pub reserved: [u8; 42],
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        AccountLimits {
+            account_id: 0,
+            debit_limit: 0,
+            credit_limit: 0,
+            user_data_128: 0,
+            user_data_64: 0,
+            timestamp: 0,
+            user_data_32: 0,
+            flags: 0,
+            reserved: [0; 42],
+        }
+    }
+}
+
+const _: () = assert!(size_of::<AccountLimits>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Ledger>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Account>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);
@@ -507,6 +565,49 @@ impl Record for AccountChange {
     }
 }
 
+impl Record for AccountLimits {
+    const NAME: &'static str = "account limits";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.account_id, 0]
+    }
+    fn describe(&self) -> String {
+        format!("account={} debit_limit={} credit_limit={} flags={:#x}", self.account_id, self.debit_limit, self.credit_limit, self.flags)
+    }
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.account_id.to_le_bytes());
+        w.put(&self.debit_limit.to_le_bytes());
+        w.put(&self.credit_limit.to_le_bytes());
+        w.put(&self.user_data_128.to_le_bytes());
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.reserved);
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        AccountLimits {
+            account_id: r.u128(),
+            debit_limit: r.u128(),
+            credit_limit: r.u128(),
+            user_data_128: r.u128(),
+            user_data_64: r.u64(),
+            timestamp: r.u64(),
+            user_data_32: r.u32(),
+            flags: r.u16(),
+            reserved: r.take(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,5 +634,19 @@ mod tests {
         assert_eq!(Ledger::decode(&l.to_bytes()), l);
         let c = AccountChange { account_id: 8, flags: change_flags::DEBITS, ..Default::default() };
         assert_eq!(AccountChange::decode(&c.to_bytes()), c);
+        let l = AccountLimits {
+            account_id: 8,
+            debit_limit: 5,
+            credit_limit: 6,
+            user_data_32: 7,
+            flags: limit_flags::DEBIT_LIMIT,
+            ..Default::default()
+        };
+        let bytes = l.to_bytes();
+        assert_eq!(AccountLimits::decode(&bytes), l);
+        assert_eq!(&bytes[16..18], &[5, 0], "debit_limit at offset 16");
+        assert_eq!(&bytes[32..34], &[6, 0], "credit_limit at offset 32");
+        assert_eq!(&bytes[80..84], &7u32.to_le_bytes(), "user_data_32 at offset 80");
+        assert_eq!(&bytes[84..86], &limit_flags::DEBIT_LIMIT.to_le_bytes(), "flags at offset 84");
     }
 }

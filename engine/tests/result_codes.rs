@@ -696,3 +696,96 @@ fn batches_under_the_original_rules_keep_their_meaning() {
     w.ok(Command::Hold(transfer(20, A, B, 5)));
     assert_eq!(run(&mut w, &[Command::Release(capture(21, 20, 6))]), vec![R::PendingTransferHasDifferentAmount]);
 }
+
+fn limits(account: u128, flags: u16, debit_limit: u128, credit_limit: u128) -> Command {
+    Command::SetLimits(AccountLimits { account_id: account, flags, debit_limit, credit_limit, ..Default::default() })
+}
+
+/// A debit limit is an overdraft line that changes: raised, debits may go that far beyond the
+/// credits (holds count); lowered below what is used, the balance stays and only further debits
+/// are refused (credits and the capture of an earlier hold still pass); removed, the account's
+/// flag rules again. Each change is kept with its time.
+#[test]
+fn a_debit_limit_can_be_raised_lowered_below_use_and_removed() {
+    use ResultCode as R;
+    let mut w = World::new();
+    assert_eq!(w.engine.balance_limits(NO_OVERDRAFT).expect("account").debit_limit, Some(0), "the flag is a limit of 0");
+    assert_eq!(w.engine.balance_limits(A).expect("account").debit_limit, None);
+    w.ok(limits(NO_OVERDRAFT, limit_flags::DEBIT_LIMIT, 0, 0));
+    w.ok(limits(NO_OVERDRAFT, limit_flags::DEBIT_LIMIT, 100, 0));
+    w.ok(Command::Hold(transfer(10, NO_OVERDRAFT, A, 30)));
+    w.ok(Command::Transfer(transfer(11, NO_OVERDRAFT, A, 60)));
+    assert_eq!(w.one(Command::Transfer(transfer(12, NO_OVERDRAFT, A, 11))), R::ExceedsCredits, "90 used of 100, holds count");
+    w.ok(limits(NO_OVERDRAFT, limit_flags::DEBIT_LIMIT, 20, 0));
+    assert_eq!(w.one(Command::Transfer(transfer(13, NO_OVERDRAFT, A, 1))), R::ExceedsCredits, "lowered below use");
+    w.ok(Command::Capture(capture(14, 10, 30)));
+    w.ok(Command::Transfer(transfer(15, A, NO_OVERDRAFT, 75)));
+    w.ok(Command::Transfer(transfer(16, NO_OVERDRAFT, A, 5)));
+    assert_eq!(w.balance(NO_OVERDRAFT).debits_posted - w.balance(NO_OVERDRAFT).credits_posted, 20);
+    w.ok(limits(NO_OVERDRAFT, limit_flags::REMOVE_DEBIT_LIMIT, 0, 0));
+    assert_eq!(w.engine.balance_limits(NO_OVERDRAFT).expect("account").debit_limit, Some(0), "the flag rules again");
+    assert_eq!(w.one(Command::Transfer(transfer(17, NO_OVERDRAFT, A, 1))), R::ExceedsCredits);
+    let history: Vec<Option<u128>> = w.engine.limit_history(NO_OVERDRAFT).iter().map(|l| l.debit_limit).collect();
+    assert_eq!(history, vec![Some(0), Some(100), Some(20), Some(0)]);
+    let statement = w.engine.statement(NO_OVERDRAFT).expect("adds up");
+    let shown: Vec<(&str, Option<u128>)> = statement.iter().map(|l| (l.kind, l.limits.and_then(|x| x.debit_limit))).collect();
+    assert_eq!(shown[..3], [("limits", Some(0)), ("limits", Some(100)), ("hold", None)], "each change in its place");
+    assert_eq!(statement.iter().filter(|l| l.kind == "limits").count(), 4);
+    w.engine.check_invariants().expect("invariants");
+    let restored = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
+    assert_eq!(restored.limit_history(NO_OVERDRAFT), w.engine.limit_history(NO_OVERDRAFT));
+    assert_eq!(restored.recompute_state_digest(), w.engine.recompute_state_digest());
+}
+
+/// A credit limit on an account with no flag, and one on an account whose flag forbids credits
+/// beyond its debits.
+#[test]
+fn a_credit_limit_bounds_credits_beyond_debits() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(limits(B, limit_flags::CREDIT_LIMIT, 0, 10));
+    w.ok(Command::Transfer(transfer(10, A, B, 10)));
+    assert_eq!(w.one(Command::Transfer(transfer(11, A, B, 1))), R::ExceedsDebits);
+    w.ok(limits(NO_OVERCREDIT, limit_flags::CREDIT_LIMIT | limit_flags::DEBIT_LIMIT, 7, 5));
+    w.ok(Command::Transfer(transfer(12, A, NO_OVERCREDIT, 5)));
+    assert_eq!(w.one(Command::Transfer(transfer(13, A, NO_OVERCREDIT, 1))), R::ExceedsDebits);
+    let in_force = w.engine.balance_limits(NO_OVERCREDIT).expect("account");
+    assert_eq!((in_force.debit_limit, in_force.credit_limit), (Some(7), Some(5)));
+    assert!(in_force.changed_at > 0);
+}
+
+/// Malformed or misdirected limit changes answer in precedence order and change nothing; one in
+/// a failed chain is rolled back.
+#[test]
+fn bad_limit_changes_are_typed_and_change_nothing() {
+    use ResultCode as R;
+    let mut w = World::new();
+    let lf = limit_flags::DEBIT_LIMIT;
+    let cases = [
+        (
+            Command::SetLimits(AccountLimits { timestamp: 1, ..AccountLimits { account_id: A, flags: lf, ..Default::default() } }),
+            R::TimestampMustBeZero,
+        ),
+        (limits(A, limit_flags::CREDIT_LIMIT, 5, 0), R::ReservedField),
+        (limits(A, 1 << 9, 0, 0), R::ReservedFlag),
+        (limits(A, lf | limit_flags::REMOVE_DEBIT_LIMIT, 5, 0), R::FlagsAreMutuallyExclusive),
+        (limits(0, lf, 5, 0), R::AccountIdMustNotBeZero),
+        (limits(A, limit_flags::LINKED, 0, 0), R::LinkedEventChainOpen),
+        (limits(A, 0, 0, 0), R::ChangeMustNameASide),
+        (limits(99, lf, 5, 0), R::AccountNotFound),
+    ];
+    for (command, expected) in cases {
+        assert_eq!(w.one(command), expected, "{command:?}");
+    }
+    w.ok(Command::Transfer(transfer(10, B, C, 3)));
+    w.ok(Command::Transfer(transfer(11, C, B, 3)));
+    w.ok(Command::Close(change(B, 0)));
+    assert_eq!(w.one(limits(B, lf, 5, 0)), R::AccountClosed);
+    let chain = [
+        Command::SetLimits(AccountLimits { account_id: A, flags: lf | limit_flags::LINKED, debit_limit: 5, ..Default::default() }),
+        Command::Transfer(transfer(12, A, 99, 1)),
+    ];
+    assert_eq!(w.run(&chain), vec![R::LinkedEventFailed, R::CreditAccountNotFound]);
+    assert!(w.engine.limit_history(A).is_empty(), "nothing was kept");
+    w.engine.check_invariants().expect("invariants");
+}

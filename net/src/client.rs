@@ -219,6 +219,13 @@ impl Client {
         reply::decode_outcomes(&body, asked).map_err(ClientError::Protocol)
     }
 
+    /// The limits in force on each account: `None` where the account is not found.
+    pub async fn lookup_limits(&self, ids: Vec<u128>) -> Result<Vec<Option<protocol::LimitsRecord>>, ClientError> {
+        let asked = ids.len();
+        let (_, body) = self.call(&Request::LookupLimits(ids)).await?;
+        reply::decode_limits(&body, asked).map_err(ClientError::Protocol)
+    }
+
     /// Transfers by id: `None` where not found.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<Option<Transfer>>, ClientError> {
         let (_, body) = self.call(&Request::LookupTransfers(ids)).await?;

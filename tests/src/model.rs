@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use bursar_engine::{
-    account_flags as af, account_state as st, change_flags as cf, ledger_flags, transfer_flags as tf, Account, AccountChange, Command,
-    HoldStatus, Ledger, ResultCode as R, Transfer,
+    account_flags as af, account_state as st, change_flags as cf, ledger_flags, limit_flags as lf, transfer_flags as tf, Account,
+    AccountChange, AccountLimits, Command, HoldStatus, Ledger, ResultCode as R, Transfer,
 };
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -27,6 +27,9 @@ pub struct Model {
     pub holds: BTreeMap<u128, (HoldStatus, u64)>,
     /// Transfer ids decided by a failure: the code and the command's timestamp.
     pub failed: BTreeMap<u128, (R, u64)>,
+    /// Limits set by `set_limits`, by account: (debit limit, credit limit), `None` where the
+    /// account's flag rules.
+    pub balance_limits: BTreeMap<u128, (Option<u128>, Option<u128>)>,
     /// Last timestamp assigned.
     pub timestamp: u64,
     /// Capacity limits, mirrored from the engine under test.
@@ -141,7 +144,54 @@ impl Model {
             Command::Freeze(c) => self.change(c, 0),
             Command::Thaw(c) => self.change(c, 1),
             Command::Close(c) => self.change(c, 2),
+            Command::SetLimits(c) => self.set_limits(c),
         }
+    }
+
+    fn set_limits(&mut self, c: AccountLimits) -> R {
+        let sets = |set: u16, remove: u16| c.flags & set != 0 && c.flags & remove != 0;
+        let checks = [
+            (c.timestamp != 0, R::TimestampMustBeZero),
+            (
+                c.reserved.iter().any(|b| *b != 0)
+                    || (c.flags & lf::DEBIT_LIMIT == 0 && c.debit_limit != 0)
+                    || (c.flags & lf::CREDIT_LIMIT == 0 && c.credit_limit != 0),
+                R::ReservedField,
+            ),
+            (c.flags & !lf::ALL != 0, R::ReservedFlag),
+            (
+                sets(lf::DEBIT_LIMIT, lf::REMOVE_DEBIT_LIMIT) || sets(lf::CREDIT_LIMIT, lf::REMOVE_CREDIT_LIMIT),
+                R::FlagsAreMutuallyExclusive,
+            ),
+            (c.account_id == 0, R::AccountIdMustNotBeZero),
+            (c.account_id == u128::MAX, R::AccountIdMustNotBeIntMax),
+            (c.flags & !lf::LINKED == 0, R::ChangeMustNameASide),
+            (!self.accounts.contains_key(&c.account_id), R::AccountNotFound),
+            (self.accounts.get(&c.account_id).is_some_and(|a| a.state & st::CLOSED != 0), R::AccountClosed),
+        ];
+        if let Some(code) = first_failure(&checks) {
+            return code;
+        }
+        let (mut debit, mut credit) = self.balance_limits.get(&c.account_id).copied().unwrap_or_default();
+        if c.flags & lf::DEBIT_LIMIT != 0 {
+            debit = Some(c.debit_limit);
+        } else if c.flags & lf::REMOVE_DEBIT_LIMIT != 0 {
+            debit = None;
+        }
+        if c.flags & lf::CREDIT_LIMIT != 0 {
+            credit = Some(c.credit_limit);
+        } else if c.flags & lf::REMOVE_CREDIT_LIMIT != 0 {
+            credit = None;
+        }
+        self.balance_limits.insert(c.account_id, (debit, credit));
+        R::Ok
+    }
+
+    /// The limits in force: a command's, else the flag's (0), else none.
+    pub fn limits_of(&self, a: &Account) -> (Option<u128>, Option<u128>) {
+        let (debit, credit) = self.balance_limits.get(&a.id).copied().unwrap_or_default();
+        let flag = |f: u16| (a.flags & f != 0).then_some(0);
+        (debit.or(flag(af::DEBITS_MUST_NOT_EXCEED_CREDITS)), credit.or(flag(af::CREDITS_MUST_NOT_EXCEED_DEBITS)))
     }
 
     fn create_ledger(&mut self, l: Ledger, ts: u64) -> R {
@@ -352,15 +402,10 @@ impl Model {
         if let Some(code) = first_failure(&overflow) {
             return code;
         }
+        let (debit_limit, credit_limit) = (self.limits_of(&d).0, self.limits_of(&c).1);
         let limits = [
-            (
-                d.flags & af::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && d.debits_pending + d.debits_posted + a > d.credits_posted,
-                R::ExceedsCredits,
-            ),
-            (
-                c.flags & af::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && c.credits_pending + c.credits_posted + a > c.debits_posted,
-                R::ExceedsDebits,
-            ),
+            (debit_limit.is_some_and(|l| d.debits_pending + d.debits_posted + a > d.credits_posted.saturating_add(l)), R::ExceedsCredits),
+            (credit_limit.is_some_and(|l| c.credits_pending + c.credits_posted + a > c.debits_posted.saturating_add(l)), R::ExceedsDebits),
             (self.ids() >= self.limits.transfers_max as usize, R::TransfersLimitReached),
         ];
         if let Some(code) = first_failure(&limits) {

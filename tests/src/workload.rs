@@ -1,7 +1,10 @@
 //! Seeded random workloads of every command kind: valid traffic, retries, chains, expiring
 //! holds, lifecycle changes, malformed fields and overflow edges.
 
-use bursar_engine::{account_flags as af, change_flags as cf, transfer_flags as tf, Account, AccountChange, Command, Ledger, Transfer};
+use bursar_engine::{
+    account_flags as af, change_flags as cf, limit_flags as lf, transfer_flags as tf, Account, AccountChange, AccountLimits, Command,
+    Ledger, Transfer,
+};
 
 use crate::rng::Rng;
 
@@ -220,11 +223,35 @@ impl Workload {
         let account_id = self.account_on(ledger);
         let flags = [cf::DEBITS, cf::CREDITS, cf::DEBITS | cf::CREDITS, 0][self.rng.below(4) as usize];
         let change = AccountChange { account_id, flags, ..Default::default() };
-        match self.rng.below(10) {
+        match self.rng.below(14) {
             0..=3 => Command::Freeze(change),
             4..=7 => Command::Thaw(change),
-            _ => Command::Close(AccountChange { flags: 0, ..change }),
+            8..=9 => Command::Close(AccountChange { flags: 0, ..change }),
+            _ => Command::SetLimits(self.limits_change(account_id)),
         }
+    }
+
+    /// A limit change: mostly valid (set or remove either side, limits around typical amounts,
+    /// sometimes below what is used), sometimes malformed (set and remove on one side, an
+    /// amount for a side not set, no side).
+    fn limits_change(&mut self, account_id: u128) -> AccountLimits {
+        let flags = [
+            lf::DEBIT_LIMIT,
+            lf::CREDIT_LIMIT,
+            lf::DEBIT_LIMIT | lf::CREDIT_LIMIT,
+            lf::REMOVE_DEBIT_LIMIT,
+            lf::REMOVE_CREDIT_LIMIT | lf::DEBIT_LIMIT,
+            lf::DEBIT_LIMIT | lf::REMOVE_DEBIT_LIMIT,
+            0,
+        ][self.rng.below(7) as usize];
+        let mut change = AccountLimits { account_id, flags, ..Default::default() };
+        if flags & lf::DEBIT_LIMIT != 0 || self.rng.chance(5) {
+            change.debit_limit = self.rng.below(3_000) as u128;
+        }
+        if flags & lf::CREDIT_LIMIT != 0 {
+            change.credit_limit = self.rng.below(3_000) as u128;
+        }
+        change
     }
 
     fn retry(&mut self) -> Command {
@@ -249,6 +276,7 @@ impl Workload {
                     Command::CreateAccount(a) => a.flags ^= af::HISTORY,
                     Command::CreateLedger(l) => l.scale ^= 1,
                     Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => c.flags ^= cf::CREDITS,
+                    Command::SetLimits(c) => c.debit_limit = c.debit_limit.wrapping_add(1),
                     _ => {} // a kind with no field to vary is retried as it was sent
                 }
             }

@@ -783,3 +783,35 @@ async fn a_declined_id_stays_declined_across_a_restart_and_its_outcome_says_why(
     assert!(bursar_wal::list_snapshots(&FsStorage::open_read_only(dir.join("log")).expect("dir")).expect("list").len() == 1);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// An overdraft line set over the wire is in force at once, is what lookup account limits
+/// returns, and survives a restart from a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_over_the_wire_are_in_force_and_survive_a_restart() {
+    use bursar_engine::{limit_flags, AccountLimits};
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    assert!(client.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let overdraft = AccountLimits { account_id: 1, debit_limit: 50, flags: limit_flags::DEBIT_LIMIT, ..Default::default() };
+    assert_eq!(client.submit(vec![Command::SetLimits(overdraft)]).await.expect("submit"), vec![ResultCode::Ok]);
+    let spend = |id: u128, amount: u128| {
+        Command::Transfer(Transfer { id, debit_account_id: 1, credit_account_id: 2, amount, ledger: 1, code: 1, ..Default::default() })
+    };
+    assert_eq!(client.submit(vec![spend(1, 50), spend(2, 1)]).await.expect("submit"), vec![ResultCode::Ok, ResultCode::ExceedsCredits]);
+    let found = client.lookup_limits(vec![1, 3, 999]).await.expect("limits");
+    assert_eq!(found[0].map(|l| (l.limits.debit_limit, l.limits.credit_limit)), Some((Some(50), None)));
+    assert_eq!(found[1].map(|l| l.limits.debit_limit), Some(None), "no flag, no limit");
+    assert!(found[2].is_none(), "unknown account");
+    drop(client);
+    drop(stop(running).await);
+    let running = start(&dir);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    let found = client.lookup_limits(vec![1]).await.expect("limits");
+    assert_eq!(found[0].map(|l| l.limits.debit_limit), Some(Some(50)));
+    assert!(found[0].is_some_and(|l| l.limits.changed_at > 0));
+    drop(client);
+    drop(stop(running).await);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -34,6 +34,19 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
             return Err(format!("account {}: engine {a:?} model {:?}", a.id, model.accounts.get(&a.id)));
         }
     }
+    for a in engine.accounts() {
+        let limits = engine.balance_limits(a.id).ok_or("an account without limits")?;
+        if (limits.debit_limit, limits.credit_limit) != model.limits_of(a) {
+            return Err(format!("account {}: limits engine {limits:?} model {:?}", a.id, model.limits_of(a)));
+        }
+    }
+    let mut sorted: Vec<(u128, ResultCode)> = engine.failed_transfers().iter().map(|f| (f.id, f.code)).collect();
+    let mut model_failed: Vec<(u128, ResultCode)> = model.failed.iter().map(|(id, (code, _))| (*id, *code)).collect();
+    sorted.sort_unstable();
+    model_failed.sort_unstable();
+    if sorted != model_failed {
+        return Err(format!("failed ids: engine {} model {}", sorted.len(), model_failed.len()));
+    }
     for t in engine.transfers() {
         if model.transfers.get(&t.id) != Some(t) {
             return Err(format!("transfer {}: engine {t:?} model {:?}", t.id, model.transfers.get(&t.id)));

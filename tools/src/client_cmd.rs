@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use bursar_audit::format_minor;
-use bursar_engine::{account_flags, change_flags, filter_flags, Account, AccountChange, AccountFilter, Command, Ledger, Transfer};
+use bursar_engine::{
+    account_flags, change_flags, filter_flags, limit_flags, Account, AccountChange, AccountFilter, AccountLimits, Command, Ledger, Transfer,
+};
 use bursar_net::client::{Client, LedgerView};
 use bursar_net::protocol::{Outcome, OutcomeStatus};
 use clap::{Args, Subcommand};
@@ -106,6 +108,25 @@ pub enum ClientOp {
         #[arg(long)]
         account: u128,
     },
+    /// Set or remove an account's debit limit (overdraft line) and/or credit limit, in the
+    /// account's currency ("500.00"). Lowering below what is used refuses further movements only.
+    SetLimits {
+        #[arg(long)]
+        account: u128,
+        /// How far debits (holds included) may exceed credits.
+        #[arg(long, conflicts_with = "remove_debit_limit")]
+        debit_limit: Option<String>,
+        /// How far credits (holds included) may exceed debits.
+        #[arg(long, conflicts_with = "remove_credit_limit")]
+        credit_limit: Option<String>,
+        /// Back to the account's flag (no overdraft, or none).
+        #[arg(long)]
+        remove_debit_limit: bool,
+        #[arg(long)]
+        remove_credit_limit: bool,
+    },
+    /// Show the limits in force on accounts.
+    Limits { ids: Vec<u128> },
     /// Show accounts.
     Accounts { ids: Vec<u128> },
     /// Show transfers.
@@ -271,6 +292,24 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::Freeze(s) => Command::Freeze(change(&s)),
         ClientOp::Thaw(s) => Command::Thaw(change(&s)),
         ClientOp::Close { account } => Command::Close(AccountChange { account_id: account, ..Default::default() }),
+        ClientOp::SetLimits { account, debit_limit, credit_limit, remove_debit_limit, remove_credit_limit } => {
+            let found =
+                client.lookup_accounts(vec![account]).await?.pop().flatten().with_context(|| format!("account {account} not found"))?;
+            let l = ledger(&client, found.ledger).await?.ledger;
+            let mut change = AccountLimits { account_id: account, ..Default::default() };
+            if let Some(text) = debit_limit {
+                change.flags |= limit_flags::DEBIT_LIMIT;
+                change.debit_limit = to_minor(&text, &l)?;
+            }
+            if let Some(text) = credit_limit {
+                change.flags |= limit_flags::CREDIT_LIMIT;
+                change.credit_limit = to_minor(&text, &l)?;
+            }
+            change.flags |= if remove_debit_limit { limit_flags::REMOVE_DEBIT_LIMIT } else { 0 };
+            change.flags |= if remove_credit_limit { limit_flags::REMOVE_CREDIT_LIMIT } else { 0 };
+            Command::SetLimits(change)
+        }
+        ClientOp::Limits { ids } => return show_limits(&client, ids, args.json).await,
         ClientOp::Accounts { ids } => return show_accounts(&client, ids, args.json).await,
         ClientOp::Transfers { ids } => return show_transfers(&client, ids, args.json).await,
         ClientOp::Totals { ledger: id } => return show_totals(&ledger(&client, id).await?, args.json),
@@ -371,6 +410,33 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
                 t.timestamp
             );
         }
+    }
+    Ok(())
+}
+
+async fn show_limits(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
+    for (id, found) in ids.iter().zip(client.lookup_limits(ids.clone()).await?) {
+        let Some(record) = found else {
+            println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("account {id}: not found") });
+            continue;
+        };
+        let l = record.limits;
+        if json {
+            let show = |v: Option<u128>| v.map_or("null".to_string(), |v| format!("\"{v}\""));
+            println!(
+                "{{\"id\":\"{id}\",\"found\":true,\"debit_limit\":{},\"credit_limit\":{},\"changed_at\":{}}}",
+                show(l.debit_limit),
+                show(l.credit_limit),
+                l.changed_at
+            );
+            continue;
+        }
+        let account = client.lookup_accounts(vec![*id]).await?.pop().flatten().with_context(|| format!("account {id} not found"))?;
+        let currency = ledger(client, account.ledger).await?.ledger;
+        let show = |v: Option<u128>| v.map_or("none".to_string(), |v| format_minor(v, &currency));
+        let changed =
+            if l.changed_at == 0 { "never changed: the account's flags".to_string() } else { format!("changed at {}", l.changed_at) };
+        println!("account {id}: debit limit {}  credit limit {}  ({changed})", show(l.debit_limit), show(l.credit_limit));
     }
     Ok(())
 }

@@ -71,7 +71,14 @@ impl Engine {
         let index = self.accounts.len() as u32;
         self.account_index.insert(account.id, index);
         self.accounts.push(account);
-        self.account_meta.push(AccountMeta { ledger_slot, group, last_transfer: NONE, last_balance: NONE, digest_dirty: false });
+        self.account_meta.push(AccountMeta {
+            ledger_slot,
+            group,
+            last_transfer: NONE,
+            last_balance: NONE,
+            last_limit_change: NONE,
+            digest_dirty: false,
+        });
         self.touch_account(index);
         self.record(Undo::AccountInserted);
     }

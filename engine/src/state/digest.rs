@@ -3,9 +3,9 @@
 //! every recorded value without an O(state) pass.
 //!
 //! The state is a set of items (ledgers, accounts, transfers, hold states, balance-history
-//! entries, failed transfer ids), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
+//! entries, failed transfer ids, limit changes), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
 //! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers,
-//! history entries and failed ids are append-only, so settling hashes the ones added since the last
+//! history entries, failed ids and limit changes are append-only, so settling hashes the ones added since the last
 //! settle; an account or hold that changes is put on a dirty list once (a flag check), and
 //! settling replaces its old term (cached, 16 bytes per account) with the new one. A hot account
 //! changed a thousand times between two checkpoints is hashed once. Linked-chain rollback needs
@@ -29,7 +29,7 @@
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::id_hash::IdMap;
-use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold};
+use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange};
 use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
@@ -44,6 +44,7 @@ mod seed {
     pub const HOLD: u64 = 4;
     pub const BALANCE_ENTRY: u64 = 5;
     pub const FAILED_TRANSFER: u64 = 6;
+    pub const LIMIT_CHANGE: u64 = 7;
 }
 
 /// The digest's running sum and what has changed since it was settled.
@@ -56,6 +57,7 @@ pub(crate) struct DigestState {
     transfers_settled: usize,
     history_settled: usize,
     failed_settled: usize,
+    limits_settled: usize,
     /// The term each settled account contributes, by account index.
     account_terms: Vec<u128>,
     /// Accounts changed since the last settle (each once, see `AccountMeta::digest_dirty`).
@@ -101,6 +103,16 @@ fn failed_transfer_term(failed: &FailedTransfer) -> u128 {
     xxh3_128_with_seed(&bytes, seed::FAILED_TRANSFER)
 }
 
+fn limit_change_term(account_id: u128, change: &LimitChange) -> u128 {
+    let mut bytes = [0u8; 57];
+    bytes[..16].copy_from_slice(&account_id.to_le_bytes());
+    bytes[16..24].copy_from_slice(&change.timestamp.to_le_bytes());
+    bytes[24] = u8::from(change.debit_limit.is_some()) | u8::from(change.credit_limit.is_some()) << 1;
+    bytes[25..41].copy_from_slice(&change.debit_limit.unwrap_or(0).to_le_bytes());
+    bytes[41..57].copy_from_slice(&change.credit_limit.unwrap_or(0).to_le_bytes());
+    xxh3_128_with_seed(&bytes, seed::LIMIT_CHANGE)
+}
+
 fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
     let mut bytes = [0u8; 88];
     bytes[..16].copy_from_slice(&account_id.to_le_bytes());
@@ -139,6 +151,11 @@ impl DigestState {
             self.sum = self.sum.wrapping_add(failed_transfer_term(failed));
         }
         self.failed_settled = engine.failed.len();
+        for change in &engine.limit_changes[self.limits_settled..] {
+            let id = engine.accounts[change.account as usize].id;
+            self.sum = self.sum.wrapping_add(limit_change_term(id, change));
+        }
+        self.limits_settled = engine.limit_changes.len();
     }
 
     /// Replaces the terms of the accounts and holds changed since.
@@ -224,6 +241,7 @@ impl Engine {
         self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.transfers[index as usize].id, hold)));
         self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
+        self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
         sum
     }
 
@@ -246,8 +264,11 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     }
     // Counted only when there are any, so a state without failed ids (every state before they
     // existed) keeps the digest its logged checkpoints recorded.
-    if !engine.failed.is_empty() {
+    if !engine.failed.is_empty() || !engine.limit_changes.is_empty() {
         hasher.update(&(engine.failed.len() as u64).to_le_bytes());
+    }
+    if !engine.limit_changes.is_empty() {
+        hasher.update(&(engine.limit_changes.len() as u64).to_le_bytes());
     }
     *hasher.finalize().as_bytes()
 }

@@ -11,7 +11,10 @@ mod accounts;
 pub(crate) mod digest;
 mod holds;
 mod ledgers;
+pub(crate) mod limits;
 mod transfers;
+
+pub use limits::{BalanceLimits, LimitChange};
 
 use accounts::Change;
 
@@ -176,6 +179,8 @@ pub(crate) struct AccountMeta {
     pub(crate) last_transfer: u32,
     /// Newest balance-history entry, or `NONE`.
     pub(crate) last_balance: u32,
+    /// Newest limit change, or `NONE` (the flags rule).
+    pub(crate) last_limit_change: u32,
     /// Listed in `digest.dirty_accounts` since the digest was last settled.
     pub(crate) digest_dirty: bool,
 }
@@ -188,6 +193,7 @@ enum Undo {
     GroupInserted,
     TransferInserted,
     BalanceEntryPushed,
+    LimitChangePushed,
     Balances { account: u32, old: Balances },
     State { account: u32, old: u8 },
     HoldInserted { transfer: u32 },
@@ -264,6 +270,8 @@ pub struct Engine {
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     pub(crate) balance_history: Vec<BalanceEntry>,
+    /// Every change of an account's limits, in order (see `limits`).
+    pub(crate) limit_changes: Vec<LimitChange>,
     /// The last timestamp assigned.
     pub(crate) timestamp: u64,
     /// The state digest's running sum and what changed since it was last settled (see `digest`).
@@ -315,6 +323,7 @@ impl Engine {
             holds: IdMap::default(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
+            limit_changes: Vec::new(),
             timestamp: 0,
             digest: DigestState::default(),
             rules: Rules::CURRENT,
@@ -587,6 +596,7 @@ impl Engine {
             Command::Freeze(ref c) => self.change_account(c, Change::Freeze),
             Command::Thaw(ref c) => self.change_account(c, Change::Thaw),
             Command::Close(ref c) => self.change_account(c, Change::Close),
+            Command::SetLimits(ref c) => self.set_limits(c, ts),
         }
     }
 
@@ -622,6 +632,10 @@ impl Engine {
                 Undo::BalanceEntryPushed => {
                     let entry = self.balance_history.pop().expect("undo: balance entry");
                     self.account_meta[entry.account as usize].last_balance = entry.prev;
+                }
+                Undo::LimitChangePushed => {
+                    let change = self.limit_changes.pop().expect("undo: limit change");
+                    self.account_meta[change.account as usize].last_limit_change = change.prev;
                 }
                 Undo::Balances { account, old } => self.set_balances(account, old),
                 Undo::State { account, old } => self.accounts[account as usize].state = old,

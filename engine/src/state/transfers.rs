@@ -144,10 +144,10 @@ impl Engine {
         if total.checked_add(amount).is_none() {
             return R::OverflowsLedgerTotals;
         }
-        if d.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debits > db.credits_posted {
+        if self.debit_limit_at(dr).is_some_and(|limit| debits > db.credits_posted.saturating_add(limit)) {
             return R::ExceedsCredits;
         }
-        if c.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credits > cb.debits_posted {
+        if self.credit_limit_at(cr).is_some_and(|limit| credits > cb.debits_posted.saturating_add(limit)) {
             return R::ExceedsDebits;
         }
         if self.ids_full() {

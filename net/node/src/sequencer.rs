@@ -12,7 +12,7 @@ use bursar_wal::Storage;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use bursar_wire::protocol::{Outcome, OutcomeStatus, ProtocolError, Request};
+use bursar_wire::protocol::{LimitsRecord, Outcome, OutcomeStatus, ProtocolError, Request};
 use bursar_wire::reply::Reply;
 
 use crate::node::Node;
@@ -334,6 +334,9 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::GetAccountBalances(filter) => Reply::Balances(node.engine().get_account_balances(filter)),
         Request::LedgerTotals(ids) => Reply::LedgerTotals(ids.iter().map(|id| node.engine().ledger_totals(*id)).collect()),
         Request::LookupOutcomes(ids) => Reply::Outcomes(ids.iter().map(|id| outcome(node.engine(), *id)).collect()),
+        Request::LookupLimits(ids) => Reply::Limits(
+            ids.iter().map(|id| node.engine().balance_limits(*id).map(|limits| LimitsRecord { account_id: *id, limits })).collect(),
+        ),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

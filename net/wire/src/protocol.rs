@@ -55,6 +55,9 @@ pub enum Operation {
     /// Transfer ids (16-byte ids). Reply: one 128-byte [`Outcome`] per id: stored, failed (with
     /// the code that decided it) or unknown.
     LookupOutcomes = 9,
+    /// Account ids (16-byte ids). Reply: one 128-byte [`LimitsRecord`] per id, all zero where
+    /// the account is not found.
+    LookupLimits = 10,
 }
 
 impl Operation {
@@ -69,6 +72,7 @@ impl Operation {
             Operation::Status,
             Operation::Metrics,
             Operation::LookupOutcomes,
+            Operation::LookupLimits,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -345,6 +349,53 @@ pub enum Request {
     Metrics,
     /// See [`Operation::LookupOutcomes`].
     LookupOutcomes(Vec<u128>),
+    /// See [`Operation::LookupLimits`].
+    LookupLimits(Vec<u128>),
+}
+
+/// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
+/// account_id u128 @0, debit_limit u128 @16, credit_limit u128 @32, changed_at u64 @48, flags
+/// u16 @56 (bit 0 a debit limit is in force, bit 1 a credit limit), 70 zero bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsRecord {
+    /// The account.
+    pub account_id: u128,
+    /// The limits in force.
+    pub limits: bursar_engine::BalanceLimits,
+}
+
+impl LimitsRecord {
+    /// The 128-byte wire record.
+    pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
+        let mut out = [0u8; RECORD_SIZE];
+        let l = &self.limits;
+        out[0..16].copy_from_slice(&self.account_id.to_le_bytes());
+        out[16..32].copy_from_slice(&l.debit_limit.unwrap_or(0).to_le_bytes());
+        out[32..48].copy_from_slice(&l.credit_limit.unwrap_or(0).to_le_bytes());
+        out[48..56].copy_from_slice(&l.changed_at.to_le_bytes());
+        let flags = u16::from(l.debit_limit.is_some()) | u16::from(l.credit_limit.is_some()) << 1;
+        out[56..58].copy_from_slice(&flags.to_le_bytes());
+        out
+    }
+
+    /// Reads the wire record: `None` for an all-zero record (not found).
+    pub fn from_bytes(b: &[u8; RECORD_SIZE]) -> Result<Option<LimitsRecord>, ProtocolError> {
+        let flags = u16::from_le_bytes([b[56], b[57]]);
+        if b[58..].iter().any(|x| *x != 0) || flags > 3 {
+            return Err(ProtocolError::ReservedNotZero);
+        }
+        let account_id = u128::from_le_bytes(b[0..16].try_into().expect("16 bytes"));
+        if account_id == 0 {
+            return Ok(None);
+        }
+        let amount = |r: core::ops::Range<usize>| u128::from_le_bytes(b[r].try_into().expect("16 bytes"));
+        let limits = bursar_engine::BalanceLimits {
+            debit_limit: (flags & 1 != 0).then(|| amount(16..32)),
+            credit_limit: (flags & 2 != 0).then(|| amount(32..48)),
+            changed_at: u64::from_le_bytes(b[48..56].try_into().expect("8 bytes")),
+        };
+        Ok(Some(LimitsRecord { account_id, limits }))
+    }
 }
 
 /// What became of a transfer id (a record of the reply to [`Operation::LookupOutcomes`]): id
@@ -485,6 +536,7 @@ impl Request {
             Request::Status => Operation::Status,
             Request::Metrics => Operation::Metrics,
             Request::LookupOutcomes(_) => Operation::LookupOutcomes,
+            Request::LookupLimits(_) => Operation::LookupLimits,
         }
     }
 
@@ -496,7 +548,7 @@ impl Request {
         let mut body = Vec::new();
         let count = match self {
             Request::Submit(_) => unreachable!("encoded above"),
-            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) | Request::LookupOutcomes(ids) => {
+            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) | Request::LookupOutcomes(ids) | Request::LookupLimits(ids) => {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 ids.len()
             }
@@ -543,13 +595,14 @@ impl Request {
                 })?;
                 Ok(Request::Submit(commands))
             }
-            op @ (Operation::LookupAccounts | Operation::LookupTransfers | Operation::LookupOutcomes) => {
+            op @ (Operation::LookupAccounts | Operation::LookupTransfers | Operation::LookupOutcomes | Operation::LookupLimits) => {
                 expect_len(16 * n)?;
                 let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
                 Ok(match op {
                     Operation::LookupAccounts => Request::LookupAccounts(ids),
                     Operation::LookupTransfers => Request::LookupTransfers(ids),
-                    _ => Request::LookupOutcomes(ids),
+                    Operation::LookupOutcomes => Request::LookupOutcomes(ids),
+                    _ => Request::LookupLimits(ids),
                 })
             }
             op @ (Operation::GetAccountTransfers | Operation::GetAccountBalances) => {
@@ -771,6 +824,7 @@ mod tests {
             Request::LookupAccounts(vec![1, u128::MAX, 3]),
             Request::LookupTransfers(vec![]),
             Request::LookupOutcomes(vec![7, u128::MAX]),
+            Request::LookupLimits(vec![3]),
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),

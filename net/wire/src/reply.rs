@@ -4,7 +4,7 @@
 use bursar_engine::{Account, AccountBalance, Balances, Ledger, LedgerTotals, Record, ResultCode, Transfer, RECORD_SIZE};
 
 use crate::metrics::Metrics;
-use crate::protocol::{self, Operation, Outcome, ProtocolError, Status};
+use crate::protocol::{self, LimitsRecord, Operation, Outcome, ProtocolError, Status};
 
 /// The answer to one request, before it is encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub enum Reply {
     Metrics(Box<Metrics>),
     /// What became of each transfer id asked about.
     Outcomes(Vec<Outcome>),
+    /// The limits in force on each account asked about (`None`: not found).
+    Limits(Vec<Option<LimitsRecord>>),
     /// The request failed as a whole (`shutting_down` after a log failure, say).
     Error(ProtocolError),
 }
@@ -49,6 +51,11 @@ impl Reply {
                 let count = outcomes.len() as u32;
                 protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupOutcomes as u8, request_id, count, &body, out)
             }
+            Reply::Limits(found) => {
+                let body: Vec<u8> = found.iter().flat_map(|l| l.map_or([0; RECORD_SIZE], |l| l.to_bytes())).collect();
+                let count = found.len() as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupLimits as u8, request_id, count, &body, out)
+            }
             Reply::Error(error) => protocol::encode_error(request_id, operation, *error, out),
         }
     }
@@ -65,6 +72,14 @@ pub fn decode_outcomes(body: &[u8], asked: usize) -> Result<Vec<Outcome>, Protoc
         return Err(ProtocolError::LengthMismatch);
     }
     records(body).map(Outcome::from_bytes).collect()
+}
+
+/// A lookup-limits reply: one entry per account asked, `None` where not found.
+pub fn decode_limits(body: &[u8], asked: usize) -> Result<Vec<Option<LimitsRecord>>, ProtocolError> {
+    if body.len() != asked * RECORD_SIZE {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    records(body).map(LimitsRecord::from_bytes).collect()
 }
 
 /// A lookup-accounts reply: `None` where not found.

@@ -675,12 +675,12 @@ pub fn run_statement(args: StatementArgs) -> Result<()> {
 /// `bursar statement --csv`.
 fn statement_csv(shown: &[&StatementLine], ledger: &Ledger, currency: &str) {
     let ledger = *ledger;
-    out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending");
+    out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending,debit_limit,credit_limit");
     let plain = Ledger { currency: *b"   ", ..ledger };
     let num = |v: i128| format_signed(v, &plain).trim_end().to_string();
     for l in shown {
         out!(
-            "{},{},{},{},{},{},{currency},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{currency},{},{},{},{},{},{},{},{}",
             show_time(l.timestamp),
             l.transfer_id,
             l.kind,
@@ -692,9 +692,16 @@ fn statement_csv(shown: &[&StatementLine], ledger: &Ledger, currency: &str) {
             l.user_data_64,
             l.user_data_32,
             num(l.balance),
-            num(l.pending)
+            num(l.pending),
+            l.limits.map_or(String::new(), |x| limit_text(x.debit_limit, &plain).trim_end().to_string()),
+            l.limits.map_or(String::new(), |x| limit_text(x.credit_limit, &plain).trim_end().to_string())
         );
     }
+}
+
+/// A limit in force, in the ledger's currency, or "none".
+fn limit_text(limit: Option<u128>, ledger: &Ledger) -> String {
+    limit.map_or("none".to_string(), |v| format_minor(v, ledger))
 }
 
 /// `bursar statement --json`: one object per line.
@@ -708,6 +715,11 @@ fn statement_json(shown: &[&StatementLine], ledger: &Ledger) {
             "user_data_128": l.user_data_128.to_string(), "user_data_64": l.user_data_64, "user_data_32": l.user_data_32,
             "balance": format_signed(l.balance, &ledger), "pending": format_signed(l.pending, &ledger),
         });
+        let mut line = line;
+        if let Some(limits) = l.limits {
+            line["debit_limit"] = json!(limit_text(limits.debit_limit, &ledger));
+            line["credit_limit"] = json!(limit_text(limits.credit_limit, &ledger));
+        }
         out!("{line}");
     }
 }
@@ -728,6 +740,11 @@ fn statement_text(heading: &str, shown: &[&StatementLine], last: Option<&Stateme
         "balance"
     );
     for l in shown {
+        if let Some(limits) = l.limits {
+            let (debit, credit) = (limit_text(limits.debit_limit, &ledger), limit_text(limits.credit_limit, &ledger));
+            out!("{:<32} {:>20} {:<8} debit limit {debit}, credit limit {credit}", show_time(l.timestamp), "", l.kind);
+            continue;
+        }
         out!(
             "{:<32} {:>20} {:<8} {:>20} {:>18} {:>18} {:>6} {:>18}",
             show_time(l.timestamp),
