@@ -78,27 +78,25 @@ impl Engine {
     /// The debit limit in force on the account at `index`: a command's, else the flag's.
     #[inline]
     pub(crate) fn debit_limit_at(&self, index: u32) -> Option<u128> {
-        match self.account_meta[index as usize].last_limit_change {
-            NONE => (self.accounts[index as usize].flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0).then_some(0),
-            change => self.limit_changes[change as usize]
-                .debit_limit
-                .or_else(|| self.flag_limit(index, account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)),
-        }
+        let change = self.account_meta[index as usize].last_limit_change;
+        self.in_force(index, (change != NONE).then(|| &self.limit_changes[change as usize]), Side::Debit)
     }
 
     /// The credit limit in force on the account at `index`: a command's, else the flag's.
     #[inline]
     pub(crate) fn credit_limit_at(&self, index: u32) -> Option<u128> {
-        match self.account_meta[index as usize].last_limit_change {
-            NONE => (self.accounts[index as usize].flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0).then_some(0),
-            change => self.limit_changes[change as usize]
-                .credit_limit
-                .or_else(|| self.flag_limit(index, account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS)),
-        }
+        let change = self.account_meta[index as usize].last_limit_change;
+        self.in_force(index, (change != NONE).then(|| &self.limit_changes[change as usize]), Side::Credit)
     }
 
-    fn flag_limit(&self, index: u32, flag: u16) -> Option<u128> {
-        (self.accounts[index as usize].flags & flag != 0).then_some(0)
+    /// One side's limit in force after `change` (or with none): the command's, else the flag's.
+    #[inline]
+    fn in_force(&self, index: u32, change: Option<&LimitChange>, side: Side) -> Option<u128> {
+        let (set, flag) = match side {
+            Side::Debit => (change.and_then(|c| c.debit_limit), account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            Side::Credit => (change.and_then(|c| c.credit_limit), account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+        };
+        set.or_else(|| (self.accounts[index as usize].flags & flag != 0).then_some(0))
     }
 
     /// The limits in force on an account, if it exists.
@@ -118,10 +116,9 @@ impl Engine {
         let mut change = self.account_meta[index as usize].last_limit_change;
         while change != NONE {
             let c = &self.limit_changes[change as usize];
-            let flag = |f| self.flag_limit(index, f);
             history.push(BalanceLimits {
-                debit_limit: c.debit_limit.or_else(|| flag(account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)),
-                credit_limit: c.credit_limit.or_else(|| flag(account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS)),
+                debit_limit: self.in_force(index, Some(c), Side::Debit),
+                credit_limit: self.in_force(index, Some(c), Side::Credit),
                 changed_at: c.timestamp,
             });
             change = c.prev;
@@ -129,6 +126,13 @@ impl Engine {
         history.reverse();
         history
     }
+}
+
+/// Which limit.
+#[derive(Clone, Copy)]
+enum Side {
+    Debit,
+    Credit,
 }
 
 /// The checks of a limit change that need no state, in precedence order.
