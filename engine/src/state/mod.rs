@@ -490,10 +490,8 @@ impl Engine {
                 }
             }
             // The breaking member keeps a failure or `exists`; a new member that met an existing
-            // one, or the unrun last member of an open chain, did nothing wrong itself.
-            if at == last && open {
-                out[at] = ResultCode::LinkedEventChainOpen;
-            } else if out[at] == ResultCode::Ok {
+            // one did nothing wrong itself (nor did an open chain's unrun last member, still `ok`).
+            if out[at] == ResultCode::Ok {
                 out[at] = ResultCode::LinkedEventFailed;
             }
             out[at + 1..=last].fill(ResultCode::LinkedEventFailed);
