@@ -3,7 +3,7 @@
 //! conversions and every per-kind match follow. Adding a kind: ARCHITECTURE.md, "Adding a
 //! command kind".
 
-use crate::types::{Account, AccountChange, AccountLimits, Ledger, Record, Transfer, RECORD_SIZE};
+use crate::types::{Account, AccountChange, AccountLimits, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE};
 
 /// Declares the command kinds: `Kind = wire value, "wire name", RecordType;` each with its doc.
 /// The values are the wire and log encoding and are never renumbered; new kinds are appended.
@@ -161,6 +161,14 @@ commands! {
     Close = 11, "close", AccountChange;
     /// Set or remove an account's debit limit (overdraft line) and/or credit limit.
     SetLimits = 12, "set_limits", AccountLimits;
+    /// Move (part of) a posted transfer back between the same accounts: a refund, chargeback or
+    /// correction; `pending_id` names the original, `code` the reason.
+    Reverse = 13, "reverse", Transfer;
+    /// Set which transfer codes may debit and credit an account, and which may take it past its
+    /// debit limit (a chargeback): replaces the account's channel policy.
+    SetChannels = 14, "set_channels", ChannelPolicy;
+    /// Set or remove one velocity rule of an account (a count and/or amount bound per window).
+    SetVelocity = 15, "set_velocity", VelocityRule;
 }
 
 impl Command {

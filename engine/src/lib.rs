@@ -25,10 +25,13 @@ pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerT
 pub use result::ResultCode;
 pub use rules::Rules;
 pub use snapshot::{SnapshotError, SnapshotView};
-pub use state::{BalanceLimits, Balances, BatchError, BatchInfo, Engine, FailedTransfer, Hold, HoldStatus, LimitChange};
+pub use state::{
+    AccountPolicy, BalanceLimits, Balances, BatchError, BatchInfo, Engine, FailedTransfer, Hold, HoldOf, HoldStatus, LimitChange, Lineage,
+    RuleUsage, LINEAGE_REVERSALS_MAX,
+};
 pub use types::{
-    account_flags, account_state, change_flags, ledger_flags, limit_flags, transfer_flags, Account, AccountChange, AccountLimits, Ledger,
-    Record, Transfer, RECORD_SIZE,
+    account_flags, account_state, change_flags, channel_flags, ledger_flags, limit_flags, transfer_flags, velocity_flags, velocity_window,
+    Account, AccountChange, AccountLimits, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE,
 };
 
 #[cfg(test)]

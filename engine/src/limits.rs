@@ -7,6 +7,20 @@ pub const SCALE_MAX: u8 = 18;
 /// Nanoseconds per second, for hold timeouts given in seconds.
 pub const NS_PER_S: u64 = 1_000_000_000;
 
+/// Velocity rules one account may carry (slots 0 to 7).
+pub const VELOCITY_RULES_MAX: usize = 8;
+/// Sub-buckets of a rolling velocity window: a movement leaves the window between N and
+/// N + N/16 seconds after it (never earlier), so the bound errs on the side of refusing.
+pub const ROLLING_BUCKETS: usize = 16;
+/// Longest rolling velocity window: 400 days, in seconds.
+pub const ROLLING_WINDOW_SECONDS_MAX: u32 = 400 * 86_400;
+/// Codes in each channel list of an account (which codes may debit, which may credit).
+pub const CHANNEL_CODES_MAX: usize = 16;
+/// Codes whose debits may take an account past its debit limit (chargebacks, say).
+pub const LIMIT_EXEMPT_CODES_MAX: usize = 8;
+/// Codes one velocity rule may be restricted to (none: every code counts).
+pub const VELOCITY_CODES_MAX: usize = 8;
+
 /// Capacity limits of one engine; reaching one is a result code, never a crash or an allocation spike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

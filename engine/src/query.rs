@@ -259,7 +259,7 @@ impl Engine {
         let named = commands.iter().flat_map(Command::account_ids);
         for id in named {
             let Some(&index) = self.account_index.get(&id) else { continue };
-            check_account(&self.accounts[index as usize], self.account_meta[index as usize].last_limit_change == NONE)?;
+            check_account(&self.accounts[index as usize], self.account_meta[index as usize].flags_rule())?;
         }
         Ok(())
     }
@@ -296,7 +296,7 @@ impl Engine {
             if (a.debits_pending, a.credits_pending) != held[i] {
                 return Err(format!("account {}: pending balances differ from the sum of its pending holds", a.id));
             }
-            check_account(a, self.account_meta[i].last_limit_change == NONE)?;
+            check_account(a, self.account_meta[i].flags_rule())?;
             let slot = self.account_meta[i].ledger_slot as usize;
             let sum = &mut ledger_sums[slot];
             let added = [
@@ -326,7 +326,49 @@ impl Engine {
                 return Err(format!("transfer {} is not after transfer {}", window[1].id, window[0].id));
             }
         }
-        self.check_failed_transfers()
+        self.check_failed_transfers()?;
+        self.check_lineage()?;
+        self.check_policies()
+    }
+
+    /// Each reversal list holds exactly the reversals naming its original, which add up to at
+    /// most the original's amount; each resolved hold names the capture or release naming it.
+    fn check_lineage(&self) -> Result<(), String> {
+        let mut sums: rustc_hash::FxHashMap<u32, (u128, usize)> = Default::default();
+        let mut resolutions = 0;
+        for (i, t) in self.transfers.iter().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0)
+        {
+            let Some(IdSlot::Transfer(named)) = self.find_transfer_id(t.pending_id) else {
+                return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
+            };
+            if t.flags & tf::REVERSE == 0 {
+                resolutions += 1;
+                if self.holds.get(&named).map(|h| h.resolved_by) != Some(i as u32) {
+                    return Err(format!("hold {}: its resolving transfer is not {}", t.pending_id, t.id));
+                }
+                continue;
+            }
+            let listed = self.reversals.get(&named).is_some_and(|of| of.list.contains(&(i as u32)));
+            let sum = sums.entry(named).or_default();
+            *sum = (sum.0.wrapping_add(t.amount), sum.1 + 1);
+            if !listed {
+                return Err(format!("reversal {} is not listed against {}", t.id, t.pending_id));
+            }
+        }
+        if self.holds.values().filter(|h| h.resolved_by != NONE).count() != resolutions {
+            return Err("a hold names a resolving transfer that does not name it".into());
+        }
+        if sums.len() != self.reversals.len() {
+            return Err("a reversal list names a transfer with no reversal".into());
+        }
+        for (&original, of) in &self.reversals {
+            let t = &self.transfers[original as usize];
+            let reversible = t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) == 0;
+            if sums.get(&original) != Some(&(of.amount, of.list.len())) || of.amount > t.amount || !reversible {
+                return Err(format!("transfer {}: its reversals do not add up to {} within its amount {}", t.id, of.amount, t.amount));
+            }
+        }
+        Ok(())
     }
 
     /// Every remembered failure is indexed under its id, was decided by a code that decides,

@@ -153,8 +153,14 @@ result_codes! {
     AccountIdMustNotBeZero = 30,
     /// The account id (a ledger's settlement account, or the account of a freeze/thaw/close/set_limits) must not be `u128::MAX`.
     AccountIdMustNotBeIntMax = 31,
-    /// A freeze, thaw or limit change must name the debit side, the credit side, or both.
+    /// A freeze, thaw or limit change must name the debit side, the credit side, or both; a velocity rule exactly one of them.
     ChangeMustNameASide = 32,
+    /// A velocity rule's `slot` is not below 8.
+    VelocitySlotInvalid = 99,
+    /// A velocity rule's window is unknown, or a rolling window's length is zero or over 400 days, or a calendar window has a length.
+    VelocityWindowInvalid = 100,
+    /// A velocity rule bounds neither the count nor the amount.
+    VelocityRuleMustSetAMaximum = 101,
     /// A single-sided `debit`/`credit` must leave the counterparty id zero: the engine uses the ledger's settlement account.
     CounterpartyMustBeZero = 33,
     /// `debit_account_id` must not be zero.
@@ -219,6 +225,20 @@ result_codes! {
     PendingTransferAlreadyVoided = 63,
     /// The hold's expiry has passed: it is (or is about to be) released automatically and can no longer be captured or released.
     PendingTransferExpired = 64,
+    /// A reversal's `pending_id` names no stored transfer.
+    ReversedTransferNotFound = 86,
+    /// A reversal names a hold: release a pending hold, or reverse its capture.
+    ReversedTransferIsAHold = 87,
+    /// A reversal names a release or a reversal, which cannot be reversed: send a new transfer instead.
+    ReversedTransferNotReversible = 88,
+    /// A reversal's `debit_account_id` is neither zero nor the reversed transfer's credit account.
+    ReversalHasDifferentDebitAccountId = 89,
+    /// A reversal's `credit_account_id` is neither zero nor the reversed transfer's debit account.
+    ReversalHasDifferentCreditAccountId = 90,
+    /// A reversal's `ledger` is neither zero nor the reversed transfer's.
+    ReversalHasDifferentLedger = 91,
+    /// A reversal's amount exceeds what is left of the original after its earlier reversals (or nothing is left).
+    ExceedsReversibleAmount = 92,
     /// The debit account is closed.
     DebitAccountClosed = 65,
     /// The credit account is closed.
@@ -229,6 +249,10 @@ result_codes! {
     DebitAccountFrozen = 68,
     /// The credit account's credits are frozen.
     CreditAccountFrozen = 69,
+    /// The debit account's channel policy does not let this transfer's `code` debit it.
+    DebitCodeNotAllowed = 93,
+    /// The credit account's channel policy does not let this transfer's `code` credit it.
+    CreditCodeNotAllowed = 94,
     /// The account still has pending holds; capture or release them first.
     AccountHasPendingBalance = 70,
     /// The account's posted debits and credits differ; settle it to zero first.
@@ -253,6 +277,14 @@ result_codes! {
     ExceedsCredits = 80,
     /// The credit account's credits (holds count) would exceed its debits by more than its credit limit (`credits_must_not_exceed_debits`: 0; or the limit `set_limits` set).
     ExceedsDebits = 81,
+    /// A velocity rule of the debit account allows no more movements in its window.
+    ExceedsDebitVelocityCount = 95,
+    /// A velocity rule of the debit account allows no more amount in its window.
+    ExceedsDebitVelocityAmount = 96,
+    /// A velocity rule of the credit account allows no more movements in its window.
+    ExceedsCreditVelocityCount = 97,
+    /// A velocity rule of the credit account allows no more amount in its window.
+    ExceedsCreditVelocityAmount = 98,
     /// The engine holds `ledgers_max` ledgers already.
     LedgersLimitReached = 82,
     /// The engine holds `accounts_max` accounts already.
@@ -282,12 +314,19 @@ impl ResultCode {
                 | R::DebitAccountNotFound
                 | R::CreditAccountNotFound
                 | R::PendingTransferNotFound
+                | R::ReversedTransferNotFound
                 | R::DebitAccountClosed
                 | R::CreditAccountClosed
                 | R::DebitAccountFrozen
                 | R::CreditAccountFrozen
                 | R::ExceedsCredits
                 | R::ExceedsDebits
+                | R::DebitCodeNotAllowed
+                | R::CreditCodeNotAllowed
+                | R::ExceedsDebitVelocityCount
+                | R::ExceedsDebitVelocityAmount
+                | R::ExceedsCreditVelocityCount
+                | R::ExceedsCreditVelocityAmount
         )
     }
 }

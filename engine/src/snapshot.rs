@@ -1,44 +1,51 @@
 //! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
 //!
 //! Only primary state is written (ledgers, accounts, transfers, hold states, balance
-//! history, failed transfer ids, limit changes, the clock and the capacity limits); indexes, totals and per-account lists are rebuilt on
+//! history, failed transfer ids, limit changes, account policies, the clock and the capacity
+//! limits); indexes, totals, per-account lists and lineage links are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 3:
+//! Layout (all little-endian), version 4:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (3) |
+//! | 4 | version (4) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 56 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes |
+//! | 80 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets |
 //! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
+//! | 128 × n | policies: the channel policy record (account_id, lists, flags; timestamp: when set, 0 never); in the order they were made |
+//! | 128 × n | velocity rules: the rule record (account_id, slot; timestamp: when it started counting); by policy, then slot |
+//! | 48 × n | velocity buckets that are not all zero: account index u32, slot u8, bucket u8, 2 zero bytes, count u64, period u64, amount u128, 8 zero bytes; by rule, then bucket |
 //!
-//! Versions 1 and 2 are still read: version 2 has six counts (an 88-byte header) and no limit
-//! changes; version 1 five counts (an 80-byte header), no failed ids and no limit changes.
+//! Versions 1 to 3 are still read: version 3 has seven counts (a 96-byte header) and no
+//! policies; version 2 six (88 bytes) and no limit changes; version 1 five (80 bytes) and no
+//! failed ids.
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
+use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
     touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, FAILED_TAG, NONE,
 };
-use crate::types::{transfer_flags as tf, Account, Ledger, Record, Transfer, RECORD_SIZE};
+use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE};
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads 1 and 2 too).
-pub const SNAPSHOT_VERSION: u32 = 3;
-const HEADER_SIZE: usize = 96;
+pub const SNAPSHOT_VERSION: u32 = 4;
+const HEADER_SIZE: usize = 120;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 3] = [5, 6, 7];
+const COUNTS_BY_VERSION: [usize; 4] = [5, 6, 7, 10];
+const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
 const BALANCE_ENTRY_SIZE: usize = 80;
 const FAILED_SIZE: usize = 32;
@@ -89,12 +96,31 @@ impl Engine {
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
+            + RECORD_SIZE * (self.policies.len() + self.policies.iter().map(|p| p.rules.len()).sum::<usize>())
+            + BUCKET_SIZE * self.policy_parts().2.len()
+    }
+
+    /// The policies as the stream holds them: channel records, rule records, non-zero buckets.
+    fn policy_parts(&self) -> PolicyParts {
+        let mut parts = PolicyParts::default();
+        for p in &self.policies {
+            let account_id = self.accounts[p.account as usize].id;
+            parts.0.push(ChannelPolicy { account_id, ..p.channels });
+            for r in &p.rules {
+                parts.1.push(VelocityRule { account_id, ..r.rule });
+                let used = r.buckets.iter().enumerate().filter(|(_, b)| **b != Bucket::default());
+                parts.2.extend(used.map(|(k, b)| (p.account, r.rule.slot, k as u8, *b)));
+            }
+        }
+        parts
     }
 
     /// Appends the whole state to `out` as a snapshot stream.
     pub fn snapshot(&self, out: &mut Vec<u8>) {
         let ledgers: Vec<Ledger> = self.ledgers.iter().map(|slot| slot.ledger).collect();
+        let policies = self.policy_parts();
         let parts = Parts {
+            policies: &policies,
             timestamp: self.timestamp,
             limits: self.limits,
             ledgers: &ledgers,
@@ -146,6 +172,7 @@ impl Engine {
         catch_up(&mut view.balance_history, &self.balance_history);
         catch_up(&mut view.failed, &self.failed);
         catch_up(&mut view.limit_changes, &self.limit_changes);
+        view.policies = self.policy_parts();
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -207,8 +234,19 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 7] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
-        let sizes = [RECORD_SIZE, RECORD_SIZE, RECORD_SIZE, HOLD_SIZE, BALANCE_ENTRY_SIZE, FAILED_SIZE, LIMIT_CHANGE_SIZE];
+        let counts: [u64; 10] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let sizes = [
+            RECORD_SIZE,
+            RECORD_SIZE,
+            RECORD_SIZE,
+            HOLD_SIZE,
+            BALANCE_ENTRY_SIZE,
+            FAILED_SIZE,
+            LIMIT_CHANGE_SIZE,
+            RECORD_SIZE,
+            RECORD_SIZE,
+            BUCKET_SIZE,
+        ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
@@ -231,7 +269,7 @@ impl Engine {
         for _ in 0..counts[3] {
             let index = r.u32();
             let status = r.take(4);
-            let hold = Hold { status: hold_status(status)?, expires_at: r.u64(), resolved_at: r.u64() };
+            let hold = Hold { status: hold_status(status)?, expires_at: r.u64(), resolved_at: r.u64(), resolved_by: NONE };
             restore_hold(&mut engine, index, hold)?;
         }
         for _ in 0..counts[4] {
@@ -247,8 +285,18 @@ impl Engine {
         for _ in 0..counts[6] {
             restore_limit_change(&mut engine, &mut r, timestamp)?;
         }
+        for _ in 0..counts[7] {
+            restore_policy(&mut engine, ChannelPolicy::decode(r.record()), timestamp)?;
+        }
+        for _ in 0..counts[8] {
+            restore_rule(&mut engine, VelocityRule::decode(r.record()), timestamp)?;
+        }
+        for _ in 0..counts[9] {
+            restore_bucket(&mut engine, &mut r)?;
+        }
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
+        engine.rebuild_lineage().map_err(SnapshotError::Invalid)?;
         if let Some(last) = engine.transfers.last() {
             if last.timestamp > timestamp {
                 return invalid("a transfer is newer than the engine clock");
@@ -315,6 +363,53 @@ fn restore_limit_change(engine: &mut Engine, r: &mut Cursor<'_>, clock: u64) -> 
     }
     let (debit_limit, credit_limit) = ((set[0] & 1 != 0).then_some(debit), (set[0] & 2 != 0).then_some(credit));
     engine.push_limit_change(LimitChange { account, prev, timestamp, debit_limit, credit_limit });
+    Ok(())
+}
+
+fn restore_policy(engine: &mut Engine, channels: ChannelPolicy, clock: u64) -> Result<(), SnapshotError> {
+    let Some(&account) = engine.account_index.get(&channels.account_id) else {
+        return invalid(format!("a policy names unknown account {}", channels.account_id));
+    };
+    let meta = &mut engine.account_meta[account as usize];
+    if meta.policy != NONE || channels.timestamp > clock || channels.flags & crate::types::channel_flags::LINKED != 0 {
+        return invalid(format!("account {}: a second policy, or one newer than the clock", channels.account_id));
+    }
+    meta.policy = engine.policies.len() as u32;
+    engine.policies.push(Policy { account, channels, rules: Vec::new(), digest_dirty: true });
+    engine.digest.dirty_policies.push(meta.policy);
+    Ok(())
+}
+
+fn restore_rule(engine: &mut Engine, rule: VelocityRule, clock: u64) -> Result<(), SnapshotError> {
+    let p = engine.account_index.get(&rule.account_id).map_or(NONE, |&a| engine.account_meta[a as usize].policy);
+    if p == NONE || rule.timestamp > clock || rule.flags & crate::types::velocity_flags::LINKED != 0 {
+        return invalid(format!("a velocity rule of account {} without a policy, or newer than the clock", rule.account_id));
+    }
+    let rules = &mut engine.policies[p as usize].rules;
+    if rules.last().is_some_and(|last| last.rule.slot >= rule.slot) {
+        return invalid(format!("account {}: velocity rules out of slot order", rule.account_id));
+    }
+    let buckets = if rule.window == crate::types::velocity_window::ROLLING { crate::limits::ROLLING_BUCKETS } else { 1 };
+    rules.push(RuleState { rule, buckets: vec![Bucket::default(); buckets] });
+    Ok(())
+}
+
+fn restore_bucket(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let account = r.u32();
+    let at = r.take(4);
+    let bucket = Bucket { count: r.u64(), period: r.u64(), amount: r.u128() };
+    if r.u64() != 0 || at[2..] != [0, 0] || bucket == Bucket::default() {
+        return invalid("velocity bucket padding, or an empty bucket written");
+    }
+    let p = engine.account_meta.get(account as usize).map_or(NONE, |m| m.policy);
+    let rule = (p != NONE).then(|| engine.policies[p as usize].rules.iter_mut().find(|rs| rs.rule.slot == at[0])).flatten();
+    let Some(slot) = rule.and_then(|rs| rs.buckets.get_mut(at[1] as usize)) else {
+        return invalid(format!("a velocity bucket names account index {account}, rule {}, bucket {}", at[0], at[1]));
+    };
+    if *slot != Bucket::default() {
+        return invalid("a velocity bucket written twice");
+    }
+    *slot = bucket;
     Ok(())
 }
 
@@ -441,7 +536,12 @@ pub struct SnapshotView {
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
     limit_changes: Vec<LimitChange>,
+    policies: PolicyParts,
 }
+
+/// The policies as a snapshot stream holds them: channel records, rule records, and the
+/// non-zero buckets with (account index, rule slot, bucket index).
+type PolicyParts = (Vec<ChannelPolicy>, Vec<VelocityRule>, Vec<(u32, u8, u8, Bucket)>);
 
 impl SnapshotView {
     /// Makes room for copies of `accounts` accounts and `transfers` transfers and touches every
@@ -500,6 +600,7 @@ impl SnapshotView {
             balance_history: &self.balance_history,
             failed: &self.failed,
             limit_changes: &self.limit_changes,
+            policies: &self.policies,
         }
     }
 }
@@ -582,6 +683,7 @@ struct Parts<'a> {
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
     limit_changes: &'a [LimitChange],
+    policies: &'a PolicyParts,
 }
 
 impl Parts<'_> {
@@ -592,6 +694,8 @@ impl Parts<'_> {
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
+            + RECORD_SIZE * (self.policies.0.len() + self.policies.1.len())
+            + BUCKET_SIZE * self.policies.2.len()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -611,6 +715,9 @@ impl Parts<'_> {
             self.balance_history.len(),
             self.failed.len(),
             self.limit_changes.len(),
+            self.policies.0.len(),
+            self.policies.1.len(),
+            self.policies.2.len(),
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -655,6 +762,22 @@ impl Parts<'_> {
             out.put(&c.timestamp.to_le_bytes());
             out.put(&c.debit_limit.unwrap_or(0).to_le_bytes());
             out.put(&c.credit_limit.unwrap_or(0).to_le_bytes());
+        }
+        for channels in &self.policies.0 {
+            channels.encode(&mut record);
+            out.put(&record);
+        }
+        for rule in &self.policies.1 {
+            rule.encode(&mut record);
+            out.put(&record);
+        }
+        for (account, slot, bucket, b) in &self.policies.2 {
+            out.put(&account.to_le_bytes());
+            out.put(&[*slot, *bucket, 0, 0]);
+            out.put(&b.count.to_le_bytes());
+            out.put(&b.period.to_le_bytes());
+            out.put(&b.amount.to_le_bytes());
+            out.put(&0u64.to_le_bytes());
         }
     }
 }
@@ -728,8 +851,8 @@ mod version_tests {
     use super::*;
     use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
-    /// Version 1 and 2 streams (written before failed ids, or limit changes, were kept: fewer
-    /// counts, no such sections) restore to the same state; the current stream round-trips
+    /// Version 1, 2 and 3 streams (written before failed ids, limit changes or policies were
+    /// kept: fewer counts, no such sections) restore to the same state; the current stream round-trips
     /// failed ids.
     #[test]
     fn older_streams_still_restore_and_the_current_one_keeps_failed_ids() {
@@ -744,8 +867,12 @@ mod version_tests {
         v1.drain(HEADER_SIZE_V1..HEADER_SIZE);
         let mut v2 = current.clone();
         v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-        v2.drain(HEADER_SIZE - 8..HEADER_SIZE);
+        v2.drain(HEADER_SIZE - 32..HEADER_SIZE);
         assert_eq!(Engine::restore(&v2).expect("a version 2 stream restores").snapshot_bytes(), current);
+        let mut v3 = current.clone();
+        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        v3.drain(HEADER_SIZE - 24..HEADER_SIZE);
+        assert_eq!(Engine::restore(&v3).expect("a version 3 stream restores").snapshot_bytes(), current);
         let restored = Engine::restore(&v1).expect("a version 1 stream restores");
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.recompute_state_digest(), engine.recompute_state_digest());

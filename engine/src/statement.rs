@@ -13,8 +13,10 @@ pub struct StatementLine {
     pub timestamp: u64,
     /// The transfer (for an expiry: the hold).
     pub transfer_id: u128,
-    /// transfer, hold, capture, release, expiry, or limits (a change of the account's limits).
+    /// transfer, hold, capture, release, expiry, reversal, or limits (a change of the account's limits).
     pub kind: &'static str,
+    /// For a reversal: the transfer it reverses (0 otherwise).
+    pub reverses: u128,
     /// The other account.
     pub counterpart: u128,
     /// Signed change of the posted balance (credits minus debits), minor units.
@@ -58,6 +60,7 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
             timestamp: t.timestamp,
             transfer_id: t.id,
             kind,
+            reverses: if t.flags & tf::REVERSE != 0 { t.pending_id } else { 0 },
             counterpart,
             posted_change: posted,
             pending_change: pending,
@@ -84,13 +87,15 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
                 events.push(line("release", 0, -sign * signed(held.amount)?));
             }
         } else {
-            events.push(line("transfer", sign * signed(t.amount)?, 0));
+            let kind = if t.flags & tf::REVERSE != 0 { "reversal" } else { "transfer" };
+            events.push(line(kind, sign * signed(t.amount)?, 0));
         }
     }
     events.extend(engine.limit_history(account_id).into_iter().map(|limits| StatementLine {
         timestamp: limits.changed_at,
         transfer_id: 0,
         kind: "limits",
+        reverses: 0,
         counterpart: 0,
         posted_change: 0,
         pending_change: 0,

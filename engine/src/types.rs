@@ -36,8 +36,11 @@ pub mod transfer_flags {
     pub const POST_PENDING: u16 = 1 << 2;
     /// Release (void) the hold named by `pending_id`.
     pub const VOID_PENDING: u16 = 1 << 3;
-    /// Every flag defined so far; any other bit is reserved.
+    /// Every flag a client sets; any other bit is reserved.
     pub const ALL: u16 = LINKED | PENDING | POST_PENDING | VOID_PENDING;
+    /// Set by the engine on a stored reversal (command `reverse`): `pending_id` names the
+    /// transfer it reverses. Never set by a client (`reserved_flag` on every kind).
+    pub const REVERSE: u16 = 1 << 4;
 }
 
 /// Flags of a freeze/thaw/close command.
@@ -66,6 +69,52 @@ pub mod limit_flags {
     pub const REMOVE_CREDIT_LIMIT: u16 = 1 << 4;
     /// Every flag defined so far; any other bit is reserved.
     pub const ALL: u16 = LINKED | DEBIT_LIMIT | CREDIT_LIMIT | REMOVE_DEBIT_LIMIT | REMOVE_CREDIT_LIMIT;
+}
+
+/// Channel policy flags (command `set_channels`).
+pub mod channel_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// `debit_codes` lists the only codes that may debit the account (else: the codes that may not).
+    pub const DEBITS_ALLOW: u16 = 1 << 1;
+    /// `credit_codes` lists the only codes that may credit the account (else: the codes that may not).
+    pub const CREDITS_ALLOW: u16 = 1 << 2;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED | DEBITS_ALLOW | CREDITS_ALLOW;
+}
+
+/// Velocity rule flags (command `set_velocity`).
+pub mod velocity_flags {
+    /// Linked to the next command in the batch.
+    pub const LINKED: u16 = super::FLAG_LINKED;
+    /// The rule counts the account's debits (new transfers and holds that debit it).
+    pub const DEBITS: u16 = 1 << 1;
+    /// The rule counts the account's credits.
+    pub const CREDITS: u16 = 1 << 2;
+    /// `count_max` bounds how many movements the window may hold.
+    pub const COUNT: u16 = 1 << 3;
+    /// `amount_max` bounds their sum.
+    pub const AMOUNT: u16 = 1 << 4;
+    /// Remove the rule in `slot` (every other field zero).
+    pub const REMOVE: u16 = 1 << 5;
+    /// Every flag defined so far; any other bit is reserved.
+    pub const ALL: u16 = LINKED | DEBITS | CREDITS | COUNT | AMOUNT | REMOVE;
+}
+
+/// Velocity windows: calendar periods in UTC, or a rolling window of `window_seconds`.
+pub mod velocity_window {
+    /// The calendar minute.
+    pub const MINUTE: u8 = 1;
+    /// The calendar hour.
+    pub const HOUR: u8 = 2;
+    /// The calendar day (UTC).
+    pub const DAY: u8 = 3;
+    /// The ISO week, from Monday 00:00 UTC.
+    pub const WEEK: u8 = 4;
+    /// The calendar month (UTC).
+    pub const MONTH: u8 = 5;
+    /// The last `window_seconds` seconds, in 16 sub-buckets.
+    pub const ROLLING: u8 = 6;
 }
 
 /// Ledger flags.
@@ -244,7 +293,83 @@ impl Default for AccountLimits {
     }
 }
 
+/// Which transfer codes may debit and credit an account, and which may take it past its debit
+/// limit (command `set_channels`): replaces the account's whole channel policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ChannelPolicy {
+    /// The account.
+    pub account_id: u128,
+    /// Codes allowed (`channel_flags::DEBITS_ALLOW`) or refused to debit the account; 0 = empty slot.
+    pub debit_codes: [u16; 16],
+    /// Codes allowed (`channel_flags::CREDITS_ALLOW`) or refused to credit the account; 0 = empty slot.
+    pub credit_codes: [u16; 16],
+    /// Codes whose debits may exceed the account's debit limit (a chargeback); 0 = empty slot.
+    pub limit_exempt_codes: [u16; 8],
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Must be zero (in a lookup: when the policy was set).
+    pub timestamp: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// `channel_flags`.
+    pub flags: u16,
+    /// Must be zero.
+    pub reserved: [u8; 10],
+}
+
+/// One velocity rule of an account (command `set_velocity`): in a window, at most `count_max`
+/// movements and/or at most `amount_max` in sum, of the account's debits or credits, optionally
+/// of some codes only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VelocityRule {
+    /// The account.
+    pub account_id: u128,
+    /// Most the window's movements may add up to (with `velocity_flags::AMOUNT`).
+    pub amount_max: u128,
+    /// Most movements in the window (with `velocity_flags::COUNT`).
+    pub count_max: u32,
+    /// A rolling window's length in seconds; zero for calendar windows.
+    pub window_seconds: u32,
+    /// The codes the rule counts; all zero: every code.
+    pub codes: [u16; 8],
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Must be zero (in a lookup: when the rule started counting).
+    pub timestamp: u64,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// `velocity_flags`.
+    pub flags: u16,
+    /// Which of the account's rules (0 to 7).
+    pub slot: u8,
+    /// `velocity_window`.
+    pub window: u8,
+    /// Must be zero.
+    pub reserved: [u8; 48],
+}
+
+impl Default for VelocityRule {
+    fn default() -> Self {
+        VelocityRule {
+            account_id: 0,
+            amount_max: 0,
+            count_max: 0,
+            window_seconds: 0,
+            codes: [0; 8],
+            user_data_64: 0,
+            timestamp: 0,
+            user_data_32: 0,
+            flags: 0,
+            slot: 0,
+            window: 0,
+            reserved: [0; 48],
+        }
+    }
+}
+
 const _: () = assert!(size_of::<AccountLimits>() == RECORD_SIZE);
+const _: () = assert!(size_of::<ChannelPolicy>() == RECORD_SIZE);
+const _: () = assert!(size_of::<VelocityRule>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Ledger>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Account>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);
@@ -608,6 +733,128 @@ impl Record for AccountLimits {
     }
 }
 
+impl Writer<'_> {
+    fn codes(&mut self, codes: &[u16]) {
+        codes.iter().for_each(|c| self.put(&c.to_le_bytes()));
+    }
+}
+
+impl Reader<'_> {
+    fn codes<const N: usize>(&mut self) -> [u16; N] {
+        core::array::from_fn(|_| self.u16())
+    }
+}
+
+impl Record for ChannelPolicy {
+    const NAME: &'static str = "channel policy";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.account_id, 0]
+    }
+    fn describe(&self) -> String {
+        let list = |codes: &[u16]| codes.iter().filter(|c| **c != 0).map(u16::to_string).collect::<Vec<_>>().join(",");
+        format!(
+            "account={} debit_codes=[{}] credit_codes=[{}] limit_exempt_codes=[{}] flags={:#x}",
+            self.account_id,
+            list(&self.debit_codes),
+            list(&self.credit_codes),
+            list(&self.limit_exempt_codes),
+            self.flags
+        )
+    }
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.account_id.to_le_bytes());
+        w.codes(&self.debit_codes);
+        w.codes(&self.credit_codes);
+        w.codes(&self.limit_exempt_codes);
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&self.reserved);
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        ChannelPolicy {
+            account_id: r.u128(),
+            debit_codes: r.codes(),
+            credit_codes: r.codes(),
+            limit_exempt_codes: r.codes(),
+            user_data_64: r.u64(),
+            timestamp: r.u64(),
+            user_data_32: r.u32(),
+            flags: r.u16(),
+            reserved: r.take(),
+        }
+    }
+}
+
+impl Record for VelocityRule {
+    const NAME: &'static str = "velocity rule";
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u16 {
+        &mut self.flags
+    }
+    fn account_ids(&self) -> [u128; 2] {
+        [self.account_id, 0]
+    }
+    fn describe(&self) -> String {
+        let codes: Vec<String> = self.codes.iter().filter(|c| **c != 0).map(u16::to_string).collect();
+        format!(
+            "account={} slot={} window={} window_seconds={} count_max={} amount_max={} codes=[{}] flags={:#x}",
+            self.account_id,
+            self.slot,
+            self.window,
+            self.window_seconds,
+            self.count_max,
+            self.amount_max,
+            codes.join(","),
+            self.flags
+        )
+    }
+    fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+        let mut w = Writer { out, at: 0 };
+        w.put(&self.account_id.to_le_bytes());
+        w.put(&self.amount_max.to_le_bytes());
+        w.put(&self.count_max.to_le_bytes());
+        w.put(&self.window_seconds.to_le_bytes());
+        w.codes(&self.codes);
+        w.put(&self.user_data_64.to_le_bytes());
+        w.put(&self.timestamp.to_le_bytes());
+        w.put(&self.user_data_32.to_le_bytes());
+        w.put(&self.flags.to_le_bytes());
+        w.put(&[self.slot, self.window]);
+        w.put(&self.reserved);
+        debug_assert_eq!(w.at, RECORD_SIZE);
+    }
+    fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
+        let mut r = Reader { bytes, at: 0 };
+        VelocityRule {
+            account_id: r.u128(),
+            amount_max: r.u128(),
+            count_max: r.u32(),
+            window_seconds: r.u32(),
+            codes: r.codes(),
+            user_data_64: r.u64(),
+            timestamp: r.u64(),
+            user_data_32: r.u32(),
+            flags: r.u16(),
+            slot: r.u8(),
+            window: r.u8(),
+            reserved: r.take(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,5 +895,31 @@ mod tests {
         assert_eq!(&bytes[32..34], &[6, 0], "credit_limit at offset 32");
         assert_eq!(&bytes[80..84], &7u32.to_le_bytes(), "user_data_32 at offset 80");
         assert_eq!(&bytes[84..86], &limit_flags::DEBIT_LIMIT.to_le_bytes(), "flags at offset 84");
+        let mut c = ChannelPolicy { account_id: 8, flags: channel_flags::DEBITS_ALLOW, user_data_32: 7, ..Default::default() };
+        c.debit_codes[1] = 3;
+        c.credit_codes[0] = 4;
+        c.limit_exempt_codes[7] = 5;
+        let bytes = c.to_bytes();
+        assert_eq!(ChannelPolicy::decode(&bytes), c);
+        assert_eq!(&bytes[18..20], &[3, 0], "debit_codes at offset 16");
+        assert_eq!(&bytes[48..50], &[4, 0], "credit_codes at offset 48");
+        assert_eq!(&bytes[94..96], &[5, 0], "limit_exempt_codes at offset 80");
+        assert_eq!(&bytes[112..116], &7u32.to_le_bytes(), "user_data_32 at offset 112");
+        assert_eq!(&bytes[116..118], &channel_flags::DEBITS_ALLOW.to_le_bytes(), "flags at offset 116");
+        let v = VelocityRule {
+            account_id: 8,
+            amount_max: 9,
+            count_max: 10,
+            window_seconds: 11,
+            codes: [12, 0, 0, 0, 0, 0, 0, 0],
+            flags: velocity_flags::DEBITS,
+            slot: 3,
+            window: velocity_window::ROLLING,
+            ..Default::default()
+        };
+        let bytes = v.to_bytes();
+        assert_eq!(VelocityRule::decode(&bytes), v);
+        assert_eq!((bytes[16], bytes[32], bytes[36], bytes[40]), (9, 10, 11, 12), "amount_max, count_max, window_seconds, codes");
+        assert_eq!((&bytes[76..78], bytes[78], bytes[79]), (&velocity_flags::DEBITS.to_le_bytes()[..], 3, velocity_window::ROLLING));
     }
 }

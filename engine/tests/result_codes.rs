@@ -91,6 +91,38 @@ fn capture(id: u128, pending: u128, amount: u128) -> Transfer {
     Transfer { id, pending_id: pending, amount, ..Default::default() }
 }
 
+/// A velocity rule on `account`: `flags` (side and bounds) per `window`.
+fn velocity(account: u128, slot: u8, flags: u16, window: u8, count_max: u32, amount_max: u128) -> Command {
+    let window_seconds = if window == velocity_window::ROLLING { 16 } else { 0 };
+    Command::SetVelocity(VelocityRule {
+        account_id: account,
+        slot,
+        flags,
+        window,
+        window_seconds,
+        count_max,
+        amount_max,
+        ..Default::default()
+    })
+}
+
+/// A channel policy on `account`.
+fn channels(account: u128, flags: u16, debit: &[u16], credit: &[u16], exempt: &[u16]) -> Command {
+    let mut c = ChannelPolicy { account_id: account, flags, ..Default::default() };
+    c.debit_codes[..debit.len()].copy_from_slice(debit);
+    c.credit_codes[..credit.len()].copy_from_slice(credit);
+    c.limit_exempt_codes[..exempt.len()].copy_from_slice(exempt);
+    Command::SetChannels(c)
+}
+
+const VF_DEBIT_COUNT: u16 = velocity_flags::DEBITS | velocity_flags::COUNT;
+const VF_DEBIT_AMOUNT: u16 = velocity_flags::DEBITS | velocity_flags::AMOUNT;
+
+/// A reversal of `original` (reason code 1, a refund), sides and ledger left to the engine.
+fn reversal(id: u128, original: u128, amount: u128) -> Transfer {
+    Transfer { id, pending_id: original, amount, code: 1, ..Default::default() }
+}
+
 type Scenario = fn(&mut World) -> ResultCode;
 
 fn scenarios() -> Vec<(ResultCode, Scenario)> {
@@ -301,6 +333,63 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
             w.ok(Command::Transfer(transfer(10, A, B, u128::MAX - 1)));
             w.ok(Command::CreateAccount(account(20, EUR, 0)));
             w.one(Command::Transfer(transfer(11, C, 20, 2)))
+        }),
+        (R::ReversedTransferNotFound, |w| w.one(Command::Reverse(reversal(10, 99, 5)))),
+        (R::ReversedTransferIsAHold, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.one(Command::Reverse(reversal(11, 10, 5)))
+        }),
+        (R::ReversedTransferNotReversible, |w| {
+            w.ok(Command::Hold(transfer(10, A, B, 5)));
+            w.ok(Command::Release(capture(11, 10, 0)));
+            w.one(Command::Reverse(reversal(12, 11, 5)))
+        }),
+        (R::ReversalHasDifferentDebitAccountId, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Reverse(Transfer { debit_account_id: A, ..reversal(11, 10, 5) }))
+        }),
+        (R::ReversalHasDifferentCreditAccountId, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Reverse(Transfer { credit_account_id: B, ..reversal(11, 10, 5) }))
+        }),
+        (R::ReversalHasDifferentLedger, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Reverse(Transfer { ledger: USD, ..reversal(11, 10, 5) }))
+        }),
+        (R::ExceedsReversibleAmount, |w| {
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.ok(Command::Reverse(reversal(11, 10, 3)));
+            w.one(Command::Reverse(reversal(12, 10, 3)))
+        }),
+        (R::VelocitySlotInvalid, |w| w.one(velocity(A, 8, VF_DEBIT_COUNT, velocity_window::DAY, 1, 0))),
+        (R::VelocityWindowInvalid, |w| w.one(velocity(A, 0, VF_DEBIT_COUNT, 0, 1, 0))),
+        (R::VelocityRuleMustSetAMaximum, |w| w.one(velocity(A, 0, velocity_flags::DEBITS, velocity_window::DAY, 0, 0))),
+        (R::DebitCodeNotAllowed, |w| {
+            w.ok(channels(A, channel_flags::DEBITS_ALLOW, &[2], &[], &[]));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::CreditCodeNotAllowed, |w| {
+            w.ok(channels(B, 0, &[], &[1], &[]));
+            w.one(Command::Transfer(transfer(10, A, B, 5)))
+        }),
+        (R::ExceedsDebitVelocityCount, |w| {
+            w.ok(velocity(A, 0, VF_DEBIT_COUNT, velocity_window::DAY, 1, 0));
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(11, A, B, 5)))
+        }),
+        (R::ExceedsDebitVelocityAmount, |w| {
+            w.ok(velocity(A, 0, VF_DEBIT_AMOUNT, velocity_window::DAY, 0, 5));
+            w.one(Command::Transfer(transfer(10, A, B, 6)))
+        }),
+        (R::ExceedsCreditVelocityCount, |w| {
+            w.ok(velocity(B, 0, velocity_flags::CREDITS | velocity_flags::COUNT, velocity_window::HOUR, 1, 0));
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(11, C, B, 5)))
+        }),
+        (R::ExceedsCreditVelocityAmount, |w| {
+            w.ok(velocity(B, 0, velocity_flags::CREDITS | velocity_flags::AMOUNT, velocity_window::ROLLING, 0, 9));
+            w.ok(Command::Transfer(transfer(10, A, B, 5)));
+            w.one(Command::Transfer(transfer(11, C, B, 5)))
         }),
         (R::ExceedsCredits, |w| w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))),
         (R::ExceedsDebits, |w| w.one(Command::Transfer(transfer(10, A, NO_OVERCREDIT, 1)))),
@@ -788,4 +877,241 @@ fn bad_limit_changes_are_typed_and_change_nothing() {
     assert_eq!(w.run(&chain), vec![R::LinkedEventFailed, R::CreditAccountNotFound]);
     assert!(w.engine.limit_history(A).is_empty(), "nothing was kept");
     w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn partial_refunds_add_up_to_the_original_at_most() {
+    let mut w = World::new();
+    w.ok(Command::Transfer(transfer(10, A, B, 100)));
+    w.ok(Command::Reverse(reversal(11, 10, 30)));
+    w.ok(Command::Reverse(reversal(12, 10, 50)));
+    assert_eq!(w.one(Command::Reverse(reversal(13, 10, 21))), ResultCode::ExceedsReversibleAmount);
+    w.ok(Command::Reverse(reversal(14, 10, u128::MAX)));
+    assert_eq!(w.engine.transfer(14).expect("stored").amount, 20, "u128::MAX reverses what is left");
+    assert_eq!(w.one(Command::Reverse(reversal(15, 10, u128::MAX))), ResultCode::ExceedsReversibleAmount, "nothing is left");
+    assert_eq!(w.one(Command::Reverse(reversal(16, 10, 0))), ResultCode::ExceedsReversibleAmount);
+    assert_eq!((w.balance(A).debits_posted, w.balance(A).credits_posted), (100, 100));
+    assert_eq!((w.balance(B).debits_posted, w.balance(B).credits_posted), (100, 100));
+    let stored = w.engine.transfer(11).expect("stored");
+    assert_eq!((stored.debit_account_id, stored.credit_account_id, stored.pending_id, stored.ledger), (B, A, 10, EUR));
+    assert_eq!(stored.flags, transfer_flags::REVERSE);
+    let lineage = w.engine.lineage(10).expect("stored");
+    assert_eq!(lineage.reversals.iter().map(|t| t.id).collect::<Vec<_>>(), vec![11, 12, 14]);
+    assert_eq!((lineage.reversed, lineage.reversible, lineage.reversals_total), (100, 0, 3));
+    assert_eq!(w.engine.lineage(12).expect("stored").reverses.map(|t| t.id), Some(10));
+    w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn a_reversal_is_retried_like_a_capture_and_never_moves_twice() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Transfer(transfer(10, A, B, 100)));
+    w.ok(Command::Reverse(reversal(11, 10, u128::MAX)));
+    assert_eq!(w.one(Command::Reverse(reversal(11, 10, u128::MAX))), R::Exists, "the rest at the time matches");
+    assert_eq!(w.one(Command::Reverse(reversal(11, 10, 100))), R::Exists);
+    assert_eq!(
+        w.one(Command::Reverse(Transfer { debit_account_id: B, credit_account_id: A, ledger: EUR, ..reversal(11, 10, 100) })),
+        R::Exists
+    );
+    assert_eq!(w.one(Command::Reverse(reversal(11, 10, 99))), R::ExistsWithDifferentAmount);
+    assert_eq!(w.one(Command::Reverse(Transfer { code: 2, ..reversal(11, 10, 100) })), R::ExistsWithDifferentCode);
+    assert_eq!(w.one(Command::Reverse(Transfer { user_data_64: 1, ..reversal(11, 10, 100) })), R::ExistsWithDifferentUserData64);
+    assert_eq!(w.one(Command::Transfer(Transfer { pending_id: 10, ..transfer(11, B, A, 100) })), R::ExistsWithDifferentFlags);
+    assert_eq!(w.one(Command::Transfer(Transfer { flags: transfer_flags::REVERSE, ..transfer(12, B, A, 1) })), R::ReservedFlag);
+    assert_eq!(w.one(Command::Reverse(Transfer { flags: transfer_flags::PENDING, ..reversal(12, 10, 1) })), R::FlagsAreMutuallyExclusive);
+    assert_eq!(w.balance(A).credits_posted, 100, "moved back once");
+}
+
+#[test]
+fn captures_are_reversible_and_holds_releases_and_reversals_are_not() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Hold(transfer(10, A, B, 100)));
+    assert_eq!(w.one(Command::Reverse(reversal(20, 10, 1))), R::ReversedTransferIsAHold, "pending");
+    w.ok(Command::Capture(capture(11, 10, 60)));
+    assert_eq!(w.one(Command::Reverse(reversal(21, 10, 1))), R::ReversedTransferIsAHold, "posted");
+    assert_eq!(w.one(Command::Reverse(reversal(22, 11, 61))), R::ExceedsReversibleAmount, "at most what was captured");
+    w.ok(Command::Reverse(reversal(23, 11, 60)));
+    assert_eq!(w.one(Command::Reverse(reversal(24, 23, 1))), R::ReversedTransferNotReversible);
+    assert_eq!(w.one(Command::Reverse(reversal(24, 24, 1))), R::PendingIdMustBeDifferent);
+    assert_eq!(w.one(Command::Reverse(Transfer { code: 0, ..reversal(25, 11, 1) })), R::CodeMustNotBeZero);
+    assert_eq!(w.one(Command::Reverse(Transfer { timeout: 1, ..reversal(25, 11, 1) })), R::TimeoutReservedForPendingTransfer);
+    let hold = w.engine.lineage(10).expect("stored");
+    assert_eq!(hold.hold.map(|h| (h.transfer.id, h.status)), Some((10, HoldStatus::Posted)));
+    assert_eq!(hold.resolution.map(|t| t.id), Some(11));
+    let capture = w.engine.lineage(11).expect("stored");
+    assert_eq!(capture.hold.map(|h| h.transfer.id), Some(10));
+    assert_eq!((capture.reversals.len(), capture.reversible), (1, 0));
+    let restored = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
+    for id in [10, 11, 23] {
+        assert_eq!(restored.lineage(id), w.engine.lineage(id), "lineage of {id} after a snapshot");
+    }
+}
+
+#[test]
+fn a_reversal_of_an_unknown_transfer_decides_its_id() {
+    let mut w = World::new();
+    assert_eq!(w.one(Command::Reverse(reversal(11, 10, 5))), ResultCode::ReversedTransferNotFound);
+    w.ok(Command::Transfer(transfer(10, A, B, 5)));
+    assert_eq!(w.one(Command::Reverse(reversal(11, 10, 5))), ResultCode::IdAlreadyFailed);
+}
+
+#[test]
+fn a_correction_is_a_reversal_and_the_corrected_transfer_or_neither() {
+    let mut w = World::new();
+    w.ok(Command::Transfer(transfer(10, A, B, 100)));
+    // The correct amount was 80: give 100 back, post 80; a corrected leg that fails takes the reversal with it.
+    let failing = [Command::Reverse(linked(reversal(11, 10, u128::MAX))), Command::Transfer(transfer(12, A, 99, 80))];
+    assert_eq!(w.run(&failing), vec![ResultCode::LinkedEventFailed, ResultCode::CreditAccountNotFound]);
+    assert_eq!(w.engine.lineage(10).expect("stored").reversible, 100, "the reversal was rolled back");
+    assert!(w.engine.transfer(11).is_none());
+    let correction = [Command::Reverse(linked(reversal(13, 10, u128::MAX))), Command::Transfer(transfer(14, A, B, 80))];
+    assert_eq!(w.run(&correction), vec![ResultCode::Ok, ResultCode::Ok]);
+    assert_eq!(w.balance(B).credits_posted - w.balance(B).debits_posted, 80);
+    let lines = w.engine.statement(B).expect("adds up");
+    let reversal_line = lines.iter().find(|l| l.kind == "reversal").expect("a reversal line");
+    assert_eq!((reversal_line.transfer_id, reversal_line.reverses, reversal_line.posted_change), (13, 10, -100));
+    w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn a_reversal_meets_every_account_check_of_a_new_transfer() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(Command::Credit(Transfer { credit_account_id: NO_OVERDRAFT, ..transfer(9, 0, 0, 50) }));
+    w.ok(Command::Transfer(transfer(10, A, NO_OVERDRAFT, 100)));
+    w.ok(Command::Transfer(transfer(11, NO_OVERDRAFT, B, 150)));
+    assert_eq!(w.one(Command::Reverse(reversal(12, 10, 1))), R::ExceedsCredits, "the merchant has nothing left");
+    w.ok(Command::Freeze(change(B, change_flags::DEBITS)));
+    assert_eq!(w.one(Command::Reverse(reversal(13, 11, 1))), R::DebitAccountFrozen);
+    w.ok(Command::Thaw(change(B, change_flags::DEBITS)));
+    w.ok(Command::Reverse(reversal(14, 11, 1)));
+}
+
+/// The usage of rule `slot` of `account` now: (count, amount).
+fn used(w: &World, account: u128, slot: u8) -> (u64, u128) {
+    let policy = w.engine.account_policy(account).expect("account");
+    let rule = policy.rules.iter().find(|u| u.rule.slot == slot).expect("rule");
+    (rule.count, rule.amount)
+}
+
+#[test]
+fn a_calendar_window_starts_afresh_at_its_boundary() {
+    use ResultCode as R;
+    let mut w = World::new();
+    let minute = 60 * S;
+    w.now = 1_000 * minute - 5 * S; // each batch runs a second later: the last at 999:59
+    w.ok(velocity(A, 0, VF_DEBIT_COUNT, velocity_window::MINUTE, 2, 0));
+    w.ok(Command::Transfer(transfer(10, A, B, 5)));
+    w.ok(Command::Transfer(transfer(11, A, B, 5)));
+    assert_eq!(w.one(Command::Transfer(transfer(12, A, B, 5))), R::ExceedsDebitVelocityCount, "the minute is used up");
+    w.ok(Command::Transfer(transfer(13, A, B, 5)));
+    assert_eq!(w.now, 1_000 * minute, "at the next minute's first nanosecond");
+    assert_eq!(used(&w, A, 0), (1, 5), "the new minute holds only the last");
+    let policy = w.engine.account_policy(A).expect("account");
+    assert_eq!((policy.rules[0].window_start, policy.rules[0].window_end), (1_000 * minute, 1_001 * minute));
+}
+
+#[test]
+fn a_rolling_window_lets_a_movement_go_after_n_to_n_plus_a_sixteenth_seconds() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.now = 100 * S;
+    // 16 s in 16 sub-buckets of 1 s: the movement at 102 s counts through 117.999 s.
+    w.ok(velocity(A, 0, VF_DEBIT_AMOUNT, velocity_window::ROLLING, 0, 10));
+    w.ok(Command::Transfer(transfer(10, A, B, 10)));
+    w.now = 115 * S;
+    assert_eq!(w.one(Command::Transfer(transfer(11, A, B, 1))), R::ExceedsDebitVelocityAmount, "at 116 s");
+    w.now = 117 * S;
+    w.ok(Command::Transfer(transfer(13, A, B, 1)));
+    assert_eq!(used(&w, A, 0), (1, 1), "at 118 s the first movement has left the window");
+}
+
+#[test]
+fn holds_count_when_made_and_a_release_expiry_or_partial_capture_gives_back() {
+    let mut w = World::new();
+    w.now = 500 * S;
+    w.ok(velocity(A, 0, VF_DEBIT_AMOUNT | velocity_flags::COUNT, velocity_window::DAY, 10, 1_000));
+    w.ok(Command::Hold(transfer(10, A, B, 100)));
+    w.ok(Command::Hold(Transfer { timeout: 10, ..transfer(11, A, B, 200) }));
+    w.ok(Command::Hold(transfer(12, A, B, 300)));
+    assert_eq!(used(&w, A, 0), (3, 600), "holds count when made");
+    w.ok(Command::Release(capture(13, 10, 0)));
+    assert_eq!(used(&w, A, 0), (2, 500), "a release gives the amount and the movement back");
+    w.ok(Command::Capture(capture(14, 12, 120)));
+    assert_eq!(used(&w, A, 0), (2, 320), "a capture of part gives the rest back and never counts again");
+    w.now += 10 * S;
+    w.ok(Command::Transfer(transfer(15, C, B, 1)));
+    assert_eq!(w.engine.hold(11).map(|h| h.status), Some(HoldStatus::Expired));
+    assert_eq!(used(&w, A, 0), (1, 120), "an expiry gives back");
+    w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn a_rule_changed_in_its_maxima_keeps_its_usage_and_any_other_change_starts_afresh() {
+    use ResultCode as R;
+    let mut w = World::new();
+    w.ok(velocity(A, 3, VF_DEBIT_COUNT, velocity_window::DAY, 2, 0));
+    w.ok(Command::Transfer(transfer(10, A, B, 5)));
+    w.ok(velocity(A, 3, VF_DEBIT_COUNT, velocity_window::DAY, 1, 0));
+    assert_eq!(w.one(Command::Transfer(transfer(11, A, B, 5))), R::ExceedsDebitVelocityCount, "lowered below what is used");
+    w.ok(velocity(A, 3, VF_DEBIT_COUNT, velocity_window::HOUR, 1, 0));
+    assert_eq!(used(&w, A, 3), (0, 0), "another window counts from now");
+    w.ok(Command::Transfer(transfer(12, A, B, 5)));
+    w.ok(Command::SetVelocity(VelocityRule { account_id: A, slot: 3, flags: velocity_flags::REMOVE, ..Default::default() }));
+    w.ok(Command::Transfer(transfer(13, A, B, 5)));
+    assert!(w.engine.account_policy(A).expect("account").rules.is_empty());
+}
+
+#[test]
+fn a_failed_chain_takes_its_counted_movements_and_policy_changes_back() {
+    let mut w = World::new();
+    w.ok(velocity(A, 0, VF_DEBIT_COUNT, velocity_window::DAY, 5, 0));
+    let before = w.engine.account_policy(A);
+    let chain = [
+        Command::Transfer(linked(transfer(10, A, B, 5))),
+        Command::SetChannels(ChannelPolicy { flags: channel_flags::LINKED, ..ChannelPolicy { account_id: C, ..Default::default() } }),
+        Command::Transfer(transfer(11, A, 99, 5)),
+    ];
+    assert_eq!(w.run(&chain)[2], ResultCode::CreditAccountNotFound);
+    assert_eq!(w.engine.account_policy(A), before, "the chain's count was taken back");
+    assert!(w.engine.account_policy(C).expect("account").channels.timestamp == 0, "the chain's policy was taken back");
+    assert_eq!(w.engine.state_digest(), w.engine.recompute_state_digest());
+    w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn a_chargeback_code_may_take_a_merchant_past_its_debit_limit_and_only_that_code() {
+    use ResultCode as R;
+    let mut w = World::new();
+    // The merchant (no overdraft) sold for 100 and paid 90 out; the customer's card scheme
+    // charges 100 back. A refund (code 1) cannot go past the merchant's balance; a chargeback (2) can.
+    w.ok(Command::Transfer(transfer(10, A, NO_OVERDRAFT, 100)));
+    w.ok(Command::Transfer(transfer(11, NO_OVERDRAFT, B, 90)));
+    w.ok(channels(NO_OVERDRAFT, 0, &[], &[], &[2]));
+    assert_eq!(w.one(Command::Reverse(reversal(12, 10, 100))), R::ExceedsCredits);
+    w.ok(Command::Reverse(Transfer { code: 2, ..reversal(13, 10, 100) }));
+    assert_eq!(w.balance(NO_OVERDRAFT).debits_posted - w.balance(NO_OVERDRAFT).credits_posted, 90, "the merchant owes 90");
+    assert_eq!(w.one(Command::Transfer(transfer(14, NO_OVERDRAFT, B, 1))), R::ExceedsCredits, "other debits still stop");
+    w.engine.check_invariants().expect("invariants");
+}
+
+#[test]
+fn channel_lists_allow_or_deny_per_side_and_a_policy_survives_a_snapshot() {
+    use ResultCode as R;
+    let mut w = World::new();
+    // A child's card account: only card purchases (code 4) debit it; an ATM (code 5) may not credit it.
+    w.ok(channels(A, channel_flags::DEBITS_ALLOW, &[4], &[5], &[]));
+    w.ok(velocity(A, 1, VF_DEBIT_AMOUNT, velocity_window::MONTH, 0, 50));
+    assert_eq!(w.one(Command::Transfer(transfer(10, A, B, 5))), R::DebitCodeNotAllowed);
+    w.ok(Command::Transfer(Transfer { code: 4, ..transfer(11, A, B, 20) }));
+    assert_eq!(w.one(Command::Transfer(Transfer { code: 5, ..transfer(12, B, A, 5) })), R::CreditCodeNotAllowed);
+    w.ok(Command::Transfer(transfer(13, B, A, 5)));
+    assert_eq!(w.one(Command::SetChannels(ChannelPolicy { account_id: 99, ..Default::default() })), R::AccountNotFound);
+    let restored = Engine::restore(&w.engine.snapshot_bytes()).expect("restores");
+    assert_eq!(restored.account_policy(A), w.engine.account_policy(A));
+    assert_eq!(restored.digest(), w.engine.digest());
+    let mut restored = restored;
+    assert_eq!(restored.state_digest(), w.engine.state_digest());
 }

@@ -219,6 +219,21 @@ impl Client {
         reply::decode_outcomes(&body, asked).map_err(ClientError::Protocol)
     }
 
+    /// Where a transfer came from and what became of it: the hold it resolved, a hold's capture
+    /// or release, the original a reversal names, its reversals and what is left reversible.
+    /// `None` when no transfer is stored with the id.
+    pub async fn lookup_lineage(&self, id: u128) -> Result<Option<bursar_engine::Lineage>, ClientError> {
+        let (_, body) = self.call(&Request::LookupLineage(id)).await?;
+        reply::decode_lineage(&body).map_err(ClientError::Protocol)
+    }
+
+    /// An account's channel policy and velocity rules, with each rule's usage now: `None` when
+    /// the account is not found.
+    pub async fn lookup_policy(&self, account_id: u128) -> Result<Option<bursar_engine::AccountPolicy>, ClientError> {
+        let (_, body) = self.call(&Request::LookupPolicy(account_id)).await?;
+        reply::decode_policy(&body).map_err(ClientError::Protocol)
+    }
+
     /// The limits in force on each account: `None` where the account is not found.
     pub async fn lookup_limits(&self, ids: Vec<u128>) -> Result<Vec<Option<protocol::LimitsRecord>>, ClientError> {
         let asked = ids.len();

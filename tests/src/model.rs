@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use bursar_engine::{
-    account_flags as af, account_state as st, change_flags as cf, ledger_flags, limit_flags as lf, transfer_flags as tf, Account,
-    AccountChange, AccountLimits, Command, HoldStatus, Ledger, ResultCode as R, Transfer,
+    account_flags as af, account_state as st, change_flags as cf, channel_flags as chf, ledger_flags, limit_flags as lf,
+    transfer_flags as tf, velocity_flags as vf, velocity_window as vw, Account, AccountChange, AccountLimits, ChannelPolicy, Command,
+    HoldStatus, Ledger, ResultCode as R, Transfer, VelocityRule,
 };
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -25,15 +26,79 @@ pub struct Model {
     pub transfers: BTreeMap<u128, Transfer>,
     /// Holds by transfer id: status and expiry (0 = never).
     pub holds: BTreeMap<u128, (HoldStatus, u64)>,
+    /// Amount moved back by reversals, by the reversed transfer's id.
+    pub reversed: BTreeMap<u128, u128>,
     /// Transfer ids decided by a failure: the code and the command's timestamp.
     pub failed: BTreeMap<u128, (R, u64)>,
     /// Limits set by `set_limits`, by account: (debit limit, credit limit), `None` where the
     /// account's flag rules.
     pub balance_limits: BTreeMap<u128, (Option<u128>, Option<u128>)>,
+    /// Channel policies set by `set_channels`, by account.
+    pub channels: BTreeMap<u128, ChannelPolicy>,
+    /// Velocity rules by (account, slot), each with the movements it counted.
+    pub velocity: BTreeMap<(u128, u8), ModelRule>,
     /// Last timestamp assigned.
     pub timestamp: u64,
     /// Capacity limits, mirrored from the engine under test.
     pub limits: bursar_engine::Limits,
+}
+
+/// A velocity rule in the model: the rule (`timestamp`: when it started counting) and every
+/// movement it counted, as (timestamp, amount, count, hold id or 0), with what was given back
+/// already taken off.
+#[derive(Clone, Debug, Default)]
+pub struct ModelRule {
+    /// The rule.
+    pub rule: VelocityRule,
+    /// The movements counted.
+    pub counted: Vec<(u64, u128, u64, u128)>,
+}
+
+impl ModelRule {
+    /// Count and amount of the movements in the window that holds `ts` (amounts saturate).
+    pub fn usage(&self, ts: u64) -> (u64, u128) {
+        let now = window_of(&self.rule, ts);
+        let live = |at: u64| {
+            let then = window_of(&self.rule, at);
+            if self.rule.window == vw::ROLLING {
+                then + 16 > now
+            } else {
+                then == now
+            }
+        };
+        self.counted.iter().filter(|e| live(e.0)).fold((0, 0), |(c, a), e| (c + e.2, a.saturating_add(e.1)))
+    }
+}
+
+/// The window (calendar: its start; rolling: the sub-bucket number, width N/16 rounded up) of `ts`.
+fn window_of(rule: &VelocityRule, ts: u64) -> u64 {
+    const DAY: u64 = 86_400 * NS_PER_S;
+    match rule.window {
+        vw::MINUTE => ts / (60 * NS_PER_S) * 60 * NS_PER_S,
+        vw::HOUR => ts / (3_600 * NS_PER_S) * 3_600 * NS_PER_S,
+        vw::DAY => ts / DAY * DAY,
+        // Weeks start on Monday; 1970-01-05 was the first Monday (earlier days: clamped to 0).
+        vw::WEEK => (ts / DAY).checked_sub(4).map_or(0, |d| (d / 7 * 7 + 4) * DAY),
+        vw::MONTH => month_start(ts / DAY) * DAY,
+        _ => ts / (rule.window_seconds as u64 * NS_PER_S).div_ceil(16),
+    }
+}
+
+/// The first day of the month holding day `day` (since 1970-01-01), by walking the calendar.
+fn month_start(mut day: u64) -> u64 {
+    let mut start = 0;
+    let mut year = 1970;
+    loop {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        for length in [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] {
+            if day < length {
+                return start;
+            }
+            day -= length;
+            start += length;
+        }
+        year += 1;
+    }
 }
 
 impl Model {
@@ -64,6 +129,7 @@ impl Model {
             self.holds.insert(id, (HoldStatus::Expired, 0));
             self.accounts.get_mut(&hold.debit_account_id).expect("debit account").debits_pending -= hold.amount;
             self.accounts.get_mut(&hold.credit_account_id).expect("credit account").credits_pending -= hold.amount;
+            self.give_back(&hold, hold.amount, true);
             ts += 1;
         }
         let mut results = vec![R::Ok; commands.len()];
@@ -135,16 +201,142 @@ impl Model {
         match *command {
             Command::CreateLedger(l) => self.create_ledger(l, ts),
             Command::CreateAccount(a) => self.create_account(a, ts),
-            Command::Transfer(t) => self.transfer(t, 0, ts),
-            Command::Debit(t) => self.transfer(t, 1, ts),
-            Command::Credit(t) => self.transfer(t, 2, ts),
-            Command::Hold(t) => self.transfer(Transfer { flags: t.flags | tf::PENDING, ..t }, 0, ts),
-            Command::Capture(t) => self.transfer(Transfer { flags: t.flags | tf::POST_PENDING, ..t }, 0, ts),
-            Command::Release(t) => self.transfer(Transfer { flags: t.flags | tf::VOID_PENDING, ..t }, 0, ts),
+            Command::Transfer(t) => self.transfer(t, 0, 0, ts),
+            Command::Debit(t) => self.transfer(t, 1, 0, ts),
+            Command::Credit(t) => self.transfer(t, 2, 0, ts),
+            Command::Hold(t) => self.transfer(t, 0, tf::PENDING, ts),
+            Command::Capture(t) => self.transfer(t, 0, tf::POST_PENDING, ts),
+            Command::Release(t) => self.transfer(t, 0, tf::VOID_PENDING, ts),
+            Command::Reverse(t) => self.transfer(t, 0, tf::REVERSE, ts),
             Command::Freeze(c) => self.change(c, 0),
             Command::Thaw(c) => self.change(c, 1),
             Command::Close(c) => self.change(c, 2),
             Command::SetLimits(c) => self.set_limits(c),
+            Command::SetChannels(c) => self.set_channels(c, ts),
+            Command::SetVelocity(v) => self.set_velocity(v, ts),
+        }
+    }
+
+    fn open_account(&self, id: u128) -> Option<R> {
+        first_failure(&[
+            (!self.accounts.contains_key(&id), R::AccountNotFound),
+            (self.accounts.get(&id).is_some_and(|a| a.state & st::CLOSED != 0), R::AccountClosed),
+        ])
+    }
+
+    fn set_channels(&mut self, c: ChannelPolicy, ts: u64) -> R {
+        let checks = [
+            (c.timestamp != 0, R::TimestampMustBeZero),
+            (c.reserved.iter().any(|b| *b != 0), R::ReservedField),
+            (c.flags & !chf::ALL != 0, R::ReservedFlag),
+            (c.account_id == 0, R::AccountIdMustNotBeZero),
+            (c.account_id == u128::MAX, R::AccountIdMustNotBeIntMax),
+        ];
+        if let Some(code) = first_failure(&checks).or_else(|| self.open_account(c.account_id)) {
+            return code;
+        }
+        self.channels.insert(c.account_id, ChannelPolicy { timestamp: ts, flags: c.flags & !chf::LINKED, ..c });
+        R::Ok
+    }
+
+    fn set_velocity(&mut self, v: VelocityRule, ts: u64) -> R {
+        let remove = v.flags & vf::REMOVE != 0;
+        let sides = v.flags & (vf::DEBITS | vf::CREDITS);
+        let calendar = (vw::MINUTE..=vw::MONTH).contains(&v.window) && v.window_seconds == 0;
+        let rolling = v.window == vw::ROLLING && v.window_seconds >= 1 && v.window_seconds <= 400 * 86_400;
+        let removal_has_more =
+            VelocityRule { account_id: 0, slot: 0, flags: 0, user_data_64: 0, user_data_32: 0, ..v } != VelocityRule::default();
+        let checks = [
+            (v.timestamp != 0, R::TimestampMustBeZero),
+            (
+                v.reserved.iter().any(|b| *b != 0)
+                    || (v.flags & vf::COUNT == 0 && v.count_max != 0)
+                    || (v.flags & vf::AMOUNT == 0 && v.amount_max != 0)
+                    || (remove && removal_has_more),
+                R::ReservedField,
+            ),
+            (v.flags & !vf::ALL != 0, R::ReservedFlag),
+            (sides == vf::DEBITS | vf::CREDITS || (remove && v.flags & !(vf::REMOVE | vf::LINKED) != 0), R::FlagsAreMutuallyExclusive),
+            (v.account_id == 0, R::AccountIdMustNotBeZero),
+            (v.account_id == u128::MAX, R::AccountIdMustNotBeIntMax),
+            (!remove && sides == 0, R::ChangeMustNameASide),
+            (v.slot >= 8, R::VelocitySlotInvalid),
+            (!remove && !calendar && !rolling, R::VelocityWindowInvalid),
+            (!remove && v.flags & (vf::COUNT | vf::AMOUNT) == 0, R::VelocityRuleMustSetAMaximum),
+        ];
+        if let Some(code) = first_failure(&checks).or_else(|| self.open_account(v.account_id)) {
+            return code;
+        }
+        let key = (v.account_id, v.slot);
+        if remove {
+            self.velocity.remove(&key);
+            return R::Ok;
+        }
+        let rule = VelocityRule { flags: v.flags & !vf::LINKED, timestamp: ts, ..v };
+        let what = |r: &VelocityRule| (r.flags, r.window, r.window_seconds, r.codes);
+        match self.velocity.get_mut(&key) {
+            Some(old) if what(&old.rule) == what(&rule) => old.rule = VelocityRule { timestamp: old.rule.timestamp, ..rule },
+            _ => {
+                self.velocity.insert(key, ModelRule { rule, counted: Vec::new() });
+            }
+        }
+        R::Ok
+    }
+
+    /// Whether the account's channel policy lets `code` debit (or credit) it.
+    fn channel_allows(&self, account: u128, debit: bool, code: u16) -> bool {
+        let Some(c) = self.channels.get(&account) else { return true };
+        let (codes, allow) = if debit { (c.debit_codes, chf::DEBITS_ALLOW) } else { (c.credit_codes, chf::CREDITS_ALLOW) };
+        codes.contains(&code) == (c.flags & allow != 0)
+    }
+
+    /// The velocity rules of `account` on one side that count `code`.
+    fn counting(&self, account: u128, debit: bool, code: u16) -> Vec<(u8, &ModelRule)> {
+        let side = if debit { vf::DEBITS } else { vf::CREDITS };
+        self.velocity
+            .range((account, 0)..=(account, u8::MAX))
+            .filter(|(_, r)| r.rule.flags & side != 0 && (r.rule.codes == [0; 8] || r.rule.codes.contains(&code)))
+            .map(|((_, slot), r)| (*slot, r))
+            .collect()
+    }
+
+    /// The first velocity bound a movement breaks: the debit side's count, amount, then the credit side's.
+    fn velocity_failure(&self, t: &Transfer, ts: u64) -> Option<R> {
+        let sides = [
+            (t.debit_account_id, true, R::ExceedsDebitVelocityCount, R::ExceedsDebitVelocityAmount),
+            (t.credit_account_id, false, R::ExceedsCreditVelocityCount, R::ExceedsCreditVelocityAmount),
+        ];
+        for (account, debit, count_code, amount_code) in sides {
+            let rules = self.counting(account, debit, t.code);
+            if rules.iter().any(|(_, r)| r.rule.flags & vf::COUNT != 0 && r.usage(ts).0 + 1 > r.rule.count_max as u64) {
+                return Some(count_code);
+            }
+            let over = |r: &ModelRule| r.usage(ts).1.checked_add(t.amount).is_none_or(|sum| sum > r.rule.amount_max);
+            if rules.iter().any(|(_, r)| r.rule.flags & vf::AMOUNT != 0 && over(r)) {
+                return Some(amount_code);
+            }
+        }
+        None
+    }
+
+    /// Records a new movement in the rules that count it.
+    fn count_velocity(&mut self, t: &Transfer, ts: u64) {
+        for (account, debit) in [(t.debit_account_id, true), (t.credit_account_id, false)] {
+            let slots: Vec<u8> = self.counting(account, debit, t.code).iter().map(|(slot, _)| *slot).collect();
+            let hold = if t.flags & tf::PENDING != 0 { t.id } else { 0 };
+            for slot in slots {
+                self.velocity.get_mut(&(account, slot)).expect("counting").counted.push((ts, t.amount, 1, hold));
+            }
+        }
+    }
+
+    /// A hold released, expired (`count`: its movement too) or captured in part gives back.
+    fn give_back(&mut self, hold: &Transfer, amount: u128, count: bool) {
+        for rule in self.velocity.values_mut() {
+            for e in rule.counted.iter_mut().filter(|e| e.3 == hold.id) {
+                e.1 -= amount;
+                e.2 -= u64::from(count);
+            }
         }
     }
 
@@ -320,8 +512,9 @@ impl Model {
         R::Ok
     }
 
-    /// `single`: 0 two-sided, 1 debit (counterparty = credit side), 2 credit.
-    fn transfer(&mut self, mut t: Transfer, single: u8, ts: u64) -> R {
+    /// `single`: 0 two-sided, 1 debit (counterparty = credit side), 2 credit; `kind_flag`: the
+    /// flag the command's kind adds to the client's (hold, capture, release, reverse).
+    fn transfer(&mut self, mut t: Transfer, single: u8, kind_flag: u16, ts: u64) -> R {
         let head = [
             (t.timestamp != 0, R::TimestampMustBeZero),
             (t.flags & !tf::ALL != 0, R::ReservedFlag),
@@ -331,16 +524,24 @@ impl Model {
         if let Some(code) = first_failure(&head) {
             return code;
         }
+        t.flags |= kind_flag;
         let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
+        let reverses = t.flags & tf::REVERSE != 0;
         if let Some(e) = self.transfers.get(&t.id) {
-            return if resolves { resolution_exists(&t, e, &self.transfers[&e.pending_id]) } else { exists(&t, e, single) };
+            return if reverses {
+                reversal_exists(&t, e)
+            } else if resolves {
+                resolution_exists(&t, e, &self.transfers[&e.pending_id])
+            } else {
+                exists(&t, e, single)
+            };
         }
         if self.failed.contains_key(&t.id) {
             return R::IdAlreadyFailed;
         }
         let counterparty = [0, t.credit_account_id, t.debit_account_id][single as usize];
         let checks = [
-            ((t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1, R::FlagsAreMutuallyExclusive),
+            ((t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE)).count_ones() > 1, R::FlagsAreMutuallyExclusive),
             (counterparty != 0, R::CounterpartyMustBeZero),
         ];
         if let Some(code) = first_failure(&checks) {
@@ -348,6 +549,9 @@ impl Model {
         }
         if resolves {
             return self.resolve(t, ts);
+        }
+        if reverses {
+            return self.reverse(t, ts);
         }
         let checks = [
             (single != 2 && t.debit_account_id == 0, R::DebitAccountIdMustNotBeZero),
@@ -375,6 +579,48 @@ impl Model {
                 return R::AccountIsSettlementAccount;
             }
         }
+        self.post(t, ts)
+    }
+
+    /// A reversal after the checks every transfer has: `docs/result-codes.md`, "Reversals".
+    fn reverse(&mut self, t: Transfer, ts: u64) -> R {
+        let checks = [
+            (t.pending_id == 0, R::PendingIdMustNotBeZero),
+            (t.pending_id == u128::MAX, R::PendingIdMustNotBeIntMax),
+            (t.pending_id == t.id, R::PendingIdMustBeDifferent),
+            (t.timeout != 0, R::TimeoutReservedForPendingTransfer),
+            (t.code == 0, R::CodeMustNotBeZero),
+        ];
+        if let Some(code) = first_failure(&checks) {
+            return code;
+        }
+        let Some(o) = self.transfers.get(&t.pending_id).copied() else {
+            return R::ReversedTransferNotFound;
+        };
+        let left = o.amount - self.reversed.get(&o.id).copied().unwrap_or(0);
+        let amount = if t.amount == u128::MAX { left } else { t.amount };
+        let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
+        let checks = [
+            (o.flags & tf::PENDING != 0, R::ReversedTransferIsAHold),
+            (o.flags & (tf::VOID_PENDING | tf::REVERSE) != 0, R::ReversedTransferNotReversible),
+            (given_differs(t.debit_account_id, o.credit_account_id), R::ReversalHasDifferentDebitAccountId),
+            (given_differs(t.credit_account_id, o.debit_account_id), R::ReversalHasDifferentCreditAccountId),
+            (given_differs(t.ledger.into(), o.ledger.into()), R::ReversalHasDifferentLedger),
+            (left == 0 || amount > left, R::ExceedsReversibleAmount),
+        ];
+        if let Some(code) = first_failure(&checks) {
+            return code;
+        }
+        let back = Transfer { debit_account_id: o.credit_account_id, credit_account_id: o.debit_account_id, amount, ledger: o.ledger, ..t };
+        let code = self.post(back, ts);
+        if code == R::Ok {
+            *self.reversed.entry(o.id).or_default() += amount;
+        }
+        code
+    }
+
+    /// A new posted transfer or hold whose fields are resolved: the account checks, then the movement.
+    fn post(&mut self, t: Transfer, ts: u64) -> R {
         let (Some(d), Some(c)) = (self.accounts.get(&t.debit_account_id).copied(), self.accounts.get(&t.credit_account_id).copied()) else {
             return if self.accounts.contains_key(&t.debit_account_id) { R::CreditAccountNotFound } else { R::DebitAccountNotFound };
         };
@@ -385,6 +631,13 @@ impl Model {
             return R::TransferMustHaveTheSameLedgerAsAccounts;
         }
         if let Some(code) = states(&d, &c) {
+            return code;
+        }
+        let channels = [
+            (!self.channel_allows(d.id, true, t.code), R::DebitCodeNotAllowed),
+            (!self.channel_allows(c.id, false, t.code), R::CreditCodeNotAllowed),
+        ];
+        if let Some(code) = first_failure(&channels) {
             return code;
         }
         let pending = t.flags & tf::PENDING != 0;
@@ -403,14 +656,21 @@ impl Model {
             return code;
         }
         let (debit_limit, credit_limit) = (self.limits_of(&d).0, self.limits_of(&c).1);
+        let exempt = self.channels.get(&d.id).is_some_and(|p| p.limit_exempt_codes.contains(&t.code));
         let limits = [
-            (debit_limit.is_some_and(|l| d.debits_pending + d.debits_posted + a > d.credits_posted.saturating_add(l)), R::ExceedsCredits),
+            (
+                !exempt && debit_limit.is_some_and(|l| d.debits_pending + d.debits_posted + a > d.credits_posted.saturating_add(l)),
+                R::ExceedsCredits,
+            ),
             (credit_limit.is_some_and(|l| c.credits_pending + c.credits_posted + a > c.debits_posted.saturating_add(l)), R::ExceedsDebits),
-            (self.ids() >= self.limits.transfers_max as usize, R::TransfersLimitReached),
         ];
-        if let Some(code) = first_failure(&limits) {
+        if let Some(code) = first_failure(&limits).or_else(|| self.velocity_failure(&t, ts)) {
             return code;
         }
+        if self.ids() >= self.limits.transfers_max as usize {
+            return R::TransfersLimitReached;
+        }
+        self.count_velocity(&t, ts);
         let (dm, cm) = self.two_accounts(t.debit_account_id, t.credit_account_id);
         if pending {
             dm.debits_pending += a;
@@ -502,6 +762,7 @@ impl Model {
         };
         self.transfers.insert(t.id, stored);
         self.holds.insert(p.id, (if post { HoldStatus::Posted } else { HoldStatus::Voided }, 0));
+        self.give_back(&p, if post { p.amount - amount } else { p.amount }, !post);
         R::Ok
     }
 
@@ -546,6 +807,25 @@ fn exists(t: &Transfer, e: &Transfer, single: u8) -> R {
         (t.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
         (t.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
         (t.ledger != e.ledger, R::ExistsWithDifferentLedger),
+        (t.code != e.code, R::ExistsWithDifferentCode),
+    ])
+}
+
+/// A re-sent reversal `t` against the stored one `e`: accounts and ledger count when given, an
+/// amount of u128::MAX ("all that is left") matches what was moved back.
+fn reversal_exists(t: &Transfer, e: &Transfer) -> R {
+    let given = |given: u128, stored: u128| given != 0 && given != stored;
+    first_difference(&[
+        (t.flags != e.flags, R::ExistsWithDifferentFlags),
+        (t.pending_id != e.pending_id, R::ExistsWithDifferentPendingId),
+        (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
+        (given(t.debit_account_id, e.debit_account_id), R::ExistsWithDifferentDebitAccountId),
+        (given(t.credit_account_id, e.credit_account_id), R::ExistsWithDifferentCreditAccountId),
+        (t.amount != u128::MAX && t.amount != e.amount, R::ExistsWithDifferentAmount),
+        (t.user_data_128 != e.user_data_128, R::ExistsWithDifferentUserData128),
+        (t.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
+        (t.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
+        (given(t.ledger.into(), e.ledger.into()), R::ExistsWithDifferentLedger),
         (t.code != e.code, R::ExistsWithDifferentCode),
     ])
 }

@@ -2,8 +2,8 @@
 //! holds, lifecycle changes, malformed fields and overflow edges.
 
 use bursar_engine::{
-    account_flags as af, change_flags as cf, limit_flags as lf, transfer_flags as tf, Account, AccountChange, AccountLimits, Command,
-    Ledger, Transfer,
+    account_flags as af, change_flags as cf, channel_flags as chf, limit_flags as lf, transfer_flags as tf, velocity_flags as vf,
+    velocity_window as vw, Account, AccountChange, AccountLimits, ChannelPolicy, Command, Ledger, Transfer, VelocityRule,
 };
 
 use crate::rng::Rng;
@@ -18,6 +18,8 @@ pub struct Workload {
     ledgers: Vec<u32>,
     accounts: Vec<(u128, u32)>,
     holds: Vec<(u128, u32)>,
+    /// Transfers and captures sent (they may have failed): what reversals name.
+    posted: Vec<(u128, u128)>,
     sent: Vec<Command>,
     next_id: u128,
     /// Simulated time in ns.
@@ -27,7 +29,16 @@ pub struct Workload {
 impl Workload {
     /// A workload for this seed.
     pub fn new(seed: u64) -> Workload {
-        Workload { rng: Rng(seed), ledgers: Vec::new(), accounts: Vec::new(), holds: Vec::new(), sent: Vec::new(), next_id: 1, now: S }
+        Workload {
+            rng: Rng(seed),
+            ledgers: Vec::new(),
+            accounts: Vec::new(),
+            holds: Vec::new(),
+            posted: Vec::new(),
+            sent: Vec::new(),
+            next_id: 1,
+            now: S,
+        }
     }
 
     fn id(&mut self) -> u128 {
@@ -80,6 +91,14 @@ impl Workload {
         let len = self.rng.below(max_len as u64 + 1) as usize;
         let mut batch = Vec::with_capacity(len);
         for _ in 0..len {
+            if self.rng.chance(3) {
+                // A correction: a reversal and the corrected transfer, linked.
+                let mut reversal = Command::Reverse(self.reversal());
+                set_linked(&mut reversal);
+                batch.push(reversal);
+                batch.push(Command::Transfer(self.transfer()));
+                continue;
+            }
             let mut command = self.command();
             if self.rng.chance(12) {
                 set_linked(&mut command);
@@ -100,7 +119,11 @@ impl Workload {
             6..=7 => self.lifecycle(),
             8 => self.malformed(),
             9 => self.create_ledger(),
-            10..=39 => Command::Transfer(self.transfer()),
+            10..=39 => {
+                let t = self.transfer();
+                self.posted.push((t.id, t.amount));
+                Command::Transfer(t)
+            }
             40..=49 => {
                 let t = self.transfer();
                 if self.rng.chance(50) {
@@ -118,9 +141,45 @@ impl Workload {
                     Command::Hold(t)
                 }
             }
-            70..=84 => Command::Capture(self.resolution(true)),
-            _ => Command::Release(self.resolution(false)),
+            70..=84 => {
+                let t = self.resolution(true);
+                self.posted.push((t.id, t.amount));
+                Command::Capture(t)
+            }
+            85..=93 => Command::Release(self.resolution(false)),
+            _ => {
+                let t = self.reversal();
+                self.posted.push((t.id, 1));
+                Command::Reverse(t)
+            }
         }
+    }
+
+    /// A reversal: mostly of a transfer or capture sent (in part, the rest, or more than is
+    /// left), sometimes of a hold, an unknown id, or with sides or ledger given (right or wrong).
+    fn reversal(&mut self) -> Transfer {
+        let (pending_id, original) = match self.rng.below(10) {
+            0 => (self.rng.below(1 << 20) as u128 + 1, 1_000),
+            1 if !self.holds.is_empty() => (self.rng.pick(&self.holds).0, 1_000),
+            _ if !self.posted.is_empty() => *self.rng.pick(&self.posted),
+            _ => (3, 1_000),
+        };
+        let amount = match self.rng.below(5) {
+            0 => u128::MAX,
+            1 => original,
+            2 => original / 2,
+            _ => self.rng.below(original.min(1 << 20) as u64 + 2) as u128,
+        };
+        let mut t = Transfer { id: self.id(), pending_id, amount, code: 1 + self.rng.below(3) as u16, ..Default::default() };
+        match self.rng.below(12) {
+            0 => t.debit_account_id = self.account_on(1),
+            1 => t.credit_account_id = self.account_on(1),
+            2 => t.ledger = 1,
+            3 => t.code = 0,
+            4 => t.user_data_64 = 9,
+            _ => {}
+        }
+        t
     }
 
     fn amount(&mut self) -> u128 {
@@ -223,12 +282,81 @@ impl Workload {
         let account_id = self.account_on(ledger);
         let flags = [cf::DEBITS, cf::CREDITS, cf::DEBITS | cf::CREDITS, 0][self.rng.below(4) as usize];
         let change = AccountChange { account_id, flags, ..Default::default() };
-        match self.rng.below(14) {
+        match self.rng.below(20) {
             0..=3 => Command::Freeze(change),
             4..=7 => Command::Thaw(change),
             8..=9 => Command::Close(AccountChange { flags: 0, ..change }),
-            _ => Command::SetLimits(self.limits_change(account_id)),
+            10..=13 => Command::SetLimits(self.limits_change(account_id)),
+            14..=15 => Command::SetChannels(self.channels(account_id)),
+            _ => Command::SetVelocity(self.velocity_rule(account_id)),
         }
+    }
+
+    /// A few codes of 1 to 4 (the workload's transfers use 1 to 3).
+    fn codes<const N: usize>(&mut self) -> [u16; N] {
+        let mut codes = [0u16; N];
+        for slot in codes.iter_mut().take(3) {
+            if self.rng.chance(40) {
+                *slot = 1 + self.rng.below(4) as u16;
+            }
+        }
+        codes
+    }
+
+    /// A channel policy: allow or deny lists of a few codes, sometimes a code exempt from the
+    /// debit limit, sometimes none at all (clearing it), now and then malformed.
+    fn channels(&mut self, account_id: u128) -> ChannelPolicy {
+        let flags = [0, chf::DEBITS_ALLOW, chf::CREDITS_ALLOW, chf::DEBITS_ALLOW | chf::CREDITS_ALLOW][self.rng.below(4) as usize];
+        let mut c = ChannelPolicy { account_id, flags, debit_codes: self.codes(), credit_codes: self.codes(), ..Default::default() };
+        if self.rng.chance(30) {
+            c.limit_exempt_codes[0] = 2;
+        }
+        match self.rng.below(20) {
+            0 => c.reserved[3] = 1,
+            1 => c.flags |= 1 << 9,
+            2 => c.timestamp = 5,
+            _ => {}
+        }
+        c
+    }
+
+    /// A velocity rule: calendar or rolling windows short enough to roll over during a run,
+    /// counts and amounts around what the workload moves, sometimes per code; a removal now and
+    /// then, and malformed ones (slot, window, no bound, both sides).
+    fn velocity_rule(&mut self, account_id: u128) -> VelocityRule {
+        let slot = self.rng.below(3) as u8;
+        if self.rng.chance(15) {
+            return VelocityRule { account_id, slot, flags: vf::REMOVE, ..Default::default() };
+        }
+        let (window, window_seconds) = match self.rng.below(8) {
+            0..=2 => (vw::MINUTE, 0),
+            3 => (vw::HOUR, 0),
+            4 => ([vw::DAY, vw::WEEK, vw::MONTH][self.rng.below(3) as usize], 0),
+            _ => (vw::ROLLING, 1 + self.rng.below(40) as u32),
+        };
+        let mut flags = if self.rng.chance(50) { vf::DEBITS } else { vf::CREDITS };
+        let (mut count_max, mut amount_max) = (0, 0);
+        if self.rng.chance(60) {
+            flags |= vf::COUNT;
+            count_max = 1 + self.rng.below(6) as u32;
+        }
+        if !self.rng.chance(60) || flags & vf::COUNT == 0 {
+            flags |= vf::AMOUNT;
+            amount_max = 100 + self.rng.below(5_000) as u128;
+        }
+        let codes = if self.rng.chance(30) { self.codes() } else { [0; 8] };
+        let mut v = VelocityRule { account_id, slot, window, window_seconds, flags, count_max, amount_max, codes, ..Default::default() };
+        match self.rng.below(25) {
+            0 => v.slot = 8,
+            1 => v.window = 7,
+            2 => (v.window, v.window_seconds) = (vw::ROLLING, 0),
+            3 => (v.flags, v.count_max, v.amount_max) = (v.flags & !(vf::COUNT | vf::AMOUNT), 0, 0),
+            4 => v.flags |= vf::DEBITS | vf::CREDITS,
+            5 => v.flags |= vf::REMOVE,
+            6 => v.window_seconds += 1,
+            _ => {}
+        }
+        v
     }
 
     /// A limit change: mostly valid (set or remove either side, limits around typical amounts,
@@ -277,6 +405,8 @@ impl Workload {
                     Command::CreateLedger(l) => l.scale ^= 1,
                     Command::Freeze(c) | Command::Thaw(c) | Command::Close(c) => c.flags ^= cf::CREDITS,
                     Command::SetLimits(c) => c.debit_limit = c.debit_limit.wrapping_add(1),
+                    Command::SetChannels(c) => c.flags ^= chf::DEBITS_ALLOW,
+                    Command::SetVelocity(v) => v.count_max = v.count_max.wrapping_add(1),
                     _ => {} // a kind with no field to vary is retried as it was sent
                 }
             }

@@ -61,7 +61,15 @@ fn logged_batches(storage: &SimStorage) -> Result<usize, String> {
 }
 
 fn creates_something(command: &Command) -> bool {
-    !matches!(command, Command::Freeze(_) | Command::Thaw(_) | Command::Close(_) | Command::SetLimits(_)) && !command.is_linked()
+    !matches!(
+        command,
+        Command::Freeze(_)
+            | Command::Thaw(_)
+            | Command::Close(_)
+            | Command::SetLimits(_)
+            | Command::SetChannels(_)
+            | Command::SetVelocity(_)
+    ) && !command.is_linked()
 }
 
 fn run_seed(seed: u64) -> Result<(usize, usize), String> {

@@ -48,11 +48,11 @@ fn version_1(body: &mut [u8]) {
     body[..2].copy_from_slice(&Rules::Original.version().to_le_bytes());
 }
 
-/// A version 1 snapshot stream of `engine` (which holds no failed ids): no sixth count.
+/// A version 1 snapshot stream of `engine` (no failed ids, limit changes or policies): five counts.
 fn snapshot_v1(engine: &Engine) -> Vec<u8> {
     let mut bytes = engine.snapshot_bytes();
     bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    bytes.drain(80..96);
+    bytes.drain(80..120);
     bytes
 }
 

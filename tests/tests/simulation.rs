@@ -52,6 +52,13 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
             return Err(format!("transfer {}: engine {t:?} model {:?}", t.id, model.transfers.get(&t.id)));
         }
     }
+    compare_policies(engine, model)?;
+    for (id, reversed) in &model.reversed {
+        let lineage = engine.lineage(*id).ok_or("a reversed transfer is not stored")?;
+        if lineage.reversed != *reversed {
+            return Err(format!("transfer {id}: reversed engine {} model {reversed}", lineage.reversed));
+        }
+    }
     for (id, (status, _)) in &model.holds {
         if engine.hold(*id).map(|h| h.status) != Some(*status) {
             return Err(format!("hold {id}: engine {:?} model {status:?}", engine.hold(*id)));
@@ -73,6 +80,30 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
         }
     }
     engine.check_invariants()
+}
+
+/// Channel lists and velocity rules, with each rule's usage now (its amount where it bounds one).
+fn compare_policies(engine: &Engine, model: &Model) -> Result<(), String> {
+    for a in engine.accounts() {
+        let policy = engine.account_policy(a.id).ok_or("an account without a policy view")?;
+        let channels =
+            model.channels.get(&a.id).copied().unwrap_or(bursar_engine::ChannelPolicy { account_id: a.id, ..Default::default() });
+        if policy.channels != channels {
+            return Err(format!("account {}: channels engine {:?} model {channels:?}", a.id, policy.channels));
+        }
+        let rules: Vec<_> = model.velocity.range((a.id, 0)..=(a.id, u8::MAX)).map(|(_, r)| r).collect();
+        if policy.rules.len() != rules.len() {
+            return Err(format!("account {}: {} velocity rules, model {}", a.id, policy.rules.len(), rules.len()));
+        }
+        for (usage, rule) in policy.rules.iter().zip(rules) {
+            let (count, amount) = rule.usage(engine.timestamp());
+            let bounded = rule.rule.flags & bursar_engine::velocity_flags::AMOUNT != 0;
+            if usage.rule != rule.rule || usage.count != count || (bounded && usage.amount != amount) {
+                return Err(format!("account {} slot {}: engine {usage:?} model {:?} {count} {amount}", a.id, rule.rule.slot, rule.rule));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet<ResultCode>) -> Result<(), String> {
@@ -149,6 +180,17 @@ fn simulation_matches_the_reference_model() {
         ResultCode::ExceedsCredits,
         ResultCode::PendingTransferExpired,
         ResultCode::IdAlreadyFailed,
+        ResultCode::ReversedTransferNotFound,
+        ResultCode::ReversedTransferIsAHold,
+        ResultCode::ExceedsReversibleAmount,
+        ResultCode::ReversalHasDifferentDebitAccountId,
+        ResultCode::DebitCodeNotAllowed,
+        ResultCode::CreditCodeNotAllowed,
+        ResultCode::ExceedsDebitVelocityCount,
+        ResultCode::ExceedsDebitVelocityAmount,
+        ResultCode::ExceedsCreditVelocityCount,
+        ResultCode::ExceedsCreditVelocityAmount,
+        ResultCode::VelocityWindowInvalid,
     ] {
         assert!(codes_seen.contains(&code), "the workload never produced {code}");
     }

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use bursar_audit::format_minor;
+use bursar_audit::{format_minor, show_time};
 use bursar_engine::{
-    account_flags, change_flags, filter_flags, limit_flags, Account, AccountChange, AccountFilter, AccountLimits, Command, Ledger, Transfer,
+    account_flags, change_flags, channel_flags, filter_flags, limit_flags, velocity_flags, velocity_window, Account, AccountChange,
+    AccountFilter, AccountLimits, ChannelPolicy, Command, Ledger, Transfer, VelocityRule,
 };
 use bursar_net::client::{Client, LedgerView};
 use bursar_net::protocol::{Outcome, OutcomeStatus};
@@ -125,6 +126,100 @@ pub enum ClientOp {
         #[arg(long)]
         remove_credit_limit: bool,
     },
+    /// Move (part of) a posted transfer back between its accounts: a refund, a chargeback or a
+    /// correction. At most what is left after earlier reversals.
+    Reverse {
+        #[arg(long)]
+        id: u128,
+        /// The transfer (or capture) to reverse.
+        #[arg(long)]
+        transfer: u128,
+        /// How much ("12.50"); all that is left when omitted.
+        #[arg(long)]
+        amount: Option<String>,
+        /// refund, chargeback, correction, or a code number.
+        #[arg(long, default_value = "refund")]
+        reason: String,
+    },
+    /// Correct a posted transfer: reverse it in full (reason: correction) and post the corrected
+    /// one, both or neither (a linked chain). Accounts default to the original's.
+    Correct {
+        /// The transfer to correct.
+        #[arg(long)]
+        transfer: u128,
+        /// Id of the reversal.
+        #[arg(long)]
+        reversal_id: u128,
+        /// Id of the corrected transfer.
+        #[arg(long)]
+        id: u128,
+        /// The correct amount ("80.00").
+        #[arg(long)]
+        amount: String,
+        /// The correct debit account (default: the original's).
+        #[arg(long)]
+        from: Option<u128>,
+        /// The correct credit account (default: the original's).
+        #[arg(long)]
+        to: Option<u128>,
+    },
+    /// Show where a transfer came from and what became of it: its hold, capture or release,
+    /// the original it reverses, its reversals and what is left to reverse.
+    Trace { id: u128 },
+    /// Set which transfer codes may debit and credit an account (channels: card, ATM, ...) and
+    /// which may take it past its debit limit (chargebacks). Replaces the account's channel policy;
+    /// with no list given, clears it. Codes are comma-separated: --debit-only 1,4.
+    SetChannels {
+        #[arg(long)]
+        account: u128,
+        /// Only these codes may debit the account.
+        #[arg(long, value_delimiter = ',', conflicts_with = "debit_deny")]
+        debit_only: Option<Vec<u16>>,
+        /// These codes may not debit the account.
+        #[arg(long, value_delimiter = ',')]
+        debit_deny: Option<Vec<u16>>,
+        /// Only these codes may credit the account.
+        #[arg(long, value_delimiter = ',', conflicts_with = "credit_deny")]
+        credit_only: Option<Vec<u16>>,
+        /// These codes may not credit the account.
+        #[arg(long, value_delimiter = ',')]
+        credit_deny: Option<Vec<u16>>,
+        /// Debits with these codes may exceed the account's debit limit (chargebacks).
+        #[arg(long, value_delimiter = ',')]
+        limit_exempt: Option<Vec<u16>>,
+    },
+    /// Set (or with --remove, remove) a velocity rule of an account: at most --count movements
+    /// and/or --amount in sum per --window, of its --debits or --credits.
+    SetVelocity {
+        #[arg(long)]
+        account: u128,
+        /// Which of the account's 8 rules (0 to 7).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// minute, hour, day, week (from Monday, UTC), month, or a rolling window in seconds ("600s").
+        #[arg(long, default_value = "day")]
+        window: String,
+        /// Count the account's debits.
+        #[arg(long, conflicts_with = "credits")]
+        debits: bool,
+        /// Count the account's credits.
+        #[arg(long)]
+        credits: bool,
+        /// Most movements per window.
+        #[arg(long)]
+        count: Option<u32>,
+        /// Most money per window ("500.00").
+        #[arg(long)]
+        amount: Option<String>,
+        /// Count only these transfer codes (comma-separated; default every code).
+        #[arg(long, value_delimiter = ',')]
+        codes: Option<Vec<u16>>,
+        /// Remove the rule in --slot.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show an account's channel policy and velocity rules, with what each rule has used now.
+    Policy { account: u128 },
     /// Show the limits in force on accounts.
     Limits { ids: Vec<u128> },
     /// Show accounts.
@@ -309,6 +404,84 @@ pub async fn run(args: ClientArgs) -> Result<()> {
             change.flags |= if remove_credit_limit { limit_flags::REMOVE_CREDIT_LIMIT } else { 0 };
             Command::SetLimits(change)
         }
+        ClientOp::Reverse { id, transfer, amount, reason } => {
+            let amount = match amount {
+                None => u128::MAX,
+                Some(text) => {
+                    let original = client
+                        .lookup_transfers(vec![transfer])
+                        .await?
+                        .pop()
+                        .flatten()
+                        .with_context(|| format!("transfer {transfer} not found"))?;
+                    to_minor(&text, &ledger(&client, original.ledger).await?.ledger)?
+                }
+            };
+            Command::Reverse(Transfer { id, pending_id: transfer, amount, code: reason_code(&reason)?, ..Default::default() })
+        }
+        ClientOp::Trace { id } => return trace(&client, id, args.json).await,
+        ClientOp::Correct { transfer, reversal_id, id, amount, from, to } => {
+            let original =
+                client.lookup_transfers(vec![transfer]).await?.pop().flatten().with_context(|| format!("transfer {transfer} not found"))?;
+            let l = ledger(&client, original.ledger).await?.ledger;
+            let reversal = Transfer {
+                id: reversal_id,
+                pending_id: transfer,
+                amount: u128::MAX,
+                code: 3,
+                flags: bursar_engine::transfer_flags::LINKED,
+                ..Default::default()
+            };
+            let corrected = Transfer {
+                id,
+                debit_account_id: from.unwrap_or(original.debit_account_id),
+                credit_account_id: to.unwrap_or(original.credit_account_id),
+                amount: to_minor(&amount, &l)?,
+                ledger: original.ledger,
+                code: original.code,
+                ..Default::default()
+            };
+            return submit_and_print(&client, vec![Command::Reverse(reversal), Command::Transfer(corrected)], args.json).await;
+        }
+        ClientOp::SetChannels { account, debit_only, debit_deny, credit_only, credit_deny, limit_exempt } => {
+            let mut c = ChannelPolicy { account_id: account, ..Default::default() };
+            if debit_only.is_some() {
+                c.flags |= channel_flags::DEBITS_ALLOW;
+            }
+            if credit_only.is_some() {
+                c.flags |= channel_flags::CREDITS_ALLOW;
+            }
+            c.debit_codes = code_list(debit_only.or(debit_deny).unwrap_or_default())?;
+            c.credit_codes = code_list(credit_only.or(credit_deny).unwrap_or_default())?;
+            c.limit_exempt_codes = code_list(limit_exempt.unwrap_or_default())?;
+            Command::SetChannels(c)
+        }
+        ClientOp::SetVelocity { account, slot, window, debits, credits, count, amount, codes, remove } => {
+            if remove {
+                Command::SetVelocity(VelocityRule { account_id: account, slot, flags: velocity_flags::REMOVE, ..Default::default() })
+            } else {
+                let (window, window_seconds) = parse_window(&window)?;
+                let mut v = VelocityRule { account_id: account, slot, window, window_seconds, ..Default::default() };
+                v.flags |= if debits { velocity_flags::DEBITS } else { 0 } | if credits { velocity_flags::CREDITS } else { 0 };
+                if let Some(count) = count {
+                    v.flags |= velocity_flags::COUNT;
+                    v.count_max = count;
+                }
+                if let Some(text) = amount {
+                    let found = client
+                        .lookup_accounts(vec![account])
+                        .await?
+                        .pop()
+                        .flatten()
+                        .with_context(|| format!("account {account} not found"))?;
+                    v.flags |= velocity_flags::AMOUNT;
+                    v.amount_max = to_minor(&text, &ledger(&client, found.ledger).await?.ledger)?;
+                }
+                v.codes = code_list(codes.unwrap_or_default())?;
+                Command::SetVelocity(v)
+            }
+        }
+        ClientOp::Policy { account } => return show_policy(&client, account, args.json).await,
         ClientOp::Limits { ids } => return show_limits(&client, ids, args.json).await,
         ClientOp::Accounts { ids } => return show_accounts(&client, ids, args.json).await,
         ClientOp::Transfers { ids } => return show_transfers(&client, ids, args.json).await,
@@ -317,13 +490,21 @@ pub async fn run(args: ClientArgs) -> Result<()> {
             return show_history(&client, account, limit, newest, balances, args.json).await
         }
     };
-    let result = client.submit(vec![command]).await?.pop().context("one result per command")?;
-    if args.json {
-        println!("{{\"result\":\"{}\",\"code\":{},\"success\":{}}}", result.name(), result as u32, result.is_success());
-    } else {
-        println!("{}: {}", result.name(), result.meaning());
+    submit_and_print(&client, vec![command], args.json).await
+}
+
+/// Submits the commands as one request and prints one result per command; exits with status 2
+/// when any failed.
+async fn submit_and_print(client: &Client, commands: Vec<Command>, json: bool) -> Result<()> {
+    let results = client.submit(commands).await?;
+    for result in &results {
+        if json {
+            println!("{{\"result\":\"{}\",\"code\":{},\"success\":{}}}", result.name(), *result as u32, result.is_success());
+        } else {
+            println!("{}: {}", result.name(), result.meaning());
+        }
     }
-    if result.is_success() {
+    if results.iter().all(|r| r.is_success()) {
         Ok(())
     } else {
         std::process::exit(2)
@@ -414,6 +595,177 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
     Ok(())
 }
 
+/// A list of transfer codes into a record's fixed slots.
+fn code_list<const N: usize>(codes: Vec<u16>) -> Result<[u16; N]> {
+    if codes.len() > N || codes.contains(&0) {
+        bail!("at most {N} codes, each from 1 to 65535: {codes:?}");
+    }
+    let mut out = [0u16; N];
+    out[..codes.len()].copy_from_slice(&codes);
+    Ok(out)
+}
+
+const WINDOWS: [(&str, u8); 5] = [
+    ("minute", velocity_window::MINUTE),
+    ("hour", velocity_window::HOUR),
+    ("day", velocity_window::DAY),
+    ("week", velocity_window::WEEK),
+    ("month", velocity_window::MONTH),
+];
+
+/// "day", or "600s" (a rolling window).
+fn parse_window(text: &str) -> Result<(u8, u32)> {
+    if let Some((_, window)) = WINDOWS.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
+        return Ok((*window, 0));
+    }
+    match text.strip_suffix('s').and_then(|n| n.parse::<u32>().ok()) {
+        Some(seconds) => Ok((velocity_window::ROLLING, seconds)),
+        None => bail!("{text}: a window is minute, hour, day, week, month, or seconds such as 600s"),
+    }
+}
+
+fn window_name(rule: &VelocityRule) -> String {
+    WINDOWS.iter().find(|(_, w)| *w == rule.window).map_or(format!("rolling {} s", rule.window_seconds), |(name, _)| name.to_string())
+}
+
+async fn show_policy(client: &Client, account: u128, json: bool) -> Result<()> {
+    let Some(policy) = client.lookup_policy(account).await? else {
+        println!("{}", if json { format!("{{\"id\":\"{account}\",\"found\":false}}") } else { format!("account {account}: not found") });
+        return Ok(());
+    };
+    let list = |codes: &[u16]| codes.iter().filter(|c| **c != 0).map(u16::to_string).collect::<Vec<_>>().join(",");
+    let c = &policy.channels;
+    let side = |codes: &[u16], allow: bool| match (allow, list(codes).as_str()) {
+        (true, l) => format!("only codes [{l}]"),
+        (false, "") => "any code".to_string(),
+        (false, l) => format!("any code but [{l}]"),
+    };
+    let debits = side(&c.debit_codes, c.flags & channel_flags::DEBITS_ALLOW != 0);
+    let credits = side(&c.credit_codes, c.flags & channel_flags::CREDITS_ALLOW != 0);
+    if json {
+        let rules: Vec<String> = policy
+            .rules
+            .iter()
+            .map(|u| format!("{{\"slot\":{},\"window\":\"{}\",\"flags\":{},\"count_max\":{},\"amount_max\":\"{}\",\"codes\":[{}],\"count\":{},\"amount\":\"{}\",\"window_start\":{},\"window_end\":{}}}",
+                u.rule.slot, window_name(&u.rule), u.rule.flags, u.rule.count_max, u.rule.amount_max, list(&u.rule.codes), u.count, u.amount, u.window_start, u.window_end))
+            .collect();
+        println!(
+            "{{\"id\":\"{account}\",\"found\":true,\"debits\":\"{debits}\",\"credits\":\"{credits}\",\"limit_exempt_codes\":[{}],\"rules\":[{}]}}",
+            list(&c.limit_exempt_codes),
+            rules.join(",")
+        );
+        return Ok(());
+    }
+    let found = client.lookup_accounts(vec![account]).await?.pop().flatten().with_context(|| format!("account {account} not found"))?;
+    let l = ledger(client, found.ledger).await?.ledger;
+    println!("account {account}: debits by {debits}; credits by {credits}");
+    if c.limit_exempt_codes.iter().any(|code| *code != 0) {
+        println!("  codes [{}] may debit past the debit limit", list(&c.limit_exempt_codes));
+    }
+    for u in &policy.rules {
+        let r = &u.rule;
+        let what = if r.flags & velocity_flags::DEBITS != 0 { "debits" } else { "credits" };
+        let codes = if r.codes == [0; 8] { String::new() } else { format!(" with codes [{}]", list(&r.codes)) };
+        let mut bounds = Vec::new();
+        if r.flags & velocity_flags::COUNT != 0 {
+            bounds.push(format!("{} of at most {}", u.count, r.count_max));
+        }
+        if r.flags & velocity_flags::AMOUNT != 0 {
+            bounds.push(format!("{} of at most {}", format_minor(u.amount, &l), format_minor(r.amount_max, &l)));
+        }
+        println!("  rule {}: {what}{codes} per {}: used {}", r.slot, window_name(r), bounds.join(", "));
+    }
+    Ok(())
+}
+
+/// The reason codes `bursar client reverse` names (`docs/result-codes.md`, "Reversals").
+const REASONS: [(&str, u16); 3] = [("refund", 1), ("chargeback", 2), ("correction", 3)];
+
+fn reason_code(text: &str) -> Result<u16> {
+    if let Some((_, code)) = REASONS.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
+        return Ok(*code);
+    }
+    match text.parse::<u16>() {
+        Ok(code) if code != 0 => Ok(code),
+        _ => bail!("{text}: a reason is refund, chargeback, correction or a code from 1 to 65535"),
+    }
+}
+
+fn reason_name(code: u16) -> String {
+    REASONS.iter().find(|(_, c)| *c == code).map_or(format!("code {code}"), |(name, _)| name.to_string())
+}
+
+/// `bursar client trace`: the lineage of a transfer, and of its hold's capture.
+async fn trace(client: &Client, id: u128, json: bool) -> Result<()> {
+    let Some(lineage) = client.lookup_lineage(id).await? else {
+        let outcome = client.lookup_outcomes(vec![id]).await?.pop().context("one outcome per id")?;
+        println!("{}", not_stored(id, &outcome, json));
+        return Ok(());
+    };
+    let l = ledger(client, lineage.transfer.ledger).await?.ledger;
+    if json {
+        println!("{}", lineage_json(&lineage));
+        return Ok(());
+    }
+    let money = |v: u128| format_minor(v, &l);
+    let line = |t: &Transfer| {
+        format!(
+            "{} from {} to {} (code {}) at {}",
+            money(t.amount),
+            t.debit_account_id,
+            t.credit_account_id,
+            t.code,
+            show_time(t.timestamp)
+        )
+    };
+    let t = &lineage.transfer;
+    println!("transfer {}: {}", t.id, line(t));
+    if let Some(o) = &lineage.reverses {
+        println!("  reverses transfer {} ({}) as a {}", o.id, line(o), reason_name(t.code));
+    }
+    if let Some(h) = &lineage.hold {
+        let status = format!("{:?}", h.status).to_lowercase();
+        let resolved = if h.resolved_at != 0 { format!(" at {}", show_time(h.resolved_at)) } else { String::new() };
+        let own = if h.transfer.id == t.id { "hold".to_string() } else { format!("resolves hold {}", h.transfer.id) };
+        println!("  {own}: {} held, {status}{resolved}", money(h.transfer.amount));
+    }
+    if let Some(r) = &lineage.resolution {
+        let what = if r.flags & bursar_engine::transfer_flags::POST_PENDING != 0 { "captured" } else { "released" };
+        println!("  {what} by transfer {}: {}", r.id, line(r));
+    }
+    for r in &lineage.reversals {
+        println!("  reversal {} ({}): {}", r.id, reason_name(r.code), line(r));
+    }
+    if lineage.reversals_total as usize > lineage.reversals.len() {
+        println!("  ... {} reversals in all", lineage.reversals_total);
+    }
+    if lineage.reversed != 0 || lineage.reversible != 0 {
+        println!("  reversed {}, left to reverse {}", money(lineage.reversed), money(lineage.reversible));
+    }
+    if let Some(r) = lineage.resolution.filter(|r| r.flags & bursar_engine::transfer_flags::POST_PENDING != 0) {
+        Box::pin(trace(client, r.id, json)).await?;
+    }
+    Ok(())
+}
+
+fn lineage_json(l: &bursar_engine::Lineage) -> String {
+    let id = |t: &Option<Transfer>| t.map_or("null".to_string(), |t| format!("\"{}\"", t.id));
+    let reversals: Vec<String> =
+        l.reversals.iter().map(|r| format!("{{\"id\":\"{}\",\"amount\":\"{}\",\"code\":{}}}", r.id, r.amount, r.code)).collect();
+    format!(
+        "{{\"id\":\"{}\",\"found\":true,\"hold\":{},\"hold_status\":{},\"resolution\":{},\"reverses\":{},\"reversals\":[{}],\"reversals_total\":{},\"reversed\":\"{}\",\"reversible\":\"{}\"}}",
+        l.transfer.id,
+        id(&l.hold.map(|h| h.transfer)),
+        l.hold.map_or("null".to_string(), |h| format!("\"{:?}\"", h.status).to_lowercase()),
+        id(&l.resolution),
+        id(&l.reverses),
+        reversals.join(","),
+        l.reversals_total,
+        l.reversed,
+        l.reversible
+    )
+}
+
 async fn show_limits(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
     for (id, found) in ids.iter().zip(client.lookup_limits(ids.clone()).await?) {
         let Some(record) = found else {
@@ -434,8 +786,11 @@ async fn show_limits(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> 
         let account = client.lookup_accounts(vec![*id]).await?.pop().flatten().with_context(|| format!("account {id} not found"))?;
         let currency = ledger(client, account.ledger).await?.ledger;
         let show = |v: Option<u128>| v.map_or("none".to_string(), |v| format_minor(v, &currency));
-        let changed =
-            if l.changed_at == 0 { "never changed: the account's flags".to_string() } else { format!("changed at {}", l.changed_at) };
+        let changed = if l.changed_at == 0 {
+            "never changed: the account's flags".to_string()
+        } else {
+            format!("changed at {}", show_time(l.changed_at))
+        };
         println!("account {id}: debit limit {}  credit limit {}  ({changed})", show(l.debit_limit), show(l.credit_limit));
     }
     Ok(())

@@ -77,6 +77,7 @@ impl Engine {
             last_transfer: NONE,
             last_balance: NONE,
             last_limit_change: NONE,
+            policy: NONE,
             digest_dirty: false,
         });
         self.touch_account(index);

@@ -3,7 +3,7 @@
 //! every recorded value without an O(state) pass.
 //!
 //! The state is a set of items (ledgers, accounts, transfers, hold states, balance-history
-//! entries, failed transfer ids, limit changes), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
+//! entries, failed transfer ids, limit changes, account policies), and the digest keeps a wrapping sum of one `xxh3_128(canonical bytes, kind)` per
 //! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers,
 //! history entries, failed ids and limit changes are append-only, so settling hashes the ones added since the last
 //! settle; an account or hold that changes is put on a dirty list once (a flag check), and
@@ -29,7 +29,7 @@
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::id_hash::IdMap;
-use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange};
+use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Policy};
 use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
@@ -45,6 +45,7 @@ mod seed {
     pub const BALANCE_ENTRY: u64 = 5;
     pub const FAILED_TRANSFER: u64 = 6;
     pub const LIMIT_CHANGE: u64 = 7;
+    pub const POLICY: u64 = 8;
 }
 
 /// The digest's running sum and what has changed since it was settled.
@@ -66,6 +67,10 @@ pub(crate) struct DigestState {
     hold_terms: IdMap<u32, u128>,
     /// Holds inserted or changed since the last settle (repeats are harmless).
     pub(crate) dirty_holds: Vec<u32>,
+    /// The term each settled policy contributes, by policy index.
+    policy_terms: Vec<u128>,
+    /// Policies changed since the last settle (each once, see `Policy::digest_dirty`).
+    pub(crate) dirty_policies: Vec<u32>,
 }
 
 fn record_term<R: Record>(record: &R, seed: u64) -> u128 {
@@ -111,6 +116,22 @@ fn limit_change_term(account_id: u128, change: &LimitChange) -> u128 {
     bytes[25..41].copy_from_slice(&change.debit_limit.unwrap_or(0).to_le_bytes());
     bytes[41..57].copy_from_slice(&change.credit_limit.unwrap_or(0).to_le_bytes());
     xxh3_128_with_seed(&bytes, seed::LIMIT_CHANGE)
+}
+
+/// A policy's term: its account, channel record and each rule with its buckets.
+fn policy_term(account_id: u128, policy: &Policy) -> u128 {
+    let mut bytes = Vec::with_capacity(2 * RECORD_SIZE);
+    bytes.extend_from_slice(&account_id.to_le_bytes());
+    bytes.extend_from_slice(&policy.channels.to_bytes());
+    for r in &policy.rules {
+        bytes.extend_from_slice(&r.rule.to_bytes());
+        for b in &r.buckets {
+            bytes.extend_from_slice(&b.period.to_le_bytes());
+            bytes.extend_from_slice(&b.count.to_le_bytes());
+            bytes.extend_from_slice(&b.amount.to_le_bytes());
+        }
+    }
+    xxh3_128_with_seed(&bytes, seed::POLICY)
 }
 
 fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
@@ -184,6 +205,16 @@ impl DigestState {
             self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
         }
         self.dirty_holds.clear();
+        self.policy_terms.resize(engine.policies.len(), 0);
+        for &index in &self.dirty_policies {
+            // An index past the end was a policy a failed chain made and took back.
+            if let Some(policy) = engine.policies.get(index as usize) {
+                let new = policy_term(engine.accounts[policy.account as usize].id, policy);
+                let old = core::mem::replace(&mut self.policy_terms[index as usize], new);
+                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+            }
+        }
+        self.dirty_policies.clear();
     }
 }
 
@@ -208,6 +239,11 @@ impl Engine {
                 meta.digest_dirty = false;
             }
         }
+        for &index in &digest.dirty_policies {
+            if let Some(policy) = self.policies.get_mut(index as usize) {
+                policy.digest_dirty = false;
+            }
+        }
         digest.settle(self);
         self.digest = digest;
     }
@@ -218,7 +254,8 @@ impl Engine {
     /// batch is then hashed once per checkpoint, not once per batch, and what a checkpoint still
     /// has to hash stays bounded (about 3 ms).
     pub fn settle_digest_appended(&mut self) {
-        if self.digest.dirty_accounts.len() + self.digest.dirty_holds.len() > DIGEST_DIRTY_SETTLE_MAX {
+        let dirty = self.digest.dirty_accounts.len() + self.digest.dirty_holds.len() + self.digest.dirty_policies.len();
+        if dirty > DIGEST_DIRTY_SETTLE_MAX {
             return self.settle_digest();
         }
         let mut digest = core::mem::take(&mut self.digest);
@@ -242,6 +279,7 @@ impl Engine {
         self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
+        self.policies.iter().for_each(|p| add(policy_term(self.accounts[p.account as usize].id, p)));
         sum
     }
 
@@ -264,11 +302,14 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     }
     // Counted only when there are any, so a state without failed ids (every state before they
     // existed) keeps the digest its logged checkpoints recorded.
-    if !engine.failed.is_empty() || !engine.limit_changes.is_empty() {
+    if !engine.failed.is_empty() || !engine.limit_changes.is_empty() || !engine.policies.is_empty() {
         hasher.update(&(engine.failed.len() as u64).to_le_bytes());
     }
-    if !engine.limit_changes.is_empty() {
+    if !engine.limit_changes.is_empty() || !engine.policies.is_empty() {
         hasher.update(&(engine.limit_changes.len() as u64).to_le_bytes());
+    }
+    if !engine.policies.is_empty() {
+        hasher.update(&(engine.policies.len() as u64).to_le_bytes());
     }
     *hasher.finalize().as_bytes()
 }

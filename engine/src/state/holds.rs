@@ -21,9 +21,23 @@ impl Engine {
             self.digest.dirty_holds.push(transfer);
             let t = self.transfers[transfer as usize];
             self.release_reservation(&t, ts);
+            self.give_back(&t, t.amount, true);
             expired += 1;
         }
         expired
+    }
+
+    /// A released or expired hold (`count`), or the part of a hold a capture did not take,
+    /// leaves the velocity windows it was counted in.
+    #[inline]
+    fn give_back(&mut self, hold: &Transfer, amount: u128, count: bool) {
+        if amount == 0 && !count {
+            return;
+        }
+        let (dr, cr) = (self.account_index[&hold.debit_account_id], self.account_index[&hold.credit_account_id]);
+        if self.account_meta[dr as usize].policy != NONE || self.account_meta[cr as usize].policy != NONE {
+            self.give_back_velocity(hold, amount, count);
+        }
     }
 
     /// Takes a hold's amount out of both pending balances.
@@ -72,14 +86,15 @@ impl Engine {
         };
         self.set_balances(dr, db);
         self.set_balances(cr, cb);
-        self.insert_transfer(stored, dr, cr);
+        let resolved_by = self.insert_transfer(stored, dr, cr);
         let status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
-        self.holds.insert(pi, Hold { status, resolved_at: ts, ..hold });
+        self.holds.insert(pi, Hold { status, resolved_at: ts, resolved_by, ..hold });
         self.digest.dirty_holds.push(pi);
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));
         }
         self.record(Undo::HoldChanged { transfer: pi, old: hold });
+        self.give_back(&p, if post { p.amount - amount } else { p.amount }, !post);
         self.push_history(dr, ts);
         self.push_history(cr, ts);
         R::Ok

@@ -12,9 +12,15 @@ pub(crate) mod digest;
 mod holds;
 mod ledgers;
 pub(crate) mod limits;
+pub(crate) mod policy;
+mod reversals;
 mod transfers;
 
 pub use limits::{BalanceLimits, LimitChange};
+pub use policy::{AccountPolicy, RuleUsage};
+use policy::{Bucket, Policy};
+use reversals::ReversalsOf;
+pub use reversals::{HoldOf, Lineage, LINEAGE_REVERSALS_MAX};
 
 use accounts::Change;
 
@@ -139,6 +145,9 @@ pub struct Hold {
     pub expires_at: u64,
     /// Timestamp of the capture, release or expiry; 0 while pending.
     pub resolved_at: u64,
+    /// The capture or release that resolved it (a transfer index), or `NONE`: derived from the
+    /// transfers, so neither in snapshots nor in the digest.
+    pub(crate) resolved_by: u32,
 }
 
 /// One entry of an account's balance history (accounts with the `history` flag).
@@ -181,12 +190,22 @@ pub(crate) struct AccountMeta {
     pub(crate) last_balance: u32,
     /// Newest limit change, or `NONE` (the flags rule).
     pub(crate) last_limit_change: u32,
+    /// The account's policy (channels, velocity rules) in `policies`, or `NONE`.
+    pub(crate) policy: u32,
     /// Listed in `digest.dirty_accounts` since the digest was last settled.
     pub(crate) digest_dirty: bool,
 }
 
+impl AccountMeta {
+    /// Whether the account's flags alone have ruled its balance limits all along: no limit was
+    /// ever set, and no policy could have let a code past the debit limit.
+    pub(crate) fn flags_rule(&self) -> bool {
+        self.last_limit_change == NONE && self.policy == NONE
+    }
+}
+
 /// How to undo one mutation made inside a linked chain.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Undo {
     LedgerInserted,
     AccountInserted,
@@ -194,6 +213,10 @@ enum Undo {
     TransferInserted,
     BalanceEntryPushed,
     LimitChangePushed,
+    ReversalAdded { original: u32 },
+    PolicyInserted,
+    PolicyReplaced { policy: u32, old: Box<Policy> },
+    Bucket { policy: u32, rule: u8, slot: u8, old: Bucket },
     Balances { account: u32, old: Balances },
     State { account: u32, old: u8 },
     HoldInserted { transfer: u32 },
@@ -272,6 +295,10 @@ pub struct Engine {
     pub(crate) balance_history: Vec<BalanceEntry>,
     /// Every change of an account's limits, in order (see `limits`).
     pub(crate) limit_changes: Vec<LimitChange>,
+    /// Account policies (channel lists, velocity rules and their usage), by `AccountMeta::policy`.
+    pub(crate) policies: Vec<Policy>,
+    /// The reversals of each reversed transfer, by its index (derived from the transfers).
+    pub(crate) reversals: FxHashMap<u32, ReversalsOf>,
     /// The last timestamp assigned.
     pub(crate) timestamp: u64,
     /// The state digest's running sum and what changed since it was last settled (see `digest`).
@@ -324,6 +351,8 @@ impl Engine {
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             limit_changes: Vec::new(),
+            reversals: FxHashMap::default(),
+            policies: Vec::new(),
             timestamp: 0,
             digest: DigestState::default(),
             rules: Rules::CURRENT,
@@ -585,16 +614,19 @@ impl Engine {
         match *command {
             Command::CreateLedger(ref l) => self.create_ledger(l, ts),
             Command::CreateAccount(ref a) => self.create_account(a, ts),
-            Command::Transfer(ref t) => self.create_transfer(t, Sides::Both, ts),
-            Command::Debit(ref t) => self.create_transfer(t, Sides::DebitOnly, ts),
-            Command::Credit(ref t) => self.create_transfer(t, Sides::CreditOnly, ts),
-            Command::Hold(t) => self.create_transfer(&Transfer { flags: t.flags | tf::PENDING, ..t }, Sides::Both, ts),
-            Command::Capture(t) => self.create_transfer(&Transfer { flags: t.flags | tf::POST_PENDING, ..t }, Sides::Both, ts),
-            Command::Release(t) => self.create_transfer(&Transfer { flags: t.flags | tf::VOID_PENDING, ..t }, Sides::Both, ts),
+            Command::Transfer(ref t) => self.create_transfer(t, Sides::Both, 0, ts),
+            Command::Debit(ref t) => self.create_transfer(t, Sides::DebitOnly, 0, ts),
+            Command::Credit(ref t) => self.create_transfer(t, Sides::CreditOnly, 0, ts),
+            Command::Hold(ref t) => self.create_transfer(t, Sides::Both, tf::PENDING, ts),
+            Command::Capture(ref t) => self.create_transfer(t, Sides::Both, tf::POST_PENDING, ts),
+            Command::Release(ref t) => self.create_transfer(t, Sides::Both, tf::VOID_PENDING, ts),
+            Command::Reverse(ref t) => self.create_transfer(t, Sides::Both, tf::REVERSE, ts),
             Command::Freeze(ref c) => self.change_account(c, Change::Freeze),
             Command::Thaw(ref c) => self.change_account(c, Change::Thaw),
             Command::Close(ref c) => self.change_account(c, Change::Close),
             Command::SetLimits(ref c) => self.set_limits(c, ts),
+            Command::SetChannels(ref c) => self.set_channels(c, ts),
+            Command::SetVelocity(ref v) => self.set_velocity(v, ts),
         }
     }
 
@@ -634,6 +666,18 @@ impl Engine {
                 Undo::LimitChangePushed => {
                     let change = self.limit_changes.pop().expect("undo: limit change");
                     self.account_meta[change.account as usize].last_limit_change = change.prev;
+                }
+                Undo::ReversalAdded { original } => self.undo_reversal(original),
+                Undo::PolicyInserted => {
+                    let policy = self.policies.pop().expect("undo: policy");
+                    self.account_meta[policy.account as usize].policy = NONE;
+                }
+                Undo::PolicyReplaced { policy, old } => {
+                    let dirty = self.policies[policy as usize].digest_dirty;
+                    self.policies[policy as usize] = Policy { digest_dirty: dirty, ..*old };
+                }
+                Undo::Bucket { policy, rule, slot, old } => {
+                    self.policies[policy as usize].rules[rule as usize].buckets[slot as usize] = old
                 }
                 Undo::Balances { account, old } => self.set_balances(account, old),
                 Undo::State { account, old } => self.accounts[account as usize].state = old,

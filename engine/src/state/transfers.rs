@@ -4,7 +4,9 @@
 use super::*;
 
 impl Engine {
-    pub(super) fn create_transfer(&mut self, t_in: &Transfer, sides: Sides, ts: u64) -> ResultCode {
+    /// A command of the transfer family; `kind_flag` is the flag its kind implies (`pending`
+    /// for a hold, `reverse` for a reversal), added after the client's flags were checked.
+    pub(super) fn create_transfer(&mut self, t_in: &Transfer, sides: Sides, kind_flag: u16, ts: u64) -> ResultCode {
         use ResultCode as R;
         let mut t = *t_in;
         if t.timestamp != 0 {
@@ -13,6 +15,7 @@ impl Engine {
         if t.flags & !tf::ALL != 0 {
             return R::ReservedFlag;
         }
+        t.flags |= kind_flag;
         if t.id == 0 {
             return R::IdMustNotBeZero;
         }
@@ -24,7 +27,7 @@ impl Engine {
             Some(IdSlot::Failed(_)) => return R::IdAlreadyFailed,
             None => {}
         }
-        if (t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING)).count_ones() > 1 {
+        if (t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE)).count_ones() > 1 {
             return R::FlagsAreMutuallyExclusive;
         }
         let counterparty = match sides {
@@ -37,6 +40,9 @@ impl Engine {
         }
         if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
             return self.resolve_hold(&t, ts);
+        }
+        if t.flags & tf::REVERSE != 0 {
+            return self.reverse_transfer(&t, ts);
         }
         if sides != Sides::CreditOnly {
             if t.debit_account_id == 0 {
@@ -103,6 +109,12 @@ impl Engine {
         if let Some(code) = check_states(d, c) {
             return code;
         }
+        let policies = self.account_meta[dr as usize].policy != NONE || self.account_meta[cr as usize].policy != NONE;
+        if policies {
+            if let Some(code) = self.check_channels(dr, cr, t.code) {
+                return code;
+            }
+        }
         let pending = t.flags & tf::PENDING != 0;
         let amount = t.amount;
         let mut db = Balances::of(d);
@@ -144,11 +156,16 @@ impl Engine {
         if total.checked_add(amount).is_none() {
             return R::OverflowsLedgerTotals;
         }
-        if self.debit_limit_at(dr).is_some_and(|limit| debits > db.credits_posted.saturating_add(limit)) {
+        if self.debit_limit_at(dr).is_some_and(|limit| debits > db.credits_posted.saturating_add(limit)) && !self.limit_exempt(dr, t.code) {
             return R::ExceedsCredits;
         }
         if self.credit_limit_at(cr).is_some_and(|limit| credits > cb.debits_posted.saturating_add(limit)) {
             return R::ExceedsDebits;
+        }
+        if policies {
+            if let Some(code) = self.check_velocity(dr, cr, t.code, amount, ts) {
+                return code;
+            }
         }
         if self.ids_full() {
             return R::TransfersLimitReached;
@@ -157,12 +174,15 @@ impl Engine {
         self.add_movement(dr, cr, amount, pending);
         let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
         if pending {
-            self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0 });
+            self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
             self.digest.dirty_holds.push(index);
             if expires_at != 0 {
                 self.expiries.insert((expires_at, index));
             }
             self.record(Undo::HoldInserted { transfer: index });
+        }
+        if policies {
+            self.count_velocity(dr, cr, t.code, amount, ts);
         }
         self.push_history(dr, ts);
         self.push_history(cr, ts);
@@ -216,6 +236,9 @@ impl Engine {
         if t.timeout != e.timeout {
             return R::ExistsWithDifferentTimeout;
         }
+        if t.flags & tf::REVERSE != 0 {
+            return reversal_exists(t, e);
+        }
         let resolves = t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0;
         if resolves && self.rules != Rules::Original {
             let Some(IdSlot::Transfer(p)) = self.find_transfer_id(e.pending_id) else {
@@ -225,6 +248,24 @@ impl Engine {
         }
         transfer_exists_original(t, sides, e)
     }
+}
+
+/// A re-sent reversal against the stored one `e`: accounts and ledger left zero stand for the
+/// original's, `amount = u128::MAX` ("all that is left") for whatever was moved back.
+fn reversal_exists(t: &Transfer, e: &Transfer) -> ResultCode {
+    use ResultCode as R;
+    let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
+    let checks = [
+        (given_differs(t.debit_account_id, e.debit_account_id), R::ExistsWithDifferentDebitAccountId),
+        (given_differs(t.credit_account_id, e.credit_account_id), R::ExistsWithDifferentCreditAccountId),
+        (t.amount != u128::MAX && t.amount != e.amount, R::ExistsWithDifferentAmount),
+        (t.user_data_128 != e.user_data_128, R::ExistsWithDifferentUserData128),
+        (t.user_data_64 != e.user_data_64, R::ExistsWithDifferentUserData64),
+        (t.user_data_32 != e.user_data_32, R::ExistsWithDifferentUserData32),
+        (given_differs(t.ledger.into(), e.ledger.into()), R::ExistsWithDifferentLedger),
+        (t.code != e.code, R::ExistsWithDifferentCode),
+    ];
+    checks.iter().find(|(differs, _)| *differs).map_or(R::Exists, |&(_, code)| code)
 }
 
 /// A re-sent capture or release against the stored one `e` of hold `p`, TigerBeetle's way.

@@ -337,6 +337,8 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::LookupLimits(ids) => Reply::Limits(
             ids.iter().map(|id| node.engine().balance_limits(*id).map(|limits| LimitsRecord { account_id: *id, limits })).collect(),
         ),
+        Request::LookupLineage(id) => Reply::Lineage(Box::new(node.engine().lineage(*id))),
+        Request::LookupPolicy(id) => Reply::Policy(Box::new(node.engine().account_policy(*id))),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

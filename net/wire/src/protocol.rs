@@ -58,6 +58,12 @@ pub enum Operation {
     /// Account ids (16-byte ids). Reply: one 128-byte [`LimitsRecord`] per id, all zero where
     /// the account is not found.
     LookupLimits = 10,
+    /// One 16-byte transfer id. Reply: a 128-byte lineage head, then the transfers it names
+    /// (see `docs/protocol.md`, "Lineage").
+    LookupLineage = 11,
+    /// One 16-byte account id. Reply: the account's channel policy record, then each velocity
+    /// rule and its usage now (see `docs/protocol.md`, "Policy").
+    LookupPolicy = 12,
 }
 
 impl Operation {
@@ -73,6 +79,8 @@ impl Operation {
             Operation::Metrics,
             Operation::LookupOutcomes,
             Operation::LookupLimits,
+            Operation::LookupLineage,
+            Operation::LookupPolicy,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -351,6 +359,10 @@ pub enum Request {
     LookupOutcomes(Vec<u128>),
     /// See [`Operation::LookupLimits`].
     LookupLimits(Vec<u128>),
+    /// See [`Operation::LookupLineage`].
+    LookupLineage(u128),
+    /// See [`Operation::LookupPolicy`].
+    LookupPolicy(u128),
 }
 
 /// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
@@ -537,6 +549,8 @@ impl Request {
             Request::Metrics => Operation::Metrics,
             Request::LookupOutcomes(_) => Operation::LookupOutcomes,
             Request::LookupLimits(_) => Operation::LookupLimits,
+            Request::LookupLineage(_) => Operation::LookupLineage,
+            Request::LookupPolicy(_) => Operation::LookupPolicy,
         }
     }
 
@@ -560,6 +574,10 @@ impl Request {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 body.resize(body.len().next_multiple_of(16), 0);
                 ids.len()
+            }
+            Request::LookupLineage(id) | Request::LookupPolicy(id) => {
+                body.extend_from_slice(&id.to_le_bytes());
+                1
             }
             Request::Status | Request::Metrics => 0,
         };
@@ -625,6 +643,14 @@ impl Request {
                 Ok(Request::LedgerTotals(
                     body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
                 ))
+            }
+            op @ (Operation::LookupLineage | Operation::LookupPolicy) => {
+                if n != 1 {
+                    return Err(ProtocolError::LengthMismatch);
+                }
+                expect_len(16)?;
+                let id = u128::from_le_bytes(body.try_into().expect("checked length"));
+                Ok(if op == Operation::LookupLineage { Request::LookupLineage(id) } else { Request::LookupPolicy(id) })
             }
             op @ (Operation::Status | Operation::Metrics) => {
                 if n != 0 {
@@ -825,6 +851,8 @@ mod tests {
             Request::LookupTransfers(vec![]),
             Request::LookupOutcomes(vec![7, u128::MAX]),
             Request::LookupLimits(vec![3]),
+            Request::LookupLineage(9),
+            Request::LookupPolicy(10),
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),

@@ -1,7 +1,10 @@
 //! Replies, typed: what the sequencer answers ([`Reply`]), encoded into a frame only by the
 //! transport ([`Reply::encode`]), and the client's decoders of each reply body.
 
-use bursar_engine::{Account, AccountBalance, Balances, Ledger, LedgerTotals, Record, ResultCode, Transfer, RECORD_SIZE};
+use bursar_engine::{
+    transfer_flags as tf, Account, AccountBalance, AccountPolicy, Balances, ChannelPolicy, HoldOf, HoldStatus, Ledger, LedgerTotals,
+    Lineage, Record, ResultCode, RuleUsage, Transfer, VelocityRule, RECORD_SIZE,
+};
 
 use crate::metrics::Metrics;
 use crate::protocol::{self, LimitsRecord, Operation, Outcome, ProtocolError, Status};
@@ -29,6 +32,10 @@ pub enum Reply {
     Outcomes(Vec<Outcome>),
     /// The limits in force on each account asked about (`None`: not found).
     Limits(Vec<Option<LimitsRecord>>),
+    /// Where a transfer came from and what became of it (`None`: no transfer stored with the id).
+    Lineage(Box<Option<Lineage>>),
+    /// An account's channel policy and velocity rules (`None`: no such account).
+    Policy(Box<Option<AccountPolicy>>),
     /// The request failed as a whole (`shutting_down` after a log failure, say).
     Error(ProtocolError),
 }
@@ -56,9 +63,154 @@ impl Reply {
                 let count = found.len() as u32;
                 protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupLimits as u8, request_id, count, &body, out)
             }
+            Reply::Lineage(lineage) => {
+                let body = encode_lineage(lineage);
+                let count = (body.len() / RECORD_SIZE) as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupLineage as u8, request_id, count, &body, out)
+            }
+            Reply::Policy(policy) => {
+                let body = encode_policy(policy);
+                let count = (body.len() / RECORD_SIZE) as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupPolicy as u8, request_id, count, &body, out)
+            }
             Reply::Error(error) => protocol::encode_error(request_id, operation, *error, out),
         }
     }
+}
+
+/// The policy reply body: the channel policy record (all zero for an unknown account), then per
+/// velocity rule its record and a usage record (count u64 @0, 8 zero bytes, amount u128 @16,
+/// window_start u64 @32, window_end u64 @40, 80 zero bytes).
+fn encode_policy(policy: &Option<AccountPolicy>) -> Vec<u8> {
+    let Some(p) = policy else { return vec![0; RECORD_SIZE] };
+    let mut body = p.channels.to_bytes().to_vec();
+    for u in &p.rules {
+        body.extend_from_slice(&u.rule.to_bytes());
+        let mut usage = [0u8; RECORD_SIZE];
+        usage[0..8].copy_from_slice(&u.count.to_le_bytes());
+        usage[16..32].copy_from_slice(&u.amount.to_le_bytes());
+        usage[32..40].copy_from_slice(&u.window_start.to_le_bytes());
+        usage[40..48].copy_from_slice(&u.window_end.to_le_bytes());
+        body.extend_from_slice(&usage);
+    }
+    body
+}
+
+/// A lookup-policy reply: `None` for an unknown account.
+pub fn decode_policy(body: &[u8]) -> Result<Option<AccountPolicy>, ProtocolError> {
+    if body.len() < RECORD_SIZE || (body.len() / RECORD_SIZE).is_multiple_of(2) || !body.len().is_multiple_of(RECORD_SIZE) {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    let mut it = records(body);
+    let channels = ChannelPolicy::decode(it.next().expect("length checked"));
+    if channels.account_id == 0 {
+        return Ok(None);
+    }
+    let mut rules = Vec::new();
+    while let (Some(rule), Some(usage)) = (it.next(), it.next()) {
+        if usage[8..16].iter().chain(&usage[48..]).any(|b| *b != 0) {
+            return Err(ProtocolError::ReservedNotZero);
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(usage[at..at + 8].try_into().expect("8 bytes"));
+        rules.push(RuleUsage {
+            rule: VelocityRule::decode(rule),
+            count: u64_at(0),
+            amount: u128::from_le_bytes(usage[16..32].try_into().expect("16 bytes")),
+            window_start: u64_at(32),
+            window_end: u64_at(40),
+        });
+    }
+    Ok(Some(AccountPolicy { channels, rules }))
+}
+
+/// Lineage head flags: which records follow the transfer itself.
+mod lineage_flags {
+    pub const FOUND: u16 = 1 << 0;
+    pub const HOLD: u16 = 1 << 1;
+    pub const RESOLUTION: u16 = 1 << 2;
+    pub const REVERSES: u16 = 1 << 3;
+    pub const ALL: u16 = FOUND | HOLD | RESOLUTION | REVERSES;
+}
+
+/// The lineage reply body: the head record (id u128 @0, reversed u128 @16, reversible u128 @32,
+/// hold expires_at u64 @48, hold resolved_at u64 @56, reversals_total u32 @64, reversals listed
+/// u32 @68, flags u16 @72, hold status u8 @74, 53 zero bytes), then the transfer, its hold,
+/// resolution and original where the flags say, then the reversals listed, oldest first.
+fn encode_lineage(lineage: &Option<Lineage>) -> Vec<u8> {
+    let mut head = [0u8; RECORD_SIZE];
+    let Some(l) = lineage else { return head.to_vec() };
+    let mut flags = lineage_flags::FOUND;
+    let mut follow = vec![l.transfer];
+    if let Some(h) = &l.hold {
+        flags |= lineage_flags::HOLD;
+        follow.push(h.transfer);
+        head[48..56].copy_from_slice(&h.expires_at.to_le_bytes());
+        head[56..64].copy_from_slice(&h.resolved_at.to_le_bytes());
+        head[74] = h.status as u8;
+    }
+    for (present, flag) in [(&l.resolution, lineage_flags::RESOLUTION), (&l.reverses, lineage_flags::REVERSES)] {
+        if let Some(t) = present {
+            flags |= flag;
+            follow.push(*t);
+        }
+    }
+    follow.extend_from_slice(&l.reversals);
+    head[0..16].copy_from_slice(&l.transfer.id.to_le_bytes());
+    head[16..32].copy_from_slice(&l.reversed.to_le_bytes());
+    head[32..48].copy_from_slice(&l.reversible.to_le_bytes());
+    head[64..68].copy_from_slice(&l.reversals_total.to_le_bytes());
+    head[68..72].copy_from_slice(&(l.reversals.len() as u32).to_le_bytes());
+    head[72..74].copy_from_slice(&flags.to_le_bytes());
+    let mut body = head.to_vec();
+    follow.iter().for_each(|t| body.extend_from_slice(&t.to_bytes()));
+    body
+}
+
+/// A lookup-lineage reply: `None` when no transfer is stored with the id.
+pub fn decode_lineage(body: &[u8]) -> Result<Option<Lineage>, ProtocolError> {
+    let mut it = records(body);
+    let head = it.next().ok_or(ProtocolError::LengthMismatch)?;
+    let u128_at = |at: usize| u128::from_le_bytes(head[at..at + 16].try_into().expect("16 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    let flags = u16::from_le_bytes([head[72], head[73]]);
+    if flags & !lineage_flags::ALL != 0 || head[75..].iter().any(|b| *b != 0) {
+        return Err(ProtocolError::ReservedNotZero);
+    }
+    if flags & lineage_flags::FOUND == 0 {
+        return if body.len() == RECORD_SIZE && head.iter().all(|b| *b == 0) { Ok(None) } else { Err(ProtocolError::ReservedNotZero) };
+    }
+    let listed = u32_at(68) as usize;
+    let has = |flag: u16| usize::from(flags & flag != 0);
+    let follow = 1 + has(lineage_flags::HOLD) + has(lineage_flags::RESOLUTION) + has(lineage_flags::REVERSES) + listed;
+    if body.len() != RECORD_SIZE * (1 + follow) {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    let mut next = || Transfer::decode(it.next().expect("length checked"));
+    let transfer = next();
+    let status = match head[74] {
+        0 => HoldStatus::Pending,
+        1 => HoldStatus::Posted,
+        2 => HoldStatus::Voided,
+        3 => HoldStatus::Expired,
+        _ => return Err(ProtocolError::ReservedNotZero),
+    };
+    let hold =
+        (flags & lineage_flags::HOLD != 0).then(|| HoldOf { transfer: next(), status, expires_at: u64_at(48), resolved_at: u64_at(56) });
+    let resolution = (flags & lineage_flags::RESOLUTION != 0).then(&mut next);
+    let reverses = (flags & lineage_flags::REVERSES != 0).then(&mut next);
+    let reversals = (0..listed).map(|_| next()).collect();
+    debug_assert!(reverses.is_none_or(|_| transfer.flags & tf::REVERSE != 0));
+    Ok(Some(Lineage {
+        transfer,
+        hold,
+        resolution,
+        reverses,
+        reversals,
+        reversals_total: u32_at(64),
+        reversed: u128_at(16),
+        reversible: u128_at(32),
+    }))
 }
 
 /// The 128-byte records of a reply body (a trailing partial record is not one).

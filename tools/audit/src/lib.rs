@@ -675,12 +675,12 @@ pub fn run_statement(args: StatementArgs) -> Result<()> {
 /// `bursar statement --csv`.
 fn statement_csv(shown: &[&StatementLine], ledger: &Ledger, currency: &str) {
     let ledger = *ledger;
-    out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending,debit_limit,credit_limit");
+    out!("timestamp,transfer_id,kind,counterpart,amount,pending_change,currency,code,user_data_128,user_data_64,user_data_32,balance,pending,debit_limit,credit_limit,reverses");
     let plain = Ledger { currency: *b"   ", ..ledger };
     let num = |v: i128| format_signed(v, &plain).trim_end().to_string();
     for l in shown {
         out!(
-            "{},{},{},{},{},{},{currency},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{currency},{},{},{},{},{},{},{},{},{}",
             show_time(l.timestamp),
             l.transfer_id,
             l.kind,
@@ -694,7 +694,8 @@ fn statement_csv(shown: &[&StatementLine], ledger: &Ledger, currency: &str) {
             num(l.balance),
             num(l.pending),
             l.limits.map_or(String::new(), |x| limit_text(x.debit_limit, &plain).trim_end().to_string()),
-            l.limits.map_or(String::new(), |x| limit_text(x.credit_limit, &plain).trim_end().to_string())
+            l.limits.map_or(String::new(), |x| limit_text(x.credit_limit, &plain).trim_end().to_string()),
+            if l.reverses != 0 { l.reverses.to_string() } else { String::new() }
         );
     }
 }
@@ -716,6 +717,9 @@ fn statement_json(shown: &[&StatementLine], ledger: &Ledger) {
             "balance": format_signed(l.balance, &ledger), "pending": format_signed(l.pending, &ledger),
         });
         let mut line = line;
+        if l.reverses != 0 {
+            line["reverses"] = json!(l.reverses.to_string());
+        }
         if let Some(limits) = l.limits {
             line["debit_limit"] = json!(limit_text(limits.debit_limit, &ledger));
             line["credit_limit"] = json!(limit_text(limits.credit_limit, &ledger));
@@ -756,6 +760,9 @@ fn statement_text(heading: &str, shown: &[&StatementLine], last: Option<&Stateme
             l.code,
             format_signed(l.balance, &ledger)
         );
+        if l.reverses != 0 {
+            out!("{:<32} {:>20} {:<8} reverses transfer {}", "", "", "", l.reverses);
+        }
     }
     out!(
         "closing balance {} (pending {}), equal to the account record",

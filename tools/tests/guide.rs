@@ -1,0 +1,118 @@
+//! `docs/accounts.md` is a real session: every `$ bursar client ...` line of its console blocks
+//! runs, in order, against a real server started on an empty data directory, and its output must
+//! be the lines the guide shows under it (`*` in a shown line stands for any text, a time).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command as Process;
+
+use bursar_engine::ResultCode;
+
+/// One command of the guide and the output it shows.
+struct Step {
+    args: Vec<String>,
+    shown: Vec<String>,
+}
+
+/// The `$ bursar client` lines of every console block, each with the lines shown under it.
+fn steps(guide: &str) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut in_block = false;
+    for line in guide.lines() {
+        match (in_block, line.trim_end()) {
+            (false, "```console") => in_block = true,
+            (true, "```") => in_block = false,
+            (true, l) if l.starts_with("$ ") => {
+                let words: Vec<String> = l[2..].split_whitespace().map(str::to_string).collect();
+                assert_eq!(&words[..2], ["bursar", "client"], "the guide runs client commands only: {l}");
+                steps.push(Step { args: words[2..].to_vec(), shown: Vec::new() });
+            }
+            (true, l) => steps.last_mut().expect("output after a command").shown.push(l.to_string()),
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// Whether `line` is what `shown` shows, `*` standing for any text.
+fn matches(shown: &str, line: &str) -> bool {
+    let pieces: Vec<&str> = shown.split('*').collect();
+    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+    if pieces.len() == 1 {
+        return shown == line;
+    }
+    if !line.starts_with(first) || !line.ends_with(last) || line.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &line[first.len()..line.len() - last.len()];
+    for piece in &pieces[1..pieces.len() - 1] {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[test]
+fn the_modelling_guide_runs_as_written() {
+    let guide = include_str!("../../docs/accounts.md");
+    let steps = steps(guide);
+    assert!(steps.len() > 40, "the guide's sessions were found: {}", steps.len());
+    let dir = std::env::temp_dir().join(format!("bursar-guide-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = env!("CARGO_BIN_EXE_bursar");
+    let (mut server, addr) = common::start_server(bin, &dir, &[]);
+    let outcome = std::panic::catch_unwind(|| run_steps(bin, &steps, &addr.to_string(), &dir.join("server.crt")));
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_steps(bin: &str, steps: &[Step], addr: &str, cert: &Path) {
+    for step in steps {
+        let output = Process::new(bin)
+            .arg("client")
+            .args(["--addr", addr])
+            .arg("--cert")
+            .arg(cert)
+            .args(&step.args)
+            .output()
+            .expect("run bursar client");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let command = step.args.join(" ");
+        assert_eq!(
+            lines.len(),
+            step.shown.len(),
+            "bursar client {command}: printed {lines:?}, the guide shows {:?}; stderr: {}",
+            step.shown,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for (line, shown) in lines.iter().zip(&step.shown) {
+            assert!(matches(shown, line), "bursar client {command}:\n printed  {line}\n the guide {shown}");
+        }
+        // A submit prints one `code: meaning` line per command and fails (status 2) unless all succeeded.
+        let codes: Vec<ResultCode> = step
+            .shown
+            .iter()
+            .filter_map(|l| l.split_once(": ").and_then(|(name, _)| ResultCode::ALL.iter().find(|c| c.name() == name).copied()))
+            .collect();
+        if !codes.is_empty() {
+            let success = codes.iter().all(|c| c.is_success());
+            assert_eq!(output.status.success(), success, "bursar client {command}: exit status {}", output.status);
+        }
+    }
+}
+
+#[test]
+fn a_star_stands_for_any_text() {
+    assert!(matches("at * and *", "at 12:00 and then"));
+    assert!(matches("exact", "exact"));
+    assert!(!matches("exact", "exactly"));
+    assert!(!matches("at *Z", "at 12:00"));
+}
