@@ -1,15 +1,34 @@
 //! Times every batch of posted transfers through one engine and prints the spread, to tell
-//! machine noise from program behaviour. `cargo run --release -p bursar-bench --example apply_probe -- 10000`.
+//! machine noise from program behaviour. `cargo run --release -p bursar-bench --example apply_probe -- 10000`;
+//! a third argument `policy` first gives every account a channel list and a velocity rule
+//! (`bursar_bench::policy_batches`) and reports the resident memory they take per account.
 
 use std::time::Instant;
 
-use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
+use bursar_bench::{engine_with_accounts, policy_batches, transfer_batch, Choice, Rng};
+
+/// The process's resident memory (Linux `/proc/self/statm`, 4 KiB pages).
+fn resident_bytes() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()).expect("resident pages") * 4096
+}
 use bursar_engine::BATCH_COMMANDS_MAX;
 
 fn main() {
     let accounts: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let batches: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(400);
+    let policy = std::env::args().nth(3).is_some_and(|a| a == "policy");
     let mut engine = engine_with_accounts(accounts, batches * BATCH_COMMANDS_MAX);
+    if policy {
+        let before = resident_bytes();
+        let mut results = Vec::new();
+        for (k, batch) in policy_batches(1..=accounts as u128).iter().enumerate() {
+            engine.execute((1 << 39) + k as u64, batch, &mut results).expect("policies");
+        }
+        assert!(results.iter().all(|r| *r == bursar_engine::ResultCode::Ok), "every policy set");
+        let per_account = (resident_bytes() - before) as f64 / accounts as f64;
+        println!("policies: {per_account:.0} bytes of resident memory per account with a channel list and a velocity rule");
+    }
     let mut rng = Rng(1);
     let prepared: Vec<_> = (0..batches)
         .map(|b| transfer_batch(&mut rng, accounts, &Choice::Uniform, (1 << 64) + (b * BATCH_COMMANDS_MAX) as u128, BATCH_COMMANDS_MAX))

@@ -53,13 +53,15 @@ pub struct Mix {
     pub credit: u32,
     /// A linked chain of three transfers (all or nothing).
     pub chain: u32,
+    /// A transfer, then (later in the same request) a refund of half of it (`reverse`).
+    pub reverse: u32,
     /// A lookup request: as many account ids as the batch size.
     pub lookup: u32,
 }
 
 impl Mix {
     /// Posted transfers only (TigerBeetle's benchmark).
-    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, lookup: 0 };
+    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, reverse: 0, lookup: 0 };
 
     /// Parses `transfer:70,hold:10,debit:5,credit:5,chain:5,lookup:5` (missing kinds weigh 0).
     pub fn parse(text: &str) -> Result<Mix, String> {
@@ -73,8 +75,9 @@ impl Mix {
                 "debit" => &mut mix.debit,
                 "credit" => &mut mix.credit,
                 "chain" => &mut mix.chain,
+                "reverse" => &mut mix.reverse,
                 "lookup" => &mut mix.lookup,
-                other => return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, lookup)")),
+                other => return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, reverse, lookup)")),
             };
             *slot = weight;
         }
@@ -85,7 +88,7 @@ impl Mix {
     }
 
     fn submit_weight(&self) -> u64 {
-        [self.transfer, self.hold, self.debit, self.credit, self.chain].iter().map(|w| u64::from(*w)).sum()
+        [self.transfer, self.hold, self.debit, self.credit, self.chain, self.reverse].iter().map(|w| u64::from(*w)).sum()
     }
 }
 
@@ -129,6 +132,9 @@ pub struct Workload {
     pub seed: u64,
     /// Closed or open loop.
     pub load: Load,
+    /// Give every account of the run a channel list and a velocity rule first
+    /// ([`crate::policy_batches`]: checked on every transfer, refusing nothing).
+    pub policy: bool,
 }
 
 impl Workload {
@@ -261,6 +267,7 @@ enum Kind {
     Debit,
     Credit,
     Chain,
+    Reverse,
 }
 
 /// A client's seeded workload generator; it keeps the sums the server must end up with.
@@ -328,7 +335,14 @@ impl Generator {
     fn kind(&mut self) -> Kind {
         let m = self.mix;
         let mut draw = self.rng.below(m.submit_weight());
-        for (kind, weight) in [(Kind::Transfer, m.transfer), (Kind::Hold, m.hold), (Kind::Debit, m.debit), (Kind::Credit, m.credit)] {
+        let weights = [
+            (Kind::Transfer, m.transfer),
+            (Kind::Hold, m.hold),
+            (Kind::Debit, m.debit),
+            (Kind::Credit, m.credit),
+            (Kind::Reverse, m.reverse),
+        ];
+        for (kind, weight) in weights {
             if draw < u64::from(weight) {
                 return kind;
             }
@@ -375,6 +389,19 @@ impl Generator {
                     }
                     _ => Command::Release(resolution),
                 });
+            } else if kind == Kind::Reverse && room >= 2 {
+                let original = self.transfer(0);
+                let Command::Transfer(t) = original else { unreachable!("a transfer") };
+                let half = t.amount.div_ceil(2);
+                self.post(half, true, true);
+                commands.push(original);
+                resolutions.push(Command::Reverse(Transfer {
+                    id: self.id(),
+                    pending_id: t.id,
+                    amount: half,
+                    code: 1,
+                    ..Default::default()
+                }));
             } else if kind == Kind::Chain && room >= 3 {
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(transfer_flags::LINKED));
@@ -620,7 +647,7 @@ async fn ledger_view(client: &Client) -> Result<LedgerView, String> {
 }
 
 /// Creates the ledger (or finds it) and the run's accounts; returns the first account id minus one.
-async fn set_up(client: &Client, accounts: u64, status: &Status) -> Result<u128, String> {
+async fn set_up(client: &Client, accounts: u64, policy: bool, status: &Status) -> Result<u128, String> {
     let ledger = crate::setup_batches(0).remove(0);
     let results = client.submit(ledger).await.map_err(|e| e.to_string())?;
     if !matches!(results[0], ResultCode::Ok | ResultCode::Exists) {
@@ -635,6 +662,12 @@ async fn set_up(client: &Client, accounts: u64, status: &Status) -> Result<u128,
         let results = submit_until_accepted(client, batch).await?;
         if let Some(code) = results.iter().find(|r| **r != ResultCode::Ok) {
             return Err(format!("creating the run's accounts: {code}"));
+        }
+    }
+    for batch in crate::policy_batches(ids.iter().copied().filter(|_| policy)) {
+        let results = submit_until_accepted(client, batch).await?;
+        if let Some(code) = results.iter().find(|r| **r != ResultCode::Ok) {
+            return Err(format!("setting the run's account policies: {code}"));
         }
     }
     Ok(base)
@@ -660,7 +693,7 @@ pub async fn run(target: &Target, workload: &Workload, done: Arc<AtomicU64>) -> 
     workload.check()?;
     let admin = connect(target).await?;
     let setup_started = Instant::now();
-    let base = set_up(&admin, workload.accounts, &admin.status().await.map_err(|e| e.to_string())?).await?;
+    let base = set_up(&admin, workload.accounts, workload.policy, &admin.status().await.map_err(|e| e.to_string())?).await?;
     let setup = setup_started.elapsed();
     let (status_before, metrics_before, ledger_before) =
         (admin.status().await.map_err(|e| e.to_string())?, admin.metrics().await.map_err(|e| e.to_string())?, ledger_view(&admin).await?);
@@ -841,9 +874,10 @@ mod tests {
             batch: 64,
             clients: 1,
             choice: Choice::Uniform,
-            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,lookup:1").unwrap(),
+            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,reverse:2,lookup:1").unwrap(),
             seed: 9,
             load: Load::Closed,
+            policy: false,
         };
         let base = 1u128 << 64;
         let mut generator = Generator::new(&workload, Arc::new(Choice::Uniform), 0, base);

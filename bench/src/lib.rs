@@ -98,6 +98,30 @@ pub fn setup_batches(accounts: u64) -> Vec<Vec<Command>> {
     batches
 }
 
+/// Gives every account named one channel list (code 99 may not debit it) and one
+/// velocity rule (its debits per UTC day, count and amount bounded far above what a benchmark
+/// moves): the checks run on every transfer and refuse nothing.
+pub fn policy_batches(ids: impl IntoIterator<Item = u128>) -> Vec<Vec<Command>> {
+    use bursar_engine::{velocity_flags as vf, velocity_window, ChannelPolicy, VelocityRule};
+    let all: Vec<Command> = ids
+        .into_iter()
+        .flat_map(|account_id| {
+            let mut channels = ChannelPolicy { account_id, ..Default::default() };
+            channels.debit_codes[0] = 99;
+            let rule = VelocityRule {
+                account_id,
+                flags: vf::DEBITS | vf::COUNT | vf::AMOUNT,
+                window: velocity_window::DAY,
+                count_max: u32::MAX,
+                amount_max: u128::MAX / 2,
+                ..Default::default()
+            };
+            [Command::SetChannels(channels), Command::SetVelocity(rule)]
+        })
+        .collect();
+    all.chunks(BATCH_COMMANDS_MAX).map(<[Command]>::to_vec).collect()
+}
+
 /// An engine with one ledger and `accounts` accounts (ids 1..=accounts), room reserved for `transfers`.
 pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
     let limits = Limits {

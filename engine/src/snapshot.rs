@@ -30,7 +30,7 @@
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
-use crate::state::policy::{Bucket, Policy, RuleState};
+use crate::state::policy::{Bucket, Policy, RuleState, Rules};
 use crate::state::{
     touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, FAILED_TAG, NONE,
 };
@@ -106,9 +106,9 @@ impl Engine {
         for p in &self.policies {
             let account_id = self.accounts[p.account as usize].id;
             parts.0.push(ChannelPolicy { account_id, ..p.channels });
-            for r in &p.rules {
+            for r in p.rules.iter() {
                 parts.1.push(VelocityRule { account_id, ..r.rule });
-                let used = r.buckets.iter().enumerate().filter(|(_, b)| **b != Bucket::default());
+                let used = r.buckets().enumerate().filter(|(_, b)| **b != Bucket::default());
                 parts.2.extend(used.map(|(k, b)| (p.account, r.rule.slot, k as u8, *b)));
             }
         }
@@ -375,7 +375,7 @@ fn restore_policy(engine: &mut Engine, channels: ChannelPolicy, clock: u64) -> R
         return invalid(format!("account {}: a second policy, or one newer than the clock", channels.account_id));
     }
     meta.policy = engine.policies.len() as u32;
-    engine.policies.push(Policy { account, channels, rules: Vec::new(), digest_dirty: true });
+    engine.policies.push(Policy { account, channels, rules: Rules::default(), digest_dirty: true });
     engine.digest.dirty_policies.push(meta.policy);
     Ok(())
 }
@@ -386,11 +386,10 @@ fn restore_rule(engine: &mut Engine, rule: VelocityRule, clock: u64) -> Result<(
         return invalid(format!("a velocity rule of account {} without a policy, or newer than the clock", rule.account_id));
     }
     let rules = &mut engine.policies[p as usize].rules;
-    if rules.last().is_some_and(|last| last.rule.slot >= rule.slot) {
+    if rules.iter().last().is_some_and(|last| last.rule.slot >= rule.slot) {
         return invalid(format!("account {}: velocity rules out of slot order", rule.account_id));
     }
-    let buckets = if rule.window == crate::types::velocity_window::ROLLING { crate::limits::ROLLING_BUCKETS } else { 1 };
-    rules.push(RuleState { rule, buckets: vec![Bucket::default(); buckets] });
+    rules.edit(|all| all.push(RuleState::new(rule)));
     Ok(())
 }
 
@@ -402,8 +401,10 @@ fn restore_bucket(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), Snapsho
         return invalid("velocity bucket padding, or an empty bucket written");
     }
     let p = engine.account_meta.get(account as usize).map_or(NONE, |m| m.policy);
-    let rule = (p != NONE).then(|| engine.policies[p as usize].rules.iter_mut().find(|rs| rs.rule.slot == at[0])).flatten();
-    let Some(slot) = rule.and_then(|rs| rs.buckets.get_mut(at[1] as usize)) else {
+    let policy = (p != NONE).then(|| &mut engine.policies[p as usize]);
+    let k = policy.as_ref().and_then(|policy| policy.rules.iter().position(|rs| rs.rule.slot == at[0]));
+    let rule = policy.zip(k).map(|(policy, k)| policy.rules.get_mut(k));
+    let Some(slot) = rule.filter(|rs| (at[1] as usize) < rs.bucket_count()).map(|rs| rs.bucket_mut(at[1] as usize)) else {
         return invalid(format!("a velocity bucket names account index {account}, rule {}, bucket {}", at[0], at[1]));
     };
     if *slot != Bucket::default() {

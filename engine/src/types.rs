@@ -294,32 +294,36 @@ impl Default for AccountLimits {
 }
 
 /// Which transfer codes may debit and credit an account, and which may take it past its debit
-/// limit (command `set_channels`): replaces the account's whole channel policy.
+/// limit (command `set_channels`): replaces the account's whole channel policy. Declared in
+/// memory order, not wire order (`docs/protocol.md` has the wire offsets): `repr(C)` puts the two
+/// lists a movement reads in its first 64 bytes, and the flags right after them.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ChannelPolicy {
-    /// The account.
-    pub account_id: u128,
     /// Codes allowed (`channel_flags::DEBITS_ALLOW`) or refused to debit the account; 0 = empty slot.
     pub debit_codes: [u16; 16],
     /// Codes allowed (`channel_flags::CREDITS_ALLOW`) or refused to credit the account; 0 = empty slot.
     pub credit_codes: [u16; 16],
+    /// `channel_flags`.
+    pub flags: u16,
     /// Codes whose debits may exceed the account's debit limit (a chargeback); 0 = empty slot.
     pub limit_exempt_codes: [u16; 8],
+    /// Must be zero.
+    pub reserved: [u8; 10],
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// The account.
+    pub account_id: u128,
     /// Opaque client data.
     pub user_data_64: u64,
     /// Must be zero (in a lookup: when the policy was set).
     pub timestamp: u64,
-    /// Opaque client data.
-    pub user_data_32: u32,
-    /// `channel_flags`.
-    pub flags: u16,
-    /// Must be zero.
-    pub reserved: [u8; 10],
 }
 
 /// One velocity rule of an account (command `set_velocity`): in a window, at most `count_max`
 /// movements and/or at most `amount_max` in sum, of the account's debits or credits, optionally
-/// of some codes only.
+/// of some codes only. `repr(C)`: what a movement reads sits in its first 80 bytes.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VelocityRule {
     /// The account.

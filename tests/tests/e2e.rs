@@ -850,3 +850,49 @@ async fn check_refund_lineage(client: &Client) {
     assert_eq!((reversal.transfer.debit_account_id, reversal.transfer.credit_account_id), (2, 1));
     assert!(client.lookup_lineage(999).await.expect("lineage").is_none());
 }
+
+/// Channel lists and a velocity rule set over the wire refuse what they should, lookup account
+/// policy reports them with their usage, and both survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_set_over_the_wire_is_in_force_and_survives_a_restart() {
+    use bursar_engine::{channel_flags, velocity_flags as vf, velocity_window, ChannelPolicy, VelocityRule};
+    let dir = std::env::temp_dir().join(format!("bursar-e2e-policy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = start(&dir);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    assert!(client.submit(setup_commands()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
+    let mut channels = ChannelPolicy { account_id: 1, flags: channel_flags::DEBITS_ALLOW, ..Default::default() };
+    channels.debit_codes[0] = 4;
+    let rule = VelocityRule {
+        account_id: 1,
+        flags: vf::DEBITS | vf::COUNT,
+        window: velocity_window::ROLLING,
+        window_seconds: 3_600,
+        count_max: 1,
+        ..Default::default()
+    };
+    let set = client.submit(vec![Command::SetChannels(channels), Command::SetVelocity(rule)]).await.expect("submit");
+    assert_eq!(set, vec![ResultCode::Ok, ResultCode::Ok]);
+    let spend = |id: u128, code: u16| {
+        Command::Transfer(Transfer { id, debit_account_id: 1, credit_account_id: 2, amount: 1, ledger: 1, code, ..Default::default() })
+    };
+    let results = client.submit(vec![spend(80, 1), spend(81, 4), spend(82, 4)]).await.expect("submit");
+    assert_eq!(results, vec![ResultCode::DebitCodeNotAllowed, ResultCode::Ok, ResultCode::ExceedsDebitVelocityCount]);
+    check_policy(&client).await;
+    drop(client);
+    drop(stop(running).await);
+    let running = start(&dir);
+    let client = Client::connect(running.addr, running.cert.clone(), "localhost").await.expect("connect");
+    check_policy(&client).await;
+    assert!(client.lookup_policy(999).await.expect("lookup").is_none(), "an unknown account");
+    drop(client);
+    drop(stop(running).await);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+async fn check_policy(client: &Client) {
+    let policy = client.lookup_policy(1).await.expect("lookup").expect("account");
+    assert_eq!(policy.channels.debit_codes[0], 4);
+    assert_eq!((policy.rules.len(), policy.rules[0].count), (1, 1));
+    assert!(policy.rules[0].window_end - policy.rules[0].window_start >= 3_600 * 1_000_000_000);
+}

@@ -48,11 +48,16 @@ pub struct BenchArgs {
     /// Account choice: `uniform`, `hot:N:P` (N accounts take P% of picks) or `zipf:S` (weight 1/k^S).
     #[arg(long, default_value = "uniform")]
     pub choice: String,
-    /// Command mix, weights: `transfer:70,hold:10,debit:5,credit:5,chain:5,lookup:5`. A hold is
-    /// followed in the same request by its full capture, half capture or release; a chain is three
-    /// linked transfers; a lookup is a whole request of account lookups.
+    /// Command mix, weights: `transfer:70,hold:10,debit:5,credit:5,chain:5,reverse:5,lookup:5`. A
+    /// hold is followed in the same request by its full capture, half capture or release; a chain
+    /// is three linked transfers; a reverse is a transfer followed by a refund of half of it; a
+    /// lookup is a whole request of account lookups.
     #[arg(long, default_value = "transfer:1")]
     pub mix: String,
+    /// Give every account of the run a channel list and a velocity rule first (checked on every
+    /// transfer, refusing nothing): what account controls cost.
+    #[arg(long)]
+    pub policy: bool,
     /// Seed of the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -129,6 +134,7 @@ fn workload(args: &BenchArgs) -> Result<Workload> {
             Some(commands_per_s) => Load::Open { commands_per_s },
             None => Load::Closed,
         },
+        policy: args.policy,
     };
     workload.check().map_err(anyhow::Error::msg)?;
     Ok(workload)
@@ -237,8 +243,19 @@ fn describe(workload: &Workload) -> String {
     };
     let m = workload.mix;
     format!(
-        "{} accounts, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} lookup:{}, seed {}",
-        workload.accounts, workload.batch, workload.clients, m.transfer, m.hold, m.debit, m.credit, m.chain, m.lookup, workload.seed
+        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{}, seed {}",
+        workload.accounts,
+        if workload.policy { " with a channel list and a velocity rule each" } else { "" },
+        workload.batch,
+        workload.clients,
+        m.transfer,
+        m.hold,
+        m.debit,
+        m.credit,
+        m.chain,
+        m.reverse,
+        m.lookup,
+        workload.seed
     )
 }
 

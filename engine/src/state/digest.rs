@@ -26,7 +26,7 @@
 //! BLAKE3 hash chain; a snapshot is also compared with the log by the BLAKE3 of its whole
 //! canonical stream ([`Engine::digest`]).
 
-use xxhash_rust::xxh3::xxh3_128_with_seed;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::id_hash::IdMap;
 use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Policy};
@@ -120,18 +120,18 @@ fn limit_change_term(account_id: u128, change: &LimitChange) -> u128 {
 
 /// A policy's term: its account, channel record and each rule with its buckets.
 fn policy_term(account_id: u128, policy: &Policy) -> u128 {
-    let mut bytes = Vec::with_capacity(2 * RECORD_SIZE);
-    bytes.extend_from_slice(&account_id.to_le_bytes());
-    bytes.extend_from_slice(&policy.channels.to_bytes());
-    for r in &policy.rules {
-        bytes.extend_from_slice(&r.rule.to_bytes());
-        for b in &r.buckets {
-            bytes.extend_from_slice(&b.period.to_le_bytes());
-            bytes.extend_from_slice(&b.count.to_le_bytes());
-            bytes.extend_from_slice(&b.amount.to_le_bytes());
+    let mut hasher = Xxh3::with_seed(seed::POLICY);
+    hasher.update(&account_id.to_le_bytes());
+    hasher.update(&policy.channels.to_bytes());
+    for r in policy.rules.iter() {
+        hasher.update(&r.rule.to_bytes());
+        for b in r.buckets() {
+            hasher.update(&b.period.to_le_bytes());
+            hasher.update(&b.count.to_le_bytes());
+            hasher.update(&b.amount.to_le_bytes());
         }
     }
-    xxh3_128_with_seed(&bytes, seed::POLICY)
+    hasher.digest128()
 }
 
 fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
