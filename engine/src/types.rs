@@ -322,12 +322,11 @@ pub struct ChannelPolicy {
 
 /// One velocity rule of an account (command `set_velocity`): in a window, at most `count_max`
 /// movements and/or at most `amount_max` in sum, of the account's debits or credits, optionally
-/// of some codes only. `repr(C)`: what a movement reads sits in its first 80 bytes.
+/// of some codes only. Declared in memory order, not wire order (`docs/protocol.md` has the wire
+/// offsets): `repr(C)` puts what a movement reads in its first 48 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VelocityRule {
-    /// The account.
-    pub account_id: u128,
     /// Most the window's movements may add up to (with `velocity_flags::AMOUNT`).
     pub amount_max: u128,
     /// Most movements in the window (with `velocity_flags::COUNT`).
@@ -336,18 +335,20 @@ pub struct VelocityRule {
     pub window_seconds: u32,
     /// The codes the rule counts; all zero: every code.
     pub codes: [u16; 8],
-    /// Opaque client data.
-    pub user_data_64: u64,
-    /// Must be zero (in a lookup: when the rule started counting).
-    pub timestamp: u64,
-    /// Opaque client data.
-    pub user_data_32: u32,
     /// `velocity_flags`.
     pub flags: u16,
     /// Which of the account's rules (0 to 7).
     pub slot: u8,
     /// `velocity_window`.
     pub window: u8,
+    /// Opaque client data.
+    pub user_data_32: u32,
+    /// Opaque client data.
+    pub user_data_64: u64,
+    /// Must be zero (in a lookup: when the rule started counting).
+    pub timestamp: u64,
+    /// The account.
+    pub account_id: u128,
     /// Must be zero.
     pub reserved: [u8; 48],
 }
