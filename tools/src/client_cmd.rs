@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use bursar_audit::{format_minor, show_time};
 use bursar_engine::{
     account_flags, change_flags, channel_flags, filter_flags, limit_flags, velocity_flags, velocity_window, Account, AccountChange,
-    AccountFilter, AccountLimits, ChannelPolicy, Command, Ledger, Transfer, VelocityRule,
+    AccountFilter, AccountLimits, ChannelPolicy, Command, HoldStatus, Ledger, Transfer, VelocityRule,
 };
 use bursar_net::client::{Client, LedgerView};
 use bursar_net::protocol::{Outcome, OutcomeStatus};
@@ -43,6 +43,7 @@ pub struct ClientArgs {
 pub enum ClientOp {
     /// Register a ledger (currency, scale) with its settlement account.
     CreateLedger {
+        /// The ledger's id (any number from 1; by convention the ISO 4217 numeric code, 978 for EUR).
         #[arg(long)]
         id: u32,
         /// ISO 4217 code, e.g. EUR.
@@ -57,10 +58,13 @@ pub enum ClientOp {
     },
     /// Open an account.
     CreateAccount {
+        /// The account's id (chosen by you, unique, from 1).
         #[arg(long)]
         id: u128,
+        /// The ledger (currency) it holds.
         #[arg(long)]
         ledger: u32,
+        /// Its kind, your numbering (docs/accounts.md uses 10 customer, 20 merchant, 30 internal, 40 clearing, 50 shadow).
         #[arg(long, default_value_t = 10)]
         code: u16,
         /// Refuse debits beyond the credits (no overdraft).
@@ -86,17 +90,22 @@ pub enum ClientOp {
     Credit(OneSide),
     /// Post a hold, in full or (with --amount) in part; the rest is released.
     Capture {
+        /// The capture's own transfer id (unique; a retry sends the same).
         #[arg(long)]
         id: u128,
+        /// The hold's transfer id.
         #[arg(long)]
         hold: u128,
-        #[arg(long)]
+        /// How much to capture ("15.25"); the whole hold when omitted.
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
     },
     /// Release a hold.
     Release {
+        /// The release's own transfer id (unique; a retry sends the same).
         #[arg(long)]
         id: u128,
+        /// The hold's transfer id.
         #[arg(long)]
         hold: u128,
     },
@@ -106,12 +115,14 @@ pub enum ClientOp {
     Thaw(Sides),
     /// Close an account whose balance is zero.
     Close {
+        /// The account (its balance must be zero and nothing held).
         #[arg(long)]
         account: u128,
     },
     /// Set or remove an account's debit limit (overdraft line) and/or credit limit, in the
     /// account's currency ("500.00"). Lowering below what is used refuses further movements only.
     SetLimits {
+        /// The account.
         #[arg(long)]
         account: u128,
         /// How far debits (holds included) may exceed credits.
@@ -123,6 +134,7 @@ pub enum ClientOp {
         /// Back to the account's flag (no overdraft, or none).
         #[arg(long)]
         remove_debit_limit: bool,
+        /// Back to the account's flag for credits.
         #[arg(long)]
         remove_credit_limit: bool,
     },
@@ -135,7 +147,7 @@ pub enum ClientOp {
         #[arg(long)]
         transfer: u128,
         /// How much ("12.50"); all that is left when omitted.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         /// refund, chargeback, correction, or a code number.
         #[arg(long, default_value = "refund")]
@@ -154,7 +166,7 @@ pub enum ClientOp {
         #[arg(long)]
         id: u128,
         /// The correct amount ("80.00").
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// The correct debit account (default: the original's).
         #[arg(long)]
@@ -209,7 +221,7 @@ pub enum ClientOp {
         #[arg(long)]
         count: Option<u32>,
         /// Most money per window ("500.00").
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         /// Count only these transfer codes (comma-separated; default every code).
         #[arg(long, value_delimiter = ',')]
@@ -230,10 +242,13 @@ pub enum ClientOp {
     Totals { ledger: u32 },
     /// Show an account's transfers (oldest first, or newest first with --newest).
     History {
+        /// The account.
         #[arg(long)]
         account: u128,
+        /// At most this many lines.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Newest first.
         #[arg(long)]
         newest: bool,
         /// The balance after each change instead (accounts created with --history).
@@ -245,17 +260,22 @@ pub enum ClientOp {
 /// A two-sided movement.
 #[derive(Args, Debug)]
 pub struct Move {
+    /// The transfer's id (chosen by you, unique; a retry sends the same and moves nothing twice).
     #[arg(long)]
     id: u128,
+    /// The account debited.
     #[arg(long)]
     from: u128,
+    /// The account credited.
     #[arg(long)]
     to: u128,
     /// "12.50" or "12.50 EUR".
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
+    /// The ledger (currency) of both accounts.
     #[arg(long)]
     ledger: u32,
+    /// The transfer's type or channel, your numbering (docs/accounts.md uses 4 card, 5 cash, 6 top-up, 7 bank transfer, 8 fee).
     #[arg(long, default_value_t = 1)]
     code: u16,
 }
@@ -263,14 +283,19 @@ pub struct Move {
 /// A single-sided movement.
 #[derive(Args, Debug)]
 pub struct OneSide {
+    /// The transfer's id (chosen by you, unique; a retry sends the same and moves nothing twice).
     #[arg(long)]
     id: u128,
+    /// The account; the other side is the ledger's settlement account.
     #[arg(long)]
     account: u128,
-    #[arg(long)]
+    /// "12.50" or "12.50 EUR".
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
+    /// The ledger (currency).
     #[arg(long)]
     ledger: u32,
+    /// The transfer's type or channel, your numbering (docs/accounts.md uses 4 card, 5 cash, 6 top-up, 7 bank transfer, 8 fee).
     #[arg(long, default_value_t = 1)]
     code: u16,
 }
@@ -278,10 +303,13 @@ pub struct OneSide {
 /// Which sides to freeze or thaw (both when neither is given).
 #[derive(Args, Debug)]
 pub struct Sides {
+    /// The account.
     #[arg(long)]
     account: u128,
+    /// Debits only.
     #[arg(long)]
     debits: bool,
+    /// Credits only.
     #[arg(long)]
     credits: bool,
 }
@@ -537,33 +565,111 @@ fn change(s: &Sides) -> AccountChange {
 }
 
 async fn show_accounts(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
-    for (id, account) in ids.iter().zip(client.lookup_accounts(ids.clone()).await?) {
+    let limits = client.lookup_limits(ids.clone()).await?;
+    for ((id, account), limit) in ids.iter().zip(client.lookup_accounts(ids.clone()).await?).zip(limits) {
         let Some(a) = account else {
             println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("account {id}: not found") });
             continue;
         };
         let l = ledger(client, a.ledger).await?.ledger;
-        let f = |v: u128| format_minor(v, &l);
+        let debit_limit = limit.and_then(|l| l.limits.debit_limit);
+        let (sign, available) =
+            signed(a.credits_posted.saturating_add(debit_limit.unwrap_or(0)), a.debits_posted.saturating_add(a.debits_pending));
+        let (state, flags) = (state_words(a.state), flag_words(a.flags));
         if json {
             println!(
-                "{{\"id\":\"{}\",\"found\":true,\"ledger\":{},\"code\":{},\"flags\":{},\"state\":{},\"debits_pending\":\"{}\",\"debits_posted\":\"{}\",\"credits_pending\":\"{}\",\"credits_posted\":\"{}\"}}",
+                "{{\"id\":\"{}\",\"found\":true,\"ledger\":{},\"code\":{},\"flags\":{},\"flag_names\":\"{flags}\",\"state\":{},\"state_name\":\"{state}\",\"debits_pending\":\"{}\",\"debits_posted\":\"{}\",\"credits_pending\":\"{}\",\"credits_posted\":\"{}\",\"available\":\"{sign}{available}\"}}",
                 a.id, a.ledger, a.code, a.flags, a.state, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted
             );
-        } else {
-            println!(
-                "account {}: ledger {} code {} state {}  debits posted {} pending {}  credits posted {} pending {}",
-                a.id,
-                a.ledger,
-                a.code,
-                a.state,
-                f(a.debits_posted),
-                f(a.debits_pending),
-                f(a.credits_posted),
-                f(a.credits_pending)
-            );
+            continue;
         }
+        let f = |v: u128| format_minor(v, &l);
+        let (bsign, balance) = signed(a.credits_posted, a.debits_posted);
+        let within = match debit_limit {
+            Some(0) | None => String::new(),
+            Some(limit) => format!(" with a {} overdraft", f(limit)),
+        };
+        println!(
+            "account {}: ledger {} code {}, {state}{}{flags}; balance {bsign}{}, available {sign}{}{within}; debits posted {} pending {}, credits posted {} pending {}",
+            a.id,
+            a.ledger,
+            a.code,
+            if flags.is_empty() { "" } else { ", " },
+            f(balance),
+            f(available),
+            f(a.debits_posted),
+            f(a.debits_pending),
+            f(a.credits_posted),
+            f(a.credits_pending)
+        );
     }
     Ok(())
+}
+
+/// `plus - minus` as a sign and a magnitude, exact for any u128.
+fn signed(plus: u128, minus: u128) -> (&'static str, u128) {
+    if plus >= minus {
+        ("", plus - minus)
+    } else {
+        ("-", minus - plus)
+    }
+}
+
+/// An account's state in words.
+fn state_words(state: u8) -> &'static str {
+    use bursar_engine::account_state as st;
+    if state & st::CLOSED != 0 {
+        return "closed";
+    }
+    match (state & st::FROZEN_DEBITS != 0, state & st::FROZEN_CREDITS != 0) {
+        (true, true) => "frozen",
+        (true, false) => "debits frozen",
+        (false, true) => "credits frozen",
+        (false, false) => "open",
+    }
+}
+
+/// An account's flags in words ("no overdraft, history"), empty when none.
+fn flag_words(flags: u16) -> String {
+    let names = [
+        (account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS, "no overdraft"),
+        (account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS, "no overcredit"),
+        (account_flags::HISTORY, "history"),
+    ];
+    names.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, name)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// For a hold: where it stands (", pending until …", ", captured by 102 at …"); empty otherwise.
+async fn hold_state(client: &Client, t: &Transfer) -> Result<String> {
+    if t.flags & bursar_engine::transfer_flags::PENDING == 0 {
+        return Ok(String::new());
+    }
+    let Some(h) = client.lookup_lineage(t.id).await?.and_then(|l| l.hold.map(|h| (h, l.resolution))) else { return Ok(String::new()) };
+    let (hold, resolution) = h;
+    Ok(match (hold.status, resolution) {
+        (HoldStatus::Pending, _) if hold.expires_at == 0 => ", pending".to_string(),
+        (HoldStatus::Pending, _) => format!(", pending until {}", show_time(hold.expires_at)),
+        (HoldStatus::Posted, Some(r)) => format!(", captured by {} at {}", r.id, show_time(hold.resolved_at)),
+        (HoldStatus::Voided, Some(r)) => format!(", released by {} at {}", r.id, show_time(hold.resolved_at)),
+        (HoldStatus::Expired, _) => format!(", expired at {}", show_time(hold.resolved_at)),
+        (status, None) => format!(", {status:?} at {}", show_time(hold.resolved_at)).to_lowercase(),
+    })
+}
+
+/// What a stored transfer is, in a word, from its flags.
+fn transfer_kind(t: &Transfer) -> &'static str {
+    use bursar_engine::transfer_flags as tf;
+    if t.flags & tf::PENDING != 0 {
+        "hold"
+    } else if t.flags & tf::POST_PENDING != 0 {
+        "capture"
+    } else if t.flags & tf::VOID_PENDING != 0 {
+        "release"
+    } else if t.flags & tf::REVERSE != 0 {
+        "reversal"
+    } else {
+        "transfer"
+    }
 }
 
 async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
@@ -580,15 +686,21 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
                 t.id, t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.timestamp
             );
         } else {
+            let of = match transfer_kind(&t) {
+                "capture" | "release" => format!(" of hold {}", t.pending_id),
+                "reversal" => format!(" of transfer {}", t.pending_id),
+                _ => String::new(),
+            };
             println!(
-                "transfer {}: {} from {} to {} (code {}, flags {}, at {})",
+                "{} {}{of}: {} from {} to {} (code {}) at {}{}",
+                transfer_kind(&t),
                 t.id,
                 format_minor(t.amount, &l),
                 t.debit_account_id,
                 t.credit_account_id,
                 t.code,
-                t.flags,
-                t.timestamp
+                show_time(t.timestamp),
+                hold_state(client, &t).await?
             );
         }
     }
@@ -835,7 +947,7 @@ async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, 
             } else {
                 println!(
                     "at {}: posted balance {sign}{}  held {}",
-                    b.timestamp,
+                    show_time(b.timestamp),
                     format_minor(magnitude, &l),
                     format_minor(b.balances.debits_pending, &l)
                 );
@@ -849,12 +961,12 @@ async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, 
             println!("{{\"id\":\"{}\",\"direction\":\"{}\",\"counterparty\":\"{other}\",\"amount\":\"{}\",\"code\":{},\"flags\":{},\"timestamp\":{}}}", t.id, direction.trim(), t.amount, t.code, t.flags, t.timestamp);
         } else {
             println!(
-                "{} {direction} {:>20}  counterparty {other}  transfer {} (code {}, flags {})",
-                t.timestamp,
+                "{} {direction} {:>20}  counterparty {other}  {} {} (code {})",
+                show_time(t.timestamp),
                 format_minor(t.amount, &l),
+                transfer_kind(&t),
                 t.id,
-                t.code,
-                t.flags
+                t.code
             );
         }
     }
