@@ -30,7 +30,7 @@
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
-use crate::state::policy::{Bucket, Policy, RuleState, Rules};
+use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
     touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, FAILED_TAG, NONE,
 };
@@ -96,7 +96,7 @@ impl Engine {
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
-            + RECORD_SIZE * (self.policies.len() + self.policies.iter().map(|p| p.rules.len()).sum::<usize>())
+            + RECORD_SIZE * (self.policies.len() + self.policies.iter().map(Policy::rule_count).sum::<usize>())
             + BUCKET_SIZE * self.policy_parts().2.len()
     }
 
@@ -106,10 +106,11 @@ impl Engine {
         for p in &self.policies {
             let account_id = self.accounts[p.account as usize].id;
             parts.0.push(ChannelPolicy { account_id, ..p.channels });
-            for r in p.rules.iter() {
-                parts.1.push(VelocityRule { account_id, ..r.rule });
-                let used = r.buckets().enumerate().filter(|(_, b)| **b != Bucket::default());
-                parts.2.extend(used.map(|(k, b)| (p.account, r.rule.slot, k as u8, *b)));
+            for k in 0..p.rule_count() {
+                let rule = p.rule(k);
+                parts.1.push(VelocityRule { account_id, ..*rule });
+                let used = (0..p.bucket_count(k)).map(|b| (b, p.bucket(k, b))).filter(|(_, b)| *b != Bucket::default());
+                parts.2.extend(used.map(|(b, bucket)| (p.account, rule.slot, b as u8, bucket)));
             }
         }
         parts
@@ -375,7 +376,10 @@ fn restore_policy(engine: &mut Engine, channels: ChannelPolicy, clock: u64) -> R
         return invalid(format!("account {}: a second policy, or one newer than the clock", channels.account_id));
     }
     meta.policy = engine.policies.len() as u32;
-    engine.policies.push(Policy { account, channels, rules: Rules::default(), digest_dirty: true });
+    let mut policy = Policy::new(account, channels.account_id);
+    policy.set_channels(channels);
+    policy.set_digest_dirty(true);
+    engine.policies.push(policy);
     engine.digest.dirty_policies.push(meta.policy);
     Ok(())
 }
@@ -385,11 +389,11 @@ fn restore_rule(engine: &mut Engine, rule: VelocityRule, clock: u64) -> Result<(
     if p == NONE || rule.timestamp > clock || rule.flags & crate::types::velocity_flags::LINKED != 0 {
         return invalid(format!("a velocity rule of account {} without a policy, or newer than the clock", rule.account_id));
     }
-    let rules = &mut engine.policies[p as usize].rules;
-    if rules.iter().last().is_some_and(|last| last.rule.slot >= rule.slot) {
+    let policy = &mut engine.policies[p as usize];
+    if policy.rules().last().is_some_and(|last| last.slot >= rule.slot) {
         return invalid(format!("account {}: velocity rules out of slot order", rule.account_id));
     }
-    rules.edit(|all| all.push(RuleState::new(rule)));
+    policy.edit_rules(|all| all.push(RuleState::new(rule)));
     Ok(())
 }
 
@@ -402,15 +406,17 @@ fn restore_bucket(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), Snapsho
     }
     let p = engine.account_meta.get(account as usize).map_or(NONE, |m| m.policy);
     let policy = (p != NONE).then(|| &mut engine.policies[p as usize]);
-    let k = policy.as_ref().and_then(|policy| policy.rules.iter().position(|rs| rs.rule.slot == at[0]));
-    let rule = policy.zip(k).map(|(policy, k)| policy.rules.get_mut(k));
-    let Some(slot) = rule.filter(|rs| (at[1] as usize) < rs.bucket_count()).map(|rs| rs.bucket_mut(at[1] as usize)) else {
+    let found = policy.and_then(|policy| {
+        let k = policy.rules().position(|r| r.slot == at[0])?;
+        ((at[1] as usize) < policy.bucket_count(k)).then_some((policy, k))
+    });
+    let Some((policy, k)) = found else {
         return invalid(format!("a velocity bucket names account index {account}, rule {}, bucket {}", at[0], at[1]));
     };
-    if *slot != Bucket::default() {
+    if policy.bucket(k, at[1] as usize) != Bucket::default() {
         return invalid("a velocity bucket written twice");
     }
-    *slot = bucket;
+    policy.set_bucket(k, at[1] as usize, bucket);
     Ok(())
 }
 

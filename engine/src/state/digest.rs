@@ -123,9 +123,9 @@ fn policy_term(account_id: u128, policy: &Policy) -> u128 {
     let mut hasher = Xxh3::with_seed(seed::POLICY);
     hasher.update(&account_id.to_le_bytes());
     hasher.update(&policy.channels.to_bytes());
-    for r in policy.rules.iter() {
-        hasher.update(&r.rule.to_bytes());
-        for b in r.buckets() {
+    for k in 0..policy.rule_count() {
+        hasher.update(&policy.rule(k).to_bytes());
+        for b in (0..policy.bucket_count(k)).map(|b| policy.bucket(k, b)) {
             hasher.update(&b.period.to_le_bytes());
             hasher.update(&b.count.to_le_bytes());
             hasher.update(&b.amount.to_le_bytes());
@@ -241,7 +241,7 @@ impl Engine {
         }
         for &index in &digest.dirty_policies {
             if let Some(policy) = self.policies.get_mut(index as usize) {
-                policy.digest_dirty = false;
+                policy.set_digest_dirty(false);
             }
         }
         digest.settle(self);

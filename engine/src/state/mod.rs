@@ -682,12 +682,11 @@ impl Engine {
                     self.account_meta[policy.account as usize].policy = NONE;
                 }
                 Undo::PolicyReplaced { policy, old } => {
-                    let dirty = self.policies[policy as usize].digest_dirty;
-                    self.policies[policy as usize] = Policy { digest_dirty: dirty, ..*old };
+                    let dirty = self.policies[policy as usize].digest_dirty();
+                    self.policies[policy as usize] = *old;
+                    self.policies[policy as usize].set_digest_dirty(dirty);
                 }
-                Undo::Bucket { policy, rule, slot, old } => {
-                    *self.policies[policy as usize].rules.get_mut(rule as usize).bucket_mut(slot as usize) = old
-                }
+                Undo::Bucket { policy, rule, slot, old } => self.policies[policy as usize].set_bucket(rule as usize, slot as usize, old),
                 Undo::Balances { account, old } => self.set_balances(account, old),
                 Undo::State { account, old } => self.accounts[account as usize].state = old,
                 Undo::HoldInserted { transfer } => {

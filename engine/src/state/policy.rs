@@ -3,7 +3,8 @@
 //! much money, per window), checked in the total order on the batch clock so replay is exact.
 //!
 //! An account without a policy pays one comparison per side of a movement (`policy == NONE` in
-//! its bookkeeping, which the movement reads anyway). A velocity rule counts a new transfer or
+//! its bookkeeping, which the movement reads anyway); one with a channel policy and a calendar
+//! rule, two adjacent cache lines (see [`Policy`]). A velocity rule counts a new transfer or
 //! hold (and a reversal) on its side when it is made; a capture never counts again; a release or
 //! an expiry gives the hold's amount and count back, and a capture of part of a hold the rest of
 //! its amount, while the hold's window (or sub-bucket) is still the one it was counted in.
@@ -26,106 +27,171 @@ pub(crate) struct Bucket {
     pub(crate) amount: u128,
 }
 
-/// A velocity rule and its usage. `rule.timestamp` is when it started counting. `repr(C)`: the
-/// first bucket and the rule's bounds share the first two cache lines.
-#[repr(C)]
+/// A velocity rule and its buckets. `rule.timestamp` is when it started counting. The first
+/// rule of a policy keeps its bucket 0 in the policy's hot line instead (see [`Policy`]): its
+/// `buckets` start at bucket 1 (none for a calendar window, so it allocates nothing).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct RuleState {
-    /// Bucket 0: a calendar window's only one, kept inline so the check reads one allocation.
-    first: Bucket,
     pub(crate) rule: VelocityRule,
-    /// Buckets 1 to 15 of a rolling window (empty for a calendar window).
-    rest: Vec<Bucket>,
+    /// One bucket (calendar) or [`ROLLING_BUCKETS`] (rolling), by period modulo their number.
+    buckets: Vec<Bucket>,
+}
+
+/// A policy's second cache line: its channel flags, and its first rule's bounds and bucket 0,
+/// all a movement reads besides the channel lists when the account has one calendar rule.
+/// `packed(2)`: 64 bytes exactly (fields are read by value).
+#[repr(C, packed(2))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct HotLine {
+    channel_flags: u16,
+    /// How many rules the policy has.
+    rules: u8,
+    /// The first rule's window, flags, whether it counts every code, and bounds.
+    window: u8,
+    flags: u16,
+    any_code: u8,
+    /// Listed in `digest.dirty_policies` since the digest was last settled (here because a
+    /// movement that counts marks it).
+    digest_dirty: u8,
+    count_max: u32,
+    window_seconds: u32,
+    amount_max: u128,
+    /// The first rule's bucket 0 (the only copy).
+    bucket: Bucket,
+}
+
+const _: () = assert!(core::mem::size_of::<HotLine>() == 64);
+
+/// An account's policy: its channel lists and its velocity rules, sorted by slot.
+///
+/// Laid out for the movement's checks, aligned to a cache line: line 0 holds the two channel
+/// lists, line 1 the [`HotLine`]; an account with a channel policy and one calendar rule costs a
+/// movement those two adjacent lines and nothing else. The lists and the hot line's bounds are
+/// copies of `channels` and of the first rule, refreshed whenever those change
+/// ([`Policy::refresh`]); the first rule's bucket 0 lives only in the hot line.
+#[repr(C, align(64))]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Policy {
+    lists: [[u16; 16]; 2],
+    hot: HotLine,
+    /// `timestamp`: when it was last set (0: never; no channel restriction).
+    pub(crate) channels: ChannelPolicy,
+    rules: Vec<RuleState>,
+    pub(crate) account: u32,
+}
+
+impl Policy {
+    /// An empty policy of the account at `account` with id `id`.
+    pub(crate) fn new(account: u32, id: u128) -> Policy {
+        let channels = ChannelPolicy { account_id: id, ..Default::default() };
+        let mut policy = Policy { lists: [[0; 16]; 2], hot: HotLine::default(), channels, rules: Vec::new(), account };
+        policy.refresh();
+        policy
+    }
+
+    /// Copies the channel lists and flags and the first rule's bounds into the hot lines.
+    fn refresh(&mut self) {
+        self.lists = [self.channels.debit_codes, self.channels.credit_codes];
+        let (bucket, digest_dirty) = (self.hot.bucket, self.hot.digest_dirty);
+        self.hot =
+            HotLine { channel_flags: self.channels.flags, rules: self.rules.len() as u8, bucket, digest_dirty, ..HotLine::default() };
+        if let Some(first) = self.rules.first() {
+            let r = &first.rule;
+            self.hot.window = r.window;
+            self.hot.flags = r.flags;
+            self.hot.any_code = u8::from(r.codes == [0; 8]);
+            self.hot.count_max = r.count_max;
+            self.hot.window_seconds = r.window_seconds;
+            self.hot.amount_max = r.amount_max;
+        }
+    }
+
+    /// Sets the channel policy record.
+    pub(crate) fn set_channels(&mut self, channels: ChannelPolicy) {
+        self.channels = channels;
+        self.refresh();
+    }
+
+    /// How many velocity rules the policy has (from the hot line).
+    pub(crate) fn rule_count(&self) -> usize {
+        usize::from(self.hot.rules)
+    }
+
+    /// Whether the policy is listed in the digest's dirty list.
+    pub(crate) fn digest_dirty(&self) -> bool {
+        self.hot.digest_dirty != 0
+    }
+
+    /// Marks whether the policy is listed in the digest's dirty list.
+    pub(crate) fn set_digest_dirty(&mut self, dirty: bool) {
+        self.hot.digest_dirty = u8::from(dirty);
+    }
+
+    /// Rule `k` (in slot order).
+    pub(crate) fn rule(&self, k: usize) -> &VelocityRule {
+        &self.rules[k].rule
+    }
+
+    /// The rules, in slot order.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &VelocityRule> {
+        self.rules.iter().map(|r| &r.rule)
+    }
+
+    /// How many buckets rule `k` keeps.
+    pub(crate) fn bucket_count(&self, k: usize) -> usize {
+        self.rules[k].buckets.len() + usize::from(k == 0)
+    }
+
+    /// Bucket `b` of rule `k`.
+    pub(crate) fn bucket(&self, k: usize, b: usize) -> Bucket {
+        match (k, b) {
+            (0, 0) => self.hot.bucket,
+            (0, b) => self.rules[0].buckets[b - 1],
+            (k, b) => self.rules[k].buckets[b],
+        }
+    }
+
+    /// Sets bucket `b` of rule `k`.
+    pub(crate) fn set_bucket(&mut self, k: usize, b: usize, bucket: Bucket) {
+        match (k, b) {
+            (0, 0) => self.hot.bucket = bucket,
+            (0, b) => self.rules[0].buckets[b - 1] = bucket,
+            (k, b) => self.rules[k].buckets[b] = bucket,
+        }
+    }
+
+    /// Changes the rules as a vector (rare: a rule set or removed, a snapshot restored), keeping
+    /// each rule's buckets with it and the hot line in step.
+    pub(crate) fn edit_rules<T>(&mut self, change: impl FnOnce(&mut Vec<RuleState>) -> T) -> T {
+        if let Some(first) = self.rules.first_mut() {
+            first.buckets.insert(0, self.hot.bucket);
+        }
+        let result = change(&mut self.rules);
+        self.hot.bucket = self.rules.first_mut().map_or(Bucket::default(), |first| {
+            let bucket = first.buckets.remove(0);
+            first.buckets.shrink_to_fit();
+            bucket
+        });
+        self.refresh();
+        result
+    }
+
+    /// Whether the copies in the hot lines match what they copy, and the first rule keeps all
+    /// its buckets but bucket 0.
+    fn hot_in_step(&self) -> bool {
+        let mut copy = self.clone();
+        copy.refresh();
+        let hot_bucket = self.hot.bucket;
+        copy == *self
+            && self.rules.first().is_none_or(|first| first.buckets.len() + 1 == buckets_of(&first.rule))
+            && (!self.rules.is_empty() || hot_bucket == Bucket::default())
+    }
 }
 
 impl RuleState {
     /// A rule that has counted nothing yet.
     pub(crate) fn new(rule: VelocityRule) -> RuleState {
-        RuleState { rule, first: Bucket::default(), rest: vec![Bucket::default(); buckets_of(&rule) - 1] }
-    }
-
-    /// Its buckets, by period modulo their number.
-    pub(crate) fn buckets(&self) -> impl Iterator<Item = &Bucket> {
-        core::iter::once(&self.first).chain(&self.rest)
-    }
-
-    /// How many buckets it keeps.
-    pub(crate) fn bucket_count(&self) -> usize {
-        1 + self.rest.len()
-    }
-
-    pub(crate) fn bucket(&self, k: usize) -> &Bucket {
-        if k == 0 {
-            &self.first
-        } else {
-            &self.rest[k - 1]
-        }
-    }
-
-    pub(crate) fn bucket_mut(&mut self, k: usize) -> &mut Bucket {
-        if k == 0 {
-            &mut self.first
-        } else {
-            &mut self.rest[k - 1]
-        }
-    }
-}
-
-/// An account's policy: its channel lists and its velocity rules, sorted by slot. `repr(C)`,
-/// aligned to a cache line: the channel lists fill the first line, the first rule follows.
-#[repr(C, align(64))]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Policy {
-    /// `timestamp`: when it was last set (0: never; no channel restriction).
-    pub(crate) channels: ChannelPolicy,
-    pub(crate) rules: Rules,
-    pub(crate) account: u32,
-    /// Listed in `digest.dirty_policies` since the digest was last settled.
-    pub(crate) digest_dirty: bool,
-}
-
-/// An account's velocity rules in slot order, the first kept inline in its policy: a movement
-/// reads one region (the policy) for the usual single rule, with no pointer to follow, so the
-/// processor fetches its cache lines together instead of one after another.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Rules {
-    first: Option<RuleState>,
-    rest: Vec<RuleState>,
-}
-
-impl Rules {
-    pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &RuleState> {
-        self.first.iter().chain(&self.rest)
-    }
-
-    pub(crate) fn get(&self, k: usize) -> &RuleState {
-        if k == 0 {
-            self.first.as_ref().expect("a first rule")
-        } else {
-            &self.rest[k - 1]
-        }
-    }
-
-    pub(crate) fn get_mut(&mut self, k: usize) -> &mut RuleState {
-        if k == 0 {
-            self.first.as_mut().expect("a first rule")
-        } else {
-            &mut self.rest[k - 1]
-        }
-    }
-
-    /// Changes the list as a vector (rare: a rule set or removed).
-    pub(crate) fn edit<T>(&mut self, change: impl FnOnce(&mut Vec<RuleState>) -> T) -> T {
-        let mut all: Vec<RuleState> = self.first.take().into_iter().chain(self.rest.drain(..)).collect();
-        let result = change(&mut all);
-        let mut all = all.into_iter();
-        self.first = all.next();
-        self.rest = all.collect();
-        result
+        RuleState { rule, buckets: vec![Bucket::default(); buckets_of(&rule)] }
     }
 }
 
@@ -179,7 +245,7 @@ impl Engine {
         };
         let p = self.policy_of(index);
         self.save_policy(p);
-        self.policies[p as usize].channels = ChannelPolicy { timestamp: ts, flags: c.flags & !chf::LINKED, ..*c };
+        self.policies[p as usize].set_channels(ChannelPolicy { timestamp: ts, flags: c.flags & !chf::LINKED, ..*c });
         R::Ok
     }
 
@@ -194,7 +260,7 @@ impl Engine {
         let p = self.policy_of(index);
         self.save_policy(p);
         let rule = VelocityRule { flags: v.flags & !vf::LINKED, timestamp: ts, ..*v };
-        self.policies[p as usize].rules.edit(|rules| {
+        self.policies[p as usize].edit_rules(|rules| {
             let at = rules.binary_search_by_key(&v.slot, |r| r.rule.slot);
             match at {
                 Ok(at) if v.flags & vf::REMOVE != 0 => drop(rules.remove(at)),
@@ -228,8 +294,7 @@ impl Engine {
             return existing;
         }
         let p = self.policies.len() as u32;
-        let channels = ChannelPolicy { account_id: self.accounts[account as usize].id, ..Default::default() };
-        self.policies.push(Policy { account, channels, rules: Rules::default(), digest_dirty: false });
+        self.policies.push(Policy::new(account, self.accounts[account as usize].id));
         self.account_meta[account as usize].policy = p;
         self.record(Undo::PolicyInserted);
         self.touch_policy(p);
@@ -246,20 +311,23 @@ impl Engine {
 
     fn touch_policy(&mut self, p: u32) {
         let policy = &mut self.policies[p as usize];
-        if !policy.digest_dirty {
-            policy.digest_dirty = true;
+        if !policy.digest_dirty() {
+            policy.set_digest_dirty(true);
             self.digest.dirty_policies.push(p);
         }
     }
 
-    /// Touches what a movement reads of a policy (its channel lists, rules and buckets) for
-    /// the gather pass, so their cache misses overlap instead of following one another.
+    /// Touches what a movement reads of a policy for the gather pass, so its misses overlap
+    /// with the other commands' instead of stalling the apply pass: the hot lines, and the
+    /// rules' records and buckets when there is more than one rule or a rolling window.
     pub(super) fn warm_policy(&self, p: u32) -> u64 {
         let policy = &self.policies[p as usize];
-        let c = &policy.channels;
-        let mut touched = u64::from(c.debit_codes[0]) ^ u64::from(c.credit_codes[15]) ^ u64::from(c.flags);
-        for r in policy.rules.iter() {
-            touched ^= r.rule.amount_max as u64 ^ r.first.count ^ u64::from(r.rule.flags);
+        let hot = policy.hot;
+        let mut touched = u64::from(policy.lists[0][0]) ^ u64::from(hot.channel_flags) ^ hot.bucket.count;
+        if hot.rules > 1 || hot.window == vw::ROLLING {
+            for r in &policy.rules {
+                touched ^= r.rule.amount_max as u64 ^ r.buckets.last().map_or(0, |b| b.count);
+            }
         }
         touched
     }
@@ -268,7 +336,7 @@ impl Engine {
     pub(super) fn check_channels(&self, dr: u32, cr: u32, code: u16) -> Option<ResultCode> {
         let allows = |account: u32, side: Side| {
             let p = self.account_meta[account as usize].policy;
-            p == NONE || channel_allows(&self.policies[p as usize].channels, side, code)
+            p == NONE || channel_allows(&self.policies[p as usize], side, code)
         };
         if !allows(dr, Side::Debit) {
             return Some(ResultCode::DebitCodeNotAllowed);
@@ -298,12 +366,7 @@ impl Engine {
             if p == NONE {
                 continue;
             }
-            let (mut count_over, mut amount_over) = (false, false);
-            for r in self.policies[p as usize].rules.iter().filter(|r| counts(&r.rule, side, code)) {
-                let (count, sum) = usage_at(r, ts);
-                count_over |= r.rule.flags & vf::COUNT != 0 && count >= r.rule.count_max as u64;
-                amount_over |= r.rule.flags & vf::AMOUNT != 0 && sum.checked_add(amount).is_none_or(|sum| sum > r.rule.amount_max);
-            }
+            let (count_over, amount_over) = over_bounds(&self.policies[p as usize], side, code, amount, ts);
             if count_over {
                 return Some(codes[0]);
             }
@@ -321,10 +384,16 @@ impl Engine {
             if p == NONE {
                 continue;
             }
-            for k in 0..self.policies[p as usize].rules.len() {
-                let rule = &self.policies[p as usize].rules.get(k).rule;
-                if counts(rule, side, code) {
-                    let (period, slot) = period_of(rule, ts);
+            for k in 0..self.policies[p as usize].rule_count() {
+                let policy = &self.policies[p as usize];
+                if counts(policy, k, side, code) {
+                    // One calendar rule: its window from the hot line, no record read.
+                    let hot = policy.hot;
+                    let (period, slot) = if k == 0 && hot.window != vw::ROLLING {
+                        (calendar_start(hot.window, ts), 0)
+                    } else {
+                        period_of(policy.rule(k), ts)
+                    };
                     self.change_bucket(p, k, slot, |b| {
                         if b.period != period {
                             *b = Bucket { period, count: 0, amount: 0 };
@@ -348,13 +417,13 @@ impl Engine {
             if p == NONE {
                 continue;
             }
-            for k in 0..self.policies[p as usize].rules.len() {
-                let rule = self.policies[p as usize].rules.get(k).rule;
-                if !counts(&rule, side, t.code) || t.timestamp < rule.timestamp {
+            for k in 0..self.policies[p as usize].rule_count() {
+                let policy = &self.policies[p as usize];
+                if !counts(policy, k, side, t.code) || t.timestamp < policy.rule(k).timestamp {
                     continue;
                 }
-                let (period, slot) = period_of(&rule, t.timestamp);
-                if self.policies[p as usize].rules.get(k).bucket(slot).period == period {
+                let (period, slot) = period_of(policy.rule(k), t.timestamp);
+                if policy.bucket(k, slot).period == period {
                     self.change_bucket(p, k, slot, |b| {
                         b.count = b.count.saturating_sub(u64::from(count));
                         b.amount = b.amount.saturating_sub(amount);
@@ -365,9 +434,11 @@ impl Engine {
     }
 
     fn change_bucket(&mut self, p: u32, rule: usize, slot: usize, change: impl FnOnce(&mut Bucket)) {
-        let bucket = self.policies[p as usize].rules.get_mut(rule).bucket_mut(slot);
-        let old = *bucket;
-        change(bucket);
+        let policy = &mut self.policies[p as usize];
+        let old = policy.bucket(rule, slot);
+        let mut new = old;
+        change(&mut new);
+        policy.set_bucket(rule, slot, new);
         if self.recording {
             self.undo.push(Undo::Bucket { policy: p, rule: rule as u8, slot: slot as u8, old });
         }
@@ -382,13 +453,12 @@ impl Engine {
             return Some(AccountPolicy { channels: ChannelPolicy { account_id: id, ..Default::default() }, rules: Vec::new() });
         }
         let policy = &self.policies[p as usize];
-        let rules = policy
-            .rules
-            .iter()
-            .map(|r| {
-                let (count, amount) = usage_at(r, self.timestamp);
-                let (window_start, window_end) = window_bounds(&r.rule, self.timestamp);
-                RuleUsage { rule: r.rule, count, amount, window_start, window_end }
+        let rules = (0..policy.rule_count())
+            .map(|k| {
+                let rule = *policy.rule(k);
+                let (count, amount) = usage_at(policy, k, self.timestamp);
+                let (window_start, window_end) = window_bounds(&rule, self.timestamp);
+                RuleUsage { rule, count, amount, window_start, window_end }
             })
             .collect();
         Some(AccountPolicy { channels: policy.channels, rules })
@@ -410,18 +480,20 @@ impl Engine {
             if c.account_id != id || c.reserved != [0; 10] || c.flags & !(chf::ALL & !chf::LINKED) != 0 {
                 return Err(format!("account {id}: its channel policy is malformed"));
             }
-            let slots: Vec<u8> = policy.rules.iter().map(|r| r.rule.slot).collect();
+            let slots: Vec<u8> = policy.rules().map(|r| r.slot).collect();
             let sorted = slots.windows(2).all(|w| w[0] < w[1]);
-            if !sorted || policy.rules.len() > VELOCITY_RULES_MAX {
-                return Err(format!("account {id}: velocity rules not in slot order"));
+            if !sorted || policy.rule_count() > VELOCITY_RULES_MAX || !policy.hot_in_step() {
+                return Err(format!("account {id}: velocity rules not in slot order, or its hot lines out of step"));
             }
-            for r in policy.rules.iter() {
-                let valid = check_velocity_record(&VelocityRule { timestamp: 0, ..r.rule }).is_none()
-                    && r.rule.flags & (vf::REMOVE | vf::LINKED) == 0
-                    && r.rule.account_id == id;
-                let (now, _) = period_of(&r.rule, self.timestamp);
-                if !valid || r.bucket_count() != buckets_of(&r.rule) || r.buckets().any(|b| b.period > now) {
-                    return Err(format!("account {id}: velocity rule in slot {} is invalid or counts the future", r.rule.slot));
+            for k in 0..policy.rule_count() {
+                let r = policy.rule(k);
+                let valid = check_velocity_record(&VelocityRule { timestamp: 0, ..*r }).is_none()
+                    && r.flags & (vf::REMOVE | vf::LINKED) == 0
+                    && r.account_id == id;
+                let (now, _) = period_of(r, self.timestamp);
+                let future = (0..policy.bucket_count(k)).any(|b| policy.bucket(k, b).period > now);
+                if !valid || policy.bucket_count(k) != buckets_of(r) || future {
+                    return Err(format!("account {id}: velocity rule in slot {} is invalid or counts the future", r.slot));
                 }
             }
         }
@@ -462,22 +534,56 @@ fn counts_alike(a: &VelocityRule, b: &VelocityRule) -> bool {
     what(a) == what(b)
 }
 
-/// Whether a channel policy lets `code` move money on `side` of the account.
-fn channel_allows(c: &ChannelPolicy, side: Side, code: u16) -> bool {
+/// Whether a policy's channel lists let `code` move money on `side` of the account (the hot
+/// lines only).
+fn channel_allows(policy: &Policy, side: Side, code: u16) -> bool {
+    let flags = policy.hot.channel_flags;
     let (codes, allow) = match side {
-        Side::Debit => (&c.debit_codes, c.flags & chf::DEBITS_ALLOW != 0),
-        Side::Credit => (&c.credit_codes, c.flags & chf::CREDITS_ALLOW != 0),
+        Side::Debit => (&policy.lists[0], flags & chf::DEBITS_ALLOW != 0),
+        Side::Credit => (&policy.lists[1], flags & chf::CREDITS_ALLOW != 0),
     };
     codes.contains(&code) == allow
 }
 
-/// Whether a rule counts a movement with `code` on `side` of its account.
-fn counts(rule: &VelocityRule, side: Side, code: u16) -> bool {
+/// Whether rule `k` of a policy counts a movement with `code` on `side` of its account (the
+/// first rule's flags from the hot line; its codes are read only when it lists some).
+fn counts(policy: &Policy, k: usize, side: Side, code: u16) -> bool {
     let direction = match side {
         Side::Debit => vf::DEBITS,
         Side::Credit => vf::CREDITS,
     };
-    rule.flags & direction != 0 && (rule.codes == [0; 8] || rule.codes.contains(&code))
+    let (flags, any_code) = if k == 0 { (policy.hot.flags, policy.hot.any_code != 0) } else { (policy.rule(k).flags, false) };
+    flags & direction != 0 && (any_code || rule_counts_code(policy.rule(k), code))
+}
+
+fn rule_counts_code(rule: &VelocityRule, code: u16) -> bool {
+    rule.codes == [0; 8] || rule.codes.contains(&code)
+}
+
+/// Whether a movement of `amount` would pass a count bound, and an amount bound, of the rules
+/// of `policy` that count it. One calendar rule is read from the hot line alone.
+fn over_bounds(policy: &Policy, side: Side, code: u16, amount: u128, ts: u64) -> (bool, bool) {
+    let hot = policy.hot;
+    if hot.rules == 1 && hot.window != vw::ROLLING {
+        if !counts(policy, 0, side, code) {
+            return (false, false);
+        }
+        let bucket = hot.bucket;
+        let (count, sum) = if bucket.period == calendar_start(hot.window, ts) { (bucket.count, bucket.amount) } else { (0, 0) };
+        let (flags, count_max, amount_max) = (hot.flags, hot.count_max, hot.amount_max);
+        return (
+            flags & vf::COUNT != 0 && count >= count_max as u64,
+            flags & vf::AMOUNT != 0 && sum.checked_add(amount).is_none_or(|sum| sum > amount_max),
+        );
+    }
+    let (mut count_over, mut amount_over) = (false, false);
+    for k in (0..policy.rule_count()).filter(|&k| counts(policy, k, side, code)) {
+        let r = policy.rule(k);
+        let (count, sum) = usage_at(policy, k, ts);
+        count_over |= r.flags & vf::COUNT != 0 && count >= r.count_max as u64;
+        amount_over |= r.flags & vf::AMOUNT != 0 && sum.checked_add(amount).is_none_or(|sum| sum > r.amount_max);
+    }
+    (count_over, amount_over)
 }
 
 /// How many buckets a rule's window keeps.
@@ -504,11 +610,15 @@ fn period_of(rule: &VelocityRule, ts: u64) -> (u64, usize) {
     }
 }
 
-/// Movements and amount a rule's window holds at `ts`.
-fn usage_at(r: &RuleState, ts: u64) -> (u64, u128) {
-    let (now, _) = period_of(&r.rule, ts);
-    let live = |b: &&Bucket| if r.rule.window == vw::ROLLING { b.period + ROLLING_BUCKETS as u64 > now } else { b.period == now };
-    r.buckets().filter(live).fold((0, 0), |(count, amount), b| (count.saturating_add(b.count), amount.saturating_add(b.amount)))
+/// Movements and amount rule `k` of a policy holds in its window at `ts`.
+fn usage_at(policy: &Policy, k: usize, ts: u64) -> (u64, u128) {
+    let rule = policy.rule(k);
+    let (now, _) = period_of(rule, ts);
+    let live = |b: &Bucket| if rule.window == vw::ROLLING { b.period + ROLLING_BUCKETS as u64 > now } else { b.period == now };
+    (0..policy.bucket_count(k))
+        .map(|b| policy.bucket(k, b))
+        .filter(live)
+        .fold((0, 0), |(count, amount), b| (count.saturating_add(b.count), amount.saturating_add(b.amount)))
 }
 
 /// The window holding `ts`: [start, end) in ns.
@@ -606,11 +716,12 @@ mod tests {
         }
     }
 
-    /// The size `bench/README.md` reports: a policy with one rule is one allocation-free record
-    /// of six cache lines.
+    /// The size `bench/README.md` and ARCHITECTURE.md report: five cache lines, the first two
+    /// all a movement reads.
     #[test]
-    fn a_policy_with_one_rule_takes_six_cache_lines() {
-        assert_eq!(core::mem::size_of::<Policy>(), 384);
+    fn a_policy_takes_five_cache_lines_and_its_hot_line_one() {
+        assert_eq!(core::mem::size_of::<Policy>(), 320);
+        assert_eq!(core::mem::offset_of!(Policy, hot), 64);
         assert_eq!(core::mem::align_of::<Policy>(), 64);
     }
 
