@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bursar_bench::harness::{self, Embedded, Load, Mix, Report, Stop, Target, Workload, TIMELINE_STEP};
-use bursar_bench::{Choice, Zipf};
+use bursar_bench::{Choice, Zipf, LEDGER, SETTLEMENT};
 use bursar_engine::BATCH_COMMANDS_MAX;
 use clap::{Args, ValueEnum};
 
@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// With --addr: the server's certificate (DER), as printed by `bursar start`.
     #[arg(long, default_value = "data/server/server.crt")]
     pub cert: PathBuf,
+    /// With --addr: write the benchmark's ledger, accounts and transfers into a server that holds
+    /// other books too. Without it, such a server is refused: a benchmark never mixes test data
+    /// into real books by accident.
+    #[arg(long)]
+    pub write_into_live_books: bool,
     /// With --addr: the TLS server name.
     #[arg(long, default_value = "localhost")]
     pub server_name: String,
@@ -151,6 +156,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Some(addr) => {
                 let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
                 let target = Target { addr, cert: cert.into(), server_name: args.server_name.clone() };
+                check_books(&target, &workload, args.write_into_live_books).await?;
                 let report = harness::run(&target, &workload, done).await.map_err(anyhow::Error::msg)?;
                 Ok::<_, anyhow::Error>((report, format!("server at {addr}")))
             }
@@ -200,6 +206,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !report.verified() {
         bail!("the run's own checks FAILED (see above): the server did not hold what the run sent");
     }
+    Ok(())
+}
+
+/// Refuses a server that holds books other than earlier benchmark runs' (its only ledger the
+/// benchmark's, with the benchmark's settlement account), unless told to write into them; says
+/// what the run will write.
+async fn check_books(target: &Target, workload: &Workload, into_live_books: bool) -> Result<()> {
+    let client = bursar_net::client::Client::connect(target.addr, target.cert.clone(), &target.server_name)
+        .await
+        .with_context(|| format!("connecting to {}", target.addr))?;
+    let status = client.status().await?;
+    let ledger = client.ledger_totals(vec![LEDGER]).await?.pop().flatten();
+    let only_benchmarks =
+        status.ledgers == 0 || (status.ledgers == 1 && ledger.is_some_and(|l| l.ledger.settlement_account_id == SETTLEMENT));
+    let commands = match workload.stop {
+        Stop::Commands(n) => format!("{n} commands"),
+        Stop::Duration(d) => format!("{} s of commands", d.as_secs_f64()),
+    };
+    if !only_benchmarks && !into_live_books {
+        bail!(
+            "the server at {} holds books of its own ({} ledgers, {} accounts, {} transfers); bursar bench would add ledger {LEDGER}, {} accounts and {commands} to them. Point it at a server started for benchmarks, or pass --write-into-live-books",
+            target.addr,
+            status.ledgers,
+            status.accounts,
+            status.transfers,
+            workload.accounts
+        );
+    }
+    out!(
+        "bursar bench: writing ledger {LEDGER} (if absent), {} accounts and {commands} into the server at {}",
+        workload.accounts,
+        target.addr
+    );
     Ok(())
 }
 

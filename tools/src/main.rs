@@ -189,18 +189,23 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
     let snapshot_every_entries = options.snapshot_every_entries;
-    out!(
-        "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
-        data.display(),
-        started.elapsed().as_secs_f64() * 1e3,
-        report.snapshot.map_or(0, |s| s.seq),
-        report.entries_replayed,
-        report.last_seq,
-        report
-            .truncated
-            .as_ref()
-            .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
-    );
+    let fresh = report.last_seq == 0 && report.snapshot.is_none();
+    if fresh {
+        out!("bursar: a new node in {} (an empty log; its books start with no ledgers)", data.display());
+    } else {
+        out!(
+            "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
+            data.display(),
+            started.elapsed().as_secs_f64() * 1e3,
+            report.snapshot.map_or(0, |s| s.seq),
+            report.entries_replayed,
+            report.last_seq,
+            report
+                .truncated
+                .as_ref()
+                .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
+        );
+    }
     for (name, why) in &report.skipped_snapshots {
         eprintln!("bursar: WARNING: snapshot {name} is damaged or does not match the log ({why}); recovered without it, from an older snapshot or the log's start");
     }
@@ -216,7 +221,14 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     if prepared > 0 {
         out!("bursar: prepared {prepared} log segments ahead in {:.0} ms", reserving.elapsed().as_secs_f64() * 1e3);
     }
+    let had_certificate = data.join("server.crt").exists();
     let identity = tls::load_or_generate(data).context("certificate")?;
+    if !had_certificate {
+        out!(
+            "bursar: generated a self-signed certificate for localhost: {} (clients pass it with --cert)",
+            data.join("server.crt").display()
+        );
+    }
     let client_ca = match client_ca {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the client CA {}", path.display()))?.into()),
         None => None,

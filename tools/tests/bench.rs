@@ -127,3 +127,37 @@ fn bad_flags_are_refused_before_anything_starts() {
         assert!(!output.status.success() && stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A server that holds books of its own is refused with what the run would have written, and
+/// nothing is written; the flag that says so lets the run through. (A server holding only earlier
+/// benchmark runs is not refused: the test above runs twice against one.)
+#[test]
+fn a_server_holding_real_books_is_refused_unless_told() {
+    let dir = temp_dir("books");
+    let bin = env!("CARGO_BIN_EXE_bursar");
+    let (mut server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let cert = dir.join("server").join("server.crt");
+    let (addr, cert) = (addr.to_string(), cert.to_str().expect("utf-8").to_string());
+    let client = |args: &[&str]| {
+        Process::new(bin).args(["client", "--addr", &addr, "--cert", &cert]).args(args).output().expect("run bursar client")
+    };
+    let made = client(&["create-ledger", "--id", "978", "--currency", "EUR", "--scale", "2", "--settlement", "1"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stdout));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--addr", &addr, "--cert", &cert, "--accounts", "10", "--transfers", "100", "--batch", "10"];
+        args.extend_from_slice(extra);
+        bench(&args)
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a server with real books was written into");
+    assert!(stderr.contains("holds books of its own (1 ledgers, 1 accounts, 0 transfers)"), "{stderr}");
+    assert!(stderr.contains("would add ledger 1, 10 accounts and 100 commands"), "{stderr}");
+    let ledgers = client(&["totals", "1"]);
+    assert!(!ledgers.status.success(), "nothing was written: {}", String::from_utf8_lossy(&ledgers.stdout));
+    let allowed = run(&["--write-into-live-books", "--json", "-"]);
+    assert_eq!(json_of(&allowed)["verified"], true);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
