@@ -58,6 +58,9 @@ pub fn describe_close(reason: &quinn::ConnectionError) -> String {
         quinn::ConnectionError::ApplicationClosed(close) if close.error_code == crate::server::CLOSE_IDLE_EVICTED.into() => {
             "closed by the server: idle while the server was at its connection limit (connect again when needed)".into()
         }
+        quinn::ConnectionError::TimedOut => "no answer: is a bursar server running at this address? (QUIC runs over UDP, so a \
+             missing server answers nothing rather than refusing)"
+            .into(),
         other => other.to_string(),
     }
 }

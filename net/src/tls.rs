@@ -32,6 +32,43 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Reads a server certificate a client is to trust: one DER-encoded X.509 certificate, as
+/// `bursar start` writes `server.crt`. A PEM file, an empty file or anything else that is not a
+/// whole DER certificate is refused here, naming the file, instead of failing the handshake later
+/// as if the server's certificate were bad.
+pub fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading the server certificate {}: {e}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        return Err(format!(
+            "{} is a PEM file; bursar reads the DER certificate `bursar start` wrote (server.crt in its data directory), or convert it: openssl x509 -outform der",
+            path.display()
+        ));
+    }
+    if der_sequence_len(&bytes) != Some(bytes.len()) {
+        return Err(format!("{} is not a DER certificate (expected server.crt from the server's data directory)", path.display()));
+    }
+    Ok(bytes.into())
+}
+
+/// The length of the DER SEQUENCE that starts `bytes` (tag, length, content), if it is one.
+fn der_sequence_len(bytes: &[u8]) -> Option<usize> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, header) = match first {
+        0..=0x7f => (usize::from(first), 2),
+        0x81..=0x84 => {
+            let n = usize::from(first - 0x80);
+            let len = rest.get(..n)?.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+            (len, 2 + n)
+        }
+        _ => return None,
+    };
+    len.checked_add(header)
+}
+
 /// Loads `server.crt`/`server.key` (DER) from `dir`, generating a self-signed pair for
 /// `localhost`, 127.0.0.1 and ::1 on first start.
 pub fn load_or_generate(dir: &Path) -> std::io::Result<Identity> {

@@ -154,8 +154,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (report, where_) = runtime.block_on(async {
         match args.addr {
             Some(addr) => {
-                let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
-                let target = Target { addr, cert: cert.into(), server_name: args.server_name.clone() };
+                let cert = bursar_net::tls::read_certificate(&args.cert).map_err(anyhow::Error::msg)?;
+                let target = Target { addr, cert, server_name: args.server_name.clone() };
                 check_books(&target, &workload, args.write_into_live_books).await?;
                 let report = harness::run(&target, &workload, done).await.map_err(anyhow::Error::msg)?;
                 Ok::<_, anyhow::Error>((report, format!("server at {addr}")))

@@ -341,9 +341,28 @@ async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {
     client.ledger_totals(vec![id]).await?.pop().flatten().with_context(|| format!("ledger {id} is not registered"))
 }
 
+/// Set when a lookup printed "not found": the command then exits with status 2 (text output; with
+/// `--json` the answer is data, `"found":false`, and the status stays 0).
+static NOT_FOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn not_found(json: bool) {
+    if !json {
+        NOT_FOUND.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A lookup's end: status 2 when something asked for was not found.
+fn finish_lookup(result: Result<()>) -> Result<()> {
+    result?;
+    if NOT_FOUND.load(std::sync::atomic::Ordering::Relaxed) {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
 /// Runs one client command.
 pub async fn run(args: ClientArgs) -> Result<()> {
-    let cert = std::fs::read(&args.cert).with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
+    let cert = bursar_net::tls::read_certificate(&args.cert).map_err(anyhow::Error::msg)?;
     let auth = match (&args.client_cert, &args.client_key) {
         (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
             cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
@@ -351,9 +370,8 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         }),
         _ => None,
     };
-    let client = Client::connect_with(args.addr, cert.into(), "localhost", auth.as_ref())
-        .await
-        .with_context(|| format!("connecting to {}", args.addr))?;
+    let client =
+        Client::connect_with(args.addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {}", args.addr))?;
     let command = match args.op {
         ClientOp::CreateLedger { id, currency, scale, settlement } => {
             let bytes: [u8; 3] = currency.as_bytes().try_into().ok().with_context(|| format!("{currency}: a currency is three letters"))?;
@@ -447,7 +465,7 @@ pub async fn run(args: ClientArgs) -> Result<()> {
             };
             Command::Reverse(Transfer { id, pending_id: transfer, amount, code: reason_code(&reason)?, ..Default::default() })
         }
-        ClientOp::Trace { id } => return trace(&client, id, args.json).await,
+        ClientOp::Trace { id } => return finish_lookup(trace(&client, id, args.json).await),
         ClientOp::Correct { transfer, reversal_id, id, amount, from, to } => {
             let original =
                 client.lookup_transfers(vec![transfer]).await?.pop().flatten().with_context(|| format!("transfer {transfer} not found"))?;
@@ -509,10 +527,10 @@ pub async fn run(args: ClientArgs) -> Result<()> {
                 Command::SetVelocity(v)
             }
         }
-        ClientOp::Policy { account } => return show_policy(&client, account, args.json).await,
-        ClientOp::Limits { ids } => return show_limits(&client, ids, args.json).await,
-        ClientOp::Accounts { ids } => return show_accounts(&client, ids, args.json).await,
-        ClientOp::Transfers { ids } => return show_transfers(&client, ids, args.json).await,
+        ClientOp::Policy { account } => return finish_lookup(show_policy(&client, account, args.json).await),
+        ClientOp::Limits { ids } => return finish_lookup(show_limits(&client, ids, args.json).await),
+        ClientOp::Accounts { ids } => return finish_lookup(show_accounts(&client, ids, args.json).await),
+        ClientOp::Transfers { ids } => return finish_lookup(show_transfers(&client, ids, args.json).await),
         ClientOp::Totals { ledger: id } => return show_totals(&ledger(&client, id).await?, args.json),
         ClientOp::History { account, limit, newest, balances } => {
             return show_history(&client, account, limit, newest, balances, args.json).await
@@ -569,6 +587,7 @@ async fn show_accounts(client: &Client, ids: Vec<u128>, json: bool) -> Result<()
     for ((id, account), limit) in ids.iter().zip(client.lookup_accounts(ids.clone()).await?).zip(limits) {
         let Some(a) = account else {
             println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("account {id}: not found") });
+            not_found(json);
             continue;
         };
         let l = ledger(client, a.ledger).await?.ledger;
@@ -677,6 +696,9 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
     for ((id, transfer), outcome) in ids.iter().zip(client.lookup_transfers(ids.clone()).await?).zip(outcomes) {
         let Some(t) = transfer else {
             println!("{}", not_stored(*id, &outcome, json));
+            if outcome.status == OutcomeStatus::Unknown {
+                not_found(json);
+            }
             continue;
         };
         let l = ledger(client, t.ledger).await?.ledger;
@@ -743,6 +765,7 @@ fn window_name(rule: &VelocityRule) -> String {
 async fn show_policy(client: &Client, account: u128, json: bool) -> Result<()> {
     let Some(policy) = client.lookup_policy(account).await? else {
         println!("{}", if json { format!("{{\"id\":\"{account}\",\"found\":false}}") } else { format!("account {account}: not found") });
+        not_found(json);
         return Ok(());
     };
     let list = |codes: &[u16]| codes.iter().filter(|c| **c != 0).map(u16::to_string).collect::<Vec<_>>().join(",");
@@ -812,6 +835,9 @@ async fn trace(client: &Client, id: u128, json: bool) -> Result<()> {
     let Some(lineage) = client.lookup_lineage(id).await? else {
         let outcome = client.lookup_outcomes(vec![id]).await?.pop().context("one outcome per id")?;
         println!("{}", not_stored(id, &outcome, json));
+        if outcome.status == OutcomeStatus::Unknown {
+            not_found(json);
+        }
         return Ok(());
     };
     let l = ledger(client, lineage.transfer.ledger).await?.ledger;
@@ -882,6 +908,7 @@ async fn show_limits(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> 
     for (id, found) in ids.iter().zip(client.lookup_limits(ids.clone()).await?) {
         let Some(record) = found else {
             println!("{}", if json { format!("{{\"id\":\"{id}\",\"found\":false}}") } else { format!("account {id}: not found") });
+            not_found(json);
             continue;
         };
         let l = record.limits;

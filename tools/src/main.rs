@@ -88,8 +88,20 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Runs the command; an error is printed as its chain of causes in words, never with a
+/// backtrace (a user's mistake is not a crash), and exits with status 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bursar: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Cmd) -> Result<()> {
+    match command {
         Cmd::Start { data, listen, client_ca, options } => start(&data, listen, client_ca.as_deref(), options),
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -159,6 +171,11 @@ enum RetentionArg {
 
 fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
     let started = Instant::now();
+    // Before anything is created: a port another process holds is named, and no data directory
+    // is left behind for it.
+    std::net::UdpSocket::bind(listen).with_context(|| {
+        format!("{listen} is in use by another process (another bursar server?): stop it, or pass --listen with a free address")
+    })?;
     let retention = match options.retention {
         RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
         RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
@@ -258,11 +275,10 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
 
 /// The head of the server at `addr` (for `bursar replay --verify-against`).
 fn server_head(addr: std::net::SocketAddr, cert: &Path) -> Result<audit::ServerHead> {
-    let der = std::fs::read(cert).with_context(|| format!("reading the server certificate {}", cert.display()))?;
+    let der = bursar_net::tls::read_certificate(cert).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let status = runtime.block_on(async {
-        let client =
-            bursar_net::client::Client::connect(addr, der.into(), "localhost").await.with_context(|| format!("connecting to {addr}"))?;
+        let client = bursar_net::client::Client::connect(addr, der, "localhost").await.with_context(|| format!("connecting to {addr}"))?;
         anyhow::Ok(client.status().await?)
     })?;
     Ok(audit::ServerHead { seq: status.seq, state_digest: status.state_digest, chain_hash: status.chain_hash })

@@ -116,3 +116,41 @@ fn a_star_stands_for_any_text() {
     assert!(!matches("exact", "exactly"));
     assert!(!matches("at *Z", "at 12:00"));
 }
+
+/// The errors a person meets first say what to do: an account not found exits 2 (with `--json`
+/// it is data and exits 0), a certificate file that is not one is named, and a second server on a
+/// port in use is refused before it creates anything.
+#[test]
+fn first_errors_are_plain_and_exit_as_scripts_expect() {
+    let dir = std::env::temp_dir().join(format!("bursar-first-errors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = env!("CARGO_BIN_EXE_bursar");
+    let (mut server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let (addr, cert) = (addr.to_string(), dir.join("server").join("server.crt"));
+    let client = |cert: &Path, args: &[&str]| {
+        Process::new(bin).args(["client", "--addr", &addr, "--cert"]).arg(cert).args(args).output().expect("run bursar client")
+    };
+    let missing = client(&cert, &["accounts", "999"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", String::from_utf8_lossy(&missing.stdout));
+    assert_eq!(String::from_utf8_lossy(&missing.stdout).trim(), "account 999: not found");
+    let as_data = client(&cert, &["--json", "accounts", "999"]);
+    assert!(as_data.status.success());
+    assert!(String::from_utf8_lossy(&as_data.stdout).contains("\"found\":false"));
+    let pem = dir.join("server.pem");
+    std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").expect("write");
+    let refused = client(&pem, &["accounts", "1"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("is a PEM file") && !said.contains("stack backtrace"), "{said}");
+    let second = Process::new(bin)
+        .args(["start", "--listen", &addr, "--data"])
+        .arg(dir.join("second"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run a second server");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && said.contains(&format!("{addr} is in use")) && !said.contains("backtrace"), "{said}");
+    assert!(!dir.join("second").exists(), "nothing created for a server that cannot listen");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
