@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bursar_audit::format_minor;
 use bursar_engine::replay::hex;
 use bursar_engine::{
     account_flags, filter_flags, Account, AccountFilter, Command, Ledger, LedgerTotals, ResultCode, Transfer, BATCH_COMMANDS_MAX,
@@ -47,8 +48,16 @@ impl Day {
 
 /// `bursar demo`.
 pub fn run(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> Result<()> {
-    if accounts < 2 {
-        bail!("--accounts must be at least 2");
+    let limits = bursar_engine::Limits::default();
+    if accounts < 2 || accounts >= u64::from(limits.accounts_max) {
+        bail!(
+            "--accounts must be from 2 to {} (the engine's account limit, with the ledger's settlement account)",
+            limits.accounts_max - 1
+        );
+    }
+    // Top-ups, payments and the six hold commands all store a transfer.
+    if accounts + transfers + 6 > u64::from(limits.transfers_max) {
+        bail!("--accounts plus --transfers must stay within {} stored transfers (the engine's limit)", u64::from(limits.transfers_max) - 6);
     }
     let dir = prepare_dir(data)?;
     let (node, _) = open_node(&dir, WalConfig::default())?;
@@ -167,6 +176,9 @@ fn holds(day: &mut Day) -> Result<bool> {
             ..Default::default()
         })
     };
+    // However the payments left account 1, it can afford the three holds: a top-up first.
+    let topup = Transfer { id: HOLD + 5, credit_account_id: 1, amount: 7_500, ledger: EUR, code: 1, ..Default::default() };
+    day.run_ok(&[Command::Credit(topup)], "top up before the holds")?;
     day.run_ok(&[hold(HOLD, 0), hold(HOLD + 1, 0), hold(HOLD + 2, 30)], "holds")?;
     let resolve = [
         Command::Capture(Transfer { id: HOLD + 3, pending_id: HOLD, amount: 1_999, ..Default::default() }),
@@ -185,29 +197,43 @@ fn report_books(node: &Node<FsStorage>) -> Result<()> {
     let totals: LedgerTotals = engine.ledger_totals(EUR).context("ledger totals")?;
     let flags = filter_flags::DEBITS | filter_flags::CREDITS | filter_flags::REVERSED;
     let statement = engine.get_account_transfers(&AccountFilter { account_id: 1, limit: 3, flags, ..Default::default() });
+    let ledger = *engine.ledger(EUR).context("the demo's ledger")?;
+    let eur = |v: u128| format_minor(v, &ledger);
     out!(
-        "  ledger EUR      posted {} / {} (debits / credits, minor units), pending {}",
-        totals.totals.debits_posted,
-        totals.totals.credits_posted,
-        totals.totals.debits_pending
+        "  ledger EUR      debits posted {}, credits posted {}, pending {}",
+        eur(totals.totals.debits_posted),
+        eur(totals.totals.credits_posted),
+        eur(totals.totals.debits_pending)
     );
     for code in &totals.by_code {
         out!(
             "    code {:>4}     {} accounts, credits posted {}, debits posted {}",
             code.code,
             code.accounts,
-            code.totals.credits_posted,
-            code.totals.debits_posted
+            eur(code.totals.credits_posted),
+            eur(code.totals.debits_posted)
         );
     }
     out!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
-    out!("  account 1       last {} entries: {:?}", statement.len(), statement.iter().map(|t| t.amount).collect::<Vec<_>>());
+    let entries: Vec<String> = statement.iter().map(|t| format!("{} {}", demo_kind(t), eur(t.amount))).collect();
+    out!("  account 1       its last {} entries, newest first: {}", statement.len(), entries.join(", "));
     engine.check_invariants().map_err(anyhow::Error::msg).context("invariants")?;
     out!("  invariants      checked; state digest {}", hex(&engine.digest()));
     if !totals.is_balanced() {
         bail!("the ledger does not balance");
     }
     Ok(())
+}
+
+/// What a stored transfer of the demo is, in a word.
+fn demo_kind(t: &Transfer) -> &'static str {
+    use bursar_engine::transfer_flags as tf;
+    match t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING) {
+        tf::PENDING => "hold",
+        tf::POST_PENDING => "capture",
+        tf::VOID_PENDING => "release",
+        _ => "transfer",
+    }
 }
 
 /// The demo's data directory, emptied if it is the demo's own default.

@@ -154,3 +154,21 @@ fn first_errors_are_plain_and_exit_as_scripts_expect() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bursar demo` runs at any size it accepts (few accounts, many transfers: account 1 may end the
+/// payments with nothing, and the holds still run), prints amounts in the currency, and refuses a
+/// size it cannot run before it starts.
+#[test]
+fn the_demo_runs_at_a_small_size_and_refuses_what_it_cannot_run() {
+    let dir = std::env::temp_dir().join(format!("bursar-demo-{}", std::process::id()));
+    let bin = env!("CARGO_BIN_EXE_bursar");
+    let demo = |args: &[&str]| Process::new(bin).arg("demo").arg("--data").arg(&dir).args(args).output().expect("run bursar demo");
+    let ran = demo(&["--accounts", "3", "--transfers", "30000"]);
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{said}{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(said.contains("holds           captured 19.99 of 25.00 EUR"), "{said}");
+    assert!(said.contains("newest first: release 25.00 EUR, capture 19.99 EUR, hold 25.00 EUR"), "{said}");
+    let refused = demo(&["--accounts", "1"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--accounts must be from 2"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
