@@ -3,7 +3,7 @@
 //! rust_decimal; a value with more decimals than the ledger's scale is an error, never rounded.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bursar_audit::{format_minor, show_time};
@@ -232,6 +232,15 @@ pub enum ClientOp {
     },
     /// Show an account's channel policy and velocity rules, with what each rule has used now.
     Policy { account: u128 },
+    /// Submit many commands in one request: FILE holds one `bursar client` command per line (as
+    /// typed after `bursar client`, e.g. `transfer --id 7 --from 1 --to 2 --amount 5 --ledger
+    /// 978`; blank lines and `#` comments skipped; `-` reads stdin). With --chain they are one
+    /// linked chain: all take effect or none.
+    Batch {
+        file: PathBuf,
+        #[arg(long)]
+        chain: bool,
+    },
     /// Show the limits in force on accounts.
     Limits { ids: Vec<u128> },
     /// Show accounts.
@@ -278,6 +287,29 @@ pub struct Move {
     /// The transfer's type or channel, your numbering (docs/accounts.md uses 4 card, 5 cash, 6 top-up, 7 bank transfer, 8 fee).
     #[arg(long, default_value_t = 1)]
     code: u16,
+    #[command(flatten)]
+    user_data: UserData,
+}
+
+/// A movement's opaque client data (an order number, a customer reference): stored with the
+/// transfer, matched by `history` filters and the statement.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct UserData {
+    /// 128 bits of client data.
+    #[arg(long, default_value_t = 0)]
+    user_data_128: u128,
+    /// 64 bits of client data.
+    #[arg(long, default_value_t = 0)]
+    user_data_64: u64,
+    /// 32 bits of client data.
+    #[arg(long, default_value_t = 0)]
+    user_data_32: u32,
+}
+
+impl UserData {
+    fn on(self, t: Transfer) -> Transfer {
+        Transfer { user_data_128: self.user_data_128, user_data_64: self.user_data_64, user_data_32: self.user_data_32, ..t }
+    }
 }
 
 /// A single-sided movement.
@@ -298,6 +330,8 @@ pub struct OneSide {
     /// The transfer's type or channel, your numbering (docs/accounts.md uses 4 card, 5 cash, 6 top-up, 7 bank transfer, 8 fee).
     #[arg(long, default_value_t = 1)]
     code: u16,
+    #[command(flatten)]
+    user_data: UserData,
 }
 
 /// Which sides to freeze or thaw (both when neither is given).
@@ -338,7 +372,20 @@ pub fn to_minor(text: &str, ledger: &Ledger) -> Result<u128> {
 }
 
 async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {
-    client.ledger_totals(vec![id]).await?.pop().flatten().with_context(|| format!("ledger {id} is not registered"))
+    if let Some(view) = client.ledger_totals(vec![id]).await?.pop().flatten() {
+        return Ok(view);
+    }
+    // A ledger an earlier line of the same batch creates: its currency and scale are known.
+    let pending = BATCH_LEDGERS.with(|ledgers| ledgers.borrow().iter().find(|l| l.id == id).copied());
+    pending
+        .map(|ledger| LedgerView { ledger, accounts: 0, totals: Default::default(), by_code: Vec::new() })
+        .with_context(|| format!("ledger {id} is not registered"))
+}
+
+thread_local! {
+    /// Ledgers created by earlier lines of the batch being built (`bursar client batch`), so a
+    /// later line can state amounts in their currency before the batch is sent.
+    static BATCH_LEDGERS: std::cell::RefCell<Vec<Ledger>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Set when a lookup printed "not found": the command then exits with status 2 (text output; with
@@ -372,7 +419,25 @@ pub async fn run(args: ClientArgs) -> Result<()> {
     };
     let client =
         Client::connect_with(args.addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {}", args.addr))?;
-    let command = match args.op {
+    match args.op {
+        ClientOp::Trace { id } => finish_lookup(trace(&client, id, args.json).await),
+        ClientOp::Policy { account } => finish_lookup(show_policy(&client, account, args.json).await),
+        ClientOp::Limits { ids } => finish_lookup(show_limits(&client, ids, args.json).await),
+        ClientOp::Accounts { ids } => finish_lookup(show_accounts(&client, ids, args.json).await),
+        ClientOp::Transfers { ids } => finish_lookup(show_transfers(&client, ids, args.json).await),
+        ClientOp::Totals { ledger: id } => show_totals(&ledger(&client, id).await?, args.json),
+        ClientOp::History { account, limit, newest, balances } => show_history(&client, account, limit, newest, balances, args.json).await,
+        ClientOp::Batch { file, chain } => batch(&client, &file, chain, args.json).await,
+        op => {
+            let commands = build(&client, op).await?;
+            submit_and_print(&client, commands, args.json).await
+        }
+    }
+}
+
+/// The command(s) a submitting operation sends (`correct` sends a chain of two).
+async fn build(client: &Client, op: ClientOp) -> Result<Vec<Command>> {
+    let command = match op {
         ClientOp::CreateLedger { id, currency, scale, settlement } => {
             let bytes: [u8; 3] = currency.as_bytes().try_into().ok().with_context(|| format!("{currency}: a currency is three letters"))?;
             Command::CreateLedger(Ledger {
@@ -394,29 +459,29 @@ pub async fn run(args: ClientArgs) -> Result<()> {
             }
             Command::CreateAccount(Account { id, ledger, code, flags, ..Default::default() })
         }
-        ClientOp::Transfer(m) => Command::Transfer(movement(&client, &m, 0).await?),
-        ClientOp::Hold { m, timeout } => Command::Hold(movement(&client, &m, timeout).await?),
+        ClientOp::Transfer(m) => Command::Transfer(movement(client, &m, 0).await?),
+        ClientOp::Hold { m, timeout } => Command::Hold(movement(client, &m, timeout).await?),
         ClientOp::Debit(o) => {
-            let l = ledger(&client, o.ledger).await?.ledger;
-            Command::Debit(Transfer {
+            let l = ledger(client, o.ledger).await?.ledger;
+            Command::Debit(o.user_data.on(Transfer {
                 id: o.id,
                 debit_account_id: o.account,
                 amount: to_minor(&o.amount, &l)?,
                 ledger: o.ledger,
                 code: o.code,
                 ..Default::default()
-            })
+            }))
         }
         ClientOp::Credit(o) => {
-            let l = ledger(&client, o.ledger).await?.ledger;
-            Command::Credit(Transfer {
+            let l = ledger(client, o.ledger).await?.ledger;
+            Command::Credit(o.user_data.on(Transfer {
                 id: o.id,
                 credit_account_id: o.account,
                 amount: to_minor(&o.amount, &l)?,
                 ledger: o.ledger,
                 code: o.code,
                 ..Default::default()
-            })
+            }))
         }
         ClientOp::Capture { id, hold, amount } => {
             let amount = match amount {
@@ -424,7 +489,7 @@ pub async fn run(args: ClientArgs) -> Result<()> {
                 Some(text) => {
                     let held =
                         client.lookup_transfers(vec![hold]).await?.pop().flatten().with_context(|| format!("hold {hold} not found"))?;
-                    to_minor(&text, &ledger(&client, held.ledger).await?.ledger)?
+                    to_minor(&text, &ledger(client, held.ledger).await?.ledger)?
                 }
             };
             Command::Capture(Transfer { id, pending_id: hold, amount, ..Default::default() })
@@ -436,7 +501,7 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::SetLimits { account, debit_limit, credit_limit, remove_debit_limit, remove_credit_limit } => {
             let found =
                 client.lookup_accounts(vec![account]).await?.pop().flatten().with_context(|| format!("account {account} not found"))?;
-            let l = ledger(&client, found.ledger).await?.ledger;
+            let l = ledger(client, found.ledger).await?.ledger;
             let mut change = AccountLimits { account_id: account, ..Default::default() };
             if let Some(text) = debit_limit {
                 change.flags |= limit_flags::DEBIT_LIMIT;
@@ -460,16 +525,15 @@ pub async fn run(args: ClientArgs) -> Result<()> {
                         .pop()
                         .flatten()
                         .with_context(|| format!("transfer {transfer} not found"))?;
-                    to_minor(&text, &ledger(&client, original.ledger).await?.ledger)?
+                    to_minor(&text, &ledger(client, original.ledger).await?.ledger)?
                 }
             };
             Command::Reverse(Transfer { id, pending_id: transfer, amount, code: reason_code(&reason)?, ..Default::default() })
         }
-        ClientOp::Trace { id } => return finish_lookup(trace(&client, id, args.json).await),
         ClientOp::Correct { transfer, reversal_id, id, amount, from, to } => {
             let original =
                 client.lookup_transfers(vec![transfer]).await?.pop().flatten().with_context(|| format!("transfer {transfer} not found"))?;
-            let l = ledger(&client, original.ledger).await?.ledger;
+            let l = ledger(client, original.ledger).await?.ledger;
             let reversal = Transfer {
                 id: reversal_id,
                 pending_id: transfer,
@@ -487,7 +551,7 @@ pub async fn run(args: ClientArgs) -> Result<()> {
                 code: original.code,
                 ..Default::default()
             };
-            return submit_and_print(&client, vec![Command::Reverse(reversal), Command::Transfer(corrected)], args.json).await;
+            return Ok(vec![Command::Reverse(reversal), Command::Transfer(corrected)]);
         }
         ClientOp::SetChannels { account, debit_only, debit_deny, credit_only, credit_deny, limit_exempt } => {
             let mut c = ChannelPolicy { account_id: account, ..Default::default() };
@@ -521,22 +585,85 @@ pub async fn run(args: ClientArgs) -> Result<()> {
                         .flatten()
                         .with_context(|| format!("account {account} not found"))?;
                     v.flags |= velocity_flags::AMOUNT;
-                    v.amount_max = to_minor(&text, &ledger(&client, found.ledger).await?.ledger)?;
+                    v.amount_max = to_minor(&text, &ledger(client, found.ledger).await?.ledger)?;
                 }
                 v.codes = code_list(codes.unwrap_or_default())?;
                 Command::SetVelocity(v)
             }
         }
-        ClientOp::Policy { account } => return finish_lookup(show_policy(&client, account, args.json).await),
-        ClientOp::Limits { ids } => return finish_lookup(show_limits(&client, ids, args.json).await),
-        ClientOp::Accounts { ids } => return finish_lookup(show_accounts(&client, ids, args.json).await),
-        ClientOp::Transfers { ids } => return finish_lookup(show_transfers(&client, ids, args.json).await),
-        ClientOp::Totals { ledger: id } => return show_totals(&ledger(&client, id).await?, args.json),
-        ClientOp::History { account, limit, newest, balances } => {
-            return show_history(&client, account, limit, newest, balances, args.json).await
-        }
+        lookup => bail!("{lookup:?} is a lookup or a batch, not a command to submit"),
     };
-    submit_and_print(&client, vec![command], args.json).await
+    Ok(vec![command])
+}
+
+/// One line of a batch file, parsed as `bursar client <line>` would be.
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = true)]
+struct BatchLine {
+    #[command(subcommand)]
+    op: ClientOp,
+}
+
+/// `bursar client batch`: every line's command(s) in one request, linked into one chain with
+/// `chain`.
+async fn batch(client: &Client, file: &Path, chain: bool, json: bool) -> Result<()> {
+    use clap::Parser as _;
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the batch from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let mut commands = Vec::new();
+    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+        let words = shell_words(line).with_context(|| format!("{}:{n}", file.display()))?;
+        let parsed = BatchLine::try_parse_from(words).map_err(|e| anyhow::anyhow!("{}:{n}: {e}", file.display()))?;
+        let built = build(client, parsed.op).await.with_context(|| format!("{}:{n}", file.display()))?;
+        for command in &built {
+            if let Command::CreateLedger(l) = command {
+                BATCH_LEDGERS.with(|ledgers| ledgers.borrow_mut().push(*l));
+            }
+        }
+        commands.extend(built);
+    }
+    if commands.is_empty() {
+        bail!("{}: no commands", file.display());
+    }
+    if commands.len() > bursar_engine::BATCH_COMMANDS_MAX {
+        bail!("{}: {} commands; a request carries at most {}", file.display(), commands.len(), bursar_engine::BATCH_COMMANDS_MAX);
+    }
+    let last = commands.len() - 1;
+    for (k, command) in commands.iter_mut().enumerate() {
+        if chain && k < last {
+            *command.flags_mut() |= bursar_engine::types::FLAG_LINKED;
+        }
+    }
+    submit_and_print(client, commands, json).await
+}
+
+/// A line split into words as a shell would (double or single quotes group, no expansion).
+fn shell_words(line: &str) -> Result<Vec<String>> {
+    let (mut words, mut word, mut quote, mut started) = (Vec::new(), String::new(), None, false);
+    for ch in line.chars() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => (quote, started) = (Some(ch), true),
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => (word.push(c), started = true).1,
+        }
+    }
+    if quote.is_some() {
+        bail!("an unclosed quote");
+    }
+    if started {
+        words.push(word);
+    }
+    Ok(words)
 }
 
 /// Submits the commands as one request and prints one result per command; exits with status 2
@@ -559,7 +686,7 @@ async fn submit_and_print(client: &Client, commands: Vec<Command>, json: bool) -
 
 async fn movement(client: &Client, m: &Move, timeout: u32) -> Result<Transfer> {
     let l = ledger(client, m.ledger).await?.ledger;
-    Ok(Transfer {
+    Ok(m.user_data.on(Transfer {
         id: m.id,
         debit_account_id: m.from,
         credit_account_id: m.to,
@@ -568,7 +695,7 @@ async fn movement(client: &Client, m: &Move, timeout: u32) -> Result<Transfer> {
         code: m.code,
         timeout,
         ..Default::default()
-    })
+    }))
 }
 
 fn change(s: &Sides) -> AccountChange {
@@ -704,8 +831,8 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
         let l = ledger(client, t.ledger).await?.ledger;
         if json {
             println!(
-                "{{\"id\":\"{}\",\"found\":true,\"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\"ledger\":{},\"code\":{},\"flags\":{},\"pending_id\":\"{}\",\"timestamp\":{}}}",
-                t.id, t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.timestamp
+                "{{\"id\":\"{}\",\"found\":true,\"kind\":\"{}\",\"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\"ledger\":{},\"code\":{},\"flags\":{},\"pending_id\":\"{}\",\"user_data_128\":\"{}\",\"user_data_64\":{},\"user_data_32\":{},\"timestamp\":{}}}",
+                t.id, transfer_kind(&t), t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.user_data_128, t.user_data_64, t.user_data_32, t.timestamp
             );
         } else {
             let of = match transfer_kind(&t) {

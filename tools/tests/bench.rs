@@ -135,7 +135,8 @@ fn bad_flags_are_refused_before_anything_starts() {
 fn a_server_holding_real_books_is_refused_unless_told() {
     let dir = temp_dir("books");
     let bin = env!("CARGO_BIN_EXE_bursar");
-    let (mut server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let (server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let _server = common::Running(server);
     let cert = dir.join("server").join("server.crt");
     let (addr, cert) = (addr.to_string(), cert.to_str().expect("utf-8").to_string());
     let client = |args: &[&str]| {
@@ -157,7 +158,5 @@ fn a_server_holding_real_books_is_refused_unless_told() {
     assert!(!ledgers.status.success(), "nothing was written: {}", String::from_utf8_lossy(&ledgers.stdout));
     let allowed = run(&["--write-into-live-books", "--json", "-"]);
     assert_eq!(json_of(&allowed)["verified"], true);
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -125,7 +125,8 @@ fn first_errors_are_plain_and_exit_as_scripts_expect() {
     let dir = std::env::temp_dir().join(format!("bursar-first-errors-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let bin = env!("CARGO_BIN_EXE_bursar");
-    let (mut server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let (server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let _server = common::Running(server);
     let (addr, cert) = (addr.to_string(), dir.join("server").join("server.crt"));
     let client = |cert: &Path, args: &[&str]| {
         Process::new(bin).args(["client", "--addr", &addr, "--cert"]).arg(cert).args(args).output().expect("run bursar client")
@@ -150,8 +151,6 @@ fn first_errors_are_plain_and_exit_as_scripts_expect() {
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success() && said.contains(&format!("{addr} is in use")) && !said.contains("backtrace"), "{said}");
     assert!(!dir.join("second").exists(), "nothing created for a server that cannot listen");
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -170,5 +169,49 @@ fn the_demo_runs_at_a_small_size_and_refuses_what_it_cannot_run() {
     assert!(said.contains("newest first: release 25.00 EUR, capture 19.99 EUR, hold 25.00 EUR"), "{said}");
     let refused = demo(&["--accounts", "1"]);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--accounts must be from 2"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `bursar client batch` sends a file's commands in one request, as one linked chain with
+/// `--chain` (all or nothing), and movements carry user data.
+#[test]
+fn a_batch_file_is_one_request_and_a_chain_takes_effect_whole_or_not_at_all() {
+    let dir = std::env::temp_dir().join(format!("bursar-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = env!("CARGO_BIN_EXE_bursar");
+    let (server, addr) = common::start_server(bin, &dir.join("server"), &[]);
+    let _server = common::Running(server);
+    let (addr, cert) = (addr.to_string(), dir.join("server").join("server.crt"));
+    let client = |args: &[&str]| {
+        Process::new(bin).args(["client", "--addr", &addr, "--cert"]).arg(&cert).args(args).output().expect("run bursar client")
+    };
+    let file = dir.join("setup.txt");
+    std::fs::write(
+        &file,
+        "# a ledger and two accounts\ncreate-ledger --id 978 --currency EUR --scale 2 --settlement 1\n\
+         create-account --id 10 --ledger 978\ncreate-account --id 11 --ledger 978 --code 20\n\
+         credit --id 100 --account 10 --amount \"50.00 EUR\" --ledger 978 --user-data-64 77\n",
+    )
+    .expect("write");
+    let setup = client(&["batch", file.to_str().expect("utf-8")]);
+    assert!(setup.status.success(), "{}{}", String::from_utf8_lossy(&setup.stdout), String::from_utf8_lossy(&setup.stderr));
+    assert_eq!(String::from_utf8_lossy(&setup.stdout).lines().filter(|l| l.starts_with("ok:")).count(), 4);
+    let chain = dir.join("chain.txt");
+    std::fs::write(
+        &chain,
+        "transfer --id 101 --from 10 --to 11 --amount 5 --ledger 978\ntransfer --id 102 --from 10 --to 99 --amount 5 --ledger 978\n",
+    )
+    .expect("write");
+    let failed = client(&["batch", "--chain", chain.to_str().expect("utf-8")]);
+    let said = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(2), "{said}");
+    assert!(said.starts_with("linked_event_failed:") && said.contains("\ncredit_account_not_found:"), "{said}");
+    let moved = client(&["--json", "transfers", "101", "100"]);
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(said.contains("\"found\":false") && said.contains("\"user_data_64\":77"), "the chain moved nothing; user data kept: {said}");
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "accounts 10\n").expect("write");
+    let refused = client(&["batch", bad.to_str().expect("utf-8")]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("bad.txt:1"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,15 +42,14 @@ fn the_python_client_speaks_to_a_real_server() {
     let python = python();
     let dir = std::env::temp_dir().join(format!("bursar-python-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (mut server, addr) = common::start_server(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
+    let (server, addr) = common::start_server(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
+    let _server = common::Running(server);
     let output = Process::new(&python)
         .arg(repo().join("net/python/tests/test_client.py"))
         .env("BURSAR_ADDR", addr.to_string())
         .env("BURSAR_CERT", dir.join("server.crt"))
         .output()
         .expect("run the Python client's tests");
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{said}");

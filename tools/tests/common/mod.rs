@@ -36,3 +36,15 @@ pub fn start_server_saying(bin: &str, dir: &Path, extra: &[&str]) -> (Child, Soc
     std::thread::spawn(move || for _ in lines {});
     (child, addr, said)
 }
+
+/// A server that is killed when dropped, also when the test panics: an orphaned server would hold
+/// the test run's output open.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
