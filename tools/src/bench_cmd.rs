@@ -246,20 +246,46 @@ async fn check_books(target: &Target, workload: &Workload, into_live_books: bool
 /// in the returned flag stops the thread.
 fn progress_bar(workload: &Workload, done: Arc<AtomicU64>) -> (indicatif::ProgressBar, Arc<AtomicU64>) {
     let (bar, style) = match workload.stop {
-        Stop::Commands(n) => (indicatif::ProgressBar::new(n), "{bar:40} {human_pos}/{human_len} commands, {per_sec}, eta {eta}"),
-        Stop::Duration(d) => (indicatif::ProgressBar::new(d.as_secs().max(1)), "{bar:40} {pos}/{len} s"),
+        Stop::Commands(n) => (indicatif::ProgressBar::new(n), "{bar:40} {human_pos}/{human_len} commands, {msg}, eta {eta}"),
+        Stop::Duration(d) => (indicatif::ProgressBar::new(d.as_secs().max(1)), "{bar:40} {pos}/{len} s, {msg}"),
     };
     bar.set_style(indicatif::ProgressStyle::with_template(style).expect("valid template"));
     let stop = Arc::new(AtomicU64::new(0));
     let (b, flag, by_time) = (bar.clone(), Arc::clone(&stop), matches!(workload.stop, Stop::Duration(_)));
     let started = std::time::Instant::now();
     std::thread::spawn(move || {
+        let mut last = (std::time::Instant::now(), 0u64);
         while flag.load(Ordering::Relaxed) != u64::MAX {
-            b.set_position(if by_time { started.elapsed().as_secs() } else { done.load(Ordering::Relaxed) });
+            let answered = done.load(Ordering::Relaxed);
+            b.set_position(if by_time { started.elapsed().as_secs() } else { answered });
+            let seconds = last.0.elapsed().as_secs_f64();
+            if seconds >= 1.0 {
+                b.set_message(rate_words(answered.saturating_sub(last.1) as f64 / seconds));
+                last = (std::time::Instant::now(), answered);
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     });
     (bar, stop)
+}
+
+/// A rate in commands per second, to three significant digits ("1.23 M/s", "845 k/s").
+fn rate_words(per_s: f64) -> String {
+    let (value, unit) = if per_s >= 1e6 {
+        (per_s / 1e6, "M/s")
+    } else if per_s >= 1e3 {
+        (per_s / 1e3, "k/s")
+    } else {
+        (per_s, "/s")
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$} {unit}")
 }
 
 fn ms(us: u64) -> f64 {
@@ -474,4 +500,17 @@ fn describe_short(r: &Report) -> String {
         r.workload.clients,
         r.throughput() / 1e6
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_words;
+
+    #[test]
+    fn rates_read_to_three_significant_digits() {
+        assert_eq!(rate_words(1_234_567.0), "1.23 M/s");
+        assert_eq!(rate_words(845_123.4), "845 k/s");
+        assert_eq!(rate_words(12_345.0), "12.3 k/s");
+        assert_eq!(rate_words(7.0), "7.00 /s");
+    }
 }
