@@ -561,6 +561,13 @@ impl SnapshotView {
         touch_spare(&mut self.transfers, transfers, Transfer::default());
     }
 
+    /// Makes room for copies of `accounts` accounts and `transfers` transfers without touching
+    /// it (see [`SnapshotView::preallocate`] for the touched kind).
+    pub fn reserve(&mut self, accounts: usize, transfers: usize) {
+        self.accounts.reserve(accounts.saturating_sub(self.accounts.len()));
+        self.transfers.reserve(transfers.saturating_sub(self.transfers.len()));
+    }
+
     /// The snapshot stream of the state copied: byte for byte what [`Engine::snapshot_bytes`]
     /// returned at the moment of the copy.
     pub fn bytes(&self) -> Vec<u8> {

@@ -129,13 +129,16 @@ struct StartOptions {
     /// Room for this many accounts in total, reserved and touched at start (about 300 bytes
     /// each with the snapshot copy, resident): the account table never grows (growing
     /// rehashes it on the sequencer thread, a stall) and the hot path takes no page faults.
-    #[arg(long, default_value_t = 0)]
-    reserve_accounts: u64,
+    /// Default: what a fifth of a quarter of the available memory holds, at most 1 048 576.
+    #[arg(long)]
+    reserve_accounts: Option<u64>,
     /// Room for this many transfers in total, reserved and touched at start (about 300 bytes
-    /// each with the snapshot copy, resident whether used or not): no rehash stall and no
-    /// page faults on the hot path until the server holds more.
-    #[arg(long, default_value_t = 0)]
-    reserve_transfers: u64,
+    /// each with the snapshot copy, resident whether used or not): no pause while the table
+    /// grows (at 8 M transfers it copies a gigabyte and rehashes its index on the sequencer
+    /// thread) and no page faults on the hot path until the server holds more. Default: what
+    /// four fifths of a quarter of the available memory hold, at most 16 777 216; 0 for none.
+    #[arg(long)]
+    reserve_transfers: Option<u64>,
     /// What happens to log segments that snapshots cover. `keep-all` (the default) keeps the
     /// whole history, so `bursar replay` can prove it from the first entry. `recycle` keeps
     /// the two newest snapshots and reuses the segments before the older one (overwriting
@@ -193,6 +196,25 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
     }
 }
 
+/// Bytes a reserved account or transfer takes, with the snapshot copy (about).
+const RESERVED_BYTES_EACH: u64 = 300;
+
+/// The room to reserve: as given, else from a quarter of the memory available now (four fifths
+/// for transfers, at most 16 M; a fifth for accounts, at most 1 M), so a server on the defaults
+/// does not pause while its tables grow.
+fn reservation(accounts: Option<u64>, transfers: Option<u64>) -> (u64, u64) {
+    let budget = available_memory_bytes().unwrap_or(0) / 4 / RESERVED_BYTES_EACH;
+    (accounts.unwrap_or((budget / 5).min(1 << 20)), transfers.unwrap_or((budget * 4 / 5).min(1 << 24)))
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Serves a recovered node until a signal or a log failure (see [`start`]).
 fn serve_node<S: bursar_wal::Storage + 'static>(
     data: &Path,
@@ -204,7 +226,23 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
 ) -> Result<()> {
     use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
-    node.reserve(options.reserve_accounts as usize, options.reserve_transfers as usize);
+    let (accounts, transfers) = reservation(options.reserve_accounts, options.reserve_transfers);
+    if accounts + transfers > 0 {
+        let reserving = Instant::now();
+        // Given: touched now, as the operator asked. Chosen: capacity only, resident as it fills.
+        let given = options.reserve_accounts.is_some() && options.reserve_transfers.is_some();
+        if given {
+            node.reserve(accounts as usize, transfers as usize);
+        } else {
+            node.reserve_untouched(accounts as usize, transfers as usize);
+        }
+        let how = if given {
+            "reserved and touched".to_string()
+        } else {
+            "reserved (a quarter of the available memory; resident only as it fills; --reserve-accounts and --reserve-transfers touch it at start, 0 for none)".to_string()
+        };
+        out!("bursar: room for {accounts} accounts and {transfers} transfers {how} in {:.0} ms", reserving.elapsed().as_secs_f64() * 1e3);
+    }
     let snapshot_every_entries = options.snapshot_every_entries;
     let fresh = report.last_seq == 0 && report.snapshot.is_none();
     if fresh {

@@ -17,6 +17,8 @@ pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr
 pub fn start_server_saying(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr, Vec<String>) {
     let mut child = Process::new(bin)
         .args(["start", "--listen", "127.0.0.1:0"])
+        // Test servers hold little: no room reserved from the machine's memory.
+        .args(["--reserve-accounts", "0", "--reserve-transfers", "0"])
         .args(extra)
         .arg("--data")
         .arg(dir)
