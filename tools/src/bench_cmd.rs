@@ -374,6 +374,8 @@ fn print_summary(r: &Report, where_: &str) {
             String::new()
         }
     );
+    let (stall_ns, cause) = s.longest_stall();
+    out!("  longest pause   {:.2} ms, in the {cause} (longest apply {:.2} ms)", stall_ns as f64 / 1e6, s.apply_ns_max as f64 / 1e6);
     for c in &r.checks {
         out!("  {} {}: {}", if c.passed { "check ok  " } else { "CHECK FAIL" }, c.what, c.detail);
     }
@@ -421,6 +423,8 @@ fn to_json(r: &Report) -> serde_json::Value {
             "sync_max_ms": s.sync_ns_max as f64 / 1e6,
             "snapshots": s.snapshots,
             "snapshot_stall_max_ms": s.snapshot_ns_max as f64 / 1e6,
+            "apply_max_ms": s.apply_ns_max as f64 / 1e6,
+            "longest_pause_cause": s.longest_stall().1,
         },
         "timeline": {
             "step_ms": TIMELINE_STEP.as_millis() as u64,

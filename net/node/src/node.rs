@@ -260,11 +260,13 @@ impl<S: Storage> Node<S> {
         // The log holds the commands, not their results, so applying can overlap the sync: a
         // crash before the sync returns loses batches no one was answered for.
         self.wal.sync_start()?;
+        let applying = std::time::Instant::now();
         for input in batches {
             self.engine
                 .execute_requests(now, input.commands, input.request_ends, results)
                 .expect("the batch limit and request ends were checked before logging");
         }
+        self.metrics.apply_ns_max = self.metrics.apply_ns_max.max(applying.elapsed().as_nanos() as u64);
         self.engine.settle_digest_appended();
         if self.snapshot_copy_current {
             // Unless the writer thread still holds the copy: then the next snapshot catches up.

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub snapshot_ns_max: u64,
     /// Snapshots whose write failed (nothing is lost: the log holds every entry).
     pub snapshots_failed: u64,
+    /// The longest time one group of entries took to apply in the engine (ns): with the
+    /// longest sync and the longest snapshot stall, where the sequencer's longest pause came from
+    /// ([`Metrics::longest_stall`]).
+    pub apply_ns_max: u64,
     /// Syncs by latency: see [`bucket_of_us`].
     pub sync_us_buckets: [u64; SYNC_BUCKETS],
 }
@@ -69,6 +73,7 @@ impl Default for Metrics {
             snapshots: 0,
             snapshot_ns_max: 0,
             snapshots_failed: 0,
+            apply_ns_max: 0,
             sync_us_buckets: [0; SYNC_BUCKETS],
         }
     }
@@ -100,6 +105,7 @@ impl Metrics {
             snapshots: self.snapshots.saturating_sub(earlier.snapshots),
             snapshot_ns_max: self.snapshot_ns_max,
             snapshots_failed: self.snapshots_failed.saturating_sub(earlier.snapshots_failed),
+            apply_ns_max: self.apply_ns_max,
             sync_us_buckets: buckets,
         }
     }
@@ -122,8 +128,8 @@ impl Metrics {
     }
 
     /// The wire form: [`METRICS_RECORDS`] records of 128 bytes. Record 0: entries, batches,
-    /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max, snapshots_failed
-    /// (u64 each, in that order from offset 0), 56 zero bytes. Records 1..=8: the bucket counts, u64 each.
+    /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max, snapshots_failed,
+    /// apply_ns_max (u64 each, in that order from offset 0), 48 zero bytes. Records 1..=8: the bucket counts, u64 each.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(METRICS_RECORDS * RECORD_SIZE);
         for v in self.counters() {
@@ -136,7 +142,7 @@ impl Metrics {
         out
     }
 
-    fn counters(&self) -> [u64; 9] {
+    fn counters(&self) -> [u64; 10] {
         [
             self.entries,
             self.batches,
@@ -147,12 +153,21 @@ impl Metrics {
             self.snapshots,
             self.snapshot_ns_max,
             self.snapshots_failed,
+            self.apply_ns_max,
         ]
+    }
+
+    /// The sequencer's longest pause and where it was: `sync`, `apply` or `snapshot`. A large
+    /// group's sync is collected after the group is applied, so a long apply shows in the sync
+    /// figure too: a sync no more than a tenth longer than the longest apply is the apply's.
+    pub fn longest_stall(&self) -> (u64, &'static str) {
+        let sync_cause = if self.apply_ns_max.saturating_mul(11) >= self.sync_ns_max.saturating_mul(10) { "apply" } else { "sync" };
+        [(self.sync_ns_max, sync_cause), (self.snapshot_ns_max, "snapshot")].into_iter().max_by_key(|(ns, _)| *ns).expect("two candidates")
     }
 
     /// Reads the wire form; `None` if the length or the reserved bytes are wrong.
     pub fn from_bytes(bytes: &[u8]) -> Option<Metrics> {
-        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[72..RECORD_SIZE].iter().any(|b| *b != 0) {
+        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[80..RECORD_SIZE].iter().any(|b| *b != 0) {
             return None;
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -166,6 +181,7 @@ impl Metrics {
             snapshots: u64_at(48),
             snapshot_ns_max: u64_at(56),
             snapshots_failed: u64_at(64),
+            apply_ns_max: u64_at(72),
             sync_us_buckets: [0; SYNC_BUCKETS],
         };
         for (i, b) in metrics.sync_us_buckets.iter_mut().enumerate() {
@@ -220,5 +236,20 @@ mod tests {
         reserved[100] = 1;
         assert_eq!(Metrics::from_bytes(&reserved), None);
         assert_eq!(Metrics::from_bytes(&bytes[..RECORD_SIZE]), None);
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::Metrics;
+
+    #[test]
+    fn the_longest_pause_is_named_by_its_cause() {
+        let m = |sync, apply, snapshot| Metrics { sync_ns_max: sync, apply_ns_max: apply, snapshot_ns_max: snapshot, ..Metrics::default() };
+        assert_eq!(m(978, 977, 0).longest_stall(), (978, "apply"), "a sync collected after a long apply");
+        assert_eq!(m(900, 10, 0).longest_stall(), (900, "sync"));
+        assert_eq!(m(10, 5, 60).longest_stall(), (60, "snapshot"));
+        let bytes = m(1, 2, 3).to_bytes();
+        assert_eq!(Metrics::from_bytes(&bytes).map(|r| r.apply_ns_max), Some(2));
     }
 }
