@@ -424,13 +424,7 @@ fn hold_status(bytes: &[u8]) -> Result<HoldStatus, SnapshotError> {
     if bytes[1..] != [0, 0, 0] {
         return invalid("hold padding is not zero");
     }
-    Ok(match bytes[0] {
-        0 => HoldStatus::Pending,
-        1 => HoldStatus::Posted,
-        2 => HoldStatus::Voided,
-        3 => HoldStatus::Expired,
-        other => return invalid(format!("hold status {other}")),
-    })
+    HoldStatus::from_u8(bytes[0]).map_or_else(|| invalid(format!("hold status {}", bytes[0])), Ok)
 }
 
 fn restore_ledger(engine: &mut Engine, ledger: Ledger) -> Result<(), SnapshotError> {

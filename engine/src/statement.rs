@@ -87,8 +87,7 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
                 events.push(line("release", 0, -sign * signed(held.amount)?));
             }
         } else {
-            let kind = if t.flags & tf::REVERSE != 0 { "reversal" } else { "transfer" };
-            events.push(line(kind, sign * signed(t.amount)?, 0));
+            events.push(line(t.kind_name(), sign * signed(t.amount)?, 0));
         }
     }
     events.extend(engine.limit_history(account_id).into_iter().map(|limits| StatementLine {

@@ -587,6 +587,25 @@ impl Record for Account {
     }
 }
 
+impl Transfer {
+    /// What a stored transfer is, from its flags: `hold`, `capture`, `release`, `reversal` or
+    /// `transfer` (the statement's, the CLI's and `log dump`'s word).
+    pub fn kind_name(&self) -> &'static str {
+        use transfer_flags as tf;
+        if self.flags & tf::PENDING != 0 {
+            "hold"
+        } else if self.flags & tf::POST_PENDING != 0 {
+            "capture"
+        } else if self.flags & tf::VOID_PENDING != 0 {
+            "release"
+        } else if self.flags & tf::REVERSE != 0 {
+            "reversal"
+        } else {
+            "transfer"
+        }
+    }
+}
+
 impl Record for Transfer {
     const NAME: &'static str = "transfer";
     fn flags(&self) -> u16 {

@@ -802,22 +802,6 @@ async fn hold_state(client: &Client, t: &Transfer) -> Result<String> {
     })
 }
 
-/// What a stored transfer is, in a word, from its flags.
-fn transfer_kind(t: &Transfer) -> &'static str {
-    use bursar_engine::transfer_flags as tf;
-    if t.flags & tf::PENDING != 0 {
-        "hold"
-    } else if t.flags & tf::POST_PENDING != 0 {
-        "capture"
-    } else if t.flags & tf::VOID_PENDING != 0 {
-        "release"
-    } else if t.flags & tf::REVERSE != 0 {
-        "reversal"
-    } else {
-        "transfer"
-    }
-}
-
 async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {
     let outcomes = client.lookup_outcomes(ids.clone()).await?;
     for ((id, transfer), outcome) in ids.iter().zip(client.lookup_transfers(ids.clone()).await?).zip(outcomes) {
@@ -832,17 +816,17 @@ async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<(
         if json {
             println!(
                 "{{\"id\":\"{}\",\"found\":true,\"kind\":\"{}\",\"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\"ledger\":{},\"code\":{},\"flags\":{},\"pending_id\":\"{}\",\"user_data_128\":\"{}\",\"user_data_64\":{},\"user_data_32\":{},\"timestamp\":{}}}",
-                t.id, transfer_kind(&t), t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.user_data_128, t.user_data_64, t.user_data_32, t.timestamp
+                t.id, t.kind_name(), t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, t.flags, t.pending_id, t.user_data_128, t.user_data_64, t.user_data_32, t.timestamp
             );
         } else {
-            let of = match transfer_kind(&t) {
+            let of = match t.kind_name() {
                 "capture" | "release" => format!(" of hold {}", t.pending_id),
                 "reversal" => format!(" of transfer {}", t.pending_id),
                 _ => String::new(),
             };
             println!(
                 "{} {}{of}: {} from {} to {} (code {}) at {}{}",
-                transfer_kind(&t),
+                t.kind_name(),
                 t.id,
                 format_minor(t.amount, &l),
                 t.debit_account_id,
@@ -1093,9 +1077,7 @@ async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, 
     let filter = AccountFilter { account_id: account, limit, flags, ..Default::default() };
     if balances {
         for b in client.get_account_balances(filter).await? {
-            // Exact for any u128: the sign from a comparison, the magnitude from the larger side.
-            let (credits, debits) = (b.balances.credits_posted, b.balances.debits_posted);
-            let (sign, magnitude) = if credits >= debits { ("", credits - debits) } else { ("-", debits - credits) };
+            let (sign, magnitude) = signed(b.balances.credits_posted, b.balances.debits_posted);
             if json {
                 println!("{{\"timestamp\":{},\"debits_posted\":\"{}\",\"credits_posted\":\"{}\",\"debits_pending\":\"{}\",\"credits_pending\":\"{}\"}}", b.timestamp, b.balances.debits_posted, b.balances.credits_posted, b.balances.debits_pending, b.balances.credits_pending);
             } else {
@@ -1118,7 +1100,7 @@ async fn show_history(client: &Client, account: u128, limit: u32, newest: bool, 
                 "{} {direction} {:>20}  counterparty {other}  {} {} (code {})",
                 show_time(t.timestamp),
                 format_minor(t.amount, &l),
-                transfer_kind(&t),
+                t.kind_name(),
                 t.id,
                 t.code
             );

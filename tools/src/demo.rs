@@ -215,7 +215,7 @@ fn report_books(node: &Node<FsStorage>) -> Result<()> {
         );
     }
     out!("  trial balance   {}", if totals.is_balanced() { "balanced" } else { "NOT BALANCED" });
-    let entries: Vec<String> = statement.iter().map(|t| format!("{} {}", demo_kind(t), eur(t.amount))).collect();
+    let entries: Vec<String> = statement.iter().map(|t| format!("{} {}", t.kind_name(), eur(t.amount))).collect();
     out!("  account 1       its last {} entries, newest first: {}", statement.len(), entries.join(", "));
     engine.check_invariants().map_err(anyhow::Error::msg).context("invariants")?;
     out!("  invariants      checked; state digest {}", hex(&engine.digest()));
@@ -223,17 +223,6 @@ fn report_books(node: &Node<FsStorage>) -> Result<()> {
         bail!("the ledger does not balance");
     }
     Ok(())
-}
-
-/// What a stored transfer of the demo is, in a word.
-fn demo_kind(t: &Transfer) -> &'static str {
-    use bursar_engine::transfer_flags as tf;
-    match t.flags & (tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING) {
-        tf::PENDING => "hold",
-        tf::POST_PENDING => "capture",
-        tf::VOID_PENDING => "release",
-        _ => "transfer",
-    }
 }
 
 /// The demo's data directory, emptied if it is the demo's own default.

@@ -136,6 +136,13 @@ pub enum HoldStatus {
     Expired = 3,
 }
 
+impl HoldStatus {
+    /// The status for its byte in snapshots and replies, if it names one.
+    pub fn from_u8(value: u8) -> Option<HoldStatus> {
+        [HoldStatus::Pending, HoldStatus::Posted, HoldStatus::Voided, HoldStatus::Expired].into_iter().find(|s| *s as u8 == value)
+    }
+}
+
 /// A hold's resolution state, kept for every pending transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Hold {

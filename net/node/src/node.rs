@@ -164,14 +164,9 @@ impl<S: Storage> Node<S> {
     /// were the sequencer's largest kernel cost under `bursar bench`. Start-up time and resident
     /// memory pay instead (about 300 bytes per transfer and per account reserved).
     pub fn reserve(&mut self, accounts: usize, transfers: usize) {
-        if let Some(copy) = Arc::get_mut(&mut self.snapshot_copy) {
-            // The snapshot copy needs as much again; touched now, the first snapshot's sequencer
-            // stall is a memory copy, not a page fault per 4 KiB.
-            copy.preallocate(accounts.max(self.engine.accounts().len()), transfers.max(self.engine.transfers().len()));
-        }
-        let accounts = accounts.saturating_sub(self.engine.accounts().len());
-        let transfers = transfers.saturating_sub(self.engine.transfers().len());
-        self.engine.preallocate(accounts, transfers);
+        // The snapshot copy needs as much again; touched now, the first snapshot's sequencer
+        // stall is a memory copy, not a page fault per 4 KiB.
+        self.make_room(accounts, transfers, true);
     }
 
     /// As [`Node::reserve`] without touching the memory: the tables (and the snapshot copy) get
@@ -179,12 +174,27 @@ impl<S: Storage> Node<S> {
     /// but their pages become resident only as they fill (a page fault per 4 KiB, spread over
     /// the run, instead of all of them at start). What a server on the defaults does.
     pub fn reserve_untouched(&mut self, accounts: usize, transfers: usize) {
+        self.make_room(accounts, transfers, false);
+    }
+
+    /// Room for `accounts` and `transfers` in all, in the engine and the snapshot copy; touched
+    /// now when `touch`.
+    fn make_room(&mut self, accounts: usize, transfers: usize, touch: bool) {
+        let (held_accounts, held_transfers) = (self.engine.accounts().len(), self.engine.transfers().len());
         if let Some(copy) = Arc::get_mut(&mut self.snapshot_copy) {
-            copy.reserve(accounts.max(self.engine.accounts().len()), transfers.max(self.engine.transfers().len()));
+            let (a, t) = (accounts.max(held_accounts), transfers.max(held_transfers));
+            if touch {
+                copy.preallocate(a, t);
+            } else {
+                copy.reserve(a, t);
+            }
         }
-        let accounts = accounts.saturating_sub(self.engine.accounts().len());
-        let transfers = transfers.saturating_sub(self.engine.transfers().len());
-        self.engine.reserve(accounts, transfers);
+        let (accounts, transfers) = (accounts.saturating_sub(held_accounts), transfers.saturating_sub(held_transfers));
+        if touch {
+            self.engine.preallocate(accounts, transfers);
+        } else {
+            self.engine.reserve(accounts, transfers);
+        }
     }
 
     /// Reserves log space for `bytes` more of log entries now: that many bytes of segments are

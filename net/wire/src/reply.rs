@@ -188,13 +188,7 @@ pub fn decode_lineage(body: &[u8]) -> Result<Option<Lineage>, ProtocolError> {
     }
     let mut next = || Transfer::decode(it.next().expect("length checked"));
     let transfer = next();
-    let status = match head[74] {
-        0 => HoldStatus::Pending,
-        1 => HoldStatus::Posted,
-        2 => HoldStatus::Voided,
-        3 => HoldStatus::Expired,
-        _ => return Err(ProtocolError::ReservedNotZero),
-    };
+    let status = HoldStatus::from_u8(head[74]).ok_or(ProtocolError::ReservedNotZero)?;
     let hold =
         (flags & lineage_flags::HOLD != 0).then(|| HoldOf { transfer: next(), status, expires_at: u64_at(48), resolved_at: u64_at(56) });
     let resolution = (flags & lineage_flags::RESOLUTION != 0).then(&mut next);
