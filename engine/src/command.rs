@@ -3,7 +3,10 @@
 //! conversions and every per-kind match follow. Adding a kind: ARCHITECTURE.md, "Adding a
 //! command kind".
 
-use crate::types::{Account, AccountChange, AccountLimits, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE};
+use crate::types::{
+    Account, AccountChange, AccountLimits, ChannelPolicy, Ledger, OrderChange, Record, StandingOrder, Transfer, Trigger, VelocityRule,
+    RECORD_SIZE,
+};
 
 /// Declares the command kinds: `Kind = wire value, "wire name", RecordType;` each with its doc.
 /// The values are the wire and log encoding and are never renumbered; new kinds are appended.
@@ -169,6 +172,18 @@ commands! {
     SetChannels = 14, "set_channels", ChannelPolicy;
     /// Set or remove one velocity rule of an account (a count and/or amount bound per window).
     SetVelocity = 15, "set_velocity", VelocityRule;
+    /// Make a standing order: a fixed amount every period, run by the engine on its clock.
+    CreateStandingOrder = 16, "create_standing_order", StandingOrder;
+    /// Make a trigger: a payment when an account's balance falls below a threshold or shows a debt.
+    CreateTrigger = 17, "create_trigger", Trigger;
+    /// Pause a standing order or trigger.
+    PauseOrder = 18, "pause_order", OrderChange;
+    /// Resume a paused standing order or trigger (periods missed while paused are skipped).
+    ResumeOrder = 19, "resume_order", OrderChange;
+    /// Cancel a standing order or trigger for good.
+    CancelOrder = 20, "cancel_order", OrderChange;
+    /// Change the amount of a standing order or fixed trigger, from its next run.
+    AmendOrder = 21, "amend_order", OrderChange;
 }
 
 impl Command {

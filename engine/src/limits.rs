@@ -21,6 +21,26 @@ pub const LIMIT_EXEMPT_CODES_MAX: usize = 8;
 /// Codes one velocity rule may be restricted to (none: every code counts).
 pub const VELOCITY_CODES_MAX: usize = 8;
 
+/// Live (active or paused) standing orders and triggers one account may pay, be paid by or be
+/// watched by (a payroll account paying more salaries splits them over several accounts).
+pub const ORDERS_PER_ACCOUNT_MAX: usize = 1024;
+/// Triggers watching one account.
+pub const TRIGGERS_PER_ACCOUNT_MAX: usize = 4;
+/// Queued runs (periods and retries) one batch runs at most, before its commands: a storm of a
+/// million orders due at one instant drains over many batches, interleaved with client traffic.
+/// Part of the rules: changing it changes what a logged batch did (`rules.rs`).
+pub const DUE_RUNS_PER_BATCH_MAX: usize = 1024;
+/// Retries of a failed run a standing order may ask for.
+pub const ORDER_RETRIES_MAX: usize = 8;
+/// Entries of an order's run history (the newest kept).
+pub const RUN_HISTORY_MAX: usize = 8;
+/// A period more than this late when it is reached came due while the server was down: a
+/// standing order with `catch_up = none` skips it. (A running server ticks within milliseconds of
+/// a due time, and drains a storm of a million runs in seconds.)
+pub const CATCH_UP_GRACE_S: u64 = 300;
+/// Longest period of a standing order: ten years of 366 days, in seconds (a month counts 31 days).
+pub const ORDER_PERIOD_MAX_S: u64 = 10 * 366 * 86_400;
+
 /// Capacity limits of one engine; reaching one is a result code, never a crash or an allocation spike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

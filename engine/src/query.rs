@@ -267,6 +267,7 @@ impl Engine {
     /// Checks every invariant the engine maintains, in O(state). For tests, simulation and audit;
     /// the message names the first broken one.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_orders()?;
         let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
         let mut held = vec![(0u128, 0u128); self.accounts.len()];
         for (&index, hold) in &self.holds {

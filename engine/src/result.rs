@@ -103,6 +103,8 @@ result_codes! {
     IdMustNotBeZero = 6,
     /// `id` must not be the maximum value of its type.
     IdMustNotBeIntMax = 7,
+    /// A transfer id whose top 32 bits are all ones: that range is reserved for the ids the engine derives for standing-order runs and trigger firings.
+    IdReserved = 102,
     /// An object with this id exists with different `flags`.
     ExistsWithDifferentFlags = 8,
     /// A transfer with this id exists with a different `pending_id`.
@@ -135,6 +137,8 @@ result_codes! {
     Exists = 22,
     /// A transfer with this id failed before with a code that depends on the state (see "Decided once" in `docs/result-codes.md`): an id's outcome is decided once, so it cannot succeed now. Send a new id.
     IdAlreadyFailed = 85,
+    /// An order with this id (a standing order or a trigger) exists with different fields.
+    OrderExistsWithDifferentFields = 103,
     /// Flags that exclude each other are both set.
     FlagsAreMutuallyExclusive = 23,
     /// A new account's `debits_pending` must be zero.
@@ -187,6 +191,30 @@ result_codes! {
     LedgerMustNotBeZero = 44,
     /// `code` must not be zero.
     CodeMustNotBeZero = 45,
+    /// No order or trigger has this id.
+    OrderNotFound = 114,
+    /// The order was cancelled or has run its last period: it cannot change.
+    OrderEnded = 115,
+    /// A standing order's unit is unknown, its period zero, or longer than ten years.
+    OrderPeriodInvalid = 104,
+    /// A monthly standing order's day is not 1 to 31, or another unit's day is not zero.
+    OrderDayInvalid = 105,
+    /// A standing order's `first_due_at` lies before the moment it is made (zero means "now").
+    OrderFirstDueInPast = 106,
+    /// A standing order's `end_at` lies before its first due time.
+    OrderEndInvalid = 107,
+    /// A standing order's `catch_up` is not 0 (all), 1 (latest) or 2 (none).
+    OrderCatchUpInvalid = 108,
+    /// Retries over 8, attempts without spacing or spacing without attempts, or retries that last as long as the shortest period.
+    OrderRetryInvalid = 109,
+    /// A trigger's kind is not 1 (threshold) or 2 (debt).
+    TriggerKindInvalid = 110,
+    /// A debt trigger's cap (`threshold`) is zero or it sets `target` or `top_up`; a top-up's `target` is not above its `threshold`; a fixed threshold trigger sets `target`.
+    TriggerThresholdInvalid = 111,
+    /// A standing order's or fixed trigger's amount is zero, a top-up or debt trigger sets one, or an amendment names no amount or an order without a fixed one.
+    OrderAmountInvalid = 112,
+    /// A trigger's cap bounds nothing while naming a window, or bounds something without a calendar window (minute to month).
+    TriggerCapInvalid = 113,
     /// The ledger named by the command is not registered.
     LedgerNotFound = 46,
     /// An account with the new ledger's settlement account id exists already.
@@ -287,6 +315,10 @@ result_codes! {
     ExceedsCreditVelocityAmount = 98,
     /// The engine holds `ledgers_max` ledgers already.
     LedgersLimitReached = 82,
+    /// One of the accounts takes part in 1 024 live orders already, or the watched one has 4 triggers.
+    OrdersPerAccountLimitReached = 116,
+    /// The engine holds as many standing orders and triggers as `accounts_max` already (ended ones count: their runs' ids name them).
+    OrdersLimitReached = 117,
     /// The engine holds `accounts_max` accounts already.
     AccountsLimitReached = 83,
     /// The engine holds `transfers_max` transfer ids already (stored transfers and decided failures).

@@ -18,17 +18,23 @@ pub enum Rules {
     /// (`id_already_failed`), a chain is either all new or all existing, an open chain's members
     /// run and keep their own codes, and re-sent captures and releases compare as TigerBeetle's do.
     DecidedOnce = 2,
+    /// Recurring payments: transfer ids whose top 32 bits are all ones are reserved for the runs
+    /// the engine makes (`id_reserved`), at most `DUE_RUNS_PER_BATCH_MAX` (1 024) queued runs
+    /// run before a batch's commands, and triggers fire after the command or chain that moved
+    /// their account, each firing taking the next timestamp.
+    Scheduled = 3,
 }
 
 impl Rules {
     /// The rules this build applies to new batches.
-    pub const CURRENT: Rules = Rules::DecidedOnce;
+    pub const CURRENT: Rules = Rules::Scheduled;
 
     /// The rules of a batch body's format version, if this build knows them.
     pub fn from_version(version: u16) -> Option<Rules> {
         match version {
             1 => Some(Rules::Original),
             2 => Some(Rules::DecidedOnce),
+            3 => Some(Rules::Scheduled),
             _ => None,
         }
     }

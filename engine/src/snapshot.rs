@@ -5,16 +5,16 @@
 //! limits); indexes, totals, per-account lists and lineage links are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 4:
+//! Layout (all little-endian), version 5:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (4) |
+//! | 4 | version (5) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 80 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets |
+//! | 96 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries |
 //! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
@@ -23,28 +23,34 @@
 //! | 128 × n | policies: the channel policy record (account_id, lists, flags; timestamp: when set, 0 never); in the order they were made |
 //! | 128 × n | velocity rules: the rule record (account_id, slot; timestamp: when it started counting); by policy, then slot |
 //! | 48 × n | velocity buckets that are not all zero: account index u32, slot u8, bucket u8, 2 zero bytes, count u64, period u64, amount u128, 8 zero bytes; by rule, then bucket |
+//! | 256 × n | orders: the standing order or trigger record as made, then the 128-byte order state (`docs/protocol.md`, "Orders"); by number |
+//! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
 //!
-//! Versions 1 to 3 are still read: version 3 has seven counts (a 96-byte header) and no
+//! Versions 1 to 4 are still read: version 4 has ten counts (a 120-byte header) and no orders;
+//! version 3 has seven counts (a 96-byte header) and no
 //! policies; version 2 six (88 bytes) and no limit changes; version 1 five (80 bytes) and no
 //! failed ids.
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
+use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
-    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, FAILED_TAG, NONE,
+    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, Order, RunEntry, FAILED_TAG,
+    NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE};
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads 1 and 2 too).
-pub const SNAPSHOT_VERSION: u32 = 4;
-const HEADER_SIZE: usize = 120;
+pub const SNAPSHOT_VERSION: u32 = 5;
+const HEADER_SIZE: usize = 136;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 4] = [5, 6, 7, 10];
+const COUNTS_BY_VERSION: [usize; 5] = [5, 6, 7, 10, 12];
+const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
 const BALANCE_ENTRY_SIZE: usize = 80;
@@ -98,6 +104,21 @@ impl Engine {
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
             + RECORD_SIZE * (self.policies.len() + self.policies.iter().map(Policy::rule_count).sum::<usize>())
             + BUCKET_SIZE * self.policy_parts().2.len()
+            + ORDER_SIZE * self.orders.len()
+            + RUN_ENTRY_SIZE * self.orders.iter().map(|o| o.history.len()).sum::<usize>()
+    }
+
+    /// The orders as the stream holds them: each spec and state, then every history entry.
+    fn order_parts(&self) -> OrderParts {
+        let mut parts = OrderParts::default();
+        for order in &self.orders {
+            parts.0.extend_from_slice(&order.spec.to_bytes());
+            parts.0.extend_from_slice(&order.state_bytes());
+            for entry in &order.history {
+                parts.1.extend_from_slice(&entry.to_bytes(order.number));
+            }
+        }
+        parts
     }
 
     /// The policies as the stream holds them: channel records, rule records, non-zero buckets.
@@ -120,8 +141,10 @@ impl Engine {
     pub fn snapshot(&self, out: &mut Vec<u8>) {
         let ledgers: Vec<Ledger> = self.ledgers.iter().map(|slot| slot.ledger).collect();
         let policies = self.policy_parts();
+        let orders = self.order_parts();
         let parts = Parts {
             policies: &policies,
+            orders: &orders,
             timestamp: self.timestamp,
             limits: self.limits,
             ledgers: &ledgers,
@@ -174,6 +197,7 @@ impl Engine {
         catch_up(&mut view.failed, &self.failed);
         catch_up(&mut view.limit_changes, &self.limit_changes);
         view.policies = self.policy_parts();
+        view.orders = self.order_parts();
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -235,7 +259,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 10] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 12] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let sizes = [
             RECORD_SIZE,
             RECORD_SIZE,
@@ -247,6 +271,8 @@ impl Engine {
             RECORD_SIZE,
             RECORD_SIZE,
             BUCKET_SIZE,
+            ORDER_SIZE,
+            RUN_ENTRY_SIZE,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
@@ -295,6 +321,7 @@ impl Engine {
         for _ in 0..counts[9] {
             restore_bucket(&mut engine, &mut r)?;
         }
+        restore_orders(&mut engine, &mut r, counts[10], counts[11], timestamp)?;
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
         engine.rebuild_lineage().map_err(SnapshotError::Invalid)?;
@@ -420,6 +447,45 @@ fn restore_bucket(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), Snapsho
     Ok(())
 }
 
+/// Reads `orders` orders and `entries` history entries, and links each order to its accounts
+/// and the due queue.
+fn restore_orders(engine: &mut Engine, r: &mut Cursor<'_>, orders: u64, entries: u64, clock: u64) -> Result<(), SnapshotError> {
+    let raw: Vec<(&[u8], &[u8])> = (0..orders).map(|_| (r.take(RECORD_SIZE), r.take(ORDER_STATE_SIZE))).collect();
+    let mut histories = vec![std::collections::VecDeque::new(); raw.len()];
+    let mut last = 0;
+    for _ in 0..entries {
+        let bytes: &[u8; RUN_ENTRY_SIZE] = r.take(RUN_ENTRY_SIZE).try_into().expect("an entry's bytes");
+        let Some((number, entry)) = RunEntry::from_bytes(bytes) else {
+            return invalid("a run-history entry names no event or code, or its padding is not zero");
+        };
+        if number < last || number == 0 || number as usize > histories.len() || entry.at > clock {
+            return invalid(format!("a run-history entry of order number {number} is out of order or newer than the clock"));
+        }
+        last = number;
+        histories[number as usize - 1].push_back(entry);
+    }
+    for (k, ((spec, state), history)) in raw.into_iter().zip(histories).enumerate() {
+        let (spec, state) = (spec.try_into().expect("a record"), state.try_into().expect("a state"));
+        let Some(mut order) = Order::from_parts(spec, state, history) else {
+            return invalid(format!("order number {} has a state byte that names nothing", k + 1));
+        };
+        let (debit_id, credit_id) = order.spec.accounts();
+        let (Some(&dr), Some(&cr)) = (engine.account_index.get(&debit_id), engine.account_index.get(&credit_id)) else {
+            return invalid(format!("order {} names an unknown account", order.spec.id()));
+        };
+        let id = order.spec.id();
+        if order.number as usize != k + 1 || order.created_at > clock || engine.order_index.contains_key(&id) || id == 0 {
+            return invalid(format!("order {id} is out of order, newer than the clock, or repeated"));
+        }
+        (order.debit, order.credit, order.digest_dirty) = (dr, cr, true);
+        engine.order_index.insert(id, k as u32);
+        engine.orders.push(order);
+        engine.digest.dirty_orders.push(k as u32);
+    }
+    engine.relink_orders();
+    Ok(())
+}
+
 fn hold_status(bytes: &[u8]) -> Result<HoldStatus, SnapshotError> {
     if bytes[1..] != [0, 0, 0] {
         return invalid("hold padding is not zero");
@@ -538,7 +604,11 @@ pub struct SnapshotView {
     failed: Vec<FailedTransfer>,
     limit_changes: Vec<LimitChange>,
     policies: PolicyParts,
+    orders: OrderParts,
 }
+
+/// The orders as a snapshot stream holds them: the orders' bytes and the history entries' bytes.
+type OrderParts = (Vec<u8>, Vec<u8>);
 
 /// The policies as a snapshot stream holds them: channel records, rule records, and the
 /// non-zero buckets with (account index, rule slot, bucket index).
@@ -609,6 +679,7 @@ impl SnapshotView {
             failed: &self.failed,
             limit_changes: &self.limit_changes,
             policies: &self.policies,
+            orders: &self.orders,
         }
     }
 }
@@ -692,6 +763,7 @@ struct Parts<'a> {
     failed: &'a [FailedTransfer],
     limit_changes: &'a [LimitChange],
     policies: &'a PolicyParts,
+    orders: &'a OrderParts,
 }
 
 impl Parts<'_> {
@@ -704,6 +776,8 @@ impl Parts<'_> {
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
             + RECORD_SIZE * (self.policies.0.len() + self.policies.1.len())
             + BUCKET_SIZE * self.policies.2.len()
+            + self.orders.0.len()
+            + self.orders.1.len()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -726,6 +800,8 @@ impl Parts<'_> {
             self.policies.0.len(),
             self.policies.1.len(),
             self.policies.2.len(),
+            self.orders.0.len() / ORDER_SIZE,
+            self.orders.1.len() / RUN_ENTRY_SIZE,
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -787,6 +863,8 @@ impl Parts<'_> {
             out.put(&b.amount.to_le_bytes());
             out.put(&0u64.to_le_bytes());
         }
+        out.put(&self.orders.0);
+        out.put(&self.orders.1);
     }
 }
 
@@ -859,7 +937,7 @@ mod version_tests {
     use super::*;
     use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
-    /// Version 1, 2 and 3 streams (written before failed ids, limit changes or policies were
+    /// Version 1 to 4 streams (written before failed ids, limit changes, policies or orders were
     /// kept: fewer counts, no such sections) restore to the same state; the current stream round-trips
     /// failed ids.
     #[test]
@@ -875,12 +953,16 @@ mod version_tests {
         v1.drain(HEADER_SIZE_V1..HEADER_SIZE);
         let mut v2 = current.clone();
         v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-        v2.drain(HEADER_SIZE - 32..HEADER_SIZE);
+        v2.drain(HEADER_SIZE - 48..HEADER_SIZE);
         assert_eq!(Engine::restore(&v2).expect("a version 2 stream restores").snapshot_bytes(), current);
         let mut v3 = current.clone();
         v3[8..12].copy_from_slice(&3u32.to_le_bytes());
-        v3.drain(HEADER_SIZE - 24..HEADER_SIZE);
+        v3.drain(HEADER_SIZE - 40..HEADER_SIZE);
         assert_eq!(Engine::restore(&v3).expect("a version 3 stream restores").snapshot_bytes(), current);
+        let mut v4 = current.clone();
+        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+        v4.drain(HEADER_SIZE - 16..HEADER_SIZE);
+        assert_eq!(Engine::restore(&v4).expect("a version 4 stream restores").snapshot_bytes(), current);
         let restored = Engine::restore(&v1).expect("a version 1 stream restores");
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.recompute_state_digest(), engine.recompute_state_digest());

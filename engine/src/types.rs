@@ -6,6 +6,9 @@
 
 use core::mem::size_of;
 
+mod orders;
+pub use orders::{catch_up, order_flags, order_unit, trigger_kind, OrderChange, StandingOrder, Trigger};
+
 /// Size of every record on the wire and in the log, in bytes.
 pub const RECORD_SIZE: usize = 128;
 

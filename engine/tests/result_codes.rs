@@ -115,6 +115,41 @@ fn channels(account: u128, flags: u16, debit: &[u16], credit: &[u16], exempt: &[
     Command::SetChannels(c)
 }
 
+/// A monthly standing order of `amount` from `debit` to `credit` on the 1st, due from the start.
+fn standing(id: u128, debit: u128, credit: u128, amount: u128) -> StandingOrder {
+    StandingOrder {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        period: 1,
+        unit: order_unit::MONTHS,
+        day: 1,
+        ledger: EUR,
+        code: 1,
+        ..Default::default()
+    }
+}
+
+/// A threshold trigger topping `watched` up from `funding` by 10 when it falls below 5.
+fn trigger(id: u128, funding: u128, watched: u128) -> Trigger {
+    Trigger {
+        id,
+        debit_account_id: funding,
+        credit_account_id: watched,
+        amount: 10,
+        threshold: 5,
+        kind: trigger_kind::THRESHOLD,
+        ledger: EUR,
+        code: 1,
+        ..Default::default()
+    }
+}
+
+fn order_change(id: u128, amount: u128) -> OrderChange {
+    OrderChange { order_id: id, amount, ..Default::default() }
+}
+
 const VF_DEBIT_COUNT: u16 = velocity_flags::DEBITS | velocity_flags::COUNT;
 const VF_DEBIT_AMOUNT: u16 = velocity_flags::DEBITS | velocity_flags::AMOUNT;
 
@@ -393,6 +428,50 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         }),
         (R::ExceedsCredits, |w| w.one(Command::Transfer(transfer(10, NO_OVERDRAFT, A, 1)))),
         (R::ExceedsDebits, |w| w.one(Command::Transfer(transfer(10, A, NO_OVERCREDIT, 1)))),
+        (R::IdReserved, |w| w.one(Command::Transfer(transfer(RUN_ID_PREFIX | 7, A, B, 1)))),
+        (R::OrderExistsWithDifferentFields, |w| {
+            w.ok(Command::CreateStandingOrder(standing(50, A, B, 5)));
+            w.one(Command::CreateStandingOrder(standing(50, A, B, 6)))
+        }),
+        (R::OrderNotFound, |w| w.one(Command::PauseOrder(order_change(50, 0)))),
+        (R::OrderEnded, |w| {
+            w.ok(Command::CreateStandingOrder(standing(50, A, B, 5)));
+            w.ok(Command::CancelOrder(order_change(50, 0)));
+            w.one(Command::ResumeOrder(order_change(50, 0)))
+        }),
+        (R::OrderPeriodInvalid, |w| w.one(Command::CreateStandingOrder(StandingOrder { period: 121, ..standing(50, A, B, 5) }))),
+        (R::OrderDayInvalid, |w| w.one(Command::CreateStandingOrder(StandingOrder { day: 32, ..standing(50, A, B, 5) }))),
+        (R::OrderFirstDueInPast, |w| w.one(Command::CreateStandingOrder(StandingOrder { first_due_at: 1, ..standing(50, A, B, 5) }))),
+        (R::OrderEndInvalid, |w| {
+            let first_due_at = w.now + 100 * S;
+            w.one(Command::CreateStandingOrder(StandingOrder { first_due_at, end_at: first_due_at - 1, ..standing(50, A, B, 5) }))
+        }),
+        (R::OrderCatchUpInvalid, |w| w.one(Command::CreateStandingOrder(StandingOrder { catch_up: 3, ..standing(50, A, B, 5) }))),
+        (R::OrderRetryInvalid, |w| {
+            let daily =
+                StandingOrder { unit: order_unit::DAYS, day: 0, retry_attempts: 2, retry_spacing_s: 43_200, ..standing(50, A, B, 5) };
+            w.one(Command::CreateStandingOrder(daily))
+        }),
+        (R::TriggerKindInvalid, |w| w.one(Command::CreateTrigger(Trigger { kind: 3, ..trigger(50, A, B) }))),
+        (R::TriggerThresholdInvalid, |w| {
+            let debt = Trigger { kind: trigger_kind::DEBT, amount: 0, threshold: 0, ..trigger(50, A, B) };
+            w.one(Command::CreateTrigger(debt))
+        }),
+        (R::OrderAmountInvalid, |w| w.one(Command::CreateStandingOrder(standing(50, A, B, 0)))),
+        (R::TriggerCapInvalid, |w| w.one(Command::CreateTrigger(Trigger { cap_count: 1, ..trigger(50, A, B) }))),
+        (R::OrdersPerAccountLimitReached, |w| {
+            for k in 0..4 {
+                w.ok(Command::CreateTrigger(trigger(50 + k, A, B)));
+            }
+            w.one(Command::CreateTrigger(trigger(60, C, B)))
+        }),
+        (R::OrdersLimitReached, |_| {
+            let mut w = World::with_limits(Limits { accounts_max: 8, ..Limits::default() });
+            for k in 0..8 {
+                w.ok(Command::CreateStandingOrder(standing(50 + k, A, B, 5)));
+            }
+            w.one(Command::CreateStandingOrder(standing(60, A, B, 5)))
+        }),
         (R::LedgersLimitReached, |_| {
             let mut w = World::with_limits(Limits { ledgers_max: 2, ..Limits::default() });
             w.one(Command::CreateLedger(ledger(3, b"GBP", 3000)))

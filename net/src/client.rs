@@ -237,6 +237,18 @@ impl Client {
         reply::decode_policy(&body).map_err(ClientError::Protocol)
     }
 
+    /// Standing orders and triggers by id, with their run histories (`None` where not found).
+    pub async fn lookup_orders(&self, ids: &[u128]) -> Result<Vec<Option<bursar_engine::Order>>, ClientError> {
+        let (_, body) = self.call(&Request::LookupOrders(ids.to_vec())).await?;
+        reply::decode_orders(&body, ids.len()).map_err(ClientError::Protocol)
+    }
+
+    /// The live standing orders and triggers an account pays, is paid by or is watched by.
+    pub async fn account_orders(&self, account_id: u128) -> Result<Vec<bursar_engine::Order>, ClientError> {
+        let (_, body) = self.call(&Request::LookupAccountOrders(account_id)).await?;
+        reply::decode_account_orders(&body).map_err(ClientError::Protocol)
+    }
+
     /// The limits in force on each account: `None` where the account is not found.
     pub async fn lookup_limits(&self, ids: Vec<u128>) -> Result<Vec<Option<protocol::LimitsRecord>>, ClientError> {
         let asked = ids.len();

@@ -37,6 +37,14 @@ pub struct Model {
     pub channels: BTreeMap<u128, ChannelPolicy>,
     /// Velocity rules by (account, slot), each with the movements it counted.
     pub velocity: BTreeMap<(u128, u8), ModelRule>,
+    /// Standing orders and triggers by id.
+    pub orders: BTreeMap<u128, crate::orders_model::ModelOrder>,
+    /// Order ids by number - 1.
+    pub order_ids: Vec<u128>,
+    /// The accounts moved since the last settle point that a live trigger watched at the moment.
+    pub moved: Vec<u128>,
+    /// A trigger's own transfer is being made.
+    pub firing: bool,
     /// Last timestamp assigned.
     pub timestamp: u64,
     /// Capacity limits, mirrored from the engine under test.
@@ -71,7 +79,7 @@ impl ModelRule {
 }
 
 /// The window (calendar: its start; rolling: the sub-bucket number, width N/16 rounded up) of `ts`.
-fn window_of(rule: &VelocityRule, ts: u64) -> u64 {
+pub(crate) fn window_of(rule: &VelocityRule, ts: u64) -> u64 {
     const DAY: u64 = 86_400 * NS_PER_S;
     match rule.window {
         vw::MINUTE => ts / (60 * NS_PER_S) * 60 * NS_PER_S,
@@ -130,10 +138,15 @@ impl Model {
             self.accounts.get_mut(&hold.debit_account_id).expect("debit account").debits_pending -= hold.amount;
             self.accounts.get_mut(&hold.credit_account_id).expect("credit account").credits_pending -= hold.amount;
             self.give_back(&hold, hold.amount, true);
+            self.note_moved(hold.debit_account_id, hold.credit_account_id);
             ts += 1;
         }
+        self.settle_triggers(&mut ts);
+        self.run_due(clock, &mut ts);
         let mut results = vec![R::Ok; commands.len()];
         let mut i = 0;
+        // Command k's timestamp is `first + k`; every trigger firing moves `first` on by one.
+        let mut first = ts;
         while i < commands.len() {
             let request_end = request_ends.iter().map(|e| *e as usize + 1).find(|e| *e > i).unwrap_or(commands.len());
             let mut end = i;
@@ -142,10 +155,14 @@ impl Model {
             }
             let open = end == request_end;
             let last = if open { end - 1 } else { end };
-            self.chain(&commands[i..=last], open, ts + i as u64, &mut results[i..=last]);
+            self.moved.clear();
+            self.chain(&commands[i..=last], open, first + i as u64, &mut results[i..=last]);
             i = last + 1;
+            let mut next = first + i as u64;
+            self.settle_triggers(&mut next);
+            first = next - i as u64;
         }
-        self.timestamp = (ts + commands.len() as u64 - 1).max(clock);
+        self.timestamp = (first + commands.len() as u64).saturating_sub(1).max(clock);
         results
     }
 
@@ -214,6 +231,12 @@ impl Model {
             Command::SetLimits(c) => self.set_limits(c),
             Command::SetChannels(c) => self.set_channels(c, ts),
             Command::SetVelocity(v) => self.set_velocity(v, ts),
+            Command::CreateStandingOrder(o) => self.create_standing_order(o, ts),
+            Command::CreateTrigger(t) => self.create_trigger(t, ts),
+            Command::PauseOrder(c) => self.manage_order(c, 0, ts),
+            Command::ResumeOrder(c) => self.manage_order(c, 1, ts),
+            Command::CancelOrder(c) => self.manage_order(c, 2, ts),
+            Command::AmendOrder(c) => self.manage_order(c, 3, ts),
         }
     }
 
@@ -520,6 +543,7 @@ impl Model {
             (t.flags & !tf::ALL != 0, R::ReservedFlag),
             (t.id == 0, R::IdMustNotBeZero),
             (t.id == u128::MAX, R::IdMustNotBeIntMax),
+            (t.id >> 96 == 0xFFFF_FFFF, R::IdReserved),
         ];
         if let Some(code) = first_failure(&head) {
             return code;
@@ -620,7 +644,7 @@ impl Model {
     }
 
     /// A new posted transfer or hold whose fields are resolved: the account checks, then the movement.
-    fn post(&mut self, t: Transfer, ts: u64) -> R {
+    pub(crate) fn post(&mut self, t: Transfer, ts: u64) -> R {
         let (Some(d), Some(c)) = (self.accounts.get(&t.debit_account_id).copied(), self.accounts.get(&t.credit_account_id).copied()) else {
             return if self.accounts.contains_key(&t.debit_account_id) { R::CreditAccountNotFound } else { R::DebitAccountNotFound };
         };
@@ -682,6 +706,7 @@ impl Model {
             cm.credits_posted += a;
         }
         self.transfers.insert(t.id, Transfer { timestamp: ts, ..t });
+        self.note_moved(t.debit_account_id, t.credit_account_id);
         R::Ok
     }
 
@@ -761,6 +786,7 @@ impl Model {
             ..t
         };
         self.transfers.insert(t.id, stored);
+        self.note_moved(stored.debit_account_id, stored.credit_account_id);
         self.holds.insert(p.id, (if post { HoldStatus::Posted } else { HoldStatus::Voided }, 0));
         self.give_back(&p, if post { p.amount - amount } else { p.amount }, !post);
         R::Ok
@@ -852,7 +878,7 @@ fn resolution_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> R {
     ])
 }
 
-fn first_failure(checks: &[(bool, R)]) -> Option<R> {
+pub(crate) fn first_failure(checks: &[(bool, R)]) -> Option<R> {
     checks.iter().find(|(failed, _)| *failed).map(|(_, code)| *code)
 }
 

@@ -2,14 +2,19 @@
 //! holds, lifecycle changes, malformed fields and overflow edges.
 
 use bursar_engine::{
-    account_flags as af, change_flags as cf, channel_flags as chf, limit_flags as lf, transfer_flags as tf, velocity_flags as vf,
-    velocity_window as vw, Account, AccountChange, AccountLimits, ChannelPolicy, Command, Ledger, Transfer, VelocityRule,
+    account_flags as af, change_flags as cf, channel_flags as chf, limit_flags as lf, order_flags as of, order_unit as unit,
+    transfer_flags as tf, trigger_kind as tk, velocity_flags as vf, velocity_window as vw, Account, AccountChange, AccountLimits,
+    ChannelPolicy, Command, Ledger, OrderChange, StandingOrder, Transfer, Trigger, VelocityRule, RUN_ID_PREFIX,
 };
 
 use crate::rng::Rng;
 
 /// Nanoseconds per second.
 pub const S: u64 = 1_000_000_000;
+/// Nanoseconds per day.
+const DAY: u64 = 86_400 * S;
+/// Where simulated time starts: 2028-01-20 (day 21 203), so monthly orders cross a leap February.
+const START: u64 = 21_203 * DAY;
 
 /// Generates batches; remembers what it sent so it can retry and reference holds.
 #[derive(Debug)]
@@ -21,6 +26,8 @@ pub struct Workload {
     /// Transfers and captures sent (they may have failed): what reversals name.
     posted: Vec<(u128, u128)>,
     sent: Vec<Command>,
+    /// Standing orders and triggers sent (they may have failed).
+    orders: Vec<u128>,
     next_id: u128,
     /// Simulated time in ns.
     pub now: u64,
@@ -36,8 +43,9 @@ impl Workload {
             holds: Vec::new(),
             posted: Vec::new(),
             sent: Vec::new(),
+            orders: Vec::new(),
             next_id: 1,
-            now: S,
+            now: START,
         }
     }
 
@@ -83,9 +91,12 @@ impl Workload {
 
     /// The next batch: 0 to `max_len` commands, and the time to run it at.
     pub fn batch(&mut self, max_len: usize) -> (u64, Vec<Command>) {
-        self.now += match self.rng.below(10) {
-            0 => 0,
-            1..=5 => self.rng.below(S),
+        self.now += match self.rng.below(100) {
+            0..=9 => 0,
+            10..=55 => self.rng.below(S),
+            // Now and then the server was down: hours to weeks pass (orders come due meanwhile).
+            56 => self.rng.below(40 * DAY),
+            57..=58 => self.rng.below(DAY),
             _ => self.rng.below(4 * S),
         };
         let len = self.rng.below(max_len as u64 + 1) as usize;
@@ -113,7 +124,10 @@ impl Workload {
     }
 
     fn command(&mut self) -> Command {
-        match self.rng.below(100) {
+        match self.rng.below(106) {
+            100..=101 => Command::CreateStandingOrder(self.standing_order()),
+            102..=103 => Command::CreateTrigger(self.trigger()),
+            104..=105 => self.manage_order(),
             0..=2 => self.create_account(),
             3..=5 if !self.sent.is_empty() => self.retry(),
             6..=7 => self.lifecycle(),
@@ -152,6 +166,115 @@ impl Workload {
                 self.posted.push((t.id, 1));
                 Command::Reverse(t)
             }
+        }
+    }
+
+    /// A standing order: any unit, short enough to come due in a run, sometimes malformed.
+    fn standing_order(&mut self) -> StandingOrder {
+        let ledger = *self.rng.pick(&self.ledgers);
+        let unit = 1 + self.rng.below(4) as u8;
+        let (period, count_max, min_s) = match unit {
+            unit::SECONDS => {
+                let p = 30 + self.rng.below(600) as u32;
+                (p, 1 + self.rng.below(50) as u32, p as u64)
+            }
+            unit::DAYS => (1 + self.rng.below(3) as u32, self.rng.below(20) as u32, 86_400),
+            unit::WEEKS => (1, self.rng.below(10) as u32, 7 * 86_400),
+            _ => (1 + self.rng.below(2) as u32, self.rng.below(12) as u32, 28 * 86_400),
+        };
+        let attempts = if self.rng.chance(3) { 1 + self.rng.below(3) as u8 } else { 0 };
+        let spacing = if attempts == 0 { 0 } else { 1 + self.rng.below(min_s / (attempts as u64 + 1)) as u32 };
+        let first_due_at = if self.rng.chance(4) { 0 } else { self.now + self.rng.below(2 * DAY) };
+        let mut o = StandingOrder {
+            id: self.id(),
+            debit_account_id: self.account_on(ledger),
+            credit_account_id: self.account_on(ledger),
+            amount: 1 + self.rng.below(500) as u128,
+            first_due_at,
+            end_at: if self.rng.chance(6) { first_due_at.max(self.now) + self.rng.below(30 * DAY) } else { 0 },
+            count_max,
+            period,
+            unit,
+            day: if unit == unit::MONTHS { *self.rng.pick(&[1, 15, 28, 29, 30, 31]) } else { 0 },
+            catch_up: self.rng.below(3) as u8,
+            retry_attempts: attempts,
+            retry_spacing_s: spacing,
+            ledger,
+            code: 1 + self.rng.below(3) as u16,
+            flags: if self.rng.chance(8) { of::REMIND } else { 0 },
+            ..Default::default()
+        };
+        if self.rng.chance(8) {
+            match self.rng.below(9) {
+                0 => o.period = 0,
+                1 => o.day = [0, 32][self.rng.below(2) as usize],
+                2 => o.unit = 9,
+                3 => o.catch_up = 3,
+                4 => o.first_due_at = 1,
+                5 => o.end_at = o.first_due_at.max(self.now).saturating_sub(DAY),
+                6 => o.retry_attempts = 9,
+                7 => o.amount = 0,
+                _ => o.reserved[1] = 1,
+            }
+        }
+        self.orders.push(o.id);
+        o
+    }
+
+    /// A threshold or debt trigger, capped now and then, sometimes malformed.
+    fn trigger(&mut self) -> Trigger {
+        let ledger = *self.rng.pick(&self.ledgers);
+        let mut t = Trigger {
+            id: self.id(),
+            debit_account_id: self.account_on(ledger),
+            credit_account_id: self.account_on(ledger),
+            ledger,
+            code: 1 + self.rng.below(3) as u16,
+            kind: if self.rng.chance(2) { tk::THRESHOLD } else { tk::DEBT },
+            ..Default::default()
+        };
+        if t.kind == tk::THRESHOLD {
+            t.threshold = self.rng.below(1_000) as u128;
+            if self.rng.chance(2) {
+                t.flags = of::TOP_UP;
+                t.target = t.threshold + 1 + self.rng.below(2_000) as u128;
+            } else {
+                t.amount = 1 + self.rng.below(500) as u128;
+            }
+        } else {
+            t.threshold = 1 + self.rng.below(2_000) as u128;
+        }
+        if self.rng.chance(3) {
+            t.cap_window = 1 + self.rng.below(5) as u8;
+            t.cap_count = self.rng.below(3) as u32;
+            t.cap_amount = if t.cap_count == 0 || self.rng.chance(2) { 1 + self.rng.below(3_000) as u128 } else { 0 };
+        }
+        if self.rng.chance(10) {
+            t.flags |= of::REMIND;
+        }
+        if self.rng.chance(8) {
+            match self.rng.below(5) {
+                0 => t.kind = 3,
+                1 => t.target = 1,
+                2 => t.amount = 0,
+                3 => t.cap_window = 6,
+                _ => t.reserved[0] = 1,
+            }
+        }
+        self.orders.push(t.id);
+        t
+    }
+
+    /// A pause, resume, cancel or amendment of an order sent, now and then of an unknown one.
+    fn manage_order(&mut self) -> Command {
+        let order_id =
+            if self.orders.is_empty() || self.rng.chance(10) { self.rng.below(1 << 20) as u128 + 1 } else { *self.rng.pick(&self.orders) };
+        let change = OrderChange { order_id, ..Default::default() };
+        match self.rng.below(7) {
+            0..=1 => Command::PauseOrder(change),
+            2..=3 => Command::ResumeOrder(change),
+            4 => Command::CancelOrder(change),
+            _ => Command::AmendOrder(OrderChange { amount: self.rng.below(400) as u128, ..change }),
         }
     }
 
@@ -407,6 +530,8 @@ impl Workload {
                     Command::SetLimits(c) => c.debit_limit = c.debit_limit.wrapping_add(1),
                     Command::SetChannels(c) => c.flags ^= chf::DEBITS_ALLOW,
                     Command::SetVelocity(v) => v.count_max = v.count_max.wrapping_add(1),
+                    Command::CreateStandingOrder(o) => o.amount = o.amount.wrapping_add(1),
+                    Command::CreateTrigger(t) => t.code ^= 1,
                     _ => {} // a kind with no field to vary is retried as it was sent
                 }
             }
@@ -416,8 +541,9 @@ impl Workload {
 
     fn malformed(&mut self) -> Command {
         let mut t = self.transfer();
-        let kind = self.rng.below(20);
+        let kind = self.rng.below(21);
         match kind {
+            20 => t.id = RUN_ID_PREFIX | self.rng.below(1 << 20) as u128,
             0 => t.id = 0,
             1 => t.id = u128::MAX,
             2 => t.timestamp = 1,

@@ -23,6 +23,7 @@ fn limits_for(seed: u64) -> Limits {
 }
 
 fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
+    compare_orders(engine, model)?;
     if engine.timestamp() != model.timestamp {
         return Err(format!("clock: engine {} model {}", engine.timestamp(), model.timestamp));
     }
@@ -106,6 +107,24 @@ fn compare_policies(engine: &Engine, model: &Model) -> Result<(), String> {
     Ok(())
 }
 
+/// Every order's state and run history, field by field.
+fn compare_orders(engine: &Engine, model: &Model) -> Result<(), String> {
+    if engine.orders().len() != model.orders.len() {
+        return Err(format!("orders: engine {} model {}", engine.orders().len(), model.orders.len()));
+    }
+    for (id, m) in &model.orders {
+        let e = engine.order(*id).ok_or_else(|| format!("order {id} missing"))?;
+        let retry = e.retry.map(|r| (r.run, r.attempt, r.due, r.code));
+        let history: Vec<_> = e.history.iter().map(|h| (h.at, h.run, h.amount, h.code, h.event, h.attempt)).collect();
+        let engine_view = (e.spec, e.number, e.created_at, e.status, e.amount, e.runs, e.next_due, retry, e.armed, e.debt_seen, e.window);
+        let model_view = (m.spec, m.number, m.created_at, m.status, m.amount, m.runs, m.next_due, m.retry, m.armed, m.debt_seen, m.window);
+        if engine_view != model_view || history != m.history {
+            return Err(format!("order {id}:\n engine {engine_view:?}\n {history:?}\n model  {model_view:?}\n {:?}", m.history));
+        }
+    }
+    Ok(())
+}
+
 fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet<ResultCode>) -> Result<(), String> {
     let limits = limits_for(seed);
     let mut engine = Engine::new(limits);
@@ -131,7 +150,7 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
             }
         }
         codes_seen.extend(results.iter().copied());
-        compare(&engine, &model).map_err(|e| format!("after batch {b}: {e}"))?;
+        compare(&engine, &model).map_err(|e| format!("after batch {b} at {now}: {e}\nbatch: {batch:#?}\nresults: {results:?}"))?;
         match (b + seed) % 3 {
             // As the server does after every batch: settle without finishing.
             0 => engine.settle_digest_appended(),
@@ -191,6 +210,12 @@ fn simulation_matches_the_reference_model() {
         ResultCode::ExceedsCreditVelocityCount,
         ResultCode::ExceedsCreditVelocityAmount,
         ResultCode::VelocityWindowInvalid,
+        ResultCode::IdReserved,
+        ResultCode::OrderPeriodInvalid,
+        ResultCode::OrderDayInvalid,
+        ResultCode::OrderNotFound,
+        ResultCode::OrderEnded,
+        ResultCode::TriggerThresholdInvalid,
     ] {
         assert!(codes_seen.contains(&code), "the workload never produced {code}");
     }

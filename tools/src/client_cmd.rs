@@ -16,6 +16,8 @@ use bursar_net::protocol::{Outcome, OutcomeStatus};
 use clap::{Args, Subcommand};
 use rust_decimal::Decimal;
 
+use crate::orders_cmd::{ManageOrder, StandingOrderOp, TriggerOp};
+
 /// Where the server is and how to print.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -241,6 +243,18 @@ pub enum ClientOp {
         #[arg(long)]
         chain: bool,
     },
+    /// Standing orders: a fixed amount every period, run by the server on its logged clock.
+    StandingOrder {
+        #[command(subcommand)]
+        op: crate::orders_cmd::StandingOrderOp,
+    },
+    /// Triggers: a payment when an account runs low or shows a debt.
+    Trigger {
+        #[command(subcommand)]
+        op: crate::orders_cmd::TriggerOp,
+    },
+    /// Show the live standing orders and triggers an account pays, is paid by or is watched by.
+    Orders { account: u128 },
     /// Show the limits in force on accounts.
     Limits { ids: Vec<u128> },
     /// Show accounts.
@@ -371,6 +385,11 @@ pub fn to_minor(text: &str, ledger: &Ledger) -> Result<u128> {
     u128::try_from(value.mantissa()).ok().and_then(|m| m.checked_mul(factor)).with_context(|| format!("{text}: too large"))
 }
 
+/// The ledger record of `id` (its currency and scale, for amounts).
+pub(crate) async fn ledger_of(client: &Client, id: u32) -> Result<Ledger> {
+    Ok(ledger(client, id).await?.ledger)
+}
+
 async fn ledger(client: &Client, id: u32) -> Result<LedgerView> {
     if let Some(view) = client.ledger_totals(vec![id]).await?.pop().flatten() {
         return Ok(view);
@@ -392,7 +411,7 @@ thread_local! {
 /// `--json` the answer is data, `"found":false`, and the status stays 0).
 static NOT_FOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn not_found(json: bool) {
+pub(crate) fn not_found(json: bool) {
     if !json {
         NOT_FOUND.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -428,6 +447,11 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::Totals { ledger: id } => show_totals(&ledger(&client, id).await?, args.json),
         ClientOp::History { account, limit, newest, balances } => show_history(&client, account, limit, newest, balances, args.json).await,
         ClientOp::Batch { file, chain } => batch(&client, &file, chain, args.json).await,
+        ClientOp::Orders { account } => finish_lookup(crate::orders_cmd::show(&client, None, Some(account), args.json).await),
+        ClientOp::StandingOrder { op: StandingOrderOp::Manage(ManageOrder::Show { ids }) }
+        | ClientOp::Trigger { op: TriggerOp::Manage(ManageOrder::Show { ids }) } => {
+            finish_lookup(crate::orders_cmd::show(&client, Some(ids), None, args.json).await)
+        }
         op => {
             let commands = build(&client, op).await?;
             submit_and_print(&client, commands, args.json).await
@@ -591,6 +615,8 @@ async fn build(client: &Client, op: ClientOp) -> Result<Vec<Command>> {
                 Command::SetVelocity(v)
             }
         }
+        ClientOp::StandingOrder { op } => crate::orders_cmd::standing_order(client, op).await?.context("show is a lookup")?,
+        ClientOp::Trigger { op } => crate::orders_cmd::trigger(client, op).await?.context("show is a lookup")?,
         lookup => bail!("{lookup:?} is a lookup or a batch, not a command to submit"),
     };
     Ok(vec![command])
@@ -859,7 +885,7 @@ const WINDOWS: [(&str, u8); 5] = [
 ];
 
 /// "day", or "600s" (a rolling window).
-fn parse_window(text: &str) -> Result<(u8, u32)> {
+pub(crate) fn parse_window(text: &str) -> Result<(u8, u32)> {
     if let Some((_, window)) = WINDOWS.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
         return Ok((*window, 0));
     }

@@ -31,6 +31,7 @@ use bursar_audit as audit;
 mod bench_cmd;
 mod client_cmd;
 mod demo;
+mod orders_cmd;
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -357,8 +358,18 @@ mod tests {
         let cli = super::Cli::command();
         let client = cli.find_subcommand("client").expect("bursar client");
         for kind in bursar_engine::CommandKind::ALL {
-            let name = kind.name().replace('_', "-");
-            assert!(client.find_subcommand(&name).is_some(), "bursar client has no `{name}` for {kind:?}");
+            use bursar_engine::CommandKind as K;
+            // Standing orders and triggers are grouped: `standing-order create`, `trigger pause`...
+            let path: Vec<String> = match kind {
+                K::CreateStandingOrder => vec!["standing-order".into(), "create".into()],
+                K::CreateTrigger => vec!["trigger".into(), "create".into()],
+                K::PauseOrder | K::ResumeOrder | K::CancelOrder | K::AmendOrder => {
+                    vec!["standing-order".into(), kind.name().trim_end_matches("_order").into()]
+                }
+                _ => vec![kind.name().replace('_', "-")],
+            };
+            let found = path.iter().try_fold(client, |command, name| command.find_subcommand(name));
+            assert!(found.is_some(), "bursar client has no `{}` for {kind:?}", path.join(" "));
         }
     }
 }

@@ -79,6 +79,7 @@ impl Engine {
             last_limit_change: NONE,
             policy: NONE,
             digest_dirty: false,
+            watched: false,
         });
         self.touch_account(index);
         self.record(Undo::AccountInserted);

@@ -29,7 +29,7 @@
 use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::id_hash::IdMap;
-use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Policy};
+use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Order, Policy};
 use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
@@ -46,6 +46,7 @@ mod seed {
     pub const FAILED_TRANSFER: u64 = 6;
     pub const LIMIT_CHANGE: u64 = 7;
     pub const POLICY: u64 = 8;
+    pub const ORDER: u64 = 9;
 }
 
 /// The digest's running sum and what has changed since it was settled.
@@ -71,6 +72,10 @@ pub(crate) struct DigestState {
     policy_terms: Vec<u128>,
     /// Policies changed since the last settle (each once, see `Policy::digest_dirty`).
     pub(crate) dirty_policies: Vec<u32>,
+    /// The term each settled order contributes, by order index.
+    order_terms: Vec<u128>,
+    /// Orders changed since the last settle (each once, see `Order::digest_dirty`).
+    pub(crate) dirty_orders: Vec<u32>,
 }
 
 fn record_term<R: Record>(record: &R, seed: u64) -> u128 {
@@ -130,6 +135,17 @@ fn policy_term(account_id: u128, policy: &Policy) -> u128 {
             hasher.update(&b.count.to_le_bytes());
             hasher.update(&b.amount.to_le_bytes());
         }
+    }
+    hasher.digest128()
+}
+
+/// An order's term: its spec, its state and its run history.
+fn order_term(order: &Order) -> u128 {
+    let mut hasher = Xxh3::with_seed(seed::ORDER);
+    hasher.update(&order.spec.to_bytes());
+    hasher.update(&order.state_bytes());
+    for entry in &order.history {
+        hasher.update(&entry.to_bytes(order.number));
     }
     hasher.digest128()
 }
@@ -215,6 +231,16 @@ impl DigestState {
             }
         }
         self.dirty_policies.clear();
+        self.order_terms.resize(engine.orders.len(), 0);
+        for &index in &self.dirty_orders {
+            // An index past the end was an order a failed chain made and took back.
+            if let Some(order) = engine.orders.get(index as usize) {
+                let new = order_term(order);
+                let old = core::mem::replace(&mut self.order_terms[index as usize], new);
+                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+            }
+        }
+        self.dirty_orders.clear();
     }
 }
 
@@ -244,6 +270,11 @@ impl Engine {
                 policy.set_digest_dirty(false);
             }
         }
+        for &index in &digest.dirty_orders {
+            if let Some(order) = self.orders.get_mut(index as usize) {
+                order.digest_dirty = false;
+            }
+        }
         digest.settle(self);
         self.digest = digest;
     }
@@ -254,7 +285,10 @@ impl Engine {
     /// batch is then hashed once per checkpoint, not once per batch, and what a checkpoint still
     /// has to hash stays bounded (about 3 ms).
     pub fn settle_digest_appended(&mut self) {
-        let dirty = self.digest.dirty_accounts.len() + self.digest.dirty_holds.len() + self.digest.dirty_policies.len();
+        let dirty = self.digest.dirty_accounts.len()
+            + self.digest.dirty_holds.len()
+            + self.digest.dirty_policies.len()
+            + self.digest.dirty_orders.len();
         if dirty > DIGEST_DIRTY_SETTLE_MAX {
             return self.settle_digest();
         }
@@ -280,6 +314,7 @@ impl Engine {
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
         self.policies.iter().for_each(|p| add(policy_term(self.accounts[p.account as usize].id, p)));
+        self.orders.iter().for_each(|o| add(order_term(o)));
         sum
     }
 
@@ -302,14 +337,18 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     }
     // Counted only when there are any, so a state without failed ids (every state before they
     // existed) keeps the digest its logged checkpoints recorded.
-    if !engine.failed.is_empty() || !engine.limit_changes.is_empty() || !engine.policies.is_empty() {
+    let later = !engine.policies.is_empty() || !engine.orders.is_empty();
+    if !engine.failed.is_empty() || !engine.limit_changes.is_empty() || later {
         hasher.update(&(engine.failed.len() as u64).to_le_bytes());
     }
-    if !engine.limit_changes.is_empty() || !engine.policies.is_empty() {
+    if !engine.limit_changes.is_empty() || later {
         hasher.update(&(engine.limit_changes.len() as u64).to_le_bytes());
     }
-    if !engine.policies.is_empty() {
+    if !engine.policies.is_empty() || !engine.orders.is_empty() {
         hasher.update(&(engine.policies.len() as u64).to_le_bytes());
+    }
+    if !engine.orders.is_empty() {
+        hasher.update(&(engine.orders.len() as u64).to_le_bytes());
     }
     *hasher.finalize().as_bytes()
 }

@@ -12,11 +12,16 @@ pub(crate) mod digest;
 mod holds;
 mod ledgers;
 pub(crate) mod limits;
+pub(crate) mod orders;
 pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
 pub use limits::{BalanceLimits, LimitChange};
+pub use orders::{
+    due_of, is_reserved_id, month_length, run_id, Order, OrderSpec, OrderStatus, Retry, RunEntry, RunEvent, ORDER_STATE_SIZE,
+    RUN_ENTRY_SIZE, RUN_ID_PREFIX,
+};
 pub use policy::{AccountPolicy, RuleUsage};
 use policy::{Bucket, Policy};
 use reversals::ReversalsOf;
@@ -201,6 +206,8 @@ pub(crate) struct AccountMeta {
     pub(crate) policy: u32,
     /// Listed in `digest.dirty_accounts` since the digest was last settled.
     pub(crate) digest_dirty: bool,
+    /// A trigger watches the account: its balance changes are noted for `settle_triggers`.
+    pub(crate) watched: bool,
 }
 
 impl AccountMeta {
@@ -224,6 +231,9 @@ enum Undo {
     PolicyInserted,
     PolicyReplaced { policy: u32, old: Box<Policy> },
     Bucket { policy: u32, rule: u8, slot: u8, old: Bucket },
+    OrderInserted,
+    OrderReplaced { index: u32, old: Box<Order> },
+    WatchHit,
     Balances { account: u32, old: Balances },
     State { account: u32, old: u8 },
     HoldInserted { transfer: u32 },
@@ -271,6 +281,8 @@ pub struct BatchInfo {
     pub now: u64,
     /// Holds released automatically at the start of the batch.
     pub expired: u32,
+    /// Queued standing-order runs and retries run at the start of the batch.
+    pub ran: u32,
     /// Timestamp of the first command (each later command gets the next nanosecond).
     pub first_timestamp: u64,
     /// The engine's last assigned timestamp after the batch.
@@ -306,6 +318,20 @@ pub struct Engine {
     pub(crate) policies: Vec<Policy>,
     /// The reversals of each reversed transfer, by its index (derived from the transfers).
     pub(crate) reversals: FxHashMap<u32, ReversalsOf>,
+    /// Standing orders and triggers, by number - 1.
+    pub(crate) orders: Vec<Order>,
+    pub(crate) order_index: FxHashMap<u128, u32>,
+    /// Queued runs: (due time, order number, slot: 0 the next period, 1 a retry), derived.
+    pub(crate) due: BTreeSet<(u64, u32, u8)>,
+    /// The live orders each account takes part in, by index (derived).
+    pub(crate) orders_by_account: FxHashMap<u32, Vec<u32>>,
+    /// The live triggers watching each account, by index (derived).
+    pub(crate) watchers: FxHashMap<u32, Vec<u32>>,
+    /// Watched accounts whose balances changed since the last settle point.
+    watch_hits: Vec<u32>,
+    /// Balance changes are not noted for triggers: a trigger's own transfer is being made, or a
+    /// chain rolled back.
+    unnoted: bool,
     /// The last timestamp assigned.
     pub(crate) timestamp: u64,
     /// The state digest's running sum and what changed since it was last settled (see `digest`).
@@ -360,6 +386,13 @@ impl Engine {
             limit_changes: Vec::new(),
             reversals: FxHashMap::default(),
             policies: Vec::new(),
+            orders: Vec::new(),
+            order_index: FxHashMap::default(),
+            due: BTreeSet::new(),
+            orders_by_account: FxHashMap::default(),
+            watchers: FxHashMap::default(),
+            watch_hits: Vec::new(),
+            unnoted: false,
             timestamp: 0,
             digest: DigestState::default(),
             rules: Rules::CURRENT,
@@ -444,6 +477,8 @@ impl Engine {
         let clock = now.max(self.timestamp + 1);
         let mut cursor = clock;
         let expired = self.expire_holds(clock, &mut cursor);
+        self.settle_triggers(&mut cursor);
+        let ran = if rules >= Rules::Scheduled { self.run_due(clock, &mut cursor) } else { 0 };
         let first_timestamp = cursor;
         let base = results.len();
         results.resize(base + commands.len(), ResultCode::Ok);
@@ -451,6 +486,8 @@ impl Engine {
         let mut i = 0;
         let mut warmed = 0;
         let mut ends = request_ends.iter().map(|end| *end as usize + 1).peekable();
+        // Command k's timestamp is `first + k`; each trigger firing moves `first` on by one.
+        let mut first = cursor;
         while i < commands.len() {
             if i >= warmed {
                 warmed = (i + WARM_CHUNK).min(commands.len());
@@ -458,12 +495,16 @@ impl Engine {
             }
             while ends.next_if(|end| *end <= i).is_some() {}
             let request_end = ends.peek().copied().unwrap_or(commands.len());
-            i = self.execute_chain(&commands[..request_end], i, cursor, out);
+            i = self.execute_chain(&commands[..request_end], i, first, out);
+            if !self.watch_hits.is_empty() {
+                let mut next = first + i as u64;
+                self.settle_triggers(&mut next);
+                first = next - i as u64;
+            }
         }
-        cursor += commands.len() as u64;
-        self.timestamp = (cursor - 1).max(clock);
+        self.timestamp = (first + commands.len() as u64).saturating_sub(1).max(clock);
         debug_assert!(self.undo.is_empty() && !self.recording);
-        Ok(BatchInfo { now: clock, expired, first_timestamp, last_timestamp: self.timestamp })
+        Ok(BatchInfo { now: clock, expired, ran, first_timestamp, last_timestamp: self.timestamp })
     }
 
     /// Read-only gather pass: probes the indexes and touches the account records the next
@@ -643,12 +684,19 @@ impl Engine {
             Command::SetLimits(ref c) => self.set_limits(c, ts),
             Command::SetChannels(ref c) => self.set_channels(c, ts),
             Command::SetVelocity(ref v) => self.set_velocity(v, ts),
+            Command::CreateStandingOrder(ref o) => self.create_standing_order(o, ts),
+            Command::CreateTrigger(ref t) => self.create_trigger(t, ts),
+            Command::PauseOrder(ref c) => self.manage_order(c, orders::Manage::Pause, ts),
+            Command::ResumeOrder(ref c) => self.manage_order(c, orders::Manage::Resume, ts),
+            Command::CancelOrder(ref c) => self.manage_order(c, orders::Manage::Cancel, ts),
+            Command::AmendOrder(ref c) => self.manage_order(c, orders::Manage::Amend, ts),
         }
     }
 
     fn rollback(&mut self) {
-        // Undoing must not record undo entries of its own.
+        // Undoing must not record undo entries of its own, nor note what it puts back.
         self.recording = false;
+        let unnoted = core::mem::replace(&mut self.unnoted, true);
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::LedgerInserted => {
@@ -694,6 +742,11 @@ impl Engine {
                     self.policies[policy as usize].set_digest_dirty(dirty);
                 }
                 Undo::Bucket { policy, rule, slot, old } => self.policies[policy as usize].set_bucket(rule as usize, slot as usize, old),
+                Undo::OrderInserted => self.undo_order(None),
+                Undo::OrderReplaced { index, old } => self.undo_order(Some((index, old))),
+                Undo::WatchHit => {
+                    self.watch_hits.pop().expect("undo: watch hit");
+                }
                 Undo::Balances { account, old } => self.set_balances(account, old),
                 Undo::State { account, old } => self.accounts[account as usize].state = old,
                 Undo::HoldInserted { transfer } => {
@@ -708,6 +761,7 @@ impl Engine {
                 }
             }
         }
+        self.unnoted = unnoted;
     }
 
     fn record(&mut self, undo: Undo) {
@@ -723,6 +777,9 @@ impl Engine {
         new.write_to(record);
         self.touch_account(account);
         let meta = self.account_meta[account as usize];
+        if meta.watched {
+            self.note_watched(account);
+        }
         self.ledgers[meta.ledger_slot as usize].totals.shift(&old, &new);
         self.groups[meta.group as usize].totals.shift(&old, &new);
         if self.recording {
@@ -742,6 +799,9 @@ impl Engine {
         self.touch_account(cr);
         let (dm, cm) = (self.account_meta[dr as usize], self.account_meta[cr as usize]);
         debug_assert_eq!(dm.ledger_slot, cm.ledger_slot, "both sides on one ledger");
+        if dm.watched | cm.watched {
+            self.note_watched_pair(dr, cr, dm.watched, cm.watched);
+        }
         let ledger = &mut self.ledgers[dm.ledger_slot as usize].totals;
         if pending {
             self.accounts[dr as usize].debits_pending += amount;

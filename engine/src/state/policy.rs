@@ -664,7 +664,7 @@ pub(crate) fn calendar_start(window: u8, ts: u64) -> u64 {
 
 /// Year, month (1-12), day (1-31) of a day number since 1970-01-01 (Howard Hinnant's algorithm,
 /// for days from 1970 on).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
@@ -678,7 +678,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// The day number since 1970-01-01 of a date from 1970 on.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+pub(crate) fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year / 400;
     let yoe = year - era * 400;

@@ -22,6 +22,9 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if self.rules >= Rules::Scheduled && orders::is_reserved_id(t.id) {
+            return R::IdReserved;
+        }
         match self.find_transfer_id(t.id) {
             Some(IdSlot::Transfer(e)) => return self.transfer_exists(&t, sides, &self.transfers[e as usize]),
             Some(IdSlot::Failed(_)) => return R::IdAlreadyFailed,

@@ -138,12 +138,13 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
     let mut waiting: Vec<Job> = Vec::new();
     let mut scratch = Scratch::default();
     loop {
-        match inbox.recv_timeout(config.tick_interval) {
+        match inbox.recv_timeout(tick_wait(&node, config.tick_interval)) {
             Ok(job) => waiting.push(job),
             Err(RecvTimeoutError::Timeout) => {
                 report_snapshot(node.snapshot_poll());
                 let now = wall_clock_ns();
-                if node.engine().next_expiry().is_some_and(|at| at <= now) {
+                let due = [node.engine().next_expiry(), node.engine().next_run_due()].into_iter().flatten().min();
+                if due.is_some_and(|at| at <= now) {
                     node.submit(now, &[], &mut Vec::new()).map_err(|e| e.to_string())?;
                 }
                 continue;
@@ -320,6 +321,15 @@ fn outcome(engine: &Engine, id: u128) -> Outcome {
     }
 }
 
+/// How long the idle sequencer waits for a request before it ticks: until the next standing-order
+/// run is due (none when one is due now: a storm drains at full speed), at most `interval`.
+fn tick_wait<S: Storage>(node: &Node<S>, interval: Duration) -> Duration {
+    match node.engine().next_run_due() {
+        Some(at) => Duration::from_nanos(at.saturating_sub(wall_clock_ns())).min(interval),
+        None => interval,
+    }
+}
+
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
     let reply = match &job.request {
         Request::Status => Reply::Status(node.status()),
@@ -339,6 +349,8 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         ),
         Request::LookupLineage(id) => Reply::Lineage(Box::new(node.engine().lineage(*id))),
         Request::LookupPolicy(id) => Reply::Policy(Box::new(node.engine().account_policy(*id))),
+        Request::LookupOrders(ids) => Reply::Orders(ids.iter().map(|id| node.engine().order(*id).cloned()).collect()),
+        Request::LookupAccountOrders(id) => Reply::AccountOrders(node.engine().orders_of(*id).into_iter().cloned().collect()),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

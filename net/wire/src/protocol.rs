@@ -64,6 +64,13 @@ pub enum Operation {
     /// One 16-byte account id. Reply: the account's channel policy record, then each velocity
     /// rule and its usage now (see `docs/protocol.md`, "Policy").
     LookupPolicy = 12,
+    /// Order ids (16-byte ids). Reply: per id, the order's record, its state record and one
+    /// record per run-history entry; one all-zero record where not found (see `docs/protocol.md`,
+    /// "Orders").
+    LookupOrders = 13,
+    /// One 16-byte account id. Reply: the record and state record of every live order the
+    /// account pays, is paid by or is watched by.
+    LookupAccountOrders = 14,
 }
 
 impl Operation {
@@ -81,6 +88,8 @@ impl Operation {
             Operation::LookupLimits,
             Operation::LookupLineage,
             Operation::LookupPolicy,
+            Operation::LookupOrders,
+            Operation::LookupAccountOrders,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -363,6 +372,10 @@ pub enum Request {
     LookupLineage(u128),
     /// See [`Operation::LookupPolicy`].
     LookupPolicy(u128),
+    /// See [`Operation::LookupOrders`].
+    LookupOrders(Vec<u128>),
+    /// See [`Operation::LookupAccountOrders`].
+    LookupAccountOrders(u128),
 }
 
 /// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
@@ -551,6 +564,8 @@ impl Request {
             Request::LookupLimits(_) => Operation::LookupLimits,
             Request::LookupLineage(_) => Operation::LookupLineage,
             Request::LookupPolicy(_) => Operation::LookupPolicy,
+            Request::LookupOrders(_) => Operation::LookupOrders,
+            Request::LookupAccountOrders(_) => Operation::LookupAccountOrders,
         }
     }
 
@@ -562,7 +577,11 @@ impl Request {
         let mut body = Vec::new();
         let count = match self {
             Request::Submit(_) => unreachable!("encoded above"),
-            Request::LookupAccounts(ids) | Request::LookupTransfers(ids) | Request::LookupOutcomes(ids) | Request::LookupLimits(ids) => {
+            Request::LookupAccounts(ids)
+            | Request::LookupTransfers(ids)
+            | Request::LookupOutcomes(ids)
+            | Request::LookupLimits(ids)
+            | Request::LookupOrders(ids) => {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 ids.len()
             }
@@ -575,7 +594,7 @@ impl Request {
                 body.resize(body.len().next_multiple_of(16), 0);
                 ids.len()
             }
-            Request::LookupLineage(id) | Request::LookupPolicy(id) => {
+            Request::LookupLineage(id) | Request::LookupPolicy(id) | Request::LookupAccountOrders(id) => {
                 body.extend_from_slice(&id.to_le_bytes());
                 1
             }
@@ -613,13 +632,18 @@ impl Request {
                 })?;
                 Ok(Request::Submit(commands))
             }
-            op @ (Operation::LookupAccounts | Operation::LookupTransfers | Operation::LookupOutcomes | Operation::LookupLimits) => {
+            op @ (Operation::LookupAccounts
+            | Operation::LookupTransfers
+            | Operation::LookupOutcomes
+            | Operation::LookupLimits
+            | Operation::LookupOrders) => {
                 expect_len(16 * n)?;
                 let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
                 Ok(match op {
                     Operation::LookupAccounts => Request::LookupAccounts(ids),
                     Operation::LookupTransfers => Request::LookupTransfers(ids),
                     Operation::LookupOutcomes => Request::LookupOutcomes(ids),
+                    Operation::LookupOrders => Request::LookupOrders(ids),
                     _ => Request::LookupLimits(ids),
                 })
             }
@@ -644,13 +668,17 @@ impl Request {
                     body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
                 ))
             }
-            op @ (Operation::LookupLineage | Operation::LookupPolicy) => {
+            op @ (Operation::LookupLineage | Operation::LookupPolicy | Operation::LookupAccountOrders) => {
                 if n != 1 {
                     return Err(ProtocolError::LengthMismatch);
                 }
                 expect_len(16)?;
                 let id = u128::from_le_bytes(body.try_into().expect("checked length"));
-                Ok(if op == Operation::LookupLineage { Request::LookupLineage(id) } else { Request::LookupPolicy(id) })
+                Ok(match op {
+                    Operation::LookupLineage => Request::LookupLineage(id),
+                    Operation::LookupPolicy => Request::LookupPolicy(id),
+                    _ => Request::LookupAccountOrders(id),
+                })
             }
             op @ (Operation::Status | Operation::Metrics) => {
                 if n != 0 {
@@ -853,6 +881,8 @@ mod tests {
             Request::LookupLimits(vec![3]),
             Request::LookupLineage(9),
             Request::LookupPolicy(10),
+            Request::LookupOrders(vec![11, 12]),
+            Request::LookupAccountOrders(13),
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),

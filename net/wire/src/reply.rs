@@ -3,7 +3,7 @@
 
 use bursar_engine::{
     transfer_flags as tf, Account, AccountBalance, AccountPolicy, Balances, ChannelPolicy, HoldOf, HoldStatus, Ledger, LedgerTotals,
-    Lineage, Record, ResultCode, RuleUsage, Transfer, VelocityRule, RECORD_SIZE,
+    Lineage, Order, Record, ResultCode, RuleUsage, RunEntry, Transfer, VelocityRule, ORDER_STATE_SIZE, RECORD_SIZE, RUN_ENTRY_SIZE,
 };
 
 use crate::metrics::Metrics;
@@ -36,6 +36,10 @@ pub enum Reply {
     Lineage(Box<Option<Lineage>>),
     /// An account's channel policy and velocity rules (`None`: no such account).
     Policy(Box<Option<AccountPolicy>>),
+    /// Orders by id, with their run histories (`None`: not found).
+    Orders(Vec<Option<Order>>),
+    /// The live orders of one account, without their histories.
+    AccountOrders(Vec<Order>),
     /// The request failed as a whole (`shutting_down` after a log failure, say).
     Error(ProtocolError),
 }
@@ -73,9 +77,87 @@ impl Reply {
                 let count = (body.len() / RECORD_SIZE) as u32;
                 protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupPolicy as u8, request_id, count, &body, out)
             }
+            Reply::Orders(orders) => {
+                let mut body = Vec::new();
+                for order in orders {
+                    match order {
+                        Some(order) => encode_order(order, true, &mut body),
+                        None => body.extend_from_slice(&[0; RECORD_SIZE]),
+                    }
+                }
+                let count = (body.len() / RECORD_SIZE) as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupOrders as u8, request_id, count, &body, out)
+            }
+            Reply::AccountOrders(orders) => {
+                let mut body = Vec::new();
+                orders.iter().for_each(|order| encode_order(order, false, &mut body));
+                let count = (body.len() / RECORD_SIZE) as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupAccountOrders as u8, request_id, count, &body, out)
+            }
             Reply::Error(error) => protocol::encode_error(request_id, operation, *error, out),
         }
     }
+}
+
+/// An order's records: its record as made, its state (the history count zero without the
+/// history), then, with the history, one record per entry (the entry's 48 bytes, zero-padded).
+fn encode_order(order: &Order, history: bool, body: &mut Vec<u8>) {
+    body.extend_from_slice(&order.spec.to_bytes());
+    let mut state = order.state_bytes();
+    if !history {
+        state[112..116].fill(0);
+    }
+    body.extend_from_slice(&state);
+    body.resize(body.len() + RECORD_SIZE - ORDER_STATE_SIZE, 0);
+    if history {
+        for entry in &order.history {
+            let mut record = [0u8; RECORD_SIZE];
+            record[..RUN_ENTRY_SIZE].copy_from_slice(&entry.to_bytes(0));
+            body.extend_from_slice(&record);
+        }
+    }
+}
+
+/// Reads one order from `records` (after its record, which the caller found not all zero).
+fn decode_order<'a>(
+    spec: &[u8; RECORD_SIZE],
+    records: &mut impl Iterator<Item = &'a [u8; RECORD_SIZE]>,
+    history: bool,
+) -> Result<Order, ProtocolError> {
+    let state: &[u8; ORDER_STATE_SIZE] =
+        records.next().ok_or(ProtocolError::LengthMismatch)?[..ORDER_STATE_SIZE].try_into().expect("a state");
+    let count = if history { u32::from_le_bytes(state[112..116].try_into().expect("4 bytes")) as usize } else { 0 };
+    let mut entries = std::collections::VecDeque::with_capacity(count.min(16));
+    for _ in 0..count {
+        let record = records.next().ok_or(ProtocolError::LengthMismatch)?;
+        let bytes: &[u8; RUN_ENTRY_SIZE] = record[..RUN_ENTRY_SIZE].try_into().expect("an entry");
+        let (_, entry): (u32, RunEntry) = RunEntry::from_bytes(bytes).ok_or(ProtocolError::ReservedNotZero)?;
+        entries.push_back(entry);
+    }
+    Order::from_parts(spec, state, entries).ok_or(ProtocolError::ReservedNotZero)
+}
+
+/// A lookup-orders reply for `asked` ids: `None` where not found.
+pub fn decode_orders(body: &[u8], asked: usize) -> Result<Vec<Option<Order>>, ProtocolError> {
+    let mut out = Vec::with_capacity(asked.min(body.len() / RECORD_SIZE));
+    let mut it = records(body);
+    while let Some(spec) = it.next() {
+        out.push(if spec.iter().all(|b| *b == 0) { None } else { Some(decode_order(spec, &mut it, true)?) });
+    }
+    if out.len() != asked {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    Ok(out)
+}
+
+/// A lookup-account-orders reply.
+pub fn decode_account_orders(body: &[u8]) -> Result<Vec<Order>, ProtocolError> {
+    let mut out = Vec::new();
+    let mut it = records(body);
+    while let Some(spec) = it.next() {
+        out.push(decode_order(spec, &mut it, false)?);
+    }
+    Ok(out)
 }
 
 /// The policy reply body: the channel policy record (all zero for an unknown account), then per
@@ -364,6 +446,37 @@ mod tests {
         let (_, body) = frame(&Reply::LedgerTotals(vec![None]), 0);
         assert_eq!(decode_ledger_totals(&body, 1), Ok(vec![None]));
         assert_eq!(decode_ledger_totals(&body, 2), Err(ProtocolError::LengthMismatch));
+
+        let mut engine = bursar_engine::Engine::default();
+        let ledger =
+            Ledger { id: 1, currency: *b"EUR", scale: 2, settlement_account_id: 100, settlement_account_code: 1, ..Default::default() };
+        let mut setup = vec![bursar_engine::Command::CreateLedger(ledger)];
+        setup.extend((1..=2).map(|id| bursar_engine::Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })));
+        let order = bursar_engine::StandingOrder {
+            id: 9,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 5,
+            period: 1,
+            unit: 2,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        };
+        setup.push(bursar_engine::Command::CreateStandingOrder(order));
+        engine.execute(1, &setup, &mut Vec::new()).expect("setup");
+        engine.execute(10 + 86_400_000_000_000, &[], &mut Vec::new()).expect("a day later");
+        let made = engine.order(9).cloned().expect("the order");
+        assert_eq!(made.history.len(), 2, "two runs remembered");
+        let (_, body) = frame(&Reply::Orders(vec![None, Some(made.clone())]), 0);
+        let back = decode_orders(&body, 2).expect("decodes");
+        assert_eq!(
+            (back[0].is_none(), back[1].as_ref().map(|o| (o.spec, o.runs, o.history.clone()))),
+            (true, Some((made.spec, made.runs, made.history.clone())))
+        );
+        let (_, body) = frame(&Reply::AccountOrders(vec![made.clone()]), 0);
+        let back = decode_account_orders(&body).expect("decodes");
+        assert_eq!((back.len(), back[0].next_due, back[0].history.len()), (1, made.next_due, 0));
 
         let (header, body) = frame(&Reply::Error(ProtocolError::ShuttingDown), Operation::Submit as u8);
         assert_eq!((header.frame_type, header.operation), (FrameType::Error, Operation::Submit as u8));
