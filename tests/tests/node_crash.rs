@@ -69,6 +69,10 @@ fn creates_something(command: &Command) -> bool {
             | Command::SetLimits(_)
             | Command::SetChannels(_)
             | Command::SetVelocity(_)
+            | Command::PauseOrder(_)
+            | Command::ResumeOrder(_)
+            | Command::CancelOrder(_)
+            | Command::AmendOrder(_)
     ) && !command.is_linked()
 }
 

@@ -52,7 +52,7 @@ fn version_1(body: &mut [u8]) {
 fn snapshot_v1(engine: &Engine) -> Vec<u8> {
     let mut bytes = engine.snapshot_bytes();
     bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    bytes.drain(80..120);
+    bytes.drain(80..136);
     bytes
 }
 

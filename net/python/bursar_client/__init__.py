@@ -2,6 +2,11 @@
 exact decimal amounts. Requires aioquic."""
 
 from .client import Client
-from .wire import Account, AccountFlags, Command, Kind, Ledger, ProtocolError, ResultCode, Transfer, TransferFlags
+from .wire import (
+    Account, AccountFlags, Command, Kind, Ledger, OrderChange, ProtocolError, ResultCode, StandingOrder, Transfer, TransferFlags, Trigger,
+)
 
-__all__ = ["Account", "AccountFlags", "Client", "Command", "Kind", "Ledger", "ProtocolError", "ResultCode", "Transfer", "TransferFlags"]
+__all__ = [
+    "Account", "AccountFlags", "Client", "Command", "Kind", "Ledger", "OrderChange", "ProtocolError", "ResultCode", "StandingOrder",
+    "Transfer", "TransferFlags", "Trigger",
+]

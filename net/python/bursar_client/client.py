@@ -109,6 +109,11 @@ class Client:
         frame = await self._call(lambda rid: wire.encode_ids(rid, Operation.LOOKUP_TRANSFERS, ids))
         return [t if t.id else None for t in map(Transfer.decode, wire.records(frame.body))]
 
+    async def lookup_orders(self, ids: list[int]) -> list[wire.OrderView | None]:
+        """Standing orders and triggers by id, with their state and run history."""
+        frame = await self._call(lambda rid: wire.encode_ids(rid, Operation.LOOKUP_ORDERS, ids))
+        return wire.decode_orders(frame.body)
+
     async def ledger(self, ledger_id: int) -> Ledger:
         """A registered ledger (its currency and scale), from the ledger totals operation."""
         if ledger_id not in self._ledgers:

@@ -38,6 +38,8 @@ class Operation(enum.IntEnum):
     LOOKUP_LIMITS = 10
     LOOKUP_LINEAGE = 11
     LOOKUP_POLICY = 12
+    LOOKUP_ORDERS = 13
+    LOOKUP_ACCOUNT_ORDERS = 14
 
 
 class Kind(enum.IntEnum):
@@ -58,6 +60,12 @@ class Kind(enum.IntEnum):
     REVERSE = 13
     SET_CHANNELS = 14
     SET_VELOCITY = 15
+    CREATE_STANDING_ORDER = 16
+    CREATE_TRIGGER = 17
+    PAUSE_ORDER = 18
+    RESUME_ORDER = 19
+    CANCEL_ORDER = 20
+    AMEND_ORDER = 21
 
 
 class ProtocolError(enum.IntEnum):
@@ -184,6 +192,22 @@ class ResultCode(enum.IntEnum):
     VELOCITY_SLOT_INVALID = 99
     VELOCITY_WINDOW_INVALID = 100
     VELOCITY_RULE_MUST_SET_A_MAXIMUM = 101
+    ID_RESERVED = 102
+    ORDER_EXISTS_WITH_DIFFERENT_FIELDS = 103
+    ORDER_PERIOD_INVALID = 104
+    ORDER_DAY_INVALID = 105
+    ORDER_FIRST_DUE_IN_PAST = 106
+    ORDER_END_INVALID = 107
+    ORDER_CATCH_UP_INVALID = 108
+    ORDER_RETRY_INVALID = 109
+    TRIGGER_KIND_INVALID = 110
+    TRIGGER_THRESHOLD_INVALID = 111
+    ORDER_AMOUNT_INVALID = 112
+    TRIGGER_CAP_INVALID = 113
+    ORDER_NOT_FOUND = 114
+    ORDER_ENDED = 115
+    ORDERS_PER_ACCOUNT_LIMIT_REACHED = 116
+    ORDERS_LIMIT_REACHED = 117
 
     @property
     def is_success(self) -> bool:
@@ -396,11 +420,132 @@ class Transfer:
 
 
 @dataclass
+class StandingOrder:
+    """A fixed amount every period (docs/protocol.md, "Standing order"); unit 1 seconds, 2 days,
+    3 weeks, 4 months (on `day`, a day past a month's end meaning its last day)."""
+
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    ledger: int
+    code: int
+    period: int = 1
+    unit: int = 4
+    day: int = 0
+    first_due_at: int = 0
+    end_at: int = 0
+    count_max: int = 0
+    catch_up: int = 0
+    retry_attempts: int = 0
+    retry_spacing_s: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        b = bytearray(RECORD_SIZE)
+        for k, v in enumerate((self.id, self.debit_account_id, self.credit_account_id, self.amount)):
+            b[16 * k : 16 * k + 16] = _u128(v)
+        struct.pack_into("<QQQIIII", b, 64, self.first_due_at, self.end_at, self.user_data_64, self.count_max, self.period,
+                         self.retry_spacing_s, self.user_data_32)
+        struct.pack_into("<BBBB", b, 104, self.unit, self.day, self.catch_up, self.retry_attempts)
+        struct.pack_into("<IHH", b, 112, self.ledger, self.code, self.flags)
+        return bytes(b)
+
+
+@dataclass
+class Trigger:
+    """Pays into `credit_account_id` from `debit_account_id` when its available balance falls
+    below `threshold` (kind 1; `amount`, or with flag 4 up to `target`), or when it shows a debt
+    of at most `threshold` (kind 2) (docs/protocol.md, "Trigger")."""
+
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    ledger: int
+    code: int
+    kind: int = 1
+    amount: int = 0
+    threshold: int = 0
+    target: int = 0
+    cap_amount: int = 0
+    cap_count: int = 0
+    cap_window: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        b = bytearray(RECORD_SIZE)
+        values = (self.id, self.debit_account_id, self.credit_account_id, self.amount, self.threshold, self.target, self.cap_amount)
+        for k, v in enumerate(values):
+            b[16 * k : 16 * k + 16] = _u128(v)
+        struct.pack_into("<IHHIBB", b, 112, self.ledger, self.code, self.flags, self.cap_count, self.kind, self.cap_window)
+        return bytes(b)
+
+
+@dataclass
+class OrderChange:
+    """Pause, resume, cancel or amend (`amount`: the new amount) a standing order or trigger."""
+
+    order_id: int
+    amount: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        b = bytearray(RECORD_SIZE)
+        b[0:16] = _u128(self.order_id)
+        b[16:32] = _u128(self.amount)
+        struct.pack_into("<H", b, 32, self.flags)
+        return bytes(b)
+
+
+@dataclass
+class OrderView:
+    """An order as lookup orders returns it: its state and run history (docs/protocol.md, "Orders")."""
+
+    id: int
+    number: int
+    status: int
+    kind: int
+    runs: int
+    next_due: int
+    amount: int
+    history: list[tuple[str, int, int, ResultCode, int]]  # (event, run, at, code, amount)
+
+    EVENTS = ("", "paid", "failed", "retrying", "skipped", "reminded", "over_cap", "capped")
+
+
+def decode_orders(body: bytes) -> list[OrderView | None]:
+    """Per id asked: its record, its state, then one record per history entry; one zero record where not found."""
+    out: list[OrderView | None] = []
+    recs = records(body)
+    k = 0
+    while k < len(recs):
+        spec = recs[k]
+        if spec == bytes(RECORD_SIZE):
+            out.append(None)
+            k += 1
+            continue
+        state = recs[k + 1]
+        number, status, kind, _armed, _attempt = struct.unpack_from("<IBBBB", state, 0)
+        _created, runs, next_due = struct.unpack_from("<QQQ", state, 8)
+        (count,) = struct.unpack_from("<I", state, 112)
+        history = []
+        for entry in recs[k + 2 : k + 2 + count]:
+            event, _attempt = entry[4], entry[5]
+            at, run, code = struct.unpack_from("<QQI", entry, 8)
+            history.append((OrderView.EVENTS[event], run, at, ResultCode(code), _get_u128(entry, 32)))
+        out.append(OrderView(_get_u128(spec, 0), number, status, kind, runs, next_due, _get_u128(state, 48), history))
+        k += 2 + count
+    return out
+
+
+@dataclass
 class Command:
     """One command of a submit: its kind and record."""
 
     kind: Kind
-    record: Ledger | Account | Transfer
+    record: Ledger | Account | Transfer | StandingOrder | Trigger | OrderChange
 
 
 def encode_submit(request_id: int, commands: list[Command]) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bursar_client import Account, AccountFlags, Client, Command, Kind, Ledger, ResultCode, Transfer  # noqa: E402
+from bursar_client import Account, AccountFlags, Client, Command, Kind, Ledger, OrderChange, ResultCode, StandingOrder, Transfer, Trigger  # noqa: E402,E501
 from bursar_client import wire  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,6 +36,11 @@ class Offline(unittest.TestCase):
         a = Account(id=5, ledger=2, code=1, state=4).encode()
         self.assertEqual((a[108], a[112:116]), (4, b"\x02\0\0\0"))
         self.assertEqual(wire.crc32c(b"123456789"), 0xE3069283)
+        o = StandingOrder(id=1, debit_account_id=2, credit_account_id=3, amount=5, ledger=7, code=9, unit=4, day=31, first_due_at=11).encode()
+        self.assertEqual((o[48], o[64], o[104], o[105], o[112:116]), (5, 11, 4, 31, b"\x07\0\0\0"))
+        t = Trigger(id=1, debit_account_id=2, credit_account_id=3, ledger=7, code=9, kind=2, threshold=13, cap_window=3).encode()
+        self.assertEqual((t[64], t[112:116], t[124], t[125]), (13, b"\x07\0\0\0", 2, 3))
+        self.assertEqual(OrderChange(order_id=4, amount=6, flags=1).encode()[:33], bytes([4] + [0] * 15 + [6] + [0] * 15 + [1]))
 
     def test_amounts_are_exact(self):
         eur = Ledger(id=978, currency="EUR", scale=2, settlement_account_id=1)
@@ -71,8 +76,16 @@ async def session(host: str, port: int, cert: str) -> None:
         assert accounts[0] is not None and accounts[0].debits_posted == 1_250 + 1_525 and accounts[1] is None
         burst = await asyncio.gather(*(client.transfer(200 + k, 11, 10, "0.01", 978) for k in range(20)))
         assert burst == [ResultCode.OK] * 20, "concurrent requests on one connection"
+        # A standing order due now (every 30 s) and a top-up trigger on bob: the server runs both.
+        rent = StandingOrder(id=1, debit_account_id=10, credit_account_id=11, amount=100, ledger=978, code=7, unit=1, period=30)
+        topup = Trigger(id=2, debit_account_id=10, credit_account_id=11, ledger=978, code=6, threshold=500, target=1_000, flags=4)
+        assert await client.submit([Command(Kind.CREATE_STANDING_ORDER, rent), Command(Kind.CREATE_TRIGGER, topup)]) == [ResultCode.OK] * 2
         await asyncio.sleep(6)  # past the server's 5 s idle timeout: keep-alives hold the connection
-        assert await client.balance(10) == Decimal("222.45")
+        (order, trigger, missing) = await client.lookup_orders([1, 2, 3])
+        assert order is not None and order.runs == 1 and order.history[0][:2] == ("paid", 1), order
+        assert trigger is not None and missing is None
+        assert await client.submit([Command(Kind.CANCEL_ORDER, OrderChange(order_id=1))]) == [ResultCode.OK]
+        assert await client.balance(10) == Decimal("221.45"), await client.balance(10)
 
 
 class Online(unittest.TestCase):
