@@ -1,6 +1,7 @@
 //! `bursar demo`: a payment day through a durable node (accounts opened and topped up, random
-//! transfers, holds captured, released and expired), every batch fsynced before it applies; then
-//! a snapshot, a restart from disk, and the state checked identical.
+//! transfers, holds captured, released and expired), then a month of recurring payments run by
+//! the engine on its clock (salaries, rent, weekly bills, phone top-ups), every batch fsynced
+//! before it applies; then a snapshot, a restart from disk, and the state checked identical.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use bursar_audit::format_minor;
 use bursar_engine::replay::hex;
 use bursar_engine::{
-    account_flags, filter_flags, Account, AccountFilter, Command, Ledger, LedgerTotals, ResultCode, Transfer, BATCH_COMMANDS_MAX,
+    account_flags, filter_flags, order_flags, order_unit, trigger_kind, Account, AccountFilter, Command, Ledger, LedgerTotals, OrderSpec,
+    ResultCode, RunEvent, StandingOrder, Transfer, Trigger, BATCH_COMMANDS_MAX,
 };
 use bursar_net::Node;
 use bursar_wal::{FsStorage, WalConfig};
@@ -21,6 +23,16 @@ const EUR: u32 = 978;
 const SETTLEMENT: u128 = 1 << 100;
 /// The first hold's id.
 const HOLD: u128 = 1 << 90;
+/// The month's accounts: the employer, the landlord, the utility, the phone operator, and account
+/// 1's prepaid phone.
+const EMPLOYER: u128 = (1 << 80) + 1;
+const LANDLORD: u128 = (1 << 80) + 2;
+const UTILITY: u128 = (1 << 80) + 3;
+const OPERATOR: u128 = (1 << 80) + 4;
+const PHONE: u128 = (1 << 80) + 5;
+/// Employees paid by standing order in the month (accounts 1 to this many).
+const EMPLOYEES_MAX: u64 = 50;
+const NS_PER_DAY: u64 = 86_400_000_000_000;
 
 /// A node and the demo's clock.
 struct Day {
@@ -65,6 +77,7 @@ pub fn run(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> R
     open_accounts(&mut day, accounts)?;
     let (applied, rejected, elapsed) = payments(&mut day, accounts, transfers, seed)?;
     let expired = holds(&mut day)?;
+    let month = month(&mut day, accounts.min(EMPLOYEES_MAX) as u128)?;
     let syncs = day.node.wal().synced_seq();
     let digest = day.node.engine().digest();
     let restart = Instant::now();
@@ -85,6 +98,7 @@ pub fn run(data: Option<PathBuf>, accounts: u64, transfers: u64, seed: u64) -> R
         bail!("the 30 s hold did not expire");
     }
     out!("  holds           captured 19.99 of 25.00 EUR, released one, one expired after 30 s");
+    out!("  a month         {month}");
     out!(
         "  restart         snapshot at entry {snapshot_seq} written and reopened from disk in {:.0} ms ({} entries replayed after it); state digest identical",
         restarted.as_secs_f64() * 1e3,
@@ -188,6 +202,83 @@ fn holds(day: &mut Day) -> Result<bool> {
     day.now += 31_000_000_000;
     day.run(&[])?; // a tick: the 30 s hold expires
     Ok(day.node.engine().hold(HOLD + 2).map(|h| h.status) == Some(bursar_engine::HoldStatus::Expired))
+}
+
+/// A month of recurring payments, run by the engine as the clock passes day by day: salaries on
+/// the 25th, rent on the 1st, a weekly bill, a daily phone spend and a top-up whenever the phone
+/// runs low. Returns what ran, in words; fails unless every order ran exactly as due.
+fn month(day: &mut Day, employees: u128) -> Result<String> {
+    let account = |id| Command::CreateAccount(Account { id, ledger: EUR, code: 20, ..Default::default() });
+    let mut setup: Vec<Command> = [EMPLOYER, LANDLORD, UTILITY, OPERATOR, PHONE].into_iter().map(account).collect();
+    let credit = |id, account, amount| {
+        Command::Credit(Transfer { id, credit_account_id: account, amount, ledger: EUR, code: 1, ..Default::default() })
+    };
+    setup.push(credit(EMPLOYER, EMPLOYER, 100_000_000));
+    // Account 1 pays the weekly bill and funds the phone from the start of the month.
+    setup.push(credit(HOLD + 7, 1, 50_000));
+    day.run_ok(&setup, "the month's accounts")?;
+    let order = |id, from, to, amount, unit, day_of_month| StandingOrder {
+        id,
+        debit_account_id: from,
+        credit_account_id: to,
+        amount,
+        period: 1,
+        unit,
+        day: day_of_month,
+        first_due_at: 0,
+        ledger: EUR,
+        code: 9,
+        ..Default::default()
+    };
+    let mut orders = Vec::new();
+    for e in 1..=employees {
+        orders.push(Command::CreateStandingOrder(order(e, EMPLOYER, e, 250_000, order_unit::MONTHS, 25)));
+        orders.push(Command::CreateStandingOrder(order(1_000 + e, e, LANDLORD, 80_000, order_unit::MONTHS, 1)));
+    }
+    orders.push(Command::CreateStandingOrder(order(2_001, 1, UTILITY, 4_500, order_unit::WEEKS, 0)));
+    orders.push(Command::CreateStandingOrder(order(2_002, PHONE, OPERATOR, 400, order_unit::DAYS, 0)));
+    let topup = Trigger {
+        id: 2_003,
+        debit_account_id: 1,
+        credit_account_id: PHONE,
+        threshold: 500,
+        target: 2_000,
+        flags: order_flags::TOP_UP,
+        kind: trigger_kind::THRESHOLD,
+        ledger: EUR,
+        code: 6,
+        ..Default::default()
+    };
+    orders.push(Command::CreateTrigger(topup));
+    orders.push(Command::Transfer(Transfer {
+        id: HOLD + 6,
+        debit_account_id: 1,
+        credit_account_id: PHONE,
+        amount: 1_000,
+        ledger: EUR,
+        code: 6,
+        ..Default::default()
+    }));
+    day.run_ok(&orders, "standing orders and the top-up trigger")?;
+    for _ in 0..31 {
+        day.now += NS_PER_DAY;
+        day.run(&[])?; // a tick: what came due runs
+    }
+    let engine = day.node.engine();
+    // Runs made (the history keeps only the newest eight), each of which must have paid.
+    let paid =
+        |id: u128| engine.order(id).map_or(0, |o| if o.history.iter().all(|e| e.event == RunEvent::Paid) { o.runs as usize } else { 0 });
+    let salaries: usize = (1..=employees).map(paid).sum();
+    let rents: usize = (1..=employees).map(|e| paid(1_000 + e)).sum();
+    let (bills, spends, topups) = (paid(2_001), paid(2_002), paid(2_003));
+    if salaries != employees as usize || rents != employees as usize || bills < 4 || spends < 30 || topups < 5 {
+        bail!("the month ran {salaries} salaries, {rents} rents, {bills} bills, {spends} phone spends, {topups} top-ups");
+    }
+    let Some(OrderSpec::Trigger(_)) = engine.order(2_003).map(|o| o.spec) else { bail!("the top-up trigger is gone") };
+    Ok(format!(
+        "{salaries} salaries of 2 500.00 EUR on the 25th and {rents} rents of 800.00 on the 1st by standing order, {bills} weekly bills, \
+         {spends} daily phone spends and {topups} top-ups back to 20.00 when it fell below 5.00: each once, on the server's clock"
+    ))
 }
 
 /// The books after the restart: ledger totals per code, the trial balance, account 1's last
