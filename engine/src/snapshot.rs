@@ -33,6 +33,7 @@
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
+use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
@@ -105,20 +106,7 @@ impl Engine {
             + RECORD_SIZE * (self.policies.len() + self.policies.iter().map(Policy::rule_count).sum::<usize>())
             + BUCKET_SIZE * self.policy_parts().2.len()
             + ORDER_SIZE * self.orders.len()
-            + RUN_ENTRY_SIZE * self.orders.iter().map(|o| o.history.len()).sum::<usize>()
-    }
-
-    /// The orders as the stream holds them: each spec and state, then every history entry.
-    fn order_parts(&self) -> OrderParts {
-        let mut parts = OrderParts::default();
-        for order in &self.orders {
-            parts.0.extend_from_slice(&order.spec.to_bytes());
-            parts.0.extend_from_slice(&order.state_bytes());
-            for entry in &order.history {
-                parts.1.extend_from_slice(&entry.to_bytes(order.number));
-            }
-        }
-        parts
+            + RUN_ENTRY_SIZE * self.orders.history_entries()
     }
 
     /// The policies as the stream holds them: channel records, rule records, non-zero buckets.
@@ -141,10 +129,9 @@ impl Engine {
     pub fn snapshot(&self, out: &mut Vec<u8>) {
         let ledgers: Vec<Ledger> = self.ledgers.iter().map(|slot| slot.ledger).collect();
         let policies = self.policy_parts();
-        let orders = self.order_parts();
         let parts = Parts {
             policies: &policies,
-            orders: &orders,
+            orders: &self.orders,
             timestamp: self.timestamp,
             limits: self.limits,
             ledgers: &ledgers,
@@ -197,7 +184,8 @@ impl Engine {
         catch_up(&mut view.failed, &self.failed);
         catch_up(&mut view.limit_changes, &self.limit_changes);
         view.policies = self.policy_parts();
-        view.orders = self.order_parts();
+        // A pointer per chunk of orders, shared copy-on-write (see `OrderTable`).
+        view.orders.clone_from(&self.orders);
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -477,10 +465,10 @@ fn restore_orders(engine: &mut Engine, r: &mut Cursor<'_>, orders: u64, entries:
         if order.number as usize != k + 1 || order.created_at > clock || engine.order_index.contains_key(&id) || id == 0 {
             return invalid(format!("order {id} is out of order, newer than the clock, or repeated"));
         }
-        (order.debit, order.credit, order.digest_dirty) = (dr, cr, true);
+        (order.debit, order.credit) = (dr, cr);
         engine.order_index.insert(id, k as u32);
         engine.orders.push(order);
-        engine.digest.dirty_orders.push(k as u32);
+        engine.digest.mark_order(k as u32);
     }
     engine.relink_orders();
     Ok(())
@@ -604,11 +592,9 @@ pub struct SnapshotView {
     failed: Vec<FailedTransfer>,
     limit_changes: Vec<LimitChange>,
     policies: PolicyParts,
-    orders: OrderParts,
+    /// The engine's orders, their chunks shared copy-on-write.
+    orders: OrderTable,
 }
-
-/// The orders as a snapshot stream holds them: the orders' bytes and the history entries' bytes.
-type OrderParts = (Vec<u8>, Vec<u8>);
 
 /// The policies as a snapshot stream holds them: channel records, rule records, and the
 /// non-zero buckets with (account index, rule slot, bucket index).
@@ -763,7 +749,7 @@ struct Parts<'a> {
     failed: &'a [FailedTransfer],
     limit_changes: &'a [LimitChange],
     policies: &'a PolicyParts,
-    orders: &'a OrderParts,
+    orders: &'a OrderTable,
 }
 
 impl Parts<'_> {
@@ -776,8 +762,8 @@ impl Parts<'_> {
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
             + RECORD_SIZE * (self.policies.0.len() + self.policies.1.len())
             + BUCKET_SIZE * self.policies.2.len()
-            + self.orders.0.len()
-            + self.orders.1.len()
+            + ORDER_SIZE * self.orders.len()
+            + RUN_ENTRY_SIZE * self.orders.history_entries()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -800,8 +786,8 @@ impl Parts<'_> {
             self.policies.0.len(),
             self.policies.1.len(),
             self.policies.2.len(),
-            self.orders.0.len() / ORDER_SIZE,
-            self.orders.1.len() / RUN_ENTRY_SIZE,
+            self.orders.len(),
+            self.orders.history_entries(),
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -863,8 +849,15 @@ impl Parts<'_> {
             out.put(&b.amount.to_le_bytes());
             out.put(&0u64.to_le_bytes());
         }
-        out.put(&self.orders.0);
-        out.put(&self.orders.1);
+        for order in self.orders.iter() {
+            out.put(&order.spec.to_bytes());
+            out.put(&order.state_bytes());
+        }
+        for order in self.orders.iter() {
+            for entry in &order.history {
+                out.put(&entry.to_bytes(order.number));
+            }
+        }
     }
 }
 

@@ -368,3 +368,31 @@ fn a_storm_of_due_runs_drains_a_bounded_number_per_batch_in_due_order() {
     assert_eq!(batches, 3, "1 024 runs per batch");
     assert!(w.engine.transfer(run_id(3_000, 1)).is_some());
 }
+
+#[test]
+fn a_snapshot_copy_shares_the_orders_copy_on_write_and_equals_the_state_whatever_changes_after() {
+    let start = at(2037, 1, 1);
+    let mut w = World::new(start);
+    w.fund(PAYER, 1 << 40, 900);
+    let daily = |id| StandingOrder { unit: order_unit::DAYS, day: 0, first_due_at: start + DAY, ..monthly(id, 0, 0) };
+    let orders: Vec<Command> = (1..=50).map(|id| Command::CreateStandingOrder(daily(id))).collect();
+    w.run_at(start + S, &orders);
+    let mut view = w.engine.snapshot_view();
+    assert_eq!(view.bytes(), w.engine.snapshot_bytes());
+    for day in 1..=3 {
+        w.run_at(start + day * DAY, &[Command::PauseOrder(OrderChange { order_id: day as u128, ..Default::default() })]);
+        w.engine.snapshot_view_catch_up(&mut view, 100_000);
+    }
+    w.run_at(start + 4 * DAY, &[Command::CreateStandingOrder(daily(51))]);
+    w.engine.snapshot_view_into(&mut view);
+    let copied = w.engine.snapshot_bytes();
+    assert_eq!(view.bytes(), copied, "the copy equals a fresh one");
+    // The engine goes on changing the orders the copy shares: the copy keeps what it copied.
+    w.run_at(start + 5 * DAY, &[Command::CancelOrder(OrderChange { order_id: 10, ..Default::default() })]);
+    assert_eq!(view.bytes(), copied);
+    assert_ne!(w.engine.snapshot_bytes(), copied);
+    // A view made from another engine is not followed: it is copied whole.
+    let other = World::new(start);
+    other.engine.snapshot_view_into(&mut view);
+    assert_eq!(view.bytes(), other.engine.snapshot_bytes());
+}

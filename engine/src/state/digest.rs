@@ -74,8 +74,11 @@ pub(crate) struct DigestState {
     pub(crate) dirty_policies: Vec<u32>,
     /// The term each settled order contributes, by order index.
     order_terms: Vec<u128>,
-    /// Orders changed since the last settle (each once, see `Order::digest_dirty`).
+    /// Orders changed since the last settle (each once: `order_dirty`).
     pub(crate) dirty_orders: Vec<u32>,
+    /// Whether each order is in `dirty_orders` (kept here, not in the orders, so settling does not
+    /// write to orders a snapshot copy may share).
+    order_dirty: Vec<bool>,
 }
 
 fn record_term<R: Record>(record: &R, seed: u64) -> u128 {
@@ -162,6 +165,18 @@ fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
 }
 
 impl DigestState {
+    /// Notes that the order at `index` changed (or was made, or taken back by a rollback).
+    pub(crate) fn mark_order(&mut self, index: u32) {
+        let i = index as usize;
+        if self.order_dirty.len() <= i {
+            self.order_dirty.resize(i + 1, false);
+        }
+        if !self.order_dirty[i] {
+            self.order_dirty[i] = true;
+            self.dirty_orders.push(index);
+        }
+    }
+
     /// Folds every change since the last settle into `sum`. Idempotent per dirty item, so a
     /// repeated entry in a dirty list changes nothing.
     fn settle(&mut self, engine: &Engine) {
@@ -239,6 +254,7 @@ impl DigestState {
                 let old = core::mem::replace(&mut self.order_terms[index as usize], new);
                 self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
             }
+            self.order_dirty[index as usize] = false;
         }
         self.dirty_orders.clear();
     }
@@ -268,11 +284,6 @@ impl Engine {
         for &index in &digest.dirty_policies {
             if let Some(policy) = self.policies.get_mut(index as usize) {
                 policy.set_digest_dirty(false);
-            }
-        }
-        for &index in &digest.dirty_orders {
-            if let Some(order) = self.orders.get_mut(index as usize) {
-                order.digest_dirty = false;
             }
         }
         digest.settle(self);

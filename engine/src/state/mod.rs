@@ -12,12 +12,14 @@ pub(crate) mod digest;
 mod holds;
 mod ledgers;
 pub(crate) mod limits;
+pub(crate) mod order_table;
 pub(crate) mod orders;
 pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
 pub use limits::{BalanceLimits, LimitChange};
+pub use order_table::OrderTable;
 pub use orders::{
     due_of, is_reserved_id, month_length, run_id, Order, OrderSpec, OrderStatus, Retry, RunEntry, RunEvent, ORDER_STATE_SIZE,
     RUN_ENTRY_SIZE, RUN_ID_PREFIX,
@@ -319,7 +321,7 @@ pub struct Engine {
     /// The reversals of each reversed transfer, by its index (derived from the transfers).
     pub(crate) reversals: FxHashMap<u32, ReversalsOf>,
     /// Standing orders and triggers, by number - 1.
-    pub(crate) orders: Vec<Order>,
+    pub(crate) orders: order_table::OrderTable,
     pub(crate) order_index: FxHashMap<u128, u32>,
     /// Queued runs: (due time, order number, slot: 0 the next period, 1 a retry), derived.
     pub(crate) due: BTreeSet<(u64, u32, u8)>,
@@ -386,7 +388,7 @@ impl Engine {
             limit_changes: Vec::new(),
             reversals: FxHashMap::default(),
             policies: Vec::new(),
-            orders: Vec::new(),
+            orders: order_table::OrderTable::default(),
             order_index: FxHashMap::default(),
             due: BTreeSet::new(),
             orders_by_account: FxHashMap::default(),

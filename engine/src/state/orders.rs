@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use super::order_table::OrderTable;
 use super::policy::{calendar_start, civil_from_days, days_from_civil};
 use super::*;
 use crate::limits::{
@@ -185,7 +186,7 @@ pub struct Retry {
 }
 
 /// A standing order or trigger and where it stands: the primary state a snapshot keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Order {
     /// The order as made (`timestamp`: zero).
     pub spec: OrderSpec,
@@ -215,7 +216,6 @@ pub struct Order {
     /// Account indexes: the debit (paying, funding) side and the credit (paid, watched) side.
     pub(crate) debit: u32,
     pub(crate) credit: u32,
-    pub(crate) digest_dirty: bool,
 }
 
 /// Bytes of an order's state in snapshots and replies (`docs/protocol.md`, "Order").
@@ -279,7 +279,6 @@ impl Order {
             history,
             debit: NONE,
             credit: NONE,
-            digest_dirty: false,
         })
     }
 }
@@ -315,6 +314,16 @@ impl RunEntry {
         Some((number, entry))
     }
 }
+
+/// Orders are equal when their primary state is: the spec, the state and the history (not the
+/// engine's bookkeeping beside them).
+impl PartialEq for Order {
+    fn eq(&self, other: &Order) -> bool {
+        self.spec == other.spec && self.state_bytes() == other.state_bytes() && self.history == other.history
+    }
+}
+
+impl Eq for Order {}
 
 /// Due-queue slots of an order: its next period and its pending retry.
 const SLOT_PERIOD: u8 = 0;
@@ -631,7 +640,6 @@ impl Engine {
             history: VecDeque::new(),
             debit: dr,
             credit: cr,
-            digest_dirty: false,
         };
         self.order_index.insert(order.spec.id(), number - 1);
         self.orders.push(order);
@@ -704,7 +712,7 @@ impl Engine {
             self.undo.push(Undo::OrderReplaced { index, old });
         }
         let was_live = !self.orders[index as usize].status.ended();
-        let out = change(&mut self.orders[index as usize]);
+        let out = self.orders.update(index as usize, change);
         self.queue_order(index);
         if was_live && self.orders[index as usize].status.ended() {
             self.unlist_order(index);
@@ -719,9 +727,7 @@ impl Engine {
             Some((index, old)) => {
                 self.unqueue_order(index);
                 let was_ended = self.orders[index as usize].status.ended();
-                let dirty = self.orders[index as usize].digest_dirty;
-                self.orders[index as usize] = *old;
-                self.orders[index as usize].digest_dirty = dirty;
+                self.orders.update(index as usize, |order| *order = *old);
                 self.queue_order(index);
                 if was_ended {
                     self.list_order(index);
@@ -738,11 +744,7 @@ impl Engine {
     }
 
     fn touch_order(&mut self, index: u32) {
-        let order = &mut self.orders[index as usize];
-        if !order.digest_dirty {
-            order.digest_dirty = true;
-            self.digest.dirty_orders.push(index);
-        }
+        self.digest.mark_order(index);
     }
 
     /// `pause_order`, `resume_order`, `cancel_order` and `amend_order`.
@@ -1034,7 +1036,7 @@ impl Engine {
     }
 
     /// Every order, by number.
-    pub fn orders(&self) -> &[Order] {
+    pub fn orders(&self) -> &OrderTable {
         &self.orders
     }
 
