@@ -16,7 +16,7 @@ const MAIN: u128 = 5;
 fn days(year: u64, month: u64, day: u64) -> u64 {
     let mut total = 0;
     for y in 1970..year {
-        total += if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 };
+        total += if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) { 366 } else { 365 };
     }
     (1..month).map(|m| month_length(year, m)).sum::<u64>() + total + day - 1
 }

@@ -114,7 +114,7 @@ fn day_number(year: u64, month: u64, day: u64) -> u64 {
 }
 
 fn leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn month_days(y: u64, m: u64) -> u64 {

@@ -394,7 +394,7 @@ fn monthly_due(o: &StandingOrder, first: u64, steps: u64) -> Option<u64> {
 
 /// Days in month `month` (1-12) of `year`.
 pub fn month_length(year: u64, month: u64) -> u64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month as usize - 1]
 }
 
