@@ -204,7 +204,7 @@ impl Model {
     }
 
     /// `create_trigger`.
-    pub(crate) fn create_trigger(&mut self, t: Trigger, _ts: u64) -> R {
+    pub(crate) fn create_trigger(&mut self, t: Trigger, ts: u64) -> R {
         let head = [(t.reserved != [0; 2], R::ReservedField), (t.flags & !of::ALL != 0, R::ReservedFlag)];
         if let Some(code) = first_failure(&head) {
             return code;
@@ -222,7 +222,7 @@ impl Model {
             (if capped { !(vw::MINUTE..=vw::MONTH).contains(&t.cap_window) } else { t.cap_window != 0 }, R::TriggerCapInvalid),
         ];
         let spec = OrderSpec::Trigger(Trigger { flags: t.flags & !of::LINKED, ..t });
-        self.create_order(spec, _ts, first_failure(&own))
+        self.create_order(spec, ts, first_failure(&own))
     }
 
     fn create_order(&mut self, spec: OrderSpec, ts: u64, own: Option<R>) -> R {
