@@ -271,10 +271,7 @@ async fn manage(client: &Client, m: ManageOrder) -> Result<Option<Command>> {
         ManageOrder::Cancel { id } => Command::CancelOrder(change(id)),
         ManageOrder::Amend { id, amount } => {
             let order = client.lookup_orders(&[id]).await?.pop().flatten().with_context(|| format!("order {id} not found"))?;
-            let ledger = match order.spec {
-                OrderSpec::Standing(o) => o.ledger,
-                OrderSpec::Trigger(t) => t.ledger,
-            };
+            let (ledger, _) = order.spec.ledger_and_code();
             Command::AmendOrder(OrderChange { amount: to_minor(&amount, &ledger_of(client, ledger).await?)?, ..change(id) })
         }
         ManageOrder::Show { .. } => return Ok(None),
@@ -294,11 +291,7 @@ pub async fn show(client: &Client, ids: Option<Vec<u128>>, account: Option<u128>
             not_found(json);
             continue;
         };
-        let ledger = match order.spec {
-            OrderSpec::Standing(o) => o.ledger,
-            OrderSpec::Trigger(t) => t.ledger,
-        };
-        let currency = ledger_of(client, ledger).await?;
+        let currency = ledger_of(client, order.spec.ledger_and_code().0).await?;
         println!("{}", if json { order_json(&order) } else { describe(&order, &currency) });
     }
     Ok(())

@@ -139,10 +139,11 @@ impl OrderSpec {
         }
     }
 
-    fn ledger_code_flags(&self) -> (u32, u16, u16) {
+    /// The ledger and the transfer code of every run.
+    pub fn ledger_and_code(&self) -> (u32, u16) {
         match self {
-            OrderSpec::Standing(o) => (o.ledger, o.code, o.flags),
-            OrderSpec::Trigger(t) => (t.ledger, t.code, t.flags),
+            OrderSpec::Standing(o) => (o.ledger, o.code),
+            OrderSpec::Trigger(t) => (t.ledger, t.code),
         }
     }
 
@@ -566,7 +567,7 @@ impl Engine {
         if let Some(code) = check_sides(debit_id, credit_id) {
             return code;
         }
-        let (ledger, code, _) = spec.ledger_code_flags();
+        let (ledger, code) = spec.ledger_and_code();
         if ledger == 0 {
             return R::LedgerMustNotBeZero;
         }
@@ -893,7 +894,7 @@ impl Engine {
     fn run_transfer(&mut self, index: u32, run: u64, amount: u128, ts: u64) -> ResultCode {
         let order = &self.orders[index as usize];
         let (debit_account_id, credit_account_id) = order.spec.accounts();
-        let (ledger, code, _) = order.spec.ledger_code_flags();
+        let (ledger, code) = order.spec.ledger_and_code();
         let t = Transfer {
             id: run_id(order.number, run),
             debit_account_id,
