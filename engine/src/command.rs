@@ -4,8 +4,8 @@
 //! command kind".
 
 use crate::types::{
-    Account, AccountChange, AccountLimits, ChannelPolicy, Ledger, OrderChange, Record, StandingOrder, Transfer, Trigger, VelocityRule,
-    RECORD_SIZE,
+    Account, AccountChange, AccountLimits, ChannelPolicy, Exchange, Ledger, OrderChange, Quote, Record, StandingOrder, Transfer, Trigger,
+    VelocityRule, RECORD_SIZE,
 };
 
 /// Declares the command kinds: `Kind = wire value, "wire name", RecordType;` each with its doc.
@@ -184,6 +184,14 @@ commands! {
     CancelOrder = 20, "cancel_order", OrderChange;
     /// Change the amount of a standing order or fixed trigger, from its next run.
     AmendOrder = 21, "amend_order", OrderChange;
+    /// Make a quote: a rate between two ledgers, guaranteed for a time, on the desk's accounts.
+    CreateQuote = 22, "create_quote", Quote;
+    /// Exchange at a quote: both legs posted atomically (customer to desk in one ledger, desk
+    /// to customer in the other); with `order`, settle an order at the money the bank booked.
+    Exchange = 23, "exchange", Exchange;
+    /// Accept a quote for an amount: a hold on the desk's money in the bought ledger, for the
+    /// quote's validity and grace, captured by the exchange that settles it.
+    PlaceOrder = 24, "place_order", Exchange;
 }
 
 impl Command {

@@ -26,14 +26,14 @@ pub use result::ResultCode;
 pub use rules::Rules;
 pub use snapshot::{SnapshotError, SnapshotView};
 pub use state::{
-    due_of, is_reserved_id, month_length, run_id, AccountPolicy, BalanceLimits, Balances, BatchError, BatchInfo, Engine, FailedTransfer,
-    Hold, HoldOf, HoldStatus, LimitChange, Lineage, Order, OrderSpec, OrderStatus, Retry, RuleUsage, RunEntry, RunEvent,
-    LINEAGE_REVERSALS_MAX, ORDER_STATE_SIZE, RUN_ENTRY_SIZE, RUN_ID_PREFIX,
+    convert, due_of, is_reserved_id, month_length, quote_expires_at, run_id, AccountPolicy, BalanceLimits, Balances, BatchError, BatchInfo,
+    Engine, FailedTransfer, Hold, HoldOf, HoldStatus, LimitChange, Lineage, Order, OrderSpec, OrderStatus, QuoteUsage, Retry, RuleUsage,
+    RunEntry, RunEvent, LINEAGE_REVERSALS_MAX, ORDER_STATE_SIZE, QUOTE_USAGE_SIZE, RUN_ENTRY_SIZE, RUN_ID_PREFIX,
 };
 pub use types::{
-    account_flags, account_state, catch_up, change_flags, channel_flags, ledger_flags, limit_flags, order_flags, order_unit,
-    transfer_flags, trigger_kind, velocity_flags, velocity_window, Account, AccountChange, AccountLimits, ChannelPolicy, Ledger,
-    OrderChange, Record, StandingOrder, Transfer, Trigger, VelocityRule, RECORD_SIZE,
+    account_flags, account_state, catch_up, change_flags, channel_flags, exchange_flags, ledger_flags, limit_flags, order_flags,
+    order_unit, quote_flags, transfer_flags, trigger_kind, velocity_flags, velocity_window, Account, AccountChange, AccountLimits,
+    ChannelPolicy, Exchange, Ledger, OrderChange, Quote, Record, StandingOrder, Transfer, Trigger, VelocityRule, RECORD_SIZE,
 };
 
 #[cfg(test)]

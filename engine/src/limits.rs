@@ -60,3 +60,10 @@ impl Default for Limits {
         Limits { ledgers_max: 1 << 16, accounts_max: 8 << 20, transfers_max: 64 << 20, query_results_max: 8189 }
     }
 }
+
+/// Longest validity of a quote: 7 days, in seconds.
+pub const QUOTE_VALIDITY_MAX_S: u32 = 7 * 86_400;
+/// Longest grace an order's reservation may outlast its quote: 7 days, in seconds.
+pub const QUOTE_GRACE_MAX_S: u32 = 7 * 86_400;
+/// Most decimal places of a quote's rate: 10^18 fits a u64.
+pub const RATE_SCALE_MAX: u8 = 18;

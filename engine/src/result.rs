@@ -139,6 +139,11 @@ result_codes! {
     IdAlreadyFailed = 85,
     /// An order with this id (a standing order or a trigger) exists with different fields.
     OrderExistsWithDifferentFields = 103,
+    /// A quote with this id exists with different fields.
+    QuoteExistsWithDifferentFields = 118,
+    /// An exchange's leg id is in use by a transfer that is not this exchange's leg (or the
+    /// exchange exists with different fields).
+    ExchangeExistsWithDifferentFields = 119,
     /// Flags that exclude each other are both set.
     FlagsAreMutuallyExclusive = 23,
     /// A new account's `debits_pending` must be zero.
@@ -215,6 +220,18 @@ result_codes! {
     OrderAmountInvalid = 112,
     /// A trigger's cap bounds nothing while naming a window, or bounds something without a calendar window (minute to month).
     TriggerCapInvalid = 113,
+    /// A quote's rate is zero, or its scale above 18.
+    QuoteRateInvalid = 120,
+    /// A quote's validity is zero or above 7 days, or its grace above 7 days.
+    QuoteValidityInvalid = 121,
+    /// A quote's two ledgers are the same.
+    QuoteLedgersMustBeDifferent = 122,
+    /// An exchange's two leg ids are the same, or an order's second id is not zero.
+    ExchangeIdsMustBeDifferent = 123,
+    /// An exchange's or order's amount is zero.
+    ExchangeAmountMustNotBeZero = 124,
+    /// No quote has this id.
+    QuoteNotFound = 125,
     /// The ledger named by the command is not registered.
     LedgerNotFound = 46,
     /// An account with the new ledger's settlement account id exists already.
@@ -267,6 +284,30 @@ result_codes! {
     ReversalHasDifferentLedger = 91,
     /// A reversal's amount exceeds what is left of the original after its earlier reversals (or nothing is left).
     ExceedsReversibleAmount = 92,
+    /// A quote's liquidity account does not exist or is not in the quote's ledger on its side.
+    QuoteLiquidityAccountInvalid = 126,
+    /// A quote's customer account does not exist or is not in the quote's `to_ledger`.
+    QuoteCustomerInvalid = 127,
+    /// The customer's accounts are not in the quote's ledgers (`from_account` in `from_ledger`, `to_account` in `to_ledger`).
+    ExchangeLedgerMismatch = 128,
+    /// The quote was issued to another customer account.
+    QuoteIssuedToAnotherCustomer = 129,
+    /// `pending_id` names no pending order of this quote for this customer account.
+    ExchangeOrderNotFound = 130,
+    /// `booked_at` is set without `order`, lies in the future, or before the quote was made.
+    ExchangeBookedAtInvalid = 131,
+    /// The quote's validity had ended at the exchange (for an order: when the bank booked the money).
+    QuoteExpired = 132,
+    /// A single-use quote was used already.
+    QuoteUsedUp = 133,
+    /// At the quote's rate the amount converts to zero.
+    ExchangeAmountTooSmall = 134,
+    /// The converted amount does not fit 128 bits.
+    ExchangeOverflow = 135,
+    /// The exchange would take the quote past its `amount_max`.
+    QuoteAmountExceeded = 136,
+    /// The exchange buys more than the order reserved.
+    ExchangeExceedsOrder = 137,
     /// The debit account is closed.
     DebitAccountClosed = 65,
     /// The credit account is closed.
@@ -305,6 +346,8 @@ result_codes! {
     ExceedsCredits = 80,
     /// The credit account's credits (holds count) would exceed its debits by more than its credit limit (`credits_must_not_exceed_debits`: 0; or the limit `set_limits` set).
     ExceedsDebits = 81,
+    /// The desk's liquidity account in the bought ledger cannot pay (its debits would exceed its credits or limit).
+    ExchangeExceedsLiquidity = 138,
     /// A velocity rule of the debit account allows no more movements in its window.
     ExceedsDebitVelocityCount = 95,
     /// A velocity rule of the debit account allows no more amount in its window.
@@ -319,6 +362,8 @@ result_codes! {
     OrdersPerAccountLimitReached = 116,
     /// The engine holds as many standing orders and triggers as `accounts_max` already (ended ones count: their runs' ids name them).
     OrdersLimitReached = 117,
+    /// The engine holds as many quotes as `transfers_max` already.
+    QuotesLimitReached = 139,
     /// The engine holds `accounts_max` accounts already.
     AccountsLimitReached = 83,
     /// The engine holds `transfers_max` transfer ids already (stored transfers and decided failures).

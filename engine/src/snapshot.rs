@@ -5,16 +5,16 @@
 //! limits); indexes, totals, per-account lists and lineage links are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 5:
+//! Layout (all little-endian), version 6:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (5) |
+//! | 4 | version (6) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 96 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries |
+//! | 104 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes |
 //! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
@@ -25,14 +25,17 @@
 //! | 48 × n | velocity buckets that are not all zero: account index u32, slot u8, bucket u8, 2 zero bytes, count u64, period u64, amount u128, 8 zero bytes; by rule, then bucket |
 //! | 256 × n | orders: the standing order or trigger record as made, then the 128-byte order state (`docs/protocol.md`, "Orders"); by number |
 //! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
+//! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
-//! Versions 1 to 4 are still read: version 4 has ten counts (a 120-byte header) and no orders;
+//! Versions 1 to 5 are still read: version 5 has twelve counts (a 136-byte header) and no
+//! quotes; version 4 ten (120 bytes) and no orders;
 //! version 3 has seven counts (a 96-byte header) and no
 //! policies; version 2 six (88 bytes) and no limit changes; version 1 five (80 bytes) and no
 //! failed ids.
 
 use crate::limits::Limits;
 use crate::result::ResultCode;
+use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
 use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
@@ -40,17 +43,18 @@ use crate::state::{
     touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, Order, RunEntry, FAILED_TAG,
     NONE,
 };
-use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Record, Transfer, VelocityRule, RECORD_SIZE};
+use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads 1 and 2 too).
-pub const SNAPSHOT_VERSION: u32 = 5;
-const HEADER_SIZE: usize = 136;
+pub const SNAPSHOT_VERSION: u32 = 6;
+const HEADER_SIZE: usize = 144;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 5] = [5, 6, 7, 10, 12];
+const COUNTS_BY_VERSION: [usize; 6] = [5, 6, 7, 10, 12, 13];
+const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
@@ -107,6 +111,7 @@ impl Engine {
             + BUCKET_SIZE * self.policy_parts().2.len()
             + ORDER_SIZE * self.orders.len()
             + RUN_ENTRY_SIZE * self.orders.history_entries()
+            + QUOTE_SIZE * self.quotes.len()
     }
 
     /// The policies as the stream holds them: channel records, rule records, non-zero buckets.
@@ -132,6 +137,8 @@ impl Engine {
         let parts = Parts {
             policies: &policies,
             orders: &self.orders,
+            quotes: &self.quotes,
+            quote_usage: &self.quote_usage,
             timestamp: self.timestamp,
             limits: self.limits,
             ledgers: &ledgers,
@@ -186,6 +193,9 @@ impl Engine {
         view.policies = self.policy_parts();
         // A pointer per chunk of orders, shared copy-on-write (see `OrderTable`).
         view.orders.clone_from(&self.orders);
+        // Quote records never change once made; their usage does.
+        catch_up(&mut view.quotes, &self.quotes);
+        view.quote_usage.clone_from(&self.quote_usage);
     }
 
     /// Brings only the append-only tables of an earlier copy (transfers, balance history) up to
@@ -247,7 +257,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 12] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 13] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let sizes = [
             RECORD_SIZE,
             RECORD_SIZE,
@@ -261,6 +271,7 @@ impl Engine {
             BUCKET_SIZE,
             ORDER_SIZE,
             RUN_ENTRY_SIZE,
+            QUOTE_SIZE,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
@@ -310,6 +321,13 @@ impl Engine {
             restore_bucket(&mut engine, &mut r)?;
         }
         restore_orders(&mut engine, &mut r, counts[10], counts[11], timestamp)?;
+        for _ in 0..counts[12] {
+            let quote = Quote::decode(r.record());
+            let Some(usage) = QuoteUsage::from_bytes(r.take(QUOTE_USAGE_SIZE)) else {
+                return invalid(format!("quote {}: usage padding is not zero", quote.id));
+            };
+            restore_quote(&mut engine, quote, usage, timestamp)?;
+        }
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
         engine.rebuild_lineage().map_err(SnapshotError::Invalid)?;
@@ -321,6 +339,17 @@ impl Engine {
         engine.check_invariants().map_err(SnapshotError::Invalid)?;
         Ok(engine)
     }
+}
+
+/// Adds a quote after checking it could have been made: a new id, made in order before the
+/// clock, on ledgers and accounts that exist.
+fn restore_quote(engine: &mut Engine, quote: Quote, usage: QuoteUsage, clock: u64) -> Result<(), SnapshotError> {
+    let after = engine.quotes.last().map_or(0, |q| q.timestamp);
+    let made = quote.flags & !crate::types::quote_flags::MULTI_USE == 0 && quote.reserved == [0; 3];
+    if quote.id == 0 || engine.quote_index.contains_key(&quote.id) || quote.timestamp > clock || quote.timestamp <= after || !made {
+        return invalid(format!("quote {} is repeated, out of order or newer than the clock", quote.id));
+    }
+    engine.insert_quote(quote, usage).map_err(|code| SnapshotError::Invalid(format!("quote {}: {code}", quote.id)))
 }
 
 fn restore_balance_entry(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), SnapshotError> {
@@ -594,6 +623,8 @@ pub struct SnapshotView {
     policies: PolicyParts,
     /// The engine's orders, their chunks shared copy-on-write.
     orders: OrderTable,
+    quotes: Vec<Quote>,
+    quote_usage: Vec<QuoteUsage>,
 }
 
 /// The policies as a snapshot stream holds them: channel records, rule records, and the
@@ -666,6 +697,8 @@ impl SnapshotView {
             limit_changes: &self.limit_changes,
             policies: &self.policies,
             orders: &self.orders,
+            quotes: &self.quotes,
+            quote_usage: &self.quote_usage,
         }
     }
 }
@@ -750,6 +783,8 @@ struct Parts<'a> {
     limit_changes: &'a [LimitChange],
     policies: &'a PolicyParts,
     orders: &'a OrderTable,
+    quotes: &'a [Quote],
+    quote_usage: &'a [QuoteUsage],
 }
 
 impl Parts<'_> {
@@ -764,6 +799,7 @@ impl Parts<'_> {
             + BUCKET_SIZE * self.policies.2.len()
             + ORDER_SIZE * self.orders.len()
             + RUN_ENTRY_SIZE * self.orders.history_entries()
+            + QUOTE_SIZE * self.quotes.len()
     }
 
     fn encode(&self, out: &mut impl Out) {
@@ -788,6 +824,7 @@ impl Parts<'_> {
             self.policies.2.len(),
             self.orders.len(),
             self.orders.history_entries(),
+            self.quotes.len(),
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -857,6 +894,11 @@ impl Parts<'_> {
             for entry in &order.history {
                 out.put(&entry.to_bytes(order.number));
             }
+        }
+        for (quote, usage) in self.quotes.iter().zip(self.quote_usage) {
+            quote.encode(&mut record);
+            out.put(&record);
+            out.put(&usage.to_bytes());
         }
     }
 }
@@ -930,7 +972,7 @@ mod version_tests {
     use super::*;
     use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
 
-    /// Version 1 to 4 streams (written before failed ids, limit changes, policies or orders were
+    /// Version 1 to 5 streams (written before failed ids, limit changes, policies, orders or quotes were
     /// kept: fewer counts, no such sections) restore to the same state; the current stream round-trips
     /// failed ids.
     #[test]
@@ -941,21 +983,17 @@ mod version_tests {
         commands.extend((1..=20u128).map(|t| transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t)));
         execute_ok(&mut engine, 1, &commands);
         let current = engine.snapshot_bytes();
-        let mut v1 = current.clone();
-        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        v1.drain(HEADER_SIZE_V1..HEADER_SIZE);
-        let mut v2 = current.clone();
-        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-        v2.drain(HEADER_SIZE - 48..HEADER_SIZE);
-        assert_eq!(Engine::restore(&v2).expect("a version 2 stream restores").snapshot_bytes(), current);
-        let mut v3 = current.clone();
-        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
-        v3.drain(HEADER_SIZE - 40..HEADER_SIZE);
-        assert_eq!(Engine::restore(&v3).expect("a version 3 stream restores").snapshot_bytes(), current);
-        let mut v4 = current.clone();
-        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
-        v4.drain(HEADER_SIZE - 16..HEADER_SIZE);
-        assert_eq!(Engine::restore(&v4).expect("a version 4 stream restores").snapshot_bytes(), current);
+        let older = |version: u32| {
+            let mut old = current.clone();
+            old[8..12].copy_from_slice(&version.to_le_bytes());
+            old.drain(HEADER_SIZE_V1 + 8 * (COUNTS_BY_VERSION[version as usize - 1] - 5)..HEADER_SIZE);
+            old
+        };
+        for version in 2..SNAPSHOT_VERSION {
+            let restored = Engine::restore(&older(version)).unwrap_or_else(|e| panic!("a version {version} stream restores: {e}"));
+            assert_eq!(restored.snapshot_bytes(), current);
+        }
+        let v1 = older(1);
         let restored = Engine::restore(&v1).expect("a version 1 stream restores");
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.recompute_state_digest(), engine.recompute_state_digest());

@@ -6,7 +6,9 @@
 
 use core::mem::size_of;
 
+mod exchange;
 mod orders;
+pub use exchange::{exchange_flags, quote_flags, Exchange, Quote};
 pub use orders::{catch_up, order_flags, order_unit, trigger_kind, OrderChange, StandingOrder, Trigger};
 
 /// Size of every record on the wire and in the log, in bytes.

@@ -158,6 +158,58 @@ fn reversal(id: u128, original: u128, amount: u128) -> Transfer {
     Transfer { id, pending_id: original, amount, code: 1, ..Default::default() }
 }
 
+/// The desk's accounts for exchanges from EUR to USD: a customer's USD account and the desk's USD
+/// liquidity (no overdraft, 1 000 funded); the desk's EUR liquidity is `B`.
+const CUSTOMER_USD: u128 = 8;
+const DESK_USD: u128 = 9;
+const QUOTE: u128 = 70;
+
+/// 1.1 USD per EUR, for a minute, with a minute's grace.
+fn quote(id: u128) -> Quote {
+    Quote {
+        id,
+        from_liquidity_id: B,
+        to_liquidity_id: DESK_USD,
+        rate: 11,
+        rate_scale: 1,
+        validity_s: 60,
+        grace_s: 60,
+        from_ledger: EUR,
+        to_ledger: USD,
+        code: 7,
+        ..Default::default()
+    }
+}
+
+fn exchange(id: u128, to_id: u128, amount: u128) -> Exchange {
+    Exchange { id, to_id, quote_id: QUOTE, from_account_id: A, to_account_id: CUSTOMER_USD, amount, ..Default::default() }
+}
+
+fn order(id: u128, amount: u128) -> Exchange {
+    Exchange { id, quote_id: QUOTE, to_account_id: CUSTOMER_USD, amount, ..Default::default() }
+}
+
+impl World {
+    /// The desk's accounts and quote `QUOTE`.
+    fn desk(&mut self) {
+        let funding = Transfer { id: 60, credit_account_id: DESK_USD, amount: 1_000, ledger: USD, code: 1, ..Default::default() };
+        for command in [
+            Command::CreateAccount(account(CUSTOMER_USD, USD, 0)),
+            Command::CreateAccount(account(DESK_USD, USD, account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)),
+            Command::Credit(funding),
+            Command::CreateQuote(quote(QUOTE)),
+        ] {
+            self.ok(command);
+        }
+    }
+
+    /// The desk, then `command`.
+    fn at_desk(&mut self, command: Command) -> ResultCode {
+        self.desk();
+        self.one(command)
+    }
+}
+
 type Scenario = fn(&mut World) -> ResultCode;
 
 fn scenarios() -> Vec<(ResultCode, Scenario)> {
@@ -479,6 +531,64 @@ fn scenarios() -> Vec<(ResultCode, Scenario)> {
         (R::AccountsLimitReached, |_| {
             let mut w = World::with_limits(Limits { accounts_max: 8, ..Limits::default() });
             w.one(Command::CreateAccount(account(20, EUR, 0)))
+        }),
+        (R::QuoteExistsWithDifferentFields, |w| w.at_desk(Command::CreateQuote(Quote { rate: 12, ..quote(QUOTE) }))),
+        (R::ExchangeExistsWithDifferentFields, |w| {
+            w.desk();
+            w.ok(Command::Exchange(exchange(80, 81, 10)));
+            w.one(Command::Exchange(exchange(80, 81, 11)))
+        }),
+        (R::QuoteRateInvalid, |w| w.one(Command::CreateQuote(Quote { rate_scale: 19, ..quote(QUOTE) }))),
+        (R::QuoteValidityInvalid, |w| w.one(Command::CreateQuote(Quote { validity_s: 0, ..quote(QUOTE) }))),
+        (R::QuoteLedgersMustBeDifferent, |w| w.one(Command::CreateQuote(Quote { to_ledger: EUR, ..quote(QUOTE) }))),
+        (R::ExchangeIdsMustBeDifferent, |w| w.at_desk(Command::Exchange(exchange(80, 80, 10)))),
+        (R::ExchangeAmountMustNotBeZero, |w| w.at_desk(Command::Exchange(exchange(80, 81, 0)))),
+        (R::QuoteNotFound, |w| w.one(Command::Exchange(exchange(80, 81, 10)))),
+        (R::QuoteLiquidityAccountInvalid, |w| w.one(Command::CreateQuote(Quote { to_liquidity_id: A, ..quote(QUOTE) }))),
+        (R::QuoteCustomerInvalid, |w| w.at_desk(Command::CreateQuote(Quote { customer_account_id: A, ..quote(71) }))),
+        (R::ExchangeLedgerMismatch, |w| w.at_desk(Command::Exchange(Exchange { to_account_id: C, ..exchange(80, 81, 10) }))),
+        (R::QuoteIssuedToAnotherCustomer, |w| {
+            w.desk();
+            w.ok(Command::CreateQuote(Quote { customer_account_id: USD_ACCOUNT, ..quote(71) }));
+            w.one(Command::Exchange(Exchange { quote_id: 71, ..exchange(80, 81, 10) }))
+        }),
+        (R::ExchangeOrderNotFound, |w| {
+            w.at_desk(Command::Exchange(Exchange { pending_id: 99, flags: exchange_flags::ORDER, ..exchange(80, 81, 10) }))
+        }),
+        (R::ExchangeBookedAtInvalid, |w| w.at_desk(Command::Exchange(Exchange { booked_at: 5, ..exchange(80, 81, 10) }))),
+        (R::QuoteExpired, |w| {
+            w.desk();
+            w.now += 60 * S;
+            w.one(Command::Exchange(exchange(80, 81, 10)))
+        }),
+        (R::QuoteUsedUp, |w| {
+            w.desk();
+            w.ok(Command::PlaceOrder(order(90, 10)));
+            w.one(Command::Exchange(exchange(80, 81, 10)))
+        }),
+        (R::ExchangeAmountTooSmall, |w| {
+            w.desk();
+            w.ok(Command::CreateQuote(Quote { rate: 1, ..quote(71) }));
+            w.one(Command::Exchange(Exchange { quote_id: 71, ..exchange(80, 81, 9) }))
+        }),
+        (R::ExchangeOverflow, |w| w.at_desk(Command::Exchange(exchange(80, 81, u128::MAX / 2)))),
+        (R::QuoteAmountExceeded, |w| {
+            w.desk();
+            w.ok(Command::CreateQuote(Quote { amount_max: 9, flags: quote_flags::MULTI_USE, ..quote(71) }));
+            w.ok(Command::Exchange(Exchange { quote_id: 71, ..exchange(80, 81, 5) }));
+            w.one(Command::Exchange(Exchange { quote_id: 71, ..exchange(82, 83, 5) }))
+        }),
+        (R::ExchangeExceedsOrder, |w| {
+            w.desk();
+            w.ok(Command::PlaceOrder(order(90, 10)));
+            w.one(Command::Exchange(Exchange { pending_id: 90, flags: exchange_flags::ORDER, ..exchange(80, 81, 11) }))
+        }),
+        (R::ExchangeExceedsLiquidity, |w| w.at_desk(Command::Exchange(exchange(80, 81, 1_000)))),
+        (R::QuotesLimitReached, |_| {
+            let mut w = World::with_limits(Limits { transfers_max: 1, ..Limits::default() });
+            w.ok(Command::CreateAccount(account(DESK_USD, USD, 0)));
+            w.ok(Command::CreateQuote(quote(QUOTE)));
+            w.one(Command::CreateQuote(quote(71)))
         }),
         (R::TransfersLimitReached, |_| {
             let mut w = World::with_limits(Limits { transfers_max: 1, ..Limits::default() });

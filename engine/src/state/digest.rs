@@ -29,8 +29,9 @@
 use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::id_hash::IdMap;
+use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
 use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Order, Policy};
-use crate::types::{Account, Ledger, Record, Transfer, RECORD_SIZE};
+use crate::types::{Account, Ledger, Quote, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
 /// checkpoint at most.
@@ -47,6 +48,7 @@ mod seed {
     pub const LIMIT_CHANGE: u64 = 7;
     pub const POLICY: u64 = 8;
     pub const ORDER: u64 = 9;
+    pub const QUOTE: u64 = 10;
 }
 
 /// The digest's running sum and what has changed since it was settled.
@@ -79,6 +81,11 @@ pub(crate) struct DigestState {
     /// Whether each order is in `dirty_orders` (kept here, not in the orders, so settling does not
     /// write to orders a snapshot copy may share).
     order_dirty: Vec<bool>,
+    /// The term each settled quote contributes, by quote index.
+    quote_terms: Vec<u128>,
+    /// Quotes made or used since the last settle (each once: `quote_dirty`).
+    pub(crate) dirty_quotes: Vec<u32>,
+    quote_dirty: Vec<bool>,
 }
 
 fn record_term<R: Record>(record: &R, seed: u64) -> u128 {
@@ -153,6 +160,14 @@ fn order_term(order: &Order) -> u128 {
     hasher.digest128()
 }
 
+/// A quote's term: its record as stored and its usage.
+fn quote_term(quote: &Quote, usage: &QuoteUsage) -> u128 {
+    let mut bytes = [0u8; RECORD_SIZE + QUOTE_USAGE_SIZE];
+    quote.encode((&mut bytes[..RECORD_SIZE]).try_into().expect("a record's room"));
+    bytes[RECORD_SIZE..].copy_from_slice(&usage.to_bytes());
+    xxh3_128_with_seed(&bytes, seed::QUOTE)
+}
+
 fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
     let mut bytes = [0u8; 88];
     bytes[..16].copy_from_slice(&account_id.to_le_bytes());
@@ -174,6 +189,18 @@ impl DigestState {
         if !self.order_dirty[i] {
             self.order_dirty[i] = true;
             self.dirty_orders.push(index);
+        }
+    }
+
+    /// Notes that the quote at `index` was made, used, or taken back by a rollback.
+    pub(crate) fn mark_quote(&mut self, index: u32) {
+        let i = index as usize;
+        if self.quote_dirty.len() <= i {
+            self.quote_dirty.resize(i + 1, false);
+        }
+        if !self.quote_dirty[i] {
+            self.quote_dirty[i] = true;
+            self.dirty_quotes.push(index);
         }
     }
 
@@ -257,6 +284,17 @@ impl DigestState {
             self.order_dirty[index as usize] = false;
         }
         self.dirty_orders.clear();
+        self.quote_terms.resize(engine.quotes.len(), 0);
+        for &index in &self.dirty_quotes {
+            // An index past the end was a quote a failed chain made and took back.
+            if let Some(quote) = engine.quotes.get(index as usize) {
+                let new = quote_term(quote, &engine.quote_usage[index as usize]);
+                let old = core::mem::replace(&mut self.quote_terms[index as usize], new);
+                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+            }
+            self.quote_dirty[index as usize] = false;
+        }
+        self.dirty_quotes.clear();
     }
 }
 
@@ -299,7 +337,8 @@ impl Engine {
         let dirty = self.digest.dirty_accounts.len()
             + self.digest.dirty_holds.len()
             + self.digest.dirty_policies.len()
-            + self.digest.dirty_orders.len();
+            + self.digest.dirty_orders.len()
+            + self.digest.dirty_quotes.len();
         if dirty > DIGEST_DIRTY_SETTLE_MAX {
             return self.settle_digest();
         }
@@ -326,6 +365,7 @@ impl Engine {
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
         self.policies.iter().for_each(|p| add(policy_term(self.accounts[p.account as usize].id, p)));
         self.orders.iter().for_each(|o| add(order_term(o)));
+        self.quotes.iter().zip(&self.quote_usage).for_each(|(q, u)| add(quote_term(q, u)));
         sum
     }
 
@@ -348,18 +388,22 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     }
     // Counted only when there are any, so a state without failed ids (every state before they
     // existed) keeps the digest its logged checkpoints recorded.
-    let later = !engine.policies.is_empty() || !engine.orders.is_empty();
+    let quotes = !engine.quotes.is_empty();
+    let later = !engine.policies.is_empty() || !engine.orders.is_empty() || quotes;
     if !engine.failed.is_empty() || !engine.limit_changes.is_empty() || later {
         hasher.update(&(engine.failed.len() as u64).to_le_bytes());
     }
     if !engine.limit_changes.is_empty() || later {
         hasher.update(&(engine.limit_changes.len() as u64).to_le_bytes());
     }
-    if !engine.policies.is_empty() || !engine.orders.is_empty() {
+    if later {
         hasher.update(&(engine.policies.len() as u64).to_le_bytes());
     }
-    if !engine.orders.is_empty() {
+    if !engine.orders.is_empty() || quotes {
         hasher.update(&(engine.orders.len() as u64).to_le_bytes());
+    }
+    if quotes {
+        hasher.update(&(engine.quotes.len() as u64).to_le_bytes());
     }
     *hasher.finalize().as_bytes()
 }

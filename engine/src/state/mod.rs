@@ -9,6 +9,7 @@
 
 mod accounts;
 pub(crate) mod digest;
+pub(crate) mod exchange;
 mod holds;
 mod ledgers;
 pub(crate) mod limits;
@@ -18,6 +19,7 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
+pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use limits::{BalanceLimits, LimitChange};
 pub use order_table::OrderTable;
 pub use orders::{
@@ -42,7 +44,7 @@ use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
 use crate::result::ResultCode;
 use crate::rules::Rules;
 use crate::types::{
-    account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account, AccountChange, Ledger, Transfer,
+    account_flags, account_state, change_flags, ledger_flags, transfer_flags as tf, Account, AccountChange, Ledger, Quote, Transfer,
 };
 use digest::DigestState;
 
@@ -235,6 +237,8 @@ enum Undo {
     Bucket { policy: u32, rule: u8, slot: u8, old: Bucket },
     OrderInserted,
     OrderReplaced { index: u32, old: Box<Order> },
+    QuoteInserted,
+    QuoteUsed { index: u32, old: QuoteUsage },
     WatchHit,
     Balances { account: u32, old: Balances },
     State { account: u32, old: u8 },
@@ -336,6 +340,12 @@ pub struct Engine {
     unnoted: bool,
     /// The last timestamp assigned.
     pub(crate) timestamp: u64,
+    /// Timestamps taken in this batch beyond one per command (an exchange's second leg).
+    ts_taken: u64,
+    /// Quotes, by index, and what each has paid out or reserved (see `exchange`).
+    pub(crate) quotes: Vec<Quote>,
+    pub(crate) quote_usage: Vec<QuoteUsage>,
+    pub(crate) quote_index: FxHashMap<u128, u32>,
     /// The state digest's running sum and what changed since it was last settled (see `digest`).
     pub(crate) digest: DigestState,
     /// The rules of the batch being applied (see [`Rules`]).
@@ -396,6 +406,10 @@ impl Engine {
             watch_hits: Vec::new(),
             unnoted: false,
             timestamp: 0,
+            ts_taken: 0,
+            quotes: Vec::new(),
+            quote_usage: Vec::new(),
+            quote_index: FxHashMap::default(),
             digest: DigestState::default(),
             rules: Rules::CURRENT,
             undo: Vec::new(),
@@ -482,13 +496,15 @@ impl Engine {
         self.settle_triggers(&mut cursor);
         let ran = if rules >= Rules::Scheduled { self.run_due(clock, &mut cursor) } else { 0 };
         let first_timestamp = cursor;
+        self.ts_taken = 0;
         let base = results.len();
         results.resize(base + commands.len(), ResultCode::Ok);
         let out = &mut results[base..];
         let mut i = 0;
         let mut warmed = 0;
         let mut ends = request_ends.iter().map(|end| *end as usize + 1).peekable();
-        // Command k's timestamp is `first + k`; each trigger firing moves `first` on by one.
+        // Command k's timestamp is `first + k + ts_taken`: each trigger firing moves `first` on by
+        // one, each exchange's second leg takes one more (`ts_taken`).
         let mut first = cursor;
         while i < commands.len() {
             if i >= warmed {
@@ -499,12 +515,12 @@ impl Engine {
             let request_end = ends.peek().copied().unwrap_or(commands.len());
             i = self.execute_chain(&commands[..request_end], i, first, out);
             if !self.watch_hits.is_empty() {
-                let mut next = first + i as u64;
+                let mut next = self.ts_of(first, i);
                 self.settle_triggers(&mut next);
-                first = next - i as u64;
+                first = next - i as u64 - self.ts_taken;
             }
         }
-        self.timestamp = (first + commands.len() as u64).saturating_sub(1).max(clock);
+        self.timestamp = self.ts_of(first, commands.len()).saturating_sub(1).max(clock);
         debug_assert!(self.undo.is_empty() && !self.recording);
         Ok(BatchInfo { now: clock, expired, ran, first_timestamp, last_timestamp: self.timestamp })
     }
@@ -553,8 +569,9 @@ impl Engine {
     /// ends, so a chain open there fails.
     fn execute_chain(&mut self, commands: &[Command], start: usize, first_ts: u64, out: &mut [ResultCode]) -> usize {
         if !commands[start].is_linked() {
-            let code = self.apply(&commands[start], first_ts + start as u64);
-            out[start] = if code.is_success() { code } else { self.decide(&commands[start], code, first_ts + start as u64) };
+            let ts = self.ts_of(first_ts, start);
+            let code = self.apply(&commands[start], ts);
+            out[start] = if code.is_success() { code } else { self.decide(&commands[start], code, ts) };
             return start + 1;
         }
         let mut end = start;
@@ -586,7 +603,7 @@ impl Engine {
             if open {
                 out[last] = ResultCode::LinkedEventChainOpen;
             }
-            out[at] = self.decide(&commands[at], out[at], first_ts + at as u64);
+            out[at] = self.decide(&commands[at], out[at], self.ts_of(first_ts, at));
         }
         self.recording = false;
         self.undo.clear();
@@ -599,7 +616,7 @@ impl Engine {
     fn run_chain(&mut self, commands: &[Command], start: usize, stop: usize, first_ts: u64, out: &mut [ResultCode]) -> Option<usize> {
         let (mut new, mut existing) = (false, false);
         for k in start..stop {
-            let code = self.apply(&commands[k], first_ts + k as u64);
+            let code = self.apply(&commands[k], self.ts_of(first_ts, k));
             out[k] = code;
             match code {
                 ResultCode::Ok if existing => return Some(k),
@@ -623,7 +640,7 @@ impl Engine {
         debug_assert!(self.undo.is_empty());
         self.recording = true;
         for k in start..=end {
-            let code = self.apply(&commands[k], first_ts + k as u64);
+            let code = self.apply(&commands[k], self.ts_of(first_ts, k));
             out[k] = code;
             if !code.is_success() {
                 self.rollback();
@@ -659,6 +676,13 @@ impl Engine {
         code
     }
 
+    /// Command `k`'s timestamp in a run of commands starting at `first`: one per command, plus
+    /// those the exchanges before it took for their second legs.
+    #[inline]
+    fn ts_of(&self, first: u64, k: usize) -> u64 {
+        first + k as u64 + self.ts_taken
+    }
+
     /// Whether the engine holds `transfers_max` transfer ids (stored and failed).
     pub(crate) fn ids_full(&self) -> bool {
         self.transfers.len() + self.failed.len() >= self.limits.transfers_max as usize
@@ -692,14 +716,25 @@ impl Engine {
             Command::ResumeOrder(ref c) => self.manage_order(c, orders::Manage::Resume, ts),
             Command::CancelOrder(ref c) => self.manage_order(c, orders::Manage::Cancel, ts),
             Command::AmendOrder(ref c) => self.manage_order(c, orders::Manage::Amend, ts),
+            Command::CreateQuote(ref q) => self.create_quote(q, ts),
+            Command::Exchange(ref e) => self.exchange(e, ts),
+            Command::PlaceOrder(ref e) => self.place_order(e, ts),
         }
     }
 
     fn rollback(&mut self) {
-        // Undoing must not record undo entries of its own, nor note what it puts back.
+        self.rollback_to(0);
         self.recording = false;
+    }
+
+    /// Undoes every mutation recorded after the first `mark` undo entries (a command's own
+    /// savepoint inside a chain, or 0: the whole chain); recording goes on as it was.
+    fn rollback_to(&mut self, mark: usize) {
+        // Undoing must not record undo entries of its own, nor note what it puts back.
+        let recording = core::mem::replace(&mut self.recording, false);
         let unnoted = core::mem::replace(&mut self.unnoted, true);
-        while let Some(undo) = self.undo.pop() {
+        while self.undo.len() > mark {
+            let undo = self.undo.pop().expect("undo entries above the mark");
             match undo {
                 Undo::LedgerInserted => {
                     let slot = self.ledgers.pop().expect("undo: ledger");
@@ -746,6 +781,15 @@ impl Engine {
                 Undo::Bucket { policy, rule, slot, old } => self.policies[policy as usize].set_bucket(rule as usize, slot as usize, old),
                 Undo::OrderInserted => self.undo_order(None),
                 Undo::OrderReplaced { index, old } => self.undo_order(Some((index, old))),
+                Undo::QuoteInserted => {
+                    let quote = self.quotes.pop().expect("undo: quote");
+                    self.quote_usage.pop();
+                    self.quote_index.remove(&quote.id);
+                }
+                Undo::QuoteUsed { index, old } => {
+                    self.quote_usage[index as usize] = old;
+                    self.digest.mark_quote(index);
+                }
                 Undo::WatchHit => {
                     self.watch_hits.pop().expect("undo: watch hit");
                 }
@@ -764,6 +808,7 @@ impl Engine {
             }
         }
         self.unnoted = unnoted;
+        self.recording = recording;
     }
 
     fn record(&mut self, undo: Undo) {
