@@ -1,5 +1,6 @@
 //! Helpers shared by the cross-crate tests: the reference model, the seeded PRNG, workload generators and the common setup batch.
 
+pub mod exchange_model;
 pub mod model;
 pub mod orders_model;
 pub mod rng;

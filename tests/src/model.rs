@@ -49,6 +49,11 @@ pub struct Model {
     pub timestamp: u64,
     /// Capacity limits, mirrored from the engine under test.
     pub limits: bursar_engine::Limits,
+    /// Quotes by id.
+    pub quotes: BTreeMap<u128, crate::exchange_model::ModelQuote>,
+    /// Timestamps this batch took beyond one per command (exchanges' second legs); a rollback
+    /// keeps them taken.
+    pub taken: u64,
 }
 
 /// A velocity rule in the model: the rule (`timestamp`: when it started counting) and every
@@ -145,7 +150,9 @@ impl Model {
         self.run_due(clock, &mut ts);
         let mut results = vec![R::Ok; commands.len()];
         let mut i = 0;
-        // Command k's timestamp is `first + k`; every trigger firing moves `first` on by one.
+        self.taken = 0;
+        // Command k's timestamp is `first + k + taken`; every trigger firing moves `first` on by
+        // one, every exchange's second leg `taken`.
         let mut first = ts;
         while i < commands.len() {
             let request_end = request_ends.iter().map(|e| *e as usize + 1).find(|e| *e > i).unwrap_or(commands.len());
@@ -158,11 +165,11 @@ impl Model {
             self.moved.clear();
             self.chain(&commands[i..=last], open, first + i as u64, &mut results[i..=last]);
             i = last + 1;
-            let mut next = first + i as u64;
+            let mut next = first + i as u64 + self.taken;
             self.settle_triggers(&mut next);
-            first = next - i as u64;
+            first = next - i as u64 - self.taken;
         }
-        self.timestamp = (first + commands.len() as u64).saturating_sub(1).max(clock);
+        self.timestamp = (first + commands.len() as u64 + self.taken).saturating_sub(1).max(clock);
         results
     }
 
@@ -175,7 +182,7 @@ impl Model {
         let run = if open { members.len() - 1 } else { members.len() };
         let mut broke = open.then_some(members.len() - 1);
         for k in 0..run {
-            let code = self.apply(&members[k], ts + k as u64);
+            let code = self.apply(&members[k], ts + k as u64 + self.taken);
             results[k] = code;
             let mixed = (code == R::Ok && results[..k].contains(&R::Exists)) || (code == R::Exists && results[..k].contains(&R::Ok));
             if mixed || !code.is_success() {
@@ -184,7 +191,9 @@ impl Model {
             }
         }
         let Some(at) = broke else { return };
+        let taken = self.taken;
         *self = saved;
+        self.taken = taken;
         for (k, result) in results.iter_mut().enumerate() {
             let keeps = k < at && *result == R::Exists || k == at && *result != R::Ok;
             if !keeps || (open && k == members.len() - 1) {
@@ -194,7 +203,7 @@ impl Model {
         if open {
             *results.last_mut().expect("a member") = R::LinkedEventChainOpen;
         }
-        results[at] = self.decide(&members[at], results[at], ts + at as u64);
+        results[at] = self.decide(&members[at], results[at], ts + at as u64 + self.taken);
     }
 
     /// Remembers a transfer id that failed with a code that decides it, if there is room.
@@ -237,6 +246,9 @@ impl Model {
             Command::ResumeOrder(c) => self.manage_order(c, 1, ts),
             Command::CancelOrder(c) => self.manage_order(c, 2, ts),
             Command::AmendOrder(c) => self.manage_order(c, 3, ts),
+            Command::CreateQuote(q) => self.create_quote(q, ts),
+            Command::Exchange(e) => self.exchange(e, ts),
+            Command::PlaceOrder(e) => self.place_order(e, ts),
         }
     }
 
@@ -537,7 +549,7 @@ impl Model {
 
     /// `single`: 0 two-sided, 1 debit (counterparty = credit side), 2 credit; `kind_flag`: the
     /// flag the command's kind adds to the client's (hold, capture, release, reverse).
-    fn transfer(&mut self, mut t: Transfer, single: u8, kind_flag: u16, ts: u64) -> R {
+    pub(crate) fn transfer(&mut self, mut t: Transfer, single: u8, kind_flag: u16, ts: u64) -> R {
         let head = [
             (t.timestamp != 0, R::TimestampMustBeZero),
             (t.flags & !tf::ALL != 0, R::ReservedFlag),

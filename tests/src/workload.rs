@@ -4,8 +4,9 @@
 use bursar_engine::{
     account_flags as af, change_flags as cf, channel_flags as chf, limit_flags as lf, order_flags as of, order_unit as unit,
     transfer_flags as tf, trigger_kind as tk, velocity_flags as vf, velocity_window as vw, Account, AccountChange, AccountLimits,
-    ChannelPolicy, Command, Ledger, OrderChange, StandingOrder, Transfer, Trigger, VelocityRule, RUN_ID_PREFIX,
+    ChannelPolicy, Command, Exchange, Ledger, OrderChange, Quote, StandingOrder, Transfer, Trigger, VelocityRule, RUN_ID_PREFIX,
 };
+use bursar_engine::{exchange_flags as xf, quote_flags as qf};
 
 use crate::rng::Rng;
 
@@ -28,6 +29,12 @@ pub struct Workload {
     sent: Vec<Command>,
     /// Standing orders and triggers sent (they may have failed).
     orders: Vec<u128>,
+    /// The desk's liquidity accounts, one per starting ledger (no overdraft, funded in setup).
+    liquidity: Vec<(u128, u32)>,
+    /// Quotes sent: (id, from ledger, to ledger).
+    quotes: Vec<(u128, u32, u32)>,
+    /// Orders placed: (hold id, quote id, the customer's account in the bought ledger, when).
+    desk_orders: Vec<(u128, u128, u128, u64)>,
     next_id: u128,
     /// Simulated time in ns.
     pub now: u64,
@@ -44,6 +51,9 @@ impl Workload {
             posted: Vec::new(),
             sent: Vec::new(),
             orders: Vec::new(),
+            liquidity: Vec::new(),
+            quotes: Vec::new(),
+            desk_orders: Vec::new(),
             next_id: 1,
             now: START,
         }
@@ -78,7 +88,24 @@ impl Workload {
         for _ in 0..24 {
             batch.push(self.create_account());
         }
+        for ledger in 1..=3u32 {
+            let id = self.id();
+            let flags = af::DEBITS_MUST_NOT_EXCEED_CREDITS;
+            batch.push(Command::CreateAccount(Account { id, ledger, code: 20, flags, ..Default::default() }));
+            let funding = Transfer { id: self.id(), credit_account_id: id, amount: 20_000, ledger, code: 1, ..Default::default() };
+            batch.push(Command::Credit(funding));
+            self.accounts.push((id, ledger));
+            self.liquidity.push((id, ledger));
+        }
         batch
+    }
+
+    /// The desk's liquidity account on `ledger` (a starting ledger), else any account on it.
+    fn liquidity_on(&mut self, ledger: u32) -> u128 {
+        match self.liquidity.iter().find(|(_, l)| *l == ledger) {
+            Some((id, _)) if !self.rng.chance(8) => *id,
+            _ => self.known_account_on(ledger),
+        }
     }
 
     /// Where requests joined into `commands` end, as the sequencer marks them for
@@ -102,6 +129,29 @@ impl Workload {
         let len = self.rng.below(max_len as u64 + 1) as usize;
         let mut batch = Vec::with_capacity(len);
         for _ in 0..len {
+            if self.rng.chance(25) {
+                // A desk order and, linked, the exchange that settles it.
+                let mut order = Command::PlaceOrder(self.place_order());
+                set_linked(&mut order);
+                batch.push(order);
+                let &(pending_id, quote_id, to_account_id, _) = self.desk_orders.last().expect("just placed");
+                let from_ledger = self.quotes.iter().find(|q| q.0 == quote_id).map_or(1, |q| q.1);
+                let amount = 1 + self.rng.below(900) as u128;
+                let (id, to_id, from_account_id) = (self.id(), self.id(), self.known_account_on(from_ledger));
+                let flags = xf::ORDER;
+                batch.push(Command::Exchange(Exchange {
+                    id,
+                    to_id,
+                    quote_id,
+                    from_account_id,
+                    to_account_id,
+                    amount,
+                    pending_id,
+                    flags,
+                    ..Default::default()
+                }));
+                continue;
+            }
             if self.rng.chance(3) {
                 // A correction: a reversal and the corrected transfer, linked.
                 let mut reversal = Command::Reverse(self.reversal());
@@ -124,7 +174,10 @@ impl Workload {
     }
 
     fn command(&mut self) -> Command {
-        match self.rng.below(106) {
+        match self.rng.below(112) {
+            106..=107 => Command::CreateQuote(self.quote()),
+            108..=110 => Command::Exchange(self.exchange()),
+            111 => Command::PlaceOrder(self.place_order()),
             100..=101 => Command::CreateStandingOrder(self.standing_order()),
             102..=103 => Command::CreateTrigger(self.trigger()),
             104..=105 => self.manage_order(),
@@ -265,6 +318,123 @@ impl Workload {
         t
     }
 
+    /// A quote between two ledgers (now and then the same one), on accounts of its ledgers or
+    /// not, for seconds to two minutes, sometimes for one customer, bounded, or malformed.
+    fn quote(&mut self) -> Quote {
+        let from_ledger = if self.rng.chance(8) { *self.rng.pick(&self.ledgers) } else { 1 + self.rng.below(3) as u32 };
+        let mut to_ledger = if self.rng.chance(8) { *self.rng.pick(&self.ledgers) } else { 1 + self.rng.below(3) as u32 };
+        if to_ledger == from_ledger && !self.rng.chance(10) {
+            to_ledger = from_ledger % 3 + 1;
+        }
+        let multi = self.rng.chance(2);
+        let mut q = Quote {
+            id: self.id(),
+            from_liquidity_id: self.liquidity_on(from_ledger),
+            to_liquidity_id: self.liquidity_on(to_ledger),
+            customer_account_id: if self.rng.chance(5) { self.account_on(to_ledger) } else { 0 },
+            amount_max: if self.rng.chance(4) { 1 + self.rng.below(3_000) as u128 } else { 0 },
+            rate: 1 + self.rng.below(30_000),
+            rate_scale: if self.rng.chance(10) { self.rng.below(5) as u8 } else { 4 },
+            validity_s: 1 + self.rng.below(120) as u32,
+            grace_s: self.rng.below(60) as u32,
+            from_ledger,
+            to_ledger,
+            code: 1 + self.rng.below(3) as u16,
+            flags: if multi { qf::MULTI_USE } else { 0 },
+            ..Default::default()
+        };
+        if self.rng.chance(10) {
+            match self.rng.below(5) {
+                0 => q.rate = 0,
+                1 => q.rate_scale = 19,
+                2 => q.validity_s = 0,
+                3 => q.code = 0,
+                _ => q.reserved[2] = 1,
+            }
+        }
+        self.quotes.push((q.id, from_ledger, to_ledger));
+        q
+    }
+
+    /// A quote sent (now and then an unknown one) with its ledgers.
+    fn pick_quote(&mut self) -> (u128, u32, u32) {
+        if self.quotes.is_empty() || self.rng.chance(15) {
+            return (self.rng.below(1 << 20) as u128 + 1, 1, 2);
+        }
+        // Mostly a recent one: older quotes have expired.
+        let recent = &self.quotes[self.quotes.len().saturating_sub(6)..];
+        if self.rng.chance(4) {
+            *self.rng.pick(&self.quotes)
+        } else {
+            *self.rng.pick(recent)
+        }
+    }
+
+    /// An exchange at a quote sent, or settling an order placed (booked in time, late, before
+    /// the quote or in the future), selling or buying a fixed amount, sometimes malformed.
+    fn exchange(&mut self) -> Exchange {
+        let settles = !self.desk_orders.is_empty() && self.rng.chance(3);
+        let order = if settles { Some(*self.rng.pick(&self.desk_orders[self.desk_orders.len().saturating_sub(8)..])) } else { None };
+        let (mut quote_id, from_ledger, to_ledger) = match order {
+            Some((_, quote, _, _)) => self.quotes.iter().copied().find(|q| q.0 == quote).unwrap_or((quote, 1, 2)),
+            None => self.pick_quote(),
+        };
+        let mut e = Exchange {
+            id: self.id(),
+            to_id: self.id(),
+            from_account_id: self.known_account_on(from_ledger),
+            to_account_id: self.known_account_on(to_ledger),
+            amount: if self.rng.chance(30) { self.amount() } else { 1 + self.rng.below(800) as u128 },
+            flags: if self.rng.chance(3) { xf::BUY_FIXED } else { 0 },
+            user_data_32: self.rng.below(3) as u32,
+            ..Default::default()
+        };
+        if let Some((order, quote, customer, placed_at)) = order {
+            (e.pending_id, quote_id, e.to_account_id) = (order, quote, customer);
+            e.flags |= xf::ORDER;
+            e.booked_at = match self.rng.below(5) {
+                0 => 0,
+                1 => self.now + 5 * S,
+                2 => placed_at.saturating_sub(self.rng.below(5 * S)),
+                _ => (placed_at + self.rng.below(130 * S)).min(self.now),
+            };
+        }
+        e.quote_id = quote_id;
+        if self.rng.chance(12) {
+            match self.rng.below(5) {
+                0 => e.to_id = e.id,
+                1 => e.reserved = 1,
+                2 => e.flags |= 1 << 5,
+                3 => e.booked_at = 7,
+                _ => e.pending_id = 3,
+            }
+        }
+        e
+    }
+
+    /// An order on a quote sent, sometimes malformed.
+    fn place_order(&mut self) -> Exchange {
+        let (quote_id, _, to_ledger) = self.pick_quote();
+        let mut e = Exchange {
+            id: self.id(),
+            quote_id,
+            to_account_id: self.known_account_on(to_ledger),
+            amount: 1 + self.rng.below(800) as u128,
+            flags: if self.rng.chance(3) { xf::BUY_FIXED } else { 0 },
+            ..Default::default()
+        };
+        if self.rng.chance(12) {
+            match self.rng.below(4) {
+                0 => e.to_id = 5,
+                1 => e.from_account_id = 5,
+                2 => e.flags |= xf::ORDER,
+                _ => e.amount = 0,
+            }
+        }
+        self.desk_orders.push((e.id, e.quote_id, e.to_account_id, self.now));
+        e
+    }
+
     /// A pause, resume, cancel or amendment of an order sent, now and then of an unknown one.
     fn manage_order(&mut self) -> Command {
         let order_id =
@@ -313,6 +483,15 @@ impl Workload {
             3..=10 => 1_000_000 + self.rng.below(1_000_000) as u128,
             _ => 1 + self.rng.below(1000) as u128,
         }
+    }
+
+    /// An account made on `ledger`, now and then any id.
+    fn known_account_on(&mut self, ledger: u32) -> u128 {
+        let candidates: Vec<u128> = self.accounts.iter().filter(|(_, l)| *l == ledger).map(|(id, _)| *id).collect();
+        if candidates.is_empty() || self.rng.chance(12) {
+            return self.rng.below(1 << 20) as u128 + 1;
+        }
+        *self.rng.pick(&candidates)
     }
 
     fn account_on(&mut self, ledger: u32) -> u128 {

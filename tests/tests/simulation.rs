@@ -24,6 +24,7 @@ fn limits_for(seed: u64) -> Limits {
 
 fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
     compare_orders(engine, model)?;
+    compare_quotes(engine, model)?;
     if engine.timestamp() != model.timestamp {
         return Err(format!("clock: engine {} model {}", engine.timestamp(), model.timestamp));
     }
@@ -102,6 +103,20 @@ fn compare_policies(engine: &Engine, model: &Model) -> Result<(), String> {
             if usage.rule != rule.rule || usage.count != count || (bounded && usage.amount != amount) {
                 return Err(format!("account {} slot {}: engine {usage:?} model {:?} {count} {amount}", a.id, rule.rule.slot, rule.rule));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every quote and its usage.
+fn compare_quotes(engine: &Engine, model: &Model) -> Result<(), String> {
+    if engine.quotes().len() != model.quotes.len() {
+        return Err(format!("quotes: engine {} model {}", engine.quotes().len(), model.quotes.len()));
+    }
+    for (id, m) in &model.quotes {
+        let (quote, usage) = engine.quote(*id).ok_or_else(|| format!("quote {id} missing"))?;
+        if quote != m.quote || (usage.uses, usage.paid) != (m.uses, m.paid) {
+            return Err(format!("quote {id}: engine {quote:?} {usage:?}\n model {:?} uses {} paid {}", m.quote, m.uses, m.paid));
         }
     }
     Ok(())

@@ -372,6 +372,18 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The quote with id `id` as stored, with its usage.
+    pub fn quote(&self, id: u128) -> Option<(Quote, QuoteUsage)> {
+        self.quote_index.get(&id).map(|&i| (self.quotes[i as usize], self.quote_usage[i as usize]))
+    }
+
+    /// Every quote, in the order they were made.
+    pub fn quotes(&self) -> &[Quote] {
+        &self.quotes
+    }
+}
+
 /// The record checks of an exchange or order before any lookup: reserved bits, flags outside
 /// `allowed`, and both ids.
 fn check_exchange_record(e: &Exchange, allowed: u16) -> Option<ResultCode> {
