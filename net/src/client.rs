@@ -249,6 +249,12 @@ impl Client {
         reply::decode_account_orders(&body).map_err(ClientError::Protocol)
     }
 
+    /// Quotes by id with their usage (`None` where not found).
+    pub async fn lookup_quotes(&self, ids: &[u128]) -> Result<Vec<Option<(bursar_engine::Quote, bursar_engine::QuoteUsage)>>, ClientError> {
+        let (_, body) = self.call(&Request::LookupQuotes(ids.to_vec())).await?;
+        reply::decode_quotes(&body, ids.len()).map_err(ClientError::Protocol)
+    }
+
     /// The limits in force on each account: `None` where the account is not found.
     pub async fn lookup_limits(&self, ids: Vec<u128>) -> Result<Vec<Option<protocol::LimitsRecord>>, ClientError> {
         let asked = ids.len();

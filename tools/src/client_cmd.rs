@@ -255,6 +255,15 @@ pub enum ClientOp {
     },
     /// Show the live standing orders and triggers an account pays, is paid by or is watched by.
     Orders { account: u128 },
+    /// Make a quote: a rate between two ledgers, guaranteed for a time, on the desk's accounts.
+    CreateQuote(crate::exchange_cmd::NewQuote),
+    /// Exchange at a quote: the customer's money to the desk in one currency and the desk's to
+    /// the customer in the other, both or neither; with --order, settle an order.
+    Exchange(crate::exchange_cmd::NewExchange),
+    /// Accept a quote for an amount: reserve the desk's money until the payment arrives.
+    PlaceOrder(crate::exchange_cmd::NewOrder),
+    /// Show quotes: rate, validity, accounts and what they paid out.
+    Quotes { ids: Vec<u128> },
     /// Show the limits in force on accounts.
     Limits { ids: Vec<u128> },
     /// Show accounts.
@@ -448,6 +457,7 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::History { account, limit, newest, balances } => show_history(&client, account, limit, newest, balances, args.json).await,
         ClientOp::Batch { file, chain } => batch(&client, &file, chain, args.json).await,
         ClientOp::Orders { account } => finish_lookup(crate::orders_cmd::show(&client, None, Some(account), args.json).await),
+        ClientOp::Quotes { ids } => finish_lookup(crate::exchange_cmd::show(&client, ids, args.json).await),
         ClientOp::StandingOrder { op: StandingOrderOp::Manage(ManageOrder::Show { ids }) }
         | ClientOp::Trigger { op: TriggerOp::Manage(ManageOrder::Show { ids }) } => {
             finish_lookup(crate::orders_cmd::show(&client, Some(ids), None, args.json).await)
@@ -617,6 +627,9 @@ async fn build(client: &Client, op: ClientOp) -> Result<Vec<Command>> {
         }
         ClientOp::StandingOrder { op } => crate::orders_cmd::standing_order(client, op).await?.context("show is a lookup")?,
         ClientOp::Trigger { op } => crate::orders_cmd::trigger(client, op).await?.context("show is a lookup")?,
+        ClientOp::CreateQuote(n) => crate::exchange_cmd::create_quote(client, n).await?,
+        ClientOp::Exchange(n) => crate::exchange_cmd::exchange(client, n).await?,
+        ClientOp::PlaceOrder(n) => crate::exchange_cmd::place_order(client, n).await?,
         lookup => bail!("{lookup:?} is a lookup or a batch, not a command to submit"),
     };
     Ok(vec![command])

@@ -31,6 +31,7 @@ use bursar_audit as audit;
 mod bench_cmd;
 mod client_cmd;
 mod demo;
+mod exchange_cmd;
 mod orders_cmd;
 
 #[derive(Subcommand, Debug)]

@@ -164,7 +164,7 @@ fn parse_every(text: &str) -> Result<(u8, u32)> {
 }
 
 /// An RFC 3339 time as engine nanoseconds.
-fn parse_time(text: &str) -> Result<u64> {
+pub(crate) fn parse_time(text: &str) -> Result<u64> {
     let at = humantime::parse_rfc3339_weak(text).with_context(|| format!("{text}: not an RFC 3339 time (2027-01-31T09:00:00Z)"))?;
     let since = at.duration_since(std::time::UNIX_EPOCH).with_context(|| format!("{text}: before 1970"))?;
     u64::try_from(since.as_nanos()).with_context(|| format!("{text}: too far ahead"))

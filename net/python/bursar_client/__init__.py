@@ -3,10 +3,11 @@ exact decimal amounts. Requires aioquic."""
 
 from .client import Client
 from .wire import (
-    Account, AccountFlags, Command, Kind, Ledger, OrderChange, ProtocolError, ResultCode, StandingOrder, Transfer, TransferFlags, Trigger,
+    Account, AccountFlags, Command, Exchange, Kind, Ledger, OrderChange, ProtocolError, Quote, ResultCode, StandingOrder, Transfer,
+    TransferFlags, Trigger,
 )
 
 __all__ = [
-    "Account", "AccountFlags", "Client", "Command", "Kind", "Ledger", "OrderChange", "ProtocolError", "ResultCode", "StandingOrder",
-    "Transfer", "TransferFlags", "Trigger",
+    "Account", "AccountFlags", "Client", "Command", "Exchange", "Kind", "Ledger", "OrderChange", "ProtocolError", "Quote",
+    "ResultCode", "StandingOrder", "Transfer", "TransferFlags", "Trigger",
 ]

@@ -40,6 +40,7 @@ class Operation(enum.IntEnum):
     LOOKUP_POLICY = 12
     LOOKUP_ORDERS = 13
     LOOKUP_ACCOUNT_ORDERS = 14
+    LOOKUP_QUOTES = 15
 
 
 class Kind(enum.IntEnum):
@@ -66,6 +67,9 @@ class Kind(enum.IntEnum):
     RESUME_ORDER = 19
     CANCEL_ORDER = 20
     AMEND_ORDER = 21
+    CREATE_QUOTE = 22
+    EXCHANGE = 23
+    PLACE_ORDER = 24
 
 
 class ProtocolError(enum.IntEnum):
@@ -208,6 +212,28 @@ class ResultCode(enum.IntEnum):
     ORDER_ENDED = 115
     ORDERS_PER_ACCOUNT_LIMIT_REACHED = 116
     ORDERS_LIMIT_REACHED = 117
+    QUOTE_EXISTS_WITH_DIFFERENT_FIELDS = 118
+    EXCHANGE_EXISTS_WITH_DIFFERENT_FIELDS = 119
+    QUOTE_RATE_INVALID = 120
+    QUOTE_VALIDITY_INVALID = 121
+    QUOTE_LEDGERS_MUST_BE_DIFFERENT = 122
+    EXCHANGE_IDS_MUST_BE_DIFFERENT = 123
+    EXCHANGE_AMOUNT_MUST_NOT_BE_ZERO = 124
+    QUOTE_NOT_FOUND = 125
+    QUOTE_LIQUIDITY_ACCOUNT_INVALID = 126
+    QUOTE_CUSTOMER_INVALID = 127
+    EXCHANGE_LEDGER_MISMATCH = 128
+    QUOTE_ISSUED_TO_ANOTHER_CUSTOMER = 129
+    EXCHANGE_ORDER_NOT_FOUND = 130
+    EXCHANGE_BOOKED_AT_INVALID = 131
+    QUOTE_EXPIRED = 132
+    QUOTE_USED_UP = 133
+    EXCHANGE_AMOUNT_TOO_SMALL = 134
+    EXCHANGE_OVERFLOW = 135
+    QUOTE_AMOUNT_EXCEEDED = 136
+    EXCHANGE_EXCEEDS_ORDER = 137
+    EXCHANGE_EXCEEDS_LIQUIDITY = 138
+    QUOTES_LIMIT_REACHED = 139
 
     @property
     def is_success(self) -> bool:
@@ -500,6 +526,61 @@ class OrderChange:
 
 
 @dataclass
+class Quote:
+    """A rate between two ledgers for a time (docs/exchange.md): `rate / 10**rate_scale` minor units of `to_ledger` per minor unit of `from_ledger`."""
+
+    id: int
+    from_ledger: int
+    to_ledger: int
+    rate: int
+    rate_scale: int
+    from_liquidity_id: int
+    to_liquidity_id: int
+    validity_s: int
+    code: int
+    grace_s: int = 0
+    customer_account_id: int = 0
+    amount_max: int = 0
+    user_data_64: int = 0
+    flags: int = 0  # bit 0 linked, 1 multi_use
+    timestamp: int = 0
+
+    def encode(self) -> bytes:
+        b = bytearray(RECORD_SIZE)
+        values = [self.id, self.from_liquidity_id, self.to_liquidity_id, self.customer_account_id, self.amount_max]
+        for k, v in enumerate(values):
+            b[16 * k : 16 * k + 16] = _u128(v)
+        struct.pack_into("<QQIIIIHHB", b, 80, self.rate, self.user_data_64, self.validity_s, self.grace_s,
+                         self.from_ledger, self.to_ledger, self.code, self.flags, self.rate_scale)
+        struct.pack_into("<Q", b, 120, self.timestamp)
+        return bytes(b)
+
+
+@dataclass
+class Exchange:
+    """An exchange (both legs) or, as kind PLACE_ORDER, an order on a quote (docs/exchange.md)."""
+
+    id: int
+    quote_id: int
+    to_account_id: int
+    amount: int
+    to_id: int = 0
+    from_account_id: int = 0
+    pending_id: int = 0
+    booked_at: int = 0
+    user_data_32: int = 0
+    flags: int = 0  # bit 0 linked, 1 buy_fixed, 2 order
+
+    def encode(self) -> bytes:
+        b = bytearray(RECORD_SIZE)
+        values = [self.id, self.to_id, self.quote_id, self.from_account_id, self.to_account_id, self.amount, self.pending_id]
+        for k, v in enumerate(values):
+            b[16 * k : 16 * k + 16] = _u128(v)
+        struct.pack_into("<QIH", b, 112, self.booked_at, self.user_data_32, self.flags)
+        return bytes(b)
+
+
+@dataclass
 class OrderView:
     """An order as lookup orders returns it: its state and run history (docs/protocol.md, "Orders")."""
 
@@ -545,7 +626,7 @@ class Command:
     """One command of a submit: its kind and record."""
 
     kind: Kind
-    record: Ledger | Account | Transfer | StandingOrder | Trigger | OrderChange
+    record: Ledger | Account | Transfer | StandingOrder | Trigger | OrderChange | Quote | Exchange
 
 
 def encode_submit(request_id: int, commands: list[Command]) -> bytes:

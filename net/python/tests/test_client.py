@@ -12,7 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bursar_client import Account, AccountFlags, Client, Command, Kind, Ledger, OrderChange, ResultCode, StandingOrder, Transfer, Trigger  # noqa: E402,E501
+from bursar_client import Account, AccountFlags, Client, Command, Exchange, Kind, Ledger, OrderChange, Quote, ResultCode, StandingOrder, Transfer, Trigger  # noqa: E402,E501
+from bursar_client.wire import _u128  # noqa: E402
+import struct  # noqa: E402
 from bursar_client import wire  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,6 +43,10 @@ class Offline(unittest.TestCase):
         t = Trigger(id=1, debit_account_id=2, credit_account_id=3, ledger=7, code=9, kind=2, threshold=13, cap_window=3).encode()
         self.assertEqual((t[64], t[112:116], t[124], t[125]), (13, b"\x07\0\0\0", 2, 3))
         self.assertEqual(OrderChange(order_id=4, amount=6, flags=1).encode()[:33], bytes([4] + [0] * 15 + [6] + [0] * 15 + [1]))
+        q = Quote(id=1, from_ledger=978, to_ledger=985, rate=43215, rate_scale=4, from_liquidity_id=2, to_liquidity_id=3, validity_s=900, code=7, grace_s=60).encode()
+        self.assertEqual((q[80:88], q[96:100], q[100:104], q[104:108], q[112:114], q[116]), (_u128(43215)[:8], struct.pack("<I", 900), struct.pack("<I", 60), struct.pack("<I", 978), b"\x07\0", 4))
+        e = Exchange(id=1, quote_id=5, to_account_id=6, amount=7, booked_at=9, flags=4).encode()
+        self.assertEqual((e[32], e[64], e[80], e[112], e[124]), (5, 6, 7, 9, 4))
 
     def test_amounts_are_exact(self):
         eur = Ledger(id=978, currency="EUR", scale=2, settlement_account_id=1)
@@ -86,6 +92,19 @@ async def session(host: str, port: int, cert: str) -> None:
         assert trigger is not None and missing is None
         assert await client.submit([Command(Kind.CANCEL_ORDER, OrderChange(order_id=1))]) == [ResultCode.OK]
         assert await client.balance(10) == Decimal("221.45"), await client.balance(10)
+        # An exchange desk: 4.3215 PLN per EUR; bob sells 10.00 EUR, both legs in one command.
+        pln = Ledger(id=985, currency="PLN", scale=2, settlement_account_id=2)
+        desk_eur, desk_pln, bob_pln = Account(id=12, ledger=978, code=20), Account(id=20, ledger=985, code=20), Account(id=21, ledger=985, code=10)
+        funding = Transfer(id=300, credit_account_id=20, amount=1_000_000, ledger=985, code=6)
+        quote = Quote(id=5, from_ledger=978, to_ledger=985, rate=43215, rate_scale=4, from_liquidity_id=12, to_liquidity_id=20, validity_s=900, code=8)
+        made = [Command(Kind.CREATE_LEDGER, pln)] + [Command(Kind.CREATE_ACCOUNT, a) for a in (desk_eur, desk_pln, bob_pln)]
+        made += [Command(Kind.CREDIT, funding), Command(Kind.CREATE_QUOTE, quote)]
+        assert await client.submit(made) == [ResultCode.OK] * 6
+        swap = Exchange(id=301, to_id=302, quote_id=5, from_account_id=11, to_account_id=21, amount=1_000)
+        assert await client.submit([Command(Kind.EXCHANGE, swap)]) == [ResultCode.OK]
+        assert await client.submit([Command(Kind.EXCHANGE, swap)]) == [ResultCode.EXISTS]
+        legs = await client.lookup_transfers([301, 302])
+        assert [t.amount for t in legs if t] == [1_000, 4_321], legs
 
 
 class Online(unittest.TestCase):

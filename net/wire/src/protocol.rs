@@ -71,6 +71,9 @@ pub enum Operation {
     /// One 16-byte account id. Reply: the record and state record of every live order the
     /// account pays, is paid by or is watched by.
     LookupAccountOrders = 14,
+    /// Quote ids (16-byte ids). Reply: per id, the quote's record and its usage record (both
+    /// all zero where not found; see `docs/protocol.md`, "Quote usage").
+    LookupQuotes = 15,
 }
 
 impl Operation {
@@ -90,6 +93,7 @@ impl Operation {
             Operation::LookupPolicy,
             Operation::LookupOrders,
             Operation::LookupAccountOrders,
+            Operation::LookupQuotes,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -376,6 +380,8 @@ pub enum Request {
     LookupOrders(Vec<u128>),
     /// See [`Operation::LookupAccountOrders`].
     LookupAccountOrders(u128),
+    /// See [`Operation::LookupQuotes`].
+    LookupQuotes(Vec<u128>),
 }
 
 /// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
@@ -566,6 +572,7 @@ impl Request {
             Request::LookupPolicy(_) => Operation::LookupPolicy,
             Request::LookupOrders(_) => Operation::LookupOrders,
             Request::LookupAccountOrders(_) => Operation::LookupAccountOrders,
+            Request::LookupQuotes(_) => Operation::LookupQuotes,
         }
     }
 
@@ -581,7 +588,8 @@ impl Request {
             | Request::LookupTransfers(ids)
             | Request::LookupOutcomes(ids)
             | Request::LookupLimits(ids)
-            | Request::LookupOrders(ids) => {
+            | Request::LookupOrders(ids)
+            | Request::LookupQuotes(ids) => {
                 ids.iter().for_each(|id| body.extend_from_slice(&id.to_le_bytes()));
                 ids.len()
             }
@@ -636,7 +644,8 @@ impl Request {
             | Operation::LookupTransfers
             | Operation::LookupOutcomes
             | Operation::LookupLimits
-            | Operation::LookupOrders) => {
+            | Operation::LookupOrders
+            | Operation::LookupQuotes) => {
                 expect_len(16 * n)?;
                 let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
                 Ok(match op {
@@ -644,6 +653,7 @@ impl Request {
                     Operation::LookupTransfers => Request::LookupTransfers(ids),
                     Operation::LookupOutcomes => Request::LookupOutcomes(ids),
                     Operation::LookupOrders => Request::LookupOrders(ids),
+                    Operation::LookupQuotes => Request::LookupQuotes(ids),
                     _ => Request::LookupLimits(ids),
                 })
             }
@@ -883,6 +893,7 @@ mod tests {
             Request::LookupPolicy(10),
             Request::LookupOrders(vec![11, 12]),
             Request::LookupAccountOrders(13),
+            Request::LookupQuotes(vec![14, 15]),
             Request::GetAccountTransfers(AccountFilter { account_id: 5, limit: 10, flags: 3, timestamp_max: 99, ..Default::default() }),
             Request::GetAccountBalances(AccountFilter { account_id: 6, code: 2, ..Default::default() }),
             Request::LedgerTotals(vec![978, 840, 1]),

@@ -2,8 +2,9 @@
 //! transport ([`Reply::encode`]), and the client's decoders of each reply body.
 
 use bursar_engine::{
-    transfer_flags as tf, Account, AccountBalance, AccountPolicy, Balances, ChannelPolicy, HoldOf, HoldStatus, Ledger, LedgerTotals,
-    Lineage, Order, Record, ResultCode, RuleUsage, RunEntry, Transfer, VelocityRule, ORDER_STATE_SIZE, RECORD_SIZE, RUN_ENTRY_SIZE,
+    quote_expires_at, transfer_flags as tf, Account, AccountBalance, AccountPolicy, Balances, ChannelPolicy, HoldOf, HoldStatus, Ledger,
+    LedgerTotals, Lineage, Order, Quote, QuoteUsage, Record, ResultCode, RuleUsage, RunEntry, Transfer, VelocityRule, ORDER_STATE_SIZE,
+    RECORD_SIZE, RUN_ENTRY_SIZE,
 };
 
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub enum Reply {
     Orders(Vec<Option<Order>>),
     /// The live orders of one account, without their histories.
     AccountOrders(Vec<Order>),
+    /// Quotes by id, with their usage (`None`: not found).
+    Quotes(Vec<Option<(Quote, QuoteUsage)>>),
     /// The request failed as a whole (`shutting_down` after a log failure, say).
     Error(ProtocolError),
 }
@@ -94,9 +97,57 @@ impl Reply {
                 let count = (body.len() / RECORD_SIZE) as u32;
                 protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupAccountOrders as u8, request_id, count, &body, out)
             }
+            Reply::Quotes(quotes) => {
+                let mut body = Vec::with_capacity(2 * RECORD_SIZE * quotes.len());
+                for found in quotes {
+                    match found {
+                        Some((quote, usage)) => {
+                            body.extend_from_slice(&quote.to_bytes());
+                            body.extend_from_slice(&usage_record(quote, usage));
+                        }
+                        None => body.extend_from_slice(&[0; 2 * RECORD_SIZE]),
+                    }
+                }
+                let count = (body.len() / RECORD_SIZE) as u32;
+                protocol::encode_frame(protocol::FrameType::Reply, Operation::LookupQuotes as u8, request_id, count, &body, out)
+            }
             Reply::Error(error) => protocol::encode_error(request_id, operation, *error, out),
         }
     }
+}
+
+/// A quote's usage record: paid u128 @0, uses u32 @16, 4 zero bytes, expires_at u64 @24, 96 zero bytes.
+fn usage_record(quote: &Quote, usage: &QuoteUsage) -> [u8; RECORD_SIZE] {
+    let mut out = [0u8; RECORD_SIZE];
+    out[..16].copy_from_slice(&usage.paid.to_le_bytes());
+    out[16..20].copy_from_slice(&usage.uses.to_le_bytes());
+    out[24..32].copy_from_slice(&quote_expires_at(quote).to_le_bytes());
+    out
+}
+
+/// A lookup-quotes reply: per id asked, the quote and its usage (`None` where both records are
+/// all zero).
+pub fn decode_quotes(body: &[u8], asked: usize) -> Result<Vec<Option<(Quote, QuoteUsage)>>, ProtocolError> {
+    if body.len() != 2 * RECORD_SIZE * asked {
+        return Err(ProtocolError::LengthMismatch);
+    }
+    let pairs = body.chunks_exact(2 * RECORD_SIZE);
+    pairs
+        .map(|pair| {
+            let (record, usage) = pair.split_at(RECORD_SIZE);
+            if pair.iter().all(|b| *b == 0) {
+                return Ok(None);
+            }
+            let quote = Quote::decode(record.try_into().expect("a record"));
+            let zero = usage[20..24].iter().chain(&usage[32..]).all(|b| *b == 0);
+            if !zero || quote.id == 0 {
+                return Err(ProtocolError::ReservedNotZero);
+            }
+            let paid = u128::from_le_bytes(usage[..16].try_into().expect("16 bytes"));
+            let uses = u32::from_le_bytes(usage[16..20].try_into().expect("4 bytes"));
+            Ok(Some((quote, QuoteUsage { uses, paid })))
+        })
+        .collect()
 }
 
 /// An order's records: its record as made, its state (the history count zero without the
@@ -477,6 +528,14 @@ mod tests {
         let (_, body) = frame(&Reply::AccountOrders(vec![made.clone()]), 0);
         let back = decode_account_orders(&body).expect("decodes");
         assert_eq!((back.len(), back[0].next_due, back[0].history.len()), (1, made.next_due, 0));
+
+        let quote = Quote { id: 7, rate: 43_215, rate_scale: 4, validity_s: 60, timestamp: 5, ..Default::default() };
+        let usage = QuoteUsage { uses: 2, paid: 99 };
+        let (header, body) = frame(&Reply::Quotes(vec![Some((quote, usage)), None]), 0);
+        assert_eq!((header.operation, header.record_count), (Operation::LookupQuotes as u8, 4));
+        assert_eq!(&body[RECORD_SIZE + 24..RECORD_SIZE + 32], &(5 + 60 * 1_000_000_000u64).to_le_bytes(), "expires_at at 24");
+        assert_eq!(decode_quotes(&body, 2).expect("decodes"), vec![Some((quote, usage)), None]);
+        assert_eq!(decode_quotes(&body, 1), Err(ProtocolError::LengthMismatch));
 
         let (header, body) = frame(&Reply::Error(ProtocolError::ShuttingDown), Operation::Submit as u8);
         assert_eq!((header.frame_type, header.operation), (FrameType::Error, Operation::Submit as u8));
