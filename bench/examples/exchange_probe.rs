@@ -96,7 +96,7 @@ fn main() {
         let plain: Vec<Command> = (0..BATCH_COMMANDS_MAX)
             .map(|_| {
                 let (a, b) = (next() as u128 % accounts, next() as u128 % accounts);
-                id += 1;
+                id += 2;
                 let t = Transfer {
                     id,
                     debit_account_id: 10 + 2 * a,
