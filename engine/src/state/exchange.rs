@@ -310,6 +310,11 @@ impl Engine {
         if code != R::Ok {
             self.rollback_to(mark);
         }
+        debug_assert_eq!(
+            [first.0.id, second.0.id].map(|id| self.find_transfer_id(id).is_some()),
+            [code == R::Ok; 2],
+            "both legs stored or neither"
+        );
         if own {
             self.recording = false;
             self.undo.clear();
