@@ -147,7 +147,7 @@ impl Engine {
     pub(super) fn exchange(&mut self, e: &Exchange, ts: u64) -> ResultCode {
         use ResultCode as R;
         let order = e.flags & xf::ORDER != 0;
-        if let Some(code) = check_exchange_record(e, xf::ALL) {
+        if let Some(code) = check_exchange_record(e, xf::ALL, &[e.id, e.to_id]) {
             return code;
         }
         match (self.find_transfer_id(e.id), self.find_transfer_id(e.to_id)) {
@@ -200,7 +200,7 @@ impl Engine {
     /// `place_order`: a hold on the desk's money in the bought ledger.
     pub(super) fn place_order(&mut self, e: &Exchange, ts: u64) -> ResultCode {
         use ResultCode as R;
-        if let Some(code) = check_exchange_record(e, xf::LINKED | xf::BUY_FIXED) {
+        if let Some(code) = check_exchange_record(e, xf::LINKED | xf::BUY_FIXED, &[e.id]) {
             return code;
         }
         if e.from_account_id != 0 {
@@ -390,8 +390,8 @@ impl Engine {
 }
 
 /// The record checks of an exchange or order before any lookup: reserved bits, flags outside
-/// `allowed`, and both ids.
-fn check_exchange_record(e: &Exchange, allowed: u16) -> Option<ResultCode> {
+/// `allowed`, and the transfer ids it makes.
+fn check_exchange_record(e: &Exchange, allowed: u16, ids: &[u128]) -> Option<ResultCode> {
     use ResultCode as R;
     if e.reserved != 0 {
         return Some(R::ReservedField);
@@ -399,7 +399,6 @@ fn check_exchange_record(e: &Exchange, allowed: u16) -> Option<ResultCode> {
     if e.flags & !allowed != 0 {
         return Some(R::ReservedFlag);
     }
-    let ids: &[u128] = if allowed & xf::ORDER != 0 { &[e.id, e.to_id] } else { &[e.id] };
     for &id in ids {
         if id == 0 {
             return Some(R::IdMustNotBeZero);
