@@ -18,6 +18,20 @@ use rust_decimal::Decimal;
 
 use crate::orders_cmd::{ManageOrder, StandingOrderOp, TriggerOp};
 
+/// Connects to the server at `addr` that presents `cert`, with this gateway's certificate and
+/// key when the server requires mutual TLS.
+pub async fn connect(addr: SocketAddr, cert: &Path, client_cert: Option<&Path>, client_key: Option<&Path>) -> Result<Client> {
+    let cert = bursar_net::tls::read_certificate(cert).map_err(anyhow::Error::msg)?;
+    let auth = match (client_cert, client_key) {
+        (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
+            cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
+            key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        }),
+        _ => None,
+    };
+    Client::connect_with(addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {addr}"))
+}
+
 /// Where the server is and how to print.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -437,16 +451,7 @@ fn finish_lookup(result: Result<()>) -> Result<()> {
 
 /// Runs one client command.
 pub async fn run(args: ClientArgs) -> Result<()> {
-    let cert = bursar_net::tls::read_certificate(&args.cert).map_err(anyhow::Error::msg)?;
-    let auth = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
-            cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
-            key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-        }),
-        _ => None,
-    };
-    let client =
-        Client::connect_with(args.addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {}", args.addr))?;
+    let client = connect(args.addr, &args.cert, args.client_cert.as_deref(), args.client_key.as_deref()).await?;
     match args.op {
         ClientOp::Trace { id } => finish_lookup(trace(&client, id, args.json).await),
         ClientOp::Policy { account } => finish_lookup(show_policy(&client, account, args.json).await),

@@ -31,6 +31,7 @@ use bursar_audit as audit;
 mod bench_cmd;
 mod client_cmd;
 mod demo;
+mod desk_cmd;
 mod exchange_cmd;
 mod orders_cmd;
 
@@ -38,6 +39,8 @@ mod orders_cmd;
 enum Cmd {
     /// Talk to a running server: create ledgers and accounts, move money, look things up.
     Client(client_cmd::ClientArgs),
+    /// The currency-exchange desk's cashier: orders, statement import and matching, payout files.
+    Desk(desk_cmd::DeskArgs),
     /// Start the server: recover the node from the data directory (newest snapshot + log),
     /// listen for gateways over QUIC (TLS 1.3, self-signed certificate generated on first start),
     /// and on SIGINT/SIGTERM stop accepting, finish what was accepted, snapshot, and exit 0.
@@ -108,6 +111,14 @@ fn run(command: Cmd) -> Result<()> {
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
+        }
+        Cmd::Desk(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            if !runtime.block_on(desk_cmd::run(args))? {
+                // Done, but the cashier must look: a balance differs (printed on stderr).
+                std::process::exit(desk_cmd::EXIT_BALANCE_MISMATCH);
+            }
+            Ok(())
         }
         Cmd::Demo { data, accounts, transfers, seed } => demo::run(data, accounts, transfers, seed),
         Cmd::Replay(args) => audit::run_replay(args, &server_head),
