@@ -137,7 +137,8 @@ pub struct OrderArgs {
     number: Option<u64>,
 }
 
-/// Exit status of an import whose statements' closing balances differ from the shadows'.
+/// Exit status of an import that found something the cashier must look at: a statement's
+/// closing balance differs from its shadow's, or a line conflicts with one imported before.
 pub const EXIT_BALANCE_MISMATCH: i32 = 3;
 
 /// `desk payouts --format`.
@@ -356,9 +357,9 @@ fn step_name(config: &DeskConfig, t: &bursar_engine::Transfer) -> String {
     }
 }
 
-/// Prints the import's report; true if a closing balance differs from its shadow's.
+/// Prints the import's report; true if the cashier must look (`Report::alarming`).
 fn print_import(r: &bursar_desk::import::Report, json: bool) -> bool {
-    let mismatch = r.mismatches().count() > 0;
+    let alarming = r.alarming();
     if json {
         let balances: Vec<_> = r.balances.iter().map(|(a, s, c, sh)| json!({ "account": a, "statement": s, "closing": c.to_string(), "shadow": sh.to_string(), "equal": c == sh })).collect();
         let value = json!({
@@ -369,6 +370,7 @@ fn print_import(r: &bursar_desk::import::Report, json: bool) -> bool {
             "exchanged": r.exchanged.iter().map(|(o, b)| json!({ "order": o, "bought": b })).collect::<Vec<_>>(),
             "not_exchanged": r.not_exchanged.iter().map(|(o, w)| json!({ "order": o, "why": w })).collect::<Vec<_>>(),
             "balances": balances,
+            "conflicts": r.conflicts.iter().map(|(p, w)| json!({ "line": p, "what": w })).collect::<Vec<_>>(),
         });
         println!("{value}");
     } else {
@@ -397,7 +399,10 @@ fn print_import(r: &bursar_desk::import::Report, json: bool) -> bool {
     for (a, s, c, sh) in r.mismatches() {
         eprintln!("bursar: BALANCE MISMATCH: account {a}, statement {s}: the bank says {c}, the shadow holds {sh} (difference {})", c - sh);
     }
-    mismatch
+    for (p, w) in &r.conflicts {
+        eprintln!("bursar: CONFLICT: {p}: {w}");
+    }
+    alarming
 }
 
 async fn payouts(

@@ -136,8 +136,11 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let over = desk.order("3", "50.00");
     let late = desk.order("4", "10.00");
     let (two_a, two_b) = (desk.order("5", "20.00"), desk.order("6", "30.00"));
+    let cancelled = desk.order("7", "5.00");
+    assert_eq!(desk.ok(&["cancel", &cancelled])[0]["cancel"], "ok");
+    assert_eq!(desk.ok(&["cancel", &cancelled])[0]["cancel"], "exists", "cancelling again changes nothing");
     let booked = rfc3339(SystemTime::now());
-    assert!(desk.statuses().iter().all(|(_, s)| s == "awaiting payment"));
+    assert!(desk.statuses().iter().all(|(r, s)| s == if *r == cancelled { "cancelled" } else { "awaiting payment" }));
 
     let eur = |closing, lines: &[(&str, &str, &str, &str, &str, &str)], id| {
         camt("DE89370400440532013000", "EUR", id, closing, &rfc3339(SystemTime::now()), lines)
@@ -229,8 +232,24 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     assert_eq!(report["payouts_confirmed"].as_array().unwrap().len(), 7, "{report}");
     assert!(report["balances"].as_array().unwrap().iter().all(|b| b["equal"] == true), "{report}");
     for (reference, status) in desk.statuses() {
-        assert_eq!(status, "paid out", "{reference}");
+        assert_eq!(status, if reference == cancelled { "cancelled" } else { "paid out" }, "{reference}");
     }
+    let history = desk.ok(&["orders", "--history", &over]);
+    let steps: Vec<&str> = history[1..].iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps,
+        [
+            "reservation (order placed)",
+            "payment booked by the bank",
+            "exchange: customer's money to the desk",
+            "exchange: reservation captured",
+            "payout ordered",
+            "refund ordered",
+            "payout confirmed by the bank",
+            "payout confirmed by the bank",
+        ],
+        "{history:?}"
+    );
 
     // Every file again, in another order: nothing moves, every balance still agrees.
     let before = desk.ok(&["orders"]);

@@ -47,12 +47,21 @@ pub struct Report {
     pub exchanged: Vec<(String, String)>,
     /// Orders paid but not exchanged: `(reference, why)`.
     pub not_exchanged: Vec<(String, String)>,
+    /// `(position, what)` of lines whose bank reference was imported before with another amount
+    /// or kind: the bank reused a reference, or two files disagree. Nothing was booked for them.
+    pub conflicts: Vec<(String, String)>,
     /// `(bank account, statement, closing balance, shadow balance)` for every statement with a
     /// closing balance; a difference is a finding the cashier must look at.
     pub balances: Vec<(String, String, Decimal, Decimal)>,
 }
 
 impl Report {
+    /// Whether the cashier must look: a closing balance differs from its shadow's, or a line
+    /// conflicts with one imported before.
+    pub fn alarming(&self) -> bool {
+        self.mismatches().count() > 0 || !self.conflicts.is_empty()
+    }
+
     /// Statements whose closing balance differs from the shadow's.
     pub fn mismatches(&self) -> impl Iterator<Item = &(String, String, Decimal, Decimal)> {
         self.balances.iter().filter(|(_, _, closing, shadow)| closing != shadow)
@@ -270,8 +279,25 @@ async fn book(client: &Client, config: &DeskConfig, booked: &[Booked<'_>], plann
     for (p, code) in planned.into_iter().zip(results) {
         match code {
             ResultCode::Ok => report.booked += 1,
-            ResultCode::Exists => {
+            // The same bank entry from another file: the first import's details stand (another
+            // format may carry less, a date instead of a time, or a title matched differently).
+            ResultCode::Exists
+            | ResultCode::ExistsWithDifferentUserData128
+            | ResultCode::ExistsWithDifferentUserData64
+            | ResultCode::ExistsWithDifferentUserData32
+            | ResultCode::ExistsWithDifferentDebitAccountId
+            | ResultCode::ExistsWithDifferentCreditAccountId => {
                 report.already += 1;
+                continue;
+            }
+            conflict @ (ResultCode::ExistsWithDifferentAmount
+            | ResultCode::ExistsWithDifferentFlags
+            | ResultCode::ExistsWithDifferentPendingId
+            | ResultCode::ExistsWithDifferentLedger
+            | ResultCode::ExistsWithDifferentCode) => {
+                report
+                    .conflicts
+                    .push((p.position, format!("{} of {}: imported before as another entry ({})", p.shown, p.command.id, conflict.name())));
                 continue;
             }
             failed => {
