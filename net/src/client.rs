@@ -239,6 +239,9 @@ impl Client {
 
     /// Standing orders and triggers by id, with their run histories (`None` where not found).
     pub async fn lookup_orders(&self, ids: &[u128]) -> Result<Vec<Option<bursar_engine::Order>>, ClientError> {
+        if ids.len() > protocol::LOOKUP_ORDERS_MAX {
+            return Err(ClientError::Protocol(ProtocolError::TooManyRecords));
+        }
         let (_, body) = self.call(&Request::LookupOrders(ids.to_vec())).await?;
         reply::decode_orders(&body, ids.len()).map_err(ClientError::Protocol)
     }
@@ -251,6 +254,9 @@ impl Client {
 
     /// Quotes by id with their usage (`None` where not found).
     pub async fn lookup_quotes(&self, ids: &[u128]) -> Result<Vec<Option<(bursar_engine::Quote, bursar_engine::QuoteUsage)>>, ClientError> {
+        if ids.len() > protocol::LOOKUP_QUOTES_MAX {
+            return Err(ClientError::Protocol(ProtocolError::TooManyRecords));
+        }
         let (_, body) = self.call(&Request::LookupQuotes(ids.to_vec())).await?;
         reply::decode_quotes(&body, ids.len()).map_err(ClientError::Protocol)
     }

@@ -113,7 +113,8 @@ fn run(command: Cmd) -> Result<()> {
             runtime.block_on(client_cmd::run(args))
         }
         Cmd::Desk(args) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // Two threads: an import keeps a few lookups in flight while it decodes answers.
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             if !runtime.block_on(desk_cmd::run(args))? {
                 // Done, but the cashier must look: a balance differs (printed on stderr).
                 std::process::exit(desk_cmd::EXIT_BALANCE_MISMATCH);

@@ -17,6 +17,11 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const FRAME_RECORDS_MAX: usize = BATCH_COMMANDS_MAX;
 /// Largest body accepted: a full batch of commands with its kind bytes.
 pub const FRAME_BODY_MAX_BYTES: usize = 16 * 512 + RECORD_SIZE * FRAME_RECORDS_MAX;
+/// Most ids in one lookup-quotes request: each found quote takes two reply records.
+pub const LOOKUP_QUOTES_MAX: usize = FRAME_RECORDS_MAX / 2;
+/// Most ids in one lookup-orders request: each found order takes up to `2 + RUN_HISTORY_MAX`
+/// reply records.
+pub const LOOKUP_ORDERS_MAX: usize = FRAME_RECORDS_MAX / (2 + bursar_engine::limits::RUN_HISTORY_MAX);
 const MAGIC: [u8; 4] = *b"BRSR";
 
 /// What a frame is.
@@ -647,6 +652,15 @@ impl Request {
             | Operation::LookupOrders
             | Operation::LookupQuotes) => {
                 expect_len(16 * n)?;
+                // A request whose reply could not fit one frame is refused, not half answered.
+                let most = match op {
+                    Operation::LookupQuotes => LOOKUP_QUOTES_MAX,
+                    Operation::LookupOrders => LOOKUP_ORDERS_MAX,
+                    _ => FRAME_RECORDS_MAX,
+                };
+                if n > most {
+                    return Err(ProtocolError::TooManyRecords);
+                }
                 let ids = body.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
                 Ok(match op {
                     Operation::LookupAccounts => Request::LookupAccounts(ids),

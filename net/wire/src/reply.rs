@@ -537,6 +537,22 @@ mod tests {
         assert_eq!(decode_quotes(&body, 2).expect("decodes"), vec![Some((quote, usage)), None]);
         assert_eq!(decode_quotes(&body, 1), Err(ProtocolError::LengthMismatch));
 
+        // The most ids a request may ask for, every one found: the reply still fits one frame.
+        let (header, body) = frame(&Reply::Quotes(vec![Some((quote, usage)); protocol::LOOKUP_QUOTES_MAX]), 0);
+        assert!(header.record_count as usize <= protocol::FRAME_RECORDS_MAX && body.len() <= protocol::FRAME_BODY_MAX_BYTES);
+        let mut full = made.clone();
+        full.history = std::iter::repeat_n(made.history[0], bursar_engine::limits::RUN_HISTORY_MAX).collect();
+        let (header, body) = frame(&Reply::Orders(vec![Some(full); protocol::LOOKUP_ORDERS_MAX]), 0);
+        assert!(header.record_count as usize <= protocol::FRAME_RECORDS_MAX && body.len() <= protocol::FRAME_BODY_MAX_BYTES);
+        for (too_many, op) in [(protocol::LOOKUP_QUOTES_MAX + 1, "quotes"), (protocol::LOOKUP_ORDERS_MAX + 1, "orders")] {
+            let ids = vec![1u128; too_many];
+            let request = if op == "quotes" { protocol::Request::LookupQuotes(ids) } else { protocol::Request::LookupOrders(ids) };
+            let mut bytes = Vec::new();
+            request.encode(1, &mut bytes);
+            let (header, body) = decode_frame(&bytes).expect("a whole frame");
+            assert_eq!(protocol::Request::decode(&header, body).map(|_| ()), Err(ProtocolError::TooManyRecords), "lookup {op}");
+        }
+
         let (header, body) = frame(&Reply::Error(ProtocolError::ShuttingDown), Operation::Submit as u8);
         assert_eq!((header.frame_type, header.operation), (FrameType::Error, Operation::Submit as u8));
         assert_eq!(body, (ProtocolError::ShuttingDown as u32).to_le_bytes());

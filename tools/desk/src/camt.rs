@@ -58,19 +58,27 @@ pub fn parse(text: &str) -> Result<Vec<Statement>> {
     // around an entity reference ("Nowak &amp; Co").
     reader.config_mut().trim_text(false);
     let mut parser = Parser::default();
-    let line_at = |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut lines = LineCounter::default();
     loop {
         let at = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| anyhow!("camt.053: line {}: malformed XML: {e}", line_at(reader.error_position())))?;
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => bail!("camt.053: line {}: malformed XML: {e}", lines.line_at(text, reader.error_position())),
+        };
+        let line = lines.line_at(text, at);
+        let line_at = |_: u64| line;
         let step = match event {
             Event::Start(e) => {
-                let name = e.local_name().as_ref().to_string();
-                let attrs: Vec<(String, String)> =
-                    e.attributes().flatten().map(|a| (a.key.as_ref().to_string(), a.value.to_string())).collect();
+                let name = intern(e.local_name().as_ref());
+                // Only the root's namespace and an amount's currency are read from attributes.
+                let attrs: Vec<(String, String)> = match name {
+                    "Document" | "Amt" => e.attributes().flatten().map(|a| (a.key.as_ref().to_string(), a.value.to_string())).collect(),
+                    _ => Vec::new(),
+                };
                 parser.start(name, &attrs, line_at(at))
             }
             Event::Empty(e) => {
-                let name = e.local_name().as_ref().to_string();
+                let name = intern(e.local_name().as_ref());
                 parser.start(name, &[], line_at(at)).and_then(|()| parser.end(line_at(at)))
             }
             Event::End(_) => parser.end(line_at(at)),
@@ -104,9 +112,80 @@ pub fn parse(text: &str) -> Result<Vec<Statement>> {
     Ok(parser.statements)
 }
 
+/// Line numbers of byte offsets that only move forward, counted once.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    line: usize,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, text: &str, pos: u64) -> usize {
+        let pos = (pos as usize).min(text.len());
+        if pos < self.offset {
+            self.offset = 0;
+            self.line = 0;
+        }
+        self.line += text.as_bytes()[self.offset..pos].iter().filter(|&&b| b == b'\n').count();
+        self.offset = pos;
+        self.line + 1
+    }
+}
+
+/// The element names the mapping looks at; any other is `*` in the path (no allocation per
+/// element: a statement of 100 000 entries has millions of them).
+const NAMES: [&str; 42] = [
+    "Document",
+    "BkToCstmrStmt",
+    "Stmt",
+    "Id",
+    "Acct",
+    "IBAN",
+    "Othr",
+    "Ccy",
+    "Bal",
+    "Tp",
+    "CdOrPrtry",
+    "Cd",
+    "Amt",
+    "CdtDbtInd",
+    "Dt",
+    "DtTm",
+    "Ntry",
+    "RvslInd",
+    "Sts",
+    "BookgDt",
+    "AcctSvcrRef",
+    "NtryDtls",
+    "TxDtls",
+    "Refs",
+    "EndToEndId",
+    "RltdPties",
+    "Dbtr",
+    "DbtrAcct",
+    "Cdtr",
+    "CdtrAcct",
+    "Pty",
+    "Nm",
+    "PstlAdr",
+    "RmtInf",
+    "Ustrd",
+    "Strd",
+    "CdtrRefInf",
+    "Ref",
+    "AddtlNtryInf",
+    "ValDt",
+    "GrpHdr",
+    "MsgId",
+];
+
+fn intern(name: &str) -> &'static str {
+    NAMES.iter().find(|n| **n == name).copied().unwrap_or("*")
+}
+
 #[derive(Default)]
 struct Parser {
-    path: Vec<String>,
+    path: Vec<&'static str>,
     text: String,
     namespace_checked: bool,
     closed: bool,
@@ -117,12 +196,12 @@ struct Parser {
 }
 
 impl Parser {
-    fn start(&mut self, name: String, attrs: &[(String, String)], line: usize) -> Result<()> {
+    fn start(&mut self, name: &'static str, attrs: &[(String, String)], line: usize) -> Result<()> {
         if self.path.is_empty() {
-            self.document(&name, attrs)?;
+            self.document(name, attrs)?;
         }
         self.text.clear();
-        match name.as_str() {
+        match name {
             "Stmt" if self.under("BkToCstmrStmt") => self.stmt = Some(Stmt { line, ..Stmt::default() }),
             "Bal" if self.stmt.is_some() => self.bal = Some(Bal::default()),
             "Ntry" if self.stmt.is_some() => {
@@ -132,7 +211,7 @@ impl Parser {
             }
             "Amt" => {
                 let currency = attrs.iter().find(|(k, _)| k == "Ccy").map(|(_, v)| v.clone()).unwrap_or_default();
-                if let (Some(entry), true) = (self.entry.as_mut(), self.path.last().is_some_and(|p| p == "Ntry")) {
+                if let (Some(entry), true) = (self.entry.as_mut(), self.path.last().is_some_and(|p| *p == "Ntry")) {
                     entry.amount = Some((String::new(), currency));
                 }
             }
@@ -159,7 +238,7 @@ impl Parser {
     }
 
     fn under(&self, name: &str) -> bool {
-        self.path.iter().any(|p| p == name)
+        self.path.contains(&name)
     }
 
     fn ends_with(&self, tail: &[&str]) -> bool {
@@ -171,10 +250,14 @@ impl Parser {
     }
 
     fn end(&mut self, line: usize) -> Result<()> {
-        let text = std::mem::take(&mut self.text).trim().to_string();
-        self.leaf(&text)?;
+        // The buffer is lent out and given back, keeping its room for the next element.
+        let buffer = std::mem::take(&mut self.text);
+        let leaf = self.leaf(buffer.trim());
+        self.text = buffer;
+        self.text.clear();
+        leaf?;
         let name = self.path.pop().unwrap_or_default();
-        match name.as_str() {
+        match name {
             "Bal" => self.balance_done()?,
             "Ntry" => self.entry_done()?,
             "Stmt" => self.statement_done()?,
@@ -198,10 +281,10 @@ impl Parser {
             self.ends_with(&["Stmt", "Acct", "Ccy"]),
         );
         let path = &self.path;
-        let last = path.last().map(String::as_str).unwrap_or("");
+        let last = path.last().copied().unwrap_or("");
         if let Some(entry) = self.entry.as_mut() {
-            let in_tx = path.iter().any(|p| p == "TxDtls");
-            let parent = path.len().checked_sub(2).map(|i| path[i].as_str()).unwrap_or("");
+            let in_tx = path.contains(&"TxDtls");
+            let parent = path.len().checked_sub(2).map(|i| path[i]).unwrap_or("");
             match (last, parent) {
                 ("Amt", "Ntry") => entry.amount.as_mut().expect("Amt started").0 = text.to_string(),
                 ("CdtDbtInd", "Ntry") => entry.credit = Some(credit_debit(text)?),
@@ -226,10 +309,12 @@ impl Parser {
         }
         if let Some(bal) = self.bal.as_mut() {
             match last {
-                "Cd" if path.iter().any(|p| p == "Tp") => bal.code = text.to_string(),
+                "Cd" if path.contains(&"Tp") => bal.code = text.to_string(),
                 "Amt" => bal.amount = Some(text.to_string()),
                 "CdtDbtInd" => bal.credit = credit_debit(text)?,
-                "Dt" | "DtTm" if path.iter().rev().nth(1).is_some_and(|p| p == "Dt") || last == "DtTm" => bal.date = Some(text.to_string()),
+                "Dt" | "DtTm" if path.iter().rev().nth(1).is_some_and(|p| *p == "Dt") || last == "DtTm" => {
+                    bal.date = Some(text.to_string())
+                }
                 _ => {}
             }
             return Ok(());

@@ -113,8 +113,12 @@ pub async fn import_statements(client: &Client, config: &DeskConfig, statements:
         n.dedup();
         n
     };
-    let found: BTreeMap<u64, Order> =
-        numbers.iter().copied().zip(orders::load(client, config, &numbers).await?).filter_map(|(n, o)| o.map(|o| (n, o))).collect();
+    let found: BTreeMap<u64, Order> = numbers
+        .iter()
+        .copied()
+        .zip(orders::load_with(client, config, &numbers, false).await?)
+        .filter_map(|(n, o)| o.map(|o| (n, o)))
+        .collect();
     let payouts = payout_holds(client, config, &booked).await?;
     let mut planned = Vec::with_capacity(booked.len());
     for (i, b) in booked.iter().enumerate() {
@@ -128,7 +132,9 @@ pub async fn import_statements(client: &Client, config: &DeskConfig, statements:
         }
     }
     book(client, config, &booked, planned, &mut report).await?;
-    settle_paid(client, config, &paying, &mut report).await?;
+    let mut paid: Vec<Order> = paying.keys().filter_map(|n| found.get(n).cloned()).collect();
+    orders::refresh_accounts(client, &mut paid).await?;
+    settle_paid(client, config, paid, &paying, &mut report).await?;
     check_balances(client, config, statements, &mut report).await?;
     Ok(report)
 }
@@ -365,16 +371,21 @@ pub fn booked_at_for_engine(booked_at_ns: u64, clock: u64) -> u64 {
     }
 }
 
-/// Settles every order in `numbers` whose money is there: the whole reservation when paid in
+/// Settles every order in `paid` (as loaded, its accounts read after the lines were booked)
+/// whose money is there: the whole reservation when paid in
 /// full (booked when the lines, in booking order, first covered it), what was paid when the
 /// shortfall is within the currency's tolerance; otherwise it waits.
-async fn settle_paid(client: &Client, config: &DeskConfig, paying: &BTreeMap<u64, Vec<(u64, u128)>>, report: &mut Report) -> Result<()> {
+async fn settle_paid(
+    client: &Client,
+    config: &DeskConfig,
+    paid: Vec<Order>,
+    paying: &BTreeMap<u64, Vec<(u64, u128)>>,
+    report: &mut Report,
+) -> Result<()> {
     let now = crate::ops::clock(client).await?;
-    let numbers: Vec<u64> = paying.keys().copied().collect();
-    let loaded = orders::load(client, config, &numbers).await?;
     let mut commands = Vec::new();
     let mut settling = Vec::new();
-    for o in loaded.into_iter().flatten() {
+    for o in paid {
         if o.leg2.is_some() || o.cancelled {
             continue;
         }
@@ -442,24 +453,29 @@ fn covered_at(lines: &[(u64, u128)], need: u128) -> u64 {
 }
 
 /// Compares each statement's closing balance with its shadow's balance as of the closing time:
-/// the posted transfers on the shadow whose booking time (`user_data_64`) is not later.
+/// the posted balance now, less what was posted with a booking time (`user_data_64`) after it.
+/// Only transfers stored since a day before the earliest closing time are read (a line cannot
+/// be imported before the bank booked it, and a date-only booking counts as its day's end), so
+/// the check costs what was imported lately, not the account's whole history.
 async fn check_balances(client: &Client, config: &DeskConfig, statements: &[Statement], report: &mut Report) -> Result<()> {
-    let mut cache: BTreeMap<u128, Vec<Transfer>> = BTreeMap::new();
-    for s in statements {
-        let (Some(closing), Some(c)) = (s.closing, config.by_account(&s.account)) else { continue };
-        if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(c.shadow_account) {
-            slot.insert(ledger::all_transfers(client, c.shadow_account, 0, filter_flags::DEBITS | filter_flags::CREDITS).await?);
+    for c in &config.currencies {
+        let mine: Vec<&Statement> =
+            statements.iter().filter(|s| s.closing.is_some() && config.by_account(&s.account).is_some_and(|x| x.code == c.code)).collect();
+        let Some(earliest) = mine.iter().filter_map(|s| s.closing).map(|b| b.at_ns).min() else { continue };
+        let shadow = ledger::accounts(client, &[c.shadow_account]).await?.pop().flatten().context("the shadow account")?;
+        let now = shadow.debits_posted as i128 - shadow.credits_posted as i128;
+        let since = earliest.saturating_sub(crate::statement::NS_PER_DAY);
+        let recent = ledger::transfers_since(client, c.shadow_account, 0, filter_flags::DEBITS | filter_flags::CREDITS, since).await?;
+        for s in mine {
+            let closing = s.closing.expect("filtered");
+            let later: i128 = recent
+                .iter()
+                .filter(|t| t.flags & transfer_flags::PENDING == 0 && t.user_data_64 > closing.at_ns)
+                .map(|t| if t.debit_account_id == c.shadow_account { t.amount as i128 } else { -(t.amount as i128) })
+                .sum();
+            let shadow = Decimal::from_i128_with_scale(now - later, u32::from(c.scale));
+            report.balances.push((s.account.clone(), s.id.clone(), closing.amount, shadow));
         }
-        let mut balance: i128 = 0;
-        for t in &cache[&c.shadow_account] {
-            if t.flags & transfer_flags::PENDING != 0 || t.user_data_64 > closing.at_ns {
-                continue;
-            }
-            let signed = if t.debit_account_id == c.shadow_account { t.amount as i128 } else { -(t.amount as i128) };
-            balance += signed;
-        }
-        let shadow = Decimal::from_i128_with_scale(balance, u32::from(c.scale));
-        report.balances.push((s.account.clone(), s.id.clone(), closing.amount, shadow));
     }
     Ok(())
 }

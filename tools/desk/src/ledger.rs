@@ -6,42 +6,64 @@ use anyhow::{Context, Result};
 use bursar_engine::{filter_flags, AccountFilter, Command, ResultCode, Transfer, BATCH_COMMANDS_MAX};
 use bursar_net::client::Client;
 
+/// Requests in flight at once for one lookup: the server works on one while the client sends
+/// the next and decodes the last.
+const LOOKUPS_IN_FLIGHT: usize = 4;
+
+/// `ask` for every chunk of `ids` (at most `chunk` each), a few requests in flight at once; the
+/// answers in the order of `ids`.
+async fn chunked<T, F, Fut>(client: &Client, ids: &[u128], chunk: usize, ask: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(Client, Vec<u128>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, bursar_net::client::ClientError>> + Send + 'static,
+{
+    let mut chunks = ids.chunks(chunk).map(<[u128]>::to_vec).enumerate();
+    let mut answers: Vec<Option<Vec<T>>> = (0..ids.len().div_ceil(chunk.max(1))).map(|_| None).collect();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < LOOKUPS_IN_FLIGHT {
+            let Some((i, part)) = chunks.next() else { break };
+            let asked = ask(client.clone(), part);
+            running.spawn(async move { (i, asked.await) });
+        }
+        let Some(done) = running.join_next().await else { break };
+        let (i, answer) = done.context("a lookup task")?;
+        answers[i] = Some(answer?);
+    }
+    Ok(answers.into_iter().flatten().flatten().collect())
+}
+
 /// Transfers by id, `None` where absent, over as many requests as needed.
 pub async fn transfers(client: &Client, ids: &[u128]) -> Result<Vec<Option<Transfer>>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
-        out.extend(client.lookup_transfers(chunk.to_vec()).await.context("looking up transfers")?);
-    }
-    Ok(out)
+    chunked(client, ids, BATCH_COMMANDS_MAX, |c, part| async move { c.lookup_transfers(part).await }).await.context("looking up transfers")
 }
 
 /// Accounts by id, `None` where absent.
 pub async fn accounts(client: &Client, ids: &[u128]) -> Result<Vec<Option<bursar_engine::Account>>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
-        out.extend(client.lookup_accounts(chunk.to_vec()).await.context("looking up accounts")?);
-    }
-    Ok(out)
+    chunked(client, ids, BATCH_COMMANDS_MAX, |c, part| async move { c.lookup_accounts(part).await }).await.context("looking up accounts")
 }
 
 /// Quotes by id, `None` where absent.
 pub async fn quotes(client: &Client, ids: &[u128]) -> Result<Vec<Option<bursar_engine::Quote>>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
-        out.extend(client.lookup_quotes(chunk).await.context("looking up quotes")?.into_iter().map(|q| q.map(|(q, _)| q)));
-    }
-    Ok(out)
+    let found = chunked(client, ids, bursar_net::protocol::LOOKUP_QUOTES_MAX, |c, part| async move { c.lookup_quotes(&part).await }).await;
+    Ok(found.context("looking up quotes")?.into_iter().map(|q| q.map(|(q, _)| q)).collect())
 }
 
 /// Every transfer of `account` on the sides `flags` asks for (`filter_flags`), with `code` (0:
 /// any), oldest first, over as many pages as needed.
 pub async fn all_transfers(client: &Client, account: u128, code: u16, flags: u32) -> Result<Vec<Transfer>> {
+    transfers_since(client, account, code, flags, 0).await
+}
+
+/// As [`all_transfers`], only those the server stored at or after `since` (ns).
+pub async fn transfers_since(client: &Client, account: u128, code: u16, flags: u32, since: u64) -> Result<Vec<Transfer>> {
     let mut out: Vec<Transfer> = Vec::new();
     loop {
         let filter = AccountFilter {
             account_id: account,
             code,
-            timestamp_min: out.last().map_or(0, |t| t.timestamp + 1),
+            timestamp_min: out.last().map_or(since, |t| t.timestamp + 1),
             limit: BATCH_COMMANDS_MAX as u32,
             flags: flags & (filter_flags::DEBITS | filter_flags::CREDITS),
             ..AccountFilter::default()

@@ -243,30 +243,32 @@ pub async fn cancel(client: &Client, config: &DeskConfig, number: u64) -> Result
         Status::Cancelled => return Ok(ResultCode::Exists),
         _ => {}
     }
-    let ns = config.namespace;
-    let g = o.generation;
-    let command = if now < o.expires_at {
+    let (from, _) = o.currencies(config).context("the order's currencies are not in the configuration")?;
+    Ok(client.submit(vec![Command::Transfer(ending(config.namespace, &o, from, now))]).await?[0])
+}
+
+/// What ends an order's current generation at server time `now`: the release of its hold, or,
+/// once the hold expired and there is nothing to release, a zero transfer that records it.
+fn ending(ns: u32, o: &Order, from: &Currency, now: u64) -> Transfer {
+    let (g, number) = (o.generation, o.number);
+    if now < o.expires_at {
         // Code and ledger zero: a release takes its hold's.
-        Transfer {
+        return Transfer {
             id: derive(ns, Tag::Cancel, g, number),
             pending_id: o.hold.id,
             flags: transfer_flags::VOID_PENDING,
             ..Transfer::default()
-        }
-    } else {
-        // The hold expired: nothing to release; a zero transfer records the decision.
-        let (from, _) = o.currencies(config).context("the order's currencies are not in the configuration")?;
-        let id = derive(ns, Tag::Cancel, g | 0x80, number);
-        Transfer {
-            id,
-            debit_account_id: o.account_from.id,
-            credit_account_id: from.shadow_account,
-            ledger: from.ledger,
-            code: codes::CANCEL,
-            ..Transfer::default()
-        }
-    };
-    Ok(client.submit(vec![Command::Transfer(command)]).await?[0])
+        };
+    }
+    let id = derive(ns, Tag::Cancel, g | 0x80, number);
+    Transfer {
+        id,
+        debit_account_id: o.account_from.id,
+        credit_account_id: from.shadow_account,
+        ledger: from.ledger,
+        code: codes::CANCEL,
+        ..Transfer::default()
+    }
 }
 
 /// Re-rates an order at `rate`: releases the old reservation (if it still holds), quotes the new
@@ -286,13 +288,10 @@ pub async fn rerate(client: &Client, config: &DeskConfig, number: u64, rate: Dec
     }
     let ns = config.namespace;
     let (from, to) = o.currencies(config).context("the order's currencies are not in the configuration")?;
-    let mut chain = Vec::new();
-    if now < o.expires_at {
-        let id = derive(ns, Tag::Cancel, o.generation, number);
-        let release =
-            Transfer { id, pending_id: o.hold.id, flags: transfer_flags::VOID_PENDING | transfer_flags::LINKED, ..Transfer::default() };
-        chain.push(Command::Transfer(release));
-    }
+    // The generation replaced is released, or (expired) marked: `orders::load` looks past it.
+    let mut end = ending(ns, &o, from, now);
+    end.flags |= transfer_flags::LINKED;
+    let mut chain = vec![Command::Transfer(end)];
     let quote_id = derive(ns, Tag::OrderQuote, g, number);
     let mut q = quote_record(config, quote_id, from, to, rate, o.account_to.id, 0)?;
     q.flags |= quote_flags::LINKED;

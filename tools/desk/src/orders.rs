@@ -130,36 +130,65 @@ impl Order {
 
 /// The orders with these numbers (`None` for a number with no order), in a few requests.
 pub async fn load(client: &Client, config: &DeskConfig, numbers: &[u64]) -> Result<Vec<Option<Order>>> {
+    load_with(client, config, numbers, true).await
+}
+
+/// As [`load`]. Without `full`, what an import needs at a third of the reads: the orders'
+/// accounts are not read (only their ids and ledgers are filled in; [`refresh_accounts`] reads
+/// them) nor their payout and refund holds (the lists are empty).
+pub async fn load_with(client: &Client, config: &DeskConfig, numbers: &[u64], full: bool) -> Result<Vec<Option<Order>>> {
     let ns = config.namespace;
-    let generation = current_generations(client, ns, numbers).await?;
-    let live: Vec<(usize, u64, u8)> = numbers.iter().enumerate().filter_map(|(i, &n)| generation[i].map(|g| (i, n, g))).collect();
-    // Per order: hold, leg 2, cancel, cancel marker, payouts, refunds.
-    let per = 4 + 2 * PAYOUTS_MAX as usize;
-    let mut ids = Vec::with_capacity(live.len() * per);
-    for &(_, n, g) in &live {
-        ids.extend([
-            derive(ns, Tag::OrderHold, g, n),
-            derive(ns, Tag::Leg2, g, n),
-            derive(ns, Tag::Cancel, g, n),
-            derive(ns, Tag::Cancel, g | 0x80, n),
-        ]);
-        ids.extend((0..PAYOUTS_MAX).map(|k| derive(ns, Tag::Payout, k, n)));
-        ids.extend((0..PAYOUTS_MAX).map(|k| derive(ns, Tag::Refund, k, n)));
-    }
-    let found = ledger::transfers(client, &ids).await?;
-    let account_ids: Vec<u128> =
-        live.iter().flat_map(|&(_, n, _)| [derive(ns, Tag::AccountFrom, 0, n), derive(ns, Tag::AccountTo, 0, n)]).collect();
-    let accounts = ledger::accounts(client, &account_ids).await?;
-    let quote_ids: Vec<u128> = found.chunks(per).map(|f| f[0].map_or(0, |h| h.user_data_128)).collect();
-    let quotes = ledger::quotes(client, &quote_ids).await?;
+    let generations = current_generations(client, ns, numbers).await?;
+    let live: Vec<(usize, u8, Steps)> =
+        generations.into_iter().enumerate().filter_map(|(i, g)| g.map(|(g, steps)| (i, g, steps))).collect();
+    // Each quote once: orders at a board rate share theirs.
+    let mut quote_ids: Vec<u128> = live.iter().map(|(_, _, steps)| steps[0].map_or(0, |h| h.user_data_128)).collect();
+    quote_ids.sort_unstable();
+    quote_ids.dedup();
+    let unique = ledger::quotes(client, &quote_ids).await?;
+    let quotes: Vec<Option<Quote>> = live
+        .iter()
+        .map(|(_, _, steps)| quote_ids.binary_search(&steps[0].map_or(0, |h| h.user_data_128)).ok().and_then(|i| unique[i]))
+        .collect();
+    let per = 2 * PAYOUTS_MAX as usize;
+    let (payouts, accounts) = if full {
+        let ids: Vec<u128> = live
+            .iter()
+            .flat_map(|&(i, _, _)| {
+                (0..PAYOUTS_MAX)
+                    .map(move |k| derive(ns, Tag::Payout, k, numbers[i]))
+                    .chain((0..PAYOUTS_MAX).map(move |k| derive(ns, Tag::Refund, k, numbers[i])))
+            })
+            .collect();
+        let accounts: Vec<u128> = live
+            .iter()
+            .flat_map(|&(i, _, _)| [derive(ns, Tag::AccountFrom, 0, numbers[i]), derive(ns, Tag::AccountTo, 0, numbers[i])])
+            .collect();
+        (ledger::transfers(client, &ids).await?, Some(ledger::accounts(client, &accounts).await?))
+    } else {
+        (Vec::new(), None)
+    };
     let mut out = vec![None; numbers.len()];
-    for (j, &(i, number, generation)) in live.iter().enumerate() {
-        let f = &found[j * per..(j + 1) * per];
-        let (Some(hold), Some(quote), Some(from), Some(to)) = (f[0], quotes[j], accounts[2 * j], accounts[2 * j + 1]) else {
-            continue; // not this desk's order (an id in its namespace made by hand)
+    for (j, (i, generation, steps)) in live.into_iter().enumerate() {
+        let number = numbers[i];
+        let (Some(hold), Some(quote)) = (steps[0], quotes[j]) else { continue };
+        let (from, to) = match &accounts {
+            Some(found) => match (found[2 * j], found[2 * j + 1]) {
+                (Some(from), Some(to)) => (from, to),
+                _ => continue, // not this desk's order (an id in its namespace made by hand)
+            },
+            None => {
+                let id = |tag, ledger| Account { id: derive(ns, tag, 0, number), ledger, ..Account::default() };
+                (id(Tag::AccountFrom, quote.from_ledger), id(Tag::AccountTo, quote.to_ledger))
+            }
         };
-        let payouts = f[4..4 + PAYOUTS_MAX as usize].iter().map_while(|t| *t).collect();
-        let refunds = f[4 + PAYOUTS_MAX as usize..].iter().map_while(|t| *t).collect();
+        let (payouts, refunds) = match full {
+            true => {
+                let f = &payouts[j * per..(j + 1) * per];
+                (f[..per / 2].iter().map_while(|t| *t).collect(), f[per / 2..].iter().map_while(|t| *t).collect())
+            }
+            false => (Vec::new(), Vec::new()),
+        };
         out[i] = Some(Order {
             number,
             generation,
@@ -168,8 +197,8 @@ pub async fn load(client: &Client, config: &DeskConfig, numbers: &[u64]) -> Resu
             quote,
             account_from: from,
             account_to: to,
-            leg2: f[1],
-            cancelled: f[2].is_some() || f[3].is_some(),
+            leg2: steps[1],
+            cancelled: steps[2].is_some() || steps[3].is_some(),
             payouts,
             refunds,
         });
@@ -177,22 +206,58 @@ pub async fn load(client: &Client, config: &DeskConfig, numbers: &[u64]) -> Resu
     Ok(out)
 }
 
-/// Each number's current generation (the last whose hold exists), `None` for no order.
-async fn current_generations(client: &Client, ns: u32, numbers: &[u64]) -> Result<Vec<Option<u8>>> {
-    let mut generation: Vec<Option<u8>> = vec![None; numbers.len()];
+/// Reads the orders' two accounts again (after money moved), leaving the rest as loaded.
+pub async fn refresh_accounts(client: &Client, orders: &mut [Order]) -> Result<()> {
+    let ids: Vec<u128> = orders.iter().flat_map(|o| [o.account_from.id, o.account_to.id]).collect();
+    let found = ledger::accounts(client, &ids).await?;
+    for (o, pair) in orders.iter_mut().zip(found.chunks(2)) {
+        if let [Some(from), Some(to)] = pair {
+            (o.account_from, o.account_to) = (*from, *to);
+        }
+    }
+    Ok(())
+}
+
+/// A generation's hold, second leg, release and cancel marker, where they exist.
+type Steps = [Option<Transfer>; 4];
+
+/// Each number's current generation and its steps, `None` for no order. A generation that was
+/// not released nor marked cancelled is the current one (a re-rate always leaves one of the
+/// two on the generation it replaces), so most orders take one round of four lookups.
+async fn current_generations(client: &Client, ns: u32, numbers: &[u64]) -> Result<Vec<Option<(u8, Steps)>>> {
+    let mut current: Vec<Option<(u8, Steps)>> = vec![None; numbers.len()];
     let mut asking: Vec<usize> = (0..numbers.len()).collect();
     for g in 0..GENERATIONS_MAX {
         if asking.is_empty() {
             break;
         }
-        let ids: Vec<u128> = asking.iter().map(|&i| derive(ns, Tag::OrderHold, g, numbers[i])).collect();
+        let ids: Vec<u128> = asking
+            .iter()
+            .flat_map(|&i| {
+                let n = numbers[i];
+                [
+                    derive(ns, Tag::OrderHold, g, n),
+                    derive(ns, Tag::Leg2, g, n),
+                    derive(ns, Tag::Cancel, g, n),
+                    derive(ns, Tag::Cancel, g | 0x80, n),
+                ]
+            })
+            .collect();
         let found = ledger::transfers(client, &ids).await?;
-        asking = asking.into_iter().zip(found).filter(|(_, f)| f.is_some()).map(|(i, _)| i).collect();
-        for &i in &asking {
-            generation[i] = Some(g);
+        let mut next = Vec::new();
+        for (&i, steps) in asking.iter().zip(found.chunks(4)) {
+            let steps: Steps = [steps[0], steps[1], steps[2], steps[3]];
+            if steps[0].is_none() {
+                continue; // generation g was never made: g - 1 stands
+            }
+            current[i] = Some((g, steps));
+            if steps[2].is_some() || steps[3].is_some() {
+                next.push(i);
+            }
         }
+        asking = next;
     }
-    Ok(generation)
+    Ok(current)
 }
 
 /// The number of every order the desk has made: the holds on its liquidity accounts.
