@@ -1,7 +1,9 @@
 //! Shared workload builders for the benchmarks: ledgers and accounts, transfer batches with
 //! uniform, hot-account or Zipf choice, the naive `std::collections::HashMap` baseline engine,
-//! the load harness behind `bursar bench` (`harness`), and a good gateway beside a flooding one (`flood`).
+//! the load harness behind `bursar bench` (`harness`), a good gateway beside a flooding one (`flood`),
+//! and the exchange desk's engine workload (`exchange`).
 
+pub mod exchange;
 pub mod flood;
 pub mod harness;
 
