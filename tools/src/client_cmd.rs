@@ -18,23 +18,10 @@ use rust_decimal::Decimal;
 
 use crate::orders_cmd::{ManageOrder, StandingOrderOp, TriggerOp};
 
-/// Connects to the server at `addr` that presents `cert`, with this gateway's certificate and
-/// key when the server requires mutual TLS.
-pub async fn connect(addr: SocketAddr, cert: &Path, client_cert: Option<&Path>, client_key: Option<&Path>) -> Result<Client> {
-    let cert = bursar_net::tls::read_certificate(cert).map_err(anyhow::Error::msg)?;
-    let auth = match (client_cert, client_key) {
-        (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
-            cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
-            key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-        }),
-        _ => None,
-    };
-    Client::connect_with(addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {addr}"))
-}
-
-/// Where the server is and how to print.
+/// Where the server is and how to prove who this gateway is: shared by `bursar client` and
+/// `bursar desk`.
 #[derive(Args, Debug)]
-pub struct ClientArgs {
+pub struct Connection {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:7413")]
     pub addr: SocketAddr,
@@ -47,6 +34,30 @@ pub struct ClientArgs {
     /// This gateway's private key (PKCS#8 DER).
     #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
+}
+
+impl Connection {
+    /// Connects to the server, with this gateway's certificate and key when given.
+    pub async fn connect(&self) -> Result<Client> {
+        let cert = bursar_net::tls::read_certificate(&self.cert).map_err(anyhow::Error::msg)?;
+        let auth = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(bursar_net::tls::ClientAuth {
+                cert: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?.into(),
+                key: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+            }),
+            _ => None,
+        };
+        let addr = self.addr;
+        Client::connect_with(addr, cert, "localhost", auth.as_ref()).await.with_context(|| format!("connecting to {addr}"))
+    }
+}
+
+/// Where the server is and how to print.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The server.
+    #[command(flatten)]
+    pub server: Connection,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -451,7 +462,7 @@ fn finish_lookup(result: Result<()>) -> Result<()> {
 
 /// Runs one client command.
 pub async fn run(args: ClientArgs) -> Result<()> {
-    let client = connect(args.addr, &args.cert, args.client_cert.as_deref(), args.client_key.as_deref()).await?;
+    let client = args.server.connect().await?;
     match args.op {
         ClientOp::Trace { id } => finish_lookup(trace(&client, id, args.json).await),
         ClientOp::Policy { account } => finish_lookup(show_policy(&client, account, args.json).await),

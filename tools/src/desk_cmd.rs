@@ -2,7 +2,6 @@
 //! Every command reads the desk's configuration, connects like `bursar client`, and prints text
 //! or, with `--json`, one JSON object per line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -22,18 +21,9 @@ pub struct DeskArgs {
     /// The desk's configuration (TOML; `docs/desk.md` has an example).
     #[arg(long, default_value = "desk.toml")]
     pub config: PathBuf,
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7413")]
-    pub addr: SocketAddr,
-    /// The server's certificate (DER), as printed by `bursar start`.
-    #[arg(long, default_value = "data/server/server.crt")]
-    pub cert: PathBuf,
-    /// This gateway's certificate (DER), for servers that require mutual TLS.
-    #[arg(long, requires = "client_key")]
-    pub client_cert: Option<PathBuf>,
-    /// This gateway's private key (PKCS#8 DER).
-    #[arg(long, requires = "client_cert")]
-    pub client_key: Option<PathBuf>,
+    /// The server.
+    #[command(flatten)]
+    pub server: crate::client_cmd::Connection,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -154,7 +144,7 @@ pub enum PayoutFormat {
 /// (a statement's closing balance differs from its shadow's).
 pub async fn run(args: DeskArgs) -> Result<bool> {
     let config = DeskConfig::load(&args.config)?;
-    let client = crate::client_cmd::connect(args.addr, &args.cert, args.client_cert.as_deref(), args.client_key.as_deref()).await?;
+    let client = args.server.connect().await?;
     let json = args.json;
     match args.op {
         DeskOp::Setup => {

@@ -118,15 +118,20 @@ fn camt(iban: &str, ccy: &str, id: &str, closing: &str, at: &str, lines: &[(&str
     x + "</Stmt></BkToCstmrStmt></Document>\n"
 }
 
-#[test]
-fn a_desk_day_from_orders_to_confirmed_payouts() {
-    let dir = std::env::temp_dir().join(format!("bursar-desk-e2e-{}", std::process::id()));
+/// A fresh directory with the desk's configuration, and a server on it (killed when dropped).
+fn fresh(name: &str) -> (std::path::PathBuf, (common::Running, std::net::SocketAddr)) {
+    let dir = std::env::temp_dir().join(format!("bursar-desk-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (child, addr) = common::start_server(env!("CARGO_BIN_EXE_bursar"), &dir.join("data"), &[]);
-    let _server = common::Running(child);
     std::fs::write(dir.join("desk.toml"), CONFIG).unwrap();
-    let desk = Desk { dir: &dir, addr: addr.to_string() };
+    (dir, (common::Running(child), addr))
+}
+
+#[test]
+fn a_desk_day_from_orders_to_confirmed_payouts() {
+    let (dir, _server) = fresh("e2e");
+    let desk = Desk { dir: &dir, addr: _server.1.to_string() };
 
     assert_eq!(desk.ok(&["setup"]).len(), 10, "two ledgers, six accounts, two opening balances");
     assert!(desk.ok(&["setup"]).iter().all(|l| l["setup"].as_str().unwrap().ends_with("already there")), "setup again changes nothing");
@@ -263,13 +268,8 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
 
 #[test]
 fn an_import_that_cannot_be_read_imports_nothing() {
-    let dir = std::env::temp_dir().join(format!("bursar-desk-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (child, addr) = common::start_server(env!("CARGO_BIN_EXE_bursar"), &dir.join("data"), &[]);
-    let _server = common::Running(child);
-    std::fs::write(dir.join("desk.toml"), CONFIG).unwrap();
-    let desk = Desk { dir: &dir, addr: addr.to_string() };
+    let (dir, _server) = fresh("bad");
+    let desk = Desk { dir: &dir, addr: _server.1.to_string() };
     desk.ok(&["setup"]);
     let good = camt(
         "DE89370400440532013000",
