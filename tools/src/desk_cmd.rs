@@ -76,6 +76,16 @@ pub enum DeskOp {
         /// The payment reference.
         reference: String,
     },
+    /// List the statement lines in suspense (no order or payout explained them).
+    Suspense,
+    /// Assign a line in suspense (money in) to an order, then settle the order.
+    Assign {
+        /// The suspense transfer's id, as `desk suspense` prints it.
+        line: u128,
+        /// The order's payment reference.
+        #[arg(long)]
+        order: String,
+    },
     /// Import bank statements (camt.053, MT940 or CSV): book, match, settle, compare balances.
     Import {
         /// Statement files, imported in the order given.
@@ -180,6 +190,27 @@ pub async fn run(args: DeskArgs) -> Result<bool> {
         DeskOp::Settle { reference } => {
             let code = ops::settle(&client, &config, number_of(&config, &reference)?).await?;
             say(json, &reference, "settle", code.name());
+        }
+        DeskOp::Suspense => {
+            for p in bursar_desk::suspense::list(&client, &config).await? {
+                let c = config.currency(&p.currency)?;
+                let (t, amount) = (p.transfer, format!("{} {}", c.major(p.transfer.amount), c.code));
+                let (booked, dir) = (show_time(t.user_data_64), if p.money_in { "in" } else { "out" });
+                if json {
+                    println!(
+                        "{}",
+                        json!({ "line": t.id.to_string(), "booked_at": booked, "amount": amount, "direction": dir, "assigned_to": p.assigned_to })
+                    );
+                } else {
+                    let to = p.assigned_to.map_or(String::new(), |r| format!(", assigned to {r}"));
+                    println!("{} {booked} money {dir} {amount}{to}", t.id);
+                }
+            }
+        }
+        DeskOp::Assign { line, order } => {
+            let (code, report) = bursar_desk::suspense::assign(&client, &config, line, number_of(&config, &order)?).await?;
+            say(json, &order, "assign", code.name());
+            print_import(&report, json);
         }
         DeskOp::Import { files } => {
             if files.is_empty() {
@@ -338,6 +369,7 @@ fn step_name(config: &DeskConfig, t: &bursar_engine::Transfer) -> String {
         x if x == Tag::Refund as u8 => "refund ordered",
         x if x == Tag::Line as u8 && t.flags & bursar_engine::transfer_flags::POST_PENDING != 0 => "payout confirmed by the bank",
         x if x == Tag::Line as u8 => "payment booked by the bank",
+        x if x == Tag::Assign as u8 => "payment assigned from suspense by the cashier",
         _ => "transfer",
     };
     if generation > 0 && tag != Tag::Line as u8 {

@@ -142,6 +142,7 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let late = desk.order("4", "10.00");
     let (two_a, two_b) = (desk.order("5", "20.00"), desk.order("6", "30.00"));
     let cancelled = desk.order("7", "5.00");
+    let forgot = desk.order("8", "77.00"); // the customer leaves the reference out
     assert_eq!(desk.ok(&["cancel", &cancelled])[0]["cancel"], "ok");
     assert_eq!(desk.ok(&["cancel", &cancelled])[0]["cancel"], "exists", "cancelling again changes nothing");
     let booked = rfc3339(SystemTime::now());
@@ -190,12 +191,26 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let rerated = &desk.ok(&["rerate", &late, "--rate", "4.30"])[0];
     assert!(rerated["rerate"].as_str().unwrap().ends_with("settle: ok"), "{rerated}");
     assert_eq!(desk.ok(&["settle", &under])[0]["settle"], "ok");
+    // The cashier finds the payment without a reference in suspense and assigns it: booked in
+    // time, it gets the rate.
+    let parked = desk.ok(&["suspense"]);
+    let line = parked.iter().find(|p| p["amount"] == "77.00 EUR").expect("the unmatched payment")["line"].as_str().unwrap().to_string();
+    let assigned = desk.ok(&["assign", &line, "--order", &forgot]);
+    assert_eq!(
+        (assigned[0]["assign"].as_str(), assigned[1]["exchanged"][0]["order"].as_str()),
+        (Some("ok"), Some(forgot.as_str())),
+        "{assigned:?}"
+    );
+    assert_eq!(desk.ok(&["assign", &line, "--order", &forgot])[0]["assign"], "exists", "assigning again moves nothing");
+    let parked = desk.ok(&["suspense"]);
+    assert_eq!(parked.iter().find(|p| p["line"] == line.as_str()).unwrap()["assigned_to"], forgot.as_str());
+    assert!(parked.iter().any(|p| p["direction"] == "out" && p["assigned_to"].is_null()), "the fee stays for the cashier");
 
     // Payouts: five exchanges in PLN, the overpayment's rest back in EUR.
     let mut payouts = desk.ok(&["payouts", "--out", "payouts.xml"]);
-    assert_eq!(payouts.pop().unwrap()["payments"], 7);
+    assert_eq!(payouts.pop().unwrap()["payments"], 8);
     let pain = std::fs::read_to_string(dir.join("payouts.xml")).unwrap();
-    assert!(pain.contains("pain.001.001.09") && pain.contains("<NbOfTxs>7</NbOfTxs>"), "{pain}");
+    assert!(pain.contains("pain.001.001.09") && pain.contains("<NbOfTxs>8</NbOfTxs>"), "{pain}");
     let amount_of = |e2e_prefix: &str| {
         payouts.iter().find(|p| p["end_to_end_id"].as_str().unwrap().starts_with(e2e_prefix)).unwrap()["amount"]
             .as_str()
@@ -203,14 +218,15 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
             .to_string()
     };
     assert_eq!(amount_of(&format!("{exact}-P0")), "432.15");
+    assert_eq!(amount_of(&format!("{forgot}-P0")), "332.75", "the assigned payment at the rate it was booked in");
     assert_eq!(amount_of(&format!("{over}-P0")), "216.07", "50.00 EUR at 4.3215, rounded down");
     assert_eq!(amount_of(&format!("{over}-R0")), "10.00", "the overpayment goes back");
     assert_eq!(amount_of(&format!("{under}-P0")), "648.22", "what was paid, exchanged");
     assert_eq!(amount_of(&format!("{late}-P0")), "43.00", "at the new rate");
     assert!(desk.ok(&["payouts", "--out", "again.xml"]).iter().all(|l| l.get("end_to_end_id").is_none()), "no payout is made twice");
     assert!(!dir.join("again.xml").exists());
-    assert_eq!(desk.ok(&["payouts", "--reissue", "--format", "csv", "--out", "lost.csv"]).len(), 8, "a lost file is written again");
-    assert_eq!(std::fs::read_to_string(dir.join("lost.csv")).unwrap().lines().count(), 8, "a header and seven payments");
+    assert_eq!(desk.ok(&["payouts", "--reissue", "--format", "csv", "--out", "lost.csv"]).len(), 9, "a lost file is written again");
+    assert_eq!(std::fs::read_to_string(dir.join("lost.csv")).unwrap().lines().count(), 9, "a header and eight payments");
 
     // The bank executes them: the debit lines carry the end-to-end ids.
     let done = rfc3339(SystemTime::now());
@@ -224,7 +240,7 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let lines: Vec<(&str, &str, &str, &str, &str, &str)> = pln_lines
         .iter()
         .enumerate()
-        .map(|(i, (a, e))| (a.as_str(), "DBIT", done.as_str(), ["P-1", "P-2", "P-3", "P-4", "P-5", "P-6"][i], e.as_str(), "payout"))
+        .map(|(i, (a, e))| (a.as_str(), "DBIT", done.as_str(), ["P-1", "P-2", "P-3", "P-4", "P-5", "P-6", "P-7"][i], e.as_str(), "payout"))
         .collect();
     std::fs::write(
         dir.join("pln.xml"),
@@ -234,7 +250,7 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let refund = payouts.iter().find(|p| p["refund"] == true).unwrap()["end_to_end_id"].as_str().unwrap().to_string();
     std::fs::write(dir.join("eur3.xml"), eur("1435.00", &[("10.00", "DBIT", &done, "E-8", &refund, "refund")], "EUR-3")).unwrap();
     let report = &desk.ok(&["import", "pln.xml", "eur3.xml"])[0];
-    assert_eq!(report["payouts_confirmed"].as_array().unwrap().len(), 7, "{report}");
+    assert_eq!(report["payouts_confirmed"].as_array().unwrap().len(), 8, "{report}");
     assert!(report["balances"].as_array().unwrap().iter().all(|b| b["equal"] == true), "{report}");
     for (reference, status) in desk.statuses() {
         assert_eq!(status, if reference == cancelled { "cancelled" } else { "paid out" }, "{reference}");
@@ -260,7 +276,7 @@ fn a_desk_day_from_orders_to_confirmed_payouts() {
     let before = desk.ok(&["orders"]);
     let report = &desk.ok(&["import", "eur3.xml", "pln.xml", "eur2.xml", "eur1.xml"])[0];
     assert_eq!(report["booked"], 0, "{report}");
-    assert_eq!(report["already_imported"], 15, "{report}");
+    assert_eq!(report["already_imported"], 16, "{report}");
     assert!(report["balances"].as_array().unwrap().iter().all(|b| b["equal"] == true), "{report}");
     assert_eq!(desk.ok(&["orders"]), before);
     let _ = std::fs::remove_dir_all(&dir);

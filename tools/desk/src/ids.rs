@@ -32,6 +32,9 @@ pub enum Tag {
     Opening = 11,
     /// A board quote (quote id space; the number is chosen at random).
     BoardQuote = 12,
+    /// The cashier's assignment of a suspense line to an order (the number: the suspense
+    /// transfer's low 88 bits).
+    Assign = 13,
 }
 
 /// Generations (re-rates) and payouts per order: the lookups that find the current one ask for
@@ -67,6 +70,12 @@ pub fn line_id(namespace: u32, bank_iban: &str, entry_ref: &str, part: u32) -> u
     let mut low = [0u8; 16];
     low[..11].copy_from_slice(&hasher.finalize().as_bytes()[..11]);
     (u128::from(namespace) << 96) | (u128::from(Tag::Line as u8) << 88) | u128::from_le_bytes(low)
+}
+
+/// The id of the assignment of suspense transfer `suspense_id` to an order: one per line, so
+/// assigning it twice moves nothing twice.
+pub fn assign_id(namespace: u32, suspense_id: u128) -> u128 {
+    (u128::from(namespace) << 96) | (u128::from(Tag::Assign as u8) << 88) | (suspense_id & ((1 << 88) - 1))
 }
 
 /// Crockford's base-32 alphabet (no I, L, O, U): what customers type without confusion.

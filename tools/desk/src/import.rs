@@ -222,6 +222,11 @@ fn plan(
         let what = What::Suspense("money out naming no payout".into());
         return Ok(vec![Planned { command: out, line: index, part: 0, shown: shown(amount), position: line.position.clone(), what }]);
     }
+    // The payer's account, kept for refunds (up to 30 symbols fit the 20 bytes), also on a
+    // line parked in suspense: the cashier may assign it to an order.
+    let payer: [u8; 20] = line.counterparty_account.as_deref().and_then(pack_iban).unwrap_or([0; 20]);
+    let (payer_high, payer_low) =
+        (u128::from_be_bytes(payer[..16].try_into().expect("16")), u32::from_be_bytes(payer[16..].try_into().expect("4")));
     let named: Vec<&Order> =
         references(config, line).iter().filter_map(|n| orders.get(n)).filter(|o| o.quote.from_ledger == c.ledger).collect();
     if named.is_empty() {
@@ -231,6 +236,8 @@ fn plan(
             debit_account_id: c.shadow_account,
             credit_account_id: c.suspense_account,
             code: codes::SUSPENSE_IN,
+            user_data_128: payer_high,
+            user_data_32: payer_low,
             ..base
         };
         return Ok(vec![Planned {
@@ -242,10 +249,6 @@ fn plan(
             what: What::Suspense(why.into()),
         }]);
     }
-    // The payer's account, kept for refunds (up to 30 symbols fit the 20 bytes).
-    let payer: [u8; 20] = line.counterparty_account.as_deref().and_then(pack_iban).unwrap_or([0; 20]);
-    let (payer_high, payer_low) =
-        (u128::from_be_bytes(payer[..16].try_into().expect("16")), u32::from_be_bytes(payer[16..].try_into().expect("4")));
     let mut left = amount;
     let mut out = Vec::new();
     for (part, o) in named.iter().enumerate() {
@@ -369,6 +372,18 @@ pub fn booked_at_for_engine(booked_at_ns: u64, clock: u64) -> u64 {
     } else {
         booked_at_ns
     }
+}
+
+/// Settles the orders `numbers` if they are paid (after the cashier assigned money to them), as
+/// an import does; the report says what became of each.
+pub async fn settle_orders(client: &Client, config: &DeskConfig, numbers: &[u64]) -> Result<Report> {
+    let mut paid: Vec<Order> = orders::load_with(client, config, numbers, false).await?.into_iter().flatten().collect();
+    orders::refresh_accounts(client, &mut paid).await?;
+    let mut report = Report::default();
+    // No lines of this run: each order's lines are read from the server.
+    let paying = numbers.iter().map(|n| (*n, Vec::new())).collect();
+    settle_paid(client, config, paid, &paying, &mut report).await?;
+    Ok(report)
 }
 
 /// Settles every order in `paid` (as loaded, its accounts read after the lines were booked)

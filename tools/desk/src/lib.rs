@@ -15,6 +15,7 @@ pub mod ops;
 pub mod orders;
 pub mod payouts;
 pub mod statement;
+pub mod suspense;
 pub mod swift;
 
 /// The transfer codes the desk books with, and the account codes of its accounts.
