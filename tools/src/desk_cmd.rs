@@ -93,7 +93,7 @@ pub enum DeskOp {
     },
     /// Order the payouts and refunds due, and write the file for the bank.
     Payouts {
-        /// The file's format.
+        /// The file's format: pain.001 or csv.
         #[arg(long, value_enum, default_value_t = PayoutFormat::Pain001)]
         format: PayoutFormat,
         /// Where to write it.
@@ -145,6 +145,7 @@ pub const EXIT_BALANCE_MISMATCH: i32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PayoutFormat {
     /// ISO 20022 pain.001.001.09.
+    #[value(name = "pain.001", alias = "pain001")]
     Pain001,
     /// CSV.
     Csv,

@@ -286,7 +286,7 @@ impl Parser {
             let in_tx = path.contains(&"TxDtls");
             let parent = path.len().checked_sub(2).map(|i| path[i]).unwrap_or("");
             match (last, parent) {
-                ("Amt", "Ntry") => entry.amount.as_mut().expect("Amt started").0 = text.to_string(),
+                ("Amt", "Ntry") => entry.amount.get_or_insert_with(Default::default).0 = text.to_string(),
                 ("CdtDbtInd", "Ntry") => entry.credit = Some(credit_debit(text)?),
                 ("RvslInd", "Ntry") => entry.reversal = text == "true",
                 ("Sts", "Ntry") | ("Cd", "Sts") => entry.status = text.to_string(),
@@ -343,7 +343,9 @@ impl Parser {
     }
 
     fn balance_done(&mut self) -> Result<()> {
-        let bal = self.bal.take().expect("inside Bal");
+        // A Bal, Ntry or Stmt outside the structure the mapping follows was never opened: its
+        // end is nothing to finish (what it held is missing, which the checks then name).
+        let Some(bal) = self.bal.take() else { return Ok(()) };
         if bal.code != "CLBD" {
             return Ok(());
         }
@@ -353,12 +355,14 @@ impl Parser {
         }
         let (at_ns, _) = parse_time(bal.date.as_deref().context("CLBD balance without Dt")?)?;
         let amount = if bal.credit { amount } else { -amount };
-        self.stmt.as_mut().expect("Bal inside Stmt").closing = Some(Balance { amount, at_ns });
+        if let Some(stmt) = self.stmt.as_mut() {
+            stmt.closing = Some(Balance { amount, at_ns });
+        }
         Ok(())
     }
 
     fn entry_done(&mut self) -> Result<()> {
-        let e = self.entry.take().expect("inside Ntry");
+        let Some(e) = self.entry.take() else { return Ok(()) };
         let where_ = format!("line {} (Ntry {})", e.line, e.index);
         if !e.status.is_empty() && e.status != "BOOK" {
             return Ok(()); // pending or informational: not booked, not a line
@@ -370,7 +374,7 @@ impl Parser {
         }
         let credit = e.credit.with_context(|| format!("{where_}: no CdtDbtInd"))?;
         let (booked_at_ns, date_only) = parse_time(e.booked.as_deref().with_context(|| format!("{where_}: no BookgDt"))?)?;
-        let stmt = self.stmt.as_mut().expect("Ntry inside Stmt");
+        let Some(stmt) = self.stmt.as_mut() else { return Ok(()) };
         stmt.lines.push(Line {
             entry_ref: e.entry_ref,
             amount,
@@ -389,7 +393,7 @@ impl Parser {
     }
 
     fn statement_done(&mut self) -> Result<()> {
-        let s = self.stmt.take().expect("inside Stmt");
+        let Some(s) = self.stmt.take() else { return Ok(()) };
         let where_ = format!("Stmt at line {}", s.line);
         if s.account.is_empty() {
             bail!("{where_}: no Acct/Id/IBAN");

@@ -27,10 +27,29 @@ pub fn parse(text: &str) -> Result<Vec<Statement>> {
     let mut statements = Vec::with_capacity(messages.len());
     for (i, fields) in messages.into_iter().enumerate() {
         let reference = fields[0].value.trim().to_string();
-        let message = Message::from_fields(fields).map_err(|e| anyhow!("MT940: message {} (:20:{reference}): {e}", i + 1))?;
+        let message = from_fields(fields).map_err(|e| anyhow!("MT940: message {} (:20:{reference}): {e}", i + 1))?;
         statements.push(statement(message, i + 1).with_context(|| format!("MT940: message {} (:20:{reference})", i + 1))?);
     }
     Ok(statements)
+}
+
+/// `Message::from_fields`, with its panics turned into errors: the `mt940` crate unwraps on some
+/// malformed fields (an entry date such as 1332 in `:61:`), and no file may crash the tool. Its
+/// panic message is kept off stderr; any other panic still prints as usual.
+fn from_fields(fields: Vec<mt940::Field>) -> Result<Message> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.location().is_some_and(|l| l.file().contains("/mt940-")) {
+                previous(info);
+            }
+        }));
+    });
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Message::from_fields(fields))) {
+        Ok(parsed) => parsed.map_err(|e| anyhow!("{e}")),
+        Err(_) => Err(anyhow!("a field the MT940 parser cannot read (an impossible date or a malformed amount)")),
+    }
 }
 
 fn statement(m: Message, index: usize) -> Result<Statement> {
