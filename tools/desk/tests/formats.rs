@@ -99,7 +99,9 @@ fn malformed_statements_are_refused_with_their_position() {
     refused(v08.replace("<Amt Ccy=\"EUR\">100.00</Amt>", "<Amt Ccy=\"EUR\">1O0.00</Amt>").as_bytes(), &["line 32", "Ntry 1", "1O0.00"]);
     refused(v08.replace("<Amt Ccy=\"EUR\">100.00</Amt>", "<Amt Ccy=\"EUR\">-100.00</Amt>").as_bytes(), &["Ntry 1", "not above zero"]);
     refused(v08.replace("<CdtDbtInd>DBIT</CdtDbtInd>", "<CdtDbtInd>DEBIT</CdtDbtInd>").as_bytes(), &["DEBIT", "line 53"]);
-    refused(&v08.as_bytes()[..v08.len() / 2], &["camt.053", "line 38"]);
+    let cut_in_a_tag = v08.find("<BookgDt>").unwrap() + 4;
+    let line = format!("line {}", v08[..cut_in_a_tag].lines().count());
+    refused(&v08.as_bytes()[..cut_in_a_tag], &["camt.053", &line, "not closed"]);
     let cut_after_entry = v08.find("</Ntry>").unwrap() + "</Ntry>".len();
     refused(&v08.as_bytes()[..cut_after_entry], &["camt.053", "truncated"]);
     refused(v08.replace("</Ntry>\n      <Ntry>", "</Ntry>\n      </Nope>").as_bytes(), &["malformed XML", "line 51"]);
