@@ -273,7 +273,7 @@ async fn order(client: &Client, config: &DeskConfig, o: OrderArgs, json: bool) -
     if json {
         let value = json!({
             "reference": reference, "number": number, "pay": pay.to_string(), "pay_currency": from.code, "to_account": account,
-            "receives": get.to_string(), "receives_currency": to.code, "rate_holds_until": until, "name_kept": ids::pack_name(&o.name).1.then_some(false),
+            "receives": get.to_string(), "receives_currency": to.code, "rate_holds_until": until, "name_cut_to_28_bytes": ids::pack_name(&o.name).1,
         });
         println!("{value}");
     } else {
