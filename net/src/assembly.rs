@@ -42,6 +42,7 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 pub struct Running<S: Storage + 'static> {
     addr: SocketAddr,
+    sequencer: sequencer::SequencerHandle,
     cert: CertificateDer<'static>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -58,6 +59,7 @@ impl<S: Storage + 'static> Running<S> {
         let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
         let (stop, stop_asked) = tokio::sync::oneshot::channel::<()>();
         let watcher = handle.clone();
+        let sequencer = handle.clone();
         // Serve until stopped, or until the sequencer stops by itself: then a restart recovers
         // from the log, and serving on would only answer `shutting_down`.
         let until = async move {
@@ -67,12 +69,17 @@ impl<S: Storage + 'static> Running<S> {
             }
         };
         let server = tokio::spawn(server::serve(endpoint, handle, config.limits, until));
-        Ok(Running { addr, cert: identity.cert.clone(), stop, server, thread })
+        Ok(Running { addr, sequencer, cert: identity.cert.clone(), stop, server, thread })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A handle on its sequencer, for other front ends in the process (the HTTP endpoints).
+    pub fn sequencer(&self) -> sequencer::SequencerHandle {
+        self.sequencer.clone()
     }
 
     /// Its certificate, for clients to trust.

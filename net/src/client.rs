@@ -184,7 +184,8 @@ impl Client {
         Ok(reply::decode_accounts(&body))
     }
 
-    /// The live view of each ledger asked for: `None` for an unknown ledger.
+    /// The live view of each ledger asked for: `None` for an unknown ledger. No ids: every
+    /// ledger, in id order (as many as one reply holds: thousands).
     pub async fn ledger_totals(&self, ids: Vec<u32>) -> Result<Vec<Option<LedgerView>>, ClientError> {
         let asked = ids.len();
         let (_, body) = self.call(&Request::LedgerTotals(ids)).await?;

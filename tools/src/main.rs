@@ -170,6 +170,13 @@ struct StartOptions {
     /// Existing segments keep their size.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..=65_536))]
     segment_mib: u64,
+    /// Where operators' HTTP endpoints listen (loopback by default): Prometheus `/metrics`,
+    /// `/healthz`, and `/readyz` (ready once recovery is done). Port 0: any free port.
+    #[arg(long, default_value = "127.0.0.1:9413")]
+    http: std::net::SocketAddr,
+    /// Serve no HTTP endpoints.
+    #[arg(long)]
+    no_http: bool,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
     /// with a pause before the sync, so a kill -9 leaves the files as a power cut could. Every
     /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
@@ -197,16 +204,60 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
         RetentionArg::KeepAll => bursar_wal::Retention::KeepAll,
         RetentionArg::Recycle => bursar_wal::Retention::RecycleBeforeSnapshots,
     };
+    // The HTTP endpoints answer from before recovery (`/readyz` says when it is done); a taken
+    // address is named before the data directory is touched.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let http = if options.no_http { None } else { Some(start_http(&runtime, options.http)?) };
     let config = WalConfig { retention, ..wal_config(options.segment_mib) };
     let dir = data.join("log");
     let storage = FsStorage::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
-    match options.power_cut_seed {
+    let serving = Serving { data, listen, client_ca, options, started, runtime: &runtime, http: http.as_ref() };
+    let served = match options.power_cut_seed {
         Some(seed) => {
             out!("bursar: TESTING: unsynced log writes land in random blocks (power-cut seed {seed})");
-            let node = Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?;
-            serve_node(data, listen, client_ca, options, node, started)
+            serving.serve(Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?)
         }
-        None => serve_node(data, listen, client_ca, options, Node::open(storage, config, Limits::default())?, started),
+        None => serving.serve(Node::open(storage, config, Limits::default())?),
+    };
+    if let Some((_, stop)) = http {
+        let _ = stop.send(());
+    }
+    served
+}
+
+/// Binds and serves the HTTP endpoints on `runtime`; returns their state (recovering until the
+/// node serves) and what stops them.
+fn start_http(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+) -> Result<(std::sync::Arc<bursar_http::HttpState>, tokio::sync::oneshot::Sender<()>)> {
+    let listener = runtime.block_on(bursar_http::bind(addr)).with_context(|| {
+        format!("HTTP on {addr}: the address is in use or not this machine's: pass --http with a free one, or --no-http")
+    })?;
+    let bound = listener.local_addr()?;
+    let state = bursar_http::HttpState::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(bursar_http::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    out!("bursar: http on {bound}: /metrics (Prometheus), /healthz, /readyz");
+    Ok((state, stop))
+}
+
+/// What serving a recovered node needs besides the node.
+struct Serving<'a> {
+    data: &'a Path,
+    listen: std::net::SocketAddr,
+    client_ca: Option<&'a Path>,
+    options: StartOptions,
+    started: Instant,
+    runtime: &'a tokio::runtime::Runtime,
+    http: Option<&'a (std::sync::Arc<bursar_http::HttpState>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Serving<'_> {
+    fn serve<S: bursar_wal::Storage + 'static>(&self, recovered: (Node<S>, bursar_wal::RecoveryReport)) -> Result<()> {
+        serve_node(self, recovered)
     }
 }
 
@@ -231,13 +282,10 @@ fn available_memory_bytes() -> Option<u64> {
 
 /// Serves a recovered node until a signal or a log failure (see [`start`]).
 fn serve_node<S: bursar_wal::Storage + 'static>(
-    data: &Path,
-    listen: std::net::SocketAddr,
-    client_ca: Option<&Path>,
-    options: StartOptions,
+    serving: &Serving<'_>,
     (mut node, report): (Node<S>, bursar_wal::RecoveryReport),
-    started: Instant,
 ) -> Result<()> {
+    let Serving { data, listen, client_ca, options, started, runtime, http } = *serving;
     use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
     let (accounts, transfers) = reservation(options.reserve_accounts, options.reserve_transfers);
@@ -302,7 +350,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the client CA {}", path.display()))?.into()),
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let http = http.map(|(state, _)| state.clone());
     let node = runtime.block_on(async move {
         let sequencer = sequencer::SequencerConfig { snapshot_every_entries, ..sequencer::SequencerConfig::default() };
         let mutual = client_ca.is_some();
@@ -311,12 +359,18 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
         if mutual {
             out!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
         }
+        if let Some(http) = &http {
+            http.ready(running.sequencer());
+        }
         out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", running.addr());
         out!("bursar: certificate {} (SHA-256 {})", identity.cert_path.display(), identity.fingerprint());
         // Until a signal, or until the sequencer stops by itself (a log failure: the server then
         // exits non-zero, so a supervisor restarts it and recovery reads the log).
         let stopped = running.serve_until(async {
             shutdown_signal().await;
+            if let Some(http) = &http {
+                http.stopping();
+            }
             out!("bursar: stopping: finishing accepted requests and taking a snapshot");
         });
         stopped.await.map_err(|e| anyhow::anyhow!("the sequencer stopped: {e}; restart to recover from the log"))

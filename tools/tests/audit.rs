@@ -178,7 +178,7 @@ fn a_changed_byte_in_the_last_acknowledged_entry_is_located() {
     edit_segment(&dir, &segment, |b| b[offset as usize + len - 20] ^= 0x01);
     assert_refused(&dir, &segment, offset, seq, "durable and may have been acknowledged");
     let start = Process::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["start", "--listen", "127.0.0.1:0", "--reserve-accounts", "0", "--reserve-transfers", "0"])
+        .args(["start", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--reserve-accounts", "0", "--reserve-transfers", "0"])
         .arg("--data")
         .arg(&dir)
         .output()
@@ -337,7 +337,7 @@ fn a_second_server_is_refused_and_a_failed_bench_counts_what_was_acknowledged() 
     let dir = temp_dir("lock");
     let (mut server, addr) = start(&dir);
     let second = Process::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["start", "--listen", "127.0.0.1:0", "--reserve-accounts", "0", "--reserve-transfers", "0"])
+        .args(["start", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--reserve-accounts", "0", "--reserve-transfers", "0"])
         .arg("--data")
         .arg(&dir)
         .output()

@@ -82,6 +82,11 @@ impl SequencerHandle {
         })
     }
 
+    /// Jobs waiting for the sequencer now (at most `SequencerConfig::queue_jobs_max`).
+    pub fn queue_len(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Whether the sequencer has stopped: a refused job then means `shutting_down`, not `busy`.
     pub fn is_stopped(&self) -> bool {
         *self.stopped.borrow()
@@ -330,6 +335,23 @@ fn tick_wait<S: Storage>(node: &Node<S>, interval: Duration) -> Duration {
     }
 }
 
+/// Every ledger's totals in id order, as many as one reply frame holds (a ledger takes its
+/// record, its totals row and a row per account code): ledger totals asked with no ids.
+fn every_ledger(engine: &bursar_engine::Engine) -> Vec<Option<bursar_engine::LedgerTotals>> {
+    let mut ids: Vec<u32> = engine.ledgers().map(|l| l.id).collect();
+    ids.sort_unstable();
+    let (mut out, mut records) = (Vec::new(), 0usize);
+    for id in ids {
+        let Some(totals) = engine.ledger_totals(id) else { continue };
+        records += 2 + totals.by_code.len();
+        if records > bursar_wire::protocol::FRAME_RECORDS_MAX {
+            break;
+        }
+        out.push(Some(totals));
+    }
+    out
+}
+
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
     let reply = match &job.request {
         Request::Status => Reply::Status(node.status()),
@@ -342,6 +364,7 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         }
         Request::GetAccountTransfers(filter) => Reply::AccountTransfers(node.engine().get_account_transfers(filter)),
         Request::GetAccountBalances(filter) => Reply::Balances(node.engine().get_account_balances(filter)),
+        Request::LedgerTotals(ids) if ids.is_empty() => Reply::LedgerTotals(every_ledger(node.engine())),
         Request::LedgerTotals(ids) => Reply::LedgerTotals(ids.iter().map(|id| node.engine().ledger_totals(*id)).collect()),
         Request::LookupOutcomes(ids) => Reply::Outcomes(ids.iter().map(|id| outcome(node.engine(), *id)).collect()),
         Request::LookupLimits(ids) => Reply::Limits(

@@ -367,7 +367,8 @@ pub enum Request {
     GetAccountTransfers(AccountFilter),
     /// See [`Operation::GetAccountBalances`].
     GetAccountBalances(AccountFilter),
-    /// See [`Operation::LedgerTotals`].
+    /// See [`Operation::LedgerTotals`]; no ids: every ledger, in id order, as many as one reply
+    /// frame holds.
     LedgerTotals(Vec<u32>),
     /// See [`Operation::Status`].
     Status,

@@ -195,7 +195,8 @@ pub fn decode_orders(body: &[u8], asked: usize) -> Result<Vec<Option<Order>>, Pr
     while let Some(spec) = it.next() {
         out.push(if spec.iter().all(|b| *b == 0) { None } else { Some(decode_order(spec, &mut it, true)?) });
     }
-    if out.len() != asked {
+    // Asked for none: every ledger the reply holds (see `Request::LedgerTotals`).
+    if asked != 0 && out.len() != asked {
         return Err(ProtocolError::LengthMismatch);
     }
     Ok(out)
@@ -434,7 +435,8 @@ pub fn decode_ledger_totals(body: &[u8], asked: usize) -> Result<Vec<Option<Ledg
         }
         out.push(Some(view));
     }
-    if out.len() != asked {
+    // Asked for none: every ledger the reply holds (see `Request::LedgerTotals`).
+    if asked != 0 && out.len() != asked {
         return Err(ProtocolError::LengthMismatch);
     }
     Ok(out)

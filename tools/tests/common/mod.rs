@@ -7,6 +7,7 @@ use std::process::{Child, Command as Process, Stdio};
 
 /// Starts `bursar start` on an ephemeral loopback port with `extra` arguments and returns it with
 /// its address; its output keeps being drained so the pipe never fills.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
     let (child, addr, _) = start_server_saying(bin, dir, extra);
     (child, addr)
@@ -16,7 +17,7 @@ pub fn start_server(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn start_server_saying(bin: &str, dir: &Path, extra: &[&str]) -> (Child, SocketAddr, Vec<String>) {
     let mut child = Process::new(bin)
-        .args(["start", "--listen", "127.0.0.1:0"])
+        .args(["start", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         // Test servers hold little: no room reserved from the machine's memory.
         .args(["--reserve-accounts", "0", "--reserve-transfers", "0"])
         .args(extra)

@@ -1,0 +1,147 @@
+//! The server's HTTP side for operators, on its own listener (loopback by default): Prometheus
+//! `/metrics`, `/healthz` (the process serves) and `/readyz` (recovery is done and the sequencer
+//! takes requests). It asks the sequencer the way the QUIC server does, with jobs on its queue,
+//! so a scrape is three queries between batches and never touches the engine from another thread.
+
+mod exposition;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bursar_node::sequencer::{Job, SequencerHandle};
+use bursar_wire::protocol::Request;
+use bursar_wire::reply::Reply;
+
+pub use exposition::{encode, Scrape};
+
+/// How long a scrape waits for the sequencer before answering 503.
+pub const SEQUENCER_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the server stands, for `/readyz`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the log and the newest snapshot.
+    Recovering = 0,
+    /// Serving requests.
+    Ready = 1,
+    /// Finishing accepted requests before exiting.
+    Stopping = 2,
+}
+
+/// What the handlers share: the phase, and the sequencer once recovery gave one.
+#[derive(Debug)]
+pub struct HttpState {
+    phase: AtomicU8,
+    sequencer: OnceLock<SequencerHandle>,
+}
+
+impl HttpState {
+    /// A server still recovering.
+    pub fn new() -> Arc<HttpState> {
+        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: OnceLock::new() })
+    }
+
+    /// Recovery is done: serve metrics from `sequencer`, answer ready.
+    pub fn ready(&self, sequencer: SequencerHandle) {
+        let _ = self.sequencer.set(sequencer);
+        self.phase.store(Phase::Ready as u8, Ordering::Release);
+    }
+
+    /// The server is stopping: no longer ready.
+    pub fn stopping(&self) {
+        self.phase.store(Phase::Stopping as u8, Ordering::Release);
+    }
+
+    /// The phase now; a stopped sequencer (a log failure) is not ready either.
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Recovering,
+            1 if self.sequencer.get().is_some_and(|s| !s.is_stopped()) => Phase::Ready,
+            _ => Phase::Stopping,
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+}
+
+/// Binds `addr` (port 0: any free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves `listener` until `until` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    until: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(until).await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    match state.phase() {
+        Phase::Ready => (StatusCode::OK, "ready\n").into_response(),
+        Phase::Recovering => (StatusCode::SERVICE_UNAVAILABLE, "recovering\n").into_response(),
+        Phase::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let Some(sequencer) = state.sequencer.get().filter(|_| state.phase() == Phase::Ready) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response();
+    };
+    match scrape(sequencer).await {
+        Some(scrape) => {
+            let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            ([(header::CONTENT_TYPE, content_type)], encode(&scrape)).into_response()
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "the sequencer did not answer\n").into_response(),
+    }
+}
+
+/// The figures of one scrape, asked of the sequencer.
+async fn scrape(sequencer: &SequencerHandle) -> Option<Scrape> {
+    let queue_jobs = sequencer.queue_len();
+    let Reply::Metrics(metrics) = ask(sequencer, Request::Metrics).await? else { return None };
+    let Reply::Status(status) = ask(sequencer, Request::Status).await? else { return None };
+    let Reply::LedgerTotals(ledgers) = ask(sequencer, Request::LedgerTotals(Vec::new())).await? else { return None };
+    Some(Scrape { metrics: *metrics, status, ledgers: ledgers.into_iter().flatten().collect(), queue_jobs })
+}
+
+/// One query through the sequencer's queue; `None` if it is full, stopped or slow.
+async fn ask(sequencer: &SequencerHandle, request: Request) -> Option<Reply> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    sequencer.try_submit(Job { request, reply }).ok()?;
+    tokio::time::timeout(SEQUENCER_WAIT, answer).await.ok()?.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_only_between_recovery_and_stopping() {
+        let state = HttpState::new();
+        assert_eq!(readyz(State(state.clone())).await.status(), StatusCode::SERVICE_UNAVAILABLE, "recovering");
+        assert_eq!(metrics(State(state.clone())).await.status(), StatusCode::SERVICE_UNAVAILABLE, "no figures before the node serves");
+        assert_eq!(healthz().await, "ok\n", "alive all along");
+        state.stopping();
+        assert_eq!(state.phase(), Phase::Stopping);
+        assert_eq!(readyz(State(state)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,86 @@
+//! `bursar start`'s HTTP endpoints against the real binary: `/healthz` and `/readyz` answer,
+//! `/metrics` is Prometheus text whose counters and per-ledger totals follow the traffic, and
+//! an unknown path is a 404. Requests are written by hand over TCP (HTTP/1.1), as a scraper sends them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command as Process;
+
+/// `(status code, body)` of `GET path`.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The value of the sample line `name` (with its labels) in a scrape.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_and_health_follow_the_server() {
+    let dir = std::env::temp_dir().join(format!("bursar-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
+    let _server = common::Running(child);
+    let http: SocketAddr = said
+        .iter()
+        .find_map(|l| l.strip_prefix("bursar: http on ")?.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok())
+        .unwrap_or_else(|| panic!("the server says where HTTP listens: {said:?}"));
+    assert_eq!(get(http, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(http, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(get(http, "/nope").0, 404);
+
+    let (status, before) = get(http, "/metrics");
+    assert_eq!(status, 200, "{before}");
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    let commands_before = sample(&before, "bursar_commands_total").expect("a commands counter");
+
+    let client = |args: &[&str]| {
+        let out = Process::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(["client", "--addr", &addr.to_string(), "--cert"])
+            .arg(dir.join("server.crt"))
+            .args(args)
+            .output()
+            .expect("run bursar client");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    client(&["create-ledger", "--id", "978", "--currency", "EUR", "--scale", "2", "--settlement", "1"]);
+    client(&["create-account", "--id", "10", "--ledger", "978"]);
+    client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);
+    client(&["hold", "--id", "101", "--from", "10", "--to", "1", "--amount", "20.00", "--ledger", "978"]);
+
+    let (_, after) = get(http, "/metrics");
+    assert_eq!(sample(&after, "bursar_commands_total"), Some(commands_before + 4), "{after}");
+    assert_eq!(sample(&after, "bursar_ledgers"), Some(1));
+    assert_eq!(sample(&after, r#"bursar_ledger_accounts{ledger="978",currency="EUR"}"#), Some(2), "the settlement account and 10");
+    assert_eq!(sample(&after, r#"bursar_ledger_credits_posted_minor{ledger="978",currency="EUR"}"#), Some(25_000));
+    assert_eq!(sample(&after, r#"bursar_ledger_debits_pending_minor{ledger="978",currency="EUR"}"#), Some(2_000));
+    assert_eq!(sample(&after, r#"bursar_ledger_trial_balance_ok{ledger="978",currency="EUR"}"#), Some(1));
+    assert!(sample(&after, "bursar_sync_seconds_count").unwrap_or(0) >= 4, "{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_taken_http_address_is_named_before_anything_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let dir = std::env::temp_dir().join(format!("bursar-http-taken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["start", "--listen", "127.0.0.1:0", "--http", &taken.local_addr().unwrap().to_string(), "--data"])
+        .arg(&dir)
+        .output()
+        .expect("run bursar start");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("HTTP on") && said.contains("--no-http"), "{said}");
+    assert!(!dir.exists(), "no data directory is left behind");
+}
