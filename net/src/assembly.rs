@@ -77,7 +77,8 @@ impl<S: Storage + 'static> Running<S> {
         self.addr
     }
 
-    /// A handle on its sequencer, for other front ends in the process (the HTTP endpoints).
+    /// A handle on its sequencer, for other front ends in the process (the HTTP endpoints). The
+    /// sequencer stops only once every handle is dropped: drop it before stopping the server.
     pub fn sequencer(&self) -> sequencer::SequencerHandle {
         self.sequencer.clone()
     }
@@ -91,7 +92,9 @@ impl<S: Storage + 'static> Running<S> {
     /// requests, lets those accepted be answered, stops the sequencer (which takes its shutdown
     /// snapshot if configured) and returns the node, or why the sequencer stopped.
     pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) -> Result<Node<S>, String> {
-        let Running { stop, mut server, thread, .. } = self;
+        let Running { stop, mut server, thread, sequencer, .. } = self;
+        // The sequencer runs until every handle is gone: this one goes now.
+        drop(sequencer);
         tokio::select! {
             () = signal => {
                 let _ = stop.send(());

@@ -30,7 +30,7 @@ fn metrics_and_health_follow_the_server() {
     let dir = std::env::temp_dir().join(format!("bursar-http-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
-    let _server = common::Running(child);
+    let mut server = common::Running(child);
     let http: SocketAddr = said
         .iter()
         .find_map(|l| l.strip_prefix("bursar: http on ")?.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok())
@@ -66,6 +66,19 @@ fn metrics_and_health_follow_the_server() {
     assert_eq!(sample(&after, r#"bursar_ledger_debits_pending_minor{ledger="978",currency="EUR"}"#), Some(2_000));
     assert_eq!(sample(&after, r#"bursar_ledger_trial_balance_ok{ledger="978",currency="EUR"}"#), Some(1));
     assert!(sample(&after, "bursar_sync_seconds_count").unwrap_or(0) >= 4, "{after}");
+
+    // SIGTERM: the endpoints let the sequencer go, and the server stops cleanly, in bounded time.
+    let pid = server.0.id().to_string();
+    assert!(Process::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -7,7 +7,7 @@ mod exposition;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -36,35 +36,43 @@ pub enum Phase {
     Stopping = 2,
 }
 
-/// What the handlers share: the phase, and the sequencer once recovery gave one.
+/// What the handlers share: the phase, and the sequencer while the node serves (its handle is
+/// given back when stopping: the sequencer stops only once every handle is gone).
 #[derive(Debug)]
 pub struct HttpState {
     phase: AtomicU8,
-    sequencer: OnceLock<SequencerHandle>,
+    sequencer: Mutex<Option<SequencerHandle>>,
 }
 
 impl HttpState {
     /// A server still recovering.
     pub fn new() -> Arc<HttpState> {
-        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: OnceLock::new() })
+        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: Mutex::new(None) })
     }
 
     /// Recovery is done: serve metrics from `sequencer`, answer ready.
     pub fn ready(&self, sequencer: SequencerHandle) {
-        let _ = self.sequencer.set(sequencer);
+        *self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sequencer);
         self.phase.store(Phase::Ready as u8, Ordering::Release);
     }
 
-    /// The server is stopping: no longer ready.
+    /// The server is stopping: no longer ready, and the sequencer's handle is let go (a scrape
+    /// still running holds its own clone for at most `SEQUENCER_WAIT`).
     pub fn stopping(&self) {
         self.phase.store(Phase::Stopping as u8, Ordering::Release);
+        self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
+
+    /// The sequencer while the node serves.
+    fn sequencer(&self) -> Option<SequencerHandle> {
+        self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The phase now; a stopped sequencer (a log failure) is not ready either.
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             0 => Phase::Recovering,
-            1 if self.sequencer.get().is_some_and(|s| !s.is_stopped()) => Phase::Ready,
+            1 if self.sequencer().is_some_and(|s| !s.is_stopped()) => Phase::Ready,
             _ => Phase::Stopping,
         }
     }
@@ -102,10 +110,10 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let Some(sequencer) = state.sequencer.get().filter(|_| state.phase() == Phase::Ready) else {
+    let Some(sequencer) = state.sequencer().filter(|_| state.phase() == Phase::Ready) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response();
     };
-    match scrape(sequencer).await {
+    match scrape(&sequencer).await {
         Some(scrape) => {
             let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             ([(header::CONTENT_TYPE, content_type)], encode(&scrape)).into_response()
