@@ -360,6 +360,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
             out!("bursar: mutual TLS: gateways must present a certificate from the configured CA");
         }
         if let Some(http) = &http {
+            http.set_token(panel_token(data)?);
             http.ready(running.sequencer());
         }
         out!("bursar: listening on {} (QUIC, TLS 1.3, ALPN bursar/1)", running.addr());
@@ -377,6 +378,30 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
     })?;
     out!("bursar: stopped cleanly at entry {}", node.wal().synced_seq());
     Ok(())
+}
+
+/// The bearer token of the HTTP `/api/`: `panel.token` in the data directory, made on first
+/// start (32 random bytes as hex, readable by the owner only) and printed then.
+fn panel_token(data: &Path) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.join("panel.token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        out!("bursar: /api/ token in {} (send `Authorization: Bearer <token>`)", path.display());
+        return Ok(token.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+    out!("bursar: generated the /api/ token {token} (kept in {}; send `Authorization: Bearer <token>`)", path.display());
+    Ok(token)
 }
 
 /// The head of the server at `addr` (for `bursar replay --verify-against`).

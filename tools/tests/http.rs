@@ -10,9 +10,15 @@ use std::process::Command as Process;
 
 /// `(status code, body)` of `GET path`.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_with(addr, path, None)
+}
+
+/// `(status code, body)` of `GET path`, with a bearer token if given.
+fn get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n").expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -66,6 +72,27 @@ fn metrics_and_health_follow_the_server() {
     assert_eq!(sample(&after, r#"bursar_ledger_debits_pending_minor{ledger="978",currency="EUR"}"#), Some(2_000));
     assert_eq!(sample(&after, r#"bursar_ledger_trial_balance_ok{ledger="978",currency="EUR"}"#), Some(1));
     assert!(sample(&after, "bursar_sync_seconds_count").unwrap_or(0) >= 4, "{after}");
+
+    // The JSON API: the token the server generated, or 401.
+    let token = std::fs::read_to_string(dir.join("panel.token")).expect("the token file");
+    assert!(said.iter().any(|l| l.contains(&token)), "printed on first start");
+    assert_eq!(get(http, "/api/ledgers").0, 401);
+    assert_eq!(get_with(http, "/api/ledgers", Some("0123")).0, 401);
+    let (status, body) = get_with(http, "/api/ledgers", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let ledgers: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(ledgers[0]["currency"], "EUR");
+    assert_eq!(ledgers[0]["totals"]["credits_posted"], "250.00");
+    assert_eq!(ledgers[0]["totals"]["debits_pending"], "20.00");
+    let (status, body) = get_with(http, "/api/accounts?id=10&id=999", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let accounts: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((accounts[0]["balance"].as_str(), accounts[0]["available"].as_str()), (Some("250.00"), Some("230.00")));
+    assert!(accounts[1].is_null(), "an unknown account is null");
+    assert_eq!(get_with(http, "/api/accounts?name=x", Some(&token)).0, 400);
+    let (_, body) = get_with(http, "/api/status", Some(&token));
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status["ledgers"].as_u64(), status["accounts"].as_u64()), (Some(1), Some(2)));
 
     // SIGTERM: the endpoints let the sequencer go, and the server stops cleanly, in bounded time.
     let pid = server.0.id().to_string();

@@ -3,6 +3,7 @@
 //! takes requests). It asks the sequencer the way the QUIC server does, with jobs on its queue,
 //! so a scrape is three queries between batches and never touches the engine from another thread.
 
+pub mod api;
 mod exposition;
 
 use std::net::SocketAddr;
@@ -42,18 +43,29 @@ pub enum Phase {
 pub struct HttpState {
     phase: AtomicU8,
     sequencer: Mutex<Option<SequencerHandle>>,
+    /// The bearer token `/api/` asks for (none: `/api/` refuses everyone).
+    token: Mutex<Option<String>>,
 }
 
 impl HttpState {
     /// A server still recovering.
     pub fn new() -> Arc<HttpState> {
-        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: Mutex::new(None) })
+        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: Mutex::new(None), token: Mutex::new(None) })
     }
 
     /// Recovery is done: serve metrics from `sequencer`, answer ready.
     pub fn ready(&self, sequencer: SequencerHandle) {
         *self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sequencer);
         self.phase.store(Phase::Ready as u8, Ordering::Release);
+    }
+
+    /// The token `/api/` requests must carry from now on.
+    pub fn set_token(&self, token: String) {
+        *self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+    }
+
+    pub(crate) fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The server is stopping: no longer ready, and the sequencer's handle is let go (a scrape
@@ -64,7 +76,7 @@ impl HttpState {
     }
 
     /// The sequencer while the node serves.
-    fn sequencer(&self) -> Option<SequencerHandle> {
+    pub(crate) fn sequencer(&self) -> Option<SequencerHandle> {
         self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
@@ -80,7 +92,14 @@ impl HttpState {
 
 /// The routes.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/ledgers", get(api::get_ledgers))
+        .route("/api/accounts", get(api::get_accounts))
+        .route("/api/status", get(api::get_status))
+        .with_state(state)
 }
 
 /// Binds `addr` (port 0: any free port).
@@ -123,7 +142,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 /// The figures of one scrape, asked of the sequencer.
-async fn scrape(sequencer: &SequencerHandle) -> Option<Scrape> {
+pub(crate) async fn scrape(sequencer: &SequencerHandle) -> Option<Scrape> {
     let queue_jobs = sequencer.queue_len();
     let Reply::Metrics(metrics) = ask(sequencer, Request::Metrics).await? else { return None };
     let Reply::Status(status) = ask(sequencer, Request::Status).await? else { return None };
@@ -132,7 +151,7 @@ async fn scrape(sequencer: &SequencerHandle) -> Option<Scrape> {
 }
 
 /// One query through the sequencer's queue; `None` if it is full, stopped or slow.
-async fn ask(sequencer: &SequencerHandle, request: Request) -> Option<Reply> {
+pub(crate) async fn ask(sequencer: &SequencerHandle, request: Request) -> Option<Reply> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     sequencer.try_submit(Job { request, reply }).ok()?;
     tokio::time::timeout(SEQUENCER_WAIT, answer).await.ok()?.ok()

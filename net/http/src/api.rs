@@ -1,0 +1,165 @@
+//! `/api/`: the figures finance staff and scripts read, as JSON, behind a bearer token (the
+//! `panel.token` file `bursar start` writes on first start): every ledger's totals (also per
+//! account code, which is how accounts are typed: bank, clearing, payout, suspense...), chosen
+//! accounts' balances, and the server's status. Amounts are decimal strings in the ledger's
+//! currency, converted exactly from minor units; read-only, like everything here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bursar_engine::{Account, Balances, LedgerTotals};
+use bursar_wire::protocol::Request;
+use bursar_wire::reply::Reply;
+use serde_json::{json, Value};
+
+use crate::{ask, HttpState, Phase};
+
+/// Most account ids one `/api/accounts` request may name.
+pub const API_ACCOUNTS_MAX: usize = 1024;
+
+/// The minor units `amount` as a decimal in major units with `scale` decimals ("1234.56").
+pub fn decimal(amount: u128, scale: u8) -> String {
+    let digits = format!("{amount:0>width$}", width = scale as usize + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale as usize);
+    if fraction.is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{fraction}")
+    }
+}
+
+/// A signed difference of minor units as a decimal.
+fn signed(plus: u128, minus: u128, scale: u8) -> String {
+    if plus >= minus {
+        decimal(plus - minus, scale)
+    } else {
+        format!("-{}", decimal(minus - plus, scale))
+    }
+}
+
+fn balances(b: &Balances, scale: u8) -> Value {
+    json!({
+        "debits_posted": decimal(b.debits_posted, scale), "credits_posted": decimal(b.credits_posted, scale),
+        "debits_pending": decimal(b.debits_pending, scale), "credits_pending": decimal(b.credits_pending, scale),
+    })
+}
+
+fn ledger(t: &LedgerTotals) -> Value {
+    let scale = t.ledger.scale;
+    let codes: Vec<Value> =
+        t.by_code.iter().map(|c| json!({ "code": c.code, "accounts": c.accounts, "totals": balances(&c.totals, scale) })).collect();
+    json!({
+        "id": t.ledger.id, "currency": String::from_utf8_lossy(&t.ledger.currency), "scale": scale, "accounts": t.accounts,
+        "totals": balances(&t.totals, scale), "balanced": t.is_balanced(), "by_code": codes,
+    })
+}
+
+fn account(a: &Account, scale: u8) -> Value {
+    json!({
+        "id": a.id.to_string(), "ledger": a.ledger, "code": a.code, "flags": a.flags, "state": a.state,
+        "debits_posted": decimal(a.debits_posted, scale), "credits_posted": decimal(a.credits_posted, scale),
+        "debits_pending": decimal(a.debits_pending, scale), "credits_pending": decimal(a.credits_pending, scale),
+        // Credit-normal: what the account holds, and what it may still spend.
+        "balance": signed(a.credits_posted, a.debits_posted, scale),
+        "available": signed(a.credits_posted, a.debits_posted.saturating_add(a.debits_pending), scale),
+    })
+}
+
+/// Whether `headers` carry the token (`Authorization: Bearer <token>`), compared in constant time.
+fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
+    let Some(token) = state.token() else { return false };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
+/// The refusal for a request that may not be answered now, if any.
+fn refusal(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    if state.phase() != Phase::Ready {
+        return Some((StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response());
+    }
+    if !authorized(state, headers) {
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+        return Some((StatusCode::UNAUTHORIZED, challenge, "a bearer token is required: the server's panel.token\n").into_response());
+    }
+    None
+}
+
+fn json_response(value: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the sequencer did not answer\n").into_response()
+}
+
+/// Every ledger's totals, by id.
+async fn ledgers(state: &HttpState) -> Option<Vec<LedgerTotals>> {
+    let Reply::LedgerTotals(found) = ask(&state.sequencer()?, Request::LedgerTotals(Vec::new())).await? else { return None };
+    Some(found.into_iter().flatten().collect())
+}
+
+/// `GET /api/ledgers`.
+pub async fn get_ledgers(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    match ledgers(&state).await {
+        Some(found) => json_response(Value::Array(found.iter().map(ledger).collect())),
+        None => unavailable(),
+    }
+}
+
+/// `GET /api/accounts?id=1&id=2`: those accounts' balances (`null` where not found).
+pub async fn get_accounts(State(state): State<Arc<HttpState>>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let mut ids = Vec::new();
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("id=").and_then(|v| v.parse::<u128>().ok()) {
+            Some(id) => ids.push(id),
+            None => return (StatusCode::BAD_REQUEST, format!("{pair:?}: only id=<account id> is understood\n")).into_response(),
+        }
+    }
+    if ids.is_empty() || ids.len() > API_ACCOUNTS_MAX {
+        return (StatusCode::BAD_REQUEST, format!("name 1 to {API_ACCOUNTS_MAX} accounts: ?id=1&id=2\n")).into_response();
+    }
+    let (Some(sequencer), Some(found)) = (state.sequencer(), ledgers(&state).await) else { return unavailable() };
+    let scales: HashMap<u32, u8> = found.iter().map(|t| (t.ledger.id, t.ledger.scale)).collect();
+    let Some(Reply::Accounts(accounts)) = ask(&sequencer, Request::LookupAccounts(ids)).await else { return unavailable() };
+    let values = accounts.iter().map(|a| if a.id == 0 { Value::Null } else { account(a, scales.get(&a.ledger).copied().unwrap_or(0)) });
+    json_response(Value::Array(values.collect()))
+}
+
+/// `GET /api/status`: the log's head, table sizes, the node's counters and the queue.
+pub async fn get_status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let Some(sequencer) = state.sequencer() else { return unavailable() };
+    let Some(scrape) = crate::scrape(&sequencer).await else { return unavailable() };
+    let (s, m) = (&scrape.status, &scrape.metrics);
+    json_response(json!({
+        "seq": s.seq, "clock_ns": s.clock, "ledgers": s.ledgers, "accounts": s.accounts, "transfers": s.transfers,
+        "commands": m.commands, "entries": m.entries, "syncs": m.syncs, "sync_ns_total": m.sync_ns_total, "sync_ns_max": m.sync_ns_max,
+        "snapshots": m.snapshots, "queue_jobs": scrape.queue_jobs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_exact_decimals() {
+        assert_eq!(decimal(0, 2), "0.00");
+        assert_eq!(decimal(5, 2), "0.05");
+        assert_eq!(decimal(123_456, 2), "1234.56");
+        assert_eq!(decimal(7, 0), "7");
+        assert_eq!(decimal(u128::MAX, 2), "3402823669209384634633746074317682114.55");
+        assert_eq!(signed(100, 250, 2), "-1.50");
+    }
+}
