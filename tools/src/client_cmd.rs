@@ -295,8 +295,8 @@ pub enum ClientOp {
     Accounts { ids: Vec<u128> },
     /// Show transfers.
     Transfers { ids: Vec<u128> },
-    /// Show a ledger's totals by account code and its trial balance.
-    Totals { ledger: u32 },
+    /// Show a ledger's totals by account code and its trial balance; every ledger's without one.
+    Totals { ledger: Option<u32> },
     /// Show an account's transfers (oldest first, or newest first with --newest).
     History {
         /// The account.
@@ -469,7 +469,13 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         ClientOp::Limits { ids } => finish_lookup(show_limits(&client, ids, args.json).await),
         ClientOp::Accounts { ids } => finish_lookup(show_accounts(&client, ids, args.json).await),
         ClientOp::Transfers { ids } => finish_lookup(show_transfers(&client, ids, args.json).await),
-        ClientOp::Totals { ledger: id } => show_totals(&ledger(&client, id).await?, args.json),
+        ClientOp::Totals { ledger: Some(id) } => show_totals(&ledger(&client, id).await?, args.json),
+        ClientOp::Totals { ledger: None } => {
+            for view in client.ledger_totals(Vec::new()).await?.into_iter().flatten() {
+                show_totals(&view, args.json)?;
+            }
+            Ok(())
+        }
         ClientOp::History { account, limit, newest, balances } => show_history(&client, account, limit, newest, balances, args.json).await,
         ClientOp::Batch { file, chain } => batch(&client, &file, chain, args.json).await,
         ClientOp::Orders { account } => finish_lookup(crate::orders_cmd::show(&client, None, Some(account), args.json).await),
