@@ -122,6 +122,14 @@ impl Client {
         Ok(Client { connection, next_id: Default::default(), _endpoint: endpoint })
     }
 
+    /// Closes the connection and waits (at most a second) until the server has been told: a
+    /// client that just exits leaves the server holding its last replies until their delivery
+    /// times out, which a server's shutdown then waits for.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self._endpoint.wait_idle()).await;
+    }
+
     /// The underlying QUIC connection (for tools and tests that speak raw frames).
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection

@@ -452,41 +452,46 @@ pub(crate) fn not_found(json: bool) {
 }
 
 /// A lookup's end: status 2 when something asked for was not found.
-fn finish_lookup(result: Result<()>) -> Result<()> {
+/// Runs one client command.
+pub async fn run(args: ClientArgs) -> Result<()> {
+    let client = args.server.connect().await?;
+    let result = dispatch(&client, args.op, args.json).await;
+    // Told, the server need not hold this connection's replies until they time out.
+    client.close().await;
     result?;
+    // A lookup that found nothing exits 2 (after printing what it found).
     if NOT_FOUND.load(std::sync::atomic::Ordering::Relaxed) {
         std::process::exit(2);
     }
     Ok(())
 }
 
-/// Runs one client command.
-pub async fn run(args: ClientArgs) -> Result<()> {
-    let client = args.server.connect().await?;
-    match args.op {
-        ClientOp::Trace { id } => finish_lookup(trace(&client, id, args.json).await),
-        ClientOp::Policy { account } => finish_lookup(show_policy(&client, account, args.json).await),
-        ClientOp::Limits { ids } => finish_lookup(show_limits(&client, ids, args.json).await),
-        ClientOp::Accounts { ids } => finish_lookup(show_accounts(&client, ids, args.json).await),
-        ClientOp::Transfers { ids } => finish_lookup(show_transfers(&client, ids, args.json).await),
-        ClientOp::Totals { ledger: Some(id) } => show_totals(&ledger(&client, id).await?, args.json),
+/// The command itself, on a connected client.
+async fn dispatch(client: &Client, op: ClientOp, json: bool) -> Result<()> {
+    match op {
+        ClientOp::Trace { id } => trace(client, id, json).await,
+        ClientOp::Policy { account } => show_policy(client, account, json).await,
+        ClientOp::Limits { ids } => show_limits(client, ids, json).await,
+        ClientOp::Accounts { ids } => show_accounts(client, ids, json).await,
+        ClientOp::Transfers { ids } => show_transfers(client, ids, json).await,
+        ClientOp::Totals { ledger: Some(id) } => show_totals(&ledger(client, id).await?, json),
         ClientOp::Totals { ledger: None } => {
             for view in client.ledger_totals(Vec::new()).await?.into_iter().flatten() {
-                show_totals(&view, args.json)?;
+                show_totals(&view, json)?;
             }
             Ok(())
         }
-        ClientOp::History { account, limit, newest, balances } => show_history(&client, account, limit, newest, balances, args.json).await,
-        ClientOp::Batch { file, chain } => batch(&client, &file, chain, args.json).await,
-        ClientOp::Orders { account } => finish_lookup(crate::orders_cmd::show(&client, None, Some(account), args.json).await),
-        ClientOp::Quotes { ids } => finish_lookup(crate::exchange_cmd::show(&client, ids, args.json).await),
+        ClientOp::History { account, limit, newest, balances } => show_history(client, account, limit, newest, balances, json).await,
+        ClientOp::Batch { file, chain } => batch(client, &file, chain, json).await,
+        ClientOp::Orders { account } => crate::orders_cmd::show(client, None, Some(account), json).await,
+        ClientOp::Quotes { ids } => crate::exchange_cmd::show(client, ids, json).await,
         ClientOp::StandingOrder { op: StandingOrderOp::Manage(ManageOrder::Show { ids }) }
         | ClientOp::Trigger { op: TriggerOp::Manage(ManageOrder::Show { ids }) } => {
-            finish_lookup(crate::orders_cmd::show(&client, Some(ids), None, args.json).await)
+            crate::orders_cmd::show(client, Some(ids), None, json).await
         }
         op => {
-            let commands = build(&client, op).await?;
-            submit_and_print(&client, commands, args.json).await
+            let commands = build(client, op).await?;
+            submit_and_print(client, commands, json).await
         }
     }
 }

@@ -156,10 +156,16 @@ pub enum PayoutFormat {
 pub async fn run(args: DeskArgs) -> Result<bool> {
     let config = DeskConfig::load(&args.config)?;
     let client = args.server.connect().await?;
-    let json = args.json;
-    match args.op {
+    let result = dispatch(&client, &config, args.op, args.json).await;
+    client.close().await;
+    result
+}
+
+/// The command itself, on a connected client.
+async fn dispatch(client: &Client, config: &DeskConfig, op: DeskOp, json: bool) -> Result<bool> {
+    match op {
         DeskOp::Setup => {
-            for line in ops::setup(&client, &config).await? {
+            for line in ops::setup(client, config).await? {
                 if json {
                     println!("{}", json!({ "setup": line }));
                 } else {
@@ -168,8 +174,8 @@ pub async fn run(args: DeskArgs) -> Result<bool> {
             }
         }
         DeskOp::Quote { from, to, rate } => {
-            let id = ops::board_quote(&client, &config, &from, &to, rate).await?;
-            let quote = bursar_desk::ledger::quotes(&client, &[id]).await?.pop().flatten().context("the quote just made")?;
+            let id = ops::board_quote(client, config, &from, &to, rate).await?;
+            let quote = bursar_desk::ledger::quotes(client, &[id]).await?.pop().flatten().context("the quote just made")?;
             let expires = show_time(bursar_engine::quote_expires_at(&quote));
             if json {
                 println!("{}", json!({ "quote": id.to_string(), "from": from, "to": to, "rate": rate.to_string(), "expires_at": expires }));
@@ -177,23 +183,23 @@ pub async fn run(args: DeskArgs) -> Result<bool> {
                 println!("quote {id}: 1 {from} = {rate} {to} until {expires}");
             }
         }
-        DeskOp::Order(o) => order(&client, &config, o, json).await?,
-        DeskOp::Orders { references, history } => list(&client, &config, &references, history, json).await?,
+        DeskOp::Order(o) => order(client, config, o, json).await?,
+        DeskOp::Orders { references, history } => list(client, config, &references, history, json).await?,
         DeskOp::Cancel { reference } => {
-            let number = number_of(&config, &reference)?;
-            let code = ops::cancel(&client, &config, number).await?;
+            let number = number_of(config, &reference)?;
+            let code = ops::cancel(client, config, number).await?;
             say(json, &reference, "cancel", code.name());
         }
         DeskOp::Rerate { reference, rate } => {
-            let (generation, code) = ops::rerate(&client, &config, number_of(&config, &reference)?, rate).await?;
+            let (generation, code) = ops::rerate(client, config, number_of(config, &reference)?, rate).await?;
             say(json, &reference, "rerate", &format!("generation {generation}, settle: {}", code.name()));
         }
         DeskOp::Settle { reference } => {
-            let code = ops::settle(&client, &config, number_of(&config, &reference)?).await?;
+            let code = ops::settle(client, config, number_of(config, &reference)?).await?;
             say(json, &reference, "settle", code.name());
         }
         DeskOp::Suspense => {
-            for p in bursar_desk::suspense::list(&client, &config).await? {
+            for p in bursar_desk::suspense::list(client, config).await? {
                 let c = config.currency(&p.currency)?;
                 let (t, amount) = (p.transfer, format!("{} {}", c.major(p.transfer.amount), c.code));
                 let (booked, dir) = (show_time(t.user_data_64), if p.money_in { "in" } else { "out" });
@@ -209,7 +215,7 @@ pub async fn run(args: DeskArgs) -> Result<bool> {
             }
         }
         DeskOp::Assign { line, order } => {
-            let (code, report) = bursar_desk::suspense::assign(&client, &config, line, number_of(&config, &order)?).await?;
+            let (code, report) = bursar_desk::suspense::assign(client, config, line, number_of(config, &order)?).await?;
             say(json, &order, "assign", code.name());
             print_import(&report, json);
         }
@@ -217,12 +223,12 @@ pub async fn run(args: DeskArgs) -> Result<bool> {
             if files.is_empty() {
                 bail!("name at least one statement file");
             }
-            let report = bursar_desk::import::import(&client, &config, &files).await?;
+            let report = bursar_desk::import::import(client, config, &files).await?;
             if print_import(&report, json) {
                 return Ok(false);
             }
         }
-        DeskOp::Payouts { format, out, reissue } => payouts(&client, &config, format, &out, reissue, json).await?,
+        DeskOp::Payouts { format, out, reissue } => payouts(client, config, format, &out, reissue, json).await?,
     }
     Ok(true)
 }
