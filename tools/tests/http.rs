@@ -26,6 +26,51 @@ fn get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) 
     (status, body)
 }
 
+/// A server-sent event stream read by hand: HTTP/1.1 chunked framing, then `data:` lines.
+struct Events {
+    reader: std::io::BufReader<TcpStream>,
+    pending: String,
+}
+
+impl Events {
+    fn open(addr: SocketAddr, token: &str) -> Events {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        write!(stream, "GET /api/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n").expect("write");
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).expect("a header line");
+            assert!(!line.is_empty(), "the stream ended in its headers");
+            if line == "\r\n" {
+                break;
+            }
+        }
+        Events { reader, pending: String::new() }
+    }
+
+    /// The next `tick` event's data.
+    fn next_tick(&mut self) -> serde_json::Value {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).expect("JSON data");
+                }
+                continue;
+            }
+            let mut size = String::new();
+            std::io::BufRead::read_line(&mut self.reader, &mut size).expect("a chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+            assert!(size > 0, "the event stream ended");
+            let mut chunk = vec![0u8; size + 2];
+            self.reader.read_exact(&mut chunk).expect("a chunk");
+            self.pending.push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8"));
+        }
+    }
+}
+
 /// The value of the sample line `name` (with its labels) in a scrape.
 fn sample(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -93,6 +138,18 @@ fn metrics_and_health_follow_the_server() {
     let (_, body) = get_with(http, "/api/status", Some(&token));
     let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!((status["ledgers"].as_u64(), status["accounts"].as_u64()), (Some(1), Some(2)));
+
+    // The panel's page, and its live events: a tick a second, the next one after a transfer
+    // shows it.
+    let (status, page) = get(http, "/panel");
+    assert!(status == 200 && page.contains("<title>Bursar</title>") && page.contains("/api/events"), "{status}");
+    assert_eq!(get(http, "/api/events").0, 401);
+    let mut events = Events::open(http, &token);
+    let first = events.next_tick();
+    assert_eq!(first["ledgers"][0]["totals"]["credits_posted"], "250.00", "{first}");
+    client(&["credit", "--id", "102", "--account", "10", "--amount", "5.00", "--ledger", "978"]);
+    let updated = (0..10).map(|_| events.next_tick()).find(|t| t["ledgers"][0]["totals"]["credits_posted"] == "255.00");
+    assert!(updated.is_some(), "a tick shows the credit within 10 s");
 
     // SIGTERM: the endpoints let the sequencer go, and the server stops cleanly, in bounded time.
     let pid = server.0.id().to_string();

@@ -134,6 +134,42 @@ pub async fn get_accounts(State(state): State<Arc<HttpState>>, headers: HeaderMa
     json_response(Value::Array(values.collect()))
 }
 
+/// Panels' event streams open at once; more are refused (503) rather than queried for.
+pub const EVENT_STREAMS_MAX: usize = 16;
+
+/// How often an event stream sends the figures.
+pub const EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn status_json(scrape: &crate::Scrape) -> Value {
+    let (s, m) = (&scrape.status, &scrape.metrics);
+    json!({
+        "seq": s.seq, "clock_ns": s.clock, "ledgers": s.ledgers, "accounts": s.accounts, "transfers": s.transfers,
+        "commands": m.commands, "entries": m.entries, "syncs": m.syncs, "sync_ns_total": m.sync_ns_total, "sync_ns_max": m.sync_ns_max,
+        "snapshots": m.snapshots, "queue_jobs": scrape.queue_jobs,
+    })
+}
+
+/// `GET /api/events`: server-sent events, one `tick` a second with the status and every
+/// ledger's totals (what the panel draws), until the server stops.
+pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let Ok(permit) = Arc::clone(&state.event_streams).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{EVENT_STREAMS_MAX} event streams are open already\n")).into_response();
+    };
+    let ticks = futures_util::stream::unfold((state, permit, true), |(state, permit, first)| async move {
+        if !first {
+            tokio::time::sleep(EVENT_INTERVAL).await;
+        }
+        let scrape = crate::scrape(&state.sequencer().filter(|_| state.phase() == Phase::Ready)?).await?;
+        let data = json!({ "status": status_json(&scrape), "ledgers": scrape.ledgers.iter().map(ledger).collect::<Vec<_>>() });
+        let event = axum::response::sse::Event::default().event("tick").data(data.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (state, permit, false)))
+    });
+    axum::response::Sse::new(ticks).into_response()
+}
+
 /// `GET /api/status`: the log's head, table sizes, the node's counters and the queue.
 pub async fn get_status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
@@ -141,12 +177,7 @@ pub async fn get_status(State(state): State<Arc<HttpState>>, headers: HeaderMap)
     }
     let Some(sequencer) = state.sequencer() else { return unavailable() };
     let Some(scrape) = crate::scrape(&sequencer).await else { return unavailable() };
-    let (s, m) = (&scrape.status, &scrape.metrics);
-    json_response(json!({
-        "seq": s.seq, "clock_ns": s.clock, "ledgers": s.ledgers, "accounts": s.accounts, "transfers": s.transfers,
-        "commands": m.commands, "entries": m.entries, "syncs": m.syncs, "sync_ns_total": m.sync_ns_total, "sync_ns_max": m.sync_ns_max,
-        "snapshots": m.snapshots, "queue_jobs": scrape.queue_jobs,
-    }))
+    json_response(status_json(&scrape))
 }
 
 #[cfg(test)]

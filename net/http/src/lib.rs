@@ -45,12 +45,19 @@ pub struct HttpState {
     sequencer: Mutex<Option<SequencerHandle>>,
     /// The bearer token `/api/` asks for (none: `/api/` refuses everyone).
     token: Mutex<Option<String>>,
+    /// Room for panels' event streams (see [`api::EVENT_STREAMS_MAX`]).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpState {
     /// A server still recovering.
     pub fn new() -> Arc<HttpState> {
-        Arc::new(HttpState { phase: AtomicU8::new(Phase::Recovering as u8), sequencer: Mutex::new(None), token: Mutex::new(None) })
+        Arc::new(HttpState {
+            phase: AtomicU8::new(Phase::Recovering as u8),
+            sequencer: Mutex::new(None),
+            token: Mutex::new(None),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(api::EVENT_STREAMS_MAX)),
+        })
     }
 
     /// Recovery is done: serve metrics from `sequencer`, answer ready.
@@ -99,6 +106,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/ledgers", get(api::get_ledgers))
         .route("/api/accounts", get(api::get_accounts))
         .route("/api/status", get(api::get_status))
+        .route("/api/events", get(api::get_events))
+        .route("/panel", get(panel))
         .with_state(state)
 }
 
@@ -114,6 +123,12 @@ pub async fn serve(
     until: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(until).await
+}
+
+/// The panel: a page with no data of its own, which reads `/api/` with the token given in its
+/// address's fragment (`/panel#token=...`: a fragment never reaches the server or its logs).
+async fn panel() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], include_str!("panel.html")).into_response()
 }
 
 async fn healthz() -> &'static str {
