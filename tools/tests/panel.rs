@@ -2,7 +2,7 @@
 //! through chromedriver's WebDriver protocol (plain HTTP and JSON, written by hand here), the page
 //! opened with the token in its fragment; it must show the ledger's totals, show a credit made
 //! while it is open without a reload, and its screenshot is saved
-//! (`target/panel-screenshot.png`). `.ci/run` installs `chromium` and `chromium-driver` when missing.
+//! (`target/tmp/panel-screenshot.png`). `.ci/run` installs `chromium` and `chromium-driver` when missing.
 
 mod common;
 
@@ -162,7 +162,7 @@ fn the_panel_shows_the_books_and_follows_them_live() {
 
     let png = base64(webdriver(driver.1, "GET", &format!("/session/{session}/screenshot"), &json!({})).as_str().expect("base64"));
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/panel-screenshot.png");
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("panel-screenshot.png");
     std::fs::write(&target, png).expect("save the screenshot");
     webdriver(driver.1, "DELETE", &format!("/session/{session}"), &json!({}));
 
