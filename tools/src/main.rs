@@ -57,6 +57,10 @@ enum Cmd {
         /// The tuning flags.
         #[command(flatten)]
         options: StartOptions,
+        /// An account the panel lists with its role, `ROLE:ID` (`payout:9851`: how much is on
+        /// the account payouts leave from); repeat for more, up to 64.
+        #[arg(long = "panel-account", value_parser = marked_account)]
+        panel_accounts: Vec<(String, u128)>,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -107,7 +111,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Cmd) -> Result<()> {
     match command {
-        Cmd::Start { data, listen, client_ca, options } => start(&data, listen, client_ca.as_deref(), options),
+        Cmd::Start { data, listen, client_ca, options, panel_accounts } => {
+            start(&data, listen, client_ca.as_deref(), options, panel_accounts)
+        }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(client_cmd::run(args))
@@ -193,7 +199,24 @@ enum RetentionArg {
     Recycle,
 }
 
-fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, options: StartOptions) -> Result<()> {
+/// `--panel-account ROLE:ID`.
+fn marked_account(text: &str) -> std::result::Result<(String, u128), String> {
+    let (role, id) = text.split_once(':').ok_or_else(|| format!("{text:?}: ROLE:ID, e.g. payout:9851"))?;
+    let id = id.trim().parse::<u128>().map_err(|e| format!("{id:?}: not an account id: {e}"))?;
+    let role = role.trim();
+    if role.is_empty() || role.len() > 32 {
+        return Err(format!("{role:?}: a role is 1 to 32 characters"));
+    }
+    Ok((role.to_string(), id))
+}
+
+fn start(
+    data: &Path,
+    listen: std::net::SocketAddr,
+    client_ca: Option<&Path>,
+    options: StartOptions,
+    marked: Vec<(String, u128)>,
+) -> Result<()> {
     let started = Instant::now();
     // Before anything is created: a port another process holds is named, and no data directory
     // is left behind for it.
@@ -208,6 +231,9 @@ fn start(data: &Path, listen: std::net::SocketAddr, client_ca: Option<&Path>, op
     // address is named before the data directory is touched.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let http = if options.no_http { None } else { Some(start_http(&runtime, options.http)?) };
+    if let Some((state, _)) = &http {
+        state.set_marked(marked);
+    }
     let config = WalConfig { retention, ..wal_config(options.segment_mib) };
     let dir = data.join("log");
     let storage = FsStorage::open(&dir).with_context(|| format!("opening {}", dir.display()))?;

@@ -106,7 +106,8 @@ fn base64(text: &str) -> Vec<u8> {
 fn the_panel_shows_the_books_and_follows_them_live() {
     let dir = std::env::temp_dir().join(format!("bursar-panel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
+    let marks = ["--panel-account", "payout:11", "--panel-account", "bank:404"];
+    let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &marks);
     let _server = common::Running(child);
     let http: SocketAddr = said
         .iter()
@@ -126,6 +127,7 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     client(&["create-account", "--id", "11", "--ledger", "978", "--code", "50"]);
     client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);
     client(&["hold", "--id", "101", "--from", "10", "--to", "11", "--amount", "20.00", "--ledger", "978"]);
+    client(&["transfer", "--id", "103", "--from", "10", "--to", "11", "--amount", "7.50", "--ledger", "978"]);
     let token = std::fs::read_to_string(dir.join("panel.token")).expect("the token");
 
     let driver = start_driver();
@@ -150,15 +152,23 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     let cell = |code: u32, column: &str| {
         format!("return document.querySelector('table.ledger tr[data-code=\"{code}\"] td.{column}')?.textContent ?? ''")
     };
-    assert_eq!(wait_for(driver.1, &session, &cell(10, "posted"), "250.00"), "250.00", "the customer's posted balance");
+    assert_eq!(wait_for(driver.1, &session, &cell(10, "posted"), "242.50"), "242.50", "the customer's posted balance");
     assert_eq!(wait_for(driver.1, &session, &cell(10, "held"), "20.00"), "20.00");
-    assert_eq!(wait_for(driver.1, &session, &cell(10, "available"), "230.00"), "230.00");
+    assert_eq!(wait_for(driver.1, &session, &cell(10, "available"), "222.50"), "222.50");
     assert_eq!(wait_for(driver.1, &session, "return document.getElementById('state').textContent", "live"), "live");
+
+    // The accounts the operator marked, by role: 11 holds the 7.50 posted to it (the 20.00 held
+    // for it is not its yet), 404 does not exist.
+    let marked = |role: &str, column: &str| {
+        format!("return document.querySelector('#marked-accounts tr[data-role=\"{role}\"] td.{column}')?.textContent ?? ''")
+    };
+    assert_eq!(wait_for(driver.1, &session, &marked("payout", "balance"), "7.50"), "7.50");
+    assert_eq!(wait_for(driver.1, &session, &marked("bank", "bad"), "not found"), "not found");
 
     // A credit while the page is open: it shows without a reload.
     client(&["credit", "--id", "102", "--account", "10", "--amount", "5.00", "--ledger", "978"]);
-    assert_eq!(wait_for(driver.1, &session, &cell(10, "posted"), "255.00"), "255.00", "the page follows the books live");
-    assert_eq!(wait_for(driver.1, &session, &cell(10, "available"), "235.00"), "235.00");
+    assert_eq!(wait_for(driver.1, &session, &cell(10, "posted"), "247.50"), "247.50", "the page follows the books live");
+    assert_eq!(wait_for(driver.1, &session, &cell(10, "available"), "227.50"), "227.50");
 
     let png = base64(webdriver(driver.1, "GET", &format!("/session/{session}/screenshot"), &json!({})).as_str().expect("base64"));
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");

@@ -134,6 +134,9 @@ pub async fn get_accounts(State(state): State<Arc<HttpState>>, headers: HeaderMa
     json_response(Value::Array(values.collect()))
 }
 
+/// Accounts the operator may mark for the panel.
+pub const MARKED_MAX: usize = 64;
+
 /// Panels' event streams open at once; more are refused (503) rather than queried for.
 pub const EVENT_STREAMS_MAX: usize = 16;
 
@@ -149,8 +152,25 @@ fn status_json(scrape: &crate::Scrape) -> Value {
     })
 }
 
-/// `GET /api/events`: server-sent events, one `tick` a second with the status and every
-/// ledger's totals (what the panel draws), until the server stops.
+/// The marked accounts with their roles and balances (`account` null where not found).
+async fn marked_json(state: &HttpState, sequencer: &bursar_node::sequencer::SequencerHandle, ledgers: &[LedgerTotals]) -> Option<Value> {
+    let marked = state.marked();
+    if marked.is_empty() {
+        return Some(Value::Array(Vec::new()));
+    }
+    let ids = marked.iter().map(|(_, id)| *id).collect();
+    let Reply::Accounts(accounts) = ask(sequencer, Request::LookupAccounts(ids)).await? else { return None };
+    let scales: HashMap<u32, u8> = ledgers.iter().map(|t| (t.ledger.id, t.ledger.scale)).collect();
+    let rows = marked.iter().zip(accounts).map(|((role, id), a)| {
+        let currency = ledgers.iter().find(|t| t.ledger.id == a.ledger).map(|t| String::from_utf8_lossy(&t.ledger.currency).into_owned());
+        let account = if a.id == 0 { Value::Null } else { account(&a, scales.get(&a.ledger).copied().unwrap_or(0)) };
+        json!({ "role": role, "id": id.to_string(), "currency": currency, "account": account })
+    });
+    Some(Value::Array(rows.collect()))
+}
+
+/// `GET /api/events`: server-sent events, one `tick` a second with the status, every ledger's
+/// totals and the marked accounts (what the panel draws), until the server stops.
 pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
@@ -162,8 +182,11 @@ pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap)
         if !first {
             tokio::time::sleep(EVENT_INTERVAL).await;
         }
-        let scrape = crate::scrape(&state.sequencer().filter(|_| state.phase() == Phase::Ready)?).await?;
-        let data = json!({ "status": status_json(&scrape), "ledgers": scrape.ledgers.iter().map(ledger).collect::<Vec<_>>() });
+        let sequencer = state.sequencer().filter(|_| state.phase() == Phase::Ready)?;
+        let scrape = crate::scrape(&sequencer).await?;
+        let marked = marked_json(&state, &sequencer, &scrape.ledgers).await?;
+        let ledgers: Vec<Value> = scrape.ledgers.iter().map(ledger).collect();
+        let data = json!({ "status": status_json(&scrape), "ledgers": ledgers, "marked": marked });
         let event = axum::response::sse::Event::default().event("tick").data(data.to_string());
         Some((Ok::<_, std::convert::Infallible>(event), (state, permit, false)))
     });

@@ -47,6 +47,8 @@ pub struct HttpState {
     token: Mutex<Option<String>>,
     /// Room for panels' event streams (see [`api::EVENT_STREAMS_MAX`]).
     event_streams: Arc<tokio::sync::Semaphore>,
+    /// The accounts the operator marked, with their roles ("bank", "payout"...), for the panel.
+    marked: Mutex<Vec<(String, u128)>>,
 }
 
 impl HttpState {
@@ -57,6 +59,7 @@ impl HttpState {
             sequencer: Mutex::new(None),
             token: Mutex::new(None),
             event_streams: Arc::new(tokio::sync::Semaphore::new(api::EVENT_STREAMS_MAX)),
+            marked: Mutex::new(Vec::new()),
         })
     }
 
@@ -64,6 +67,16 @@ impl HttpState {
     pub fn ready(&self, sequencer: SequencerHandle) {
         *self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sequencer);
         self.phase.store(Phase::Ready as u8, Ordering::Release);
+    }
+
+    /// The accounts the panel lists by role (at most [`api::MARKED_MAX`] are kept).
+    pub fn set_marked(&self, marked: Vec<(String, u128)>) {
+        let kept = marked.into_iter().take(api::MARKED_MAX).collect();
+        *self.marked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = kept;
+    }
+
+    pub(crate) fn marked(&self) -> Vec<(String, u128)> {
+        self.marked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The token `/api/` requests must carry from now on.
