@@ -79,9 +79,9 @@ pub fn parse(text: &str) -> Result<Vec<Statement>> {
             }
             Event::Empty(e) => {
                 let name = intern(e.local_name().as_ref());
-                parser.start(name, &[], line_at(at)).and_then(|()| parser.end(line_at(at)))
+                parser.start(name, &[], line_at(at)).and_then(|()| parser.end())
             }
-            Event::End(_) => parser.end(line_at(at)),
+            Event::End(_) => parser.end(),
             Event::Text(t) => {
                 parser.text(&t.xml10_content());
                 Ok(())
@@ -249,7 +249,7 @@ impl Parser {
         self.text.push_str(text);
     }
 
-    fn end(&mut self, line: usize) -> Result<()> {
+    fn end(&mut self) -> Result<()> {
         // The buffer is lent out and given back, keeping its room for the next element.
         let buffer = std::mem::take(&mut self.text);
         let leaf = self.leaf(buffer.trim());
@@ -264,7 +264,6 @@ impl Parser {
             "Document" => self.closed = true,
             _ => {}
         }
-        let _ = line;
         Ok(())
     }
 
