@@ -82,10 +82,7 @@ fn metrics_and_health_follow_the_server() {
     let _ = std::fs::remove_dir_all(&dir);
     let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &[]);
     let mut server = common::Running(child);
-    let http: SocketAddr = said
-        .iter()
-        .find_map(|l| l.strip_prefix("bursar: http on ")?.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok())
-        .unwrap_or_else(|| panic!("the server says where HTTP listens: {said:?}"));
+    let http = common::http_addr(&said);
     assert_eq!(get(http, "/healthz"), (200, "ok\n".into()));
     assert_eq!(get(http, "/readyz"), (200, "ready\n".into()));
     assert_eq!(get(http, "/nope").0, 404);
@@ -95,15 +92,7 @@ fn metrics_and_health_follow_the_server() {
     assert!(before.ends_with("# EOF\n"), "{before}");
     let commands_before = sample(&before, "bursar_commands_total").expect("a commands counter");
 
-    let client = |args: &[&str]| {
-        let out = Process::new(env!("CARGO_BIN_EXE_bursar"))
-            .args(["client", "--addr", &addr.to_string(), "--cert"])
-            .arg(dir.join("server.crt"))
-            .args(args)
-            .output()
-            .expect("run bursar client");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let client = |args: &[&str]| common::client(env!("CARGO_BIN_EXE_bursar"), addr, &dir, args);
     client(&["create-ledger", "--id", "978", "--currency", "EUR", "--scale", "2", "--settlement", "1"]);
     client(&["create-account", "--id", "10", "--ledger", "978"]);
     client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);

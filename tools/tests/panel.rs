@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
@@ -109,19 +109,8 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     let marks = ["--panel-account", "payout:11", "--panel-account", "bank:404"];
     let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &marks);
     let _server = common::Running(child);
-    let http: SocketAddr = said
-        .iter()
-        .find_map(|l| l.strip_prefix("bursar: http on ")?.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok())
-        .expect("the server says where HTTP listens");
-    let client = |args: &[&str]| {
-        let out = Process::new(env!("CARGO_BIN_EXE_bursar"))
-            .args(["client", "--addr", &addr.to_string(), "--cert"])
-            .arg(dir.join("server.crt"))
-            .args(args)
-            .output()
-            .expect("run bursar client");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let http = common::http_addr(&said);
+    let client = |args: &[&str]| common::client(env!("CARGO_BIN_EXE_bursar"), addr, &dir, args);
     client(&["create-ledger", "--id", "978", "--currency", "EUR", "--scale", "2", "--settlement", "1"]);
     client(&["create-account", "--id", "10", "--ledger", "978", "--code", "10"]);
     client(&["create-account", "--id", "11", "--ledger", "978", "--code", "50"]);

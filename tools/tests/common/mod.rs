@@ -51,3 +51,24 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// Where the server's HTTP endpoints listen, from the lines it printed before listening.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn http_addr(said: &[String]) -> SocketAddr {
+    said.iter()
+        .find_map(|l| l.strip_prefix("bursar: http on ")?.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok())
+        .unwrap_or_else(|| panic!("the server says where HTTP listens: {said:?}"))
+}
+
+/// Runs `bursar client ARGS` against the server at `addr` whose data directory is `dir`, and
+/// expects it to succeed.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn client(bin: &str, addr: SocketAddr, dir: &Path, args: &[&str]) {
+    let out = Process::new(bin)
+        .args(["client", "--addr", &addr.to_string(), "--cert"])
+        .arg(dir.join("server.crt"))
+        .args(args)
+        .output()
+        .expect("run bursar client");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
