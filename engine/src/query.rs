@@ -133,6 +133,12 @@ impl Engine {
         self.expiries.first().map(|(at, _)| *at)
     }
 
+    /// The pending holds that expire soonest (at most `limit`), in order of expiry: what the
+    /// engine will release next if nobody captures them.
+    pub fn holds_expiring(&self, limit: usize) -> Vec<Transfer> {
+        self.expiries.iter().take(limit).map(|(_, index)| self.transfers[*index as usize]).collect()
+    }
+
     /// Every ledger, in creation order.
     pub fn ledgers(&self) -> impl Iterator<Item = &Ledger> {
         self.ledgers.iter().map(|slot| &slot.ledger)

@@ -270,6 +270,15 @@ impl Client {
         reply::decode_quotes(&body, ids.len()).map_err(ClientError::Protocol)
     }
 
+    /// The pending holds that expire soonest, at most `limit` (up to 8 189), in order of expiry.
+    pub async fn expiring_holds(&self, limit: u32) -> Result<Vec<Transfer>, ClientError> {
+        if limit as usize > FRAME_RECORDS_MAX {
+            return Err(ClientError::Protocol(ProtocolError::TooManyRecords));
+        }
+        let (_, body) = self.call(&Request::ExpiringHolds(limit)).await?;
+        Ok(reply::decode_transfers(&body).into_iter().flatten().collect())
+    }
+
     /// The limits in force on each account: `None` where the account is not found.
     pub async fn lookup_limits(&self, ids: Vec<u128>) -> Result<Vec<Option<protocol::LimitsRecord>>, ClientError> {
         let asked = ids.len();

@@ -115,7 +115,7 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     client(&["create-account", "--id", "10", "--ledger", "978", "--code", "10"]);
     client(&["create-account", "--id", "11", "--ledger", "978", "--code", "50"]);
     client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);
-    client(&["hold", "--id", "101", "--from", "10", "--to", "11", "--amount", "20.00", "--ledger", "978"]);
+    client(&["hold", "--id", "101", "--from", "10", "--to", "11", "--amount", "20.00", "--ledger", "978", "--timeout", "3600"]);
     client(&["transfer", "--id", "103", "--from", "10", "--to", "11", "--amount", "7.50", "--ledger", "978"]);
     let token = std::fs::read_to_string(dir.join("panel.token")).expect("the token");
 
@@ -153,6 +153,10 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     };
     assert_eq!(wait_for(driver.1, &session, &marked("payout", "balance"), "7.50"), "7.50");
     assert_eq!(wait_for(driver.1, &session, &marked("bank", "bad"), "not found"), "not found");
+
+    // The hold that goes back first.
+    let expiring = "return document.querySelector('#expiring-holds tr[data-id=\"101\"] td.amount')?.textContent ?? ''";
+    assert_eq!(wait_for(driver.1, &session, expiring, "20.00 EUR"), "20.00 EUR");
 
     // A credit while the page is open: it shows without a reload.
     client(&["credit", "--id", "102", "--account", "10", "--amount", "5.00", "--ledger", "978"]);

@@ -962,3 +962,40 @@ mod preallocate_tests {
         assert!(engine.accounts.capacity() >= 21 + 1_000 && engine.account_index.capacity() >= 21 + 1_000);
     }
 }
+
+#[cfg(test)]
+mod expiring_tests {
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok};
+    use crate::{transfer_flags, Command, Transfer};
+
+    fn hold(id: u128, timeout: u32) -> Command {
+        Command::Hold(Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 5,
+            ledger: 1,
+            code: 1,
+            timeout,
+            flags: transfer_flags::PENDING,
+            ..Transfer::default()
+        })
+    }
+
+    /// The holds that expire soonest come first; holds without a timeout and resolved holds are
+    /// not listed.
+    #[test]
+    fn holds_are_listed_by_expiry() {
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=2));
+        commands.extend([hold(10, 300), hold(11, 60), hold(12, 0), hold(13, 120)]);
+        execute_ok(&mut engine, 1, &commands);
+        let ids = |engine: &crate::Engine, limit| engine.holds_expiring(limit).iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(&engine, 10), vec![11, 13, 10]);
+        assert_eq!(ids(&engine, 2), vec![11, 13]);
+        let release = Command::Release(Transfer { id: 20, pending_id: 11, flags: transfer_flags::VOID_PENDING, ..Transfer::default() });
+        execute_ok(&mut engine, 2, &[release]);
+        assert_eq!(ids(&engine, 10), vec![13, 10], "a released hold no longer expires");
+    }
+}

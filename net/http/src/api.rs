@@ -137,6 +137,9 @@ pub async fn get_accounts(State(state): State<Arc<HttpState>>, headers: HeaderMa
 /// Accounts the operator may mark for the panel.
 pub const MARKED_MAX: usize = 64;
 
+/// Holds a panel's tick lists, soonest to expire first.
+pub const EXPIRING_LISTED: u32 = 10;
+
 /// Panels' event streams open at once; more are refused (503) rather than queried for.
 pub const EVENT_STREAMS_MAX: usize = 16;
 
@@ -150,6 +153,22 @@ fn status_json(scrape: &crate::Scrape) -> Value {
         "commands": m.commands, "entries": m.entries, "syncs": m.syncs, "sync_ns_total": m.sync_ns_total, "sync_ns_max": m.sync_ns_max,
         "snapshots": m.snapshots, "queue_jobs": scrape.queue_jobs,
     })
+}
+
+/// The holds that expire soonest: who holds what for whom, and when it goes back (ns).
+async fn expiring_json(sequencer: &bursar_node::sequencer::SequencerHandle, ledgers: &[LedgerTotals]) -> Option<Value> {
+    let Reply::ExpiringHolds(holds) = ask(sequencer, Request::ExpiringHolds(EXPIRING_LISTED)).await? else { return None };
+    let rows = holds.iter().map(|t| {
+        let found = ledgers.iter().find(|l| l.ledger.id == t.ledger);
+        let (currency, scale) =
+            found.map_or((String::new(), 0), |l| (String::from_utf8_lossy(&l.ledger.currency).into_owned(), l.ledger.scale));
+        json!({
+            "id": t.id.to_string(), "debit_account": t.debit_account_id.to_string(), "credit_account": t.credit_account_id.to_string(),
+            "amount": decimal(t.amount, scale), "currency": currency,
+            "expires_at_ns": t.timestamp.saturating_add(u64::from(t.timeout) * 1_000_000_000),
+        })
+    });
+    Some(Value::Array(rows.collect()))
 }
 
 /// The marked accounts with their roles and balances (`account` null where not found).
@@ -170,7 +189,8 @@ async fn marked_json(state: &HttpState, sequencer: &bursar_node::sequencer::Sequ
 }
 
 /// `GET /api/events`: server-sent events, one `tick` a second with the status, every ledger's
-/// totals and the marked accounts (what the panel draws), until the server stops.
+/// totals, the marked accounts and the holds expiring soonest (what the panel draws), until the
+/// server stops.
 pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
@@ -185,8 +205,9 @@ pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap)
         let sequencer = state.sequencer().filter(|_| state.phase() == Phase::Ready)?;
         let scrape = crate::scrape(&sequencer).await?;
         let marked = marked_json(&state, &sequencer, &scrape.ledgers).await?;
+        let expiring = expiring_json(&sequencer, &scrape.ledgers).await?;
         let ledgers: Vec<Value> = scrape.ledgers.iter().map(ledger).collect();
-        let data = json!({ "status": status_json(&scrape), "ledgers": ledgers, "marked": marked });
+        let data = json!({ "status": status_json(&scrape), "ledgers": ledgers, "marked": marked, "expiring": expiring });
         let event = axum::response::sse::Event::default().event("tick").data(data.to_string());
         Some((Ok::<_, std::convert::Infallible>(event), (state, permit, false)))
     });

@@ -375,6 +375,7 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::LookupOrders(ids) => Reply::Orders(ids.iter().map(|id| node.engine().order(*id).cloned()).collect()),
         Request::LookupAccountOrders(id) => Reply::AccountOrders(node.engine().orders_of(*id).into_iter().cloned().collect()),
         Request::LookupQuotes(ids) => Reply::Quotes(ids.iter().map(|id| node.engine().quote(*id)).collect()),
+        Request::ExpiringHolds(limit) => Reply::ExpiringHolds(node.engine().holds_expiring(*limit as usize)),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

@@ -79,6 +79,9 @@ pub enum Operation {
     /// Quote ids (16-byte ids). Reply: per id, the quote's record and its usage record (both
     /// all zero where not found; see `docs/protocol.md`, "Quote usage").
     LookupQuotes = 15,
+    /// One 16-byte record: the most holds wanted, u32, then 12 zero bytes. Reply: the pending
+    /// holds that expire soonest, in order of expiry, one 128-byte transfer each.
+    ExpiringHolds = 16,
 }
 
 impl Operation {
@@ -99,6 +102,7 @@ impl Operation {
             Operation::LookupOrders,
             Operation::LookupAccountOrders,
             Operation::LookupQuotes,
+            Operation::ExpiringHolds,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -388,6 +392,8 @@ pub enum Request {
     LookupAccountOrders(u128),
     /// See [`Operation::LookupQuotes`].
     LookupQuotes(Vec<u128>),
+    /// See [`Operation::ExpiringHolds`]: at most this many holds (up to `FRAME_RECORDS_MAX`).
+    ExpiringHolds(u32),
 }
 
 /// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
@@ -579,6 +585,7 @@ impl Request {
             Request::LookupOrders(_) => Operation::LookupOrders,
             Request::LookupAccountOrders(_) => Operation::LookupAccountOrders,
             Request::LookupQuotes(_) => Operation::LookupQuotes,
+            Request::ExpiringHolds(_) => Operation::ExpiringHolds,
         }
     }
 
@@ -610,6 +617,11 @@ impl Request {
             }
             Request::LookupLineage(id) | Request::LookupPolicy(id) | Request::LookupAccountOrders(id) => {
                 body.extend_from_slice(&id.to_le_bytes());
+                1
+            }
+            Request::ExpiringHolds(limit) => {
+                body.extend_from_slice(&limit.to_le_bytes());
+                body.resize(16, 0);
                 1
             }
             Request::Status | Request::Metrics => 0,
@@ -692,6 +704,20 @@ impl Request {
                 Ok(Request::LedgerTotals(
                     body[..4 * n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
                 ))
+            }
+            Operation::ExpiringHolds => {
+                if n != 1 {
+                    return Err(ProtocolError::LengthMismatch);
+                }
+                expect_len(16)?;
+                if body[4..].iter().any(|b| *b != 0) {
+                    return Err(ProtocolError::ReservedNotZero);
+                }
+                let limit = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
+                if limit as usize > FRAME_RECORDS_MAX {
+                    return Err(ProtocolError::TooManyRecords);
+                }
+                Ok(Request::ExpiringHolds(limit))
             }
             op @ (Operation::LookupLineage | Operation::LookupPolicy | Operation::LookupAccountOrders) => {
                 if n != 1 {
@@ -902,6 +928,8 @@ mod tests {
             Request::Submit(vec![]),
             Request::LookupAccounts(vec![1, u128::MAX, 3]),
             Request::LookupTransfers(vec![]),
+            Request::ExpiringHolds(20),
+            Request::ExpiringHolds(0),
             Request::LookupOutcomes(vec![7, u128::MAX]),
             Request::LookupLimits(vec![3]),
             Request::LookupLineage(9),

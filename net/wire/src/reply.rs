@@ -21,6 +21,8 @@ pub enum Reply {
     Transfers(Vec<Transfer>),
     /// Transfers of one account that match a filter.
     AccountTransfers(Vec<Transfer>),
+    /// The pending holds that expire soonest, in order of expiry.
+    ExpiringHolds(Vec<Transfer>),
     /// Balance history entries of one account.
     Balances(Vec<AccountBalance>),
     /// Per ledger asked, its totals (None: unknown).
@@ -56,6 +58,7 @@ impl Reply {
             Reply::Accounts(found) => protocol::encode_records_reply(request_id, Operation::LookupAccounts, found, out),
             Reply::Transfers(found) => protocol::encode_records_reply(request_id, Operation::LookupTransfers, found, out),
             Reply::AccountTransfers(found) => protocol::encode_records_reply(request_id, Operation::GetAccountTransfers, found, out),
+            Reply::ExpiringHolds(found) => protocol::encode_records_reply(request_id, Operation::ExpiringHolds, found, out),
             Reply::Balances(found) => protocol::encode_balances_reply(request_id, found, out),
             Reply::LedgerTotals(found) => protocol::encode_ledger_totals_reply(request_id, found, out),
             Reply::Status(status) => protocol::encode_status_reply(request_id, status, out),
@@ -554,6 +557,17 @@ mod tests {
             let (header, body) = decode_frame(&bytes).expect("a whole frame");
             assert_eq!(protocol::Request::decode(&header, body).map(|_| ()), Err(ProtocolError::TooManyRecords), "lookup {op}");
         }
+
+        let mut bytes = Vec::new();
+        protocol::Request::ExpiringHolds(protocol::FRAME_RECORDS_MAX as u32 + 1).encode(1, &mut bytes);
+        let (header, body) = decode_frame(&bytes).expect("a whole frame");
+        assert_eq!(protocol::Request::decode(&header, body).map(|_| ()), Err(ProtocolError::TooManyRecords));
+        let mut bytes = Vec::new();
+        protocol::Request::ExpiringHolds(3).encode(1, &mut bytes);
+        let (header, body) = decode_frame(&bytes).expect("a whole frame");
+        let mut dirty = body.to_vec();
+        dirty[9] = 1;
+        assert_eq!(protocol::Request::decode(&header, &dirty).map(|_| ()), Err(ProtocolError::ReservedNotZero));
 
         let (header, body) = frame(&Reply::Error(ProtocolError::ShuttingDown), Operation::Submit as u8);
         assert_eq!((header.frame_type, header.operation), (FrameType::Error, Operation::Submit as u8));
