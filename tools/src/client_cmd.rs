@@ -297,6 +297,12 @@ pub enum ClientOp {
     Transfers { ids: Vec<u128> },
     /// Show a ledger's totals by account code and its trial balance; every ledger's without one.
     Totals { ledger: Option<u32> },
+    /// Show the pending holds that go back soonest (by their timeout), soonest first.
+    Expiring {
+        /// At most this many (up to 8 189).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Show an account's transfers (oldest first, or newest first with --newest).
     History {
         /// The account.
@@ -481,6 +487,7 @@ async fn dispatch(client: &Client, op: ClientOp, json: bool) -> Result<()> {
             }
             Ok(())
         }
+        ClientOp::Expiring { limit } => show_expiring(client, limit, json).await,
         ClientOp::History { account, limit, newest, balances } => show_history(client, account, limit, newest, balances, json).await,
         ClientOp::Batch { file, chain } => batch(client, &file, chain, json).await,
         ClientOp::Orders { account } => crate::orders_cmd::show(client, None, Some(account), json).await,
@@ -866,6 +873,30 @@ async fn hold_state(client: &Client, t: &Transfer) -> Result<String> {
         (HoldStatus::Expired, _) => format!(", expired at {}", show_time(hold.resolved_at)),
         (status, None) => format!(", {status:?} at {}", show_time(hold.resolved_at)).to_lowercase(),
     })
+}
+
+async fn show_expiring(client: &Client, limit: u32, json: bool) -> Result<()> {
+    for t in client.expiring_holds(limit).await? {
+        let l = ledger(client, t.ledger).await?.ledger;
+        let expires_at = t.timestamp.saturating_add(u64::from(t.timeout) * 1_000_000_000);
+        if json {
+            let value = serde_json::json!({
+                "id": t.id.to_string(), "debit_account_id": t.debit_account_id.to_string(), "credit_account_id": t.credit_account_id.to_string(),
+                "amount": format_minor(t.amount, &l), "expires_at": show_time(expires_at),
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "hold {}: {} from {} to {}, goes back at {}",
+                t.id,
+                format_minor(t.amount, &l),
+                t.debit_account_id,
+                t.credit_account_id,
+                show_time(expires_at)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn show_transfers(client: &Client, ids: Vec<u128>, json: bool) -> Result<()> {

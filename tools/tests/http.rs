@@ -96,7 +96,15 @@ fn metrics_and_health_follow_the_server() {
     client(&["create-ledger", "--id", "978", "--currency", "EUR", "--scale", "2", "--settlement", "1"]);
     client(&["create-account", "--id", "10", "--ledger", "978"]);
     client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);
-    client(&["hold", "--id", "101", "--from", "10", "--to", "1", "--amount", "20.00", "--ledger", "978"]);
+    client(&["hold", "--id", "101", "--from", "10", "--to", "1", "--amount", "20.00", "--ledger", "978", "--timeout", "600"]);
+    let listed = Process::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["client", "--addr", &addr.to_string(), "--cert"])
+        .arg(dir.join("server.crt"))
+        .args(["expiring", "--limit", "5"])
+        .output()
+        .expect("bursar client expiring");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.starts_with("hold 101: 20.00 EUR from 10 to 1, goes back at "), "{listed}");
 
     let (_, after) = get(http, "/metrics");
     assert_eq!(sample(&after, "bursar_commands_total"), Some(commands_before + 4), "{after}");
