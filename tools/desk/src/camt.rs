@@ -134,53 +134,59 @@ impl LineCounter {
 
 /// The element names the mapping looks at; any other is `*` in the path (no allocation per
 /// element: a statement of 100 000 entries has millions of them).
-const NAMES: [&str; 42] = [
-    "Document",
-    "BkToCstmrStmt",
-    "Stmt",
-    "Id",
-    "Acct",
-    "IBAN",
-    "Othr",
-    "Ccy",
-    "Bal",
-    "Tp",
-    "CdOrPrtry",
-    "Cd",
-    "Amt",
-    "CdtDbtInd",
-    "Dt",
-    "DtTm",
-    "Ntry",
-    "RvslInd",
-    "Sts",
-    "BookgDt",
-    "AcctSvcrRef",
-    "NtryDtls",
-    "TxDtls",
-    "Refs",
-    "EndToEndId",
-    "RltdPties",
-    "Dbtr",
-    "DbtrAcct",
-    "Cdtr",
-    "CdtrAcct",
-    "Pty",
-    "Nm",
-    "PstlAdr",
-    "RmtInf",
-    "Ustrd",
-    "Strd",
-    "CdtrRefInf",
-    "Ref",
-    "AddtlNtryInf",
-    "ValDt",
-    "GrpHdr",
-    "MsgId",
-];
-
 fn intern(name: &str) -> &'static str {
-    NAMES.iter().find(|n| **n == name).copied().unwrap_or("*")
+    macro_rules! names {
+        ($($n:literal),* $(,)?) => {
+            match name {
+                $($n => $n,)*
+                _ => "*",
+            }
+        };
+    }
+    names![
+        "Document",
+        "BkToCstmrStmt",
+        "Stmt",
+        "Id",
+        "Acct",
+        "IBAN",
+        "Othr",
+        "Ccy",
+        "Bal",
+        "Tp",
+        "CdOrPrtry",
+        "Cd",
+        "Amt",
+        "CdtDbtInd",
+        "Dt",
+        "DtTm",
+        "Ntry",
+        "RvslInd",
+        "Sts",
+        "BookgDt",
+        "AcctSvcrRef",
+        "NtryDtls",
+        "TxDtls",
+        "Refs",
+        "EndToEndId",
+        "RltdPties",
+        "Dbtr",
+        "DbtrAcct",
+        "Cdtr",
+        "CdtrAcct",
+        "Pty",
+        "Nm",
+        "PstlAdr",
+        "RmtInf",
+        "Ustrd",
+        "Strd",
+        "CdtrRefInf",
+        "Ref",
+        "AddtlNtryInf",
+        "ValDt",
+        "GrpHdr",
+        "MsgId",
+    ]
 }
 
 #[derive(Default)]

@@ -145,8 +145,10 @@ pub fn end_of_day_ns(date: chrono::NaiveDate) -> Result<u64> {
 /// An RFC 3339 time or a date (`YYYY-MM-DD`, as its last nanosecond): ns and whether date-only.
 pub fn parse_time(text: &str) -> Result<(u64, bool)> {
     let text = text.trim();
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok((end_of_day_ns(date)?, true));
+    if text.len() == 10 {
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok((end_of_day_ns(date)?, true));
+        }
     }
     let time = chrono::DateTime::parse_from_rfc3339(text)
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().fixed_offset()))
