@@ -110,26 +110,11 @@ pub struct NewOrder {
     amount: Amount,
 }
 
-/// A decimal rate in major units as the engine's `(rate, rate_scale)` in minor units: the rate
-/// times `10^(to scale - from scale)`, exactly, trailing zeros dropped.
+/// A decimal rate in major units as the engine's `(rate, rate_scale)` in minor units (the desk's
+/// conversion, `bursar_desk::ops::minor_rate`).
 pub fn minor_rate(text: &str, from: &Ledger, to: &Ledger) -> Result<(u64, u8)> {
     let value = Decimal::from_str_exact(text.trim()).with_context(|| format!("{text}: not a decimal rate"))?;
-    if value.is_sign_negative() || value.is_zero() {
-        bail!("{text}: a rate is above zero");
-    }
-    let mut mantissa = u128::try_from(value.mantissa()).context("a positive mantissa")?;
-    let mut scale = i64::from(value.scale()) + i64::from(from.scale) - i64::from(to.scale);
-    while scale < 0 {
-        mantissa = mantissa.checked_mul(10).with_context(|| format!("{text}: too large"))?;
-        scale += 1;
-    }
-    while scale > 0 && mantissa % 10 == 0 {
-        mantissa /= 10;
-        scale -= 1;
-    }
-    let rate = u64::try_from(mantissa).ok().filter(|_| scale <= 18);
-    let rate = rate.with_context(|| format!("{text}: more than 19 significant digits or 18 decimals in minor units"))?;
-    Ok((rate, scale as u8))
+    bursar_desk::ops::minor_rate(value, from.scale, to.scale).with_context(|| format!("rate {text}"))
 }
 
 /// The quote `id`, or an error naming it.

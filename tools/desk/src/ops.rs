@@ -65,13 +65,15 @@ pub async fn setup(client: &Client, config: &DeskConfig) -> Result<Vec<String>> 
     Ok(report)
 }
 
-/// A rate in major units ("4.3215") as the engine's `(rate, rate_scale)` between `from` and `to`.
-pub fn minor_rate(rate: Decimal, from: &Currency, to: &Currency) -> Result<(u64, u8)> {
+/// A rate in major units ("4.3215") as the engine's `(rate, rate_scale)` between currencies of
+/// `from_scale` and `to_scale` decimals: the rate times `10^(to scale - from scale)`, exactly,
+/// trailing zeros dropped. `bursar client create-quote` uses it too.
+pub fn minor_rate(rate: Decimal, from_scale: u8, to_scale: u8) -> Result<(u64, u8)> {
     if rate <= Decimal::ZERO {
         bail!("a rate is above zero");
     }
     let mut mantissa = u128::try_from(rate.mantissa()).context("a positive rate")?;
-    let mut scale = i64::from(rate.scale()) + i64::from(from.scale) - i64::from(to.scale);
+    let mut scale = i64::from(rate.scale()) + i64::from(from_scale) - i64::from(to_scale);
     while scale < 0 {
         mantissa = mantissa.checked_mul(10).context("the rate is too large")?;
         scale += 1;
@@ -80,13 +82,14 @@ pub fn minor_rate(rate: Decimal, from: &Currency, to: &Currency) -> Result<(u64,
         mantissa /= 10;
         scale -= 1;
     }
-    let rate = u64::try_from(mantissa).ok().filter(|_| scale <= 18).context("the rate has too many digits")?;
+    let rate = u64::try_from(mantissa).ok().filter(|_| scale <= 18);
+    let rate = rate.context("more than 19 significant digits or 18 decimals in minor units")?;
     Ok((rate, scale as u8))
 }
 
 /// The quote record of a rate between two currencies.
 fn quote_record(config: &DeskConfig, id: u128, from: &Currency, to: &Currency, rate: Decimal, customer: u128, flags: u16) -> Result<Quote> {
-    let (rate, rate_scale) = minor_rate(rate, from, to)?;
+    let (rate, rate_scale) = minor_rate(rate, from.scale, to.scale)?;
     Ok(Quote {
         id,
         from_liquidity_id: from.liquidity_account,
