@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use bursar_audit::show_time;
 use bursar_desk::config::DeskConfig;
-use bursar_desk::ids::{self, bytes_of_user_data, unpack_name};
+use bursar_desk::ids::{self, unpack_name};
 use bursar_desk::ops::{self, Amount, NewOrder};
 use bursar_desk::orders::{self, Order};
 use bursar_net::client::Client;
@@ -321,7 +321,7 @@ async fn list(client: &Client, config: &DeskConfig, references: &[String], histo
 
 fn print_order(config: &DeskConfig, o: &Order, reference: &str, now: u64, json: bool) {
     let Some((from, to)) = o.currencies(config) else { return };
-    let name = unpack_name(bytes_of_user_data(o.account_from.user_data_128, o.account_from.user_data_64, o.account_from.user_data_32));
+    let name = o.payee_name();
     let status = o.status(now).name();
     let (need, paid, buys) = (from.major(o.need()), from.major(o.paid()), to.major(o.hold.amount));
     if json {

@@ -122,6 +122,18 @@ impl Order {
         }
     }
 
+    /// The customer's name, kept in the sold-currency account's user data at order time.
+    pub fn payee_name(&self) -> String {
+        let a = &self.account_from;
+        crate::ids::unpack_name(crate::ids::bytes_of_user_data(a.user_data_128, a.user_data_64, a.user_data_32))
+    }
+
+    /// The customer's payout account (IBAN), kept in the bought-currency account's user data.
+    pub fn payee_iban(&self) -> String {
+        let a = &self.account_to;
+        crate::ids::unpack_iban(crate::ids::bytes_of_user_data(a.user_data_128, a.user_data_64, a.user_data_32))
+    }
+
     /// The currencies sold and bought.
     pub fn currencies<'c>(&self, config: &'c DeskConfig) -> Option<(&'c Currency, &'c Currency)> {
         Some((config.by_ledger(self.quote.from_ledger)?, config.by_ledger(self.quote.to_ledger)?))

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::codes;
 use crate::config::{Currency, DeskConfig};
-use crate::ids::{self, bytes_of_user_data, derive, unpack_iban, unpack_name, Tag};
+use crate::ids::{self, derive, unpack_iban, Tag};
 use crate::ledger;
 use crate::orders::{self, available, Order, PAYOUTS_MAX};
 
@@ -38,6 +38,23 @@ pub struct Payment {
     pub refund: bool,
 }
 
+impl Payment {
+    /// Payout (or refund) `k` of order `o`: `amount` minor units of `c` to `iban`.
+    #[allow(clippy::too_many_arguments)]
+    fn of(config: &DeskConfig, o: &Order, refund: bool, k: u8, c: &Currency, amount: u128, iban: &str, name: &str) -> Payment {
+        let reference = ids::reference(&config.reference_prefix, o.number);
+        Payment {
+            end_to_end_id: ids::end_to_end_id(&config.reference_prefix, refund, k, o.number),
+            amount: c.major(amount),
+            currency: c.code.clone(),
+            creditor_name: name.to_string(),
+            creditor_iban: iban.to_string(),
+            remittance: format!("{} {reference}", if refund { "Refund" } else { "Exchange" }),
+            refund,
+        }
+    }
+}
+
 /// The payouts and refunds due now, as holds; returns the payments made by this run (or, with
 /// `reissue`, every one made before and not yet confirmed) and the orders left out, with why.
 pub async fn make(client: &Client, config: &DeskConfig, reissue: bool) -> Result<(Vec<Payment>, Vec<String>)> {
@@ -50,9 +67,9 @@ pub async fn make(client: &Client, config: &DeskConfig, reissue: bool) -> Result
     for o in &loaded {
         let Some((from, to)) = o.currencies(config) else { continue };
         let reference = ids::reference(&config.reference_prefix, o.number);
-        let name = unpack_name(bytes_of_user_data(o.account_from.user_data_128, o.account_from.user_data_64, o.account_from.user_data_32));
+        let name = o.payee_name();
         if o.leg2.is_some() && available(&o.account_to) > 0 {
-            let iban = unpack_iban(bytes_of_user_data(o.account_to.user_data_128, o.account_to.user_data_64, o.account_to.user_data_32));
+            let iban = o.payee_iban();
             match payout(config, o, false, o.payouts.len(), to, &o.account_to, &iban, &name) {
                 Some((hold, payment)) => {
                     holds.push(hold);
@@ -113,15 +130,7 @@ fn payout(
         flags: transfer_flags::PENDING,
         ..Transfer::default()
     };
-    let payment = Payment {
-        end_to_end_id: ids::end_to_end_id(&config.reference_prefix, refund, k, o.number),
-        amount: c.major(amount),
-        currency: c.code.clone(),
-        creditor_name: name.to_string(),
-        creditor_iban: iban.to_string(),
-        remittance: format!("{} {}", if refund { "Refund" } else { "Exchange" }, ids::reference(&config.reference_prefix, o.number)),
-        refund,
-    };
+    let payment = Payment::of(config, o, refund, k, c, amount, iban, name);
     Some((hold, payment))
 }
 
@@ -140,31 +149,15 @@ async fn unconfirmed(client: &Client, config: &DeskConfig, loaded: &[Order]) -> 
     let mut out = Vec::new();
     for o in loaded {
         let Some((from, to)) = o.currencies(config) else { continue };
-        let name = unpack_name(bytes_of_user_data(o.account_from.user_data_128, o.account_from.user_data_64, o.account_from.user_data_32));
+        let name = o.payee_name();
         for (refund, holds, c) in [(false, &o.payouts, to), (true, &o.refunds, from)] {
             for (k, hold) in holds.iter().enumerate() {
                 let lineage = client.lookup_lineage(hold.id).await?.context("a payout hold's lineage")?;
                 if lineage.hold.is_none_or(|h| h.status != HoldStatus::Pending) {
                     continue;
                 }
-                let iban = if refund {
-                    payer(client, o).await?.unwrap_or_default()
-                } else {
-                    unpack_iban(bytes_of_user_data(o.account_to.user_data_128, o.account_to.user_data_64, o.account_to.user_data_32))
-                };
-                out.push(Payment {
-                    end_to_end_id: ids::end_to_end_id(&config.reference_prefix, refund, k as u8, o.number),
-                    amount: c.major(hold.amount),
-                    currency: c.code.clone(),
-                    creditor_name: name.clone(),
-                    creditor_iban: iban,
-                    remittance: format!(
-                        "{} {}",
-                        if refund { "Refund" } else { "Exchange" },
-                        ids::reference(&config.reference_prefix, o.number)
-                    ),
-                    refund,
-                });
+                let iban = if refund { payer(client, o).await?.unwrap_or_default() } else { o.payee_iban() };
+                out.push(Payment::of(config, o, refund, k as u8, c, hold.amount, &iban, &name));
             }
         }
     }
