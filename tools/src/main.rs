@@ -241,9 +241,9 @@ fn start(
     let served = match options.power_cut_seed {
         Some(seed) => {
             out!("bursar: TESTING: unsynced log writes land in random blocks (power-cut seed {seed})");
-            serving.serve(Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?)
+            serve_node(&serving, Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?)
         }
-        None => serving.serve(Node::open(storage, config, Limits::default())?),
+        None => serve_node(&serving, Node::open(storage, config, Limits::default())?),
     };
     if let Some((_, stop)) = http {
         let _ = stop.send(());
@@ -279,12 +279,6 @@ struct Serving<'a> {
     started: Instant,
     runtime: &'a tokio::runtime::Runtime,
     http: Option<&'a (std::sync::Arc<bursar_http::HttpState>, tokio::sync::oneshot::Sender<()>)>,
-}
-
-impl Serving<'_> {
-    fn serve<S: bursar_wal::Storage + 'static>(&self, recovered: (Node<S>, bursar_wal::RecoveryReport)) -> Result<()> {
-        serve_node(self, recovered)
-    }
 }
 
 /// Bytes a reserved account or transfer takes, with the snapshot copy (about).
