@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use bursar_wal::Storage;
 use rustls::pki_types::CertificateDer;
 
+use crate::feed::FeedConfig;
 use crate::sequencer::{self, SequencerConfig, SequencerThread};
 use crate::server::{self, ServerLimits};
 use crate::tls::{self, Identity};
@@ -24,6 +25,8 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// The client CA (DER) gateways' certificates must come from; None: no client certificates.
     pub client_ca: Option<CertificateDer<'static>>,
+    /// Where the change feed reads the log; None: subscriptions answer `feed_unavailable`.
+    pub feed: Option<FeedConfig>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +37,7 @@ impl Default for ServerConfig {
             sequencer: SequencerConfig::default(),
             limits: ServerLimits::default(),
             client_ca: None,
+            feed: None,
         }
     }
 }
@@ -68,7 +72,7 @@ impl<S: Storage + 'static> Running<S> {
                 () = watcher.stopped() => {}
             }
         };
-        let server = tokio::spawn(server::serve(endpoint, handle, config.limits, until));
+        let server = tokio::spawn(server::serve(endpoint, handle, config.limits, config.feed, until));
         Ok(Running { addr, sequencer, cert: identity.cert.clone(), stop, server, thread })
     }
 

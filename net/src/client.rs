@@ -331,3 +331,89 @@ impl Backoff {
         Some(pause)
     }
 }
+
+/// A change-feed subscription being read (see [`Client::subscribe`]): events in log order.
+#[derive(Debug)]
+pub struct EventStream {
+    recv: quinn::RecvStream,
+    _send: quinn::SendStream,
+    request_id: u64,
+    decoder: protocol::FrameDecoder,
+    ready: std::collections::VecDeque<bursar_wire::feed::Event>,
+    ended: bool,
+}
+
+impl EventStream {
+    /// The next event; `None` once the server finished the stream. An error frame (the position
+    /// was recycled, the server is stopping, ...) or a reset ends it with an error: resume from
+    /// the last event received with a new subscription.
+    pub async fn next(&mut self) -> Option<Result<bursar_wire::feed::Event, ClientError>> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.decoder.next_frame() {
+                Ok(Some((header, body))) => {
+                    if let Err(e) = self.take_frame(&header, &body) {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(ClientError::Protocol(e)));
+                }
+            }
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.decoder.feed(&chunk.bytes),
+                Ok(None) => {
+                    self.ended = true;
+                    if let Err(e) = self.decoder.finish() {
+                        return Some(Err(ClientError::Protocol(e)));
+                    }
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(ClientError::Connection(format!("the feed stream ended: {e}"))));
+                }
+            }
+        }
+    }
+
+    fn take_frame(&mut self, header: &protocol::Header, body: &[u8]) -> Result<(), ClientError> {
+        if header.request_id != self.request_id {
+            return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
+        }
+        if header.frame_type == FrameType::Error {
+            let code = body.get(..4).and_then(|b| ProtocolError::from_u32(u32::from_le_bytes(b.try_into().expect("4 bytes"))));
+            return Err(ClientError::Protocol(code.unwrap_or(ProtocolError::BadFrameType)));
+        }
+        let mut events = Vec::new();
+        bursar_wire::feed::decode_events(header.record_count as usize, body, &mut events).map_err(ClientError::Protocol)?;
+        self.ready.extend(events);
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Opens a change-feed subscription: the events of every durable log entry from
+    /// `subscription.from_seq` on (0: from the next one), those its filter wants, in log order,
+    /// until the stream is dropped. Each event carries its position (entry, index): keep the last
+    /// one and resume from it (`from_seq` = its entry, `from_index` = its index + 1, or the entry
+    /// after a progress event) to see every event exactly once across disconnects.
+    pub async fn subscribe(&self, subscription: bursar_wire::feed::Subscription) -> Result<EventStream, ClientError> {
+        let request_id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut frame = Vec::new();
+        Request::Subscribe(Box::new(subscription)).encode(request_id, &mut frame);
+        let lost = |e: &dyn std::fmt::Display| self.lost(e);
+        let (mut send, recv) = self.connection.open_bi().await.map_err(|e| lost(&e))?;
+        send.write_chunk(bytes::Bytes::from(frame)).await.map_err(|e| lost(&e))?;
+        send.finish().map_err(|e| lost(&e))?;
+        Ok(EventStream { recv, _send: send, request_id, decoder: protocol::FrameDecoder::new(), ready: Default::default(), ended: false })
+    }
+}

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, Semaphore};
 
 use bursar_node::pool::Pool;
+use bursar_wire::feed::Subscription;
+
+use crate::feed::{Feed, FeedConfig};
 use bursar_node::sequencer::{Job, SequencerHandle};
 use bursar_wire::protocol::{self, ProtocolError, Request, FRAME_BODY_MAX_BYTES, HEADER_SIZE};
 use bursar_wire::reply::Reply;
@@ -107,10 +110,12 @@ pub async fn serve(
     endpoint: quinn::Endpoint,
     sequencer: SequencerHandle,
     limits: ServerLimits,
+    feed: Option<FeedConfig>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
-    let streams = Streams::new(limits);
+    let mut streams = Streams::new(limits);
+    streams.feed = feed.map(|config| Arc::new(Feed::new(config, Arc::clone(sequencer.durable()))));
     let registry = Arc::new(Registry::default());
     let cool_offs = Arc::clone(&streams.cool_offs);
     tokio::pin!(shutdown);
@@ -171,6 +176,8 @@ struct Streams {
     frames: Pool<u8>,
     /// Addresses refused for a while after misbehaving (see [`ServerLimits::cool_off_base`]).
     cool_offs: Arc<CoolOffs>,
+    /// The change feed, where the server has one.
+    feed: Option<Arc<Feed>>,
 }
 
 impl Streams {
@@ -183,6 +190,7 @@ impl Streams {
             done: Arc::new(tokio::sync::Notify::new()),
             admission: Arc::new(Semaphore::new(RECORDS_IN_FLIGHT_MAX as usize)),
             cool_offs: Arc::new(CoolOffs::new(limits.cool_off_base)),
+            feed: None,
         }
     }
 
@@ -543,7 +551,13 @@ async fn serve_stream(
         }
     }
     let reply = match submitted {
-        Ok((answer, request_id, operation)) => {
+        Ok(Submitted::Subscribe(subscription, request_id)) => {
+            drop(admitted); // a subscription holds no request records while it lasts
+            let (feed, draining) = (streams.feed.clone(), streams.draining.subscribe());
+            crate::feed::serve(send, request_id, *subscription, feed, draining).await;
+            return drop(in_flight);
+        }
+        Ok(Submitted::Queued(answer, request_id, operation)) => {
             let reply = answer.await.unwrap_or(Reply::Error(ProtocolError::ShuttingDown));
             let mut frame = Vec::new();
             reply.encode(request_id, operation, &mut frame);
@@ -572,18 +586,27 @@ fn error_frame(request: &[u8], error: ProtocolError) -> Vec<u8> {
 
 /// Decodes a whole request frame and queues it: the receiver of its reply frame, or the error
 /// frame to send at once (`malformed` set when the request itself was at fault).
-#[allow(clippy::type_complexity)]
-fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<(oneshot::Receiver<Reply>, u64, u8), Vec<u8>> {
+fn submit(bytes: &[u8], sequencer: &SequencerHandle, malformed: &mut bool) -> Result<Submitted, Vec<u8>> {
     *malformed = true;
     let (header, body) = protocol::decode_frame(bytes).map_err(|e| error_frame(bytes, e))?;
     let request = Request::decode_reusing(&header, body, sequencer.spare_commands()).map_err(|e| error_frame(bytes, e))?;
     *malformed = false;
+    if let Request::Subscribe(subscription) = request {
+        return Ok(Submitted::Subscribe(subscription, header.request_id));
+    }
     let (reply, answer) = oneshot::channel();
     if sequencer.try_submit(Job { request, reply }).is_err() {
         let error = if sequencer.is_stopped() { ProtocolError::ShuttingDown } else { ProtocolError::Busy };
         return Err(error_frame(bytes, error));
     }
-    Ok((answer, header.request_id, header.operation))
+    Ok(Submitted::Queued(answer, header.request_id, header.operation))
+}
+
+/// A decoded request: queued for the sequencer (its reply's receiver, request id and
+/// operation), or a subscription the feed serves.
+enum Submitted {
+    Queued(oneshot::Receiver<Reply>, u64, u8),
+    Subscribe(Box<Subscription>, u64),
 }
 
 /// Binds a QUIC endpoint on `addr` with the given server config and stream limit.

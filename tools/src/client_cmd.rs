@@ -297,6 +297,9 @@ pub enum ClientOp {
     Transfers { ids: Vec<u128> },
     /// Show a ledger's totals by account code and its trial balance; every ledger's without one.
     Totals { ledger: Option<u32> },
+    /// Print the change feed's events as they happen (commands with their results, transfers
+    /// with both balances after, expiries, runs), from a log position, until interrupted.
+    Watch(crate::watch_cmd::Watch),
     /// Show the pending holds that go back soonest (by their timeout), soonest first.
     Expiring {
         /// At most this many (up to 8 189).
@@ -488,6 +491,7 @@ async fn dispatch(client: &Client, op: ClientOp, json: bool) -> Result<()> {
             Ok(())
         }
         ClientOp::Expiring { limit } => show_expiring(client, limit, json).await,
+        ClientOp::Watch(watch) => crate::watch_cmd::run(client, watch, json).await,
         ClientOp::History { account, limit, newest, balances } => show_history(client, account, limit, newest, balances, json).await,
         ClientOp::Batch { file, chain } => batch(client, &file, chain, json).await,
         ClientOp::Orders { account } => crate::orders_cmd::show(client, None, Some(account), json).await,

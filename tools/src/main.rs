@@ -34,6 +34,7 @@ mod demo;
 mod desk_cmd;
 mod exchange_cmd;
 mod orders_cmd;
+mod watch_cmd;
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -183,6 +184,10 @@ struct StartOptions {
     /// Serve no HTTP endpoints.
     #[arg(long)]
     no_http: bool,
+    /// Change-feed subscriptions served at once (`bursar client watch`); each holds a second
+    /// copy of the state while it lasts. 0: no feed.
+    #[arg(long, default_value_t = bursar_net::feed::SUBSCRIPTIONS_MAX_DEFAULT)]
+    feed_subscriptions: usize,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
     /// with a pause before the sync, so a kill -9 leaves the files as a power cut could. Every
     /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
@@ -371,10 +376,16 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
         None => None,
     };
     let http = http.map(|(state, _)| state.clone());
+    let limits = *node.engine().limits();
     let node = runtime.block_on(async move {
         let sequencer = sequencer::SequencerConfig { snapshot_every_entries, ..sequencer::SequencerConfig::default() };
         let mutual = client_ca.is_some();
-        let config = assembly::ServerConfig { listen, sequencer, client_ca, ..assembly::ServerConfig::default() };
+        let feed = (options.feed_subscriptions > 0).then(|| bursar_net::feed::FeedConfig {
+            dir: data.join("log"),
+            limits,
+            subscriptions_max: options.feed_subscriptions,
+        });
+        let config = assembly::ServerConfig { listen, sequencer, client_ca, feed, ..assembly::ServerConfig::default() };
         let running = assembly::Running::start(node, &identity, config).map_err(anyhow::Error::msg)?;
         if mutual {
             out!("bursar: mutual TLS: gateways must present a certificate from the configured CA");

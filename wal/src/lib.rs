@@ -13,6 +13,7 @@ pub mod log;
 pub mod mark;
 pub mod mmap;
 pub mod powercut;
+pub mod reader;
 pub mod recovery;
 pub mod sim;
 pub mod storage;
@@ -22,6 +23,7 @@ mod uring;
 pub use files::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name};
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use log::Wal;
+pub use reader::{LogReader, ReadError};
 pub use recovery::{
     list_segments, list_snapshots, log_recycled, oldest_valid_snapshot, open, read_snapshot, verify_log, verify_log_from, EntryRef,
     RecoveryReport,

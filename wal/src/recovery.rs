@@ -54,32 +54,32 @@ pub type SnapshotVisitor<'a> = dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), S
 
 /// Where a scan starts and what it expects there.
 #[derive(Clone, Copy, Debug)]
-struct Start {
-    segment_pos: usize,
-    offset: u64,
-    anchor: Anchor,
+pub(crate) struct Start {
+    pub(crate) segment_pos: usize,
+    pub(crate) offset: u64,
+    pub(crate) anchor: Anchor,
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Anchor {
-    expect_seq: Option<u64>,
-    prev_hash: Option<Hash>,
+pub(crate) struct Anchor {
+    pub(crate) expect_seq: Option<u64>,
+    pub(crate) prev_hash: Option<Hash>,
 }
 
 /// Where a scan stopped.
 #[derive(Clone, Debug)]
-enum End {
+pub(crate) enum End {
     /// After the last valid entry (or at the first slot if none).
     Clean { segment_pos: usize, offset: u64 },
     /// A damaged entry that no later intact entry vouches for: an unsynced tail.
     Torn { segment_pos: usize, offset: u64, seq: u64 },
 }
 
-struct Scan {
-    end: End,
-    last_seq: u64,
-    last_hash: Hash,
-    bytes: u64,
+pub(crate) struct Scan {
+    pub(crate) end: End,
+    pub(crate) last_seq: u64,
+    pub(crate) last_hash: Hash,
+    pub(crate) bytes: u64,
 }
 
 fn corrupt(segment: u64, offset: u64, seq: u64, reason: impl Into<String>) -> OpenError {
@@ -356,7 +356,7 @@ fn check_empty_slot(bytes: &[u8], segment: u64, offset: usize, last_seq: u64) ->
 
 /// Verifies entries from `segments[start_pos]` at `offset` onwards, calling `visit` for those
 /// with `seq > visit_after`, and stops early after entry `stop_at` if given.
-fn scan<S: Storage>(
+pub(crate) fn scan<S: Storage>(
     storage: &S,
     segments: &[u64],
     start: Start,
@@ -504,7 +504,7 @@ fn truncate<S: Storage>(storage: &mut S, segments: &[u64], pos: usize, offset: u
 }
 
 /// The first entry's sequence number of each segment (None if its first slot is not a valid entry).
-fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u64>>, OpenError> {
+pub(crate) fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u64>>, OpenError> {
     segments
         .iter()
         .map(|&s| {
@@ -518,7 +518,12 @@ fn first_seqs<S: Storage>(storage: &S, segments: &[u64]) -> Result<Vec<Option<u6
 }
 
 /// Where a snapshot's entry sits: the segment to start from, verified up to the snapshot's seq.
-fn locate_snapshot<S: Storage>(storage: &S, segments: &[u64], firsts: &[Option<u64>], snap: &SnapshotHeader) -> Result<Scan, String> {
+pub(crate) fn locate_snapshot<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    firsts: &[Option<u64>],
+    snap: &SnapshotHeader,
+) -> Result<Scan, String> {
     if snap.seq == 0 {
         return Err("a snapshot at sequence 0 holds nothing".into());
     }

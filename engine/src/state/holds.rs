@@ -22,6 +22,9 @@ impl Engine {
             let t = self.transfers[transfer as usize];
             self.release_reservation(&t, ts);
             self.give_back(&t, t.amount, true);
+            if self.feed_on {
+                self.note(FeedNote::Expired { transfer, timestamp: ts });
+            }
             expired += 1;
         }
         expired

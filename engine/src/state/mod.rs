@@ -10,6 +10,7 @@
 mod accounts;
 pub(crate) mod digest;
 pub(crate) mod exchange;
+mod feed;
 mod holds;
 mod ledgers;
 pub(crate) mod limits;
@@ -20,6 +21,7 @@ mod reversals;
 mod transfers;
 
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
+pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub use limits::{BalanceLimits, LimitChange};
 pub use order_table::OrderTable;
 pub use orders::{
@@ -244,6 +246,7 @@ enum Undo {
     State { account: u32, old: u8 },
     HoldInserted { transfer: u32 },
     HoldChanged { transfer: u32, old: Hold },
+    FeedNote,
 }
 
 /// Which side a single-sided command names; the other is the ledger's settlement account.
@@ -352,6 +355,9 @@ pub struct Engine {
     rules: Rules,
     undo: Vec<Undo>,
     recording: bool,
+    /// Whether feed notes are kept (a feed's follower), and the notes (see `feed`).
+    feed_on: bool,
+    feed_notes: Vec<FeedNote>,
 }
 
 /// The position of the first entry of `request_ends` that does not rise above the one before it
@@ -414,6 +420,8 @@ impl Engine {
             rules: Rules::CURRENT,
             undo: Vec::new(),
             recording: false,
+            feed_on: false,
+            feed_notes: Vec::new(),
         }
     }
 
@@ -513,7 +521,11 @@ impl Engine {
             }
             while ends.next_if(|end| *end <= i).is_some() {}
             let request_end = ends.peek().copied().unwrap_or(commands.len());
+            let (start, notes_before) = (i, self.feed_notes.len());
             i = self.execute_chain(&commands[..request_end], i, first, out);
+            if self.feed_on {
+                self.feed_notes.insert(notes_before, FeedNote::Commands { start: start as u32, end: i as u32 });
+            }
             if !self.watch_hits.is_empty() {
                 let mut next = self.ts_of(first, i);
                 self.settle_triggers(&mut next);
@@ -799,6 +811,9 @@ impl Engine {
                     let hold = self.holds.remove(&transfer).expect("undo: hold");
                     self.expiries.remove(&(hold.expires_at, transfer));
                 }
+                Undo::FeedNote => {
+                    self.feed_notes.pop().expect("undo: feed note");
+                }
                 Undo::HoldChanged { transfer, old } => {
                     if old.status == HoldStatus::Pending && old.expires_at != 0 {
                         self.expiries.insert((old.expires_at, transfer));
@@ -883,6 +898,10 @@ impl Engine {
 
     /// Appends a balance-history entry if the account keeps history.
     fn push_history(&mut self, account: u32, timestamp: u64) {
+        let record = &self.accounts[account as usize];
+        if self.feed_on {
+            self.note(FeedNote::Balances { account, timestamp, balances: Balances::of(record) });
+        }
         let record = &self.accounts[account as usize];
         if record.flags & account_flags::HISTORY == 0 {
             return;

@@ -713,7 +713,11 @@ impl Engine {
             self.undo.push(Undo::OrderReplaced { index, old });
         }
         let was_live = !self.orders[index as usize].status.ended();
+        let newest = self.feed_on.then(|| self.orders[index as usize].history.back().copied()).flatten();
         let out = self.orders.update(index as usize, change);
+        if self.feed_on {
+            self.note_runs(index, newest);
+        }
         self.queue_order(index);
         if was_live && self.orders[index as usize].status.ended() {
             self.unlist_order(index);

@@ -201,6 +201,9 @@ impl Engine {
         self.transfers.push(t);
         self.transfer_links.push(links);
         self.record(Undo::TransferInserted);
+        if self.feed_on {
+            self.note(FeedNote::Stored(index));
+        }
         index
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod feed;
 pub mod node;
 pub mod pool;
 pub mod sequencer;

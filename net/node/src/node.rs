@@ -410,6 +410,11 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// The last durable entry's sequence number.
+    pub fn durable_seq(&self) -> u64 {
+        self.wal.synced_seq()
+    }
+
     /// The engine, for queries.
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -4,6 +4,7 @@
 //! releases each reply. It reads the clock (the engine never does) and ticks it when a hold is
 //! due even if no traffic arrives; the tick is logged like any batch, so replay is exact.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bursar_engine::batch::Input;
@@ -15,6 +16,7 @@ use tokio::sync::oneshot;
 use bursar_wire::protocol::{LimitsRecord, Outcome, OutcomeStatus, ProtocolError, Request};
 use bursar_wire::reply::Reply;
 
+use crate::feed::Durable;
 use crate::node::Node;
 use crate::pool::Pool;
 
@@ -72,6 +74,8 @@ pub struct SequencerHandle {
     spare_commands: Pool<Command>,
     /// Becomes true when the sequencer thread has stopped (shutdown, or a log failure).
     stopped: tokio::sync::watch::Receiver<bool>,
+    /// The log's durable end, published after every sync (the change feed follows it).
+    durable: Arc<Durable>,
 }
 
 impl SequencerHandle {
@@ -104,6 +108,11 @@ impl SequencerHandle {
     pub fn spare_commands(&self) -> Vec<Command> {
         self.spare_commands.take()
     }
+
+    /// The log's durable end as published after every sync, for the change feed.
+    pub fn durable(&self) -> &Arc<Durable> {
+        &self.durable
+    }
 }
 
 /// Buffers the sequencer keeps from batch to batch.
@@ -130,15 +139,25 @@ pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> st
     let spare_commands = Pool::new(COMMAND_VECS_POOLED_MAX);
     let recycler = spare_commands.clone();
     let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let durable = Arc::new(Durable::default());
+    durable.publish(node.durable_seq());
+    let publisher = Arc::clone(&durable);
     let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || {
-        let outcome = run(node, inbox, recycler, config);
+        let outcome = run(node, inbox, recycler, config, &publisher);
+        publisher.close();
         let _ = stopping.send(true);
         outcome
     })?;
-    Ok((SequencerHandle { jobs, spare_commands, stopped }, thread))
+    Ok((SequencerHandle { jobs, spare_commands, stopped, durable }, thread))
 }
 
-fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Command>, config: SequencerConfig) -> Result<Node<S>, String> {
+fn run<S: Storage>(
+    mut node: Node<S>,
+    inbox: Receiver<Job>,
+    recycler: Pool<Command>,
+    config: SequencerConfig,
+    durable: &Durable,
+) -> Result<Node<S>, String> {
     node.keep_snapshot_copy_current(config.snapshot_every_entries > 0);
     let mut waiting: Vec<Job> = Vec::new();
     let mut scratch = Scratch::default();
@@ -151,6 +170,7 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
                 let due = [node.engine().next_expiry(), node.engine().next_run_due()].into_iter().flatten().min();
                 if due.is_some_and(|at| at <= now) {
                     node.submit(now, &[], &mut Vec::new()).map_err(|e| e.to_string())?;
+                    durable.publish(node.durable_seq());
                 }
                 continue;
             }
@@ -162,7 +182,9 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
                 break;
             }
         }
-        process(&mut node, &mut waiting, &mut scratch, &recycler)?;
+        let processed = process(&mut node, &mut waiting, &mut scratch, &recycler);
+        durable.publish(node.durable_seq());
+        processed?;
         report_snapshot(node.snapshot_poll());
         let due = config.snapshot_every_entries > 0 && node.entries_since_snapshot() >= config.snapshot_every_entries;
         if due && !node.snapshot_writing() {
@@ -177,6 +199,7 @@ fn run<S: Storage>(mut node: Node<S>, inbox: Receiver<Job>, recycler: Pool<Comma
     report_snapshot(node.snapshot_end());
     if config.snapshot_on_stop {
         node.snapshot().map_err(|e| e.to_string())?;
+        durable.publish(node.durable_seq());
     }
     Ok(node)
 }
@@ -376,6 +399,8 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::LookupAccountOrders(id) => Reply::AccountOrders(node.engine().orders_of(*id).into_iter().cloned().collect()),
         Request::LookupQuotes(ids) => Reply::Quotes(ids.iter().map(|id| node.engine().quote(*id)).collect()),
         Request::ExpiringHolds(limit) => Reply::ExpiringHolds(node.engine().holds_expiring(*limit as usize)),
+        // The transport serves subscriptions from the log; one that reaches the sequencer has none.
+        Request::Subscribe(_) => Reply::Error(ProtocolError::FeedUnavailable),
         Request::Submit(_) => unreachable!("submits are grouped"),
     };
     let _ = job.reply.send(reply);

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod feed;
 pub mod metrics;
 pub mod protocol;
 pub mod reply;

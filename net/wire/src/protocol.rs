@@ -82,6 +82,10 @@ pub enum Operation {
     /// One 16-byte record: the most holds wanted, u32, then 12 zero bytes. Reply: the pending
     /// holds that expire soonest, in order of expiry, one 128-byte transfer each.
     ExpiringHolds = 16,
+    /// One subscription record, then 16-byte account ids (see [`crate::feed::Subscription`]).
+    /// Reply: a stream of reply frames of events, three records each, until the subscriber
+    /// stops or an error frame ends it (see `docs/protocol.md`, "Change feed").
+    Subscribe = 17,
 }
 
 impl Operation {
@@ -103,6 +107,7 @@ impl Operation {
             Operation::LookupAccountOrders,
             Operation::LookupQuotes,
             Operation::ExpiringHolds,
+            Operation::Subscribe,
         ]
         .into_iter()
         .find(|op| *op as u8 == value)
@@ -141,6 +146,17 @@ pub enum ProtocolError {
     ShuttingDown = 13,
     /// A reply carries a result code this build does not know (the server is newer).
     UnknownResultCode = 14,
+    /// The feed cannot start there: the log no longer holds that position (retention recycled
+    /// it).
+    PositionRecycled = 15,
+    /// The feed cannot start there: the position is beyond the log's durable end.
+    PositionAhead = 16,
+    /// The server serves as many subscriptions as it may; retry later.
+    SubscriptionsFull = 17,
+    /// This server has no change feed (it runs on storage the feed cannot read).
+    FeedUnavailable = 18,
+    /// The feed could not read or apply the log; the subscription ends (the server goes on).
+    FeedFailed = 19,
 }
 
 impl ProtocolError {
@@ -162,6 +178,11 @@ impl ProtocolError {
             E::Busy,
             E::ShuttingDown,
             E::UnknownResultCode,
+            E::PositionRecycled,
+            E::PositionAhead,
+            E::SubscriptionsFull,
+            E::FeedUnavailable,
+            E::FeedFailed,
         ]
         .into_iter()
         .find(|e| *e as u32 == value)
@@ -394,6 +415,8 @@ pub enum Request {
     LookupQuotes(Vec<u128>),
     /// See [`Operation::ExpiringHolds`]: at most this many holds (up to `FRAME_RECORDS_MAX`).
     ExpiringHolds(u32),
+    /// See [`Operation::Subscribe`].
+    Subscribe(Box<crate::feed::Subscription>),
 }
 
 /// The limits in force on an account (a record of the reply to [`Operation::LookupLimits`]):
@@ -586,6 +609,7 @@ impl Request {
             Request::LookupAccountOrders(_) => Operation::LookupAccountOrders,
             Request::LookupQuotes(_) => Operation::LookupQuotes,
             Request::ExpiringHolds(_) => Operation::ExpiringHolds,
+            Request::Subscribe(_) => Operation::Subscribe,
         }
     }
 
@@ -624,6 +648,7 @@ impl Request {
                 body.resize(16, 0);
                 1
             }
+            Request::Subscribe(subscription) => subscription.encode(&mut body) as usize,
             Request::Status | Request::Metrics => 0,
         };
         encode_frame(FrameType::Request, self.operation() as u8, request_id, count as u32, &body, out);
@@ -731,6 +756,7 @@ impl Request {
                     _ => Request::LookupAccountOrders(id),
                 })
             }
+            Operation::Subscribe => Ok(Request::Subscribe(Box::new(crate::feed::Subscription::decode(n, body)?))),
             op @ (Operation::Status | Operation::Metrics) => {
                 if n != 0 {
                     return Err(ProtocolError::LengthMismatch);
