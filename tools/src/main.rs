@@ -62,6 +62,10 @@ enum Cmd {
         /// the account payouts leave from); repeat for more, up to 64.
         #[arg(long = "panel-account", value_parser = marked_account)]
         panel_accounts: Vec<(String, u128)>,
+        /// From what amount the panel lists a movement among the large ones on a ledger,
+        /// `LEDGER:AMOUNT` (`978:5000.00`); repeatable. Default: 10 000 units of its currency.
+        #[arg(long = "panel-large", value_parser = large_threshold)]
+        panel_large: Vec<(u32, String)>,
     },
     /// Verify the whole log from genesis and replay it (to its end or to --until) into a fresh
     /// engine: every checksum, the hash chain, every logged state digest, the invariants after
@@ -112,8 +116,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Cmd) -> Result<()> {
     match command {
-        Cmd::Start { data, listen, client_ca, options, panel_accounts } => {
-            start(&data, listen, client_ca.as_deref(), options, panel_accounts)
+        Cmd::Start { data, listen, client_ca, options, panel_accounts, panel_large } => {
+            start(&data, listen, client_ca.as_deref(), options, (panel_accounts, panel_large))
         }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -215,12 +219,21 @@ fn marked_account(text: &str) -> std::result::Result<(String, u128), String> {
     Ok((role.to_string(), id))
 }
 
+/// `--panel-large LEDGER:AMOUNT`.
+fn large_threshold(text: &str) -> std::result::Result<(u32, String), String> {
+    let (ledger, amount) = text.split_once(':').ok_or_else(|| format!("{text:?}: LEDGER:AMOUNT, e.g. 978:5000.00"))?;
+    let ledger = ledger.trim().parse::<u32>().map_err(|e| format!("{ledger:?}: not a ledger id: {e}"))?;
+    let amount = amount.trim();
+    bursar_http::movements::minor_units(amount, 18).ok_or_else(|| format!("{amount:?}: a plain decimal amount, e.g. 5000.00"))?;
+    Ok((ledger, amount.to_string()))
+}
+
 fn start(
     data: &Path,
     listen: std::net::SocketAddr,
     client_ca: Option<&Path>,
     options: StartOptions,
-    marked: Vec<(String, u128)>,
+    (marked, large): (Vec<(String, u128)>, Vec<(u32, String)>),
 ) -> Result<()> {
     let started = Instant::now();
     // Before anything is created: a port another process holds is named, and no data directory
@@ -238,6 +251,7 @@ fn start(
     let http = if options.no_http { None } else { Some(start_http(&runtime, options.http)?) };
     if let Some((state, _)) = &http {
         state.set_marked(marked);
+        state.set_feed(bursar_http::movements::PanelFeed::new(data.join("log"), Limits::default(), large));
     }
     let config = WalConfig { retention, ..wal_config(options.segment_mib) };
     let dir = data.join("log");

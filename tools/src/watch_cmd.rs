@@ -68,9 +68,14 @@ pub async fn run(client: &Client, watch: Watch, json: bool) -> Result<()> {
     let mut stream = client.subscribe(watch.subscription()?).await?;
     let mut ledgers = Ledgers::default();
     let mut printed = 0u64;
+    let mut resume = (watch.from, watch.index);
     while watch.count.is_none_or(|count| printed < count) {
         let Some(next) = stream.next().await else { break };
-        let event = next?;
+        let event = match next {
+            Ok(event) => event,
+            Err(e) => bail!("the feed ended ({e}); resume with --from {} --index {}", resume.0, resume.1),
+        };
+        resume = if event.is_progress() { (event.seq + 1, 0) } else { (event.seq, event.event.index + 1) };
         let line = if json { ledgers.json(client, &event).await?.to_string() } else { ledgers.text(client, &event).await? };
         println!("{line}");
         printed += u64::from(!event.is_progress());

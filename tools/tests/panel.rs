@@ -106,7 +106,7 @@ fn base64(text: &str) -> Vec<u8> {
 fn the_panel_shows_the_books_and_follows_them_live() {
     let dir = std::env::temp_dir().join(format!("bursar-panel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let marks = ["--panel-account", "payout:11", "--panel-account", "bank:404"];
+    let marks = ["--panel-account", "payout:11", "--panel-account", "bank:404", "--panel-large", "978:1000"];
     let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &marks);
     let _server = common::Running(child);
     let http = common::http_addr(&said);
@@ -117,6 +117,26 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     client(&["credit", "--id", "100", "--account", "10", "--amount", "250.00", "--ledger", "978"]);
     client(&["hold", "--id", "101", "--from", "10", "--to", "11", "--amount", "20.00", "--ledger", "978", "--timeout", "3600"]);
     client(&["transfer", "--id", "103", "--from", "10", "--to", "11", "--amount", "7.50", "--ledger", "978"]);
+    // A movement over the large threshold (`--panel-large 978:1000`), and a standing order from
+    // an account that cannot pay: its first run fails at once.
+    client(&["create-account", "--id", "12", "--ledger", "978", "--code", "60", "--no-overdraft"]);
+    client(&["credit", "--id", "104", "--account", "12", "--amount", "1500.00", "--ledger", "978"]);
+    client(&[
+        "standing-order",
+        "create",
+        "--id",
+        "7",
+        "--from",
+        "12",
+        "--to",
+        "10",
+        "--amount",
+        "2000.00",
+        "--ledger",
+        "978",
+        "--every",
+        "1 day",
+    ]);
     let token = std::fs::read_to_string(dir.join("panel.token")).expect("the token");
 
     let driver = start_driver();
@@ -157,6 +177,14 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     // The hold that goes back first.
     let expiring = "return document.querySelector('#expiring-holds tr[data-id=\"101\"] td.amount')?.textContent ?? ''";
     assert_eq!(wait_for(driver.1, &session, expiring, "20.00 EUR"), "20.00 EUR");
+
+    // The large movement and the failed run, from the change feed.
+    let large = "return document.querySelector('#large-movements tr[data-id=\"104\"] td.amount')?.textContent ?? ''";
+    assert_eq!(wait_for(driver.1, &session, large, "1500.00 EUR"), "1500.00 EUR");
+    let small = "return String(document.querySelectorAll('#large-movements tr[data-id=\"103\"]').length)";
+    assert_eq!(wait_for(driver.1, &session, small, "0"), "0", "7.50 is not large");
+    let failed = "return document.querySelector('#failed-runs tr[data-id=\"7:1\"] td.bad')?.textContent ?? ''";
+    assert_eq!(wait_for(driver.1, &session, failed, "failed"), "failed");
 
     // A credit while the page is open: it shows without a reload.
     client(&["credit", "--id", "102", "--account", "10", "--amount", "5.00", "--ledger", "978"]);

@@ -15,7 +15,9 @@ use bursar_wire::protocol::Request;
 use bursar_wire::reply::Reply;
 use serde_json::{json, Value};
 
-use crate::{ask, HttpState, Phase};
+use std::time::Duration;
+
+use crate::{ask, movements, HttpState, Phase};
 
 /// Most account ids one `/api/accounts` request may name.
 pub const API_ACCOUNTS_MAX: usize = 1024;
@@ -146,6 +148,9 @@ pub const EVENT_STREAMS_MAX: usize = 16;
 /// How often an event stream sends the figures.
 pub const EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Ticks a second at most while money moves (each waits for the change feed's next entry).
+pub const EVENT_RATE_MAX_PER_S: u64 = 4;
+
 fn status_json(scrape: &crate::Scrape) -> Value {
     let (s, m) = (&scrape.status, &scrape.metrics);
     json!({
@@ -188,9 +193,49 @@ async fn marked_json(state: &HttpState, sequencer: &bursar_node::sequencer::Sequ
     Some(Value::Array(rows.collect()))
 }
 
-/// `GET /api/events`: server-sent events, one `tick` a second with the status, every ledger's
-/// totals, the marked accounts and the holds expiring soonest (what the panel draws), until the
-/// server stops.
+/// The large movements and failed runs the panel's follower saw (empty without a feed).
+fn movements_json(seen: &movements::Seen, ledgers: &[LedgerTotals]) -> Value {
+    let scale_of = |id: u32| {
+        ledgers
+            .iter()
+            .find(|l| l.ledger.id == id)
+            .map_or((String::new(), 0), |l| (String::from_utf8_lossy(&l.ledger.currency).into_owned(), l.ledger.scale))
+    };
+    let large = seen.large.iter().map(|m| {
+        let (currency, scale) = scale_of(m.transfer.ledger);
+        let t = &m.transfer;
+        json!({
+            "id": t.id.to_string(), "debit_account": t.debit_account_id.to_string(), "credit_account": t.credit_account_id.to_string(),
+            "amount": decimal(t.amount, scale), "currency": currency, "code": t.code, "timestamp_ns": t.timestamp, "seq": m.seq,
+        })
+    });
+    let failed = seen.failed_runs.iter().map(|r| {
+        let (currency, scale) = scale_of(r.ledger);
+        json!({
+            "order": r.order.to_string(), "run": r.entry.run, "event": r.entry.event.name(), "result": r.entry.code.name(),
+            "amount": decimal(r.entry.amount, scale), "currency": currency, "at_ns": r.entry.at,
+            "debit_account": r.accounts[0].to_string(), "credit_account": r.accounts[1].to_string(),
+        })
+    });
+    json!({ "large": large.collect::<Vec<_>>(), "failed_runs": failed.collect::<Vec<_>>(), "feed_seq": seen.seq })
+}
+
+/// What one tick of `/api/events` carries.
+async fn tick_json(state: &HttpState) -> Option<Value> {
+    let sequencer = state.sequencer().filter(|_| state.phase() == Phase::Ready)?;
+    let scrape = crate::scrape(&sequencer).await?;
+    let marked = marked_json(state, &sequencer, &scrape.ledgers).await?;
+    let expiring = expiring_json(&sequencer, &scrape.ledgers).await?;
+    let ledgers: Vec<Value> = scrape.ledgers.iter().map(ledger).collect();
+    let seen = state.feed().map(|feed| feed.seen()).unwrap_or_default();
+    let movements = movements_json(&seen, &scrape.ledgers);
+    Some(json!({ "status": status_json(&scrape), "ledgers": ledgers, "marked": marked, "expiring": expiring, "movements": movements }))
+}
+
+/// `GET /api/events`: server-sent events: a `tick` with the status, every ledger's totals, the
+/// marked accounts, the holds expiring soonest, the latest large movements and failed runs (what
+/// the panel draws), sent as soon as the change feed reads a new entry (at most
+/// [`EVENT_RATE_MAX_PER_S`] a second) and at least once a second, until the server stops.
 pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
@@ -198,18 +243,25 @@ pub async fn get_events(State(state): State<Arc<HttpState>>, headers: HeaderMap)
     let Ok(permit) = Arc::clone(&state.event_streams).try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{EVENT_STREAMS_MAX} event streams are open already\n")).into_response();
     };
-    let ticks = futures_util::stream::unfold((state, permit, true), |(state, permit, first)| async move {
+    let watching = match (state.feed(), state.sequencer()) {
+        (Some(feed), Some(sequencer)) => Some((feed.watch(sequencer.durable()), feed.changes())),
+        _ => None,
+    };
+    let ticks = futures_util::stream::unfold((state, permit, watching, true), |(state, permit, mut watching, first)| async move {
         if !first {
-            tokio::time::sleep(EVENT_INTERVAL).await;
+            let spacing = tokio::time::sleep(Duration::from_millis(1000 / EVENT_RATE_MAX_PER_S));
+            spacing.await;
+            let changed = async {
+                match watching.as_mut() {
+                    Some((_, changes)) => drop(changes.changed().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let _ = tokio::time::timeout(EVENT_INTERVAL, changed).await;
         }
-        let sequencer = state.sequencer().filter(|_| state.phase() == Phase::Ready)?;
-        let scrape = crate::scrape(&sequencer).await?;
-        let marked = marked_json(&state, &sequencer, &scrape.ledgers).await?;
-        let expiring = expiring_json(&sequencer, &scrape.ledgers).await?;
-        let ledgers: Vec<Value> = scrape.ledgers.iter().map(ledger).collect();
-        let data = json!({ "status": status_json(&scrape), "ledgers": ledgers, "marked": marked, "expiring": expiring });
+        let data = tick_json(&state).await?;
         let event = axum::response::sse::Event::default().event("tick").data(data.to_string());
-        Some((Ok::<_, std::convert::Infallible>(event), (state, permit, false)))
+        Some((Ok::<_, std::convert::Infallible>(event), (state, permit, watching, false)))
     });
     axum::response::Sse::new(ticks).into_response()
 }

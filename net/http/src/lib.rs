@@ -5,6 +5,7 @@
 
 pub mod api;
 mod exposition;
+pub mod movements;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -49,6 +50,9 @@ pub struct HttpState {
     event_streams: Arc<tokio::sync::Semaphore>,
     /// The accounts the operator marked, with their roles ("bank", "payout"...), for the panel.
     marked: Mutex<Vec<(String, u128)>>,
+    /// The panel's change-feed follower (large movements, failed runs, live updates), if the
+    /// server has a log the feed can read.
+    feed: Mutex<Option<Arc<movements::PanelFeed>>>,
 }
 
 impl HttpState {
@@ -60,6 +64,7 @@ impl HttpState {
             token: Mutex::new(None),
             event_streams: Arc::new(tokio::sync::Semaphore::new(api::EVENT_STREAMS_MAX)),
             marked: Mutex::new(Vec::new()),
+            feed: Mutex::new(None),
         })
     }
 
@@ -77,6 +82,15 @@ impl HttpState {
 
     pub(crate) fn marked(&self) -> Vec<(String, u128)> {
         self.marked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The panel follows the change feed through `feed`.
+    pub fn set_feed(&self, feed: Arc<movements::PanelFeed>) {
+        *self.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(feed);
+    }
+
+    pub(crate) fn feed(&self) -> Option<Arc<movements::PanelFeed>> {
+        self.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The token `/api/` requests must carry from now on.

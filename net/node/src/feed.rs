@@ -146,6 +146,11 @@ impl Follower {
         Ok(follower)
     }
 
+    /// The follower's engine: the state after the last entry it read.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The next entry this follower reads.
     pub fn next_seq(&self) -> u64 {
         self.reader.next_seq()

@@ -41,6 +41,8 @@ class Operation(enum.IntEnum):
     LOOKUP_ORDERS = 13
     LOOKUP_ACCOUNT_ORDERS = 14
     LOOKUP_QUOTES = 15
+    EXPIRING_HOLDS = 16
+    SUBSCRIBE = 17
 
 
 class Kind(enum.IntEnum):
@@ -89,6 +91,11 @@ class ProtocolError(enum.IntEnum):
     BUSY = 12
     SHUTTING_DOWN = 13
     UNKNOWN_RESULT_CODE = 14
+    POSITION_RECYCLED = 15
+    POSITION_AHEAD = 16
+    SUBSCRIPTIONS_FULL = 17
+    FEED_UNAVAILABLE = 18
+    FEED_FAILED = 19
 
 
 class ResultCode(enum.IntEnum):
