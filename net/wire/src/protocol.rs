@@ -956,6 +956,14 @@ mod tests {
             Request::LookupTransfers(vec![]),
             Request::ExpiringHolds(20),
             Request::ExpiringHolds(0),
+            Request::Subscribe(Box::new(crate::feed::Subscription {
+                from_seq: 9,
+                from_index: 2,
+                types: 6,
+                ledgers: vec![3],
+                accounts: vec![1, 5],
+            })),
+            Request::Subscribe(Box::default()),
             Request::LookupOutcomes(vec![7, u128::MAX]),
             Request::LookupLimits(vec![3]),
             Request::LookupLineage(9),
@@ -1084,10 +1092,10 @@ mod tests {
 
     #[test]
     fn protocol_error_values_are_dense_and_stable() {
-        for value in 1..=14 {
+        for value in 1..=19 {
             assert_eq!(ProtocolError::from_u32(value).map(|e| e as u32), Some(value));
         }
         assert_eq!(ProtocolError::from_u32(0), None);
-        assert_eq!(ProtocolError::from_u32(15), None);
+        assert_eq!(ProtocolError::from_u32(20), None);
     }
 }
