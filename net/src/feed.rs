@@ -139,13 +139,15 @@ async fn finish(mut send: quinn::SendStream, frame: Vec<u8>) {
 /// closes.
 fn follow(feed: &Feed, subscription: &Subscription, request_id: u64, frames: &tokio::sync::mpsc::Sender<Frame>) {
     let durable = &feed.durable;
-    let mut follower = match Follower::open(&feed.config.dir, feed.config.limits, subscription.from_seq, durable.seq()) {
+    let mut follower = match Follower::open(&feed.config.dir, feed.config.limits, subscription.from_seq, durable) {
         Ok(follower) => follower,
         Err(e) => {
             let _ = frames.blocking_send(Err(code_of(&e)));
             return;
         }
     };
+    let filter = subscription.clone();
+    follower.set_filter(Box::new(move |kind, ledger, accounts| filter.wants_parts(kind, ledger, accounts)));
     let mut out = FrameBuilder::new(request_id);
     let first = follower.next_seq();
     let mut progress_at = std::time::Instant::now();

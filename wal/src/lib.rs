@@ -29,6 +29,7 @@ pub use recovery::{
     RecoveryReport,
 };
 pub use storage::{FsStorage, Storage};
+pub use sys::background_thread;
 
 /// When appended entries become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

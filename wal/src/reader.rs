@@ -45,7 +45,9 @@ pub struct LogReader {
     segment: u64,
     offset: u64,
     next_seq: u64,
-    prev_hash: Hash,
+    /// None where the reader was placed at the first entry of a segment after the first: the
+    /// link to the entry before it is not checked there (everything after it is).
+    prev_hash: Option<Hash>,
 }
 
 impl LogReader {
@@ -55,7 +57,7 @@ impl LogReader {
         if segments.first().is_some_and(|first| *first != 0) {
             return Err(ReadError::Recycled { seq: 1 });
         }
-        Ok(LogReader { segment: 0, offset: SEGMENT_HEADER_SIZE as u64, next_seq: 1, prev_hash: GENESIS_HASH })
+        Ok(LogReader { segment: 0, offset: SEGMENT_HEADER_SIZE as u64, next_seq: 1, prev_hash: Some(GENESIS_HASH) })
     }
 
     /// Just after a snapshot's entry, found in the log and its chain hash checked.
@@ -69,7 +71,26 @@ impl LogReader {
             reason: format!("the snapshot at {}: {why}", snapshot.seq),
         })?;
         let End::Clean { segment_pos, offset } = located.end else { unreachable!("a located snapshot ends cleanly") };
-        Ok(LogReader { segment: segments[segment_pos], offset, next_seq: snapshot.seq + 1, prev_hash: snapshot.chain_hash })
+        Ok(LogReader { segment: segments[segment_pos], offset, next_seq: snapshot.seq + 1, prev_hash: Some(snapshot.chain_hash) })
+    }
+
+    /// Before entry `seq`, found from the start of the segment that holds it (every entry from
+    /// there verified, the segment's first entry's link to the one before it excepted).
+    pub fn at<S: Storage>(storage: &S, seq: u64) -> Result<LogReader, ReadError> {
+        let (segments, _) = list(storage)?;
+        let firsts = first_seqs(storage, &segments)?;
+        let Some(pos) = firsts.iter().rposition(|f| f.is_some_and(|first| first <= seq)) else {
+            return Err(if segments.first().is_some_and(|s| *s != 0) {
+                ReadError::Recycled { seq }
+            } else {
+                ReadError::Log(OpenError::Io(format!("no log segment holds entry {seq}")))
+            });
+        };
+        let first = firsts[pos].expect("found above");
+        let prev_hash = (segments[pos] == 0).then_some(GENESIS_HASH);
+        let mut reader = LogReader { segment: segments[pos], offset: SEGMENT_HEADER_SIZE as u64, next_seq: first, prev_hash };
+        reader.read_through(storage, seq - 1, &mut |_| Ok(()))?;
+        Ok(reader)
     }
 
     /// The sequence number of the next entry this reader hands out.
@@ -95,15 +116,17 @@ impl LogReader {
             }
             return Err(ReadError::Recycled { seq: self.next_seq });
         };
-        let anchor = Anchor { expect_seq: Some(self.next_seq), prev_hash: Some(self.prev_hash) };
+        let anchor = Anchor { expect_seq: Some(self.next_seq), prev_hash: self.prev_hash };
         let start = Start { segment_pos, offset: self.offset, anchor };
         let scanned = scan(storage, &segments, start, self.next_seq - 1, Some(last), visit)?;
         if let End::Clean { segment_pos, offset } = scanned.end {
             self.segment = segments[segment_pos];
             self.offset = offset;
         }
+        if scanned.last_seq >= self.next_seq {
+            self.prev_hash = Some(scanned.last_hash);
+        }
         self.next_seq = scanned.last_seq + 1;
-        self.prev_hash = scanned.last_hash;
         if scanned.last_seq < last {
             let segment = segment_name(self.segment);
             let reason = format!("entry {} is durable but could not be read", scanned.last_seq + 1);
@@ -162,6 +185,12 @@ mod tests {
         let mut later = Vec::new();
         from_snapshot.read_through(&reading, 140, &mut |e| Ok(later.push(e.seq))).unwrap();
         assert_eq!(later, (71..=140).collect::<Vec<_>>());
+        for seq in [1, 2, 55, 139, 140] {
+            let mut placed = LogReader::at(&reading, seq).unwrap();
+            let mut read = Vec::new();
+            placed.read_through(&reading, 140, &mut |e| Ok(read.push(e.seq))).unwrap();
+            assert_eq!(read, (seq..=140).collect::<Vec<_>>(), "placed at {seq}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

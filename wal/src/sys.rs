@@ -1,4 +1,5 @@
-//! The two page-cache hints the standard library lacks: drop a file's clean pages, read a range ahead.
+//! What the standard library lacks: two page-cache hints (drop a file's clean pages, read a
+//! range ahead) and a thread's scheduling priority.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -33,5 +34,20 @@ pub(crate) fn read_ahead(file: &File, offset: u64, len: u64) -> io::Result<()> {
     match result {
         0 => Ok(()),
         errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Makes the calling thread run only on CPU time no other thread wants (Linux `SCHED_IDLE`), for
+/// threads that read the log in the background (the change feed's followers): they take what the
+/// writer and the network leave, and give it back at once. Best effort: a refusal leaves the
+/// thread as it was.
+pub fn background_thread() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param`, which lives for the call; 0 names this thread.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

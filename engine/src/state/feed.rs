@@ -7,6 +7,9 @@
 use super::*;
 use crate::types::{Record, RECORD_SIZE};
 
+/// How far from a movement's note its balance notes are looked for.
+const NOTED_NEAR: usize = 8;
+
 /// One thing the engine noted while applying a batch (see [`Engine::set_feed_notes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FeedNote {
@@ -142,39 +145,86 @@ impl Engine {
     /// The events of one batch from its notes, `commands` and `results`, in the order they
     /// happened (a chain's commands before what they did).
     pub fn feed_events(&self, notes: &[FeedNote], commands: &[Command], results: &[ResultCode], out: &mut Vec<FeedEvent>) {
+        self.feed_events_wanted(notes, commands, results, &|_, _, _| true, out);
+    }
+
+    /// As [`Engine::feed_events`], building only the events `wanted` (type, ledger, accounts)
+    /// lets through; the others still take their index.
+    pub fn feed_events_wanted(
+        &self,
+        notes: &[FeedNote],
+        commands: &[Command],
+        results: &[ResultCode],
+        wanted: &dyn Fn(FeedEventType, u32, [u128; 2]) -> bool,
+        out: &mut Vec<FeedEvent>,
+    ) {
         out.clear();
-        let balances_at = balances_index(notes);
-        let after = |account_id: u128, timestamp: u64| -> Balances {
-            let Some(&account) = self.account_index.get(&account_id) else {
-                return Balances::default();
-            };
-            balances_at.get(&(timestamp, account)).copied().unwrap_or_else(|| Balances::of(&self.accounts[account as usize]))
+        let mut index = 0u32;
+        let mut push = |event: Option<FeedEvent>, index: &mut u32| {
+            if let Some(mut event) = event {
+                event.index = *index;
+                out.push(event);
+            }
+            *index += 1;
         };
-        let mut push = |mut event: FeedEvent| {
-            event.index = out.len() as u32;
-            out.push(event);
-        };
-        for note in notes {
+        for (at, note) in notes.iter().enumerate() {
             match *note {
                 FeedNote::Commands { start, end } => {
                     for k in start..end {
-                        push(self.command_event(&commands[k as usize], results[k as usize]));
+                        let command = &commands[k as usize];
+                        let ledger = command.as_transfer().map_or(0, |t| t.ledger);
+                        let event = wanted(FeedEventType::Command, ledger, command.account_ids())
+                            .then(|| self.command_event(command, results[k as usize]));
+                        push(event, &mut index);
                     }
                 }
-                FeedNote::Stored(index) => {
-                    let t = self.transfers[index as usize];
-                    let balances = [after(t.debit_account_id, t.timestamp), after(t.credit_account_id, t.timestamp)];
-                    push(transfer_event(FeedEventType::Transfer, &t, t.timestamp, balances));
+                FeedNote::Stored(transfer) => {
+                    let t = &self.transfers[transfer as usize];
+                    let event = wanted(FeedEventType::Transfer, t.ledger, [t.debit_account_id, t.credit_account_id]).then(|| {
+                        let balances = [
+                            self.noted(notes, at, t.debit_account_id, t.timestamp),
+                            self.noted(notes, at, t.credit_account_id, t.timestamp),
+                        ];
+                        transfer_event(FeedEventType::Transfer, t, t.timestamp, balances)
+                    });
+                    push(event, &mut index);
                 }
                 FeedNote::Expired { transfer, timestamp } => {
-                    let t = self.transfers[transfer as usize];
-                    let balances = [after(t.debit_account_id, timestamp), after(t.credit_account_id, timestamp)];
-                    push(transfer_event(FeedEventType::Expiry, &t, timestamp, balances));
+                    let t = &self.transfers[transfer as usize];
+                    let event = wanted(FeedEventType::Expiry, t.ledger, [t.debit_account_id, t.credit_account_id]).then(|| {
+                        let balances =
+                            [self.noted(notes, at, t.debit_account_id, timestamp), self.noted(notes, at, t.credit_account_id, timestamp)];
+                        transfer_event(FeedEventType::Expiry, t, timestamp, balances)
+                    });
+                    push(event, &mut index);
                 }
-                FeedNote::Run { order, entry } => push(self.run_event(order, &entry)),
+                FeedNote::Run { order, entry } => {
+                    let o = &self.orders[order as usize];
+                    let (debit, credit) = o.spec.accounts();
+                    let event =
+                        wanted(FeedEventType::Run, o.spec.ledger_and_code().0, [debit, credit]).then(|| self.run_event(order, &entry));
+                    push(event, &mut index);
+                }
                 FeedNote::Balances { .. } => {}
             }
         }
+    }
+
+    /// An account's balances noted at `timestamp` next to note `at` (a transfer's follow it, an
+    /// expiry's come just before it); its balances now if none is (never, by construction).
+    fn noted(&self, notes: &[FeedNote], at: usize, account_id: u128, timestamp: u64) -> Balances {
+        let matches = |note: &FeedNote| match *note {
+            FeedNote::Balances { account, timestamp: ts, balances }
+                if ts == timestamp && self.accounts[account as usize].id == account_id =>
+            {
+                Some(balances)
+            }
+            _ => None,
+        };
+        let after = notes[at + 1..].iter().take(NOTED_NEAR).find_map(matches);
+        let found = after.or_else(|| notes[..at].iter().rev().take(NOTED_NEAR).find_map(matches));
+        debug_assert!(found.is_some(), "a movement's balances are noted next to it");
+        found.unwrap_or_else(|| self.account(account_id).map(Balances::of).unwrap_or_default())
     }
 
     fn command_event(&self, command: &Command, result: ResultCode) -> FeedEvent {
@@ -213,17 +263,6 @@ impl Engine {
             balances: [Balances::default(); 2],
         }
     }
-}
-
-/// Balances after each noted change, by (timestamp, account index); the last note wins.
-fn balances_index(notes: &[FeedNote]) -> FxHashMap<(u64, u32), Balances> {
-    let mut index = FxHashMap::default();
-    for note in notes {
-        if let FeedNote::Balances { account, timestamp, balances } = *note {
-            index.insert((timestamp, account), balances);
-        }
-    }
-    index
 }
 
 fn transfer_event(kind: FeedEventType, t: &Transfer, timestamp: u64, balances: [Balances; 2]) -> FeedEvent {

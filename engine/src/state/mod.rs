@@ -896,21 +896,30 @@ impl Engine {
         }
     }
 
-    /// Appends a balance-history entry if the account keeps history.
+    /// Appends a balance-history entry if the account keeps history (and a feed note when
+    /// notes are on); one branch for an account with neither.
+    #[inline]
     fn push_history(&mut self, account: u32, timestamp: u64) {
+        if self.accounts[account as usize].flags & account_flags::HISTORY != 0 || self.feed_on {
+            self.record_balances(account, timestamp);
+        }
+    }
+
+    #[inline(never)]
+    fn record_balances(&mut self, account: u32, timestamp: u64) {
         let record = &self.accounts[account as usize];
+        let balances = Balances::of(record);
+        let history = record.flags & account_flags::HISTORY != 0;
         if self.feed_on {
-            self.note(FeedNote::Balances { account, timestamp, balances: Balances::of(record) });
+            self.note(FeedNote::Balances { account, timestamp, balances });
         }
-        let record = &self.accounts[account as usize];
-        if record.flags & account_flags::HISTORY == 0 {
-            return;
+        if history {
+            let meta = &mut self.account_meta[account as usize];
+            let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
+            meta.last_balance = self.balance_history.len() as u32;
+            self.balance_history.push(entry);
+            self.record(Undo::BalanceEntryPushed);
         }
-        let meta = &mut self.account_meta[account as usize];
-        let entry = BalanceEntry { balances: Balances::of(record), timestamp, account, prev: meta.last_balance };
-        meta.last_balance = self.balance_history.len() as u32;
-        self.balance_history.push(entry);
-        self.record(Undo::BalanceEntryPushed);
     }
 }
 

@@ -121,12 +121,13 @@ impl PanelFeed {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    fn follow(&self, durable: &Durable, stop: &AtomicBool) {
+    fn follow(&self, durable: &Arc<Durable>, stop: &AtomicBool) {
         let from = durable.seq().saturating_sub(LOOKBACK_ENTRIES).max(1);
-        let mut follower = match Follower::open(&self.dir, self.limits, from, durable.seq()) {
+        let mut follower = match Follower::open(&self.dir, self.limits, from, durable) {
             Ok(follower) => follower,
             Err(e) => return eprintln!("bursar: the panel's feed could not start: {e}"),
         };
+        follower.set_filter(Box::new(|kind, _, _| matches!(kind, FeedEventType::Transfer | FeedEventType::Run)));
         *self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Seen::default();
         while !stop.load(Ordering::Acquire) && !durable.is_closed() {
             let last = durable.seq();

@@ -9,17 +9,27 @@
 //! [`Durable`] is what the sequencer publishes: the last durable sequence number, and a wake-up
 //! for followers waiting past it.
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bursar_engine::batch::Body;
 use bursar_engine::replay::Replayer;
-use bursar_engine::{Engine, FeedEvent, FeedNote, Limits};
+use bursar_engine::{Engine, FeedEvent, FeedEventType, FeedNote, Limits};
 use bursar_wal::{FsStorage, LogReader, ReadError};
 
-/// The log's durable end as the sequencer last published it, with a wake-up for waiters.
+/// Bytes of recent entries kept in memory for followers at most (about 64 full entries: half
+/// a second of the heaviest load): a follower within them reads no disk.
+pub const TAIL_BYTES_MAX: usize = 64 << 20;
+
+/// Entry buffers kept for reuse at most (fresh 1 MiB allocations fault per 4 KiB page).
+const TAIL_SPARES_MAX: usize = 16;
+
+/// The log's durable end as the sequencer last published it, with a wake-up for waiters, and,
+/// while any follower runs, the bodies of the latest durable entries (the live tail), so a
+/// follower that keeps up reads them from memory; one that falls behind reads the log files.
 #[derive(Debug, Default)]
 pub struct Durable {
     seq: AtomicU64,
@@ -27,6 +37,29 @@ pub struct Durable {
     waiters: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
+    followers: AtomicUsize,
+    tail: Mutex<Tail>,
+}
+
+/// The latest durable entries' bodies, oldest first, at most [`TAIL_BYTES_MAX`] bytes.
+#[derive(Debug, Default)]
+struct Tail {
+    entries: VecDeque<(u64, Arc<Vec<u8>>)>,
+    bytes: usize,
+    spares: Vec<Vec<u8>>,
+}
+
+/// A follower's registration: while one exists the node keeps the live tail.
+#[derive(Debug)]
+pub struct Following(Arc<Durable>);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if self.0.followers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut tail = self.0.tail.lock().unwrap_or_else(|e| e.into_inner());
+            *tail = Tail::default();
+        }
+    }
 }
 
 impl Durable {
@@ -37,6 +70,50 @@ impl Durable {
             let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.wake.notify_all();
         }
+    }
+
+    /// Whether a follower runs (the node then hands its entries to [`Durable::push_tail`]).
+    pub fn tail_wanted(&self) -> bool {
+        self.followers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Registers a follower for as long as the registration lives.
+    pub fn follow(self: &Arc<Self>) -> Following {
+        self.followers.fetch_add(1, Ordering::AcqRel);
+        Following(Arc::clone(self))
+    }
+
+    /// An empty buffer for an entry's body (a recycled one when there is one).
+    pub fn spare_buffer(&self) -> Vec<u8> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).spares.pop().unwrap_or_default()
+    }
+
+    /// Keeps entry `seq`'s body (durable, or about to be published as durable) in the tail,
+    /// dropping the oldest beyond [`TAIL_BYTES_MAX`].
+    pub fn push_tail(&self, seq: u64, body: Vec<u8>) {
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.tail_wanted() {
+            return;
+        }
+        tail.bytes += body.len();
+        tail.entries.push_back((seq, Arc::new(body)));
+        while tail.bytes > TAIL_BYTES_MAX && tail.entries.len() > 1 {
+            let (_, old) = tail.entries.pop_front().expect("more than one entry");
+            tail.bytes -= old.len();
+            if let Ok(mut buffer) = Arc::try_unwrap(old) {
+                if tail.spares.len() < TAIL_SPARES_MAX {
+                    buffer.clear();
+                    tail.spares.push(buffer);
+                }
+            }
+        }
+    }
+
+    /// Entry `seq`'s body if the tail still holds it.
+    pub fn tail_entry(&self, seq: u64) -> Option<Arc<Vec<u8>>> {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let at = tail.entries.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        Some(Arc::clone(&tail.entries[at].1))
     }
 
     /// The sequencer stopped: nothing more will become durable through it.
@@ -117,33 +194,73 @@ impl From<ReadError> for FeedError {
 const STOPPED: &str = "\u{0}consumer stopped";
 
 /// An engine following the log from a position, handing out each entry's events.
-#[derive(Debug)]
 pub struct Follower {
-    storage: FsStorage,
+    dir: PathBuf,
     engine: Engine,
     replayer: Replayer,
-    reader: LogReader,
+    /// Where the log files are read from when the tail in memory does not hold the next entry
+    /// (None once entries came from memory: placed again when needed).
+    reader: Option<LogReader>,
+    next_seq: u64,
     /// The first entry whose events are handed out.
     from: u64,
     notes: Vec<FeedNote>,
     events: Vec<FeedEvent>,
+    durable: Arc<Durable>,
+    _following: Following,
+    /// Which events to build (by type, ledger and accounts); the others only take their index.
+    wanted: EventFilter,
+}
+
+/// A follower's filter: whether an event of this type, on this ledger, naming these accounts is wanted.
+pub type EventFilter = Box<dyn Fn(FeedEventType, u32, [u128; 2]) -> bool + Send>;
+
+impl core::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Follower").field("dir", &self.dir).field("next_seq", &self.next_seq).field("from", &self.from).finish()
+    }
 }
 
 impl Follower {
     /// A follower of the log in `dir` whose first events are those of entry `from` (0: the entry
-    /// after `durable`). `limits` are the server's (for a log replayed from its first entry).
-    pub fn open(dir: &Path, limits: Limits, from: u64, durable: u64) -> Result<Follower, FeedError> {
-        let from = if from == 0 { durable + 1 } else { from };
-        if from > durable + 1 {
-            return Err(FeedError::Ahead { from, durable });
+    /// after the durable end now). `limits` are the server's (for a log replayed from its first
+    /// entry).
+    pub fn open(dir: &Path, limits: Limits, from: u64, durable: &Arc<Durable>) -> Result<Follower, FeedError> {
+        // A follower gives way to the sequencer and the network: under full load it falls behind
+        // (and reads the log files), never the other way round.
+        let _ = bursar_wal::background_thread();
+        let following = durable.follow();
+        let end = durable.seq();
+        let from = if from == 0 { end + 1 } else { from };
+        if from > end + 1 {
+            return Err(FeedError::Ahead { from, durable: end });
         }
-        let storage = FsStorage::open_read_only(dir).map_err(|e| FeedError::Failed(format!("{}: {e}", dir.display())))?;
+        let storage = read_only(dir)?;
         let (engine, reader) = start_before(&storage, limits, from)?;
-        let mut follower = Follower { storage, engine, replayer: Replayer::new(), reader, from, notes: Vec::new(), events: Vec::new() };
+        let next_seq = reader.next_seq();
+        let mut follower = Follower {
+            dir: dir.to_path_buf(),
+            engine,
+            replayer: Replayer::new(),
+            reader: Some(reader),
+            next_seq,
+            from,
+            notes: Vec::new(),
+            events: Vec::new(),
+            durable: Arc::clone(durable),
+            _following: following,
+            wanted: Box::new(|_, _, _| true),
+        };
         // Silently up to the entry before `from`.
         follower.read_through(from - 1, &mut |_, _| true)?;
         follower.engine.set_feed_notes(true);
         Ok(follower)
+    }
+
+    /// Builds only the events `wanted` lets through from now on (each event still takes its
+    /// index, so positions do not depend on the filter).
+    pub fn set_filter(&mut self, wanted: EventFilter) {
+        self.wanted = wanted;
     }
 
     /// The follower's engine: the state after the last entry it read.
@@ -153,35 +270,73 @@ impl Follower {
 
     /// The next entry this follower reads.
     pub fn next_seq(&self) -> u64 {
-        self.reader.next_seq()
+        self.next_seq
     }
 
     /// Applies every entry through `last` (durable) and hands each entry's sequence number and
     /// events to `emit` (from entry `from` on; a checkpoint's list is empty); `emit` returning
-    /// false stops with [`FeedError::Stopped`].
+    /// false stops with [`FeedError::Stopped`]. Entries still in the live tail come from memory,
+    /// the others from the log files.
     pub fn read_through(&mut self, last: u64, emit: &mut dyn FnMut(u64, &[FeedEvent]) -> bool) -> Result<(), FeedError> {
-        let Follower { storage, engine, replayer, reader, from, notes, events } = self;
-        let outcome = reader.read_through(storage, last, &mut |entry| {
-            let body = replayer.apply(engine, entry.seq, entry.body)?;
-            if entry.seq < *from {
-                return Ok(());
+        while self.next_seq <= last {
+            if let Some(body) = self.durable.tail_entry(self.next_seq) {
+                self.reader = None;
+                let seq = self.next_seq;
+                self.apply(seq, &body, emit).map_err(|why| if why == STOPPED { FeedError::Stopped } else { FeedError::Failed(why) })?;
+                continue;
             }
-            engine.take_feed_notes(notes);
-            events.clear();
-            if let Body::Batch { .. } = body {
-                engine.feed_events(notes, replayer.commands(), replayer.results(), events);
+            self.read_log(last, emit)?;
+        }
+        Ok(())
+    }
+
+    /// Reads entries from the log files: through `last`, or up to the first one the tail holds.
+    fn read_log(&mut self, last: u64, emit: &mut dyn FnMut(u64, &[FeedEvent]) -> bool) -> Result<(), FeedError> {
+        let storage = read_only(&self.dir)?;
+        let mut reader = match self.reader.take() {
+            Some(reader) if reader.next_seq() == self.next_seq => reader,
+            _ => LogReader::at(&storage, self.next_seq)?,
+        };
+        // Up to the entry before the first the tail holds, if that comes before `last`.
+        let mut upto = last;
+        for seq in self.next_seq + 1..=last.min(self.next_seq + 64) {
+            if self.durable.tail_entry(seq).is_some() {
+                upto = seq - 1;
+                break;
             }
-            if emit(entry.seq, events) {
-                Ok(())
-            } else {
-                Err(STOPPED.to_string())
-            }
-        });
+        }
+        let outcome = reader.read_through(&storage, upto, &mut |entry| self.apply(entry.seq, entry.body, emit));
+        self.reader = Some(reader);
         match outcome {
             Err(ReadError::Log(bursar_wal::OpenError::Visitor(why))) if why == STOPPED => Err(FeedError::Stopped),
             other => Ok(other?),
         }
     }
+
+    /// Applies one entry and hands out its events.
+    fn apply(&mut self, seq: u64, body: &[u8], emit: &mut dyn FnMut(u64, &[FeedEvent]) -> bool) -> Result<(), String> {
+        assert_eq!(seq, self.next_seq, "entries are applied in order");
+        let applied = self.replayer.apply(&mut self.engine, seq, body)?;
+        self.next_seq = seq + 1;
+        if seq < self.from {
+            return Ok(());
+        }
+        self.engine.take_feed_notes(&mut self.notes);
+        self.events.clear();
+        if let Body::Batch { .. } = applied {
+            let (commands, results) = (self.replayer.commands(), self.replayer.results());
+            self.engine.feed_events_wanted(&self.notes, commands, results, &*self.wanted, &mut self.events);
+        }
+        if emit(seq, &self.events) {
+            Ok(())
+        } else {
+            Err(STOPPED.to_string())
+        }
+    }
+}
+
+fn read_only(dir: &Path) -> Result<FsStorage, FeedError> {
+    FsStorage::open_read_only(dir).map_err(|e| FeedError::Failed(format!("{}: {e}", dir.display())))
 }
 
 /// The engine and reader to start from for a feed whose first entry is `from`: the newest

@@ -24,6 +24,8 @@ use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 
 use bursar_wire::metrics::Metrics;
 
+use crate::feed::Durable;
+
 /// Why the node cannot go on or could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeError {
@@ -113,6 +115,10 @@ pub struct Node<S: Storage> {
     snapshot_copy_current: bool,
     /// Tells the writer of the snapshot in flight to stop pacing itself.
     snapshot_hurry: Arc<AtomicBool>,
+    /// Where entries' bodies go while a change-feed follower runs (the live tail), and those
+    /// appended since the last sync.
+    feed_tail: Option<Arc<Durable>>,
+    captured: Vec<(u64, Vec<u8>)>,
 }
 
 use bursar_engine::replay::Replayer;
@@ -153,6 +159,8 @@ impl<S: Storage> Node<S> {
             snapshot_copy: Arc::default(),
             snapshot_copy_current: false,
             snapshot_hurry: Arc::default(),
+            feed_tail: None,
+            captured: Vec::new(),
         };
         Ok((node, report))
     }
@@ -216,6 +224,36 @@ impl<S: Storage> Node<S> {
         self.snapshot_copy_current = on;
     }
 
+    /// Hands every entry's body, once durable, to `durable`'s live tail while a follower runs
+    /// (a copy per entry then; nothing otherwise).
+    pub fn set_feed_tail(&mut self, durable: Arc<Durable>) {
+        self.feed_tail = Some(durable);
+    }
+
+    /// Appends an entry whose body `fill` writes, keeping a copy for the live tail when wanted.
+    fn append_entry(&mut self, clock: u64, fill: impl FnOnce(&mut Vec<u8>)) -> Result<u64, NodeError> {
+        let Some(tail) = self.feed_tail.as_ref().filter(|tail| tail.tail_wanted()) else {
+            return Ok(self.wal.append_with(clock, fill)?);
+        };
+        let mut copy = tail.spare_buffer();
+        let seq = self.wal.append_with(clock, |buffer| {
+            let start = buffer.len();
+            fill(buffer);
+            copy.extend_from_slice(&buffer[start..]);
+        })?;
+        self.captured.push((seq, copy));
+        Ok(seq)
+    }
+
+    /// The entries appended since the last sync are durable: into the live tail.
+    fn publish_captured(&mut self) {
+        if let Some(tail) = &self.feed_tail {
+            for (seq, body) in self.captured.drain(..) {
+                tail.push_tail(seq, body);
+            }
+        }
+    }
+
     /// Logs a checkpoint every `entries` entries (at least 1).
     pub fn set_checkpoint_every_entries(&mut self, entries: u64) {
         self.checkpoint_every_entries = entries.max(1);
@@ -224,7 +262,7 @@ impl<S: Storage> Node<S> {
     /// Appends (without syncing) a checkpoint of the current state.
     fn append_checkpoint(&mut self) -> Result<u64, NodeError> {
         let checkpoint = Checkpoint { clock: self.engine.timestamp(), digest: self.engine.state_digest() };
-        let seq = self.wal.append_with(checkpoint.clock, |buffer| batch::encode_checkpoint(&checkpoint, buffer))?;
+        let seq = self.append_entry(checkpoint.clock, |buffer| batch::encode_checkpoint(&checkpoint, buffer))?;
         self.entries_since_checkpoint = 0;
         self.metrics.entries += 1;
         Ok(seq)
@@ -264,7 +302,7 @@ impl<S: Storage> Node<S> {
         }
         let mut seq = 0;
         for input in batches {
-            seq = self.wal.append_with(now, |buffer| batch::encode_requests(now, input.commands, input.request_ends, buffer))?;
+            seq = self.append_entry(now, |buffer| batch::encode_requests(now, input.commands, input.request_ends, buffer))?;
             self.entries_since_checkpoint += 1;
         }
         // The log holds the commands, not their results, so applying can overlap the sync: a
@@ -285,6 +323,7 @@ impl<S: Storage> Node<S> {
             }
         }
         self.wal.sync_finish()?;
+        self.publish_captured();
         self.metrics.record_sync(self.wal.last_sync_ns());
         self.metrics.entries += batches.len() as u64;
         self.metrics.batches += batches.len() as u64;
@@ -386,6 +425,7 @@ impl<S: Storage> Node<S> {
     /// Syncs the log, timing it for the metrics.
     fn sync(&mut self) -> Result<u64, NodeError> {
         let seq = self.wal.sync()?;
+        self.publish_captured();
         self.metrics.record_sync(self.wal.last_sync_ns());
         Ok(seq)
     }

@@ -141,6 +141,8 @@ pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> st
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let durable = Arc::new(Durable::default());
     durable.publish(node.durable_seq());
+    let mut node = node;
+    node.set_feed_tail(Arc::clone(&durable));
     let publisher = Arc::clone(&durable);
     let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || {
         let outcome = run(node, inbox, recycler, config, &publisher);

@@ -38,9 +38,14 @@ pub struct Subscription {
 impl Subscription {
     /// Whether the filter lets `event` through (progress events are decided by the type mask alone).
     pub fn wants(&self, event: &FeedEvent) -> bool {
-        (self.types == 0 || self.types & event.kind.bit() != 0)
-            && (self.ledgers.is_empty() || self.ledgers.contains(&event.ledger))
-            && (self.accounts.is_empty() || event.accounts.iter().any(|a| *a != 0 && self.accounts.binary_search(a).is_ok()))
+        self.wants_parts(event.kind, event.ledger, event.accounts)
+    }
+
+    /// [`Subscription::wants`] from an event's type, ledger and accounts.
+    pub fn wants_parts(&self, kind: FeedEventType, ledger: u32, accounts: [u128; 2]) -> bool {
+        (self.types == 0 || self.types & kind.bit() != 0)
+            && (self.ledgers.is_empty() || self.ledgers.contains(&ledger))
+            && (self.accounts.is_empty() || accounts.iter().any(|a| *a != 0 && self.accounts.binary_search(a).is_ok()))
     }
 
     /// Whether progress events are wanted.
