@@ -117,7 +117,7 @@ fn main() -> std::process::ExitCode {
 fn run(command: Cmd) -> Result<()> {
     match command {
         Cmd::Start { data, listen, client_ca, options, panel_accounts, panel_large } => {
-            start(&data, listen, client_ca.as_deref(), options, (panel_accounts, panel_large))
+            start(&data, listen, client_ca.as_deref(), options, PanelArgs { marked: panel_accounts, large: panel_large })
         }
         Cmd::Client(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -219,6 +219,13 @@ fn marked_account(text: &str) -> std::result::Result<(String, u128), String> {
     Ok((role.to_string(), id))
 }
 
+/// What the panel shows besides the books: the marked accounts, and from what amount a movement
+/// is large, per ledger.
+struct PanelArgs {
+    marked: Vec<(String, u128)>,
+    large: Vec<(u32, String)>,
+}
+
 /// `--panel-large LEDGER:AMOUNT`.
 fn large_threshold(text: &str) -> std::result::Result<(u32, String), String> {
     let (ledger, amount) = text.split_once(':').ok_or_else(|| format!("{text:?}: LEDGER:AMOUNT, e.g. 978:5000.00"))?;
@@ -233,7 +240,7 @@ fn start(
     listen: std::net::SocketAddr,
     client_ca: Option<&Path>,
     options: StartOptions,
-    (marked, large): (Vec<(String, u128)>, Vec<(u32, String)>),
+    PanelArgs { marked, large }: PanelArgs,
 ) -> Result<()> {
     let started = Instant::now();
     // Before anything is created: a port another process holds is named, and no data directory

@@ -36,7 +36,7 @@ fn transfer(id: u128) -> Command {
     let debit = 1 + id % ACCOUNTS;
     let credit = 1 + (debit + id / ACCOUNTS) % ACCOUNTS;
     let credit = if credit == debit { debit % ACCOUNTS + 1 } else { credit };
-    let flags = if id % 7 == 0 { bursar_engine::transfer_flags::PENDING } else { 0 };
+    let flags = if id.is_multiple_of(7) { bursar_engine::transfer_flags::PENDING } else { 0 };
     let timeout = if flags != 0 { 1 } else { 0 };
     let t = Transfer {
         id,

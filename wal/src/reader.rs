@@ -183,12 +183,22 @@ mod tests {
         let (header, _) = crate::read_snapshot(&reading, 70).unwrap();
         let mut from_snapshot = LogReader::after_snapshot(&reading, &header).unwrap();
         let mut later = Vec::new();
-        from_snapshot.read_through(&reading, 140, &mut |e| Ok(later.push(e.seq))).unwrap();
+        from_snapshot
+            .read_through(&reading, 140, &mut |e| {
+                later.push(e.seq);
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(later, (71..=140).collect::<Vec<_>>());
         for seq in [1, 2, 55, 139, 140] {
             let mut placed = LogReader::at(&reading, seq).unwrap();
             let mut read = Vec::new();
-            placed.read_through(&reading, 140, &mut |e| Ok(read.push(e.seq))).unwrap();
+            placed
+                .read_through(&reading, 140, &mut |e| {
+                    read.push(e.seq);
+                    Ok(())
+                })
+                .unwrap();
             assert_eq!(read, (seq..=140).collect::<Vec<_>>(), "placed at {seq}");
         }
         let _ = std::fs::remove_dir_all(&dir);
