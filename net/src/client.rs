@@ -385,6 +385,12 @@ impl EventStream {
         }
     }
 
+    /// The subscription as a `futures` [`Stream`](futures_util::Stream) of events, ending after
+    /// the server finishes it or after the first error.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<bursar_wire::feed::Event, ClientError>> {
+        futures_util::stream::unfold(self, |mut events| async move { events.next().await.map(|next| (next, events)) })
+    }
+
     fn take_frame(&mut self, header: &protocol::Header, body: &[u8]) -> Result<(), ClientError> {
         if header.request_id != self.request_id {
             return Err(ClientError::Protocol(ProtocolError::LengthMismatch));
@@ -403,7 +409,8 @@ impl EventStream {
 impl Client {
     /// Opens a change-feed subscription: the events of every durable log entry from
     /// `subscription.from_seq` on (0: from the next one), those its filter wants, in log order,
-    /// until the stream is dropped. Each event carries its position (entry, index): keep the last
+    /// until the stream is dropped (read them with [`EventStream::next`], or as a `Stream` with
+    /// [`EventStream::into_stream`]). Each event carries its position (entry, index): keep the last
     /// one and resume from it (`from_seq` = its entry, `from_index` = its index + 1, or the entry
     /// after a progress event) to see every event exactly once across disconnects.
     pub async fn subscribe(&self, subscription: bursar_wire::feed::Subscription) -> Result<EventStream, ClientError> {
