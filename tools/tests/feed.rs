@@ -273,7 +273,7 @@ async fn a_recycled_position_is_refused_and_later_ones_are_served_from_a_snapsho
     let durable = client.status().await.expect("status").seq;
     // Read as a `futures` stream this time.
     let stream = client.subscribe(Subscription { from_seq: durable, ..Subscription::default() }).await.expect("subscribe");
-    let mut stream = std::pin::pin!(stream.into_stream());
+    let mut stream = Box::pin(stream.into_stream());
     let next = futures_util::StreamExt::next(&mut stream);
     let first = tokio::time::timeout(Duration::from_secs(20), next).await.expect("an event").expect("open").expect("an event");
     assert_eq!(first.seq, durable, "the feed starts at the position asked for");
