@@ -257,8 +257,9 @@ fn start(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let http = if options.no_http { None } else { Some(start_http(&runtime, options.http)?) };
     if let Some((state, _)) = &http {
+        let suspense = marked.iter().filter(|(role, _)| role == "suspense").map(|(_, id)| *id).collect();
         state.set_marked(marked);
-        state.set_feed(bursar_http::movements::PanelFeed::new(data.join("log"), Limits::default(), large));
+        state.set_feed(bursar_http::movements::PanelFeed::new(data.join("log"), Limits::default(), large, suspense));
     }
     let config = WalConfig { retention, ..wal_config(options.segment_mib) };
     let dir = data.join("log");

@@ -106,7 +106,8 @@ fn base64(text: &str) -> Vec<u8> {
 fn the_panel_shows_the_books_and_follows_them_live() {
     let dir = std::env::temp_dir().join(format!("bursar-panel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let marks = ["--panel-account", "payout:11", "--panel-account", "bank:404", "--panel-large", "978:1000"];
+    let marks =
+        ["--panel-account", "payout:11", "--panel-account", "bank:404", "--panel-account", "suspense:13", "--panel-large", "978:1000"];
     let (child, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &marks);
     let _server = common::Running(child);
     let http = common::http_addr(&said);
@@ -121,6 +122,9 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     // an account that cannot pay: its first run fails at once.
     client(&["create-account", "--id", "12", "--ledger", "978", "--code", "60", "--no-overdraft"]);
     client(&["credit", "--id", "104", "--account", "12", "--amount", "1500.00", "--ledger", "978"]);
+    // Money no order explained, booked onto the suspense account (what `bursar desk import` does).
+    client(&["create-account", "--id", "13", "--ledger", "978", "--code", "31"]);
+    client(&["credit", "--id", "105", "--account", "13", "--amount", "42.00", "--ledger", "978"]);
     client(&[
         "standing-order",
         "create",
@@ -183,6 +187,8 @@ fn the_panel_shows_the_books_and_follows_them_live() {
     assert_eq!(wait_for(driver.1, &session, large, "1500.00 EUR"), "1500.00 EUR");
     let small = "return String(document.querySelectorAll('#large-movements tr[data-id=\"103\"]').length)";
     assert_eq!(wait_for(driver.1, &session, small, "0"), "0", "7.50 is not large");
+    let unmatched = "return document.querySelector('#unmatched-lines tr[data-id=\"105\"] td.amount')?.textContent ?? ''";
+    assert_eq!(wait_for(driver.1, &session, unmatched, "42.00 EUR"), "42.00 EUR");
     let failed = "return document.querySelector('#failed-runs tr[data-id=\"7:1\"] td.bad')?.textContent ?? ''";
     assert_eq!(wait_for(driver.1, &session, failed, "failed"), "failed");
 

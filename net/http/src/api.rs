@@ -201,14 +201,16 @@ fn movements_json(seen: &movements::Seen, ledgers: &[LedgerTotals]) -> Value {
             .find(|l| l.ledger.id == id)
             .map_or((String::new(), 0), |l| (String::from_utf8_lossy(&l.ledger.currency).into_owned(), l.ledger.scale))
     };
-    let large = seen.large.iter().map(|m| {
+    let movement = |m: &movements::Movement| {
         let (currency, scale) = scale_of(m.transfer.ledger);
         let t = &m.transfer;
         json!({
             "id": t.id.to_string(), "debit_account": t.debit_account_id.to_string(), "credit_account": t.credit_account_id.to_string(),
             "amount": decimal(t.amount, scale), "currency": currency, "code": t.code, "timestamp_ns": t.timestamp, "seq": m.seq,
         })
-    });
+    };
+    let large = seen.large.iter().map(movement);
+    let unmatched = seen.unmatched.iter().map(movement);
     let failed = seen.failed_runs.iter().map(|r| {
         let (currency, scale) = scale_of(r.ledger);
         json!({
@@ -217,7 +219,10 @@ fn movements_json(seen: &movements::Seen, ledgers: &[LedgerTotals]) -> Value {
             "debit_account": r.accounts[0].to_string(), "credit_account": r.accounts[1].to_string(),
         })
     });
-    json!({ "large": large.collect::<Vec<_>>(), "failed_runs": failed.collect::<Vec<_>>(), "feed_seq": seen.seq })
+    json!({
+        "large": large.collect::<Vec<_>>(), "failed_runs": failed.collect::<Vec<_>>(), "unmatched": unmatched.collect::<Vec<_>>(),
+        "feed_seq": seen.seq,
+    })
 }
 
 /// What one tick of `/api/events` carries.

@@ -49,6 +49,8 @@ pub struct Seen {
     pub large: VecDeque<Movement>,
     /// Newest first.
     pub failed_runs: VecDeque<FailedRun>,
+    /// Money booked onto a suspense account (statement lines no order explained), newest first.
+    pub unmatched: VecDeque<Movement>,
     /// The last log entry read.
     pub seq: u64,
 }
@@ -60,6 +62,8 @@ pub struct PanelFeed {
     limits: Limits,
     /// Per ledger, "large" from this amount on, as written (`"5000.00"`).
     thresholds: Vec<(u32, String)>,
+    /// The accounts marked `suspense`: money credited to them is listed as unmatched.
+    suspense: Vec<u128>,
     seen: Mutex<Seen>,
     /// Bumped after each entry read: the event streams wait on it.
     changed: tokio::sync::watch::Sender<u64>,
@@ -82,13 +86,14 @@ impl Drop for Watching {
 }
 
 impl PanelFeed {
-    /// A feed over the log in `dir` (`thresholds`: per ledger, the amount from which a movement
-    /// is large).
-    pub fn new(dir: PathBuf, limits: Limits, thresholds: Vec<(u32, String)>) -> Arc<PanelFeed> {
+    /// A feed over the log in `dir`; `thresholds`: per ledger, the amount from which a movement
+    /// is large; `suspense`: the accounts whose credits are unmatched statement lines.
+    pub fn new(dir: PathBuf, limits: Limits, thresholds: Vec<(u32, String)>, suspense: Vec<u128>) -> Arc<PanelFeed> {
         Arc::new(PanelFeed {
             dir,
             limits,
             thresholds,
+            suspense,
             seen: Mutex::new(Seen::default()),
             changed: tokio::sync::watch::channel(0).0,
             open_panels: AtomicUsize::new(0),
@@ -159,6 +164,9 @@ impl PanelFeed {
                     let scale = follower.engine().ledger(t.ledger).map_or(0, |l| l.scale);
                     if t.amount >= self.threshold(t.ledger, scale) {
                         push_newest(&mut seen.large, Movement { transfer: t, seq: *seq });
+                    }
+                    if self.suspense.contains(&t.credit_account_id) {
+                        push_newest(&mut seen.unmatched, Movement { transfer: t, seq: *seq });
                     }
                 }
                 FeedEventType::Run if matches!(RunEvent::from_u8(e.detail), Some(RunEvent::Failed | RunEvent::Retrying)) => {
