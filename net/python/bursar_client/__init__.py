@@ -3,11 +3,11 @@ exact decimal amounts. Requires aioquic."""
 
 from .client import Client
 from .wire import (
-    Account, AccountFlags, Command, Exchange, Kind, Ledger, OrderChange, ProtocolError, Quote, ResultCode, StandingOrder, Transfer,
+    Account, AccountFlags, Command, Event, EventType, Exchange, Kind, Ledger, OrderChange, ProtocolError, Quote, ResultCode, StandingOrder, Transfer,
     TransferFlags, Trigger,
 )
 
 __all__ = [
-    "Account", "AccountFlags", "Client", "Command", "Exchange", "Kind", "Ledger", "OrderChange", "ProtocolError", "Quote",
+    "Account", "AccountFlags", "Client", "Command", "Event", "EventType", "Exchange", "Kind", "Ledger", "OrderChange", "ProtocolError", "Quote",
     "ResultCode", "StandingOrder", "Transfer", "TransferFlags", "Trigger",
 ]

@@ -28,6 +28,7 @@ class _Protocol(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._replies: dict[int, tuple[bytearray, asyncio.Future]] = {}
+        self._streams: dict[int, asyncio.Queue] = {}
 
     def request(self, frame: bytes) -> asyncio.Future:
         stream_id = self._quic.get_next_available_stream_id()
@@ -37,8 +38,30 @@ class _Protocol(QuicConnectionProtocol):
         self.transmit()
         return future
 
+    def open_stream(self, frame: bytes) -> tuple[int, asyncio.Queue]:
+        """Sends a request whose reply goes on (a subscription): its bytes arrive on the queue as
+        they come, then None when the server finishes the stream."""
+        stream_id = self._quic.get_next_available_stream_id()
+        queue: asyncio.Queue = asyncio.Queue()
+        self._streams[stream_id] = queue
+        self._quic.send_stream_data(stream_id, frame, end_stream=True)
+        self.transmit()
+        return stream_id, queue
+
+    def close_stream(self, stream_id: int) -> None:
+        """Stops reading a subscription: the server ends it."""
+        if self._streams.pop(stream_id, None) is not None:
+            self._quic.stop_stream(stream_id, 0)
+            self.transmit()
+
     def quic_event_received(self, event) -> None:
-        if isinstance(event, StreamDataReceived) and event.stream_id in self._replies:
+        if isinstance(event, StreamDataReceived) and event.stream_id in self._streams:
+            queue = self._streams[event.stream_id]
+            queue.put_nowait(event.data)
+            if event.end_stream:
+                queue.put_nowait(None)
+                del self._streams[event.stream_id]
+        elif isinstance(event, StreamDataReceived) and event.stream_id in self._replies:
             data, future = self._replies[event.stream_id]
             data.extend(event.data)
             if event.end_stream:
@@ -50,6 +73,9 @@ class _Protocol(QuicConnectionProtocol):
                 if not future.done():
                     future.set_exception(ConnectionError(f"connection closed: {event.reason_phrase or event.error_code}"))
             self._replies.clear()
+            for queue in self._streams.values():
+                queue.put_nowait(None)
+            self._streams.clear()
 
 
 def _pem(der: bytes) -> bytes:
@@ -137,6 +163,34 @@ class Client:
             raise LookupError(f"account {account_id} not found")
         ledger = await self.ledger(account.ledger)
         return ledger.amount(account.credits_posted) - ledger.amount(account.debits_posted)
+
+    async def subscribe(self, from_seq: int = 0, from_index: int = 0, types: list[wire.EventType] | None = None,
+                        ledgers: list[int] | None = None, accounts: list[int] | None = None):
+        """The change feed (docs/protocol.md, "Change feed"): yields events in log order from entry
+        `from_seq` (0: the next to become durable), skipping that entry's events below
+        `from_index`, until the caller stops iterating (the subscription is then closed) or the
+        server ends it (an error frame raises `FrameError`)."""
+        self._next_id += 1
+        stream_id, queue = self._protocol.open_stream(wire.encode_subscribe(self._next_id, from_seq, from_index, types, ledgers, accounts))
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    if buffer:
+                        raise wire.FrameError("the feed stream ended inside a frame", wire.ProtocolError.TRUNCATED)
+                    return
+                buffer.extend(chunk)
+                while len(buffer) >= wire.HEADER_SIZE:
+                    length = int.from_bytes(buffer[20:24], "little")
+                    if len(buffer) < wire.HEADER_SIZE + length:
+                        break
+                    frame = wire.decode_frame(bytes(buffer[: wire.HEADER_SIZE + length]))
+                    del buffer[: wire.HEADER_SIZE + length]
+                    for event in wire.decode_events(frame):
+                        yield event
+        finally:
+            self._protocol.close_stream(stream_id)
 
     async def close(self) -> None:
         self._keepalive.cancel()

@@ -664,3 +664,70 @@ def decode_results(body: bytes) -> list[ResultCode]:
 
 def records(body: bytes) -> list[bytes]:
     return [body[k : k + RECORD_SIZE] for k in range(0, len(body), RECORD_SIZE)]
+
+
+class EventType(enum.IntEnum):
+    """A change-feed event's type (docs/protocol.md, "Change feed")."""
+
+    COMMAND = 1
+    TRANSFER = 2
+    EXPIRY = 3
+    RUN = 4
+    PROGRESS = 5
+
+
+SUBSCRIBE_LEDGERS_MAX = 24
+EVENT_BYTES = 3 * 128
+
+
+def encode_subscribe(request_id: int, from_seq: int = 0, from_index: int = 0, types: list[EventType] | None = None,
+                     ledgers: list[int] | None = None, accounts: list[int] | None = None) -> bytes:
+    """The subscription record (from_seq u64 @0, from_index u32 @8, types u32 @12, 24 ledgers u32
+    @16, 16 zero bytes), then one 16-byte id per account."""
+    ledgers, accounts = ledgers or [], accounts or []
+    if len(ledgers) > SUBSCRIBE_LEDGERS_MAX:
+        raise ValueError(f"at most {SUBSCRIBE_LEDGERS_MAX} ledgers")
+    mask = 0
+    for t in types or []:
+        mask |= 1 << int(t)
+    record = struct.pack("<QII", from_seq, from_index, mask) + b"".join(struct.pack("<I", l) for l in ledgers)
+    record = record.ljust(128, b"\0")
+    body = record + b"".join(_u128(a) for a in accounts)
+    return encode_frame(FrameType.REQUEST, Operation.SUBSCRIBE, request_id, 1 + len(accounts), body)
+
+
+@dataclass
+class Event:
+    """One change-feed event: its position (seq, index), what it is, and for transfers and
+    expiries both accounts' balances right after it (debits_pending, debits_posted,
+    credits_pending, credits_posted)."""
+
+    seq: int
+    index: int
+    type: EventType
+    detail: int
+    result: ResultCode
+    ledger: int
+    timestamp: int
+    debit_account_id: int
+    credit_account_id: int
+    record: bytes
+    debit_balances: tuple[int, int, int, int]
+    credit_balances: tuple[int, int, int, int]
+
+    @staticmethod
+    def decode(b: bytes) -> "Event":
+        seq, index, kind, detail, zero, result, ledger, timestamp = struct.unpack("<QIBBHIIQ", b[:32])
+        if zero or any(b[64:128]):
+            raise FrameError("an event's reserved bytes are not zero", ProtocolError.RESERVED_NOT_ZERO)
+        tail = b[256:384]
+        side = lambda at: tuple(_get_u128(tail, at + 16 * k) for k in range(4))
+        return Event(seq, index, EventType(kind), detail, ResultCode(result), ledger, timestamp, _get_u128(b, 32), _get_u128(b, 48),
+                     b[128:256], side(0), side(64))
+
+
+def decode_events(frame: Frame) -> list[Event]:
+    """A reply frame of events, three 128-byte records each."""
+    if frame.count % 3 or len(frame.body) != frame.count * 128:
+        raise FrameError("an events frame's length does not fit its record count", ProtocolError.LENGTH_MISMATCH)
+    return [Event.decode(frame.body[k : k + EVENT_BYTES]) for k in range(0, len(frame.body), EVENT_BYTES)]

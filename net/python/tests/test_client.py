@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bursar_client import Account, AccountFlags, Client, Command, Exchange, Kind, Ledger, OrderChange, Quote, ResultCode, StandingOrder, Transfer, Trigger  # noqa: E402,E501
+from bursar_client import EventType, Account, AccountFlags, Client, Command, Exchange, Kind, Ledger, OrderChange, Quote, ResultCode, StandingOrder, Transfer, Trigger  # noqa: E402,E501
 from bursar_client.wire import _u128  # noqa: E402
 import struct  # noqa: E402
 from bursar_client import wire  # noqa: E402
@@ -105,6 +105,25 @@ async def session(host: str, port: int, cert: str) -> None:
         assert await client.submit([Command(Kind.EXCHANGE, swap)]) == [ResultCode.EXISTS]
         legs = await client.lookup_transfers([301, 302])
         assert [t.amount for t in legs if t] == [1_000, 4_321], legs
+        # The change feed from the first entry: every command with its result, each transfer with
+        # both balances right after it; resumed inside an entry, it skips what was seen.
+        seen = []
+        async for event in client.subscribe(from_seq=1):
+            seen.append(event)
+            if event.type == EventType.TRANSFER and Transfer.decode(event.record).id == 302:
+                break
+        assert seen[0].type == EventType.COMMAND and seen[0].detail == Kind.CREATE_LEDGER and seen[0].result == ResultCode.OK
+        first_101 = next(e for e in seen if e.type == EventType.TRANSFER and Transfer.decode(e.record).id == 101)
+        assert first_101.debit_account_id == 10 and first_101.credit_account_id == 11
+        assert first_101.credit_balances[3] == 1_250, "credits posted on account 11 right after transfer 101"
+        declined = [e for e in seen if e.type == EventType.COMMAND and e.result == ResultCode.EXCEEDS_CREDITS]
+        assert len(declined) == 1 and Transfer.decode(declined[0].record).id == 102
+        assert [(e.seq, e.index) for e in seen] == sorted((e.seq, e.index) for e in seen)
+        again = []
+        async for event in client.subscribe(from_seq=first_101.seq, from_index=first_101.index, types=[EventType.TRANSFER]):
+            again.append(event)
+            break
+        assert (again[0].seq, again[0].index, again[0].record) == (first_101.seq, first_101.index, first_101.record)
 
 
 class Online(unittest.TestCase):
