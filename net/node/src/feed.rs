@@ -309,6 +309,12 @@ impl Follower {
         self.reader = Some(reader);
         match outcome {
             Err(ReadError::Log(bursar_wal::OpenError::Visitor(why))) if why == STOPPED => Err(FeedError::Stopped),
+            // Retention may recycle a segment while it is read (its bytes then change under the
+            // reader): if the entry is gone from the log now, that is what happened.
+            Err(ReadError::Log(e)) => match LogReader::at(&storage, self.next_seq) {
+                Err(ReadError::Recycled { seq }) => Err(FeedError::Recycled { seq }),
+                _ => Err(FeedError::Failed(e.to_string())),
+            },
             other => Ok(other?),
         }
     }
