@@ -1,0 +1,39 @@
+//! What a stored transfer costs in resident memory today, split into the engine's tables and the
+//! snapshot copy a server keeps current, at N transfers (issue 25's starting point):
+//! `cargo run --release -p bursar-bench --example history_probe -- 10000000`.
+//! The engine grows as a live server's does (no reservation); resident bytes are read from
+//! `/proc/self/statm` after each part.
+
+use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
+use bursar_engine::{SnapshotView, BATCH_COMMANDS_MAX};
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    statm.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()).expect("statm resident field") * 4096
+}
+
+fn main() {
+    let transfers: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    const ACCOUNTS: u64 = 10_000;
+    let mut engine = engine_with_accounts(ACCOUNTS, 0);
+    let base = resident_bytes();
+    let (mut rng, mut results, mut now, mut id) = (Rng(7), Vec::new(), 1u64 << 40, 1u128 << 64);
+    while engine.transfers().len() < transfers {
+        let batch = transfer_batch(&mut rng, ACCOUNTS, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
+        id += BATCH_COMMANDS_MAX as u128;
+        now += 1_000_000;
+        results.clear();
+        engine.execute(now, &batch, &mut results).expect("batch");
+    }
+    let stored = engine.transfers().len() as f64;
+    let with_engine = resident_bytes();
+    let mut copy = SnapshotView::default();
+    engine.snapshot_view_catch_up(&mut copy, usize::MAX);
+    let with_copy = resident_bytes();
+    let per = |bytes: usize| bytes as f64 / stored;
+    println!("transfers stored: {stored}");
+    println!("engine tables: {:.1} bytes/transfer (record 128 and per-account links 8; the rest is the id index and growth slack)", per(with_engine - base));
+    println!("snapshot copy kept current: {:.1} bytes/transfer", per(with_copy - with_engine));
+    println!("total: {:.1} bytes/transfer", per(with_copy - base));
+    std::hint::black_box(&copy);
+}
