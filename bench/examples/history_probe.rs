@@ -32,7 +32,10 @@ fn main() {
     let with_copy = resident_bytes();
     let per = |bytes: usize| bytes as f64 / stored;
     println!("transfers stored: {stored}");
-    println!("engine tables: {:.1} bytes/transfer (record 128 and per-account links 8; the rest is the id index and growth slack)", per(with_engine - base));
+    println!(
+        "engine tables: {:.1} bytes/transfer (record 128 and per-account links 8; the rest is the id index and growth slack)",
+        per(with_engine - base)
+    );
     println!("snapshot copy kept current: {:.1} bytes/transfer", per(with_copy - with_engine));
     println!("total: {:.1} bytes/transfer", per(with_copy - base));
     std::hint::black_box(&copy);

@@ -29,7 +29,7 @@ fn main() {
     let _ = engine.state_digest();
     println!("state digest (all changes since the start): {:?}", t.elapsed());
     let mut view = bursar_engine::SnapshotView::default();
-    view.preallocate(accounts as usize + 16, capacity);
+    view.preallocate(accounts as usize + 16);
     for round in 0..3 {
         // Round 0 copies into fresh memory (a server's first snapshot when it made no copy at
         // start); round 1 into the memory of round 0's copy after 1 024 more batches (8.4 M

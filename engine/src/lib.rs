@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod chunked;
 pub mod command;
 pub mod id_hash;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod state;
 pub mod statement;
 pub mod types;
 
+pub use chunked::Chunked;
 pub use command::{Command, CommandKind};
 pub use limits::{Limits, BATCH_COMMANDS_MAX};
 pub use query::{filter_flags, AccountBalance, AccountFilter, CodeTotals, LedgerTotals};

@@ -150,7 +150,7 @@ impl Engine {
     }
 
     /// Every transfer, in timestamp order.
-    pub fn transfers(&self) -> &[Transfer] {
+    pub fn transfers(&self) -> &crate::Chunked<Transfer> {
         &self.transfers
     }
 
@@ -328,9 +328,9 @@ impl Engine {
         if self.recompute_sum() != self.settled_copy().sum {
             return Err("the running state digest differs from the digest recomputed over the whole state".into());
         }
-        for window in self.transfers.windows(2) {
-            if window[0].timestamp >= window[1].timestamp {
-                return Err(format!("transfer {} is not after transfer {}", window[1].id, window[0].id));
+        for (earlier, later) in self.transfers.iter().zip(self.transfers.iter().skip(1)) {
+            if earlier.timestamp >= later.timestamp {
+                return Err(format!("transfer {} is not after transfer {}", later.id, earlier.id));
             }
         }
         self.check_failed_transfers()?;

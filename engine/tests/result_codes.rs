@@ -680,7 +680,7 @@ fn a_retried_chain_reports_exists_for_every_member_and_moves_nothing_twice() {
     let (accounts, transfers) = (w.engine.accounts().to_vec(), w.engine.transfers().to_vec());
     assert_eq!(w.run(&chain), vec![ResultCode::Exists, ResultCode::Exists]);
     assert_eq!(w.engine.accounts(), &accounts[..], "a retry moves no money");
-    assert_eq!(w.engine.transfers(), &transfers[..], "a retry stores nothing");
+    assert_eq!(w.engine.transfers().to_vec(), transfers, "a retry stores nothing");
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn check_batch(
     }
     let transfer_ids: Vec<u128> =
         events.iter().filter(|e| e.kind == FeedEventType::Transfer).map(|e| Transfer::decode(&e.record).id).collect();
-    let stored: Vec<u128> = engine.transfers()[stored_before..].iter().map(|t| t.id).collect();
+    let stored: Vec<u128> = engine.transfers().iter_from(stored_before).map(|t| t.id).collect();
     if transfer_ids != stored {
         return Err(format!("transfer events {transfer_ids:?}, stored {stored:?}"));
     }

@@ -217,7 +217,7 @@ impl DigestState {
             self.sum = self.sum.wrapping_add(ledger_term(&slot.ledger));
         }
         self.ledgers_settled = engine.ledgers.len();
-        for transfer in &engine.transfers[self.transfers_settled..] {
+        for transfer in engine.transfers.iter_from(self.transfers_settled) {
             self.sum = self.sum.wrapping_add(transfer_term(transfer));
         }
         self.transfers_settled = engine.transfers.len();

@@ -309,7 +309,7 @@ pub struct Engine {
     pub(crate) account_index: IdMap<u128, u32>,
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: FxHashMap<(u32, u16), u32>,
-    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) transfers: crate::chunked::Chunked<Transfer>,
     /// For each transfer: the previous transfer of its debit account and of its credit account.
     pub(crate) transfer_links: Vec<[u32; 2]>,
     /// Every transfer id the engine answers for: a stored transfer's index, or `FAILED_TAG` and
@@ -394,7 +394,7 @@ impl Engine {
             account_index: IdMap::default(),
             groups: Vec::new(),
             group_index: FxHashMap::default(),
-            transfers: Vec::new(),
+            transfers: crate::chunked::Chunked::default(),
             transfer_links: Vec::new(),
             transfer_index: IdMap::default(),
             failed: Vec::new(),
@@ -442,7 +442,7 @@ impl Engine {
     /// non-empty engine one rebuild of each index (start-up time, not a stall later).
     pub fn preallocate(&mut self, accounts: usize, transfers: usize) {
         self.reserve(accounts, transfers);
-        touch_spare(&mut self.transfers, transfers, Transfer::default());
+        self.transfers.preallocate(transfers, Transfer::default());
         touch_spare(&mut self.transfer_links, transfers, [NONE; 2]);
         touch_spare(&mut self.accounts, accounts, Account::default());
         self.transfer_index = touched_index(&self.transfer_index, transfers);

@@ -108,8 +108,8 @@ pub struct Node<S: Storage> {
     metrics: Metrics,
     /// Sequence number of the snapshot the storage is writing in the background.
     snapshot_in_flight: Option<u64>,
-    /// The state copy of the last snapshot, kept so the next one reuses its memory (it costs as
-    /// much memory as the state's records once a snapshot has been taken).
+    /// The state copy of the last snapshot, kept so the next one reuses its memory (as much as
+    /// the accounts and the small tables; transfers are shared chunks).
     snapshot_copy: Arc<SnapshotView>,
     /// Whether the copy's transfers are caught up after every batch.
     snapshot_copy_current: bool,
@@ -185,16 +185,15 @@ impl<S: Storage> Node<S> {
         self.make_room(accounts, transfers, false);
     }
 
-    /// Room for `accounts` and `transfers` in all, in the engine and the snapshot copy; touched
-    /// now when `touch`.
+    /// Room for `accounts` and `transfers` in all, in the engine and the snapshot copy's
+    /// accounts (its transfers share the engine's chunks); touched now when `touch`.
     fn make_room(&mut self, accounts: usize, transfers: usize, touch: bool) {
         let (held_accounts, held_transfers) = (self.engine.accounts().len(), self.engine.transfers().len());
         if let Some(copy) = Arc::get_mut(&mut self.snapshot_copy) {
-            let (a, t) = (accounts.max(held_accounts), transfers.max(held_transfers));
             if touch {
-                copy.preallocate(a, t);
+                copy.preallocate(accounts.max(held_accounts));
             } else {
-                copy.reserve(a, t);
+                copy.reserve(accounts.max(held_accounts));
             }
         }
         let (accounts, transfers) = (accounts.saturating_sub(held_accounts), transfers.saturating_sub(held_transfers));
@@ -218,8 +217,8 @@ impl<S: Storage> Node<S> {
 
     /// Keeps the snapshot copy's transfers up to date after every batch (see
     /// [`Engine::snapshot_view_catch_up`]), so a periodic snapshot stalls the sequencer only for
-    /// the accounts. For servers that take periodic snapshots: the copy costs as much memory as
-    /// the transfers from the first batch on, not from the first snapshot.
+    /// the accounts and the open chunk of transfers. For servers that take periodic snapshots;
+    /// the copy shares the engine's full chunks of transfers, so it costs a pointer per chunk.
     pub fn keep_snapshot_copy_current(&mut self, on: bool) {
         self.snapshot_copy_current = on;
     }

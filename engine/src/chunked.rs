@@ -1,0 +1,240 @@
+//! An append-only table in fixed chunks of [`CHUNK_LEN`] records. A full chunk never changes
+//! again, so a snapshot's copy shares it (an `Arc`) instead of copying it: a server that keeps a
+//! snapshot copy current pays a pointer per 32 768 transfers, not 128 bytes per transfer. Only
+//! the open (last) chunk is copied when a snapshot begins; it is written copy-on-write after.
+//! Records never move once pushed, so indexes stay valid, and reading one is a shift, a mask and
+//! one more (cached) pointer.
+
+use std::sync::Arc;
+
+/// Records per chunk (a power of two): 4 MiB of 128-byte transfers.
+pub const CHUNK_LEN: usize = 1 << CHUNK_BITS;
+const CHUNK_BITS: u32 = 15;
+
+/// An append-only sequence of records in shared chunks (see the module).
+#[derive(Debug)]
+pub struct Chunked<T> {
+    chunks: Vec<Arc<Vec<T>>>,
+    len: usize,
+    /// Empty chunks allocated (and touched) ahead, taken by the pushes that open a chunk.
+    spare: Vec<Vec<T>>,
+}
+
+/// A clone shares the full chunks and copies the open one (as [`Chunked::snapshot`]).
+impl<T: Clone> Clone for Chunked<T> {
+    fn clone(&self) -> Self {
+        self.snapshot()
+    }
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked { chunks: Vec::new(), len: 0, spare: Vec::new() }
+    }
+}
+
+impl<T: Clone> Chunked<T> {
+    /// Records held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none is held.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Record `index`, if held.
+    #[inline]
+    pub fn get(&self, index: usize) -> Option<&T> {
+        (index < self.len).then(|| &self.chunks[index >> CHUNK_BITS][index & (CHUNK_LEN - 1)])
+    }
+
+    /// The last record.
+    pub fn last(&self) -> Option<&T> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Appends a record.
+    #[inline]
+    pub fn push(&mut self, record: T) {
+        if self.len & (CHUNK_LEN - 1) == 0 {
+            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN));
+            self.chunks.push(Arc::new(chunk));
+        }
+        self.open_chunk().push(record);
+        self.len += 1;
+    }
+
+    /// Removes the last record (a rolled-back chain's).
+    pub fn pop(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let record = self.open_chunk().pop();
+        self.len -= 1;
+        if self.len & (CHUNK_LEN - 1) == 0 {
+            self.chunks.pop();
+        }
+        record
+    }
+
+    /// The last chunk, to write: copied first if a snapshot's copy shares it.
+    fn open_chunk(&mut self) -> &mut Vec<T> {
+        let last = self.chunks.last_mut().expect("a chunk is open");
+        if Arc::get_mut(last).is_none() {
+            let mut own = Vec::with_capacity(CHUNK_LEN);
+            own.extend_from_slice(last);
+            *last = Arc::new(own);
+        }
+        Arc::get_mut(last).expect("the open chunk is this table's own")
+    }
+
+    /// Every record, oldest first.
+    pub fn iter(&self) -> Iter<'_, T> {
+        let chunk: fn(&Arc<Vec<T>>) -> &Vec<T> = |chunk| chunk;
+        self.chunks.iter().flat_map(chunk)
+    }
+
+    /// Every record in one vector (tests and tools, not the request path).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.iter().cloned().collect()
+    }
+
+    /// The records from `start` on, oldest first.
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &T> + '_ {
+        let first = start >> CHUNK_BITS;
+        let skip = start & (CHUNK_LEN - 1);
+        self.chunks.iter().skip(first).enumerate().flat_map(move |(k, chunk)| chunk[if k == 0 { skip } else { 0 }..].iter())
+    }
+
+    /// A copy for a snapshot: the full chunks shared, the open chunk copied (so the table's next
+    /// push does not copy it back).
+    pub fn snapshot(&self) -> Chunked<T> {
+        let mut chunks: Vec<Arc<Vec<T>>> = self.sealed().to_vec();
+        if self.len & (CHUNK_LEN - 1) != 0 {
+            let open = self.chunks.last().expect("an open chunk");
+            let mut copy = Vec::with_capacity(CHUNK_LEN);
+            copy.extend_from_slice(open);
+            chunks.push(Arc::new(copy));
+        }
+        Chunked { chunks, len: self.len, spare: Vec::new() }
+    }
+
+    /// Brings `copy` up to this table's full chunks (sharing them); a record of the open chunk
+    /// it held is dropped (the next [`Chunked::snapshot`] copies it again).
+    pub fn share_sealed_into(&self, copy: &mut Chunked<T>) {
+        let sealed = self.sealed();
+        copy.chunks.truncate(copy.len >> CHUNK_BITS);
+        let shared_prefix = copy.chunks.len() <= sealed.len() && copy.chunks.iter().zip(sealed).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !shared_prefix {
+            copy.chunks.clear();
+        }
+        let from = copy.chunks.len();
+        copy.chunks.extend(sealed[from..].iter().cloned());
+        copy.len = copy.chunks.len() * CHUNK_LEN;
+    }
+
+    fn sealed(&self) -> &[Arc<Vec<T>>] {
+        &self.chunks[..self.len >> CHUNK_BITS]
+    }
+
+    /// Room for `additional` more records' chunk pointers (the chunks come as they fill).
+    pub fn reserve(&mut self, additional: usize) {
+        self.chunks.reserve((self.len + additional).div_ceil(CHUNK_LEN).saturating_sub(self.chunks.len()));
+    }
+
+    /// As [`Chunked::reserve`], and the chunks for them allocated and every page touched now
+    /// (with `placeholder`), so pushing them takes no page fault.
+    pub fn preallocate(&mut self, additional: usize, placeholder: T) {
+        self.reserve(additional);
+        let free = self.chunks.len() * CHUNK_LEN - self.len;
+        let chunks = additional.saturating_sub(free).div_ceil(CHUNK_LEN).saturating_sub(self.spare.len());
+        for _ in 0..chunks {
+            let mut chunk = Vec::with_capacity(CHUNK_LEN);
+            chunk.resize(CHUNK_LEN, placeholder.clone());
+            chunk.clear();
+            self.spare.push(chunk);
+        }
+    }
+
+    /// Records the table has room for without allocating a chunk.
+    pub fn capacity(&self) -> usize {
+        (self.chunks.len() + self.spare.len()) * CHUNK_LEN
+    }
+}
+
+/// The iterator of [`Chunked::iter`].
+pub type Iter<'a, T> = core::iter::FlatMap<core::slice::Iter<'a, Arc<Vec<T>>>, &'a Vec<T>, fn(&Arc<Vec<T>>) -> &Vec<T>>;
+
+impl<'a, T: Clone> IntoIterator for &'a Chunked<T> {
+    type Item = &'a T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T: Clone> core::ops::Index<usize> for Chunked<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, index: usize) -> &T {
+        assert!(index < self.len, "index {index} past {}", self.len);
+        &self.chunks[index >> CHUNK_BITS][index & (CHUNK_LEN - 1)]
+    }
+}
+
+impl<T: Clone> FromIterator<T> for Chunked<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(records: I) -> Self {
+        let mut table = Chunked::default();
+        records.into_iter().for_each(|r| table.push(r));
+        table
+    }
+}
+
+impl<T: Clone + PartialEq> PartialEq for Chunked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Chunked, CHUNK_LEN};
+
+    /// Pushes and pops across chunk ends; a snapshot shares the full chunks, copies the open one,
+    /// and keeps its records while the table goes on; catching up shares only full chunks.
+    #[test]
+    fn chunks_are_shared_with_snapshots_and_never_change_under_them() {
+        let mut table: Chunked<u64> = Chunked::default();
+        let n = 2 * CHUNK_LEN + 10;
+        (0..n as u64).for_each(|v| table.push(v));
+        assert_eq!((table.len(), table[CHUNK_LEN], table.last()), (n, CHUNK_LEN as u64, Some(&(n as u64 - 1))));
+        let snapshot = table.snapshot();
+        for _ in 0..11 {
+            table.pop();
+        }
+        table.push(7);
+        assert_eq!(table.len(), n - 10);
+        assert_eq!(table[n - 11], 7);
+        assert_eq!(snapshot.len(), n);
+        assert!(snapshot.iter().copied().eq(0..n as u64), "the snapshot kept what it saw");
+        assert!(table.iter_from(CHUNK_LEN - 2).copied().take(3).eq([CHUNK_LEN as u64 - 2, CHUNK_LEN as u64 - 1, CHUNK_LEN as u64]));
+        let mut copy = Chunked::default();
+        table.share_sealed_into(&mut copy);
+        assert_eq!(copy.len(), 2 * CHUNK_LEN);
+        table.pop();
+        table.pop();
+        assert_eq!(table.len(), 2 * CHUNK_LEN - 2, "a pop across a chunk end reopens the full one, copy-on-write");
+        assert_eq!(copy[2 * CHUNK_LEN - 1], 7, "the copy still holds what the table popped");
+        table.share_sealed_into(&mut copy);
+        assert_eq!(copy.len(), CHUNK_LEN, "a copy that diverged keeps only what it shares");
+        let mut spare: Chunked<u64> = Chunked::default();
+        spare.preallocate(CHUNK_LEN + 1, 0);
+        assert_eq!(spare.capacity(), 2 * CHUNK_LEN);
+    }
+}
