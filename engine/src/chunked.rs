@@ -76,7 +76,10 @@ impl<T: Clone> Chunked<T> {
         let record = self.open_chunk().pop();
         self.len -= 1;
         if self.len & (CHUNK_LEN - 1) == 0 {
-            self.chunks.pop();
+            // Emptied by a rollback at a chunk's start: kept for the next push, not freed.
+            if let Some(Ok(chunk)) = self.chunks.pop().map(Arc::try_unwrap) {
+                self.spare.push(chunk);
+            }
         }
         record
     }
