@@ -2,15 +2,8 @@
 //!
 //! Run: `cargo bench -p bursar-bench --bench memory`.
 
-use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
+use bursar_bench::{engine_with_accounts, resident_bytes, transfer_batch, Choice, Rng};
 use bursar_engine::BATCH_COMMANDS_MAX;
-
-/// Resident memory in bytes, from /proc/self/statm (pages touched, so unused capacity is not counted).
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("statm resident field");
-    pages * 4096
-}
 
 fn main() {
     const ACCOUNTS: u64 = 1_000_000;

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use bursar_bench::{engine_with_accounts, policy_batches, transfer_batch, Choice, Rng};
 
-/// The process's resident memory (Linux `/proc/self/statm`, 4 KiB pages).
 fn resident_bytes() -> i64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()).expect("resident pages") * 4096
+    bursar_bench::resident_bytes() as i64
 }
 use bursar_engine::BATCH_COMMANDS_MAX;
 

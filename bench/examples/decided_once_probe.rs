@@ -62,9 +62,7 @@ fn apply(engine: &mut Engine, rules: Rules, batches: &[Vec<Command>]) -> (f64, u
 }
 
 fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("resident pages");
-    pages * 4096
+    bursar_bench::resident_bytes() as u64
 }
 
 /// Resident bytes per remembered id: an engine without preallocated room (the index grows as

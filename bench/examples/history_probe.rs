@@ -4,13 +4,8 @@
 //! The engine grows as a live server's does (no reservation); resident bytes are read from
 //! `/proc/self/statm` after each part.
 
-use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
+use bursar_bench::{engine_with_accounts, resident_bytes, transfer_batch, Choice, Rng};
 use bursar_engine::{SnapshotView, BATCH_COMMANDS_MAX};
-
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    statm.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()).expect("statm resident field") * 4096
-}
 
 fn main() {
     let transfers: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);

@@ -9,10 +9,8 @@ use std::time::Instant;
 
 use bursar_engine::{order_unit, Account, Command, Engine, Ledger, ResultCode, StandingOrder, Transfer, BATCH_COMMANDS_MAX};
 
-/// The process's resident memory (Linux `/proc/self/statm`, 4 KiB pages).
 fn resident_bytes() -> i64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()).expect("resident pages") * 4096
+    bursar_bench::resident_bytes() as i64
 }
 
 const DAY: u64 = 86_400_000_000_000;

@@ -141,6 +141,13 @@ pub fn engine_with_accounts(accounts: u64, transfers: usize) -> Engine {
     engine
 }
 
+/// This process's resident memory in bytes (Linux `/proc/self/statm`: pages touched, so reserved
+/// but unused capacity does not count).
+pub fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    statm.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()).expect("statm resident field") * 4096
+}
+
 /// A batch of `len` posted transfers with ids from `first_id`.
 pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: &Choice, first_id: u128, len: usize) -> Vec<Command> {
     (0..len)
