@@ -151,9 +151,20 @@ fn follow(feed: &Feed, subscription: &Subscription, request_id: u64, frames: &to
     let mut out = FrameBuilder::new(request_id);
     let first = follower.next_seq();
     let mut progress_at = std::time::Instant::now();
+    // The last entry read whose events (if any) this subscriber has not been told of by an event.
+    let mut unreported: Option<u64> = None;
     loop {
         let last = durable.seq();
         if last < follower.next_seq() {
+            // Caught up: say how far, once, before waiting.
+            if let Some(seq) = unreported.take().filter(|_| subscription.wants_progress()) {
+                encode_progress(seq, &mut out.body);
+                out.events += 1;
+                progress_at = std::time::Instant::now();
+                if !out.send(frames) {
+                    return;
+                }
+            }
             if durable.is_closed() {
                 let _ = frames.blocking_send(Err(ProtocolError::ShuttingDown));
                 return;
@@ -185,11 +196,12 @@ fn follow(feed: &Feed, subscription: &Subscription, request_id: u64, frames: &to
             }
             return;
         }
-        let caught_up = durable.seq() == last;
-        if skipped_since_sent && subscription.wants_progress() && (caught_up || progress_at.elapsed() >= PROGRESS_EVERY) {
+        unreported = skipped_since_sent.then_some(last);
+        if unreported.is_some() && subscription.wants_progress() && progress_at.elapsed() >= PROGRESS_EVERY {
             encode_progress(last, &mut out.body);
             out.events += 1;
             progress_at = std::time::Instant::now();
+            unreported = None;
         }
         if out.events > 0 && !out.send(frames) {
             return;
