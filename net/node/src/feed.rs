@@ -41,9 +41,12 @@ pub struct Durable {
     tail: Mutex<Tail>,
 }
 
-/// The latest durable entries' bodies, oldest first, at most [`TAIL_BYTES_MAX`] bytes.
+/// The latest durable entries' bodies, oldest first, at most [`TAIL_BYTES_MAX`] bytes (or the
+/// budget [`Durable::with_tail_bytes`] gave).
 #[derive(Debug, Default)]
 struct Tail {
+    /// 0: [`TAIL_BYTES_MAX`].
+    bytes_max: usize,
     entries: VecDeque<(u64, Arc<Vec<u8>>)>,
     bytes: usize,
     spares: Vec<Vec<u8>>,
@@ -57,7 +60,7 @@ impl Drop for Following {
     fn drop(&mut self) {
         if self.0.followers.fetch_sub(1, Ordering::AcqRel) == 1 {
             let mut tail = self.0.tail.lock().unwrap_or_else(|e| e.into_inner());
-            *tail = Tail::default();
+            *tail = Tail { bytes_max: tail.bytes_max, ..Tail::default() };
         }
     }
 }
@@ -70,6 +73,14 @@ impl Durable {
             let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.wake.notify_all();
         }
+    }
+
+    /// A durable end whose live tail keeps at most `bytes` of entries (tests of followers that
+    /// fall behind it).
+    pub fn with_tail_bytes(bytes: usize) -> Durable {
+        let durable = Durable::default();
+        durable.tail.lock().unwrap_or_else(|e| e.into_inner()).bytes_max = bytes.max(1);
+        durable
     }
 
     /// Whether a follower runs (the node then hands its entries to [`Durable::push_tail`]).
@@ -97,7 +108,8 @@ impl Durable {
         }
         tail.bytes += body.len();
         tail.entries.push_back((seq, Arc::new(body)));
-        while tail.bytes > TAIL_BYTES_MAX && tail.entries.len() > 1 {
+        let bytes_max = if tail.bytes_max == 0 { TAIL_BYTES_MAX } else { tail.bytes_max };
+        while tail.bytes > bytes_max && tail.entries.len() > 1 {
             let (_, old) = tail.entries.pop_front().expect("more than one entry");
             tail.bytes -= old.len();
             if let Ok(mut buffer) = Arc::try_unwrap(old) {
@@ -357,4 +369,81 @@ fn start_before(storage: &FsStorage, limits: Limits, from: u64) -> Result<(Engin
         }
     }
     Ok((Engine::new(limits), LogReader::from_start(storage)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bursar_engine::{Account, Command, FeedEvent, Ledger, Limits, Transfer};
+    use bursar_wal::{FsStorage, WalConfig};
+
+    use super::{Durable, Follower};
+    use crate::Node;
+
+    fn batch(k: u128) -> Vec<Command> {
+        (0..20u128)
+            .map(|i| {
+                let id = 1_000 + k * 20 + i;
+                Command::Transfer(Transfer {
+                    id,
+                    debit_account_id: 1 + id % 3,
+                    credit_account_id: 4,
+                    amount: 1 + i,
+                    ledger: 1,
+                    code: 1,
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+
+    /// Follows a node through 60 batches, reading after every fourth, with a live tail of
+    /// `tail_bytes`; returns every (entry, event) it was handed.
+    fn follow(name: &str, tail_bytes: usize) -> Vec<(u64, FeedEvent)> {
+        let dir = std::env::temp_dir().join(format!("bursar-follower-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = WalConfig { segment_size_bytes: 256 << 10, entry_body_max_bytes: 64 << 10, ..WalConfig::default() };
+        let (mut node, _) = Node::open(FsStorage::open(&dir).unwrap(), config, Limits::default()).unwrap();
+        let durable = Arc::new(Durable::with_tail_bytes(tail_bytes));
+        node.set_feed_tail(Arc::clone(&durable));
+        let mut setup = vec![Command::CreateLedger(Ledger {
+            id: 1,
+            currency: *b"EUR",
+            scale: 2,
+            settlement_account_id: 9,
+            settlement_account_code: 1,
+            ..Default::default()
+        })];
+        setup.extend((1..=4u128).map(|id| Command::CreateAccount(Account { id, ledger: 1, code: 1, ..Default::default() })));
+        node.submit(1, &setup, &mut Vec::new()).unwrap();
+        durable.publish(node.durable_seq());
+        let mut follower = Follower::open(&dir, Limits::default(), 1, &durable).unwrap();
+        let mut seen = Vec::new();
+        for k in 0..60u128 {
+            node.submit(10 + k as u64, &batch(k), &mut Vec::new()).unwrap();
+            durable.publish(node.durable_seq());
+            if k % 4 == 3 {
+                follower
+                    .read_through(durable.seq(), &mut |seq, events| {
+                        seen.extend(events.iter().map(|e| (seq, *e)));
+                        true
+                    })
+                    .unwrap();
+            }
+        }
+        assert_eq!(follower.next_seq(), node.durable_seq() + 1);
+        let _ = std::fs::remove_dir_all(&dir);
+        seen
+    }
+
+    /// A follower whose live tail holds almost nothing reads the same events from the log files
+    /// (placed again at each entry the tail has dropped) as one that reads every entry from it.
+    #[test]
+    fn a_follower_behind_the_live_tail_reads_the_log_and_misses_nothing() {
+        let from_memory = follow("memory", super::TAIL_BYTES_MAX);
+        let from_log = follow("log", 1);
+        assert_eq!(from_memory.len(), 1 + 4 + 2 * 60 * 20, "every command and every transfer");
+        assert_eq!(from_log, from_memory);
+    }
 }
