@@ -181,12 +181,9 @@ fn describe_command(ev: &FeedEvent) -> String {
     }
 }
 
-/// A run event's order id, run number and amount (`docs/protocol.md`, "Change feed").
+/// A run event's order id, run number and amount (zero where the record names no entry).
 fn run_fields(ev: &FeedEvent) -> (u128, u64, u128) {
-    let r = &ev.record;
-    let order = u128::from_le_bytes(r[0..16].try_into().expect("16 bytes"));
-    let entry = bursar_engine::RunEntry::from_bytes(r[16..16 + bursar_engine::RUN_ENTRY_SIZE].try_into().expect("an entry"));
-    entry.map_or((order, 0, 0), |(_, e)| (order, e.run, e.amount))
+    ev.run().map_or((0, 0, 0), |(order, e)| (order, e.run, e.amount))
 }
 
 fn balances_text(b: &Balances, l: &Ledger) -> String {

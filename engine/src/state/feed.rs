@@ -106,6 +106,19 @@ pub struct FeedEvent {
     pub balances: [Balances; 2],
 }
 
+impl FeedEvent {
+    /// A run event's order id and run-history entry (the record [`Engine::feed_events`] wrote:
+    /// order id @0, entry @16); `None` for another type or a record that names no entry.
+    pub fn run(&self) -> Option<(u128, RunEntry)> {
+        if self.kind != FeedEventType::Run {
+            return None;
+        }
+        let order = u128::from_le_bytes(self.record[0..16].try_into().expect("16 bytes"));
+        let (_, entry) = RunEntry::from_bytes(self.record[16..16 + RUN_ENTRY_SIZE].try_into().expect("an entry"))?;
+        Some((order, entry))
+    }
+}
+
 impl Engine {
     /// Turns feed notes on or off. Off (the default) they cost the apply path one predictable
     /// branch where a balance is noted for history; on, every batch's notes are kept until

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bursar_engine::{FeedEvent, FeedEventType, Limits, Record, RunEntry, RunEvent, Transfer, RUN_ENTRY_SIZE};
+use bursar_engine::{FeedEvent, FeedEventType, Limits, Record, RunEntry, RunEvent, Transfer};
 use bursar_node::feed::{Durable, Follower};
 
 /// Movements and failed runs kept for the panel, each.
@@ -169,10 +169,8 @@ impl PanelFeed {
                         push_newest(&mut seen.unmatched, Movement { transfer: t, seq: *seq });
                     }
                 }
-                FeedEventType::Run if matches!(RunEvent::from_u8(e.detail), Some(RunEvent::Failed | RunEvent::Retrying)) => {
-                    let order = u128::from_le_bytes(e.record[0..16].try_into().expect("16 bytes"));
-                    let bytes = e.record[16..16 + RUN_ENTRY_SIZE].try_into().expect("an entry");
-                    if let Some((_, entry)) = RunEntry::from_bytes(bytes) {
+                FeedEventType::Run => {
+                    if let Some((order, entry)) = e.run().filter(|(_, r)| matches!(r.event, RunEvent::Failed | RunEvent::Retrying)) {
                         push_newest(&mut seen.failed_runs, FailedRun { order, entry, ledger: e.ledger, accounts: e.accounts });
                     }
                 }
