@@ -99,7 +99,7 @@ pub(crate) async fn serve(
         return finish(send, error(ProtocolError::SubscriptionsFull)).await;
     };
     let (frames, mut received) = tokio::sync::mpsc::channel::<Frame>(FEED_FRAMES_BUFFERED);
-    let spawned = std::thread::Builder::new().name("feed".into()).spawn(move || {
+    let spawned = bursar_node::feed::spawn_follower_thread("feed", move || {
         follow(&slot.0, &subscription, request_id, &frames);
         drop(slot);
     });
@@ -179,7 +179,8 @@ fn follow(feed: &Feed, subscription: &Subscription, request_id: u64, frames: &to
         let read = follower.read_through(last, &mut |seq, events: &[FeedEvent]| {
             let skip_below = if seq == first && subscription.from_seq == first { subscription.from_index } else { 0 };
             let mut sent = false;
-            for event in events.iter().filter(|e| e.index >= skip_below && subscription.wants(e)) {
+            // The follower built only the events the filter wants (`set_filter` above).
+            for event in events.iter().filter(|e| e.index >= skip_below) {
                 encode_event(seq, event, &mut out.body);
                 out.events += 1;
                 sent = true;

@@ -108,7 +108,7 @@ impl PanelFeed {
         if running.is_none() {
             let stop = Arc::new(AtomicBool::new(false));
             let (feed, durable, stopping) = (Arc::clone(self), Arc::clone(durable), Arc::clone(&stop));
-            let spawned = std::thread::Builder::new().name("panel-feed".into()).spawn(move || feed.follow(&durable, &stopping));
+            let spawned = bursar_node::feed::spawn_follower_thread("panel-feed", move || feed.follow(&durable, &stopping));
             if spawned.is_ok() {
                 *running = Some(stop);
             }

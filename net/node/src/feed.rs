@@ -159,6 +159,16 @@ impl Durable {
     }
 }
 
+/// Starts a thread for a follower: it runs at idle priority (`SCHED_IDLE`), so it gives way to
+/// the sequencer and the network; under full load it falls behind (and reads the log files),
+/// never the other way round.
+pub fn spawn_follower_thread(name: &str, run: impl FnOnce() + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        let _ = bursar_wal::background_thread();
+        run();
+    })
+}
+
 /// Why a follower cannot start or go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedError {
@@ -238,9 +248,6 @@ impl Follower {
     /// after the durable end now). `limits` are the server's (for a log replayed from its first
     /// entry).
     pub fn open(dir: &Path, limits: Limits, from: u64, durable: &Arc<Durable>) -> Result<Follower, FeedError> {
-        // A follower gives way to the sequencer and the network: under full load it falls behind
-        // (and reads the log files), never the other way round.
-        let _ = bursar_wal::background_thread();
         let following = durable.follow();
         let end = durable.seq();
         let from = if from == 0 { end + 1 } else { from };
