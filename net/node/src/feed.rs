@@ -121,6 +121,11 @@ impl Durable {
         }
     }
 
+    /// The oldest entry the tail holds.
+    pub fn tail_oldest(&self) -> Option<u64> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).entries.front().map(|(seq, _)| *seq)
+    }
+
     /// Entry `seq`'s body if the tail still holds it.
     pub fn tail_entry(&self, seq: u64) -> Option<Arc<Vec<u8>>> {
         let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,14 +321,11 @@ impl Follower {
             Some(reader) if reader.next_seq() == self.next_seq => reader,
             _ => LogReader::at(&storage, self.next_seq)?,
         };
-        // Up to the entry before the first the tail holds, if that comes before `last`.
-        let mut upto = last;
-        for seq in self.next_seq + 1..=last.min(self.next_seq + 64) {
-            if self.durable.tail_entry(seq).is_some() {
-                upto = seq - 1;
-                break;
-            }
-        }
+        // Up to the entry before the oldest the tail holds, if that comes before `last`.
+        let upto = match self.durable.tail_oldest() {
+            Some(oldest) if oldest > self.next_seq => last.min(oldest - 1),
+            _ => last,
+        };
         let outcome = reader.read_through(&storage, upto, &mut |entry| self.apply(entry.seq, entry.body, emit));
         self.reader = Some(reader);
         match outcome {
