@@ -191,20 +191,6 @@ impl<T: Clone> core::ops::Index<usize> for Chunked<T> {
     }
 }
 
-impl<T: Clone> FromIterator<T> for Chunked<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(records: I) -> Self {
-        let mut table = Chunked::default();
-        records.into_iter().for_each(|r| table.push(r));
-        table
-    }
-}
-
-impl<T: Clone + PartialEq> PartialEq for Chunked<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Chunked, CHUNK_LEN};

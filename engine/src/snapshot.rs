@@ -33,6 +33,7 @@
 //! policies; version 2 six (88 bytes) and no limit changes; version 1 five (80 bytes) and no
 //! failed ids.
 
+use crate::chunked::Chunked;
 use crate::limits::Limits;
 use crate::result::ResultCode;
 use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
@@ -614,7 +615,7 @@ pub struct SnapshotView {
     ledgers: Vec<Ledger>,
     accounts: Vec<Account>,
     /// Shares the engine's full chunks of transfers (see `chunked`).
-    transfers: crate::chunked::Chunked<Transfer>,
+    transfers: Chunked<Transfer>,
     holds: Vec<(u32, Hold)>,
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
@@ -668,7 +669,7 @@ impl SnapshotView {
     /// [`SNAPSHOT_CHUNK_BYTES`] through one reused buffer: a writer never holds the whole
     /// gigabyte. Stops at the first error `sink` returns.
     pub fn write_chunks<E>(&self, sink: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        let mut out = Chunked { buffer: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), sink, error: None, written: 0 };
+        let mut out = Pieces { buffer: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), sink, error: None, written: 0 };
         self.parts().encode(&mut out);
         out.flush();
         match out.error {
@@ -738,14 +739,14 @@ impl Out for Vec<u8> {
 }
 
 /// Gathers the stream in a buffer and hands it to the sink whenever it fills.
-struct Chunked<'s, E> {
+struct Pieces<'s, E> {
     buffer: Vec<u8>,
     sink: &'s mut dyn FnMut(&[u8]) -> Result<(), E>,
     error: Option<E>,
     written: usize,
 }
 
-impl<E> Chunked<'_, E> {
+impl<E> Pieces<'_, E> {
     fn flush(&mut self) {
         if self.error.is_none() && !self.buffer.is_empty() {
             self.written += self.buffer.len();
@@ -757,7 +758,7 @@ impl<E> Chunked<'_, E> {
     }
 }
 
-impl<E> Out for Chunked<'_, E> {
+impl<E> Out for Pieces<'_, E> {
     fn put(&mut self, bytes: &[u8]) {
         if self.buffer.len() + bytes.len() > SNAPSHOT_CHUNK_BYTES {
             self.flush();
@@ -772,7 +773,7 @@ struct Parts<'a> {
     limits: Limits,
     ledgers: &'a [Ledger],
     accounts: &'a [Account],
-    transfers: &'a crate::chunked::Chunked<Transfer>,
+    transfers: &'a Chunked<Transfer>,
     holds: &'a [(u32, Hold)],
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
