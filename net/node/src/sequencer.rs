@@ -134,14 +134,13 @@ fn wall_clock_ns() -> u64 {
 
 /// Starts the sequencer thread. It runs until every handle is dropped, then takes a snapshot
 /// and returns the node (or the error that stopped it) from its join handle.
-pub fn start<S: Storage + 'static>(node: Node<S>, config: SequencerConfig) -> std::io::Result<(SequencerHandle, SequencerThread<S>)> {
+pub fn start<S: Storage + 'static>(mut node: Node<S>, config: SequencerConfig) -> std::io::Result<(SequencerHandle, SequencerThread<S>)> {
     let (jobs, inbox) = bounded(config.queue_jobs_max);
     let spare_commands = Pool::new(COMMAND_VECS_POOLED_MAX);
     let recycler = spare_commands.clone();
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let durable = Arc::new(Durable::default());
     durable.publish(node.durable_seq());
-    let mut node = node;
     node.set_feed_tail(Arc::clone(&durable));
     let publisher = Arc::clone(&durable);
     let thread = std::thread::Builder::new().name("sequencer".into()).spawn(move || {
