@@ -1,15 +1,20 @@
-//! An append-only table in fixed chunks of [`CHUNK_LEN`] records. A full chunk never changes
+//! An append-only table in fixed chunks of [`CHUNK_LEN`] records (fewer in tests). A full chunk never changes
 //! again, so a snapshot's copy shares it (an `Arc`) instead of copying it: a server that keeps a
 //! snapshot copy current pays a pointer per 32 768 transfers, not 128 bytes per transfer. Only
 //! the open (last) chunk is copied when a snapshot begins; it is written copy-on-write after.
 //! Records never move once pushed, so indexes stay valid, and reading one is a shift, a mask and
-//! one more (cached) pointer.
+//! one more (cached) pointer. A full chunk the owner has stored elsewhere can be *evicted*: its
+//! records leave memory, [`Chunked::get`] answers `None` for them, and the owner reads them from
+//! where it stored them.
 
 use std::sync::Arc;
 
 /// Records per chunk (a power of two): 4 MiB of 128-byte transfers.
 pub const CHUNK_LEN: usize = 1 << CHUNK_BITS;
-const CHUNK_BITS: u32 = 15;
+/// log2 of [`CHUNK_LEN`].
+pub const CHUNK_BITS: u32 = 15;
+/// Evicted chunks kept for reuse at most (beyond them, an evicted chunk's memory is freed).
+const SPARE_RECYCLED_MAX: usize = 2;
 
 /// An append-only sequence of records in shared chunks (see the module).
 #[derive(Debug)]
@@ -18,6 +23,8 @@ pub struct Chunked<T> {
     len: usize,
     /// Empty chunks allocated (and touched) ahead, taken by the pushes that open a chunk.
     spare: Vec<Vec<T>>,
+    /// log2 of the records per chunk: [`CHUNK_BITS`] but in tests that want many chunks.
+    bits: u32,
 }
 
 /// A clone shares the full chunks and copies the open one (as [`Chunked::snapshot`]).
@@ -29,7 +36,22 @@ impl<T: Clone> Clone for Chunked<T> {
 
 impl<T> Default for Chunked<T> {
     fn default() -> Self {
-        Chunked { chunks: Vec::new(), len: 0, spare: Vec::new() }
+        Chunked::with_chunk_bits(CHUNK_BITS)
+    }
+}
+
+impl<T> Chunked<T> {
+    /// An empty table of chunks of `2^bits` records (1 to [`CHUNK_BITS`]; fewer than the
+    /// default make tests reach many chunks with few records).
+    pub fn with_chunk_bits(bits: u32) -> Self {
+        assert!((1..=CHUNK_BITS).contains(&bits), "chunk bits {bits} outside 1..={CHUNK_BITS}");
+        Chunked { chunks: Vec::new(), len: 0, spare: Vec::new(), bits }
+    }
+
+    /// Records per chunk.
+    #[inline]
+    pub fn chunk_len(&self) -> usize {
+        1 << self.bits
     }
 }
 
@@ -46,10 +68,55 @@ impl<T: Clone> Chunked<T> {
         self.len == 0
     }
 
-    /// Record `index`, if held.
+    /// Record `index`, if held in memory (`None` past the end and in an evicted chunk).
     #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
-        (index < self.len).then(|| &self.chunks[index >> CHUNK_BITS][index & (CHUNK_LEN - 1)])
+        self.chunks.get(index >> self.bits)?.get(index & (self.chunk_len() - 1))
+    }
+
+    /// Whether record `index` was pushed and its chunk evicted.
+    pub fn is_evicted(&self, index: usize) -> bool {
+        index < self.len && self.chunks[index >> self.bits].is_empty()
+    }
+
+    /// Full chunks (the open one, if any, is not counted).
+    pub fn sealed_chunks(&self) -> usize {
+        self.len >> self.bits
+    }
+
+    /// Chunk `k`'s records as held: empty if evicted, fewer than the chunk length if open.
+    pub fn chunk(&self, k: usize) -> &[T] {
+        self.chunks.get(k).map_or(&[], |chunk| chunk.as_slice())
+    }
+
+    /// Chunks, the open one counted.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Chunk `k`'s records, if it is full and held in memory.
+    pub fn sealed_chunk(&self, k: usize) -> Option<&Arc<Vec<T>>> {
+        self.sealed().get(k).filter(|chunk| !chunk.is_empty())
+    }
+
+    /// Drops full chunk `k` from memory (its records are stored elsewhere). Never the newest
+    /// full chunk: a rolled-back chain may reopen that one.
+    pub fn evict(&mut self, k: usize) {
+        assert!(k + 1 < self.sealed_chunks(), "chunk {k} is not an older full chunk of {}", self.sealed_chunks());
+        if self.chunks[k].is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.chunks[k], Arc::new(Vec::new()));
+        // Unless a snapshot's copy still shares it, its memory takes the next chunk's records.
+        if let (Ok(mut chunk), true) = (Arc::try_unwrap(chunk), self.spare.len() < SPARE_RECYCLED_MAX) {
+            chunk.clear();
+            self.spare.push(chunk);
+        }
+    }
+
+    /// Chunks evicted so far, oldest first.
+    pub fn evicted_chunks(&self) -> usize {
+        self.sealed().iter().take_while(|chunk| chunk.is_empty()).count()
     }
 
     /// The last record.
@@ -60,8 +127,8 @@ impl<T: Clone> Chunked<T> {
     /// Appends a record.
     #[inline]
     pub fn push(&mut self, record: T) {
-        if self.len & (CHUNK_LEN - 1) == 0 {
-            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN));
+        if self.len & (self.chunk_len() - 1) == 0 {
+            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_len()));
             self.chunks.push(Arc::new(chunk));
         }
         self.open_chunk().push(record);
@@ -75,7 +142,7 @@ impl<T: Clone> Chunked<T> {
         }
         let record = self.open_chunk().pop();
         self.len -= 1;
-        if self.len & (CHUNK_LEN - 1) == 0 {
+        if self.len & (self.chunk_len() - 1) == 0 {
             // Emptied by a rollback at a chunk's start: kept for the next push, not freed.
             if let Some(Ok(chunk)) = self.chunks.pop().map(Arc::try_unwrap) {
                 self.spare.push(chunk);
@@ -86,17 +153,19 @@ impl<T: Clone> Chunked<T> {
 
     /// The last chunk, to write: copied first if a snapshot's copy shares it.
     fn open_chunk(&mut self) -> &mut Vec<T> {
+        let chunk_len = self.chunk_len();
         let last = self.chunks.last_mut().expect("a chunk is open");
         if Arc::get_mut(last).is_none() {
-            let mut own = Vec::with_capacity(CHUNK_LEN);
+            let mut own = Vec::with_capacity(chunk_len);
             own.extend_from_slice(last);
             *last = Arc::new(own);
         }
         Arc::get_mut(last).expect("the open chunk is this table's own")
     }
 
-    /// Every record, oldest first.
+    /// Every record, oldest first; the table must hold them all in memory (asserted).
     pub fn iter(&self) -> Iter<'_, T> {
+        assert!(self.sealed().iter().all(|chunk| !chunk.is_empty()), "a chunk of the table was evicted");
         let chunk: fn(&Arc<Vec<T>>) -> &Vec<T> = |chunk| chunk;
         self.chunks.iter().flat_map(chunk)
     }
@@ -106,10 +175,11 @@ impl<T: Clone> Chunked<T> {
         self.iter().cloned().collect()
     }
 
-    /// The records from `start` on, oldest first.
+    /// The records from `start` on, oldest first; they must be in memory (asserted).
     pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &T> + '_ {
-        let first = start >> CHUNK_BITS;
-        let skip = start & (CHUNK_LEN - 1);
+        let first = start >> self.bits;
+        assert!(self.chunks.iter().skip(first).take(self.sealed_chunks().saturating_sub(first)).all(|c| !c.is_empty()), "evicted");
+        let skip = start & (self.chunk_len() - 1);
         self.chunks.iter().skip(first).enumerate().flat_map(move |(k, chunk)| chunk[if k == 0 { skip } else { 0 }..].iter())
     }
 
@@ -117,47 +187,50 @@ impl<T: Clone> Chunked<T> {
     /// push does not copy it back).
     pub fn snapshot(&self) -> Chunked<T> {
         let mut chunks: Vec<Arc<Vec<T>>> = self.sealed().to_vec();
-        if self.len & (CHUNK_LEN - 1) != 0 {
+        if self.len & (self.chunk_len() - 1) != 0 {
             let open = self.chunks.last().expect("an open chunk");
-            let mut copy = Vec::with_capacity(CHUNK_LEN);
+            let mut copy = Vec::with_capacity(self.chunk_len());
             copy.extend_from_slice(open);
             chunks.push(Arc::new(copy));
         }
-        Chunked { chunks, len: self.len, spare: Vec::new() }
+        Chunked { chunks, len: self.len, spare: Vec::new(), bits: self.bits }
     }
 
     /// Brings `copy` up to this table's full chunks (sharing them); a record of the open chunk
     /// it held is dropped (the next [`Chunked::snapshot`] copies it again).
     pub fn share_sealed_into(&self, copy: &mut Chunked<T>) {
         let sealed = self.sealed();
-        copy.chunks.truncate(copy.len >> CHUNK_BITS);
+        if copy.bits != self.bits {
+            *copy = Chunked::with_chunk_bits(self.bits);
+        }
+        copy.chunks.truncate(copy.len >> self.bits);
         let shared_prefix = copy.chunks.len() <= sealed.len() && copy.chunks.iter().zip(sealed).all(|(a, b)| Arc::ptr_eq(a, b));
         if !shared_prefix {
             copy.chunks.clear();
         }
         let from = copy.chunks.len();
         copy.chunks.extend(sealed[from..].iter().cloned());
-        copy.len = copy.chunks.len() * CHUNK_LEN;
+        copy.len = copy.chunks.len() * self.chunk_len();
     }
 
     fn sealed(&self) -> &[Arc<Vec<T>>] {
-        &self.chunks[..self.len >> CHUNK_BITS]
+        &self.chunks[..self.len >> self.bits]
     }
 
     /// Room for `additional` more records' chunk pointers (the chunks come as they fill).
     pub fn reserve(&mut self, additional: usize) {
-        self.chunks.reserve((self.len + additional).div_ceil(CHUNK_LEN).saturating_sub(self.chunks.len()));
+        self.chunks.reserve((self.len + additional).div_ceil(self.chunk_len()).saturating_sub(self.chunks.len()));
     }
 
     /// As [`Chunked::reserve`], and the chunks for them allocated and every page touched now
     /// (with `placeholder`), so pushing them takes no page fault.
     pub fn preallocate(&mut self, additional: usize, placeholder: T) {
         self.reserve(additional);
-        let free = self.chunks.len() * CHUNK_LEN - self.len;
-        let chunks = additional.saturating_sub(free).div_ceil(CHUNK_LEN).saturating_sub(self.spare.len());
+        let free = self.chunks.len() * self.chunk_len() - self.len;
+        let chunks = additional.saturating_sub(free).div_ceil(self.chunk_len()).saturating_sub(self.spare.len());
         for _ in 0..chunks {
-            let mut chunk = Vec::with_capacity(CHUNK_LEN);
-            chunk.resize(CHUNK_LEN, placeholder.clone());
+            let mut chunk = Vec::with_capacity(self.chunk_len());
+            chunk.resize(self.chunk_len(), placeholder.clone());
             chunk.clear();
             self.spare.push(chunk);
         }
@@ -165,7 +238,7 @@ impl<T: Clone> Chunked<T> {
 
     /// Records the table has room for without allocating a chunk.
     pub fn capacity(&self) -> usize {
-        (self.chunks.len() + self.spare.len()) * CHUNK_LEN
+        (self.chunks.len() + self.spare.len()) * self.chunk_len()
     }
 }
 
@@ -186,8 +259,10 @@ impl<T: Clone> core::ops::Index<usize> for Chunked<T> {
 
     #[inline]
     fn index(&self, index: usize) -> &T {
-        assert!(index < self.len, "index {index} past {}", self.len);
-        &self.chunks[index >> CHUNK_BITS][index & (CHUNK_LEN - 1)]
+        match self.get(index) {
+            Some(record) => record,
+            None => panic!("record {index} of {} is past the end or evicted", self.len),
+        }
     }
 }
 
@@ -225,5 +300,21 @@ mod tests {
         let mut spare: Chunked<u64> = Chunked::default();
         spare.preallocate(CHUNK_LEN + 1, 0);
         assert_eq!(spare.capacity(), 2 * CHUNK_LEN);
+    }
+
+    /// An evicted chunk answers `None`; the newest full chunk and the open one stay.
+    #[test]
+    fn evicted_chunks_leave_memory_and_answer_none() {
+        let mut table: Chunked<u64> = Chunked::default();
+        (0..3 * CHUNK_LEN as u64 + 5).for_each(|v| table.push(v));
+        let copy = table.snapshot();
+        table.evict(0);
+        table.evict(1);
+        assert_eq!((table.get(5), table.get(CHUNK_LEN + 5), table.get(2 * CHUNK_LEN + 5)), (None, None, Some(&(2 * CHUNK_LEN as u64 + 5))));
+        assert!(table.is_evicted(CHUNK_LEN) && !table.is_evicted(2 * CHUNK_LEN) && !table.is_evicted(3 * CHUNK_LEN + 5));
+        assert_eq!((table.evicted_chunks(), table.sealed_chunk(1).is_none(), table.sealed_chunk(2).is_some()), (2, true, true));
+        assert_eq!(copy.get(5), Some(&5), "a snapshot that shared the chunk keeps it");
+        assert!(table.iter_from(2 * CHUNK_LEN).copied().eq(2 * CHUNK_LEN as u64..3 * CHUNK_LEN as u64 + 5));
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.clone().evict(2))).is_err(), "the newest full chunk stays");
     }
 }

@@ -94,6 +94,14 @@ macro_rules! commands {
                 }
             }
 
+            /// The stored transfers the command can name by id (zero where fewer).
+            #[inline]
+            pub fn transfer_ids(&self) -> [u128; 3] {
+                match self {
+                    $( Command::$kind(r) => Record::transfer_ids(r), )*
+                }
+            }
+
             /// The transfer record of a command of the transfer family (transfer, debit,
             /// credit, hold, capture, release).
             #[inline]

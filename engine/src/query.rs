@@ -85,7 +85,7 @@ impl Engine {
 
     /// The transfers with these ids, in the order asked, skipping ids that do not exist.
     pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
-        ids.iter().filter_map(|id| self.transfer(*id).copied()).collect()
+        ids.iter().filter_map(|id| self.transfer(*id)).collect()
     }
 
     /// One account by id.
@@ -94,9 +94,9 @@ impl Engine {
     }
 
     /// One transfer by id.
-    pub fn transfer(&self, id: u128) -> Option<&Transfer> {
+    pub fn transfer(&self, id: u128) -> Option<Transfer> {
         match self.find_transfer_id(id)? {
-            IdSlot::Transfer(i) => Some(&self.transfers[i as usize]),
+            IdSlot::Transfer(i) => Some(self.stored_through(i)),
             IdSlot::Failed(_) => None,
         }
     }
@@ -136,7 +136,7 @@ impl Engine {
     /// The pending holds that expire soonest (at most `limit`), in order of expiry: what the
     /// engine will release next if nobody captures them.
     pub fn holds_expiring(&self, limit: usize) -> Vec<Transfer> {
-        self.expiries.iter().take(limit).map(|(_, index)| self.transfers[*index as usize]).collect()
+        self.expiries.iter().take(limit).map(|(_, index)| self.stored_through(*index)).collect()
     }
 
     /// Every ledger, in creation order.
@@ -165,7 +165,7 @@ impl Engine {
         let mut found = Vec::new();
         let mut index = self.account_meta[account as usize].last_transfer;
         while index != NONE {
-            let t = &self.transfers[index as usize];
+            let t = &self.stored_through(index);
             let links = self.transfer_links[index as usize];
             let debited = t.debit_account_id == filter.account_id;
             index = if debited { links[0] } else { links[1] };
@@ -196,7 +196,7 @@ impl Engine {
         let mut found = Vec::new();
         let mut index = self.account_meta[account as usize].last_transfer;
         while index != NONE {
-            let t = &self.transfers[index as usize];
+            let t = &self.stored_through(index);
             index = self.transfer_links[index as usize][if t.debit_account_id == account_id { 0 } else { 1 }];
             found.push(*t);
         }
@@ -277,7 +277,7 @@ impl Engine {
         let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
         let mut held = vec![(0u128, 0u128); self.accounts.len()];
         for (&index, hold) in &self.holds {
-            let t = &self.transfers[index as usize];
+            let t = &self.stored_through(index);
             if t.flags & tf::PENDING == 0 {
                 return Err(format!("hold state kept for transfer {} which is not pending", t.id));
             }
@@ -292,7 +292,7 @@ impl Engine {
                 held[cr].1 = held[cr].1.wrapping_add(t.amount);
             }
         }
-        let pending_transfers = self.transfers.iter().filter(|t| t.flags & tf::PENDING != 0).count();
+        let pending_transfers = self.all_transfers().filter(|t| t.flags & tf::PENDING != 0).count();
         if pending_transfers != self.holds.len() {
             return Err(format!("{pending_transfers} pending transfers but {} hold states", self.holds.len()));
         }
@@ -328,7 +328,7 @@ impl Engine {
         if self.recompute_sum() != self.settled_copy().sum {
             return Err("the running state digest differs from the digest recomputed over the whole state".into());
         }
-        for (earlier, later) in self.transfers.iter().zip(self.transfers.iter().skip(1)) {
+        for (earlier, later) in self.all_transfers().zip(self.all_transfers().skip(1)) {
             if earlier.timestamp >= later.timestamp {
                 return Err(format!("transfer {} is not after transfer {}", later.id, earlier.id));
             }
@@ -343,8 +343,7 @@ impl Engine {
     fn check_lineage(&self) -> Result<(), String> {
         let mut sums: rustc_hash::FxHashMap<u32, (u128, usize)> = Default::default();
         let mut resolutions = 0;
-        for (i, t) in self.transfers.iter().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0)
-        {
+        for (i, t) in self.all_transfers().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0) {
             let Some(IdSlot::Transfer(named)) = self.find_transfer_id(t.pending_id) else {
                 return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
             };
@@ -369,7 +368,7 @@ impl Engine {
             return Err("a reversal list names a transfer with no reversal".into());
         }
         for (&original, of) in &self.reversals {
-            let t = &self.transfers[original as usize];
+            let t = &self.stored_through(original);
             let reversible = t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) == 0;
             if sums.get(&original) != Some(&(of.amount, of.list.len())) || of.amount > t.amount || !reversible {
                 return Err(format!("transfer {}: its reversals do not add up to {} within its amount {}", t.id, of.amount, t.amount));

@@ -41,10 +41,11 @@ use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
-    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, Hold, HoldStatus, LedgerSlot, LimitChange, Order, RunEntry, FAILED_TAG,
-    NONE,
+    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus, LedgerSlot, LimitChange,
+    Order, RunEntry, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
+use std::sync::Arc;
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads 1 and 2 too).
@@ -145,6 +146,7 @@ impl Engine {
             ledgers: &ledgers,
             accounts: &self.accounts,
             transfers: &self.transfers,
+            history: self.cold.history.as_ref(),
             holds: &self.sorted_holds(),
             balance_history: &self.balance_history,
             failed: &self.failed,
@@ -152,7 +154,7 @@ impl Engine {
         };
         let start = out.len();
         out.reserve(parts.len());
-        parts.encode(out);
+        parts.encode(out).unwrap_or_else(|e| panic!("an in-memory snapshot of an engine whose history is unreadable: {}", e.0));
         assert_eq!(out.len() - start, parts.len(), "snapshot length matches its header");
         debug_assert_eq!(parts.len(), self.snapshot_len());
     }
@@ -186,6 +188,7 @@ impl Engine {
         view.accounts.reserve(self.accounts.capacity().saturating_sub(view.accounts.len()));
         view.accounts.clone_from(&self.accounts);
         view.transfers = self.transfers.snapshot();
+        view.history = self.cold.history.clone();
         view.holds = self.sorted_holds();
         catch_up(&mut view.balance_history, &self.balance_history);
         catch_up(&mut view.failed, &self.failed);
@@ -209,6 +212,7 @@ impl Engine {
     pub fn snapshot_view_catch_up(&self, view: &mut SnapshotView, records_max: usize) {
         let end = |copy: usize, source: usize| source.min(copy.saturating_add(records_max));
         self.transfers.share_sealed_into(&mut view.transfers);
+        view.history = self.cold.history.clone();
         let history = end(view.balance_history.len(), self.balance_history.len());
         catch_up(&mut view.balance_history, &self.balance_history[..history]);
         let failed = end(view.failed.len(), self.failed.len());
@@ -232,6 +236,12 @@ impl Engine {
     /// Rebuilds an engine from a snapshot stream. Any byte string either restores a state that
     /// passes `check_invariants` or returns an error; it never panics.
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        Engine::restore_with_chunk_bits(bytes, crate::chunked::CHUNK_BITS)
+    }
+
+    /// As [`Engine::restore`], storing transfers in chunks of `2^bits` (see
+    /// [`Engine::set_transfer_chunk_bits`]).
+    pub fn restore_with_chunk_bits(bytes: &[u8], bits: u32) -> Result<Engine, SnapshotError> {
         let mut r = Cursor { bytes, at: 0 };
         if bytes.len() < HEADER_SIZE_V1 {
             return Err(SnapshotError::Length { expected: HEADER_SIZE_V1 as u64, found: bytes.len() as u64 });
@@ -281,6 +291,7 @@ impl Engine {
             return invalid("more records than the u32 index space");
         }
         let mut engine = Engine::new(limits);
+        engine.set_transfer_chunk_bits(bits);
         engine.reserve(counts[1] as usize, counts[2] as usize);
         for _ in 0..counts[0] {
             restore_ledger(&mut engine, Ledger::decode(r.record()))?;
@@ -616,6 +627,8 @@ pub struct SnapshotView {
     accounts: Vec<Account>,
     /// Shares the engine's full chunks of transfers (see `chunked`).
     transfers: Chunked<Transfer>,
+    /// Where the evicted chunks are read back from while writing.
+    history: Option<Arc<dyn History>>,
     holds: Vec<(u32, Hold)>,
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
@@ -650,7 +663,7 @@ impl SnapshotView {
     /// returned at the moment of the copy.
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
-        self.parts().encode(&mut out);
+        self.parts().encode(&mut out).unwrap_or_else(|e| panic!("a snapshot copy whose history is unreadable: {}", e.0));
         assert_eq!(out.len(), self.len(), "snapshot length matches its header");
         out
     }
@@ -668,9 +681,9 @@ impl SnapshotView {
     /// The same stream as [`SnapshotView::bytes`], handed to `sink` in pieces of at most
     /// [`SNAPSHOT_CHUNK_BYTES`] through one reused buffer: a writer never holds the whole
     /// gigabyte. Stops at the first error `sink` returns.
-    pub fn write_chunks<E>(&self, sink: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub fn write_chunks<E: From<HistoryUnreadable>>(&self, sink: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         let mut out = Pieces { buffer: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), sink, error: None, written: 0 };
-        self.parts().encode(&mut out);
+        self.parts().encode(&mut out)?;
         out.flush();
         match out.error {
             Some(e) => Err(e),
@@ -688,6 +701,7 @@ impl SnapshotView {
             ledgers: &self.ledgers,
             accounts: &self.accounts,
             transfers: &self.transfers,
+            history: self.history.as_ref(),
             holds: &self.holds,
             balance_history: &self.balance_history,
             failed: &self.failed,
@@ -774,6 +788,7 @@ struct Parts<'a> {
     ledgers: &'a [Ledger],
     accounts: &'a [Account],
     transfers: &'a Chunked<Transfer>,
+    history: Option<&'a Arc<dyn History>>,
     holds: &'a [(u32, Hold)],
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
@@ -799,7 +814,8 @@ impl Parts<'_> {
             + QUOTE_SIZE * self.quotes.len()
     }
 
-    fn encode(&self, out: &mut impl Out) {
+    /// Writes the stream; evicted chunks of transfers are read back from the history.
+    fn encode(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
         out.put(&MAGIC);
         out.put(&SNAPSHOT_VERSION.to_le_bytes());
         out.put(&0u32.to_le_bytes());
@@ -835,9 +851,18 @@ impl Parts<'_> {
             a.encode(&mut record);
             out.put(&record);
         }
-        for t in self.transfers.iter() {
-            t.encode(&mut record);
-            out.put(&record);
+        let mut evicted = Vec::new();
+        for k in 0..self.transfers.chunk_count() {
+            let mut chunk = self.transfers.chunk(k);
+            if chunk.is_empty() {
+                let history = self.history.ok_or_else(|| HistoryUnreadable(format!("chunk {k} is evicted, with no history")))?;
+                history.read_chunk(k, &mut evicted).map_err(HistoryUnreadable)?;
+                chunk = &evicted;
+            }
+            for t in chunk {
+                t.encode(&mut record);
+                out.put(&record);
+            }
         }
         for (index, hold) in self.holds {
             out.put(&index.to_le_bytes());
@@ -897,6 +922,7 @@ impl Parts<'_> {
             out.put(&record);
             out.put(&usage.to_bytes());
         }
+        Ok(())
     }
 }
 
@@ -928,9 +954,9 @@ mod chunk_tests {
         let mut calls = 0;
         let failed = view.write_chunks(&mut |_| {
             calls += 1;
-            Err("disk full")
+            Err(std::io::Error::other("disk full"))
         });
-        assert_eq!((failed, calls), (Err("disk full"), 1));
+        assert_eq!((failed.map_err(|e| e.to_string()), calls), (Err("disk full".to_string()), 1));
     }
 
     fn engine_with_transfers(amount_base: u128, transfers: u128) -> Engine {

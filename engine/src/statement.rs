@@ -80,7 +80,7 @@ fn statement(engine: &Engine, account_id: u128) -> Result<Vec<StatementLine>, St
                 events.push(expiry);
             }
         } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
-            let held: Transfer = *engine.transfer(t.pending_id).ok_or("a capture or release names a missing hold")?;
+            let held: Transfer = engine.transfer(t.pending_id).ok_or("a capture or release names a missing hold")?;
             if t.flags & tf::POST_PENDING != 0 {
                 events.push(line("capture", sign * signed(t.amount)?, -sign * signed(held.amount)?));
             } else {

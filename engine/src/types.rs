@@ -468,6 +468,11 @@ pub trait Record: Sized + Copy {
     fn as_transfer(&self) -> Option<&Transfer> {
         None
     }
+    /// The stored transfers the record can name by id (zero where it names fewer): what the
+    /// node reads from history before applying it.
+    fn transfer_ids(&self) -> [u128; 3] {
+        [0; 3]
+    }
     /// The record as a transfer, if it is one, to change.
     fn as_transfer_mut(&mut self) -> Option<&mut Transfer> {
         None
@@ -621,6 +626,9 @@ impl Record for Transfer {
     }
     fn account_ids(&self) -> [u128; 2] {
         [self.debit_account_id, self.credit_account_id]
+    }
+    fn transfer_ids(&self) -> [u128; 3] {
+        [self.id, self.pending_id, 0]
     }
     fn describe(&self) -> String {
         format!(

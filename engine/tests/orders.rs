@@ -96,7 +96,7 @@ fn a_monthly_order_on_the_31st_runs_on_each_months_last_day_through_a_leap_febru
         w.run_at(due - 1, &[]);
         assert!(w.engine.transfer(run_id(1, k as u64 + 1)).is_none(), "not before its time");
         w.run_at(due, &[]);
-        let t = *w.engine.transfer(run_id(1, k as u64 + 1)).expect("the run's transfer");
+        let t = w.engine.transfer(run_id(1, k as u64 + 1)).expect("the run's transfer");
         assert_eq!((t.amount, t.user_data_128, t.user_data_64, t.code, t.timestamp), (100, 1, k as u64 + 1, 7, due));
     }
     assert_eq!(w.engine.account(PAYEE).expect("payee").credits_posted, 400);
@@ -240,7 +240,7 @@ fn a_threshold_trigger_fires_once_per_crossing_right_after_the_command_that_cros
     let now = w.now + S;
     let results = w.run_at(now, &[spend(10, 200), spend(11, 400), spend(12, 100)]);
     assert_eq!(results, vec![ResultCode::Ok; 3]);
-    let fired = *w.engine.transfer(run_id(1, 1)).expect("the top-up");
+    let fired = w.engine.transfer(run_id(1, 1)).expect("the top-up");
     assert_eq!(fired.amount, 2_000 - 400, "back to the target");
     let ts = |id| w.engine.transfer(id).expect("stored").timestamp;
     assert_eq!((ts(10), ts(11), fired.timestamp, ts(12)), (now, now + 1, now + 2, now + 3), "in the total order where it crossed");

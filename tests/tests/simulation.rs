@@ -6,8 +6,10 @@
 //! A longer run:    `SIM_SEEDS=2000 SIM_BATCHES=1000 cargo test --release -p bursar-tests --test simulation`.
 
 use bursar_engine::{Engine, Limits, ResultCode};
+use bursar_tests::history::MemoryHistory;
 use bursar_tests::model::Model;
 use bursar_tests::workload::Workload;
+use std::sync::Arc;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
@@ -49,8 +51,8 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
     if sorted != model_failed {
         return Err(format!("failed ids: engine {} model {}", sorted.len(), model_failed.len()));
     }
-    for t in engine.transfers() {
-        if model.transfers.get(&t.id) != Some(t) {
+    for t in engine.all_transfers() {
+        if model.transfers.get(&t.id) != Some(&t) {
             return Err(format!("transfer {}: engine {t:?} model {:?}", t.id, model.transfers.get(&t.id)));
         }
     }
@@ -140,9 +142,19 @@ fn compare_orders(engine: &Engine, model: &Model) -> Result<(), String> {
     Ok(())
 }
 
+/// Transfers per chunk when odd seeds evict history: 16, so nearly every transfer a batch
+/// names is out of memory and has to be prefetched.
+const COLD_CHUNK_BITS: u32 = 4;
+
 fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet<ResultCode>) -> Result<(), String> {
     let limits = limits_for(seed);
     let mut engine = Engine::new(limits);
+    // Odd seeds move every full chunk but the newest out of memory after each batch.
+    let cold = (seed % 2 == 1).then(|| MemoryHistory::new(1 << COLD_CHUNK_BITS));
+    if let Some(history) = &cold {
+        engine.set_transfer_chunk_bits(COLD_CHUNK_BITS);
+        engine.set_history(Arc::clone(history) as Arc<dyn bursar_engine::History>);
+    }
     let mut model = Model::new(limits);
     let mut workload = Workload::new(seed);
     let setup = workload.setup();
@@ -157,7 +169,13 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         // Every other batch is joined from several requests, as the sequencer joins them.
         let request_ends = if b % 2 == 1 { workload.request_ends(&batch) } else { Vec::new() };
         results.clear();
+        if let Some(history) = &cold {
+            engine.prefetch_cold(&batch, history.as_ref())?;
+        }
         engine.execute_requests(now, &batch, &request_ends, &mut results).map_err(|e| e.to_string())?;
+        if let Some(history) = &cold {
+            history.store_and_evict(&mut engine);
+        }
         let expected = model.execute_requests(now, &batch, &request_ends);
         for (i, (got, want)) in results.iter().zip(&expected).enumerate() {
             if got != want {
@@ -178,7 +196,12 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         }
         if b % 25 == 24 {
             let bytes = engine.snapshot_bytes();
-            let mut restored = Engine::restore(&bytes).map_err(|e| format!("batch {b}: restore: {e}"))?;
+            let bits = if cold.is_some() { COLD_CHUNK_BITS } else { bursar_engine::CHUNK_BITS };
+            let mut restored = Engine::restore_with_chunk_bits(&bytes, bits).map_err(|e| format!("batch {b}: restore: {e}"))?;
+            if let Some(history) = &cold {
+                restored.set_history(Arc::clone(history) as Arc<dyn bursar_engine::History>);
+                history.store_and_evict(&mut restored);
+            }
             if restored.snapshot_bytes() != bytes
                 || restored.digest() != engine.digest()
                 || restored.state_digest() != engine.state_digest()
@@ -186,6 +209,19 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
                 return Err(format!("batch {b}: snapshot round trip changed the state"));
             }
             engine = restored;
+        }
+    }
+    if let Some(history) = &cold {
+        let reads = history.reads.load(std::sync::atomic::Ordering::Relaxed);
+        if std::env::var("SIM_VERBOSE").is_ok() {
+            eprintln!(
+                "seed {seed}: {} of {} transfers evicted, {reads} read back",
+                engine.evicted_chunks() << COLD_CHUNK_BITS,
+                engine.transfers().len()
+            );
+        }
+        if engine.evicted_chunks() == 0 || reads == 0 {
+            return Err(format!("the cold run evicted {} chunks and read {reads} records back", engine.evicted_chunks()));
         }
     }
     Ok(())

@@ -254,7 +254,7 @@ impl DigestState {
             let old = self.hold_terms.remove(&index).unwrap_or(0);
             let new = match engine.holds.get(&index) {
                 Some(hold) => {
-                    let term = hold_term(engine.transfers[index as usize].id, hold);
+                    let term = hold_term(engine.stored(index).id, hold);
                     self.hold_terms.insert(index, term);
                     term
                 }
@@ -358,8 +358,8 @@ impl Engine {
         let mut add = |term: u128| sum = sum.wrapping_add(term);
         self.ledgers.iter().for_each(|slot| add(ledger_term(&slot.ledger)));
         self.accounts.iter().for_each(|a| add(account_term(a)));
-        self.transfers.iter().for_each(|t| add(transfer_term(t)));
-        self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.transfers[index as usize].id, hold)));
+        self.all_transfers().for_each(|t| add(transfer_term(&t)));
+        self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.stored_through(index).id, hold)));
         self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));

@@ -288,7 +288,7 @@ impl Engine {
         let Some(IdSlot::Transfer(pi)) = self.find_transfer_id(e.pending_id) else {
             return None;
         };
-        let p = self.transfers[pi as usize];
+        let p = self.stored(pi);
         let ours = p.flags & tf::PENDING != 0 && p.user_data_128 == e.quote_id && p.credit_account_id == e.to_account_id;
         ours.then_some(p)
     }
@@ -334,7 +334,7 @@ impl Engine {
 
     /// An exchange whose two leg ids are stored transfers: `exists` if they are its legs as sent.
     fn exchange_exists(&self, e: &Exchange, a: u32, b: u32) -> ResultCode {
-        let (first, second) = (&self.transfers[a as usize], &self.transfers[b as usize]);
+        let (first, second) = (&self.stored(a), &self.stored(b));
         let order = e.flags & xf::ORDER != 0;
         let amount = if e.flags & xf::BUY_FIXED != 0 { second.amount } else { first.amount };
         let same = second.timestamp == first.timestamp + 1
@@ -355,7 +355,7 @@ impl Engine {
 
     /// An order whose id is a stored transfer: `exists` if it is the order as sent.
     fn order_exists(&self, e: &Exchange, a: u32) -> ResultCode {
-        let hold = &self.transfers[a as usize];
+        let hold = &self.stored(a);
         let bought = match self.quote_index.get(&e.quote_id) {
             Some(&qi) => {
                 let q = &self.quotes[qi as usize];

@@ -192,7 +192,7 @@ impl Engine {
                     }
                 }
                 FeedNote::Stored(transfer) => {
-                    let t = &self.transfers[transfer as usize];
+                    let t = &self.stored(transfer);
                     let event = wanted(FeedEventType::Transfer, t.ledger, [t.debit_account_id, t.credit_account_id]).then(|| {
                         let balances = [
                             self.noted(notes, at, t.debit_account_id, t.timestamp),
@@ -203,7 +203,7 @@ impl Engine {
                     push(event, &mut index);
                 }
                 FeedNote::Expired { transfer, timestamp } => {
-                    let t = &self.transfers[transfer as usize];
+                    let t = &self.stored(transfer);
                     let event = wanted(FeedEventType::Expiry, t.ledger, [t.debit_account_id, t.credit_account_id]).then(|| {
                         let balances =
                             [self.noted(notes, at, t.debit_account_id, timestamp), self.noted(notes, at, t.credit_account_id, timestamp)];

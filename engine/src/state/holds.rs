@@ -19,7 +19,7 @@ impl Engine {
             hold.status = HoldStatus::Expired;
             hold.resolved_at = ts;
             self.digest.dirty_holds.push(transfer);
-            let t = self.transfers[transfer as usize];
+            let t = self.stored(transfer);
             self.release_reservation(&t, ts);
             self.give_back(&t, t.amount, true);
             if self.feed_on {
@@ -122,7 +122,7 @@ impl Engine {
         let Some(IdSlot::Transfer(pi)) = self.find_transfer_id(t.pending_id) else {
             return Err(R::PendingTransferNotFound);
         };
-        let p = self.transfers[pi as usize];
+        let p = self.stored(pi);
         if p.flags & tf::PENDING == 0 {
             return Err(R::PendingTransferNotPending);
         }

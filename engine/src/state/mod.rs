@@ -8,6 +8,7 @@
 //! write instead of a push into a per-account vector.
 
 mod accounts;
+mod cold;
 pub(crate) mod digest;
 pub(crate) mod exchange;
 mod feed;
@@ -20,6 +21,7 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
+pub use cold::{History, HistoryUnreadable};
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub use limits::{BalanceLimits, LimitChange};
@@ -358,6 +360,8 @@ pub struct Engine {
     /// Whether feed notes are kept (a feed's follower), and the notes (see `feed`).
     feed_on: bool,
     feed_notes: Vec<FeedNote>,
+    /// Evicted transfers pinned or prefetched, and where queries read the rest (see `cold`).
+    pub(crate) cold: cold::Cold,
 }
 
 /// The position of the first entry of `request_ends` that does not rise above the one before it
@@ -422,6 +426,7 @@ impl Engine {
             recording: false,
             feed_on: false,
             feed_notes: Vec::new(),
+            cold: cold::Cold::default(),
         }
     }
 

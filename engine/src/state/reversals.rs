@@ -59,7 +59,7 @@ impl Engine {
             Ok(found) => found,
             Err(code) => return code,
         };
-        let o = self.transfers[original as usize];
+        let o = self.stored(original);
         let stored =
             Transfer { debit_account_id: o.credit_account_id, credit_account_id: o.debit_account_id, amount, ledger: o.ledger, ..*t };
         let code = self.post_new_transfer(&stored, ts);
@@ -90,9 +90,9 @@ impl Engine {
         let Some(IdSlot::Transfer(original)) = self.find_transfer_id(t.pending_id) else {
             return Err(R::ReversedTransferNotFound);
         };
-        let o = &self.transfers[original as usize];
+        let o = &self.stored(original);
         let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
-        let left = self.reversible(original);
+        let left = self.reversible(original, o);
         let amount = if t.amount == u128::MAX { left } else { t.amount };
         let checks = [
             (o.flags & tf::PENDING != 0, R::ReversedTransferIsAHold),
@@ -108,9 +108,8 @@ impl Engine {
         }
     }
 
-    /// What reversals may still move back of the transfer at `index`.
-    pub(crate) fn reversible(&self, index: u32) -> u128 {
-        let t = &self.transfers[index as usize];
+    /// What reversals may still move back of transfer `t`, stored at `index`.
+    pub(crate) fn reversible(&self, index: u32, t: &Transfer) -> u128 {
         if t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) != 0 {
             return 0;
         }
@@ -119,9 +118,11 @@ impl Engine {
 
     /// Takes back the newest reversal of `original` (a failed chain's undo).
     pub(super) fn undo_reversal(&mut self, original: u32) {
+        let reversal = *self.reversals[&original].list.last().expect("undo: a reversal");
+        let amount = self.stored(reversal).amount;
         let of = self.reversals.get_mut(&original).expect("undo: reversals");
-        let reversal = of.list.pop().expect("undo: a reversal");
-        of.amount -= self.transfers[reversal as usize].amount;
+        of.list.pop();
+        of.amount -= amount;
         if of.list.is_empty() {
             self.reversals.remove(&original);
         }
@@ -131,7 +132,7 @@ impl Engine {
     /// each transfer's reversals (a restored snapshot holds the transfers, not these links).
     pub(crate) fn rebuild_lineage(&mut self) -> Result<(), String> {
         for index in 0..self.transfers.len() as u32 {
-            let t = self.transfers[index as usize];
+            let t = self.stored(index);
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
                 continue;
             }
@@ -153,10 +154,10 @@ impl Engine {
     /// The lineage of a stored transfer.
     pub fn lineage(&self, id: u128) -> Option<Lineage> {
         let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) else { return None };
-        let t = self.transfers[index as usize];
+        let t = self.stored_through(index);
         let hold_at = |i: u32| {
             let h = self.holds[&i];
-            HoldOf { transfer: self.transfers[i as usize], status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }
+            HoldOf { transfer: self.stored_through(i), status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }
         };
         let named = || match self.find_transfer_id(t.pending_id) {
             Some(IdSlot::Transfer(i)) => i,
@@ -166,16 +167,25 @@ impl Engine {
         if t.flags & tf::PENDING != 0 {
             hold = Some(hold_at(index));
             let by = self.holds[&index].resolved_by;
-            resolution = (by != NONE).then(|| self.transfers[by as usize]);
+            resolution = (by != NONE).then(|| self.stored_through(by));
         } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
             hold = Some(hold_at(named()));
         } else if t.flags & tf::REVERSE != 0 {
-            reverses = Some(self.transfers[named() as usize]);
+            reverses = Some(self.stored_through(named()));
         }
         let of = self.reversals.get(&index);
         let reversals =
-            of.map_or_else(Vec::new, |of| of.list.iter().take(LINEAGE_REVERSALS_MAX).map(|&r| self.transfers[r as usize]).collect());
+            of.map_or_else(Vec::new, |of| of.list.iter().take(LINEAGE_REVERSALS_MAX).map(|&r| self.stored_through(r)).collect());
         let (reversals_total, reversed) = of.map_or((0, 0), |of| (of.list.len() as u32, of.amount));
-        Some(Lineage { transfer: t, hold, resolution, reverses, reversals, reversals_total, reversed, reversible: self.reversible(index) })
+        Some(Lineage {
+            transfer: t,
+            hold,
+            resolution,
+            reverses,
+            reversals,
+            reversals_total,
+            reversed,
+            reversible: self.reversible(index, &t),
+        })
     }
 }

@@ -26,7 +26,7 @@ impl Engine {
             return R::IdReserved;
         }
         match self.find_transfer_id(t.id) {
-            Some(IdSlot::Transfer(e)) => return self.transfer_exists(&t, sides, &self.transfers[e as usize]),
+            Some(IdSlot::Transfer(e)) => return self.transfer_exists(&t, sides, &self.stored(e)),
             Some(IdSlot::Failed(_)) => return R::IdAlreadyFailed,
             None => {}
         }
@@ -250,7 +250,7 @@ impl Engine {
             let Some(IdSlot::Transfer(p)) = self.find_transfer_id(e.pending_id) else {
                 unreachable!("a stored capture or release names a stored hold");
             };
-            return resolution_exists(t, e, &self.transfers[p as usize]);
+            return resolution_exists(t, e, &self.stored(p));
         }
         transfer_exists_original(t, sides, e)
     }

@@ -178,6 +178,9 @@ impl Record for Exchange {
     fn account_ids(&self) -> [u128; 2] {
         [self.from_account_id, self.to_account_id]
     }
+    fn transfer_ids(&self) -> [u128; 3] {
+        [self.id, self.to_id, self.pending_id]
+    }
     fn describe(&self) -> String {
         format!(
             "id={} to_id={} quote={} from_account={} to_account={} amount={} pending_id={} booked_at={} user_data_32={} flags={:#x}",

@@ -1,0 +1,241 @@
+//! Finished transfers out of memory: the engine's side of history on disk.
+//!
+//! The node stores full chunks of transfers elsewhere and then *evicts* them
+//! ([`Engine::evict_chunk`]): the records leave memory, their ids, account links and hold states
+//! stay. The engine stays pure. Before a batch is applied the node asks which evicted records
+//! the batch can read ([`Engine::cold_wanted`]: a re-sent id, a hold to capture, a transfer to
+//! reverse) and hands them in ([`Engine::prefetch`]); applying then reads memory only, and a
+//! record neither held, pinned nor prefetched is a broken invariant (a crash, not a disk read).
+//! Still-pending holds in an evicted chunk are *pinned* (kept), so expiries need no prefetch.
+//! Queries read evicted records through the [`History`] the node provides.
+
+use super::*;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// Where evicted transfers are read back from (the node's history store).
+pub trait History: Send + Sync + core::fmt::Debug {
+    /// Transfer `index`, which is in an evicted chunk; the error names what could not be read.
+    fn read(&self, index: u32) -> Result<Transfer, String>;
+    /// Every transfer of evicted chunk `k`, into `out` (cleared first).
+    fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String>;
+}
+
+/// A snapshot could not read an evicted chunk back from the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryUnreadable(pub String);
+
+impl From<HistoryUnreadable> for () {
+    fn from(_: HistoryUnreadable) {}
+}
+
+impl From<HistoryUnreadable> for std::io::Error {
+    fn from(e: HistoryUnreadable) -> std::io::Error {
+        std::io::Error::other(format!("history unreadable: {}", e.0))
+    }
+}
+
+/// The engine's evicted-record bookkeeping (none of it is state: the digest, snapshots and
+/// results never depend on what is in memory).
+#[derive(Debug, Default)]
+pub(crate) struct Cold {
+    /// Still-pending holds of evicted chunks, by transfer index.
+    pinned: FxHashMap<u32, Transfer>,
+    /// Records the node read ahead of the batch being applied.
+    prefetched: FxHashMap<u32, Transfer>,
+    pub(crate) history: Option<Arc<dyn History>>,
+    /// The first read of `history` that failed since the last [`Engine::take_history_failure`].
+    failure: RefCell<Option<String>>,
+}
+
+impl Clone for Cold {
+    fn clone(&self) -> Cold {
+        Cold {
+            pinned: self.pinned.clone(),
+            prefetched: self.prefetched.clone(),
+            history: self.history.clone(),
+            failure: RefCell::default(),
+        }
+    }
+}
+
+impl Engine {
+    /// Transfer `index` for applying: in memory, pinned or prefetched; anything else is a
+    /// prefetch the node missed, a broken invariant.
+    #[inline]
+    pub(crate) fn stored(&self, index: u32) -> Transfer {
+        match self.transfers.get(index as usize) {
+            Some(t) => *t,
+            None => self.record_out_of_memory(index),
+        }
+    }
+
+    #[cold]
+    fn record_out_of_memory(&self, index: u32) -> Transfer {
+        let cold = &self.cold;
+        match cold.pinned.get(&index).or_else(|| cold.prefetched.get(&index)) {
+            Some(t) => *t,
+            None => panic!("transfer index {index} is evicted and was not prefetched"),
+        }
+    }
+
+    /// Transfer `index` for a query: from memory or, if evicted, from the history. A failed
+    /// read answers a zeroed record and is kept for [`Engine::take_history_failure`].
+    pub(crate) fn stored_through(&self, index: u32) -> Transfer {
+        if let Some(t) = self.transfers.get(index as usize) {
+            return *t;
+        }
+        if let Some(t) = self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
+            return *t;
+        }
+        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
+        history.read(index).unwrap_or_else(|e| {
+            self.cold.failure.borrow_mut().get_or_insert(e);
+            Transfer::default()
+        })
+    }
+
+    /// Every stored transfer, oldest first, read through to the history where evicted (checks
+    /// and audits, O(transfers)).
+    pub fn all_transfers(&self) -> impl Iterator<Item = Transfer> + '_ {
+        (0..self.transfers.len() as u32).map(|i| self.stored_through(i))
+    }
+
+    /// Why the last queries' answers cannot be trusted: a history read failed (`None`: all
+    /// read). The node checks this after each query and answers an error instead.
+    pub fn take_history_failure(&self) -> Option<String> {
+        self.cold.failure.borrow_mut().take()
+    }
+
+    /// Sets where queries read evicted transfers from.
+    pub fn set_history(&mut self, history: Arc<dyn History>) {
+        self.cold.history = Some(history);
+    }
+
+    /// Stores transfers in chunks of `2^bits` (the default is [`crate::chunked::CHUNK_BITS`]):
+    /// smaller chunks let tests evict, and read back, most of a small history. Only while no
+    /// transfer is stored (asserted).
+    pub fn set_transfer_chunk_bits(&mut self, bits: u32) {
+        assert!(self.transfers.is_empty(), "the chunk size is chosen before the first transfer");
+        self.transfers = crate::chunked::Chunked::with_chunk_bits(bits);
+    }
+
+    /// Transfers per chunk.
+    pub fn transfer_chunk_len(&self) -> usize {
+        self.transfers.chunk_len()
+    }
+
+    /// Full chunks of transfers (the open chunk not counted): those the node may store.
+    pub fn sealed_transfer_chunks(&self) -> usize {
+        self.transfers.sealed_chunks()
+    }
+
+    /// Full chunk `k`'s transfers while in memory.
+    pub fn transfer_chunk(&self, k: usize) -> Option<&Arc<Vec<Transfer>>> {
+        self.transfers.sealed_chunk(k)
+    }
+
+    /// Chunks evicted so far (always the oldest).
+    pub fn evicted_chunks(&self) -> usize {
+        self.transfers.evicted_chunks()
+    }
+
+    /// Drops full chunk `k` from memory, which the node has stored durably; its pending holds
+    /// are pinned. Between batches only, with the digest settled; never the newest full chunk
+    /// (asserted).
+    fn evict_chunk(&mut self, k: usize) {
+        assert!(!self.recording, "eviction between batches only");
+        let Some(chunk) = self.transfers.sealed_chunk(k).cloned() else { return };
+        let first = (k * self.transfers.chunk_len()) as u32;
+        for (i, t) in chunk.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
+            let index = first + i as u32;
+            if self.holds.get(&index).is_some_and(|h| h.status == HoldStatus::Pending) {
+                self.cold.pinned.insert(index, *t);
+            }
+        }
+        self.transfers.evict(k);
+        let holds = &self.holds;
+        self.cold.pinned.retain(|index, _| holds.get(index).is_some_and(|h| h.status == HoldStatus::Pending));
+    }
+
+    /// Evicted transfers `commands` may read that are neither pinned nor prefetched, appended to
+    /// `wanted` (each once). A record handed in can name another (a re-sent capture names its
+    /// hold), so the node asks again after each [`Engine::prefetch`] until nothing is wanted.
+    pub fn cold_wanted(&self, commands: &[Command], wanted: &mut Vec<u32>) {
+        if self.transfers.evicted_chunks() == 0 {
+            return;
+        }
+        let start = wanted.len();
+        let want = |id: u128, wanted: &mut Vec<u32>| {
+            let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) else { return None };
+            if !self.transfers.is_evicted(index as usize) {
+                return None;
+            }
+            match self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
+                Some(t) => Some(*t),
+                None => {
+                    if !wanted[start..].contains(&index) {
+                        wanted.push(index);
+                    }
+                    None
+                }
+            }
+        };
+        for command in commands {
+            for id in command.transfer_ids().into_iter().filter(|&id| id != 0 && id != u128::MAX) {
+                // A stored capture, release or reversal is compared with the transfer it names.
+                if let Some(found) = want(id, wanted) {
+                    if found.pending_id != 0 {
+                        want(found.pending_id, wanted);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evicts every full chunk below `end` that is still held, but never the newest full chunk:
+    /// what the node does once chunks below `end` are stored durably.
+    pub fn evict_chunks_below(&mut self, end: usize) {
+        let end = end.min(self.transfers.sealed_chunks().saturating_sub(1));
+        if end <= self.transfers.evicted_chunks() {
+            return;
+        }
+        // The digest folds in new transfers and changed holds by reading their records.
+        self.settle_digest();
+        for k in self.transfers.evicted_chunks()..end {
+            self.evict_chunk(k);
+        }
+    }
+
+    /// Reads from `history` every evicted transfer `commands` may read (see
+    /// [`Engine::cold_wanted`]) and hands them in, after forgetting the last batch's. Returns
+    /// how many were read.
+    pub fn prefetch_cold(&mut self, commands: &[Command], history: &dyn History) -> Result<usize, String> {
+        self.prefetch_clear();
+        let mut read = 0;
+        let mut wanted = Vec::new();
+        loop {
+            wanted.clear();
+            self.cold_wanted(commands, &mut wanted);
+            if wanted.is_empty() {
+                return Ok(read);
+            }
+            for &index in &wanted {
+                let transfer = history.read(index)?;
+                self.prefetch(index, transfer);
+            }
+            read += wanted.len();
+        }
+    }
+
+    /// Hands in evicted transfer `index`, read by the node, for the next batch.
+    pub fn prefetch(&mut self, index: u32, transfer: Transfer) {
+        debug_assert!(self.transfers.is_evicted(index as usize));
+        self.cold.prefetched.insert(index, transfer);
+    }
+
+    /// Forgets what was prefetched (after the batch that needed it).
+    pub fn prefetch_clear(&mut self) {
+        self.cold.prefetched.clear();
+    }
+}
