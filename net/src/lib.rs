@@ -14,5 +14,5 @@ pub mod feed;
 pub mod server;
 pub mod tls;
 
-pub use bursar_node::{node, pool, sequencer, Node, NodeError};
+pub use bursar_node::{history, node, pool, sequencer, Node, NodeError};
 pub use bursar_wire::{metrics, protocol, reply};

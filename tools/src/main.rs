@@ -192,6 +192,11 @@ struct StartOptions {
     /// copy of the state while it lasts. 0: no feed.
     #[arg(long, default_value_t = bursar_net::feed::SUBSCRIPTIONS_MAX_DEFAULT)]
     feed_subscriptions: usize,
+    /// Keep every transfer ever made in memory, as builds before the history store did (about
+    /// 128 more bytes per transfer), instead of moving full chunks of 32 768 finished transfers
+    /// to `<data>/history` and reading them back when named.
+    #[arg(long)]
+    history_in_memory: bool,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
     /// with a pause before the sync, so a kill -9 leaves the files as a power cut could. Every
     /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
@@ -276,6 +281,33 @@ fn start(
         let _ = stop.send(());
     }
     served
+}
+
+/// Moves finished history to `<data>/history` (see `bursar_node::history`), saying what the
+/// check of the store at start found.
+fn attach_history<S: bursar_wal::Storage>(node: &mut Node<S>, data: &Path) -> Result<()> {
+    let checking = Instant::now();
+    let dir = data.join("history");
+    let chunk_bytes = (node.engine().transfer_chunk_len() * bursar_engine::RECORD_SIZE) as u64;
+    let store = bursar_wal::HistoryStore::open(&dir, chunk_bytes).with_context(|| format!("opening {}", dir.display()))?;
+    let attached = node.attach_history(store).with_context(|| format!("checking {} against the recovered state", dir.display()))?;
+    if let Some(why) = &attached.reset {
+        eprintln!("bursar: WARNING: the history store was emptied ({why}); it is rebuilt from the recovered state");
+    }
+    if attached.repaired + attached.dropped > 0 {
+        eprintln!(
+            "bursar: WARNING: {} history chunks differed from the recovered state and were rewritten, {} beyond it dropped",
+            attached.repaired, attached.dropped
+        );
+    }
+    out!(
+        "bursar: history store {}: {} chunks checked, {} stored now, in {:.0} ms; memory keeps the newest",
+        dir.display(),
+        attached.verified + attached.repaired,
+        attached.appended,
+        checking.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 /// Binds and serves the HTTP endpoints on `runtime`; returns their state (recovering until the
@@ -379,6 +411,9 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
             report.removed_leftovers.len(),
             report.removed_leftovers.join(", ")
         );
+    }
+    if !options.history_in_memory {
+        attach_history(&mut node, data)?;
     }
     let reserving = Instant::now();
     let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;

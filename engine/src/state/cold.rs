@@ -212,6 +212,12 @@ impl Engine {
     /// how many were read.
     pub fn prefetch_cold(&mut self, commands: &[Command], history: &dyn History) -> Result<usize, String> {
         self.prefetch_clear();
+        self.prefetch_more(commands, history)
+    }
+
+    /// As [`Engine::prefetch_cold`] keeping what was prefetched already: for the next of several
+    /// batches applied together.
+    pub fn prefetch_more(&mut self, commands: &[Command], history: &dyn History) -> Result<usize, String> {
         let mut read = 0;
         let mut wanted = Vec::new();
         loop {

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod feed;
+pub mod history;
 pub mod node;
 pub mod pool;
 pub mod sequencer;

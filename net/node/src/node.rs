@@ -25,6 +25,7 @@ use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
 use bursar_wire::metrics::Metrics;
 
 use crate::feed::Durable;
+use crate::history::{HistoryAttached, Mover};
 
 /// Why the node cannot go on or could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub enum NodeError {
     Log(WalError),
     /// Recovery refused the log or a snapshot.
     Open(bursar_wal::OpenError),
+    /// A transfer the batch can read could not be read back from the history store; nothing
+    /// was logged or applied, and the node goes on (the batch can be retried).
+    History(String),
 }
 
 impl core::fmt::Display for NodeError {
@@ -46,6 +50,7 @@ impl core::fmt::Display for NodeError {
             NodeError::BatchTooLarge { len } => write!(f, "batch of {len} commands exceeds {BATCH_COMMANDS_MAX}"),
             NodeError::Log(e) => write!(f, "{e}"),
             NodeError::Open(e) => write!(f, "{e}"),
+            NodeError::History(e) => write!(f, "history unreadable: {e}"),
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Node<S: Storage> {
     /// appended since the last sync.
     feed_tail: Option<Arc<Durable>>,
     captured: Vec<(u64, Vec<u8>)>,
+    /// Where full chunks of transfers move once stored (none: every transfer stays in memory).
+    history: Option<Mover>,
 }
 
 use bursar_engine::replay::Replayer;
@@ -161,8 +168,25 @@ impl<S: Storage> Node<S> {
             snapshot_hurry: Arc::default(),
             feed_tail: None,
             captured: Vec::new(),
+            history: None,
         };
         Ok((node, report))
+    }
+
+    /// Moves history to `store` from now on: checks the store against the restored state and
+    /// repairs it (see [`crate::history`]), then keeps only the newest full chunks of transfers
+    /// in memory, reading older ones back for queries and before each batch that names them.
+    /// Once, right after [`Node::open`].
+    pub fn attach_history(&mut self, store: bursar_wal::HistoryStore) -> std::io::Result<HistoryAttached> {
+        assert!(self.history.is_none(), "one history store per node");
+        let (mover, attached) = Mover::attach(&mut self.engine, store)?;
+        self.history = Some(mover);
+        Ok(attached)
+    }
+
+    /// Full chunks of transfers stored in the history store (0 without one).
+    pub fn history_stored_chunks(&self) -> u64 {
+        self.history.as_ref().map_or(0, Mover::stored_chunks)
     }
 
     /// Makes room for `accounts` accounts and `transfers` transfers in total, so the tables never
@@ -296,6 +320,7 @@ impl<S: Storage> Node<S> {
         if batches.is_empty() {
             return Ok(self.wal.synced_seq());
         }
+        self.prefetch(batches)?;
         if self.entries_since_checkpoint >= self.checkpoint_every_entries {
             self.append_checkpoint()?;
         }
@@ -323,11 +348,28 @@ impl<S: Storage> Node<S> {
         }
         self.wal.sync_finish()?;
         self.publish_captured();
+        if let Some(mover) = &mut self.history {
+            mover.step(&mut self.engine);
+        }
         self.metrics.record_sync(self.wal.last_sync_ns());
         self.metrics.entries += batches.len() as u64;
         self.metrics.batches += batches.len() as u64;
         self.metrics.commands += batches.iter().map(|b| b.commands.len() as u64).sum::<u64>();
         Ok(seq)
+    }
+
+    /// Reads back every evicted transfer `batches` can read, before anything is logged: a read
+    /// that fails refuses the batches untouched.
+    fn prefetch(&mut self, batches: &[Input<'_>]) -> Result<(), NodeError> {
+        let Some(mover) = &self.history else { return Ok(()) };
+        self.engine.prefetch_clear();
+        if self.engine.evicted_chunks() == 0 {
+            return Ok(());
+        }
+        for input in batches {
+            self.engine.prefetch_more(input.commands, mover.history.as_ref()).map_err(NodeError::History)?;
+        }
+        Ok(())
     }
 
     /// Logs a checkpoint of the current state, then writes a snapshot of it at the checkpoint's

@@ -313,6 +313,7 @@ fn flush<S: Storage>(
                 at += batch.len();
                 Reply::Submit(results)
             }
+            (Err(crate::NodeError::History(_)), _) => Reply::Error(ProtocolError::HistoryUnreadable),
             _ => Reply::Error(ProtocolError::ShuttingDown),
         };
         let _ = job.reply.send(reply); // a client that went away needs no answer
@@ -321,7 +322,14 @@ fn flush<S: Storage>(
         }
     }
     entry_ends.clear();
-    outcome.map(|_| ()).map_err(|e| e.to_string())
+    match outcome {
+        // Nothing was logged or applied: those requests are refused, the server goes on.
+        Err(crate::NodeError::History(why)) => {
+            eprintln!("bursar: ERROR: a batch was refused: reading the history store failed ({why})");
+            Ok(())
+        }
+        outcome => outcome.map(|_| ()).map_err(|e| e.to_string()),
+    }
 }
 
 /// Joins the commands of `jobs` into `into`, recording the end of every request but the last
@@ -401,6 +409,14 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         // The transport serves subscriptions from the log; one that reaches the sequencer has none.
         Request::Subscribe(_) => Reply::Error(ProtocolError::FeedUnavailable),
         Request::Submit(_) => unreachable!("submits are grouped"),
+    };
+    // An answer built from a failed read of the history store is not sent.
+    let reply = match node.engine().take_history_failure() {
+        Some(why) => {
+            eprintln!("bursar: ERROR: a query was refused: reading the history store failed ({why})");
+            Reply::Error(ProtocolError::HistoryUnreadable)
+        }
+        None => reply,
     };
     let _ = job.reply.send(reply);
 }

@@ -96,6 +96,7 @@ class ProtocolError(enum.IntEnum):
     SUBSCRIPTIONS_FULL = 17
     FEED_UNAVAILABLE = 18
     FEED_FAILED = 19
+    HISTORY_UNREADABLE = 20
 
 
 class ResultCode(enum.IntEnum):

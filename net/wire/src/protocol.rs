@@ -157,6 +157,10 @@ pub enum ProtocolError {
     FeedUnavailable = 18,
     /// The feed could not read or apply the log; the subscription ends (the server goes on).
     FeedFailed = 19,
+    /// The server could not read a stored transfer back from its history store (the server
+    /// says why in its output): a submit was neither logged nor applied, a query not answered.
+    /// Retry with the same ids; the operator should look at the disk.
+    HistoryUnreadable = 20,
 }
 
 impl ProtocolError {
@@ -183,6 +187,7 @@ impl ProtocolError {
             E::SubscriptionsFull,
             E::FeedUnavailable,
             E::FeedFailed,
+            E::HistoryUnreadable,
         ]
         .into_iter()
         .find(|e| *e as u32 == value)

@@ -1,0 +1,169 @@
+//! History on disk for a node: full chunks of transfers move to a [`HistoryStore`] on a writer
+//! thread and, once stored durably, leave the engine's memory; queries and the prefetch before
+//! each batch read them back through [`FileHistory`].
+//!
+//! The store is derived: until snapshots stop carrying every transfer, the snapshot and the log
+//! after it hold each stored record too. At open the node checks every stored chunk against the
+//! restored state (bytes and page checksums) and rewrites any that differ, so a damaged or stale
+//! store is repaired, never believed.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use bursar_engine::{Engine, History, Record, Transfer, RECORD_SIZE};
+use bursar_wal::HistoryStore;
+use crossbeam_channel::Sender;
+
+/// Reads evicted transfers back from the store: record `i` is the [`RECORD_SIZE`] bytes at
+/// `i × RECORD_SIZE`, in a page whose checksum is verified on every read.
+#[derive(Debug)]
+pub struct FileHistory {
+    store: Arc<HistoryStore>,
+}
+
+impl FileHistory {
+    /// Reads through `store`.
+    pub fn new(store: Arc<HistoryStore>) -> FileHistory {
+        FileHistory { store }
+    }
+}
+
+impl History for FileHistory {
+    fn read(&self, index: u32) -> Result<Transfer, String> {
+        let mut bytes = [0u8; RECORD_SIZE];
+        self.store.read(index as u64 * RECORD_SIZE as u64, &mut bytes).map_err(|e| e.to_string())?;
+        Ok(Transfer::decode(&bytes))
+    }
+
+    fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
+        let chunk_bytes = self.store.chunk_bytes();
+        let mut bytes = vec![0u8; chunk_bytes as usize];
+        self.store.read(k as u64 * chunk_bytes, &mut bytes).map_err(|e| e.to_string())?;
+        out.clear();
+        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
+        Ok(())
+    }
+}
+
+/// `chunk`'s records as stored, appended to `out`.
+pub fn encode_chunk(chunk: &[Transfer], out: &mut Vec<u8>) {
+    out.reserve(chunk.len() * RECORD_SIZE);
+    for transfer in chunk {
+        out.extend_from_slice(&transfer.to_bytes());
+    }
+}
+
+/// What attaching a store found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryAttached {
+    /// Stored chunks that matched the restored state.
+    pub verified: u64,
+    /// Stored chunks that did not (damaged, or another state's) and were rewritten.
+    pub repaired: u64,
+    /// Stored chunks beyond the restored state, dropped.
+    pub dropped: u64,
+    /// Chunks the state held that the store did not, stored now.
+    pub appended: u64,
+    /// Why the store was emptied at open, if it was (see [`HistoryStore::reset`]).
+    pub reset: Option<String>,
+}
+
+/// Moves full chunks from the engine to the store (see the module): the node's side.
+#[derive(Debug)]
+pub(crate) struct Mover {
+    store: Arc<HistoryStore>,
+    pub(crate) history: Arc<FileHistory>,
+    /// Chunks handed to the writer so far.
+    handed: u64,
+    to_writer: Option<Sender<(u64, Arc<Vec<Transfer>>)>>,
+    writer: Option<JoinHandle<()>>,
+    /// The writer's first failure; it writes nothing after one (the chunks stay in memory).
+    failure: Arc<Mutex<Option<String>>>,
+    failure_reported: bool,
+}
+
+impl Mover {
+    /// Checks `store` against `engine` (every transfer in memory, just restored), repairs it,
+    /// stores what it lacks, and starts the writer thread.
+    pub(crate) fn attach(engine: &mut Engine, store: HistoryStore) -> std::io::Result<(Mover, HistoryAttached)> {
+        assert_eq!(engine.evicted_chunks(), 0, "a store is attached to a node that holds every transfer");
+        let chunk_bytes = (engine.transfer_chunk_len() * RECORD_SIZE) as u64;
+        assert_eq!(store.chunk_bytes(), chunk_bytes, "the store was opened for the engine's chunks");
+        let mut attached = HistoryAttached { reset: store.reset().map(str::to_string), ..HistoryAttached::default() };
+        let sealed = engine.sealed_transfer_chunks() as u64;
+        if store.chunks() > sealed {
+            attached.dropped = store.chunks() - sealed;
+            store.truncate(sealed)?;
+        }
+        let mut bytes = Vec::with_capacity(chunk_bytes as usize);
+        for k in 0..sealed {
+            bytes.clear();
+            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), &mut bytes);
+            if k >= store.chunks() {
+                store.append(k, &bytes)?;
+                attached.appended += 1;
+            } else if store.holds(k, &bytes)? {
+                attached.verified += 1;
+            } else {
+                store.rewrite(k, &bytes)?;
+                attached.repaired += 1;
+            }
+        }
+        let store = Arc::new(store);
+        let history = Arc::new(FileHistory::new(Arc::clone(&store)));
+        engine.set_history(history.clone());
+        let (to_writer, chunks) = crossbeam_channel::unbounded::<(u64, Arc<Vec<Transfer>>)>();
+        let failure = Arc::new(Mutex::new(None));
+        let (writing, failed) = (Arc::clone(&store), Arc::clone(&failure));
+        let writer = std::thread::Builder::new().name("bursar-history".into()).spawn(move || {
+            let mut bytes = Vec::with_capacity(chunk_bytes as usize);
+            for (k, chunk) in chunks {
+                bytes.clear();
+                encode_chunk(&chunk, &mut bytes);
+                drop(chunk);
+                if let Err(e) = writing.append(k, &bytes) {
+                    *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", writing.dir().display()));
+                    return;
+                }
+            }
+        })?;
+        let mut mover =
+            Mover { store, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
+        mover.step(engine);
+        Ok((mover, attached))
+    }
+
+    /// Between batches: hands newly full chunks to the writer and evicts those stored.
+    pub(crate) fn step(&mut self, engine: &mut Engine) {
+        let sealed = engine.sealed_transfer_chunks() as u64;
+        while self.handed < sealed {
+            let chunk = engine.transfer_chunk(self.handed as usize).expect("a chunk not yet stored is in memory").clone();
+            // A writer that stopped has said why (below); the chunk stays in memory.
+            if let Some(to_writer) = &self.to_writer {
+                let _ = to_writer.send((self.handed, chunk));
+            }
+            self.handed += 1;
+        }
+        engine.evict_chunks_below(self.store.chunks() as usize);
+        if !self.failure_reported {
+            if let Some(why) = self.failure.lock().expect("failure lock").as_ref() {
+                eprintln!("bursar: WARNING: the history store failed ({why}); newer transfers stay in memory, nothing is lost");
+                self.failure_reported = true;
+            }
+        }
+    }
+
+    /// Chunks stored durably.
+    pub(crate) fn stored_chunks(&self) -> u64 {
+        self.store.chunks()
+    }
+}
+
+impl Drop for Mover {
+    fn drop(&mut self) {
+        self.to_writer = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}

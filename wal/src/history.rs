@@ -1,0 +1,328 @@
+//! The history store: fixed-size chunks of records appended to one file, each 4 KiB page
+//! checksummed in a second, so records that left memory are read back one page at a time.
+//!
+//! Bytes only, as the rest of this crate: the owner hands in chunk `k` as `chunk_bytes` bytes and
+//! reads back byte ranges; what a record is, it alone knows. Chunk `k` sits at `k × chunk_bytes`
+//! in `history.dat` (a record's offset is its index times its size), and its pages' CRC32Cs follow
+//! a 32-byte header in `history.sum`. An append writes and syncs the data, then writes and syncs
+//! the sums: a chunk counts as stored only once both are durable, so a crash leaves at most a
+//! partial tail, cut at the next open. A read verifies every page it touches and names the page
+//! that fails. The format is in `docs/history-format.md`.
+
+use crate::format::crc32c;
+use parking_lot::{Mutex, RwLock};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes per checksummed page.
+pub const HISTORY_PAGE_BYTES: usize = 4096;
+/// The sums file's first bytes.
+pub const HISTORY_MAGIC: [u8; 8] = *b"BRSRHIST";
+/// The sums file's format version.
+pub const HISTORY_VERSION: u32 = 1;
+/// Bytes of the sums file's header.
+pub const HISTORY_HEADER_BYTES: u64 = 32;
+/// The data file's name in the store's directory.
+pub const HISTORY_DATA_FILE: &str = "history.dat";
+/// The sums file's name in the store's directory.
+pub const HISTORY_SUMS_FILE: &str = "history.sum";
+
+/// An append-only store of fixed-size chunks with a checksum per page (see the module).
+#[derive(Debug)]
+pub struct HistoryStore {
+    dir: PathBuf,
+    data: File,
+    sums: File,
+    chunk_bytes: u64,
+    /// Every stored chunk's page checksums, in chunk order (4 bytes per 4 KiB page).
+    page_sums: RwLock<Vec<u32>>,
+    /// Chunks stored durably.
+    chunks: AtomicU64,
+    /// Serializes the writers (appends, rewrites, truncation); reads never wait for it.
+    writing: Mutex<()>,
+    /// Why an existing store was emptied at open (another chunk size, a damaged header).
+    reset: Option<String>,
+}
+
+impl HistoryStore {
+    /// Opens (or creates) the store in `dir` for chunks of `chunk_bytes` (a positive multiple of
+    /// [`HISTORY_PAGE_BYTES`]). A partial chunk at the end (a crash during an append) is cut; a
+    /// store of another chunk size or with a damaged header is emptied, and [`HistoryStore::reset`]
+    /// says why: the store is derived from the log and snapshots, which its owner rebuilds it from.
+    pub fn open(dir: impl AsRef<Path>, chunk_bytes: u64) -> io::Result<HistoryStore> {
+        assert!(chunk_bytes > 0 && chunk_bytes % HISTORY_PAGE_BYTES as u64 == 0, "chunk of {chunk_bytes} bytes is not whole pages");
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let open = |name: &str| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(name));
+        let (data, sums) = (open(HISTORY_DATA_FILE)?, open(HISTORY_SUMS_FILE)?);
+        crate::storage::sync_dir(&dir)?;
+        let mut store = HistoryStore {
+            dir,
+            data,
+            sums,
+            chunk_bytes,
+            page_sums: RwLock::new(Vec::new()),
+            chunks: AtomicU64::new(0),
+            writing: Mutex::new(()),
+            reset: None,
+        };
+        store.reset = store.load()?;
+        Ok(store)
+    }
+
+    /// Reads the header and sums; returns why the store was emptied, if it was.
+    fn load(&mut self) -> io::Result<Option<String>> {
+        let sums_len = self.sums.metadata()?.len();
+        if sums_len == 0 {
+            self.write_header()?;
+            return Ok(None);
+        }
+        let mut head = [0u8; HISTORY_HEADER_BYTES as usize];
+        let why = match self.sums.read_exact_at(&mut head, 0) {
+            Err(_) => Some(format!("{} is shorter than its header", HISTORY_SUMS_FILE)),
+            Ok(()) => header_problem(&head, self.chunk_bytes),
+        };
+        if let Some(why) = why {
+            self.data.set_len(0)?;
+            self.sums.set_len(0)?;
+            self.write_header()?;
+            return Ok(Some(why));
+        }
+        let sums_per_chunk = self.sums_per_chunk() as u64;
+        let by_sums = (sums_len - HISTORY_HEADER_BYTES) / (4 * sums_per_chunk);
+        let by_data = self.data.metadata()?.len() / self.chunk_bytes;
+        let chunks = by_sums.min(by_data);
+        let mut raw = vec![0u8; (chunks * sums_per_chunk * 4) as usize];
+        self.sums.read_exact_at(&mut raw, HISTORY_HEADER_BYTES)?;
+        *self.page_sums.get_mut() = raw.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        self.cut_to(chunks)?;
+        Ok(None)
+    }
+
+    fn write_header(&self) -> io::Result<()> {
+        let mut head = [0u8; HISTORY_HEADER_BYTES as usize];
+        head[0..8].copy_from_slice(&HISTORY_MAGIC);
+        head[8..12].copy_from_slice(&HISTORY_VERSION.to_le_bytes());
+        head[12..16].copy_from_slice(&(HISTORY_PAGE_BYTES as u32).to_le_bytes());
+        head[16..24].copy_from_slice(&self.chunk_bytes.to_le_bytes());
+        let crc = crc32c(&[&head[0..24]]);
+        head[24..28].copy_from_slice(&crc.to_le_bytes());
+        self.sums.write_all_at(&head, 0)?;
+        self.sums.sync_data()
+    }
+
+    /// Why the store was emptied at open, if it was.
+    pub fn reset(&self) -> Option<&str> {
+        self.reset.as_deref()
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes per chunk.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunk_bytes
+    }
+
+    /// Chunks stored durably (0 to this number, all of them).
+    pub fn chunks(&self) -> u64 {
+        self.chunks.load(Ordering::Acquire)
+    }
+
+    fn sums_per_chunk(&self) -> usize {
+        self.chunk_bytes as usize / HISTORY_PAGE_BYTES
+    }
+
+    /// Stores chunk `k`, which must be the next one (`k == chunks()`), durably: once this returns,
+    /// [`HistoryStore::chunks`] counts it. On an error the store still holds the chunks before.
+    pub fn append(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
+        let _writing = self.writing.lock();
+        assert_eq!(k, self.chunks(), "history chunks are appended in order");
+        self.write_chunk(k, bytes)?;
+        self.chunks.store(k + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes chunk `k` (new, or replacing a stored one) and its sums, both synced.
+    fn write_chunk(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
+        assert_eq!(bytes.len() as u64, self.chunk_bytes, "a history chunk is {} bytes", self.chunk_bytes);
+        self.data.write_all_at(bytes, k * self.chunk_bytes)?;
+        self.data.sync_data()?;
+        let sums: Vec<u32> = bytes.chunks_exact(HISTORY_PAGE_BYTES).map(|page| crc32c(&[page])).collect();
+        let raw: Vec<u8> = sums.iter().flat_map(|s| s.to_le_bytes()).collect();
+        self.sums.write_all_at(&raw, HISTORY_HEADER_BYTES + k * raw.len() as u64)?;
+        self.sums.sync_data()?;
+        let per_chunk = self.sums_per_chunk();
+        let mut page_sums = self.page_sums.write();
+        let at = k as usize * per_chunk;
+        if page_sums.len() == at {
+            page_sums.extend_from_slice(&sums);
+        } else {
+            page_sums[at..at + per_chunk].copy_from_slice(&sums);
+        }
+        Ok(())
+    }
+
+    /// Whether stored chunk `k` holds exactly `bytes`, with matching sums (one read of the chunk).
+    pub fn holds(&self, k: u64, bytes: &[u8]) -> io::Result<bool> {
+        assert!(k < self.chunks(), "chunk {k} is not stored");
+        let mut stored = vec![0u8; self.chunk_bytes as usize];
+        self.data.read_exact_at(&mut stored, k * self.chunk_bytes)?;
+        let per_chunk = self.sums_per_chunk();
+        let page_sums = self.page_sums.read();
+        let sums = &page_sums[k as usize * per_chunk..(k as usize + 1) * per_chunk];
+        Ok(stored == bytes && stored.chunks_exact(HISTORY_PAGE_BYTES).zip(sums).all(|(page, &sum)| crc32c(&[page]) == sum))
+    }
+
+    /// Replaces stored chunk `k` with `bytes` (a chunk found damaged or stale), durably.
+    pub fn rewrite(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
+        let _writing = self.writing.lock();
+        assert!(k < self.chunks(), "chunk {k} is not stored");
+        self.write_chunk(k, bytes)
+    }
+
+    /// Forgets every chunk from `chunks` on (a store ahead of the state it derives from).
+    pub fn truncate(&self, chunks: u64) -> io::Result<()> {
+        let _writing = self.writing.lock();
+        self.cut_to(chunks.min(self.chunks()))
+    }
+
+    fn cut_to(&self, chunks: u64) -> io::Result<()> {
+        let per_chunk = self.sums_per_chunk() as u64;
+        self.chunks.store(chunks, Ordering::Release);
+        self.page_sums.write().truncate((chunks * per_chunk) as usize);
+        self.sums.set_len(HISTORY_HEADER_BYTES + chunks * per_chunk * 4)?;
+        self.data.set_len(chunks * self.chunk_bytes)?;
+        self.sums.sync_all()?;
+        self.data.sync_all()
+    }
+
+    /// Fills `out` with the stored bytes at `offset`, verifying every page it touches; the range
+    /// must lie in stored chunks. An error names the page that could not be read or failed its
+    /// checksum.
+    pub fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let end = offset + out.len() as u64;
+        if end > self.chunks() * self.chunk_bytes {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("history bytes {offset}..{end} are not stored")));
+        }
+        let page = HISTORY_PAGE_BYTES as u64;
+        let first = offset / page;
+        let mut buffer = [0u8; HISTORY_PAGE_BYTES];
+        let mut written = 0;
+        for p in first..end.div_ceil(page) {
+            self.read_page(p, &mut buffer)?;
+            let from = if p == first { (offset % page) as usize } else { 0 };
+            let take = (HISTORY_PAGE_BYTES - from).min(out.len() - written);
+            out[written..written + take].copy_from_slice(&buffer[from..from + take]);
+            written += take;
+        }
+        Ok(())
+    }
+
+    /// Reads page `p` of the data file and checks it against its sum.
+    fn read_page(&self, p: u64, buffer: &mut [u8; HISTORY_PAGE_BYTES]) -> io::Result<()> {
+        let at = p * HISTORY_PAGE_BYTES as u64;
+        let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
+        self.data.read_exact_at(buffer, at).map_err(|e| io::Error::new(e.kind(), format!("{} page {p} (offset {at}): {e}", name())))?;
+        let expected = self.page_sums.read()[p as usize];
+        let found = crc32c(&[buffer]);
+        if found != expected {
+            let what = format!("{} page {p} (offset {at}): checksum {found:#010x}, stored {expected:#010x}", name());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a sums file's header for chunks of `chunk_bytes`, if anything.
+fn header_problem(head: &[u8; HISTORY_HEADER_BYTES as usize], chunk_bytes: u64) -> Option<String> {
+    let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+    if head[0..8] != HISTORY_MAGIC || u32_at(24) != crc32c(&[&head[0..24]]) {
+        return Some(format!("{HISTORY_SUMS_FILE} has no valid header"));
+    }
+    if u32_at(8) != HISTORY_VERSION || u32_at(12) != HISTORY_PAGE_BYTES as u32 {
+        return Some(format!("{HISTORY_SUMS_FILE} is format version {} with {}-byte pages", u32_at(8), u32_at(12)));
+    }
+    if u64_at(16) != chunk_bytes {
+        return Some(format!("{HISTORY_SUMS_FILE} holds chunks of {} bytes, not {chunk_bytes}", u64_at(16)));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bursar-history-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn chunk(k: u8) -> Vec<u8> {
+        (0..2 * HISTORY_PAGE_BYTES).map(|i| (i as u8).wrapping_mul(31) ^ k).collect()
+    }
+
+    const CHUNK: u64 = 2 * HISTORY_PAGE_BYTES as u64;
+
+    #[test]
+    fn chunks_read_back_across_pages_and_survive_reopening() {
+        let dir = temp_dir("roundtrip");
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        store.append(0, &chunk(0)).unwrap();
+        store.append(1, &chunk(1)).unwrap();
+        drop(store);
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        assert_eq!((store.chunks(), store.reset()), (2, None));
+        let mut out = vec![0u8; 300];
+        store.read(CHUNK + 4000, &mut out).unwrap();
+        assert_eq!(out, chunk(1)[4000..4300]);
+        assert!(store.holds(0, &chunk(0)).unwrap() && !store.holds(0, &chunk(1)).unwrap());
+        assert!(store.read(2 * CHUNK - 10, &mut out).is_err(), "beyond the stored chunks");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_page_is_named_and_a_partial_tail_is_cut() {
+        let dir = temp_dir("damage");
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        store.append(0, &chunk(0)).unwrap();
+        store.append(1, &chunk(1)).unwrap();
+        drop(store);
+        let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
+        data.write_all_at(&[0xff], CHUNK + 5000).unwrap();
+        // A crash during the next append: its data half written, no sums.
+        data.write_all_at(&chunk(2)[..100], 2 * CHUNK).unwrap();
+        drop(data);
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        assert_eq!(store.chunks(), 2);
+        let mut out = [0u8; 128];
+        store.read(CHUNK + 128, &mut out).unwrap();
+        let error = store.read(CHUNK + 4992, &mut out).unwrap_err();
+        assert!(error.to_string().contains("page 3 (offset 12288)"), "{error}");
+        assert!(!store.holds(1, &chunk(1)).unwrap());
+        store.rewrite(1, &chunk(1)).unwrap();
+        store.read(CHUNK + 4992, &mut out).unwrap();
+        assert_eq!(std::fs::metadata(dir.join(HISTORY_DATA_FILE)).unwrap().len(), 2 * CHUNK);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_chunk_size_empties_the_store_and_says_why() {
+        let dir = temp_dir("reset");
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        store.append(0, &chunk(0)).unwrap();
+        drop(store);
+        let store = HistoryStore::open(&dir, 2 * CHUNK).unwrap();
+        assert_eq!(store.chunks(), 0);
+        assert!(store.reset().unwrap().contains("not 16384"), "{:?}", store.reset());
+        store.truncate(0).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
