@@ -117,7 +117,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let mut expected = Vec::new();
     reference.execute(now + 1, &cold_batch(), &mut expected).expect("reference");
     assert_eq!(submit(&mut node, now + 1, &cold_batch()), expected);
-    assert!(expected.iter().any(|r| *r == ResultCode::Exists), "the re-sent ids are found: {expected:?}");
+    assert!(expected.contains(&ResultCode::Exists), "the re-sent ids are found: {expected:?}");
     compare(&mut node, &mut reference);
 
     // A snapshot reads the evicted chunks back; a restart restores it and checks the store.

@@ -53,7 +53,10 @@ impl HistoryStore {
     /// store of another chunk size or with a damaged header is emptied, and [`HistoryStore::reset`]
     /// says why: the store is derived from the log and snapshots, which its owner rebuilds it from.
     pub fn open(dir: impl AsRef<Path>, chunk_bytes: u64) -> io::Result<HistoryStore> {
-        assert!(chunk_bytes > 0 && chunk_bytes.is_multiple_of(HISTORY_PAGE_BYTES as u64), "chunk of {chunk_bytes} bytes is not whole pages");
+        assert!(
+            chunk_bytes > 0 && chunk_bytes.is_multiple_of(HISTORY_PAGE_BYTES as u64),
+            "chunk of {chunk_bytes} bytes is not whole pages"
+        );
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
         let open = |name: &str| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(name));
