@@ -23,6 +23,10 @@ pub struct Chunked<T> {
     len: usize,
     /// Empty chunks allocated (and touched) ahead, taken by the pushes that open a chunk.
     spare: Vec<Vec<T>>,
+    /// Evicted chunks another owner (a snapshot's copy, the history writer) still shared when
+    /// they were evicted: reused as soon as they are this table's alone, so a server that
+    /// evicts as fast as it fills allocates (and faults in) no new chunk.
+    retired: Vec<Arc<Vec<T>>>,
     /// log2 of the records per chunk: [`CHUNK_BITS`] but in tests that want many chunks.
     bits: u32,
 }
@@ -45,7 +49,7 @@ impl<T> Chunked<T> {
     /// default make tests reach many chunks with few records).
     pub fn with_chunk_bits(bits: u32) -> Self {
         assert!((1..=CHUNK_BITS).contains(&bits), "chunk bits {bits} outside 1..={CHUNK_BITS}");
-        Chunked { chunks: Vec::new(), len: 0, spare: Vec::new(), bits }
+        Chunked { chunks: Vec::new(), len: 0, spare: Vec::new(), retired: Vec::new(), bits }
     }
 
     /// Records per chunk.
@@ -107,10 +111,9 @@ impl<T: Clone> Chunked<T> {
             return;
         }
         let chunk = std::mem::replace(&mut self.chunks[k], Arc::new(Vec::new()));
-        // Unless a snapshot's copy still shares it, its memory takes the next chunk's records.
-        if let (Ok(mut chunk), true) = (Arc::try_unwrap(chunk), self.spare.len() < SPARE_RECYCLED_MAX) {
-            chunk.clear();
-            self.spare.push(chunk);
+        // Its memory takes a later chunk's records: now, or once no one else shares it.
+        if self.spare.len() + self.retired.len() < SPARE_RECYCLED_MAX {
+            self.retired.push(chunk);
         }
     }
 
@@ -128,11 +131,19 @@ impl<T: Clone> Chunked<T> {
     #[inline]
     pub fn push(&mut self, record: T) {
         if self.len & (self.chunk_len() - 1) == 0 {
-            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_len()));
+            let chunk = self.spare.pop().or_else(|| self.unshared_retired()).unwrap_or_else(|| Vec::with_capacity(self.chunk_len()));
             self.chunks.push(Arc::new(chunk));
         }
         self.open_chunk().push(record);
         self.len += 1;
+    }
+
+    /// An evicted chunk no one else shares any more, emptied.
+    fn unshared_retired(&mut self) -> Option<Vec<T>> {
+        let at = self.retired.iter().position(|chunk| Arc::strong_count(chunk) == 1)?;
+        let mut chunk = Arc::try_unwrap(self.retired.swap_remove(at)).ok()?;
+        chunk.clear();
+        Some(chunk)
     }
 
     /// Removes the last record (a rolled-back chain's).
@@ -193,7 +204,7 @@ impl<T: Clone> Chunked<T> {
             copy.extend_from_slice(open);
             chunks.push(Arc::new(copy));
         }
-        Chunked { chunks, len: self.len, spare: Vec::new(), bits: self.bits }
+        Chunked { chunks, len: self.len, spare: Vec::new(), retired: Vec::new(), bits: self.bits }
     }
 
     /// Brings `copy` up to this table's full chunks (sharing them); a record of the open chunk

@@ -145,7 +145,7 @@ impl Engine {
     /// (asserted).
     fn evict_chunk(&mut self, k: usize) {
         assert!(!self.recording, "eviction between batches only");
-        let Some(chunk) = self.transfers.sealed_chunk(k).cloned() else { return };
+        let Some(chunk) = self.transfers.sealed_chunk(k) else { return };
         let first = (k * self.transfers.chunk_len()) as u32;
         for (i, t) in chunk.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
             let index = first + i as u32;
@@ -162,32 +162,44 @@ impl Engine {
     /// `wanted` (each once). A record handed in can name another (a re-sent capture names its
     /// hold), so the node asks again after each [`Engine::prefetch`] until nothing is wanted.
     pub fn cold_wanted(&self, commands: &[Command], wanted: &mut Vec<u32>) {
-        if self.transfers.evicted_chunks() == 0 {
+        // Chunks are evicted oldest first: the evicted records are exactly those below this.
+        let evicted_end = (self.transfers.evicted_chunks() * self.transfers.chunk_len()) as u32;
+        if evicted_end == 0 {
             return;
         }
         let start = wanted.len();
-        let want = |id: u128, wanted: &mut Vec<u32>| {
-            let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) else { return None };
-            if !self.transfers.is_evicted(index as usize) {
-                return None;
-            }
-            match self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
-                Some(t) => Some(*t),
-                None => {
-                    if !wanted[start..].contains(&index) {
-                        wanted.push(index);
+        // One index probe per id and no dependency between them, so the CPU overlaps their
+        // misses (the apply's gather pass finds them cached); an evicted record is the rare case.
+        for command in commands {
+            for id in command.transfer_ids() {
+                if id == 0 || id == u128::MAX {
+                    continue;
+                }
+                if let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) {
+                    if index < evicted_end {
+                        self.want_evicted(index, evicted_end, &mut *wanted, start);
                     }
-                    None
                 }
             }
-        };
-        for command in commands {
-            for id in command.transfer_ids().into_iter().filter(|&id| id != 0 && id != u128::MAX) {
-                // A stored capture, release or reversal is compared with the transfer it names.
-                if let Some(found) = want(id, wanted) {
-                    if found.pending_id != 0 {
-                        want(found.pending_id, wanted);
+        }
+    }
+
+    /// Wants evicted record `index` unless it is in memory already; if it is, the hold it names
+    /// (a stored capture or release is compared with its hold).
+    fn want_evicted(&self, index: u32, evicted_end: u32, wanted: &mut Vec<u32>, start: usize) {
+        match self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
+            Some(found) if found.pending_id != 0 => {
+                if let Some(IdSlot::Transfer(hold)) = self.find_transfer_id(found.pending_id) {
+                    let held = self.cold.pinned.contains_key(&hold) || self.cold.prefetched.contains_key(&hold);
+                    if hold < evicted_end && !held && !wanted[start..].contains(&hold) {
+                        wanted.push(hold);
                     }
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !wanted[start..].contains(&index) {
+                    wanted.push(index);
                 }
             }
         }

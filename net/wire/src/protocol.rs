@@ -1097,10 +1097,10 @@ mod tests {
 
     #[test]
     fn protocol_error_values_are_dense_and_stable() {
-        for value in 1..=19 {
+        for value in 1..=20 {
             assert_eq!(ProtocolError::from_u32(value).map(|e| e as u32), Some(value));
         }
         assert_eq!(ProtocolError::from_u32(0), None);
-        assert_eq!(ProtocolError::from_u32(20), None);
+        assert_eq!(ProtocolError::from_u32(21), None);
     }
 }
