@@ -5,17 +5,22 @@
 //! limits); indexes, totals, per-account lists and lineage links are rebuilt on
 //! restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! Layout (all little-endian), version 6:
+//! A server with its history on disk writes *slim* streams: the oldest transfers, those in
+//! full chunks already in the history store, are left out and counted in the header, and the
+//! state digest is written beside them; [`Engine::restore_from`] reads them back chunk by
+//! chunk from the store, evicting as it goes, and refuses a result whose digest differs.
+//! Layout (all little-endian), version 7:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (6) |
+//! | 4 | version (7) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 104 | counts (u64 each): ledgers, accounts, transfers, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes |
-//! | 128 × n | ledgers, accounts, transfers: their wire records, in creation order |
+//! | 112 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream) |
+//! | 32 | the state digest (`Engine::state_digest`) when transfers are kept in the history store, else zero |
+//! | 128 × n | ledgers, accounts, transfers (after those kept in the history store): their wire records, in creation order |
 //! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
@@ -27,7 +32,8 @@
 //! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
 //! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
-//! Versions 1 to 5 are still read: version 5 has twelve counts (a 136-byte header) and no
+//! Versions 1 to 6 are still read: version 6 has thirteen counts (a 144-byte header), no digest
+//! and every transfer; version 5 twelve counts (a 136-byte header) and no
 //! quotes; version 4 ten (120 bytes) and no orders;
 //! version 3 has seven counts (a 96-byte header) and no
 //! policies; version 2 six (88 bytes) and no limit changes; version 1 five (80 bytes) and no
@@ -49,13 +55,15 @@ use std::sync::Arc;
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads 1 and 2 too).
-pub const SNAPSHOT_VERSION: u32 = 6;
-const HEADER_SIZE: usize = 144;
+pub const SNAPSHOT_VERSION: u32 = 7;
+const HEADER_SIZE: usize = 184;
+/// The state digest in a version 7 header.
+const DIGEST_SIZE: usize = 32;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 6] = [5, 6, 7, 10, 12, 13];
+const COUNTS_BY_VERSION: [usize; 7] = [5, 6, 7, 10, 12, 13, 14];
 const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
@@ -79,6 +87,9 @@ pub enum SnapshotError {
     UnsupportedVersion(u32),
     /// The bytes parse but describe an impossible state.
     Invalid(String),
+    /// The transfers a slim stream keeps in the history store could not be read, or what was
+    /// read is not the state the stream was written from.
+    History(String),
 }
 
 impl core::fmt::Display for SnapshotError {
@@ -90,6 +101,7 @@ impl core::fmt::Display for SnapshotError {
                 write!(f, "snapshot format version {v} is not supported (this build reads 1 to {SNAPSHOT_VERSION})")
             }
             SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
+            SnapshotError::History(why) => write!(f, "snapshot's transfers in the history store: {why}"),
         }
     }
 }
@@ -147,6 +159,8 @@ impl Engine {
             accounts: &self.accounts,
             transfers: &self.transfers,
             history: self.cold.history.as_ref(),
+            kept: 0,
+            digest: [0; DIGEST_SIZE],
             holds: &self.sorted_holds(),
             balance_history: &self.balance_history,
             failed: &self.failed,
@@ -189,6 +203,7 @@ impl Engine {
         view.accounts.clone_from(&self.accounts);
         view.transfers = self.transfers.snapshot();
         view.history = self.cold.history.clone();
+        (view.kept, view.digest) = (0, [0; DIGEST_SIZE]);
         view.holds = self.sorted_holds();
         catch_up(&mut view.balance_history, &self.balance_history);
         catch_up(&mut view.failed, &self.failed);
@@ -199,6 +214,19 @@ impl Engine {
         // Quote records never change once made; their usage does.
         catch_up(&mut view.quotes, &self.quotes);
         view.quote_usage.clone_from(&self.quote_usage);
+    }
+
+    /// As [`Engine::snapshot_view_into`], for a slim stream: the transfers of evicted chunks,
+    /// which the history store holds, are left out and counted, with the state digest beside
+    /// them (see the module). The store must keep those chunks, durably, as long as the
+    /// snapshot is kept.
+    pub fn slim_snapshot_view_into(&mut self, view: &mut SnapshotView) {
+        self.snapshot_view_into(view);
+        let kept = self.transfers.evicted_chunks() * self.transfers.chunk_len();
+        if kept > 0 {
+            view.kept = kept;
+            view.digest = self.state_digest();
+        }
     }
 
     /// Brings only the append-only tables of an earlier copy up to date, leaving the rest for
@@ -242,31 +270,25 @@ impl Engine {
     /// As [`Engine::restore`], storing transfers in chunks of `2^bits` (see
     /// [`Engine::set_transfer_chunk_bits`]).
     pub fn restore_with_chunk_bits(bytes: &[u8], bits: u32) -> Result<Engine, SnapshotError> {
+        Engine::restore_from(bytes, bits, None)
+    }
+
+    /// As [`Engine::restore_with_chunk_bits`], reading the transfers a slim stream keeps in the
+    /// history store from `history` chunk by chunk, each evicted once the next is in (so memory
+    /// never holds more than the hot state and two chunks of them), and refusing the result if
+    /// its state digest is not the one the stream was written with. A full stream needs no
+    /// history; with one given, the engine reads evicted transfers through it from then on.
+    pub fn restore_from(bytes: &[u8], bits: u32, history: Option<Arc<dyn History>>) -> Result<Engine, SnapshotError> {
         let mut r = Cursor { bytes, at: 0 };
-        if bytes.len() < HEADER_SIZE_V1 {
-            return Err(SnapshotError::Length { expected: HEADER_SIZE_V1 as u64, found: bytes.len() as u64 });
-        }
-        if r.take(8) != MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let version = r.u32();
-        if version == 0 || version > SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
+        let (version, timestamp, limits) = restore_preamble(&mut r)?;
         let counted = COUNTS_BY_VERSION[version as usize - 1];
-        if r.u32() != 0 {
-            return invalid("reserved header word is not zero");
-        }
-        let timestamp = r.u64();
-        let limits = Limits { ledgers_max: r.u32(), accounts_max: r.u32(), transfers_max: r.u32(), query_results_max: r.u32() };
-        if limits.accounts_max == NONE || limits.transfers_max > FAILED_TAG {
-            return invalid("limits exceed the u32 index space");
-        }
-        let header = HEADER_SIZE_V1 + 8 * (counted - 5);
+        let digested = if version >= 7 { DIGEST_SIZE } else { 0 };
+        let header = HEADER_SIZE_V1 + 8 * (counted - 5) + digested;
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 13] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 14] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let digest: [u8; DIGEST_SIZE] = if digested > 0 { r.take(DIGEST_SIZE).try_into().expect("32 bytes") } else { [0; DIGEST_SIZE] };
         let sizes = [
             RECORD_SIZE,
             RECORD_SIZE,
@@ -281,33 +303,44 @@ impl Engine {
             ORDER_SIZE,
             RUN_ENTRY_SIZE,
             QUOTE_SIZE,
+            0,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
             expected => return Err(SnapshotError::Length { expected: expected.unwrap_or(u64::MAX), found: bytes.len() as u64 }),
         }
-        if counts[1] >= NONE as u64 || counts[2].saturating_add(counts[5]) > FAILED_TAG as u64 {
+        let (kept, streamed) = (counts[13], counts[2]);
+        let transfers = kept.saturating_add(streamed);
+        if counts[1] >= NONE as u64 || transfers.saturating_add(counts[5]) > FAILED_TAG as u64 {
             return invalid("more records than the u32 index space");
         }
         let mut engine = Engine::new(limits);
         engine.set_transfer_chunk_bits(bits);
-        engine.reserve(counts[1] as usize, counts[2] as usize);
+        engine.reserve(counts[1] as usize, transfers as usize);
         for _ in 0..counts[0] {
             restore_ledger(&mut engine, Ledger::decode(r.record()))?;
         }
         for _ in 0..counts[1] {
             restore_account(&mut engine, Account::decode(r.record()))?;
         }
-        for _ in 0..counts[2] {
+        // Holds follow the streamed transfers; they are restored beside the transfers they
+        // name, so a chunk's pending holds are known (and pinned) when it is evicted.
+        let mut at_holds = Cursor { bytes, at: r.at + streamed as usize * RECORD_SIZE };
+        let holds = (0..counts[3]).map(|_| read_hold(&mut at_holds)).collect::<Result<Vec<_>, _>>()?;
+        let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0 };
+        if let Some(history) = &history {
+            engine.set_history(Arc::clone(history));
+        }
+        let chunks = restore_kept_transfers(&mut engine, kept, history.as_deref(), &mut restoring)?;
+        for _ in 0..streamed {
             restore_transfer(&mut engine, Transfer::decode(r.record()))?;
         }
-        for _ in 0..counts[3] {
-            let index = r.u32();
-            let status = r.take(4);
-            let hold = Hold { status: hold_status(status)?, expires_at: r.u64(), resolved_at: r.u64(), resolved_by: NONE };
-            restore_hold(&mut engine, index, hold)?;
+        restoring.transfers_done(&mut engine)?;
+        if let Some(&(index, _)) = holds.get(restoring.next_hold) {
+            return invalid(format!("hold names transfer index {index}"));
         }
+        r.at = at_holds.at;
         for _ in 0..counts[4] {
             restore_balance_entry(&mut engine, &mut r)?;
         }
@@ -340,14 +373,113 @@ impl Engine {
         }
         engine.timestamp = timestamp;
         restore_totals(&mut engine)?;
-        engine.rebuild_lineage().map_err(SnapshotError::Invalid)?;
         if let Some(last) = engine.transfers.last() {
             if last.timestamp > timestamp {
                 return invalid("a transfer is newer than the engine clock");
             }
         }
-        engine.check_invariants().map_err(SnapshotError::Invalid)?;
+        if kept == 0 {
+            if digest != [0; DIGEST_SIZE] {
+                return invalid("a full stream with a digest");
+            }
+            engine.check_invariants().map_err(SnapshotError::Invalid)?;
+            return Ok(engine);
+        }
+        engine.evict_chunks_below(chunks);
+        // The digest covers every record, those read from the store too: equal digests, the
+        // state the stream was written from. What only reading the whole history again could
+        // check is left to the digest.
+        if engine.state_digest() != digest {
+            return Err(SnapshotError::History("the state restored with the store's transfers is not the one the snapshot was taken of (its digest differs): the store is damaged or belongs to another log".into()));
+        }
+        engine.check_hot_invariants().map_err(SnapshotError::Invalid)?;
         Ok(engine)
+    }
+}
+
+/// The header up to the counts: version, clock and limits, checked.
+fn restore_preamble(r: &mut Cursor<'_>) -> Result<(u32, u64, Limits), SnapshotError> {
+    if r.bytes.len() < HEADER_SIZE_V1 {
+        return Err(SnapshotError::Length { expected: HEADER_SIZE_V1 as u64, found: r.bytes.len() as u64 });
+    }
+    if r.take(8) != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = r.u32();
+    if version == 0 || version > SNAPSHOT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    if r.u32() != 0 {
+        return invalid("reserved header word is not zero");
+    }
+    let timestamp = r.u64();
+    let limits = Limits { ledgers_max: r.u32(), accounts_max: r.u32(), transfers_max: r.u32(), query_results_max: r.u32() };
+    if limits.accounts_max == NONE || limits.transfers_max > FAILED_TAG {
+        return invalid("limits exceed the u32 index space");
+    }
+    Ok((version, timestamp, limits))
+}
+
+/// One hold state as the stream holds it.
+fn read_hold(r: &mut Cursor<'_>) -> Result<(u32, Hold), SnapshotError> {
+    let index = r.u32();
+    let status = hold_status(r.take(4))?;
+    Ok((index, Hold { status, expires_at: r.u64(), resolved_at: r.u64(), resolved_by: NONE }))
+}
+
+/// Restores the `kept` transfers a slim stream left in the history store, chunk by chunk, each
+/// with its holds and lineage, evicting all but the newest as it goes; returns the chunks read.
+fn restore_kept_transfers(
+    engine: &mut Engine,
+    kept: u64,
+    history: Option<&dyn History>,
+    restoring: &mut Restoring<'_>,
+) -> Result<usize, SnapshotError> {
+    if kept == 0 {
+        return Ok(0);
+    }
+    let Some(history) = history else {
+        return Err(SnapshotError::History(format!("the snapshot keeps {kept} transfers in the history store, and none was given")));
+    };
+    let chunk_len = engine.transfers.chunk_len() as u64;
+    if kept % chunk_len != 0 {
+        return invalid(format!("{kept} transfers kept in the history store is not a whole number of chunks of {chunk_len}"));
+    }
+    let chunks = (kept / chunk_len) as usize;
+    let mut chunk = Vec::with_capacity(chunk_len as usize);
+    for k in 0..chunks {
+        history.read_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("chunk {k}: {e}")))?;
+        if chunk.len() as u64 != chunk_len {
+            return Err(SnapshotError::History(format!("chunk {k} holds {} transfers, not {chunk_len}", chunk.len())));
+        }
+        for t in chunk.drain(..) {
+            restore_transfer(engine, t)?;
+        }
+        restoring.transfers_done(engine)?;
+        engine.evict_chunks_below(k);
+    }
+    Ok(chunks)
+}
+
+/// Where a restore is in the holds and the lineage, which follow the transfers restored.
+struct Restoring<'h> {
+    /// Every hold state, by transfer index.
+    holds: &'h [(u32, Hold)],
+    next_hold: usize,
+    lineage_from: u32,
+}
+
+impl Restoring<'_> {
+    /// Restores the holds of the transfers restored so far, then their lineage.
+    fn transfers_done(&mut self, engine: &mut Engine) -> Result<(), SnapshotError> {
+        let end = engine.transfers.len() as u32;
+        while let Some(&(index, hold)) = self.holds.get(self.next_hold).filter(|(index, _)| *index < end) {
+            restore_hold(engine, index, hold)?;
+            self.next_hold += 1;
+        }
+        engine.rebuild_lineage(self.lineage_from..end).map_err(SnapshotError::Invalid)?;
+        self.lineage_from = end;
+        Ok(())
     }
 }
 
@@ -627,8 +759,12 @@ pub struct SnapshotView {
     accounts: Vec<Account>,
     /// Shares the engine's full chunks of transfers (see `chunked`).
     transfers: Chunked<Transfer>,
-    /// Where the evicted chunks are read back from while writing.
+    /// Where the evicted chunks are read back from while writing a full stream.
     history: Option<Arc<dyn History>>,
+    /// Transfers left out of a slim stream (0: a full stream).
+    kept: usize,
+    /// The state digest a slim stream carries.
+    digest: [u8; DIGEST_SIZE],
     holds: Vec<(u32, Hold)>,
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
@@ -660,7 +796,7 @@ impl SnapshotView {
     }
 
     /// The snapshot stream of the state copied: byte for byte what [`Engine::snapshot_bytes`]
-    /// returned at the moment of the copy.
+    /// returned at the moment of the copy, unless the copy is slim.
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         self.parts().encode(&mut out).unwrap_or_else(|e| panic!("a snapshot copy whose history is unreadable: {}", e.0));
@@ -702,6 +838,8 @@ impl SnapshotView {
             accounts: &self.accounts,
             transfers: &self.transfers,
             history: self.history.as_ref(),
+            kept: self.kept,
+            digest: self.digest,
             holds: &self.holds,
             balance_history: &self.balance_history,
             failed: &self.failed,
@@ -789,6 +927,9 @@ struct Parts<'a> {
     accounts: &'a [Account],
     transfers: &'a Chunked<Transfer>,
     history: Option<&'a Arc<dyn History>>,
+    /// The oldest transfers, left out (in whole chunks): those the history store holds.
+    kept: usize,
+    digest: [u8; DIGEST_SIZE],
     holds: &'a [(u32, Hold)],
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
@@ -802,7 +943,7 @@ struct Parts<'a> {
 impl Parts<'_> {
     fn len(&self) -> usize {
         HEADER_SIZE
-            + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
+            + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
             + HOLD_SIZE * self.holds.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
@@ -827,7 +968,7 @@ impl Parts<'_> {
         let counts = [
             self.ledgers.len(),
             self.accounts.len(),
-            self.transfers.len(),
+            self.transfers.len() - self.kept,
             self.holds.len(),
             self.balance_history.len(),
             self.failed.len(),
@@ -838,10 +979,12 @@ impl Parts<'_> {
             self.orders.len(),
             self.orders.history_entries(),
             self.quotes.len(),
+            self.kept,
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
         }
+        out.put(&self.digest);
         let mut record = [0u8; RECORD_SIZE];
         for ledger in self.ledgers {
             ledger.encode(&mut record);
@@ -852,7 +995,8 @@ impl Parts<'_> {
             out.put(&record);
         }
         let mut evicted = Vec::new();
-        for k in 0..self.transfers.chunk_count() {
+        debug_assert_eq!(self.kept % self.transfers.chunk_len(), 0, "whole chunks are kept");
+        for k in self.kept / self.transfers.chunk_len()..self.transfers.chunk_count() {
             let mut chunk = self.transfers.chunk(k);
             if chunk.is_empty() {
                 let history = self.history.ok_or_else(|| HistoryUnreadable(format!("chunk {k} is evicted, with no history")))?;
@@ -1033,5 +1177,79 @@ mod version_tests {
         let mut v1_with_failed = bytes;
         v1_with_failed[8..12].copy_from_slice(&1u32.to_le_bytes());
         assert!(Engine::restore(&v1_with_failed).is_err());
+    }
+
+    /// Full chunks kept by a test, as a node's history store keeps them.
+    #[derive(Debug, Default)]
+    struct Kept(std::sync::Mutex<Vec<Vec<Transfer>>>);
+
+    impl History for Kept {
+        fn read(&self, index: u32) -> Result<Transfer, String> {
+            let chunks = self.0.lock().expect("lock");
+            let len = chunks.first().map_or(1, Vec::len);
+            chunks.get(index as usize / len).map(|c| c[index as usize % len]).ok_or_else(|| format!("index {index} not kept"))
+        }
+        fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
+            out.clear();
+            out.extend_from_slice(self.0.lock().expect("lock").get(k).ok_or_else(|| format!("chunk {k} not kept"))?);
+            Ok(())
+        }
+    }
+
+    /// An engine of 8-transfer chunks, `transfers` transfers (every third a hold, some captured
+    /// later), with every full chunk but the newest kept in `kept` and evicted.
+    fn evicted_engine(kept: &Arc<Kept>, transfers: u128) -> Engine {
+        let mut engine = engine();
+        engine.set_transfer_chunk_bits(3);
+        engine.set_history(Arc::clone(kept) as Arc<dyn History>);
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=4));
+        execute_ok(&mut engine, 1, &commands);
+        for t in 1..=transfers {
+            let mut command = transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t);
+            if let (crate::Command::Transfer(x), 0) = (&mut command, t % 3) {
+                x.flags |= tf::PENDING;
+            }
+            if let (crate::Command::Transfer(x), 2, true) = (&mut command, t % 6, t > 6) {
+                let held = t - 2;
+                (x.debit_account_id, x.credit_account_id) = (1 + held % 4, 1 + (held + 1) % 4);
+                (x.flags, x.pending_id, x.amount) = (tf::POST_PENDING, 100 + held, held);
+            }
+            execute_ok(&mut engine, 1 + t as u64, &[command]);
+            let sealed = engine.sealed_transfer_chunks();
+            let mut chunks = kept.0.lock().expect("lock");
+            for k in chunks.len()..sealed {
+                chunks.push(engine.transfer_chunk(k).expect("held").to_vec());
+            }
+            drop(chunks);
+            engine.evict_chunks_below(sealed);
+        }
+        engine
+    }
+
+    /// A slim stream leaves the evicted chunks out, and restores from the history to the same
+    /// state (its full stream equal) with as much evicted; without a history, or with another
+    /// engine's, it is refused with what is wrong.
+    #[test]
+    fn a_slim_stream_restores_from_its_history_and_refuses_another() {
+        let kept = Arc::new(Kept::default());
+        let mut engine = evicted_engine(&kept, 60);
+        assert!(engine.evicted_chunks() >= 5, "{} evicted", engine.evicted_chunks());
+        let mut view = SnapshotView::default();
+        engine.slim_snapshot_view_into(&mut view);
+        let slim = view.bytes();
+        let full = engine.snapshot_bytes();
+        assert_eq!(full.len() - slim.len(), RECORD_SIZE * 8 * engine.evicted_chunks());
+        let restored = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
+        assert_eq!(restored.evicted_chunks(), engine.evicted_chunks());
+        assert_eq!(restored.snapshot_bytes(), full);
+        restored.check_invariants().expect("invariants");
+        assert!(matches!(Engine::restore_from(&slim, 3, None), Err(SnapshotError::History(_))));
+        let other = Arc::new(Kept::default());
+        evicted_engine(&other, 61);
+        other.0.lock().expect("lock")[1][2].amount += 1;
+        let refused = Engine::restore_from(&slim, 3, Some(other as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
+        assert!(Engine::restore_from(&slim, 3, Some(Arc::new(Kept::default()) as Arc<dyn History>)).is_err(), "an empty history");
     }
 }

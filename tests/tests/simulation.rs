@@ -197,9 +197,11 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         if b % 25 == 24 {
             let bytes = engine.snapshot_bytes();
             let bits = if cold.is_some() { COLD_CHUNK_BITS } else { bursar_engine::CHUNK_BITS };
-            let mut restored = Engine::restore_with_chunk_bits(&bytes, bits).map_err(|e| format!("batch {b}: restore: {e}"))?;
+            let mut restored = match &cold {
+                None => Engine::restore_with_chunk_bits(&bytes, bits).map_err(|e| format!("batch {b}: restore: {e}"))?,
+                Some(history) => slim_round_trip(&mut engine, history, bytes.len()).map_err(|e| format!("batch {b}: {e}"))?,
+            };
             if let Some(history) = &cold {
-                restored.set_history(Arc::clone(history) as Arc<dyn bursar_engine::History>);
                 history.store_and_evict(&mut restored);
             }
             if restored.snapshot_bytes() != bytes
@@ -225,6 +227,24 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         }
     }
     Ok(())
+}
+
+/// What a server with its history on disk does: a slim snapshot (evicted chunks left in the
+/// history), restored by reading them back from it; smaller than the full stream of `full` bytes
+/// whenever a chunk is evicted, and evicting as much as the engine had.
+fn slim_round_trip(engine: &mut Engine, history: &Arc<MemoryHistory>, full: usize) -> Result<Engine, String> {
+    let mut view = bursar_engine::SnapshotView::default();
+    engine.slim_snapshot_view_into(&mut view);
+    let slim = view.bytes();
+    if engine.evicted_chunks() > 0 && slim.len() >= full {
+        return Err(format!("a slim snapshot of {} bytes, the full one {full}", slim.len()));
+    }
+    let history = Arc::clone(history) as Arc<dyn bursar_engine::History>;
+    let restored = Engine::restore_from(&slim, COLD_CHUNK_BITS, Some(history)).map_err(|e| format!("slim restore: {e}"))?;
+    if restored.evicted_chunks() != engine.evicted_chunks() {
+        return Err(format!("restored with {} chunks evicted, the engine had {}", restored.evicted_chunks(), engine.evicted_chunks()));
+    }
+    Ok(restored)
 }
 
 #[test]

@@ -79,6 +79,12 @@ impl Engine {
         }
     }
 
+    /// Transfer `index` if memory holds it: stored in a chunk still held, pinned or prefetched.
+    pub(crate) fn in_memory(&self, index: u32) -> Option<Transfer> {
+        let cold = &self.cold;
+        self.transfers.get(index as usize).or_else(|| cold.pinned.get(&index)).or_else(|| cold.prefetched.get(&index)).copied()
+    }
+
     /// Transfer `index` for a query: from memory or, if evicted, from the history. A failed
     /// read answers a zeroed record and is kept for [`Engine::take_history_failure`].
     pub(crate) fn stored_through(&self, index: u32) -> Transfer {

@@ -128,10 +128,11 @@ impl Engine {
         }
     }
 
-    /// Rebuilds what follows from the stored transfers alone: each hold's resolving transfer and
-    /// each transfer's reversals (a restored snapshot holds the transfers, not these links).
-    pub(crate) fn rebuild_lineage(&mut self) -> Result<(), String> {
-        for index in 0..self.transfers.len() as u32 {
+    /// Rebuilds what follows from the stored transfers at `indexes` alone: each hold's resolving
+    /// transfer and each transfer's reversals (a restored snapshot holds the transfers, not
+    /// these links). In order: the holds and transfers a range names come before it.
+    pub(crate) fn rebuild_lineage(&mut self, indexes: core::ops::Range<u32>) -> Result<(), String> {
+        for index in indexes {
             let t = self.stored(index);
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
                 continue;
