@@ -442,7 +442,7 @@ fn restore_kept_transfers(
         return Err(SnapshotError::History(format!("the snapshot keeps {kept} transfers in the history store, and none was given")));
     };
     let chunk_len = engine.transfers.chunk_len() as u64;
-    if kept % chunk_len != 0 {
+    if !kept.is_multiple_of(chunk_len) {
         return invalid(format!("{kept} transfers kept in the history store is not a whole number of chunks of {chunk_len}"));
     }
     let chunks = (kept / chunk_len) as usize;
