@@ -1,16 +1,19 @@
 //! A node with a history store on disk answers exactly as one that keeps every transfer in
 //! memory: six chunks of transfers, most of them moved to `history.dat` and evicted, then
-//! re-sent ids, captures of evicted holds and lookups that read them back; a restart checks the
-//! store against the recovered state; a damaged page is refused (not believed) while serving and
-//! rewritten at the next start.
+//! re-sent ids, captures of evicted holds and lookups that read them back. Its snapshot is slim
+//! (the evicted chunks stay in the store) and a restart reads them back from the store; a
+//! damaged page is refused (not believed) while serving, and at the next start the snapshot
+//! that needs it is skipped, the state rebuilt from the log and the page rewritten.
 
 use bursar_engine::transfer_flags::{PENDING, POST_PENDING};
 use bursar_engine::{Command, Engine, Limits, ResultCode, Transfer, CHUNK_BITS, RECORD_SIZE};
 use bursar_net::Node;
+use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
 use bursar_wal::{FsStorage, HistoryStore, WalConfig};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 const CHUNK_LEN: u128 = 1 << CHUNK_BITS;
 const CHUNK_BYTES: u64 = (1 << CHUNK_BITS) * RECORD_SIZE as u64;
@@ -58,12 +61,20 @@ fn cold_batch() -> Vec<Command> {
     ]
 }
 
-fn open(dir: &Path) -> (Node<FsStorage>, bursar_net::history::HistoryAttached) {
+fn open(dir: &Path) -> (Node<FsStorage>, bursar_net::history::HistoryAttached, bursar_wal::RecoveryReport) {
     let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let (mut node, _) = Node::open(storage, WalConfig::default(), Limits::default()).expect("opens");
     let store = HistoryStore::open(dir.join("history"), CHUNK_BYTES).expect("history store");
-    let attached = node.attach_history(store).expect("attaches");
-    (node, attached)
+    let (node, report, attached) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(store)).expect("opens");
+    (node, attached.expect("a store was given"), report)
+}
+
+/// Bytes of the newest snapshot file.
+fn newest_snapshot_bytes(dir: &Path) -> u64 {
+    let snapshots = std::fs::read_dir(dir.join("log")).expect("log dir").filter_map(|e| {
+        let e = e.expect("entry");
+        e.file_name().to_string_lossy().ends_with(".snap").then(|| (e.file_name(), e.metadata().expect("metadata").len()))
+    });
+    snapshots.max().expect("a snapshot").1
 }
 
 fn submit(node: &mut Node<FsStorage>, now: u64, commands: &[Command]) -> Vec<ResultCode> {
@@ -102,7 +113,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let dir = std::env::temp_dir().join(format!("bursar-history-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut reference = Engine::new(Limits::default());
-    let (mut node, attached) = open(&dir);
+    let (mut node, attached, _) = open(&dir);
     assert_eq!(attached, Default::default());
     let mut now = 1_000_000_000u64;
     for batch in bulk() {
@@ -120,12 +131,63 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert!(expected.contains(&ResultCode::Exists), "the re-sent ids are found: {expected:?}");
     compare(&mut node, &mut reference);
 
-    // A snapshot reads the evicted chunks back; a restart restores it and checks the store.
-    node.snapshot().expect("snapshot");
+    // The snapshot leaves the evicted chunks to the store; a restart reads them back from it
+    // and checks the chunks it holds in memory.
+    let evicted = node.engine().evicted_chunks() as u64;
+    let snapshot_seq = node.snapshot().expect("snapshot");
+    let full = (BULK as u64 + 10) * RECORD_SIZE as u64;
+    let slim = newest_snapshot_bytes(&dir);
+    assert!(slim < full - evicted * CHUNK_BYTES + CHUNK_BYTES / 8, "a snapshot of {slim} bytes, {full} with every transfer");
     drop(node);
-    let (mut node, attached) = open(&dir);
-    assert!(attached.verified >= 5 && attached.repaired == 0, "{attached:?}");
+    let (mut node, attached, report) = open(&dir);
+    assert!(report.snapshot.is_some() && report.skipped_snapshots.is_empty(), "{report:?}");
+    assert_eq!(attached.restored, evicted, "{attached:?}");
+    assert!(attached.verified >= 1 && attached.repaired == 0, "{attached:?}");
+    assert_eq!(node.engine().evicted_chunks() as u64, node.engine().sealed_transfer_chunks() as u64 - 1);
     compare(&mut node, &mut reference);
+    // A change-feed follower starts from the slim snapshot too, with the node's store; without
+    // it, from the log's start.
+    let durable = Arc::new(Durable::default());
+    node.set_feed_tail(Arc::clone(&durable));
+    durable.publish(node.durable_seq());
+    let mut follower = Follower::open(&dir.join("log"), Limits::default(), snapshot_seq + 1, &durable).expect("follower");
+    assert_eq!(follower.engine().evicted_chunks() as u64, evicted, "placed at the slim snapshot");
+    let storeless = Arc::new(Durable::default());
+    storeless.publish(node.durable_seq());
+    let behind = Follower::open(&dir.join("log"), Limits::default(), snapshot_seq + 1, &storeless).expect("follower");
+    assert_eq!(behind.engine().evicted_chunks(), 0, "replayed from the log's start");
+    assert_eq!(behind.engine().transfers().len(), follower.engine().transfers().len());
+    drop(behind);
+    // Entries after the snapshot that read evicted records are followed and replayed the same way.
+    let again = [transfer(200, 0, 0), transfer(BULK + 4, POST_PENDING, 3), transfer(300, 0, 0)];
+    now += 1_000;
+    let mut expected = Vec::new();
+    reference.execute(now, &again, &mut expected).expect("reference");
+    assert_eq!(submit(&mut node, now, &again), expected);
+    assert_eq!(expected[0], ResultCode::Exists);
+    durable.publish(node.durable_seq());
+    let mut followed = Vec::new();
+    let mut collect = |_, events: &[bursar_engine::FeedEvent]| {
+        followed.extend_from_slice(events);
+        true
+    };
+    follower.read_through(durable.seq(), &mut collect).expect("followed");
+    let ids: Vec<u128> = followed.iter().map(|e| u128::from_le_bytes(e.record[..16].try_into().expect("an id"))).collect();
+    assert!(ids.contains(&200) && ids.contains(&300), "{ids:?}");
+    drop(follower);
+    drop(node);
+    let (mut node, _, report) = open(&dir);
+    assert!(report.entries_replayed >= 1 && report.snapshot.is_some(), "{report:?}");
+    compare(&mut node, &mut reference);
+    drop(node);
+
+    // Without its store the slim snapshot cannot be used: the node rebuilds from the whole log.
+    let storage = FsStorage::open(dir.join("log")).expect("log dir");
+    let (mut plain, report) = Node::open(storage, WalConfig::default(), Limits::default()).expect("opens from the log");
+    assert!(report.snapshot.is_none() && report.skipped_snapshots[0].1.contains("history store"), "{report:?}");
+    compare(&mut plain, &mut reference);
+    drop(plain);
+    let (node, _, _) = open(&dir);
 
     // A damaged page: a read of it is refused, not believed ...
     let data = std::fs::OpenOptions::new().write(true).open(dir.join("history").join(HISTORY_DATA_FILE)).expect("data");
@@ -133,9 +195,11 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert_eq!(node.engine().transfer(101), Some(Transfer::default()));
     assert!(node.engine().take_history_failure().expect("the read failed").contains("checksum"));
     drop(node);
-    // ... and the next start rewrites it from the recovered state.
-    let (mut node, attached) = open(&dir);
-    assert_eq!(attached.repaired, 1, "{attached:?}");
+    // ... and the next start skips the snapshot that needs it, rebuilds the state from the log
+    // and rewrites the page from it.
+    let (mut node, attached, report) = open(&dir);
+    assert!(report.skipped_snapshots.iter().any(|(_, why)| why.contains("checksum")), "{report:?}");
+    assert_eq!((attached.restored, attached.repaired), (0, 1), "{attached:?}");
     compare(&mut node, &mut reference);
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);

@@ -274,9 +274,10 @@ fn start(
     let served = match options.power_cut_seed {
         Some(seed) => {
             out!("bursar: TESTING: unsynced log writes land in random blocks (power-cut seed {seed})");
-            serve_node(&serving, Node::open(bursar_wal::powercut::PowerCut::new(storage, seed), config, Limits::default())?)
+            let storage = bursar_wal::powercut::PowerCut::new(storage, seed);
+            serve_node(&serving, open_with_history(storage, config, data, options.history_on_disk)?)
         }
-        None => serve_node(&serving, Node::open(storage, config, Limits::default())?),
+        None => serve_node(&serving, open_with_history(storage, config, data, options.history_on_disk)?),
     };
     if let Some((_, stop)) = http {
         let _ = stop.send(());
@@ -284,17 +285,31 @@ fn start(
     served
 }
 
-/// Moves finished history to `<data>/history` (see `bursar_node::history`), saying what the
-/// check of the store at start found.
-fn attach_history<S: bursar_wal::Storage>(node: &mut Node<S>, data: &Path) -> Result<()> {
-    let checking = Instant::now();
+/// A recovered node, what recovery found, and what the check of its history store found.
+type Opened<S> = (Node<S>, bursar_wal::RecoveryReport, Option<bursar_net::history::HistoryAttached>);
+
+/// Recovers the node on `storage`; with `history_on_disk`, with its history store in
+/// `<data>/history` (see `bursar_node::history`).
+fn open_with_history<S: bursar_wal::Storage>(storage: S, config: WalConfig, data: &Path, history_on_disk: bool) -> Result<Opened<S>> {
     let dir = data.join("history");
-    let chunk_bytes = (node.engine().transfer_chunk_len() * bursar_engine::RECORD_SIZE) as u64;
-    let store = bursar_wal::HistoryStore::open(&dir, chunk_bytes).with_context(|| format!("opening {}", dir.display()))?;
-    let attached = node.attach_history(store).with_context(|| format!("checking {} against the recovered state", dir.display()))?;
-    if let Some(why) = &attached.reset {
-        eprintln!("bursar: WARNING: the history store was emptied ({why}); it is rebuilt from the recovered state");
-    }
+    let store = if history_on_disk {
+        let chunk_bytes = ((1usize << bursar_engine::CHUNK_BITS) * bursar_engine::RECORD_SIZE) as u64;
+        Some(bursar_wal::HistoryStore::open(&dir, chunk_bytes).with_context(|| format!("opening {}", dir.display()))?)
+    } else {
+        None
+    };
+    Node::open_with_history(storage, config, Limits::default(), store).map_err(|e| {
+        let hint = if !history_on_disk && e.to_string().contains("history store") {
+            format!(" (a server started with --history-on-disk left them in {}: start with --history-on-disk)", dir.display())
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("recovering {}: {e}{hint}", data.display())
+    })
+}
+
+/// Says what the check of the history store at start found.
+fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) {
     if attached.repaired + attached.dropped > 0 {
         eprintln!(
             "bursar: WARNING: {} history chunks differed from the recovered state and were rewritten, {} beyond it dropped",
@@ -302,13 +317,12 @@ fn attach_history<S: bursar_wal::Storage>(node: &mut Node<S>, data: &Path) -> Re
         );
     }
     out!(
-        "bursar: history store {}: {} chunks checked, {} stored now, in {:.0} ms; memory keeps the newest",
-        dir.display(),
-        attached.verified + attached.repaired,
+        "bursar: history store {}: {} chunks checked ({} read back for the snapshot), {} stored now; memory keeps the newest",
+        data.join("history").display(),
+        attached.restored + attached.verified + attached.repaired,
+        attached.restored,
         attached.appended,
-        checking.elapsed().as_secs_f64() * 1e3
     );
-    Ok(())
 }
 
 /// Binds and serves the HTTP endpoints on `runtime`; returns their state (recovering until the
@@ -361,10 +375,7 @@ fn available_memory_bytes() -> Option<u64> {
 }
 
 /// Serves a recovered node until a signal or a log failure (see [`start`]).
-fn serve_node<S: bursar_wal::Storage + 'static>(
-    serving: &Serving<'_>,
-    (mut node, report): (Node<S>, bursar_wal::RecoveryReport),
-) -> Result<()> {
+fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node, report, history): Opened<S>) -> Result<()> {
     let Serving { data, listen, client_ca, options, started, runtime, http } = *serving;
     use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
@@ -413,8 +424,8 @@ fn serve_node<S: bursar_wal::Storage + 'static>(
             report.removed_leftovers.join(", ")
         );
     }
-    if options.history_on_disk {
-        attach_history(&mut node, data)?;
+    if let Some(attached) = &history {
+        report_history(attached, data);
     }
     let reserving = Instant::now();
     let prepared = node.reserve_log(options.reserve_log_mib.saturating_mul(1 << 20)).context("reserving log space")?;

@@ -43,25 +43,44 @@ pub struct HistoryStore {
     chunks: AtomicU64,
     /// Serializes the writers (appends, rewrites, truncation); reads never wait for it.
     writing: Mutex<()>,
-    /// Why an existing store was emptied at open (another chunk size, a damaged header).
-    reset: Option<String>,
+    /// Opened by [`HistoryStore::open_read_only`]: nothing is written, cut or synced.
+    read_only: bool,
 }
 
 impl HistoryStore {
     /// Opens (or creates) the store in `dir` for chunks of `chunk_bytes` (a positive multiple of
-    /// [`HISTORY_PAGE_BYTES`]). A partial chunk at the end (a crash during an append) is cut; a
-    /// store of another chunk size or with a damaged header is emptied, and [`HistoryStore::reset`]
-    /// says why: the store is derived from the log and snapshots, which its owner rebuilds it from.
+    /// [`HISTORY_PAGE_BYTES`]). A partial chunk at the end (a crash during an append) is cut. A
+    /// store of another chunk size or with a damaged header is refused (`InvalidData`, naming
+    /// the file and why) and left as it is: its chunks may be all that is left of old transfers
+    /// (slim snapshots leave them to the store, and retention may have recycled the log).
     pub fn open(dir: impl AsRef<Path>, chunk_bytes: u64) -> io::Result<HistoryStore> {
+        HistoryStore::open_as(dir.as_ref(), chunk_bytes, false)
+    }
+
+    /// Opens an existing store for reading only (the audit tools, beside a running server):
+    /// nothing in `dir` is created, written or cut; a partial tail is left and not counted.
+    pub fn open_read_only(dir: impl AsRef<Path>, chunk_bytes: u64) -> io::Result<HistoryStore> {
+        HistoryStore::open_as(dir.as_ref(), chunk_bytes, true)
+    }
+
+    fn open_as(dir: &Path, chunk_bytes: u64, read_only: bool) -> io::Result<HistoryStore> {
         assert!(
             chunk_bytes > 0 && chunk_bytes.is_multiple_of(HISTORY_PAGE_BYTES as u64),
             "chunk of {chunk_bytes} bytes is not whole pages"
         );
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)?;
-        let open = |name: &str| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(name));
+        let dir = dir.to_path_buf();
+        if !read_only {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let open = |name: &str| {
+            let path = dir.join(name);
+            let opened = OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(&path);
+            opened.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        };
         let (data, sums) = (open(HISTORY_DATA_FILE)?, open(HISTORY_SUMS_FILE)?);
-        crate::storage::sync_dir(&dir)?;
+        if !read_only {
+            crate::storage::sync_dir(&dir)?;
+        }
         let mut store = HistoryStore {
             dir,
             data,
@@ -70,18 +89,17 @@ impl HistoryStore {
             page_sums: RwLock::new(Vec::new()),
             chunks: AtomicU64::new(0),
             writing: Mutex::new(()),
-            reset: None,
+            read_only,
         };
-        store.reset = store.load()?;
+        store.load()?;
         Ok(store)
     }
 
-    /// Reads the header and sums; returns why the store was emptied, if it was.
-    fn load(&mut self) -> io::Result<Option<String>> {
+    /// Reads the header and sums, refusing a header that is damaged or names another format.
+    fn load(&mut self) -> io::Result<()> {
         let sums_len = self.sums.metadata()?.len();
-        if sums_len == 0 {
-            self.write_header()?;
-            return Ok(None);
+        if sums_len == 0 && self.data.metadata()?.len() == 0 {
+            return if self.read_only { Ok(()) } else { self.write_header() };
         }
         let mut head = [0u8; HISTORY_HEADER_BYTES as usize];
         let why = match self.sums.read_exact_at(&mut head, 0) {
@@ -89,10 +107,8 @@ impl HistoryStore {
             Ok(()) => header_problem(&head, self.chunk_bytes),
         };
         if let Some(why) = why {
-            self.data.set_len(0)?;
-            self.sums.set_len(0)?;
-            self.write_header()?;
-            return Ok(Some(why));
+            let what = format!("{}: {why}; the history store is refused and left as it is", self.dir.join(HISTORY_SUMS_FILE).display());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
         }
         let sums_per_chunk = self.sums_per_chunk() as u64;
         let by_sums = (sums_len - HISTORY_HEADER_BYTES) / (4 * sums_per_chunk);
@@ -101,8 +117,11 @@ impl HistoryStore {
         let mut raw = vec![0u8; (chunks * sums_per_chunk * 4) as usize];
         self.sums.read_exact_at(&mut raw, HISTORY_HEADER_BYTES)?;
         *self.page_sums.get_mut() = raw.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
-        self.cut_to(chunks)?;
-        Ok(None)
+        if self.read_only {
+            self.chunks.store(chunks, Ordering::Release);
+            return Ok(());
+        }
+        self.cut_to(chunks)
     }
 
     fn write_header(&self) -> io::Result<()> {
@@ -115,11 +134,6 @@ impl HistoryStore {
         head[24..28].copy_from_slice(&crc.to_le_bytes());
         self.sums.write_all_at(&head, 0)?;
         self.sums.sync_data()
-    }
-
-    /// Why the store was emptied at open, if it was.
-    pub fn reset(&self) -> Option<&str> {
-        self.reset.as_deref()
     }
 
     /// The store's directory.
@@ -153,6 +167,7 @@ impl HistoryStore {
 
     /// Writes chunk `k` (new, or replacing a stored one) and its sums, both synced.
     fn write_chunk(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
+        assert!(!self.read_only, "a read-only history store is never written");
         assert_eq!(bytes.len() as u64, self.chunk_bytes, "a history chunk is {} bytes", self.chunk_bytes);
         self.data.write_all_at(bytes, k * self.chunk_bytes)?;
         self.data.sync_data()?;
@@ -196,6 +211,7 @@ impl HistoryStore {
     }
 
     fn cut_to(&self, chunks: u64) -> io::Result<()> {
+        assert!(!self.read_only, "a read-only history store is never cut");
         let per_chunk = self.sums_per_chunk() as u64;
         self.chunks.store(chunks, Ordering::Release);
         self.page_sums.write().truncate((chunks * per_chunk) as usize);
@@ -282,7 +298,7 @@ mod tests {
         store.append(1, &chunk(1)).unwrap();
         drop(store);
         let store = HistoryStore::open(&dir, CHUNK).unwrap();
-        assert_eq!((store.chunks(), store.reset()), (2, None));
+        assert_eq!(store.chunks(), 2);
         let mut out = vec![0u8; 300];
         store.read(CHUNK + 4000, &mut out).unwrap();
         assert_eq!(out, chunk(1)[4000..4300]);
@@ -317,15 +333,39 @@ mod tests {
     }
 
     #[test]
-    fn another_chunk_size_empties_the_store_and_says_why() {
-        let dir = temp_dir("reset");
+    fn a_read_only_store_reads_and_changes_nothing() {
+        let dir = temp_dir("read-only");
+        assert!(HistoryStore::open_read_only(&dir, CHUNK).is_err(), "no store: nothing is created");
+        assert!(!dir.exists());
         let store = HistoryStore::open(&dir, CHUNK).unwrap();
         store.append(0, &chunk(0)).unwrap();
         drop(store);
-        let store = HistoryStore::open(&dir, 2 * CHUNK).unwrap();
-        assert_eq!(store.chunks(), 0);
-        assert!(store.reset().unwrap().contains("not 16384"), "{:?}", store.reset());
-        store.truncate(0).unwrap();
+        let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
+        data.write_all_at(&chunk(1)[..100], CHUNK).unwrap();
+        let reader = HistoryStore::open_read_only(&dir, CHUNK).unwrap();
+        assert_eq!(reader.chunks(), 1);
+        let mut out = vec![0u8; 64];
+        reader.read(10, &mut out).unwrap();
+        assert_eq!(out, chunk(0)[10..74]);
+        assert_eq!(std::fs::metadata(dir.join(HISTORY_DATA_FILE)).unwrap().len(), CHUNK + 100, "the partial tail is left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_chunk_size_or_a_damaged_header_is_refused_and_the_store_left_alone() {
+        let dir = temp_dir("refused");
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        store.append(0, &chunk(0)).unwrap();
+        drop(store);
+        let error = HistoryStore::open(&dir, 2 * CHUNK).unwrap_err();
+        assert!(error.to_string().contains("not 16384") && error.to_string().contains("history.sum"), "{error}");
+        let sums = OpenOptions::new().write(true).open(dir.join(HISTORY_SUMS_FILE)).unwrap();
+        sums.write_all_at(b"X", 0).unwrap();
+        let error = HistoryStore::open(&dir, CHUNK).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        sums.write_all_at(b"B", 0).unwrap();
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        assert!(store.holds(0, &chunk(0)).unwrap(), "refusing it changed nothing");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

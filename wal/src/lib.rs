@@ -28,7 +28,7 @@ pub use log::Wal;
 pub use reader::{LogReader, ReadError};
 pub use recovery::{
     list_segments, list_snapshots, log_recycled, oldest_valid_snapshot, open, read_snapshot, verify_log, verify_log_from, EntryRef,
-    RecoveryReport,
+    RecoveryReport, SnapshotRefused,
 };
 pub use storage::{FsStorage, Storage};
 pub use sys::background_thread;

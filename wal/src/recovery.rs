@@ -49,8 +49,24 @@ pub struct RecoveryReport {
 
 /// Receives each verified entry; an `Err` stops recovery.
 pub type EntryVisitor<'a> = dyn FnMut(EntryRef<'_>) -> Result<(), String> + 'a;
-/// Receives the snapshot recovery starts from; an `Err` stops recovery.
-pub type SnapshotVisitor<'a> = dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), String> + 'a;
+/// Receives the snapshot recovery starts from; it may refuse it (see [`SnapshotRefused`]).
+pub type SnapshotVisitor<'a> = dyn FnMut(&SnapshotHeader, &[u8]) -> Result<(), SnapshotRefused> + 'a;
+
+/// Why a [`SnapshotVisitor`] did not take the snapshot it was handed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotRefused {
+    /// This snapshot cannot be used, but the log may do without it: recovery reports it in
+    /// `skipped_snapshots` and tries the next older snapshot, or the log's start.
+    Skip(String),
+    /// Recovery stops with this error.
+    Stop(String),
+}
+
+impl From<String> for SnapshotRefused {
+    fn from(why: String) -> SnapshotRefused {
+        SnapshotRefused::Stop(why)
+    }
+}
 
 /// Where a scan starts and what it expects there.
 #[derive(Clone, Copy, Debug)]
@@ -192,16 +208,19 @@ fn lost_durable(segment: &str, offset: u64, seq: u64, mark: &Mark, what: &str) -
     }
 }
 
-/// The error for a log whose oldest segments were recycled when no snapshot covers them.
-fn start_recycled(first: u64) -> OpenError {
+/// The error for a log whose oldest segments were recycled when no snapshot covers them, naming
+/// the snapshots `skipped` and why.
+fn start_recycled(first: u64, skipped: &[(String, String)]) -> OpenError {
+    let why: Vec<String> = skipped.iter().map(|(name, why)| format!("{name}: {why}")).collect();
     corrupt(
         first,
         0,
         0,
         format!(
             "the log starts at {} (retention recycled the segments before it) and no valid snapshot covers \
-             the entries before it",
-            segment_name(first)
+             the entries before it{}",
+            segment_name(first),
+            if why.is_empty() { String::new() } else { format!(" (skipped: {})", why.join("; ")) }
         ),
     )
 }
@@ -566,7 +585,7 @@ pub fn open<S: Storage>(
     let firsts = first_seqs(&storage, &segments)?;
     let start = newest_valid_snapshot(&storage, &segments, &firsts, snapshots, on_snapshot, &mut report)?;
     if report.snapshot.is_none() && segments[0] != 0 {
-        return Err(start_recycled(segments[0]));
+        return Err(start_recycled(segments[0], &report.skipped_snapshots));
     }
     let (pos, offset, anchor, after) = start;
     let mut replayed = 0u64;
@@ -664,7 +683,14 @@ fn newest_valid_snapshot<S: Storage>(
         match locate_snapshot(storage, segments, firsts, &header) {
             Ok(scan) => {
                 let End::Clean { segment_pos, offset } = scan.end else { unreachable!("a located snapshot ends cleanly") };
-                on_snapshot(&header, payload).map_err(OpenError::Visitor)?;
+                match on_snapshot(&header, payload) {
+                    Ok(()) => {}
+                    Err(SnapshotRefused::Skip(why)) => {
+                        report.skipped_snapshots.push((name, why));
+                        continue;
+                    }
+                    Err(SnapshotRefused::Stop(why)) => return Err(OpenError::Visitor(why)),
+                }
                 start = (segment_pos, offset, Anchor { expect_seq: Some(seq + 1), prev_hash: Some(header.chain_hash) }, seq);
                 report.snapshot = Some(header);
                 break;
@@ -705,7 +731,7 @@ pub fn verify_log_from<S: Storage>(
         return Ok(report);
     }
     if segments[0] != 0 {
-        return Err(start_recycled(segments[0]));
+        return Err(start_recycled(segments[0], &[]));
     }
     let anchor = Anchor { expect_seq: Some(1), prev_hash: Some(GENESIS_HASH) };
     let mut replayed = 0u64;

@@ -54,7 +54,7 @@ fn recover(
             start = h.seq;
             let expected = snapshots.iter().find(|(s, _)| *s == h.seq).map(|(_, p)| p);
             if expected.map(|p| p.as_slice()) != Some(payload) {
-                return Err(format!("snapshot {} differs from what was written", h.seq));
+                return Err(format!("snapshot {} differs from what was written", h.seq).into());
             }
             Ok(())
         },

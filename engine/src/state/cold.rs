@@ -10,6 +10,7 @@
 //! Queries read evicted records through the [`History`] the node provides.
 
 use super::*;
+use crate::types::{Record, RECORD_SIZE};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -19,6 +20,42 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read(&self, index: u32) -> Result<Transfer, String>;
     /// Every transfer of evicted chunk `k`, into `out` (cleared first).
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String>;
+}
+
+/// A [`History`] over bytes holding transfer `i` at `i × RECORD_SIZE` in its wire encoding,
+/// read by `read_at(offset, out)`: the node's history store (the engine reads nothing itself).
+pub struct RecordHistory<R> {
+    read_at: R,
+    chunk_len: usize,
+}
+
+impl<R: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> RecordHistory<R> {
+    /// Reads chunks of `chunk_len` transfers through `read_at`.
+    pub fn new(chunk_len: usize, read_at: R) -> RecordHistory<R> {
+        RecordHistory { read_at, chunk_len }
+    }
+}
+
+impl<R> core::fmt::Debug for RecordHistory<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecordHistory").field("chunk_len", &self.chunk_len).finish_non_exhaustive()
+    }
+}
+
+impl<R: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> History for RecordHistory<R> {
+    fn read(&self, index: u32) -> Result<Transfer, String> {
+        let mut bytes = [0u8; RECORD_SIZE];
+        (self.read_at)(u64::from(index) * RECORD_SIZE as u64, &mut bytes)?;
+        Ok(Transfer::decode(&bytes))
+    }
+
+    fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
+        let mut bytes = vec![0u8; self.chunk_len * RECORD_SIZE];
+        (self.read_at)((k * self.chunk_len * RECORD_SIZE) as u64, &mut bytes)?;
+        out.clear();
+        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
+        Ok(())
+    }
 }
 
 /// A snapshot could not read an evicted chunk back from the history.
@@ -250,6 +287,18 @@ impl Engine {
             }
             read += wanted.len();
         }
+    }
+
+    /// Reads back, through the engine's own history, every evicted transfer `commands` may read
+    /// (forgetting the last batch's): what replaying a logged batch needs first on an engine
+    /// restored from a slim snapshot. Returns how many were read.
+    pub fn prefetch_from_own_history(&mut self, commands: &[Command]) -> Result<usize, String> {
+        self.prefetch_clear();
+        if self.transfers.evicted_chunks() == 0 {
+            return Ok(0);
+        }
+        let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
+        self.prefetch_more(commands, history.as_ref())
     }
 
     /// Hands in evicted transfer `index`, read by the node, for the next batch.

@@ -21,7 +21,7 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
-pub use cold::{History, HistoryUnreadable};
+pub use cold::{History, HistoryUnreadable, RecordHistory};
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub use limits::{BalanceLimits, LimitChange};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bursar_engine::batch::Body;
 use bursar_engine::replay::Replayer;
-use bursar_engine::{Engine, FeedEvent, FeedEventType, FeedNote, Limits};
+use bursar_engine::{Engine, FeedEvent, FeedEventType, FeedNote, History, Limits};
 use bursar_wal::{FsStorage, LogReader, ReadError};
 
 /// Bytes of recent entries kept in memory for followers at most (about 64 full entries: half
@@ -39,6 +39,8 @@ pub struct Durable {
     wake: Condvar,
     followers: AtomicUsize,
     tail: Mutex<Tail>,
+    /// The node's history store, read by followers restoring a slim snapshot.
+    history: std::sync::OnceLock<Arc<dyn History>>,
 }
 
 /// The latest durable entries' bodies, oldest first, at most [`TAIL_BYTES_MAX`] bytes (or the
@@ -81,6 +83,11 @@ impl Durable {
         let durable = Durable::default();
         durable.tail.lock().unwrap_or_else(|e| e.into_inner()).bytes_max = bytes.max(1);
         durable
+    }
+
+    /// Where followers read back what a slim snapshot left to the history store (the node's).
+    pub fn set_history(&self, history: Arc<dyn History>) {
+        let _ = self.history.set(history);
     }
 
     /// Whether a follower runs (the node then hands its entries to [`Durable::push_tail`]).
@@ -260,7 +267,7 @@ impl Follower {
             return Err(FeedError::Ahead { from, durable: end });
         }
         let storage = read_only(dir)?;
-        let (engine, reader) = start_before(&storage, limits, from)?;
+        let (engine, reader) = start_before(&storage, limits, from, durable.history.get().cloned())?;
         let next_seq = reader.next_seq();
         let mut follower = Follower {
             dir: dir.to_path_buf(),
@@ -367,12 +374,18 @@ fn read_only(dir: &Path) -> Result<FsStorage, FeedError> {
 }
 
 /// The engine and reader to start from for a feed whose first entry is `from`: the newest
-/// readable snapshot at or before `from - 1`, or the log's first entry.
-fn start_before(storage: &FsStorage, limits: Limits, from: u64) -> Result<(Engine, LogReader), FeedError> {
+/// readable snapshot at or before `from - 1` (a slim one's oldest transfers read back from
+/// `history`, left there), or the log's first entry.
+fn start_before(
+    storage: &FsStorage,
+    limits: Limits,
+    from: u64,
+    history: Option<Arc<dyn History>>,
+) -> Result<(Engine, LogReader), FeedError> {
     let snapshots = bursar_wal::list_snapshots(storage).map_err(|e| FeedError::Failed(e.to_string()))?;
     for seq in snapshots.into_iter().filter(|seq| *seq < from) {
         let Ok((header, payload)) = bursar_wal::read_snapshot(storage, seq) else { continue };
-        let Ok(engine) = Engine::restore(&payload) else { continue };
+        let Ok(engine) = Engine::restore_from(&payload, bursar_engine::CHUNK_BITS, history.clone()) else { continue };
         if let Ok(reader) = LogReader::after_snapshot(storage, &header) {
             return Ok((engine, reader));
         }

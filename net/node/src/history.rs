@@ -1,48 +1,25 @@
 //! History on disk for a node: full chunks of transfers move to a [`HistoryStore`] on a writer
 //! thread and, once stored durably, leave the engine's memory; queries and the prefetch before
-//! each batch read them back through [`FileHistory`].
+//! each batch read them back through [`file_history`].
 //!
-//! The store is derived: until snapshots stop carrying every transfer, the snapshot and the log
-//! after it hold each stored record too. At open the node checks every stored chunk against the
-//! restored state (bytes and page checksums) and rewrites any that differ, so a damaged or stale
-//! store is repaired, never believed.
+//! Snapshots are then slim: they leave the evicted chunks to the store, which must hold them
+//! durably (a chunk is evicted only once written and synced), and carry the state digest. At
+//! open a slim snapshot's chunks are read back from the store, each page checked against its
+//! sum and the whole against the digest, so a damaged or foreign store is refused, never
+//! believed. The chunks the recovered state holds in memory (those after the snapshot's, and
+//! all of a full snapshot's) are checked against the store and any that differ rewritten.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bursar_engine::{Engine, History, Record, Transfer, RECORD_SIZE};
+use bursar_engine::{Engine, History, Record, RecordHistory, Transfer, RECORD_SIZE};
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
-/// Reads evicted transfers back from the store: record `i` is the [`RECORD_SIZE`] bytes at
-/// `i × RECORD_SIZE`, in a page whose checksum is verified on every read.
-#[derive(Debug)]
-pub struct FileHistory {
-    store: Arc<HistoryStore>,
-}
-
-impl FileHistory {
-    /// Reads through `store`.
-    pub fn new(store: Arc<HistoryStore>) -> FileHistory {
-        FileHistory { store }
-    }
-}
-
-impl History for FileHistory {
-    fn read(&self, index: u32) -> Result<Transfer, String> {
-        let mut bytes = [0u8; RECORD_SIZE];
-        self.store.read(index as u64 * RECORD_SIZE as u64, &mut bytes).map_err(|e| e.to_string())?;
-        Ok(Transfer::decode(&bytes))
-    }
-
-    fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
-        let chunk_bytes = self.store.chunk_bytes();
-        let mut bytes = vec![0u8; chunk_bytes as usize];
-        self.store.read(k as u64 * chunk_bytes, &mut bytes).map_err(|e| e.to_string())?;
-        out.clear();
-        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
-        Ok(())
-    }
+/// Reads evicted transfers back from `store` (chunks of `chunk_len`): record `i` is the
+/// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read.
+pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn History> {
+    Arc::new(RecordHistory::new(chunk_len, move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string())))
 }
 
 /// `chunk`'s records as stored, appended to `out`.
@@ -56,6 +33,8 @@ pub fn encode_chunk(chunk: &[Transfer], out: &mut Vec<u8>) {
 /// What attaching a store found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryAttached {
+    /// Stored chunks a slim snapshot left to the store, read back (and checked) by the restore.
+    pub restored: u64,
     /// Stored chunks that matched the restored state.
     pub verified: u64,
     /// Stored chunks that did not (damaged, or another state's) and were rewritten.
@@ -64,15 +43,13 @@ pub struct HistoryAttached {
     pub dropped: u64,
     /// Chunks the state held that the store did not, stored now.
     pub appended: u64,
-    /// Why the store was emptied at open, if it was (see [`HistoryStore::reset`]).
-    pub reset: Option<String>,
 }
 
 /// Moves full chunks from the engine to the store (see the module): the node's side.
 #[derive(Debug)]
 pub(crate) struct Mover {
     store: Arc<HistoryStore>,
-    pub(crate) history: Arc<FileHistory>,
+    pub(crate) history: Arc<dyn History>,
     /// Chunks handed to the writer so far.
     handed: u64,
     to_writer: Option<Sender<(u64, Arc<Vec<Transfer>>)>>,
@@ -83,20 +60,26 @@ pub(crate) struct Mover {
 }
 
 impl Mover {
-    /// Checks `store` against `engine` (every transfer in memory, just restored), repairs it,
-    /// stores what it lacks, and starts the writer thread.
-    pub(crate) fn attach(engine: &mut Engine, store: HistoryStore) -> std::io::Result<(Mover, HistoryAttached)> {
-        assert_eq!(engine.evicted_chunks(), 0, "a store is attached to a node that holds every transfer");
+    /// Checks `store` against `engine` (just restored: the chunks a slim snapshot left to the
+    /// store evicted, every later one in memory), repairs it, stores what it lacks, and starts
+    /// the writer thread. `history` reads `store`.
+    pub(crate) fn attach(
+        engine: &mut Engine,
+        store: Arc<HistoryStore>,
+        history: Arc<dyn History>,
+    ) -> std::io::Result<(Mover, HistoryAttached)> {
         let chunk_bytes = (engine.transfer_chunk_len() * RECORD_SIZE) as u64;
         assert_eq!(store.chunk_bytes(), chunk_bytes, "the store was opened for the engine's chunks");
-        let mut attached = HistoryAttached { reset: store.reset().map(str::to_string), ..HistoryAttached::default() };
+        let restored = engine.evicted_chunks() as u64;
+        assert!(store.chunks() >= restored, "the restore read the chunks it evicted from the store");
+        let mut attached = HistoryAttached { restored, ..HistoryAttached::default() };
         let sealed = engine.sealed_transfer_chunks() as u64;
         if store.chunks() > sealed {
             attached.dropped = store.chunks() - sealed;
             store.truncate(sealed)?;
         }
         let mut bytes = Vec::with_capacity(chunk_bytes as usize);
-        for k in 0..sealed {
+        for k in restored..sealed {
             bytes.clear();
             encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), &mut bytes);
             if k >= store.chunks() {
@@ -109,8 +92,6 @@ impl Mover {
                 attached.repaired += 1;
             }
         }
-        let store = Arc::new(store);
-        let history = Arc::new(FileHistory::new(Arc::clone(&store)));
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<(u64, Arc<Vec<Transfer>>)>();
         let failure = Arc::new(Mutex::new(None));

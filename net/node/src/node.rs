@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bursar_engine::batch::{self, Body, Checkpoint, Input};
 use bursar_engine::{Command, Engine, Limits, ResultCode, SnapshotView, BATCH_COMMANDS_MAX};
-use bursar_wal::{RecoveryReport, Storage, Wal, WalConfig, WalError};
+use bursar_wal::{RecoveryReport, SnapshotRefused, Storage, Wal, WalConfig, WalError};
 
 use bursar_wire::metrics::Metrics;
 
@@ -134,6 +134,23 @@ impl<S: Storage> Node<S> {
     /// Recovers (or creates) the node on `storage`: newest valid snapshot, then every later
     /// batch replayed through the engine.
     pub fn open(storage: S, config: WalConfig, limits: Limits) -> Result<(Node<S>, RecoveryReport), NodeError> {
+        Node::open_with_history(storage, config, limits, None).map(|(node, report, _)| (node, report))
+    }
+
+    /// As [`Node::open`], with full chunks of transfers moving to `store` from now on (see
+    /// [`crate::history`]): a slim snapshot's transfers are read back from it, the chunks the
+    /// recovered state holds in memory are checked against it and repaired, and only the newest
+    /// full chunks stay in memory; older ones are read back for queries and before each batch
+    /// that names them. Says what the check found.
+    pub fn open_with_history(
+        storage: S,
+        config: WalConfig,
+        limits: Limits,
+        store: Option<bursar_wal::HistoryStore>,
+    ) -> Result<(Node<S>, RecoveryReport, Option<HistoryAttached>), NodeError> {
+        let store = store.map(Arc::new);
+        let chunk_len = 1 << bursar_engine::CHUNK_BITS;
+        let history = store.as_ref().map(|store| crate::history::file_history(Arc::clone(store), chunk_len));
         // The snapshot handler runs first (at most once), then the entry handler for each batch.
         let engine = RefCell::new(Engine::new(limits));
         let mut replayer = Replayer::new();
@@ -143,7 +160,14 @@ impl<S: Storage> Node<S> {
             storage,
             config,
             &mut |header, payload| {
-                *engine.borrow_mut() = Engine::restore(payload).map_err(|e| format!("snapshot: {e}"))?;
+                // A snapshot whose transfers in the history store cannot be read back (or are not
+                // its own) is skipped: an older one, or the log from its start, rebuilds the
+                // state, and the store is repaired from it below. Only a recycled log stops here.
+                *engine.borrow_mut() = match Engine::restore_from(payload, bursar_engine::CHUNK_BITS, history.clone()) {
+                    Ok(restored) => restored,
+                    Err(e @ bursar_engine::SnapshotError::History(_)) => return Err(SnapshotRefused::Skip(e.to_string())),
+                    Err(e) => return Err(SnapshotRefused::Stop(format!("snapshot: {e}"))),
+                };
                 checkpoint_seq.set(header.seq);
                 Ok(())
             },
@@ -155,8 +179,16 @@ impl<S: Storage> Node<S> {
             },
         )
         .map_err(NodeError::Open)?;
+        let mut engine = engine.into_inner();
+        let (mover, attached) = match (store, history) {
+            (Some(store), Some(history)) => {
+                let (mover, attached) = Mover::attach(&mut engine, store, history).map_err(|e| NodeError::History(e.to_string()))?;
+                (Some(mover), Some(attached))
+            }
+            _ => (None, None),
+        };
         let node = Node {
-            engine: engine.into_inner(),
+            engine,
             wal,
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
             entries_since_checkpoint: report.last_seq.saturating_sub(checkpoint_seq.get()),
@@ -168,20 +200,9 @@ impl<S: Storage> Node<S> {
             snapshot_hurry: Arc::default(),
             feed_tail: None,
             captured: Vec::new(),
-            history: None,
+            history: mover,
         };
-        Ok((node, report))
-    }
-
-    /// Moves history to `store` from now on: checks the store against the restored state and
-    /// repairs it (see [`crate::history`]), then keeps only the newest full chunks of transfers
-    /// in memory, reading older ones back for queries and before each batch that names them.
-    /// Once, right after [`Node::open`].
-    pub fn attach_history(&mut self, store: bursar_wal::HistoryStore) -> std::io::Result<HistoryAttached> {
-        assert!(self.history.is_none(), "one history store per node");
-        let (mover, attached) = Mover::attach(&mut self.engine, store)?;
-        self.history = Some(mover);
-        Ok(attached)
+        Ok((node, report, attached))
     }
 
     /// Full chunks of transfers stored in the history store (0 without one).
@@ -250,6 +271,9 @@ impl<S: Storage> Node<S> {
     /// Hands every entry's body, once durable, to `durable`'s live tail while a follower runs
     /// (a copy per entry then; nothing otherwise).
     pub fn set_feed_tail(&mut self, durable: Arc<Durable>) {
+        if let Some(mover) = &self.history {
+            durable.set_history(mover.history.clone());
+        }
         self.feed_tail = Some(durable);
     }
 
@@ -407,9 +431,14 @@ impl<S: Storage> Node<S> {
         debug_assert_eq!(self.wal.next_seq(), seq + 1, "submit syncs every batch it logs");
         // The writer thread holds the other reference until it has encoded the copy; after that
         // the next snapshot copies into the same memory.
-        match Arc::get_mut(&mut self.snapshot_copy) {
-            Some(copy) => self.engine.snapshot_view_into(copy),
-            None => self.snapshot_copy = Arc::new(self.engine.snapshot_view()),
+        if Arc::get_mut(&mut self.snapshot_copy).is_none() {
+            self.snapshot_copy = Arc::default();
+        }
+        let copy = Arc::get_mut(&mut self.snapshot_copy).expect("the writer has let go of the copy");
+        // With the history on disk, the evicted chunks (stored and synced) stay out of it.
+        match self.history {
+            Some(_) => self.engine.slim_snapshot_view_into(copy),
+            None => self.engine.snapshot_view_into(copy),
         }
         let copy = Arc::clone(&self.snapshot_copy);
         let len = copy.len() as u64;

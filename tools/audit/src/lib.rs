@@ -24,11 +24,12 @@ use anyhow::{bail, Context, Result};
 use bursar_engine::batch::Body;
 use bursar_engine::replay::{hex, Replayer};
 use bursar_engine::statement::StatementLine;
-use bursar_engine::{Command, Engine, Ledger, Limits, ResultCode};
+use bursar_engine::{Command, Engine, History, Ledger, Limits, RecordHistory, ResultCode, RECORD_SIZE};
 use bursar_wal::{EntryRef, FsStorage, OpenError, RecoveryReport, SnapshotHeader};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Where the log is.
 #[derive(Args, Debug, Clone)]
@@ -51,6 +52,18 @@ impl DataArg {
     fn storage(&self) -> Result<FsStorage> {
         let dir = self.log_dir();
         FsStorage::open_read_only(&dir).with_context(|| format!("opening {} read-only", dir.display()))
+    }
+
+    /// The history store beside the log (`<data>/history`), read-only, if there is one: where
+    /// a slim snapshot's oldest transfers are read back from.
+    fn history(&self) -> Result<Option<Arc<dyn History>>> {
+        let log = self.log_dir();
+        let Some(dir) = log.parent().map(|data| data.join("history")).filter(|dir| dir.is_dir()) else { return Ok(None) };
+        let chunk_len = 1usize << bursar_engine::CHUNK_BITS;
+        let store = bursar_wal::HistoryStore::open_read_only(&dir, (chunk_len * RECORD_SIZE) as u64)
+            .with_context(|| format!("opening {} read-only", dir.display()))?;
+        let read = move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string());
+        Ok(Some(Arc::new(RecordHistory::new(chunk_len, read))))
     }
 }
 
@@ -207,7 +220,7 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
     // verifies (the oldest, unless one is named), and says so.
     let from_snapshot = if recycled { Some(from_snapshot.unwrap_or("oldest")) } else { from_snapshot };
     let snapshot = match from_snapshot {
-        Some(which) => Some(chosen_snapshot(&storage, which, until)?),
+        Some(which) => Some(chosen_snapshot(&storage, which, until, data.history()?)?),
         None => None,
     };
     let mut applier = Applier::new(progress, reserve_for(data, &storage)?);
@@ -238,7 +251,8 @@ fn replay(data: &DataArg, until: Until, from_snapshot: Option<&str>, progress: b
 
 /// The snapshot `--from-snapshot` names (`newest` at or before `until`, `oldest` valid, or a
 /// sequence number), read, checked and restored.
-fn chosen_snapshot(storage: &FsStorage, which: &str, until: Until) -> Result<(SnapshotHeader, Engine)> {
+/// A slim snapshot's oldest transfers are read back from `history`.
+fn chosen_snapshot(storage: &FsStorage, which: &str, until: Until, history: Option<Arc<dyn History>>) -> Result<(SnapshotHeader, Engine)> {
     let seq = match which {
         "newest" => *bursar_wal::list_snapshots(storage)?
             .iter()
@@ -251,7 +265,8 @@ fn chosen_snapshot(storage: &FsStorage, which: &str, until: Until) -> Result<(Sn
         n => n.parse().with_context(|| format!("--from-snapshot {n}: a sequence number or nothing"))?,
     };
     let (header, payload) = bursar_wal::read_snapshot(storage, seq)?;
-    let restored = Engine::restore(&payload).map_err(|e| anyhow::anyhow!("snapshot at {seq}: {e}"))?;
+    let restored =
+        Engine::restore_from(&payload, bursar_engine::CHUNK_BITS, history).map_err(|e| anyhow::anyhow!("snapshot at {seq}: {e}"))?;
     if let Until::Seq(u) = until {
         if header.seq > u {
             bail!("the snapshot at {} is after --until {u}", header.seq);
