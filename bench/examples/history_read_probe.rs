@@ -1,7 +1,7 @@
 //! Old transfers read back from a running server:
-//! `cargo run --release -p bursar-bench --example history_read_probe -- ADDR CERT TRANSFERS [SECONDS]`.
-//! Run it after `bursar bench --addr ...` stored TRANSFERS transfers (its first client's ids,
-//! 2^62 + 1 to 2^62 + TRANSFERS, on accounts from 1). It looks up uniformly random ones, one
+//! `cargo run --release -p bursar-bench --example history_read_probe -- ADDR CERT BASE TRANSFERS [SECONDS]`.
+//! Run it after `bursar bench --addr ...` stored TRANSFERS transfers from one client, with the
+//! id base it printed (accounts BASE + 1 on, transfers BASE + 2^62 + 1 on). It looks up uniformly random ones, one
 //! per request and then 1 000 per request, for SECONDS each (each found and checked), then
 //! reads whole account histories (accounts 1 to 40, oldest first, up to the query limit of
 //! 8 189 each), and prints lookups per second and latencies. Against a server started with
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bursar_engine::{filter_flags, AccountFilter};
 use bursar_net::client::Client;
 
-/// The first id `bursar bench`'s first client gives a transfer.
+/// `bursar bench`'s first client's first transfer id, above its id base.
 const FIRST_ID: u128 = (1 << 62) + 1;
 
 /// xorshift64*: reproducible draws without a dependency.
@@ -36,10 +36,10 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
 }
 
 /// Random lookups of `per_request` ids for `seconds`: lookups per second, p50 and p99 per request.
-async fn lookups(client: &Client, transfers: u64, per_request: usize, seconds: u64, rng: &mut Rng) -> (f64, f64, f64) {
+async fn lookups(client: &Client, base: u128, transfers: u64, per_request: usize, seconds: u64, rng: &mut Rng) -> (f64, f64, f64) {
     let (started, mut found, mut samples) = (Instant::now(), 0u64, Vec::new());
     while started.elapsed() < Duration::from_secs(seconds) {
-        let ids: Vec<u128> = (0..per_request).map(|_| FIRST_ID + u128::from(rng.below(transfers))).collect();
+        let ids: Vec<u128> = (0..per_request).map(|_| base + FIRST_ID + u128::from(rng.below(transfers))).collect();
         let sent = Instant::now();
         let answers = client.lookup_transfers(ids.clone()).await.expect("lookup");
         samples.push(sent.elapsed());
@@ -57,17 +57,18 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().expect("ADDR").parse().expect("a socket address");
     let cert = std::fs::read(args.next().expect("CERT")).expect("the server's certificate");
+    let base: u128 = args.next().expect("BASE").parse().expect("the id base `bursar bench` printed");
     let transfers: u64 = args.next().expect("TRANSFERS").parse().expect("a count");
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let client = Client::connect(addr, cert.into(), "localhost").await.expect("connect");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for per_request in [1, 1_000] {
-        let (rate, p50, p99) = lookups(&client, transfers, per_request, seconds, &mut rng).await;
+        let (rate, p50, p99) = lookups(&client, base, transfers, per_request, seconds, &mut rng).await;
         println!("random lookups, {per_request} per request: {rate:.0} transfers/s, p50 {p50:.2} ms, p99 {p99:.2} ms per request");
     }
     let (mut samples, mut read) = (Vec::new(), 0usize);
     let started = Instant::now();
-    for account_id in 1..=40u128 {
+    for account_id in (1..=40u128).map(|i| base + i) {
         let filter =
             AccountFilter { account_id, limit: 8_189, flags: filter_flags::DEBITS | filter_flags::CREDITS, ..AccountFilter::default() };
         let sent = Instant::now();

@@ -219,6 +219,9 @@ pub struct Report {
     pub target: String,
     /// Creating the run's accounts took this long.
     pub setup: Duration,
+    /// The run's ids start above this: accounts `base + 1` on, client `c`'s transfers
+    /// `base + 2^62 + c × 2^48 + 1` on.
+    pub id_base: u128,
     /// From the first request sent to the last reply.
     pub elapsed: Duration,
     /// Requests answered.
@@ -758,6 +761,7 @@ pub async fn run(target: &Target, workload: &Workload, done: Arc<AtomicU64>) -> 
         workload: workload.clone(),
         target: target.addr.to_string(),
         setup,
+        id_base: base,
         elapsed,
         requests: collector.requests,
         expected,

@@ -328,7 +328,7 @@ fn print_summary(r: &Report, where_: &str) {
     let l = &r.latency_us;
     out!("bursar bench: {where_}");
     out!("  workload        {}", describe(&r.workload));
-    out!("  setup           {} accounts created in {:.2} s", r.workload.accounts, r.setup.as_secs_f64());
+    out!("  setup           {} accounts created in {:.2} s; id base {}", r.workload.accounts, r.setup.as_secs_f64(), r.id_base);
     out!(
         "  throughput      {:.3} M commands/s: {} commands and {} lookups in {:.2} s, {} requests",
         r.throughput() / 1e6,
