@@ -34,7 +34,7 @@ impl Replayer {
         match &body {
             Body::Batch { now, rules } => {
                 // An engine restored from a slim snapshot reads what the batch names back first.
-                engine.prefetch_from_own_history(&self.commands).map_err(|e| format!("entry {seq}: history: {e}"))?;
+                engine.prefetch_cold(&self.commands).map_err(|e| format!("entry {seq}: history: {e}"))?;
                 engine
                     .execute_under(*rules, *now, &self.commands, &self.request_ends, &mut self.results)
                     .map_err(|e| format!("entry {seq}: {e}"))?;

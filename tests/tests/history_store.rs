@@ -23,19 +23,8 @@ const BULK: u128 = 6 * CHUNK_LEN + 1_000;
 const HOLDS: u128 = 5;
 
 fn transfer(id: u128, flags: u16, pending_id: u128) -> Command {
-    let (debit, credit) = (1 + id % 3, 2 + id % 3);
     let amount = if pending_id != 0 { 0 } else { 1 };
-    Command::Transfer(Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        pending_id,
-        ledger: 1,
-        code: 1,
-        flags,
-        ..Default::default()
-    })
+    Command::Transfer(Transfer { pending_id, flags, ..bursar_tests::setup::transfer(id, 1 + id % 3, 2 + id % 3, amount) })
 }
 
 /// Every batch: accounts, then the bulk (its first transfers are pending holds).

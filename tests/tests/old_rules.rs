@@ -11,16 +11,7 @@ use bursar_wal::{FsStorage, WalConfig};
 
 fn transfer(id: u128, debit: u128, credit: u128, amount: u128, linked: bool) -> Command {
     let flags = if linked { bursar_engine::transfer_flags::LINKED } else { 0 };
-    Command::Transfer(Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        ledger: 1,
-        code: 1,
-        flags,
-        ..Default::default()
-    })
+    Command::Transfer(Transfer { flags, ..bursar_tests::setup::transfer(id, debit, credit, amount) })
 }
 
 /// The batches the older build applied: a chain mixing an existing member with a new one (which

@@ -290,13 +290,16 @@ mod tests {
 
     const CHUNK: u64 = 2 * HISTORY_PAGE_BYTES as u64;
 
+    /// A store in `dir` holding chunks `0..n` (`chunk(k)` each), closed again.
+    fn write_chunks(dir: &Path, n: u8) {
+        let store = HistoryStore::open(dir, CHUNK).unwrap();
+        (0..n).for_each(|k| store.append(u64::from(k), &chunk(k)).unwrap());
+    }
+
     #[test]
     fn chunks_read_back_across_pages_and_survive_reopening() {
         let dir = temp_dir("roundtrip");
-        let store = HistoryStore::open(&dir, CHUNK).unwrap();
-        store.append(0, &chunk(0)).unwrap();
-        store.append(1, &chunk(1)).unwrap();
-        drop(store);
+        write_chunks(&dir, 2);
         let store = HistoryStore::open(&dir, CHUNK).unwrap();
         assert_eq!(store.chunks(), 2);
         let mut out = vec![0u8; 300];
@@ -310,10 +313,7 @@ mod tests {
     #[test]
     fn a_damaged_page_is_named_and_a_partial_tail_is_cut() {
         let dir = temp_dir("damage");
-        let store = HistoryStore::open(&dir, CHUNK).unwrap();
-        store.append(0, &chunk(0)).unwrap();
-        store.append(1, &chunk(1)).unwrap();
-        drop(store);
+        write_chunks(&dir, 2);
         let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
         data.write_all_at(&[0xff], CHUNK + 5000).unwrap();
         // A crash during the next append: its data half written, no sums.
@@ -337,9 +337,7 @@ mod tests {
         let dir = temp_dir("read-only");
         assert!(HistoryStore::open_read_only(&dir, CHUNK).is_err(), "no store: nothing is created");
         assert!(!dir.exists());
-        let store = HistoryStore::open(&dir, CHUNK).unwrap();
-        store.append(0, &chunk(0)).unwrap();
-        drop(store);
+        write_chunks(&dir, 1);
         let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
         data.write_all_at(&chunk(1)[..100], CHUNK).unwrap();
         let reader = HistoryStore::open_read_only(&dir, CHUNK).unwrap();
@@ -354,9 +352,7 @@ mod tests {
     #[test]
     fn another_chunk_size_or_a_damaged_header_is_refused_and_the_store_left_alone() {
         let dir = temp_dir("refused");
-        let store = HistoryStore::open(&dir, CHUNK).unwrap();
-        store.append(0, &chunk(0)).unwrap();
-        drop(store);
+        write_chunks(&dir, 1);
         let error = HistoryStore::open(&dir, 2 * CHUNK).unwrap_err();
         assert!(error.to_string().contains("not 16384") && error.to_string().contains("history.sum"), "{error}");
         let sums = OpenOptions::new().write(true).open(dir.join(HISTORY_SUMS_FILE)).unwrap();

@@ -109,32 +109,28 @@ impl Engine {
 
     #[cold]
     fn record_out_of_memory(&self, index: u32) -> Transfer {
-        let cold = &self.cold;
-        match cold.pinned.get(&index).or_else(|| cold.prefetched.get(&index)) {
-            Some(t) => *t,
-            None => panic!("transfer index {index} is evicted and was not prefetched"),
-        }
+        *self.held_evicted(index).unwrap_or_else(|| panic!("transfer index {index} is evicted and was not prefetched"))
+    }
+
+    /// Evicted transfer `index` if memory still holds it: pinned or prefetched.
+    fn held_evicted(&self, index: u32) -> Option<&Transfer> {
+        self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index))
     }
 
     /// Transfer `index` if memory holds it: stored in a chunk still held, pinned or prefetched.
     pub(crate) fn in_memory(&self, index: u32) -> Option<Transfer> {
-        let cold = &self.cold;
-        self.transfers.get(index as usize).or_else(|| cold.pinned.get(&index)).or_else(|| cold.prefetched.get(&index)).copied()
+        self.transfers.get(index as usize).or_else(|| self.held_evicted(index)).copied()
     }
 
     /// Transfer `index` for a query: from memory or, if evicted, from the history. A failed
     /// read answers a zeroed record and is kept for [`Engine::take_history_failure`].
     pub(crate) fn stored_through(&self, index: u32) -> Transfer {
-        if let Some(t) = self.transfers.get(index as usize) {
-            return *t;
-        }
-        if let Some(t) = self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
-            return *t;
-        }
-        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
-        history.read(index).unwrap_or_else(|e| {
-            self.cold.failure.borrow_mut().get_or_insert(e);
-            Transfer::default()
+        self.in_memory(index).unwrap_or_else(|| {
+            let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
+            history.read(index).unwrap_or_else(|e| {
+                self.cold.failure.borrow_mut().get_or_insert(e);
+                Transfer::default()
+            })
         })
     }
 
@@ -230,11 +226,10 @@ impl Engine {
     /// Wants evicted record `index` unless it is in memory already; if it is, the hold it names
     /// (a stored capture or release is compared with its hold).
     fn want_evicted(&self, index: u32, evicted_end: u32, wanted: &mut Vec<u32>, start: usize) {
-        match self.cold.pinned.get(&index).or_else(|| self.cold.prefetched.get(&index)) {
+        match self.held_evicted(index) {
             Some(found) if found.pending_id != 0 => {
                 if let Some(IdSlot::Transfer(hold)) = self.find_transfer_id(found.pending_id) {
-                    let held = self.cold.pinned.contains_key(&hold) || self.cold.prefetched.contains_key(&hold);
-                    if hold < evicted_end && !held && !wanted[start..].contains(&hold) {
+                    if hold < evicted_end && self.held_evicted(hold).is_none() && !wanted[start..].contains(&hold) {
                         wanted.push(hold);
                     }
                 }
@@ -262,17 +257,22 @@ impl Engine {
         }
     }
 
-    /// Reads from `history` every evicted transfer `commands` may read (see
-    /// [`Engine::cold_wanted`]) and hands them in, after forgetting the last batch's. Returns
+    /// Reads back, through the engine's history, every evicted transfer `commands` may read
+    /// (see [`Engine::cold_wanted`]) and hands them in, after forgetting the last batch's: what
+    /// the node does before applying a batch, and replay before applying a logged one. Returns
     /// how many were read.
-    pub fn prefetch_cold(&mut self, commands: &[Command], history: &dyn History) -> Result<usize, String> {
+    pub fn prefetch_cold(&mut self, commands: &[Command]) -> Result<usize, String> {
         self.prefetch_clear();
-        self.prefetch_more(commands, history)
+        self.prefetch_more(commands)
     }
 
     /// As [`Engine::prefetch_cold`] keeping what was prefetched already: for the next of several
     /// batches applied together.
-    pub fn prefetch_more(&mut self, commands: &[Command], history: &dyn History) -> Result<usize, String> {
+    pub fn prefetch_more(&mut self, commands: &[Command]) -> Result<usize, String> {
+        if self.transfers.evicted_chunks() == 0 {
+            return Ok(0);
+        }
+        let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
         let mut read = 0;
         let mut wanted = Vec::new();
         loop {
@@ -287,18 +287,6 @@ impl Engine {
             }
             read += wanted.len();
         }
-    }
-
-    /// Reads back, through the engine's own history, every evicted transfer `commands` may read
-    /// (forgetting the last batch's): what replaying a logged batch needs first on an engine
-    /// restored from a slim snapshot. Returns how many were read.
-    pub fn prefetch_from_own_history(&mut self, commands: &[Command]) -> Result<usize, String> {
-        self.prefetch_clear();
-        if self.transfers.evicted_chunks() == 0 {
-            return Ok(0);
-        }
-        let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
-        self.prefetch_more(commands, history.as_ref())
     }
 
     /// Hands in evicted transfer `index`, read by the node, for the next batch.

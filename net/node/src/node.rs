@@ -385,13 +385,9 @@ impl<S: Storage> Node<S> {
     /// Reads back every evicted transfer `batches` can read, before anything is logged: a read
     /// that fails refuses the batches untouched.
     fn prefetch(&mut self, batches: &[Input<'_>]) -> Result<(), NodeError> {
-        let Some(mover) = &self.history else { return Ok(()) };
         self.engine.prefetch_clear();
-        if self.engine.evicted_chunks() == 0 {
-            return Ok(());
-        }
         for input in batches {
-            self.engine.prefetch_more(input.commands, mover.history.as_ref()).map_err(NodeError::History)?;
+            self.engine.prefetch_more(input.commands).map_err(NodeError::History)?;
         }
         Ok(())
     }
@@ -435,11 +431,9 @@ impl<S: Storage> Node<S> {
             self.snapshot_copy = Arc::default();
         }
         let copy = Arc::get_mut(&mut self.snapshot_copy).expect("the writer has let go of the copy");
-        // With the history on disk, the evicted chunks (stored and synced) stay out of it.
-        match self.history {
-            Some(_) => self.engine.slim_snapshot_view_into(copy),
-            None => self.engine.snapshot_view_into(copy),
-        }
+        // With the history on disk, the evicted chunks (stored and synced) stay out of it; with
+        // nothing evicted, the copy is the full one.
+        self.engine.slim_snapshot_view_into(copy);
         let copy = Arc::clone(&self.snapshot_copy);
         let len = copy.len() as u64;
         self.snapshot_hurry = Arc::new(AtomicBool::new(false));
