@@ -4,14 +4,15 @@
 //! replay can prove it reached the same state at that point.
 //!
 //! The format version of a batch body names the [`Rules`] it is applied under: this build
-//! writes version 2 and reads 1 and 2, whose layouts are the same, so a log written before the
-//! rules changed replays exactly as it was applied.
+//! writes [`BATCH_FORMAT_VERSION`] and reads every version of [`Rules::from_version`], whose
+//! layouts are the same, so a log written before the rules changed replays exactly as it was
+//! applied.
 //!
 //! Batch (body kind 0):
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version: the [`Rules`] the batch is applied under (1 or 2) |
+//! | 0 | 2 | body format version: the [`Rules`] the batch is applied under |
 //! | 2 | 1 | body kind: 0 = batch |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | command count n (at most `BATCH_COMMANDS_MAX`; 0 is a clock tick) |
@@ -26,7 +27,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version (1 or 2, as in kind 0) |
+//! | 0 | 2 | body format version (as in kind 0) |
 //! | 2 | 1 | body kind: 2 = batch with request ends |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | command count n (1 to `BATCH_COMMANDS_MAX`) |
@@ -40,15 +41,28 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | body format version (1 or 2; the same layout) |
+//! | 0 | 2 | body format version (any of kind 0's; the same layout) |
 //! | 2 | 1 | body kind: 1 = checkpoint |
 //! | 3 | 1 | reserved, zero |
 //! | 4 | 4 | zero |
 //! | 8 | 8 | the engine clock (its last assigned timestamp) at that point |
 //! | 16 | 32 | [`crate::Engine::state_digest`] at that point |
+//!
+//! Limits (body kind 3), 32 bytes: the engine enforces these [`Limits`] from this entry on
+//! (`bursar start --transfers-max`, say); [`Limits::problem`] must find nothing wrong with them.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | body format version (any of kind 0's; the same layout) |
+//! | 2 | 1 | body kind: 3 = limits |
+//! | 3 | 13 | reserved, zero |
+//! | 16 | 4 | ledgers_max |
+//! | 20 | 4 | accounts_max |
+//! | 24 | 4 | transfers_max |
+//! | 28 | 4 | query_results_max |
 
 use crate::command::{Command, CommandKind};
-use crate::limits::BATCH_COMMANDS_MAX;
+use crate::limits::{Limits, BATCH_COMMANDS_MAX};
 use crate::rules::Rules;
 use crate::types::RECORD_SIZE;
 
@@ -62,8 +76,12 @@ const KIND_BATCH: u8 = 0;
 const KIND_CHECKPOINT: u8 = 1;
 /// Body kind byte of a batch with request ends.
 const KIND_BATCH_WITH_ENDS: u8 = 2;
+/// Body kind byte of a change of limits.
+const KIND_LIMITS: u8 = 3;
 /// Bytes of a checkpoint body.
 pub const CHECKPOINT_LEN: usize = HEADER_SIZE + 32;
+/// Bytes of a limits body.
+pub const LIMITS_LEN: usize = HEADER_SIZE + 16;
 
 /// One log entry's engine input: the commands of one or more requests, and where each request
 /// but the last ends inside an open chain (see [`crate::Engine::execute_requests`]).
@@ -94,6 +112,8 @@ pub enum Body {
     },
     /// The writer's state after every earlier entry.
     Checkpoint(Checkpoint),
+    /// The limits the engine enforces from this entry on.
+    Limits(Limits),
 }
 
 /// What a checkpoint entry records.
@@ -130,8 +150,10 @@ pub enum BatchDecodeError {
     Reserved,
     /// The body kind byte names no body this build knows.
     UnknownBodyKind(u8),
-    /// A checkpoint where a batch was required (a request body).
+    /// A checkpoint or limits body where a batch was required (a request body).
     NotABatch,
+    /// A limits body whose limits no engine can hold ([`Limits::problem`] names why).
+    BadLimits(&'static str),
     /// Request ends that are absent, too many, not strictly rising, or past the last command.
     RequestEnds,
 }
@@ -145,7 +167,8 @@ impl core::fmt::Display for BatchDecodeError {
             BatchDecodeError::UnknownKind { index, kind } => write!(f, "command {index} has unknown kind {kind}"),
             BatchDecodeError::Reserved => f.write_str("reserved bytes of a batch body are not zero"),
             BatchDecodeError::UnknownBodyKind(kind) => write!(f, "log body kind {kind} is unknown"),
-            BatchDecodeError::NotABatch => f.write_str("a checkpoint body where a batch was expected"),
+            BatchDecodeError::NotABatch => f.write_str("a checkpoint or limits body where a batch was expected"),
+            BatchDecodeError::BadLimits(why) => write!(f, "limits body: {why}"),
             BatchDecodeError::RequestEnds => {
                 f.write_str("the request ends of a batch body are not strictly rising below its command count")
             }
@@ -254,17 +277,44 @@ pub fn encode_checkpoint(checkpoint: &Checkpoint, out: &mut Vec<u8>) {
     out.extend_from_slice(&checkpoint.digest);
 }
 
+/// Appends a limits body.
+pub fn encode_limits(limits: &Limits, out: &mut Vec<u8>) {
+    assert_eq!(limits.problem(), None, "callers check limits first");
+    out.extend_from_slice(&BATCH_FORMAT_VERSION.to_le_bytes());
+    out.push(KIND_LIMITS);
+    out.extend_from_slice(&[0; HEADER_SIZE - 3]);
+    for value in [limits.ledgers_max, limits.accounts_max, limits.transfers_max, limits.query_results_max] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Reads a limits body (its version checked by the caller).
+fn decode_limits(body: &[u8]) -> Result<Body, BatchDecodeError> {
+    if body.len() != LIMITS_LEN {
+        return Err(BatchDecodeError::Length { expected: LIMITS_LEN, found: body.len() });
+    }
+    if body[3..HEADER_SIZE].iter().any(|b| *b != 0) {
+        return Err(BatchDecodeError::Reserved);
+    }
+    let word = |i: usize| u32::from_le_bytes(body[HEADER_SIZE + 4 * i..HEADER_SIZE + 4 * i + 4].try_into().expect("4 bytes"));
+    let limits = Limits { ledgers_max: word(0), accounts_max: word(1), transfers_max: word(2), query_results_max: word(3) };
+    match limits.problem() {
+        Some(why) => Err(BatchDecodeError::BadLimits(why)),
+        None => Ok(Body::Limits(limits)),
+    }
+}
+
 /// Reads a batch body back into `now` and the commands (appended to `commands`, its request
-/// ends to `request_ends`); a checkpoint is an error here.
+/// ends to `request_ends`); a checkpoint or limits body is an error here.
 pub fn decode(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut Vec<u32>) -> Result<u64, BatchDecodeError> {
     match decode_body(body, commands, request_ends)? {
         Body::Batch { now, .. } => Ok(now),
-        Body::Checkpoint(_) => Err(BatchDecodeError::NotABatch),
+        Body::Checkpoint(_) | Body::Limits(_) => Err(BatchDecodeError::NotABatch),
     }
 }
 
 /// Reads any log body: a batch (its commands appended to `commands`, its request ends, if any,
-/// to `request_ends`) or a checkpoint.
+/// to `request_ends`), a checkpoint or a change of limits.
 pub fn decode_body(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut Vec<u32>) -> Result<Body, BatchDecodeError> {
     let Some(header) = body.get(..HEADER_SIZE) else {
         return Err(BatchDecodeError::Length { expected: HEADER_SIZE, found: body.len() });
@@ -289,6 +339,7 @@ pub fn decode_body(body: &[u8], commands: &mut Vec<Command>, request_ends: &mut 
             let digest = body[HEADER_SIZE..].try_into().expect("checked length");
             return Ok(Body::Checkpoint(Checkpoint { clock, digest }));
         }
+        KIND_LIMITS => return decode_limits(body),
         other => return Err(BatchDecodeError::UnknownBodyKind(other)),
     }
     let count = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
@@ -422,5 +473,24 @@ mod tests {
         let mut bad = body;
         bad[5] = 1;
         assert_eq!(decode_body(&bad, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Reserved));
+    }
+
+    #[test]
+    fn limits_round_trip_and_impossible_ones_are_refused() {
+        let limits = Limits { transfers_max: 1 << 31, ..Limits::default() };
+        let mut body = Vec::new();
+        encode_limits(&limits, &mut body);
+        assert_eq!(body.len(), LIMITS_LEN);
+        assert_eq!(decode_body(&body, &mut Vec::new(), &mut Vec::new()), Ok(Body::Limits(limits)));
+        assert_eq!(decode(&body, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::NotABatch));
+        assert!(matches!(decode_body(&body[..31], &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Length { .. })));
+        let mut reserved = body.clone();
+        reserved[15] = 1;
+        assert_eq!(decode_body(&reserved, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Reserved));
+        for (at, value) in [(24, (1u32 << 31) + 1), (20, u32::MAX)] {
+            let mut impossible = body.clone();
+            impossible[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            assert!(matches!(decode_body(&impossible, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::BadLimits(_))));
+        }
     }
 }

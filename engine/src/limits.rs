@@ -61,6 +61,17 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Why these limits cannot size an engine, if they cannot: its indexes are u32 with
+    /// `u32::MAX` reserved, and a transfer index leaves the failed-id tag bit (2^31) free.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.accounts_max == crate::state::NONE || self.transfers_max == crate::state::NONE {
+            return Some("limits exceed the u32 index space");
+        }
+        (self.transfers_max > crate::state::FAILED_TAG).then_some("transfers_max exceeds 2^31 (the failed-id tag bit)")
+    }
+}
+
 /// Longest validity of a quote: 7 days, in seconds.
 pub const QUOTE_VALIDITY_MAX_S: u32 = 7 * 86_400;
 /// Longest grace an order's reservation may outlast its quote: 7 days, in seconds.

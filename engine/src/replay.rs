@@ -1,6 +1,6 @@
 //! Applying the log: one entry's body into an engine, as recovery, the audit replay and the
 //! statement builder all do (a batch decoded and executed at its logged `now` with its request
-//! ends; a checkpoint checked against the replayed state).
+//! ends; a checkpoint checked against the replayed state; a change of limits enforced).
 
 use crate::batch::{self, Body, Checkpoint};
 use crate::{Command, Engine, ResultCode, BATCH_COMMANDS_MAX};
@@ -25,7 +25,7 @@ impl Replayer {
 
     /// Applies the body of log entry `seq` to `engine`; the message names the entry. After a
     /// batch, [`Replayer::commands`] and [`Replayer::results`] hold what it ran; after a
-    /// checkpoint they are empty.
+    /// checkpoint or a change of limits they are empty.
     pub fn apply(&mut self, engine: &mut Engine, seq: u64, body: &[u8]) -> Result<Body, String> {
         self.commands.clear();
         self.request_ends.clear();
@@ -40,6 +40,7 @@ impl Replayer {
                     .map_err(|e| format!("entry {seq}: {e}"))?;
             }
             Body::Checkpoint(checkpoint) => check_checkpoint(engine, seq, checkpoint)?,
+            Body::Limits(limits) => engine.change_limits(*limits),
         }
         Ok(body)
     }

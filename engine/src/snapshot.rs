@@ -414,8 +414,8 @@ fn restore_preamble(r: &mut Cursor<'_>) -> Result<(u32, u64, Limits), SnapshotEr
     }
     let timestamp = r.u64();
     let limits = Limits { ledgers_max: r.u32(), accounts_max: r.u32(), transfers_max: r.u32(), query_results_max: r.u32() };
-    if limits.accounts_max == NONE || limits.transfers_max > FAILED_TAG {
-        return invalid("limits exceed the u32 index space");
+    if let Some(problem) = limits.problem() {
+        return invalid(problem);
     }
     Ok((version, timestamp, limits))
 }

@@ -305,3 +305,47 @@ fn checkpoint_and_snapshot_intervals_count_across_restarts() {
     let node = reopen();
     assert_eq!(node.entries_since_snapshot(), 1, "counted from the snapshot at {snapshot_seq}");
 }
+
+/// A change of limits is logged: it holds at every later start, from the log and from a
+/// snapshot, and the audit's replay from genesis reaches the same state; limits no engine can
+/// hold are refused with nothing logged.
+#[test]
+fn a_change_of_limits_is_logged_and_holds_after_restarts() {
+    use bursar_tests::setup::{ledger_and_accounts, transfer};
+    let storage = SimStorage::new(17, Faults::default());
+    let (mut node, _) = Node::open(storage.clone(), CONFIG, limits()).expect("open");
+    let mut results = Vec::new();
+    node.submit(1, &ledger_and_accounts(2), &mut results).expect("setup");
+    let tight = Limits { transfers_max: 2, ..limits() };
+    assert_eq!(node.change_limits(tight), Ok(true));
+    assert_eq!(node.change_limits(tight), Ok(false), "equal limits log nothing");
+    let impossible = Limits { transfers_max: u32::MAX, ..limits() };
+    assert!(matches!(node.change_limits(impossible), Err(bursar_net::node::NodeError::Limits(_))));
+    let send = |node: &mut Node<SimStorage>, id: u128| {
+        let mut results = Vec::new();
+        node.submit(10 + id as u64, &[Command::Transfer(transfer(id, 1, 2, 5))], &mut results).expect("submit");
+        results[0]
+    };
+    assert_eq!(
+        [send(&mut node, 1), send(&mut node, 2), send(&mut node, 3)],
+        [ResultCode::Ok, ResultCode::Ok, ResultCode::TransfersLimitReached]
+    );
+    let live = node.engine().digest();
+    drop(node);
+    storage.crash();
+    let (mut node, report) = Node::open(storage.clone(), CONFIG, limits()).expect("reopen from the log");
+    assert!(report.snapshot.is_none());
+    assert_eq!((*node.engine().limits(), node.engine().digest()), (tight, live), "the logged limits, not the ones given at open");
+    assert_eq!(node.change_limits(limits()), Ok(true), "raised again");
+    assert_eq!(send(&mut node, 3), ResultCode::Ok);
+    node.snapshot().expect("snapshot");
+    let live = node.engine().digest();
+    drop(node);
+    let (node, report) = Node::open(storage.clone(), CONFIG, limits()).expect("reopen from the snapshot");
+    assert!(report.snapshot.is_some());
+    assert_eq!((*node.engine().limits(), node.engine().digest()), (limits(), live));
+    let mut replayed = Engine::new(limits());
+    let mut replayer = bursar_engine::replay::Replayer::new();
+    bursar_wal::verify_log(&storage, &mut |entry| replayer.apply(&mut replayed, entry.seq, entry.body).map(drop)).expect("replay");
+    assert_eq!(replayed.digest(), live, "replay from genesis applies both changes where they were logged");
+}

@@ -198,6 +198,16 @@ struct StartOptions {
     /// throughput and tail latency under `bursar bench` (figures in bench/README.md).
     #[arg(long)]
     history_on_disk: bool,
+    /// Most accounts the books may hold (default 8 388 608). Given, it is logged and holds from
+    /// then on, at every later start and in `bursar replay`, until given again; lower than the
+    /// accounts held, it refuses new ones and keeps every one it holds.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..u32::MAX as i64))]
+    accounts_max: Option<u32>,
+    /// Most transfers the books may hold, failed ids included (default 67 108 864, at most
+    /// 2 147 483 648). Logged as --accounts-max is. Each costs about 181 resident bytes in memory,
+    /// 57 with --history-on-disk: size it to the machine.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=(1i64 << 31)))]
+    transfers_max: Option<u32>,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
     /// with a pause before the sync, so a kill -9 leaves the files as a power cut could. Every
     /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
@@ -379,6 +389,15 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
     let Serving { data, listen, client_ca, options, started, runtime, http } = *serving;
     use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
+    let held = *node.engine().limits();
+    let wanted = bursar_engine::Limits {
+        accounts_max: options.accounts_max.unwrap_or(held.accounts_max),
+        transfers_max: options.transfers_max.unwrap_or(held.transfers_max),
+        ..held
+    };
+    if node.change_limits(wanted)? {
+        out!("bursar: limits changed and logged: at most {} accounts and {} transfers", wanted.accounts_max, wanted.transfers_max);
+    }
     let (accounts, transfers) = reservation(options.reserve_accounts, options.reserve_transfers);
     if accounts + transfers > 0 {
         let reserving = Instant::now();

@@ -279,7 +279,10 @@ fn start(dir: &Path) -> (std::process::Child, SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_server_and_the_replay_agree_and_statements_match_its_balances() {
     let dir = temp_dir("live");
-    let (mut server, addr) = start(&dir);
+    // A raised capacity is a logged entry: the replay applies it where the server did.
+    let extra = ["--checkpoint-every-entries", "4", "--transfers-max", "100000000"];
+    let (mut server, addr, said) = common::start_server_saying(env!("CARGO_BIN_EXE_bursar"), &dir, &extra);
+    assert!(said.iter().any(|l| l.contains("limits changed and logged: at most 8388608 accounts and 100000000 transfers")), "{said:?}");
     let cert = std::fs::read(dir.join("server.crt")).expect("certificate");
     let client = bursar_net::client::Client::connect(addr, cert.into(), "localhost").await.expect("connect");
     assert!(client.submit(setup()).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
@@ -299,6 +302,8 @@ async fn a_live_server_and_the_replay_agree_and_statements_match_its_balances() 
     assert!(said.contains("EQUAL to the replay"), "{said}");
     // The server logged a checkpoint every 4 entries and the replay checked each one.
     assert!(said.contains("  checkpoints   8 logged state digests equal the replayed state"), "{said}");
+    let dump = text(&bursar(&["log", "dump", "--seq", "1"], &dir));
+    assert!(dump.contains("limits: ledgers_max 65536, accounts_max 8388608, transfers_max 100000000"), "{dump}");
 
     for account in [1u128, 2, 7] {
         let statement = bursar(&["statement", "--account", &account.to_string(), "--json"], &dir);

@@ -387,8 +387,7 @@ impl Default for Engine {
 impl Engine {
     /// An empty engine with the given limits.
     pub fn new(limits: Limits) -> Engine {
-        assert!(limits.transfers_max < NONE && limits.accounts_max < NONE, "indexes are u32 with NONE reserved");
-        assert!(limits.transfers_max <= FAILED_TAG, "transfer indexes leave the failed-id tag bit free");
+        assert_eq!(limits.problem(), None, "callers check limits first");
         Engine {
             limits,
             ledgers: Vec::new(),
@@ -457,6 +456,14 @@ impl Engine {
     /// The limits this engine enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Enforces `limits` from now on (a logged limits entry: the operator raised or lowered the
+    /// capacity). Lower than what the engine holds is allowed: it then refuses new records of
+    /// that kind with the limit's result code, and keeps every one it holds.
+    pub fn change_limits(&mut self, limits: Limits) {
+        assert_eq!(limits.problem(), None, "callers check limits first");
+        self.limits = limits;
     }
 
     /// The last timestamp the engine assigned (its clock).

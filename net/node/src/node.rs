@@ -42,6 +42,8 @@ pub enum NodeError {
     /// A transfer the batch can read could not be read back from the history store; nothing
     /// was logged or applied, and the node goes on (the batch can be retried).
     History(String),
+    /// Limits no engine can hold ([`Limits::problem`] names why); nothing was logged.
+    Limits(&'static str),
 }
 
 impl core::fmt::Display for NodeError {
@@ -51,6 +53,7 @@ impl core::fmt::Display for NodeError {
             NodeError::Log(e) => write!(f, "{e}"),
             NodeError::Open(e) => write!(f, "{e}"),
             NodeError::History(e) => write!(f, "history unreadable: {e}"),
+            NodeError::Limits(why) => write!(f, "limits refused: {why}"),
         }
     }
 }
@@ -304,6 +307,24 @@ impl<S: Storage> Node<S> {
     /// Logs a checkpoint every `entries` entries (at least 1).
     pub fn set_checkpoint_every_entries(&mut self, entries: u64) {
         self.checkpoint_every_entries = entries.max(1);
+    }
+
+    /// Enforces `limits` from now on, durably: a limits entry is logged and synced, then applied,
+    /// as replay applies it, so the capacity chosen at one start holds at every later one and in
+    /// the audit replay. Equal limits log nothing. Returns whether they changed.
+    pub fn change_limits(&mut self, limits: Limits) -> Result<bool, NodeError> {
+        if let Some(why) = limits.problem() {
+            return Err(NodeError::Limits(why));
+        }
+        if *self.engine.limits() == limits {
+            return Ok(false);
+        }
+        self.append_entry(self.engine.timestamp(), |buffer| batch::encode_limits(&limits, buffer))?;
+        self.metrics.entries += 1;
+        self.entries_since_checkpoint += 1;
+        self.sync()?;
+        self.engine.change_limits(limits);
+        Ok(true)
     }
 
     /// Appends (without syncing) a checkpoint of the current state.

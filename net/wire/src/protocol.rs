@@ -684,7 +684,8 @@ impl Request {
                     | batch::BatchDecodeError::UnsupportedVersion(_)
                     | batch::BatchDecodeError::UnknownBodyKind(_)
                     | batch::BatchDecodeError::NotABatch
-                    | batch::BatchDecodeError::RequestEnds => ProtocolError::LengthMismatch,
+                    | batch::BatchDecodeError::RequestEnds
+                    | batch::BatchDecodeError::BadLimits(_) => ProtocolError::LengthMismatch,
                 })?;
                 Ok(Request::Submit(commands))
             }

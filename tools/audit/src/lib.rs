@@ -393,6 +393,7 @@ impl Applier {
                 self.commands_ok += self.replayer.results().iter().filter(|r| r.is_success()).count() as u64;
             }
             Body::Checkpoint(_) => self.checkpoints += 1,
+            Body::Limits(_) => {}
         }
         observe(&entry, &body, self.replayer.commands(), self.replayer.results(), &self.engine);
         self.applied = (entry.seq, entry.hash);
@@ -863,6 +864,20 @@ pub fn run_log(op: LogOp) -> Result<()> {
                         show_time(entry.timestamp),
                         hex(&cp.digest),
                         cp.clock,
+                        hex(&entry.hash)
+                    ),
+                    Body::Limits(l) if json => out!(
+                        "{}",
+                        json!({"seq": entry.seq, "timestamp": entry.timestamp, "hash": hex(&entry.hash), "at": place, "kind": "limits", "ledgers_max": l.ledgers_max, "accounts_max": l.accounts_max, "transfers_max": l.transfers_max, "query_results_max": l.query_results_max})
+                    ),
+                    Body::Limits(l) => out!(
+                        "entry {} at {} ({place}) limits: ledgers_max {}, accounts_max {}, transfers_max {}, query_results_max {}, hash {}",
+                        entry.seq,
+                        show_time(entry.timestamp),
+                        l.ledgers_max,
+                        l.accounts_max,
+                        l.transfers_max,
+                        l.query_results_max,
                         hex(&entry.hash)
                     ),
                 }
