@@ -169,7 +169,7 @@ impl HistoryStore {
     fn write_chunk(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
         assert!(!self.read_only, "a read-only history store is never written");
         assert_eq!(bytes.len() as u64, self.chunk_bytes, "a history chunk is {} bytes", self.chunk_bytes);
-        self.data.write_all_at(bytes, k * self.chunk_bytes)?;
+        write_paced(&self.data, bytes, k * self.chunk_bytes)?;
         self.data.sync_data()?;
         let sums: Vec<u32> = bytes.chunks_exact(HISTORY_PAGE_BYTES).map(|page| crc32c(&[page])).collect();
         let raw: Vec<u8> = sums.iter().flat_map(|s| s.to_le_bytes()).collect();
@@ -364,4 +364,19 @@ mod tests {
         assert!(store.holds(0, &chunk(0)).unwrap(), "refusing it changed nothing");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Bytes the device takes from one history write at a time (see [`write_paced`]).
+const PACED_WRITE_BYTES: usize = 256 << 10;
+
+/// Writes `bytes` at `offset` a piece of [`PACED_WRITE_BYTES`] at a time, each piece sent to the
+/// device and waited for before the next is written, so the log's syncs never queue behind a
+/// whole chunk's writeback (the caller syncs after, for durability).
+fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    for (i, piece) in bytes.chunks(PACED_WRITE_BYTES).enumerate() {
+        let at = offset + (i * PACED_WRITE_BYTES) as u64;
+        file.write_all_at(piece, at)?;
+        crate::sys::write_back(file, at, piece.len() as u64)?;
+    }
+    Ok(())
 }
