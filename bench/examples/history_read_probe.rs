@@ -4,8 +4,8 @@
 //! id base it printed (accounts BASE + 1 on, transfers BASE + 2^62 + 1 on). It looks up uniformly random ones, one
 //! per request and then 1 000 per request, for SECONDS each (each found and checked), then
 //! reads whole account histories (accounts 1 to 40, oldest first, up to the query limit of
-//! 8 189 each), and prints lookups per second and latencies. Against a server started with
-//! `--history-on-disk`, all but the newest two chunks of 32 768 transfers are read from disk
+//! 8 189 each), and prints lookups per second and latencies. Against a server with its history
+//! on disk (the default), all but the newest two chunks of 32 768 transfers are read from disk
 //! (from the page cache unless it was dropped first: `echo 3 > /proc/sys/vm/drop_caches`).
 
 use std::time::{Duration, Instant};

@@ -610,13 +610,16 @@ pub struct Embedded {
 
 impl Embedded {
     /// Starts on `dir` (which must not exist yet), listening on an ephemeral loopback port, with
-    /// room reserved for `accounts` and `transfers` (see `Node::reserve`).
+    /// room reserved for `accounts` and `transfers` (see `Node::reserve`) and, as `bursar start`
+    /// by default, its history on disk in `dir/history`.
     pub async fn start(dir: &Path, accounts: u64, transfers: u64) -> Result<Embedded, String> {
         if dir.exists() {
             return Err(format!("{} exists; the embedded server needs a fresh directory", dir.display()));
         }
         let storage = FsStorage::open(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (mut node, _) = Node::open(storage, WalConfig::default(), bursar_engine::Limits::default()).map_err(|e| e.to_string())?;
+        let store = bursar_net::history::open_store(&dir.join("history")).map_err(|e| e.to_string())?;
+        let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), bursar_engine::Limits::default(), Some(store))
+            .map_err(|e| e.to_string())?;
         node.reserve(accounts as usize, transfers as usize);
         // Log space too, as TigerBeetle's benchmark formats its data file before it runs: the
         // timed run then writes into prepared segments instead of zero-filling new ones.

@@ -192,20 +192,22 @@ struct StartOptions {
     /// copy of the state while it lasts. 0: no feed.
     #[arg(long, default_value_t = bursar_net::feed::SUBSCRIPTIONS_MAX_DEFAULT)]
     feed_subscriptions: usize,
-    /// Move full chunks of 32 768 transfers to `<data>/history` and read them back when named,
-    /// instead of keeping every transfer ever made in memory: about 57 resident bytes per stored
-    /// transfer instead of 181 (`docs/history-format.md`). Off by default while it costs
-    /// throughput and tail latency under `bursar bench` (figures in bench/README.md).
-    #[arg(long)]
-    history_on_disk: bool,
+    /// Where transfers live once newer ones fill their chunk. `disk` (the default) moves full
+    /// chunks of 32 768 transfers to `<data>/history` and reads them back when named: about 50
+    /// resident bytes per stored transfer, snapshots of the hot state only
+    /// (`docs/history-format.md`). `memory` keeps every transfer ever made resident (about 181
+    /// bytes each, and every snapshot copies them all).
+    #[arg(long, value_enum, default_value_t = HistoryArg::Disk)]
+    history: HistoryArg,
     /// Most accounts the books may hold (default 8 388 608). Given, it is logged and holds from
     /// then on, at every later start and in `bursar replay`, until given again; lower than the
     /// accounts held, it refuses new ones and keeps every one it holds.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..u32::MAX as i64))]
     accounts_max: Option<u32>,
     /// Most transfers the books may hold, failed ids included (default 67 108 864, at most
-    /// 2 147 483 648). Logged as --accounts-max is. Each costs about 181 resident bytes in memory,
-    /// 57 with --history-on-disk: size it to the machine.
+    /// 2 147 483 648). Logged as --accounts-max is. Each costs about 181 resident bytes with
+    /// `--history memory`,
+    /// about 50 with the history on disk (the default): size it to the machine.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=(1i64 << 31)))]
     transfers_max: Option<u32>,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)
@@ -213,6 +215,15 @@ struct StartOptions {
     /// sync still syncs; the server is only slower. See `bursar_wal::powercut`.
     #[arg(long, hide = true)]
     power_cut_seed: Option<u64>,
+}
+
+/// `--history`: where transfers live once their chunk is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum HistoryArg {
+    /// In the history store, `<data>/history`; memory keeps the newest.
+    Disk,
+    /// In memory, every one.
+    Memory,
 }
 
 /// `--retention`: the log's [`bursar_wal::Retention`].
@@ -285,9 +296,9 @@ fn start(
         Some(seed) => {
             out!("bursar: TESTING: unsynced log writes land in random blocks (power-cut seed {seed})");
             let storage = bursar_wal::powercut::PowerCut::new(storage, seed);
-            serve_node(&serving, open_with_history(storage, config, data, options.history_on_disk)?)
+            serve_node(&serving, open_with_history(storage, config, data, options.history)?)
         }
-        None => serve_node(&serving, open_with_history(storage, config, data, options.history_on_disk)?),
+        None => serve_node(&serving, open_with_history(storage, config, data, options.history)?),
     };
     if let Some((_, stop)) = http {
         let _ = stop.send(());
@@ -298,19 +309,14 @@ fn start(
 /// A recovered node, what recovery found, and what the check of its history store found.
 type Opened<S> = (Node<S>, bursar_wal::RecoveryReport, Option<bursar_net::history::HistoryAttached>);
 
-/// Recovers the node on `storage`; with `history_on_disk`, with its history store in
+/// Recovers the node on `storage`; with `--history disk`, with its history store in
 /// `<data>/history` (see `bursar_node::history`).
-fn open_with_history<S: bursar_wal::Storage>(storage: S, config: WalConfig, data: &Path, history_on_disk: bool) -> Result<Opened<S>> {
+fn open_with_history<S: bursar_wal::Storage>(storage: S, config: WalConfig, data: &Path, history: HistoryArg) -> Result<Opened<S>> {
     let dir = data.join("history");
-    let store = if history_on_disk {
-        let chunk_bytes = ((1usize << bursar_engine::CHUNK_BITS) * bursar_engine::RECORD_SIZE) as u64;
-        Some(bursar_wal::HistoryStore::open(&dir, chunk_bytes).with_context(|| format!("opening {}", dir.display()))?)
-    } else {
-        None
-    };
+    let store = if history == HistoryArg::Disk { Some(bursar_net::history::open_store(&dir)?) } else { None };
     Node::open_with_history(storage, config, Limits::default(), store).map_err(|e| {
-        let hint = if !history_on_disk && e.to_string().contains("history store") {
-            format!(" (a server started with --history-on-disk left them in {}: start with --history-on-disk)", dir.display())
+        let hint = if history == HistoryArg::Memory && e.to_string().contains("history store") {
+            format!(" (a server with its history on disk left them in {}: start without --history memory)", dir.display())
         } else {
             String::new()
         };

@@ -274,6 +274,21 @@ fn header_problem(head: &[u8; HISTORY_HEADER_BYTES as usize], chunk_bytes: u64) 
     None
 }
 
+/// Bytes the device takes from one history write at a time (see [`write_paced`]).
+const PACED_WRITE_BYTES: usize = 256 << 10;
+
+/// Writes `bytes` at `offset` a piece of [`PACED_WRITE_BYTES`] at a time, each piece sent to the
+/// device and waited for before the next is written, so the log's syncs never queue behind a
+/// whole chunk's writeback (the caller syncs after, for durability).
+fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    for (i, piece) in bytes.chunks(PACED_WRITE_BYTES).enumerate() {
+        let at = offset + (i * PACED_WRITE_BYTES) as u64;
+        file.write_all_at(piece, at)?;
+        crate::sys::write_back(file, at, piece.len() as u64)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,19 +379,4 @@ mod tests {
         assert!(store.holds(0, &chunk(0)).unwrap(), "refusing it changed nothing");
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Bytes the device takes from one history write at a time (see [`write_paced`]).
-const PACED_WRITE_BYTES: usize = 256 << 10;
-
-/// Writes `bytes` at `offset` a piece of [`PACED_WRITE_BYTES`] at a time, each piece sent to the
-/// device and waited for before the next is written, so the log's syncs never queue behind a
-/// whole chunk's writeback (the caller syncs after, for durability).
-fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    for (i, piece) in bytes.chunks(PACED_WRITE_BYTES).enumerate() {
-        let at = offset + (i * PACED_WRITE_BYTES) as u64;
-        file.write_all_at(piece, at)?;
-        crate::sys::write_back(file, at, piece.len() as u64)?;
-    }
-    Ok(())
 }

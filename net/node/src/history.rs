@@ -16,6 +16,15 @@ use bursar_engine::{Engine, History, Record, RecordHistory, Transfer, RECORD_SIZ
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
+/// Bytes of one stored chunk: the engine's chunk of transfers, [`RECORD_SIZE`] bytes each.
+pub const CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * RECORD_SIZE as u64;
+
+/// Opens (or creates) the history store in `dir` for the engine's chunks, naming `dir` in an
+/// error: what `bursar start` and the embedded benchmark server hand to [`crate::Node::open_with_history`].
+pub fn open_store(dir: &std::path::Path) -> std::io::Result<HistoryStore> {
+    HistoryStore::open(dir, CHUNK_BYTES).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())))
+}
+
 /// Reads evicted transfers back from `store` (chunks of `chunk_len`): record `i` is the
 /// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read.
 pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn History> {
