@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn limits_round_trip_and_impossible_ones_are_refused() {
-        let limits = Limits { transfers_max: 1 << 31, ..Limits::default() };
+        let limits = Limits { transfers_max: (1 << 31) - 1, ..Limits::default() };
         let mut body = Vec::new();
         encode_limits(&limits, &mut body);
         assert_eq!(body.len(), LIMITS_LEN);
@@ -487,7 +487,7 @@ mod tests {
         let mut reserved = body.clone();
         reserved[15] = 1;
         assert_eq!(decode_body(&reserved, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::Reserved));
-        for (at, value) in [(24, (1u32 << 31) + 1), (20, u32::MAX)] {
+        for (at, value) in [(24, 1u32 << 31), (20, u32::MAX)] {
             let mut impossible = body.clone();
             impossible[at..at + 4].copy_from_slice(&value.to_le_bytes());
             assert!(matches!(decode_body(&impossible, &mut Vec::new(), &mut Vec::new()), Err(BatchDecodeError::BadLimits(_))));

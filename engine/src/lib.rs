@@ -30,7 +30,7 @@ pub use snapshot::{SnapshotError, SnapshotView};
 pub use state::{
     convert, due_of, is_reserved_id, month_length, quote_expires_at, run_id, AccountPolicy, BalanceLimits, Balances, BatchError, BatchInfo,
     Engine, FailedTransfer, FeedEvent, FeedEventType, FeedNote, History, HistoryUnreadable, Hold, HoldOf, HoldStatus, LimitChange, Lineage,
-    Order, OrderSpec, OrderStatus, QuoteUsage, RecordHistory, Retry, RuleUsage, RunEntry, RunEvent, LINEAGE_REVERSALS_MAX,
+    Order, OrderSpec, OrderStatus, QuoteUsage, RecordHistory, RecordReader, Retry, RuleUsage, RunEntry, RunEvent, LINEAGE_REVERSALS_MAX,
     ORDER_STATE_SIZE, QUOTE_USAGE_SIZE, RUN_ENTRY_SIZE, RUN_ID_PREFIX,
 };
 pub use types::{

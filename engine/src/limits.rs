@@ -63,12 +63,14 @@ impl Default for Limits {
 
 impl Limits {
     /// Why these limits cannot size an engine, if they cannot: its indexes are u32 with
-    /// `u32::MAX` reserved, and a transfer index leaves the failed-id tag bit (2^31) free.
+    /// `u32::MAX` reserved, and a transfer index leaves the top bit free (it tags failed ids in
+    /// the id index and the debit side in account links), so fewer than 2^31 transfers.
     pub fn problem(&self) -> Option<&'static str> {
-        if self.accounts_max == crate::state::NONE || self.transfers_max == crate::state::NONE {
-            return Some("limits exceed the u32 index space");
+        if self.accounts_max == crate::state::NONE {
+            return Some("accounts_max exceeds the u32 index space");
         }
-        (self.transfers_max > crate::state::FAILED_TAG).then_some("transfers_max exceeds 2^31 (the failed-id tag bit)")
+        (self.transfers_max >= crate::state::FAILED_TAG)
+            .then_some("transfers_max is 2^31 or more (the top bit of a transfer index is a tag)")
     }
 }
 

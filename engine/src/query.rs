@@ -85,7 +85,24 @@ impl Engine {
 
     /// The transfers with these ids, in the order asked, skipping ids that do not exist.
     pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
-        ids.iter().filter_map(|id| self.transfer(*id)).collect()
+        self.transfers_by_id(ids).into_iter().flatten().collect()
+    }
+
+    /// The transfer with each of these ids, in the order asked (`None` where none is stored);
+    /// those out of memory are read from the history together.
+    pub fn transfers_by_id(&self, ids: &[u128]) -> Vec<Option<Transfer>> {
+        let slots: Vec<Option<u32>> = ids
+            .iter()
+            .map(|id| match self.find_transfer_id(*id)? {
+                IdSlot::Transfer(i) => Some(i),
+                IdSlot::Failed(_) => None,
+            })
+            .collect();
+        let indices: Vec<u32> = slots.iter().flatten().copied().collect();
+        let mut found = Vec::with_capacity(indices.len());
+        self.stored_through_many(&indices, &mut found);
+        let mut found = found.into_iter();
+        slots.iter().map(|slot| slot.map(|_| found.next().expect("one record per stored id"))).collect()
     }
 
     /// One account by id.
@@ -163,12 +180,8 @@ impl Engine {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let mut index = self.account_meta[account as usize].last_transfer;
-        while index != NONE {
-            let t = &self.stored_through(index);
-            let links = self.transfer_links[index as usize];
-            let debited = t.debit_account_id == filter.account_id;
-            index = if debited { links[0] } else { links[1] };
+        let mut walk = AccountWalk::new(self, account);
+        while let Some((t, debited)) = walk.next(self) {
             if filter.timestamp_max != 0 && t.timestamp > filter.timestamp_max {
                 continue;
             }
@@ -176,10 +189,10 @@ impl Engine {
                 break;
             }
             let side = if debited { filter_flags::DEBITS } else { filter_flags::CREDITS };
-            if filter.flags & side == 0 || !matches_user_data(filter, t) {
+            if filter.flags & side == 0 || !matches_user_data(filter, &t) {
                 continue;
             }
-            found.push(*t);
+            found.push(t);
             if filter.flags & filter_flags::REVERSED != 0 && found.len() == limit {
                 return found;
             }
@@ -194,11 +207,9 @@ impl Engine {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let mut index = self.account_meta[account as usize].last_transfer;
-        while index != NONE {
-            let t = &self.stored_through(index);
-            index = self.transfer_links[index as usize][if t.debit_account_id == account_id { 0 } else { 1 }];
-            found.push(*t);
+        let mut walk = AccountWalk::new(self, account);
+        while let Some((t, _)) = walk.next(self) {
+            found.push(t);
         }
         found.reverse();
         found
@@ -458,4 +469,58 @@ fn arrange<T>(mut found: Vec<T>, limit: usize, flags: u32) -> Vec<T> {
     }
     found.truncate(limit);
     found
+}
+
+/// Most records an account walk reads at once: the query limit's worth, so one read of the
+/// history serves a whole page of an account's transfers.
+const WALK_READ_MAX: usize = 8192;
+/// Records an account walk reads first (the first page is often short); each read after
+/// doubles, up to [`WALK_READ_MAX`].
+const WALK_READ_MIN: usize = 64;
+
+/// An account's transfers, newest first: the links are followed in memory (each says which side
+/// the account was, [`crate::state::LINK_DEBITED`]), and the records they name read a batch at a
+/// time, those out of memory together.
+struct AccountWalk {
+    link: u32,
+    batch: Vec<(u32, bool)>,
+    records: Vec<Transfer>,
+    next: usize,
+    read: usize,
+}
+
+impl AccountWalk {
+    fn new(engine: &Engine, account: u32) -> AccountWalk {
+        AccountWalk {
+            link: engine.account_meta[account as usize].last_transfer,
+            batch: Vec::new(),
+            records: Vec::new(),
+            next: 0,
+            read: WALK_READ_MIN / 2,
+        }
+    }
+
+    /// The next older transfer and whether the account was its debit side.
+    fn next(&mut self, engine: &Engine) -> Option<(Transfer, bool)> {
+        if self.next == self.batch.len() {
+            self.fill(engine);
+        }
+        let (_, debited) = *self.batch.get(self.next)?;
+        self.next += 1;
+        Some((self.records[self.next - 1], debited))
+    }
+
+    fn fill(&mut self, engine: &Engine) {
+        self.batch.clear();
+        self.records.clear();
+        self.next = 0;
+        self.read = (self.read * 2).min(WALK_READ_MAX);
+        while self.link != NONE && self.batch.len() < self.read {
+            let (index, debited) = crate::state::link_target(self.link);
+            self.batch.push((index, debited));
+            self.link = engine.transfer_links[index as usize][usize::from(!debited)];
+        }
+        let indices: Vec<u32> = self.batch.iter().map(|&(index, _)| index).collect();
+        engine.stored_through_many(&indices, &mut self.records);
+    }
 }

@@ -86,6 +86,46 @@ fn compare(engine: &Engine, model: &Model) -> Result<(), String> {
     engine.check_invariants()
 }
 
+/// Queries against the model: every account's transfers (oldest and newest first, one side
+/// from a timestamp on, and all of them), and lookups by id with an unknown one among them. On
+/// cold seeds most records are read back from the history, many at a time.
+fn compare_queries(engine: &Engine, model: &Model) -> Result<(), String> {
+    use bursar_engine::{filter_flags as ff, AccountFilter};
+    let limit = engine.limits().query_results_max as usize;
+    for &account_id in model.accounts.keys() {
+        let mut all: Vec<_> =
+            model.transfers.values().filter(|t| t.debit_account_id == account_id || t.credit_account_id == account_id).copied().collect();
+        all.sort_by_key(|t| t.timestamp);
+        let filter = AccountFilter { account_id, limit: limit as u32, flags: ff::DEBITS | ff::CREDITS, ..Default::default() };
+        let oldest_first: Vec<_> = all.iter().take(limit).copied().collect();
+        let newest_first: Vec<_> = all.iter().rev().take(limit).copied().collect();
+        let from = all.get(all.len() / 2).map_or(0, |t| t.timestamp);
+        let debits_from: Vec<_> =
+            all.iter().filter(|t| t.debit_account_id == account_id && t.timestamp >= from).take(limit).copied().collect();
+        let checks = [
+            ("oldest first", engine.get_account_transfers(&filter), oldest_first),
+            ("newest first", engine.get_account_transfers(&AccountFilter { flags: filter.flags | ff::REVERSED, ..filter }), newest_first),
+            (
+                "debits from the middle",
+                engine.get_account_transfers(&AccountFilter { flags: ff::DEBITS, timestamp_min: from, ..filter }),
+                debits_from,
+            ),
+            ("all", engine.account_transfers_all(account_id), all),
+        ];
+        for (what, got, want) in checks {
+            if got != want {
+                return Err(format!("account {account_id} transfers ({what}): engine {} model {}", got.len(), want.len()));
+            }
+        }
+    }
+    let ids: Vec<u128> = model.transfers.keys().step_by(3).copied().chain([u128::MAX - 7]).collect();
+    let want: Vec<_> = ids.iter().filter_map(|id| model.transfers.get(id)).copied().collect();
+    if engine.lookup_transfers(&ids) != want {
+        return Err("lookup_transfers differs from the model".into());
+    }
+    Ok(())
+}
+
 /// Channel lists and velocity rules, with each rule's usage now (its amount where it bounds one).
 fn compare_policies(engine: &Engine, model: &Model) -> Result<(), String> {
     for a in engine.accounts() {
@@ -183,6 +223,9 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         }
         codes_seen.extend(results.iter().copied());
         compare(&engine, &model).map_err(|e| format!("after batch {b} at {now}: {e}\nbatch: {batch:#?}\nresults: {results:?}"))?;
+        if b % 5 == 4 {
+            compare_queries(&engine, &model).map_err(|e| format!("after batch {b}: {e}"))?;
+        }
         match (b + seed) % 3 {
             // As the server does after every batch: settle without finishing.
             0 => engine.settle_digest_appended(),

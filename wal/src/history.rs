@@ -25,6 +25,11 @@ pub const HISTORY_MAGIC: [u8; 8] = *b"BRSRHIST";
 pub const HISTORY_VERSION: u32 = 1;
 /// Bytes of the sums file's header.
 pub const HISTORY_HEADER_BYTES: u64 = 32;
+/// Most reads [`HistoryStore::read_many`] keeps in flight (one thread each).
+pub const HISTORY_READERS_MAX: usize = 16;
+/// Fewest records a reader of [`HistoryStore::read_many`] is started for: fewer are read by the
+/// caller's thread, one after another (a thread costs more than a cached page).
+const HISTORY_READS_PER_READER_MIN: usize = 4;
 /// The data file's name in the store's directory.
 pub const HISTORY_DATA_FILE: &str = "history.dat";
 /// The sums file's name in the store's directory.
@@ -243,15 +248,73 @@ impl HistoryStore {
         Ok(())
     }
 
+    /// Reads `record_bytes` at each of `offsets` into `out` (record `i` at `i × record_bytes`),
+    /// as [`HistoryStore::read`] does. What the page cache holds is read at once on this thread;
+    /// the rest with up to [`HISTORY_READERS_MAX`] reads in flight, so a cold store answers many
+    /// scattered records in the time of a few, not one after another.
+    pub fn read_many(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> io::Result<()> {
+        assert_eq!(out.len(), offsets.len() * record_bytes, "one record of output per offset");
+        let mut cold: Vec<(u64, &mut [u8])> = Vec::new();
+        for (&at, record) in offsets.iter().zip(out.chunks_exact_mut(record_bytes)) {
+            if !self.read_if_cached(at, record)? {
+                cold.push((at, record));
+            }
+        }
+        let readers = cold.len().div_ceil(HISTORY_READS_PER_READER_MIN).min(HISTORY_READERS_MAX);
+        if readers <= 1 {
+            return cold.into_iter().try_for_each(|(at, record)| self.read(at, record));
+        }
+        // Reader r takes records r, r + readers, ...
+        let mut slots: Vec<Vec<(u64, &mut [u8])>> = (0..readers).map(|_| Vec::new()).collect();
+        for (i, read) in cold.into_iter().enumerate() {
+            slots[i % readers].push(read);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = slots
+                .into_iter()
+                .map(|slot| scope.spawn(move || slot.into_iter().try_for_each(|(at, record)| self.read(at, record))))
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().expect("a history reader panicked"))
+        })
+    }
+
+    /// As [`HistoryStore::read`] if the page cache holds every page the read touches (each
+    /// checked against its sum); `Ok(false)` otherwise, `out` then unspecified.
+    fn read_if_cached(&self, offset: u64, out: &mut [u8]) -> io::Result<bool> {
+        let end = offset + out.len() as u64;
+        let page = HISTORY_PAGE_BYTES as u64;
+        if end > self.chunks() * self.chunk_bytes || offset / page != (end - 1) / page {
+            return Ok(false);
+        }
+        let mut buffer = [0u8; HISTORY_PAGE_BYTES];
+        let p = offset / page;
+        if !crate::sys::read_cached(&self.data, p * page, &mut buffer)? {
+            return Ok(false);
+        }
+        self.check_page(p, &buffer)?;
+        let from = (offset % page) as usize;
+        out.copy_from_slice(&buffer[from..from + out.len()]);
+        Ok(true)
+    }
+
     /// Reads page `p` of the data file and checks it against its sum.
     fn read_page(&self, p: u64, buffer: &mut [u8; HISTORY_PAGE_BYTES]) -> io::Result<()> {
         let at = p * HISTORY_PAGE_BYTES as u64;
         let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
         self.data.read_exact_at(buffer, at).map_err(|e| io::Error::new(e.kind(), format!("{} page {p} (offset {at}): {e}", name())))?;
+        self.check_page(p, buffer)
+    }
+
+    /// Checks page `p`, as read into `buffer`, against its sum; the error names the page.
+    fn check_page(&self, p: u64, buffer: &[u8; HISTORY_PAGE_BYTES]) -> io::Result<()> {
         let expected = self.page_sums.read()[p as usize];
         let found = crc32c(&[buffer]);
         if found != expected {
-            let what = format!("{} page {p} (offset {at}): checksum {found:#010x}, stored {expected:#010x}", name());
+            let at = p * HISTORY_PAGE_BYTES as u64;
+            let what = format!(
+                "{} page {p} (offset {at}): checksum {found:#010x}, stored {expected:#010x}",
+                self.dir.join(HISTORY_DATA_FILE).display()
+            );
             return Err(io::Error::new(io::ErrorKind::InvalidData, what));
         }
         Ok(())
@@ -322,6 +385,32 @@ mod tests {
         assert_eq!(out, chunk(1)[4000..4300]);
         assert!(store.holds(0, &chunk(0)).unwrap() && !store.holds(0, &chunk(1)).unwrap());
         assert!(store.read(2 * CHUNK - 10, &mut out).is_err(), "beyond the stored chunks");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn many_records_read_side_by_side_equal_single_reads_and_a_damaged_one_fails_them() {
+        let dir = temp_dir("many");
+        write_chunks(&dir, 3);
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        // Out of the page cache (where the file system lets go of it), so the readers read.
+        let _ = crate::sys::drop_cached_pages(&store.data);
+        // Scattered, repeated and out of order; 3 records (one reader) and 97 (several).
+        for count in [3u64, 97] {
+            let offsets: Vec<u64> = (0..count).map(|i| (i * 7_919 * 128) % (3 * CHUNK - 128)).collect();
+            let mut many = vec![0u8; offsets.len() * 128];
+            store.read_many(&offsets, 128, &mut many).unwrap();
+            for (&at, record) in offsets.iter().zip(many.chunks_exact(128)) {
+                let mut one = [0u8; 128];
+                store.read(at, &mut one).unwrap();
+                assert_eq!(record, one, "record at {at}");
+            }
+        }
+        let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
+        data.write_all_at(&[0xff], 2 * CHUNK + 1).unwrap();
+        let offsets: Vec<u64> = (0..20).map(|i| i * 1_000).chain([2 * CHUNK]).collect();
+        let error = store.read_many(&offsets, 128, &mut vec![0u8; offsets.len() * 128]).unwrap_err();
+        assert!(error.to_string().contains("page 4 (offset 16384)"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,5 +1,6 @@
 //! What the standard library lacks: two page-cache hints (drop a file's clean pages, read a
-//! range ahead), writing a range back now, and a thread's scheduling priority.
+//! range ahead), writing a range back now, reading only what the page cache holds, and a
+//! thread's scheduling priority.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -51,6 +52,28 @@ pub(crate) fn write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads `out.len()` bytes of `file` at `offset` only if the page cache holds them all
+/// (`preadv2` with `RWF_NOWAIT`): `Ok(true)` with `out` filled, `Ok(false)` if the read would
+/// wait for the device (or came back short, or the kernel cannot tell), and then `out` is
+/// unspecified. What lets a reader serve cached pages at once and hand the rest to readers
+/// that can wait side by side.
+pub(crate) fn read_cached(file: &File, offset: u64, out: &mut [u8]) -> io::Result<bool> {
+    let Ok(offset) = libc::off_t::try_from(offset) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a read beyond off_t"));
+    };
+    let iov = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
+    // SAFETY: the kernel writes at most `iov_len` bytes into `out`, which lives and is borrowed
+    // mutably for the call; the descriptor is open for it.
+    let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    if read >= 0 {
+        return Ok(read as usize == out.len());
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)) => Ok(false),
+        e => Err(e),
     }
 }
 

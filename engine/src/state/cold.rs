@@ -20,19 +20,42 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read(&self, index: u32) -> Result<Transfer, String>;
     /// Every transfer of evicted chunk `k`, into `out` (cleared first).
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String>;
+    /// Transfers `indices` (each evicted), appended to `out` in that order: what a query or a
+    /// prefetch that needs several asks for at once, so a store can read them side by side.
+    fn read_many(&self, indices: &[u32], out: &mut Vec<Transfer>) -> Result<(), String> {
+        indices.iter().try_for_each(|&index| self.read(index).map(|t| out.push(t)))
+    }
+}
+
+/// Reads bytes of stored records: `read_at(offset, out)` fills `out` from `offset`;
+/// `read_many_at` fills record `i` of `out` from `offsets[i]` (one after another unless the
+/// reader can do better). Any `Fn(u64, &mut [u8]) -> Result<(), String>` is one.
+pub trait RecordReader: Send + Sync {
+    /// Fills `out` with the bytes at `offset`.
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String>;
+    /// Fills record `i` of `out` (`record_bytes` each) with the bytes at `offsets[i]`.
+    fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
+        offsets.iter().zip(out.chunks_exact_mut(record_bytes)).try_for_each(|(&at, record)| self.read_at(at, record))
+    }
+}
+
+impl<F: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> RecordReader for F {
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
+        self(offset, out)
+    }
 }
 
 /// A [`History`] over bytes holding transfer `i` at `i × RECORD_SIZE` in its wire encoding,
-/// read by `read_at(offset, out)`: the node's history store (the engine reads nothing itself).
+/// read by a [`RecordReader`]: the node's history store (the engine reads nothing itself).
 pub struct RecordHistory<R> {
-    read_at: R,
+    reader: R,
     chunk_len: usize,
 }
 
-impl<R: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> RecordHistory<R> {
-    /// Reads chunks of `chunk_len` transfers through `read_at`.
-    pub fn new(chunk_len: usize, read_at: R) -> RecordHistory<R> {
-        RecordHistory { read_at, chunk_len }
+impl<R: RecordReader> RecordHistory<R> {
+    /// Reads chunks of `chunk_len` transfers through `reader`.
+    pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
+        RecordHistory { reader, chunk_len }
     }
 }
 
@@ -42,17 +65,25 @@ impl<R> core::fmt::Debug for RecordHistory<R> {
     }
 }
 
-impl<R: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> History for RecordHistory<R> {
+impl<R: RecordReader> History for RecordHistory<R> {
     fn read(&self, index: u32) -> Result<Transfer, String> {
         let mut bytes = [0u8; RECORD_SIZE];
-        (self.read_at)(u64::from(index) * RECORD_SIZE as u64, &mut bytes)?;
+        self.reader.read_at(u64::from(index) * RECORD_SIZE as u64, &mut bytes)?;
         Ok(Transfer::decode(&bytes))
     }
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
         let mut bytes = vec![0u8; self.chunk_len * RECORD_SIZE];
-        (self.read_at)((k * self.chunk_len * RECORD_SIZE) as u64, &mut bytes)?;
+        self.reader.read_at((k * self.chunk_len * RECORD_SIZE) as u64, &mut bytes)?;
         out.clear();
+        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
+        Ok(())
+    }
+
+    fn read_many(&self, indices: &[u32], out: &mut Vec<Transfer>) -> Result<(), String> {
+        let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * RECORD_SIZE as u64).collect();
+        let mut bytes = vec![0u8; indices.len() * RECORD_SIZE];
+        self.reader.read_many_at(&offsets, RECORD_SIZE, &mut bytes)?;
         out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
         Ok(())
     }
@@ -132,6 +163,31 @@ impl Engine {
                 Transfer::default()
             })
         })
+    }
+
+    /// Transfers `indices` for a query, appended to `out` in that order: from memory, and the
+    /// evicted ones read from the history together ([`History::read_many`]). A failed read
+    /// answers zeroed records and is kept for [`Engine::take_history_failure`].
+    pub(crate) fn stored_through_many(&self, indices: &[u32], out: &mut Vec<Transfer>) {
+        let (mut places, mut cold) = (Vec::new(), Vec::new());
+        for &index in indices {
+            out.push(self.in_memory(index).unwrap_or_else(|| {
+                places.push(out.len());
+                cold.push(index);
+                Transfer::default()
+            }));
+        }
+        if cold.is_empty() {
+            return;
+        }
+        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
+        let mut read = Vec::with_capacity(cold.len());
+        match history.read_many(&cold, &mut read) {
+            Ok(()) => places.into_iter().zip(read).for_each(|(place, t)| out[place] = t),
+            Err(e) => {
+                self.cold.failure.borrow_mut().get_or_insert(e);
+            }
+        }
     }
 
     /// Every stored transfer, oldest first, read through to the history where evicted (checks
@@ -281,8 +337,9 @@ impl Engine {
             if wanted.is_empty() {
                 return Ok(read);
             }
-            for &index in &wanted {
-                let transfer = history.read(index)?;
+            let mut transfers = Vec::with_capacity(wanted.len());
+            history.read_many(&wanted, &mut transfers)?;
+            for (&index, transfer) in wanted.iter().zip(transfers) {
                 self.prefetch(index, transfer);
             }
             read += wanted.len();

@@ -21,7 +21,7 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
-pub use cold::{History, HistoryUnreadable, RecordHistory};
+pub use cold::{History, HistoryUnreadable, RecordHistory, RecordReader};
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub use limits::{BalanceLimits, LimitChange};
@@ -62,6 +62,20 @@ pub(crate) const NONE: u32 = u32::MAX;
 /// Marks a `transfer_index` value as an index into `failed` rather than `transfers`: one probe
 /// answers "stored", "failed before" or "new". `Limits::transfers_max` stays below it.
 pub(crate) const FAILED_TAG: u32 = 1 << 31;
+
+/// Marks a link to a transfer (in `transfer_links` and `AccountMeta::last_transfer`): the
+/// account whose list the link continues was that transfer's debit side. A walk of an account's
+/// transfers then follows its links without reading a record, and can read the records it
+/// reaches together. Transfer indexes stay below 2^31 − 1 (`Limits::problem`), so a marked link
+/// is never `NONE`.
+pub(crate) const LINK_DEBITED: u32 = 1 << 31;
+
+/// The transfer a link names, and whether the account it belongs to was the debit side.
+#[inline]
+pub(crate) fn link_target(link: u32) -> (u32, bool) {
+    debug_assert_ne!(link, NONE);
+    (link & !LINK_DEBITED, link & LINK_DEBITED != 0)
+}
 
 /// What an id in `transfer_index` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,7 +218,7 @@ pub(crate) struct Group {
 pub(crate) struct AccountMeta {
     pub(crate) ledger_slot: u32,
     pub(crate) group: u32,
-    /// Newest transfer touching this account, or `NONE`.
+    /// Newest transfer touching this account (a link: see [`LINK_DEBITED`]), or `NONE`.
     pub(crate) last_transfer: u32,
     /// Newest balance-history entry, or `NONE`.
     pub(crate) last_balance: u32,
@@ -312,7 +326,8 @@ pub struct Engine {
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: FxHashMap<(u32, u16), u32>,
     pub(crate) transfers: crate::chunked::Chunked<Transfer>,
-    /// For each transfer: the previous transfer of its debit account and of its credit account.
+    /// For each transfer: the previous transfer of its debit account and of its credit account
+    /// (links: see [`LINK_DEBITED`]).
     pub(crate) transfer_links: Vec<[u32; 2]>,
     /// Every transfer id the engine answers for: a stored transfer's index, or `FAILED_TAG` and
     /// an index into `failed`.

@@ -195,7 +195,7 @@ impl Engine {
     pub(crate) fn insert_transfer(&mut self, t: Transfer, dr: u32, cr: u32) -> u32 {
         let index = self.transfers.len() as u32;
         let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
-        self.account_meta[dr as usize].last_transfer = index;
+        self.account_meta[dr as usize].last_transfer = index | LINK_DEBITED;
         self.account_meta[cr as usize].last_transfer = index;
         self.transfer_index.insert(t.id, index);
         self.transfers.push(t);

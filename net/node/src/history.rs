@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bursar_engine::{Engine, History, Record, RecordHistory, Transfer, RECORD_SIZE};
+use bursar_engine::{Engine, History, Record, RecordHistory, RecordReader, Transfer, RECORD_SIZE};
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
@@ -26,9 +26,23 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<HistoryStore> {
 }
 
 /// Reads evicted transfers back from `store` (chunks of `chunk_len`): record `i` is the
-/// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read.
+/// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read;
+/// several records asked for at once are read side by side ([`HistoryStore::read_many`]).
 pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn History> {
-    Arc::new(RecordHistory::new(chunk_len, move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string())))
+    Arc::new(RecordHistory::new(chunk_len, StoreReader(store)))
+}
+
+/// [`file_history`]'s reader.
+struct StoreReader(Arc<HistoryStore>);
+
+impl RecordReader for StoreReader {
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
+        self.0.read(offset, out).map_err(|e| e.to_string())
+    }
+
+    fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
+        self.0.read_many(offsets, record_bytes, out).map_err(|e| e.to_string())
+    }
 }
 
 /// `chunk`'s records as stored, appended to `out`.

@@ -391,7 +391,9 @@ fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
         Request::LookupAccounts(ids) => {
             Reply::Accounts(ids.iter().map(|id| node.engine().account(*id).copied().unwrap_or_default()).collect())
         }
-        Request::LookupTransfers(ids) => Reply::Transfers(ids.iter().map(|id| node.engine().transfer(*id).unwrap_or_default()).collect()),
+        Request::LookupTransfers(ids) => {
+            Reply::Transfers(node.engine().transfers_by_id(ids).into_iter().map(Option::unwrap_or_default).collect())
+        }
         Request::GetAccountTransfers(filter) => Reply::AccountTransfers(node.engine().get_account_transfers(filter)),
         Request::GetAccountBalances(filter) => Reply::Balances(node.engine().get_account_balances(filter)),
         Request::LedgerTotals(ids) if ids.is_empty() => Reply::LedgerTotals(every_ledger(node.engine())),
