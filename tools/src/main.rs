@@ -157,10 +157,11 @@ struct StartOptions {
     /// Default: what a fifth of a quarter of the available memory holds, at most 1 048 576.
     #[arg(long)]
     reserve_accounts: Option<u64>,
-    /// Room for this many transfers in total, reserved and touched at start (about 300 bytes
-    /// each with the snapshot copy, resident whether used or not): no pause while the table
-    /// grows (at 8 M transfers it copies a gigabyte and rehashes its index on the sequencer
-    /// thread) and no page faults on the hot path until the server holds more. Default: what
+    /// Room for this many transfers in total, reserved and touched at start (about 50 bytes
+    /// each for the id index and links, resident whether used or not; 300 with `--history
+    /// memory`, which keeps every record): no pause while the table grows (at 58 M transfers its
+    /// index rehashes for seconds on the sequencer thread) and no page faults on the hot path
+    /// until the server holds more. Default: what
     /// four fifths of a quarter of the available memory hold, at most 16 777 216; 0 for none.
     #[arg(long)]
     reserve_transfers: Option<u64>,

@@ -56,6 +56,11 @@ use digest::DigestState;
 /// touches (about 300 bytes per transfer) stays in L2 until the apply pass uses it.
 const WARM_CHUNK: usize = 256;
 
+/// Chunks of records [`Engine::preallocate`] allocates ahead when a history takes full chunks
+/// out of memory: the open chunk, the newest full one (never evicted), and two on their way to
+/// the store.
+pub const CHUNKS_HELD_AHEAD: usize = 4;
+
 /// "No index" in the intrusive lists.
 pub(crate) const NONE: u32 = u32::MAX;
 
@@ -458,10 +463,14 @@ impl Engine {
     /// every page of it now, so the hot path takes no page faults: the start-up allocation of a
     /// server that knows its budget (what TigerBeetle does for all its memory). Costs about 150
     /// bytes of resident memory per transfer and 150 per account whether used or not, and on a
-    /// non-empty engine one rebuild of each index (start-up time, not a stall later).
+    /// non-empty engine one rebuild of each index (start-up time, not a stall later). With a
+    /// history set, full chunks leave memory once stored, so records are allocated ahead for
+    /// [`CHUNKS_HELD_AHEAD`] chunks only (the index and links still for every transfer).
     pub fn preallocate(&mut self, accounts: usize, transfers: usize) {
         self.reserve(accounts, transfers);
-        self.transfers.preallocate(transfers, Transfer::default());
+        let chunk_len = self.transfers.chunk_len();
+        let records = if self.cold.history.is_some() { transfers.min(CHUNKS_HELD_AHEAD * chunk_len) } else { transfers };
+        self.transfers.preallocate(records, Transfer::default());
         touch_spare(&mut self.transfer_links, transfers, [NONE; 2]);
         touch_spare(&mut self.accounts, accounts, Account::default());
         self.transfer_index = touched_index(&self.transfer_index, transfers);
@@ -1015,6 +1024,18 @@ mod preallocate_tests {
         assert!(engine.transfer(0).is_none() && engine.transfer(5_000).is_none(), "placeholders are gone");
         assert!(engine.transfers.capacity() >= 50 + 10_000 && engine.transfer_index.capacity() >= 50 + 10_000);
         assert!(engine.accounts.capacity() >= 21 + 1_000 && engine.account_index.capacity() >= 21 + 1_000);
+    }
+
+    /// With a history taking full chunks out of memory, room for many transfers allocates
+    /// records for a few chunks only; the index and links still take every transfer.
+    #[test]
+    fn preallocate_with_a_history_allocates_a_few_chunks_of_records() {
+        let mut engine = engine();
+        engine.set_transfer_chunk_bits(4);
+        engine.set_history(std::sync::Arc::new(crate::state::RecordHistory::new(16, |_: u64, _: &mut [u8]| Err("never read".to_string()))));
+        engine.preallocate(10, 10_000);
+        assert_eq!(engine.transfers.capacity(), crate::state::CHUNKS_HELD_AHEAD * 16);
+        assert!(engine.transfer_index.capacity() >= 10_000 && engine.transfer_links.capacity() >= 10_000);
     }
 }
 
