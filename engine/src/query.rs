@@ -297,6 +297,7 @@ impl Engine {
     /// then read back).
     fn check_invariants_reading(&self, history: bool) -> Result<(), String> {
         self.check_orders()?;
+        self.check_links()?;
         let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
         let mut held = vec![(0u128, 0u128); self.accounts.len()];
         for (&index, hold) in &self.holds {
@@ -469,6 +470,35 @@ fn arrange<T>(mut found: Vec<T>, limit: usize, flags: u32) -> Vec<T> {
     }
     found.truncate(limit);
     found
+}
+
+impl Engine {
+    /// Every link whose two transfers are in memory names an older transfer of the same account,
+    /// with the side that account had in it (what [`AccountWalk`] follows without reading).
+    fn check_links(&self) -> Result<(), String> {
+        let link_ok = |link: u32, newer: u32, account: u128| {
+            if link == NONE {
+                return true;
+            }
+            let (index, debited) = crate::state::link_target(link);
+            match self.in_memory(index) {
+                None => index < newer,
+                Some(t) => index < newer && (if debited { t.debit_account_id } else { t.credit_account_id }) == account,
+            }
+        };
+        for (i, links) in self.transfer_links.iter().enumerate() {
+            let Some(t) = self.in_memory(i as u32) else { continue };
+            if !link_ok(links[0], i as u32, t.debit_account_id) || !link_ok(links[1], i as u32, t.credit_account_id) {
+                return Err(format!("transfer {}: a link names another account's transfer or the wrong side", t.id));
+            }
+        }
+        for (a, meta) in self.accounts.iter().zip(&self.account_meta) {
+            if !link_ok(meta.last_transfer, self.transfers.len() as u32, a.id) {
+                return Err(format!("account {}: its newest transfer link names another account's transfer", a.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Most records an account walk reads at once: the query limit's worth, so one read of the
