@@ -29,19 +29,58 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<HistoryStore> {
 /// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read;
 /// several records asked for at once are read side by side ([`HistoryStore::read_many`]).
 pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn History> {
-    Arc::new(RecordHistory::new(chunk_len, StoreReader(store)))
+    Arc::new(RecordHistory::new(chunk_len, StoreReader { store, ahead: Mutex::new(None) }))
 }
 
-/// [`file_history`]'s reader.
-struct StoreReader(Arc<HistoryStore>);
+/// [`file_history`]'s reader. A whole chunk is read one ahead on a helper thread: a restore
+/// (and a full snapshot of an engine with evicted chunks) reads them in order, so chunk k + 1
+/// is read from disk and checked while chunk k is restored.
+struct StoreReader {
+    store: Arc<HistoryStore>,
+    /// The chunk read ahead: its offset and the thread reading it.
+    ahead: Mutex<Option<ChunkAhead>>,
+}
+
+/// A chunk being read ahead: its offset, and the thread reading it.
+type ChunkAhead = (u64, JoinHandle<std::io::Result<Vec<u8>>>);
+
+impl StoreReader {
+    /// Starts reading the chunk at `offset` on a helper thread, if the store holds it.
+    fn read_ahead(&self, offset: u64) -> Option<ChunkAhead> {
+        let chunk_bytes = self.store.chunk_bytes();
+        if offset + chunk_bytes > self.store.chunks() * chunk_bytes {
+            return None;
+        }
+        let store = Arc::clone(&self.store);
+        let read = move || {
+            let mut bytes = vec![0u8; chunk_bytes as usize];
+            store.read(offset, &mut bytes).map(|()| bytes)
+        };
+        // Best effort: without a thread the next chunk is read when asked for.
+        std::thread::Builder::new().name("bursar-history-ahead".into()).spawn(read).ok().map(|handle| (offset, handle))
+    }
+}
 
 impl RecordReader for StoreReader {
     fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
-        self.0.read(offset, out).map_err(|e| e.to_string())
+        let chunk_bytes = self.store.chunk_bytes();
+        if out.len() as u64 != chunk_bytes || !offset.is_multiple_of(chunk_bytes) {
+            return self.store.read(offset, out).map_err(|e| e.to_string());
+        }
+        let mut ahead = self.ahead.lock().expect("read-ahead lock");
+        match ahead.take() {
+            Some((at, reading)) if at == offset => {
+                let bytes = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
+                out.copy_from_slice(&bytes);
+            }
+            _ => self.store.read(offset, out).map_err(|e| e.to_string())?,
+        }
+        *ahead = self.read_ahead(offset + chunk_bytes);
+        Ok(())
     }
 
     fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
-        self.0.read_many(offsets, record_bytes, out).map_err(|e| e.to_string())
+        self.store.read_many(offsets, record_bytes, out).map_err(|e| e.to_string())
     }
 }
 
