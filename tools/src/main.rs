@@ -396,15 +396,6 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
     let Serving { data, listen, client_ca, options, started, runtime, http } = *serving;
     use bursar_net::{assembly, sequencer, tls};
     node.set_checkpoint_every_entries(options.checkpoint_every_entries);
-    let held = *node.engine().limits();
-    let wanted = bursar_engine::Limits {
-        accounts_max: options.accounts_max.unwrap_or(held.accounts_max),
-        transfers_max: options.transfers_max.unwrap_or(held.transfers_max),
-        ..held
-    };
-    if node.change_limits(wanted)? {
-        out!("bursar: limits changed and logged: at most {} accounts and {} transfers", wanted.accounts_max, wanted.transfers_max);
-    }
     let (accounts, transfers) = reservation(options.reserve_accounts, options.reserve_transfers);
     if accounts + transfers > 0 {
         let reserving = Instant::now();
@@ -438,6 +429,23 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
                 .truncated
                 .as_ref()
                 .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
+        );
+    }
+    let held = *node.engine().limits();
+    let wanted = bursar_engine::Limits {
+        accounts_max: options.accounts_max.unwrap_or(held.accounts_max),
+        transfers_max: options.transfers_max.unwrap_or(held.transfers_max),
+        ..held
+    };
+    if node.change_limits(wanted)? {
+        out!("bursar: limits changed and logged: at most {} accounts and {} transfers", wanted.accounts_max, wanted.transfers_max);
+    } else {
+        out!(
+            "bursar: limits: at most {} accounts and {} transfers (holding {} and {}; --accounts-max and --transfers-max change them)",
+            held.accounts_max,
+            held.transfers_max,
+            node.engine().accounts().len(),
+            node.engine().transfers().len()
         );
     }
     for (name, why) in &report.skipped_snapshots {
