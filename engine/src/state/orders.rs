@@ -265,6 +265,10 @@ impl Order {
         if state[6] > 1 || state[116..].iter().any(|b| *b != 0) || u32_at(112) as usize != history.len() {
             return None;
         }
+        // Without a retry its fields are zero: one state, one encoding.
+        if retry.is_none() && (state[7] != 0 || u64_at(40) != 0 || u32_at(108) != 0) {
+            return None;
+        }
         Some(Order {
             spec: OrderSpec::decode(state[5], spec_bytes)?,
             number: u32_at(0),
