@@ -1,9 +1,10 @@
 //! Old transfers read back from a running server:
 //! `cargo run --release -p bursar-bench --example history_read_probe -- ADDR CERT BASE TRANSFERS [SECONDS]`.
 //! Run it after `bursar bench --addr ...` stored TRANSFERS transfers from one client, with the
-//! id base it printed (accounts BASE + 1 on, transfers BASE + 2^62 + 1 on). It looks up uniformly random ones, one
-//! per request and then 1 000 per request, for SECONDS each (each found and checked; 0 skips
-//! them, so the histories start from a cold cache), then reads whole account histories (accounts 1 to 40, oldest first, up to the query limit of
+//! id base it printed (accounts BASE + 1 on, transfers BASE + 2^62 + 1 on). It looks up
+//! uniformly random ones, one per request and then 1 000 per request, for SECONDS each (each
+//! found and checked; 0 skips them, so the histories start from a cold cache), then reads whole
+//! account histories (accounts BASE + 1 to BASE + 40, oldest first, up to the query limit of
 //! 8 189 each), and prints lookups per second and latencies. Against a server with its history
 //! on disk (the default), all but the newest two chunks of 32 768 transfers are read from disk
 //! (from the page cache unless it was dropped first: `echo 3 > /proc/sys/vm/drop_caches`).

@@ -10,13 +10,12 @@ use bursar_engine::{Command, Engine, Limits, ResultCode, Transfer, CHUNK_BITS, R
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
-use bursar_wal::{FsStorage, HistoryStore, WalConfig};
+use bursar_wal::{FsStorage, WalConfig};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 const CHUNK_LEN: u128 = 1 << CHUNK_BITS;
-const CHUNK_BYTES: u64 = (1 << CHUNK_BITS) * RECORD_SIZE as u64;
 const BATCH: u128 = 8_000;
 /// Transfers in the bulk: six chunks and a bit.
 const BULK: u128 = 6 * CHUNK_LEN + 1_000;
@@ -52,7 +51,7 @@ fn cold_batch() -> Vec<Command> {
 
 fn open(dir: &Path) -> (Node<FsStorage>, bursar_net::history::HistoryAttached, bursar_wal::RecoveryReport) {
     let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let store = HistoryStore::open(dir.join("history"), CHUNK_BYTES).expect("history store");
+    let store = bursar_net::history::open_store(&dir.join("history")).expect("history store");
     let (node, report, attached) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(store)).expect("opens");
     (node, attached.expect("a store was given"), report)
 }
@@ -126,7 +125,10 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let snapshot_seq = node.snapshot().expect("snapshot");
     let full = (BULK as u64 + 10) * RECORD_SIZE as u64;
     let slim = newest_snapshot_bytes(&dir);
-    assert!(slim < full - evicted * CHUNK_BYTES + CHUNK_BYTES / 8, "a snapshot of {slim} bytes, {full} with every transfer");
+    assert!(
+        slim < full - evicted * bursar_net::history::CHUNK_BYTES + bursar_net::history::CHUNK_BYTES / 8,
+        "a snapshot of {slim} bytes, {full} with every transfer"
+    );
     drop(node);
     let (mut node, attached, report) = open(&dir);
     assert!(report.snapshot.is_some() && report.skipped_snapshots.is_empty(), "{report:?}");

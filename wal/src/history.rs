@@ -278,8 +278,9 @@ impl HistoryStore {
         })
     }
 
-    /// As [`HistoryStore::read`] if the page cache holds every page the read touches (each
-    /// checked against its sum); `Ok(false)` otherwise, `out` then unspecified.
+    /// As [`HistoryStore::read`] for a read within one page, if the page cache holds that page
+    /// (checked against its sum); `Ok(false)` otherwise (or for a read across pages), `out` then
+    /// unspecified.
     fn read_if_cached(&self, offset: u64, out: &mut [u8]) -> io::Result<bool> {
         let end = offset + out.len() as u64;
         let page = HISTORY_PAGE_BYTES as u64;

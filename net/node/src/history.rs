@@ -63,10 +63,10 @@ impl StoreReader {
 
 impl RecordReader for StoreReader {
     fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
-        let chunk_bytes = self.store.chunk_bytes();
-        if out.len() as u64 != chunk_bytes || !offset.is_multiple_of(chunk_bytes) {
-            return self.store.read(offset, out).map_err(|e| e.to_string());
-        }
+        self.store.read(offset, out).map_err(|e| e.to_string())
+    }
+
+    fn read_chunk_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
         let mut ahead = self.ahead.lock().expect("read-ahead lock");
         match ahead.take() {
             Some((at, reading)) if at == offset => {
@@ -75,7 +75,7 @@ impl RecordReader for StoreReader {
             }
             _ => self.store.read(offset, out).map_err(|e| e.to_string())?,
         }
-        *ahead = self.read_ahead(offset + chunk_bytes);
+        *ahead = self.read_ahead(offset + self.store.chunk_bytes());
         Ok(())
     }
 
