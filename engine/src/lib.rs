@@ -10,6 +10,7 @@ pub mod batch;
 pub mod chunked;
 pub mod command;
 pub mod id_hash;
+pub mod id_index;
 pub mod limits;
 pub mod query;
 pub mod replay;

@@ -91,18 +91,28 @@ impl Engine {
     /// The transfer with each of these ids, in the order asked (`None` where none is stored);
     /// those out of memory are read from the history together.
     pub fn transfers_by_id(&self, ids: &[u128]) -> Vec<Option<Transfer>> {
-        let slots: Vec<Option<u32>> = ids
-            .iter()
-            .map(|id| match self.find_transfer_id(*id)? {
-                IdSlot::Transfer(i) => Some(i),
-                IdSlot::Failed(_) => None,
-            })
-            .collect();
-        let indices: Vec<u32> = slots.iter().flatten().copied().collect();
+        // Every stored transfer each id's hash may name (almost always one, the id's own),
+        // read together; then the one that has the id.
+        let (mut indices, mut ends) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        for &id in ids {
+            self.transfer_ids.candidates(id, |value| {
+                if let IdSlot::Transfer(i) = IdSlot::of(value) {
+                    indices.push(i);
+                }
+            });
+            ends.push(indices.len());
+        }
         let mut found = Vec::with_capacity(indices.len());
         self.stored_through_many(&indices, &mut found);
-        let mut found = found.into_iter();
-        slots.iter().map(|slot| slot.map(|_| found.next().expect("one record per stored id"))).collect()
+        let mut start = 0;
+        ids.iter()
+            .zip(ends)
+            .map(|(&id, end)| {
+                let hit = found[start..end].iter().find(|t| t.id == id).copied();
+                start = end;
+                hit
+            })
+            .collect()
     }
 
     /// One account by id.
@@ -112,16 +122,13 @@ impl Engine {
 
     /// One transfer by id.
     pub fn transfer(&self, id: u128) -> Option<Transfer> {
-        match self.find_transfer_id(id)? {
-            IdSlot::Transfer(i) => Some(self.stored_through(i)),
-            IdSlot::Failed(_) => None,
-        }
+        self.transfers_by_id(&[id])[0]
     }
 
     /// Why a transfer id is decided as failed, if it is: the code and the timestamp of the
     /// command that failed (later commands with the id answer `id_already_failed`).
     pub fn failed_transfer(&self, id: u128) -> Option<&FailedTransfer> {
-        match self.find_transfer_id(id)? {
+        match self.find_transfer_id_through(id)? {
             IdSlot::Failed(i) => Some(&self.failed[i as usize]),
             IdSlot::Transfer(_) => None,
         }
@@ -139,7 +146,7 @@ impl Engine {
 
     /// Where the hold with this transfer id stands, if it is a hold.
     pub fn hold(&self, id: u128) -> Option<Hold> {
-        match self.find_transfer_id(id)? {
+        match self.find_transfer_id_through(id)? {
             IdSlot::Transfer(i) => self.holds.get(&i).copied(),
             IdSlot::Failed(_) => None,
         }
@@ -377,7 +384,7 @@ impl Engine {
         let mut sums: rustc_hash::FxHashMap<u32, (u128, usize)> = Default::default();
         let mut resolutions = 0;
         for (i, t) in self.all_transfers().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0) {
-            let Some(IdSlot::Transfer(named)) = self.find_transfer_id(t.pending_id) else {
+            let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id) else {
                 return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
             };
             if t.flags & tf::REVERSE == 0 {
@@ -413,16 +420,16 @@ impl Engine {
     /// Every remembered failure is indexed under its id, was decided by a code that decides,
     /// is not newer than the clock, and the index holds exactly the stored and failed ids.
     fn check_failed_transfers(&self) -> Result<(), String> {
-        if self.transfer_index.len() != self.transfers.len() + self.failed.len() {
+        if self.transfer_ids.len() != self.transfers.len() + self.failed.len() {
             return Err(format!(
                 "the transfer id index holds {} ids for {} transfers and {} failed ids",
-                self.transfer_index.len(),
+                self.transfer_ids.len(),
                 self.transfers.len(),
                 self.failed.len()
             ));
         }
         for (i, failed) in self.failed.iter().enumerate() {
-            if self.find_transfer_id(failed.id) != Some(IdSlot::Failed(i as u32)) {
+            if self.find_transfer_id_through(failed.id) != Some(IdSlot::Failed(i as u32)) {
                 return Err(format!("failed transfer id {} is not indexed as failed", failed.id));
             }
             if !failed.code.is_decided_once() || failed.timestamp > self.timestamp {

@@ -518,7 +518,7 @@ fn failed_code(value: u32) -> Result<ResultCode, SnapshotError> {
 }
 
 fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Result<(), SnapshotError> {
-    if failed.id == 0 || failed.id == u128::MAX || engine.transfer_index.contains_key(&failed.id) {
+    if failed.id == 0 || failed.id == u128::MAX || engine.find_transfer_id_through(failed.id).is_some() {
         return invalid(format!("failed transfer id {} is zero, max or repeated", failed.id));
     }
     if failed.timestamp > clock {
@@ -527,7 +527,7 @@ fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Re
     if engine.ids_full() {
         return invalid("more transfer ids than transfers_max");
     }
-    engine.transfer_index.insert(failed.id, FAILED_TAG | engine.failed.len() as u32);
+    engine.transfer_ids.insert(failed.id, FAILED_TAG | engine.failed.len() as u32);
     engine.failed.push(failed);
     Ok(())
 }
@@ -673,7 +673,7 @@ fn restore_account(engine: &mut Engine, account: Account) -> Result<(), Snapshot
 }
 
 fn restore_transfer(engine: &mut Engine, transfer: Transfer) -> Result<(), SnapshotError> {
-    if transfer.id == 0 || transfer.id == u128::MAX || engine.transfer_index.contains_key(&transfer.id) {
+    if transfer.id == 0 || transfer.id == u128::MAX || engine.find_transfer_id_through(transfer.id).is_some() {
         return invalid(format!("transfer id {} is zero, max or repeated", transfer.id));
     }
     let dr = engine.account_index.get(&transfer.debit_account_id).copied();

@@ -36,6 +36,8 @@ pub struct Workload {
     /// Orders placed: (hold id, quote id, the customer's account in the bought ledger, when).
     desk_orders: Vec<(u128, u128, u128, u64)>,
     next_id: u128,
+    /// The last id given a twin (an id the transfer index hashes alike; see `id`).
+    twinned: u128,
     /// Simulated time in ns.
     pub now: u64,
 }
@@ -55,6 +57,7 @@ impl Workload {
             quotes: Vec::new(),
             desk_orders: Vec::new(),
             next_id: 1,
+            twinned: 0,
             now: START,
         }
     }
@@ -64,6 +67,12 @@ impl Workload {
         // Spread ids over the whole range now and then, to exercise hashing and the u128 codec.
         if self.rng.chance(10) {
             (self.rng.next_u64() as u128) << 64 | self.next_id
+        } else if self.rng.chance(12) {
+            // An id the transfer index hashes like a recent one: told apart only by its record,
+            // which the prefetch must have read when that one is out of memory.
+            // Each older id is twinned once, and the twinned ids fall behind, out of memory.
+            self.twinned = (self.twinned + 1 + u128::from(self.rng.below(8))).min(self.next_id - 1);
+            bursar_engine::id_index::hash_twin(self.twinned)
         } else {
             self.next_id
         }

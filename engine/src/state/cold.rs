@@ -275,11 +275,14 @@ impl Engine {
                 if id == 0 || id == u128::MAX {
                     continue;
                 }
-                if let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) {
-                    if index < evicted_end {
-                        self.want_evicted(index, evicted_end, &mut *wanted, start);
+                // Every record the id's hash names, so the apply can check which has the id.
+                self.transfer_ids.candidates(id, |value| {
+                    if let IdSlot::Transfer(index) = IdSlot::of(value) {
+                        if index < evicted_end {
+                            self.want_evicted(index, evicted_end, &mut *wanted, start);
+                        }
                     }
-                }
+                });
             }
         }
     }
@@ -289,11 +292,13 @@ impl Engine {
     fn want_evicted(&self, index: u32, evicted_end: u32, wanted: &mut Vec<u32>, start: usize) {
         match self.held_evicted(index) {
             Some(found) if found.pending_id != 0 => {
-                if let Some(IdSlot::Transfer(hold)) = self.find_transfer_id(found.pending_id) {
-                    if hold < evicted_end && self.held_evicted(hold).is_none() && !wanted[start..].contains(&hold) {
-                        wanted.push(hold);
+                self.transfer_ids.candidates(found.pending_id, |value| {
+                    if let IdSlot::Transfer(hold) = IdSlot::of(value) {
+                        if hold < evicted_end && self.held_evicted(hold).is_none() && !wanted[start..].contains(&hold) {
+                            wanted.push(hold);
+                        }
                     }
-                }
+                });
             }
             Some(_) => {}
             None => {

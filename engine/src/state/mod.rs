@@ -42,6 +42,7 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap;
 
 use crate::id_hash::{IdMap, RUN_BITS, RUN_IDS};
+use crate::id_index::TransferIds;
 
 use crate::command::Command;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
@@ -92,7 +93,7 @@ pub(crate) enum IdSlot {
 }
 
 impl IdSlot {
-    fn of(value: u32) -> IdSlot {
+    pub(crate) fn of(value: u32) -> IdSlot {
         if value & FAILED_TAG != 0 {
             IdSlot::Failed(value & !FAILED_TAG)
         } else {
@@ -335,8 +336,8 @@ pub struct Engine {
     /// (links: see [`LINK_DEBITED`]).
     pub(crate) transfer_links: Vec<[u32; 2]>,
     /// Every transfer id the engine answers for: a stored transfer's index, or `FAILED_TAG` and
-    /// an index into `failed`.
-    pub(crate) transfer_index: IdMap<u128, u32>,
+    /// an index into `failed` (by hash: see `find_transfer_id`).
+    pub(crate) transfer_ids: TransferIds,
     /// Transfer ids whose outcome was decided by a failure, in the order they failed.
     pub(crate) failed: Vec<FailedTransfer>,
     pub(crate) holds: IdMap<u32, Hold>,
@@ -419,7 +420,7 @@ impl Engine {
             group_index: FxHashMap::default(),
             transfers: crate::chunked::Chunked::default(),
             transfer_links: Vec::new(),
-            transfer_index: IdMap::default(),
+            transfer_ids: TransferIds::default(),
             failed: Vec::new(),
             holds: IdMap::default(),
             expiries: BTreeSet::new(),
@@ -456,7 +457,7 @@ impl Engine {
         self.account_index.reserve(accounts);
         self.transfers.reserve(transfers);
         self.transfer_links.reserve(transfers);
-        self.transfer_index.reserve(transfers);
+        self.transfer_ids.reserve(self.transfer_ids.len() + transfers);
     }
 
     /// Reserves room like [`Engine::reserve`] for `accounts` and `transfers` more, and touches
@@ -473,7 +474,8 @@ impl Engine {
         self.transfers.preallocate(records, Transfer::default());
         touch_spare(&mut self.transfer_links, transfers, [NONE; 2]);
         touch_spare(&mut self.accounts, accounts, Account::default());
-        self.transfer_index = touched_index(&self.transfer_index, transfers);
+        self.transfer_ids.reserve(self.transfer_ids.len() + transfers);
+        self.transfer_ids.touch();
         self.account_index = touched_index(&self.account_index, accounts);
     }
 
@@ -589,7 +591,7 @@ impl Engine {
         let mut touched = 0u64;
         for (k, command) in commands.iter().enumerate() {
             if let Some(t) = command.as_transfer() {
-                touched ^= self.transfer_index.get(&t.id).copied().unwrap_or(0) as u64;
+                touched ^= self.transfer_ids.peek(t.id) as u64;
                 indexes[2 * k] = self.account_index.get(&t.debit_account_id).copied().unwrap_or(NONE);
                 indexes[2 * k + 1] = self.account_index.get(&t.credit_account_id).copied().unwrap_or(NONE);
             }
@@ -714,12 +716,12 @@ impl Engine {
         let Some(t) = command.as_transfer() else {
             return code;
         };
-        debug_assert!(!self.recording && !self.transfer_index.contains_key(&t.id));
+        debug_assert!(!self.recording && self.find_transfer_id(t.id).is_none());
         if self.ids_full() {
             return ResultCode::TransfersLimitReached;
         }
         let index = self.failed.len() as u32;
-        self.transfer_index.insert(t.id, FAILED_TAG | index);
+        self.transfer_ids.insert(t.id, FAILED_TAG | index);
         self.failed.push(FailedTransfer { id: t.id, timestamp: ts, code });
         code
     }
@@ -736,9 +738,29 @@ impl Engine {
         self.transfers.len() + self.failed.len() >= self.limits.transfers_max as usize
     }
 
-    /// What a transfer id names, if anything.
+    /// What a transfer id names, if anything, while applying: each value the index holds
+    /// under the id's hash is checked against the record it names, which is in memory or was
+    /// prefetched (`cold_wanted` asks for every one); a record that is neither is a broken
+    /// invariant and panics.
+    #[inline]
     pub(crate) fn find_transfer_id(&self, id: u128) -> Option<IdSlot> {
-        self.transfer_index.get(&id).map(|&value| IdSlot::of(value))
+        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored) == id).map(IdSlot::of)
+    }
+
+    /// As [`Engine::find_transfer_id`] for queries and restores: records out of memory are read
+    /// from the history (a failed read counts as no match, and is kept for
+    /// [`Engine::take_history_failure`]).
+    pub(crate) fn find_transfer_id_through(&self, id: u128) -> Option<IdSlot> {
+        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored_through) == id).map(IdSlot::of)
+    }
+
+    /// The transfer id index value `value` names, reading a stored record with `read`.
+    #[inline]
+    fn id_of_value(&self, value: u32, read: impl Fn(&Engine, u32) -> Transfer) -> u128 {
+        match IdSlot::of(value) {
+            IdSlot::Failed(i) => self.failed[i as usize].id,
+            IdSlot::Transfer(i) => read(self, i).id,
+        }
     }
 
     fn apply(&mut self, command: &Command, ts: u64) -> ResultCode {
@@ -802,7 +824,7 @@ impl Engine {
                 Undo::TransferInserted => {
                     let transfer = self.transfers.pop().expect("undo: transfer");
                     let [prev_debit, prev_credit] = self.transfer_links.pop().expect("undo: links");
-                    self.transfer_index.remove(&transfer.id);
+                    self.transfer_ids.remove(transfer.id, self.transfers.len() as u32);
                     let dr = self.account_index[&transfer.debit_account_id];
                     let cr = self.account_index[&transfer.credit_account_id];
                     self.account_meta[dr as usize].last_transfer = prev_debit;
@@ -1022,7 +1044,7 @@ mod preallocate_tests {
         assert!((1..=20u128).all(|id| engine.account(id).is_some()));
         assert!((501..=550u128).all(|id| engine.transfer(id).is_some_and(|t| t.amount == id - 500)));
         assert!(engine.transfer(0).is_none() && engine.transfer(5_000).is_none(), "placeholders are gone");
-        assert!(engine.transfers.capacity() >= 50 + 10_000 && engine.transfer_index.capacity() >= 50 + 10_000);
+        assert!(engine.transfers.capacity() >= 50 + 10_000 && engine.transfer_ids.capacity() >= 50 + 10_000);
         assert!(engine.accounts.capacity() >= 21 + 1_000 && engine.account_index.capacity() >= 21 + 1_000);
     }
 
@@ -1035,7 +1057,7 @@ mod preallocate_tests {
         engine.set_history(std::sync::Arc::new(crate::state::RecordHistory::new(16, |_: u64, _: &mut [u8]| Err("never read".to_string()))));
         engine.preallocate(10, 10_000);
         assert_eq!(engine.transfers.capacity(), crate::state::CHUNKS_HELD_AHEAD * 16);
-        assert!(engine.transfer_index.capacity() >= 10_000 && engine.transfer_links.capacity() >= 10_000);
+        assert!(engine.transfer_ids.capacity() >= 10_000 && engine.transfer_links.capacity() >= 10_000);
     }
 }
 

@@ -137,7 +137,7 @@ impl Engine {
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
                 continue;
             }
-            let Some(IdSlot::Transfer(named)) = self.find_transfer_id(t.pending_id).filter(|_| t.pending_id != t.id) else {
+            let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) else {
                 return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
             };
             if t.flags & tf::REVERSE != 0 {
@@ -154,13 +154,13 @@ impl Engine {
 
     /// The lineage of a stored transfer.
     pub fn lineage(&self, id: u128) -> Option<Lineage> {
-        let Some(IdSlot::Transfer(index)) = self.find_transfer_id(id) else { return None };
+        let Some(IdSlot::Transfer(index)) = self.find_transfer_id_through(id) else { return None };
         let t = self.stored_through(index);
         let hold_at = |i: u32| {
             let h = self.holds[&i];
             HoldOf { transfer: self.stored_through(i), status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }
         };
-        let named = || match self.find_transfer_id(t.pending_id) {
+        let named = || match self.find_transfer_id_through(t.pending_id) {
             Some(IdSlot::Transfer(i)) => i,
             _ => unreachable!("a stored capture, release or reversal names a stored transfer"),
         };
