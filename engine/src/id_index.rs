@@ -15,7 +15,7 @@
 //!
 //! Layout and probing follow hashbrown (SwissTable): a power of two of buckets at most 7/8 full,
 //! a control byte per bucket (here 0 empty so fresh pages stay untouched, 1 a tombstone,
-//! `0x80 | 7 bits of the hash` full), groups of 8 control bytes matched as one word, triangular
+//! `0x80 | 7 bits of the hash` full), groups of 16 control bytes matched as one `u128`, triangular
 //! probing from the bucket the hash's low bits pick. The hash keeps runs of 256 consecutive ids
 //! on consecutive buckets ([`crate::id_hash`]'s locality, measured there).
 //!
@@ -25,20 +25,22 @@
 
 use rustc_hash::FxHashMap;
 
-/// Control bytes read and matched as one word.
-const GROUP: usize = 8;
+/// Control bytes read and matched as one word (a `u128`: hashbrown's SSE2 width).
+const GROUP: usize = 16;
 /// A bucket never used: probing stops at a group holding one. Zero, so an allocation's fresh
 /// pages are an empty table without being written.
 const EMPTY: u8 = 0;
 /// A bucket emptied by a removal (a rolled-back chain) or by moving to the new table: probing
 /// goes past it.
 const DELETED: u8 = 1;
-const LSB: u64 = 0x0101_0101_0101_0101;
-const MSB: u64 = 0x8080_8080_8080_8080;
+const LSB: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+const MSB: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
 /// Old buckets moved at each insert while growing. Any value ≥ 2 empties the old table before
-/// the new one fills (it has room for 7/8 of twice the buckets); 32 keeps two tables alive for
-/// a 32nd of the inserts that filled the old one.
-pub(crate) const MIGRATE_PER_INSERT: usize = 32;
+/// the new one fills (it has room for 7/8 of twice the buckets). Moving is sequential and
+/// cheap; what costs while both tables live is a lookup that must probe the old, full one too
+/// (see `Moving::may_hold`), so a shorter move costs less in all: 16 keeps both for a sixteenth
+/// of the inserts that filled the old one.
+pub(crate) const MIGRATE_PER_INSERT: usize = 16;
 const MIN_BUCKETS: usize = 16;
 /// The multiplier folding an id's high word into its low one.
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -80,14 +82,14 @@ fn tag_of(hash: u64) -> u8 {
 /// The bytes of `group` equal to `byte` (high bit of each), with rare false positives above
 /// a true match; callers check the control byte again.
 #[inline]
-fn match_byte(group: u64, byte: u8) -> u64 {
-    let cmp = group ^ (LSB * u64::from(byte));
+fn match_byte(group: u128, byte: u8) -> u128 {
+    let cmp = group ^ (LSB * u128::from(byte));
     cmp.wrapping_sub(LSB) & !cmp & MSB
 }
 
 /// Whether `group` holds an empty bucket (exact).
 #[inline]
-fn has_empty(group: u64) -> bool {
+fn has_empty(group: u128) -> bool {
     group.wrapping_sub(LSB) & !group & MSB != 0
 }
 
@@ -97,7 +99,7 @@ fn buckets_for(items: usize) -> usize {
 }
 
 /// One open-addressing table (see the module documentation).
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Table {
     /// One byte per bucket, then the first `GROUP` again so a group read wraps.
     ctrl: Vec<u8>,
@@ -106,13 +108,17 @@ struct Table {
     items: usize,
     /// Empty buckets that may still be filled before the table is 7/8 full.
     growth_left: usize,
+    /// The farthest any entry was put from its home bucket, in buckets (wrapping): every entry
+    /// homed at `h` lies within `h..=h + farthest`.
+    farthest: usize,
 }
 
 impl Table {
     fn with_buckets(buckets: usize) -> Table {
         debug_assert!(buckets.is_power_of_two() && buckets >= MIN_BUCKETS);
         // Zeroed allocations: the kernel hands out pages as they are first written.
-        Table { ctrl: vec![EMPTY; buckets + GROUP], slots: vec![[0; 3]; buckets], items: 0, growth_left: buckets - buckets / 8 }
+        let growth_left = buckets - buckets / 8;
+        Table { ctrl: vec![EMPTY; buckets + GROUP], slots: vec![[0; 3]; buckets], items: 0, growth_left, farthest: 0 }
     }
 
     #[inline]
@@ -121,8 +127,8 @@ impl Table {
     }
 
     #[inline]
-    fn group_at(&self, pos: usize) -> u64 {
-        u64::from_le_bytes(self.ctrl[pos..pos + GROUP].try_into().expect("a group is 8 bytes"))
+    fn group_at(&self, pos: usize) -> u128 {
+        u128::from_le_bytes(self.ctrl[pos..pos + GROUP].try_into().expect("a group is 16 bytes"))
     }
 
     fn set_ctrl(&mut self, i: usize, byte: u8) {
@@ -178,6 +184,7 @@ impl Table {
         if self.ctrl[i] == EMPTY {
             self.growth_left -= 1;
         }
+        self.farthest = self.farthest.max(i.wrapping_sub(hash as usize) & mask);
         self.set_ctrl(i, tag_of(hash));
         self.slots[i] = [hash as u32, (hash >> 32) as u32, value];
         self.items += 1;
@@ -192,18 +199,39 @@ impl Table {
     }
 }
 
+/// A table emptied by growing, kept for the node to free off the sequencer thread (unmapping
+/// a table of hundreds of megabytes takes tens of milliseconds).
+pub struct RetiredTable(Table);
+
+impl core::fmt::Debug for RetiredTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "RetiredTable {{ buckets: {} }}", self.0.slots.len())
+    }
+}
+
 /// A table being emptied into the new one, and the first bucket not yet moved.
-#[derive(Clone)]
 struct Moving {
     table: Table,
     next: usize,
 }
 
+impl Moving {
+    /// Whether an id of this hash may still be in the table being emptied: not when every
+    /// bucket it could have been put in is already moved. Most lookups of a new id then probe
+    /// one table, not two (the old one is 7/8 full: its misses probe far).
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        (hash as usize & self.table.mask()) + self.table.farthest >= self.next
+    }
+}
+
 /// Every transfer id the engine answers for, to its `transfer_index` value.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct TransferIds {
     table: Table,
     moving: Option<Moving>,
+    /// The last table emptied, until taken ([`TransferIds::take_retired`]) or replaced.
+    retired: Option<RetiredTable>,
     /// Ids in the range reserved for order runs, exactly (see the module documentation).
     reserved: FxHashMap<u128, u32>,
 }
@@ -242,7 +270,7 @@ impl TransferIds {
             yes
         };
         if self.table.find(hash, &mut check).is_none() {
-            if let Some(moving) = &self.moving {
+            if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
                 moving.table.find(hash, &mut check);
             }
         }
@@ -261,19 +289,24 @@ impl TransferIds {
             false
         };
         self.table.find(hash, &mut all);
-        if let Some(moving) = &self.moving {
+        if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
             moving.table.find(hash, &mut all);
         }
     }
 
-    /// The first value whose hash matches `id`'s, or 0: a probe that only warms the cache.
+    /// The first value whose hash matches `id`'s in each table, folded, or 0: a probe that only
+    /// warms the cache (while growing, both tables' buckets, so the misses overlap).
     #[inline]
     pub(crate) fn peek(&self, id: u128) -> u32 {
-        let mut first = 0;
-        self.table.find(id_hash(id), |_, value| {
-            first = value;
+        let (hash, mut first) = (id_hash(id), 0);
+        let mut note = |_, value| {
+            first ^= value;
             true
-        });
+        };
+        self.table.find(hash, &mut note);
+        if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
+            moving.table.find(hash, &mut note);
+        }
         first
     }
 
@@ -301,6 +334,11 @@ impl TransferIds {
         assert!(removed, "transfer id {id} was not indexed under {value}");
     }
 
+    /// The table the last growth emptied, if not taken yet: for the caller to free.
+    pub(crate) fn take_retired(&mut self) -> Option<RetiredTable> {
+        self.retired.take()
+    }
+
     /// Room for `items` ids in all without growing: one rebuild now (start-up, not a stall).
     pub(crate) fn reserve(&mut self, items: usize) {
         if buckets_for(items) <= self.table.slots.len() && self.capacity() >= items {
@@ -323,14 +361,14 @@ impl TransferIds {
         }
     }
 
-    /// Starts growing to room for `items` (twice that, so growing is rare): new inserts go to
-    /// a new table and the current one is moved over a little at each insert.
+    /// Starts growing to room for `items` (twice the buckets, so growing is rare): new inserts
+    /// go to a new table and the current one is moved over a little at each insert.
     #[cold]
     fn grow(&mut self, items: usize) {
         // Growing again before the last move ended cannot happen (see MIGRATE_PER_INSERT);
         // if it did, finishing the move first keeps every id findable.
         self.move_some(usize::MAX);
-        let new = Table::with_buckets(buckets_for(items.saturating_mul(2)));
+        let new = Table::with_buckets(buckets_for(items).max(self.table.slots.len() * 2));
         let old = core::mem::replace(&mut self.table, new);
         self.moving = Some(Moving { table: old, next: 0 });
     }
@@ -352,7 +390,7 @@ impl TransferIds {
         moving.next = end;
         if end == moving.table.slots.len() {
             assert_eq!(moving.table.items, 0, "every id moved");
-            self.moving = None;
+            self.retired = self.moving.take().map(|m| RetiredTable(m.table));
         }
     }
 
@@ -452,6 +490,7 @@ mod tests {
             assert!((1..=id).step_by(97).all(|k| index.find(k, |v| v == k as u32) == Some(k as u32)));
         }
         assert!(grew_at.is_some() && index.table.slots.len() > buckets && index.moving.is_none());
+        assert!(index.take_retired().is_some() && index.take_retired().is_none(), "the emptied table is handed out once");
     }
 
     /// The hash is a bijection of the fold: neighbours and ids told apart by a high bit differ.

@@ -157,12 +157,14 @@ struct StartOptions {
     /// Default: what a fifth of a quarter of the available memory holds, at most 1 048 576.
     #[arg(long)]
     reserve_accounts: Option<u64>,
-    /// Room for this many transfers in total, reserved and touched at start (about 50 bytes
-    /// each for the id index and links, resident whether used or not; 300 with `--history
-    /// memory`, which keeps every record): no pause while the table grows (at 58 M transfers its
-    /// index rehashes for seconds on the sequencer thread) and no page faults on the hot path
-    /// until the server holds more. Default: what
-    /// four fifths of a quarter of the available memory hold, at most 16 777 216; 0 for none.
+    /// Room for this many transfers in total, reserved at start and, when given, touched then
+    /// (resident whether used or not, and no page faults on the hot path): 15 to 30 bytes each
+    /// for the id index (13 a bucket, a power of two of them at most 7/8 full) and 8 for the
+    /// links; about 150 more with `--history memory`, which keeps every record. Past it the
+    /// index grows a few buckets per insert (no pause), holding the old table and one twice its
+    /// size until the move ends: reserve what a large history will need so memory never holds
+    /// both. Default: what four fifths of a quarter of the available memory hold, at most
+    /// 16 777 216; 0 for none.
     #[arg(long)]
     reserve_transfers: Option<u64>,
     /// What happens to log segments that snapshots cover. `keep-all` (the default) keeps the
@@ -400,7 +402,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
     if accounts + transfers > 0 {
         let reserving = Instant::now();
         // Given: touched now, as the operator asked. Chosen: capacity only, resident as it fills.
-        let given = options.reserve_accounts.is_some() && options.reserve_transfers.is_some();
+        let given = options.reserve_accounts.is_some() || options.reserve_transfers.is_some();
         if given {
             node.reserve(accounts as usize, transfers as usize);
         } else {
@@ -409,7 +411,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
         let how = if given {
             "reserved and touched".to_string()
         } else {
-            "reserved (a quarter of the available memory; resident only as it fills; --reserve-accounts and --reserve-transfers touch it at start, 0 for none)".to_string()
+            "reserved (a quarter of the available memory; resident only as it fills; --reserve-accounts or --reserve-transfers touches it at start, 0 for none)".to_string()
         };
         out!("bursar: room for {accounts} accounts and {transfers} transfers {how} in {:.0} ms", reserving.elapsed().as_secs_f64() * 1e3);
     }

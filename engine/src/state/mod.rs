@@ -479,6 +479,13 @@ impl Engine {
         self.account_index = touched_index(&self.account_index, accounts);
     }
 
+    /// Memory the engine no longer uses but has not freed: the transfer id index's old table
+    /// once growing has emptied it. A node drops it on another thread, so unmapping it does not
+    /// stall the sequencer; left here, it is freed at the next growth or with the engine.
+    pub fn take_retired_memory(&mut self) -> Option<impl Send> {
+        self.transfer_ids.take_retired()
+    }
+
     /// The limits this engine enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits

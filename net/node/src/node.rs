@@ -392,6 +392,11 @@ impl<S: Storage> Node<S> {
             }
         }
         self.wal.sync_finish()?;
+        if let Some(memory) = self.engine.take_retired_memory() {
+            // Unmapping an index table of hundreds of MB takes tens of ms: not on this thread.
+            // If no thread can be started, the closure and the table are dropped here.
+            let _ = std::thread::Builder::new().name("bursar-free".into()).spawn(move || drop(memory));
+        }
         self.publish_captured();
         if let Some(mover) = &mut self.history {
             mover.step(&mut self.engine);
