@@ -164,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => {
                 let dir = args.data.clone().unwrap_or_else(|| PathBuf::from(format!("data/bench-{}", std::process::id())));
                 // Room for the whole run, as an operator sizes a server (`bursar start --reserve-*`):
-                // a table that grows mid-run rehashes on the sequencer thread.
+                // a table that grows mid-run costs every batch more until it is done.
                 let transfers = match workload.stop {
                     Stop::Commands(n) => n,
                     Stop::Duration(_) => 0,

@@ -196,8 +196,8 @@ struct StartOptions {
     #[arg(long, default_value_t = bursar_net::feed::SUBSCRIPTIONS_MAX_DEFAULT)]
     feed_subscriptions: usize,
     /// Where transfers live once newer ones fill their chunk. `disk` (the default) moves full
-    /// chunks of 32 768 transfers to `<data>/history` and reads them back when named: about 50
-    /// resident bytes per stored transfer, snapshots of the hot state only
+    /// chunks of 32 768 transfers to `<data>/history` and reads them back when named: about
+    /// 25–37 resident bytes per stored transfer, snapshots of the hot state only
     /// (`docs/history-format.md`). `memory` keeps every transfer ever made resident (about 181
     /// bytes each, and every snapshot copies them all).
     #[arg(long, value_enum, default_value_t = HistoryArg::Disk)]

@@ -214,8 +214,8 @@ impl<S: Storage> Node<S> {
     }
 
     /// Makes room for `accounts` accounts and `transfers` transfers in total, so the tables never
-    /// grow (a growth rehashes the whole table on the sequencer thread: a stall of hundreds of
-    /// milliseconds once there are millions of transfers), and touches every page of it now
+    /// grow (the account table rehashes on the sequencer thread, a stall; the transfer id index
+    /// grows a little per insert, but every batch costs more meanwhile), and touches every page of it now
     /// ([`Engine::preallocate`]), and the same for the snapshot copy: first-touch page faults
     /// were the sequencer's largest kernel cost under `bursar bench`. Start-up time and resident
     /// memory pay instead (about 300 bytes per transfer and per account reserved).
