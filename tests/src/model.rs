@@ -566,8 +566,10 @@ impl Model {
         if let Some(e) = self.transfers.get(&t.id) {
             return if reverses {
                 reversal_exists(&t, e)
-            } else if resolves {
-                resolution_exists(&t, e, &self.transfers[&e.pending_id])
+            } else if let (true, Some(p)) = (resolves, self.transfers.get(&e.pending_id)) {
+                // A stored capture or release names a stored hold; a stored transfer that names
+                // none is not one, and differs in its flags first.
+                resolution_exists(&t, e, p)
             } else {
                 exists(&t, e, single)
             };

@@ -70,8 +70,11 @@ impl Workload {
         } else if self.rng.chance(12) {
             // An id the transfer index hashes like a recent one: told apart only by its record,
             // which the prefetch must have read when that one is out of memory.
-            // Each older id is twinned once, and the twinned ids fall behind, out of memory.
-            self.twinned = (self.twinned + 1 + u128::from(self.rng.below(8))).min(self.next_id - 1);
+            // The twinned ids fall behind, out of memory. Now and then a twin comes again: an
+            // id already used, perhaps by another kind of command.
+            if self.rng.chance(85) {
+                self.twinned = (self.twinned + 1 + u128::from(self.rng.below(8))).min(self.next_id - 1);
+            }
             bursar_engine::id_index::hash_twin(self.twinned)
         } else {
             self.next_id
