@@ -235,6 +235,9 @@ impl HistoryStore {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("history bytes {offset}..{end} are not stored")));
         }
         let page = HISTORY_PAGE_BYTES as u64;
+        if offset.is_multiple_of(page) && out.len().is_multiple_of(HISTORY_PAGE_BYTES) {
+            return self.read_pages(offset / page, out);
+        }
         let first = offset / page;
         let mut buffer = [0u8; HISTORY_PAGE_BYTES];
         let mut written = 0;
@@ -299,6 +302,20 @@ impl HistoryStore {
     }
 
     /// Reads page `p` of the data file and checks it against its sum.
+    /// Whole pages from page `first` on into `out`, in one read, each checked where it landed
+    /// (a chunk's restore reads 4 MiB: one system call and no copy, not 1 024 of each).
+    fn read_pages(&self, first: u64, out: &mut [u8]) -> io::Result<()> {
+        let at = first * HISTORY_PAGE_BYTES as u64;
+        let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
+        self.data
+            .read_exact_at(out, at)
+            .map_err(|e| io::Error::new(e.kind(), format!("{} pages from {first} (offset {at}): {e}", name())))?;
+        for (k, page) in out.chunks_exact(HISTORY_PAGE_BYTES).enumerate() {
+            self.check_page(first + k as u64, page.try_into().expect("a whole page"))?;
+        }
+        Ok(())
+    }
+
     fn read_page(&self, p: u64, buffer: &mut [u8; HISTORY_PAGE_BYTES]) -> io::Result<()> {
         let at = p * HISTORY_PAGE_BYTES as u64;
         let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
@@ -430,6 +447,13 @@ mod tests {
         store.read(CHUNK + 128, &mut out).unwrap();
         let error = store.read(CHUNK + 4992, &mut out).unwrap_err();
         assert!(error.to_string().contains("page 3 (offset 12288)"), "{error}");
+        // A whole chunk is read in one piece and each page checked where it landed: the same page
+        // is named, and the undamaged chunk reads back as written.
+        let mut whole = vec![0u8; CHUNK as usize];
+        let error = store.read(CHUNK, &mut whole).unwrap_err();
+        assert!(error.to_string().contains("page 3 (offset 12288)"), "{error}");
+        store.read(0, &mut whole).unwrap();
+        assert_eq!(whole, chunk(0));
         assert!(!store.holds(1, &chunk(1)).unwrap());
         store.rewrite(1, &chunk(1)).unwrap();
         store.read(CHUNK + 4992, &mut out).unwrap();
