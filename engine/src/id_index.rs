@@ -334,6 +334,12 @@ impl TransferIds {
         assert!(removed, "transfer id {id} was not indexed under {value}");
     }
 
+    /// Whether a table the last growth emptied waits to be taken.
+    #[cfg(test)]
+    pub(crate) fn holds_retired(&self) -> bool {
+        self.retired.is_some()
+    }
+
     /// The table the last growth emptied, if not taken yet: for the caller to free.
     pub(crate) fn take_retired(&mut self) -> Option<RetiredTable> {
         self.retired.take()

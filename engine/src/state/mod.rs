@@ -481,7 +481,7 @@ impl Engine {
 
     /// Memory the engine no longer uses but has not freed: the transfer id index's old table
     /// once growing has emptied it. A node drops it on another thread, so unmapping it does not
-    /// stall the sequencer; left here, it is freed at the next growth or with the engine.
+    /// stall the sequencer; left here, the next batch frees it.
     pub fn take_retired_memory(&mut self) -> Option<impl Send> {
         self.transfer_ids.take_retired()
     }
@@ -537,6 +537,9 @@ impl Engine {
         results: &mut Vec<ResultCode>,
     ) -> Result<BatchInfo, BatchError> {
         self.rules = rules;
+        // A table the last growth emptied that no one took (a replay, a feed's follower) is freed
+        // here; a node takes it after each batch and frees it on another thread.
+        drop(self.transfer_ids.take_retired());
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(BatchError::TooLarge { len: commands.len() });
         }
@@ -1065,6 +1068,37 @@ mod preallocate_tests {
         engine.preallocate(10, 10_000);
         assert_eq!(engine.transfers.capacity(), crate::state::CHUNKS_HELD_AHEAD * 16);
         assert!(engine.transfer_ids.capacity() >= 10_000 && engine.transfer_links.capacity() >= 10_000);
+    }
+}
+
+#[cfg(test)]
+mod retired_memory_tests {
+    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
+
+    /// The index's emptied table is handed out once after the batch whose inserts emptied it;
+    /// left there, the next batch frees it.
+    #[test]
+    fn an_emptied_index_table_is_handed_out_or_freed_by_the_next_batch() {
+        let mut engine = engine();
+        let mut setup = vec![eur_ledger()];
+        setup.extend(accounts(1..=2));
+        execute_ok(&mut engine, 1, &setup);
+        let (mut handed, mut freed) = (0, 0);
+        for id in 1..=200u128 {
+            execute_ok(&mut engine, 1 + id as u64, &[transfer(1_000 + id, 1, 2, 1)]);
+            if !engine.transfer_ids.holds_retired() {
+                continue;
+            }
+            if id % 2 == 0 {
+                handed += usize::from(engine.take_retired_memory().is_some());
+                assert!(engine.take_retired_memory().is_none(), "handed out once");
+            } else {
+                execute_ok(&mut engine, 1 + id as u64, &[]);
+                freed += usize::from(!engine.transfer_ids.holds_retired());
+            }
+        }
+        assert!(handed > 0 && freed > 0, "the index grew often enough: {handed} handed, {freed} freed");
+        assert!((1..=200u128).all(|id| engine.transfer(1_000 + id).is_some()));
     }
 }
 
