@@ -330,6 +330,9 @@ impl Engine {
         }
         let pending_transfers =
             if history { self.all_transfers().filter(|t| t.flags & tf::PENDING != 0).count() } else { self.holds.len() };
+        if self.hold_order.len() != self.holds.len() || self.hold_order.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("{} hold states but {} listed in order, or not ascending", self.holds.len(), self.hold_order.len()));
+        }
         if pending_transfers != self.holds.len() {
             return Err(format!("{pending_transfers} pending transfers but {} hold states", self.holds.len()));
         }

@@ -341,6 +341,9 @@ pub struct Engine {
     /// Transfer ids whose outcome was decided by a failure, in the order they failed.
     pub(crate) failed: Vec<FailedTransfer>,
     pub(crate) holds: IdMap<u32, Hold>,
+    /// The transfer indexes `holds` has, ascending (a hold is made when its transfer is stored):
+    /// a snapshot lists the holds in this order without sorting them.
+    pub(crate) hold_order: Vec<u32>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     pub(crate) balance_history: Vec<BalanceEntry>,
@@ -423,6 +426,7 @@ impl Engine {
             transfer_ids: TransferIds::default(),
             failed: Vec::new(),
             holds: IdMap::default(),
+            hold_order: Vec::new(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             limit_changes: Vec::new(),
@@ -877,6 +881,7 @@ impl Engine {
                 Undo::State { account, old } => self.accounts[account as usize].state = old,
                 Undo::HoldInserted { transfer } => {
                     let hold = self.holds.remove(&transfer).expect("undo: hold");
+                    assert_eq!(self.hold_order.pop(), Some(transfer), "undo: the newest hold first");
                     self.expiries.remove(&(hold.expires_at, transfer));
                 }
                 Undo::FeedNote => {
