@@ -20,7 +20,7 @@
 //! on consecutive buckets ([`crate::id_hash`]'s locality, measured there).
 //!
 //! Growth does not stop the sequencer: when the table is full a twice-as-large one takes new
-//! inserts, and each insert moves [`MIGRATE_PER_INSERT`] buckets of the old one over; a lookup
+//! inserts, and each insert moves `MIGRATE_PER_INSERT` (16) buckets of the old one over; a lookup
 //! reads the old one too wherever its id could still be there, until it is empty. Moving needs
 //! only the stored hash, never the id. The emptied table is handed to the node to free.
 
