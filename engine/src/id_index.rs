@@ -94,6 +94,12 @@ fn has_empty(group: u128) -> bool {
     group.wrapping_sub(LSB) & !group & MSB != 0
 }
 
+/// The hash a slot holds (its low and high words).
+#[inline]
+fn slot_hash(&[lo, hi, _]: &[u32; 3]) -> u64 {
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
 /// Buckets for `items` ids: a power of two at most 7/8 full.
 fn buckets_for(items: usize) -> usize {
     (items.saturating_mul(8).div_ceil(7)).next_power_of_two().max(MIN_BUCKETS)
@@ -155,8 +161,8 @@ impl Table {
             while matches != 0 {
                 let i = (pos + matches.trailing_zeros() as usize / 8) & mask;
                 matches &= matches - 1;
-                let [lo, hi, value] = self.slots[i];
-                if self.ctrl[i] == tag && (u64::from(hi) << 32 | u64::from(lo)) == hash && each(i, value) {
+                let slot = self.slots[i];
+                if self.ctrl[i] == tag && slot_hash(&slot) == hash && each(i, slot[2]) {
                     return Some(i);
                 }
             }
@@ -261,21 +267,27 @@ impl TransferIds {
         if crate::is_reserved_id(id) {
             return self.reserved.get(&id).copied();
         }
-        let hash = id_hash(id);
         let mut found = None;
-        let mut check = |_, value| {
+        self.find_hash(id_hash(id), |value| {
             let yes = verify(value);
             if yes {
                 found = Some(value);
             }
             yes
-        };
-        if self.table.find(hash, &mut check).is_none() {
+        });
+        found
+    }
+
+    /// Calls `each` with every value held under `hash`, in the current table and then, while
+    /// growing, where the old one may still hold it, until it answers true.
+    #[inline]
+    fn find_hash(&self, hash: u64, mut each: impl FnMut(u32) -> bool) {
+        let mut each = |_, value| each(value);
+        if self.table.find(hash, &mut each).is_none() {
             if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
-                moving.table.find(hash, &mut check);
+                moving.table.find(hash, &mut each);
             }
         }
-        found
     }
 
     /// Calls `each` with every value `id` may name (its hash matches), without verifying: the
@@ -284,30 +296,21 @@ impl TransferIds {
         if crate::is_reserved_id(id) {
             return self.reserved.get(&id).copied().into_iter().for_each(each);
         }
-        let hash = id_hash(id);
-        let mut all = |_, value| {
+        self.find_hash(id_hash(id), |value| {
             each(value);
             false
-        };
-        self.table.find(hash, &mut all);
-        if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
-            moving.table.find(hash, &mut all);
-        }
+        });
     }
 
-    /// The first value whose hash matches `id`'s in each table, folded, or 0: a probe that only
-    /// warms the cache (while growing, both tables' buckets, so the misses overlap).
+    /// The first value whose hash matches `id`'s, or 0: a probe that only warms the buckets a
+    /// lookup of `id` will read.
     #[inline]
     pub(crate) fn peek(&self, id: u128) -> u32 {
-        let (hash, mut first) = (id_hash(id), 0);
-        let mut note = |_, value| {
-            first ^= value;
+        let mut first = 0;
+        self.find_hash(id_hash(id), |value| {
+            first = value;
             true
-        };
-        self.table.find(hash, &mut note);
-        if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
-            moving.table.find(hash, &mut note);
-        }
+        });
         first
     }
 
@@ -351,9 +354,8 @@ impl TransferIds {
         if buckets_for(items) <= self.table.slots.len() && self.capacity() >= items {
             return;
         }
+        self.start_moving(buckets_for(items));
         self.move_some(usize::MAX);
-        let old = core::mem::replace(&mut self.table, Table::with_buckets(buckets_for(items)));
-        self.move_all(&old);
     }
 
     /// Writes every page of the table (its own bytes back, through `black_box` so the write is
@@ -373,10 +375,15 @@ impl TransferIds {
     #[cold]
     fn grow(&mut self, items: usize) {
         // Growing again before the last move ended cannot happen (see MIGRATE_PER_INSERT);
-        // if it did, finishing the move first keeps every id findable.
+        // if it did, `start_moving` finishes that move first.
+        self.start_moving(buckets_for(items).max(self.table.slots.len() * 2));
+    }
+
+    /// Makes a table of `buckets` the current one and the current one the table being emptied
+    /// (after finishing any move under way, so every id stays findable).
+    fn start_moving(&mut self, buckets: usize) {
         self.move_some(usize::MAX);
-        let new = Table::with_buckets(buckets_for(items).max(self.table.slots.len() * 2));
-        let old = core::mem::replace(&mut self.table, new);
+        let old = core::mem::replace(&mut self.table, Table::with_buckets(buckets));
         self.moving = Some(Moving { table: old, next: 0 });
     }
 
@@ -387,25 +394,17 @@ impl TransferIds {
         let end = moving.next.saturating_add(buckets).min(moving.table.slots.len());
         for i in moving.next..end {
             if moving.table.ctrl[i] & 0x80 != 0 {
-                let [lo, hi, value] = moving.table.slots[i];
+                let slot = moving.table.slots[i];
                 moving.table.set_ctrl(i, DELETED);
                 moving.table.items -= 1;
                 assert!(self.table.growth_left > 0, "the new table fills before the old one is moved");
-                self.table.insert(u64::from(hi) << 32 | u64::from(lo), value);
+                self.table.insert(slot_hash(&slot), slot[2]);
             }
         }
         moving.next = end;
         if end == moving.table.slots.len() {
             assert_eq!(moving.table.items, 0, "every id moved");
             self.retired = self.moving.take().map(|m| RetiredTable(m.table));
-        }
-    }
-
-    fn move_all(&mut self, old: &Table) {
-        for (i, &[lo, hi, value]) in old.slots.iter().enumerate() {
-            if old.ctrl[i] & 0x80 != 0 {
-                self.table.insert(u64::from(hi) << 32 | u64::from(lo), value);
-            }
         }
     }
 }

@@ -95,11 +95,7 @@ impl Engine {
         // read together; then the one that has the id.
         let (mut indices, mut ends) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
         for &id in ids {
-            self.transfer_ids.candidates(id, |value| {
-                if let IdSlot::Transfer(i) = IdSlot::of(value) {
-                    indices.push(i);
-                }
-            });
+            self.stored_candidates(id, |index| indices.push(index));
             ends.push(indices.len());
         }
         let mut found = Vec::with_capacity(indices.len());

@@ -1145,7 +1145,7 @@ mod chunk_tests {
 #[cfg(test)]
 mod hold_order_tests {
     use super::*;
-    use crate::test_support::{accounts, engine, eur_ledger, execute_ok};
+    use crate::test_support::{engine_with_accounts, execute_ok};
     use crate::Command;
 
     fn hold(id: u128) -> Command {
@@ -1156,10 +1156,7 @@ mod hold_order_tests {
     /// whose holds are out of order is refused, so the order a restore rebuilds is the stream's.
     #[test]
     fn holds_stay_in_index_order_and_a_stream_out_of_order_is_refused() {
-        let mut engine = engine();
-        let mut setup = vec![eur_ledger()];
-        setup.extend(accounts(1..=2));
-        execute_ok(&mut engine, 1, &setup);
+        let mut engine = engine_with_accounts(1..=2);
         execute_ok(&mut engine, 2, &[hold(10), hold(11)]);
         // A chain whose second member fails: its hold is made, then undone.
         let mut chained = hold(12);

@@ -35,3 +35,12 @@ pub(crate) fn execute_ok(engine: &mut Engine, now: u64, commands: &[Command]) {
 pub(crate) fn engine() -> Engine {
     Engine::new(Limits::default())
 }
+
+/// A fresh engine holding ledger 1 and accounts with `ids` on it (made at time 1).
+pub(crate) fn engine_with_accounts(ids: impl IntoIterator<Item = u128>) -> Engine {
+    let mut engine = engine();
+    let mut setup = vec![eur_ledger()];
+    setup.extend(accounts(ids));
+    execute_ok(&mut engine, 1, &setup);
+    engine
+}

@@ -276,11 +276,9 @@ impl Engine {
                     continue;
                 }
                 // Every record the id's hash names, so the apply can check which has the id.
-                self.transfer_ids.candidates(id, |value| {
-                    if let IdSlot::Transfer(index) = IdSlot::of(value) {
-                        if index < evicted_end {
-                            self.want_evicted(index, evicted_end, &mut *wanted, start);
-                        }
+                self.stored_candidates(id, |index| {
+                    if index < evicted_end {
+                        self.want_evicted(index, evicted_end, &mut *wanted, start);
                     }
                 });
             }
@@ -292,11 +290,9 @@ impl Engine {
     fn want_evicted(&self, index: u32, evicted_end: u32, wanted: &mut Vec<u32>, start: usize) {
         match self.held_evicted(index) {
             Some(found) if found.pending_id != 0 => {
-                self.transfer_ids.candidates(found.pending_id, |value| {
-                    if let IdSlot::Transfer(hold) = IdSlot::of(value) {
-                        if hold < evicted_end && self.held_evicted(hold).is_none() && !wanted[start..].contains(&hold) {
-                            wanted.push(hold);
-                        }
+                self.stored_candidates(found.pending_id, |hold| {
+                    if hold < evicted_end && self.held_evicted(hold).is_none() && !wanted[start..].contains(&hold) {
+                        wanted.push(hold);
                     }
                 });
             }

@@ -478,7 +478,6 @@ impl Engine {
         self.transfers.preallocate(records, Transfer::default());
         touch_spare(&mut self.transfer_links, transfers, [NONE; 2]);
         touch_spare(&mut self.accounts, accounts, Account::default());
-        self.transfer_ids.reserve(self.transfer_ids.len() + transfers);
         self.transfer_ids.touch();
         self.account_index = touched_index(&self.account_index, accounts);
     }
@@ -766,6 +765,17 @@ impl Engine {
     /// [`Engine::take_history_failure`]).
     pub(crate) fn find_transfer_id_through(&self, id: u128) -> Option<IdSlot> {
         self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored_through) == id).map(IdSlot::of)
+    }
+
+    /// Calls `each` with every stored transfer's index that `id`'s hash names (almost always
+    /// one, the id's own, or none): the records to read before [`Engine::find_transfer_id`]
+    /// can tell which has the id.
+    pub(crate) fn stored_candidates(&self, id: u128, mut each: impl FnMut(u32)) {
+        self.transfer_ids.candidates(id, |value| {
+            if let IdSlot::Transfer(index) = IdSlot::of(value) {
+                each(index);
+            }
+        });
     }
 
     /// The transfer id index value `value` names, reading a stored record with `read`.
@@ -1078,16 +1088,13 @@ mod preallocate_tests {
 
 #[cfg(test)]
 mod retired_memory_tests {
-    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
+    use crate::test_support::{engine_with_accounts, execute_ok, transfer};
 
     /// The index's emptied table is handed out once after the batch whose inserts emptied it;
     /// left there, the next batch frees it.
     #[test]
     fn an_emptied_index_table_is_handed_out_or_freed_by_the_next_batch() {
-        let mut engine = engine();
-        let mut setup = vec![eur_ledger()];
-        setup.extend(accounts(1..=2));
-        execute_ok(&mut engine, 1, &setup);
+        let mut engine = engine_with_accounts(1..=2);
         let (mut handed, mut freed) = (0, 0);
         for id in 1..=200u128 {
             execute_ok(&mut engine, 1 + id as u64, &[transfer(1_000 + id, 1, 2, 1)]);
