@@ -242,7 +242,7 @@ impl HistoryStore {
         let mut buffer = [0u8; HISTORY_PAGE_BYTES];
         let mut written = 0;
         for p in first..end.div_ceil(page) {
-            self.read_page(p, &mut buffer)?;
+            self.read_pages(p, &mut buffer)?;
             let from = if p == first { (offset % page) as usize } else { 0 };
             let take = (HISTORY_PAGE_BYTES - from).min(out.len() - written);
             out[written..written + take].copy_from_slice(&buffer[from..from + take]);
@@ -301,9 +301,9 @@ impl HistoryStore {
         Ok(true)
     }
 
-    /// Reads page `p` of the data file and checks it against its sum.
-    /// Whole pages from page `first` on into `out`, in one read, each checked where it landed
-    /// (a chunk's restore reads 4 MiB: one system call and no copy, not 1 024 of each).
+    /// Whole pages of the data file from page `first` on into `out`, in one read, each checked
+    /// against its sum where it landed (a chunk's restore reads 4 MiB: one system call and no
+    /// copy, not 1 024 of each).
     fn read_pages(&self, first: u64, out: &mut [u8]) -> io::Result<()> {
         let at = first * HISTORY_PAGE_BYTES as u64;
         let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
@@ -314,13 +314,6 @@ impl HistoryStore {
             self.check_page(first + k as u64, page.try_into().expect("a whole page"))?;
         }
         Ok(())
-    }
-
-    fn read_page(&self, p: u64, buffer: &mut [u8; HISTORY_PAGE_BYTES]) -> io::Result<()> {
-        let at = p * HISTORY_PAGE_BYTES as u64;
-        let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
-        self.data.read_exact_at(buffer, at).map_err(|e| io::Error::new(e.kind(), format!("{} page {p} (offset {at}): {e}", name())))?;
-        self.check_page(p, buffer)
     }
 
     /// Checks page `p`, as read into `buffer`, against its sum; the error names the page.

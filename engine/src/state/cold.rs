@@ -33,9 +33,11 @@ pub trait History: Send + Sync + core::fmt::Debug {
 pub trait RecordReader: Send + Sync {
     /// Fills `out` with the bytes at `offset`.
     fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String>;
-    /// Fills `out` with a whole chunk, the one at `offset`: chunks are asked for in order (a
-    /// restore, a full snapshot), so a reader may read the next one ahead.
-    fn read_chunk_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
+    /// Makes `out` the `len` bytes of the whole chunk at `offset`: chunks are asked for in order
+    /// (a restore, a full snapshot), so a reader may read the next one ahead and hand its buffer
+    /// over as it is.
+    fn read_chunk_at(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        out.resize(len, 0);
         self.read_at(offset, out)
     }
     /// Fills record `i` of `out` (`record_bytes` each) with the bytes at `offsets[i]`.
@@ -78,8 +80,8 @@ impl<R: RecordReader> History for RecordHistory<R> {
     }
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
-        let mut bytes = vec![0u8; self.chunk_len * RECORD_SIZE];
-        self.reader.read_chunk_at((k * self.chunk_len * RECORD_SIZE) as u64, &mut bytes)?;
+        let mut bytes = Vec::new();
+        self.reader.read_chunk_at((k * self.chunk_len * RECORD_SIZE) as u64, self.chunk_len * RECORD_SIZE, &mut bytes)?;
         out.clear();
         out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
         Ok(())

@@ -66,14 +66,16 @@ impl RecordReader for StoreReader {
         self.store.read(offset, out).map_err(|e| e.to_string())
     }
 
-    fn read_chunk_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
+    fn read_chunk_at(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
         let mut ahead = self.ahead.lock().expect("read-ahead lock");
         match ahead.take() {
-            Some((at, reading)) if at == offset => {
-                let bytes = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
-                out.copy_from_slice(&bytes);
+            Some((at, reading)) if at == offset && len as u64 == self.store.chunk_bytes() => {
+                *out = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
             }
-            _ => self.store.read(offset, out).map_err(|e| e.to_string())?,
+            _ => {
+                out.resize(len, 0);
+                self.store.read(offset, out).map_err(|e| e.to_string())?;
+            }
         }
         *ahead = self.read_ahead(offset + self.store.chunk_bytes());
         Ok(())
