@@ -208,9 +208,9 @@ struct StartOptions {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..u32::MAX as i64))]
     accounts_max: Option<u32>,
     /// Most transfers the books may hold, failed ids included (default 67 108 864, at most
-    /// 2 147 483 647). Logged as --accounts-max is. Each costs about 181 resident bytes with
-    /// `--history memory`,
-    /// about 50 with the history on disk (the default): size it to the machine.
+    /// 2 147 483 647). Logged as --accounts-max is. Each costs about 25–37 resident bytes with
+    /// the history on disk (the default), about 181 with `--history memory`: size it to the
+    /// machine.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..(1i64 << 31)))]
     transfers_max: Option<u32>,
     /// For crash tests: every log write's blocks reach the file in a random order (this seed's)

@@ -215,10 +215,10 @@ impl<S: Storage> Node<S> {
 
     /// Makes room for `accounts` accounts and `transfers` transfers in total, so the tables never
     /// grow (the account table rehashes on the sequencer thread, a stall; the transfer id index
-    /// grows a little per insert, but every batch costs more meanwhile), and touches every page of it now
-    /// ([`Engine::preallocate`]), and the same for the snapshot copy: first-touch page faults
+    /// grows a little per insert, but every batch costs more meanwhile), and touches every page
+    /// of it now ([`Engine::preallocate`]), and the same for the snapshot copy: first-touch faults
     /// were the sequencer's largest kernel cost under `bursar bench`. Start-up time and resident
-    /// memory pay instead (about 300 bytes per transfer and per account reserved).
+    /// memory pay instead (per account and per transfer: `bursar start --help`, `--reserve-*`).
     pub fn reserve(&mut self, accounts: usize, transfers: usize) {
         // The snapshot copy needs as much again; touched now, the first snapshot's sequencer
         // stall is a memory copy, not a page fault per 4 KiB.
