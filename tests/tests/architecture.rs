@@ -7,11 +7,20 @@ use std::collections::BTreeSet;
 /// The normal (not dev or build) dependencies `package` reaches, directly or through anything.
 fn reached(package: &str) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked", "--filter-platform", &host()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata");
+    let metadata = |extra: &[&str]| {
+        std::process::Command::new(&cargo)
+            .args(["metadata", "--format-version", "1", "--locked", "--filter-platform", &host()])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo metadata")
+    };
+    // Offline first; a fresh machine's cache lacks the crates of other platforms, which
+    // `cargo metadata` reads all of (the build did not need them): then it fetches them.
+    let mut output = metadata(&["--offline"]);
+    if !output.status.success() {
+        output = metadata(&[]);
+    }
     assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata JSON");
     let nodes = metadata["resolve"]["nodes"].as_array().expect("resolve nodes");
