@@ -21,7 +21,7 @@
 //! | 112 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream) |
 //! | 32 | the state digest (`Engine::state_digest`) when transfers are kept in the history store, else zero |
 //! | 128 × n | ledgers, accounts, transfers (after those kept in the history store): their wire records, in creation order |
-//! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index |
+//! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index, ascending (out of order is refused) |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
