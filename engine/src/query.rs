@@ -143,7 +143,10 @@ impl Engine {
     /// Where the hold with this transfer id stands, if it is a hold.
     pub fn hold(&self, id: u128) -> Option<Hold> {
         match self.find_transfer_id_through(id)? {
-            IdSlot::Transfer(i) => self.holds.get(&i).copied(),
+            IdSlot::Transfer(i) => {
+                let t = self.stored_through(i);
+                (t.flags & tf::PENDING != 0).then(|| self.hold_state(i, &t, Engine::stored_through))
+            }
             IdSlot::Failed(_) => None,
         }
     }
@@ -304,36 +307,41 @@ impl Engine {
         let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
         let mut held = vec![(0u128, 0u128); self.accounts.len()];
         for (&index, hold) in &self.holds {
-            let queued = self.expiries.contains(&(hold.expires_at, index));
-            if (hold.status == HoldStatus::Pending && hold.expires_at != 0) != queued {
+            if hold.status != HoldStatus::Pending || self.finished_by(index).is_some() {
+                return Err(format!("hold at transfer index {index} is kept as pending but is not"));
+            }
+            if (hold.expires_at != 0) != self.expiries.contains(&(hold.expires_at, index)) {
                 return Err(format!("expiry queue disagrees with the hold at transfer index {index}"));
             }
             let t = match self.in_memory(index) {
                 Some(t) => t,
                 None if history => self.stored_through(index),
-                None if hold.status == HoldStatus::Pending => return Err(format!("pending hold at index {index} is evicted, not pinned")),
-                None => continue,
+                None => return Err(format!("pending hold at index {index} is evicted, not pinned")),
             };
-            if t.flags & tf::PENDING == 0 {
-                return Err(format!("hold state kept for transfer {} which is not pending", t.id));
+            if t.flags & tf::PENDING == 0 || hold.expires_at != crate::state::hold_expiry(&t) {
+                return Err(format!("hold state kept for transfer {} which is not pending, or not when it expires", t.id));
             }
-            if hold.status == HoldStatus::Pending {
-                let dr = self.account_index[&t.debit_account_id] as usize;
-                let cr = self.account_index[&t.credit_account_id] as usize;
-                held[dr].0 = held[dr].0.wrapping_add(t.amount);
-                held[cr].1 = held[cr].1.wrapping_add(t.amount);
-            }
+            let dr = self.account_index[&t.debit_account_id] as usize;
+            let cr = self.account_index[&t.credit_account_id] as usize;
+            held[dr].0 = held[dr].0.wrapping_add(t.amount);
+            held[cr].1 = held[cr].1.wrapping_add(t.amount);
         }
-        let pending_transfers =
-            if history { self.all_transfers().filter(|t| t.flags & tf::PENDING != 0).count() } else { self.holds.len() };
-        if self.hold_order.len() != self.holds.len() || self.hold_order.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("{} hold states but {} listed in order, or not ascending", self.holds.len(), self.hold_order.len()));
+        let holds = self.holds.len() + self.finished.len();
+        let pending_transfers = if history { self.all_transfers().filter(|t| t.flags & tf::PENDING != 0).count() } else { holds };
+        let listed = self.hold_order.iter().filter(|index| self.holds.contains_key(index)).count();
+        if listed != self.holds.len() || self.hold_order.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("{} pending holds but {listed} listed in order, or not ascending", self.holds.len()));
         }
-        if pending_transfers != self.holds.len() {
-            return Err(format!("{pending_transfers} pending transfers but {} hold states", self.holds.len()));
+        if pending_transfers != holds {
+            return Err(format!("{pending_transfers} pending transfers but {holds} holds pending or finished"));
         }
         if self.expiries.len() > self.holds.len() {
             return Err("expiry queue names holds that do not exist".into());
+        }
+        for (k, e) in self.expired.iter().enumerate() {
+            if self.finished_by(e.index) != Some(crate::state::FAILED_TAG | k as u32) || e.resolved_at > self.timestamp {
+                return Err(format!("expired hold at transfer index {} is not indexed as expired", e.index));
+            }
         }
         for (i, a) in self.accounts.iter().enumerate() {
             if (a.debits_pending, a.credits_pending) != held[i] {
@@ -388,7 +396,7 @@ impl Engine {
             };
             if t.flags & tf::REVERSE == 0 {
                 resolutions += 1;
-                if self.holds.get(&named).map(|h| h.resolved_by) != Some(i as u32) {
+                if self.finished_by(named) != Some(i as u32) {
                     return Err(format!("hold {}: its resolving transfer is not {}", t.pending_id, t.id));
                 }
                 continue;
@@ -400,8 +408,12 @@ impl Engine {
                 return Err(format!("reversal {} is not listed against {}", t.id, t.pending_id));
             }
         }
-        if self.holds.values().filter(|h| h.resolved_by != NONE).count() != resolutions {
+        if self.finished.len() != resolutions + self.expired.len() {
             return Err("a hold names a resolving transfer that does not name it".into());
+        }
+        let expiries = self.expired.iter().map(|e| (crate::state::hold_expiry(&self.stored_through(e.index)), e.index, e.resolved_at));
+        if expiries.clone().zip(expiries.skip(1)).any(|(a, b)| (a.0, a.1) >= (b.0, b.1) || a.2 >= b.2) {
+            return Err("expired holds are not in the order they expired".into());
         }
         if sums.len() != self.reversals.len() {
             return Err("a reversal list names a transfer with no reversal".into());

@@ -1,27 +1,28 @@
 //! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
 //!
-//! Only primary state is written (ledgers, accounts, transfers, hold states, balance
+//! Only primary state is written (ledgers, accounts, transfers, pending and expired holds, balance
 //! history, failed transfer ids, limit changes, account policies, the clock and the capacity
-//! limits); indexes, totals, per-account lists and lineage links are rebuilt on
-//! restore, and the result is audited with `check_invariants` before it is handed out. The
+//! limits); indexes, totals, per-account lists, lineage links and the state of each captured
+//! or released hold (from its capture or release) are rebuilt on restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
 //! A server with its history on disk writes *slim* streams: the oldest transfers, those in
 //! full chunks already in the history store, are left out and counted in the header, and the
 //! state digest is written beside them; [`Engine::restore_from`] reads them back chunk by
 //! chunk from the store, evicting as it goes, and refuses a result whose digest differs.
-//! Layout (all little-endian), version 7:
+//! Layout (all little-endian), version 8:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (7) |
+//! | 4 | version (8) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 112 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream) |
+//! | 112 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds |
 //! | 32 | the state digest (`Engine::state_digest`) when transfers are kept in the history store, else zero |
 //! | 128 × n | ledgers, accounts, transfers (after those kept in the history store): their wire records, in creation order |
-//! | 24 × n | holds: transfer index u32, status u8, 3 zero bytes, expires_at u64, resolved_at u64; by index, ascending (out of order is refused) |
+//! | 24 × n | pending holds: transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
+//! | 16 × n | expired holds: transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused) |
 //! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
@@ -32,7 +33,9 @@
 //! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
 //! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
-//! Versions 1 to 6 are still read: version 6 has thirteen counts (a 144-byte header), no digest
+//! Versions 1 to 7 are still read: version 7 has fourteen counts (a 184-byte header) and no
+//! expired holds' section: its holds section lists every hold, by index, each with its state
+//! (a captured or released one must be the state its transfers give); version 6 has thirteen counts (a 144-byte header), no digest
 //! and every transfer; version 5 twelve counts (a 136-byte header) and no
 //! quotes; version 4 ten (120 bytes) and no orders;
 //! version 3 has seven counts (a 96-byte header) and no
@@ -40,34 +43,35 @@
 //! failed ids.
 
 use crate::chunked::Chunked;
-use crate::limits::Limits;
+use crate::limits::{Limits, NS_PER_S};
 use crate::result::ResultCode;
 use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
 use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
-    touch_spare, BalanceEntry, Balances, Engine, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus, LedgerSlot, LimitChange,
-    Order, RunEntry, FAILED_TAG, NONE,
+    hold_expiry, touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus,
+    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 use std::sync::Arc;
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
-/// The snapshot format version this build writes (it reads 1 and 2 too).
-pub const SNAPSHOT_VERSION: u32 = 7;
-const HEADER_SIZE: usize = 184;
+/// The snapshot format version this build writes (it reads every earlier one too).
+pub const SNAPSHOT_VERSION: u32 = 8;
+const HEADER_SIZE: usize = 192;
 /// The state digest in a version 7 header.
 const DIGEST_SIZE: usize = 32;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 7] = [5, 6, 7, 10, 12, 13, 14];
+const COUNTS_BY_VERSION: [usize; 8] = [5, 6, 7, 10, 12, 13, 14, 15];
 const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
+const EXPIRED_SIZE: usize = 16;
 const BALANCE_ENTRY_SIZE: usize = 80;
 const FAILED_SIZE: usize = 32;
 
@@ -118,6 +122,7 @@ impl Engine {
         HEADER_SIZE
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
             + HOLD_SIZE * self.holds.len()
+            + EXPIRED_SIZE * self.expired.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
@@ -162,6 +167,7 @@ impl Engine {
             kept: 0,
             digest: [0; DIGEST_SIZE],
             holds: &self.sorted_holds(),
+            expired: &self.expired,
             balance_history: &self.balance_history,
             failed: &self.failed,
             limit_changes: &self.limit_changes,
@@ -173,8 +179,8 @@ impl Engine {
         debug_assert_eq!(parts.len(), self.snapshot_len());
     }
 
-    /// Every hold, by transfer index (`hold_order` keeps them in that order: collecting and
-    /// sorting 5 M holds stalled the sequencer 260 ms per snapshot).
+    /// Every pending hold, by transfer index (`hold_order` keeps them in that order: collecting
+    /// and sorting 5 M holds stalled the sequencer 260 ms per snapshot).
     fn sorted_holds(&self) -> Vec<(u32, Hold)> {
         let mut holds = Vec::new();
         self.sorted_holds_into(&mut holds);
@@ -185,7 +191,7 @@ impl Engine {
     /// copying millions of holds does not also fault in a fresh allocation each time.
     fn sorted_holds_into(&self, out: &mut Vec<(u32, Hold)>) {
         out.clear();
-        out.extend(self.hold_order.iter().map(|&i| (i, self.holds[&i])));
+        out.extend(self.hold_order.iter().filter_map(|&i| Some((i, *self.holds.get(&i)?))));
     }
 
     /// A copy of the state for a snapshot encoded elsewhere: the tables copied as they are
@@ -214,6 +220,7 @@ impl Engine {
         view.history = self.cold.history.clone();
         (view.kept, view.digest) = (0, [0; DIGEST_SIZE]);
         self.sorted_holds_into(&mut view.holds);
+        catch_up(&mut view.expired, &self.expired);
         catch_up(&mut view.balance_history, &self.balance_history);
         catch_up(&mut view.failed, &self.failed);
         catch_up(&mut view.limit_changes, &self.limit_changes);
@@ -252,6 +259,8 @@ impl Engine {
         view.history = self.cold.history.clone();
         let history = end(view.balance_history.len(), self.balance_history.len());
         catch_up(&mut view.balance_history, &self.balance_history[..history]);
+        let expired = end(view.expired.len(), self.expired.len());
+        catch_up(&mut view.expired, &self.expired[..expired]);
         let failed = end(view.failed.len(), self.failed.len());
         catch_up(&mut view.failed, &self.failed[..failed]);
         let changes = end(view.limit_changes.len(), self.limit_changes.len());
@@ -296,7 +305,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 14] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 15] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let digest: [u8; DIGEST_SIZE] = if digested > 0 { r.take(DIGEST_SIZE).try_into().expect("32 bytes") } else { [0; DIGEST_SIZE] };
         let sizes = [
             RECORD_SIZE,
@@ -313,6 +322,7 @@ impl Engine {
             RUN_ENTRY_SIZE,
             QUOTE_SIZE,
             0,
+            EXPIRED_SIZE,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
@@ -321,7 +331,7 @@ impl Engine {
         }
         let (kept, streamed) = (counts[13], counts[2]);
         let transfers = kept.saturating_add(streamed);
-        if counts[1] >= NONE as u64 || transfers.saturating_add(counts[5]) > FAILED_TAG as u64 {
+        if counts[1] >= NONE as u64 || transfers.saturating_add(counts[5]) > FAILED_TAG as u64 || counts[3] > transfers {
             return invalid("more records than the u32 index space");
         }
         let mut engine = Engine::new(limits);
@@ -336,8 +346,8 @@ impl Engine {
         // Holds follow the streamed transfers; they are restored beside the transfers they
         // name, so a chunk's pending holds are known (and pinned) when it is evicted.
         let mut at_holds = Cursor { bytes, at: r.at + streamed as usize * RECORD_SIZE };
-        let holds = (0..counts[3]).map(|_| read_hold(&mut at_holds)).collect::<Result<Vec<_>, _>>()?;
-        let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0 };
+        let (holds, states) = read_hold_states(&mut engine, &mut at_holds, counts[3], counts[14], version)?;
+        let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0, states };
         if let Some(history) = &history {
             engine.set_history(Arc::clone(history));
         }
@@ -349,6 +359,7 @@ impl Engine {
         if let Some(&(index, _)) = holds.get(restoring.next_hold) {
             return invalid(format!("hold names transfer index {index}"));
         }
+        restoring.holds_done(&engine, timestamp)?;
         r.at = at_holds.at;
         for _ in 0..counts[4] {
             restore_balance_entry(&mut engine, &mut r)?;
@@ -472,10 +483,12 @@ fn restore_kept_transfers(
 
 /// Where a restore is in the holds and the lineage, which follow the transfers restored.
 struct Restoring<'h> {
-    /// Every hold state, by transfer index.
+    /// Every pending hold, by transfer index.
     holds: &'h [(u32, Hold)],
     next_hold: usize,
     lineage_from: u32,
+    /// The finished holds the stream names, until their transfers are restored.
+    states: StatedHolds,
 }
 
 impl Restoring<'_> {
@@ -486,10 +499,77 @@ impl Restoring<'_> {
             restore_hold(engine, index, hold)?;
             self.next_hold += 1;
         }
-        engine.rebuild_lineage(self.lineage_from..end).map_err(SnapshotError::Invalid)?;
+        engine.rebuild_lineage(self.lineage_from..end, &mut self.states).map_err(SnapshotError::Invalid)?;
         self.lineage_from = end;
         Ok(())
     }
+
+    /// Once every transfer is restored: every hold has a state, every state named a hold, and
+    /// the expired ones are in the order they can have expired in, before the `clock`.
+    fn holds_done(&self, engine: &Engine, clock: u64) -> Result<(), SnapshotError> {
+        if self.states.unresolved != 0 {
+            return invalid(format!("{} holds are neither pending, expired, captured nor released", self.states.unresolved));
+        }
+        if let Some(index) = self.states.stated.keys().min() {
+            return invalid(format!("hold state for transfer index {index}, which is not a hold that is finished so"));
+        }
+        let keys = engine.expired.iter().zip(&self.states.expiries);
+        let mut last = (0, 0, 0);
+        for (k, (e, &expires_at)) in keys.enumerate() {
+            let key = (expires_at, e.index, e.resolved_at);
+            if k > 0 && (key.0, key.1) <= (last.0, last.1) || key.2 <= last.2 || e.resolved_at > clock {
+                return invalid(format!("expired hold at transfer index {} is out of order ({key:?} after {last:?})", e.index));
+            }
+            last = key;
+        }
+        Ok(())
+    }
+}
+
+/// The hold states of a stream: the pending ones, by index, for [`Restoring`]; the finished
+/// ones it names (`StatedHolds`), the expired ones put in the engine's list in the order they
+/// expired. Before version 8 the holds section lists every state; expired holds then sort by
+/// (expiry time, index), the order they expired in.
+fn read_hold_states(
+    engine: &mut Engine,
+    r: &mut Cursor<'_>,
+    holds: u64,
+    expired: u64,
+    version: u32,
+) -> Result<(Vec<(u32, Hold)>, StatedHolds), SnapshotError> {
+    let (mut pending, mut states, mut expired_list) = (Vec::new(), StatedHolds::default(), Vec::new());
+    for _ in 0..holds {
+        let (index, hold) = read_hold(r)?;
+        match hold.status {
+            HoldStatus::Pending if hold.resolved_at == 0 => pending.push((index, hold)),
+            HoldStatus::Pending => return invalid(format!("pending hold at transfer index {index} with a resolution time")),
+            _ if version >= 8 => return invalid(format!("hold at transfer index {index} is listed with the pending ones")),
+            HoldStatus::Expired => expired_list.push((index, hold)),
+            _ => {
+                if states.stated.insert(index, (hold, NONE)).is_some() {
+                    return invalid(format!("hold state for transfer index {index} is repeated"));
+                }
+            }
+        }
+    }
+    expired_list.sort_unstable_by_key(|(index, hold)| (hold.expires_at, *index));
+    for _ in 0..expired {
+        let index = r.u32();
+        if r.u32() != 0 {
+            return invalid("expired hold padding is not zero");
+        }
+        let hold = Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: r.u64(), resolved_by: NONE };
+        expired_list.push((index, hold));
+    }
+    for (index, hold) in expired_list {
+        let k = engine.expired.len() as u32;
+        engine.expired.push(ExpiredHold { index, resolved_at: hold.resolved_at });
+        if states.stated.insert(index, (hold, FAILED_TAG | k)).is_some() {
+            return invalid(format!("hold state for transfer index {index} is repeated"));
+        }
+    }
+    states.expiries = vec![0; engine.expired.len()];
+    Ok((pending, states))
 }
 
 /// Adds a quote after checking it could have been made: a new id, made in order before the
@@ -704,7 +784,10 @@ fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), Snaps
     if t.flags & tf::PENDING == 0 || engine.hold_order.last().is_some_and(|&last| index <= last) {
         return invalid(format!("hold state for transfer {} which is not pending, repeated or out of order", t.id));
     }
-    if hold.status == HoldStatus::Pending && hold.expires_at != 0 {
+    if hold.expires_at != hold_expiry(t) || t.timestamp.checked_add(u64::from(t.timeout) * NS_PER_S).is_none() {
+        return invalid(format!("hold {} expires at {}, not at {}", t.id, hold.expires_at, hold_expiry(t)));
+    }
+    if hold.expires_at != 0 {
         engine.expiries.insert((hold.expires_at, index));
     }
     engine.holds.insert(index, hold);
@@ -776,6 +859,7 @@ pub struct SnapshotView {
     /// The state digest a slim stream carries.
     digest: [u8; DIGEST_SIZE],
     holds: Vec<(u32, Hold)>,
+    expired: Vec<ExpiredHold>,
     balance_history: Vec<BalanceEntry>,
     failed: Vec<FailedTransfer>,
     limit_changes: Vec<LimitChange>,
@@ -851,6 +935,7 @@ impl SnapshotView {
             kept: self.kept,
             digest: self.digest,
             holds: &self.holds,
+            expired: &self.expired,
             balance_history: &self.balance_history,
             failed: &self.failed,
             limit_changes: &self.limit_changes,
@@ -941,6 +1026,7 @@ struct Parts<'a> {
     kept: usize,
     digest: [u8; DIGEST_SIZE],
     holds: &'a [(u32, Hold)],
+    expired: &'a [ExpiredHold],
     balance_history: &'a [BalanceEntry],
     failed: &'a [FailedTransfer],
     limit_changes: &'a [LimitChange],
@@ -955,6 +1041,7 @@ impl Parts<'_> {
         HEADER_SIZE
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
             + HOLD_SIZE * self.holds.len()
+            + EXPIRED_SIZE * self.expired.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
@@ -990,6 +1077,7 @@ impl Parts<'_> {
             self.orders.history_entries(),
             self.quotes.len(),
             self.kept,
+            self.expired.len(),
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -1023,6 +1111,11 @@ impl Parts<'_> {
             out.put(&[hold.status as u8, 0, 0, 0]);
             out.put(&hold.expires_at.to_le_bytes());
             out.put(&hold.resolved_at.to_le_bytes());
+        }
+        for e in self.expired {
+            out.put(&e.index.to_le_bytes());
+            out.put(&0u32.to_le_bytes());
+            out.put(&e.resolved_at.to_le_bytes());
         }
         for e in self.balance_history {
             out.put(&e.account.to_le_bytes());
@@ -1197,7 +1290,11 @@ mod version_tests {
         let older = |version: u32| {
             let mut old = current.clone();
             old[8..12].copy_from_slice(&version.to_le_bytes());
-            old.drain(HEADER_SIZE_V1 + 8 * (COUNTS_BY_VERSION[version as usize - 1] - 5)..HEADER_SIZE);
+            let counts_end = HEADER_SIZE - DIGEST_SIZE;
+            if version < 7 {
+                old.drain(counts_end..HEADER_SIZE);
+            }
+            old.drain(HEADER_SIZE_V1 + 8 * (COUNTS_BY_VERSION[version as usize - 1] - 5)..counts_end);
             old
         };
         for version in 2..SNAPSHOT_VERSION {
@@ -1223,6 +1320,103 @@ mod version_tests {
         let mut v1_with_failed = bytes;
         v1_with_failed[8..12].copy_from_slice(&1u32.to_le_bytes());
         assert!(Engine::restore(&v1_with_failed).is_err());
+    }
+
+    /// Where a stream's holds section starts, for a header of `header` bytes.
+    fn holds_at(stream: &[u8], header: usize) -> usize {
+        let count = |k: usize| u64::from_le_bytes(stream[40 + 8 * k..48 + 8 * k].try_into().expect("a count")) as usize;
+        header + RECORD_SIZE * (count(0) + count(1) + count(2))
+    }
+
+    fn held(id: u128, timeout: u32) -> crate::Command {
+        let t = Transfer { id, debit_account_id: 1, credit_account_id: 2, amount: 10, ledger: 1, code: 1, flags: tf::PENDING, timeout, ..Default::default() };
+        crate::Command::Transfer(t)
+    }
+
+    fn finish(id: u128, hold: u128, post: bool) -> crate::Command {
+        let (flags, amount) = if post { (tf::POST_PENDING, u128::MAX) } else { (tf::VOID_PENDING, 0) };
+        crate::Command::Transfer(Transfer { id, pending_id: hold, flags, amount, ..Default::default() })
+    }
+
+    /// The engine's state as a version 7 stream: fourteen counts, and every hold in the holds
+    /// section with its state, by index.
+    fn as_version_7(engine: &Engine, current: &[u8]) -> Vec<u8> {
+        let count = |k: usize| u64::from_le_bytes(current[40 + 8 * k..48 + 8 * k].try_into().expect("a count")) as usize;
+        let start = holds_at(current, HEADER_SIZE);
+        let holds_end = start + HOLD_SIZE * count(3) + EXPIRED_SIZE * count(14);
+        let mut old = current[..start].to_vec();
+        old[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let holds: Vec<_> = engine.all_transfers().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0).collect();
+        old[64..72].copy_from_slice(&(holds.len() as u64).to_le_bytes());
+        old.drain(40 + 8 * 14..40 + 8 * 15);
+        for (index, t) in holds {
+            let hold = engine.hold(t.id).expect("a hold");
+            old.extend_from_slice(&(index as u32).to_le_bytes());
+            old.extend_from_slice(&[hold.status as u8, 0, 0, 0]);
+            old.extend_from_slice(&hold.expires_at.to_le_bytes());
+            old.extend_from_slice(&hold.resolved_at.to_le_bytes());
+        }
+        old.extend_from_slice(&current[holds_end..]);
+        old
+    }
+
+    /// Captured and released holds leave the engine's kept state and the stream (derived from
+    /// their transfers), expired ones are listed in the order they expired, and each answers
+    /// as before; a version 7 stream, which lists every hold's state, restores to the same
+    /// state and is refused where a stated state is not what the transfers give.
+    #[test]
+    fn finished_holds_are_derived_and_a_version_7_stream_with_every_state_restores() {
+        let mut engine = engine();
+        let mut setup = vec![eur_ledger()];
+        setup.extend(accounts(1..=2));
+        execute_ok(&mut engine, 1, &setup);
+        execute_ok(&mut engine, 2, &[held(10, 1), held(11, 1), held(12, 0), held(13, 100), held(14, 0), held(15, 2)]);
+        execute_ok(&mut engine, 3, &[finish(21, 11, true), finish(22, 12, false)]);
+        execute_ok(&mut engine, 4 * NS_PER_S, &[held(16, 1)]);
+        execute_ok(&mut engine, 6 * NS_PER_S, &[]);
+        let status = |engine: &Engine, id| engine.hold(id).expect("a hold").status;
+        let states: Vec<_> = (10..=16).map(|id| status(&engine, id)).collect();
+        use HoldStatus::{Expired, Pending, Posted, Voided};
+        assert_eq!(states, [Expired, Posted, Voided, Pending, Pending, Expired, Expired]);
+        assert_eq!((engine.holds.len(), engine.finished.len()), (2, 5));
+        assert_eq!(engine.expired.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 5, 8], "by expiry time, then index");
+        let mut results = Vec::new();
+        engine.execute(7 * NS_PER_S, &[finish(30, 10, true), finish(31, 11, true), finish(32, 12, false)], &mut results).expect("batch");
+        assert_eq!(results, [ResultCode::PendingTransferExpired, ResultCode::PendingTransferAlreadyPosted, ResultCode::PendingTransferAlreadyVoided]);
+        assert_eq!(engine.hold(11).map(|h| (h.resolved_at, h.resolved_by)), Some((engine.transfer(21).expect("stored").timestamp, 6)));
+        engine.check_invariants().expect("invariants");
+
+        let current = engine.snapshot_bytes();
+        assert_eq!(current.len(), engine.snapshot_len());
+        let mut restored = Engine::restore(&current).expect("restores");
+        assert_eq!(restored.snapshot_bytes(), current);
+        assert_eq!(restored.state_digest(), engine.state_digest());
+        let v7 = as_version_7(&engine, &current);
+        assert_eq!(v7.len(), current.len() - 8 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
+        let mut restored = Engine::restore(&v7).unwrap_or_else(|e| panic!("a version 7 stream restores: {e}"));
+        assert_eq!(restored.snapshot_bytes(), current);
+        assert_eq!(restored.state_digest(), engine.state_digest());
+
+        // Hold 11 (index 1) captured one nanosecond later than its capture was made.
+        let mut wrong = v7.clone();
+        let resolved_at = holds_at(&v7, HEADER_SIZE - 8) + HOLD_SIZE + 16;
+        let time = u64::from_le_bytes(wrong[resolved_at..resolved_at + 8].try_into().expect("a time"));
+        wrong[resolved_at..resolved_at + 8].copy_from_slice(&(time + 1).to_le_bytes());
+        let error = Engine::restore(&wrong).expect_err("a stated capture time that is not the capture's");
+        assert!(error.to_string().contains("not the one transfer"), "{error}");
+        // A version 8 stream naming a pending hold (index 3) as expired.
+        let mut wrong = current.clone();
+        let expired_at = holds_at(&current, HEADER_SIZE) + HOLD_SIZE * 2;
+        wrong[expired_at..expired_at + 4].copy_from_slice(&3u32.to_le_bytes());
+        assert!(Engine::restore(&wrong).is_err(), "a pending hold stated as expired");
+        // Expired holds out of the order they expired in.
+        let mut wrong = current.clone();
+        let (first, second) = (expired_at, expired_at + EXPIRED_SIZE);
+        let swapped = [wrong[second..second + EXPIRED_SIZE].to_vec(), wrong[first..first + EXPIRED_SIZE].to_vec()].concat();
+        wrong[first..first + 2 * EXPIRED_SIZE].copy_from_slice(&swapped);
+        let error = Engine::restore(&wrong).expect_err("expired holds swapped");
+        assert!(error.to_string().contains("out of order"), "{error}");
+        assert!(Engine::restore(&wrong).is_err(), "a pending hold stated as expired");
     }
 
     /// Full chunks kept by a test, as a node's history store keeps them.

@@ -251,13 +251,13 @@ impl Engine {
         let first = (k * self.transfers.chunk_len()) as u32;
         for (i, t) in chunk.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
             let index = first + i as u32;
-            if self.holds.get(&index).is_some_and(|h| h.status == HoldStatus::Pending) {
+            if self.holds.contains_key(&index) {
                 self.cold.pinned.insert(index, *t);
             }
         }
         self.transfers.evict(k);
         let holds = &self.holds;
-        self.cold.pinned.retain(|index, _| holds.get(index).is_some_and(|h| h.status == HoldStatus::Pending));
+        self.cold.pinned.retain(|index, _| holds.contains_key(index));
     }
 
     /// Evicted transfers `commands` may read that are neither pinned nor prefetched, appended to
@@ -277,10 +277,14 @@ impl Engine {
                 if id == 0 || id == u128::MAX {
                     continue;
                 }
-                // Every record the id's hash names, so the apply can check which has the id.
+                // Every record the id's hash names, so the apply can check which has the id,
+                // and what finished each that is a finished hold (a capture compares its state).
                 self.stored_candidates(id, |index| {
                     if index < evicted_end {
                         self.want_evicted(index, evicted_end, &mut *wanted, start);
+                    }
+                    if let Some(by) = self.finished_by(index).filter(|by| by & FAILED_TAG == 0 && *by < evicted_end) {
+                        self.want_evicted(by, evicted_end, &mut *wanted, start);
                     }
                 });
             }

@@ -66,9 +66,10 @@ pub(crate) struct DigestState {
     account_terms: Vec<u128>,
     /// Accounts changed since the last settle (each once, see `AccountMeta::digest_dirty`).
     pub(crate) dirty_accounts: Vec<u32>,
-    /// The term each settled hold contributes, by transfer index.
+    /// The term each settled pending hold contributes, by transfer index (a finished hold's
+    /// never changes, so it is not kept).
     hold_terms: IdMap<u32, u128>,
-    /// Holds inserted or changed since the last settle (repeats are harmless).
+    /// Holds inserted or changed since the last settle (repeats are dropped when settling).
     pub(crate) dirty_holds: Vec<u32>,
     /// The term each settled policy contributes, by policy index.
     policy_terms: Vec<u128>,
@@ -180,6 +181,12 @@ fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
 }
 
 impl DigestState {
+    /// Adds the term of a finished hold `transfer_id` (a restore, which derives it from the
+    /// capture or release it reads, where settling would need records it has evicted).
+    pub(crate) fn add_finished_hold(&mut self, transfer_id: u128, hold: &Hold) {
+        self.sum = self.sum.wrapping_add(hold_term(transfer_id, hold));
+    }
+
     /// Notes that the order at `index` changed (or was made, or taken back by a rollback).
     pub(crate) fn mark_order(&mut self, index: u32) {
         let i = index as usize;
@@ -250,15 +257,22 @@ impl DigestState {
             }
         }
         self.dirty_accounts.clear();
+        // A finished hold's term is added once and not kept, so each hold is settled once.
+        self.dirty_holds.sort_unstable();
+        self.dirty_holds.dedup();
         for &index in &self.dirty_holds {
             let old = self.hold_terms.remove(&index).unwrap_or(0);
-            let new = match engine.holds.get(&index) {
-                Some(hold) => {
-                    let term = hold_term(engine.stored(index).id, hold);
-                    self.hold_terms.insert(index, term);
-                    term
-                }
-                None => 0,
+            let new = if let Some(hold) = engine.holds.get(&index) {
+                let term = hold_term(engine.stored(index).id, hold);
+                self.hold_terms.insert(index, term);
+                term
+            } else if engine.finished_by(index).is_some() {
+                // Finished since the last settle; its state never changes again. Its record and
+                // what finished it are in memory: eviction settles first.
+                let t = engine.stored(index);
+                hold_term(t.id, &engine.hold_state(index, &t, Engine::stored))
+            } else {
+                0 // made by a chain that was rolled back
             };
             self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
         }
@@ -358,8 +372,12 @@ impl Engine {
         let mut add = |term: u128| sum = sum.wrapping_add(term);
         self.ledgers.iter().for_each(|slot| add(ledger_term(&slot.ledger)));
         self.accounts.iter().for_each(|a| add(account_term(a)));
-        self.all_transfers().for_each(|t| add(transfer_term(&t)));
-        self.holds.iter().for_each(|(&index, hold)| add(hold_term(self.stored_through(index).id, hold)));
+        for (index, t) in self.all_transfers().enumerate() {
+            add(transfer_term(&t));
+            if t.flags & crate::types::transfer_flags::PENDING != 0 {
+                add(hold_term(t.id, &self.hold_state(index as u32, &t, Engine::stored_through)));
+            }
+        }
         self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
@@ -383,7 +401,8 @@ fn finish(sum: u128, engine: &Engine) -> [u8; 32] {
     hasher.update(b"bursar state digest v1\0\0");
     hasher.update(&sum.to_le_bytes());
     hasher.update(&engine.timestamp.to_le_bytes());
-    for n in [engine.ledgers.len(), engine.accounts.len(), engine.transfers.len(), engine.holds.len(), engine.balance_history.len()] {
+    let holds = engine.holds.len() + engine.finished.len();
+    for n in [engine.ledgers.len(), engine.accounts.len(), engine.transfers.len(), holds, engine.balance_history.len()] {
         hasher.update(&(n as u64).to_le_bytes());
     }
     // Counted only when there are any, so a state without failed ids (every state before they

@@ -1,8 +1,28 @@
 //! Holds: expiry in due order at the start of a batch, and capture or release of a pending
 //! transfer (in full, in part, or the rest released).
+//!
+//! Only pending holds are kept as state (`holds`, hot). A finished hold's state follows from
+//! the record that finished it, so the engine keeps only a pointer to that: `finished` maps the
+//! hold's transfer index to the capture or release's (13 bytes a bucket, where a kept state and
+//! its digest term took about 70), or to its place in `expired` (index and timestamp) for an
+//! expiry, which has no record of its own. Snapshots list pending and expired holds; a restore
+//! derives the captured and released ones from the transfers.
 
 use super::transfers::check_states;
 use super::*;
+
+/// Finished holds `hold_order` may list beyond twice the pending ones before it is compacted.
+const HOLD_ORDER_SLACK: usize = 4096;
+
+/// When hold `t` expires: its timestamp plus its timeout, or 0 (never). A stored hold was
+/// checked not to overflow (a restore checks it too).
+pub(crate) fn hold_expiry(t: &Transfer) -> u64 {
+    if t.timeout == 0 {
+        0
+    } else {
+        t.timestamp.saturating_add(u64::from(t.timeout) * NS_PER_S)
+    }
+}
 
 impl Engine {
     pub(super) fn expire_holds(&mut self, clock: u64, cursor: &mut u64) -> u32 {
@@ -14,10 +34,12 @@ impl Engine {
             self.expiries.pop_first();
             let ts = *cursor;
             *cursor += 1;
-            let hold = self.holds.get_mut(&transfer).expect("expiry of an unknown hold");
-            assert_eq!(hold.status, HoldStatus::Pending, "only pending holds are in the expiry queue");
-            hold.status = HoldStatus::Expired;
-            hold.resolved_at = ts;
+            let hold = self.holds.remove(&transfer).expect("expiry of an unknown hold");
+            assert_eq!(hold.expires_at, expires_at, "the expiry queue names a hold's expiry");
+            let k = self.expired.len() as u32;
+            assert!(k < FAILED_TAG, "expired holds are counted in the transfer index space");
+            self.expired.push(ExpiredHold { index: transfer, resolved_at: ts });
+            self.finished.insert(u128::from(transfer), FAILED_TAG | k);
             self.digest.dirty_holds.push(transfer);
             let t = self.stored(transfer);
             self.release_reservation(&t, ts);
@@ -28,6 +50,43 @@ impl Engine {
             expired += 1;
         }
         expired
+    }
+
+    /// Where the hold at transfer `index` (record `hold`) stands: pending, or derived from what
+    /// finished it, whose record `read` reads (`Engine::stored` while applying: `cold_wanted`
+    /// asks for it; `Engine::stored_through` for queries).
+    pub(crate) fn hold_state(&self, index: u32, hold: &Transfer, read: impl Fn(&Engine, u32) -> Transfer) -> Hold {
+        if let Some(pending) = self.holds.get(&index) {
+            return *pending;
+        }
+        let by = self.finished_by(index).unwrap_or_else(|| panic!("transfer index {index} is a hold neither pending nor finished"));
+        let expires_at = hold_expiry(hold);
+        if by & FAILED_TAG != 0 {
+            let e = self.expired[(by & !FAILED_TAG) as usize];
+            debug_assert_eq!(e.index, index);
+            return Hold { status: HoldStatus::Expired, expires_at, resolved_at: e.resolved_at, resolved_by: NONE };
+        }
+        let r = read(self, by);
+        let status = if r.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
+        Hold { status, expires_at, resolved_at: r.timestamp, resolved_by: by }
+    }
+
+    /// What finished the hold at transfer `index`: a transfer index, or `FAILED_TAG` and its
+    /// place in `expired`; `None` if it is pending (or not a hold).
+    #[inline]
+    pub(crate) fn finished_by(&self, index: u32) -> Option<u32> {
+        // Keys are transfer indexes below 2^64, which the index's hash maps one to one: exact.
+        self.finished.find(u128::from(index), |_| true)
+    }
+
+    /// Drops finished holds from `hold_order` once they outnumber the pending ones (plus
+    /// `HOLD_ORDER_SLACK`): O(1) a hold over time, and between batches only, so a rolled-back
+    /// chain's holds are still listed.
+    pub(super) fn compact_hold_order(&mut self) {
+        if self.hold_order.len() > 2 * self.holds.len() + HOLD_ORDER_SLACK {
+            let holds = &self.holds;
+            self.hold_order.retain(|index| holds.contains_key(index));
+        }
     }
 
     /// A released or expired hold (`count`), or the part of a hold a capture did not take,
@@ -89,14 +148,14 @@ impl Engine {
         };
         self.set_balances(dr, db);
         self.set_balances(cr, cb);
-        let resolved_by = self.insert_transfer(stored, dr, cr);
-        let status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
-        self.holds.insert(pi, Hold { status, resolved_at: ts, resolved_by, ..hold });
+        let by = self.insert_transfer(stored, dr, cr);
+        self.holds.remove(&pi);
+        self.finished.insert(u128::from(pi), by);
         self.digest.dirty_holds.push(pi);
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));
         }
-        self.record(Undo::HoldChanged { transfer: pi, old: hold });
+        self.record(Undo::HoldResolved { transfer: pi, old: hold, by });
         self.give_back(&p, if post { p.amount - amount } else { p.amount }, !post);
         self.push_history(dr, ts);
         self.push_history(cr, ts);
@@ -139,7 +198,7 @@ impl Engine {
             return Err(R::PendingTransferHasDifferentCode);
         }
         let amount = self.resolved_amount(t, &p, post)?;
-        let hold = self.holds[&pi];
+        let hold = self.hold_state(pi, &p, Engine::stored);
         match hold.status {
             HoldStatus::Pending => {}
             HoldStatus::Posted => return Err(R::PendingTransferAlreadyPosted),

@@ -32,6 +32,8 @@ pub use orders::{
 };
 pub use policy::{AccountPolicy, RuleUsage};
 use policy::{Bucket, Policy};
+pub(crate) use holds::hold_expiry;
+pub(crate) use reversals::StatedHolds;
 use reversals::ReversalsOf;
 pub use reversals::{HoldOf, Lineage, LINEAGE_REVERSALS_MAX};
 
@@ -176,7 +178,8 @@ impl HoldStatus {
     }
 }
 
-/// A hold's resolution state, kept for every pending transfer.
+/// A hold's resolution state: what every pending transfer has (derived from the capture or
+/// release once it is finished, see `holds`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Hold {
     /// Current status.
@@ -188,6 +191,15 @@ pub struct Hold {
     /// The capture or release that resolved it (a transfer index), or `NONE`: derived from the
     /// transfers, so neither in snapshots nor in the digest.
     pub(crate) resolved_by: u32,
+}
+
+/// A hold released because its timeout passed, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ExpiredHold {
+    /// The hold's transfer index.
+    pub(crate) index: u32,
+    /// The expiry's timestamp (the hold's `resolved_at`).
+    pub(crate) resolved_at: u64,
 }
 
 /// One entry of an account's balance history (accounts with the `history` flag).
@@ -267,7 +279,7 @@ enum Undo {
     Balances { account: u32, old: Balances },
     State { account: u32, old: u8 },
     HoldInserted { transfer: u32 },
-    HoldChanged { transfer: u32, old: Hold },
+    HoldResolved { transfer: u32, old: Hold, by: u32 },
     FeedNote,
 }
 
@@ -340,10 +352,19 @@ pub struct Engine {
     pub(crate) transfer_ids: TransferIds,
     /// Transfer ids whose outcome was decided by a failure, in the order they failed.
     pub(crate) failed: Vec<FailedTransfer>,
+    /// The pending holds, by transfer index: hot state. A finished hold leaves it (see `finished`).
     pub(crate) holds: IdMap<u32, Hold>,
-    /// The transfer indexes `holds` has, ascending (a hold is made when its transfer is stored):
-    /// a snapshot lists the holds in this order without sorting them.
+    /// Transfer indexes of holds, ascending (a hold is made when its transfer is stored): every
+    /// pending one, and finished ones until the list is next compacted (`compact_hold_order`).
+    /// A snapshot lists the pending holds in this order without sorting them.
     pub(crate) hold_order: Vec<u32>,
+    /// Every finished hold, by transfer index, to what finished it: the capture or release's
+    /// transfer index, or `FAILED_TAG` and its place in `expired` (see `holds`). 13 bytes a
+    /// bucket; the hold's state is derived from that record, so it is neither here nor in snapshots.
+    pub(crate) finished: TransferIds,
+    /// Every expired hold with its expiry's timestamp, in the order they expired (which is
+    /// ascending by (expiry time, transfer index)).
+    pub(crate) expired: Vec<ExpiredHold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     pub(crate) balance_history: Vec<BalanceEntry>,
@@ -427,6 +448,8 @@ impl Engine {
             failed: Vec::new(),
             holds: IdMap::default(),
             hold_order: Vec::new(),
+            finished: TransferIds::default(),
+            expired: Vec::new(),
             expiries: BTreeSet::new(),
             balance_history: Vec::new(),
             limit_changes: Vec::new(),
@@ -482,11 +505,12 @@ impl Engine {
         self.account_index = touched_index(&self.account_index, accounts);
     }
 
-    /// Memory the engine no longer uses but has not freed: the transfer id index's old table
-    /// once growing has emptied it. A node drops it on another thread, so unmapping it does not
+    /// Memory the engine no longer uses but has not freed: the old table of the transfer id
+    /// index or of the finished holds once growing has emptied it. A node drops it on another thread, so unmapping it does not
     /// stall the sequencer; left here, the next batch frees it.
     pub fn take_retired_memory(&mut self) -> Option<impl Send> {
-        self.transfer_ids.take_retired()
+        let tables: Vec<_> = [self.transfer_ids.take_retired(), self.finished.take_retired()].into_iter().flatten().collect();
+        (!tables.is_empty()).then_some(tables)
     }
 
     /// The limits this engine enforces.
@@ -542,7 +566,7 @@ impl Engine {
         self.rules = rules;
         // A table the last growth emptied that no one took (a replay, a feed's follower) is freed
         // here; a node takes it after each batch and frees it on another thread.
-        drop(self.transfer_ids.take_retired());
+        drop(self.take_retired_memory());
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(BatchError::TooLarge { len: commands.len() });
         }
@@ -585,6 +609,7 @@ impl Engine {
         }
         self.timestamp = self.ts_of(first, commands.len()).saturating_sub(1).max(clock);
         debug_assert!(self.undo.is_empty() && !self.recording);
+        self.compact_hold_order();
         Ok(BatchInfo { now: clock, expired, ran, first_timestamp, last_timestamp: self.timestamp })
     }
 
@@ -897,10 +922,11 @@ impl Engine {
                 Undo::FeedNote => {
                     self.feed_notes.pop().expect("undo: feed note");
                 }
-                Undo::HoldChanged { transfer, old } => {
-                    if old.status == HoldStatus::Pending && old.expires_at != 0 {
+                Undo::HoldResolved { transfer, old, by } => {
+                    if old.expires_at != 0 {
                         self.expiries.insert((old.expires_at, transfer));
                     }
+                    self.finished.remove(u128::from(transfer), by);
                     self.holds.insert(transfer, old);
                 }
             }

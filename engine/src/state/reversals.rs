@@ -3,6 +3,7 @@
 //! every transfer (the hold it resolved, a hold's capture or release, the original a reversal
 //! names, the reversals of a transfer) is kept, so every cent can be traced.
 
+use super::holds::hold_expiry;
 use super::*;
 
 /// The reversals of one transfer: how much they moved back, and which they are, oldest first.
@@ -128,12 +129,17 @@ impl Engine {
         }
     }
 
-    /// Rebuilds what follows from the stored transfers at `indexes` alone: each hold's resolving
-    /// transfer and each transfer's reversals (a restored snapshot holds the transfers, not
-    /// these links). In order: the holds and transfers a range names come before it.
-    pub(crate) fn rebuild_lineage(&mut self, indexes: core::ops::Range<u32>) -> Result<(), String> {
+    /// Rebuilds what follows from the stored transfers at `indexes` alone: each finished hold's
+    /// state and each transfer's reversals (a restored snapshot holds the transfers and the
+    /// pending and expired holds, not these). In order: the holds and transfers a range names
+    /// come before it, and its pending holds are restored.
+    pub(crate) fn rebuild_lineage(&mut self, indexes: core::ops::Range<u32>, states: &mut StatedHolds) -> Result<(), String> {
         for index in indexes {
             let t = self.stored(index);
+            if t.flags & tf::PENDING != 0 {
+                self.restore_hold_state(index, &t, states)?;
+                continue;
+            }
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
                 continue;
             }
@@ -145,10 +151,56 @@ impl Engine {
                 of.amount = of.amount.checked_add(t.amount).ok_or("reversals overflow")?;
                 of.list.push(index);
             } else {
-                let hold = self.holds.get_mut(&named).ok_or_else(|| format!("transfer {} resolves a transfer that is not a hold", t.id))?;
-                hold.resolved_by = index;
+                self.restore_resolution(index, &t, named, states)?;
             }
         }
+        Ok(())
+    }
+
+    /// A restored hold that is not pending: expired, if the stream says so (its state then
+    /// checked against the hold), else waiting for the capture or release that finished it.
+    fn restore_hold_state(&mut self, index: u32, t: &Transfer, states: &mut StatedHolds) -> Result<(), String> {
+        if t.timestamp.checked_add(u64::from(t.timeout) * NS_PER_S).is_none() {
+            return Err(format!("hold {}: its expiry overflows", t.id));
+        }
+        if self.holds.contains_key(&index) {
+            return Ok(());
+        }
+        let Some(&(hold, value)) = states.stated.get(&index).filter(|(hold, _)| hold.status == HoldStatus::Expired) else {
+            states.unresolved += 1;
+            return Ok(());
+        };
+        // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
+        let expires_at = hold_expiry(t);
+        if expires_at == 0 || (hold.expires_at != 0 && hold.expires_at != expires_at) || hold.resolved_at < expires_at {
+            return Err(format!("hold {}: expired at {} but expires at {expires_at}", t.id, hold.resolved_at));
+        }
+        states.stated.remove(&index);
+        states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
+        self.finished.insert(u128::from(index), value);
+        self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
+        Ok(())
+    }
+
+    /// Capture or release `t` (at `index`) of the hold at `named`: the hold's finished state,
+    /// checked against the stream's if it has one (before version 8).
+    fn restore_resolution(&mut self, index: u32, t: &Transfer, named: u32, states: &mut StatedHolds) -> Result<(), String> {
+        let hold = self.stored_through(named);
+        if hold.flags & tf::PENDING == 0 {
+            return Err(format!("transfer {} resolves a transfer that is not a hold", t.id));
+        }
+        if self.holds.contains_key(&named) || self.finished_by(named).is_some() {
+            return Err(format!("transfer {} resolves hold {}, which is pending or finished already", t.id, hold.id));
+        }
+        states.unresolved = states.unresolved.checked_sub(1).ok_or("a resolution without a hold")?;
+        self.finished.insert(u128::from(named), index);
+        let state = self.hold_state(named, &hold, Engine::stored_through);
+        if let Some((stated, _)) = states.stated.remove(&named) {
+            if (stated.status, stated.expires_at, stated.resolved_at) != (state.status, state.expires_at, state.resolved_at) {
+                return Err(format!("hold {}: the stream's state is not the one transfer {} gives it", hold.id, t.id));
+            }
+        }
+        self.digest.add_finished_hold(hold.id, &state);
         Ok(())
     }
 
@@ -156,9 +208,9 @@ impl Engine {
     pub fn lineage(&self, id: u128) -> Option<Lineage> {
         let Some(IdSlot::Transfer(index)) = self.find_transfer_id_through(id) else { return None };
         let t = self.stored_through(index);
-        let hold_at = |i: u32| {
-            let h = self.holds[&i];
-            HoldOf { transfer: self.stored_through(i), status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }
+        let hold_at = |i: u32, transfer: Transfer| {
+            let h = self.hold_state(i, &transfer, Engine::stored_through);
+            (HoldOf { transfer, status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }, h.resolved_by)
         };
         let named = || match self.find_transfer_id_through(t.pending_id) {
             Some(IdSlot::Transfer(i)) => i,
@@ -166,11 +218,12 @@ impl Engine {
         };
         let (mut hold, mut resolution, mut reverses) = (None, None, None);
         if t.flags & tf::PENDING != 0 {
-            hold = Some(hold_at(index));
-            let by = self.holds[&index].resolved_by;
+            let (of, by) = hold_at(index, t);
+            hold = Some(of);
             resolution = (by != NONE).then(|| self.stored_through(by));
         } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
-            hold = Some(hold_at(named()));
+            let named = named();
+            hold = Some(hold_at(named, self.stored_through(named)).0);
         } else if t.flags & tf::REVERSE != 0 {
             reverses = Some(self.stored_through(named()));
         }
@@ -189,4 +242,17 @@ impl Engine {
             reversible: self.reversible(index, &t),
         })
     }
+}
+
+/// What a restore knows of hold states besides the pending ones.
+#[derive(Debug, Default)]
+pub(crate) struct StatedHolds {
+    /// Finished states the stream names, by transfer index: expired ones, with their value in
+    /// `finished` (`FAILED_TAG` and the place in `expired`); before version 8 also captured and
+    /// released ones (value `NONE`), which must equal what their transfers give.
+    pub(crate) stated: FxHashMap<u32, (Hold, u32)>,
+    /// Restored holds waiting for the capture or release that finished them.
+    pub(crate) unresolved: usize,
+    /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
+    pub(crate) expiries: Vec<u64>,
 }
