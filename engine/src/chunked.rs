@@ -131,11 +131,26 @@ impl<T: Clone> Chunked<T> {
     #[inline]
     pub fn push(&mut self, record: T) {
         if self.len & (self.chunk_len() - 1) == 0 {
-            let chunk = self.spare.pop().or_else(|| self.unshared_retired()).unwrap_or_else(|| Vec::with_capacity(self.chunk_len()));
+            let chunk = self.take_spare();
             self.chunks.push(Arc::new(chunk));
         }
         self.open_chunk().push(record);
         self.len += 1;
+    }
+
+    /// Appends a whole chunk of records at a chunk boundary (both asserted): a restore's chunk
+    /// read back from the store, kept as it was read instead of copied record by record.
+    pub fn push_chunk(&mut self, chunk: Vec<T>) {
+        assert!(self.len & (self.chunk_len() - 1) == 0 && self.chunks.len() == self.len >> self.bits, "at a chunk boundary");
+        assert_eq!(chunk.len(), self.chunk_len(), "a whole chunk");
+        self.chunks.push(Arc::new(chunk));
+        self.len += self.chunk_len();
+    }
+
+    /// An empty vector with room for a chunk: a spare one or an evicted one no one shares any
+    /// more, else a new one.
+    pub fn take_spare(&mut self) -> Vec<T> {
+        self.spare.pop().or_else(|| self.unshared_retired()).unwrap_or_else(|| Vec::with_capacity(self.chunk_len()))
     }
 
     /// An evicted chunk no one else shares any more, emptied.

@@ -353,7 +353,7 @@ impl Engine {
         }
         let chunks = restore_kept_transfers(&mut engine, kept, history.as_deref(), &mut restoring)?;
         for _ in 0..streamed {
-            restore_transfer(&mut engine, Transfer::decode(r.record()))?;
+            restore_transfer(&mut engine, Transfer::decode(r.record()), Kept::No)?;
         }
         restoring.transfers_done(&mut engine)?;
         if let Some(&(index, _)) = holds.get(restoring.next_hold) {
@@ -466,15 +466,19 @@ fn restore_kept_transfers(
         return invalid(format!("{kept} transfers kept in the history store is not a whole number of chunks of {chunk_len}"));
     }
     let chunks = (kept / chunk_len) as usize;
-    let mut chunk = Vec::with_capacity(chunk_len as usize);
     for k in 0..chunks {
+        // The chunk read becomes the engine's chunk as it is, in a buffer an evicted one left.
+        let mut chunk = engine.transfers.take_spare();
         history.read_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("chunk {k}: {e}")))?;
         if chunk.len() as u64 != chunk_len {
             return Err(SnapshotError::History(format!("chunk {k} holds {} transfers, not {chunk_len}", chunk.len())));
         }
-        for t in chunk.drain(..) {
-            restore_transfer(engine, t)?;
+        let first = engine.transfers.len() as u32;
+        for (i, t) in chunk.iter().enumerate() {
+            let (dr, cr) = restored_sides(engine, t, Kept::InStore)?;
+            engine.link_transfer(t, first + i as u32, dr, cr);
         }
+        engine.transfers.push_chunk(chunk);
         restoring.transfers_done(engine)?;
         engine.evict_chunks_below(k);
     }
@@ -761,8 +765,28 @@ fn restore_account(engine: &mut Engine, account: Account) -> Result<(), Snapshot
     Ok(())
 }
 
-fn restore_transfer(engine: &mut Engine, transfer: Transfer) -> Result<(), SnapshotError> {
-    if transfer.id == 0 || transfer.id == u128::MAX || engine.find_transfer_id_through(transfer.id).is_some() {
+/// Where a restored transfer comes from: the stream, or the history store (whose records the
+/// stream's digest covers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    No,
+    InStore,
+}
+
+/// Adds a transfer after checking it could have been stored: a new id (for the store's, left to
+/// the digest: a repeated id is a record the snapshot was not taken with, which changes the
+/// digest, and one lookup a transfer was a tenth of a restart), and accounts that exist.
+fn restore_transfer(engine: &mut Engine, transfer: Transfer, kept: Kept) -> Result<(), SnapshotError> {
+    let (dr, cr) = restored_sides(engine, &transfer, kept)?;
+    engine.insert_transfer(transfer, dr, cr);
+    Ok(())
+}
+
+/// The account indexes of a transfer to restore, once it is checked as [`restore_transfer`] says.
+#[inline]
+fn restored_sides(engine: &Engine, transfer: &Transfer, kept: Kept) -> Result<(u32, u32), SnapshotError> {
+    let repeated = || kept == Kept::No && engine.find_transfer_id_through(transfer.id).is_some();
+    if transfer.id == 0 || transfer.id == u128::MAX || repeated() {
         return invalid(format!("transfer id {} is zero, max or repeated", transfer.id));
     }
     let dr = engine.account_index.get(&transfer.debit_account_id).copied();
@@ -773,8 +797,7 @@ fn restore_transfer(engine: &mut Engine, transfer: Transfer) -> Result<(), Snaps
     if dr == cr {
         return invalid(format!("transfer {} debits and credits one account", transfer.id));
     }
-    engine.insert_transfer(transfer, dr, cr);
-    Ok(())
+    Ok((dr, cr))
 }
 
 fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), SnapshotError> {
@@ -1491,5 +1514,13 @@ mod version_tests {
         let refused = Engine::restore_from(&slim, 3, Some(other as Arc<dyn History>));
         assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
         assert!(Engine::restore_from(&slim, 3, Some(Arc::new(Kept::default()) as Arc<dyn History>)).is_err(), "an empty history");
+        // A stored record carrying an earlier one's id: not looked up while restoring, so refused
+        // by the digest.
+        let repeated = Arc::new(Kept(std::sync::Mutex::new(kept.0.lock().expect("lock").clone())));
+        let mut chunks = repeated.0.lock().expect("lock");
+        chunks[1][2].id = chunks[0][0].id;
+        drop(chunks);
+        let refused = Engine::restore_from(&slim, 3, Some(repeated as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
     }
 }

@@ -134,7 +134,12 @@ impl Engine {
     /// pending and expired holds, not these). In order: the holds and transfers a range names
     /// come before it, and its pending holds are restored.
     pub(crate) fn rebuild_lineage(&mut self, indexes: core::ops::Range<u32>, states: &mut StatedHolds) -> Result<(), String> {
+        let named = tf::PENDING | tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE;
         for index in indexes {
+            // Most transfers are neither: their flags are read where they lie, not the record copied.
+            if self.transfers.get(index as usize).is_some_and(|t| t.flags & named == 0) {
+                continue;
+            }
             let t = self.stored(index);
             if t.flags & tf::PENDING != 0 {
                 self.restore_hold_state(index, &t, states)?;

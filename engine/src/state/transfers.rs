@@ -195,17 +195,25 @@ impl Engine {
 
     pub(crate) fn insert_transfer(&mut self, t: Transfer, dr: u32, cr: u32) -> u32 {
         let index = self.transfers.len() as u32;
-        let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
-        self.account_meta[dr as usize].last_transfer = index | LINK_DEBITED;
-        self.account_meta[cr as usize].last_transfer = index;
-        self.transfer_ids.insert(t.id, index);
+        self.link_transfer(&t, index, dr, cr);
         self.transfers.push(t);
-        self.transfer_links.push(links);
         self.record(Undo::TransferInserted);
         if self.feed_on {
             self.note(FeedNote::Stored(index));
         }
         index
+    }
+}
+
+impl Engine {
+    /// Indexes transfer `t`, stored at `index`, by id and in its accounts' lists (`dr`, `cr`).
+    #[inline]
+    pub(crate) fn link_transfer(&mut self, t: &Transfer, index: u32, dr: u32, cr: u32) {
+        let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
+        self.account_meta[dr as usize].last_transfer = index | LINK_DEBITED;
+        self.account_meta[cr as usize].last_transfer = index;
+        self.transfer_ids.insert(t.id, index);
+        self.transfer_links.push(links);
     }
 }
 
