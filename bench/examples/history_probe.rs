@@ -4,22 +4,15 @@
 //! The engine grows as a live server's does (no reservation); resident bytes are read from
 //! `/proc/self/statm` after each part.
 
-use bursar_bench::{engine_with_accounts, resident_bytes, transfer_batch, Choice, Rng};
-use bursar_engine::{SnapshotView, BATCH_COMMANDS_MAX};
+use bursar_bench::{engine_with_accounts, grow_uniform, resident_bytes};
+use bursar_engine::SnapshotView;
 
 fn main() {
     let transfers: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
     const ACCOUNTS: u64 = 10_000;
     let mut engine = engine_with_accounts(ACCOUNTS, 0);
     let base = resident_bytes();
-    let (mut rng, mut results, mut now, mut id) = (Rng(7), Vec::new(), 1u64 << 40, 1u128 << 64);
-    while engine.transfers().len() < transfers {
-        let batch = transfer_batch(&mut rng, ACCOUNTS, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
-        id += BATCH_COMMANDS_MAX as u128;
-        now += 1_000_000;
-        results.clear();
-        engine.execute(now, &batch, &mut results).expect("batch");
-    }
+    grow_uniform(&mut engine, ACCOUNTS, transfers, |_| {});
     let stored = engine.transfers().len() as f64;
     let with_engine = resident_bytes();
     let mut copy = SnapshotView::default();

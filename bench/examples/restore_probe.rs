@@ -7,8 +7,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use bursar_bench::{engine_with_accounts, transfer_batch, Choice, Rng};
-use bursar_engine::{Engine, History, Record, RecordHistory, SnapshotView, Transfer, BATCH_COMMANDS_MAX, CHUNK_BITS};
+use bursar_bench::{engine_with_accounts, grow_uniform};
+use bursar_engine::{Engine, History, Record, RecordHistory, SnapshotView, Transfer, CHUNK_BITS};
 
 /// The store's bytes: transfer `i`'s record at `i × 128`, as the node's history file.
 type Bytes = Arc<RwLock<Vec<u8>>>;
@@ -45,15 +45,7 @@ fn main() {
     let bytes: Bytes = Arc::default();
     let mut engine = engine_with_accounts(ACCOUNTS, 0);
     engine.set_history(history(&bytes));
-    let (mut rng, mut results, mut now, mut id) = (Rng(7), Vec::new(), 1u64 << 40, 1u128 << 64);
-    while engine.transfers().len() < transfers {
-        let batch = transfer_batch(&mut rng, ACCOUNTS, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
-        id += BATCH_COMMANDS_MAX as u128;
-        now += 1_000_000;
-        results.clear();
-        engine.execute(now, &batch, &mut results).expect("batch");
-        store_and_evict(&mut engine, &bytes);
-    }
+    grow_uniform(&mut engine, ACCOUNTS, transfers, |engine| store_and_evict(engine, &bytes));
     let mut view = SnapshotView::default();
     engine.slim_snapshot_view_into(&mut view);
     let slim = view.bytes();

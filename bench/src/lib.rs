@@ -166,6 +166,21 @@ pub fn transfer_batch(rng: &mut Rng, accounts: u64, choice: &Choice, first_id: u
         .collect()
 }
 
+/// Applies uniform batches of posted transfers to `engine` (ids from 2^64, a millisecond apart,
+/// on accounts 1..=accounts) until it stores `transfers`, calling `after_batch` after each: the
+/// engine grown as a live server's is.
+pub fn grow_uniform(engine: &mut Engine, accounts: u64, transfers: usize, mut after_batch: impl FnMut(&mut Engine)) {
+    let (mut rng, mut results, mut now, mut id) = (Rng(7), Vec::new(), 1u64 << 40, 1u128 << 64);
+    while engine.transfers().len() < transfers {
+        let batch = transfer_batch(&mut rng, accounts, &Choice::Uniform, id, BATCH_COMMANDS_MAX);
+        id += BATCH_COMMANDS_MAX as u128;
+        now += 1_000_000;
+        results.clear();
+        engine.execute(now, &batch, &mut results).expect("batch");
+        after_batch(engine);
+    }
+}
+
 /// A batch of hold-then-capture pairs (the capture right after its hold), `len` commands.
 pub fn hold_capture_batch(rng: &mut Rng, accounts: u64, choice: &Choice, first_id: u128, len: usize) -> Vec<Command> {
     let mut batch = Vec::with_capacity(len);

@@ -1352,7 +1352,17 @@ mod version_tests {
     }
 
     fn held(id: u128, timeout: u32) -> crate::Command {
-        let t = Transfer { id, debit_account_id: 1, credit_account_id: 2, amount: 10, ledger: 1, code: 1, flags: tf::PENDING, timeout, ..Default::default() };
+        let t = Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 10,
+            ledger: 1,
+            code: 1,
+            flags: tf::PENDING,
+            timeout,
+            ..Default::default()
+        };
         crate::Command::Transfer(t)
     }
 
@@ -1405,7 +1415,10 @@ mod version_tests {
         assert_eq!(engine.expired.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 5, 8], "by expiry time, then index");
         let mut results = Vec::new();
         engine.execute(7 * NS_PER_S, &[finish(30, 10, true), finish(31, 11, true), finish(32, 12, false)], &mut results).expect("batch");
-        assert_eq!(results, [ResultCode::PendingTransferExpired, ResultCode::PendingTransferAlreadyPosted, ResultCode::PendingTransferAlreadyVoided]);
+        assert_eq!(
+            results,
+            [ResultCode::PendingTransferExpired, ResultCode::PendingTransferAlreadyPosted, ResultCode::PendingTransferAlreadyVoided]
+        );
         assert_eq!(engine.hold(11).map(|h| (h.resolved_at, h.resolved_by)), Some((engine.transfer(21).expect("stored").timestamp, 6)));
         engine.check_invariants().expect("invariants");
 

@@ -24,6 +24,7 @@ mod transfers;
 pub use cold::{History, HistoryUnreadable, RecordHistory, RecordReader};
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
+pub(crate) use holds::hold_expiry;
 pub use limits::{BalanceLimits, LimitChange};
 pub use order_table::OrderTable;
 pub use orders::{
@@ -32,9 +33,8 @@ pub use orders::{
 };
 pub use policy::{AccountPolicy, RuleUsage};
 use policy::{Bucket, Policy};
-pub(crate) use holds::hold_expiry;
-pub(crate) use reversals::StatedHolds;
 use reversals::ReversalsOf;
+pub(crate) use reversals::StatedHolds;
 pub use reversals::{HoldOf, Lineage, LINEAGE_REVERSALS_MAX};
 
 use accounts::Change;
