@@ -12,7 +12,7 @@ use super::transfers::check_states;
 use super::*;
 
 /// Finished holds `hold_order` may list beyond twice the pending ones before it is compacted.
-const HOLD_ORDER_SLACK: usize = 4096;
+pub(crate) const HOLD_ORDER_SLACK: usize = 4096;
 
 /// When hold `t` expires: its timestamp plus its timeout, or 0 (never). A stored hold was
 /// checked not to overflow (a restore checks it too).

@@ -12,7 +12,7 @@ mod cold;
 pub(crate) mod digest;
 pub(crate) mod exchange;
 mod feed;
-mod holds;
+pub(crate) mod holds;
 mod ledgers;
 pub(crate) mod limits;
 pub(crate) mod order_table;
@@ -1174,5 +1174,59 @@ mod expiring_tests {
         let release = Command::Release(Transfer { id: 20, pending_id: 11, flags: transfer_flags::VOID_PENDING, ..Transfer::default() });
         execute_ok(&mut engine, 2, &[release]);
         assert_eq!(ids(&engine, 10), vec![13, 10], "a released hold no longer expires");
+    }
+
+    fn capture(id: u128, hold: u128, flags: u16) -> Command {
+        Command::Capture(Transfer {
+            id,
+            pending_id: hold,
+            amount: u128::MAX,
+            flags: transfer_flags::POST_PENDING | flags,
+            ..Transfer::default()
+        })
+    }
+
+    /// A capture in a chain that fails is taken back: the hold is pending again, with its expiry,
+    /// and nothing says it was finished; a later capture then finishes it.
+    #[test]
+    fn a_rolled_back_capture_leaves_the_hold_pending() {
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=2));
+        commands.push(hold(10, 60));
+        execute_ok(&mut engine, 1, &commands);
+        let mut results = Vec::new();
+        engine.execute(2, &[capture(20, 10, transfer_flags::LINKED), capture(21, 99, 0)], &mut results).expect("batch");
+        assert_eq!(results[0], crate::ResultCode::LinkedEventFailed);
+        let hold_index = 0;
+        assert!(engine.holds.contains_key(&hold_index) && engine.finished_by(hold_index).is_none());
+        assert_eq!(engine.hold(10).map(|h| h.status), Some(crate::HoldStatus::Pending));
+        assert_eq!(engine.next_expiry(), Some(engine.hold(10).expect("a hold").expires_at));
+        engine.check_invariants().expect("invariants");
+        execute_ok(&mut engine, 3, &[capture(20, 10, 0)]);
+        assert_eq!(engine.hold(10).map(|h| (h.status, h.resolved_by)), Some((crate::HoldStatus::Posted, 1)));
+        assert_eq!(engine.next_expiry(), None);
+        engine.check_invariants().expect("invariants");
+    }
+
+    /// Finished holds leave the order snapshots list holds in once they outnumber the pending
+    /// ones by more than the slack; the pending ones stay, in order.
+    #[test]
+    fn the_hold_order_drops_finished_holds() {
+        let mut engine = engine();
+        let mut commands = vec![eur_ledger()];
+        commands.extend(accounts(1..=2));
+        execute_ok(&mut engine, 1, &commands);
+        let holds = 3 * crate::state::holds::HOLD_ORDER_SLACK as u128;
+        let made: Vec<_> = (1..=holds).map(|id| hold(id, 0)).collect();
+        made.chunks(crate::BATCH_COMMANDS_MAX).enumerate().for_each(|(k, batch)| execute_ok(&mut engine, 2 + k as u64, batch));
+        let captured: Vec<_> = (2..=holds).map(|id| capture(holds + id, id, 0)).collect();
+        captured.chunks(crate::BATCH_COMMANDS_MAX).enumerate().for_each(|(k, batch)| execute_ok(&mut engine, 10 + k as u64, batch));
+        assert_eq!(engine.holds.len(), 1);
+        assert!(engine.hold_order.len() <= 2 + crate::state::holds::HOLD_ORDER_SLACK, "{} listed", engine.hold_order.len());
+        assert_eq!(engine.hold_order.first(), Some(&0));
+        engine.check_invariants().expect("invariants");
+        let bytes = engine.snapshot_bytes();
+        assert_eq!(crate::Engine::restore(&bytes).expect("restores").snapshot_bytes(), bytes);
     }
 }
