@@ -93,6 +93,10 @@ fn compare(node: &mut Node<FsStorage>, reference: &mut Engine) {
         assert_eq!(node.engine().transfer(id), reference.transfer(id), "transfer {id}");
     }
     assert!(node.engine().all_transfers().eq(reference.all_transfers()), "every transfer, read through");
+    for id in (1..=HOLDS).chain([BULK + 1, BULK + 2]) {
+        assert_eq!(node.engine().hold(id), reference.hold(id), "hold state of {id}, its capture read through");
+        assert_eq!(node.engine().lineage(id), reference.lineage(id), "lineage of {id}");
+    }
     assert_eq!(node.engine().take_history_failure(), None);
 }
 
