@@ -511,8 +511,8 @@ impl Restoring<'_> {
     /// Once every transfer is restored: every hold has a state, every state named a hold, and
     /// the expired ones are in the order they can have expired in, before the `clock`.
     fn holds_done(&self, engine: &Engine, clock: u64) -> Result<(), SnapshotError> {
-        if self.states.unresolved != 0 {
-            return invalid(format!("{} holds are neither pending, expired, captured nor released", self.states.unresolved));
+        if let Some(index) = self.states.open.keys().min() {
+            return invalid(format!("hold at transfer index {index} is neither pending, expired, captured nor released"));
         }
         if let Some(index) = self.states.stated.keys().min() {
             return invalid(format!("hold state for transfer index {index}, which is not a hold that is finished so"));

@@ -148,18 +148,42 @@ impl Engine {
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
                 continue;
             }
+            if t.flags & tf::REVERSE == 0 {
+                let named = self.open_hold_named(&t, states)?;
+                self.restore_resolution(index, &t, named, states)?;
+                continue;
+            }
             let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) else {
                 return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
             };
-            if t.flags & tf::REVERSE != 0 {
-                let of = self.reversals.entry(named).or_default();
-                of.amount = of.amount.checked_add(t.amount).ok_or("reversals overflow")?;
-                of.list.push(index);
-            } else {
-                self.restore_resolution(index, &t, named, states)?;
-            }
+            let of = self.reversals.entry(named).or_default();
+            of.amount = of.amount.checked_add(t.amount).ok_or("reversals overflow")?;
+            of.list.push(index);
         }
         Ok(())
+    }
+
+    /// The open hold capture or release `t` names: among those its pending id's hash names, the
+    /// only one still open, without reading a record the store holds (a restore would read one
+    /// for each capture of a hold made long before: a random read each). A record in memory is
+    /// checked; one out of memory is taken on its hash, which for a record the snapshot was not
+    /// taken with changes the digest (a slim stream is refused then). Hash twins, or none open,
+    /// are told apart by their records.
+    fn open_hold_named(&self, t: &Transfer, states: &StatedHolds) -> Result<u32, String> {
+        let (mut open, mut twins) = (None, false);
+        self.stored_candidates(t.pending_id, |c| {
+            let same = self.in_memory(c).is_none_or(|h| h.id == t.pending_id);
+            if same && states.open.contains_key(&c) {
+                twins |= open.replace(c).is_some();
+            }
+        });
+        match (open, twins) {
+            (Some(named), false) if t.pending_id != t.id => Ok(named),
+            _ => match self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) {
+                Some(IdSlot::Transfer(named)) => Ok(named),
+                _ => Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id)),
+            },
+        }
     }
 
     /// A restored hold that is not pending: expired, if the stream says so (its state then
@@ -172,7 +196,7 @@ impl Engine {
             return Ok(());
         }
         let Some(&(hold, value)) = states.stated.get(&index).filter(|(hold, _)| hold.status == HoldStatus::Expired) else {
-            states.unresolved += 1;
+            states.open.insert(index, hold_expiry(t));
             return Ok(());
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
@@ -189,23 +213,21 @@ impl Engine {
 
     /// Capture or release `t` (at `index`) of the hold at `named`: the hold's finished state,
     /// checked against the stream's if it has one (before version 8).
+    /// The hold's record is not read: what its state needs (its id, the capture's `pending_id`,
+    /// and its expiry) is known.
     fn restore_resolution(&mut self, index: u32, t: &Transfer, named: u32, states: &mut StatedHolds) -> Result<(), String> {
-        let hold = self.stored_through(named);
-        if hold.flags & tf::PENDING == 0 {
-            return Err(format!("transfer {} resolves a transfer that is not a hold", t.id));
-        }
-        if self.holds.contains_key(&named) || self.finished_by(named).is_some() {
-            return Err(format!("transfer {} resolves hold {}, which is pending or finished already", t.id, hold.id));
-        }
-        states.unresolved = states.unresolved.checked_sub(1).ok_or("a resolution without a hold")?;
+        let Some(expires_at) = states.open.remove(&named) else {
+            return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
+        };
         self.finished.insert(u128::from(named), index);
-        let state = self.hold_state(named, &hold, Engine::stored_through);
+        let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
+        let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {
             if (stated.status, stated.expires_at, stated.resolved_at) != (state.status, state.expires_at, state.resolved_at) {
-                return Err(format!("hold {}: the stream's state is not the one transfer {} gives it", hold.id, t.id));
+                return Err(format!("hold {}: the stream's state is not the one transfer {} gives it", t.pending_id, t.id));
             }
         }
-        self.digest.add_finished_hold(hold.id, &state);
+        self.digest.add_finished_hold(t.pending_id, &state);
         Ok(())
     }
 
@@ -256,8 +278,9 @@ pub(crate) struct StatedHolds {
     /// `finished` (`FAILED_TAG` and the place in `expired`); before version 8 also captured and
     /// released ones (value `NONE`), which must equal what their transfers give.
     pub(crate) stated: FxHashMap<u32, (Hold, u32)>,
-    /// Restored holds waiting for the capture or release that finished them.
-    pub(crate) unresolved: usize,
+    /// Restored holds waiting for the capture or release that finished them, with their expiry
+    /// time (so finishing one reads no record).
+    pub(crate) open: FxHashMap<u32, u64>,
     /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
     pub(crate) expiries: Vec<u64>,
 }
