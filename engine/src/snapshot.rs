@@ -469,7 +469,7 @@ fn restore_kept_transfers(
     for k in 0..chunks {
         // The chunk read becomes the engine's chunk as it is, in a buffer an evicted one left.
         let mut chunk = engine.transfers.take_spare();
-        history.read_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("chunk {k}: {e}")))?;
+        let summed = history.read_chunk_summed(k, &mut chunk).map_err(|e| SnapshotError::History(format!("chunk {k}: {e}")))?;
         if chunk.len() as u64 != chunk_len {
             return Err(SnapshotError::History(format!("chunk {k} holds {} transfers, not {chunk_len}", chunk.len())));
         }
@@ -477,6 +477,10 @@ fn restore_kept_transfers(
         for (i, t) in chunk.iter().enumerate() {
             let (dr, cr) = restored_sides(engine, t, Kept::InStore)?;
             engine.link_transfer(t, first + i as u32, dr, cr);
+        }
+        // The reader's sum of the chunk's digest terms stands for hashing each record again.
+        if let Some(sum) = summed {
+            engine.digest.settle_transfers_summed(first as usize, chunk.len(), sum);
         }
         engine.transfers.push_chunk(chunk);
         restoring.transfers_done(engine)?;

@@ -25,6 +25,12 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_many(&self, indices: &[u32], out: &mut Vec<Transfer>) -> Result<(), String> {
         indices.iter().try_for_each(|&index| self.read(index).map(|t| out.push(t)))
     }
+    /// As [`History::read_chunk`], with the sum of the chunk's state digest terms
+    /// ([`crate::transfers_digest_sum`]) if the store computed it (on another thread, say), so a
+    /// restore need not hash each record.
+    fn read_chunk_summed(&self, k: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
+        self.read_chunk(k, out).map(|()| None)
+    }
 }
 
 /// Reads bytes of stored records: `read_at(offset, out)` fills `out` from `offset`;
@@ -44,6 +50,21 @@ pub trait RecordReader: Send + Sync {
     fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
         offsets.iter().zip(out.chunks_exact_mut(record_bytes)).try_for_each(|(&at, record)| self.read_at(at, record))
     }
+    /// The transfers of the whole chunk of `len` bytes at `offset`, decoded into `out`, with
+    /// their digest terms' sum if the reader computed it ([`History::read_chunk_summed`]): a
+    /// reader that reads ahead may decode and hash on its own thread.
+    fn read_chunk_decoded(&self, offset: u64, len: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
+        let mut bytes = Vec::new();
+        self.read_chunk_at(offset, len, &mut bytes)?;
+        decode_chunk(&bytes, out);
+        Ok(None)
+    }
+}
+
+/// The transfers of a chunk's bytes (whole records), into `out` (cleared first).
+pub fn decode_chunk(bytes: &[u8], out: &mut Vec<Transfer>) {
+    out.clear();
+    out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
 }
 
 impl<F: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> RecordReader for F {
@@ -80,11 +101,12 @@ impl<R: RecordReader> History for RecordHistory<R> {
     }
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
-        let mut bytes = Vec::new();
-        self.reader.read_chunk_at((k * self.chunk_len * RECORD_SIZE) as u64, self.chunk_len * RECORD_SIZE, &mut bytes)?;
-        out.clear();
-        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
-        Ok(())
+        self.read_chunk_summed(k, out).map(|_| ())
+    }
+
+    fn read_chunk_summed(&self, k: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
+        let len = self.chunk_len * RECORD_SIZE;
+        self.reader.read_chunk_decoded((k * len) as u64, len, out)
     }
 
     fn read_many(&self, indices: &[u32], out: &mut Vec<Transfer>) -> Result<(), String> {
@@ -249,7 +271,9 @@ impl Engine {
         assert!(!self.recording, "eviction between batches only");
         let Some(chunk) = self.transfers.sealed_chunk(k) else { return };
         let first = (k * self.transfers.chunk_len()) as u32;
-        for (i, t) in chunk.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
+        // With no pending hold at all there is nothing to pin (a restart's history, most often).
+        let holds = if self.holds.is_empty() { &[][..] } else { &chunk[..] };
+        for (i, t) in holds.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
             let index = first + i as u32;
             if self.holds.contains_key(&index) {
                 self.cold.pinned.insert(index, *t);

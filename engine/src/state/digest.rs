@@ -180,7 +180,26 @@ fn balance_entry_term(account_id: u128, entry: &BalanceEntry) -> u128 {
     xxh3_128_with_seed(&bytes, seed::BALANCE_ENTRY)
 }
 
+/// The sum of the state digest's terms of `transfers`: what a restore adds for a chunk of
+/// stored transfers instead of hashing each itself, when a reader computed it beside reading
+/// the chunk (the node's history reader does, on its own thread).
+pub fn transfers_digest_sum(transfers: &[Transfer]) -> u128 {
+    transfers.iter().fold(0u128, |sum, t| sum.wrapping_add(transfer_term(t)))
+}
+
 impl DigestState {
+    /// Counts the transfers from `first` to `first + count` as settled with their terms' sum
+    /// `sum` ([`transfers_digest_sum`]), if every transfer before them is settled; returns
+    /// whether it did (otherwise settling hashes them).
+    pub(crate) fn settle_transfers_summed(&mut self, first: usize, count: usize, sum: u128) -> bool {
+        if self.transfers_settled != first {
+            return false;
+        }
+        self.sum = self.sum.wrapping_add(sum);
+        self.transfers_settled = first + count;
+        true
+    }
+
     /// Adds the term of a finished hold `transfer_id` (a restore, which derives it from the
     /// capture or release it reads, where settling would need records it has evicted).
     pub(crate) fn add_finished_hold(&mut self, transfer_id: u128, hold: &Hold) {

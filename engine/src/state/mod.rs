@@ -21,7 +21,8 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
-pub use cold::{History, HistoryUnreadable, RecordHistory, RecordReader};
+pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader};
+pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bursar_engine::{Engine, History, Record, RecordHistory, RecordReader, Transfer, RECORD_SIZE};
+use bursar_engine::{decode_chunk, transfers_digest_sum, Engine, History, Record, RecordHistory, RecordReader, Transfer, RECORD_SIZE};
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
@@ -34,15 +34,16 @@ pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn Histo
 
 /// [`file_history`]'s reader. A whole chunk is read one ahead on a helper thread: a restore
 /// (and a full snapshot of an engine with evicted chunks) reads them in order, so chunk k + 1
-/// is read from disk and checked while chunk k is restored.
+/// is read from disk, checked, decoded and its digest terms summed while chunk k is restored.
 struct StoreReader {
     store: Arc<HistoryStore>,
     /// The chunk read ahead: its offset and the thread reading it.
     ahead: Mutex<Option<ChunkAhead>>,
 }
 
-/// A chunk being read ahead: its offset, and the thread reading it.
-type ChunkAhead = (u64, JoinHandle<std::io::Result<Vec<u8>>>);
+/// A chunk being read ahead: its offset, and the thread reading it, which also decodes its
+/// transfers and sums their state digest terms (so the restore's thread does neither).
+type ChunkAhead = (u64, JoinHandle<std::io::Result<(Vec<Transfer>, u128)>>);
 
 impl StoreReader {
     /// Starts reading the chunk at `offset` on a helper thread, if the store holds it.
@@ -54,7 +55,11 @@ impl StoreReader {
         let store = Arc::clone(&self.store);
         let read = move || {
             let mut bytes = vec![0u8; chunk_bytes as usize];
-            store.read(offset, &mut bytes).map(|()| bytes)
+            store.read(offset, &mut bytes)?;
+            let mut transfers = Vec::with_capacity(bytes.len() / RECORD_SIZE);
+            decode_chunk(&bytes, &mut transfers);
+            let sum = transfers_digest_sum(&transfers);
+            Ok((transfers, sum))
         };
         // Best effort: without a thread the next chunk is read when asked for.
         std::thread::Builder::new().name("bursar-history-ahead".into()).spawn(read).ok().map(|handle| (offset, handle))
@@ -66,19 +71,23 @@ impl RecordReader for StoreReader {
         self.store.read(offset, out).map_err(|e| e.to_string())
     }
 
-    fn read_chunk_at(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    fn read_chunk_decoded(&self, offset: u64, len: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         let mut ahead = self.ahead.lock().expect("read-ahead lock");
-        match ahead.take() {
+        let summed = match ahead.take() {
             Some((at, reading)) if at == offset && len as u64 == self.store.chunk_bytes() => {
-                *out = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
+                let (transfers, sum) = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
+                *out = transfers;
+                Some(sum)
             }
             _ => {
-                out.resize(len, 0);
-                self.store.read(offset, out).map_err(|e| e.to_string())?;
+                let mut bytes = vec![0u8; len];
+                self.store.read(offset, &mut bytes).map_err(|e| e.to_string())?;
+                decode_chunk(&bytes, out);
+                None
             }
-        }
+        };
         *ahead = self.read_ahead(offset + self.store.chunk_bytes());
-        Ok(())
+        Ok(summed)
     }
 
     fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
