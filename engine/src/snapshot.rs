@@ -353,7 +353,7 @@ impl Engine {
         }
         let chunks = restore_kept_transfers(&mut engine, kept, history.as_deref(), &mut restoring)?;
         for _ in 0..streamed {
-            restore_transfer(&mut engine, Transfer::decode(r.record()), Kept::No)?;
+            restore_transfer(&mut engine, Transfer::decode(r.record()), Origin::Stream)?;
         }
         restoring.transfers_done(&mut engine)?;
         if let Some(&(index, _)) = holds.get(restoring.next_hold) {
@@ -475,7 +475,7 @@ fn restore_kept_transfers(
         }
         let first = engine.transfers.len() as u32;
         for (i, t) in chunk.iter().enumerate() {
-            let (dr, cr) = restored_sides(engine, t, Kept::InStore)?;
+            let (dr, cr) = restored_sides(engine, t, Origin::Store)?;
             engine.link_transfer(t, first + i as u32, dr, cr);
         }
         // The reader's sum of the chunk's digest terms stands for hashing each record again.
@@ -772,24 +772,24 @@ fn restore_account(engine: &mut Engine, account: Account) -> Result<(), Snapshot
 /// Where a restored transfer comes from: the stream, or the history store (whose records the
 /// stream's digest covers).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kept {
-    No,
-    InStore,
+enum Origin {
+    Stream,
+    Store,
 }
 
 /// Adds a transfer after checking it could have been stored: a new id (for the store's, left to
 /// the digest: a repeated id is a record the snapshot was not taken with, which changes the
 /// digest, and one lookup a transfer was a tenth of a restart), and accounts that exist.
-fn restore_transfer(engine: &mut Engine, transfer: Transfer, kept: Kept) -> Result<(), SnapshotError> {
-    let (dr, cr) = restored_sides(engine, &transfer, kept)?;
+fn restore_transfer(engine: &mut Engine, transfer: Transfer, from: Origin) -> Result<(), SnapshotError> {
+    let (dr, cr) = restored_sides(engine, &transfer, from)?;
     engine.insert_transfer(transfer, dr, cr);
     Ok(())
 }
 
 /// The account indexes of a transfer to restore, once it is checked as [`restore_transfer`] says.
 #[inline]
-fn restored_sides(engine: &Engine, transfer: &Transfer, kept: Kept) -> Result<(u32, u32), SnapshotError> {
-    let repeated = || kept == Kept::No && engine.find_transfer_id_through(transfer.id).is_some();
+fn restored_sides(engine: &Engine, transfer: &Transfer, from: Origin) -> Result<(u32, u32), SnapshotError> {
+    let repeated = || from == Origin::Stream && engine.find_transfer_id_through(transfer.id).is_some();
     if transfer.id == 0 || transfer.id == u128::MAX || repeated() {
         return invalid(format!("transfer id {} is zero, max or repeated", transfer.id));
     }
