@@ -135,6 +135,10 @@ pub struct Workload {
     /// Give every account of the run a channel list and a velocity rule first
     /// ([`crate::policy_batches`]: checked on every transfer, refusing nothing).
     pub policy: bool,
+    /// Requests of a client between a hold and its capture or release: 0, the same request;
+    /// more, as card payments are captured long after their authorisation (the holds then wait
+    /// in the server, and those still open when the budget is spent are resolved after it).
+    pub capture_after: usize,
 }
 
 impl Workload {
@@ -283,6 +287,10 @@ struct Generator {
     choice: Arc<Choice>,
     mix: Mix,
     expected: Expected,
+    /// See [`Workload::capture_after`].
+    capture_after: usize,
+    /// Captures and releases waiting for their request, the oldest request's first.
+    late: std::collections::VecDeque<Vec<Command>>,
 }
 
 impl Generator {
@@ -295,7 +303,40 @@ impl Generator {
             choice,
             mix: workload.mix,
             expected: Expected::default(),
+            capture_after: workload.capture_after,
+            late: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The captures and releases due in this request (made `capture_after` requests ago), at
+    /// most `len`; the rest stay first in line.
+    fn due(&mut self, len: usize) -> Vec<Command> {
+        if self.late.len() <= self.capture_after {
+            return Vec::new();
+        }
+        let oldest = self.late.front_mut().expect("a request's resolutions");
+        let take = oldest.len().min(len);
+        let due: Vec<Command> = oldest.drain(..take).collect();
+        if oldest.is_empty() {
+            self.late.pop_front();
+        }
+        due
+    }
+
+    /// After the budget: the next request of at most `len` captures and releases still
+    /// waiting, or `None` once every hold of the run is resolved.
+    fn drain(&mut self, len: usize) -> Option<Planned> {
+        let mut commands = Vec::with_capacity(len);
+        while commands.len() < len {
+            let Some(oldest) = self.late.front_mut() else { break };
+            let take = oldest.len().min(len - commands.len());
+            commands.extend(oldest.drain(..take));
+            if oldest.is_empty() {
+                self.late.pop_front();
+            }
+        }
+        self.expected.commands += commands.len() as u64;
+        (!commands.is_empty()).then_some(Planned::Submit(commands))
     }
 
     fn id(&mut self) -> u128 {
@@ -362,12 +403,14 @@ impl Generator {
             self.expected.lookups += len as u64;
             return Planned::Lookup(ids);
         }
-        let mut commands = Vec::with_capacity(len);
-        let mut resolutions = Vec::new();
+        let mut commands = self.due(len);
+        let (mut resolutions, mut later) = (Vec::new(), Vec::new());
+        // A hold resolved in a later request needs no room for its resolution in this one.
+        let hold_room = if self.capture_after > 0 { 1 } else { 2 };
         while commands.len() + resolutions.len() < len {
             let room = len - commands.len() - resolutions.len();
             let kind = self.kind();
-            if kind == Kind::Hold && room >= 2 {
+            if kind == Kind::Hold && room >= hold_room {
                 let (debit, credit) = self.pair();
                 let amount = 1 + self.rng.below(1000) as u128;
                 let id = self.id();
@@ -381,7 +424,8 @@ impl Generator {
                     ..Default::default()
                 }));
                 let resolution = Transfer { id: self.id(), pending_id: id, ..Default::default() };
-                resolutions.push(match self.rng.below(3) {
+                let into = if self.capture_after > 0 { &mut later } else { &mut resolutions };
+                into.push(match self.rng.below(3) {
                     0 => {
                         self.post(amount, true, true);
                         Command::Capture(Transfer { amount: u128::MAX, ..resolution })
@@ -424,6 +468,10 @@ impl Generator {
                 // A transfer, or a hold or chain that did not fit in the room left.
                 commands.push(self.transfer(0));
             }
+        }
+        if self.capture_after > 0 {
+            // One entry a request, empty or not: the lag counts requests.
+            self.late.push_back(later);
         }
         commands.append(&mut resolutions);
         self.expected.commands += commands.len() as u64;
@@ -562,10 +610,19 @@ async fn closed_loop(client: Client, mut generator: Generator, batch: usize, sha
     loop {
         let len = shared.claim(batch);
         if len == 0 || shared.failed() {
+            drain(&client, &mut generator, batch, &shared).await;
             return generator.expected;
         }
         let planned = generator.next(len);
         send(&client, planned, Instant::now(), &shared).await;
+    }
+}
+
+/// Sends, one request after another, the captures and releases still waiting once the budget
+/// is spent (none unless holds are resolved in later requests).
+async fn drain(client: &Client, generator: &mut Generator, batch: usize, shared: &Shared) {
+    while let Some(planned) = generator.drain(batch).filter(|_| !shared.failed()) {
+        send(client, planned, Instant::now(), shared).await;
     }
 }
 
@@ -590,6 +647,7 @@ async fn open_loop(client: Client, mut generator: Generator, batch: usize, perio
         intended += period;
     }
     while tasks.join_next().await.is_some() {}
+    drain(&client, &mut generator, batch, &shared).await;
     generator.expected
 }
 
@@ -885,9 +943,18 @@ mod tests {
             seed: 9,
             load: Load::Closed,
             policy: false,
+            capture_after: 0,
         };
+        generate_and_apply(&workload);
+        // Holds captured or released three requests later, the rest once the budget is spent.
+        generate_and_apply(&Workload { capture_after: 3, ..workload });
+    }
+
+    /// Runs `workload`'s generator through a real engine: every request is as long as asked,
+    /// everything applies, and the sums match what the generator expects.
+    fn generate_and_apply(workload: &Workload) {
         let base = 1u128 << 64;
-        let mut generator = Generator::new(&workload, Arc::new(Choice::Uniform), 0, base);
+        let mut generator = Generator::new(workload, Arc::new(Choice::Uniform), 0, base);
         let (mut submits, mut lookups) = (0, 0);
         // Replay through a real engine: everything applies, and the sums match.
         let mut engine = bursar_engine::Engine::new(bursar_engine::Limits::default());
@@ -915,6 +982,14 @@ mod tests {
             }
         }
         assert!(submits > 100 && lookups > 0, "{submits} submits, {lookups} lookups");
+        let waiting = generator.late.iter().map(Vec::len).sum::<usize>();
+        assert!((workload.capture_after == 0) == (waiting == 0), "{waiting} resolutions wait after the budget");
+        while let Some(Planned::Submit(commands)) = generator.drain(5) {
+            assert!(commands.len() <= 5);
+            results.clear();
+            engine.execute(engine.timestamp() + 1, &commands, &mut results).unwrap();
+            assert!(results.iter().all(|r| *r == ResultCode::Ok), "{:?}", results);
+        }
         let accounts: Vec<&Account> = (1..=100).map(|i| engine.account(base + i).unwrap()).collect();
         let sum = |f: fn(&Account) -> u128| accounts.iter().map(|a| f(a)).sum::<u128>();
         assert_eq!(

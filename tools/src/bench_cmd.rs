@@ -50,7 +50,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "uniform")]
     pub choice: String,
     /// Command mix, weights: `transfer:70,hold:10,debit:5,credit:5,chain:5,reverse:5,lookup:5`. A
-    /// hold is followed in the same request by its full capture, half capture or release; a chain
+    /// hold is followed in the same request (or `--capture-after` requests later) by its full
+    /// capture, half capture or release; a chain
     /// is three linked transfers; a reverse is a transfer followed by a refund of half of it; a
     /// lookup is a whole request of account lookups.
     #[arg(long, default_value = "transfer:1")]
@@ -59,6 +60,11 @@ pub struct BenchArgs {
     /// transfer, refusing nothing): what account controls cost.
     #[arg(long)]
     pub policy: bool,
+    /// Capture or release each hold this many requests (of the same client) after it, not in its
+    /// own request: card payments are captured long after their authorisation, so holds wait in
+    /// the server meanwhile. Those still waiting when the run's commands are spent are sent after.
+    #[arg(long, default_value_t = 0)]
+    pub capture_after: usize,
     /// Seed of the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -141,6 +147,7 @@ fn workload(args: &BenchArgs) -> Result<Workload> {
             None => Load::Closed,
         },
         policy: args.policy,
+        capture_after: args.capture_after,
     };
     workload.check().map_err(anyhow::Error::msg)?;
     Ok(workload)
@@ -309,7 +316,7 @@ fn describe(workload: &Workload) -> String {
     };
     let m = workload.mix;
     format!(
-        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{}, seed {}",
+        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{}{}, seed {}",
         workload.accounts,
         if workload.policy { " with a channel list and a velocity rule each" } else { "" },
         workload.batch,
@@ -321,6 +328,7 @@ fn describe(workload: &Workload) -> String {
         m.chain,
         m.reverse,
         m.lookup,
+        if workload.capture_after > 0 { format!(" (holds resolved {} requests later)", workload.capture_after) } else { String::new() },
         workload.seed
     )
 }

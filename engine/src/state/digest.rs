@@ -357,8 +357,15 @@ impl Engine {
                 policy.set_digest_dirty(false);
             }
         }
+        // Holds finished since: their records stay pinned until their final terms are hashed.
+        let unpin: Vec<u32> = if self.cold.pinned_any() {
+            digest.dirty_holds.iter().copied().filter(|index| !self.holds.contains_key(index)).collect()
+        } else {
+            Vec::new()
+        };
         digest.settle(self);
         self.digest = digest;
+        self.cold.unpin(&unpin);
     }
 
     /// The part of [`Engine::settle_digest`] worth doing after every batch: the items the batch
