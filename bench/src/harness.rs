@@ -314,29 +314,29 @@ impl Generator {
         if self.late.len() <= self.capture_after {
             return Vec::new();
         }
-        let oldest = self.late.front_mut().expect("a request's resolutions");
-        let take = oldest.len().min(len);
-        let due: Vec<Command> = oldest.drain(..take).collect();
-        if oldest.is_empty() {
-            self.late.pop_front();
-        }
-        due
+        self.take_late(len, 1)
     }
 
     /// After the budget: the next request of at most `len` captures and releases still
     /// waiting, or `None` once every hold of the run is resolved.
     fn drain(&mut self, len: usize) -> Option<Planned> {
-        let mut commands = Vec::with_capacity(len);
-        while commands.len() < len {
-            let Some(oldest) = self.late.front_mut() else { break };
-            let take = oldest.len().min(len - commands.len());
-            commands.extend(oldest.drain(..take));
+        let commands = self.take_late(len, usize::MAX);
+        self.expected.commands += commands.len() as u64;
+        (!commands.is_empty()).then_some(Planned::Submit(commands))
+    }
+
+    /// Up to `len` waiting captures and releases, oldest first, from at most `requests` requests.
+    fn take_late(&mut self, len: usize, requests: usize) -> Vec<Command> {
+        let mut taken = Vec::new();
+        for _ in 0..requests {
+            let Some(oldest) = self.late.front_mut().filter(|_| taken.len() < len) else { break };
+            let take = oldest.len().min(len - taken.len());
+            taken.extend(oldest.drain(..take));
             if oldest.is_empty() {
                 self.late.pop_front();
             }
         }
-        self.expected.commands += commands.len() as u64;
-        (!commands.is_empty()).then_some(Planned::Submit(commands))
+        taken
     }
 
     fn id(&mut self) -> u128 {
