@@ -28,9 +28,8 @@
 
 use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
-use crate::id_hash::IdMap;
 use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
-use crate::state::{BalanceEntry, Engine, FailedTransfer, Hold, LimitChange, Order, Policy};
+use crate::state::{hold_expiry, BalanceEntry, Engine, FailedTransfer, Hold, HoldStatus, LimitChange, Order, Policy, NONE};
 use crate::types::{Account, Ledger, Quote, Record, Transfer, RECORD_SIZE};
 
 /// Changed accounts and holds [`Engine::settle_digest_appended`] lets wait for the next
@@ -66,9 +65,10 @@ pub(crate) struct DigestState {
     account_terms: Vec<u128>,
     /// Accounts changed since the last settle (each once, see `AccountMeta::digest_dirty`).
     pub(crate) dirty_accounts: Vec<u32>,
-    /// The term each settled pending hold contributes, by transfer index (a finished hold's
-    /// never changes, so it is not kept).
-    hold_terms: IdMap<u32, u128>,
+    /// Transfers stored when the changed holds were last settled: a changed hold below was
+    /// pending then (a finished hold never changes again), so its old term is its pending
+    /// state's, computed again rather than kept (48 bytes a pending hold in a map).
+    holds_settled_below: usize,
     /// Holds inserted or changed since the last settle (repeats are dropped when settling).
     pub(crate) dirty_holds: Vec<u32>,
     /// The term each settled policy contributes, by policy index.
@@ -280,11 +280,16 @@ impl DigestState {
         self.dirty_holds.sort_unstable();
         self.dirty_holds.dedup();
         for &index in &self.dirty_holds {
-            let old = self.hold_terms.remove(&index).unwrap_or(0);
+            // Not below: made since, or by a chain that was rolled back (its record maybe gone).
+            let old = if (index as usize) < self.holds_settled_below {
+                let t = engine.stored(index);
+                let pending = Hold { status: HoldStatus::Pending, expires_at: hold_expiry(&t), resolved_at: 0, resolved_by: NONE };
+                hold_term(t.id, &pending)
+            } else {
+                0
+            };
             let new = if let Some(hold) = engine.holds.get(&index) {
-                let term = hold_term(engine.stored(index).id, hold);
-                self.hold_terms.insert(index, term);
-                term
+                hold_term(engine.stored(index).id, hold)
             } else if engine.finished_by(index).is_some() {
                 // Finished since the last settle; its state never changes again. Its record and
                 // what finished it are in memory: eviction settles first.
@@ -296,6 +301,7 @@ impl DigestState {
             self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
         }
         self.dirty_holds.clear();
+        self.holds_settled_below = engine.transfers.len();
         self.policy_terms.resize(engine.policies.len(), 0);
         for &index in &self.dirty_policies {
             // An index past the end was a policy a failed chain made and took back.
