@@ -11,9 +11,6 @@
 use super::transfers::check_states;
 use super::*;
 
-/// Finished holds `hold_order` may list beyond twice the pending ones before it is compacted.
-pub(crate) const HOLD_ORDER_SLACK: usize = 4096;
-
 /// When hold `t` expires: its timestamp plus its timeout, or 0 (never). A stored hold was
 /// checked not to overflow (a restore checks it too).
 pub(crate) fn hold_expiry(t: &Transfer) -> u64 {
@@ -77,16 +74,6 @@ impl Engine {
     pub(crate) fn finished_by(&self, index: u32) -> Option<u32> {
         // Keys are transfer indexes below 2^64, which the index's hash maps one to one: exact.
         self.finished.find(u128::from(index), |_| true)
-    }
-
-    /// Drops finished holds from `hold_order` once they outnumber the pending ones (plus
-    /// `HOLD_ORDER_SLACK`): O(1) a hold over time, and between batches only, so a rolled-back
-    /// chain's holds are still listed.
-    pub(super) fn compact_hold_order(&mut self) {
-        if self.hold_order.len() > 2 * self.holds.len() + HOLD_ORDER_SLACK {
-            let holds = &self.holds;
-            self.hold_order.retain(|index| holds.contains_key(index));
-        }
     }
 
     /// A released or expired hold (`count`), or the part of a hold a capture did not take,

@@ -355,10 +355,6 @@ pub struct Engine {
     pub(crate) failed: Vec<FailedTransfer>,
     /// The pending holds, by transfer index: hot state. A finished hold leaves it (see `finished`).
     pub(crate) holds: IdMap<u32, Hold>,
-    /// Transfer indexes of holds, ascending (a hold is made when its transfer is stored): every
-    /// pending one, and finished ones until the list is next compacted (`compact_hold_order`).
-    /// A snapshot lists the pending holds in this order without sorting them.
-    pub(crate) hold_order: Vec<u32>,
     /// Every finished hold, by transfer index, to what finished it: the capture or release's
     /// transfer index, or `FAILED_TAG` and its place in `expired` (see `holds`). 13 bytes a
     /// bucket; the hold's state is derived from that record, so it is neither here nor in snapshots.
@@ -448,7 +444,6 @@ impl Engine {
             transfer_ids: TransferIds::default(),
             failed: Vec::new(),
             holds: IdMap::default(),
-            hold_order: Vec::new(),
             finished: TransferIds::default(),
             expired: Vec::new(),
             expiries: BTreeSet::new(),
@@ -610,7 +605,6 @@ impl Engine {
         }
         self.timestamp = self.ts_of(first, commands.len()).saturating_sub(1).max(clock);
         debug_assert!(self.undo.is_empty() && !self.recording);
-        self.compact_hold_order();
         Ok(BatchInfo { now: clock, expired, ran, first_timestamp, last_timestamp: self.timestamp })
     }
 
@@ -917,7 +911,6 @@ impl Engine {
                 Undo::State { account, old } => self.accounts[account as usize].state = old,
                 Undo::HoldInserted { transfer } => {
                     let hold = self.holds.remove(&transfer).expect("undo: hold");
-                    assert_eq!(self.hold_order.pop(), Some(transfer), "undo: the newest hold first");
                     self.expiries.remove(&(hold.expires_at, transfer));
                 }
                 Undo::FeedNote => {
@@ -1210,22 +1203,22 @@ mod expiring_tests {
         engine.check_invariants().expect("invariants");
     }
 
-    /// Finished holds leave the order snapshots list holds in once they outnumber the pending
-    /// ones by more than the slack; the pending ones stay, in order.
+    /// Finished holds leave the pending holds' table, so a snapshot lists the one still
+    /// pending (and no finished one) and restores to the same state.
     #[test]
-    fn the_hold_order_drops_finished_holds() {
+    fn finished_holds_leave_the_table_a_snapshot_lists() {
         let mut engine = engine();
         let mut commands = vec![eur_ledger()];
         commands.extend(accounts(1..=2));
         execute_ok(&mut engine, 1, &commands);
-        let holds = 3 * crate::state::holds::HOLD_ORDER_SLACK as u128;
+        let holds = 3 * crate::BATCH_COMMANDS_MAX as u128;
         let made: Vec<_> = (1..=holds).map(|id| hold(id, 0)).collect();
         made.chunks(crate::BATCH_COMMANDS_MAX).enumerate().for_each(|(k, batch)| execute_ok(&mut engine, 2 + k as u64, batch));
         let captured: Vec<_> = (2..=holds).map(|id| capture(holds + id, id, 0)).collect();
         captured.chunks(crate::BATCH_COMMANDS_MAX).enumerate().for_each(|(k, batch)| execute_ok(&mut engine, 10 + k as u64, batch));
         assert_eq!(engine.holds.len(), 1);
-        assert!(engine.hold_order.len() <= 2 + crate::state::holds::HOLD_ORDER_SLACK, "{} listed", engine.hold_order.len());
-        assert_eq!(engine.hold_order.first(), Some(&0));
+        assert!(engine.holds.contains_key(&0));
+        assert_eq!(engine.snapshot_view().len(), engine.snapshot_len());
         engine.check_invariants().expect("invariants");
         let bytes = engine.snapshot_bytes();
         assert_eq!(crate::Engine::restore(&bytes).expect("restores").snapshot_bytes(), bytes);

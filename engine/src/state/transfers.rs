@@ -178,7 +178,6 @@ impl Engine {
         let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
         if pending {
             self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
-            self.hold_order.push(index);
             self.digest.dirty_holds.push(index);
             if expires_at != 0 {
                 self.expiries.insert((expires_at, index));
