@@ -210,8 +210,8 @@ impl Engine {
         view.history = self.cold.history.clone();
         (view.kept, view.digest) = (0, [0; DIGEST_SIZE]);
         // The pending holds copied in the table's own order (one pass over its memory), sorted
-        // on the writer's thread: listing 2.4 M in index order here, a lookup each, stalled the
-        // sequencer 214–271 ms.
+        // on the writer's thread: listing them in index order here takes a lookup each, on the
+        // sequencer (`bench/README.md`, session 20).
         view.holds.clear();
         view.holds.extend(self.holds.iter().map(|(&index, &hold)| (index, hold)));
         view.sorted_holds = std::sync::OnceLock::new();
@@ -777,7 +777,8 @@ enum Origin {
 
 /// Adds a transfer after checking it could have been stored: a new id (for the store's, left to
 /// the digest: a repeated id is a record the snapshot was not taken with, which changes the
-/// digest, and one lookup a transfer was a tenth of a restart), and accounts that exist.
+/// digest, and a lookup for every stored transfer is a large part of a restart), and accounts
+/// that exist.
 fn restore_transfer(engine: &mut Engine, transfer: Transfer, from: Origin) -> Result<(), SnapshotError> {
     let (dr, cr) = restored_sides(engine, &transfer, from)?;
     engine.insert_transfer(transfer, dr, cr);
