@@ -306,7 +306,7 @@ impl Engine {
         self.check_links()?;
         let mut ledger_sums = vec![Balances::default(); self.ledgers.len()];
         let mut held = vec![(0u128, 0u128); self.accounts.len()];
-        for (&index, hold) in &self.holds {
+        for (index, hold) in self.holds.iter() {
             if hold.status != HoldStatus::Pending || self.finished_by(index).is_some() {
                 return Err(format!("hold at transfer index {index} is kept as pending but is not"));
             }

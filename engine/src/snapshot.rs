@@ -181,7 +181,7 @@ impl Engine {
 
     /// Every pending hold, by transfer index.
     fn sorted_holds(&self) -> Vec<(u32, Hold)> {
-        sorted_holds(self.holds.iter().map(|(&index, &hold)| (index, hold)))
+        sorted_holds(self.holds.iter())
     }
 
     /// A copy of the state for a snapshot encoded elsewhere: the tables copied as they are
@@ -213,7 +213,7 @@ impl Engine {
         // on the writer's thread: listing them in index order here takes a lookup each, on the
         // sequencer (`bench/README.md`, session 20).
         view.holds.clear();
-        view.holds.extend(self.holds.iter().map(|(&index, &hold)| (index, hold)));
+        view.holds.extend(self.holds.iter());
         view.sorted_holds = std::sync::OnceLock::new();
         catch_up(&mut view.expired, &self.expired);
         catch_up(&mut view.balance_history, &self.balance_history);

@@ -289,7 +289,7 @@ impl DigestState {
                 0
             };
             let new = if let Some(hold) = engine.holds.get(&index) {
-                hold_term(engine.stored(index).id, hold)
+                hold_term(engine.stored(index).id, &hold)
             } else if engine.finished_by(index).is_some() {
                 // Finished since the last settle; its state never changes again. Its record and
                 // what finished it are in memory: eviction settles first.

@@ -11,6 +11,52 @@
 use super::transfers::check_states;
 use super::*;
 
+/// The pending holds, by transfer index. A pending hold's state is its expiry alone (status
+/// pending, not resolved), so only that is kept: 16 bytes an entry where the whole state took 32.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PendingHolds(IdMap<u32, u64>);
+
+impl PendingHolds {
+    fn state(expires_at: u64) -> Hold {
+        Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE }
+    }
+
+    /// The pending hold at transfer `index`.
+    #[inline]
+    pub(crate) fn get(&self, index: &u32) -> Option<Hold> {
+        self.0.get(index).map(|&expires_at| PendingHolds::state(expires_at))
+    }
+
+    /// Keeps `hold`, which is pending (asserted), at transfer `index`.
+    pub(crate) fn insert(&mut self, index: u32, hold: Hold) {
+        assert!(hold == Hold { resolved_by: NONE, ..PendingHolds::state(hold.expires_at) }, "only pending holds are kept");
+        self.0.insert(index, hold.expires_at);
+    }
+
+    /// Takes the pending hold at transfer `index` out.
+    pub(crate) fn remove(&mut self, index: &u32) -> Option<Hold> {
+        self.0.remove(index).map(PendingHolds::state)
+    }
+
+    #[inline]
+    pub(crate) fn contains_key(&self, index: &u32) -> bool {
+        self.0.contains_key(index)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every pending hold with its transfer index, in the table's order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, Hold)> + '_ {
+        self.0.iter().map(|(&index, &expires_at)| (index, PendingHolds::state(expires_at)))
+    }
+}
+
 /// When hold `t` expires: its timestamp plus its timeout, or 0 (never). A stored hold was
 /// checked not to overflow (a restore checks it too).
 pub(crate) fn hold_expiry(t: &Transfer) -> u64 {
@@ -54,7 +100,7 @@ impl Engine {
     /// asks for it; `Engine::stored_through` for queries).
     pub(crate) fn hold_state(&self, index: u32, hold: &Transfer, read: impl Fn(&Engine, u32) -> Transfer) -> Hold {
         if let Some(pending) = self.holds.get(&index) {
-            return *pending;
+            return pending;
         }
         let by = self.finished_by(index).unwrap_or_else(|| panic!("transfer index {index} is a hold neither pending nor finished"));
         let expires_at = hold_expiry(hold);

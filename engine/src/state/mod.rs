@@ -354,7 +354,7 @@ pub struct Engine {
     /// Transfer ids whose outcome was decided by a failure, in the order they failed.
     pub(crate) failed: Vec<FailedTransfer>,
     /// The pending holds, by transfer index: hot state. A finished hold leaves it (see `finished`).
-    pub(crate) holds: IdMap<u32, Hold>,
+    pub(crate) holds: holds::PendingHolds,
     /// Every finished hold, by transfer index, to what finished it: the capture or release's
     /// transfer index, or `FAILED_TAG` and its place in `expired` (see `holds`). 13 bytes a
     /// bucket; the hold's state is derived from that record, so it is neither here nor in snapshots.
@@ -443,7 +443,7 @@ impl Engine {
             transfer_links: Vec::new(),
             transfer_ids: TransferIds::default(),
             failed: Vec::new(),
-            holds: IdMap::default(),
+            holds: holds::PendingHolds::default(),
             finished: TransferIds::default(),
             expired: Vec::new(),
             expiries: BTreeSet::new(),
