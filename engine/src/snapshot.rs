@@ -209,9 +209,7 @@ impl Engine {
         view.transfers = self.transfers.snapshot();
         view.history = self.cold.history.clone();
         (view.kept, view.digest) = (0, [0; DIGEST_SIZE]);
-        // The pending holds copied in the table's own order (one pass over its memory), sorted
-        // on the writer's thread: listing them in index order here takes a lookup each, on the
-        // sequencer (`bench/README.md`, session 20).
+        // One pass over the table's memory; sorted on the writer's thread, not here.
         view.holds.clear();
         view.holds.extend(self.holds.iter());
         view.sorted_holds = std::sync::OnceLock::new();

@@ -157,9 +157,7 @@ impl Clone for Cold {
 }
 
 /// Records kept by transfer index: a small map of index to slot beside a vector of records, so
-/// a lookup's probe reads 8-byte entries, then the one record (a map holding the 128-byte
-/// records themselves spreads many waiting holds over a table many times the cache, a miss per
-/// probe: `bench/README.md`, session 20, late captures).
+/// a probe reads 8-byte entries (not 128-byte records spread over the cache), then one record.
 #[derive(Clone, Debug, Default)]
 struct Pinned {
     slots: FxHashMap<u32, u32>,
@@ -215,7 +213,7 @@ impl Cold {
 
     /// Unpins `indexes` (holds finished and settled in the digest; any not pinned are skipped).
     /// A pinned hold leaves this way once finished, not by a pass over every pinned one at each
-    /// eviction (O(pinned) each time; see `bench/README.md`, session 20, late captures).
+    /// eviction.
     pub(crate) fn unpin(&mut self, indexes: &[u32]) {
         for index in indexes {
             self.pinned.remove(index);
