@@ -39,23 +39,17 @@ pub trait History: Send + Sync + core::fmt::Debug {
 pub trait RecordReader: Send + Sync {
     /// Fills `out` with the bytes at `offset`.
     fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String>;
-    /// Makes `out` the `len` bytes of the whole chunk at `offset`: chunks are asked for in order
-    /// (a restore, a full snapshot), so a reader may read the next one ahead and hand its buffer
-    /// over as it is.
-    fn read_chunk_at(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
-        out.resize(len, 0);
-        self.read_at(offset, out)
-    }
     /// Fills record `i` of `out` (`record_bytes` each) with the bytes at `offsets[i]`.
     fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
         offsets.iter().zip(out.chunks_exact_mut(record_bytes)).try_for_each(|(&at, record)| self.read_at(at, record))
     }
     /// The transfers of the whole chunk of `len` bytes at `offset`, decoded into `out`, with
-    /// their digest terms' sum if the reader computed it ([`History::read_chunk_summed`]): a
-    /// reader that reads ahead may decode and hash on its own thread.
+    /// their digest terms' sum if the reader computed it ([`History::read_chunk_summed`]).
+    /// Chunks are asked for in order (a restore, a full snapshot), so a reader may read, decode
+    /// and hash the next one ahead on its own thread.
     fn read_chunk_decoded(&self, offset: u64, len: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
-        let mut bytes = Vec::new();
-        self.read_chunk_at(offset, len, &mut bytes)?;
+        let mut bytes = vec![0u8; len];
+        self.read_at(offset, &mut bytes)?;
         decode_chunk(&bytes, out);
         Ok(None)
     }
@@ -64,6 +58,11 @@ pub trait RecordReader: Send + Sync {
 /// The transfers of a chunk's bytes (whole records), into `out` (cleared first).
 pub fn decode_chunk(bytes: &[u8], out: &mut Vec<Transfer>) {
     out.clear();
+    decode_records(bytes, out);
+}
+
+/// The transfers of `bytes` (whole records), appended to `out`.
+fn decode_records(bytes: &[u8], out: &mut Vec<Transfer>) {
     out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
 }
 
@@ -113,7 +112,7 @@ impl<R: RecordReader> History for RecordHistory<R> {
         let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * RECORD_SIZE as u64).collect();
         let mut bytes = vec![0u8; indices.len() * RECORD_SIZE];
         self.reader.read_many_at(&offsets, RECORD_SIZE, &mut bytes)?;
-        out.extend(bytes.chunks_exact(RECORD_SIZE).map(|b| Transfer::decode(b.try_into().expect("a record"))));
+        decode_records(&bytes, out);
         Ok(())
     }
 }
@@ -172,11 +171,9 @@ impl Pinned {
         self.slots.get(index).map(|&slot| &self.records[slot as usize])
     }
 
+    /// Pins `record` at `index`, which is not pinned (a chunk is evicted once).
     fn insert(&mut self, index: u32, record: Transfer) {
-        if let Some(&slot) = self.slots.get(&index) {
-            self.records[slot as usize] = record;
-            return;
-        }
+        debug_assert!(!self.slots.contains_key(&index), "transfer index {index} pinned twice");
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.records[slot as usize] = record;

@@ -7,7 +7,8 @@
 //! item, with a different seed per kind. The apply path does almost nothing: ledgers, transfers,
 //! history entries, failed ids and limit changes are append-only, so settling hashes the ones added since the last
 //! settle; an account or hold that changes is put on a dirty list once (a flag check), and
-//! settling replaces its old term (cached, 16 bytes per account) with the new one. A hot account
+//! settling replaces its old term (cached, 16 bytes per account; a hold's is computed again,
+//! as it can only have been pending) with the new one. A hot account
 //! changed a thousand times between two checkpoints is hashed once. Linked-chain rollback needs
 //! nothing: it can only remove items added since the last settle, and a dirty item is rehashed
 //! as it is then.
@@ -67,7 +68,7 @@ pub(crate) struct DigestState {
     pub(crate) dirty_accounts: Vec<u32>,
     /// Transfers stored when the changed holds were last settled: a changed hold below was
     /// pending then (a finished hold never changes again), so its old term is its pending
-    /// state's, computed again rather than kept (48 bytes a pending hold in a map).
+    /// state's, computed again rather than kept.
     holds_settled_below: usize,
     /// Holds inserted or changed since the last settle (repeats are dropped when settling).
     pub(crate) dirty_holds: Vec<u32>,
@@ -189,15 +190,13 @@ pub fn transfers_digest_sum(transfers: &[Transfer]) -> u128 {
 
 impl DigestState {
     /// Counts the transfers from `first` to `first + count` as settled with their terms' sum
-    /// `sum` ([`transfers_digest_sum`]), if every transfer before them is settled; returns
-    /// whether it did (otherwise settling hashes them).
-    pub(crate) fn settle_transfers_summed(&mut self, first: usize, count: usize, sum: u128) -> bool {
-        if self.transfers_settled != first {
-            return false;
+    /// `sum` ([`transfers_digest_sum`]), if every transfer before them is settled (otherwise
+    /// settling hashes them).
+    pub(crate) fn settle_transfers_summed(&mut self, first: usize, count: usize, sum: u128) {
+        if self.transfers_settled == first {
+            self.sum = self.sum.wrapping_add(sum);
+            self.transfers_settled = first + count;
         }
-        self.sum = self.sum.wrapping_add(sum);
-        self.transfers_settled = first + count;
-        true
     }
 
     /// Adds the term of a finished hold `transfer_id` (a restore, which derives it from the

@@ -212,9 +212,8 @@ impl Engine {
     }
 
     /// Capture or release `t` (at `index`) of the hold at `named`: the hold's finished state,
-    /// checked against the stream's if it has one (before version 8).
-    /// The hold's record is not read: what its state needs (its id, the capture's `pending_id`,
-    /// and its expiry) is known.
+    /// checked against the stream's if it has one (before version 8). The hold's record is not
+    /// read: its id is the capture's `pending_id`, and its expiry was kept while it was open.
     fn restore_resolution(&mut self, index: u32, t: &Transfer, named: u32, states: &mut StatedHolds) -> Result<(), String> {
         let Some(expires_at) = states.open.remove(&named) else {
             return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));

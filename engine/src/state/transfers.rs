@@ -202,9 +202,7 @@ impl Engine {
         }
         index
     }
-}
 
-impl Engine {
     /// Indexes transfer `t`, stored at `index`, by id and in its accounts' lists (`dr`, `cr`).
     #[inline]
     pub(crate) fn link_transfer(&mut self, t: &Transfer, index: u32, dr: u32, cr: u32) {
