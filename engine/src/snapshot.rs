@@ -1277,12 +1277,8 @@ mod chunk_tests {
 #[cfg(test)]
 mod hold_order_tests {
     use super::*;
-    use crate::test_support::{engine_with_accounts, execute_ok};
+    use crate::test_support::{engine_with_accounts, execute_ok, hold};
     use crate::Command;
-
-    fn hold(id: u128) -> Command {
-        Command::Hold(Transfer { id, debit_account_id: 1, credit_account_id: 2, amount: 5, ledger: 1, code: 1, ..Default::default() })
-    }
 
     /// Pending holds are listed by transfer index, by the engine and by a copy (which sorts its
     /// copy of the table when encoding), across a rolled-back chain; a stream whose holds are
@@ -1290,16 +1286,16 @@ mod hold_order_tests {
     #[test]
     fn holds_stay_in_index_order_and_a_stream_out_of_order_is_refused() {
         let mut engine = engine_with_accounts(1..=2);
-        execute_ok(&mut engine, 2, &[hold(10), hold(11)]);
+        execute_ok(&mut engine, 2, &[hold(10, 0), hold(11, 0)]);
         // A chain whose second member fails: its hold is made, then undone.
-        let mut chained = hold(12);
+        let mut chained = hold(12, 0);
         if let Command::Hold(t) = &mut chained {
-            t.flags = crate::transfer_flags::LINKED;
+            t.flags |= crate::transfer_flags::LINKED;
         }
         let mut results = Vec::new();
-        engine.execute(3, &[chained, hold(0)], &mut results).expect("batch");
+        engine.execute(3, &[chained, hold(0, 0)], &mut results).expect("batch");
         assert_ne!(results[1], ResultCode::Ok);
-        execute_ok(&mut engine, 4, &[hold(13)]);
+        execute_ok(&mut engine, 4, &[hold(13, 0)]);
         engine.check_invariants().expect("invariants");
         let bytes = engine.snapshot_bytes();
         let view = engine.snapshot_view();
@@ -1324,7 +1320,7 @@ mod hold_order_tests {
 mod version_tests {
     use super::*;
     use crate::limits::NS_PER_S;
-    use crate::test_support::{accounts, engine, eur_ledger, execute_ok, transfer};
+    use crate::test_support::{accounts, capture, engine, eur_ledger, execute_ok, hold, release, transfer};
 
     /// Version 1 to 5 streams (written before failed ids, limit changes, policies, orders or quotes were
     /// kept: fewer counts, no such sections) restore to the same state; the current stream round-trips
@@ -1378,26 +1374,6 @@ mod version_tests {
         header + RECORD_SIZE * (count(0) + count(1) + count(2))
     }
 
-    fn held(id: u128, timeout: u32) -> crate::Command {
-        let t = Transfer {
-            id,
-            debit_account_id: 1,
-            credit_account_id: 2,
-            amount: 10,
-            ledger: 1,
-            code: 1,
-            flags: tf::PENDING,
-            timeout,
-            ..Default::default()
-        };
-        crate::Command::Transfer(t)
-    }
-
-    fn finish(id: u128, hold: u128, post: bool) -> crate::Command {
-        let (flags, amount) = if post { (tf::POST_PENDING, u128::MAX) } else { (tf::VOID_PENDING, 0) };
-        crate::Command::Transfer(Transfer { id, pending_id: hold, flags, amount, ..Default::default() })
-    }
-
     /// The engine's state as a version 7 stream: fourteen counts, and every hold in the holds
     /// section with its state, by index.
     fn as_version_7(engine: &Engine, current: &[u8]) -> Vec<u8> {
@@ -1430,9 +1406,9 @@ mod version_tests {
         let mut setup = vec![eur_ledger()];
         setup.extend(accounts(1..=2));
         execute_ok(&mut engine, 1, &setup);
-        execute_ok(&mut engine, 2, &[held(10, 1), held(11, 1), held(12, 0), held(13, 100), held(14, 0), held(15, 2)]);
-        execute_ok(&mut engine, 3, &[finish(21, 11, true), finish(22, 12, false)]);
-        execute_ok(&mut engine, 4 * NS_PER_S, &[held(16, 1)]);
+        execute_ok(&mut engine, 2, &[hold(10, 1), hold(11, 1), hold(12, 0), hold(13, 100), hold(14, 0), hold(15, 2)]);
+        execute_ok(&mut engine, 3, &[capture(21, 11, 0), release(22, 12)]);
+        execute_ok(&mut engine, 4 * NS_PER_S, &[hold(16, 1)]);
         execute_ok(&mut engine, 6 * NS_PER_S, &[]);
         let status = |engine: &Engine, id| engine.hold(id).expect("a hold").status;
         let states: Vec<_> = (10..=16).map(|id| status(&engine, id)).collect();
@@ -1441,7 +1417,7 @@ mod version_tests {
         assert_eq!((engine.holds.len(), engine.finished.len()), (2, 5));
         assert_eq!(engine.expired.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 5, 8], "by expiry time, then index");
         let mut results = Vec::new();
-        engine.execute(7 * NS_PER_S, &[finish(30, 10, true), finish(31, 11, true), finish(32, 12, false)], &mut results).expect("batch");
+        engine.execute(7 * NS_PER_S, &[capture(30, 10, 0), capture(31, 11, 0), release(32, 12)], &mut results).expect("batch");
         assert_eq!(
             results,
             [ResultCode::PendingTransferExpired, ResultCode::PendingTransferAlreadyPosted, ResultCode::PendingTransferAlreadyVoided]

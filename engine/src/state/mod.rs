@@ -1136,22 +1136,8 @@ mod retired_memory_tests {
 
 #[cfg(test)]
 mod expiring_tests {
-    use crate::test_support::{accounts, engine, eur_ledger, execute_ok};
-    use crate::{transfer_flags, Command, Transfer};
-
-    fn hold(id: u128, timeout: u32) -> Command {
-        Command::Hold(Transfer {
-            id,
-            debit_account_id: 1,
-            credit_account_id: 2,
-            amount: 5,
-            ledger: 1,
-            code: 1,
-            timeout,
-            flags: transfer_flags::PENDING,
-            ..Transfer::default()
-        })
-    }
+    use crate::test_support::{accounts, capture, engine, eur_ledger, execute_ok, hold, release};
+    use crate::transfer_flags;
 
     /// The holds that expire soonest come first; holds without a timeout and resolved holds are
     /// not listed.
@@ -1165,19 +1151,8 @@ mod expiring_tests {
         let ids = |engine: &crate::Engine, limit| engine.holds_expiring(limit).iter().map(|t| t.id).collect::<Vec<_>>();
         assert_eq!(ids(&engine, 10), vec![11, 13, 10]);
         assert_eq!(ids(&engine, 2), vec![11, 13]);
-        let release = Command::Release(Transfer { id: 20, pending_id: 11, flags: transfer_flags::VOID_PENDING, ..Transfer::default() });
-        execute_ok(&mut engine, 2, &[release]);
+        execute_ok(&mut engine, 2, &[release(20, 11)]);
         assert_eq!(ids(&engine, 10), vec![13, 10], "a released hold no longer expires");
-    }
-
-    fn capture(id: u128, hold: u128, flags: u16) -> Command {
-        Command::Capture(Transfer {
-            id,
-            pending_id: hold,
-            amount: u128::MAX,
-            flags: transfer_flags::POST_PENDING | flags,
-            ..Transfer::default()
-        })
     }
 
     /// A capture in a chain that fails is taken back: the hold is pending again, with its expiry,
