@@ -135,6 +135,9 @@ pub struct Workload {
     /// Give every account of the run a channel list and a velocity rule first
     /// ([`crate::policy_batches`]: checked on every transfer, refusing nothing).
     pub policy: bool,
+    /// Accounts made with the `history` flag (TigerBeetle's benchmark's `--flag-history`): each
+    /// transfer then adds a balance entry per side.
+    pub account_history: bool,
     /// Requests of a client between a hold and its capture or release: 0, the same request;
     /// more, as card payments are captured long after their authorisation (the holds then wait
     /// in the server, and those still open when the budget is spent are resolved after it).
@@ -711,7 +714,9 @@ async fn ledger_view(client: &Client) -> Result<LedgerView, String> {
 }
 
 /// Creates the ledger (or finds it) and the run's accounts; returns the first account id minus one.
-async fn set_up(client: &Client, accounts: u64, policy: bool, status: &Status) -> Result<u128, String> {
+async fn set_up(client: &Client, workload: &Workload, status: &Status) -> Result<u128, String> {
+    let (accounts, policy) = (workload.accounts, workload.policy);
+    let flags = if workload.account_history { bursar_engine::account_flags::HISTORY } else { 0 };
     let ledger = crate::setup_batches(0).remove(0);
     let results = client.submit(ledger).await.map_err(|e| e.to_string())?;
     if !matches!(results[0], ResultCode::Ok | ResultCode::Exists) {
@@ -721,8 +726,8 @@ async fn set_up(client: &Client, accounts: u64, policy: bool, status: &Status) -
     let base = (u128::from(status.clock) + 1) << 64;
     let ids: Vec<u128> = (1..=u128::from(accounts)).map(|i| base + i).collect();
     for chunk in ids.chunks(BATCH_COMMANDS_MAX) {
-        let batch =
-            chunk.iter().map(|id| Command::CreateAccount(Account { id: *id, ledger: LEDGER, code: 1, ..Default::default() })).collect();
+        let account = |id: u128| Command::CreateAccount(Account { id, ledger: LEDGER, code: 1, flags, ..Default::default() });
+        let batch = chunk.iter().map(|id| account(*id)).collect();
         let results = submit_until_accepted(client, batch).await?;
         if let Some(code) = results.iter().find(|r| **r != ResultCode::Ok) {
             return Err(format!("creating the run's accounts: {code}"));
@@ -757,7 +762,7 @@ pub async fn run(target: &Target, workload: &Workload, done: Arc<AtomicU64>) -> 
     workload.check()?;
     let admin = connect(target).await?;
     let setup_started = Instant::now();
-    let base = set_up(&admin, workload.accounts, workload.policy, &admin.status().await.map_err(|e| e.to_string())?).await?;
+    let base = set_up(&admin, workload, &admin.status().await.map_err(|e| e.to_string())?).await?;
     let setup = setup_started.elapsed();
     let (status_before, metrics_before, ledger_before) =
         (admin.status().await.map_err(|e| e.to_string())?, admin.metrics().await.map_err(|e| e.to_string())?, ledger_view(&admin).await?);
@@ -943,6 +948,7 @@ mod tests {
             seed: 9,
             load: Load::Closed,
             policy: false,
+            account_history: false,
             capture_after: 0,
         };
         generate_and_apply(&workload);

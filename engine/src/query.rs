@@ -230,20 +230,21 @@ impl Engine {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let mut index = self.account_meta[account as usize].last_balance;
-        while index != NONE {
-            let entry = &self.balance_history[index as usize];
-            index = entry.prev;
+        let reversed = filter.flags & filter_flags::REVERSED != 0;
+        let mut full = false;
+        self.walk_balance_entries(account, limit, |entry| {
             if filter.timestamp_max != 0 && entry.timestamp > filter.timestamp_max {
-                continue;
+                return true;
             }
             if entry.timestamp < filter.timestamp_min {
-                break;
+                return false;
             }
             found.push(AccountBalance { timestamp: entry.timestamp, balances: entry.balances });
-            if filter.flags & filter_flags::REVERSED != 0 && found.len() == limit {
-                return found;
-            }
+            full = reversed && found.len() == limit;
+            !full
+        });
+        if full {
+            return found;
         }
         arrange(found, limit, filter.flags)
     }

@@ -5,25 +5,25 @@
 //! limits); indexes, totals, per-account lists, lineage links and the state of each captured
 //! or released hold (from its capture or release) are rebuilt on restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! A server with its history on disk writes *slim* streams: the oldest transfers, those in
-//! full chunks already in the history store, are left out and counted in the header, and the
-//! state digest is written beside them; [`Engine::restore_from`] reads them back chunk by
-//! chunk from the store, evicting as it goes, and refuses a result whose digest differs.
-//! Layout (all little-endian), version 8:
+//! A server with its history on disk writes *slim* streams: the oldest transfers and balance
+//! entries, those in full chunks already in the history store, are left out and counted in the
+//! header, and the state digest is written beside them; [`Engine::restore_from`] reads them back
+//! chunk by chunk from the store, evicting as it goes, and refuses a result whose digest differs.
+//! Layout (all little-endian), version 9:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BURSNAP\0` |
-//! | 4 | version (8) |
+//! | 4 | version (9) |
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 112 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds |
-//! | 32 | the state digest (`Engine::state_digest`) when transfers are kept in the history store, else zero |
+//! | 128 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries in the stream, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds, balance entries kept in the history store (likewise) |
+//! | 32 | the state digest (`Engine::state_digest`) when anything is kept in the history store, else zero |
 //! | 128 × n | ledgers, accounts, transfers (after those kept in the history store): their wire records, in creation order |
 //! | 24 × n | pending holds: transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
 //! | 16 × n | expired holds: transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused) |
-//! | 80 × n | balance entries: account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
+//! | 80 × n | balance entries (after those kept in the history store): account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
 //! | 128 × n | policies: the channel policy record (account_id, lists, flags; timestamp: when set, 0 never); in the order they were made |
@@ -33,7 +33,8 @@
 //! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
 //! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
-//! Versions 1 to 7 are still read: version 7 has fourteen counts (a 184-byte header) and no
+//! Versions 1 to 8 are still read: version 8 has fifteen counts (a 192-byte header) and keeps
+//! no balance entries in the store; version 7 has fourteen counts (a 184-byte header) and no
 //! expired holds' section: its holds section lists every hold, by index, each with its state
 //! (a captured or released one must be the state its transfers give); version 6 has thirteen counts (a 144-byte header), no digest
 //! and every transfer; version 5 twelve counts (a 136-byte header) and no
@@ -50,29 +51,29 @@ use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
+    balances::{link_restored_entries, read_stored_balance_chunk},
     hold_expiry, touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus,
-    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, FAILED_TAG, NONE,
+    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 use std::sync::Arc;
 
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads every earlier one too).
-pub const SNAPSHOT_VERSION: u32 = 8;
-const HEADER_SIZE: usize = 192;
+pub const SNAPSHOT_VERSION: u32 = 9;
+const HEADER_SIZE: usize = 200;
 /// The state digest in a version 7 header.
 const DIGEST_SIZE: usize = 32;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 8] = [5, 6, 7, 10, 12, 13, 14, 15];
+const COUNTS_BY_VERSION: [usize; 9] = [5, 6, 7, 10, 12, 13, 14, 15, 16];
 const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
 const EXPIRED_SIZE: usize = 16;
-const BALANCE_ENTRY_SIZE: usize = 80;
 const FAILED_SIZE: usize = 32;
 
 /// Why a snapshot stream could not be restored.
@@ -168,7 +169,8 @@ impl Engine {
             digest: [0; DIGEST_SIZE],
             holds: &self.sorted_holds(),
             expired: &self.expired,
-            balance_history: &self.balance_history,
+            balance_history: &self.balance_history.entries,
+            balances_kept: 0,
             failed: &self.failed,
             limit_changes: &self.limit_changes,
         };
@@ -208,13 +210,13 @@ impl Engine {
         view.accounts.clone_from(&self.accounts);
         view.transfers = self.transfers.snapshot();
         view.history = self.cold.history.clone();
-        (view.kept, view.digest) = (0, [0; DIGEST_SIZE]);
+        (view.kept, view.balances_kept, view.digest) = (0, 0, [0; DIGEST_SIZE]);
         // One pass over the table's memory; sorted on the writer's thread, not here.
         view.holds.clear();
         view.holds.extend(self.holds.iter());
         view.sorted_holds = std::sync::OnceLock::new();
         catch_up(&mut view.expired, &self.expired);
-        catch_up(&mut view.balance_history, &self.balance_history);
+        view.balance_history = self.balance_history.entries.snapshot();
         catch_up(&mut view.failed, &self.failed);
         catch_up(&mut view.limit_changes, &self.limit_changes);
         view.policies = self.policy_parts();
@@ -232,8 +234,10 @@ impl Engine {
     pub fn slim_snapshot_view_into(&mut self, view: &mut SnapshotView) {
         self.snapshot_view_into(view);
         let kept = self.transfers.evicted_chunks() * self.transfers.chunk_len();
-        if kept > 0 {
-            view.kept = kept;
+        let entries = &self.balance_history.entries;
+        let balances_kept = entries.evicted_chunks() * entries.chunk_len();
+        if kept + balances_kept > 0 {
+            (view.kept, view.balances_kept) = (kept, balances_kept);
             view.digest = self.state_digest();
         }
     }
@@ -250,8 +254,7 @@ impl Engine {
         let end = |copy: usize, source: usize| source.min(copy.saturating_add(records_max));
         self.transfers.share_sealed_into(&mut view.transfers);
         view.history = self.cold.history.clone();
-        let history = end(view.balance_history.len(), self.balance_history.len());
-        catch_up(&mut view.balance_history, &self.balance_history[..history]);
+        self.balance_history.entries.share_sealed_into(&mut view.balance_history);
         let expired = end(view.expired.len(), self.expired.len());
         catch_up(&mut view.expired, &self.expired[..expired]);
         let failed = end(view.failed.len(), self.failed.len());
@@ -298,7 +301,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 15] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 16] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let digest: [u8; DIGEST_SIZE] = if digested > 0 { r.take(DIGEST_SIZE).try_into().expect("32 bytes") } else { [0; DIGEST_SIZE] };
         let sizes = [
             RECORD_SIZE,
@@ -316,15 +319,21 @@ impl Engine {
             QUOTE_SIZE,
             0,
             EXPIRED_SIZE,
+            0,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
             Some(expected) if expected == bytes.len() as u64 => {}
             expected => return Err(SnapshotError::Length { expected: expected.unwrap_or(u64::MAX), found: bytes.len() as u64 }),
         }
-        let (kept, streamed) = (counts[13], counts[2]);
+        let (kept, streamed, balances_kept) = (counts[13], counts[2], counts[15]);
         let transfers = kept.saturating_add(streamed);
-        if counts[1] >= NONE as u64 || transfers.saturating_add(counts[5]) > FAILED_TAG as u64 || counts[3] > transfers {
+        let entries = balances_kept.saturating_add(counts[4]);
+        if counts[1] >= NONE as u64
+            || transfers.saturating_add(counts[5]) > FAILED_TAG as u64
+            || counts[3] > transfers
+            || entries >= NONE as u64
+        {
             return invalid("more records than the u32 index space");
         }
         let mut engine = Engine::new(limits);
@@ -354,8 +363,13 @@ impl Engine {
         }
         restoring.holds_done(&engine, timestamp)?;
         r.at = at_holds.at;
+        let balance_chunks = restore_kept_balances(&mut engine, balances_kept, history.as_deref())?;
         for _ in 0..counts[4] {
-            restore_balance_entry(&mut engine, &mut r)?;
+            let Some(entry) = BalanceEntry::from_bytes(r.take(BALANCE_ENTRY_SIZE).try_into().expect("an entry's bytes")) else {
+                return invalid("balance entry padding is not zero");
+            };
+            link_restored_entries(&mut engine, &[entry]).map_err(SnapshotError::Invalid)?;
+            engine.balance_history.entries.push(entry);
         }
         for _ in 0..counts[5] {
             let failed = FailedTransfer { id: r.u128(), timestamp: r.u64(), code: failed_code(r.u32())? };
@@ -391,7 +405,7 @@ impl Engine {
                 return invalid("a transfer is newer than the engine clock");
             }
         }
-        if kept == 0 {
+        if kept == 0 && balances_kept == 0 {
             if digest != [0; DIGEST_SIZE] {
                 return invalid("a full stream with a digest");
             }
@@ -399,6 +413,7 @@ impl Engine {
             return Ok(engine);
         }
         engine.evict_chunks_below(chunks);
+        engine.evict_balance_chunks_below(balance_chunks);
         // The digest covers every record, those read from the store too: equal digests, the
         // state the stream was written from. What only reading the whole history again could
         // check is left to the digest.
@@ -587,20 +602,29 @@ fn restore_quote(engine: &mut Engine, quote: Quote, usage: QuoteUsage, clock: u6
     engine.insert_quote(quote, usage).map_err(|code| SnapshotError::Invalid(format!("quote {}: {code}", quote.id)))
 }
 
-fn restore_balance_entry(engine: &mut Engine, r: &mut Cursor<'_>) -> Result<(), SnapshotError> {
-    let account = r.u32();
-    if r.u32() != 0 {
-        return invalid("balance entry padding is not zero");
+/// Restores the `kept` balance entries a slim stream left in the history store, chunk by chunk,
+/// evicting all but the newest as it goes; returns the chunks read. Their digest terms are
+/// folded in before each eviction, and the restore's digest check covers them.
+fn restore_kept_balances(engine: &mut Engine, kept: u64, history: Option<&dyn History>) -> Result<usize, SnapshotError> {
+    if kept == 0 {
+        return Ok(0);
     }
-    let timestamp = r.u64();
-    let balances = Balances { debits_pending: r.u128(), debits_posted: r.u128(), credits_pending: r.u128(), credits_posted: r.u128() };
-    let Some(meta) = engine.account_meta.get_mut(account as usize) else {
-        return invalid(format!("balance entry names account index {account}"));
+    let Some(history) = history else {
+        return Err(SnapshotError::History(format!("the snapshot keeps {kept} balance entries in the history store, and none was given")));
     };
-    let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
-    meta.last_balance = engine.balance_history.len() as u32;
-    engine.balance_history.push(entry);
-    Ok(())
+    let chunk_len = engine.balance_chunk_len();
+    if !kept.is_multiple_of(chunk_len as u64) {
+        return invalid(format!("{kept} balance entries kept in the history store is not a whole number of chunks of {chunk_len}"));
+    }
+    let chunks = (kept / chunk_len as u64) as usize;
+    for k in 0..chunks {
+        let mut chunk = engine.balance_history.entries.take_spare();
+        read_stored_balance_chunk(history, k, chunk_len, &mut chunk).map_err(SnapshotError::History)?;
+        link_restored_entries(engine, &chunk).map_err(SnapshotError::Invalid)?;
+        engine.balance_history.entries.push_chunk(chunk);
+        engine.evict_balance_chunks_below(k);
+    }
+    Ok(chunks)
 }
 
 fn failed_code(value: u32) -> Result<ResultCode, SnapshotError> {
@@ -886,7 +910,10 @@ pub struct SnapshotView {
     holds: Vec<(u32, Hold)>,
     sorted_holds: std::sync::OnceLock<Vec<(u32, Hold)>>,
     expired: Vec<ExpiredHold>,
-    balance_history: Vec<BalanceEntry>,
+    /// Shares the engine's full chunks of balance entries.
+    balance_history: Chunked<BalanceEntry>,
+    /// Balance entries left out of a slim stream (whole chunks the history store holds).
+    balances_kept: usize,
     failed: Vec<FailedTransfer>,
     limit_changes: Vec<LimitChange>,
     policies: PolicyParts,
@@ -969,6 +996,7 @@ impl SnapshotView {
             holds,
             expired: &self.expired,
             balance_history: &self.balance_history,
+            balances_kept: self.balances_kept,
             failed: &self.failed,
             limit_changes: &self.limit_changes,
             policies: &self.policies,
@@ -1066,7 +1094,9 @@ struct Parts<'a> {
     digest: [u8; DIGEST_SIZE],
     holds: &'a [(u32, Hold)],
     expired: &'a [ExpiredHold],
-    balance_history: &'a [BalanceEntry],
+    balance_history: &'a Chunked<BalanceEntry>,
+    /// The oldest balance entries, left out (in whole chunks): those the history store holds.
+    balances_kept: usize,
     failed: &'a [FailedTransfer],
     limit_changes: &'a [LimitChange],
     policies: &'a PolicyParts,
@@ -1081,7 +1111,7 @@ impl Parts<'_> {
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
             + HOLD_SIZE * self.holds.len()
             + EXPIRED_SIZE * self.expired.len()
-            + BALANCE_ENTRY_SIZE * self.balance_history.len()
+            + BALANCE_ENTRY_SIZE * (self.balance_history.len() - self.balances_kept)
             + FAILED_SIZE * self.failed.len()
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
             + RECORD_SIZE * (self.policies.0.len() + self.policies.1.len())
@@ -1089,6 +1119,23 @@ impl Parts<'_> {
             + ORDER_SIZE * self.orders.len()
             + RUN_ENTRY_SIZE * self.orders.history_entries()
             + QUOTE_SIZE * self.quotes.len()
+    }
+
+    /// Writes the balance entries after those kept; evicted chunks are read back from the history.
+    fn encode_balance_entries(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
+        let entries = self.balance_history;
+        debug_assert_eq!(self.balances_kept % entries.chunk_len(), 0, "whole chunks are kept");
+        let mut evicted = Vec::new();
+        for k in self.balances_kept / entries.chunk_len()..entries.chunk_count() {
+            let mut chunk = entries.chunk(k);
+            if chunk.is_empty() {
+                let history = self.history.ok_or_else(|| HistoryUnreadable(format!("balance chunk {k} is evicted, with no history")))?;
+                history.read_balance_chunk(k, &mut evicted).map_err(HistoryUnreadable)?;
+                chunk = &evicted;
+            }
+            chunk.iter().for_each(|entry| out.put(&entry.to_bytes()));
+        }
+        Ok(())
     }
 
     /// Writes the stream; evicted chunks of transfers are read back from the history.
@@ -1106,7 +1153,7 @@ impl Parts<'_> {
             self.accounts.len(),
             self.transfers.len() - self.kept,
             self.holds.len(),
-            self.balance_history.len(),
+            self.balance_history.len() - self.balances_kept,
             self.failed.len(),
             self.limit_changes.len(),
             self.policies.0.len(),
@@ -1117,6 +1164,7 @@ impl Parts<'_> {
             self.quotes.len(),
             self.kept,
             self.expired.len(),
+            self.balances_kept,
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -1156,15 +1204,7 @@ impl Parts<'_> {
             out.put(&0u32.to_le_bytes());
             out.put(&e.resolved_at.to_le_bytes());
         }
-        for e in self.balance_history {
-            out.put(&e.account.to_le_bytes());
-            out.put(&0u32.to_le_bytes());
-            out.put(&e.timestamp.to_le_bytes());
-            let b = &e.balances;
-            for v in [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted] {
-                out.put(&v.to_le_bytes());
-            }
-        }
+        self.encode_balance_entries(out)?;
         for f in self.failed {
             out.put(&f.id.to_le_bytes());
             out.put(&f.timestamp.to_le_bytes());
@@ -1321,6 +1361,7 @@ mod version_tests {
     use super::*;
     use crate::limits::NS_PER_S;
     use crate::test_support::{accounts, capture, engine, eur_ledger, execute_ok, hold, release, transfer};
+    use crate::{filter_flags, AccountFilter};
 
     /// Version 1 to 5 streams (written before failed ids, limit changes, policies, orders or quotes were
     /// kept: fewer counts, no such sections) restore to the same state; the current stream round-trips
@@ -1374,8 +1415,8 @@ mod version_tests {
         header + RECORD_SIZE * (count(0) + count(1) + count(2))
     }
 
-    /// The engine's state as a version 7 stream: fourteen counts, and every hold in the holds
-    /// section with its state, by index.
+    /// The engine's state (nothing kept in a store) as a version 7 stream: fourteen counts, and
+    /// every hold in the holds section with its state, by index.
     fn as_version_7(engine: &Engine, current: &[u8]) -> Vec<u8> {
         let count = |k: usize| u64::from_le_bytes(current[40 + 8 * k..48 + 8 * k].try_into().expect("a count")) as usize;
         let start = holds_at(current, HEADER_SIZE);
@@ -1384,7 +1425,7 @@ mod version_tests {
         old[8..12].copy_from_slice(&7u32.to_le_bytes());
         let holds: Vec<_> = engine.all_transfers().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0).collect();
         old[64..72].copy_from_slice(&(holds.len() as u64).to_le_bytes());
-        old.drain(40 + 8 * 14..40 + 8 * 15);
+        old.drain(40 + 8 * 14..40 + 8 * 16);
         for (index, t) in holds {
             let hold = engine.hold(t.id).expect("a hold");
             old.extend_from_slice(&(index as u32).to_le_bytes());
@@ -1431,14 +1472,14 @@ mod version_tests {
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
         let v7 = as_version_7(&engine, &current);
-        assert_eq!(v7.len(), current.len() - 8 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
+        assert_eq!(v7.len(), current.len() - 16 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
         let mut restored = Engine::restore(&v7).unwrap_or_else(|e| panic!("a version 7 stream restores: {e}"));
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
 
         // Hold 11 (index 1) captured one nanosecond later than its capture was made.
         let mut wrong = v7.clone();
-        let resolved_at = holds_at(&v7, HEADER_SIZE - 8) + HOLD_SIZE + 16;
+        let resolved_at = holds_at(&v7, HEADER_SIZE - 16) + HOLD_SIZE + 16;
         let time = u64::from_le_bytes(wrong[resolved_at..resolved_at + 8].try_into().expect("a time"));
         wrong[resolved_at..resolved_at + 8].copy_from_slice(&(time + 1).to_le_bytes());
         let error = Engine::restore(&wrong).expect_err("a stated capture time that is not the capture's");
@@ -1458,11 +1499,31 @@ mod version_tests {
         assert!(Engine::restore(&wrong).is_err(), "a pending hold stated as expired");
     }
 
-    /// Full chunks kept by a test, as a node's history store keeps them.
+    /// Full chunks kept by a test, as a node's history store keeps them: transfers' and
+    /// balance entries'.
     #[derive(Debug, Default)]
-    struct Kept(std::sync::Mutex<Vec<Vec<Transfer>>>);
+    struct Kept(std::sync::Mutex<Vec<Vec<Transfer>>>, std::sync::Mutex<Vec<Vec<BalanceEntry>>>);
+
+    impl Kept {
+        fn cloned(&self) -> Kept {
+            Kept(std::sync::Mutex::new(self.0.lock().expect("lock").clone()), std::sync::Mutex::new(self.1.lock().expect("lock").clone()))
+        }
+    }
 
     impl History for Kept {
+        fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+            let chunks = self.1.lock().expect("lock");
+            let len = chunks.first().map_or(1, Vec::len);
+            for &i in indices {
+                out.push(*chunks.get(i as usize / len).map(|c| &c[i as usize % len]).ok_or_else(|| format!("entry {i} not kept"))?);
+            }
+            Ok(())
+        }
+        fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+            out.clear();
+            out.extend_from_slice(self.1.lock().expect("lock").get(k).ok_or_else(|| format!("balance chunk {k} not kept"))?);
+            Ok(())
+        }
         fn read(&self, index: u32) -> Result<Transfer, String> {
             let chunks = self.0.lock().expect("lock");
             let len = chunks.first().map_or(1, Vec::len);
@@ -1476,13 +1537,19 @@ mod version_tests {
     }
 
     /// An engine of 8-transfer chunks, `transfers` transfers (every third a hold, some captured
-    /// later), with every full chunk but the newest kept in `kept` and evicted.
+    /// later) between four accounts, two with balance history, with every full chunk of
+    /// transfers and balance entries but the newest kept in `kept` and evicted.
     fn evicted_engine(kept: &Arc<Kept>, transfers: u128) -> Engine {
         let mut engine = engine();
         engine.set_transfer_chunk_bits(3);
         engine.set_history(Arc::clone(kept) as Arc<dyn History>);
         let mut commands = vec![eur_ledger()];
         commands.extend(accounts(1..=4));
+        for command in &mut commands[2..4] {
+            if let crate::Command::CreateAccount(a) = command {
+                a.flags |= crate::account_flags::HISTORY;
+            }
+        }
         execute_ok(&mut engine, 1, &commands);
         for t in 1..=transfers {
             let mut command = transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t);
@@ -1502,6 +1569,13 @@ mod version_tests {
             }
             drop(chunks);
             engine.evict_chunks_below(sealed);
+            let mut entries = kept.1.lock().expect("lock");
+            for k in entries.len()..engine.sealed_balance_chunks() {
+                entries.push(engine.balance_chunk(k).expect("held").to_vec());
+            }
+            let stored = entries.len();
+            drop(entries);
+            engine.evict_balance_chunks_below(stored);
         }
         engine
     }
@@ -1518,11 +1592,27 @@ mod version_tests {
         engine.slim_snapshot_view_into(&mut view);
         let slim = view.bytes();
         let full = engine.snapshot_bytes();
-        assert_eq!(full.len() - slim.len(), RECORD_SIZE * 8 * engine.evicted_chunks());
+        assert!(engine.evicted_balance_chunks() >= 5, "{} balance chunks evicted", engine.evicted_balance_chunks());
+        let left_out = RECORD_SIZE * engine.evicted_chunks() + BALANCE_ENTRY_SIZE * engine.evicted_balance_chunks();
+        assert_eq!(full.len() - slim.len(), 8 * left_out);
         let restored = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
         assert_eq!(restored.evicted_chunks(), engine.evicted_chunks());
+        assert_eq!(restored.evicted_balance_chunks(), engine.evicted_balance_chunks());
         assert_eq!(restored.snapshot_bytes(), full);
         restored.check_invariants().expect("invariants");
+        // Balance history reads through: every entry of both accounts, evicted ones too.
+        for account in [2, 3] {
+            let filter = AccountFilter {
+                account_id: account,
+                limit: 1000,
+                flags: filter_flags::DEBITS | filter_flags::CREDITS,
+                ..Default::default()
+            };
+            let entries = restored.get_account_balances(&filter);
+            assert_eq!(entries, engine.get_account_balances(&filter));
+            assert!(entries.len() > 20, "{} entries", entries.len());
+            assert_eq!(restored.take_history_failure(), None);
+        }
         assert!(matches!(Engine::restore_from(&slim, 3, None), Err(SnapshotError::History(_))));
         let other = Arc::new(Kept::default());
         evicted_engine(&other, 61);
@@ -1532,11 +1622,25 @@ mod version_tests {
         assert!(Engine::restore_from(&slim, 3, Some(Arc::new(Kept::default()) as Arc<dyn History>)).is_err(), "an empty history");
         // A stored record carrying an earlier one's id: not looked up while restoring, so refused
         // by the digest.
-        let repeated = Arc::new(Kept(std::sync::Mutex::new(kept.0.lock().expect("lock").clone())));
+        let repeated = Arc::new(kept.cloned());
         let mut chunks = repeated.0.lock().expect("lock");
         chunks[1][2].id = chunks[0][0].id;
         drop(chunks);
         let refused = Engine::restore_from(&slim, 3, Some(repeated as Arc<dyn History>));
         assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
+        // A stored balance entry changed, or naming an account that does not exist.
+        let changed = Arc::new(kept.cloned());
+        changed.1.lock().expect("lock")[2][3].balances.credits_posted += 1;
+        let refused = Engine::restore_from(&slim, 3, Some(changed as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
+        let unknown = Arc::new(kept.cloned());
+        unknown.1.lock().expect("lock")[1][0].account = 99;
+        let refused = Engine::restore_from(&slim, 3, Some(unknown as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::Invalid(why)) if why.contains("account index 99")), "{refused:?}");
+        // Balance chunks missing from the store.
+        let short = Arc::new(kept.cloned());
+        short.1.lock().expect("lock").truncate(2);
+        let refused = Engine::restore_from(&slim, 3, Some(short as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("balance chunk 2")), "{refused:?}");
     }
 }

@@ -1,24 +1,26 @@
-//! A history kept in memory, for tests that evict most of an engine's transfers: the engine's
-//! side of history on disk (prefetch, pinned holds, read-through queries) under the simulation
-//! and the reference model, without the node's store (which its own tests cover).
+//! A history kept in memory, for tests that evict most of an engine's transfers and balance
+//! entries: the engine's side of history on disk (prefetch, pinned holds, read-through queries)
+//! under the simulation and the reference model, without the node's store (which its own tests
+//! cover).
 
-use bursar_engine::{Engine, History, Transfer};
+use bursar_engine::{BalanceEntry, Engine, History, Transfer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Full chunks of transfers handed over by an engine, readable by index.
+/// Full chunks handed over by an engine, readable by index.
 #[derive(Debug)]
 pub struct MemoryHistory {
     chunks: Mutex<Vec<Arc<Vec<Transfer>>>>,
+    balance_chunks: Mutex<Vec<Arc<Vec<BalanceEntry>>>>,
     chunk_len: usize,
     /// Records read back so far.
     pub reads: AtomicU64,
 }
 
 impl MemoryHistory {
-    /// An empty history for an engine with `chunk_len` transfers per chunk.
+    /// An empty history for an engine with `chunk_len` transfers (and balance entries) per chunk.
     pub fn new(chunk_len: usize) -> Arc<MemoryHistory> {
-        Arc::new(MemoryHistory { chunks: Mutex::default(), chunk_len, reads: AtomicU64::new(0) })
+        Arc::new(MemoryHistory { chunks: Mutex::default(), balance_chunks: Mutex::default(), chunk_len, reads: AtomicU64::new(0) })
     }
 
     /// Takes every full chunk `engine` holds beyond those already kept, then lets it evict all
@@ -32,21 +34,46 @@ impl MemoryHistory {
         let stored = chunks.len();
         drop(chunks);
         engine.evict_chunks_below(stored);
+        let mut chunks = self.balance_chunks.lock().expect("history lock");
+        for k in chunks.len()..engine.sealed_balance_chunks() {
+            chunks.push(engine.balance_chunk(k).expect("a chunk not yet stored is held").clone());
+        }
+        let stored = chunks.len();
+        drop(chunks);
+        engine.evict_balance_chunks_below(stored);
     }
+}
+
+/// Item `index` of chunks of `len`, or what is missing.
+fn item<T: Copy>(chunks: &[Arc<Vec<T>>], len: usize, index: u32, what: &str) -> Result<T, String> {
+    let (k, i) = (index as usize / len, index as usize % len);
+    chunks.get(k).map(|chunk| chunk[i]).ok_or_else(|| format!("{what} index {index} was never stored"))
+}
+
+/// Chunk `k` into `out`, or what is missing.
+fn whole<T: Copy>(chunks: &[Arc<Vec<T>>], k: usize, out: &mut Vec<T>, what: &str) -> Result<(), String> {
+    out.clear();
+    out.extend_from_slice(chunks.get(k).ok_or_else(|| format!("{what} chunk {k} was never stored"))?);
+    Ok(())
 }
 
 impl History for MemoryHistory {
     fn read(&self, index: u32) -> Result<Transfer, String> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let chunks = self.chunks.lock().expect("history lock");
-        let (k, i) = (index as usize / self.chunk_len, index as usize % self.chunk_len);
-        chunks.get(k).map(|chunk| chunk[i]).ok_or_else(|| format!("transfer index {index} was never stored"))
+        item(&self.chunks.lock().expect("history lock"), self.chunk_len, index, "transfer")
     }
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
-        let chunks = self.chunks.lock().expect("history lock");
-        out.clear();
-        out.extend_from_slice(chunks.get(k).ok_or_else(|| format!("chunk {k} was never stored"))?);
-        Ok(())
+        whole(&self.chunks.lock().expect("history lock"), k, out, "transfer")
+    }
+
+    fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+        self.reads.fetch_add(indices.len() as u64, Ordering::Relaxed);
+        let chunks = self.balance_chunks.lock().expect("history lock");
+        indices.iter().try_for_each(|&index| item(&chunks, self.chunk_len, index, "balance entry").map(|entry| out.push(entry)))
+    }
+
+    fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+        whole(&self.balance_chunks.lock().expect("history lock"), k, out, "balance")
     }
 }

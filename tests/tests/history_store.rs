@@ -1,12 +1,16 @@
 //! A node with a history store on disk answers exactly as one that keeps every transfer in
-//! memory: six chunks of transfers, most of them moved to `history.dat` and evicted, then
-//! re-sent ids, captures of evicted holds and lookups that read them back. Its snapshot is slim
-//! (the evicted chunks stay in the store) and a restart reads them back from the store; a
-//! damaged page is refused (not believed) while serving, and at the next start the snapshot
-//! that needs it is skipped, the state rebuilt from the log and the page rewritten.
+//! memory: six chunks of transfers and eight of balance entries (two accounts keep a balance
+//! history), most of them moved to the stores and evicted, then re-sent ids, captures of evicted
+//! holds, lookups and balance histories that read them back. Its snapshot is slim (the evicted
+//! chunks stay in the stores) and a restart reads them back; a damaged page is refused (not
+//! believed) while serving, and at the next start the snapshot that needs it is skipped, the
+//! state rebuilt from the log and the page rewritten.
 
 use bursar_engine::transfer_flags::{PENDING, POST_PENDING};
-use bursar_engine::{Command, Engine, Limits, ResultCode, Transfer, CHUNK_BITS, RECORD_SIZE};
+use bursar_engine::{
+    account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS, RECORD_SIZE,
+};
+use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -26,9 +30,21 @@ fn transfer(id: u128, flags: u16, pending_id: u128) -> Command {
     Command::Transfer(Transfer { pending_id, flags, ..bursar_tests::setup::transfer(id, 1 + id % 3, 2 + id % 3, amount) })
 }
 
-/// Every batch: accounts, then the bulk (its first transfers are pending holds).
+/// Accounts that keep a balance history.
+const WITH_HISTORY: [u128; 2] = [2, 3];
+
+/// Every batch: accounts (two with a balance history), then the bulk (its first transfers are
+/// pending holds).
 fn bulk() -> Vec<Vec<Command>> {
-    let mut batches = vec![bursar_tests::setup::ledger_and_accounts(4)];
+    let mut accounts = bursar_tests::setup::ledger_and_accounts(4);
+    for command in &mut accounts {
+        if let Command::CreateAccount(a) = command {
+            if WITH_HISTORY.contains(&a.id) {
+                a.flags |= account_flags::HISTORY;
+            }
+        }
+    }
+    let mut batches = vec![accounts];
     let ids: Vec<u128> = (1..=BULK).collect();
     for slice in ids.chunks(BATCH as usize) {
         batches.push(slice.iter().map(|&id| transfer(id, if id <= HOLDS { PENDING } else { 0 }, 0)).collect());
@@ -72,19 +88,38 @@ fn submit(node: &mut Node<FsStorage>, now: u64, commands: &[Command]) -> Vec<Res
 }
 
 /// Steps the node (empty batches, each mirrored on `reference`) until the writer has stored
-/// what it was handed.
+/// what it was handed and the node evicted it: every full chunk but the newest of each kind.
 fn settle(node: &mut Node<FsStorage>, reference: &mut Engine, now: u64) {
+    let engine = |node: &Node<FsStorage>| {
+        let e = node.engine();
+        [e.evicted_chunks(), e.sealed_transfer_chunks(), e.evicted_balance_chunks(), e.sealed_balance_chunks()]
+    };
     for _ in 0..500 {
         submit(node, now, &[]);
         reference.execute(now, &[], &mut Vec::new()).expect("reference");
-        if node.history_stored_chunks() + 1 >= node.engine().sealed_transfer_chunks() as u64 {
-            submit(node, now, &[]);
-            reference.execute(now, &[], &mut Vec::new()).expect("reference");
+        let [evicted, sealed, balances_evicted, balances_sealed] = engine(node);
+        if evicted + 1 >= sealed && balances_evicted + 1 >= balances_sealed {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("the history writer stored {} of {} chunks", node.history_stored_chunks(), node.engine().sealed_transfer_chunks());
+    panic!("evicted, sealed (transfers, then balance entries): {:?}", engine(node));
+}
+
+/// Balance-history queries of each account with one: every entry (the oldest 8 189 and the
+/// newest), and a window in the middle.
+fn balance_filters() -> Vec<AccountFilter> {
+    let sides = filter_flags::DEBITS | filter_flags::CREDITS;
+    let every = AccountFilter { limit: 8189, flags: sides, ..AccountFilter::default() };
+    let mut filters = Vec::new();
+    for account_id in WITH_HISTORY {
+        filters.push(AccountFilter { account_id, ..every });
+        filters.push(AccountFilter { account_id, flags: sides | filter_flags::REVERSED, ..every });
+        // Transfers take a nanosecond each from the first batch's clock on: the bulk's middle.
+        let (timestamp_min, timestamp_max) = (1_000_000_000 + BULK as u64 / 3, 1_000_000_000 + BULK as u64 / 2);
+        filters.push(AccountFilter { account_id, timestamp_min, timestamp_max, limit: 100, ..every });
+    }
+    filters
 }
 
 fn compare(node: &mut Node<FsStorage>, reference: &mut Engine) {
@@ -96,6 +131,11 @@ fn compare(node: &mut Node<FsStorage>, reference: &mut Engine) {
     for id in (1..=HOLDS).chain([BULK + 1, BULK + 2]) {
         assert_eq!(node.engine().hold(id), reference.hold(id), "hold state of {id}, its capture read through");
         assert_eq!(node.engine().lineage(id), reference.lineage(id), "lineage of {id}");
+    }
+    for filter in balance_filters() {
+        let balances = node.engine().get_account_balances(&filter);
+        assert!(!balances.is_empty(), "{filter:?}");
+        assert_eq!(balances, reference.get_account_balances(&filter), "{filter:?}");
     }
     assert_eq!(node.engine().take_history_failure(), None);
 }
@@ -116,6 +156,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     }
     settle(&mut node, &mut reference, now);
     assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
+    assert!(node.engine().evicted_balance_chunks() >= 6, "evicted {} chunks", node.engine().evicted_balance_chunks());
     now += 1_000;
     let mut expected = Vec::new();
     reference.execute(now + 1, &cold_batch(), &mut expected).expect("reference");
@@ -126,19 +167,21 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // The snapshot leaves the evicted chunks to the store; a restart reads them back from it
     // and checks the chunks it holds in memory.
     let evicted = node.engine().evicted_chunks() as u64;
+    let balances_evicted = node.engine().evicted_balance_chunks() as u64;
     let snapshot_seq = node.snapshot().expect("snapshot");
-    let full = (BULK as u64 + 10) * RECORD_SIZE as u64;
+    let entries = node.engine().balance_history_len() as u64;
+    let full = (BULK as u64 + 10) * RECORD_SIZE as u64 + entries * BALANCE_ENTRY_SIZE as u64;
     let slim = newest_snapshot_bytes(&dir);
-    assert!(
-        slim < full - evicted * bursar_net::history::CHUNK_BYTES + bursar_net::history::CHUNK_BYTES / 8,
-        "a snapshot of {slim} bytes, {full} with every transfer"
-    );
+    let left_out = evicted * CHUNK_BYTES + balances_evicted * BALANCE_CHUNK_BYTES;
+    assert!(slim < full - left_out + CHUNK_BYTES / 8, "a snapshot of {slim} bytes, {full} with every transfer and entry");
     drop(node);
     let (mut node, attached, report) = open(&dir);
     assert!(report.snapshot.is_some() && report.skipped_snapshots.is_empty(), "{report:?}");
-    assert_eq!(attached.restored, evicted, "{attached:?}");
-    assert!(attached.verified >= 1 && attached.repaired == 0, "{attached:?}");
+    assert_eq!((attached.transfers.restored, attached.balances.restored), (evicted, balances_evicted), "{attached:?}");
+    let checked = attached.total();
+    assert!(attached.transfers.verified >= 1 && attached.balances.verified >= 1 && checked.repaired == 0, "{attached:?}");
     assert_eq!(node.engine().evicted_chunks() as u64, node.engine().sealed_transfer_chunks() as u64 - 1);
+    assert_eq!(node.engine().evicted_balance_chunks() as u64, node.engine().sealed_balance_chunks() as u64 - 1);
     compare(&mut node, &mut reference);
     // A change-feed follower starts from the slim snapshot too, with the node's store; without
     // it, from the log's start.
@@ -147,6 +190,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     durable.publish(node.durable_seq());
     let mut follower = Follower::open(&dir.join("log"), Limits::default(), snapshot_seq + 1, &durable).expect("follower");
     assert_eq!(follower.engine().evicted_chunks() as u64, evicted, "placed at the slim snapshot");
+    assert_eq!(follower.engine().evicted_balance_chunks() as u64, balances_evicted);
     let storeless = Arc::new(Durable::default());
     storeless.publish(node.durable_seq());
     let behind = Follower::open(&dir.join("log"), Limits::default(), snapshot_seq + 1, &storeless).expect("follower");
@@ -189,12 +233,17 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     data.write_all_at(&[0xA5], 100 * RECORD_SIZE as u64 + 3).expect("damage");
     assert_eq!(node.engine().transfer(101), None, "a record that cannot be read is not taken for the id");
     assert!(node.engine().take_history_failure().expect("the read failed").contains("checksum"));
+    let balances = std::fs::OpenOptions::new().write(true).open(dir.join("history").join(BALANCES_DIR).join(HISTORY_DATA_FILE));
+    balances.expect("balances").write_all_at(&[0x5A], 200 * BALANCE_ENTRY_SIZE as u64 + 20).expect("damage");
+    node.engine().get_account_balances(&balance_filters()[0]);
+    assert!(node.engine().take_history_failure().expect("the read failed").contains("checksum"));
     drop(node);
     // ... and the next start skips the snapshot that needs it, rebuilds the state from the log
     // and rewrites the page from it.
     let (mut node, attached, report) = open(&dir);
     assert!(report.skipped_snapshots.iter().any(|(_, why)| why.contains("checksum")), "{report:?}");
-    assert_eq!((attached.restored, attached.repaired), (0, 1), "{attached:?}");
+    assert_eq!((attached.transfers.restored, attached.transfers.repaired), (0, 1), "{attached:?}");
+    assert_eq!((attached.balances.restored, attached.balances.repaired), (0, 1), "{attached:?}");
     compare(&mut node, &mut reference);
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// transfer, refusing nothing): what account controls cost.
     #[arg(long)]
     pub policy: bool,
+    /// Make every account of the run with the `history` flag (TigerBeetle's `--flag-history`):
+    /// each transfer then adds a balance entry per side, kept and queried as history.
+    #[arg(long)]
+    pub account_history: bool,
     /// Capture or release each hold this many requests (of the same client) after it, not in its
     /// own request: card payments are captured long after their authorisation, so holds wait in
     /// the server meanwhile. Those still waiting when the run's commands are spent are sent after.
@@ -147,6 +151,7 @@ fn workload(args: &BenchArgs) -> Result<Workload> {
             None => Load::Closed,
         },
         policy: args.policy,
+        account_history: args.account_history,
         capture_after: args.capture_after,
     };
     workload.check().map_err(anyhow::Error::msg)?;
@@ -318,7 +323,12 @@ fn describe(workload: &Workload) -> String {
     format!(
         "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{}{}, seed {}",
         workload.accounts,
-        if workload.policy { " with a channel list and a velocity rule each" } else { "" },
+        match (workload.policy, workload.account_history) {
+            (true, true) => " with a channel list, a velocity rule and a balance history each",
+            (true, false) => " with a channel list and a velocity rule each",
+            (false, true) => " with a balance history each",
+            (false, false) => "",
+        },
         workload.batch,
         workload.clients,
         m.transfer,

@@ -329,6 +329,7 @@ fn open_with_history<S: bursar_wal::Storage>(storage: S, config: WalConfig, data
 
 /// Says what the check of the history store at start found.
 fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) {
+    let attached = attached.total();
     if attached.repaired + attached.dropped > 0 {
         eprintln!(
             "bursar: WARNING: {} history chunks differed from the recovered state and were rewritten, {} beyond it dropped",

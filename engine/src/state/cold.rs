@@ -31,6 +31,10 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_chunk_summed(&self, k: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         self.read_chunk(k, out).map(|()| None)
     }
+    /// Balance entries `indices` (each evicted), appended to `out` in that order.
+    fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
+    /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
+    fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String>;
 }
 
 /// Reads bytes of stored records: `read_at(offset, out)` fills `out` from `offset`;
@@ -77,12 +81,24 @@ impl<F: Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync> RecordReader for
 pub struct RecordHistory<R> {
     reader: R,
     chunk_len: usize,
+    /// Reads balance entry `i` at `i × BALANCE_ENTRY_SIZE` (chunks of `chunk_len`), if any are stored.
+    balances: Option<Box<dyn RecordReader>>,
 }
 
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len }
+        RecordHistory { reader, chunk_len, balances: None }
+    }
+
+    /// Reads evicted balance entries (in chunks of as many) through `reader`.
+    pub fn with_balances(mut self, reader: impl RecordReader + 'static) -> RecordHistory<R> {
+        self.balances = Some(Box::new(reader));
+        self
+    }
+
+    fn balances(&self) -> Result<&dyn RecordReader, String> {
+        self.balances.as_deref().ok_or_else(|| "this history has no store of balance entries".to_string())
     }
 }
 
@@ -114,6 +130,21 @@ impl<R: RecordReader> History for RecordHistory<R> {
         self.reader.read_many_at(&offsets, RECORD_SIZE, &mut bytes)?;
         decode_records(&bytes, out);
         Ok(())
+    }
+
+    fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+        let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * BALANCE_ENTRY_SIZE as u64).collect();
+        let mut bytes = vec![0u8; indices.len() * BALANCE_ENTRY_SIZE];
+        self.balances()?.read_many_at(&offsets, BALANCE_ENTRY_SIZE, &mut bytes)?;
+        decode_balance_entries(&bytes, out)
+    }
+
+    fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
+        let len = self.chunk_len * BALANCE_ENTRY_SIZE;
+        let mut bytes = vec![0u8; len];
+        self.balances()?.read_at((k * len) as u64, &mut bytes)?;
+        out.clear();
+        decode_balance_entries(&bytes, out)
     }
 }
 
@@ -203,6 +234,12 @@ impl Pinned {
 }
 
 impl Cold {
+    /// Keeps `why` a read of the history failed, if it is the first since the last
+    /// [`Engine::take_history_failure`].
+    pub(crate) fn read_failed(&self, why: String) {
+        self.failure.borrow_mut().get_or_insert(why);
+    }
+
     /// Whether any record is pinned.
     pub(crate) fn pinned_any(&self) -> bool {
         !self.pinned.is_empty()
@@ -298,12 +335,13 @@ impl Engine {
         self.cold.history = Some(history);
     }
 
-    /// Stores transfers in chunks of `2^bits` (the default is [`crate::chunked::CHUNK_BITS`]):
-    /// smaller chunks let tests evict, and read back, most of a small history. Only while no
-    /// transfer is stored (asserted).
+    /// Stores transfers (and balance entries) in chunks of `2^bits` (the default is
+    /// [`crate::chunked::CHUNK_BITS`]): smaller chunks let tests evict, and read back, most of a
+    /// small history. Only while neither is stored (asserted).
     pub fn set_transfer_chunk_bits(&mut self, bits: u32) {
-        assert!(self.transfers.is_empty(), "the chunk size is chosen before the first transfer");
+        assert!(self.transfers.is_empty() && self.balance_history.len() == 0, "the chunk size is chosen before the first transfer");
         self.transfers = crate::chunked::Chunked::with_chunk_bits(bits);
+        self.balance_history.entries = crate::chunked::Chunked::with_chunk_bits(bits);
     }
 
     /// Transfers per chunk.

@@ -246,7 +246,7 @@ impl DigestState {
             self.sum = self.sum.wrapping_add(transfer_term(transfer));
         }
         self.transfers_settled = engine.transfers.len();
-        for entry in &engine.balance_history[self.history_settled..] {
+        for entry in engine.balance_history.entries.iter_from(self.history_settled) {
             let id = engine.accounts[entry.account as usize].id;
             self.sum = self.sum.wrapping_add(balance_entry_term(id, entry));
         }
@@ -409,7 +409,7 @@ impl Engine {
                 add(hold_term(t.id, &self.hold_state(index as u32, &t, Engine::stored_through)));
             }
         }
-        self.balance_history.iter().for_each(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
+        self.for_each_balance_entry(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
         self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
         self.policies.iter().for_each(|p| add(policy_term(self.accounts[p.account as usize].id, p)));

@@ -8,6 +8,7 @@
 //! write instead of a push into a per-account vector.
 
 mod accounts;
+pub(crate) mod balances;
 mod cold;
 pub(crate) mod digest;
 pub(crate) mod exchange;
@@ -21,6 +22,7 @@ pub(crate) mod policy;
 mod reversals;
 mod transfers;
 
+pub use balances::{decode_balance_entries, encode_balance_chunk, BalanceEntry, BALANCE_ENTRY_SIZE};
 pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader};
 pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
@@ -203,19 +205,6 @@ pub(crate) struct ExpiredHold {
     pub(crate) resolved_at: u64,
 }
 
-/// One entry of an account's balance history (accounts with the `history` flag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BalanceEntry {
-    /// Balances right after the change.
-    pub balances: Balances,
-    /// Timestamp of the transfer or expiry that changed them.
-    pub timestamp: u64,
-    /// Index of the account.
-    pub(crate) account: u32,
-    /// Previous entry of the same account, or `NONE`.
-    pub(crate) prev: u32,
-}
-
 /// A registered ledger and its running totals.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LedgerSlot {
@@ -364,7 +353,8 @@ pub struct Engine {
     pub(crate) expired: Vec<ExpiredHold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
-    pub(crate) balance_history: Vec<BalanceEntry>,
+    /// Balance history of accounts with the `history` flag (see `balances`).
+    pub(crate) balance_history: balances::BalanceHistory,
     /// Every change of an account's limits, in order (see `limits`).
     pub(crate) limit_changes: Vec<LimitChange>,
     /// Account policies (channel lists, velocity rules and their usage), by `AccountMeta::policy`.
@@ -447,7 +437,7 @@ impl Engine {
             finished: TransferIds::default(),
             expired: Vec::new(),
             expiries: BTreeSet::new(),
-            balance_history: Vec::new(),
+            balance_history: balances::BalanceHistory::default(),
             limit_changes: Vec::new(),
             reversals: FxHashMap::default(),
             policies: Vec::new(),
@@ -875,8 +865,8 @@ impl Engine {
                     self.account_meta[cr as usize].last_transfer = prev_credit;
                 }
                 Undo::BalanceEntryPushed => {
-                    let entry = self.balance_history.pop().expect("undo: balance entry");
-                    self.account_meta[entry.account as usize].last_balance = entry.prev;
+                    let (entry, prev) = self.balance_history.pop().expect("undo: balance entry");
+                    self.account_meta[entry.account as usize].last_balance = prev;
                 }
                 Undo::LimitChangePushed => {
                     let change = self.limit_changes.pop().expect("undo: limit change");
@@ -1017,10 +1007,7 @@ impl Engine {
             self.note(FeedNote::Balances { account, timestamp, balances });
         }
         if history {
-            let meta = &mut self.account_meta[account as usize];
-            let entry = BalanceEntry { balances, timestamp, account, prev: meta.last_balance };
-            meta.last_balance = self.balance_history.len() as u32;
-            self.balance_history.push(entry);
+            self.push_balance_entry(BalanceEntry { balances, timestamp, account });
             self.record(Undo::BalanceEntryPushed);
         }
     }

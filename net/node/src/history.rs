@@ -1,6 +1,6 @@
-//! History on disk for a node: full chunks of transfers move to a [`HistoryStore`] on a writer
-//! thread and, once stored durably, leave the engine's memory; queries and the prefetch before
-//! each batch read them back through [`file_history`].
+//! History on disk for a node: full chunks of transfers, and of balance entries, move to their
+//! [`HistoryStore`]s ([`Stores`]) on a writer thread and, once stored durably, leave the engine's
+//! memory; queries and the prefetch before each batch read them back through [`file_history`].
 //!
 //! Snapshots are then slim: they leave the evicted chunks to the store, which must hold them
 //! durably (a chunk is evicted only once written and synced), and carry the state digest. At
@@ -12,24 +12,62 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bursar_engine::{decode_chunk, transfers_digest_sum, Engine, History, Record, RecordHistory, RecordReader, Transfer, RECORD_SIZE};
+use bursar_engine::{
+    decode_chunk, encode_balance_chunk, transfers_digest_sum, BalanceEntry, Engine, History, Record, RecordHistory, RecordReader, Transfer,
+    BALANCE_ENTRY_SIZE, RECORD_SIZE,
+};
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
 /// Bytes of one stored chunk: the engine's chunk of transfers, [`RECORD_SIZE`] bytes each.
 pub const CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * RECORD_SIZE as u64;
 
-/// Opens (or creates) the history store in `dir` for the engine's chunks, naming `dir` in an
-/// error: what `bursar start` and the embedded benchmark server hand to [`crate::Node::open_with_history`].
-pub fn open_store(dir: &std::path::Path) -> std::io::Result<HistoryStore> {
-    HistoryStore::open(dir, CHUNK_BYTES).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())))
+/// Bytes of one stored chunk of balance entries (as many entries as a chunk has transfers).
+pub const BALANCE_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * BALANCE_ENTRY_SIZE as u64;
+/// The balance entries' store's directory, inside the transfers' store's.
+pub const BALANCES_DIR: &str = "balances";
+
+/// A node's history stores: transfers', and balance entries' (accounts with the `history` flag).
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// Chunks of transfers.
+    pub transfers: Arc<HistoryStore>,
+    /// Chunks of balance entries.
+    pub balances: Arc<HistoryStore>,
 }
 
-/// Reads evicted transfers back from `store` (chunks of `chunk_len`): record `i` is the
+/// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
+/// engine's chunks, naming the directory in an error: what `bursar start` and the embedded
+/// benchmark server hand to [`crate::Node::open_with_history`].
+pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
+    let open = |dir: &std::path::Path, chunk_bytes| {
+        let store =
+            HistoryStore::open(dir, chunk_bytes).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())));
+        store.map(Arc::new)
+    };
+    Ok(Stores { transfers: open(dir, CHUNK_BYTES)?, balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)? })
+}
+
+/// Reads evicted transfers back from `stores.transfers` (chunks of `chunk_len`): record `i` is the
 /// [`RECORD_SIZE`] bytes at `i × RECORD_SIZE`, in a page whose checksum is verified on every read;
 /// several records asked for at once are read side by side ([`HistoryStore::read_many`]).
-pub fn file_history(store: Arc<HistoryStore>, chunk_len: usize) -> Arc<dyn History> {
-    Arc::new(RecordHistory::new(chunk_len, StoreReader { store, ahead: Mutex::new(None) }))
+/// Balance entries likewise from `stores.balances`, [`BALANCE_ENTRY_SIZE`] bytes each.
+pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
+    let history = RecordHistory::new(chunk_len, StoreReader { store: Arc::clone(&stores.transfers), ahead: Mutex::new(None) });
+    Arc::new(history.with_balances(PlainReader(Arc::clone(&stores.balances))))
+}
+
+/// Reads a store's bytes as asked, several records side by side.
+struct PlainReader(Arc<HistoryStore>);
+
+impl RecordReader for PlainReader {
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), String> {
+        self.0.read(offset, out).map_err(|e| e.to_string())
+    }
+
+    fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
+        self.0.read_many(offsets, record_bytes, out).map_err(|e| e.to_string())
+    }
 }
 
 /// [`file_history`]'s reader. A whole chunk is read one ahead on a helper thread: a restore
@@ -103,9 +141,9 @@ pub fn encode_chunk(chunk: &[Transfer], out: &mut Vec<u8>) {
     }
 }
 
-/// What attaching a store found and did.
+/// What the check of one store at attach found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HistoryAttached {
+pub struct ChunksChecked {
     /// Stored chunks a slim snapshot left to the store, read back (and checked) by the restore.
     pub restored: u64,
     /// Stored chunks that matched the restored state.
@@ -118,90 +156,139 @@ pub struct HistoryAttached {
     pub appended: u64,
 }
 
-/// Moves full chunks from the engine to the store (see the module): the node's side.
+/// What attaching the stores found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryAttached {
+    /// The transfers' store.
+    pub transfers: ChunksChecked,
+    /// The balance entries' store.
+    pub balances: ChunksChecked,
+}
+
+impl HistoryAttached {
+    /// Both stores' counts added up (what `bursar start` reports).
+    pub fn total(&self) -> ChunksChecked {
+        let (t, b) = (&self.transfers, &self.balances);
+        ChunksChecked {
+            restored: t.restored + b.restored,
+            verified: t.verified + b.verified,
+            repaired: t.repaired + b.repaired,
+            dropped: t.dropped + b.dropped,
+            appended: t.appended + b.appended,
+        }
+    }
+}
+
+/// A full chunk on its way to a store.
+enum Sealed {
+    Transfers(u64, Arc<Vec<Transfer>>),
+    Balances(u64, Arc<Vec<BalanceEntry>>),
+}
+
+/// Moves full chunks from the engine to the stores (see the module): the node's side.
 #[derive(Debug)]
 pub(crate) struct Mover {
-    store: Arc<HistoryStore>,
+    stores: Stores,
     pub(crate) history: Arc<dyn History>,
-    /// Chunks handed to the writer so far.
-    handed: u64,
-    to_writer: Option<Sender<(u64, Arc<Vec<Transfer>>)>>,
+    /// Chunks handed to the writer so far: transfers', balance entries'.
+    handed: [u64; 2],
+    to_writer: Option<Sender<Sealed>>,
     writer: Option<JoinHandle<()>>,
     /// The writer's first failure; it writes nothing after one (the chunks stay in memory).
     failure: Arc<Mutex<Option<String>>>,
     failure_reported: bool,
 }
 
+/// Checks `store`'s chunks from `restored` (those the restore read back) to `sealed` against
+/// the engine's (`encode(k, out)` writes chunk `k`'s bytes), repairs those that differ, drops
+/// those beyond and appends those it lacks.
+fn check_store(store: &HistoryStore, restored: u64, sealed: u64, encode: impl Fn(u64, &mut Vec<u8>)) -> std::io::Result<ChunksChecked> {
+    assert!(store.chunks() >= restored, "the restore read the chunks it evicted from the store");
+    let mut checked = ChunksChecked { restored, ..ChunksChecked::default() };
+    if store.chunks() > sealed {
+        checked.dropped = store.chunks() - sealed;
+        store.truncate(sealed)?;
+    }
+    let mut bytes = Vec::with_capacity(store.chunk_bytes() as usize);
+    for k in restored..sealed {
+        bytes.clear();
+        encode(k, &mut bytes);
+        if k >= store.chunks() {
+            store.append(k, &bytes)?;
+            checked.appended += 1;
+        } else if store.holds(k, &bytes)? {
+            checked.verified += 1;
+        } else {
+            store.rewrite(k, &bytes)?;
+            checked.repaired += 1;
+        }
+    }
+    Ok(checked)
+}
+
 impl Mover {
-    /// Checks `store` against `engine` (just restored: the chunks a slim snapshot left to the
-    /// store evicted, every later one in memory), repairs it, stores what it lacks, and starts
-    /// the writer thread. `history` reads `store`.
-    pub(crate) fn attach(
-        engine: &mut Engine,
-        store: Arc<HistoryStore>,
-        history: Arc<dyn History>,
-    ) -> std::io::Result<(Mover, HistoryAttached)> {
-        let chunk_bytes = (engine.transfer_chunk_len() * RECORD_SIZE) as u64;
-        assert_eq!(store.chunk_bytes(), chunk_bytes, "the store was opened for the engine's chunks");
-        let restored = engine.evicted_chunks() as u64;
-        assert!(store.chunks() >= restored, "the restore read the chunks it evicted from the store");
-        let mut attached = HistoryAttached { restored, ..HistoryAttached::default() };
-        let sealed = engine.sealed_transfer_chunks() as u64;
-        if store.chunks() > sealed {
-            attached.dropped = store.chunks() - sealed;
-            store.truncate(sealed)?;
-        }
-        let mut bytes = Vec::with_capacity(chunk_bytes as usize);
-        for k in restored..sealed {
-            bytes.clear();
-            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), &mut bytes);
-            if k >= store.chunks() {
-                store.append(k, &bytes)?;
-                attached.appended += 1;
-            } else if store.holds(k, &bytes)? {
-                attached.verified += 1;
-            } else {
-                store.rewrite(k, &bytes)?;
-                attached.repaired += 1;
-            }
-        }
+    /// Checks `stores` against `engine` (just restored: the chunks a slim snapshot left to the
+    /// stores evicted, every later one in memory), repairs them, stores what they lack, and
+    /// starts the writer thread. `history` reads `stores`.
+    pub(crate) fn attach(engine: &mut Engine, stores: Stores, history: Arc<dyn History>) -> std::io::Result<(Mover, HistoryAttached)> {
+        assert_eq!(stores.transfers.chunk_bytes(), (engine.transfer_chunk_len() * RECORD_SIZE) as u64, "the engine's chunks");
+        assert_eq!(stores.balances.chunk_bytes(), (engine.balance_chunk_len() * BALANCE_ENTRY_SIZE) as u64, "the engine's chunks");
+        let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64];
+        let transfers = check_store(&stores.transfers, engine.evicted_chunks() as u64, sealed[0], |k, out| {
+            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), out)
+        })?;
+        let balances = check_store(&stores.balances, engine.evicted_balance_chunks() as u64, sealed[1], |k, out| {
+            encode_balance_chunk(engine.balance_chunk(k as usize).expect("a restored chunk is in memory"), out)
+        })?;
         engine.set_history(history.clone());
-        let (to_writer, chunks) = crossbeam_channel::unbounded::<(u64, Arc<Vec<Transfer>>)>();
+        let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
-        let (writing, failed) = (Arc::clone(&store), Arc::clone(&failure));
+        let (writing, failed) = (stores.clone(), Arc::clone(&failure));
         let writer = std::thread::Builder::new().name("bursar-history".into()).spawn(move || {
             // CPU the sequencer and the network leave only: encoding and checksumming a chunk
             // beside them showed in the benchmark's tail latency. Best effort.
             let _ = bursar_wal::background_thread();
-            let mut bytes = Vec::with_capacity(chunk_bytes as usize);
-            for (k, chunk) in chunks {
+            let mut bytes = Vec::with_capacity(CHUNK_BYTES as usize);
+            for sealed in chunks {
                 bytes.clear();
-                encode_chunk(&chunk, &mut bytes);
-                drop(chunk);
-                if let Err(e) = writing.append(k, &bytes) {
-                    *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", writing.dir().display()));
+                // The chunk is encoded and dropped before the write, so its memory is reused sooner.
+                let (store, k) = match sealed {
+                    Sealed::Transfers(k, chunk) => {
+                        encode_chunk(&chunk, &mut bytes);
+                        (&writing.transfers, k)
+                    }
+                    Sealed::Balances(k, chunk) => {
+                        encode_balance_chunk(&chunk, &mut bytes);
+                        (&writing.balances, k)
+                    }
+                };
+                if let Err(e) = store.append(k, &bytes) {
+                    *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
                     return;
                 }
             }
         })?;
         let mut mover =
-            Mover { store, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
+            Mover { stores, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
         mover.step(engine);
-        Ok((mover, attached))
+        Ok((mover, HistoryAttached { transfers, balances }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
     pub(crate) fn step(&mut self, engine: &mut Engine) {
-        let sealed = engine.sealed_transfer_chunks() as u64;
-        while self.handed < sealed {
-            let chunk = engine.transfer_chunk(self.handed as usize).expect("a chunk not yet stored is in memory").clone();
-            // A writer that stopped has said why (below); the chunk stays in memory.
-            if let Some(to_writer) = &self.to_writer {
-                let _ = to_writer.send((self.handed, chunk));
-            }
-            self.handed += 1;
+        let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64];
+        while self.handed[0] < sealed[0] {
+            let chunk = engine.transfer_chunk(self.handed[0] as usize).expect("a chunk not yet stored is in memory").clone();
+            self.send(Sealed::Transfers(self.handed[0], chunk));
+            self.handed[0] += 1;
         }
-        engine.evict_chunks_below(self.store.chunks() as usize);
+        while self.handed[1] < sealed[1] {
+            let chunk = engine.balance_chunk(self.handed[1] as usize).expect("a chunk not yet stored is in memory").clone();
+            self.send(Sealed::Balances(self.handed[1], chunk));
+            self.handed[1] += 1;
+        }
+        engine.evict_chunks_below(self.stores.transfers.chunks() as usize);
+        engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         if !self.failure_reported {
             if let Some(why) = self.failure.lock().expect("failure lock").as_ref() {
                 eprintln!("bursar: WARNING: the history store failed ({why}); newer transfers stay in memory, nothing is lost");
@@ -210,9 +297,17 @@ impl Mover {
         }
     }
 
-    /// Chunks stored durably.
+    /// Hands `chunk` to the writer; a writer that stopped has said why (`step`), and the chunk
+    /// stays in memory.
+    fn send(&self, chunk: Sealed) {
+        if let Some(to_writer) = &self.to_writer {
+            let _ = to_writer.send(chunk);
+        }
+    }
+
+    /// Chunks of transfers stored durably.
     pub(crate) fn stored_chunks(&self) -> u64 {
-        self.store.chunks()
+        self.stores.transfers.chunks()
     }
 }
 

@@ -140,7 +140,8 @@ impl<S: Storage> Node<S> {
         Node::open_with_history(storage, config, limits, None).map(|(node, report, _)| (node, report))
     }
 
-    /// As [`Node::open`], with full chunks of transfers moving to `store` from now on (see
+    /// As [`Node::open`], with full chunks of transfers and balance entries moving to `store`
+    /// from now on (see
     /// [`crate::history`]): a slim snapshot's transfers are read back from it, the chunks the
     /// recovered state holds in memory are checked against it and repaired, and only the newest
     /// full chunks stay in memory; older ones are read back for queries and before each batch
@@ -149,11 +150,10 @@ impl<S: Storage> Node<S> {
         storage: S,
         config: WalConfig,
         limits: Limits,
-        store: Option<bursar_wal::HistoryStore>,
+        store: Option<crate::history::Stores>,
     ) -> Result<(Node<S>, RecoveryReport, Option<HistoryAttached>), NodeError> {
-        let store = store.map(Arc::new);
         let chunk_len = 1 << bursar_engine::CHUNK_BITS;
-        let history = store.as_ref().map(|store| crate::history::file_history(Arc::clone(store), chunk_len));
+        let history = store.as_ref().map(|stores| crate::history::file_history(stores, chunk_len));
         // The snapshot handler runs first (at most once), then the entry handler for each batch.
         let engine = RefCell::new(Engine::new(limits));
         let mut replayer = Replayer::new();

@@ -54,16 +54,24 @@ impl DataArg {
         FsStorage::open_read_only(&dir).with_context(|| format!("opening {} read-only", dir.display()))
     }
 
-    /// The history store beside the log (`<data>/history`), read-only, if there is one: where
-    /// a slim snapshot's oldest transfers are read back from.
+    /// The history stores beside the log (`<data>/history`, its balance entries' in
+    /// `<data>/history/balances`), read-only, if there are any: where a slim snapshot's oldest
+    /// transfers and balance entries are read back from.
     fn history(&self) -> Result<Option<Arc<dyn History>>> {
         let log = self.log_dir();
         let Some(dir) = log.parent().map(|data| data.join("history")).filter(|dir| dir.is_dir()) else { return Ok(None) };
         let chunk_len = 1usize << bursar_engine::CHUNK_BITS;
-        let store = bursar_wal::HistoryStore::open_read_only(&dir, (chunk_len * RECORD_SIZE) as u64)
-            .with_context(|| format!("opening {} read-only", dir.display()))?;
-        let read = move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string());
-        Ok(Some(Arc::new(RecordHistory::new(chunk_len, read))))
+        let reader = |dir: &std::path::Path, record_bytes: usize| -> Result<_> {
+            let store = bursar_wal::HistoryStore::open_read_only(dir, (chunk_len * record_bytes) as u64)
+                .with_context(|| format!("opening {} read-only", dir.display()))?;
+            Ok(move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string()))
+        };
+        let history = RecordHistory::new(chunk_len, reader(&dir, RECORD_SIZE)?);
+        let balances = dir.join("balances");
+        if !balances.is_dir() {
+            return Ok(Some(Arc::new(history)));
+        }
+        Ok(Some(Arc::new(history.with_balances(reader(&balances, bursar_engine::BALANCE_ENTRY_SIZE)?))))
     }
 }
 
