@@ -18,7 +18,7 @@ use std::process::Command as Process;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bursar_engine::{Command, ResultCode, Transfer};
+use bursar_engine::{filter_flags, AccountFilter, Command, ResultCode, Transfer};
 use bursar_net::client::Client;
 
 const ACCOUNTS: u128 = 20;
@@ -81,7 +81,16 @@ async fn run_seed(seed: u64, flags: &[&str]) -> Run {
     let _ = std::fs::remove_dir_all(&dir);
     let (mut server, addr) = start(&dir, flags);
     let client = connect(&dir, addr).await;
-    let setup = bursar_tests::setup::ledger_and_accounts(ACCOUNTS);
+    let mut setup = bursar_tests::setup::ledger_and_accounts(ACCOUNTS);
+    if flags == HISTORY {
+        // Every account keeps a balance history: two entries a transfer, which move to
+        // `<data>/history/balances` as the transfers move to `<data>/history`.
+        for command in &mut setup {
+            if let Command::CreateAccount(a) = command {
+                a.flags |= bursar_engine::account_flags::HISTORY;
+            }
+        }
+    }
     assert!(client.submit(setup).await.expect("setup").iter().all(|r| *r == ResultCode::Ok));
 
     // Four clients load the server; every request is recorded as acknowledged or in flight.
@@ -190,6 +199,19 @@ async fn run_seed(seed: u64, flags: &[&str]) -> Run {
     for (id, account) in ids.iter().zip(client.lookup_accounts(ids.clone()).await.expect("lookup")) {
         let a = account.expect("account");
         assert_eq!((a.debits_posted, a.credits_posted), expected[*id as usize], "seed {seed}: account {id}");
+        if flags == HISTORY {
+            // Its balance history ends at its balances, its oldest entries read from the store.
+            let filter =
+                AccountFilter { account_id: *id, limit: 8189, flags: filter_flags::DEBITS | filter_flags::CREDITS, ..Default::default() };
+            let oldest = client.get_account_balances(filter).await.expect("balances");
+            let newest =
+                client.get_account_balances(AccountFilter { flags: filter.flags | filter_flags::REVERSED, limit: 1, ..filter }).await;
+            let newest = newest.expect("balances").pop().expect("an entry").balances;
+            assert_eq!((newest.debits_posted, newest.credits_posted), expected[*id as usize], "seed {seed}: account {id}'s history");
+            assert!(oldest.windows(2).all(|w| w[0].timestamp < w[1].timestamp && w[0].balances != w[1].balances), "seed {seed}");
+            let first = oldest[0].balances;
+            assert!((first.debits_posted == 0) != (first.credits_posted == 0), "seed {seed}: the first entry is one transfer's: {first:?}");
+        }
     }
     let totals = client.ledger_totals(vec![1]).await.expect("totals").pop().flatten().expect("ledger");
     assert!(totals.is_balanced());
