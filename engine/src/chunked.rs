@@ -147,6 +147,14 @@ impl<T: Clone> Chunked<T> {
         self.len += self.chunk_len();
     }
 
+    /// Appends a whole chunk of records at a chunk boundary as evicted (its records stored
+    /// elsewhere and not read into memory: a restore from a chunk's image).
+    pub fn push_evicted_chunk(&mut self) {
+        assert!(self.len & (self.chunk_len() - 1) == 0 && self.chunks.len() == self.len >> self.bits, "at a chunk boundary");
+        self.chunks.push(Arc::new(Vec::new()));
+        self.len += self.chunk_len();
+    }
+
     /// An empty vector with room for a chunk: a spare one or an evicted one no one shares any
     /// more, else a new one.
     pub fn take_spare(&mut self) -> Vec<T> {

@@ -327,6 +327,16 @@ impl TransferIds {
         self.table.insert(id_hash(id), value);
     }
 
+    /// Indexes `value` under an id known only by its hash ([`id_hash`]): a restore from a
+    /// chunk's image. Never an id of the reserved range, which is indexed exactly (by the caller).
+    pub(crate) fn insert_hashed(&mut self, hash: u64, value: u32) {
+        self.move_some(MIGRATE_PER_INSERT);
+        if self.table.growth_left == 0 {
+            self.grow(self.len() + 1);
+        }
+        self.table.insert(hash, value);
+    }
+
     /// Removes `id`, indexed under `value` (asserted): undoing an insert.
     pub(crate) fn remove(&mut self, id: u128, value: u32) {
         let removed = if crate::is_reserved_id(id) {

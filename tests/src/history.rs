@@ -3,7 +3,7 @@
 //! under the simulation and the reference model, without the node's store (which its own tests
 //! cover).
 
-use bursar_engine::{BalanceEntry, Engine, History, Transfer};
+use bursar_engine::{BalanceEntry, ChunkImage, Engine, History, Transfer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 pub struct MemoryHistory {
     chunks: Mutex<Vec<Arc<Vec<Transfer>>>>,
     balance_chunks: Mutex<Vec<Arc<Vec<BalanceEntry>>>>,
+    /// Each chunk's restore image, as the node's store keeps them.
+    images: Mutex<Vec<ChunkImage>>,
     chunk_len: usize,
     /// Records read back so far.
     pub reads: AtomicU64,
@@ -20,7 +22,13 @@ pub struct MemoryHistory {
 impl MemoryHistory {
     /// An empty history for an engine with `chunk_len` transfers (and balance entries) per chunk.
     pub fn new(chunk_len: usize) -> Arc<MemoryHistory> {
-        Arc::new(MemoryHistory { chunks: Mutex::default(), balance_chunks: Mutex::default(), chunk_len, reads: AtomicU64::new(0) })
+        Arc::new(MemoryHistory {
+            chunks: Mutex::default(),
+            balance_chunks: Mutex::default(),
+            images: Mutex::default(),
+            chunk_len,
+            reads: AtomicU64::new(0),
+        })
     }
 
     /// Takes every full chunk `engine` holds beyond those already kept, then lets it evict all
@@ -29,6 +37,7 @@ impl MemoryHistory {
         let mut chunks = self.chunks.lock().expect("history lock");
         for k in chunks.len()..engine.sealed_transfer_chunks() {
             let chunk = engine.transfer_chunk(k).expect("a chunk not yet stored is held").clone();
+            self.images.lock().expect("history lock").push(ChunkImage::of(&chunk, engine.transfer_links_of_chunk(k)));
             chunks.push(chunk);
         }
         let stored = chunks.len();
@@ -65,6 +74,10 @@ impl History for MemoryHistory {
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
         whole(&self.chunks.lock().expect("history lock"), k, out, "transfer")
+    }
+
+    fn read_image(&self, k: usize) -> Result<Option<ChunkImage>, String> {
+        Ok(self.images.lock().expect("history lock").get(k).cloned())
     }
 
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {

@@ -31,6 +31,10 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_chunk_summed(&self, k: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         self.read_chunk(k, out).map(|()| None)
     }
+    /// Evicted chunk `k`'s restore image, if the store keeps one ([`ChunkImage`]).
+    fn read_image(&self, _k: usize) -> Result<Option<ChunkImage>, String> {
+        Ok(None)
+    }
     /// Balance entries `indices` (each evicted), appended to `out` in that order.
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
     /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
@@ -83,12 +87,27 @@ pub struct RecordHistory<R> {
     chunk_len: usize,
     /// Reads balance entry `i` at `i × BALANCE_ENTRY_SIZE` (chunks of `chunk_len`), if any are stored.
     balances: Option<Box<dyn RecordReader>>,
+    /// Reads chunk `k`'s restore image at `k × image_bytes(chunk_len)`, with how many it holds.
+    images: Option<(Box<dyn RecordReader>, StoredCount)>,
 }
+
+/// How many restore images a store holds now.
+type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None }
+        RecordHistory { reader, chunk_len, balances: None, images: None }
+    }
+
+    /// Reads chunks' restore images through `reader`; `stored` says how many there are.
+    pub fn with_images(
+        mut self,
+        reader: impl RecordReader + 'static,
+        stored: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> RecordHistory<R> {
+        self.images = Some((Box::new(reader), Box::new(stored)));
+        self
     }
 
     /// Reads evicted balance entries (in chunks of as many) through `reader`.
@@ -132,6 +151,17 @@ impl<R: RecordReader> History for RecordHistory<R> {
         Ok(())
     }
 
+    fn read_image(&self, k: usize) -> Result<Option<ChunkImage>, String> {
+        let Some((reader, stored)) = &self.images else { return Ok(None) };
+        if k >= stored() {
+            return Ok(None);
+        }
+        let len = super::image::image_bytes(self.chunk_len);
+        let mut bytes = vec![0u8; len];
+        reader.read_at((k * len) as u64, &mut bytes)?;
+        ChunkImage::decode(&bytes, self.chunk_len).map(Some)
+    }
+
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
         let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * BALANCE_ENTRY_SIZE as u64).collect();
         let mut bytes = vec![0u8; indices.len() * BALANCE_ENTRY_SIZE];
@@ -173,6 +203,8 @@ pub(crate) struct Cold {
     pub(crate) history: Option<Arc<dyn History>>,
     /// The first read of `history` that failed since the last [`Engine::take_history_failure`].
     failure: RefCell<Option<String>>,
+    /// Stored chunks the restore took from their images (see `image`), not their records.
+    pub(crate) restored_from_images: usize,
 }
 
 impl Clone for Cold {
@@ -182,6 +214,7 @@ impl Clone for Cold {
             prefetched: self.prefetched.clone(),
             history: self.history.clone(),
             failure: RefCell::default(),
+            restored_from_images: self.restored_from_images,
         }
     }
 }
@@ -357,6 +390,12 @@ impl Engine {
     /// Full chunk `k`'s transfers while in memory.
     pub fn transfer_chunk(&self, k: usize) -> Option<&Arc<Vec<Transfer>>> {
         self.transfers.sealed_chunk(k)
+    }
+
+    /// Stored chunks the last restore took from their images, not their records (0 after any
+    /// other start).
+    pub fn chunks_restored_from_images(&self) -> usize {
+        self.cold.restored_from_images
     }
 
     /// Chunks evicted so far (always the oldest).

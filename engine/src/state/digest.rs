@@ -199,6 +199,13 @@ impl DigestState {
         }
     }
 
+    /// As [`DigestState::settle_transfers_summed`] for transfers a restore leaves out of memory:
+    /// every transfer before them must be settled (asserted), since theirs cannot be hashed later.
+    pub(crate) fn settle_transfers_stored(&mut self, first: usize, count: usize, sum: u128) {
+        assert_eq!(self.transfers_settled, first, "the transfers before a stored chunk are settled");
+        self.settle_transfers_summed(first, count, sum);
+    }
+
     /// Adds the term of a finished hold `transfer_id` (a restore, which derives it from the
     /// capture or release it reads, where settling would need records it has evicted).
     pub(crate) fn add_finished_hold(&mut self, transfer_id: u128, hold: &Hold) {

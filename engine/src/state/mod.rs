@@ -14,6 +14,7 @@ pub(crate) mod digest;
 pub(crate) mod exchange;
 mod feed;
 pub(crate) mod holds;
+mod image;
 mod ledgers;
 pub(crate) mod limits;
 pub(crate) mod order_table;
@@ -28,6 +29,7 @@ pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;
+pub use image::{image_bytes, ChunkImage};
 pub use limits::{BalanceLimits, LimitChange};
 pub use order_table::OrderTable;
 pub use orders::{

@@ -1,6 +1,8 @@
 //! History on disk for a node: full chunks of transfers, and of balance entries, move to their
 //! [`HistoryStore`]s ([`Stores`]) on a writer thread and, once stored durably, leave the engine's
 //! memory; queries and the prefetch before each batch read them back through [`file_history`].
+//! Each chunk of transfers gets a restore image too ([`bursar_engine::ChunkImage`], a third
+//! store), so a restart need not read its records again.
 //!
 //! Snapshots are then slim: they leave the evicted chunks to the store, which must hold them
 //! durably (a chunk is evicted only once written and synced), and carry the state digest. At
@@ -13,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bursar_engine::{
-    decode_chunk, encode_balance_chunk, transfers_digest_sum, BalanceEntry, Engine, History, Record, RecordHistory, RecordReader, Transfer,
-    BALANCE_ENTRY_SIZE, RECORD_SIZE,
+    decode_chunk, encode_balance_chunk, image_bytes, transfers_digest_sum, BalanceEntry, ChunkImage, Engine, History, Record,
+    RecordHistory, RecordReader, Transfer, BALANCE_ENTRY_SIZE, RECORD_SIZE,
 };
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
@@ -26,6 +28,10 @@ pub const CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * RECORD_SIZE a
 pub const BALANCE_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * BALANCE_ENTRY_SIZE as u64;
 /// The balance entries' store's directory, inside the transfers' store's.
 pub const BALANCES_DIR: &str = "balances";
+/// Bytes of one stored restore image (of a chunk of transfers).
+pub const IMAGE_CHUNK_BYTES: u64 = image_bytes(1 << bursar_engine::CHUNK_BITS) as u64;
+/// The restore images' store's directory, inside the transfers' store's.
+pub const IMAGES_DIR: &str = "image";
 
 /// A node's history stores: transfers', and balance entries' (accounts with the `history` flag).
 #[derive(Clone, Debug)]
@@ -34,6 +40,8 @@ pub struct Stores {
     pub transfers: Arc<HistoryStore>,
     /// Chunks of balance entries.
     pub balances: Arc<HistoryStore>,
+    /// Restore images of the chunks of transfers.
+    pub images: Arc<HistoryStore>,
 }
 
 /// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
@@ -45,7 +53,11 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
             HistoryStore::open(dir, chunk_bytes).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())));
         store.map(Arc::new)
     };
-    Ok(Stores { transfers: open(dir, CHUNK_BYTES)?, balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)? })
+    Ok(Stores {
+        transfers: open(dir, CHUNK_BYTES)?,
+        balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)?,
+        images: open(&dir.join(IMAGES_DIR), IMAGE_CHUNK_BYTES)?,
+    })
 }
 
 /// Reads evicted transfers back from `stores.transfers` (chunks of `chunk_len`): record `i` is the
@@ -54,7 +66,10 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
 /// Balance entries likewise from `stores.balances`, [`BALANCE_ENTRY_SIZE`] bytes each.
 pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
     let history = RecordHistory::new(chunk_len, StoreReader { store: Arc::clone(&stores.transfers), ahead: Mutex::new(None) });
-    Arc::new(history.with_balances(PlainReader(Arc::clone(&stores.balances))))
+    let images = Arc::clone(&stores.images);
+    let stored = move || images.chunks() as usize;
+    let history = history.with_balances(PlainReader(Arc::clone(&stores.balances)));
+    Arc::new(history.with_images(PlainReader(Arc::clone(&stores.images)), stored))
 }
 
 /// Reads a store's bytes as asked, several records side by side.
@@ -163,25 +178,28 @@ pub struct HistoryAttached {
     pub transfers: ChunksChecked,
     /// The balance entries' store.
     pub balances: ChunksChecked,
+    /// The restore images' store.
+    pub images: ChunksChecked,
 }
 
 impl HistoryAttached {
     /// Both stores' counts added up (what `bursar start` reports).
     pub fn total(&self) -> ChunksChecked {
-        let (t, b) = (&self.transfers, &self.balances);
+        let all = [&self.transfers, &self.balances, &self.images];
+        let sum = |count: fn(&ChunksChecked) -> u64| all.iter().map(|c| count(c)).sum();
         ChunksChecked {
-            restored: t.restored + b.restored,
-            verified: t.verified + b.verified,
-            repaired: t.repaired + b.repaired,
-            dropped: t.dropped + b.dropped,
-            appended: t.appended + b.appended,
+            restored: sum(|c| c.restored),
+            verified: sum(|c| c.verified),
+            repaired: sum(|c| c.repaired),
+            dropped: sum(|c| c.dropped),
+            appended: sum(|c| c.appended),
         }
     }
 }
 
-/// A full chunk on its way to a store.
+/// A full chunk on its way to a store (transfers with their links, for the image).
 enum Sealed {
-    Transfers(u64, Arc<Vec<Transfer>>),
+    Transfers(u64, Arc<Vec<Transfer>>, Vec<[u32; 2]>),
     Balances(u64, Arc<Vec<BalanceEntry>>),
 }
 
@@ -202,7 +220,12 @@ pub(crate) struct Mover {
 /// Checks `store`'s chunks from `restored` (those the restore read back) to `sealed` against
 /// the engine's (`encode(k, out)` writes chunk `k`'s bytes), repairs those that differ, drops
 /// those beyond and appends those it lacks.
-fn check_store(store: &HistoryStore, restored: u64, sealed: u64, encode: impl Fn(u64, &mut Vec<u8>)) -> std::io::Result<ChunksChecked> {
+fn check_store(
+    store: &HistoryStore,
+    restored: u64,
+    sealed: u64,
+    mut encode: impl FnMut(u64, &mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<ChunksChecked> {
     assert!(store.chunks() >= restored, "the restore read the chunks it evicted from the store");
     let mut checked = ChunksChecked { restored, ..ChunksChecked::default() };
     if store.chunks() > sealed {
@@ -212,7 +235,7 @@ fn check_store(store: &HistoryStore, restored: u64, sealed: u64, encode: impl Fn
     let mut bytes = Vec::with_capacity(store.chunk_bytes() as usize);
     for k in restored..sealed {
         bytes.clear();
-        encode(k, &mut bytes);
+        encode(k, &mut bytes)?;
         if k >= store.chunks() {
             store.append(k, &bytes)?;
             checked.appended += 1;
@@ -226,6 +249,27 @@ fn check_store(store: &HistoryStore, restored: u64, sealed: u64, encode: impl Fn
     Ok(checked)
 }
 
+/// Checks the images store as [`check_store`] does, from the chunks a restore did not take from
+/// their images on (after a restore from records, every chunk's image is checked, its records
+/// read back from the store if evicted: once, after an upgrade).
+fn check_images(store: &HistoryStore, engine: &Engine, history: &Arc<dyn History>, sealed: u64) -> std::io::Result<ChunksChecked> {
+    let from_images = engine.chunks_restored_from_images() as u64;
+    let mut records = Vec::new();
+    let checked = check_store(store, from_images.min(store.chunks()), sealed, |k, out| {
+        let chunk = match engine.transfer_chunk(k as usize) {
+            Some(chunk) => chunk.as_slice(),
+            None => {
+                // Evicted, and its image not the one the restore took: its records read back.
+                history.read_chunk(k as usize, &mut records).map_err(|e| std::io::Error::other(format!("chunk {k}: {e}")))?;
+                &records
+            }
+        };
+        ChunkImage::of(chunk, engine.transfer_links_of_chunk(k as usize)).encode(out);
+        Ok(())
+    })?;
+    Ok(ChunksChecked { restored: from_images, ..checked })
+}
+
 impl Mover {
     /// Checks `stores` against `engine` (just restored: the chunks a slim snapshot left to the
     /// stores evicted, every later one in memory), repairs them, stores what they lack, and
@@ -235,11 +279,14 @@ impl Mover {
         assert_eq!(stores.balances.chunk_bytes(), (engine.balance_chunk_len() * BALANCE_ENTRY_SIZE) as u64, "the engine's chunks");
         let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64];
         let transfers = check_store(&stores.transfers, engine.evicted_chunks() as u64, sealed[0], |k, out| {
-            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), out)
+            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), out);
+            Ok(())
         })?;
         let balances = check_store(&stores.balances, engine.evicted_balance_chunks() as u64, sealed[1], |k, out| {
-            encode_balance_chunk(engine.balance_chunk(k as usize).expect("a restored chunk is in memory"), out)
+            encode_balance_chunk(engine.balance_chunk(k as usize).expect("a restored chunk is in memory"), out);
+            Ok(())
         })?;
+        let images = check_images(&stores.images, engine, &history, sealed[0])?;
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
@@ -253,9 +300,16 @@ impl Mover {
                 bytes.clear();
                 // The chunk is encoded and dropped before the write, so its memory is reused sooner.
                 let (store, k) = match sealed {
-                    Sealed::Transfers(k, chunk) => {
+                    Sealed::Transfers(k, chunk, links) => {
                         encode_chunk(&chunk, &mut bytes);
-                        (&writing.transfers, k)
+                        if let Err(e) = writing.transfers.append(k, &bytes) {
+                            *failed.lock().expect("failure lock") =
+                                Some(format!("storing chunk {k} in {}: {e}", writing.transfers.dir().display()));
+                            return;
+                        }
+                        bytes.clear();
+                        ChunkImage::of(&chunk, &links).encode(&mut bytes);
+                        (&writing.images, k)
                     }
                     Sealed::Balances(k, chunk) => {
                         encode_balance_chunk(&chunk, &mut bytes);
@@ -271,7 +325,7 @@ impl Mover {
         let mut mover =
             Mover { stores, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances }))
+        Ok((mover, HistoryAttached { transfers, balances, images }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
@@ -279,7 +333,8 @@ impl Mover {
         let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64];
         while self.handed[0] < sealed[0] {
             let chunk = engine.transfer_chunk(self.handed[0] as usize).expect("a chunk not yet stored is in memory").clone();
-            self.send(Sealed::Transfers(self.handed[0], chunk));
+            let links = engine.transfer_links_of_chunk(self.handed[0] as usize).to_vec();
+            self.send(Sealed::Transfers(self.handed[0], chunk, links));
             self.handed[0] += 1;
         }
         while self.handed[1] < sealed[1] {
@@ -287,7 +342,8 @@ impl Mover {
             self.send(Sealed::Balances(self.handed[1], chunk));
             self.handed[1] += 1;
         }
-        engine.evict_chunks_below(self.stores.transfers.chunks() as usize);
+        // A chunk leaves memory once stored with its image.
+        engine.evict_chunks_below(self.stores.transfers.chunks().min(self.stores.images.chunks()) as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         if !self.failure_reported {
             if let Some(why) = self.failure.lock().expect("failure lock").as_ref() {

@@ -55,8 +55,8 @@ impl DataArg {
     }
 
     /// The history stores beside the log (`<data>/history`, its balance entries' in
-    /// `<data>/history/balances`), read-only, if there are any: where a slim snapshot's oldest
-    /// transfers and balance entries are read back from.
+    /// `<data>/history/balances`, its restore images in `<data>/history/image`), read-only, if
+    /// there are any: where a slim snapshot's oldest transfers and balance entries are read back from.
     fn history(&self) -> Result<Option<Arc<dyn History>>> {
         let log = self.log_dir();
         let Some(dir) = log.parent().map(|data| data.join("history")).filter(|dir| dir.is_dir()) else { return Ok(None) };
@@ -66,12 +66,24 @@ impl DataArg {
                 .with_context(|| format!("opening {} read-only", dir.display()))?;
             Ok(move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string()))
         };
-        let history = RecordHistory::new(chunk_len, reader(&dir, RECORD_SIZE)?);
+        let mut history = RecordHistory::new(chunk_len, reader(&dir, RECORD_SIZE)?);
         let balances = dir.join("balances");
-        if !balances.is_dir() {
-            return Ok(Some(Arc::new(history)));
+        if balances.is_dir() {
+            history = history.with_balances(reader(&balances, bursar_engine::BALANCE_ENTRY_SIZE)?);
         }
-        Ok(Some(Arc::new(history.with_balances(reader(&balances, bursar_engine::BALANCE_ENTRY_SIZE)?))))
+        // The chunks' restore images, if stored: a slim snapshot is restored from them.
+        let images = dir.join("image");
+        if images.is_dir() {
+            let bytes = bursar_engine::image_bytes(chunk_len) as u64;
+            let store = Arc::new(
+                bursar_wal::HistoryStore::open_read_only(&images, bytes)
+                    .with_context(|| format!("opening {} read-only", images.display()))?,
+            );
+            let stored = Arc::clone(&store);
+            let read = move |offset, out: &mut [u8]| store.read(offset, out).map_err(|e| e.to_string());
+            history = history.with_images(read, move || stored.chunks() as usize);
+        }
+        Ok(Some(Arc::new(history)))
     }
 }
 
