@@ -123,16 +123,11 @@ impl Engine {
 
     /// Why a transfer id is decided as failed, if it is: the code and the timestamp of the
     /// command that failed (later commands with the id answer `id_already_failed`).
-    pub fn failed_transfer(&self, id: u128) -> Option<&FailedTransfer> {
+    pub fn failed_transfer(&self, id: u128) -> Option<FailedTransfer> {
         match self.find_transfer_id_through(id)? {
-            IdSlot::Failed(i) => Some(&self.failed[i as usize]),
+            IdSlot::Failed(i) => Some(self.failed_through(i)),
             IdSlot::Transfer(_) => None,
         }
-    }
-
-    /// The remembered failures, in the order they happened.
-    pub fn failed_transfers(&self) -> &[FailedTransfer] {
-        &self.failed
     }
 
     /// One ledger by id.
@@ -436,7 +431,7 @@ impl Engine {
                 self.failed.len()
             ));
         }
-        for (i, failed) in self.failed.iter().enumerate() {
+        for (i, failed) in self.failed_transfers().iter().enumerate() {
             if self.find_transfer_id_through(failed.id) != Some(IdSlot::Failed(i as u32)) {
                 return Err(format!("failed transfer id {} is not indexed as failed", failed.id));
             }

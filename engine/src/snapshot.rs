@@ -11,7 +11,8 @@
 //! chunk by chunk from the store, evicting as it goes, and refuses a result whose digest differs.
 //! From version 10 a slim stream also closes each account's list of transfers at the stored
 //! chunks (its newest link below them), so a restore can take the stored chunks' links from their
-//! restore images (`state/image.rs`) instead of rebuilding them from every record.
+//! restore images (`state/image.rs`) instead of rebuilding them from every record, and leaves out
+//! the failed ids the store holds.
 //! Layout (all little-endian), version 10:
 //!
 //! | bytes | field |
@@ -21,7 +22,7 @@
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 136 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries in the stream, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds, balance entries kept in the history store (likewise), account links (the number of accounts when transfers are kept, else 0) |
+//! | 144 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries in the stream, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds, balance entries kept in the history store (likewise), account links (the number of accounts when transfers are kept, else 0), failed ids kept in the history store (whole chunks) |
 //! | 32 | the state digest (`Engine::state_digest`) when anything is kept in the history store, else zero |
 //! | 128 × n | ledgers, accounts: their wire records, in creation order |
 //! | 4 × n | account links: per account, in order, its newest transfer among those kept in the history store (the index, bit 31 set where the account is the debit side; `u32::MAX`: none) |
@@ -29,7 +30,7 @@
 //! | 24 × n | pending holds: transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
 //! | 16 × n | expired holds: transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused) |
 //! | 80 × n | balance entries (after those kept in the history store): account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
-//! | 32 × n | failed ids: id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
+//! | 32 × n | failed ids (after those kept in the history store): id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
 //! | 128 × n | policies: the channel policy record (account_id, lists, flags; timestamp: when set, 0 never); in the order they were made |
 //! | 128 × n | velocity rules: the rule record (account_id, slot; timestamp: when it started counting); by policy, then slot |
@@ -38,8 +39,8 @@
 //! | 48 × n | run-history entries: the order's number u32, then the entry as in a reply; by order, oldest first |
 //! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
-//! Versions 1 to 9 are still read: version 9 has sixteen counts (a 200-byte header) and no
-//! account links; version 8 has fifteen counts (a 192-byte header) and keeps
+//! Versions 1 to 9 are still read: version 9 has sixteen counts (a 200-byte header), no
+//! account links and every failed id; version 8 has fifteen counts (a 192-byte header) and keeps
 //! no balance entries in the store; version 7 has fourteen counts (a 184-byte header) and no
 //! expired holds' section: its holds section lists every hold, by index, each with its state
 //! (a captured or released one must be the state its transfers give); version 6 has thirteen counts (a 144-byte header), no digest
@@ -51,7 +52,6 @@
 
 use crate::chunked::Chunked;
 use crate::limits::Limits;
-use crate::result::ResultCode;
 use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
 use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
@@ -59,7 +59,7 @@ use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
     balances::{link_restored_entries, read_stored_balance_chunk},
     hold_expiry, touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus,
-    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, FAILED_TAG, NONE,
+    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, FAILED_SIZE, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 use std::sync::Arc;
@@ -67,20 +67,19 @@ use std::sync::Arc;
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads every earlier one too).
 pub const SNAPSHOT_VERSION: u32 = 10;
-const HEADER_SIZE: usize = 208;
+const HEADER_SIZE: usize = 216;
 /// The state digest in a version 7 header.
 const DIGEST_SIZE: usize = 32;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 10] = [5, 6, 7, 10, 12, 13, 14, 15, 16, 17];
+const COUNTS_BY_VERSION: [usize; 10] = [5, 6, 7, 10, 12, 13, 14, 15, 16, 18];
 const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
 const EXPIRED_SIZE: usize = 16;
-const FAILED_SIZE: usize = 32;
 
 /// Why a snapshot stream could not be restored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +178,7 @@ impl Engine {
             balance_history: &self.balance_history.entries,
             balances_kept: 0,
             failed: &self.failed,
+            failed_kept: 0,
             limit_changes: &self.limit_changes,
         };
         let start = out.len();
@@ -217,7 +217,7 @@ impl Engine {
         view.accounts.clone_from(&self.accounts);
         view.transfers = self.transfers.snapshot();
         view.history = self.cold.history.clone();
-        (view.kept, view.balances_kept, view.digest) = (0, 0, [0; DIGEST_SIZE]);
+        (view.kept, view.balances_kept, view.failed_kept, view.digest) = (0, 0, 0, [0; DIGEST_SIZE]);
         view.last_links.clear();
         // One pass over the table's memory; sorted on the writer's thread, not here.
         view.holds.clear();
@@ -225,7 +225,7 @@ impl Engine {
         view.sorted_holds = std::sync::OnceLock::new();
         catch_up(&mut view.expired, &self.expired);
         view.balance_history = self.balance_history.entries.snapshot();
-        catch_up(&mut view.failed, &self.failed);
+        view.failed = self.failed.snapshot();
         catch_up(&mut view.limit_changes, &self.limit_changes);
         view.policies = self.policy_parts();
         // A pointer per chunk of orders, shared copy-on-write (see `OrderTable`).
@@ -244,8 +244,9 @@ impl Engine {
         let kept = self.transfers.evicted_chunks() * self.transfers.chunk_len();
         let entries = &self.balance_history.entries;
         let balances_kept = entries.evicted_chunks() * entries.chunk_len();
-        if kept + balances_kept > 0 {
-            (view.kept, view.balances_kept) = (kept, balances_kept);
+        let failed_kept = self.failed.evicted_chunks() * self.failed.chunk_len();
+        if kept + balances_kept + failed_kept > 0 {
+            (view.kept, view.balances_kept, view.failed_kept) = (kept, balances_kept, failed_kept);
             view.digest = self.state_digest();
         }
         if kept > 0 {
@@ -268,8 +269,7 @@ impl Engine {
         self.balance_history.entries.share_sealed_into(&mut view.balance_history);
         let expired = end(view.expired.len(), self.expired.len());
         catch_up(&mut view.expired, &self.expired[..expired]);
-        let failed = end(view.failed.len(), self.failed.len());
-        catch_up(&mut view.failed, &self.failed[..failed]);
+        self.failed.share_sealed_into(&mut view.failed);
         let changes = end(view.limit_changes.len(), self.limit_changes.len());
         catch_up(&mut view.limit_changes, &self.limit_changes[..changes]);
     }
@@ -312,7 +312,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 17] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 18] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let digest: [u8; DIGEST_SIZE] = if digested > 0 { r.take(DIGEST_SIZE).try_into().expect("32 bytes") } else { [0; DIGEST_SIZE] };
         let sizes = [
             RECORD_SIZE,
@@ -332,6 +332,7 @@ impl Engine {
             EXPIRED_SIZE,
             0,
             4,
+            0,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
@@ -341,8 +342,9 @@ impl Engine {
         let (kept, streamed, balances_kept) = (counts[13], counts[2], counts[15]);
         let transfers = kept.saturating_add(streamed);
         let entries = balances_kept.saturating_add(counts[4]);
+        let failed = counts[17].saturating_add(counts[5]);
         if counts[1] >= NONE as u64
-            || transfers.saturating_add(counts[5]) > FAILED_TAG as u64
+            || transfers.saturating_add(failed) > FAILED_TAG as u64
             || counts[3] > transfers
             || entries >= NONE as u64
         {
@@ -380,6 +382,7 @@ impl Engine {
         restoring.holds_done(&engine, timestamp)?;
         r.at = at_holds.at;
         let balance_chunks = restore_kept_balances(&mut engine, balances_kept, history.as_deref())?;
+        let failed_chunks = restore_kept_failed(&mut engine, counts[17], history.as_deref(), timestamp)?;
         for _ in 0..counts[4] {
             let Some(entry) = BalanceEntry::from_bytes(r.take(BALANCE_ENTRY_SIZE).try_into().expect("an entry's bytes")) else {
                 return invalid("balance entry padding is not zero");
@@ -388,10 +391,8 @@ impl Engine {
             engine.balance_history.entries.push(entry);
         }
         for _ in 0..counts[5] {
-            let failed = FailedTransfer { id: r.u128(), timestamp: r.u64(), code: failed_code(r.u32())? };
-            if r.u32() != 0 {
-                return invalid("failed id padding is not zero");
-            }
+            let failed =
+                FailedTransfer::from_bytes(r.take(FAILED_SIZE).try_into().expect("a failed id's bytes")).map_err(SnapshotError::Invalid)?;
             restore_failed(&mut engine, failed, timestamp)?;
         }
         for _ in 0..counts[6] {
@@ -421,7 +422,7 @@ impl Engine {
                 return invalid("a transfer is newer than the engine clock");
             }
         }
-        if kept == 0 && balances_kept == 0 {
+        if kept == 0 && balances_kept == 0 && counts[17] == 0 {
             if digest != [0; DIGEST_SIZE] {
                 return invalid("a full stream with a digest");
             }
@@ -430,6 +431,7 @@ impl Engine {
         }
         engine.evict_chunks_below(chunks);
         engine.evict_balance_chunks_below(balance_chunks);
+        engine.evict_failed_chunks_below(failed_chunks);
         // The digest covers every record, those read from the store too: equal digests, the
         // state the stream was written from. What only reading the whole history again could
         // check is left to the digest.
@@ -693,11 +695,37 @@ fn restore_kept_balances(engine: &mut Engine, kept: u64, history: Option<&dyn Hi
     Ok(chunks)
 }
 
-fn failed_code(value: u32) -> Result<ResultCode, SnapshotError> {
-    match ResultCode::from_u32(value) {
-        Some(code) if code.is_decided_once() => Ok(code),
-        _ => invalid(format!("failed id with result code {value}, which does not decide an id")),
+/// Restores the `kept` failed ids a slim stream left in the history store, chunk by chunk, each
+/// indexed under its id (not looked up first: a repeated id changes the digest, which the
+/// restore checks), evicting all but the newest as it goes; returns the chunks read.
+fn restore_kept_failed(engine: &mut Engine, kept: u64, history: Option<&dyn History>, clock: u64) -> Result<usize, SnapshotError> {
+    if kept == 0 {
+        return Ok(0);
     }
+    let Some(history) = history else {
+        return Err(SnapshotError::History(format!("the snapshot keeps {kept} failed ids in the history store, and none was given")));
+    };
+    let chunk_len = engine.failed_chunk_len();
+    if !kept.is_multiple_of(chunk_len as u64) {
+        return invalid(format!("{kept} failed ids kept in the history store is not a whole number of chunks of {chunk_len}"));
+    }
+    let chunks = (kept / chunk_len as u64) as usize;
+    for k in 0..chunks {
+        let mut chunk = engine.failed.take_spare();
+        history.read_failed_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("failed chunk {k}: {e}")))?;
+        if chunk.len() != chunk_len {
+            return Err(SnapshotError::History(format!("failed chunk {k} holds {} ids, not {chunk_len}", chunk.len())));
+        }
+        for (i, failed) in chunk.iter().enumerate() {
+            if failed.id == 0 || failed.id == u128::MAX || failed.timestamp > clock {
+                return invalid(format!("failed transfer id {} is zero, max or newer than the engine clock", failed.id));
+            }
+            engine.transfer_ids.insert(failed.id, FAILED_TAG | (k * chunk_len + i) as u32);
+        }
+        engine.failed.push_chunk(chunk);
+        engine.evict_failed_chunks_below(k);
+    }
+    Ok(chunks)
 }
 
 fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Result<(), SnapshotError> {
@@ -982,7 +1010,10 @@ pub struct SnapshotView {
     balance_history: Chunked<BalanceEntry>,
     /// Balance entries left out of a slim stream (whole chunks the history store holds).
     balances_kept: usize,
-    failed: Vec<FailedTransfer>,
+    /// Shares the engine's full chunks of failed ids.
+    failed: Chunked<FailedTransfer>,
+    /// Failed ids left out of a slim stream (whole chunks the history store holds).
+    failed_kept: usize,
     limit_changes: Vec<LimitChange>,
     policies: PolicyParts,
     /// The engine's orders, their chunks shared copy-on-write.
@@ -1067,6 +1098,7 @@ impl SnapshotView {
             balance_history: &self.balance_history,
             balances_kept: self.balances_kept,
             failed: &self.failed,
+            failed_kept: self.failed_kept,
             limit_changes: &self.limit_changes,
             policies: &self.policies,
             orders: &self.orders,
@@ -1168,7 +1200,9 @@ struct Parts<'a> {
     balance_history: &'a Chunked<BalanceEntry>,
     /// The oldest balance entries, left out (in whole chunks): those the history store holds.
     balances_kept: usize,
-    failed: &'a [FailedTransfer],
+    failed: &'a Chunked<FailedTransfer>,
+    /// The oldest failed ids, left out (in whole chunks): those the history store holds.
+    failed_kept: usize,
     limit_changes: &'a [LimitChange],
     policies: &'a PolicyParts,
     orders: &'a OrderTable,
@@ -1184,7 +1218,7 @@ impl Parts<'_> {
             + HOLD_SIZE * self.holds.len()
             + EXPIRED_SIZE * self.expired.len()
             + BALANCE_ENTRY_SIZE * (self.balance_history.len() - self.balances_kept)
-            + FAILED_SIZE * self.failed.len()
+            + FAILED_SIZE * (self.failed.len() - self.failed_kept)
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
             + RECORD_SIZE * (self.policies.0.len() + self.policies.1.len())
             + BUCKET_SIZE * self.policies.2.len()
@@ -1210,6 +1244,22 @@ impl Parts<'_> {
         Ok(())
     }
 
+    /// Writes the failed ids after those kept; evicted chunks are read back from the history.
+    fn encode_failed(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
+        debug_assert_eq!(self.failed_kept % self.failed.chunk_len(), 0, "whole chunks are kept");
+        let mut evicted = Vec::new();
+        for k in self.failed_kept / self.failed.chunk_len()..self.failed.chunk_count() {
+            let mut chunk = self.failed.chunk(k);
+            if chunk.is_empty() {
+                let history = self.history.ok_or_else(|| HistoryUnreadable(format!("failed chunk {k} is evicted, with no history")))?;
+                history.read_failed_chunk(k, &mut evicted).map_err(HistoryUnreadable)?;
+                chunk = &evicted;
+            }
+            chunk.iter().for_each(|f| out.put(&f.to_bytes()));
+        }
+        Ok(())
+    }
+
     /// Writes the stream; evicted chunks of transfers are read back from the history.
     fn encode(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
         out.put(&MAGIC);
@@ -1226,7 +1276,7 @@ impl Parts<'_> {
             self.transfers.len() - self.kept,
             self.holds.len(),
             self.balance_history.len() - self.balances_kept,
-            self.failed.len(),
+            self.failed.len() - self.failed_kept,
             self.limit_changes.len(),
             self.policies.0.len(),
             self.policies.1.len(),
@@ -1238,6 +1288,7 @@ impl Parts<'_> {
             self.expired.len(),
             self.balances_kept,
             self.last_links.len(),
+            self.failed_kept,
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -1281,12 +1332,7 @@ impl Parts<'_> {
             out.put(&e.resolved_at.to_le_bytes());
         }
         self.encode_balance_entries(out)?;
-        for f in self.failed {
-            out.put(&f.id.to_le_bytes());
-            out.put(&f.timestamp.to_le_bytes());
-            out.put(&(f.code as u32).to_le_bytes());
-            out.put(&0u32.to_le_bytes());
-        }
+        self.encode_failed(out)?;
         for c in self.limit_changes {
             out.put(&c.account.to_le_bytes());
             out.put(&[u8::from(c.debit_limit.is_some()) | u8::from(c.credit_limit.is_some()) << 1, 0, 0, 0]);
@@ -1393,6 +1439,7 @@ mod chunk_tests {
 #[cfg(test)]
 mod hold_order_tests {
     use super::*;
+    use crate::result::ResultCode;
     use crate::test_support::{engine_with_accounts, execute_ok, hold};
     use crate::Command;
 
@@ -1436,6 +1483,7 @@ mod hold_order_tests {
 mod version_tests {
     use super::*;
     use crate::limits::NS_PER_S;
+    use crate::result::ResultCode;
     use crate::test_support::{accounts, capture, engine, eur_ledger, execute_ok, hold, release, transfer};
     use crate::{filter_flags, AccountFilter};
 
@@ -1501,7 +1549,7 @@ mod version_tests {
         old[8..12].copy_from_slice(&7u32.to_le_bytes());
         let holds: Vec<_> = engine.all_transfers().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0).collect();
         old[64..72].copy_from_slice(&(holds.len() as u64).to_le_bytes());
-        old.drain(40 + 8 * 14..40 + 8 * 17);
+        old.drain(40 + 8 * 14..40 + 8 * 18);
         for (index, t) in holds {
             let hold = engine.hold(t.id).expect("a hold");
             old.extend_from_slice(&(index as u32).to_le_bytes());
@@ -1548,14 +1596,14 @@ mod version_tests {
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
         let v7 = as_version_7(&engine, &current);
-        assert_eq!(v7.len(), current.len() - 24 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
+        assert_eq!(v7.len(), current.len() - 32 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
         let mut restored = Engine::restore(&v7).unwrap_or_else(|e| panic!("a version 7 stream restores: {e}"));
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
 
         // Hold 11 (index 1) captured one nanosecond later than its capture was made.
         let mut wrong = v7.clone();
-        let resolved_at = holds_at(&v7, HEADER_SIZE - 24) + HOLD_SIZE + 16;
+        let resolved_at = holds_at(&v7, HEADER_SIZE - 32) + HOLD_SIZE + 16;
         let time = u64::from_le_bytes(wrong[resolved_at..resolved_at + 8].try_into().expect("a time"));
         wrong[resolved_at..resolved_at + 8].copy_from_slice(&(time + 1).to_le_bytes());
         let error = Engine::restore(&wrong).expect_err("a stated capture time that is not the capture's");
@@ -1585,6 +1633,7 @@ mod version_tests {
         std::sync::Mutex<Vec<crate::ChunkImage>>,
         /// Chunks of records read back whole.
         std::sync::atomic::AtomicUsize,
+        std::sync::Mutex<Vec<Vec<FailedTransfer>>>,
     );
 
     impl Kept {
@@ -1592,11 +1641,24 @@ mod version_tests {
             fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> std::sync::Mutex<T> {
                 std::sync::Mutex::new(m.lock().expect("lock").clone())
             }
-            Kept(lock(&self.0), lock(&self.1), lock(&self.2), Default::default())
+            Kept(lock(&self.0), lock(&self.1), lock(&self.2), Default::default(), lock(&self.4))
         }
     }
 
     impl History for Kept {
+        fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+            let chunks = self.4.lock().expect("lock");
+            let len = chunks.first().map_or(1, Vec::len);
+            for &i in indices {
+                out.push(*chunks.get(i as usize / len).map(|c| &c[i as usize % len]).ok_or_else(|| format!("failed {i} not kept"))?);
+            }
+            Ok(())
+        }
+        fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+            out.clear();
+            out.extend_from_slice(self.4.lock().expect("lock").get(k).ok_or_else(|| format!("failed chunk {k} not kept"))?);
+            Ok(())
+        }
         fn read_image(&self, k: usize) -> Result<Option<crate::ChunkImage>, String> {
             Ok(self.2.lock().expect("lock").get(k).cloned())
         }
@@ -1657,6 +1719,17 @@ mod version_tests {
                 (x.flags, x.pending_id, x.amount) = (tf::POST_PENDING, 100 + held, held);
             }
             execute_ok(&mut engine, 1 + t as u64, &[command]);
+            // Every other transfer has a declined twin: a failed id remembered for good.
+            let mut results = Vec::new();
+            engine.execute(1 + t as u64, &[transfer(50_000 + t, 1, 99, 1)], &mut results).expect("batch");
+            assert_eq!(results, [crate::ResultCode::CreditAccountNotFound]);
+            let mut failed = kept.4.lock().expect("lock");
+            for k in failed.len()..engine.sealed_failed_chunks() {
+                failed.push(engine.failed_chunk(k).expect("held").to_vec());
+            }
+            let stored = failed.len();
+            drop(failed);
+            engine.evict_failed_chunks_below(stored);
             let sealed = engine.sealed_transfer_chunks();
             let mut chunks = kept.0.lock().expect("lock");
             for k in chunks.len()..sealed {
@@ -1740,12 +1813,25 @@ mod version_tests {
         let slim = view.bytes();
         let full = engine.snapshot_bytes();
         assert!(engine.evicted_balance_chunks() >= 5, "{} balance chunks evicted", engine.evicted_balance_chunks());
-        let left_out = RECORD_SIZE * engine.evicted_chunks() + BALANCE_ENTRY_SIZE * engine.evicted_balance_chunks();
+        assert!(engine.evicted_failed_chunks() >= 5, "{} failed chunks evicted", engine.evicted_failed_chunks());
+        let left_out = RECORD_SIZE * engine.evicted_chunks()
+            + BALANCE_ENTRY_SIZE * engine.evicted_balance_chunks()
+            + FAILED_SIZE * engine.evicted_failed_chunks();
         // The slim stream closes each account's list instead (4 bytes an account).
         assert_eq!(full.len() - slim.len(), 8 * left_out - 4 * engine.accounts().len());
         let restored = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
         assert_eq!(restored.evicted_chunks(), engine.evicted_chunks());
         assert_eq!(restored.evicted_balance_chunks(), engine.evicted_balance_chunks());
+        assert_eq!(restored.evicted_failed_chunks(), engine.evicted_failed_chunks());
+        // A declined id, evicted, still decides: found through the history, and its re-sent
+        // command answered as before once prefetched.
+        assert_eq!(restored.failed_transfer(50_001).map(|f| f.code), Some(crate::ResultCode::CreditAccountNotFound));
+        let mut again = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
+        let resent = [transfer(50_001, 1, 2, 1)];
+        assert_eq!(again.prefetch_cold(&resent), Ok(1), "the failed id's record read ahead");
+        let mut results = Vec::new();
+        again.execute(100_000, &resent, &mut results).expect("batch");
+        assert_eq!(results, [crate::ResultCode::IdAlreadyFailed]);
         assert_eq!(restored.snapshot_bytes(), full);
         restored.check_invariants().expect("invariants");
         // Balance history reads through: every entry of both accounts, evicted ones too.
@@ -1780,6 +1866,11 @@ mod version_tests {
         // Without images (records read, nothing to compare them with but the digest) as well.
         repeated.2.lock().expect("lock").clear();
         let refused = Engine::restore_from(&slim, 3, Some(repeated as Arc<dyn History>));
+        assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
+        // A stored failed id changed.
+        let changed = Arc::new(kept.cloned());
+        changed.4.lock().expect("lock")[1][0].timestamp -= 1;
+        let refused = Engine::restore_from(&slim, 3, Some(changed as Arc<dyn History>));
         assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("digest")), "{refused:?}");
         // A stored balance entry changed, or naming an account that does not exist.
         let changed = Arc::new(kept.cloned());

@@ -3,7 +3,7 @@
 //! under the simulation and the reference model, without the node's store (which its own tests
 //! cover).
 
-use bursar_engine::{BalanceEntry, ChunkImage, Engine, History, Transfer};
+use bursar_engine::{BalanceEntry, ChunkImage, Engine, FailedTransfer, History, Transfer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 pub struct MemoryHistory {
     chunks: Mutex<Vec<Arc<Vec<Transfer>>>>,
     balance_chunks: Mutex<Vec<Arc<Vec<BalanceEntry>>>>,
+    failed_chunks: Mutex<Vec<Arc<Vec<FailedTransfer>>>>,
     /// Each chunk's restore image, as the node's store keeps them.
     images: Mutex<Vec<ChunkImage>>,
     chunk_len: usize,
@@ -25,6 +26,7 @@ impl MemoryHistory {
         Arc::new(MemoryHistory {
             chunks: Mutex::default(),
             balance_chunks: Mutex::default(),
+            failed_chunks: Mutex::default(),
             images: Mutex::default(),
             chunk_len,
             reads: AtomicU64::new(0),
@@ -50,6 +52,13 @@ impl MemoryHistory {
         let stored = chunks.len();
         drop(chunks);
         engine.evict_balance_chunks_below(stored);
+        let mut chunks = self.failed_chunks.lock().expect("history lock");
+        for k in chunks.len()..engine.sealed_failed_chunks() {
+            chunks.push(engine.failed_chunk(k).expect("a chunk not yet stored is held").clone());
+        }
+        let stored = chunks.len();
+        drop(chunks);
+        engine.evict_failed_chunks_below(stored);
     }
 }
 
@@ -74,6 +83,16 @@ impl History for MemoryHistory {
 
     fn read_chunk(&self, k: usize, out: &mut Vec<Transfer>) -> Result<(), String> {
         whole(&self.chunks.lock().expect("history lock"), k, out, "transfer")
+    }
+
+    fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+        self.reads.fetch_add(indices.len() as u64, Ordering::Relaxed);
+        let chunks = self.failed_chunks.lock().expect("history lock");
+        indices.iter().try_for_each(|&index| item(&chunks, self.chunk_len, index, "failed id").map(|f| out.push(f)))
+    }
+
+    fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+        whole(&self.failed_chunks.lock().expect("history lock"), k, out, "failed")
     }
 
     fn read_image(&self, k: usize) -> Result<Option<ChunkImage>, String> {

@@ -8,9 +8,10 @@
 
 use bursar_engine::transfer_flags::{PENDING, POST_PENDING};
 use bursar_engine::{
-    account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS, RECORD_SIZE,
+    account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS, FAILED_SIZE,
+    RECORD_SIZE,
 };
-use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES};
+use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, FAILED_CHUNK_BYTES};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -24,6 +25,14 @@ const BATCH: u128 = 8_000;
 /// Transfers in the bulk: six chunks and a bit.
 const BULK: u128 = 6 * CHUNK_LEN + 1_000;
 const HOLDS: u128 = 5;
+/// Declined transfers (to an account that does not exist): failed ids, two chunks and a bit.
+const DECLINED: u128 = 2 * CHUNK_LEN + 4_000;
+/// The first declined id.
+const DECLINED_FROM: u128 = 10_000_000;
+
+fn declined(id: u128) -> Command {
+    Command::Transfer(bursar_tests::setup::transfer(id, 1, 999, 1))
+}
 
 fn transfer(id: u128, flags: u16, pending_id: u128) -> Command {
     let amount = if pending_id != 0 { 0 } else { 1 };
@@ -49,6 +58,10 @@ fn bulk() -> Vec<Vec<Command>> {
     for slice in ids.chunks(BATCH as usize) {
         batches.push(slice.iter().map(|&id| transfer(id, if id <= HOLDS { PENDING } else { 0 }, 0)).collect());
     }
+    let declined_ids: Vec<u128> = (DECLINED_FROM..DECLINED_FROM + DECLINED).collect();
+    for (k, slice) in declined_ids.chunks(BATCH as usize).enumerate() {
+        batches.insert(2 + 2 * k, slice.iter().map(|&id| declined(id)).collect());
+    }
     batches
 }
 
@@ -62,6 +75,8 @@ fn cold_batch() -> Vec<Command> {
         transfer(BULK + 1, POST_PENDING, 1),
         transfer(BULK + 3, 0, 0),
         transfer(7, PENDING, 0),
+        declined(DECLINED_FROM + 3),
+        transfer(DECLINED_FROM + 4, 0, 0),
     ]
 }
 
@@ -93,17 +108,19 @@ fn settle(node: &mut Node<FsStorage>, reference: &mut Engine, now: u64) {
     let engine = |node: &Node<FsStorage>| {
         let e = node.engine();
         [e.evicted_chunks(), e.sealed_transfer_chunks(), e.evicted_balance_chunks(), e.sealed_balance_chunks()]
+            .into_iter()
+            .chain([e.evicted_failed_chunks(), e.sealed_failed_chunks()])
+            .collect::<Vec<_>>()
     };
     for _ in 0..500 {
         submit(node, now, &[]);
         reference.execute(now, &[], &mut Vec::new()).expect("reference");
-        let [evicted, sealed, balances_evicted, balances_sealed] = engine(node);
-        if evicted + 1 >= sealed && balances_evicted + 1 >= balances_sealed {
+        if engine(node).chunks(2).all(|pair| pair[0] + 1 >= pair[1]) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("evicted, sealed (transfers, then balance entries): {:?}", engine(node));
+    panic!("evicted, sealed (transfers, balance entries, failed ids): {:?}", engine(node));
 }
 
 /// Balance-history queries of each account with one: every entry (the oldest 8 189 and the
@@ -131,6 +148,9 @@ fn compare(node: &mut Node<FsStorage>, reference: &mut Engine) {
     for id in (1..=HOLDS).chain([BULK + 1, BULK + 2]) {
         assert_eq!(node.engine().hold(id), reference.hold(id), "hold state of {id}, its capture read through");
         assert_eq!(node.engine().lineage(id), reference.lineage(id), "lineage of {id}");
+    }
+    for id in [DECLINED_FROM, DECLINED_FROM + 3, DECLINED_FROM + DECLINED - 1, DECLINED_FROM + DECLINED] {
+        assert_eq!(node.engine().failed_transfer(id), reference.failed_transfer(id), "failed id {id}");
     }
     for account_id in 1..=4 {
         for flags in [filter_flags::DEBITS | filter_flags::CREDITS, filter_flags::CREDITS | filter_flags::REVERSED] {
@@ -163,11 +183,13 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     settle(&mut node, &mut reference, now);
     assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
     assert!(node.engine().evicted_balance_chunks() >= 6, "evicted {} chunks", node.engine().evicted_balance_chunks());
+    assert_eq!(node.engine().evicted_failed_chunks(), 1, "the older of two full chunks of failed ids");
     now += 1_000;
     let mut expected = Vec::new();
     reference.execute(now + 1, &cold_batch(), &mut expected).expect("reference");
     assert_eq!(submit(&mut node, now + 1, &cold_batch()), expected);
     assert!(expected.contains(&ResultCode::Exists), "the re-sent ids are found: {expected:?}");
+    assert_eq!(expected[6..], [ResultCode::IdAlreadyFailed; 2], "the evicted failed ids still decide");
     compare(&mut node, &mut reference);
 
     // The snapshot leaves the evicted chunks to the store; a restart reads them back from it
@@ -176,14 +198,15 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let balances_evicted = node.engine().evicted_balance_chunks() as u64;
     let snapshot_seq = node.snapshot().expect("snapshot");
     let entries = node.engine().balance_history_len() as u64;
-    let full = (BULK as u64 + 10) * RECORD_SIZE as u64 + entries * BALANCE_ENTRY_SIZE as u64;
+    let full = (BULK as u64 + 10) * RECORD_SIZE as u64 + entries * BALANCE_ENTRY_SIZE as u64 + (DECLINED as u64 + 1) * FAILED_SIZE as u64;
     let slim = newest_snapshot_bytes(&dir);
-    let left_out = evicted * CHUNK_BYTES + balances_evicted * BALANCE_CHUNK_BYTES;
+    let left_out = evicted * CHUNK_BYTES + balances_evicted * BALANCE_CHUNK_BYTES + FAILED_CHUNK_BYTES;
     assert!(slim < full - left_out + CHUNK_BYTES / 8, "a snapshot of {slim} bytes, {full} with every transfer and entry");
     drop(node);
     let (mut node, attached, report) = open(&dir);
     assert!(report.snapshot.is_some() && report.skipped_snapshots.is_empty(), "{report:?}");
     assert_eq!((attached.transfers.restored, attached.balances.restored), (evicted, balances_evicted), "{attached:?}");
+    assert_eq!((attached.failed.restored, node.engine().evicted_failed_chunks()), (1, 1), "{attached:?}");
     let checked = attached.total();
     assert!(attached.transfers.verified >= 1 && attached.balances.verified >= 1 && checked.repaired == 0, "{attached:?}");
     assert_eq!(node.engine().evicted_chunks() as u64, node.engine().sealed_transfer_chunks() as u64 - 1);

@@ -166,7 +166,7 @@ impl Engine {
         let mut read = Vec::with_capacity(cold.len());
         match history.read_balances(&cold, &mut read) {
             Ok(()) => places.into_iter().zip(read).for_each(|(place, entry)| out[place] = entry),
-            Err(e) => self.cold.read_failed(e),
+            Err(e) => self.cold.note_read_failure(e),
         }
     }
 
@@ -181,7 +181,7 @@ impl Engine {
             if chunk.is_empty() {
                 let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
                 if let Err(e) = history.read_balance_chunk(k, &mut read) {
-                    self.cold.read_failed(e);
+                    self.cold.note_read_failure(e);
                     continue;
                 }
                 chunk = &read;

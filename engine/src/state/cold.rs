@@ -31,6 +31,10 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_chunk_summed(&self, k: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         self.read_chunk(k, out).map(|()| None)
     }
+    /// Failed ids `indices` (each evicted), appended to `out` in that order.
+    fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String>;
+    /// Every failed id of evicted chunk `k`, into `out` (cleared first).
+    fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String>;
     /// Evicted chunk `k`'s restore image, if the store keeps one ([`ChunkImage`]).
     fn read_image(&self, _k: usize) -> Result<Option<ChunkImage>, String> {
         Ok(None)
@@ -87,6 +91,8 @@ pub struct RecordHistory<R> {
     chunk_len: usize,
     /// Reads balance entry `i` at `i × BALANCE_ENTRY_SIZE` (chunks of `chunk_len`), if any are stored.
     balances: Option<Box<dyn RecordReader>>,
+    /// Reads failed id `i` at `i × FAILED_SIZE` (chunks of `chunk_len`), if any are stored.
+    failed: Option<Box<dyn RecordReader>>,
     /// Reads chunk `k`'s restore image at `k × image_bytes(chunk_len)`, with how many it holds.
     images: Option<(Box<dyn RecordReader>, StoredCount)>,
 }
@@ -97,7 +103,13 @@ type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None, images: None }
+        RecordHistory { reader, chunk_len, balances: None, failed: None, images: None }
+    }
+
+    /// Reads evicted failed ids (in chunks of as many) through `reader`.
+    pub fn with_failed(mut self, reader: impl RecordReader + 'static) -> RecordHistory<R> {
+        self.failed = Some(Box::new(reader));
+        self
     }
 
     /// Reads chunks' restore images through `reader`; `stored` says how many there are.
@@ -162,6 +174,23 @@ impl<R: RecordReader> History for RecordHistory<R> {
         ChunkImage::decode(&bytes, self.chunk_len).map(Some)
     }
 
+    fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+        let reader = self.failed.as_deref().ok_or("this history has no store of failed ids")?;
+        let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * FAILED_SIZE as u64).collect();
+        let mut bytes = vec![0u8; indices.len() * FAILED_SIZE];
+        reader.read_many_at(&offsets, FAILED_SIZE, &mut bytes)?;
+        decode_failed(&bytes, out)
+    }
+
+    fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
+        let reader = self.failed.as_deref().ok_or("this history has no store of failed ids")?;
+        let len = self.chunk_len * FAILED_SIZE;
+        let mut bytes = vec![0u8; len];
+        reader.read_at((k * len) as u64, &mut bytes)?;
+        out.clear();
+        decode_failed(&bytes, out)
+    }
+
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
         let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * BALANCE_ENTRY_SIZE as u64).collect();
         let mut bytes = vec![0u8; indices.len() * BALANCE_ENTRY_SIZE];
@@ -200,6 +229,8 @@ pub(crate) struct Cold {
     pinned: Pinned,
     /// Records the node read ahead of the batch being applied.
     prefetched: FxHashMap<u32, Transfer>,
+    /// Failed ids the node read ahead of the batch being applied, by index into `failed`.
+    pub(crate) prefetched_failed: FxHashMap<u32, FailedTransfer>,
     pub(crate) history: Option<Arc<dyn History>>,
     /// The first read of `history` that failed since the last [`Engine::take_history_failure`].
     failure: RefCell<Option<String>>,
@@ -212,6 +243,7 @@ impl Clone for Cold {
         Cold {
             pinned: self.pinned.clone(),
             prefetched: self.prefetched.clone(),
+            prefetched_failed: self.prefetched_failed.clone(),
             history: self.history.clone(),
             failure: RefCell::default(),
             restored_from_images: self.restored_from_images,
@@ -269,7 +301,7 @@ impl Pinned {
 impl Cold {
     /// Keeps `why` a read of the history failed, if it is the first since the last
     /// [`Engine::take_history_failure`].
-    pub(crate) fn read_failed(&self, why: String) {
+    pub(crate) fn note_read_failure(&self, why: String) {
         self.failure.borrow_mut().get_or_insert(why);
     }
 
@@ -372,9 +404,11 @@ impl Engine {
     /// [`crate::chunked::CHUNK_BITS`]): smaller chunks let tests evict, and read back, most of a
     /// small history. Only while neither is stored (asserted).
     pub fn set_transfer_chunk_bits(&mut self, bits: u32) {
-        assert!(self.transfers.is_empty() && self.balance_history.len() == 0, "the chunk size is chosen before the first transfer");
+        let empty = self.transfers.is_empty() && self.balance_history.len() == 0 && self.failed.is_empty();
+        assert!(empty, "the chunk size is chosen before the first transfer");
         self.transfers = crate::chunked::Chunked::with_chunk_bits(bits);
         self.balance_history.entries = crate::chunked::Chunked::with_chunk_bits(bits);
+        self.failed = crate::chunked::Chunked::with_chunk_bits(bits);
     }
 
     /// Transfers per chunk.
@@ -498,11 +532,11 @@ impl Engine {
     /// As [`Engine::prefetch_cold`] keeping what was prefetched already: for the next of several
     /// batches applied together.
     pub fn prefetch_more(&mut self, commands: &[Command]) -> Result<usize, String> {
-        if self.transfers.evicted_chunks() == 0 {
+        if self.transfers.evicted_chunks() == 0 && self.failed.evicted_chunks() == 0 {
             return Ok(0);
         }
         let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
-        let mut read = 0;
+        let mut read = self.prefetch_failed(history.as_ref(), commands)?;
         let mut wanted = Vec::new();
         loop {
             wanted.clear();
@@ -528,5 +562,6 @@ impl Engine {
     /// Forgets what was prefetched (after the batch that needed it).
     pub fn prefetch_clear(&mut self) {
         self.cold.prefetched.clear();
+        self.cold.prefetched_failed.clear();
     }
 }

@@ -258,7 +258,7 @@ impl DigestState {
             self.sum = self.sum.wrapping_add(balance_entry_term(id, entry));
         }
         self.history_settled = engine.balance_history.len();
-        for failed in &engine.failed[self.failed_settled..] {
+        for failed in engine.failed.iter_from(self.failed_settled) {
             self.sum = self.sum.wrapping_add(failed_transfer_term(failed));
         }
         self.failed_settled = engine.failed.len();
@@ -417,7 +417,7 @@ impl Engine {
             }
         }
         self.for_each_balance_entry(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));
-        self.failed.iter().for_each(|f| add(failed_transfer_term(f)));
+        self.for_each_failed(|f| add(failed_transfer_term(f)));
         self.limit_changes.iter().for_each(|c| add(limit_change_term(self.accounts[c.account as usize].id, c)));
         self.policies.iter().for_each(|p| add(policy_term(self.accounts[p.account as usize].id, p)));
         self.orders.iter().for_each(|o| add(order_term(o)));

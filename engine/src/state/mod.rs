@@ -12,6 +12,7 @@ pub(crate) mod balances;
 mod cold;
 pub(crate) mod digest;
 pub(crate) mod exchange;
+mod failed;
 mod feed;
 pub(crate) mod holds;
 mod image;
@@ -27,6 +28,7 @@ pub use balances::{decode_balance_entries, encode_balance_chunk, BalanceEntry, B
 pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader};
 pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
+pub use failed::{decode_failed, encode_failed_chunk, FAILED_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;
 pub use image::{image_bytes, ChunkImage};
@@ -343,7 +345,7 @@ pub struct Engine {
     /// an index into `failed` (by hash: see `find_transfer_id`).
     pub(crate) transfer_ids: TransferIds,
     /// Transfer ids whose outcome was decided by a failure, in the order they failed.
-    pub(crate) failed: Vec<FailedTransfer>,
+    pub(crate) failed: crate::chunked::Chunked<FailedTransfer>,
     /// The pending holds, by transfer index: hot state. A finished hold leaves it (see `finished`).
     pub(crate) holds: holds::PendingHolds,
     /// Every finished hold, by transfer index, to what finished it: the capture or release's
@@ -434,7 +436,7 @@ impl Engine {
             transfers: crate::chunked::Chunked::default(),
             transfer_links: Vec::new(),
             transfer_ids: TransferIds::default(),
-            failed: Vec::new(),
+            failed: crate::chunked::Chunked::default(),
             holds: holds::PendingHolds::default(),
             finished: TransferIds::default(),
             expired: Vec::new(),
@@ -769,14 +771,14 @@ impl Engine {
     /// invariant and panics.
     #[inline]
     pub(crate) fn find_transfer_id(&self, id: u128) -> Option<IdSlot> {
-        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored) == id).map(IdSlot::of)
+        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored, Engine::failed_stored) == id).map(IdSlot::of)
     }
 
     /// As [`Engine::find_transfer_id`] for queries and restores: records out of memory are read
     /// from the history (a failed read counts as no match, and is kept for
     /// [`Engine::take_history_failure`]).
     pub(crate) fn find_transfer_id_through(&self, id: u128) -> Option<IdSlot> {
-        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored_through) == id).map(IdSlot::of)
+        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored_through, Engine::failed_through) == id).map(IdSlot::of)
     }
 
     /// Calls `each` with every stored transfer's index that `id`'s hash names (almost always
@@ -792,9 +794,14 @@ impl Engine {
 
     /// The transfer id index value `value` names, reading a stored record with `read`.
     #[inline]
-    fn id_of_value(&self, value: u32, read: impl Fn(&Engine, u32) -> Transfer) -> u128 {
+    fn id_of_value(
+        &self,
+        value: u32,
+        read: impl Fn(&Engine, u32) -> Transfer,
+        read_failed: impl Fn(&Engine, u32) -> FailedTransfer,
+    ) -> u128 {
         match IdSlot::of(value) {
-            IdSlot::Failed(i) => self.failed[i as usize].id,
+            IdSlot::Failed(i) => read_failed(self, i).id,
             IdSlot::Transfer(i) => read(self, i).id,
         }
     }

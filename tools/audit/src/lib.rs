@@ -54,9 +54,9 @@ impl DataArg {
         FsStorage::open_read_only(&dir).with_context(|| format!("opening {} read-only", dir.display()))
     }
 
-    /// The history stores beside the log (`<data>/history`, its balance entries' in
-    /// `<data>/history/balances`, its restore images in `<data>/history/image`), read-only, if
-    /// there are any: where a slim snapshot's oldest transfers and balance entries are read back from.
+    /// The history stores beside the log (`<data>/history`, with `balances/`, `failed/` and
+    /// `image/` in it), read-only, if there are any: where a slim snapshot's oldest transfers,
+    /// balance entries and failed ids are read back from.
     fn history(&self) -> Result<Option<Arc<dyn History>>> {
         let log = self.log_dir();
         let Some(dir) = log.parent().map(|data| data.join("history")).filter(|dir| dir.is_dir()) else { return Ok(None) };
@@ -70,6 +70,10 @@ impl DataArg {
         let balances = dir.join("balances");
         if balances.is_dir() {
             history = history.with_balances(reader(&balances, bursar_engine::BALANCE_ENTRY_SIZE)?);
+        }
+        let failed = dir.join("failed");
+        if failed.is_dir() {
+            history = history.with_failed(reader(&failed, bursar_engine::FAILED_SIZE)?);
         }
         // The chunks' restore images, if stored: a slim snapshot is restored from them.
         let images = dir.join("image");
