@@ -57,11 +57,14 @@ pub struct Mix {
     pub reverse: u32,
     /// A lookup request: as many account ids as the batch size.
     pub lookup: u32,
+    /// A declined transfer (to an account that does not exist): its id is remembered as failed
+    /// for good, as a card platform's declines are.
+    pub decline: u32,
 }
 
 impl Mix {
     /// Posted transfers only (TigerBeetle's benchmark).
-    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, reverse: 0, lookup: 0 };
+    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, reverse: 0, lookup: 0, decline: 0 };
 
     /// Parses `transfer:70,hold:10,debit:5,credit:5,chain:5,lookup:5` (missing kinds weigh 0).
     pub fn parse(text: &str) -> Result<Mix, String> {
@@ -77,7 +80,8 @@ impl Mix {
                 "chain" => &mut mix.chain,
                 "reverse" => &mut mix.reverse,
                 "lookup" => &mut mix.lookup,
-                other => return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, reverse, lookup)")),
+                "decline" => &mut mix.decline,
+                other => return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, reverse, lookup, decline)")),
             };
             *slot = weight;
         }
@@ -88,7 +92,7 @@ impl Mix {
     }
 
     fn submit_weight(&self) -> u64 {
-        [self.transfer, self.hold, self.debit, self.credit, self.chain, self.reverse].iter().map(|w| u64::from(*w)).sum()
+        [self.transfer, self.hold, self.debit, self.credit, self.chain, self.reverse, self.decline].iter().map(|w| u64::from(*w)).sum()
     }
 }
 
@@ -194,6 +198,8 @@ pub struct Expected {
     pub ledger_posted: u128,
     /// Account ids looked up.
     pub lookups: u64,
+    /// Commands sent to be declined (`credit_account_not_found`), counted in `commands`.
+    pub declines: u64,
 }
 
 impl Expected {
@@ -203,6 +209,7 @@ impl Expected {
         self.credits_posted += other.credits_posted;
         self.ledger_posted += other.ledger_posted;
         self.lookups += other.lookups;
+        self.declines += other.declines;
     }
 }
 
@@ -278,6 +285,7 @@ enum Kind {
     Credit,
     Chain,
     Reverse,
+    Decline,
 }
 
 /// A client's seeded workload generator; it keeps the sums the server must end up with.
@@ -388,6 +396,7 @@ impl Generator {
             (Kind::Debit, m.debit),
             (Kind::Credit, m.credit),
             (Kind::Reverse, m.reverse),
+            (Kind::Decline, m.decline),
         ];
         for (kind, weight) in weights {
             if draw < u64::from(weight) {
@@ -456,6 +465,22 @@ impl Generator {
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(0));
+            } else if kind == Kind::Decline {
+                let (debit, _) = self.pair();
+                // The first id past the run's accounts: never created, so it moves nothing.
+                let nowhere = self.account_base + u128::from(self.accounts) + 1;
+                let amount = 1 + self.rng.below(1000) as u128;
+                let t = Transfer {
+                    id: self.id(),
+                    debit_account_id: debit,
+                    credit_account_id: nowhere,
+                    amount,
+                    ledger: LEDGER,
+                    code: 1,
+                    ..Default::default()
+                };
+                self.expected.declines += 1;
+                commands.push(Command::Transfer(t));
             } else if matches!(kind, Kind::Debit | Kind::Credit) {
                 let account = self.account_base + pick(&mut self.rng, self.accounts, &self.choice);
                 let amount = 1 + self.rng.below(1000) as u128;
@@ -856,13 +881,17 @@ fn verify(
     [ledger_before, ledger_after]: [&LedgerView; 2],
 ) -> Vec<Check> {
     let rejected_total: u64 = rejected.values().sum();
+    let declined = ResultCode::CreditAccountNotFound.to_string();
+    let as_planned = rejected_total == expected.declines && rejected.keys().all(|code| *code == declined);
     let mut checks = vec![check(
         "every command applied",
-        rejected_total == 0,
-        if rejected_total == 0 {
-            format!("{} of {} ok", expected.commands, expected.commands)
-        } else {
-            format!("{rejected_total} rejected: {rejected:?}")
+        as_planned,
+        match (as_planned, expected.declines) {
+            (true, 0) => format!("{} of {} ok", expected.commands, expected.commands),
+            (true, declines) => {
+                format!("{} of {} ok, the {declines} planned declines declined", expected.commands - declines, expected.commands)
+            }
+            (false, declines) => format!("{rejected_total} rejected ({declines} declines planned): {rejected:?}"),
         },
     )];
     if expected.lookups > 0 {
@@ -902,10 +931,11 @@ fn verify(
     if server.commands == expected.commands {
         checks.push(check(
             "the server applied exactly the run's transfers",
-            stored == expected.commands && grown == expected.ledger_posted,
+            stored == expected.commands - expected.declines && grown == expected.ledger_posted,
             format!(
                 "{stored} transfers stored (expected {}), ledger posted +{grown} (expected +{})",
-                expected.commands, expected.ledger_posted
+                expected.commands - expected.declines,
+                expected.ledger_posted
             ),
         ));
     } else {
@@ -944,7 +974,7 @@ mod tests {
             batch: 64,
             clients: 1,
             choice: Choice::Uniform,
-            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,reverse:2,lookup:1").unwrap(),
+            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,reverse:2,lookup:1,decline:2").unwrap(),
             seed: 9,
             load: Load::Closed,
             policy: false,
@@ -957,9 +987,10 @@ mod tests {
     }
 
     /// Runs `workload`'s generator through a real engine: every request is as long as asked,
-    /// everything applies, and the sums match what the generator expects.
+    /// everything applies but the planned declines, and the sums match what the generator expects.
     fn generate_and_apply(workload: &Workload) {
         let base = 1u128 << 64;
+        let mut declined = 0;
         let mut generator = Generator::new(workload, Arc::new(Choice::Uniform), 0, base);
         let (mut submits, mut lookups) = (0, 0);
         // Replay through a real engine: everything applies, and the sums match.
@@ -982,7 +1013,8 @@ mod tests {
                         assert_eq!(commands.len(), len);
                         results.clear();
                         engine.execute(engine.timestamp() + 1, &commands, &mut results).unwrap();
-                        assert!(results.iter().all(|r| *r == ResultCode::Ok), "{:?}", results);
+                        declined += results.iter().filter(|r| **r == ResultCode::CreditAccountNotFound).count() as u64;
+                        assert!(results.iter().all(|r| matches!(r, ResultCode::Ok | ResultCode::CreditAccountNotFound)), "{results:?}");
                     }
                 }
             }
@@ -1005,7 +1037,9 @@ mod tests {
         assert_eq!(sum(|a| a.debits_pending) + sum(|a| a.credits_pending), 0, "every hold is resolved in its request");
         let totals = engine.ledger_totals(LEDGER).unwrap();
         assert_eq!(totals.totals.debits_posted, generator.expected.ledger_posted);
-        assert_eq!(engine.transfers().len() as u64, generator.expected.commands);
+        assert_eq!(engine.transfers().len() as u64, generator.expected.commands - declined);
+        assert_eq!((declined, engine.failed_transfers().len() as u64), (generator.expected.declines, generator.expected.declines));
+        assert!(declined > 0 || workload.mix.decline == 0);
     }
 
     #[test]
