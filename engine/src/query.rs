@@ -361,11 +361,19 @@ impl Engine {
                 return Err(format!("ledger {}: debits and credits differ", slot.ledger.id));
             }
         }
-        self.check_failed_transfers()?;
         self.check_policies()?;
+        if self.transfer_ids.len() != self.transfers.len() + self.failed.len() {
+            return Err(format!(
+                "the transfer id index holds {} ids for {} transfers and {} failed ids",
+                self.transfer_ids.len(),
+                self.transfers.len(),
+                self.failed.len()
+            ));
+        }
         if !history {
             return Ok(());
         }
+        self.check_failed_transfers()?;
         if self.recompute_sum() != self.settled_copy().sum {
             return Err("the running state digest differs from the digest recomputed over the whole state".into());
         }
@@ -423,16 +431,10 @@ impl Engine {
     /// Every remembered failure is indexed under its id, was decided by a code that decides,
     /// is not newer than the clock, and the index holds exactly the stored and failed ids.
     fn check_failed_transfers(&self) -> Result<(), String> {
-        if self.transfer_ids.len() != self.transfers.len() + self.failed.len() {
-            return Err(format!(
-                "the transfer id index holds {} ids for {} transfers and {} failed ids",
-                self.transfer_ids.len(),
-                self.transfers.len(),
-                self.failed.len()
-            ));
-        }
         for (i, failed) in self.failed_transfers().iter().enumerate() {
-            if self.find_transfer_id_through(failed.id) != Some(IdSlot::Failed(i as u32)) {
+            let mut indexed = false;
+            self.transfer_ids.candidates(failed.id, |value| indexed |= IdSlot::of(value) == IdSlot::Failed(i as u32));
+            if !indexed {
                 return Err(format!("failed transfer id {} is not indexed as failed", failed.id));
             }
             if !failed.code.is_decided_once() || failed.timestamp > self.timestamp {

@@ -78,9 +78,12 @@ impl Engine {
         }
     }
 
-    /// Every remembered failure, oldest first, read through where evicted (O(failed ids)).
+    /// Every remembered failure, oldest first, read through where evicted (O(failed ids), a
+    /// chunk at a time).
     pub fn failed_transfers(&self) -> Vec<FailedTransfer> {
-        (0..self.failed.len() as u32).map(|i| self.failed_through(i)).collect()
+        let mut all = Vec::with_capacity(self.failed.len());
+        self.for_each_failed(|f| all.push(*f));
+        all
     }
 
     /// Full chunks of failed ids (the open chunk not counted): those the node may store.
