@@ -482,17 +482,8 @@ fn restore_kept_transfers(
     restoring: &mut Restoring<'_>,
     last_links: &[u32],
 ) -> Result<usize, SnapshotError> {
-    if kept == 0 {
-        return Ok(0);
-    }
-    let Some(history) = history else {
-        return Err(SnapshotError::History(format!("the snapshot keeps {kept} transfers in the history store, and none was given")));
-    };
-    let chunk_len = engine.transfers.chunk_len() as u64;
-    if !kept.is_multiple_of(chunk_len) {
-        return invalid(format!("{kept} transfers kept in the history store is not a whole number of chunks of {chunk_len}"));
-    }
-    let chunks = (kept / chunk_len) as usize;
+    let chunk_len = engine.transfers.chunk_len();
+    let Some((history, chunks)) = kept_chunks(kept, history, chunk_len, "transfers")? else { return Ok(0) };
     let unreadable = |k: usize| move |e: String| SnapshotError::History(format!("chunk {k}: {e}"));
     // The images, when the stream closes the accounts' lists and the store has all of them
     // (written in order after their chunks, so the last one stands for the rest).
@@ -505,7 +496,7 @@ fn restore_kept_transfers(
         // The chunk read becomes the engine's chunk as it is, in a buffer an evicted one left.
         let mut chunk = engine.transfers.take_spare();
         let summed = history.read_chunk_summed(k, &mut chunk).map_err(|e| SnapshotError::History(format!("chunk {k}: {e}")))?;
-        if chunk.len() as u64 != chunk_len {
+        if chunk.len() != chunk_len {
             return Err(SnapshotError::History(format!("chunk {k} holds {} transfers, not {chunk_len}", chunk.len())));
         }
         let first = engine.transfers.len() as u32;
@@ -670,21 +661,33 @@ fn restore_quote(engine: &mut Engine, quote: Quote, usage: QuoteUsage, clock: u6
     engine.insert_quote(quote, usage).map_err(|code| SnapshotError::Invalid(format!("quote {}: {code}", quote.id)))
 }
 
+/// The history holding the `kept` records of `what` a slim stream left to the store, and how
+/// many chunks of `chunk_len` they fill (`None`: nothing kept). Refused without a history, or
+/// if they are not whole chunks.
+fn kept_chunks<'h>(
+    kept: u64,
+    history: Option<&'h dyn History>,
+    chunk_len: usize,
+    what: &str,
+) -> Result<Option<(&'h dyn History, usize)>, SnapshotError> {
+    if kept == 0 {
+        return Ok(None);
+    }
+    let Some(history) = history else {
+        return Err(SnapshotError::History(format!("the snapshot keeps {kept} {what} in the history store, and none was given")));
+    };
+    if !kept.is_multiple_of(chunk_len as u64) {
+        return invalid(format!("{kept} {what} kept in the history store is not a whole number of chunks of {chunk_len}"));
+    }
+    Ok(Some((history, (kept / chunk_len as u64) as usize)))
+}
+
 /// Restores the `kept` balance entries a slim stream left in the history store, chunk by chunk,
 /// evicting all but the newest as it goes; returns the chunks read. Their digest terms are
 /// folded in before each eviction, and the restore's digest check covers them.
 fn restore_kept_balances(engine: &mut Engine, kept: u64, history: Option<&dyn History>) -> Result<usize, SnapshotError> {
-    if kept == 0 {
-        return Ok(0);
-    }
-    let Some(history) = history else {
-        return Err(SnapshotError::History(format!("the snapshot keeps {kept} balance entries in the history store, and none was given")));
-    };
     let chunk_len = engine.balance_chunk_len();
-    if !kept.is_multiple_of(chunk_len as u64) {
-        return invalid(format!("{kept} balance entries kept in the history store is not a whole number of chunks of {chunk_len}"));
-    }
-    let chunks = (kept / chunk_len as u64) as usize;
+    let Some((history, chunks)) = kept_chunks(kept, history, chunk_len, "balance entries")? else { return Ok(0) };
     for k in 0..chunks {
         let mut chunk = engine.balance_history.entries.take_spare();
         read_stored_balance_chunk(history, k, chunk_len, &mut chunk).map_err(SnapshotError::History)?;
@@ -699,17 +702,8 @@ fn restore_kept_balances(engine: &mut Engine, kept: u64, history: Option<&dyn Hi
 /// indexed under its id (not looked up first: a repeated id changes the digest, which the
 /// restore checks), evicting all but the newest as it goes; returns the chunks read.
 fn restore_kept_failed(engine: &mut Engine, kept: u64, history: Option<&dyn History>, clock: u64) -> Result<usize, SnapshotError> {
-    if kept == 0 {
-        return Ok(0);
-    }
-    let Some(history) = history else {
-        return Err(SnapshotError::History(format!("the snapshot keeps {kept} failed ids in the history store, and none was given")));
-    };
     let chunk_len = engine.failed_chunk_len();
-    if !kept.is_multiple_of(chunk_len as u64) {
-        return invalid(format!("{kept} failed ids kept in the history store is not a whole number of chunks of {chunk_len}"));
-    }
-    let chunks = (kept / chunk_len as u64) as usize;
+    let Some((history, chunks)) = kept_chunks(kept, history, chunk_len, "failed ids")? else { return Ok(0) };
     for k in 0..chunks {
         let mut chunk = engine.failed.take_spare();
         history.read_failed_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("failed chunk {k}: {e}")))?;
@@ -1182,6 +1176,30 @@ impl<E> Out for Pieces<'_, E> {
     }
 }
 
+/// Writes `table`'s records after the `kept` the history store holds (whole chunks) with `put`;
+/// evicted chunks are read back from `history` with `read`.
+fn encode_after_kept<T: Clone, O: Out>(
+    out: &mut O,
+    table: &Chunked<T>,
+    kept: usize,
+    history: Option<&Arc<dyn History>>,
+    read: impl Fn(&dyn History, usize, &mut Vec<T>) -> Result<(), String>,
+    put: impl Fn(&T, &mut O),
+) -> Result<(), HistoryUnreadable> {
+    debug_assert_eq!(kept % table.chunk_len(), 0, "whole chunks are kept");
+    let mut evicted = Vec::new();
+    for k in kept / table.chunk_len()..table.chunk_count() {
+        let mut chunk = table.chunk(k);
+        if chunk.is_empty() {
+            let history = history.ok_or_else(|| HistoryUnreadable(format!("chunk {k} is evicted, with no history")))?;
+            read(history.as_ref(), k, &mut evicted).map_err(HistoryUnreadable)?;
+            chunk = &evicted;
+        }
+        chunk.iter().for_each(|record| put(record, out));
+    }
+    Ok(())
+}
+
 /// Everything a snapshot stream holds, borrowed from an engine or from a [`SnapshotView`].
 struct Parts<'a> {
     timestamp: u64,
@@ -1228,36 +1246,17 @@ impl Parts<'_> {
     }
 
     /// Writes the balance entries after those kept; evicted chunks are read back from the history.
-    fn encode_balance_entries(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
-        let entries = self.balance_history;
-        debug_assert_eq!(self.balances_kept % entries.chunk_len(), 0, "whole chunks are kept");
-        let mut evicted = Vec::new();
-        for k in self.balances_kept / entries.chunk_len()..entries.chunk_count() {
-            let mut chunk = entries.chunk(k);
-            if chunk.is_empty() {
-                let history = self.history.ok_or_else(|| HistoryUnreadable(format!("balance chunk {k} is evicted, with no history")))?;
-                history.read_balance_chunk(k, &mut evicted).map_err(HistoryUnreadable)?;
-                chunk = &evicted;
-            }
-            chunk.iter().for_each(|entry| out.put(&entry.to_bytes()));
-        }
-        Ok(())
+    fn encode_balance_entries<O: Out>(&self, out: &mut O) -> Result<(), HistoryUnreadable> {
+        let read = |history: &dyn History, k, evicted: &mut Vec<_>| history.read_balance_chunk(k, evicted);
+        let put = |entry: &BalanceEntry, out: &mut O| out.put(&entry.to_bytes());
+        encode_after_kept(out, self.balance_history, self.balances_kept, self.history, read, put)
     }
 
     /// Writes the failed ids after those kept; evicted chunks are read back from the history.
-    fn encode_failed(&self, out: &mut impl Out) -> Result<(), HistoryUnreadable> {
-        debug_assert_eq!(self.failed_kept % self.failed.chunk_len(), 0, "whole chunks are kept");
-        let mut evicted = Vec::new();
-        for k in self.failed_kept / self.failed.chunk_len()..self.failed.chunk_count() {
-            let mut chunk = self.failed.chunk(k);
-            if chunk.is_empty() {
-                let history = self.history.ok_or_else(|| HistoryUnreadable(format!("failed chunk {k} is evicted, with no history")))?;
-                history.read_failed_chunk(k, &mut evicted).map_err(HistoryUnreadable)?;
-                chunk = &evicted;
-            }
-            chunk.iter().for_each(|f| out.put(&f.to_bytes()));
-        }
-        Ok(())
+    fn encode_failed<O: Out>(&self, out: &mut O) -> Result<(), HistoryUnreadable> {
+        let read = |history: &dyn History, k, evicted: &mut Vec<_>| history.read_failed_chunk(k, evicted);
+        let put = |failed: &FailedTransfer, out: &mut O| out.put(&failed.to_bytes());
+        encode_after_kept(out, self.failed, self.failed_kept, self.history, read, put)
     }
 
     /// Writes the stream; evicted chunks of transfers are read back from the history.

@@ -36,30 +36,27 @@ impl MemoryHistory {
     /// Takes every full chunk `engine` holds beyond those already kept, then lets it evict all
     /// it may, as a node does once the chunks are on disk.
     pub fn store_and_evict(&self, engine: &mut Engine) {
-        let mut chunks = self.chunks.lock().expect("history lock");
-        for k in chunks.len()..engine.sealed_transfer_chunks() {
+        let stored = store(&self.chunks, engine.sealed_transfer_chunks(), |k| {
             let chunk = engine.transfer_chunk(k).expect("a chunk not yet stored is held").clone();
             self.images.lock().expect("history lock").push(ChunkImage::of(&chunk, engine.transfer_links_of_chunk(k)));
-            chunks.push(chunk);
-        }
-        let stored = chunks.len();
-        drop(chunks);
+            chunk
+        });
         engine.evict_chunks_below(stored);
-        let mut chunks = self.balance_chunks.lock().expect("history lock");
-        for k in chunks.len()..engine.sealed_balance_chunks() {
-            chunks.push(engine.balance_chunk(k).expect("a chunk not yet stored is held").clone());
-        }
-        let stored = chunks.len();
-        drop(chunks);
+        let stored = store(&self.balance_chunks, engine.sealed_balance_chunks(), |k| engine.balance_chunk(k).expect("held").clone());
         engine.evict_balance_chunks_below(stored);
-        let mut chunks = self.failed_chunks.lock().expect("history lock");
-        for k in chunks.len()..engine.sealed_failed_chunks() {
-            chunks.push(engine.failed_chunk(k).expect("a chunk not yet stored is held").clone());
-        }
-        let stored = chunks.len();
-        drop(chunks);
+        let stored = store(&self.failed_chunks, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).expect("held").clone());
         engine.evict_failed_chunks_below(stored);
     }
+}
+
+/// Appends to `chunks` each full chunk from the first not yet kept to `sealed`, as `chunk` gives
+/// it; returns how many are kept.
+fn store<T>(chunks: &Mutex<Vec<Arc<Vec<T>>>>, sealed: usize, chunk: impl Fn(usize) -> Arc<Vec<T>>) -> usize {
+    let mut chunks = chunks.lock().expect("history lock");
+    for k in chunks.len()..sealed {
+        chunks.push(chunk(k));
+    }
+    chunks.len()
 }
 
 /// Item `index` of chunks of `len`, or what is missing.

@@ -151,43 +151,15 @@ impl Engine {
     /// ones read from the history together. A failed read answers zeroed entries and is kept for
     /// [`Engine::take_history_failure`].
     pub(crate) fn balance_entries_through(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) {
-        let (mut places, mut cold) = (Vec::new(), Vec::new());
-        for &index in indices {
-            out.push(self.balance_history.entries.get(index as usize).copied().unwrap_or_else(|| {
-                places.push(out.len());
-                cold.push(index);
-                BalanceEntry::default()
-            }));
-        }
-        if cold.is_empty() {
-            return;
-        }
-        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
-        let mut read = Vec::with_capacity(cold.len());
-        match history.read_balances(&cold, &mut read) {
-            Ok(()) => places.into_iter().zip(read).for_each(|(place, entry)| out[place] = entry),
-            Err(e) => self.cold.note_read_failure(e),
-        }
+        let held = |index: u32| self.balance_history.entries.get(index as usize).copied();
+        self.gather_through(indices, held, |cold, read| self.history().read_balances(cold, read), out);
     }
 
     /// Calls `f` with every balance entry, oldest first, read through to the history where
     /// evicted (checks and audits, O(entries)). A failed read is kept for
     /// [`Engine::take_history_failure`] and its chunk skipped.
-    pub(crate) fn for_each_balance_entry(&self, mut f: impl FnMut(&BalanceEntry)) {
-        let entries = &self.balance_history.entries;
-        let mut read = Vec::new();
-        for k in 0..entries.chunk_count() {
-            let mut chunk = entries.chunk(k);
-            if chunk.is_empty() {
-                let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
-                if let Err(e) = history.read_balance_chunk(k, &mut read) {
-                    self.cold.note_read_failure(e);
-                    continue;
-                }
-                chunk = &read;
-            }
-            chunk.iter().for_each(&mut f);
-        }
+    pub(crate) fn for_each_balance_entry(&self, f: impl FnMut(&BalanceEntry)) {
+        self.for_each_through(&self.balance_history.entries, |history, k, read| history.read_balance_chunk(k, read), f);
     }
 
     /// The entries of `account` newest first, from its newest, in batches: `visit` is called

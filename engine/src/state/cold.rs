@@ -362,24 +362,62 @@ impl Engine {
     /// evicted ones read from the history together ([`History::read_many`]). A failed read
     /// answers zeroed records and is kept for [`Engine::take_history_failure`].
     pub(crate) fn stored_through_many(&self, indices: &[u32], out: &mut Vec<Transfer>) {
+        self.gather_through(indices, |index| self.in_memory(index), |cold, read| self.history().read_many(cold, read), out);
+    }
+
+    /// The engine's history (asserted: only an evicted chunk is read, which implies one).
+    pub(crate) fn history(&self) -> &dyn History {
+        self.cold.history.as_deref().expect("an evicted chunk implies a history to read it from")
+    }
+
+    /// Records `indices`, appended to `out` in that order: those `held` in memory, and the others
+    /// read together by `read_many`. A failed read answers default records and is kept for
+    /// [`Engine::take_history_failure`].
+    pub(crate) fn gather_through<T: Default>(
+        &self,
+        indices: &[u32],
+        held: impl Fn(u32) -> Option<T>,
+        read_many: impl FnOnce(&[u32], &mut Vec<T>) -> Result<(), String>,
+        out: &mut Vec<T>,
+    ) {
         let (mut places, mut cold) = (Vec::new(), Vec::new());
         for &index in indices {
-            out.push(self.in_memory(index).unwrap_or_else(|| {
+            out.push(held(index).unwrap_or_else(|| {
                 places.push(out.len());
                 cold.push(index);
-                Transfer::default()
+                T::default()
             }));
         }
         if cold.is_empty() {
             return;
         }
-        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
         let mut read = Vec::with_capacity(cold.len());
-        match history.read_many(&cold, &mut read) {
-            Ok(()) => places.into_iter().zip(read).for_each(|(place, t)| out[place] = t),
-            Err(e) => {
-                self.cold.failure.borrow_mut().get_or_insert(e);
+        match read_many(&cold, &mut read) {
+            Ok(()) => places.into_iter().zip(read).for_each(|(place, record)| out[place] = record),
+            Err(e) => self.cold.note_read_failure(e),
+        }
+    }
+
+    /// Calls `f` with every record of `table`, oldest first, evicted chunks read back with
+    /// `read_chunk` (checks and audits). A failed read is kept for
+    /// [`Engine::take_history_failure`] and its chunk skipped.
+    pub(crate) fn for_each_through<T: Clone>(
+        &self,
+        table: &crate::chunked::Chunked<T>,
+        read_chunk: impl Fn(&dyn History, usize, &mut Vec<T>) -> Result<(), String>,
+        mut f: impl FnMut(&T),
+    ) {
+        let mut read = Vec::new();
+        for k in 0..table.chunk_count() {
+            let mut chunk = table.chunk(k);
+            if chunk.is_empty() {
+                if let Err(e) = read_chunk(self.history(), k, &mut read) {
+                    self.cold.note_read_failure(e);
+                    continue;
+                }
+                chunk = &read;
             }
+            chunk.iter().for_each(&mut f);
         }
     }
 

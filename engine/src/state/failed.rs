@@ -158,19 +158,7 @@ impl Engine {
     /// Calls `f` with every failed id, oldest first, read through to the history where evicted
     /// (checks and audits). A failed read is kept for [`Engine::take_history_failure`] and its
     /// chunk skipped.
-    pub(crate) fn for_each_failed(&self, mut f: impl FnMut(&FailedTransfer)) {
-        let mut read = Vec::new();
-        for k in 0..self.failed.chunk_count() {
-            let mut chunk = self.failed.chunk(k);
-            if chunk.is_empty() {
-                let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
-                if let Err(e) = history.read_failed_chunk(k, &mut read) {
-                    self.cold.note_read_failure(e);
-                    continue;
-                }
-                chunk = &read;
-            }
-            chunk.iter().for_each(&mut f);
-        }
+    pub(crate) fn for_each_failed(&self, f: impl FnMut(&FailedTransfer)) {
+        self.for_each_through(&self.failed, |history, k, read| history.read_failed_chunk(k, read), f);
     }
 }
