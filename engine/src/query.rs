@@ -140,7 +140,7 @@ impl Engine {
         match self.find_transfer_id_through(id)? {
             IdSlot::Transfer(i) => {
                 let t = self.stored_through(i);
-                (t.flags & tf::PENDING != 0).then(|| self.hold_state(i, &t, Engine::stored_through))
+                (t.flags & tf::PENDING != 0).then(|| self.hold_state(i, &t, Engine::stored_through, Engine::expired_through))
             }
             IdSlot::Failed(_) => None,
         }
@@ -330,8 +330,12 @@ impl Engine {
         if self.expiries.len() > self.holds.len() {
             return Err("expiry queue names holds that do not exist".into());
         }
-        for (k, e) in self.expired.iter().enumerate() {
-            if self.finished_by(e.index) != Some(crate::state::FAILED_TAG | k as u32) || e.resolved_at > self.timestamp {
+        // Those in memory here; every one with the history's checks.
+        let evicted = self.expired.evicted_chunks() * self.expired.chunk_len();
+        let expired = if history { self.expired_holds() } else { self.expired.iter_from(evicted).copied().collect() };
+        let first = if history { 0 } else { evicted };
+        for (k, e) in expired.iter().enumerate() {
+            if self.finished_by(e.index) != Some(crate::state::FAILED_TAG | (first + k) as u32) || e.resolved_at > self.timestamp {
                 return Err(format!("expired hold at transfer index {} is not indexed as expired", e.index));
             }
         }
@@ -411,7 +415,8 @@ impl Engine {
         if self.finished.len() != resolutions + self.expired.len() {
             return Err("a hold names a resolving transfer that does not name it".into());
         }
-        let expiries = self.expired.iter().map(|e| (crate::state::hold_expiry(&self.stored_through(e.index)), e.index, e.resolved_at));
+        let expired = self.expired_holds();
+        let expiries = expired.iter().map(|e| (crate::state::hold_expiry(&self.stored_through(e.index)), e.index, e.resolved_at));
         if expiries.clone().zip(expiries.skip(1)).any(|(a, b)| (a.0, a.1) >= (b.0, b.1) || a.2 >= b.2) {
             return Err("expired holds are not in the order they expired".into());
         }

@@ -59,7 +59,7 @@ use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
     balances::{link_restored_entries, read_stored_balance_chunk},
     hold_expiry, touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus,
-    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, FAILED_SIZE, FAILED_TAG, NONE,
+    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 use std::sync::Arc;
@@ -67,19 +67,18 @@ use std::sync::Arc;
 const MAGIC: [u8; 8] = *b"BURSNAP\0";
 /// The snapshot format version this build writes (it reads every earlier one too).
 pub const SNAPSHOT_VERSION: u32 = 10;
-const HEADER_SIZE: usize = 216;
+const HEADER_SIZE: usize = 224;
 /// The state digest in a version 7 header.
 const DIGEST_SIZE: usize = 32;
 /// The header of a version 1 stream: two counts fewer (version 2: one fewer).
 const HEADER_SIZE_V1: usize = 80;
 const LIMIT_CHANGE_SIZE: usize = 48;
 /// Counts in the header, by version (index: version - 1).
-const COUNTS_BY_VERSION: [usize; 10] = [5, 6, 7, 10, 12, 13, 14, 15, 16, 18];
+const COUNTS_BY_VERSION: [usize; 10] = [5, 6, 7, 10, 12, 13, 14, 15, 16, 19];
 const QUOTE_SIZE: usize = RECORD_SIZE + QUOTE_USAGE_SIZE;
 const ORDER_SIZE: usize = RECORD_SIZE + ORDER_STATE_SIZE;
 const BUCKET_SIZE: usize = 48;
 const HOLD_SIZE: usize = 24;
-const EXPIRED_SIZE: usize = 16;
 
 /// Why a snapshot stream could not be restored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +174,7 @@ impl Engine {
             digest: [0; DIGEST_SIZE],
             holds: &self.sorted_holds(),
             expired: &self.expired,
+            expired_kept: 0,
             balance_history: &self.balance_history.entries,
             balances_kept: 0,
             failed: &self.failed,
@@ -217,13 +217,14 @@ impl Engine {
         view.accounts.clone_from(&self.accounts);
         view.transfers = self.transfers.snapshot();
         view.history = self.cold.history.clone();
-        (view.kept, view.balances_kept, view.failed_kept, view.digest) = (0, 0, 0, [0; DIGEST_SIZE]);
+        (view.kept, view.balances_kept, view.failed_kept, view.expired_kept) = (0, 0, 0, 0);
+        view.digest = [0; DIGEST_SIZE];
         view.last_links.clear();
         // One pass over the table's memory; sorted on the writer's thread, not here.
         view.holds.clear();
         view.holds.extend(self.holds.iter());
         view.sorted_holds = std::sync::OnceLock::new();
-        catch_up(&mut view.expired, &self.expired);
+        view.expired = self.expired.snapshot();
         view.balance_history = self.balance_history.entries.snapshot();
         view.failed = self.failed.snapshot();
         catch_up(&mut view.limit_changes, &self.limit_changes);
@@ -245,8 +246,9 @@ impl Engine {
         let entries = &self.balance_history.entries;
         let balances_kept = entries.evicted_chunks() * entries.chunk_len();
         let failed_kept = self.failed.evicted_chunks() * self.failed.chunk_len();
-        if kept + balances_kept + failed_kept > 0 {
-            (view.kept, view.balances_kept, view.failed_kept) = (kept, balances_kept, failed_kept);
+        let expired_kept = self.expired.evicted_chunks() * self.expired.chunk_len();
+        if kept + balances_kept + failed_kept + expired_kept > 0 {
+            (view.kept, view.balances_kept, view.failed_kept, view.expired_kept) = (kept, balances_kept, failed_kept, expired_kept);
             view.digest = self.state_digest();
         }
         if kept > 0 {
@@ -267,8 +269,7 @@ impl Engine {
         self.transfers.share_sealed_into(&mut view.transfers);
         view.history = self.cold.history.clone();
         self.balance_history.entries.share_sealed_into(&mut view.balance_history);
-        let expired = end(view.expired.len(), self.expired.len());
-        catch_up(&mut view.expired, &self.expired[..expired]);
+        self.expired.share_sealed_into(&mut view.expired);
         self.failed.share_sealed_into(&mut view.failed);
         let changes = end(view.limit_changes.len(), self.limit_changes.len());
         catch_up(&mut view.limit_changes, &self.limit_changes[..changes]);
@@ -312,7 +313,7 @@ impl Engine {
         if bytes.len() < header {
             return Err(SnapshotError::Length { expected: header as u64, found: bytes.len() as u64 });
         }
-        let counts: [u64; 18] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
+        let counts: [u64; 19] = core::array::from_fn(|k| if k < counted { r.u64() } else { 0 });
         let digest: [u8; DIGEST_SIZE] = if digested > 0 { r.take(DIGEST_SIZE).try_into().expect("32 bytes") } else { [0; DIGEST_SIZE] };
         let sizes = [
             RECORD_SIZE,
@@ -333,6 +334,7 @@ impl Engine {
             0,
             4,
             0,
+            0,
         ];
         let expected = counts.iter().zip(sizes).try_fold(header as u64, |acc, (n, size)| n.checked_mul(size as u64)?.checked_add(acc));
         match expected {
@@ -343,6 +345,9 @@ impl Engine {
         let transfers = kept.saturating_add(streamed);
         let entries = balances_kept.saturating_add(counts[4]);
         let failed = counts[17].saturating_add(counts[5]);
+        if counts[18].saturating_add(counts[14]) > transfers {
+            return invalid("more expired holds than transfers");
+        }
         if counts[1] >= NONE as u64
             || transfers.saturating_add(failed) > FAILED_TAG as u64
             || counts[3] > transfers
@@ -366,7 +371,9 @@ impl Engine {
         // Holds follow the streamed transfers; they are restored beside the transfers they
         // name, so a chunk's pending holds are known (and pinned) when it is evicted.
         let mut at_holds = Cursor { bytes, at: r.at + streamed as usize * RECORD_SIZE };
-        let (holds, states) = read_hold_states(&mut engine, &mut at_holds, counts[3], counts[14], version)?;
+        let expired_kept = read_kept_expired(&engine, counts[18], history.as_deref())?;
+        let expired_chunks = expired_kept.len() / engine.expired.chunk_len();
+        let (holds, states) = read_hold_states(&mut engine, &mut at_holds, counts[3], counts[14], version, expired_kept)?;
         let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0, states };
         if let Some(history) = &history {
             engine.set_history(Arc::clone(history));
@@ -422,7 +429,7 @@ impl Engine {
                 return invalid("a transfer is newer than the engine clock");
             }
         }
-        if kept == 0 && balances_kept == 0 && counts[17] == 0 {
+        if kept == 0 && balances_kept == 0 && counts[17] == 0 && counts[18] == 0 {
             if digest != [0; DIGEST_SIZE] {
                 return invalid("a full stream with a digest");
             }
@@ -432,6 +439,7 @@ impl Engine {
         engine.evict_chunks_below(chunks);
         engine.evict_balance_chunks_below(balance_chunks);
         engine.evict_failed_chunks_below(failed_chunks);
+        engine.evict_expired_chunks_below(expired_chunks);
         // The digest covers every record, those read from the store too: equal digests, the
         // state the stream was written from. What only reading the whole history again could
         // check is left to the digest.
@@ -611,8 +619,11 @@ fn read_hold_states(
     holds: u64,
     expired: u64,
     version: u32,
+    kept_expired: Vec<ExpiredHold>,
 ) -> Result<(Vec<(u32, Hold)>, StatedHolds), SnapshotError> {
     let (mut pending, mut states, mut expired_list) = (Vec::new(), StatedHolds::default(), Vec::new());
+    let expired_hold =
+        |e: &ExpiredHold| (e.index, Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: e.resolved_at, resolved_by: NONE });
     for _ in 0..holds {
         let (index, hold) = read_hold(r)?;
         if pending.last().is_some_and(|&(last, _)| index <= last) || states.stated.contains_key(&index) {
@@ -630,14 +641,15 @@ fn read_hold_states(
             }
         }
     }
+    // Before version 8 (whose holds section stated them), by the order they expired in; from
+    // version 10, those the store keeps come first.
     expired_list.sort_unstable_by_key(|(index, hold)| (hold.expires_at, *index));
+    expired_list.splice(0..0, kept_expired.iter().map(expired_hold));
     for _ in 0..expired {
-        let index = r.u32();
-        if r.u32() != 0 {
+        let Some(e) = ExpiredHold::from_bytes(r.take(EXPIRED_SIZE).try_into().expect("an expired hold's bytes")) else {
             return invalid("expired hold padding is not zero");
-        }
-        let hold = Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: r.u64(), resolved_by: NONE };
-        expired_list.push((index, hold));
+        };
+        expired_list.push(expired_hold(&e));
     }
     for (index, hold) in expired_list {
         let k = engine.expired.len() as u32;
@@ -680,6 +692,22 @@ fn kept_chunks<'h>(
         return invalid(format!("{kept} {what} kept in the history store is not a whole number of chunks of {chunk_len}"));
     }
     Ok(Some((history, (kept / chunk_len as u64) as usize)))
+}
+
+/// The `kept` expired holds a slim stream left in the history store, read back whole: a restore
+/// checks each against its hold, and all of them in order, before they leave memory again.
+fn read_kept_expired(engine: &Engine, kept: u64, history: Option<&dyn History>) -> Result<Vec<ExpiredHold>, SnapshotError> {
+    let chunk_len = engine.expired.chunk_len();
+    let Some((history, chunks)) = kept_chunks(kept, history, chunk_len, "expired holds")? else { return Ok(Vec::new()) };
+    let (mut all, mut chunk) = (Vec::with_capacity(kept as usize), Vec::new());
+    for k in 0..chunks {
+        history.read_expired_chunk(k, &mut chunk).map_err(|e| SnapshotError::History(format!("expired chunk {k}: {e}")))?;
+        if chunk.len() != chunk_len {
+            return Err(SnapshotError::History(format!("expired chunk {k} holds {} holds, not {chunk_len}", chunk.len())));
+        }
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all)
 }
 
 /// Restores the `kept` balance entries a slim stream left in the history store, chunk by chunk,
@@ -999,7 +1027,10 @@ pub struct SnapshotView {
     /// The pending holds in the engine's table's order, and (once encoding needs it) sorted.
     holds: Vec<(u32, Hold)>,
     sorted_holds: std::sync::OnceLock<Vec<(u32, Hold)>>,
-    expired: Vec<ExpiredHold>,
+    /// Shares the engine's full chunks of expired holds.
+    expired: Chunked<ExpiredHold>,
+    /// Expired holds left out of a slim stream (whole chunks the history store holds).
+    expired_kept: usize,
     /// Shares the engine's full chunks of balance entries.
     balance_history: Chunked<BalanceEntry>,
     /// Balance entries left out of a slim stream (whole chunks the history store holds).
@@ -1089,6 +1120,7 @@ impl SnapshotView {
             digest: self.digest,
             holds,
             expired: &self.expired,
+            expired_kept: self.expired_kept,
             balance_history: &self.balance_history,
             balances_kept: self.balances_kept,
             failed: &self.failed,
@@ -1214,7 +1246,9 @@ struct Parts<'a> {
     last_links: &'a [u32],
     digest: [u8; DIGEST_SIZE],
     holds: &'a [(u32, Hold)],
-    expired: &'a [ExpiredHold],
+    expired: &'a Chunked<ExpiredHold>,
+    /// The oldest expired holds, left out (in whole chunks): those the history store holds.
+    expired_kept: usize,
     balance_history: &'a Chunked<BalanceEntry>,
     /// The oldest balance entries, left out (in whole chunks): those the history store holds.
     balances_kept: usize,
@@ -1234,7 +1268,7 @@ impl Parts<'_> {
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
             + 4 * self.last_links.len()
             + HOLD_SIZE * self.holds.len()
-            + EXPIRED_SIZE * self.expired.len()
+            + EXPIRED_SIZE * (self.expired.len() - self.expired_kept)
             + BALANCE_ENTRY_SIZE * (self.balance_history.len() - self.balances_kept)
             + FAILED_SIZE * (self.failed.len() - self.failed_kept)
             + LIMIT_CHANGE_SIZE * self.limit_changes.len()
@@ -1284,10 +1318,11 @@ impl Parts<'_> {
             self.orders.history_entries(),
             self.quotes.len(),
             self.kept,
-            self.expired.len(),
+            self.expired.len() - self.expired_kept,
             self.balances_kept,
             self.last_links.len(),
             self.failed_kept,
+            self.expired_kept,
         ];
         for n in counts {
             out.put(&(n as u64).to_le_bytes());
@@ -1325,11 +1360,8 @@ impl Parts<'_> {
             out.put(&hold.expires_at.to_le_bytes());
             out.put(&hold.resolved_at.to_le_bytes());
         }
-        for e in self.expired {
-            out.put(&e.index.to_le_bytes());
-            out.put(&0u32.to_le_bytes());
-            out.put(&e.resolved_at.to_le_bytes());
-        }
+        let read = |history: &dyn History, k, evicted: &mut Vec<_>| history.read_expired_chunk(k, evicted);
+        encode_after_kept(out, self.expired, self.expired_kept, self.history, read, |e, out| out.put(&e.to_bytes()))?;
         self.encode_balance_entries(out)?;
         self.encode_failed(out)?;
         for c in self.limit_changes {
@@ -1548,7 +1580,7 @@ mod version_tests {
         old[8..12].copy_from_slice(&7u32.to_le_bytes());
         let holds: Vec<_> = engine.all_transfers().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0).collect();
         old[64..72].copy_from_slice(&(holds.len() as u64).to_le_bytes());
-        old.drain(40 + 8 * 14..40 + 8 * 18);
+        old.drain(40 + 8 * 14..40 + 8 * 19);
         for (index, t) in holds {
             let hold = engine.hold(t.id).expect("a hold");
             old.extend_from_slice(&(index as u32).to_le_bytes());
@@ -1595,14 +1627,14 @@ mod version_tests {
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
         let v7 = as_version_7(&engine, &current);
-        assert_eq!(v7.len(), current.len() - 32 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
+        assert_eq!(v7.len(), current.len() - 40 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
         let mut restored = Engine::restore(&v7).unwrap_or_else(|e| panic!("a version 7 stream restores: {e}"));
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
 
         // Hold 11 (index 1) captured one nanosecond later than its capture was made.
         let mut wrong = v7.clone();
-        let resolved_at = holds_at(&v7, HEADER_SIZE - 32) + HOLD_SIZE + 16;
+        let resolved_at = holds_at(&v7, HEADER_SIZE - 40) + HOLD_SIZE + 16;
         let time = u64::from_le_bytes(wrong[resolved_at..resolved_at + 8].try_into().expect("a time"));
         wrong[resolved_at..resolved_at + 8].copy_from_slice(&(time + 1).to_le_bytes());
         let error = Engine::restore(&wrong).expect_err("a stated capture time that is not the capture's");
@@ -1633,6 +1665,7 @@ mod version_tests {
         /// Chunks of records read back whole.
         std::sync::atomic::AtomicUsize,
         std::sync::Mutex<Vec<Vec<FailedTransfer>>>,
+        std::sync::Mutex<Vec<Vec<ExpiredHold>>>,
     );
 
     impl Kept {
@@ -1640,39 +1673,48 @@ mod version_tests {
             fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> std::sync::Mutex<T> {
                 std::sync::Mutex::new(m.lock().expect("lock").clone())
             }
-            Kept(lock(&self.0), lock(&self.1), lock(&self.2), Default::default(), lock(&self.4))
+            Kept(lock(&self.0), lock(&self.1), lock(&self.2), Default::default(), lock(&self.4), lock(&self.5))
         }
     }
 
+    /// Records `indices` of `chunks` (all of one length), or the first not kept.
+    fn kept_records<T: Copy>(chunks: &std::sync::Mutex<Vec<Vec<T>>>, indices: &[u32], out: &mut Vec<T>) -> Result<(), String> {
+        let chunks = chunks.lock().expect("lock");
+        let len = chunks.first().map_or(1, Vec::len);
+        for &i in indices {
+            out.push(*chunks.get(i as usize / len).map(|c| &c[i as usize % len]).ok_or_else(|| format!("record {i} not kept"))?);
+        }
+        Ok(())
+    }
+
+    /// Chunk `k` of `chunks` into `out`, or that it is not kept.
+    fn kept_chunk<T: Copy>(chunks: &std::sync::Mutex<Vec<Vec<T>>>, k: usize, out: &mut Vec<T>) -> Result<(), String> {
+        out.clear();
+        out.extend_from_slice(chunks.lock().expect("lock").get(k).ok_or_else(|| format!("chunk {k} not kept"))?);
+        Ok(())
+    }
+
     impl History for Kept {
+        fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+            kept_records(&self.5, places, out)
+        }
+        fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+            kept_chunk(&self.5, k, out)
+        }
         fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
-            let chunks = self.4.lock().expect("lock");
-            let len = chunks.first().map_or(1, Vec::len);
-            for &i in indices {
-                out.push(*chunks.get(i as usize / len).map(|c| &c[i as usize % len]).ok_or_else(|| format!("failed {i} not kept"))?);
-            }
-            Ok(())
+            kept_records(&self.4, indices, out)
         }
         fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
-            out.clear();
-            out.extend_from_slice(self.4.lock().expect("lock").get(k).ok_or_else(|| format!("failed chunk {k} not kept"))?);
-            Ok(())
+            kept_chunk(&self.4, k, out)
         }
         fn read_image(&self, k: usize) -> Result<Option<crate::ChunkImage>, String> {
             Ok(self.2.lock().expect("lock").get(k).cloned())
         }
         fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
-            let chunks = self.1.lock().expect("lock");
-            let len = chunks.first().map_or(1, Vec::len);
-            for &i in indices {
-                out.push(*chunks.get(i as usize / len).map(|c| &c[i as usize % len]).ok_or_else(|| format!("entry {i} not kept"))?);
-            }
-            Ok(())
+            kept_records(&self.1, indices, out)
         }
         fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
-            out.clear();
-            out.extend_from_slice(self.1.lock().expect("lock").get(k).ok_or_else(|| format!("balance chunk {k} not kept"))?);
-            Ok(())
+            kept_chunk(&self.1, k, out).map_err(|e| format!("balance {e}"))
         }
         fn read(&self, index: u32) -> Result<Transfer, String> {
             let chunks = self.0.lock().expect("lock");
@@ -1711,16 +1753,19 @@ mod version_tests {
             let mut command = transfer(100 + t, 1 + t % 4, 1 + (t + 1) % 4, t);
             if let (crate::Command::Transfer(x), 0, true) = (&mut command, t % 3, t >= holds_from) {
                 x.flags |= tf::PENDING;
+                // The holds never captured expire at the next transfer (a second later).
+                x.timeout = u32::from(t % 6 == 3);
             }
             if let (crate::Command::Transfer(x), 2, true) = (&mut command, t % 6, t > 6 && t - 2 >= holds_from) {
                 let held = t - 2;
                 (x.debit_account_id, x.credit_account_id) = (1 + held % 4, 1 + (held + 1) % 4);
                 (x.flags, x.pending_id, x.amount) = (tf::POST_PENDING, 100 + held, held);
             }
-            execute_ok(&mut engine, 1 + t as u64, &[command]);
-            // Every other transfer has a declined twin: a failed id remembered for good.
+            let now = t as u64 * crate::limits::NS_PER_S;
+            execute_ok(&mut engine, now, &[command]);
+            // Every transfer has a declined twin: a failed id remembered for good.
             let mut results = Vec::new();
-            engine.execute(1 + t as u64, &[transfer(50_000 + t, 1, 99, 1)], &mut results).expect("batch");
+            engine.execute(now, &[transfer(50_000 + t, 1, 99, 1)], &mut results).expect("batch");
             assert_eq!(results, [crate::ResultCode::CreditAccountNotFound]);
             let mut failed = kept.4.lock().expect("lock");
             for k in failed.len()..engine.sealed_failed_chunks() {
@@ -1729,6 +1774,13 @@ mod version_tests {
             let stored = failed.len();
             drop(failed);
             engine.evict_failed_chunks_below(stored);
+            let mut expired = kept.5.lock().expect("lock");
+            for k in expired.len()..engine.sealed_expired_chunks() {
+                expired.push(engine.expired_chunk(k).expect("held").to_vec());
+            }
+            let stored = expired.len();
+            drop(expired);
+            engine.evict_expired_chunks_below(stored);
             let sealed = engine.sealed_transfer_chunks();
             let mut chunks = kept.0.lock().expect("lock");
             for k in chunks.len()..sealed {
@@ -1805,7 +1857,7 @@ mod version_tests {
     #[test]
     fn a_slim_stream_restores_from_its_history_and_refuses_another() {
         let kept = Arc::new(Kept::default());
-        let mut engine = evicted_engine(&kept, 60);
+        let mut engine = evicted_engine(&kept, 130);
         assert!(engine.evicted_chunks() >= 5, "{} evicted", engine.evicted_chunks());
         let mut view = SnapshotView::default();
         engine.slim_snapshot_view_into(&mut view);
@@ -1813,15 +1865,27 @@ mod version_tests {
         let full = engine.snapshot_bytes();
         assert!(engine.evicted_balance_chunks() >= 5, "{} balance chunks evicted", engine.evicted_balance_chunks());
         assert!(engine.evicted_failed_chunks() >= 5, "{} failed chunks evicted", engine.evicted_failed_chunks());
+        assert!(engine.evicted_expired_chunks() >= 1, "{} expired chunks evicted", engine.evicted_expired_chunks());
         let left_out = RECORD_SIZE * engine.evicted_chunks()
             + BALANCE_ENTRY_SIZE * engine.evicted_balance_chunks()
-            + FAILED_SIZE * engine.evicted_failed_chunks();
+            + FAILED_SIZE * engine.evicted_failed_chunks()
+            + EXPIRED_SIZE * engine.evicted_expired_chunks();
         // The slim stream closes each account's list instead (4 bytes an account).
         assert_eq!(full.len() - slim.len(), 8 * left_out - 4 * engine.accounts().len());
         let restored = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
         assert_eq!(restored.evicted_chunks(), engine.evicted_chunks());
         assert_eq!(restored.evicted_balance_chunks(), engine.evicted_balance_chunks());
         assert_eq!(restored.evicted_failed_chunks(), engine.evicted_failed_chunks());
+        assert_eq!(restored.evicted_expired_chunks(), engine.evicted_expired_chunks());
+        // An evicted expired hold's state reads through; its capture, once prefetched, is refused.
+        assert_eq!(restored.hold(100 + 3).map(|h| h.status), Some(HoldStatus::Expired));
+        let mut late = Engine::restore_from(&slim, 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
+        let capture =
+            crate::Command::Transfer(Transfer { id: 70_000, pending_id: 100 + 3, flags: tf::POST_PENDING, ..Transfer::default() });
+        assert!(late.prefetch_cold(std::slice::from_ref(&capture)).expect("prefetch") >= 2, "the hold and its expiry read ahead");
+        let mut results = Vec::new();
+        late.execute(1 << 50, &[capture], &mut results).expect("batch");
+        assert_eq!(results, [crate::ResultCode::PendingTransferExpired]);
         // A declined id, evicted, still decides: found through the history, and its re-sent
         // command answered as before once prefetched.
         assert_eq!(restored.failed_transfer(50_001).map(|f| f.code), Some(crate::ResultCode::CreditAccountNotFound));
@@ -1848,7 +1912,7 @@ mod version_tests {
         }
         assert!(matches!(Engine::restore_from(&slim, 3, None), Err(SnapshotError::History(_))));
         let other = Arc::new(Kept::default());
-        evicted_engine(&other, 61);
+        evicted_engine(&other, 131);
         other.0.lock().expect("lock")[1][2].amount += 1;
         // (Caught against the chunk's restore image, whose digest sum it no longer has.)
         let refused = Engine::restore_from(&slim, 3, Some(other as Arc<dyn History>));

@@ -3,7 +3,7 @@
 //! under the simulation and the reference model, without the node's store (which its own tests
 //! cover).
 
-use bursar_engine::{BalanceEntry, ChunkImage, Engine, FailedTransfer, History, Transfer};
+use bursar_engine::{BalanceEntry, ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Transfer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,7 @@ pub struct MemoryHistory {
     chunks: Mutex<Vec<Arc<Vec<Transfer>>>>,
     balance_chunks: Mutex<Vec<Arc<Vec<BalanceEntry>>>>,
     failed_chunks: Mutex<Vec<Arc<Vec<FailedTransfer>>>>,
+    expired_chunks: Mutex<Vec<Arc<Vec<ExpiredHold>>>>,
     /// Each chunk's restore image, as the node's store keeps them.
     images: Mutex<Vec<ChunkImage>>,
     chunk_len: usize,
@@ -27,6 +28,7 @@ impl MemoryHistory {
             chunks: Mutex::default(),
             balance_chunks: Mutex::default(),
             failed_chunks: Mutex::default(),
+            expired_chunks: Mutex::default(),
             images: Mutex::default(),
             chunk_len,
             reads: AtomicU64::new(0),
@@ -46,6 +48,8 @@ impl MemoryHistory {
         engine.evict_balance_chunks_below(stored);
         let stored = store(&self.failed_chunks, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).expect("held").clone());
         engine.evict_failed_chunks_below(stored);
+        let stored = store(&self.expired_chunks, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).expect("held").clone());
+        engine.evict_expired_chunks_below(stored);
     }
 }
 
@@ -90,6 +94,16 @@ impl History for MemoryHistory {
 
     fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
         whole(&self.failed_chunks.lock().expect("history lock"), k, out, "failed")
+    }
+
+    fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+        self.reads.fetch_add(places.len() as u64, Ordering::Relaxed);
+        let chunks = self.expired_chunks.lock().expect("history lock");
+        places.iter().try_for_each(|&k| item(&chunks, self.chunk_len, k, "expired hold").map(|e| out.push(e)))
+    }
+
+    fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+        whole(&self.expired_chunks.lock().expect("history lock"), k, out, "expired")
     }
 
     fn read_image(&self, k: usize) -> Result<Option<ChunkImage>, String> {

@@ -8,10 +8,10 @@
 
 use bursar_engine::transfer_flags::{PENDING, POST_PENDING};
 use bursar_engine::{
-    account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS, FAILED_SIZE,
-    RECORD_SIZE,
+    account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS,
+    EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
-use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, FAILED_CHUNK_BYTES};
+use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -29,6 +29,15 @@ const HOLDS: u128 = 5;
 const DECLINED: u128 = 2 * CHUNK_LEN + 4_000;
 /// The first declined id.
 const DECLINED_FROM: u128 = 10_000_000;
+
+/// Holds that expire unused a second after they are made: two chunks of expired holds and a bit.
+const EXPIRING: u128 = 2 * CHUNK_LEN + 4_000;
+/// The first expiring hold's id.
+const EXPIRING_FROM: u128 = 20_000_000;
+
+fn expiring(id: u128) -> Command {
+    Command::Transfer(Transfer { flags: PENDING, timeout: 1, ..bursar_tests::setup::transfer(id, 1, 2, 1) })
+}
 
 fn declined(id: u128) -> Command {
     Command::Transfer(bursar_tests::setup::transfer(id, 1, 999, 1))
@@ -62,6 +71,8 @@ fn bulk() -> Vec<Vec<Command>> {
     for (k, slice) in declined_ids.chunks(BATCH as usize).enumerate() {
         batches.insert(2 + 2 * k, slice.iter().map(|&id| declined(id)).collect());
     }
+    let expiring_ids: Vec<u128> = (EXPIRING_FROM..EXPIRING_FROM + EXPIRING).collect();
+    batches.extend(expiring_ids.chunks(BATCH as usize).map(|slice| slice.iter().map(|&id| expiring(id)).collect()));
     batches
 }
 
@@ -77,6 +88,7 @@ fn cold_batch() -> Vec<Command> {
         transfer(7, PENDING, 0),
         declined(DECLINED_FROM + 3),
         transfer(DECLINED_FROM + 4, 0, 0),
+        transfer(BULK + 5, POST_PENDING, EXPIRING_FROM + 5),
     ]
 }
 
@@ -109,7 +121,7 @@ fn settle(node: &mut Node<FsStorage>, reference: &mut Engine, now: u64) {
         let e = node.engine();
         [e.evicted_chunks(), e.sealed_transfer_chunks(), e.evicted_balance_chunks(), e.sealed_balance_chunks()]
             .into_iter()
-            .chain([e.evicted_failed_chunks(), e.sealed_failed_chunks()])
+            .chain([e.evicted_failed_chunks(), e.sealed_failed_chunks(), e.evicted_expired_chunks(), e.sealed_expired_chunks()])
             .collect::<Vec<_>>()
     };
     for _ in 0..500 {
@@ -120,7 +132,7 @@ fn settle(node: &mut Node<FsStorage>, reference: &mut Engine, now: u64) {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("evicted, sealed (transfers, balance entries, failed ids): {:?}", engine(node));
+    panic!("evicted, sealed (transfers, balance entries, failed ids, expired holds): {:?}", engine(node));
 }
 
 /// Balance-history queries of each account with one: every entry (the oldest 8 189 and the
@@ -145,7 +157,7 @@ fn compare(node: &mut Node<FsStorage>, reference: &mut Engine) {
         assert_eq!(node.engine().transfer(id), reference.transfer(id), "transfer {id}");
     }
     assert!(node.engine().all_transfers().eq(reference.all_transfers()), "every transfer, read through");
-    for id in (1..=HOLDS).chain([BULK + 1, BULK + 2]) {
+    for id in (1..=HOLDS).chain([BULK + 1, BULK + 2, EXPIRING_FROM, EXPIRING_FROM + 5, EXPIRING_FROM + EXPIRING - 1]) {
         assert_eq!(node.engine().hold(id), reference.hold(id), "hold state of {id}, its capture read through");
         assert_eq!(node.engine().lineage(id), reference.lineage(id), "lineage of {id}");
     }
@@ -180,7 +192,12 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
         reference.execute(now, &batch, &mut expected).expect("reference");
         assert_eq!(submit(&mut node, now, &batch), expected);
     }
+    // A second later every expiring hold has expired.
+    now += 2_000_000_000;
+    reference.execute(now, &[], &mut Vec::new()).expect("reference");
+    submit(&mut node, now, &[]);
     settle(&mut node, &mut reference, now);
+    assert_eq!(node.engine().evicted_expired_chunks(), 1, "the older of two full chunks of expired holds");
     assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
     assert!(node.engine().evicted_balance_chunks() >= 6, "evicted {} chunks", node.engine().evicted_balance_chunks());
     assert_eq!(node.engine().evicted_failed_chunks(), 1, "the older of two full chunks of failed ids");
@@ -189,7 +206,8 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     reference.execute(now + 1, &cold_batch(), &mut expected).expect("reference");
     assert_eq!(submit(&mut node, now + 1, &cold_batch()), expected);
     assert!(expected.contains(&ResultCode::Exists), "the re-sent ids are found: {expected:?}");
-    assert_eq!(expected[6..], [ResultCode::IdAlreadyFailed; 2], "the evicted failed ids still decide");
+    assert_eq!(expected[6..8], [ResultCode::IdAlreadyFailed; 2], "the evicted failed ids still decide");
+    assert_eq!(expected[8], ResultCode::PendingTransferExpired, "an evicted expired hold still expired");
     compare(&mut node, &mut reference);
 
     // The snapshot leaves the evicted chunks to the store; a restart reads them back from it
@@ -198,15 +216,19 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let balances_evicted = node.engine().evicted_balance_chunks() as u64;
     let snapshot_seq = node.snapshot().expect("snapshot");
     let entries = node.engine().balance_history_len() as u64;
-    let full = (BULK as u64 + 10) * RECORD_SIZE as u64 + entries * BALANCE_ENTRY_SIZE as u64 + (DECLINED as u64 + 1) * FAILED_SIZE as u64;
+    let full = (BULK + EXPIRING + 10) as u64 * RECORD_SIZE as u64
+        + entries * BALANCE_ENTRY_SIZE as u64
+        + (DECLINED as u64 + 1) * FAILED_SIZE as u64
+        + EXPIRING as u64 * EXPIRED_SIZE as u64;
     let slim = newest_snapshot_bytes(&dir);
-    let left_out = evicted * CHUNK_BYTES + balances_evicted * BALANCE_CHUNK_BYTES + FAILED_CHUNK_BYTES;
+    let left_out = evicted * CHUNK_BYTES + balances_evicted * BALANCE_CHUNK_BYTES + FAILED_CHUNK_BYTES + EXPIRED_CHUNK_BYTES;
     assert!(slim < full - left_out + CHUNK_BYTES / 8, "a snapshot of {slim} bytes, {full} with every transfer and entry");
     drop(node);
     let (mut node, attached, report) = open(&dir);
     assert!(report.snapshot.is_some() && report.skipped_snapshots.is_empty(), "{report:?}");
     assert_eq!((attached.transfers.restored, attached.balances.restored), (evicted, balances_evicted), "{attached:?}");
     assert_eq!((attached.failed.restored, node.engine().evicted_failed_chunks()), (1, 1), "{attached:?}");
+    assert_eq!((attached.expired.restored, node.engine().evicted_expired_chunks()), (1, 1), "{attached:?}");
     let checked = attached.total();
     assert!(attached.transfers.verified >= 1 && attached.balances.verified >= 1 && checked.repaired == 0, "{attached:?}");
     assert_eq!(node.engine().evicted_chunks() as u64, node.engine().sealed_transfer_chunks() as u64 - 1);

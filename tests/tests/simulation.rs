@@ -259,12 +259,13 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         let reads = history.reads.load(std::sync::atomic::Ordering::Relaxed);
         if std::env::var("SIM_VERBOSE").is_ok() {
             eprintln!(
-                "seed {seed}: {} of {} transfers, {} of {} failed ids, {} balance entries evicted; {reads} read back",
+                "seed {seed}: {} of {} transfers, {} of {} failed ids, {} balance entries, {} expired holds evicted; {reads} read back",
                 engine.evicted_chunks() << COLD_CHUNK_BITS,
                 engine.transfers().len(),
                 engine.evicted_failed_chunks() << COLD_CHUNK_BITS,
                 engine.failed_transfers().len(),
                 engine.evicted_balance_chunks() << COLD_CHUNK_BITS,
+                engine.evicted_expired_chunks() << COLD_CHUNK_BITS,
             );
         }
         if engine.evicted_chunks() == 0 || reads == 0 {

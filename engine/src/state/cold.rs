@@ -35,6 +35,10 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String>;
     /// Every failed id of evicted chunk `k`, into `out` (cleared first).
     fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String>;
+    /// Expired holds `places` (each evicted), appended to `out` in that order.
+    fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String>;
+    /// Every expired hold of evicted chunk `k`, into `out` (cleared first).
+    fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String>;
     /// Evicted chunk `k`'s restore image, if the store keeps one ([`ChunkImage`]).
     fn read_image(&self, _k: usize) -> Result<Option<ChunkImage>, String> {
         Ok(None)
@@ -93,6 +97,8 @@ pub struct RecordHistory<R> {
     balances: Option<Box<dyn RecordReader>>,
     /// Reads failed id `i` at `i × FAILED_SIZE` (chunks of `chunk_len`), if any are stored.
     failed: Option<Box<dyn RecordReader>>,
+    /// Reads expired hold `k` at `k × EXPIRED_SIZE` (chunks of `chunk_len`), if any are stored.
+    expired: Option<Box<dyn RecordReader>>,
     /// Reads chunk `k`'s restore image at `k × image_bytes(chunk_len)`, with how many it holds.
     images: Option<(Box<dyn RecordReader>, StoredCount)>,
 }
@@ -103,12 +109,18 @@ type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None, failed: None, images: None }
+        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None }
     }
 
     /// Reads evicted failed ids (in chunks of as many) through `reader`.
     pub fn with_failed(mut self, reader: impl RecordReader + 'static) -> RecordHistory<R> {
         self.failed = Some(Box::new(reader));
+        self
+    }
+
+    /// Reads evicted expired holds (in chunks of as many) through `reader`.
+    pub fn with_expired(mut self, reader: impl RecordReader + 'static) -> RecordHistory<R> {
+        self.expired = Some(Box::new(reader));
         self
     }
 
@@ -174,6 +186,23 @@ impl<R: RecordReader> History for RecordHistory<R> {
         ChunkImage::decode(&bytes, self.chunk_len).map(Some)
     }
 
+    fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+        let reader = self.expired.as_deref().ok_or("this history has no store of expired holds")?;
+        let offsets: Vec<u64> = places.iter().map(|&k| u64::from(k) * EXPIRED_SIZE as u64).collect();
+        let mut bytes = vec![0u8; places.len() * EXPIRED_SIZE];
+        reader.read_many_at(&offsets, EXPIRED_SIZE, &mut bytes)?;
+        decode_expired(&bytes, out)
+    }
+
+    fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
+        let reader = self.expired.as_deref().ok_or("this history has no store of expired holds")?;
+        let len = self.chunk_len * EXPIRED_SIZE;
+        let mut bytes = vec![0u8; len];
+        reader.read_at((k * len) as u64, &mut bytes)?;
+        out.clear();
+        decode_expired(&bytes, out)
+    }
+
     fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
         let reader = self.failed.as_deref().ok_or("this history has no store of failed ids")?;
         let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * FAILED_SIZE as u64).collect();
@@ -231,6 +260,8 @@ pub(crate) struct Cold {
     prefetched: FxHashMap<u32, Transfer>,
     /// Failed ids the node read ahead of the batch being applied, by index into `failed`.
     pub(crate) prefetched_failed: FxHashMap<u32, FailedTransfer>,
+    /// Expired holds the node read ahead of the batch being applied, by place in `expired`.
+    pub(crate) prefetched_expired: FxHashMap<u32, ExpiredHold>,
     pub(crate) history: Option<Arc<dyn History>>,
     /// The first read of `history` that failed since the last [`Engine::take_history_failure`].
     failure: RefCell<Option<String>>,
@@ -244,6 +275,7 @@ impl Clone for Cold {
             pinned: self.pinned.clone(),
             prefetched: self.prefetched.clone(),
             prefetched_failed: self.prefetched_failed.clone(),
+            prefetched_expired: self.prefetched_expired.clone(),
             history: self.history.clone(),
             failure: RefCell::default(),
             restored_from_images: self.restored_from_images,
@@ -442,11 +474,12 @@ impl Engine {
     /// [`crate::chunked::CHUNK_BITS`]): smaller chunks let tests evict, and read back, most of a
     /// small history. Only while neither is stored (asserted).
     pub fn set_transfer_chunk_bits(&mut self, bits: u32) {
-        let empty = self.transfers.is_empty() && self.balance_history.len() == 0 && self.failed.is_empty();
+        let empty = self.transfers.is_empty() && self.balance_history.len() == 0 && self.failed.is_empty() && self.expired.is_empty();
         assert!(empty, "the chunk size is chosen before the first transfer");
         self.transfers = crate::chunked::Chunked::with_chunk_bits(bits);
         self.balance_history.entries = crate::chunked::Chunked::with_chunk_bits(bits);
         self.failed = crate::chunked::Chunked::with_chunk_bits(bits);
+        self.expired = crate::chunked::Chunked::with_chunk_bits(bits);
     }
 
     /// Transfers per chunk.
@@ -570,11 +603,11 @@ impl Engine {
     /// As [`Engine::prefetch_cold`] keeping what was prefetched already: for the next of several
     /// batches applied together.
     pub fn prefetch_more(&mut self, commands: &[Command]) -> Result<usize, String> {
-        if self.transfers.evicted_chunks() == 0 && self.failed.evicted_chunks() == 0 {
+        if self.transfers.evicted_chunks() == 0 && self.failed.evicted_chunks() == 0 && self.expired.evicted_chunks() == 0 {
             return Ok(0);
         }
         let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
-        let mut read = self.prefetch_failed(history.as_ref(), commands)?;
+        let mut read = self.prefetch_failed(history.as_ref(), commands)? + self.prefetch_expired(history.as_ref(), commands)?;
         let mut wanted = Vec::new();
         loop {
             wanted.clear();
@@ -601,5 +634,6 @@ impl Engine {
     pub fn prefetch_clear(&mut self) {
         self.cold.prefetched.clear();
         self.cold.prefetched_failed.clear();
+        self.cold.prefetched_expired.clear();
     }
 }

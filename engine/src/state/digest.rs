@@ -300,7 +300,7 @@ impl DigestState {
                 // Finished since the last settle; its state never changes again. Its record and
                 // what finished it are in memory: eviction settles first.
                 let t = engine.stored(index);
-                hold_term(t.id, &engine.hold_state(index, &t, Engine::stored))
+                hold_term(t.id, &engine.hold_state(index, &t, Engine::stored, Engine::expired_stored))
             } else {
                 0 // made by a chain that was rolled back
             };
@@ -413,7 +413,7 @@ impl Engine {
         for (index, t) in self.all_transfers().enumerate() {
             add(transfer_term(&t));
             if t.flags & crate::types::transfer_flags::PENDING != 0 {
-                add(hold_term(t.id, &self.hold_state(index as u32, &t, Engine::stored_through)));
+                add(hold_term(t.id, &self.hold_state(index as u32, &t, Engine::stored_through, Engine::expired_through)));
             }
         }
         self.for_each_balance_entry(|e| add(balance_entry_term(self.accounts[e.account as usize].id, e)));

@@ -98,14 +98,22 @@ impl Engine {
     /// Where the hold at transfer `index` (record `hold`) stands: pending, or derived from what
     /// finished it, whose record `read` reads (`Engine::stored` while applying: `cold_wanted`
     /// asks for it; `Engine::stored_through` for queries).
-    pub(crate) fn hold_state(&self, index: u32, hold: &Transfer, read: impl Fn(&Engine, u32) -> Transfer) -> Hold {
+    /// `read_expired` reads an expired hold's entry likewise (`Engine::expired_stored`, or
+    /// `Engine::expired_through`).
+    pub(crate) fn hold_state(
+        &self,
+        index: u32,
+        hold: &Transfer,
+        read: impl Fn(&Engine, u32) -> Transfer,
+        read_expired: impl Fn(&Engine, u32) -> ExpiredHold,
+    ) -> Hold {
         if let Some(pending) = self.holds.get(&index) {
             return pending;
         }
         let by = self.finished_by(index).unwrap_or_else(|| panic!("transfer index {index} is a hold neither pending nor finished"));
         let expires_at = hold_expiry(hold);
         if by & FAILED_TAG != 0 {
-            let e = self.expired[(by & !FAILED_TAG) as usize];
+            let e = read_expired(self, by & !FAILED_TAG);
             debug_assert_eq!(e.index, index);
             return Hold { status: HoldStatus::Expired, expires_at, resolved_at: e.resolved_at, resolved_by: NONE };
         }
@@ -231,7 +239,7 @@ impl Engine {
             return Err(R::PendingTransferHasDifferentCode);
         }
         let amount = self.resolved_amount(t, &p, post)?;
-        let hold = self.hold_state(pi, &p, Engine::stored);
+        let hold = self.hold_state(pi, &p, Engine::stored, Engine::expired_stored);
         match hold.status {
             HoldStatus::Pending => {}
             HoldStatus::Posted => return Err(R::PendingTransferAlreadyPosted),

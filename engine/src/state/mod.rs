@@ -12,6 +12,7 @@ pub(crate) mod balances;
 mod cold;
 pub(crate) mod digest;
 pub(crate) mod exchange;
+mod expired;
 mod failed;
 mod feed;
 pub(crate) mod holds;
@@ -28,6 +29,7 @@ pub use balances::{decode_balance_entries, encode_balance_chunk, BalanceEntry, B
 pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader};
 pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
+pub use expired::{decode_expired, encode_expired_chunk, EXPIRED_SIZE};
 pub use failed::{decode_failed, encode_failed_chunk, FAILED_SIZE};
 pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;
@@ -201,8 +203,8 @@ pub struct Hold {
 }
 
 /// A hold released because its timeout passed, and when.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct ExpiredHold {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ExpiredHold {
     /// The hold's transfer index.
     pub(crate) index: u32,
     /// The expiry's timestamp (the hold's `resolved_at`).
@@ -354,7 +356,7 @@ pub struct Engine {
     pub(crate) finished: TransferIds,
     /// Every expired hold with its expiry's timestamp, in the order they expired (which is
     /// ascending by (expiry time, transfer index)).
-    pub(crate) expired: Vec<ExpiredHold>,
+    pub(crate) expired: crate::chunked::Chunked<ExpiredHold>,
     /// Pending holds with a timeout, in expiry order: (expires_at, transfer index).
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     /// Balance history of accounts with the `history` flag (see `balances`).
@@ -439,7 +441,7 @@ impl Engine {
             failed: crate::chunked::Chunked::default(),
             holds: holds::PendingHolds::default(),
             finished: TransferIds::default(),
-            expired: Vec::new(),
+            expired: crate::chunked::Chunked::default(),
             expiries: BTreeSet::new(),
             balance_history: balances::BalanceHistory::default(),
             limit_changes: Vec::new(),

@@ -235,7 +235,7 @@ impl Engine {
         let Some(IdSlot::Transfer(index)) = self.find_transfer_id_through(id) else { return None };
         let t = self.stored_through(index);
         let hold_at = |i: u32, transfer: Transfer| {
-            let h = self.hold_state(i, &transfer, Engine::stored_through);
+            let h = self.hold_state(i, &transfer, Engine::stored_through, Engine::expired_through);
             (HoldOf { transfer, status: h.status, expires_at: h.expires_at, resolved_at: h.resolved_at }, h.resolved_by)
         };
         let named = || match self.find_transfer_id_through(t.pending_id) {

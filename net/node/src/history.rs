@@ -2,8 +2,8 @@
 //! [`HistoryStore`]s ([`Stores`]) on a writer thread and, once stored durably, leave the engine's
 //! memory; queries and the prefetch before each batch read them back through [`file_history`].
 //! Each chunk of transfers gets a restore image too ([`bursar_engine::ChunkImage`], a third
-//! store), so a restart need not read its records again; failed ids (decided once) move to a
-//! fourth.
+//! store), so a restart need not read its records again; failed ids (decided once) and expired
+//! holds move to stores of their own.
 //!
 //! Snapshots are then slim: they leave the evicted chunks to the store, which must hold them
 //! durably (a chunk is evicted only once written and synced), and carry the state digest. At
@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bursar_engine::{
-    decode_chunk, encode_balance_chunk, encode_failed_chunk, image_bytes, transfers_digest_sum, BalanceEntry, ChunkImage, Engine,
-    FailedTransfer, History, Record, RecordHistory, RecordReader, Transfer, BALANCE_ENTRY_SIZE, FAILED_SIZE, RECORD_SIZE,
+    decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, transfers_digest_sum, BalanceEntry,
+    ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, Transfer, BALANCE_ENTRY_SIZE,
+    EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
@@ -37,6 +38,10 @@ pub const IMAGES_DIR: &str = "image";
 pub const FAILED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * FAILED_SIZE as u64;
 /// The failed ids' store's directory, inside the transfers' store's.
 pub const FAILED_DIR: &str = "failed";
+/// Bytes of one stored chunk of expired holds.
+pub const EXPIRED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * EXPIRED_SIZE as u64;
+/// The expired holds' store's directory, inside the transfers' store's.
+pub const EXPIRED_DIR: &str = "expired";
 
 /// A node's history stores: transfers', and balance entries' (accounts with the `history` flag).
 #[derive(Clone, Debug)]
@@ -49,6 +54,8 @@ pub struct Stores {
     pub images: Arc<HistoryStore>,
     /// Chunks of failed ids (decided once).
     pub failed: Arc<HistoryStore>,
+    /// Chunks of expired holds.
+    pub expired: Arc<HistoryStore>,
 }
 
 /// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
@@ -65,6 +72,7 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
         balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)?,
         images: open(&dir.join(IMAGES_DIR), IMAGE_CHUNK_BYTES)?,
         failed: open(&dir.join(FAILED_DIR), FAILED_CHUNK_BYTES)?,
+        expired: open(&dir.join(EXPIRED_DIR), EXPIRED_CHUNK_BYTES)?,
     })
 }
 
@@ -77,6 +85,7 @@ pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
     let images = Arc::clone(&stores.images);
     let stored = move || images.chunks() as usize;
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
+    let history = history.with_expired(PlainReader(Arc::clone(&stores.expired)));
     Arc::new(history.with_images(PlainReader(Arc::clone(&stores.images)), stored))
 }
 
@@ -190,12 +199,14 @@ pub struct HistoryAttached {
     pub images: ChunksChecked,
     /// The failed ids' store.
     pub failed: ChunksChecked,
+    /// The expired holds' store.
+    pub expired: ChunksChecked,
 }
 
 impl HistoryAttached {
     /// Both stores' counts added up (what `bursar start` reports).
     pub fn total(&self) -> ChunksChecked {
-        let all = [&self.transfers, &self.balances, &self.images, &self.failed];
+        let all = [&self.transfers, &self.balances, &self.images, &self.failed, &self.expired];
         let sum = |count: fn(&ChunksChecked) -> u64| all.iter().map(|c| count(c)).sum();
         ChunksChecked {
             restored: sum(|c| c.restored),
@@ -212,6 +223,7 @@ enum Sealed {
     Transfers(u64, Arc<Vec<Transfer>>, Vec<[u32; 2]>),
     Balances(u64, Arc<Vec<BalanceEntry>>),
     Failed(u64, Arc<Vec<FailedTransfer>>),
+    Expired(u64, Arc<Vec<ExpiredHold>>),
 }
 
 /// Moves full chunks from the engine to the stores (see the module): the node's side.
@@ -219,8 +231,8 @@ enum Sealed {
 pub(crate) struct Mover {
     stores: Stores,
     pub(crate) history: Arc<dyn History>,
-    /// Chunks handed to the writer so far: transfers', balance entries', failed ids'.
-    handed: [u64; 3],
+    /// Chunks handed to the writer so far: transfers', balance entries', failed ids', expired holds'.
+    handed: [u64; 4],
     to_writer: Option<Sender<Sealed>>,
     writer: Option<JoinHandle<()>>,
     /// The writer's first failure; it writes nothing after one (the chunks stay in memory).
@@ -281,6 +293,13 @@ fn check_images(store: &HistoryStore, engine: &Engine, history: &Arc<dyn History
     Ok(ChunksChecked { restored: from_images, ..checked })
 }
 
+/// The engine's full chunks of each kind the writer stores: transfers, balance entries, failed
+/// ids, expired holds.
+fn sealed_chunks(engine: &Engine) -> [u64; 4] {
+    [engine.sealed_transfer_chunks(), engine.sealed_balance_chunks(), engine.sealed_failed_chunks(), engine.sealed_expired_chunks()]
+        .map(|n| n as u64)
+}
+
 impl Mover {
     /// Checks `stores` against `engine` (just restored: the chunks a slim snapshot left to the
     /// stores evicted, every later one in memory), repairs them, stores what they lack, and
@@ -288,7 +307,7 @@ impl Mover {
     pub(crate) fn attach(engine: &mut Engine, stores: Stores, history: Arc<dyn History>) -> std::io::Result<(Mover, HistoryAttached)> {
         assert_eq!(stores.transfers.chunk_bytes(), (engine.transfer_chunk_len() * RECORD_SIZE) as u64, "the engine's chunks");
         assert_eq!(stores.balances.chunk_bytes(), (engine.balance_chunk_len() * BALANCE_ENTRY_SIZE) as u64, "the engine's chunks");
-        let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64, engine.sealed_failed_chunks() as u64];
+        let sealed = sealed_chunks(engine);
         let transfers = check_store(&stores.transfers, engine.evicted_chunks() as u64, sealed[0], |k, out| {
             encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), out);
             Ok(())
@@ -300,6 +319,10 @@ impl Mover {
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
             encode_failed_chunk(engine.failed_chunk(k as usize).expect("a restored chunk is in memory"), out);
+            Ok(())
+        })?;
+        let expired = check_store(&stores.expired, engine.evicted_expired_chunks() as u64, sealed[3], |k, out| {
+            encode_expired_chunk(engine.expired_chunk(k as usize).expect("a restored chunk is in memory"), out);
             Ok(())
         })?;
         engine.set_history(history.clone());
@@ -334,6 +357,10 @@ impl Mover {
                         encode_failed_chunk(&chunk, &mut bytes);
                         (&writing.failed, k)
                     }
+                    Sealed::Expired(k, chunk) => {
+                        encode_expired_chunk(&chunk, &mut bytes);
+                        (&writing.expired, k)
+                    }
                 };
                 if let Err(e) = store.append(k, &bytes) {
                     *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
@@ -344,12 +371,12 @@ impl Mover {
         let mut mover =
             Mover { stores, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids }))
+        Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
     pub(crate) fn step(&mut self, engine: &mut Engine) {
-        let sealed = [engine.sealed_transfer_chunks() as u64, engine.sealed_balance_chunks() as u64, engine.sealed_failed_chunks() as u64];
+        let sealed = sealed_chunks(engine);
         while self.handed[0] < sealed[0] {
             let chunk = engine.transfer_chunk(self.handed[0] as usize).expect("a chunk not yet stored is in memory").clone();
             let links = engine.transfer_links_of_chunk(self.handed[0] as usize).to_vec();
@@ -366,10 +393,16 @@ impl Mover {
             self.send(Sealed::Failed(self.handed[2], chunk));
             self.handed[2] += 1;
         }
+        while self.handed[3] < sealed[3] {
+            let chunk = engine.expired_chunk(self.handed[3] as usize).expect("a chunk not yet stored is in memory").clone();
+            self.send(Sealed::Expired(self.handed[3], chunk));
+            self.handed[3] += 1;
+        }
         // A chunk leaves memory once stored with its image.
         engine.evict_chunks_below(self.stores.transfers.chunks().min(self.stores.images.chunks()) as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
+        engine.evict_expired_chunks_below(self.stores.expired.chunks() as usize);
         if !self.failure_reported {
             if let Some(why) = self.failure.lock().expect("failure lock").as_ref() {
                 eprintln!("bursar: WARNING: the history store failed ({why}); newer transfers stay in memory, nothing is lost");

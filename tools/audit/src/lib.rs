@@ -54,9 +54,9 @@ impl DataArg {
         FsStorage::open_read_only(&dir).with_context(|| format!("opening {} read-only", dir.display()))
     }
 
-    /// The history stores beside the log (`<data>/history`, with `balances/`, `failed/` and
-    /// `image/` in it), read-only, if there are any: where a slim snapshot's oldest transfers,
-    /// balance entries and failed ids are read back from.
+    /// The history stores beside the log (`<data>/history`, with `balances/`, `failed/`,
+    /// `expired/` and `image/` in it), read-only, if there are any: where a slim snapshot's oldest
+    /// transfers, balance entries, failed ids and expired holds are read back from.
     fn history(&self) -> Result<Option<Arc<dyn History>>> {
         let log = self.log_dir();
         let Some(dir) = log.parent().map(|data| data.join("history")).filter(|dir| dir.is_dir()) else { return Ok(None) };
@@ -74,6 +74,10 @@ impl DataArg {
         let failed = dir.join("failed");
         if failed.is_dir() {
             history = history.with_failed(reader(&failed, bursar_engine::FAILED_SIZE)?);
+        }
+        let expired = dir.join("expired");
+        if expired.is_dir() {
+            history = history.with_expired(reader(&expired, bursar_engine::EXPIRED_SIZE)?);
         }
         // The chunks' restore images, if stored: a slim snapshot is restored from them.
         let images = dir.join("image");
