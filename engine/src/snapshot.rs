@@ -5,14 +5,14 @@
 //! limits); indexes, totals, per-account lists, lineage links and the state of each captured
 //! or released hold (from its capture or release) are rebuilt on restore, and the result is audited with `check_invariants` before it is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
-//! A server with its history on disk writes *slim* streams: the oldest transfers and balance
-//! entries, those in full chunks already in the history store, are left out and counted in the
+//! A server with its history on disk writes *slim* streams: the oldest transfers, balance
+//! entries, failed ids and expired holds, those in full chunks already in the history store, are left out and counted in the
 //! header, and the state digest is written beside them; [`Engine::restore_from`] reads them back
 //! chunk by chunk from the store, evicting as it goes, and refuses a result whose digest differs.
 //! From version 10 a slim stream also closes each account's list of transfers at the stored
 //! chunks (its newest link below them), so a restore can take the stored chunks' links from their
 //! restore images (`state/image.rs`) instead of rebuilding them from every record, and leaves out
-//! the failed ids the store holds.
+//! the failed ids and expired holds the store holds.
 //! Layout (all little-endian), version 10:
 //!
 //! | bytes | field |
@@ -22,13 +22,13 @@
 //! | 4 | reserved, zero |
 //! | 8 | engine clock (last timestamp) |
 //! | 16 | limits: ledgers_max, accounts_max, transfers_max, query_results_max (u32 each) |
-//! | 144 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries in the stream, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds, balance entries kept in the history store (likewise), account links (the number of accounts when transfers are kept, else 0), failed ids kept in the history store (whole chunks) |
+//! | 152 | counts (u64 each): ledgers, accounts, transfers in the stream, holds, balance entries in the stream, failed ids, limit changes, policies, velocity rules, velocity buckets, orders, run-history entries, quotes, transfers kept in the history store (a whole number of chunks; 0 in a full stream), expired holds, balance entries kept in the history store (likewise), account links (the number of accounts when transfers are kept, else 0), failed ids kept in the history store (whole chunks), expired holds kept in the history store (whole chunks) |
 //! | 32 | the state digest (`Engine::state_digest`) when anything is kept in the history store, else zero |
 //! | 128 × n | ledgers, accounts: their wire records, in creation order |
 //! | 4 × n | account links: per account, in order, its newest transfer among those kept in the history store (the index, bit 31 set where the account is the debit side; `u32::MAX`: none) |
 //! | 128 × n | transfers (after those kept in the history store): their wire records, in creation order |
 //! | 24 × n | pending holds: transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
-//! | 16 × n | expired holds: transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused) |
+//! | 16 × n | expired holds (after those kept in the history store): transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused, those kept included) |
 //! | 80 × n | balance entries (after those kept in the history store): account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids (after those kept in the history store): id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
 //! | 48 × n | limit changes: account index u32, u8 bit 0 debit limit set, bit 1 credit limit set, 3 zero bytes, timestamp u64, debit limit u128, credit limit u128 (zero when not set); in order |
@@ -40,7 +40,7 @@
 //! | 160 × n | quotes: the quote record as stored (with its timestamp), then its usage: paid u128, uses u32, 12 zero bytes; in the order they were made |
 //!
 //! Versions 1 to 9 are still read: version 9 has sixteen counts (a 200-byte header), no
-//! account links and every failed id; version 8 has fifteen counts (a 192-byte header) and keeps
+//! account links and every failed id and expired hold; version 8 has fifteen counts (a 192-byte header) and keeps
 //! no balance entries in the store; version 7 has fourteen counts (a 184-byte header) and no
 //! expired holds' section: its holds section lists every hold, by index, each with its state
 //! (a captured or released one must be the state its transfers give); version 6 has thirteen counts (a 144-byte header), no digest
