@@ -60,11 +60,13 @@ pub struct Mix {
     /// A declined transfer (to an account that does not exist): its id is remembered as failed
     /// for good, as a card platform's declines are.
     pub decline: u32,
+    /// A hold of one second that nothing captures: it expires (an authorisation never settled).
+    pub expire: u32,
 }
 
 impl Mix {
     /// Posted transfers only (TigerBeetle's benchmark).
-    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, reverse: 0, lookup: 0, decline: 0 };
+    pub const TRANSFERS: Mix = Mix { transfer: 1, hold: 0, debit: 0, credit: 0, chain: 0, reverse: 0, lookup: 0, decline: 0, expire: 0 };
 
     /// Parses `transfer:70,hold:10,debit:5,credit:5,chain:5,lookup:5` (missing kinds weigh 0).
     pub fn parse(text: &str) -> Result<Mix, String> {
@@ -81,7 +83,10 @@ impl Mix {
                 "reverse" => &mut mix.reverse,
                 "lookup" => &mut mix.lookup,
                 "decline" => &mut mix.decline,
-                other => return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, reverse, lookup, decline)")),
+                "expire" => &mut mix.expire,
+                other => {
+                    return Err(format!("unknown kind `{other}` (transfer, hold, debit, credit, chain, reverse, lookup, decline, expire)"))
+                }
             };
             *slot = weight;
         }
@@ -92,7 +97,10 @@ impl Mix {
     }
 
     fn submit_weight(&self) -> u64 {
-        [self.transfer, self.hold, self.debit, self.credit, self.chain, self.reverse, self.decline].iter().map(|w| u64::from(*w)).sum()
+        [self.transfer, self.hold, self.debit, self.credit, self.chain, self.reverse, self.decline, self.expire]
+            .iter()
+            .map(|w| u64::from(*w))
+            .sum()
     }
 }
 
@@ -200,6 +208,8 @@ pub struct Expected {
     pub lookups: u64,
     /// Commands sent to be declined (`credit_account_not_found`), counted in `commands`.
     pub declines: u64,
+    /// Holds sent to expire, counted in `commands`.
+    pub expiring: u64,
 }
 
 impl Expected {
@@ -210,6 +220,7 @@ impl Expected {
         self.ledger_posted += other.ledger_posted;
         self.lookups += other.lookups;
         self.declines += other.declines;
+        self.expiring += other.expiring;
     }
 }
 
@@ -286,6 +297,7 @@ enum Kind {
     Chain,
     Reverse,
     Decline,
+    Expire,
 }
 
 /// A client's seeded workload generator; it keeps the sums the server must end up with.
@@ -397,6 +409,7 @@ impl Generator {
             (Kind::Credit, m.credit),
             (Kind::Reverse, m.reverse),
             (Kind::Decline, m.decline),
+            (Kind::Expire, m.expire),
         ];
         for (kind, weight) in weights {
             if draw < u64::from(weight) {
@@ -465,6 +478,21 @@ impl Generator {
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(0));
+            } else if kind == Kind::Expire {
+                let (debit, credit) = self.pair();
+                let amount = 1 + self.rng.below(1000) as u128;
+                let t = Transfer {
+                    id: self.id(),
+                    debit_account_id: debit,
+                    credit_account_id: credit,
+                    amount,
+                    ledger: LEDGER,
+                    code: 4,
+                    timeout: 1,
+                    ..Default::default()
+                };
+                self.expected.expiring += 1;
+                commands.push(Command::Hold(t));
             } else if kind == Kind::Decline {
                 let (debit, _) = self.pair();
                 // The first id past the run's accounts: never created, so it moves nothing.
@@ -728,6 +756,25 @@ async fn connect(target: &Target) -> Result<Client, String> {
     Client::connect(target.addr, target.cert.clone(), &target.server_name).await.map_err(|e| format!("connecting to {}: {e}", target.addr))
 }
 
+/// Waits (at most 10 s) until the run's holds that were sent to expire have: the server expires
+/// them on its own clock, a second after each was made.
+async fn wait_for_expiries(admin: &Client, before: &LedgerView) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = ledger_view(admin).await?;
+        if now.totals.debits_pending == before.totals.debits_pending {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "holds still pending 10 s after the run: {} (before it: {})",
+                now.totals.debits_pending, before.totals.debits_pending
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn ledger_view(client: &Client) -> Result<LedgerView, String> {
     client
         .ledger_totals(vec![LEDGER])
@@ -821,6 +868,9 @@ pub async fn run(target: &Target, workload: &Workload, done: Arc<AtomicU64>) -> 
         expected.add(&task.await.map_err(|e| format!("a client task: {e}"))?);
     }
     let elapsed = shared.start.elapsed();
+    if expected.expiring > 0 {
+        wait_for_expiries(&admin, &ledger_before).await?;
+    }
     let collector = {
         let mut guard = shared.collector.lock().expect("collector");
         std::mem::replace(&mut *guard, Collector::new())
@@ -974,7 +1024,7 @@ mod tests {
             batch: 64,
             clients: 1,
             choice: Choice::Uniform,
-            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,reverse:2,lookup:1,decline:2").unwrap(),
+            mix: Mix::parse("transfer:5,hold:5,debit:2,credit:2,chain:3,reverse:2,lookup:1,decline:2,expire:1").unwrap(),
             seed: 9,
             load: Load::Closed,
             policy: false,
@@ -1034,7 +1084,14 @@ mod tests {
             (sum(|a| a.debits_posted), sum(|a| a.credits_posted)),
             (generator.expected.debits_posted, generator.expected.credits_posted)
         );
-        assert_eq!(sum(|a| a.debits_pending) + sum(|a| a.credits_pending), 0, "every hold is resolved in its request");
+        // The holds sent to expire are pending until a second passes.
+        let pending: u128 = sum(|a| a.debits_pending);
+        assert_eq!(pending > 0, generator.expected.expiring > 0, "{pending} pending");
+        results.clear();
+        engine.execute(engine.timestamp() + 2 * bursar_engine::limits::NS_PER_S, &[], &mut results).unwrap();
+        let accounts: Vec<&Account> = (1..=100).map(|i| engine.account(base + i).unwrap()).collect();
+        let sum = |f: fn(&Account) -> u128| accounts.iter().map(|a| f(a)).sum::<u128>();
+        assert_eq!(sum(|a| a.debits_pending) + sum(|a| a.credits_pending), 0, "every other hold is resolved in its request");
         let totals = engine.ledger_totals(LEDGER).unwrap();
         assert_eq!(totals.totals.debits_posted, generator.expected.ledger_posted);
         assert_eq!(engine.transfers().len() as u64, generator.expected.commands - declined);

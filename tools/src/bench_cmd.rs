@@ -54,7 +54,8 @@ pub struct BenchArgs {
     /// capture, half capture or release; a chain
     /// is three linked transfers; a reverse is a transfer followed by a refund of half of it; a
     /// lookup is a whole request of account lookups; a decline is a transfer to an account that
-    /// does not exist (`credit_account_not_found`: its id is remembered as failed for good).
+    /// does not exist (`credit_account_not_found`: its id is remembered as failed for good); an
+    /// expire is a hold of one second nothing captures (the run waits for it to expire).
     #[arg(long, default_value = "transfer:1")]
     pub mix: String,
     /// Give every account of the run a channel list and a velocity rule first (checked on every
@@ -322,7 +323,7 @@ fn describe(workload: &Workload) -> String {
     };
     let m = workload.mix;
     format!(
-        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{} decline:{}{}, seed {}",
+        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{} decline:{} expire:{}{}, seed {}",
         workload.accounts,
         match (workload.policy, workload.account_history) {
             (true, true) => " with a channel list, a velocity rule and a balance history each",
@@ -340,6 +341,7 @@ fn describe(workload: &Workload) -> String {
         m.reverse,
         m.lookup,
         m.decline,
+        m.expire,
         if workload.capture_after > 0 { format!(" (holds resolved {} requests later)", workload.capture_after) } else { String::new() },
         workload.seed
     )
