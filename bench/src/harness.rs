@@ -487,7 +487,7 @@ impl Generator {
                     credit_account_id: credit,
                     amount,
                     ledger: LEDGER,
-                    code: 4,
+                    code: 2,
                     timeout: 1,
                     ..Default::default()
                 };
