@@ -593,7 +593,8 @@ impl Restoring<'_> {
         if let Some(index) = self.states.open.keys().min() {
             return invalid(format!("hold at transfer index {index} is neither pending, expired, captured nor released"));
         }
-        if let Some(index) = self.states.stated.keys().min() {
+        let unmet = self.states.expired_by_index.get(self.states.next_expired).map(|&(index, _)| index);
+        if let Some(index) = self.states.stated.keys().copied().chain(unmet).min() {
             return invalid(format!("hold state for transfer index {index}, which is not a hold that is finished so"));
         }
         let keys = engine.expired.iter().zip(&self.states.expiries);
@@ -654,9 +655,15 @@ fn read_hold_states(
     for (index, hold) in expired_list {
         let k = engine.expired.len() as u32;
         engine.expired.push(ExpiredHold { index, resolved_at: hold.resolved_at });
-        if states.stated.insert(index, (hold, FAILED_TAG | k)).is_some() {
+        if version >= 8 {
+            states.expired_by_index.push((index, k));
+        } else if states.stated.insert(index, (hold, FAILED_TAG | k)).is_some() {
             return invalid(format!("hold state for transfer index {index} is repeated"));
         }
+    }
+    states.expired_by_index.sort_unstable();
+    if let Some(w) = states.expired_by_index.windows(2).find(|w| w[0].0 == w[1].0) {
+        return invalid(format!("hold state for transfer index {} is repeated", w[0].0));
     }
     states.expiries = vec![0; engine.expired.len()];
     Ok((pending, states))

@@ -195,7 +195,7 @@ impl Engine {
         if self.holds.contains_key(&index) {
             return Ok(());
         }
-        let Some(&(hold, value)) = states.stated.get(&index).filter(|(hold, _)| hold.status == HoldStatus::Expired) else {
+        let Some((hold, value)) = self.stated_expired(index, states)? else {
             states.open.insert(index, hold_expiry(t));
             return Ok(());
         };
@@ -204,11 +204,31 @@ impl Engine {
         if expires_at == 0 || (hold.expires_at != 0 && hold.expires_at != expires_at) || hold.resolved_at < expires_at {
             return Err(format!("hold {}: expired at {} but expires at {expires_at}", t.id, hold.resolved_at));
         }
-        states.stated.remove(&index);
         states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
         self.finished.insert(u128::from(index), value);
         self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
         Ok(())
+    }
+
+    /// The expired state the stream gives the hold at `index` (met in index order), taken out of
+    /// `states`, with its value in `finished`; an expired hold passed over is named in the error.
+    fn stated_expired(&self, index: u32, states: &mut StatedHolds) -> Result<Option<(Hold, u32)>, String> {
+        if let Some(&(at, k)) = states.expired_by_index.get(states.next_expired) {
+            if at < index {
+                return Err(format!("hold state for transfer index {at}, which is not a hold that is finished so"));
+            }
+            if at == index {
+                states.next_expired += 1;
+                let e = self.expired.get(k as usize).expect("a restore keeps every expired hold in memory until it is done");
+                let hold = Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: e.resolved_at, resolved_by: NONE };
+                return Ok(Some((hold, FAILED_TAG | k)));
+            }
+        }
+        let stated = states.stated.get(&index).filter(|(hold, _)| hold.status == HoldStatus::Expired).copied();
+        if stated.is_some() {
+            states.stated.remove(&index);
+        }
+        Ok(stated)
     }
 
     /// Capture or release `t` (at `index`) of the hold at `named`: the hold's finished state,
@@ -277,6 +297,11 @@ pub(crate) struct StatedHolds {
     /// `finished` (`FAILED_TAG` and the place in `expired`); before version 8 also captured and
     /// released ones (value `NONE`), which must equal what their transfers give.
     pub(crate) stated: FxHashMap<u32, (Hold, u32)>,
+    /// From version 8: the expired holds, as (transfer index, place in `expired`) by index, met
+    /// in that order as the holds are restored (a merge, not a lookup each).
+    pub(crate) expired_by_index: Vec<(u32, u32)>,
+    /// The next of `expired_by_index` not met yet.
+    pub(crate) next_expired: usize,
     /// Restored holds waiting for the capture or release that finished them, with their expiry
     /// time (so finishing one reads no record).
     pub(crate) open: FxHashMap<u32, u64>,
