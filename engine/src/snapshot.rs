@@ -126,7 +126,6 @@ impl Engine {
     pub fn snapshot_len(&self) -> usize {
         HEADER_SIZE
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len())
-            + HOLD_SIZE * self.holds.len()
             + EXPIRED_SIZE * self.expired.len()
             + BALANCE_ENTRY_SIZE * self.balance_history.len()
             + FAILED_SIZE * self.failed.len()
@@ -172,7 +171,6 @@ impl Engine {
             kept: 0,
             last_links: &[],
             digest: [0; DIGEST_SIZE],
-            holds: &self.sorted_holds(),
             expired: &self.expired,
             expired_kept: 0,
             balance_history: &self.balance_history.entries,
@@ -186,11 +184,6 @@ impl Engine {
         parts.encode(out).unwrap_or_else(|e| panic!("an in-memory snapshot of an engine whose history is unreadable: {}", e.0));
         assert_eq!(out.len() - start, parts.len(), "snapshot length matches its header");
         debug_assert_eq!(parts.len(), self.snapshot_len());
-    }
-
-    /// Every pending hold, by transfer index.
-    fn sorted_holds(&self) -> Vec<(u32, Hold)> {
-        sorted_holds(self.holds.iter())
     }
 
     /// A copy of the state for a snapshot encoded elsewhere: the tables copied as they are
@@ -220,10 +213,6 @@ impl Engine {
         (view.kept, view.balances_kept, view.failed_kept, view.expired_kept) = (0, 0, 0, 0);
         view.digest = [0; DIGEST_SIZE];
         view.last_links.clear();
-        // One pass over the table's memory; sorted on the writer's thread, not here.
-        view.holds.clear();
-        view.holds.extend(self.holds.iter());
-        view.sorted_holds = std::sync::OnceLock::new();
         view.expired = self.expired.snapshot();
         view.balance_history = self.balance_history.entries.snapshot();
         view.failed = self.failed.snapshot();
@@ -590,7 +579,8 @@ impl Restoring<'_> {
     /// Once every transfer is restored: every hold has a state, every state named a hold, and
     /// the expired ones are in the order they can have expired in, before the `clock`.
     fn holds_done(&self, engine: &Engine, clock: u64) -> Result<(), SnapshotError> {
-        if let Some(index) = self.states.open.keys().min() {
+        // Deriving pending holds, those left open are the pending ones.
+        if let Some(index) = self.states.open.keys().min().filter(|_| !self.states.derive_pending) {
             return invalid(format!("hold at transfer index {index} is neither pending, expired, captured nor released"));
         }
         let unmet = self.states.expired_by_index.get(self.states.next_expired).map(|&(index, _)| index);
@@ -623,6 +613,10 @@ fn read_hold_states(
     kept_expired: Vec<ExpiredHold>,
 ) -> Result<(Vec<(u32, Hold)>, StatedHolds), SnapshotError> {
     let (mut pending, mut states, mut expired_list) = (Vec::new(), StatedHolds::default(), Vec::new());
+    states.derive_pending = version >= 10;
+    if states.derive_pending && holds > 0 {
+        return invalid(format!("a version {version} stream lists {holds} pending holds (it derives them)"));
+    }
     let expired_hold =
         |e: &ExpiredHold| (e.index, Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: e.resolved_at, resolved_by: NONE });
     for _ in 0..holds {
@@ -959,11 +953,7 @@ fn restore_hold(engine: &mut Engine, index: u32, hold: Hold) -> Result<(), Snaps
     if hold.expires_at != hold_expiry(t) {
         return invalid(format!("hold {} expires at {}, not at {}", t.id, hold.expires_at, hold_expiry(t)));
     }
-    if hold.expires_at != 0 {
-        engine.expiries.insert((hold.expires_at, index));
-    }
-    engine.holds.insert(index, hold);
-    engine.digest.dirty_holds.push(index);
+    engine.restore_pending(index, hold.expires_at);
     Ok(())
 }
 
@@ -1031,9 +1021,6 @@ pub struct SnapshotView {
     last_links: Vec<u32>,
     /// The state digest a slim stream carries.
     digest: [u8; DIGEST_SIZE],
-    /// The pending holds in the engine's table's order, and (once encoding needs it) sorted.
-    holds: Vec<(u32, Hold)>,
-    sorted_holds: std::sync::OnceLock<Vec<(u32, Hold)>>,
     /// Shares the engine's full chunks of expired holds.
     expired: Chunked<ExpiredHold>,
     /// Expired holds left out of a slim stream (whole chunks the history store holds).
@@ -1082,10 +1069,9 @@ impl SnapshotView {
         out
     }
 
-    /// Bytes of the snapshot stream ([`SnapshotView::bytes`]'s length), without listing the
-    /// holds in order (a server asks on its sequencer thread).
+    /// Bytes of the snapshot stream ([`SnapshotView::bytes`]'s length).
     pub fn len(&self) -> usize {
-        self.parts_with(&[]).len() + HOLD_SIZE * self.holds.len()
+        self.parts().len()
     }
 
     /// Whether the stream is empty (never: it has a header).
@@ -1110,11 +1096,6 @@ impl SnapshotView {
     }
 
     fn parts(&self) -> Parts<'_> {
-        self.parts_with(self.sorted_holds.get_or_init(|| sorted_holds(self.holds.iter().copied())))
-    }
-
-    /// The stream's parts with `holds` as its pending holds.
-    fn parts_with<'a>(&'a self, holds: &'a [(u32, Hold)]) -> Parts<'a> {
         Parts {
             timestamp: self.timestamp,
             limits: self.limits,
@@ -1125,7 +1106,6 @@ impl SnapshotView {
             kept: self.kept,
             last_links: &self.last_links,
             digest: self.digest,
-            holds,
             expired: &self.expired,
             expired_kept: self.expired_kept,
             balance_history: &self.balance_history,
@@ -1139,13 +1119,6 @@ impl SnapshotView {
             quote_usage: &self.quote_usage,
         }
     }
-}
-
-/// `holds`, by transfer index (a snapshot stream's order).
-fn sorted_holds(holds: impl Iterator<Item = (u32, Hold)>) -> Vec<(u32, Hold)> {
-    let mut sorted: Vec<(u32, Hold)> = holds.collect();
-    sorted.sort_unstable_by_key(|&(index, _)| index);
-    sorted
 }
 
 /// Brings `copy` up to `source` for a table that only grows between batches (a transfer or a
@@ -1252,7 +1225,6 @@ struct Parts<'a> {
     /// With transfers kept: each account's newest link below them (the stream closes the lists).
     last_links: &'a [u32],
     digest: [u8; DIGEST_SIZE],
-    holds: &'a [(u32, Hold)],
     expired: &'a Chunked<ExpiredHold>,
     /// The oldest expired holds, left out (in whole chunks): those the history store holds.
     expired_kept: usize,
@@ -1274,7 +1246,6 @@ impl Parts<'_> {
         HEADER_SIZE
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
             + 4 * self.last_links.len()
-            + HOLD_SIZE * self.holds.len()
             + EXPIRED_SIZE * (self.expired.len() - self.expired_kept)
             + BALANCE_ENTRY_SIZE * (self.balance_history.len() - self.balances_kept)
             + FAILED_SIZE * (self.failed.len() - self.failed_kept)
@@ -1314,7 +1285,8 @@ impl Parts<'_> {
             self.ledgers.len(),
             self.accounts.len(),
             self.transfers.len() - self.kept,
-            self.holds.len(),
+            // Pending holds: derived by a restore from the transfers and the expired holds.
+            0,
             self.balance_history.len() - self.balances_kept,
             self.failed.len() - self.failed_kept,
             self.limit_changes.len(),
@@ -1360,12 +1332,6 @@ impl Parts<'_> {
                 t.encode(&mut record);
                 out.put(&record);
             }
-        }
-        for (index, hold) in self.holds {
-            out.put(&index.to_le_bytes());
-            out.put(&[hold.status as u8, 0, 0, 0]);
-            out.put(&hold.expires_at.to_le_bytes());
-            out.put(&hold.resolved_at.to_le_bytes());
         }
         let read = |history: &dyn History, k, evicted: &mut Vec<_>| history.read_expired_chunk(k, evicted);
         encode_after_kept(out, self.expired, self.expired_kept, self.history, read, |e, out| out.put(&e.to_bytes()))?;
@@ -1481,13 +1447,13 @@ mod hold_order_tests {
     use crate::test_support::{engine_with_accounts, execute_ok, hold};
     use crate::Command;
 
-    /// Pending holds are listed by transfer index, by the engine and by a copy (which sorts its
-    /// copy of the table when encoding), across a rolled-back chain; a stream whose holds are
-    /// out of order is refused, so the order a restore rebuilds is the stream's.
+    /// A stream lists no pending hold: a restore derives them (every hold neither expired nor
+    /// captured or released), the same across a rolled-back chain, with their expiries; a stream
+    /// that lists one is refused.
     #[test]
-    fn holds_stay_in_index_order_and_a_stream_out_of_order_is_refused() {
+    fn pending_holds_are_derived_and_a_stream_listing_one_is_refused() {
         let mut engine = engine_with_accounts(1..=2);
-        execute_ok(&mut engine, 2, &[hold(10, 0), hold(11, 0)]);
+        execute_ok(&mut engine, 2, &[hold(10, 0), hold(11, 5)]);
         // A chain whose second member fails: its hold is made, then undone.
         let mut chained = hold(12, 0);
         if let Command::Hold(t) = &mut chained {
@@ -1500,20 +1466,19 @@ mod hold_order_tests {
         engine.check_invariants().expect("invariants");
         let bytes = engine.snapshot_bytes();
         let view = engine.snapshot_view();
-        assert_eq!(view.len(), bytes.len());
-        assert_eq!(view.bytes(), bytes);
-        assert_eq!(Engine::restore(&bytes).expect("restores").snapshot_bytes(), bytes);
-        let count = |k: usize| u64::from_le_bytes(bytes[40 + 8 * k..48 + 8 * k].try_into().expect("a count")) as usize;
-        let holds_at = HEADER_SIZE + RECORD_SIZE * (count(0) + count(1) + count(2));
-        let indexes: Vec<u32> =
-            (0..3).map(|k| u32::from_le_bytes(bytes[holds_at + HOLD_SIZE * k..][..4].try_into().expect("an index"))).collect();
-        assert_eq!(indexes, [0, 1, 2]);
-        let mut swapped = bytes.clone();
-        let (first, last) = (bytes[holds_at..][..HOLD_SIZE].to_vec(), bytes[holds_at + 2 * HOLD_SIZE..][..HOLD_SIZE].to_vec());
-        swapped[holds_at..][..HOLD_SIZE].copy_from_slice(&last);
-        swapped[holds_at + 2 * HOLD_SIZE..][..HOLD_SIZE].copy_from_slice(&first);
-        let error = Engine::restore(&swapped).expect_err("holds out of order");
-        assert!(error.to_string().contains("out of order"), "{error}");
+        assert_eq!((view.len(), view.bytes()), (bytes.len(), bytes.clone()));
+        let count = |k: usize| u64::from_le_bytes(bytes[40 + 8 * k..48 + 8 * k].try_into().expect("a count"));
+        assert_eq!(count(3), 0, "no pending hold listed");
+        let mut restored = Engine::restore(&bytes).expect("restores");
+        assert_eq!(restored.snapshot_bytes(), bytes);
+        assert_eq!(restored.state_digest(), engine.state_digest());
+        for id in [10, 11, 13] {
+            assert_eq!(restored.hold(id), engine.hold(id), "hold {id}");
+        }
+        assert_eq!((restored.holds_expiring(10), restored.next_expiry()), (engine.holds_expiring(10), engine.next_expiry()));
+        let mut listing = bytes.clone();
+        listing[40 + 8 * 3..48 + 8 * 3].copy_from_slice(&1u64.to_le_bytes());
+        assert!(Engine::restore(&listing).is_err(), "a stream that lists a pending hold");
     }
 }
 
@@ -1634,7 +1599,7 @@ mod version_tests {
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
         let v7 = as_version_7(&engine, &current);
-        assert_eq!(v7.len(), current.len() - 40 - EXPIRED_SIZE * 3 + HOLD_SIZE * 5);
+        assert_eq!(v7.len(), current.len() - 40 - EXPIRED_SIZE * 3 + HOLD_SIZE * 7);
         let mut restored = Engine::restore(&v7).unwrap_or_else(|e| panic!("a version 7 stream restores: {e}"));
         assert_eq!(restored.snapshot_bytes(), current);
         assert_eq!(restored.state_digest(), engine.state_digest());
@@ -1646,9 +1611,9 @@ mod version_tests {
         wrong[resolved_at..resolved_at + 8].copy_from_slice(&(time + 1).to_le_bytes());
         let error = Engine::restore(&wrong).expect_err("a stated capture time that is not the capture's");
         assert!(error.to_string().contains("not the one transfer"), "{error}");
-        // A version 8 stream naming a pending hold (index 3) as expired.
+        // A stream naming a pending hold (index 3) as expired.
         let mut wrong = current.clone();
-        let expired_at = holds_at(&current, HEADER_SIZE) + HOLD_SIZE * 2;
+        let expired_at = holds_at(&current, HEADER_SIZE);
         wrong[expired_at..expired_at + 4].copy_from_slice(&3u32.to_le_bytes());
         assert!(Engine::restore(&wrong).is_err(), "a pending hold stated as expired");
         // Expired holds out of the order they expired in.

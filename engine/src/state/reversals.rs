@@ -196,7 +196,11 @@ impl Engine {
             return Ok(());
         }
         let Some((hold, value)) = self.stated_expired(index, states)? else {
-            states.open.insert(index, hold_expiry(t));
+            let expires_at = hold_expiry(t);
+            states.open.insert(index, expires_at);
+            if states.derive_pending {
+                self.restore_pending(index, expires_at);
+            }
             return Ok(());
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
@@ -208,6 +212,15 @@ impl Engine {
         self.finished.insert(u128::from(index), value);
         self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
         Ok(())
+    }
+
+    /// Keeps the hold at `index` as pending (a restore deriving pending holds).
+    pub(crate) fn restore_pending(&mut self, index: u32, expires_at: u64) {
+        if expires_at != 0 {
+            self.expiries.insert((expires_at, index));
+        }
+        self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
+        self.digest.dirty_holds.push(index);
     }
 
     /// The expired state the stream gives the hold at `index` (met in index order), taken out of
@@ -239,6 +252,16 @@ impl Engine {
             return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
         };
         self.finished.insert(u128::from(named), index);
+        if states.derive_pending {
+            // Pending until now: the digest's next settle takes its pending term back and adds its
+            // finished one, and unpins it.
+            self.holds.remove(&named);
+            if expires_at != 0 {
+                self.expiries.remove(&(expires_at, named));
+            }
+            self.digest.dirty_holds.push(named);
+            return Ok(());
+        }
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {
@@ -302,6 +325,10 @@ pub(crate) struct StatedHolds {
     pub(crate) expired_by_index: Vec<(u32, u32)>,
     /// The next of `expired_by_index` not met yet.
     pub(crate) next_expired: usize,
+    /// From version 10 the stream lists no pending hold: a hold neither expired nor (yet)
+    /// captured or released is pending, kept as such (pinned if its chunk is evicted) until a
+    /// capture or release restored later finishes it.
+    pub(crate) derive_pending: bool,
     /// Restored holds waiting for the capture or release that finished them, with their expiry
     /// time (so finishing one reads no record).
     pub(crate) open: FxHashMap<u32, u64>,
