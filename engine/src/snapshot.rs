@@ -372,6 +372,9 @@ impl Engine {
             restore_transfer(&mut engine, Transfer::decode(r.record()), Origin::Stream)?;
         }
         restoring.transfers_done(&mut engine)?;
+        if restoring.states.derive_pending {
+            engine.restore_derived_pending(&mut restoring.states).map_err(SnapshotError::History)?;
+        }
         if let Some(&(index, _)) = holds.get(restoring.next_hold) {
             return invalid(format!("hold names transfer index {index}"));
         }

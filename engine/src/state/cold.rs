@@ -342,6 +342,11 @@ impl Cold {
         !self.pinned.is_empty()
     }
 
+    /// Pins `record` at `index`, an evicted pending hold (a restore that derives them).
+    pub(crate) fn pin(&mut self, index: u32, record: Transfer) {
+        self.pinned.insert(index, record);
+    }
+
     /// Unpins `indexes` (holds finished and settled in the digest; any not pinned are skipped).
     /// A pinned hold leaves this way once finished, not by a pass over every pinned one at each
     /// eviction.

@@ -196,11 +196,7 @@ impl Engine {
             return Ok(());
         }
         let Some((hold, value)) = self.stated_expired(index, states)? else {
-            let expires_at = hold_expiry(t);
-            states.open.insert(index, expires_at);
-            if states.derive_pending {
-                self.restore_pending(index, expires_at);
-            }
+            states.open.insert(index, hold_expiry(t));
             return Ok(());
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
@@ -214,7 +210,39 @@ impl Engine {
         Ok(())
     }
 
-    /// Keeps the hold at `index` as pending (a restore deriving pending holds).
+    /// Keeps the holds left open as the pending ones (a restore of a stream that lists none,
+    /// once every transfer is restored): their records read back a chunk at a time where
+    /// evicted, and pinned, their digest terms added.
+    pub(crate) fn restore_derived_pending(&mut self, states: &mut StatedHolds) -> Result<(), String> {
+        let mut open: Vec<(u32, u64)> = states.open.drain().collect();
+        open.sort_unstable();
+        let chunk_len = self.transfers.chunk_len();
+        let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
+        for (index, expires_at) in open {
+            let t = match self.transfers.get(index as usize) {
+                Some(t) => *t,
+                None => {
+                    let k = index as usize / chunk_len;
+                    if chunk.0 != k {
+                        self.history().read_chunk(k, &mut chunk.1).map_err(|e| format!("chunk {k}: {e}"))?;
+                        chunk.0 = k;
+                    }
+                    let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
+                    self.cold.pin(index, t);
+                    t
+                }
+            };
+            let hold = Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE };
+            self.digest.add_finished_hold(t.id, &hold);
+            if expires_at != 0 {
+                self.expiries.insert((expires_at, index));
+            }
+            self.holds.insert(index, hold);
+        }
+        Ok(())
+    }
+
+    /// Keeps the hold at `index` as pending (a restore of a stream that lists it).
     pub(crate) fn restore_pending(&mut self, index: u32, expires_at: u64) {
         if expires_at != 0 {
             self.expiries.insert((expires_at, index));
@@ -252,16 +280,6 @@ impl Engine {
             return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
         };
         self.finished.insert(u128::from(named), index);
-        if states.derive_pending {
-            // Pending until now: the digest's next settle takes its pending term back and adds its
-            // finished one, and unpins it.
-            self.holds.remove(&named);
-            if expires_at != 0 {
-                self.expiries.remove(&(expires_at, named));
-            }
-            self.digest.dirty_holds.push(named);
-            return Ok(());
-        }
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {
@@ -325,9 +343,8 @@ pub(crate) struct StatedHolds {
     pub(crate) expired_by_index: Vec<(u32, u32)>,
     /// The next of `expired_by_index` not met yet.
     pub(crate) next_expired: usize,
-    /// From version 10 the stream lists no pending hold: a hold neither expired nor (yet)
-    /// captured or released is pending, kept as such (pinned if its chunk is evicted) until a
-    /// capture or release restored later finishes it.
+    /// From version 10 the stream lists no pending hold: the holds left open once every transfer
+    /// is restored (neither expired, captured nor released) are the pending ones.
     pub(crate) derive_pending: bool,
     /// Restored holds waiting for the capture or release that finished them, with their expiry
     /// time (so finishing one reads no record).
