@@ -1,9 +1,11 @@
 //! Snapshots: the whole engine state as a versioned little-endian byte stream, and back.
 //!
-//! Only primary state is written (ledgers, accounts, transfers, pending and expired holds, balance
-//! history, failed transfer ids, limit changes, account policies, the clock and the capacity
-//! limits); indexes, totals, per-account lists, lineage links and the state of each captured
-//! or released hold (from its capture or release) are rebuilt on restore, and the result is audited with `check_invariants` before it is handed out. The
+//! Only primary state is written (ledgers, accounts, transfers, expired holds, balance history,
+//! failed transfer ids, limit changes, account policies, the clock and the capacity limits);
+//! indexes, totals, per-account lists, lineage links, the state of each captured or released
+//! hold (from its capture or release) and which holds are pending (neither expired, captured nor
+//! released) are rebuilt on restore, and the result is audited with `check_invariants` before it
+//! is handed out. The
 //! stream is canonical: equal states give equal bytes, so its BLAKE3 hash is the state digest.
 //! A server with its history on disk writes *slim* streams: the oldest transfers, balance
 //! entries, failed ids and expired holds, those in full chunks already in the history store, are left out and counted in the
@@ -27,7 +29,7 @@
 //! | 128 × n | ledgers, accounts: their wire records, in creation order |
 //! | 4 × n | account links: per account, in order, its newest transfer among those kept in the history store (the index, bit 31 set where the account is the debit side; `u32::MAX`: none) |
 //! | 128 × n | transfers (after those kept in the history store): their wire records, in creation order |
-//! | 24 × n | pending holds: transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
+//! | 24 × n | pending holds (versions 8 and 9; from version 10 none, the count 0: a restore derives them): transfer index u32, status u8 (0), 3 zero bytes, expires_at u64, resolved_at u64 (0); by index, ascending (out of order is refused) |
 //! | 16 × n | expired holds (after those kept in the history store): transfer index u32, 4 zero bytes, the expiry's timestamp u64; in the order they expired, which is by (expiry time, index) (out of order is refused, those kept included) |
 //! | 80 × n | balance entries (after those kept in the history store): account index u32, 4 zero bytes, timestamp u64, the four balances u128 |
 //! | 32 × n | failed ids (after those kept in the history store): id u128, timestamp u64, result code u32, 4 zero bytes; in the order they failed |
