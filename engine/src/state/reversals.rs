@@ -216,6 +216,9 @@ impl Engine {
     pub(crate) fn restore_derived_pending(&mut self, states: &mut StatedHolds) -> Result<(), String> {
         let mut open: Vec<(u32, u64)> = states.open.drain().collect();
         open.sort_unstable();
+        // Every transfer is restored: once settled, the digest counts each hold below them as
+        // settled, so the pending terms added here are taken back when one finishes.
+        self.settle_digest();
         let chunk_len = self.transfers.chunk_len();
         let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
         for (index, expires_at) in open {
