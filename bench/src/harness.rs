@@ -388,6 +388,14 @@ impl Generator {
         })
     }
 
+    /// A movement between two accounts with code `code` that the sums do not count (a hold sent
+    /// to expire, a transfer sent to be declined).
+    fn unposted(&mut self, code: u16) -> Transfer {
+        let (debit, credit) = self.pair();
+        let amount = 1 + self.rng.below(1000) as u128;
+        Transfer { id: self.id(), debit_account_id: debit, credit_account_id: credit, amount, ledger: LEDGER, code, ..Default::default() }
+    }
+
     fn post(&mut self, amount: u128, debit_side: bool, credit_side: bool) {
         self.expected.ledger_posted += amount;
         if debit_side {
@@ -479,36 +487,14 @@ impl Generator {
                 commands.push(self.transfer(transfer_flags::LINKED));
                 commands.push(self.transfer(0));
             } else if kind == Kind::Expire {
-                let (debit, credit) = self.pair();
-                let amount = 1 + self.rng.below(1000) as u128;
-                let t = Transfer {
-                    id: self.id(),
-                    debit_account_id: debit,
-                    credit_account_id: credit,
-                    amount,
-                    ledger: LEDGER,
-                    code: 2,
-                    timeout: 1,
-                    ..Default::default()
-                };
                 self.expected.expiring += 1;
-                commands.push(Command::Hold(t));
+                let t = self.unposted(2);
+                commands.push(Command::Hold(Transfer { timeout: 1, ..t }));
             } else if kind == Kind::Decline {
-                let (debit, _) = self.pair();
+                self.expected.declines += 1;
                 // The first id past the run's accounts: never created, so it moves nothing.
                 let nowhere = self.account_base + u128::from(self.accounts) + 1;
-                let amount = 1 + self.rng.below(1000) as u128;
-                let t = Transfer {
-                    id: self.id(),
-                    debit_account_id: debit,
-                    credit_account_id: nowhere,
-                    amount,
-                    ledger: LEDGER,
-                    code: 1,
-                    ..Default::default()
-                };
-                self.expected.declines += 1;
-                commands.push(Command::Transfer(t));
+                commands.push(Command::Transfer(Transfer { credit_account_id: nowhere, ..self.unposted(1) }));
             } else if matches!(kind, Kind::Debit | Kind::Credit) {
                 let account = self.account_base + pick(&mut self.rng, self.accounts, &self.choice);
                 let amount = 1 + self.rng.below(1000) as u128;

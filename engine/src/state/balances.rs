@@ -134,17 +134,7 @@ impl Engine {
     /// Evicts every full chunk of balance entries below `end` still held, never the newest
     /// full one: what the node does once they are stored durably. Between batches only.
     pub fn evict_balance_chunks_below(&mut self, end: usize) {
-        let entries = &self.balance_history.entries;
-        let end = end.min(entries.sealed_chunks().saturating_sub(1));
-        if end <= entries.evicted_chunks() {
-            return;
-        }
-        assert!(!self.recording, "eviction between batches only");
-        // The digest folds in new entries by reading them.
-        self.settle_digest();
-        for k in self.balance_history.entries.evicted_chunks()..end {
-            self.balance_history.entries.evict(k);
-        }
+        self.evict_table_below(end, |engine| &mut engine.balance_history.entries);
     }
 
     /// Balance entries `indices`, appended to `out` in that order: from memory, and the evicted

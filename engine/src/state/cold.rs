@@ -435,6 +435,23 @@ impl Engine {
         }
     }
 
+    /// Evicts every full chunk of the append-only table `table` selects below `end` still held,
+    /// never the newest full one, after settling the digest (which reads new records): what the
+    /// node does once they are stored durably. Between batches only (asserted).
+    pub(crate) fn evict_table_below<T: Clone>(&mut self, end: usize, table: fn(&mut Engine) -> &mut crate::chunked::Chunked<T>) {
+        let held = table(self);
+        let end = end.min(held.sealed_chunks().saturating_sub(1));
+        if end <= held.evicted_chunks() {
+            return;
+        }
+        assert!(!self.recording, "eviction between batches only");
+        self.settle_digest();
+        let held = table(self);
+        for k in held.evicted_chunks()..end {
+            held.evict(k);
+        }
+    }
+
     /// Calls `f` with every record of `table`, oldest first, evicted chunks read back with
     /// `read_chunk` (checks and audits). A failed read is kept for
     /// [`Engine::take_history_failure`] and its chunk skipped.

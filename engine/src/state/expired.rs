@@ -91,16 +91,7 @@ impl Engine {
     /// Evicts every full chunk of expired holds below `end` still held, never the newest full
     /// one: what the node does once they are stored durably. Between batches only.
     pub fn evict_expired_chunks_below(&mut self, end: usize) {
-        let end = end.min(self.expired.sealed_chunks().saturating_sub(1));
-        if end <= self.expired.evicted_chunks() {
-            return;
-        }
-        assert!(!self.recording, "eviction between batches only");
-        // The digest adds an expired hold's term by reading it.
-        self.settle_digest();
-        for k in self.expired.evicted_chunks()..end {
-            self.expired.evict(k);
-        }
+        self.evict_table_below(end, |engine| &mut engine.expired);
     }
 
     /// Reads the evicted expired holds `commands` may name (the holds their ids' hashes name,

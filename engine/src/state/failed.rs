@@ -109,16 +109,7 @@ impl Engine {
     /// Evicts every full chunk of failed ids below `end` still held, never the newest full one:
     /// what the node does once they are stored durably. Between batches only.
     pub fn evict_failed_chunks_below(&mut self, end: usize) {
-        let end = end.min(self.failed.sealed_chunks().saturating_sub(1));
-        if end <= self.failed.evicted_chunks() {
-            return;
-        }
-        assert!(!self.recording, "eviction between batches only");
-        // The digest folds in new failed ids by reading them.
-        self.settle_digest();
-        for k in self.failed.evicted_chunks()..end {
-            self.failed.evict(k);
-        }
+        self.evict_table_below(end, |engine| &mut engine.failed);
     }
 
     /// Evicted failed ids the ids `ids` may name (their hash matches), neither in memory nor

@@ -293,6 +293,12 @@ fn check_images(store: &HistoryStore, engine: &Engine, history: &Arc<dyn History
     Ok(ChunksChecked { restored: from_images, ..checked })
 }
 
+/// A chunk the engine holds (asserted: one not restored from the store), encoded into `out`.
+fn held<T>(chunk: Option<&Arc<Vec<T>>>, encode: fn(&[T], &mut Vec<u8>), out: &mut Vec<u8>) -> std::io::Result<()> {
+    encode(chunk.expect("a restored chunk is in memory"), out);
+    Ok(())
+}
+
 /// The engine's full chunks of each kind the writer stores: transfers, balance entries, failed
 /// ids, expired holds.
 fn sealed_chunks(engine: &Engine) -> [u64; 4] {
@@ -309,21 +315,17 @@ impl Mover {
         assert_eq!(stores.balances.chunk_bytes(), (engine.balance_chunk_len() * BALANCE_ENTRY_SIZE) as u64, "the engine's chunks");
         let sealed = sealed_chunks(engine);
         let transfers = check_store(&stores.transfers, engine.evicted_chunks() as u64, sealed[0], |k, out| {
-            encode_chunk(engine.transfer_chunk(k as usize).expect("a restored chunk is in memory"), out);
-            Ok(())
+            held(engine.transfer_chunk(k as usize), encode_chunk, out)
         })?;
         let balances = check_store(&stores.balances, engine.evicted_balance_chunks() as u64, sealed[1], |k, out| {
-            encode_balance_chunk(engine.balance_chunk(k as usize).expect("a restored chunk is in memory"), out);
-            Ok(())
+            held(engine.balance_chunk(k as usize), encode_balance_chunk, out)
         })?;
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
-            encode_failed_chunk(engine.failed_chunk(k as usize).expect("a restored chunk is in memory"), out);
-            Ok(())
+            held(engine.failed_chunk(k as usize), encode_failed_chunk, out)
         })?;
         let expired = check_store(&stores.expired, engine.evicted_expired_chunks() as u64, sealed[3], |k, out| {
-            encode_expired_chunk(engine.expired_chunk(k as usize).expect("a restored chunk is in memory"), out);
-            Ok(())
+            held(engine.expired_chunk(k as usize), encode_expired_chunk, out)
         })?;
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
