@@ -139,10 +139,6 @@ impl<R: RecordReader> RecordHistory<R> {
         self.balances = Some(Box::new(reader));
         self
     }
-
-    fn balances(&self) -> Result<&dyn RecordReader, String> {
-        self.balances.as_deref().ok_or_else(|| "this history has no store of balance entries".to_string())
-    }
 }
 
 impl<R> core::fmt::Debug for RecordHistory<R> {
@@ -187,53 +183,74 @@ impl<R: RecordReader> History for RecordHistory<R> {
     }
 
     fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
-        let reader = self.expired.as_deref().ok_or("this history has no store of expired holds")?;
-        let offsets: Vec<u64> = places.iter().map(|&k| u64::from(k) * EXPIRED_SIZE as u64).collect();
-        let mut bytes = vec![0u8; places.len() * EXPIRED_SIZE];
-        reader.read_many_at(&offsets, EXPIRED_SIZE, &mut bytes)?;
-        decode_expired(&bytes, out)
+        read_many_of(side(&self.expired, "expired holds")?, places, EXPIRED_SIZE, decode_expired, out)
     }
 
     fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
-        let reader = self.expired.as_deref().ok_or("this history has no store of expired holds")?;
-        let len = self.chunk_len * EXPIRED_SIZE;
-        let mut bytes = vec![0u8; len];
-        reader.read_at((k * len) as u64, &mut bytes)?;
-        out.clear();
-        decode_expired(&bytes, out)
+        read_chunk_of(side(&self.expired, "expired holds")?, k, self.chunk_len, EXPIRED_SIZE, decode_expired, out)
     }
 
     fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
-        let reader = self.failed.as_deref().ok_or("this history has no store of failed ids")?;
-        let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * FAILED_SIZE as u64).collect();
-        let mut bytes = vec![0u8; indices.len() * FAILED_SIZE];
-        reader.read_many_at(&offsets, FAILED_SIZE, &mut bytes)?;
-        decode_failed(&bytes, out)
+        read_many_of(side(&self.failed, "failed ids")?, indices, FAILED_SIZE, decode_failed, out)
     }
 
     fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
-        let reader = self.failed.as_deref().ok_or("this history has no store of failed ids")?;
-        let len = self.chunk_len * FAILED_SIZE;
-        let mut bytes = vec![0u8; len];
-        reader.read_at((k * len) as u64, &mut bytes)?;
-        out.clear();
-        decode_failed(&bytes, out)
+        read_chunk_of(side(&self.failed, "failed ids")?, k, self.chunk_len, FAILED_SIZE, decode_failed, out)
     }
 
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
-        let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * BALANCE_ENTRY_SIZE as u64).collect();
-        let mut bytes = vec![0u8; indices.len() * BALANCE_ENTRY_SIZE];
-        self.balances()?.read_many_at(&offsets, BALANCE_ENTRY_SIZE, &mut bytes)?;
-        decode_balance_entries(&bytes, out)
+        read_many_of(side(&self.balances, "balance entries")?, indices, BALANCE_ENTRY_SIZE, decode_balance_entries, out)
     }
 
     fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
-        let len = self.chunk_len * BALANCE_ENTRY_SIZE;
-        let mut bytes = vec![0u8; len];
-        self.balances()?.read_at((k * len) as u64, &mut bytes)?;
-        out.clear();
-        decode_balance_entries(&bytes, out)
+        read_chunk_of(side(&self.balances, "balance entries")?, k, self.chunk_len, BALANCE_ENTRY_SIZE, decode_balance_entries, out)
     }
+}
+
+/// The records `wanted` read by `read`, one for each (checked): a prefetch's.
+pub(crate) fn read_wanted<T>(wanted: &[u32], read: impl FnOnce(&[u32], &mut Vec<T>) -> Result<(), String>) -> Result<Vec<T>, String> {
+    let mut records = Vec::with_capacity(wanted.len());
+    read(wanted, &mut records)?;
+    if records.len() != wanted.len() {
+        return Err(format!("{} records read for {} asked", records.len(), wanted.len()));
+    }
+    Ok(records)
+}
+
+/// The reader of one of a [`RecordHistory`]'s side stores, or that it has none for `what`.
+fn side<'r>(reader: &'r Option<Box<dyn RecordReader>>, what: &str) -> Result<&'r dyn RecordReader, String> {
+    reader.as_deref().ok_or_else(|| format!("this history has no store of {what}"))
+}
+
+/// Records `indices` of `size` bytes each (record `i` at `i × size`) through `reader`, decoded
+/// and appended to `out` in that order.
+fn read_many_of<T>(
+    reader: &dyn RecordReader,
+    indices: &[u32],
+    size: usize,
+    decode: fn(&[u8], &mut Vec<T>) -> Result<(), String>,
+    out: &mut Vec<T>,
+) -> Result<(), String> {
+    let offsets: Vec<u64> = indices.iter().map(|&index| u64::from(index) * size as u64).collect();
+    let mut bytes = vec![0u8; indices.len() * size];
+    reader.read_many_at(&offsets, size, &mut bytes)?;
+    decode(&bytes, out)
+}
+
+/// Chunk `k` (of `chunk_len` records of `size` bytes) through `reader`, decoded into `out`
+/// (cleared first).
+fn read_chunk_of<T>(
+    reader: &dyn RecordReader,
+    k: usize,
+    chunk_len: usize,
+    size: usize,
+    decode: fn(&[u8], &mut Vec<T>) -> Result<(), String>,
+    out: &mut Vec<T>,
+) -> Result<(), String> {
+    let mut bytes = vec![0u8; chunk_len * size];
+    reader.read_at((k * chunk_len * size) as u64, &mut bytes)?;
+    out.clear();
+    decode(&bytes, out)
 }
 
 /// A snapshot could not read an evicted chunk back from the history.

@@ -4,6 +4,7 @@
 //! the node prefetches those ([`Engine::prefetch_more`]), a query reads them through. The stored
 //! form is the snapshot stream's ([`EXPIRED_SIZE`] bytes).
 
+use super::cold::read_wanted;
 use super::{Engine, ExpiredHold, History, FAILED_TAG};
 use std::sync::Arc;
 
@@ -58,11 +59,9 @@ impl Engine {
     /// Expired hold `k` for a query: from memory or the history. A failed read answers a zeroed
     /// entry and is kept for [`Engine::take_history_failure`].
     pub(crate) fn expired_through(&self, k: u32) -> ExpiredHold {
-        if let Some(e) = self.expired.get(k as usize).or_else(|| self.cold.prefetched_expired.get(&k)) {
-            return *e;
-        }
+        let held = |k: u32| self.expired.get(k as usize).or_else(|| self.cold.prefetched_expired.get(&k)).copied();
         let mut read = Vec::with_capacity(1);
-        self.gather_through(&[k], |_| None, |cold, out| self.history().read_expired(cold, out), &mut read);
+        self.gather_through(&[k], held, |cold, out| self.history().read_expired(cold, out), &mut read);
         read[0]
     }
 
@@ -113,11 +112,7 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(0);
         }
-        let mut read = Vec::with_capacity(wanted.len());
-        history.read_expired(&wanted, &mut read)?;
-        if read.len() != wanted.len() {
-            return Err(format!("{} expired holds read for {} asked", read.len(), wanted.len()));
-        }
+        let read = read_wanted(&wanted, |wanted, out| history.read_expired(wanted, out))?;
         self.cold.prefetched_expired.extend(wanted.iter().copied().zip(read));
         Ok(wanted.len())
     }

@@ -4,12 +4,20 @@
 //! ([`Engine::prefetch_more`]), a query reads them through. The stored form of a failed id is its
 //! snapshot stream form ([`FAILED_SIZE`] bytes).
 
+use super::cold::read_wanted;
 use super::{Engine, FailedTransfer, History, IdSlot};
 use crate::result::ResultCode;
 use std::sync::Arc;
 
 /// Bytes of a stored failed id: the id u128, the timestamp u64, the result code u32, 4 zero bytes.
 pub const FAILED_SIZE: usize = 32;
+
+/// Id 0, which matches nothing: what a query gets for a failed id it could not read back.
+impl Default for FailedTransfer {
+    fn default() -> FailedTransfer {
+        FailedTransfer { id: 0, timestamp: 0, code: ResultCode::IdAlreadyFailed }
+    }
+}
 
 impl FailedTransfer {
     /// The failed id as stored (see [`FAILED_SIZE`]).
@@ -63,19 +71,10 @@ impl Engine {
     /// Failed id `i` for a query: from memory or the history. A failed read answers id 0 (which
     /// matches nothing) and is kept for [`Engine::take_history_failure`].
     pub(crate) fn failed_through(&self, i: u32) -> FailedTransfer {
-        if let Some(f) = self.failed.get(i as usize).or_else(|| self.cold.prefetched_failed.get(&i)) {
-            return *f;
-        }
-        let history = self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from");
+        let held = |i: u32| self.failed.get(i as usize).or_else(|| self.cold.prefetched_failed.get(&i)).copied();
         let mut read = Vec::with_capacity(1);
-        match history.read_failed(&[i], &mut read) {
-            Ok(()) if read.len() == 1 => read[0],
-            Ok(()) => FailedTransfer { id: 0, timestamp: 0, code: ResultCode::IdAlreadyFailed },
-            Err(e) => {
-                self.cold.note_read_failure(e);
-                FailedTransfer { id: 0, timestamp: 0, code: ResultCode::IdAlreadyFailed }
-            }
-        }
+        self.gather_through(&[i], held, |cold, out| self.history().read_failed(cold, out), &mut read);
+        read[0]
     }
 
     /// Every remembered failure, oldest first, read through where evicted (O(failed ids), a
@@ -137,11 +136,7 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(0);
         }
-        let mut read = Vec::with_capacity(wanted.len());
-        history.read_failed(&wanted, &mut read)?;
-        if read.len() != wanted.len() {
-            return Err(format!("{} failed ids read for {} asked", read.len(), wanted.len()));
-        }
+        let read = read_wanted(&wanted, |wanted, out| history.read_failed(wanted, out))?;
         self.cold.prefetched_failed.extend(wanted.iter().copied().zip(read));
         Ok(wanted.len())
     }
