@@ -14,6 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bursar_engine::{
     decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, transfers_digest_sum, BalanceEntry,
@@ -42,6 +43,9 @@ pub const FAILED_DIR: &str = "failed";
 pub const EXPIRED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * EXPIRED_SIZE as u64;
 /// The expired holds' store's directory, inside the transfers' store's.
 pub const EXPIRED_DIR: &str = "expired";
+/// Longest a stop waits for the writer to store the chunks handed to it, so that the final
+/// snapshot leaves them out. Past it the snapshot carries the rest, as any snapshot may.
+pub const DRAIN_AT_STOP: Duration = Duration::from_secs(60);
 
 /// A node's history stores: transfers', and balance entries' (accounts with the `history` flag).
 #[derive(Clone, Debug)]
@@ -411,6 +415,27 @@ impl Mover {
                 self.failure_reported = true;
             }
         }
+    }
+
+    /// Waits, at most `limit`, for the writer to store every chunk handed to it (not if it
+    /// failed), then evicts them: before the final snapshot, which then leaves them out.
+    /// Returns whether everything handed is stored.
+    pub(crate) fn drain(&mut self, engine: &mut Engine, limit: Duration) -> bool {
+        const POLL: Duration = Duration::from_millis(2);
+        self.step(engine);
+        let deadline = Instant::now() + limit;
+        while !self.all_stored() && self.failure.lock().expect("failure lock").is_none() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        self.step(engine);
+        self.all_stored()
+    }
+
+    /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image).
+    fn all_stored(&self) -> bool {
+        let s = &self.stores;
+        let stored = [s.transfers.chunks().min(s.images.chunks()), s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
+        stored.iter().zip(&self.handed).all(|(stored, handed)| stored >= handed)
     }
 
     /// Hands `chunk` to the writer; a writer that stopped has said why (`step`), and the chunk

@@ -487,6 +487,14 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// Waits, at most `limit`, for the history writer to store every full chunk handed to it,
+    /// and evicts them: a stop does this before its final snapshot, which then leaves them out
+    /// (a restart reads them from the store, not from the snapshot). Whether all were stored;
+    /// true without a history store.
+    pub fn history_drain(&mut self, limit: std::time::Duration) -> bool {
+        self.history.as_mut().is_none_or(|mover| mover.drain(&mut self.engine, limit))
+    }
+
     /// Log entries since the newest snapshot on disk when the node opened, or since the last one
     /// begun after that (whether it succeeded or not): what a periodic snapshot counts, so a
     /// server that restarts often still snapshots and its recovery time stays bounded.
