@@ -351,7 +351,10 @@ pub(crate) struct StatedHolds {
     pub(crate) derive_pending: bool,
     /// Restored holds waiting for the capture or release that finished them, with their expiry
     /// time (so finishing one reads no record).
-    pub(crate) open: FxHashMap<u32, u64>,
+    /// Keyed as the pending holds are ([`IdMap`]): holds come in index order and are mostly
+    /// finished in about that order, so neighbours share cache lines where a mixing hash makes
+    /// each lookup a miss.
+    pub(crate) open: IdMap<u32, u64>,
     /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
     pub(crate) expiries: Vec<u64>,
 }
