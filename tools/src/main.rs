@@ -273,6 +273,9 @@ fn start(
     PanelArgs { marked, large }: PanelArgs,
 ) -> Result<()> {
     let started = Instant::now();
+    // Before the first allocation of a chunk: freed chunks go back to the kernel, not to an
+    // arena that keeps them resident (see there).
+    bursar_wal::map_large_allocations();
     // Before anything is created: a port another process holds is named, and no data directory
     // is left behind for it.
     std::net::UdpSocket::bind(listen).with_context(|| {

@@ -31,7 +31,7 @@ pub use recovery::{
     RecoveryReport, SnapshotRefused,
 };
 pub use storage::{FsStorage, Storage};
-pub use sys::background_thread;
+pub use sys::{background_thread, foreground_thread, map_large_allocations};
 
 /// When appended entries become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

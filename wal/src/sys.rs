@@ -77,14 +77,44 @@ pub(crate) fn read_cached(file: &File, offset: u64, out: &mut [u8]) -> io::Resul
     }
 }
 
+/// Allocations from this size on get memory maps of their own from the C allocator.
+pub const MAP_FROM_BYTES: usize = 1 << 20;
+
+/// Makes the C allocator serve every allocation of [`MAP_FROM_BYTES`] or more from a memory map
+/// of its own, given back to the kernel when freed (glibc's `M_MMAP_THRESHOLD`, fixed). Left
+/// alone, glibc raises that threshold after the first large free (up to 32 MiB), and serves the
+/// chunks of transfers a server allocates and frees by the thousand from per-thread arenas whose
+/// freed memory stays resident: up to 64 MiB an arena, a few hundred MB in all, differing from
+/// run to run. Returns whether the allocator took the setting (false on other C libraries).
+pub fn map_large_allocations() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt changes the allocator's settings only; it reads no memory of ours.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MAP_FROM_BYTES as libc::c_int) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 /// Makes the calling thread run only on CPU time no other thread wants (Linux `SCHED_IDLE`), for
 /// threads that read the log in the background (the change feed's followers): they take what the
 /// writer and the network leave, and give it back at once. Best effort: a refusal leaves the
 /// thread as it was.
 pub fn background_thread() -> io::Result<()> {
+    set_policy(libc::SCHED_IDLE)
+}
+
+/// Undoes [`background_thread`]: the calling thread competes for CPU time as every other thread
+/// does (Linux `SCHED_OTHER`), for a background worker that fell behind by more than it may.
+pub fn foreground_thread() -> io::Result<()> {
+    set_policy(libc::SCHED_OTHER)
+}
+
+/// Sets the calling thread's scheduling policy (one with no static priority).
+fn set_policy(policy: libc::c_int) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads `param`, which lives for the call; 0 names this thread.
-    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    let result = unsafe { libc::sched_setscheduler(0, policy, &param) };
     if result == 0 {
         Ok(())
     } else {

@@ -310,6 +310,78 @@ fn sealed_chunks(engine: &Engine) -> [u64; 4] {
         .map(|n| n as u64)
 }
 
+/// Chunks waiting for the writer beyond which it competes for CPU like any thread: each is in
+/// memory until stored, so a writer starved by other work (a busy machine) must not let them
+/// pile up without bound.
+pub const WRITER_BEHIND_CHUNKS: usize = 8;
+
+/// The writer's scheduling: in the background (CPU the sequencer and the network leave only:
+/// encoding and checksumming a chunk beside them showed in the benchmark's tail latency) while
+/// it keeps up, in the foreground from [`WRITER_BEHIND_CHUNKS`] waiting until none waits.
+/// Best effort: a refusal leaves the thread as it was.
+struct WriterPriority {
+    background: bool,
+}
+
+impl WriterPriority {
+    fn new() -> WriterPriority {
+        let _ = bursar_wal::background_thread();
+        WriterPriority { background: true }
+    }
+
+    /// Switches for `waiting` chunks in the queue.
+    fn adjust(&mut self, waiting: usize) {
+        if self.background && waiting >= WRITER_BEHIND_CHUNKS {
+            let _ = bursar_wal::foreground_thread();
+            self.background = false;
+        } else if !self.background && waiting == 0 {
+            let _ = bursar_wal::background_thread();
+            self.background = true;
+        }
+    }
+}
+
+/// The writer thread: stores each chunk handed to it (a chunk of transfers, then its image) until
+/// the channel closes; the first failure is kept in `failed` and ends it.
+fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, failed: &Mutex<Option<String>>) {
+    let mut priority = WriterPriority::new();
+    let mut bytes = Vec::with_capacity(CHUNK_BYTES as usize);
+    for sealed in chunks {
+        priority.adjust(chunks.len());
+        bytes.clear();
+        // The chunk is encoded and dropped before the write, so its memory is reused sooner.
+        let (store, k) = match sealed {
+            Sealed::Transfers(k, chunk, links) => {
+                encode_chunk(&chunk, &mut bytes);
+                if let Err(e) = writing.transfers.append(k, &bytes) {
+                    *failed.lock().expect("failure lock") =
+                        Some(format!("storing chunk {k} in {}: {e}", writing.transfers.dir().display()));
+                    return;
+                }
+                bytes.clear();
+                ChunkImage::of(&chunk, &links).encode(&mut bytes);
+                (&writing.images, k)
+            }
+            Sealed::Balances(k, chunk) => {
+                encode_balance_chunk(&chunk, &mut bytes);
+                (&writing.balances, k)
+            }
+            Sealed::Failed(k, chunk) => {
+                encode_failed_chunk(&chunk, &mut bytes);
+                (&writing.failed, k)
+            }
+            Sealed::Expired(k, chunk) => {
+                encode_expired_chunk(&chunk, &mut bytes);
+                (&writing.expired, k)
+            }
+        };
+        if let Err(e) = store.append(k, &bytes) {
+            *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
+            return;
+        }
+    }
+}
+
 impl Mover {
     /// Checks `stores` against `engine` (just restored: the chunks a slim snapshot left to the
     /// stores evicted, every later one in memory), repairs them, stores what they lack, and
@@ -335,45 +407,7 @@ impl Mover {
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
         let (writing, failed) = (stores.clone(), Arc::clone(&failure));
-        let writer = std::thread::Builder::new().name("bursar-history".into()).spawn(move || {
-            // CPU the sequencer and the network leave only: encoding and checksumming a chunk
-            // beside them showed in the benchmark's tail latency. Best effort.
-            let _ = bursar_wal::background_thread();
-            let mut bytes = Vec::with_capacity(CHUNK_BYTES as usize);
-            for sealed in chunks {
-                bytes.clear();
-                // The chunk is encoded and dropped before the write, so its memory is reused sooner.
-                let (store, k) = match sealed {
-                    Sealed::Transfers(k, chunk, links) => {
-                        encode_chunk(&chunk, &mut bytes);
-                        if let Err(e) = writing.transfers.append(k, &bytes) {
-                            *failed.lock().expect("failure lock") =
-                                Some(format!("storing chunk {k} in {}: {e}", writing.transfers.dir().display()));
-                            return;
-                        }
-                        bytes.clear();
-                        ChunkImage::of(&chunk, &links).encode(&mut bytes);
-                        (&writing.images, k)
-                    }
-                    Sealed::Balances(k, chunk) => {
-                        encode_balance_chunk(&chunk, &mut bytes);
-                        (&writing.balances, k)
-                    }
-                    Sealed::Failed(k, chunk) => {
-                        encode_failed_chunk(&chunk, &mut bytes);
-                        (&writing.failed, k)
-                    }
-                    Sealed::Expired(k, chunk) => {
-                        encode_expired_chunk(&chunk, &mut bytes);
-                        (&writing.expired, k)
-                    }
-                };
-                if let Err(e) = store.append(k, &bytes) {
-                    *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
-                    return;
-                }
-            }
-        })?;
+        let writer = std::thread::Builder::new().name("bursar-history".into()).spawn(move || write_chunks(&chunks, &writing, &failed))?;
         let mut mover =
             Mover { stores, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
         mover.step(engine);
@@ -458,5 +492,25 @@ impl Drop for Mover {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer leaves the background once it falls behind by the bound, and goes back only
+    /// when nothing waits (not at every dip below the bound).
+    #[test]
+    fn the_writer_competes_for_cpu_while_it_is_behind() {
+        let mut priority = WriterPriority::new();
+        priority.adjust(WRITER_BEHIND_CHUNKS - 1);
+        assert!(priority.background);
+        priority.adjust(WRITER_BEHIND_CHUNKS);
+        assert!(!priority.background);
+        priority.adjust(1);
+        assert!(!priority.background, "still catching up");
+        priority.adjust(0);
+        assert!(priority.background);
     }
 }
