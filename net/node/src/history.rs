@@ -12,6 +12,7 @@
 //! believed. The chunks the recovered state holds in memory (those after the snapshot's, and
 //! all of a full snapshot's) are checked against the store and any that differ rewritten.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -242,6 +243,8 @@ pub(crate) struct Mover {
     /// The writer's first failure; it writes nothing after one (the chunks stay in memory).
     failure: Arc<Mutex<Option<String>>>,
     failure_reported: bool,
+    /// Set when someone waits for the writer (a stop): from then on it stays in the foreground.
+    hurry: Arc<AtomicBool>,
 }
 
 /// Checks `store`'s chunks from `restored` (those the restore read back) to `sealed` against
@@ -317,7 +320,8 @@ pub const WRITER_BEHIND_CHUNKS: usize = 8;
 
 /// The writer's scheduling: in the background (CPU the sequencer and the network leave only:
 /// encoding and checksumming a chunk beside them showed in the benchmark's tail latency) while
-/// it keeps up, in the foreground from [`WRITER_BEHIND_CHUNKS`] waiting until none waits.
+/// it keeps up, in the foreground from [`WRITER_BEHIND_CHUNKS`] waiting until none waits, and
+/// for good once someone waits for it (a stop).
 /// Best effort: a refusal leaves the thread as it was.
 struct WriterPriority {
     background: bool,
@@ -329,12 +333,12 @@ impl WriterPriority {
         WriterPriority { background: true }
     }
 
-    /// Switches for `waiting` chunks in the queue.
-    fn adjust(&mut self, waiting: usize) {
-        if self.background && waiting >= WRITER_BEHIND_CHUNKS {
+    /// Switches for `waiting` chunks in the queue, and whether someone waits for them (`hurry`).
+    fn adjust(&mut self, waiting: usize, hurry: bool) {
+        if self.background && (hurry || waiting >= WRITER_BEHIND_CHUNKS) {
             let _ = bursar_wal::foreground_thread();
             self.background = false;
-        } else if !self.background && waiting == 0 {
+        } else if !self.background && waiting == 0 && !hurry {
             let _ = bursar_wal::background_thread();
             self.background = true;
         }
@@ -343,11 +347,11 @@ impl WriterPriority {
 
 /// The writer thread: stores each chunk handed to it (a chunk of transfers, then its image) until
 /// the channel closes; the first failure is kept in `failed` and ends it.
-fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, failed: &Mutex<Option<String>>) {
+fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, failed: &Mutex<Option<String>>, hurry: &AtomicBool) {
     let mut priority = WriterPriority::new();
     let mut bytes = Vec::with_capacity(CHUNK_BYTES as usize);
     for sealed in chunks {
-        priority.adjust(chunks.len());
+        priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
         bytes.clear();
         // The chunk is encoded and dropped before the write, so its memory is reused sooner.
         let (store, k) = match sealed {
@@ -406,10 +410,20 @@ impl Mover {
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
-        let (writing, failed) = (stores.clone(), Arc::clone(&failure));
-        let writer = std::thread::Builder::new().name("bursar-history".into()).spawn(move || write_chunks(&chunks, &writing, &failed))?;
-        let mut mover =
-            Mover { stores, history, handed: sealed, to_writer: Some(to_writer), writer: Some(writer), failure, failure_reported: false };
+        let hurry = Arc::new(AtomicBool::new(false));
+        let (writing, failed, hurried) = (stores.clone(), Arc::clone(&failure), Arc::clone(&hurry));
+        let writer =
+            std::thread::Builder::new().name("bursar-history".into()).spawn(move || write_chunks(&chunks, &writing, &failed, &hurried))?;
+        let mut mover = Mover {
+            stores,
+            history,
+            handed: sealed,
+            to_writer: Some(to_writer),
+            writer: Some(writer),
+            failure,
+            failure_reported: false,
+            hurry,
+        };
         mover.step(engine);
         Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired }))
     }
@@ -456,6 +470,7 @@ impl Mover {
     /// Returns whether everything handed is stored.
     pub(crate) fn drain(&mut self, engine: &mut Engine, limit: Duration) -> bool {
         const POLL: Duration = Duration::from_millis(2);
+        self.hurry.store(true, Ordering::Relaxed);
         self.step(engine);
         let deadline = Instant::now() + limit;
         while !self.all_stored() && self.failure.lock().expect("failure lock").is_none() && Instant::now() < deadline {
@@ -488,6 +503,7 @@ impl Mover {
 
 impl Drop for Mover {
     fn drop(&mut self) {
+        self.hurry.store(true, Ordering::Relaxed);
         self.to_writer = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -500,17 +516,22 @@ mod tests {
     use super::*;
 
     /// The writer leaves the background once it falls behind by the bound, and goes back only
-    /// when nothing waits (not at every dip below the bound).
+    /// when nothing waits (not at every dip below the bound), never once a stop waits for it.
     #[test]
     fn the_writer_competes_for_cpu_while_it_is_behind() {
         let mut priority = WriterPriority::new();
-        priority.adjust(WRITER_BEHIND_CHUNKS - 1);
+        priority.adjust(WRITER_BEHIND_CHUNKS - 1, false);
         assert!(priority.background);
-        priority.adjust(WRITER_BEHIND_CHUNKS);
+        priority.adjust(WRITER_BEHIND_CHUNKS, false);
         assert!(!priority.background);
-        priority.adjust(1);
+        priority.adjust(1, false);
         assert!(!priority.background, "still catching up");
-        priority.adjust(0);
+        priority.adjust(0, false);
         assert!(priority.background);
+        // Once someone waits (a stop), it stays in the foreground, queue or not.
+        priority.adjust(0, true);
+        assert!(!priority.background);
+        priority.adjust(0, true);
+        assert!(!priority.background);
     }
 }
