@@ -121,3 +121,28 @@ fn set_policy(policy: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// glibc takes the setting; an allocation above it and one below both behave as before.
+    #[test]
+    fn large_allocations_are_mapped_on_glibc() {
+        assert_eq!(map_large_allocations(), cfg!(all(target_os = "linux", target_env = "gnu")));
+        let large = vec![7u8; MAP_FROM_BYTES * 4];
+        let small = vec![9u8; 64];
+        assert!(large.iter().all(|&b| b == 7) && small.iter().all(|&b| b == 9));
+    }
+
+    /// A thread moved to the background and back to the foreground: both are accepted.
+    #[test]
+    fn a_thread_goes_to_the_background_and_back() {
+        std::thread::spawn(|| {
+            background_thread().expect("SCHED_IDLE");
+            foreground_thread().expect("SCHED_OTHER");
+        })
+        .join()
+        .expect("the thread");
+    }
+}
