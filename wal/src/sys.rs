@@ -131,7 +131,7 @@ mod tests {
     fn large_allocations_are_mapped_on_glibc() {
         assert_eq!(map_large_allocations(), cfg!(all(target_os = "linux", target_env = "gnu")));
         let large = vec![7u8; MAP_FROM_BYTES * 4];
-        let small = vec![9u8; 64];
+        let small: Vec<u8> = (0..64).map(|_| 9).collect();
         assert!(large.iter().all(|&b| b == 7) && small.iter().all(|&b| b == 9));
     }
 
