@@ -201,6 +201,11 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     reference.execute(now + 1, &cold_batch(), &mut expected).expect("reference");
     assert_eq!(submit(&mut node, now + 1, &cold_batch()), expected);
     assert!(expected.contains(&ResultCode::Exists), "the re-sent ids are found: {expected:?}");
+    // What an operator sees: the prefetch's reads, the evicted transfers, no chunk waiting.
+    let metrics = node.metrics();
+    assert!(metrics.history_reads > 0, "the re-sent ids and captures were read back: {metrics:?}");
+    assert_eq!(metrics.history_evicted, node.engine().evicted_chunks() as u64 * CHUNK_LEN as u64);
+    assert_eq!((metrics.history_failed, metrics.history_waiting), (0, 0));
     assert_eq!(expected[6..8], [ResultCode::IdAlreadyFailed; 2], "the evicted failed ids still decide");
     assert_eq!(expected[8], ResultCode::PendingTransferExpired, "an evicted expired hold still expired");
     compare(&mut node, &mut reference);

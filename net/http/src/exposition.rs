@@ -52,6 +52,23 @@ fn register_node(r: &mut Registry, m: &Metrics) {
     r.register_with_unit("snapshot_stall_max", "The longest sequencer pause taking a snapshot", Unit::Seconds, seconds(m.snapshot_ns_max));
     r.register_with_unit("apply_max", "The longest time one group of entries took to apply", Unit::Seconds, seconds(m.apply_ns_max));
     r.register_with_unit("sync", "Log sync latency", Unit::Seconds, SyncHistogram::of(m));
+    r.register("history_reads", "Records read back from the history store before batches", ConstCounter::new(m.history_reads));
+    r.register(
+        "history_evicted_transfers",
+        "Transfers whose records only the history store holds",
+        ConstGauge::new(gauge(m.history_evicted)),
+    );
+    r.register(
+        "history_chunks_waiting",
+        "Full chunks handed to the history writer, not yet stored",
+        ConstGauge::new(gauge(m.history_waiting)),
+    );
+    r.register("history_writer_failed", "1 once the history writer stopped after a failure", ConstGauge::new(gauge(m.history_failed)));
+}
+
+/// A count as a gauge's value (saturating: no count of this server reaches 2^63).
+fn gauge(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 fn register_status(r: &mut Registry, s: &Status, queue_jobs: usize) {
@@ -133,7 +150,8 @@ mod tests {
     use bursar_engine::{Balances, Ledger};
 
     fn scrape() -> Scrape {
-        let mut metrics = Metrics { commands: 42, syncs: 3, sync_ns_total: 3_000_000, ..Metrics::default() };
+        let mut metrics =
+            Metrics { commands: 42, syncs: 3, sync_ns_total: 3_000_000, history_evicted: 65_536, history_waiting: 2, ..Metrics::default() };
         metrics.sync_us_buckets[bursar_wire::metrics::bucket_of_us(900)] = 2;
         metrics.sync_us_buckets[bursar_wire::metrics::bucket_of_us(1_200)] = 1;
         let ledger = Ledger { id: 978, currency: *b"EUR", scale: 2, ..Ledger::default() };
@@ -156,6 +174,10 @@ mod tests {
             "bursar_sync_seconds_count 3",
             "bursar_sync_seconds_sum 0.003",
             r#"bursar_sync_seconds_bucket{le="+Inf"} 3"#,
+            "bursar_history_reads_total 0",
+            "bursar_history_evicted_transfers 65536",
+            "bursar_history_chunks_waiting 2",
+            "bursar_history_writer_failed 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }

@@ -473,7 +473,7 @@ impl Mover {
         self.hurry.store(true, Ordering::Relaxed);
         self.step(engine);
         let deadline = Instant::now() + limit;
-        while !self.all_stored() && self.failure.lock().expect("failure lock").is_none() && Instant::now() < deadline {
+        while !self.all_stored() && !self.failed() && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
         self.step(engine);
@@ -482,9 +482,19 @@ impl Mover {
 
     /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image).
     fn all_stored(&self) -> bool {
+        self.waiting_chunks() == 0
+    }
+
+    /// Chunks handed to the writer and not yet stored (a chunk of transfers with its image).
+    pub(crate) fn waiting_chunks(&self) -> u64 {
         let s = &self.stores;
         let stored = [s.transfers.chunks().min(s.images.chunks()), s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
-        stored.iter().zip(&self.handed).all(|(stored, handed)| stored >= handed)
+        stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
+    }
+
+    /// Whether the writer stopped after a failure.
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.lock().expect("failure lock").is_some()
     }
 
     /// Hands `chunk` to the writer; a writer that stopped has said why (`step`), and the chunk

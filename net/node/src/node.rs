@@ -413,7 +413,8 @@ impl<S: Storage> Node<S> {
     fn prefetch(&mut self, batches: &[Input<'_>]) -> Result<(), NodeError> {
         self.engine.prefetch_clear();
         for input in batches {
-            self.engine.prefetch_more(input.commands).map_err(NodeError::History)?;
+            let read = self.engine.prefetch_more(input.commands).map_err(NodeError::History)?;
+            self.metrics.history_reads += read as u64;
         }
         Ok(())
     }
@@ -529,8 +530,13 @@ impl<S: Storage> Node<S> {
     }
 
     /// Counters and sync latencies since this node was opened.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        metrics.history_evicted = (self.engine.evicted_chunks() * self.engine.transfer_chunk_len()) as u64;
+        if let Some(mover) = &self.history {
+            (metrics.history_waiting, metrics.history_failed) = (mover.waiting_chunks(), u64::from(mover.failed()));
+        }
+        metrics
     }
 
     /// Where the node stands: its last durable entry and its state after it.

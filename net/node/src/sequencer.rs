@@ -390,7 +390,7 @@ fn every_ledger(engine: &bursar_engine::Engine) -> Vec<Option<bursar_engine::Led
 fn answer_query<S: Storage>(node: &mut Node<S>, job: Job) {
     let reply = match &job.request {
         Request::Status => Reply::Status(node.status()),
-        Request::Metrics => Reply::Metrics(Box::new(node.metrics().clone())),
+        Request::Metrics => Reply::Metrics(Box::new(node.metrics())),
         Request::LookupAccounts(ids) => {
             Reply::Accounts(ids.iter().map(|id| node.engine().account(*id).copied().unwrap_or_default()).collect())
         }

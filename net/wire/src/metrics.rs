@@ -9,6 +9,8 @@ use bursar_engine::RECORD_SIZE;
 
 /// Buckets of the sync-latency histogram.
 pub const SYNC_BUCKETS: usize = 128;
+/// The u64 values of the counters record (the rest of it is zero).
+const COUNTERS: usize = 14;
 /// Records of a metrics reply: the counters, then the buckets (16 per record).
 pub const METRICS_RECORDS: usize = 1 + SYNC_BUCKETS / 16;
 
@@ -57,6 +59,17 @@ pub struct Metrics {
     /// longest sync and the longest snapshot stall, where the sequencer's longest pause came from
     /// ([`Metrics::longest_stall`]).
     pub apply_ns_max: u64,
+    /// Records read back from the history store before batches (the prefetch), since the node
+    /// was opened.
+    pub history_reads: u64,
+    /// Now: transfers whose records only the history store holds (evicted from memory).
+    pub history_evicted: u64,
+    /// Now: full chunks (of any kind) handed to the history writer and not yet stored. Each is
+    /// in memory until stored; a number that keeps growing is a writer that cannot keep up.
+    pub history_waiting: u64,
+    /// Now: 1 once the history writer stopped after a failure (newer chunks then stay in
+    /// memory; nothing is lost), else 0.
+    pub history_failed: u64,
     /// Syncs by latency: see [`bucket_of_us`].
     pub sync_us_buckets: [u64; SYNC_BUCKETS],
 }
@@ -74,6 +87,10 @@ impl Default for Metrics {
             snapshot_ns_max: 0,
             snapshots_failed: 0,
             apply_ns_max: 0,
+            history_reads: 0,
+            history_evicted: 0,
+            history_waiting: 0,
+            history_failed: 0,
             sync_us_buckets: [0; SYNC_BUCKETS],
         }
     }
@@ -89,7 +106,7 @@ impl Metrics {
     }
 
     /// What happened between `earlier` and `self` (two readings of the same process). The maxima
-    /// are the later reading's: a maximum has no difference.
+    /// and the gauges (what holds now) are the later reading's: they have no difference.
     pub fn since(&self, earlier: &Metrics) -> Metrics {
         let mut buckets = [0; SYNC_BUCKETS];
         for (i, b) in buckets.iter_mut().enumerate() {
@@ -106,6 +123,10 @@ impl Metrics {
             snapshot_ns_max: self.snapshot_ns_max,
             snapshots_failed: self.snapshots_failed.saturating_sub(earlier.snapshots_failed),
             apply_ns_max: self.apply_ns_max,
+            history_reads: self.history_reads.saturating_sub(earlier.history_reads),
+            history_evicted: self.history_evicted,
+            history_waiting: self.history_waiting,
+            history_failed: self.history_failed,
             sync_us_buckets: buckets,
         }
     }
@@ -129,7 +150,8 @@ impl Metrics {
 
     /// The wire form: [`METRICS_RECORDS`] records of 128 bytes. Record 0: entries, batches,
     /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max, snapshots_failed,
-    /// apply_ns_max (u64 each, in that order from offset 0), 48 zero bytes. Records 1..=8: the bucket counts, u64 each.
+    /// apply_ns_max, history_reads, history_evicted, history_waiting, history_failed (u64 each,
+    /// in that order from offset 0), 16 zero bytes. Records 1..=8: the bucket counts, u64 each.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(METRICS_RECORDS * RECORD_SIZE);
         for v in self.counters() {
@@ -142,7 +164,7 @@ impl Metrics {
         out
     }
 
-    fn counters(&self) -> [u64; 10] {
+    fn counters(&self) -> [u64; COUNTERS] {
         [
             self.entries,
             self.batches,
@@ -154,6 +176,10 @@ impl Metrics {
             self.snapshot_ns_max,
             self.snapshots_failed,
             self.apply_ns_max,
+            self.history_reads,
+            self.history_evicted,
+            self.history_waiting,
+            self.history_failed,
         ]
     }
 
@@ -167,7 +193,7 @@ impl Metrics {
 
     /// Reads the wire form; `None` if the length or the reserved bytes are wrong.
     pub fn from_bytes(bytes: &[u8]) -> Option<Metrics> {
-        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[80..RECORD_SIZE].iter().any(|b| *b != 0) {
+        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[COUNTERS * 8..RECORD_SIZE].iter().any(|b| *b != 0) {
             return None;
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -182,6 +208,10 @@ impl Metrics {
             snapshot_ns_max: u64_at(56),
             snapshots_failed: u64_at(64),
             apply_ns_max: u64_at(72),
+            history_reads: u64_at(80),
+            history_evicted: u64_at(88),
+            history_waiting: u64_at(96),
+            history_failed: u64_at(104),
             sync_us_buckets: [0; SYNC_BUCKETS],
         };
         for (i, b) in metrics.sync_us_buckets.iter_mut().enumerate() {
@@ -222,8 +252,12 @@ mod tests {
         after.record_sync(3_000_000);
         after.record_sync(9_000_000);
         after.entries = 100;
+        (before.history_reads, before.history_waiting) = (5, 9);
+        (after.history_reads, after.history_evicted, after.history_waiting, after.history_failed) = (12, 65_536, 2, 1);
         let run = after.since(&before);
         assert_eq!(run.syncs, 100);
+        // A counter's difference; a gauge's later value.
+        assert_eq!((run.history_reads, run.history_evicted, run.history_waiting, run.history_failed), (7, 65_536, 2, 1));
         assert_eq!(run.sync_quantile_us(0.5), bucket_floor_us(bucket_of_us(700) + 1));
         assert!((700..=900).contains(&run.sync_quantile_us(0.98)));
         assert!((3_000..=3_700).contains(&run.sync_quantile_us(0.99)));
@@ -233,7 +267,7 @@ mod tests {
         assert_eq!(bytes.len(), METRICS_RECORDS * RECORD_SIZE);
         assert_eq!(Metrics::from_bytes(&bytes), Some(after));
         let mut reserved = bytes.clone();
-        reserved[100] = 1;
+        reserved[120] = 1;
         assert_eq!(Metrics::from_bytes(&reserved), None);
         assert_eq!(Metrics::from_bytes(&bytes[..RECORD_SIZE]), None);
     }
