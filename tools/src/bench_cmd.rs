@@ -399,6 +399,15 @@ fn print_summary(r: &Report, where_: &str) {
     );
     let (stall_ns, cause) = s.longest_stall();
     out!("  longest pause   {:.2} ms, in the {cause} (longest apply {:.2} ms)", stall_ns as f64 / 1e6, s.apply_ns_max as f64 / 1e6);
+    if s.history_evicted > 0 || s.history_reads > 0 {
+        out!(
+            "  history store   {} transfers only on disk, {} records read back for batches, {} chunks waiting for the writer{}",
+            s.history_evicted,
+            s.history_reads,
+            s.history_waiting,
+            if s.history_failed != 0 { "; THE WRITER FAILED (see the server's log)" } else { "" }
+        );
+    }
     for c in &r.checks {
         out!("  {} {}: {}", if c.passed { "check ok  " } else { "CHECK FAIL" }, c.what, c.detail);
     }
