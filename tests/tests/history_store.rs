@@ -302,3 +302,57 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A full disk under the history store: the writer stops at its first chunk, every chunk stays in
+/// memory, the node answers as before and says so in its metrics; a stop does not wait for a
+/// writer that failed, and its snapshot carries the chunks. With room again, the next start
+/// stores what the stores lack and evicts it, and answers the same.
+#[test]
+fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
+    let dir = std::env::temp_dir().join(format!("bursar-history-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut reference = Engine::new(Limits::default());
+    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
+    for store in [&stores.transfers, &stores.balances, &stores.images, &stores.failed, &stores.expired] {
+        store.fill_disk_for_tests(true);
+    }
+    let storage = FsStorage::open(dir.join("log")).expect("log dir");
+    let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
+    let mut now = 1_000_000_000u64;
+    for batch in bulk() {
+        now += 1_000;
+        let mut expected = Vec::new();
+        reference.execute(now, &batch, &mut expected).expect("reference");
+        assert_eq!(submit(&mut node, now, &batch), expected);
+    }
+    now += 2_000_000_000;
+    reference.execute(now, &[], &mut Vec::new()).expect("reference");
+    submit(&mut node, now, &[]);
+    let started = std::time::Instant::now();
+    assert!(!node.history_drain(std::time::Duration::from_secs(60)), "a writer that failed stores nothing more");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "a stop does not wait out a failed writer");
+    let metrics = node.metrics();
+    assert_eq!((metrics.history_failed, metrics.history_evicted), (1, 0), "{metrics:?}");
+    assert!(metrics.history_waiting >= 5, "every full chunk waits: {metrics:?}");
+    let e = node.engine();
+    assert_eq!([e.evicted_chunks(), e.evicted_balance_chunks(), e.evicted_failed_chunks(), e.evicted_expired_chunks()], [0; 4]);
+    now += 1_000;
+    let mut expected = Vec::new();
+    reference.execute(now, &cold_batch(), &mut expected).expect("reference");
+    assert_eq!(submit(&mut node, now, &cold_batch()), expected);
+    compare(&mut node, &mut reference);
+    node.snapshot().expect("the snapshot carries what the store could not take");
+    drop(node);
+
+    // Room again (a new process opens the stores afresh).
+    let (mut node, attached, report) = open(&dir);
+    assert!(report.snapshot.is_some(), "{report:?}");
+    let sealed = node.engine().sealed_transfer_chunks() as u64;
+    assert_eq!((attached.transfers.appended, attached.images.appended), (sealed, sealed), "{attached:?}");
+    assert!(attached.balances.appended >= 6 && attached.failed.appended == 2 && attached.expired.appended == 2, "{attached:?}");
+    drain(&mut node);
+    assert_eq!(node.metrics().history_failed, 0);
+    compare(&mut node, &mut reference);
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}

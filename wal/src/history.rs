@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Bytes per checksummed page.
 pub const HISTORY_PAGE_BYTES: usize = 4096;
@@ -50,6 +50,8 @@ pub struct HistoryStore {
     writing: Mutex<()>,
     /// Opened by [`HistoryStore::open_read_only`]: nothing is written, cut or synced.
     read_only: bool,
+    /// Set by [`HistoryStore::fill_disk_for_tests`]: every write fails as on a full disk.
+    full: AtomicBool,
 }
 
 impl HistoryStore {
@@ -95,6 +97,7 @@ impl HistoryStore {
             chunks: AtomicU64::new(0),
             writing: Mutex::new(()),
             read_only,
+            full: AtomicBool::new(false),
         };
         store.load()?;
         Ok(store)
@@ -170,9 +173,19 @@ impl HistoryStore {
         Ok(())
     }
 
+    /// Fault injection for tests: while `full`, every write fails as it would on a full disk
+    /// (`StorageFull`), before anything is written.
+    #[doc(hidden)]
+    pub fn fill_disk_for_tests(&self, full: bool) {
+        self.full.store(full, Ordering::Relaxed);
+    }
+
     /// Writes chunk `k` (new, or replacing a stored one) and its sums, both synced.
     fn write_chunk(&self, k: u64, bytes: &[u8]) -> io::Result<()> {
         assert!(!self.read_only, "a read-only history store is never written");
+        if self.full.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on the device (injected by a test)"));
+        }
         assert_eq!(bytes.len() as u64, self.chunk_bytes, "a history chunk is {} bytes", self.chunk_bytes);
         write_paced(&self.data, bytes, k * self.chunk_bytes)?;
         self.data.sync_data()?;
