@@ -79,18 +79,27 @@ pub(crate) fn read_cached(file: &File, offset: u64, out: &mut [u8]) -> io::Resul
 
 /// Allocations from this size on get memory maps of their own from the C allocator.
 pub const MAP_FROM_BYTES: usize = 1 << 20;
+/// Free memory an arena keeps at its top before giving it back to the kernel: room for the
+/// buffers below [`MAP_FROM_BYTES`] that come and go by the thousand (a restore image's 528 KiB
+/// read buffer), so each is not faulted in again.
+pub const TRIM_FROM_BYTES: usize = 4 << 20;
 
 /// Makes the C allocator serve every allocation of [`MAP_FROM_BYTES`] or more from a memory map
 /// of its own, given back to the kernel when freed (glibc's `M_MMAP_THRESHOLD`, fixed). Left
 /// alone, glibc raises that threshold after the first large free (up to 32 MiB), and serves the
 /// chunks of transfers a server allocates and frees by the thousand from per-thread arenas whose
 /// freed memory stays resident: up to 64 MiB an arena, a few hundred MB in all, differing from
-/// run to run. Returns whether the allocator took the setting (false on other C libraries).
+/// run to run. Fixing it also fixes the trim threshold (glibc moves both together), which is set
+/// to [`TRIM_FROM_BYTES`]. Returns whether the allocator took the settings (false on other C
+/// libraries).
 pub fn map_large_allocations() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt changes the allocator's settings only; it reads no memory of ours.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MAP_FROM_BYTES as libc::c_int) == 1 }
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MAP_FROM_BYTES as libc::c_int) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_FROM_BYTES as libc::c_int) == 1
+        }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     false
