@@ -86,7 +86,10 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
 /// several records asked for at once are read side by side ([`HistoryStore::read_many`]).
 /// Balance entries likewise from `stores.balances`, [`BALANCE_ENTRY_SIZE`] bytes each.
 pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
-    let history = RecordHistory::new(chunk_len, StoreReader { store: Arc::clone(&stores.transfers), ahead: Mutex::new(None) });
+    let history = RecordHistory::new(
+        chunk_len,
+        StoreReader { store: Arc::clone(&stores.transfers), ahead: Mutex::new(None), spare: Mutex::new(Vec::new()) },
+    );
     let images = Arc::clone(&stores.images);
     let stored = move || images.chunks() as usize;
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
@@ -110,31 +113,40 @@ impl RecordReader for PlainReader {
 /// [`file_history`]'s reader. A whole chunk is read one ahead on a helper thread: a restore
 /// (and a full snapshot of an engine with evicted chunks) reads them in order, so chunk k + 1
 /// is read from disk, checked, decoded and its digest terms summed while chunk k is restored.
+/// Its buffers go round: the bytes buffer from one read to the next, and the transfers' buffer
+/// the caller hands in (an evicted chunk's, say) to the next read, so a restore does not fault
+/// in 8 MiB of fresh pages per chunk.
 struct StoreReader {
     store: Arc<HistoryStore>,
     /// The chunk read ahead: its offset and the thread reading it.
     ahead: Mutex<Option<ChunkAhead>>,
+    /// A bytes buffer for the next read ahead (empty before the first).
+    spare: Mutex<Vec<u8>>,
 }
+
+/// A chunk's transfers read ahead, their digest terms' sum, and the bytes buffer read into.
+type ReadAhead = (Vec<Transfer>, u128, Vec<u8>);
 
 /// A chunk being read ahead: its offset, and the thread reading it, which also decodes its
 /// transfers and sums their state digest terms (so the restore's thread does neither).
-type ChunkAhead = (u64, JoinHandle<std::io::Result<(Vec<Transfer>, u128)>>);
+type ChunkAhead = (u64, JoinHandle<std::io::Result<ReadAhead>>);
 
 impl StoreReader {
-    /// Starts reading the chunk at `offset` on a helper thread, if the store holds it.
-    fn read_ahead(&self, offset: u64) -> Option<ChunkAhead> {
+    /// Starts reading the chunk at `offset` on a helper thread, if the store holds it, into
+    /// `transfers` (cleared first) through the spare bytes buffer.
+    fn read_ahead(&self, offset: u64, mut transfers: Vec<Transfer>) -> Option<ChunkAhead> {
         let chunk_bytes = self.store.chunk_bytes();
         if offset + chunk_bytes > self.store.chunks() * chunk_bytes {
             return None;
         }
         let store = Arc::clone(&self.store);
+        let mut bytes = std::mem::take(&mut *self.spare.lock().expect("spare lock"));
         let read = move || {
-            let mut bytes = vec![0u8; chunk_bytes as usize];
+            bytes.resize(chunk_bytes as usize, 0);
             store.read(offset, &mut bytes)?;
-            let mut transfers = Vec::with_capacity(bytes.len() / RECORD_SIZE);
             decode_chunk(&bytes, &mut transfers);
             let sum = transfers_digest_sum(&transfers);
-            Ok((transfers, sum))
+            Ok((transfers, sum, bytes))
         };
         // Best effort: without a thread the next chunk is read when asked for.
         std::thread::Builder::new().name("bursar-history-ahead".into()).spawn(read).ok().map(|handle| (offset, handle))
@@ -150,9 +162,12 @@ impl RecordReader for StoreReader {
         let mut ahead = self.ahead.lock().expect("read-ahead lock");
         let summed = match ahead.take() {
             Some((at, reading)) if at == offset && len as u64 == self.store.chunk_bytes() => {
-                let (transfers, sum) = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
-                *out = transfers;
-                Some(sum)
+                let (transfers, sum, bytes) = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
+                *self.spare.lock().expect("spare lock") = bytes;
+                // The caller's buffer takes the next chunk read ahead.
+                let next = std::mem::replace(out, transfers);
+                *ahead = self.read_ahead(offset + self.store.chunk_bytes(), next);
+                return Ok(Some(sum));
             }
             _ => {
                 let mut bytes = vec![0u8; len];
@@ -161,7 +176,7 @@ impl RecordReader for StoreReader {
                 None
             }
         };
-        *ahead = self.read_ahead(offset + self.store.chunk_bytes());
+        *ahead = self.read_ahead(offset + self.store.chunk_bytes(), Vec::new());
         Ok(summed)
     }
 
