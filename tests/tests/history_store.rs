@@ -114,6 +114,22 @@ fn submit(node: &mut Node<FsStorage>, now: u64, commands: &[Command]) -> Vec<Res
     results
 }
 
+/// Applies [`bulk`] to `node` and `reference` alike (the same results), then a batch a second
+/// later, by which every expiring hold has expired; returns that batch's time.
+fn apply_bulk(node: &mut Node<FsStorage>, reference: &mut Engine) -> u64 {
+    let mut now = 1_000_000_000u64;
+    for batch in bulk() {
+        now += 1_000;
+        let mut expected = Vec::new();
+        reference.execute(now, &batch, &mut expected).expect("reference");
+        assert_eq!(submit(node, now, &batch), expected);
+    }
+    now += 2_000_000_000;
+    reference.execute(now, &[], &mut Vec::new()).expect("reference");
+    submit(node, now, &[]);
+    now
+}
+
 /// Waits for the writer to store what it was handed, as a stop does before its final snapshot
 /// (no batch in between), and checks the node evicted it: every full chunk but the newest of
 /// each kind.
@@ -180,17 +196,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let mut reference = Engine::new(Limits::default());
     let (mut node, attached, _) = open(&dir);
     assert_eq!(attached, Default::default());
-    let mut now = 1_000_000_000u64;
-    for batch in bulk() {
-        now += 1_000;
-        let mut expected = Vec::new();
-        reference.execute(now, &batch, &mut expected).expect("reference");
-        assert_eq!(submit(&mut node, now, &batch), expected);
-    }
-    // A second later every expiring hold has expired.
-    now += 2_000_000_000;
-    reference.execute(now, &[], &mut Vec::new()).expect("reference");
-    submit(&mut node, now, &[]);
+    let mut now = apply_bulk(&mut node, &mut reference);
     drain(&mut node);
     assert_eq!(node.engine().evicted_expired_chunks(), 1, "the older of two full chunks of expired holds");
     assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
@@ -318,16 +324,7 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     }
     let storage = FsStorage::open(dir.join("log")).expect("log dir");
     let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
-    let mut now = 1_000_000_000u64;
-    for batch in bulk() {
-        now += 1_000;
-        let mut expected = Vec::new();
-        reference.execute(now, &batch, &mut expected).expect("reference");
-        assert_eq!(submit(&mut node, now, &batch), expected);
-    }
-    now += 2_000_000_000;
-    reference.execute(now, &[], &mut Vec::new()).expect("reference");
-    submit(&mut node, now, &[]);
+    let mut now = apply_bulk(&mut node, &mut reference);
     let started = std::time::Instant::now();
     assert!(!node.history_drain(std::time::Duration::from_secs(60)), "a writer that failed stores nothing more");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "a stop does not wait out a failed writer");
