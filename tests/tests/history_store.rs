@@ -134,7 +134,7 @@ fn apply_bulk(node: &mut Node<FsStorage>, reference: &mut Engine) -> u64 {
 /// (no batch in between), and checks the node evicted it: every full chunk but the newest of
 /// each kind.
 fn drain(node: &mut Node<FsStorage>) {
-    assert!(node.history_drain(std::time::Duration::from_secs(60)), "the writer stores what it is handed");
+    assert!(node.history_drain(std::time::Duration::from_secs(60)), "the writer stores what it is handed: {:?}", node.metrics());
     let e = node.engine();
     let chunks = [e.evicted_chunks(), e.sealed_transfer_chunks(), e.evicted_balance_chunks(), e.sealed_balance_chunks()]
         .into_iter()
@@ -309,19 +309,18 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A full disk under the history store: the writer stops at its first chunk, every chunk stays in
+/// A full disk under the history store: the writer's first chunk fails, every chunk stays in
 /// memory, the node answers as before and says so in its metrics; a stop does not wait for a
-/// writer that failed, and its snapshot carries the chunks. With room again, the next start
-/// stores what the stores lack and evicts it, and answers the same.
+/// writer that fails, and its snapshot carries the chunks. With room again, the next start
+/// stores what the stores lack and evicts it, and answers the same; and a disk that fills
+/// while the node serves and then gets room again is written again without a restart.
 #[test]
 fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     let dir = std::env::temp_dir().join(format!("bursar-history-full-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut reference = Engine::new(Limits::default());
     let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
-    for store in [&stores.transfers, &stores.balances, &stores.images, &stores.failed, &stores.expired] {
-        store.fill_disk_for_tests(true);
-    }
+    fill_disk(&stores, true);
     let storage = FsStorage::open(dir.join("log")).expect("log dir");
     let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
     let mut now = apply_bulk(&mut node, &mut reference);
@@ -342,7 +341,10 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     drop(node);
 
     // Room again (a new process opens the stores afresh).
-    let (mut node, attached, report) = open(&dir);
+    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
+    let storage = FsStorage::open(dir.join("log")).expect("log dir");
+    let opened = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores.clone())).expect("opens");
+    let (mut node, report, attached) = (opened.0, opened.1, opened.2.expect("a store was given"));
     assert!(report.snapshot.is_some(), "{report:?}");
     let sealed = node.engine().sealed_transfer_chunks() as u64;
     assert_eq!((attached.transfers.appended, attached.images.appended), (sealed, sealed), "{attached:?}");
@@ -350,6 +352,37 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     drain(&mut node);
     assert_eq!(node.metrics().history_failed, 0);
     compare(&mut node, &mut reference);
+
+    // The disk fills while the node serves, then gets room again: the writer tries again and
+    // stores everything without a restart.
+    fill_disk(&stores, true);
+    let more: Vec<u128> = (30_000_000..30_000_000 + CHUNK_LEN + BATCH).collect();
+    for slice in more.chunks(BATCH as usize) {
+        let batch: Vec<Command> = slice.iter().map(|&id| transfer(id, 0, 0)).collect();
+        now += 1_000;
+        let mut expected = Vec::new();
+        reference.execute(now, &batch, &mut expected).expect("reference");
+        assert_eq!(submit(&mut node, now, &batch), expected);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node.metrics().history_failed == 0 {
+        assert!(std::time::Instant::now() < deadline, "the writer met the full disk");
+        reference.execute(now, &[], &mut Vec::new()).expect("reference");
+        submit(&mut node, now, &[]);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(node.metrics().history_waiting >= 1);
+    fill_disk(&stores, false);
+    drain(&mut node);
+    assert_eq!(node.metrics().history_failed, 0, "the failure is over");
+    compare(&mut node, &mut reference);
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Makes every one of `stores`' writes fail as on a full disk, or no longer.
+fn fill_disk(stores: &bursar_net::history::Stores, full: bool) {
+    for store in [&stores.transfers, &stores.balances, &stores.images, &stores.failed, &stores.expired] {
+        store.fill_disk_for_tests(full);
+    }
 }

@@ -63,7 +63,11 @@ fn register_node(r: &mut Registry, m: &Metrics) {
         "Full chunks handed to the history writer, not yet stored",
         ConstGauge::new(gauge(m.history_waiting)),
     );
-    r.register("history_writer_failed", "1 once the history writer stopped after a failure", ConstGauge::new(gauge(m.history_failed)));
+    r.register(
+        "history_writer_failed",
+        "1 while the history writer's writes fail (it tries again every second)",
+        ConstGauge::new(gauge(m.history_failed)),
+    );
 }
 
 /// A count as a gauge's value (saturating: no count of this server reaches 2^63).

@@ -255,10 +255,13 @@ pub(crate) struct Mover {
     handed: [u64; 4],
     to_writer: Option<Sender<Sealed>>,
     writer: Option<JoinHandle<()>>,
-    /// The writer's first failure; it writes nothing after one (the chunks stay in memory).
+    /// The writer's failure while it lasts: it tries the write again every [`RETRY_AFTER`], and
+    /// meanwhile the chunks stay in memory.
     failure: Arc<Mutex<Option<String>>>,
+    /// Whether the failure under way was reported (on stderr).
     failure_reported: bool,
-    /// Set when someone waits for the writer (a stop): from then on it stays in the foreground.
+    /// Set while someone waits for the writer (a stop's drain, then the drop): it works in the
+    /// foreground, and a write that fails ends it instead of being tried again.
     hurry: Arc<AtomicBool>,
 }
 
@@ -336,7 +339,7 @@ pub const WRITER_BEHIND_CHUNKS: usize = 8;
 /// The writer's scheduling: in the background (CPU the sequencer and the network leave only:
 /// encoding and checksumming a chunk beside them showed in the benchmark's tail latency) while
 /// it keeps up, in the foreground from [`WRITER_BEHIND_CHUNKS`] waiting until none waits, and
-/// for good once someone waits for it (a stop).
+/// while someone waits for it (a stop).
 /// Best effort: a refusal leaves the thread as it was.
 struct WriterPriority {
     background: bool,
@@ -372,9 +375,7 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
         let (store, k) = match sealed {
             Sealed::Transfers(k, chunk, links) => {
                 encode_chunk(&chunk, &mut bytes);
-                if let Err(e) = writing.transfers.append(k, &bytes) {
-                    *failed.lock().expect("failure lock") =
-                        Some(format!("storing chunk {k} in {}: {e}", writing.transfers.dir().display()));
+                if !append_retrying(&writing.transfers, k, &bytes, failed, hurry) {
                     return;
                 }
                 bytes.clear();
@@ -394,9 +395,33 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
                 (&writing.expired, k)
             }
         };
-        if let Err(e) = store.append(k, &bytes) {
-            *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
+        if !append_retrying(store, k, &bytes, failed, hurry) {
             return;
+        }
+    }
+}
+
+/// How long the writer waits before trying a failed write again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Appends chunk `k` to `store`. While that fails (a full disk may get room again) the failure
+/// is in `failed` and the write is tried again every [`RETRY_AFTER`]; once it succeeds `failed`
+/// is cleared. False if a stop waits (`hurry`) while it still fails: the chunks stay in memory,
+/// and the final snapshot carries them.
+fn append_retrying(store: &HistoryStore, k: u64, bytes: &[u8], failed: &Mutex<Option<String>>, hurry: &AtomicBool) -> bool {
+    loop {
+        match store.append(k, bytes) {
+            Ok(()) => {
+                failed.lock().expect("failure lock").take();
+                return true;
+            }
+            Err(e) => {
+                *failed.lock().expect("failure lock") = Some(format!("storing chunk {k} in {}: {e}", store.dir().display()));
+                if hurry.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(RETRY_AFTER);
+            }
         }
     }
 }
@@ -472,26 +497,42 @@ impl Mover {
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
         engine.evict_expired_chunks_below(self.stores.expired.chunks() as usize);
-        if !self.failure_reported {
-            if let Some(why) = self.failure.lock().expect("failure lock").as_ref() {
-                eprintln!("bursar: WARNING: the history store failed ({why}); newer transfers stay in memory, nothing is lost");
+        self.report_failure();
+    }
+
+    /// Says on stderr when the writer starts failing, and when it stores again.
+    fn report_failure(&mut self) {
+        match (self.failure.lock().expect("failure lock").as_ref(), self.failure_reported) {
+            (Some(why), false) => {
+                eprintln!(
+                    "bursar: WARNING: the history store failed ({why}); newer transfers stay in memory, nothing is lost; trying again every {} s",
+                    RETRY_AFTER.as_secs()
+                );
                 self.failure_reported = true;
             }
+            (None, true) => {
+                eprintln!("bursar: the history store stores again");
+                self.failure_reported = false;
+            }
+            _ => {}
         }
     }
 
-    /// Waits, at most `limit`, for the writer to store every chunk handed to it (not if it
-    /// failed), then evicts them: before the final snapshot, which then leaves them out.
-    /// Returns whether everything handed is stored.
+    /// Waits, at most `limit`, for the writer to store every chunk handed to it, then evicts
+    /// them: before the final snapshot, which then leaves them out. A writer whose write fails
+    /// (a full disk) tries once more, then stops. Returns whether everything handed is stored.
     pub(crate) fn drain(&mut self, engine: &mut Engine, limit: Duration) -> bool {
         const POLL: Duration = Duration::from_millis(2);
         self.hurry.store(true, Ordering::Relaxed);
         self.step(engine);
         let deadline = Instant::now() + limit;
-        while !self.all_stored() && !self.failed() && Instant::now() < deadline {
+        // A writer that fails once hurried gives up (`append_retrying`), ending its thread.
+        let running = |mover: &Mover| mover.writer.as_ref().is_some_and(|writer| !writer.is_finished());
+        while !self.all_stored() && running(self) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
         self.step(engine);
+        self.hurry.store(false, Ordering::Relaxed);
         self.all_stored()
     }
 
@@ -541,7 +582,7 @@ mod tests {
     use super::*;
 
     /// The writer leaves the background once it falls behind by the bound, and goes back only
-    /// when nothing waits (not at every dip below the bound), never once a stop waits for it.
+    /// when nothing waits (not at every dip below the bound), never while a stop waits for it.
     #[test]
     fn the_writer_competes_for_cpu_while_it_is_behind() {
         let mut priority = WriterPriority::new();
@@ -553,10 +594,12 @@ mod tests {
         assert!(!priority.background, "still catching up");
         priority.adjust(0, false);
         assert!(priority.background);
-        // Once someone waits (a stop), it stays in the foreground, queue or not.
+        // While someone waits (a stop), it stays in the foreground, queue or not.
         priority.adjust(0, true);
         assert!(!priority.background);
         priority.adjust(0, true);
         assert!(!priority.background);
+        priority.adjust(0, false);
+        assert!(priority.background, "back once the wait is over");
     }
 }

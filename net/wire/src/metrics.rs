@@ -67,8 +67,8 @@ pub struct Metrics {
     /// Now: full chunks (of any kind) handed to the history writer and not yet stored. Each is
     /// in memory until stored; a number that keeps growing is a writer that cannot keep up.
     pub history_waiting: u64,
-    /// Now: 1 once the history writer stopped after a failure (newer chunks then stay in
-    /// memory; nothing is lost), else 0.
+    /// Now: 1 while the history writer's writes fail (a full disk, say; it tries again every
+    /// second, and newer chunks stay in memory meanwhile: nothing is lost), else 0.
     pub history_failed: u64,
     /// Syncs by latency: see [`bucket_of_us`].
     pub sync_us_buckets: [u64; SYNC_BUCKETS],
