@@ -302,9 +302,11 @@ impl Clone for Cold {
 
 /// Records kept by transfer index: a small map of index to slot beside a vector of records, so
 /// a probe reads 8-byte entries (not 128-byte records spread over the cache), then one record.
+/// Keyed as the pending holds are ([`IdMap`]): holds are pinned a chunk at a time, in index
+/// order, and mostly captured in about that order.
 #[derive(Clone, Debug, Default)]
 struct Pinned {
-    slots: FxHashMap<u32, u32>,
+    slots: IdMap<u32, u32>,
     records: Vec<Transfer>,
     /// Slots of `records` emptied by a removal, for the next insert.
     free: Vec<u32>,
