@@ -333,8 +333,9 @@ fn sealed_chunks(engine: &Engine) -> [u64; 4] {
 
 /// Chunks waiting for the writer beyond which it competes for CPU like any thread: each is in
 /// memory until stored, so a writer starved by other work (a busy machine) must not let them
-/// pile up without bound.
-pub const WRITER_BEHIND_CHUNKS: usize = 8;
+/// pile up without bound. 32 chunks of transfers are 128 MiB of records; fewer had the writer
+/// take CPU from a busy server's own threads (`bench/README.md`, session 22).
+pub const WRITER_BEHIND_CHUNKS: usize = 32;
 
 /// The writer's scheduling: in the background (CPU the sequencer and the network leave only:
 /// encoding and checksumming a chunk beside them showed in the benchmark's tail latency) while
