@@ -333,8 +333,8 @@ fn sealed_chunks(engine: &Engine) -> [u64; 4] {
 
 /// Chunks waiting for the writer beyond which it competes for CPU like any thread: each is in
 /// memory until stored, so a writer starved by other work (a busy machine) must not let them
-/// pile up without bound. 32 chunks of transfers are 128 MiB of records; fewer had the writer
-/// take CPU from a busy server's own threads (`bench/README.md`, session 22).
+/// pile up without bound. 32 chunks of transfers are 128 MiB of records; a smaller bound has
+/// the writer take CPU from a busy server's own threads.
 pub const WRITER_BEHIND_CHUNKS: usize = 32;
 
 /// The writer's scheduling: in the background (CPU the sequencer and the network leave only:
