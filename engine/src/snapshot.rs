@@ -1720,6 +1720,16 @@ mod version_tests {
         evicted_engine_from(kept, transfers, 0)
     }
 
+    /// Keeps the full chunks `kept` lacks (up to `sealed`, each from `chunk`) as a store would;
+    /// returns how many it keeps, below which the engine may evict.
+    fn store_sealed<T>(kept: &std::sync::Mutex<Vec<Vec<T>>>, sealed: usize, chunk: impl Fn(usize) -> Option<Vec<T>>) -> usize {
+        let mut kept = kept.lock().expect("lock");
+        for k in kept.len()..sealed {
+            kept.push(chunk(k).expect("a full chunk not yet stored is held"));
+        }
+        kept.len()
+    }
+
     /// As [`evicted_engine`], the holds and captures only from transfer `holds_from` on.
     fn evicted_engine_from(kept: &Arc<Kept>, transfers: u128, holds_from: u128) -> Engine {
         let mut engine = engine();
@@ -1751,19 +1761,9 @@ mod version_tests {
             let mut results = Vec::new();
             engine.execute(now, &[transfer(50_000 + t, 1, 99, 1)], &mut results).expect("batch");
             assert_eq!(results, [crate::ResultCode::CreditAccountNotFound]);
-            let mut failed = kept.4.lock().expect("lock");
-            for k in failed.len()..engine.sealed_failed_chunks() {
-                failed.push(engine.failed_chunk(k).expect("held").to_vec());
-            }
-            let stored = failed.len();
-            drop(failed);
+            let stored = store_sealed(&kept.4, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).map(|c| c.to_vec()));
             engine.evict_failed_chunks_below(stored);
-            let mut expired = kept.5.lock().expect("lock");
-            for k in expired.len()..engine.sealed_expired_chunks() {
-                expired.push(engine.expired_chunk(k).expect("held").to_vec());
-            }
-            let stored = expired.len();
-            drop(expired);
+            let stored = store_sealed(&kept.5, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).map(|c| c.to_vec()));
             engine.evict_expired_chunks_below(stored);
             let sealed = engine.sealed_transfer_chunks();
             let mut chunks = kept.0.lock().expect("lock");
@@ -1774,12 +1774,7 @@ mod version_tests {
             }
             drop(chunks);
             engine.evict_chunks_below(sealed);
-            let mut entries = kept.1.lock().expect("lock");
-            for k in entries.len()..engine.sealed_balance_chunks() {
-                entries.push(engine.balance_chunk(k).expect("held").to_vec());
-            }
-            let stored = entries.len();
-            drop(entries);
+            let stored = store_sealed(&kept.1, engine.sealed_balance_chunks(), |k| engine.balance_chunk(k).map(|c| c.to_vec()));
             engine.evict_balance_chunks_below(stored);
         }
         engine

@@ -69,6 +69,20 @@ fn item<T: Copy>(chunks: &[Arc<Vec<T>>], len: usize, index: u32, what: &str) -> 
     chunks.get(k).map(|chunk| chunk[i]).ok_or_else(|| format!("{what} index {index} was never stored"))
 }
 
+/// Entries `indices` of `chunks` appended to `out`, counted in `reads`, or what is missing.
+fn many<T: Copy>(
+    reads: &AtomicU64,
+    chunks: &Mutex<Vec<Arc<Vec<T>>>>,
+    len: usize,
+    indices: &[u32],
+    what: &str,
+    out: &mut Vec<T>,
+) -> Result<(), String> {
+    reads.fetch_add(indices.len() as u64, Ordering::Relaxed);
+    let chunks = chunks.lock().expect("history lock");
+    indices.iter().try_for_each(|&index| item(&chunks, len, index, what).map(|entry| out.push(entry)))
+}
+
 /// Chunk `k` into `out`, or what is missing.
 fn whole<T: Copy>(chunks: &[Arc<Vec<T>>], k: usize, out: &mut Vec<T>, what: &str) -> Result<(), String> {
     out.clear();
@@ -87,9 +101,7 @@ impl History for MemoryHistory {
     }
 
     fn read_failed(&self, indices: &[u32], out: &mut Vec<FailedTransfer>) -> Result<(), String> {
-        self.reads.fetch_add(indices.len() as u64, Ordering::Relaxed);
-        let chunks = self.failed_chunks.lock().expect("history lock");
-        indices.iter().try_for_each(|&index| item(&chunks, self.chunk_len, index, "failed id").map(|f| out.push(f)))
+        many(&self.reads, &self.failed_chunks, self.chunk_len, indices, "failed id", out)
     }
 
     fn read_failed_chunk(&self, k: usize, out: &mut Vec<FailedTransfer>) -> Result<(), String> {
@@ -97,9 +109,7 @@ impl History for MemoryHistory {
     }
 
     fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
-        self.reads.fetch_add(places.len() as u64, Ordering::Relaxed);
-        let chunks = self.expired_chunks.lock().expect("history lock");
-        places.iter().try_for_each(|&k| item(&chunks, self.chunk_len, k, "expired hold").map(|e| out.push(e)))
+        many(&self.reads, &self.expired_chunks, self.chunk_len, places, "expired hold", out)
     }
 
     fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
@@ -111,9 +121,7 @@ impl History for MemoryHistory {
     }
 
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
-        self.reads.fetch_add(indices.len() as u64, Ordering::Relaxed);
-        let chunks = self.balance_chunks.lock().expect("history lock");
-        indices.iter().try_for_each(|&index| item(&chunks, self.chunk_len, index, "balance entry").map(|entry| out.push(entry)))
+        many(&self.reads, &self.balance_chunks, self.chunk_len, indices, "balance entry", out)
     }
 
     fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {

@@ -207,6 +207,13 @@ impl<R: RecordReader> History for RecordHistory<R> {
     }
 }
 
+/// Entry `k` of an append-only side table (failed ids, expired holds): in memory, or
+/// prefetched for this batch.
+#[inline]
+pub(crate) fn held<T: Copy>(table: &crate::Chunked<T>, prefetched: &FxHashMap<u32, T>, k: u32) -> Option<T> {
+    table.get(k as usize).or_else(|| prefetched.get(&k)).copied()
+}
+
 /// The records `wanted` read by `read`, one for each (checked): a prefetch's.
 pub(crate) fn read_wanted<T>(wanted: &[u32], read: impl FnOnce(&[u32], &mut Vec<T>) -> Result<(), String>) -> Result<Vec<T>, String> {
     let mut records = Vec::with_capacity(wanted.len());

@@ -4,7 +4,7 @@
 //! the node prefetches those ([`Engine::prefetch_more`]), a query reads them through. The stored
 //! form is the snapshot stream's ([`EXPIRED_SIZE`] bytes).
 
-use super::cold::read_wanted;
+use super::cold::{held, read_wanted};
 use super::{Engine, ExpiredHold, History, FAILED_TAG};
 use std::sync::Arc;
 
@@ -50,18 +50,20 @@ impl Engine {
     /// Expired hold `k` while applying: in memory or prefetched; anything else is a prefetch the
     /// node missed, a broken invariant.
     pub(crate) fn expired_stored(&self, k: u32) -> ExpiredHold {
-        match self.expired.get(k as usize).or_else(|| self.cold.prefetched_expired.get(&k)) {
-            Some(e) => *e,
-            None => panic!("expired hold {k} is evicted and was not prefetched"),
-        }
+        held(&self.expired, &self.cold.prefetched_expired, k)
+            .unwrap_or_else(|| panic!("expired hold {k} is evicted and was not prefetched"))
     }
 
     /// Expired hold `k` for a query: from memory or the history. A failed read answers a zeroed
     /// entry and is kept for [`Engine::take_history_failure`].
     pub(crate) fn expired_through(&self, k: u32) -> ExpiredHold {
-        let held = |k: u32| self.expired.get(k as usize).or_else(|| self.cold.prefetched_expired.get(&k)).copied();
         let mut read = Vec::with_capacity(1);
-        self.gather_through(&[k], held, |cold, out| self.history().read_expired(cold, out), &mut read);
+        self.gather_through(
+            &[k],
+            |k| held(&self.expired, &self.cold.prefetched_expired, k),
+            |cold, out| self.history().read_expired(cold, out),
+            &mut read,
+        );
         read[0]
     }
 

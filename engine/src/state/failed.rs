@@ -4,7 +4,7 @@
 //! ([`Engine::prefetch_more`]), a query reads them through. The stored form of a failed id is its
 //! snapshot stream form ([`FAILED_SIZE`] bytes).
 
-use super::cold::read_wanted;
+use super::cold::{held, read_wanted};
 use super::{Engine, FailedTransfer, History, IdSlot};
 use crate::result::ResultCode;
 use std::sync::Arc;
@@ -62,18 +62,20 @@ impl Engine {
     /// Failed id `i` while applying: in memory or prefetched; anything else is a prefetch the
     /// node missed, a broken invariant.
     pub(crate) fn failed_stored(&self, i: u32) -> FailedTransfer {
-        match self.failed.get(i as usize).or_else(|| self.cold.prefetched_failed.get(&i)) {
-            Some(f) => *f,
-            None => panic!("failed id index {i} is evicted and was not prefetched"),
-        }
+        held(&self.failed, &self.cold.prefetched_failed, i)
+            .unwrap_or_else(|| panic!("failed id index {i} is evicted and was not prefetched"))
     }
 
     /// Failed id `i` for a query: from memory or the history. A failed read answers id 0 (which
     /// matches nothing) and is kept for [`Engine::take_history_failure`].
     pub(crate) fn failed_through(&self, i: u32) -> FailedTransfer {
-        let held = |i: u32| self.failed.get(i as usize).or_else(|| self.cold.prefetched_failed.get(&i)).copied();
         let mut read = Vec::with_capacity(1);
-        self.gather_through(&[i], held, |cold, out| self.history().read_failed(cold, out), &mut read);
+        self.gather_through(
+            &[i],
+            |i| held(&self.failed, &self.cold.prefetched_failed, i),
+            |cold, out| self.history().read_failed(cold, out),
+            &mut read,
+        );
         read[0]
     }
 
