@@ -320,15 +320,12 @@ impl TransferIds {
             assert!(self.reserved.insert(id, value).is_none(), "reserved id {id} indexed twice");
             return;
         }
-        self.move_some(MIGRATE_PER_INSERT);
-        if self.table.growth_left == 0 {
-            self.grow(self.len() + 1);
-        }
-        self.table.insert(id_hash(id), value);
+        self.insert_hashed(id_hash(id), value);
     }
 
     /// Indexes `value` under an id known only by its hash ([`id_hash`]): a restore from a
     /// chunk's image. Never an id of the reserved range, which is indexed exactly (by the caller).
+    #[inline]
     pub(crate) fn insert_hashed(&mut self, hash: u64, value: u32) {
         self.move_some(MIGRATE_PER_INSERT);
         if self.table.growth_left == 0 {

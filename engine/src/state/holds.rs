@@ -68,6 +68,15 @@ pub(crate) fn hold_expiry(t: &Transfer) -> u64 {
 }
 
 impl Engine {
+    /// Keeps the hold at transfer `index` as pending, expiring at `expires_at` (0: never): in
+    /// the pending holds and, if it expires, in the expiry queue.
+    pub(crate) fn keep_pending(&mut self, index: u32, expires_at: u64) {
+        self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
+        if expires_at != 0 {
+            self.expiries.insert((expires_at, index));
+        }
+    }
+
     pub(super) fn expire_holds(&mut self, clock: u64, cursor: &mut u64) -> u32 {
         let mut expired = 0;
         while let Some(&(expires_at, transfer)) = self.expiries.first() {

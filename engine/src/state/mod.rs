@@ -918,11 +918,8 @@ impl Engine {
                     self.feed_notes.pop().expect("undo: feed note");
                 }
                 Undo::HoldResolved { transfer, old, by } => {
-                    if old.expires_at != 0 {
-                        self.expiries.insert((old.expires_at, transfer));
-                    }
                     self.finished.remove(u128::from(transfer), by);
-                    self.holds.insert(transfer, old);
+                    self.keep_pending(transfer, old.expires_at);
                 }
             }
         }

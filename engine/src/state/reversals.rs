@@ -237,20 +237,14 @@ impl Engine {
             };
             let hold = Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE };
             self.digest.add_finished_hold(t.id, &hold);
-            if expires_at != 0 {
-                self.expiries.insert((expires_at, index));
-            }
-            self.holds.insert(index, hold);
+            self.keep_pending(index, expires_at);
         }
         Ok(())
     }
 
     /// Keeps the hold at `index` as pending (a restore of a stream that lists it).
     pub(crate) fn restore_pending(&mut self, index: u32, expires_at: u64) {
-        if expires_at != 0 {
-            self.expiries.insert((expires_at, index));
-        }
-        self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
+        self.keep_pending(index, expires_at);
         self.digest.dirty_holds.push(index);
     }
 

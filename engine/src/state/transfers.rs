@@ -177,11 +177,8 @@ impl Engine {
         self.add_movement(dr, cr, amount, pending);
         let index = self.insert_transfer(Transfer { timestamp: ts, ..*t }, dr, cr);
         if pending {
-            self.holds.insert(index, Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE });
+            self.keep_pending(index, expires_at);
             self.digest.dirty_holds.push(index);
-            if expires_at != 0 {
-                self.expiries.insert((expires_at, index));
-            }
             self.record(Undo::HoldInserted { transfer: index });
         }
         if policies {
