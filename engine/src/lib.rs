@@ -11,6 +11,7 @@ pub mod chunked;
 pub mod command;
 pub mod id_hash;
 pub mod id_index;
+pub(crate) mod index_table;
 pub mod limits;
 pub mod query;
 pub mod replay;
@@ -19,6 +20,7 @@ pub mod rules;
 pub mod snapshot;
 pub mod state;
 pub mod statement;
+pub(crate) mod table;
 pub mod types;
 
 pub use chunked::{Chunked, CHUNK_BITS};

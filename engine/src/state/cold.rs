@@ -10,6 +10,7 @@
 //! Queries read evicted records through the [`History`] the node provides.
 
 use super::*;
+use crate::index_table::IndexTable;
 use crate::types::{Record, RECORD_SIZE};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -309,11 +310,11 @@ impl Clone for Cold {
 
 /// Records kept by transfer index: a small map of index to slot beside a vector of records, so
 /// a probe reads 8-byte entries (not 128-byte records spread over the cache), then one record.
-/// Keyed as the pending holds are ([`IdMap`]): holds are pinned a chunk at a time, in index
-/// order, and mostly captured in about that order.
+/// Keyed as the pending holds are ([`IndexTable`]): holds are pinned a chunk at a time, in
+/// index order, and mostly captured in about that order.
 #[derive(Clone, Debug, Default)]
 struct Pinned {
-    slots: IdMap<u32, u32>,
+    slots: IndexTable,
     records: Vec<Transfer>,
     /// Slots of `records` emptied by a removal, for the next insert.
     free: Vec<u32>,
@@ -322,12 +323,11 @@ struct Pinned {
 impl Pinned {
     #[inline]
     fn get(&self, index: &u32) -> Option<&Transfer> {
-        self.slots.get(index).map(|&slot| &self.records[slot as usize])
+        self.slots.get(*index).map(|slot| &self.records[slot as usize])
     }
 
     /// Pins `record` at `index`, which is not pinned (a chunk is evicted once).
     fn insert(&mut self, index: u32, record: Transfer) {
-        debug_assert!(!self.slots.contains_key(&index), "transfer index {index} pinned twice");
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.records[slot as usize] = record;
@@ -338,12 +338,12 @@ impl Pinned {
                 (self.records.len() - 1) as u32
             }
         };
-        self.slots.insert(index, slot);
+        self.slots.insert(index, u64::from(slot));
     }
 
     fn remove(&mut self, index: &u32) {
-        if let Some(slot) = self.slots.remove(index) {
-            self.free.push(slot);
+        if let Some(slot) = self.slots.remove(*index) {
+            self.free.push(slot as u32);
         }
         if self.slots.is_empty() {
             // Frees the memory of the largest set ever pinned once none is.
@@ -361,6 +361,12 @@ impl Cold {
     /// [`Engine::take_history_failure`].
     pub(crate) fn note_read_failure(&self, why: String) {
         self.failure.borrow_mut().get_or_insert(why);
+    }
+
+    /// The pinned records' table the last growth emptied, if not taken yet: for the caller to
+    /// free.
+    pub(crate) fn take_retired(&mut self) -> Option<crate::table::RetiredTable> {
+        self.pinned.slots.take_retired()
     }
 
     /// Whether any record is pinned.
