@@ -65,11 +65,10 @@ impl IndexTable {
         self.get(key).is_some()
     }
 
-    /// Sets `key`, which is absent (asserted: the probe reads the lines the insert writes), to
-    /// `value`.
+    /// Sets `key`, which is absent (asserted, in the probe that finds its bucket), to `value`.
     pub(crate) fn insert(&mut self, key: u32, value: u64) {
-        assert!(!self.contains_key(key), "transfer index {key} is in the table already");
-        self.0.insert([key, value as u32, (value >> 32) as u32]);
+        let new = self.0.insert_unique([key, value as u32, (value >> 32) as u32], |e| e[0] == key);
+        assert!(new, "transfer index {key} is in the table already");
     }
 
     /// Takes `key`'s value out.

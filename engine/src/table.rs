@@ -3,12 +3,13 @@
 //! ([`crate::index_table`]).
 //!
 //! Layout and probing follow hashbrown (SwissTable): a power of two of buckets at most 7/8 full
-//! (or less, per kind of entry),
-//! a control byte per bucket (here 0 empty so fresh pages stay untouched, 1 a tombstone,
-//! `0x80 | 7 bits of the hash` full), groups of 16 control bytes matched as one `u128`, triangular
-//! probing from the bucket the hash's low bits pick. A removal empties its bucket outright where
-//! no probe can have passed it (hashbrown's rule), so a table whose entries come and go (pending
-//! holds) gathers few tombstones.
+//! (or less, per kind of entry), a control byte per bucket (here 0 empty so fresh pages stay
+//! untouched, 1 a tombstone, `0x80 | 7 bits of the hash` full), groups of 16 control bytes
+//! matched as one `u128`, triangular probing from the bucket the hash's low bits pick. A removal
+//! empties its bucket outright where no probe can have gone past it: hashbrown's rule (an empty
+//! bucket within 16 on both sides), or its block of 16 buckets was never part of a full group an
+//! insert probed past. The hashes put runs of consecutive keys on consecutive buckets, so groups
+//! fill whole and hashbrown's rule alone would leave a tombstone for almost every removal.
 //!
 //! Growth does not stop the sequencer: when the table is full a new one takes new inserts, and
 //! each insert moves `MIGRATE_PER_INSERT` (16) buckets of the old one over; a lookup reads the
@@ -88,20 +89,24 @@ pub(crate) struct Table<S> {
     /// The farthest any entry was put from its home bucket, in buckets (wrapping): every entry
     /// homed at `h` lies within `h..=h + farthest`.
     pub(crate) farthest: usize,
+    /// Per aligned block of 16 buckets, whether a probe ever went past a full group that
+    /// overlaps it (until the table is rebuilt). A removal in a block no probe went past
+    /// empties its bucket outright: no entry's probe can depend on it.
+    passed: Vec<bool>,
     slot: PhantomData<S>,
 }
 
 // By hand: a derive would ask `S` to be `Clone` and `Default`, which it never holds.
 impl<S> Clone for Table<S> {
     fn clone(&self) -> Table<S> {
-        let (ctrl, slots) = (self.ctrl.clone(), self.slots.clone());
-        Table { ctrl, slots, items: self.items, growth_left: self.growth_left, farthest: self.farthest, slot: PhantomData }
+        let (ctrl, slots, passed) = (self.ctrl.clone(), self.slots.clone(), self.passed.clone());
+        Table { ctrl, slots, items: self.items, growth_left: self.growth_left, farthest: self.farthest, passed, slot: PhantomData }
     }
 }
 
 impl<S> Default for Table<S> {
     fn default() -> Table<S> {
-        Table { ctrl: Vec::new(), slots: Vec::new(), items: 0, growth_left: 0, farthest: 0, slot: PhantomData }
+        Table { ctrl: Vec::new(), slots: Vec::new(), items: 0, growth_left: 0, farthest: 0, passed: Vec::new(), slot: PhantomData }
     }
 }
 
@@ -110,7 +115,8 @@ impl<S: Slot> Table<S> {
         debug_assert!(buckets.is_power_of_two() && buckets >= MIN_BUCKETS);
         // Zeroed allocations: the kernel hands out pages as they are first written.
         let growth_left = buckets / 8 * S::LOAD_EIGHTHS;
-        Table { ctrl: vec![EMPTY; buckets + GROUP], slots: vec![[0; 3]; buckets], items: 0, growth_left, farthest: 0, slot: PhantomData }
+        let (ctrl, slots, passed) = (vec![EMPTY; buckets + GROUP], vec![[0; 3]; buckets], vec![false; buckets / GROUP]);
+        Table { ctrl, slots, items: 0, growth_left, farthest: 0, passed, slot: PhantomData }
     }
 
     pub(crate) fn buckets(&self) -> usize {
@@ -179,26 +185,76 @@ impl<S: Slot> Table<S> {
             if free != 0 {
                 break (pos + free.trailing_zeros() as usize / 8) & mask;
             }
+            self.pass(pos);
             stride += GROUP;
             pos = (pos + stride) & mask;
         };
+        self.put(i, hash, slot);
+    }
+
+    /// As [`Table::insert`], in the same probe that looks for an entry `same` accepts: then
+    /// nothing is put and the answer is false.
+    fn insert_unique(&mut self, slot: Words, mut same: impl FnMut(&Words) -> bool) -> bool {
+        debug_assert!(self.growth_left > 0);
+        let (hash, mask) = (S::hash(&slot), self.mask());
+        let (tag, mut free) = (tag_of(hash), None);
+        let (mut pos, mut stride) = (hash as usize & mask, 0);
+        loop {
+            let group = self.group_at(pos);
+            let mut matches = match_byte(group, tag);
+            while matches != 0 {
+                let i = (pos + matches.trailing_zeros() as usize / 8) & mask;
+                matches &= matches - 1;
+                if self.ctrl[i] == tag && same(&self.slots[i]) {
+                    return false;
+                }
+            }
+            let unfilled = !group & MSB;
+            if free.is_none() {
+                if unfilled != 0 {
+                    free = Some((pos + unfilled.trailing_zeros() as usize / 8) & mask);
+                } else {
+                    self.pass(pos);
+                }
+            }
+            if empty_bytes(group) != 0 {
+                break;
+            }
+            stride += GROUP;
+            pos = (pos + stride) & mask;
+        }
+        self.put(free.expect("a group with an empty bucket has a free one"), hash, slot);
+        true
+    }
+
+    /// Notes that a probe went past the full group at `pos`.
+    fn pass(&mut self, pos: usize) {
+        let blocks = self.passed.len();
+        self.passed[pos / GROUP] = true;
+        self.passed[(pos / GROUP + 1) % blocks] = true;
+    }
+
+    /// Fills free bucket `i` with `slot`, of hash `hash`.
+    fn put(&mut self, i: usize, hash: u64, slot: Words) {
         if self.ctrl[i] == EMPTY {
             self.growth_left -= 1;
         }
+        let mask = self.mask();
         self.farthest = self.farthest.max(i.wrapping_sub(hash as usize) & mask);
         self.set_ctrl(i, tag_of(hash));
         self.slots[i] = slot;
         self.items += 1;
     }
 
-    /// Empties full bucket `i`: outright if every 16 buckets around it hold an empty one (no
-    /// probe can have gone past it), else as a tombstone.
+    /// Empties full bucket `i`: outright if no probe went past a full group holding it (its
+    /// block was never passed, or every 16 buckets around it hold an empty one: hashbrown's
+    /// rule), else as a tombstone.
     fn erase(&mut self, i: usize) {
         debug_assert!(self.ctrl[i] & 0x80 != 0, "bucket {i} is full");
         let before = empty_bytes(self.group_at(i.wrapping_sub(GROUP) & self.mask()));
         let after = empty_bytes(self.group_at(i));
         let full_run = (before.leading_zeros() + after.trailing_zeros()) as usize / 8;
-        if full_run >= GROUP {
+        if self.passed[i / GROUP] && full_run >= GROUP {
             self.set_ctrl(i, DELETED);
         } else {
             self.set_ctrl(i, EMPTY);
@@ -302,6 +358,20 @@ impl<S: Slot> Growing<S> {
             self.grow();
         }
         self.table.insert(slot);
+    }
+
+    /// Adds `slot` unless an entry `same` accepts is held (then answers false), in one probe.
+    #[inline]
+    pub(crate) fn insert_unique(&mut self, slot: Words, mut same: impl FnMut(&Words) -> bool) -> bool {
+        self.move_some(MIGRATE_PER_INSERT);
+        if self.table.growth_left == 0 {
+            self.grow();
+        }
+        let hash = S::hash(&slot);
+        if self.moving.as_ref().is_some_and(|m| m.may_hold(hash) && m.table.find(hash, &mut same).is_some()) {
+            return false;
+        }
+        self.table.insert_unique(slot, same)
     }
 
     /// Removes and returns the first slot of `hash` that `each` accepts.
@@ -454,6 +524,24 @@ mod tests {
         assert!((400_000 - live..400_000).all(|k| all.contains(&crate::id_index::id_hash(u128::from(k)))));
     }
 
+    /// A run of keys removed from blocks no insert probed past leaves no tombstone, where
+    /// hashbrown's rule alone (the run fills whole groups) would leave one for each.
+    #[test]
+    fn a_removal_no_probe_depends_on_leaves_no_tombstone() {
+        let hash = |k: u64| crate::id_index::id_hash(u128::from(k));
+        let mut g: Growing<H> = Growing::default();
+        g.reserve(1_000);
+        let room = g.capacity();
+        for k in 4096..4096 + 64 {
+            g.insert(h(hash(k)));
+        }
+        for k in 4096..4096 + 64 {
+            assert!(g.remove(hash(k), |s| H::hash(s) == hash(k)).is_some());
+        }
+        assert_eq!(g.capacity(), room, "every bucket empty again");
+        assert!(g.table.ctrl.iter().all(|&c| c == EMPTY));
+    }
+
     /// Growing moves a bounded number of buckets per insert: the old table empties before the
     /// new one fills, and while both are live every entry is found.
     #[test]
@@ -475,5 +563,25 @@ mod tests {
         }
         assert!(grew_at.is_some() && g.table.buckets() > buckets && g.moving.is_none());
         assert!(g.take_retired().is_some() && g.take_retired().is_none(), "the emptied table is handed out once");
+    }
+
+    /// A key is refused while it still sits in the table being emptied, and once moved.
+    #[test]
+    fn insert_unique_finds_a_key_in_either_table() {
+        let hash = |k: u64| crate::id_index::id_hash(u128::from(k));
+        let mut g: Growing<H> = Growing::default();
+        g.reserve(1_000);
+        let mut k = 0;
+        while !g.is_moving() {
+            assert!(g.insert_unique(h(hash(k)), |s| H::hash(s) == hash(k)));
+            k += 1;
+        }
+        let unmoved = (0..k).filter(|&j| g.moving.as_ref().is_some_and(|m| m.table.find(hash(j), |s| H::hash(s) == hash(j)).is_some()));
+        let unmoved: Vec<u64> = unmoved.collect();
+        assert!(!unmoved.is_empty(), "some keys wait in the old table");
+        for j in unmoved.into_iter().chain(0..k) {
+            assert!(!g.insert_unique(h(hash(j)), |s| H::hash(s) == hash(j)), "key {j} held twice");
+        }
+        assert_eq!(g.len() as u64, k);
     }
 }
