@@ -238,9 +238,10 @@ impl DigestState {
 
     /// Folds every change since the last settle into `sum`. Idempotent per dirty item, so a
     /// repeated entry in a dirty list changes nothing.
-    fn settle(&mut self, engine: &Engine) {
+    /// Holds settled that are no longer pending go to `finished`, if given.
+    fn settle(&mut self, engine: &Engine, finished: Option<&mut Vec<u32>>) {
         self.settle_appended(engine);
-        self.settle_dirty(engine);
+        self.settle_dirty(engine, finished);
     }
 
     /// Folds in the append-only items (ledgers, transfers, history entries) added since.
@@ -269,19 +270,9 @@ impl DigestState {
         self.limits_settled = engine.limit_changes.len();
     }
 
-    /// Replaces the terms of the accounts and holds changed since.
-    fn settle_dirty(&mut self, engine: &Engine) {
-        assert!(self.account_terms.len() <= engine.accounts.len(), "rollback only removes accounts added since the last settle");
-        self.account_terms.resize(engine.accounts.len(), 0);
-        for &index in &self.dirty_accounts {
-            // An index past the end was an account a failed chain inserted and took back.
-            if let Some(account) = engine.accounts.get(index as usize) {
-                let new = account_term(account);
-                let old = core::mem::replace(&mut self.account_terms[index as usize], new);
-                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
-            }
-        }
-        self.dirty_accounts.clear();
+    /// Replaces the terms of the holds changed since; those no longer pending (finished, or
+    /// made by a chain that was rolled back) go to `finished`, if given.
+    fn settle_holds(&mut self, engine: &Engine, mut finished: Option<&mut Vec<u32>>) {
         // A finished hold's term is added once and not kept, so each hold is settled once.
         self.dirty_holds.sort_unstable();
         self.dirty_holds.dedup();
@@ -294,19 +285,40 @@ impl DigestState {
             } else {
                 0
             };
-            let new = if let Some(hold) = engine.holds.get(&index) {
-                hold_term(engine.stored(index).id, &hold)
-            } else if engine.finished_by(index).is_some() {
-                // Finished since the last settle; its state never changes again. Its record and
-                // what finished it are in memory: eviction settles first.
-                let t = engine.stored(index);
-                hold_term(t.id, &engine.hold_state(index, &t, Engine::stored, Engine::expired_stored))
-            } else {
-                0 // made by a chain that was rolled back
+            let new = match engine.holds.get(&index) {
+                Some(hold) => hold_term(engine.stored(index).id, &hold),
+                None => {
+                    if let Some(f) = finished.as_deref_mut() {
+                        f.push(index);
+                    }
+                    // Finished since the last settle: its state never changes again, and its
+                    // record and what finished it are in memory (eviction settles first). Or
+                    // made by a chain that was rolled back: no term.
+                    engine.finished_by(index).map_or(0, |by| {
+                        let t = engine.stored(index);
+                        hold_term(t.id, &engine.finished_hold_state(index, &t, by, Engine::stored, Engine::expired_stored))
+                    })
+                }
             };
             self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
         }
         self.dirty_holds.clear();
+    }
+
+    /// Replaces the terms of the accounts and holds changed since.
+    fn settle_dirty(&mut self, engine: &Engine, finished: Option<&mut Vec<u32>>) {
+        assert!(self.account_terms.len() <= engine.accounts.len(), "rollback only removes accounts added since the last settle");
+        self.account_terms.resize(engine.accounts.len(), 0);
+        for &index in &self.dirty_accounts {
+            // An index past the end was an account a failed chain inserted and took back.
+            if let Some(account) = engine.accounts.get(index as usize) {
+                let new = account_term(account);
+                let old = core::mem::replace(&mut self.account_terms[index as usize], new);
+                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
+            }
+        }
+        self.dirty_accounts.clear();
+        self.settle_holds(engine, finished);
         self.holds_settled_below = engine.transfers.len();
         self.policy_terms.resize(engine.policies.len(), 0);
         for &index in &self.dirty_policies {
@@ -370,12 +382,8 @@ impl Engine {
             }
         }
         // Holds finished since: their records stay pinned until their final terms are hashed.
-        let unpin: Vec<u32> = if self.cold.pinned_any() {
-            digest.dirty_holds.iter().copied().filter(|index| !self.holds.contains_key(index)).collect()
-        } else {
-            Vec::new()
-        };
-        digest.settle(self);
+        let mut unpin = Vec::new();
+        digest.settle(self, self.cold.pinned_any().then_some(&mut unpin));
         self.digest = digest;
         self.cold.unpin(&unpin);
     }
@@ -429,7 +437,7 @@ impl Engine {
     /// for the copy, for `check_invariants`.
     pub(crate) fn settled_copy(&self) -> DigestState {
         let mut copy = self.digest.clone();
-        copy.settle(self);
+        copy.settle(self, None);
         copy
     }
 }

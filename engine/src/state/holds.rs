@@ -127,6 +127,19 @@ impl Engine {
             return pending;
         }
         let by = self.finished_by(index).unwrap_or_else(|| panic!("transfer index {index} is a hold neither pending nor finished"));
+        self.finished_hold_state(index, hold, by, read, read_expired)
+    }
+
+    /// As [`Engine::hold_state`] for a hold known to be finished by `by` (what
+    /// [`Engine::finished_by`] answered).
+    pub(crate) fn finished_hold_state(
+        &self,
+        index: u32,
+        hold: &Transfer,
+        by: u32,
+        read: impl Fn(&Engine, u32) -> Transfer,
+        read_expired: impl Fn(&Engine, u32) -> ExpiredHold,
+    ) -> Hold {
         let expires_at = hold_expiry(hold);
         if by & FAILED_TAG != 0 {
             let e = read_expired(self, by & !FAILED_TAG);
