@@ -13,13 +13,36 @@
 //! small exact map instead: the engine derives those ids itself while applying a batch, where
 //! the node cannot have read a matching record ahead.
 //!
-//! The table is [`crate::table`]'s: hashbrown's layout, growth spread over inserts. The hash
-//! keeps runs of 256 consecutive ids on consecutive buckets ([`crate::id_hash`]'s locality,
-//! measured there).
+//! Layout and probing follow hashbrown (SwissTable): a power of two of buckets at most 7/8 full,
+//! a control byte per bucket (here 0 empty so fresh pages stay untouched, 1 a tombstone,
+//! `0x80 | 7 bits of the hash` full), groups of 16 control bytes matched as one `u128`, triangular
+//! probing from the bucket the hash's low bits pick. The hash keeps runs of 256 consecutive ids
+//! on consecutive buckets ([`crate::id_hash`]'s locality, measured there).
+//!
+//! Growth does not stop the sequencer: when the table is full a twice-as-large one takes new
+//! inserts, and each insert moves `MIGRATE_PER_INSERT` (16) buckets of the old one over; a lookup
+//! reads the old one too wherever its id could still be there, until it is empty. Moving needs
+//! only the stored hash, never the id. The emptied table is handed to the node to free.
 
-use crate::table::{Growing, RetiredTable, Slot, Words};
 use rustc_hash::FxHashMap;
 
+/// Control bytes read and matched as one word (a `u128`: hashbrown's SSE2 width).
+const GROUP: usize = 16;
+/// A bucket never used: probing stops at a group holding one. Zero, so an allocation's fresh
+/// pages are an empty table without being written.
+const EMPTY: u8 = 0;
+/// A bucket emptied by a removal (a rolled-back chain) or by moving to the new table: probing
+/// goes past it.
+const DELETED: u8 = 1;
+const LSB: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+const MSB: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
+/// Old buckets moved at each insert while growing. Any value ≥ 2 empties the old table before
+/// the new one fills (it has room for 7/8 of twice the buckets). Moving is sequential and
+/// cheap; what costs while both tables live is a lookup that must probe the old, full one too
+/// (see `Moving::may_hold`), so a shorter move costs less in all: 16 keeps both for a sixteenth
+/// of the inserts that filled the old one.
+pub(crate) const MIGRATE_PER_INSERT: usize = 16;
+const MIN_BUCKETS: usize = 16;
 /// The multiplier folding an id's high word into its low one.
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -51,48 +74,190 @@ const fn fmix56(mut k: u64) -> u64 {
     k ^ (k >> 29)
 }
 
-/// The index's buckets: the id's 64-bit hash (low and high words) and its value.
-struct HashSlot;
+/// The control byte of a full bucket holding `hash`: 7 bits that differ between neighbours.
+#[inline]
+fn tag_of(hash: u64) -> u8 {
+    0x80 | (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 57) as u8
+}
 
-impl Slot for HashSlot {
-    /// The index is the largest table: memory before probe length.
-    const LOAD_EIGHTHS: usize = 7;
+/// The bytes of `group` equal to `byte` (high bit of each), with rare false positives above
+/// a true match; callers check the control byte again.
+#[inline]
+fn match_byte(group: u128, byte: u8) -> u128 {
+    let cmp = group ^ (LSB * u128::from(byte));
+    cmp.wrapping_sub(LSB) & !cmp & MSB
+}
+
+/// Whether `group` holds an empty bucket (exact).
+#[inline]
+fn has_empty(group: u128) -> bool {
+    group.wrapping_sub(LSB) & !group & MSB != 0
+}
+
+/// The hash a slot holds (its low and high words).
+#[inline]
+fn slot_hash(&[lo, hi, _]: &[u32; 3]) -> u64 {
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// Buckets for `items` ids: a power of two at most 7/8 full.
+fn buckets_for(items: usize) -> usize {
+    (items.saturating_mul(8).div_ceil(7)).next_power_of_two().max(MIN_BUCKETS)
+}
+
+/// One open-addressing table (see the module documentation).
+#[derive(Default)]
+struct Table {
+    /// One byte per bucket, then the first `GROUP` again so a group read wraps.
+    ctrl: Vec<u8>,
+    /// Per bucket: the hash's low and high words, the value.
+    slots: Vec<[u32; 3]>,
+    items: usize,
+    /// Empty buckets that may still be filled before the table is 7/8 full.
+    growth_left: usize,
+    /// The farthest any entry was put from its home bucket, in buckets (wrapping): every entry
+    /// homed at `h` lies within `h..=h + farthest`.
+    farthest: usize,
+}
+
+impl Table {
+    fn with_buckets(buckets: usize) -> Table {
+        debug_assert!(buckets.is_power_of_two() && buckets >= MIN_BUCKETS);
+        // Zeroed allocations: the kernel hands out pages as they are first written.
+        let growth_left = buckets - buckets / 8;
+        Table { ctrl: vec![EMPTY; buckets + GROUP], slots: vec![[0; 3]; buckets], items: 0, growth_left, farthest: 0 }
+    }
 
     #[inline]
-    fn hash(&[lo, hi, _]: &Words) -> u64 {
-        u64::from(hi) << 32 | u64::from(lo)
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    #[inline]
+    fn group_at(&self, pos: usize) -> u128 {
+        u128::from_le_bytes(self.ctrl[pos..pos + GROUP].try_into().expect("a group is 16 bytes"))
+    }
+
+    fn set_ctrl(&mut self, i: usize, byte: u8) {
+        self.ctrl[i] = byte;
+        if i < GROUP {
+            let buckets = self.slots.len();
+            self.ctrl[buckets + i] = byte;
+        }
+    }
+
+    /// Calls `each` with the bucket of every entry whose hash is `hash`, in probe order, until
+    /// it answers true; returns that bucket.
+    #[inline]
+    fn find(&self, hash: u64, mut each: impl FnMut(usize, u32) -> bool) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (tag, mask) = (tag_of(hash), self.mask());
+        let (mut pos, mut stride) = (hash as usize & mask, 0);
+        loop {
+            let group = self.group_at(pos);
+            let mut matches = match_byte(group, tag);
+            while matches != 0 {
+                let i = (pos + matches.trailing_zeros() as usize / 8) & mask;
+                matches &= matches - 1;
+                let slot = self.slots[i];
+                if self.ctrl[i] == tag && slot_hash(&slot) == hash && each(i, slot[2]) {
+                    return Some(i);
+                }
+            }
+            if has_empty(group) {
+                return None;
+            }
+            stride += GROUP;
+            pos = (pos + stride) & mask;
+        }
+    }
+
+    /// Puts `hash → value` in the first empty or deleted bucket of its probe sequence. The
+    /// caller has checked there is room.
+    fn insert(&mut self, hash: u64, value: u32) {
+        debug_assert!(self.growth_left > 0 || self.items < self.slots.len() - self.slots.len() / 8);
+        let mask = self.mask();
+        let (mut pos, mut stride) = (hash as usize & mask, 0);
+        let i = loop {
+            let free = !self.group_at(pos) & MSB;
+            if free != 0 {
+                break (pos + free.trailing_zeros() as usize / 8) & mask;
+            }
+            stride += GROUP;
+            pos = (pos + stride) & mask;
+        };
+        if self.ctrl[i] == EMPTY {
+            self.growth_left -= 1;
+        }
+        self.farthest = self.farthest.max(i.wrapping_sub(hash as usize) & mask);
+        self.set_ctrl(i, tag_of(hash));
+        self.slots[i] = [hash as u32, (hash >> 32) as u32, value];
+        self.items += 1;
+    }
+
+    /// Removes the entry `hash → value`, if held.
+    fn remove(&mut self, hash: u64, value: u32) -> bool {
+        let Some(i) = self.find(hash, |_, v| v == value) else { return false };
+        self.set_ctrl(i, DELETED);
+        self.items -= 1;
+        true
     }
 }
 
-/// The bucket of `value` under `hash`.
-fn hashed(hash: u64, value: u32) -> Words {
-    [hash as u32, (hash >> 32) as u32, value]
+/// A table emptied by growing, kept for the node to free off the sequencer thread (unmapping
+/// a table of hundreds of megabytes takes tens of milliseconds).
+pub struct RetiredTable(Table);
+
+impl core::fmt::Debug for RetiredTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "RetiredTable {{ buckets: {} }}", self.0.slots.len())
+    }
+}
+
+/// A table being emptied into the new one, and the first bucket not yet moved.
+struct Moving {
+    table: Table,
+    next: usize,
+}
+
+impl Moving {
+    /// Whether an id of this hash may still be in the table being emptied: not when every
+    /// bucket it could have been put in is already moved. Most lookups of a new id then probe
+    /// one table, not two (the old one is 7/8 full: its misses probe far).
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        (hash as usize & self.table.mask()) + self.table.farthest >= self.next
+    }
 }
 
 /// Every transfer id the engine answers for, to its `transfer_index` value.
 #[derive(Default)]
 pub(crate) struct TransferIds {
-    ids: Growing<HashSlot>,
+    table: Table,
+    moving: Option<Moving>,
+    /// The last table emptied, until taken ([`TransferIds::take_retired`]) or replaced.
+    retired: Option<RetiredTable>,
     /// Ids in the range reserved for order runs, exactly (see the module documentation).
     reserved: FxHashMap<u128, u32>,
 }
 
 impl core::fmt::Debug for TransferIds {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "TransferIds {{ len: {}, buckets: {}, moving: {} }}", self.len(), self.ids.table.buckets(), self.ids.is_moving())
+        write!(f, "TransferIds {{ len: {}, buckets: {}, moving: {} }}", self.len(), self.table.slots.len(), self.moving.is_some())
     }
 }
 
 impl TransferIds {
     /// Ids held.
     pub(crate) fn len(&self) -> usize {
-        self.ids.len() + self.reserved.len()
+        self.table.items + self.moving.as_ref().map_or(0, |m| m.table.items) + self.reserved.len()
     }
 
     /// Ids the index holds before it next grows.
-    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.ids.capacity()
+        self.table.items + self.table.growth_left
     }
 
     /// The value of `id`: the first value whose hash matches that `verify` accepts (it compares
@@ -102,8 +267,27 @@ impl TransferIds {
         if crate::is_reserved_id(id) {
             return self.reserved.get(&id).copied();
         }
-        let hash = id_hash(id);
-        self.ids.find(hash, |slot| HashSlot::hash(slot) == hash && verify(slot[2])).map(|slot| slot[2])
+        let mut found = None;
+        self.find_hash(id_hash(id), |value| {
+            let yes = verify(value);
+            if yes {
+                found = Some(value);
+            }
+            yes
+        });
+        found
+    }
+
+    /// Calls `each` with every value held under `hash`, in the current table and then, while
+    /// growing, where the old one may still hold it, until it answers true.
+    #[inline]
+    fn find_hash(&self, hash: u64, mut each: impl FnMut(u32) -> bool) {
+        let mut each = |_, value| each(value);
+        if self.table.find(hash, &mut each).is_none() {
+            if let Some(moving) = self.moving.as_ref().filter(|m| m.may_hold(hash)) {
+                moving.table.find(hash, &mut each);
+            }
+        }
     }
 
     /// Calls `each` with every value `id` may name (its hash matches), without verifying: the
@@ -112,11 +296,8 @@ impl TransferIds {
         if crate::is_reserved_id(id) {
             return self.reserved.get(&id).copied().into_iter().for_each(each);
         }
-        let hash = id_hash(id);
-        self.ids.find(hash, |slot| {
-            if HashSlot::hash(slot) == hash {
-                each(slot[2]);
-            }
+        self.find_hash(id_hash(id), |value| {
+            each(value);
             false
         });
     }
@@ -125,8 +306,12 @@ impl TransferIds {
     /// lookup of `id` will read.
     #[inline]
     pub(crate) fn peek(&self, id: u128) -> u32 {
-        let hash = id_hash(id);
-        self.ids.find(hash, |slot| HashSlot::hash(slot) == hash).map_or(0, |slot| slot[2])
+        let mut first = 0;
+        self.find_hash(id_hash(id), |value| {
+            first = value;
+            true
+        });
+        first
     }
 
     /// Indexes a new `id` (the caller found it absent) under `value`.
@@ -142,7 +327,11 @@ impl TransferIds {
     /// chunk's image. Never an id of the reserved range, which is indexed exactly (by the caller).
     #[inline]
     pub(crate) fn insert_hashed(&mut self, hash: u64, value: u32) {
-        self.ids.insert(hashed(hash, value));
+        self.move_some(MIGRATE_PER_INSERT);
+        if self.table.growth_left == 0 {
+            self.grow(self.len() + 1);
+        }
+        self.table.insert(hash, value);
     }
 
     /// Removes `id`, indexed under `value` (asserted): undoing an insert.
@@ -151,7 +340,7 @@ impl TransferIds {
             self.reserved.remove(&id) == Some(value)
         } else {
             let hash = id_hash(id);
-            self.ids.remove(hash, |slot| HashSlot::hash(slot) == hash && slot[2] == value).is_some()
+            self.table.remove(hash, value) || self.moving.as_mut().is_some_and(|m| m.table.remove(hash, value))
         };
         assert!(removed, "transfer id {id} was not indexed under {value}");
     }
@@ -159,22 +348,71 @@ impl TransferIds {
     /// Whether a table the last growth emptied waits to be taken.
     #[cfg(test)]
     pub(crate) fn holds_retired(&self) -> bool {
-        self.ids.holds_retired()
+        self.retired.is_some()
     }
 
     /// The table the last growth emptied, if not taken yet: for the caller to free.
     pub(crate) fn take_retired(&mut self) -> Option<RetiredTable> {
-        self.ids.take_retired()
+        self.retired.take()
     }
 
     /// Room for `items` ids in all without growing: one rebuild now (start-up, not a stall).
     pub(crate) fn reserve(&mut self, items: usize) {
-        self.ids.reserve(items);
+        if buckets_for(items) <= self.table.slots.len() && self.capacity() >= items {
+            return;
+        }
+        self.start_moving(buckets_for(items));
+        self.move_some(usize::MAX);
     }
 
-    /// Writes every page of the table, so inserts take no page faults.
+    /// Writes every page of the table (its own bytes back, through `black_box` so the write is
+    /// not elided), so inserts take no page faults.
     pub(crate) fn touch(&mut self) {
-        self.ids.touch();
+        const PAGE_BYTES: usize = 4096;
+        for i in (0..self.table.ctrl.len()).step_by(PAGE_BYTES) {
+            self.table.ctrl[i] = core::hint::black_box(self.table.ctrl[i]);
+        }
+        for i in (0..self.table.slots.len()).step_by(PAGE_BYTES / 12) {
+            self.table.slots[i] = core::hint::black_box(self.table.slots[i]);
+        }
+    }
+
+    /// Starts growing to room for `items` (twice the buckets, so growing is rare): new inserts
+    /// go to a new table and the current one is moved over a little at each insert.
+    #[cold]
+    fn grow(&mut self, items: usize) {
+        // Growing again before the last move ended cannot happen (see MIGRATE_PER_INSERT);
+        // if it did, `start_moving` finishes that move first.
+        self.start_moving(buckets_for(items).max(self.table.slots.len() * 2));
+    }
+
+    /// Makes a table of `buckets` the current one and the current one the table being emptied
+    /// (after finishing any move under way, so every id stays findable).
+    fn start_moving(&mut self, buckets: usize) {
+        self.move_some(usize::MAX);
+        let old = core::mem::replace(&mut self.table, Table::with_buckets(buckets));
+        self.moving = Some(Moving { table: old, next: 0 });
+    }
+
+    /// Moves up to `buckets` buckets of the table being emptied into the current one.
+    #[inline]
+    fn move_some(&mut self, buckets: usize) {
+        let Some(moving) = &mut self.moving else { return };
+        let end = moving.next.saturating_add(buckets).min(moving.table.slots.len());
+        for i in moving.next..end {
+            if moving.table.ctrl[i] & 0x80 != 0 {
+                let slot = moving.table.slots[i];
+                moving.table.set_ctrl(i, DELETED);
+                moving.table.items -= 1;
+                assert!(self.table.growth_left > 0, "the new table fills before the old one is moved");
+                self.table.insert(slot_hash(&slot), slot[2]);
+            }
+        }
+        moving.next = end;
+        if end == moving.table.slots.len() {
+            assert_eq!(moving.table.items, 0, "every id moved");
+            self.retired = self.moving.take().map(|m| RetiredTable(m.table));
+        }
     }
 }
 
@@ -236,7 +474,7 @@ mod tests {
         let mut index = TransferIds::default();
         index.insert(5, 50);
         // A second entry under 5's hash, as a colliding id would be stored.
-        index.ids.insert(hashed(id_hash(5), 60));
+        index.table.insert(id_hash(5), 60);
         assert_eq!(index.find(5, |v| v == 60), Some(60));
         assert_eq!(index.find(5, |v| v == 50), Some(50));
         assert_eq!(index.find(5, |_| false), None);
@@ -244,6 +482,28 @@ mod tests {
         index.candidates(5, |v| all.push(v));
         all.sort_unstable();
         assert_eq!(all, [50, 60]);
+    }
+
+    /// Growing moves a bounded number of buckets per insert: the old table empties before the
+    /// new one fills, and while both are live every id is found.
+    #[test]
+    fn growth_is_spread_over_inserts() {
+        let mut index = TransferIds::default();
+        index.reserve(1_000);
+        let buckets = index.table.slots.len();
+        let mut grew_at = None;
+        for id in 1..=20_000u128 {
+            index.insert(id, id as u32);
+            if index.moving.is_some() && grew_at.is_none() {
+                grew_at = Some(id);
+            }
+            if let Some(moving) = &index.moving {
+                assert!(moving.next <= (id - grew_at.unwrap_or(id) + 1) as usize * MIGRATE_PER_INSERT);
+            }
+            assert!((1..=id).step_by(97).all(|k| index.find(k, |v| v == k as u32) == Some(k as u32)));
+        }
+        assert!(grew_at.is_some() && index.table.slots.len() > buckets && index.moving.is_none());
+        assert!(index.take_retired().is_some() && index.take_retired().is_none(), "the emptied table is handed out once");
     }
 
     /// The hash is a bijection of the fold: neighbours and ids told apart by a high bit differ.

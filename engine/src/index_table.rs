@@ -1,55 +1,39 @@
 //! A map from transfer index to a 64-bit value (a pending hold's expiry, a pinned record's
-//! place) on [`crate::table`]: 13 bytes a bucket where hashbrown's `(u32, u64)` takes 17, and a
-//! growth spread over inserts where hashbrown rehashes the whole table in one insert (with
-//! millions of holds waiting for their capture, the longest apply of the run).
+//! place), split by index into segments of `SEGMENT_KEYS` (65 536) keys, each its own hashbrown
+//! map ([`IdMap`]).
 //!
-//! Keys hash in runs of 256 ([`key_hash`]): consecutive indexes in consecutive buckets.
-//! Holds are made in index order and mostly finished in about that order, so neighbours share
-//! cache lines and pages where a mixing hash makes each lookup a miss. Whole runs collide, so
-//! the table is kept at most 3/4 full: at 7/8, about half of them land on an occupied run and
-//! spill over the next, and a lookup that misses probes many groups.
+//! One map of every pending hold rehashes all of them in the insert that makes it grow (or,
+//! once removals filled it with tombstones, in place): with millions of holds waiting for a late
+//! capture, that one insert was the longest apply of the run. A segment never holds more than
+//! 65 536 keys, so no insert rehashes more. Holds are made in index order and mostly finished in
+//! about that order, so only a few segments are written at a time and each is small enough to
+//! stay in cache, and an emptied segment is freed (a sparse one shrunk), so holds left pending
+//! for good do not keep a large table each.
 
-use crate::table::{Growing, RetiredTable, Slot, Words};
+use crate::id_hash::IdMap;
 
-/// The buckets: the key and the value's low and high words (4-byte aligned: 12 bytes).
-struct Entry;
-
-impl Slot for Entry {
-    /// Runs of consecutive keys collide whole, so a fuller table's misses probe far.
-    const LOAD_EIGHTHS: usize = 6;
-
-    #[inline]
-    fn hash(words: &Words) -> u64 {
-        key_hash(words[0])
-    }
-}
-
-/// The hash of transfer index `key`: aligned runs of 256 indexes on consecutive buckets, each
-/// run where murmur3's 64-bit finaliser sends it.
-#[inline]
-fn key_hash(key: u32) -> u64 {
-    let mut run = u64::from(key >> 8);
-    run ^= run >> 33;
-    run = run.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    run ^= run >> 33;
-    run = run.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    run ^= run >> 33;
-    run << 8 | u64::from(key & 0xFF)
-}
-
-/// The value an entry holds.
-#[inline]
-fn value(words: &Words) -> u64 {
-    u64::from(words[2]) << 32 | u64::from(words[1])
-}
+/// log2 of the keys one segment covers.
+const SEGMENT_BITS: u32 = 16;
+/// The keys one segment covers: the most one insert can rehash.
+#[cfg(test)]
+const SEGMENT_KEYS: usize = 1 << SEGMENT_BITS;
+/// A segment whose capacity is this many times its entries is shrunk: its rehash is then of
+/// few entries.
+const SHRINK_AT_ROOM_PER_ENTRY: usize = 8;
+/// Segments at or below this capacity are not shrunk.
+const SHRINK_ABOVE_CAPACITY: usize = 64;
 
 /// Transfer index to a `u64` (see the module documentation).
 #[derive(Clone, Default)]
-pub(crate) struct IndexTable(Growing<Entry>);
+pub(crate) struct IndexTable {
+    /// Segment `s` holds the keys `s × SEGMENT_KEYS ..` up to the next segment's.
+    segments: Vec<IdMap<u32, u64>>,
+    len: usize,
+}
 
 impl core::fmt::Debug for IndexTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "IndexTable {{ len: {}, buckets: {} }}", self.len(), self.0.table.buckets())
+        write!(f, "IndexTable {{ len: {}, segments: {} }}", self.len, self.segments.len())
     }
 }
 
@@ -57,7 +41,7 @@ impl IndexTable {
     /// The value at `key`.
     #[inline]
     pub(crate) fn get(&self, key: u32) -> Option<u64> {
-        self.0.find(key_hash(key), |e| e[0] == key).map(value)
+        self.segments.get((key >> SEGMENT_BITS) as usize)?.get(&key).copied()
     }
 
     #[inline]
@@ -65,33 +49,46 @@ impl IndexTable {
         self.get(key).is_some()
     }
 
-    /// Sets `key`, which is absent (asserted, in the probe that finds its bucket), to `value`.
+    /// Sets `key`, which is absent (asserted), to `value`.
     pub(crate) fn insert(&mut self, key: u32, value: u64) {
-        let new = self.0.insert_unique([key, value as u32, (value >> 32) as u32], |e| e[0] == key);
-        assert!(new, "transfer index {key} is in the table already");
+        let s = (key >> SEGMENT_BITS) as usize;
+        if s >= self.segments.len() {
+            self.segments.resize_with(s + 1, IdMap::default);
+        }
+        assert!(self.segments[s].insert(key, value).is_none(), "transfer index {key} is in the table already");
+        self.len += 1;
     }
 
     /// Takes `key`'s value out.
     pub(crate) fn remove(&mut self, key: u32) -> Option<u64> {
-        self.0.remove(key_hash(key), |e| e[0] == key).map(|e| value(&e))
+        let segment = self.segments.get_mut((key >> SEGMENT_BITS) as usize)?;
+        let value = segment.remove(&key)?;
+        self.len -= 1;
+        if segment.is_empty() {
+            *segment = IdMap::default();
+        } else if segment.capacity() > SHRINK_ABOVE_CAPACITY && segment.len() * SHRINK_AT_ROOM_PER_ENTRY < segment.capacity() {
+            segment.shrink_to(segment.len() * 2);
+        }
+        Some(value)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.len() == 0
+        self.len == 0
     }
 
-    /// Every key with its value, in the table's order.
+    /// Every key with its value, by segment, in each segment's order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.0.iter().map(|e| (e[0], value(e)))
+        self.segments.iter().flat_map(|s| s.iter().map(|(&key, &value)| (key, value)))
     }
 
-    /// The table the last growth emptied, if not taken yet: for the caller to free.
-    pub(crate) fn take_retired(&mut self) -> Option<RetiredTable> {
-        self.0.take_retired()
+    /// Room the segments hold, in entries: what memory they keep.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.segments.iter().map(IdMap::capacity).sum()
     }
 }
 
@@ -101,8 +98,7 @@ mod tests {
     use std::collections::HashMap;
 
     /// Holds made in index order and finished out of order, with values using both words:
-    /// every read agrees with a `HashMap`, through growths and same-size rebuilds; a second
-    /// insert of a key is refused.
+    /// every read agrees with a `HashMap`; a second insert of a key is refused.
     #[test]
     fn agrees_with_a_hash_map_under_churn() {
         let (mut table, mut model) = (IndexTable::default(), HashMap::new());
@@ -135,5 +131,20 @@ mod tests {
         let mut table = IndexTable::default();
         table.insert(7, 1);
         table.insert(7, 2);
+    }
+
+    /// Holds that stay pending one in a thousand keep little memory once the rest finish:
+    /// emptied segments are freed, sparse ones shrunk.
+    #[test]
+    fn finished_segments_give_their_memory_back() {
+        let mut table = IndexTable::default();
+        let keys = 8 * SEGMENT_KEYS as u32;
+        (0..keys).for_each(|key| table.insert(key, 0));
+        let full = table.capacity();
+        (0..keys).filter(|key| key % 1_000 != 0).for_each(|key| assert_eq!(table.remove(key), Some(0)));
+        assert_eq!(table.len(), keys.div_ceil(1_000) as usize);
+        assert!(table.capacity() * 100 < full, "{} of {full} entries' room kept", table.capacity());
+        (0..keys).step_by(1_000).for_each(|key| assert_eq!(table.remove(key), Some(0)));
+        assert_eq!((table.len(), table.capacity()), (0, 0));
     }
 }

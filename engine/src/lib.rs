@@ -20,7 +20,6 @@ pub mod rules;
 pub mod snapshot;
 pub mod state;
 pub mod statement;
-pub(crate) mod table;
 pub mod types;
 
 pub use chunked::{Chunked, CHUNK_BITS};

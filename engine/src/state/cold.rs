@@ -363,12 +363,6 @@ impl Cold {
         self.failure.borrow_mut().get_or_insert(why);
     }
 
-    /// The pinned records' table the last growth emptied, if not taken yet: for the caller to
-    /// free.
-    pub(crate) fn take_retired(&mut self) -> Option<crate::table::RetiredTable> {
-        self.pinned.slots.take_retired()
-    }
-
     /// Whether any record is pinned.
     pub(crate) fn pinned_any(&self) -> bool {
         !self.pinned.is_empty()

@@ -11,7 +11,6 @@
 use super::transfers::check_states;
 use super::*;
 use crate::index_table::IndexTable;
-use crate::table::RetiredTable;
 
 /// The pending holds, by transfer index. A pending hold's state is its expiry alone (status
 /// pending, not resolved), so only that is kept: 12 bytes an entry where the whole state took 32.
@@ -51,11 +50,6 @@ impl PendingHolds {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The table the last growth emptied, if not taken yet: for the caller to free.
-    pub(crate) fn take_retired(&mut self) -> Option<RetiredTable> {
-        self.0.take_retired()
     }
 
     /// Every pending hold with its transfer index, in the table's order.

@@ -498,15 +498,10 @@ impl Engine {
     }
 
     /// Memory the engine no longer uses but has not freed: the old table of the transfer id
-    /// index, the finished, pending or pinned holds once growing has emptied it. A node drops
-    /// it on another thread, so unmapping it does not stall the sequencer; left here, the next
-    /// growth frees it.
+    /// index or of the finished holds once growing has emptied it. A node drops it on another
+    /// thread, so unmapping it does not stall the sequencer; left here, the next batch frees it.
     pub fn take_retired_memory(&mut self) -> Option<impl Send> {
-        let tables: Vec<_> =
-            [self.transfer_ids.take_retired(), self.finished.take_retired(), self.holds.take_retired(), self.cold.take_retired()]
-                .into_iter()
-                .flatten()
-                .collect();
+        let tables: Vec<_> = [self.transfer_ids.take_retired(), self.finished.take_retired()].into_iter().flatten().collect();
         (!tables.is_empty()).then_some(tables)
     }
 
