@@ -305,53 +305,43 @@ impl DigestState {
         self.dirty_holds.clear();
     }
 
-    /// Replaces the terms of the accounts and holds changed since.
+    /// Replaces the terms of the accounts and holds changed since. An index past the end of its
+    /// table was an account, policy, order or quote a failed chain made and took back: no term.
     fn settle_dirty(&mut self, engine: &Engine, finished: Option<&mut Vec<u32>>) {
         assert!(self.account_terms.len() <= engine.accounts.len(), "rollback only removes accounts added since the last settle");
         self.account_terms.resize(engine.accounts.len(), 0);
-        for &index in &self.dirty_accounts {
-            // An index past the end was an account a failed chain inserted and took back.
-            if let Some(account) = engine.accounts.get(index as usize) {
-                let new = account_term(account);
-                let old = core::mem::replace(&mut self.account_terms[index as usize], new);
-                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
-            }
-        }
+        replace_terms(&mut self.sum, &mut self.account_terms, &self.dirty_accounts, |i| engine.accounts.get(i).map(account_term));
         self.dirty_accounts.clear();
         self.settle_holds(engine, finished);
         self.holds_settled_below = engine.transfers.len();
         self.policy_terms.resize(engine.policies.len(), 0);
-        for &index in &self.dirty_policies {
-            // An index past the end was a policy a failed chain made and took back.
-            if let Some(policy) = engine.policies.get(index as usize) {
-                let new = policy_term(engine.accounts[policy.account as usize].id, policy);
-                let old = core::mem::replace(&mut self.policy_terms[index as usize], new);
-                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
-            }
-        }
+        replace_terms(&mut self.sum, &mut self.policy_terms, &self.dirty_policies, |i| {
+            engine.policies.get(i).map(|policy| policy_term(engine.accounts[policy.account as usize].id, policy))
+        });
         self.dirty_policies.clear();
         self.order_terms.resize(engine.orders.len(), 0);
-        for &index in &self.dirty_orders {
-            // An index past the end was an order a failed chain made and took back.
-            if let Some(order) = engine.orders.get(index as usize) {
-                let new = order_term(order);
-                let old = core::mem::replace(&mut self.order_terms[index as usize], new);
-                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
-            }
-            self.order_dirty[index as usize] = false;
-        }
+        replace_terms(&mut self.sum, &mut self.order_terms, &self.dirty_orders, |i| {
+            self.order_dirty[i] = false;
+            engine.orders.get(i).map(order_term)
+        });
         self.dirty_orders.clear();
         self.quote_terms.resize(engine.quotes.len(), 0);
-        for &index in &self.dirty_quotes {
-            // An index past the end was a quote a failed chain made and took back.
-            if let Some(quote) = engine.quotes.get(index as usize) {
-                let new = quote_term(quote, &engine.quote_usage[index as usize]);
-                let old = core::mem::replace(&mut self.quote_terms[index as usize], new);
-                self.sum = self.sum.wrapping_sub(old).wrapping_add(new);
-            }
-            self.quote_dirty[index as usize] = false;
-        }
+        replace_terms(&mut self.sum, &mut self.quote_terms, &self.dirty_quotes, |i| {
+            self.quote_dirty[i] = false;
+            engine.quotes.get(i).map(|quote| quote_term(quote, &engine.quote_usage[i]))
+        });
         self.dirty_quotes.clear();
+    }
+}
+
+/// Replaces the term at each `dirty` index with `term(index)` where it gives one, moving `sum`
+/// by the difference.
+fn replace_terms(sum: &mut u128, terms: &mut [u128], dirty: &[u32], mut term: impl FnMut(usize) -> Option<u128>) {
+    for &index in dirty {
+        if let Some(new) = term(index as usize) {
+            let old = core::mem::replace(&mut terms[index as usize], new);
+            *sum = sum.wrapping_sub(old).wrapping_add(new);
+        }
     }
 }
 
