@@ -60,8 +60,10 @@ use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
 use crate::state::{
     balances::{link_restored_entries, read_stored_balance_chunk},
-    hold_expiry, touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus,
-    LedgerSlot, LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, FAILED_TAG, NONE,
+    hold_expiry,
+    image::last_links_below,
+    touch_spare, BalanceEntry, Balances, Engine, ExpiredHold, FailedTransfer, History, HistoryUnreadable, Hold, HoldStatus, LedgerSlot,
+    LimitChange, Order, RunEntry, StatedHolds, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, FAILED_TAG, NONE,
 };
 use crate::types::{transfer_flags as tf, Account, ChannelPolicy, Ledger, Quote, Record, Transfer, VelocityRule, RECORD_SIZE};
 use std::sync::Arc;
@@ -171,7 +173,7 @@ impl Engine {
             transfers: &self.transfers,
             history: self.cold.history.as_ref(),
             kept: 0,
-            last_links: &[],
+            list_ends: None,
             digest: [0; DIGEST_SIZE],
             expired: &self.expired,
             expired_kept: 0,
@@ -214,7 +216,8 @@ impl Engine {
         view.history = self.cold.history.clone();
         (view.kept, view.balances_kept, view.failed_kept, view.expired_kept) = (0, 0, 0, 0);
         view.digest = [0; DIGEST_SIZE];
-        view.last_links.clear();
+        view.list_ends.lasts.clear();
+        view.list_ends.links.clear();
         view.expired = self.expired.snapshot();
         view.balance_history = self.balance_history.entries.snapshot();
         view.failed = self.failed.snapshot();
@@ -243,7 +246,9 @@ impl Engine {
             view.digest = self.state_digest();
         }
         if kept > 0 {
-            view.last_links = self.last_links_below(kept as u32);
+            // Copied here (memory speed), worked out by the writer while it encodes.
+            view.list_ends.lasts.extend(self.account_meta.iter().map(|meta| meta.last_transfer));
+            view.list_ends.links.extend_from_slice(&self.transfer_links[kept..]);
         }
     }
 
@@ -1022,8 +1027,8 @@ pub struct SnapshotView {
     history: Option<Arc<dyn History>>,
     /// Transfers left out of a slim stream (0: a full stream).
     kept: usize,
-    /// With transfers kept: each account's newest link below them.
-    last_links: Vec<u32>,
+    /// With transfers kept: what closes each account's list below them.
+    list_ends: ListEnds,
     /// The state digest a slim stream carries.
     digest: [u8; DIGEST_SIZE],
     /// Shares the engine's full chunks of expired holds.
@@ -1044,6 +1049,16 @@ pub struct SnapshotView {
     orders: OrderTable,
     quotes: Vec<Quote>,
     quote_usage: Vec<QuoteUsage>,
+}
+
+/// What a slim stream's writer needs to close each account's list below the kept transfers,
+/// copied from the engine at memory speed: each account's newest link, and the links of the
+/// transfers from the kept ones on. Working the ends out walks every transfer still in memory,
+/// which on the sequencer was a snapshot's longest stall when the history writer fell behind.
+#[derive(Clone, Debug, Default)]
+struct ListEnds {
+    lasts: Vec<u32>,
+    links: Vec<[u32; 2]>,
 }
 
 /// The policies as a snapshot stream holds them: channel records, rule records, and the
@@ -1109,7 +1124,7 @@ impl SnapshotView {
             transfers: &self.transfers,
             history: self.history.as_ref(),
             kept: self.kept,
-            last_links: &self.last_links,
+            list_ends: (!self.list_ends.lasts.is_empty()).then_some(&self.list_ends),
             digest: self.digest,
             expired: &self.expired,
             expired_kept: self.expired_kept,
@@ -1227,8 +1242,8 @@ struct Parts<'a> {
     history: Option<&'a Arc<dyn History>>,
     /// The oldest transfers, left out (in whole chunks): those the history store holds.
     kept: usize,
-    /// With transfers kept: each account's newest link below them (the stream closes the lists).
-    last_links: &'a [u32],
+    /// With transfers kept: what closes each account's list below them (the stream does).
+    list_ends: Option<&'a ListEnds>,
     digest: [u8; DIGEST_SIZE],
     expired: &'a Chunked<ExpiredHold>,
     /// The oldest expired holds, left out (in whole chunks): those the history store holds.
@@ -1250,7 +1265,7 @@ impl Parts<'_> {
     fn len(&self) -> usize {
         HEADER_SIZE
             + RECORD_SIZE * (self.ledgers.len() + self.accounts.len() + self.transfers.len() - self.kept)
-            + 4 * self.last_links.len()
+            + 4 * self.list_ends.map_or(0, |ends| ends.lasts.len())
             + EXPIRED_SIZE * (self.expired.len() - self.expired_kept)
             + BALANCE_ENTRY_SIZE * (self.balance_history.len() - self.balances_kept)
             + FAILED_SIZE * (self.failed.len() - self.failed_kept)
@@ -1304,7 +1319,7 @@ impl Parts<'_> {
             self.kept,
             self.expired.len() - self.expired_kept,
             self.balances_kept,
-            self.last_links.len(),
+            self.list_ends.map_or(0, |ends| ends.lasts.len()),
             self.failed_kept,
             self.expired_kept,
         ];
@@ -1321,8 +1336,10 @@ impl Parts<'_> {
             a.encode(&mut record);
             out.put(&record);
         }
-        for link in self.last_links {
-            out.put(&link.to_le_bytes());
+        if let Some(ends) = self.list_ends {
+            for link in last_links_below(&ends.lasts, self.kept as u32, &ends.links) {
+                out.put(&link.to_le_bytes());
+            }
         }
         let mut evicted = Vec::new();
         debug_assert_eq!(self.kept % self.transfers.chunk_len(), 0, "whole chunks are kept");

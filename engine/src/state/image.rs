@@ -95,22 +95,6 @@ impl Engine {
         &self.transfer_links[k * len..(k + 1) * len]
     }
 
-    /// Each account's newest link below transfer index `end`: what its list holds once only
-    /// the transfers before `end` are stored. Walks back from each account's newest link over
-    /// the transfers from `end` on (those in memory, for a slim snapshot).
-    pub(crate) fn last_links_below(&self, end: u32) -> Vec<u32> {
-        let mut lasts = Vec::with_capacity(self.account_meta.len());
-        for meta in &self.account_meta {
-            let mut link = meta.last_transfer;
-            while link != NONE && link & !LINK_DEBITED >= end {
-                let side = usize::from(link & LINK_DEBITED == 0);
-                link = self.transfer_links[(link & !LINK_DEBITED) as usize][side];
-            }
-            lasts.push(link);
-        }
-        lasts
-    }
-
     /// Restores stored chunk `k` from its image, `records` its transfers if it is not plain
     /// (read by the caller): ids indexed by hash (by id where records were read), links
     /// appended; a plain chunk is counted in the digest by its sum and left out of memory.
@@ -171,6 +155,36 @@ impl Engine {
     }
 }
 
+/// Each account's newest link below transfer index `end`: what its list holds once only the
+/// transfers before `end` are stored. `lasts` is each account's newest link, `links` those of
+/// the transfers from `end` on. One pass down those transfers hands each side's account on to
+/// the transfer its link names (independent writes), where walking each account's list back
+/// would be a dependent read, and a cache miss, per step.
+pub(crate) fn last_links_below(lasts: &[u32], end: u32, links: &[[u32; 2]]) -> Vec<u32> {
+    let mut below = vec![NONE; lasts.len()];
+    // The account whose list goes on at transfer `end + i` on each side.
+    let mut owners = vec![[NONE; 2]; links.len()];
+    let mut follow = |owners: &mut [[u32; 2]], account: u32, link: u32| {
+        if link != NONE && link & !LINK_DEBITED >= end {
+            let side = usize::from(link & LINK_DEBITED == 0);
+            owners[((link & !LINK_DEBITED) - end) as usize][side] = account;
+        } else {
+            below[account as usize] = link;
+        }
+    };
+    for (account, &last) in lasts.iter().enumerate() {
+        follow(&mut owners, account as u32, last);
+    }
+    for i in (0..links.len()).rev() {
+        for side in 0..2 {
+            let account = owners[i][side];
+            assert_ne!(account, NONE, "transfer {} is on no account's list on side {side}", end as usize + i);
+            follow(&mut owners, account, links[i][side]);
+        }
+    }
+    below
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +209,38 @@ mod tests {
         padding[4000] = 1;
         assert!(ChunkImage::decode(&padding, 3).unwrap_err().contains("padding"));
         assert_eq!(image_bytes(1 << crate::CHUNK_BITS), 129 * 4096);
+    }
+
+    /// The pass agrees with walking each account's list back, at every boundary, over
+    /// transfers between random accounts.
+    #[test]
+    fn last_links_below_agree_with_walking_each_list() {
+        let ids: Vec<u128> = (1..=13).collect();
+        let mut engine = crate::test_support::engine_with_accounts(ids.iter().copied());
+        let mut state = 7u64;
+        let commands: Vec<_> = (0..400u128)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let debit = (state >> 33) % 13;
+                let credit = (debit + 1 + (state >> 45) % 12) % 13;
+                crate::test_support::transfer(1_000 + i, ids[debit as usize], ids[credit as usize], 1)
+            })
+            .collect();
+        crate::test_support::execute_ok(&mut engine, 1, &commands);
+        let lasts: Vec<u32> = engine.account_meta.iter().map(|meta| meta.last_transfer).collect();
+        for end in [0, 1, 57, 200, 399, 400] {
+            let walked: Vec<u32> = lasts
+                .iter()
+                .map(|&last| {
+                    let mut link = last;
+                    while link != NONE && link & !LINK_DEBITED >= end {
+                        let side = usize::from(link & LINK_DEBITED == 0);
+                        link = engine.transfer_links[(link & !LINK_DEBITED) as usize][side];
+                    }
+                    link
+                })
+                .collect();
+            assert_eq!(last_links_below(&lasts, end, &engine.transfer_links[end as usize..]), walked, "end {end}");
+        }
     }
 }

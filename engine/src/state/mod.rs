@@ -16,7 +16,7 @@ mod expired;
 mod failed;
 mod feed;
 pub(crate) mod holds;
-mod image;
+pub(crate) mod image;
 mod ledgers;
 pub(crate) mod limits;
 pub(crate) mod order_table;
