@@ -117,6 +117,14 @@ pub enum Slot {
     Invalid,
 }
 
+/// The `synced_through` an entry starting at `offset` would claim, if the entry magic is there:
+/// unverified (no checksum is checked), for a search at every aligned offset to pass over most
+/// places before [`read_entry`] checks the rest.
+pub fn claimed_synced_through(segment: &[u8], offset: usize) -> Option<u64> {
+    let head = segment.get(offset..offset.checked_add(32)?)?;
+    (head[0..4] == ENTRY_MAGIC).then(|| u64_at(head, 24))
+}
+
 /// Reads the entry at `offset` of the image of segment `segment_index`, verifying its checksum.
 pub fn read_entry(segment: &[u8], offset: usize, segment_index: u64) -> Slot {
     let Some(head) = segment.get(offset..offset.saturating_add(ENTRY_HEADER_SIZE)) else {

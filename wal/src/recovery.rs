@@ -226,21 +226,26 @@ fn start_recycled(first: u64, skipped: &[(String, String)]) -> OpenError {
 }
 
 /// Intact entries of segment `index` (checksums valid for this segment) at any aligned offset
-/// from `from` on: what may follow the end of the entries is zeros, a recycled segment's past
-/// (which fails this segment's checksums) or the leftovers of an unacknowledged write.
+/// from `from` on that were appended when entry `synced` was durable (0: all of them): what may
+/// follow the end of the entries is zeros, a recycled segment's past (which fails this segment's
+/// checksums) or the leftovers of an unacknowledged write.
 ///
 /// The search runs forward, block by block, and skips every all-zero block: an entry's header
 /// begins with its magic, so an entry can only start in a block that is not all zeros. Forward,
 /// because a cold segment is read from the disk as the search goes, and the kernel reads ahead
 /// of a forward scan (the search used to find the last non-zero byte first, scanning backwards
 /// from the segment's end: 0.55 s for a cold, mostly empty 256 MiB segment, bench/README.md).
-fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
+/// At each offset the magic and the claimed `synced_through` are looked at before anything is
+/// checked: a recycled segment's past is not zeros, and checking a whole header at each of its
+/// offsets, and the checksum of each of its entries, was most of a restart's scan of it.
+fn later_entries(data: &[u8], index: u64, from: usize, synced: u64) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
     use crate::block::BLOCK_BYTES;
     let from = from.next_multiple_of(ENTRY_ALIGN).min(data.len());
     (from / BLOCK_BYTES..data.len().div_ceil(BLOCK_BYTES))
         .map(move |block| (block * BLOCK_BYTES).max(from)..((block + 1) * BLOCK_BYTES).min(data.len()))
         .filter(move |range| !all_zero(&data[range.clone()]))
         .flat_map(|range| range.step_by(ENTRY_ALIGN))
+        .filter(move |&at| format::claimed_synced_through(data, at).is_some_and(|claimed| claimed >= synced))
         .filter_map(move |at| match format::read_entry(data, at, index) {
             Slot::Valid(h) => Some((at, h)),
             _ => None,
@@ -250,7 +255,7 @@ fn later_entries(data: &[u8], index: u64, from: usize) -> impl Iterator<Item = (
 /// The first intact entry of segment `index` at or after `from` that was appended when entry
 /// `seq` was already durable: proof that acknowledged data before it is damaged.
 fn voucher(data: &[u8], index: u64, from: usize, seq: u64) -> Option<EntryHeader> {
-    later_entries(data, index, from).map(|(_, h)| h).find(|h| h.synced_through >= seq)
+    later_entries(data, index, from, seq).map(|(_, h)| h).next()
 }
 
 /// Entries whose chain hashes recovery computes ahead of its checks at most, and bytes of them:
@@ -503,7 +508,7 @@ fn truncate<S: Storage>(storage: &mut S, segments: &[u64], pos: usize, offset: u
             let contents = storage.read(&name).map_err(|e| io(&name, e))?;
             let data: &[u8] = (*contents).as_ref();
             let slot_end = (from + ENTRY_HEADER_SIZE).min(data.len());
-            let tail_end = later_entries(data, segment, from).map(|(at, h)| at + h.stored_len()).max().unwrap_or(0);
+            let tail_end = later_entries(data, segment, from, 0).map(|(at, h)| at + h.stored_len()).max().unwrap_or(0);
             let end = slot_end.max(tail_end).min(data.len());
             if data.get(from..end).is_none_or(|range| range.iter().all(|b| *b == 0)) {
                 continue;
@@ -830,8 +835,8 @@ mod tests {
         const INDEX: u64 = 3;
         let mut data = vec![0u8; 5 * 4096 + 1000];
         let put = |data: &mut Vec<u8>, at: usize, seq: u64, body_len: usize, index: u64| {
-            let header =
-                EntryHeader { seq, timestamp: 0, synced_through: seq, body_len: body_len as u32, flags: 0, prev_hash: GENESIS_HASH };
+            let synced_through = seq - 1;
+            let header = EntryHeader { seq, timestamp: 0, synced_through, body_len: body_len as u32, flags: 0, prev_hash: GENESIS_HASH };
             let mut out = Vec::new();
             format::encode_entry(&header, &vec![seq as u8; body_len], index, &mut out);
             data[at..at + out.len()].copy_from_slice(&out);
@@ -843,16 +848,17 @@ mod tests {
         put(&mut data, 4 * 4096 + 512, 5, 10, INDEX + 1); // another segment's entry: not one of ours
         data[4 * 4096 + 2000..4 * 4096 + 2100].fill(0xAB); // garbage
         put(&mut data, 5 * 4096 + 200, 6, 700, INDEX); // ends in the partial last block
-        let brute = |from: usize| -> Vec<(usize, u64)> {
+        let brute = |from: usize, synced: u64| -> Vec<(usize, u64)> {
             (from.next_multiple_of(ENTRY_ALIGN)..data.len())
                 .step_by(ENTRY_ALIGN)
                 .filter_map(|at| match format::read_entry(&data, at, INDEX) {
-                    Slot::Valid(h) => Some((at, h.seq)),
+                    Slot::Valid(h) if h.synced_through >= synced => Some((at, h.seq)),
                     _ => None,
                 })
                 .collect()
         };
-        assert_eq!(brute(0).iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 6]);
+        assert_eq!(brute(0, 0).iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 6]);
+        assert_eq!(brute(0, 3).iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), vec![4, 6]);
         // Past the end too: a damaged segment shorter than its first slot (found by the fuzz target).
         for from in [
             0,
@@ -868,8 +874,10 @@ mod tests {
             data.len() + 3,
             data.len() + 4096,
         ] {
-            let found: Vec<(usize, u64)> = later_entries(&data, INDEX, from).map(|(at, h)| (at, h.seq)).collect();
-            assert_eq!(found, brute(from), "from {from}");
+            for synced in [0, 2, 3, 5, 6] {
+                let found: Vec<(usize, u64)> = later_entries(&data, INDEX, from, synced).map(|(at, h)| (at, h.seq)).collect();
+                assert_eq!(found, brute(from, synced), "from {from}, synced {synced}");
+            }
         }
     }
 }
