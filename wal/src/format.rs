@@ -14,7 +14,7 @@ pub const SNAPSHOT_HEADER_SIZE: usize = 88;
 pub const FORMAT_VERSION: u16 = 2;
 
 const SEGMENT_MAGIC: [u8; 4] = *b"BWSG";
-const ENTRY_MAGIC: [u8; 4] = *b"BWAL";
+pub(crate) const ENTRY_MAGIC: [u8; 4] = *b"BWAL";
 const SNAPSHOT_MAGIC: [u8; 4] = *b"BWSN";
 
 /// A BLAKE3 hash: the chain link between entries.

@@ -106,12 +106,6 @@ fn io(what: &str, e: std::io::Error) -> OpenError {
     OpenError::Io(format!("{what}: {e}"))
 }
 
-/// Whether every byte of `bytes` is zero. An OR over a whole block compiles to wide vector
-/// loads, so the zero-filled rest of a segment is cleared at memory speed, not byte by byte.
-fn all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |acc, b| acc | b) == 0
-}
-
 /// Segment indexes (contiguous; from 0 unless retention recycled the oldest) and snapshot
 /// sequence numbers (newest first) in storage.
 pub(crate) fn list<S: Storage>(storage: &S) -> Result<(Vec<u64>, Vec<u64>), OpenError> {
@@ -230,21 +224,16 @@ fn start_recycled(first: u64, skipped: &[(String, String)]) -> OpenError {
 /// follow the end of the entries is zeros, a recycled segment's past (which fails this segment's
 /// checksums) or the leftovers of an unacknowledged write.
 ///
-/// The search runs forward, block by block, and skips every all-zero block: an entry's header
-/// begins with its magic, so an entry can only start in a block that is not all zeros. Forward,
-/// because a cold segment is read from the disk as the search goes, and the kernel reads ahead
-/// of a forward scan (the search used to find the last non-zero byte first, scanning backwards
-/// from the segment's end: 0.55 s for a cold, mostly empty 256 MiB segment, bench/README.md).
-/// At each offset the magic and the claimed `synced_through` are looked at before anything is
-/// checked: a recycled segment's past is not zeros, and checking a whole header at each of its
-/// offsets, and the checksum of each of its entries, was most of a restart's scan of it.
+/// The search runs forward (a cold segment is read from the disk as it goes, and the kernel reads
+/// ahead of a forward scan) for the entry magic with `memchr`'s vectorised search, and looks at
+/// the claimed `synced_through` before checking anything else: a recycled segment's past is not
+/// zeros, and checking a whole header at each of its aligned offsets, and the checksum of each of
+/// its entries, was most of a restart's scan of it (bench/README.md).
 fn later_entries(data: &[u8], index: u64, from: usize, synced: u64) -> impl Iterator<Item = (usize, EntryHeader)> + '_ {
-    use crate::block::BLOCK_BYTES;
     let from = from.next_multiple_of(ENTRY_ALIGN).min(data.len());
-    (from / BLOCK_BYTES..data.len().div_ceil(BLOCK_BYTES))
-        .map(move |block| (block * BLOCK_BYTES).max(from)..((block + 1) * BLOCK_BYTES).min(data.len()))
-        .filter(move |range| !all_zero(&data[range.clone()]))
-        .flat_map(|range| range.step_by(ENTRY_ALIGN))
+    memchr::memmem::find_iter(&data[from..], &format::ENTRY_MAGIC)
+        .map(move |i| from + i)
+        .filter(|at| at % ENTRY_ALIGN == 0)
         .filter(move |&at| format::claimed_synced_through(data, at).is_some_and(|claimed| claimed >= synced))
         .filter_map(move |at| match format::read_entry(data, at, index) {
             Slot::Valid(h) => Some((at, h)),
@@ -827,9 +816,10 @@ mod tests {
     use super::later_entries;
     use crate::format::{self, EntryHeader, Slot, ENTRY_ALIGN, GENESIS_HASH};
 
-    /// The block-skipping search finds exactly what trying every aligned offset finds: entries
-    /// straddling blocks, entries at the first and last slot of a block, garbage, another
-    /// segment's entries, and a search starting inside a block.
+    /// The search finds exactly what trying every aligned offset finds: entries straddling
+    /// blocks, entries at the first and last slot of a block, garbage (with the magic at an
+    /// unaligned offset, and at an aligned one with no entry after it), another segment's
+    /// entries, and a search starting inside a block.
     #[test]
     fn later_entries_matches_trying_every_offset() {
         const INDEX: u64 = 3;
@@ -847,6 +837,8 @@ mod tests {
         put(&mut data, 4 * 4096 - 80, 4, 0, INDEX); // the last slot a whole header fits in block 3
         put(&mut data, 4 * 4096 + 512, 5, 10, INDEX + 1); // another segment's entry: not one of ours
         data[4 * 4096 + 2000..4 * 4096 + 2100].fill(0xAB); // garbage
+        data[4 * 4096 + 2013..4 * 4096 + 2017].copy_from_slice(b"BWAL"); // the magic, unaligned
+        data[4 * 4096 + 2040..4 * 4096 + 2044].copy_from_slice(b"BWAL"); // aligned, no entry
         put(&mut data, 5 * 4096 + 200, 6, 700, INDEX); // ends in the partial last block
         let brute = |from: usize, synced: u64| -> Vec<(usize, u64)> {
             (from.next_multiple_of(ENTRY_ALIGN)..data.len())
