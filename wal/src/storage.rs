@@ -331,7 +331,7 @@ fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Whether a write of `bytes` at `offset` meets `O_DIRECT`'s alignment (offset, length and address).
-fn direct_aligned(offset: u64, bytes: &[u8]) -> bool {
+pub(crate) fn direct_aligned(offset: u64, bytes: &[u8]) -> bool {
     let block = BLOCK_BYTES as u64;
     !bytes.is_empty()
         && offset.is_multiple_of(block)
@@ -344,7 +344,7 @@ const DIRECT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Opens `path` for writing with `O_DIRECT`, creating (and emptying) it if `create`. Fails with
 /// `EINVAL` where the file system refuses `O_DIRECT`.
-fn open_direct(path: &Path, create: bool) -> io::Result<File> {
+pub(crate) fn open_direct(path: &Path, create: bool) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new().write(true).create(create).truncate(create).custom_flags(libc::O_DIRECT).open(path)
 }

@@ -22,6 +22,7 @@ use bursar_engine::{
     ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, Transfer, BALANCE_ENTRY_SIZE,
     EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
+use bursar_wal::block::BlockBuffer;
 use bursar_wal::HistoryStore;
 use crossbeam_channel::Sender;
 
@@ -368,38 +369,44 @@ impl WriterPriority {
 /// the channel closes; the first failure is kept in `failed` and ends it.
 fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, failed: &Mutex<Option<String>>, hurry: &AtomicBool) {
     let mut priority = WriterPriority::new();
-    let mut bytes = Vec::with_capacity(CHUNK_BYTES as usize);
+    // Aligned, so the stores write it to the device with `O_DIRECT` as it is.
+    let mut bytes = BlockBuffer::with_capacity(CHUNK_BYTES as usize);
     for sealed in chunks {
         priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
-        bytes.clear();
         // The chunk is encoded and dropped before the write, so its memory is reused sooner.
         let (store, k) = match sealed {
             Sealed::Transfers(k, chunk, links) => {
-                encode_chunk(&chunk, &mut bytes);
-                if !append_retrying(&writing.transfers, k, &bytes, failed, hurry) {
+                encode_aligned(&mut bytes, |out| encode_chunk(&chunk, out));
+                if !append_retrying(&writing.transfers, k, bytes.bytes(), failed, hurry) {
                     return;
                 }
-                bytes.clear();
-                ChunkImage::of(&chunk, &links).encode(&mut bytes);
+                encode_aligned(&mut bytes, |out| ChunkImage::of(&chunk, &links).encode(out));
                 (&writing.images, k)
             }
             Sealed::Balances(k, chunk) => {
-                encode_balance_chunk(&chunk, &mut bytes);
+                encode_aligned(&mut bytes, |out| encode_balance_chunk(&chunk, out));
                 (&writing.balances, k)
             }
             Sealed::Failed(k, chunk) => {
-                encode_failed_chunk(&chunk, &mut bytes);
+                encode_aligned(&mut bytes, |out| encode_failed_chunk(&chunk, out));
                 (&writing.failed, k)
             }
             Sealed::Expired(k, chunk) => {
-                encode_expired_chunk(&chunk, &mut bytes);
+                encode_aligned(&mut bytes, |out| encode_expired_chunk(&chunk, out));
                 (&writing.expired, k)
             }
         };
-        if !append_retrying(store, k, &bytes, failed, hurry) {
+        if !append_retrying(store, k, bytes.bytes(), failed, hurry) {
             return;
         }
     }
+}
+
+/// Replaces `buffer`'s contents with what `encode` appends, starting at an aligned address.
+fn encode_aligned(buffer: &mut BlockBuffer, encode: impl FnOnce(&mut Vec<u8>)) {
+    buffer.truncate(0);
+    encode(buffer.vec().0);
+    buffer.realign();
 }
 
 /// How long the writer waits before trying a failed write again.
