@@ -50,8 +50,6 @@ pub struct HistoryStore {
     data: File,
     /// `data` opened for `O_DIRECT` writes, unless the file system refuses them (tmpfs).
     direct: Mutex<Option<File>>,
-    /// Where a chunk handed in at an unaligned address is copied for an `O_DIRECT` write.
-    staging: Mutex<BlockBuffer>,
     sums: File,
     chunk_bytes: u64,
     /// Every stored chunk's page checksums, in chunk order (4 bytes per 4 KiB page).
@@ -110,7 +108,6 @@ impl HistoryStore {
             dir,
             data,
             direct: Mutex::new(direct),
-            staging: Mutex::new(BlockBuffer::with_capacity(0)),
             sums,
             chunk_bytes,
             page_sums: RwLock::new(Vec::new()),
@@ -389,13 +386,13 @@ impl HistoryStore {
     fn write_data(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         let mut direct = self.direct.lock();
         if let Some(file) = direct.as_ref() {
-            let mut staging = self.staging.lock();
+            // A copy for a caller whose bytes are not aligned (a repair, not the writer thread).
+            let copy;
             let aligned = if direct_aligned(offset, bytes) {
                 bytes
             } else {
-                staging.truncate(0);
-                staging.extend_from_slice(bytes);
-                staging.bytes()
+                copy = aligned_copy(bytes);
+                copy.bytes()
             };
             match write_pieces(aligned, offset, |piece, at| file.write_all_at(piece, at)) {
                 Ok(()) => return Ok(()),
@@ -410,6 +407,13 @@ impl HistoryStore {
             crate::sys::write_back(&self.data, at, piece.len() as u64)
         })
     }
+}
+
+/// `bytes` in a buffer that starts at a 4 KiB-aligned address.
+fn aligned_copy(bytes: &[u8]) -> BlockBuffer {
+    let mut copy = BlockBuffer::with_capacity(bytes.len());
+    copy.extend_from_slice(bytes);
+    copy
 }
 
 /// Bytes the device takes from one history write at a time (see [`HistoryStore::write_data`]).
