@@ -221,6 +221,35 @@ impl HistoryStore {
         Ok(())
     }
 
+    /// Writes `bytes` at `offset` of the data file (not yet synced): with `O_DIRECT` where the
+    /// file system allows it, from `bytes` if aligned or else from a copy; otherwise through the
+    /// page cache. Either way a piece of [`PACED_WRITE_BYTES`] at a time, each on the device
+    /// before the next is sent, so the log's syncs never queue behind a whole chunk.
+    fn write_data(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        let mut direct = self.direct.lock();
+        if let Some(file) = direct.as_ref() {
+            // A copy for a caller whose bytes are not aligned (a repair, not the writer thread).
+            let copy;
+            let aligned = if direct_aligned(offset, bytes) {
+                bytes
+            } else {
+                copy = aligned_copy(bytes);
+                copy.bytes()
+            };
+            match write_pieces(aligned, offset, |piece, at| file.write_all_at(piece, at)) {
+                Ok(()) => return Ok(()),
+                // The file system wants another alignment: what the direct write left is
+                // written again below, byte for byte, and later writes take the page cache.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => *direct = None,
+                Err(e) => return Err(e),
+            }
+        }
+        write_pieces(bytes, offset, |piece, at| {
+            self.data.write_all_at(piece, at)?;
+            crate::sys::write_back(&self.data, at, piece.len() as u64)
+        })
+    }
+
     /// Whether stored chunk `k` holds exactly `bytes`, with matching sums (one read of the chunk).
     pub fn holds(&self, k: u64, bytes: &[u8]) -> io::Result<bool> {
         assert!(k < self.chunks(), "chunk {k} is not stored");
@@ -376,37 +405,6 @@ fn header_problem(head: &[u8; HISTORY_HEADER_BYTES as usize], chunk_bytes: u64) 
         return Some(format!("{HISTORY_SUMS_FILE} holds chunks of {} bytes, not {chunk_bytes}", u64_at(16)));
     }
     None
-}
-
-impl HistoryStore {
-    /// Writes `bytes` at `offset` of the data file (not yet synced): with `O_DIRECT` where the
-    /// file system allows it, from `bytes` if aligned or else from a copy; otherwise through the
-    /// page cache. Either way a piece of [`PACED_WRITE_BYTES`] at a time, each on the device
-    /// before the next is sent, so the log's syncs never queue behind a whole chunk.
-    fn write_data(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        let mut direct = self.direct.lock();
-        if let Some(file) = direct.as_ref() {
-            // A copy for a caller whose bytes are not aligned (a repair, not the writer thread).
-            let copy;
-            let aligned = if direct_aligned(offset, bytes) {
-                bytes
-            } else {
-                copy = aligned_copy(bytes);
-                copy.bytes()
-            };
-            match write_pieces(aligned, offset, |piece, at| file.write_all_at(piece, at)) {
-                Ok(()) => return Ok(()),
-                // The file system wants another alignment: what the direct write left is
-                // written again below, byte for byte, and later writes take the page cache.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => *direct = None,
-                Err(e) => return Err(e),
-            }
-        }
-        write_pieces(bytes, offset, |piece, at| {
-            self.data.write_all_at(piece, at)?;
-            crate::sys::write_back(&self.data, at, piece.len() as u64)
-        })
-    }
 }
 
 /// `bytes` in a buffer that starts at a 4 KiB-aligned address.
