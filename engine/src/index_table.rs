@@ -1,4 +1,4 @@
-//! A map from transfer index to a 64-bit value (a pending hold's expiry, a pinned record's
+//! A map from transfer index to a small value (a pending hold's expiry, a pinned record's
 //! place), split by index into segments of `SEGMENT_KEYS` (65 536) keys, each its own hashbrown
 //! map ([`IdMap`]).
 //!
@@ -23,24 +23,30 @@ const SHRINK_AT_ROOM_PER_ENTRY: usize = 8;
 /// Segments at or below this capacity are not shrunk.
 const SHRINK_ABOVE_CAPACITY: usize = 64;
 
-/// Transfer index to a `u64` (see the module documentation).
-#[derive(Clone, Default)]
-pub(crate) struct IndexTable {
+/// Transfer index to a `V` (see the module documentation).
+#[derive(Clone)]
+pub(crate) struct IndexTable<V> {
     /// Segment `s` holds the keys `s × SEGMENT_KEYS ..` up to the next segment's.
-    segments: Vec<IdMap<u32, u64>>,
+    segments: Vec<IdMap<u32, V>>,
     len: usize,
 }
 
-impl core::fmt::Debug for IndexTable {
+impl<V> Default for IndexTable<V> {
+    fn default() -> Self {
+        IndexTable { segments: Vec::new(), len: 0 }
+    }
+}
+
+impl<V> core::fmt::Debug for IndexTable<V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "IndexTable {{ len: {}, segments: {} }}", self.len, self.segments.len())
     }
 }
 
-impl IndexTable {
+impl<V: Copy> IndexTable<V> {
     /// The value at `key`.
     #[inline]
-    pub(crate) fn get(&self, key: u32) -> Option<u64> {
+    pub(crate) fn get(&self, key: u32) -> Option<V> {
         self.segments.get((key >> SEGMENT_BITS) as usize)?.get(&key).copied()
     }
 
@@ -50,7 +56,7 @@ impl IndexTable {
     }
 
     /// Sets `key`, which is absent (asserted), to `value`.
-    pub(crate) fn insert(&mut self, key: u32, value: u64) {
+    pub(crate) fn insert(&mut self, key: u32, value: V) {
         let s = (key >> SEGMENT_BITS) as usize;
         if s >= self.segments.len() {
             self.segments.resize_with(s + 1, IdMap::default);
@@ -60,7 +66,7 @@ impl IndexTable {
     }
 
     /// Takes `key`'s value out.
-    pub(crate) fn remove(&mut self, key: u32) -> Option<u64> {
+    pub(crate) fn remove(&mut self, key: u32) -> Option<V> {
         let segment = self.segments.get_mut((key >> SEGMENT_BITS) as usize)?;
         let value = segment.remove(&key)?;
         self.len -= 1;
@@ -81,14 +87,14 @@ impl IndexTable {
     }
 
     /// Every key with its value, by segment, in each segment's order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, V)> + '_ {
         self.segments.iter().flat_map(|s| s.iter().map(|(&key, &value)| (key, value)))
     }
 
     /// Room the segments hold, in entries: what memory they keep.
     #[cfg(test)]
     fn capacity(&self) -> usize {
-        self.segments.iter().map(IdMap::capacity).sum()
+        self.segments.iter().map(|s| s.capacity()).sum()
     }
 }
 

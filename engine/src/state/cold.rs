@@ -314,7 +314,7 @@ impl Clone for Cold {
 /// index order, and mostly captured in about that order.
 #[derive(Clone, Debug, Default)]
 struct Pinned {
-    slots: IndexTable,
+    slots: IndexTable<u32>,
     records: Vec<Transfer>,
     /// Slots of `records` emptied by a removal, for the next insert.
     free: Vec<u32>,
@@ -338,12 +338,12 @@ impl Pinned {
                 (self.records.len() - 1) as u32
             }
         };
-        self.slots.insert(index, u64::from(slot));
+        self.slots.insert(index, slot);
     }
 
     fn remove(&mut self, index: &u32) {
         if let Some(slot) = self.slots.remove(*index) {
-            self.free.push(slot as u32);
+            self.free.push(slot);
         }
         if self.slots.is_empty() {
             // Frees the memory of the largest set ever pinned once none is.

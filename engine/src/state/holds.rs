@@ -13,9 +13,9 @@ use super::*;
 use crate::index_table::IndexTable;
 
 /// The pending holds, by transfer index. A pending hold's state is its expiry alone (status
-/// pending, not resolved), so only that is kept: 12 bytes an entry where the whole state took 32.
+/// pending, not resolved), so only that is kept: 16 bytes an entry where the whole state took 32.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct PendingHolds(IndexTable);
+pub(crate) struct PendingHolds(IndexTable<u64>);
 
 impl PendingHolds {
     fn state(expires_at: u64) -> Hold {
