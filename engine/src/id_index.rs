@@ -43,6 +43,11 @@ const MSB: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
 /// of the inserts that filled the old one.
 pub(crate) const MIGRATE_PER_INSERT: usize = 16;
 const MIN_BUCKETS: usize = 16;
+/// Smallest table that [`TransferIds::set_stored_below`] shrinks at once (a smaller one waits
+/// until it is full): 2^16 buckets, under a megabyte.
+const SHRINK_BUCKETS_MIN: usize = 1 << 16;
+/// Marks a failed id's value (as the engine's `FAILED_TAG`): failed ids stay in memory.
+const FAILED_TAG: u32 = 1 << 31;
 /// The multiplier folding an id's high word into its low one.
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -241,6 +246,15 @@ pub(crate) struct TransferIds {
     retired: Option<RetiredTable>,
     /// Ids in the range reserved for order runs, exactly (see the module documentation).
     reserved: FxHashMap<u128, u32>,
+    /// Transfer values below this are in the stored ids' index on disk: a move leaves them
+    /// behind (see [`TransferIds::set_stored_below`]). Failed values always stay.
+    stored_below: u32,
+    /// One past the largest transfer value inserted.
+    values_end: u32,
+    /// Failed values held.
+    failed_values: usize,
+    /// Ids left to the stored ids' index: dropped by a move, or never inserted (a restore).
+    left_to_store: usize,
 }
 
 impl core::fmt::Debug for TransferIds {
@@ -250,6 +264,11 @@ impl core::fmt::Debug for TransferIds {
 }
 
 impl TransferIds {
+    /// Ids held, and ids left to the stored ids' index: every id the engine answers for.
+    pub(crate) fn answered(&self) -> usize {
+        self.len() + self.left_to_store
+    }
+
     /// Ids held.
     pub(crate) fn len(&self) -> usize {
         self.table.items + self.moving.as_ref().map_or(0, |m| m.table.items) + self.reserved.len()
@@ -332,6 +351,40 @@ impl TransferIds {
             self.grow(self.len() + 1);
         }
         self.table.insert(hash, value);
+        if value & FAILED_TAG == 0 {
+            self.values_end = self.values_end.max(value + 1);
+        } else {
+            self.failed_values += 1;
+        }
+    }
+
+    /// Counts `ids` left to the stored ids' index without being inserted (a restore).
+    pub(crate) fn leave_to_store(&mut self, ids: usize) {
+        self.left_to_store += ids;
+    }
+
+    /// Transfer values below `end` are in the stored ids' index from now on (it only grows):
+    /// the next move leaves them behind, and one starts now if they are most of the table.
+    pub(crate) fn set_stored_below(&mut self, end: u32) {
+        assert!(end >= self.stored_below, "the stored ids' index only grows");
+        self.stored_below = end;
+        let buckets = self.table.slots.len();
+        if self.moving.is_none() && buckets > SHRINK_BUCKETS_MIN && self.live_bound() * 4 < self.table.items {
+            self.start_moving(self.buckets_after_move(buckets));
+        }
+    }
+
+    /// At most how many ids a move would keep: transfer values from `stored_below` on (each
+    /// inserted once), and failed ones.
+    fn live_bound(&self) -> usize {
+        self.values_end.saturating_sub(self.stored_below) as usize + self.failed_values
+    }
+
+    /// Buckets for the table a move out of one of `buckets` goes to, once ids are stored:
+    /// room for twice what it keeps and what is inserted while it moves, so it fills before
+    /// it must grow again no sooner than it took this one.
+    fn buckets_after_move(&self, buckets: usize) -> usize {
+        buckets_for(2 * (self.live_bound() + buckets / MIGRATE_PER_INSERT + 1))
     }
 
     /// Removes `id`, indexed under `value` (asserted): undoing an insert.
@@ -343,6 +396,9 @@ impl TransferIds {
             self.table.remove(hash, value) || self.moving.as_mut().is_some_and(|m| m.table.remove(hash, value))
         };
         assert!(removed, "transfer id {id} was not indexed under {value}");
+        if value & FAILED_TAG != 0 && !crate::is_reserved_id(id) {
+            self.failed_values -= 1;
+        }
     }
 
     /// Whether a table the last growth emptied waits to be taken.
@@ -383,7 +439,12 @@ impl TransferIds {
     fn grow(&mut self, items: usize) {
         // Growing again before the last move ended cannot happen (see MIGRATE_PER_INSERT);
         // if it did, `start_moving` finishes that move first.
-        self.start_moving(buckets_for(items).max(self.table.slots.len() * 2));
+        let buckets = self.table.slots.len();
+        if self.stored_below == 0 {
+            self.start_moving(buckets_for(items).max(buckets * 2));
+        } else {
+            self.start_moving(self.buckets_after_move(buckets));
+        }
     }
 
     /// Makes a table of `buckets` the current one and the current one the table being emptied
@@ -404,6 +465,10 @@ impl TransferIds {
                 let slot = moving.table.slots[i];
                 moving.table.set_ctrl(i, DELETED);
                 moving.table.items -= 1;
+                if slot[2] & FAILED_TAG == 0 && slot[2] < self.stored_below {
+                    self.left_to_store += 1;
+                    continue;
+                }
                 assert!(self.table.growth_left > 0, "the new table fills before the old one is moved");
                 self.table.insert(slot_hash(&slot), slot[2]);
             }
@@ -465,6 +530,47 @@ mod tests {
         let mut seen = 0;
         index.candidates(ids[0], |v| seen += usize::from(v == model[&ids[0]]));
         assert_eq!(seen, 1, "a stored id is a candidate of itself exactly once");
+    }
+
+    /// Once ids are stored elsewhere, moves leave them behind: the table stays sized for the
+    /// ids not stored, every one of those is found, failed and reserved ids stay, and the count
+    /// of ids answered for (held or left) stays exact.
+    #[test]
+    fn stored_ids_are_left_behind_and_the_table_stays_small() {
+        const CHUNK: u32 = 4096;
+        let mut index = TransferIds::default();
+        let (mut failed, mut reserved) = (Vec::new(), Vec::new());
+        let mut largest = 0;
+        for value in 0..400 * CHUNK {
+            index.insert(u128::from(value) + 1, value);
+            if value % 1000 == 0 {
+                let id = u128::from(u32::MAX) + u128::from(value);
+                index.insert(id, FAILED_TAG | (value / 1000));
+                failed.push((id, FAILED_TAG | (value / 1000)));
+            }
+            if value % 5000 == 0 {
+                let id = crate::run_id(7, u64::from(value));
+                index.insert(id, value | 0x4000_0000);
+                reserved.push((id, value | 0x4000_0000));
+            }
+            // Ids are stored two chunks behind, as a writer keeps up.
+            if value % CHUNK == 0 && value >= 3 * CHUNK {
+                index.set_stored_below(value - 2 * CHUNK);
+            }
+            largest = largest.max(index.table.slots.len() + index.moving.as_ref().map_or(0, |m| m.table.slots.len()));
+            let answered = value as usize + 1 + failed.len() + reserved.len();
+            assert_eq!(index.answered(), answered, "value {value}");
+        }
+        // 1.6 M ids inserted, about 8 K not stored at any time: the tables stay near 64 K buckets.
+        assert!(largest <= 1 << 18, "{largest} buckets at most");
+        let end = 400 * CHUNK;
+        for value in end - 2 * CHUNK..end {
+            assert_eq!(index.find(u128::from(value) + 1, |v| v == value), Some(value), "an id not stored");
+        }
+        for &(id, value) in failed.iter().chain(&reserved) {
+            assert_eq!(index.find(id, |v| v == value), Some(value), "failed and reserved ids stay");
+        }
+        assert!(index.left_to_store > 390 * CHUNK as usize, "{} left", index.left_to_store);
     }
 
     /// Two ids with the same hash (forced by two values under one hash) are told apart by the

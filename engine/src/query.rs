@@ -94,8 +94,15 @@ impl Engine {
         // Every stored transfer each id's hash may name (almost always one, the id's own),
         // read together; then the one that has the id.
         let (mut indices, mut ends) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        // Ids left to the history's id index: asked for together.
+        let stored = self.stored_ids_through(ids);
         for &id in ids {
             self.stored_candidates(id, |index| indices.push(index));
+            if !stored.is_empty() && !crate::is_reserved_id(id) {
+                let hash = crate::id_index::id_hash(id);
+                let from = stored.partition_point(|&(h, _)| h < hash);
+                indices.extend(stored[from..].iter().take_while(|&&(h, _)| h == hash).map(|&(_, index)| index));
+            }
             ends.push(indices.len());
         }
         let mut found = Vec::with_capacity(indices.len());
@@ -366,10 +373,10 @@ impl Engine {
             }
         }
         self.check_policies()?;
-        if self.transfer_ids.len() != self.transfers.len() + self.failed.len() {
+        if self.transfer_ids.answered() != self.transfers.len() + self.failed.len() {
             return Err(format!(
-                "the transfer id index holds {} ids for {} transfers and {} failed ids",
-                self.transfer_ids.len(),
+                "the transfer id index answers for {} ids for {} transfers and {} failed ids",
+                self.transfer_ids.answered(),
                 self.transfers.len(),
                 self.failed.len()
             ));

@@ -531,6 +531,10 @@ fn restore_kept_images(
     history: &dyn History,
     restoring: &mut Restoring<'_>,
 ) -> Result<(), SnapshotError> {
+    // Chunks whose ids the store's id index holds: their ids are not put in memory at all.
+    let ids_stored = history.ids_stored_chunks().min(chunks);
+    engine.cold.ids_stored = ids_stored;
+    engine.transfer_ids.set_stored_below(engine.ids_stored_end());
     for k in 0..chunks {
         let unreadable = |e: String| SnapshotError::History(format!("chunk {k}: {e}"));
         let image = history.read_image(k).map_err(unreadable)?.ok_or_else(|| unreadable("no restore image".into()))?;

@@ -16,6 +16,8 @@ pub struct MemoryHistory {
     expired_chunks: Mutex<Vec<Arc<Vec<ExpiredHold>>>>,
     /// Each chunk's restore image, as the node's store keeps them.
     images: Mutex<Vec<ChunkImage>>,
+    /// The stored ids' index, as the node's keeps it: chunks covered, and (hash, index) sorted.
+    ids: Mutex<(usize, Vec<(u64, u32)>)>,
     chunk_len: usize,
     /// Records read back so far.
     pub reads: AtomicU64,
@@ -30,6 +32,7 @@ impl MemoryHistory {
             failed_chunks: Mutex::default(),
             expired_chunks: Mutex::default(),
             images: Mutex::default(),
+            ids: Mutex::default(),
             chunk_len,
             reads: AtomicU64::new(0),
         })
@@ -44,12 +47,30 @@ impl MemoryHistory {
             chunk
         });
         engine.evict_chunks_below(stored);
+        // The ids of all stored chunks but the newest go to the index (so some stay in memory
+        // while stored, as while the node's index writer catches up).
+        self.index_ids(stored.saturating_sub(1));
+        engine.set_ids_stored(self.ids.lock().expect("history lock").0);
         let stored = store(&self.balance_chunks, engine.sealed_balance_chunks(), |k| engine.balance_chunk(k).expect("held").clone());
         engine.evict_balance_chunks_below(stored);
         let stored = store(&self.failed_chunks, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).expect("held").clone());
         engine.evict_failed_chunks_below(stored);
         let stored = store(&self.expired_chunks, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).expect("held").clone());
         engine.evict_expired_chunks_below(stored);
+    }
+}
+
+impl MemoryHistory {
+    /// Indexes the ids of the stored chunks below `end` not indexed yet, from their images.
+    fn index_ids(&self, end: usize) {
+        let images = self.images.lock().expect("history lock");
+        let mut ids = self.ids.lock().expect("history lock");
+        for k in ids.0..end {
+            let first = (k * self.chunk_len) as u32;
+            ids.1.extend(images[k].hashes.iter().enumerate().map(|(i, &hash)| (hash, first + i as u32)));
+        }
+        ids.0 = ids.0.max(end);
+        ids.1.sort_unstable();
     }
 }
 
@@ -126,5 +147,18 @@ impl History for MemoryHistory {
 
     fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
         whole(&self.balance_chunks.lock().expect("history lock"), k, out, "balance")
+    }
+
+    fn ids_stored_chunks(&self) -> usize {
+        self.ids.lock().expect("history lock").0
+    }
+
+    fn stored_ids(&self, hashes: &[u64], out: &mut Vec<(u64, u32)>) -> Result<(), String> {
+        let ids = self.ids.lock().expect("history lock");
+        for &hash in hashes {
+            let from = ids.1.partition_point(|&(h, _)| h < hash);
+            out.extend(ids.1[from..].iter().take_while(|&&(h, _)| h == hash));
+        }
+        Ok(())
     }
 }

@@ -242,6 +242,10 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // The stored chunks came back from their restore images: only the first (it holds the
     // holds) was read.
     assert_eq!((node.engine().chunks_restored_from_images() as u64, attached.images.restored), (evicted, evicted), "{attached:?}");
+    // Their ids stayed on disk, in the stored ids' index: memory holds those of the chunks after.
+    assert_eq!((node.engine().ids_stored_chunks() as u64, attached.ids.0), (evicted, evicted + 1), "{attached:?}");
+    let in_memory = node.engine().ids_in_memory();
+    assert!((in_memory as u128) < 2 * CHUNK_LEN + DECLINED + 10, "{in_memory} ids in memory");
     compare(&mut node, &mut reference);
     // A change-feed follower starts from the slim snapshot too, with the node's store; without
     // it, from the log's start.

@@ -259,9 +259,10 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         let reads = history.reads.load(std::sync::atomic::Ordering::Relaxed);
         if std::env::var("SIM_VERBOSE").is_ok() {
             eprintln!(
-                "seed {seed}: {} of {} transfers, {} of {} failed ids, {} balance entries, {} expired holds evicted; {reads} read back",
+                "seed {seed}: {} of {} transfers ({} ids in memory), {} of {} failed ids, {} balance entries, {} expired holds evicted; {reads} read back",
                 engine.evicted_chunks() << COLD_CHUNK_BITS,
                 engine.transfers().len(),
+                engine.ids_in_memory(),
                 engine.evicted_failed_chunks() << COLD_CHUNK_BITS,
                 engine.failed_transfers().len(),
                 engine.evicted_balance_chunks() << COLD_CHUNK_BITS,
@@ -270,6 +271,14 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         }
         if engine.evicted_chunks() == 0 || reads == 0 {
             return Err(format!("the cold run evicted {} chunks and read {reads} records back", engine.evicted_chunks()));
+        }
+        let ids = engine.transfers().len() + engine.failed_transfers().len();
+        if engine.ids_stored_chunks() == 0 || engine.ids_in_memory() >= ids {
+            return Err(format!(
+                "the cold run left {} chunks' ids to the index and kept {} of {ids} in memory",
+                engine.ids_stored_chunks(),
+                engine.ids_in_memory(),
+            ));
         }
     }
     Ok(())

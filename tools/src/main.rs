@@ -332,6 +332,9 @@ fn open_with_history<S: bursar_wal::Storage>(storage: S, config: WalConfig, data
 
 /// Says what the check of the history store at start found.
 fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) {
+    for why in &attached.ids.1 {
+        eprintln!("bursar: the stored ids' index dropped {why}; rebuilding it from the images");
+    }
     let attached = attached.total();
     if attached.repaired + attached.dropped > 0 {
         eprintln!(

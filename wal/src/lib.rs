@@ -10,6 +10,8 @@ pub mod block;
 pub mod files;
 pub mod format;
 pub mod history;
+pub mod idfilter;
+pub mod idruns;
 pub mod log;
 pub mod mark;
 pub mod mmap;
@@ -24,6 +26,7 @@ mod uring;
 pub use files::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name};
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use history::HistoryStore;
+pub use idruns::IdRuns;
 pub use log::Wal;
 pub use reader::{LogReader, ReadError};
 pub use recovery::{

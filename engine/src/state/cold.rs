@@ -10,6 +10,7 @@
 //! Queries read evicted records through the [`History`] the node provides.
 
 use super::*;
+use crate::id_index::id_hash;
 use crate::index_table::IndexTable;
 use crate::types::{Record, RECORD_SIZE};
 use std::cell::RefCell;
@@ -48,6 +49,24 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
     /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
     fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String>;
+    /// Chunks of transfers, from the first on, whose ids the store's id index holds (0 if it
+    /// keeps none): their ids may leave the engine's memory ([`Engine::set_ids_stored`]).
+    fn ids_stored_chunks(&self) -> usize {
+        0
+    }
+    /// Every (id hash, transfer index) the store's id index holds under each of `hashes`,
+    /// appended to `out` in any order: what an id of one of those hashes may name.
+    fn stored_ids(&self, _hashes: &[u64], _out: &mut Vec<(u64, u32)>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A store's index of stored transfer ids, for [`RecordHistory::with_ids`].
+pub trait StoredIdIndex: Send + Sync {
+    /// Chunks whose ids it holds, from the first on.
+    fn chunks(&self) -> usize;
+    /// Every (hash, index) it holds under each of `hashes`, appended to `out`.
+    fn candidates(&self, hashes: &[u64], out: &mut Vec<(u64, u32)>) -> Result<(), String>;
 }
 
 /// Reads bytes of stored records: `read_at(offset, out)` fills `out` from `offset`;
@@ -102,6 +121,8 @@ pub struct RecordHistory<R> {
     expired: Option<Box<dyn RecordReader>>,
     /// Reads chunk `k`'s restore image at `k × image_bytes(chunk_len)`, with how many it holds.
     images: Option<(Box<dyn RecordReader>, StoredCount)>,
+    /// The stored transfers' ids, if indexed.
+    ids: Option<Box<dyn StoredIdIndex>>,
 }
 
 /// How many restore images a store holds now.
@@ -110,7 +131,7 @@ type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None }
+        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None, ids: None }
     }
 
     /// Reads evicted failed ids (in chunks of as many) through `reader`.
@@ -132,6 +153,12 @@ impl<R: RecordReader> RecordHistory<R> {
         stored: impl Fn() -> usize + Send + Sync + 'static,
     ) -> RecordHistory<R> {
         self.images = Some((Box::new(reader), Box::new(stored)));
+        self
+    }
+
+    /// Answers which stored transfer an id may name through `index`.
+    pub fn with_ids(mut self, index: impl StoredIdIndex + 'static) -> RecordHistory<R> {
+        self.ids = Some(Box::new(index));
         self
     }
 
@@ -205,6 +232,14 @@ impl<R: RecordReader> History for RecordHistory<R> {
 
     fn read_balance_chunk(&self, k: usize, out: &mut Vec<BalanceEntry>) -> Result<(), String> {
         read_chunk_of(side(&self.balances, "balance entries")?, k, self.chunk_len, BALANCE_ENTRY_SIZE, decode_balance_entries, out)
+    }
+
+    fn ids_stored_chunks(&self) -> usize {
+        self.ids.as_ref().map_or(0, |ids| ids.chunks())
+    }
+
+    fn stored_ids(&self, hashes: &[u64], out: &mut Vec<(u64, u32)>) -> Result<(), String> {
+        self.ids.as_ref().map_or(Ok(()), |ids| ids.candidates(hashes, out))
     }
 }
 
@@ -292,6 +327,13 @@ pub(crate) struct Cold {
     failure: RefCell<Option<String>>,
     /// Stored chunks the restore took from their images (see `image`), not their records.
     pub(crate) restored_from_images: usize,
+    /// Chunks of transfers whose ids the history's id index holds ([`Engine::set_ids_stored`]).
+    pub(crate) ids_stored: usize,
+    /// What the history's id index named for the ids of the batches prefetched: (hash,
+    /// index) below the stored ids' end, sorted.
+    stored_ids: Vec<(u64, u32)>,
+    /// The hashes the prefetch asks the history's id index for (kept to reuse its memory).
+    asked: Vec<u64>,
 }
 
 impl Clone for Cold {
@@ -304,6 +346,9 @@ impl Clone for Cold {
             history: self.history.clone(),
             failure: RefCell::default(),
             restored_from_images: self.restored_from_images,
+            ids_stored: self.ids_stored,
+            stored_ids: self.stored_ids.clone(),
+            asked: Vec::new(),
         }
     }
 }
@@ -380,6 +425,19 @@ impl Cold {
         for index in indexes {
             self.pinned.remove(index);
         }
+    }
+
+    /// The indexes the history's id index named for `hash` in this batch's prefetch.
+    #[inline]
+    pub(crate) fn stored_ids_of(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
+        let from = self.stored_ids.partition_point(|&(h, _)| h < hash);
+        self.stored_ids[from..].iter().take_while(move |&&(h, _)| h == hash).map(|&(_, index)| index)
+    }
+
+    /// Whether the prefetch found anything in the history's id index (almost never: new ids).
+    #[inline]
+    pub(crate) fn stored_ids_found(&self) -> bool {
+        !self.stored_ids.is_empty()
     }
 }
 
@@ -655,6 +713,8 @@ impl Engine {
             return Ok(0);
         }
         let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
+        // First the ids left to the history's id index: what finds a hold's expiry, say.
+        self.find_stored_ids(history.as_ref(), commands.iter().flat_map(Command::transfer_ids))?;
         let mut read = self.prefetch_failed(history.as_ref(), commands)? + self.prefetch_expired(history.as_ref(), commands)?;
         let mut wanted = Vec::new();
         loop {
@@ -665,11 +725,83 @@ impl Engine {
             }
             let mut transfers = Vec::with_capacity(wanted.len());
             history.read_many(&wanted, &mut transfers)?;
+            // A record read may name a hold (a re-sent capture), whose id may be stored only.
+            self.find_stored_ids(history.as_ref(), transfers.iter().map(|t| t.pending_id))?;
             for (&index, transfer) in wanted.iter().zip(transfers) {
                 self.prefetch(index, transfer);
             }
             read += wanted.len();
         }
+    }
+
+    /// Asks the history's id index which stored transfers `ids` may name, if it holds any the
+    /// engine left to it, and keeps the answers for this batch ([`Cold::stored_ids_of`]). Ids
+    /// of the reserved range are exact in memory and never asked.
+    fn find_stored_ids(&mut self, history: &dyn History, ids: impl Iterator<Item = u128>) -> Result<(), String> {
+        if self.cold.ids_stored == 0 {
+            return Ok(());
+        }
+        let mut asked = core::mem::take(&mut self.cold.asked);
+        asked.clear();
+        asked.extend(ids.filter(|&id| id != 0 && id != u128::MAX && !crate::is_reserved_id(id)).map(id_hash));
+        let from = self.cold.stored_ids.len();
+        let found = history.stored_ids(&asked, &mut self.cold.stored_ids);
+        self.cold.asked = asked;
+        found?;
+        if self.cold.stored_ids.len() > from {
+            // Entries past what the engine left to the index name chunks it holds (a restart
+            // replays them).
+            let end = self.ids_stored_end();
+            self.cold.stored_ids.retain(|&(_, index)| index < end);
+            self.cold.stored_ids.sort_unstable();
+            self.cold.stored_ids.dedup();
+        }
+        Ok(())
+    }
+
+    /// One past the last transfer index whose id the history's id index holds.
+    pub(crate) fn ids_stored_end(&self) -> u32 {
+        (self.cold.ids_stored * self.transfers.chunk_len()) as u32
+    }
+
+    /// The history's id index holds the ids of chunks below `chunks` from now on, so they may
+    /// leave memory: what the node says once its index is written (clamped to the chunks
+    /// evicted; it never shrinks).
+    pub fn set_ids_stored(&mut self, chunks: usize) {
+        let chunks = chunks.min(self.transfers.evicted_chunks());
+        if chunks > self.cold.ids_stored {
+            self.cold.ids_stored = chunks;
+            self.transfer_ids.set_stored_below(self.ids_stored_end());
+        }
+    }
+
+    /// Chunks of transfers whose ids the engine left to the history's id index.
+    pub fn ids_stored_chunks(&self) -> usize {
+        self.cold.ids_stored
+    }
+
+    /// Ids the transfer id index holds in memory (the rest are in the history's id index).
+    pub fn ids_in_memory(&self) -> usize {
+        self.transfer_ids.len()
+    }
+
+    /// Which stored transfers each of `ids` may name per the history's id index, for a query
+    /// or a restore: (hash, index) sorted, or nothing if it holds none of the engine's (a failed
+    /// read answers nothing and is kept for [`Engine::take_history_failure`]).
+    pub(crate) fn stored_ids_through(&self, ids: &[u128]) -> Vec<(u64, u32)> {
+        if self.cold.ids_stored == 0 {
+            return Vec::new();
+        }
+        let hashes: Vec<u64> = ids.iter().filter(|&&id| !crate::is_reserved_id(id)).map(|&id| id_hash(id)).collect();
+        let mut found = Vec::new();
+        if let Err(e) = self.history().stored_ids(&hashes, &mut found) {
+            self.cold.note_read_failure(e);
+            return Vec::new();
+        }
+        let end = self.ids_stored_end();
+        found.retain(|&(_, index)| index < end);
+        found.sort_unstable();
+        found
     }
 
     /// Hands in evicted transfer `index`, read by the node, for the next batch.
@@ -680,6 +812,7 @@ impl Engine {
 
     /// Forgets what was prefetched (after the batch that needed it).
     pub fn prefetch_clear(&mut self) {
+        self.cold.stored_ids.clear();
         self.cold.prefetched.clear();
         self.cold.prefetched_failed.clear();
         self.cold.prefetched_expired.clear();

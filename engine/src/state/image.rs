@@ -118,7 +118,14 @@ impl Engine {
                 return Err(format!("chunk {k}'s restore image links transfer {} to a later one", first as usize + i));
             }
         }
+        // A chunk whose ids the history's id index holds puts only reserved ids in memory.
+        let ids_stored = k < self.cold.ids_stored;
         match records {
+            None if ids_stored => {
+                self.transfer_ids.leave_to_store(len);
+                self.digest.settle_transfers_stored(first as usize, len, image.sum);
+                self.transfers.push_evicted_chunk();
+            }
             None => {
                 for (i, &hash) in image.hashes.iter().enumerate() {
                     self.transfer_ids.insert_hashed(hash, first + i as u32);
@@ -136,7 +143,11 @@ impl Engine {
                     if t.id == 0 || t.id == u128::MAX {
                         return Err(format!("transfer id {} is zero or max", t.id));
                     }
-                    self.transfer_ids.insert(t.id, first + i as u32);
+                    if !ids_stored || crate::is_reserved_id(t.id) {
+                        self.transfer_ids.insert(t.id, first + i as u32);
+                    } else {
+                        self.transfer_ids.leave_to_store(1);
+                    }
                 }
                 self.digest.settle_transfers_stored(first as usize, len, sum);
                 self.transfers.push_chunk(chunk);

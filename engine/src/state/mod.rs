@@ -26,7 +26,7 @@ mod reversals;
 mod transfers;
 
 pub use balances::{decode_balance_entries, encode_balance_chunk, BalanceEntry, BALANCE_ENTRY_SIZE};
-pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader};
+pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader, StoredIdIndex};
 pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
 pub use expired::{decode_expired, encode_expired_chunk, EXPIRED_SIZE};
@@ -53,7 +53,7 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap;
 
 use crate::id_hash::{IdMap, RUN_BITS, RUN_IDS};
-use crate::id_index::TransferIds;
+use crate::id_index::{id_hash, TransferIds};
 
 use crate::command::Command;
 use crate::limits::{Limits, BATCH_COMMANDS_MAX, NS_PER_S, SCALE_MAX};
@@ -773,14 +773,20 @@ impl Engine {
     /// invariant and panics.
     #[inline]
     pub(crate) fn find_transfer_id(&self, id: u128) -> Option<IdSlot> {
-        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored, Engine::failed_stored) == id).map(IdSlot::of)
+        let verify = |value| self.id_of_value(value, Engine::stored, Engine::failed_stored) == id;
+        let found = self.transfer_ids.find(id, verify);
+        // Stored ids the prefetch found in the history's id index (almost never any: new ids).
+        let found = found.or_else(|| self.cold.stored_ids_found().then(|| self.cold.stored_ids_of(id_hash(id)).find(|&v| verify(v)))?);
+        found.map(IdSlot::of)
     }
 
     /// As [`Engine::find_transfer_id`] for queries and restores: records out of memory are read
     /// from the history (a failed read counts as no match, and is kept for
     /// [`Engine::take_history_failure`]).
     pub(crate) fn find_transfer_id_through(&self, id: u128) -> Option<IdSlot> {
-        self.transfer_ids.find(id, |value| self.id_of_value(value, Engine::stored_through, Engine::failed_through) == id).map(IdSlot::of)
+        let verify = |value| self.id_of_value(value, Engine::stored_through, Engine::failed_through) == id;
+        let found = self.transfer_ids.find(id, verify);
+        found.or_else(|| self.stored_ids_through(&[id]).into_iter().map(|(_, index)| index).find(|&v| verify(v))).map(IdSlot::of)
     }
 
     /// Calls `each` with every stored transfer's index that `id`'s hash names (almost always
@@ -792,6 +798,9 @@ impl Engine {
                 each(index);
             }
         });
+        if self.cold.stored_ids_found() && !crate::is_reserved_id(id) {
+            self.cold.stored_ids_of(id_hash(id)).for_each(each);
+        }
     }
 
     /// The transfer id index value `value` names, reading a stored record with `read`.

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use bursar_engine::{
     decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, transfers_digest_sum, BalanceEntry,
-    ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, Transfer, BALANCE_ENTRY_SIZE,
-    EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
+    ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, StoredIdIndex, Transfer,
+    BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
 use bursar_wal::block::BlockBuffer;
-use bursar_wal::HistoryStore;
+use bursar_wal::{HistoryStore, IdRuns};
 use crossbeam_channel::Sender;
 
 /// Bytes of one stored chunk: the engine's chunk of transfers, [`RECORD_SIZE`] bytes each.
@@ -45,6 +45,12 @@ pub const FAILED_DIR: &str = "failed";
 pub const EXPIRED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * EXPIRED_SIZE as u64;
 /// The expired holds' store's directory, inside the transfers' store's.
 pub const EXPIRED_DIR: &str = "expired";
+/// The stored ids' index's directory, inside the transfers' store's.
+pub const IDS_DIR: &str = "ids";
+/// Most chunks one run of the stored ids' index is built from when the index catches up with
+/// the images (after an upgrade, or a crash between an image and its run): 64 chunks, 2 M ids,
+/// 24 MiB sorted in memory at once.
+pub const IDS_CATCH_UP_CHUNKS_MAX: u64 = 64;
 /// Longest a stop waits for the writer to store the chunks handed to it, so that the final
 /// snapshot leaves them out. Past it the snapshot carries the rest, as any snapshot may.
 pub const DRAIN_AT_STOP: Duration = Duration::from_secs(60);
@@ -62,6 +68,10 @@ pub struct Stores {
     pub failed: Arc<HistoryStore>,
     /// Chunks of expired holds.
     pub expired: Arc<HistoryStore>,
+    /// The stored transfers' ids, by hash (built from the images).
+    pub ids: Arc<IdRuns>,
+    /// Runs of `ids` its open found unusable and deleted, and why (rebuilt from the images).
+    pub ids_dropped: Vec<String>,
 }
 
 /// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
@@ -73,12 +83,16 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
             HistoryStore::open(dir, chunk_bytes).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())));
         store.map(Arc::new)
     };
+    let ids_dir = dir.join(IDS_DIR);
+    let (ids, opened) = IdRuns::open(&ids_dir).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", ids_dir.display())))?;
     Ok(Stores {
         transfers: open(dir, CHUNK_BYTES)?,
         balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)?,
         images: open(&dir.join(IMAGES_DIR), IMAGE_CHUNK_BYTES)?,
         failed: open(&dir.join(FAILED_DIR), FAILED_CHUNK_BYTES)?,
         expired: open(&dir.join(EXPIRED_DIR), EXPIRED_CHUNK_BYTES)?,
+        ids,
+        ids_dropped: opened.dropped,
     })
 }
 
@@ -94,8 +108,21 @@ pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
     let images = Arc::clone(&stores.images);
     let stored = move || images.chunks() as usize;
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
-    let history = history.with_expired(PlainReader(Arc::clone(&stores.expired)));
+    let history = history.with_expired(PlainReader(Arc::clone(&stores.expired))).with_ids(RunsIndex(Arc::clone(&stores.ids)));
     Arc::new(history.with_images(PlainReader(Arc::clone(&stores.images)), stored))
+}
+
+/// The stored ids' index as the engine asks it.
+struct RunsIndex(Arc<IdRuns>);
+
+impl StoredIdIndex for RunsIndex {
+    fn chunks(&self) -> usize {
+        self.0.chunks() as usize
+    }
+
+    fn candidates(&self, hashes: &[u64], out: &mut Vec<(u64, u32)>) -> Result<(), String> {
+        self.0.candidates(hashes, out).map_err(|e| e.to_string())
+    }
 }
 
 /// Reads a store's bytes as asked, several records side by side.
@@ -222,6 +249,10 @@ pub struct HistoryAttached {
     pub failed: ChunksChecked,
     /// The expired holds' store.
     pub expired: ChunksChecked,
+    /// Chunks whose ids the stored ids' index held at open, and runs of it dropped: unusable
+    /// at open (with why), or covering chunks the check rewrote or dropped. The writer rebuilds
+    /// them from the images.
+    pub ids: (u64, Vec<String>),
 }
 
 impl HistoryAttached {
@@ -319,6 +350,21 @@ fn check_images(store: &HistoryStore, engine: &Engine, history: &Arc<dyn History
     Ok(ChunksChecked { restored: from_images, ..checked })
 }
 
+/// Cuts the stored ids' index back to the images it can trust after their check: all of them,
+/// or only those the restore took if any was rewritten (its run may be another state's). The
+/// restore left the ids of no chunk past that to the index (asserted).
+fn check_ids(stores: &Stores, engine: &Engine, images: &ChunksChecked) -> std::io::Result<(u64, Vec<String>)> {
+    let trusted = if images.repaired > 0 { images.restored } else { stores.images.chunks() };
+    assert!(engine.ids_stored_chunks() as u64 <= trusted, "the restore used only runs over images it read");
+    let mut dropped = stores.ids_dropped.clone();
+    let held = stores.ids.chunks();
+    if held > trusted {
+        stores.ids.truncate(trusted)?;
+        dropped.push(format!("runs over chunks {trusted}..{held}: their images were rewritten or dropped"));
+    }
+    Ok((stores.ids.chunks(), dropped))
+}
+
 /// A chunk the engine holds (asserted: one not restored from the store), encoded into `out`.
 fn held<T>(chunk: Option<&Arc<Vec<T>>>, encode: fn(&[T], &mut Vec<u8>), out: &mut Vec<u8>) -> std::io::Result<()> {
     encode(chunk.expect("a restored chunk is in memory"), out);
@@ -371,6 +417,8 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
     let mut priority = WriterPriority::new();
     // Aligned, so the stores write it to the device with `O_DIRECT` as it is.
     let mut bytes = BlockBuffer::with_capacity(CHUNK_BYTES as usize);
+    let mut ids = IdsWriter { failing: false };
+    ids.index_through(writing, writing.images.chunks(), None);
     for sealed in chunks {
         priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
         // The chunk is encoded and dropped before the write, so its memory is reused sooner.
@@ -380,8 +428,13 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
                 if !append_retrying(&writing.transfers, k, bytes.bytes(), failed, hurry) {
                     return;
                 }
-                encode_aligned(&mut bytes, |out| ChunkImage::of(&chunk, &links).encode(out));
-                (&writing.images, k)
+                let image = ChunkImage::of(&chunk, &links);
+                encode_aligned(&mut bytes, |out| image.encode(out));
+                if !append_retrying(&writing.images, k, bytes.bytes(), failed, hurry) {
+                    return;
+                }
+                ids.index_through(writing, k + 1, Some((k, &image.hashes)));
+                continue;
             }
             Sealed::Balances(k, chunk) => {
                 encode_aligned(&mut bytes, |out| encode_balance_chunk(&chunk, out));
@@ -400,6 +453,65 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
             return;
         }
     }
+}
+
+/// The writer's side of the stored ids' index: a run per stored chunk, from its image's hashes.
+struct IdsWriter {
+    /// Whether the last attempt failed (said once on stderr; the next chunk tries again).
+    failing: bool,
+}
+
+impl IdsWriter {
+    /// Indexes the ids of every stored chunk below `end` not yet indexed: chunk `newest.0` from
+    /// the hashes in hand, others (after an upgrade, a crash, a failure) from their images,
+    /// [`IDS_CATCH_UP_CHUNKS_MAX`] at most a run. A failure is said on stderr once and leaves
+    /// the ids in the engine's memory; the next call tries again.
+    fn index_through(&mut self, stores: &Stores, end: u64, newest: Option<(u64, &[u64])>) {
+        while stores.ids.chunks() < end {
+            let first = stores.ids.chunks();
+            let added = match newest {
+                Some((k, hashes)) if k == first => add_run(&stores.ids, first, 1, hashes),
+                _ => catch_up_run(stores, first, end),
+            };
+            if let Err(e) = added {
+                if !self.failing {
+                    eprintln!(
+                        "bursar: WARNING: the stored ids' index failed ({e}); their ids stay in memory; trying again with the next chunk"
+                    );
+                }
+                self.failing = true;
+                return;
+            }
+            if std::mem::take(&mut self.failing) {
+                eprintln!("bursar: the stored ids' index stores again");
+            }
+        }
+    }
+}
+
+/// Adds the run of `chunks` chunks from `first` whose ids' hashes are `hashes`, in order.
+fn add_run(ids: &IdRuns, first: u64, chunks: u64, hashes: &[u64]) -> std::io::Result<()> {
+    let base = first * (1 << bursar_engine::CHUNK_BITS);
+    let mut entries: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(i, &hash)| (hash, (base + i as u64) as u32)).collect();
+    ids.add(first, first + chunks, &mut entries)
+}
+
+/// Adds a run from chunk `first` on, read from the stored images below `end`: a power of the
+/// index's merge fanout of chunks, at most [`IDS_CATCH_UP_CHUNKS_MAX`], so its runs merge as
+/// it expects.
+fn catch_up_run(stores: &Stores, first: u64, end: u64) -> std::io::Result<()> {
+    let fanout = bursar_wal::idruns::MERGE_FANOUT as u64;
+    let available = (end - first).min(IDS_CATCH_UP_CHUNKS_MAX);
+    let chunks = fanout.pow(available.ilog(fanout));
+    let chunk_len = 1usize << bursar_engine::CHUNK_BITS;
+    let mut hashes = vec![0u64; chunks as usize * chunk_len];
+    let mut bytes = vec![0u8; chunk_len * 8];
+    for (k, out) in (first..first + chunks).zip(hashes.chunks_exact_mut(chunk_len)) {
+        // An image begins with its transfers' hashes ([`ChunkImage::encode`]).
+        stores.images.read(k * IMAGE_CHUNK_BYTES, &mut bytes)?;
+        out.iter_mut().zip(bytes.chunks_exact(8)).for_each(|(hash, b)| *hash = u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    }
+    add_run(&stores.ids, first, chunks, &hashes)
 }
 
 /// Replaces `buffer`'s contents with what `encode` appends, starting at an aligned address.
@@ -449,6 +561,7 @@ impl Mover {
             held(engine.balance_chunk(k as usize), encode_balance_chunk, out)
         })?;
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
+        let ids = check_ids(&stores, engine, &images)?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
             held(engine.failed_chunk(k as usize), encode_failed_chunk, out)
         })?;
@@ -473,7 +586,7 @@ impl Mover {
             hurry,
         };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired }))
+        Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired, ids }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
@@ -500,8 +613,9 @@ impl Mover {
             self.send(Sealed::Expired(self.handed[3], chunk));
             self.handed[3] += 1;
         }
-        // A chunk leaves memory once stored with its image.
+        // A chunk leaves memory once stored with its image, and its ids once its run is written.
         engine.evict_chunks_below(self.stores.transfers.chunks().min(self.stores.images.chunks()) as usize);
+        engine.set_ids_stored(self.stores.ids.chunks() as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
         engine.evict_expired_chunks_below(self.stores.expired.chunks() as usize);
@@ -544,15 +658,18 @@ impl Mover {
         self.all_stored()
     }
 
-    /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image).
+    /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image
+    /// and its ids' run).
     fn all_stored(&self) -> bool {
         self.waiting_chunks() == 0
     }
 
-    /// Chunks handed to the writer and not yet stored (a chunk of transfers with its image).
+    /// Chunks handed to the writer and not yet stored (a chunk of transfers with its image and
+    /// its ids' run).
     pub(crate) fn waiting_chunks(&self) -> u64 {
         let s = &self.stores;
-        let stored = [s.transfers.chunks().min(s.images.chunks()), s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
+        let transfers = s.transfers.chunks().min(s.images.chunks()).min(s.ids.chunks());
+        let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
         stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
     }
 

@@ -1,0 +1,1016 @@
+//! The stored ids' index: sorted runs of (id hash, value) on disk, a filter for each in memory,
+//! so that "is this id stored, and where" is answered from memory for almost every new id and
+//! with a page read otherwise.
+//!
+//! Bytes only: the owner hands in, per chunk of records it stored, each record's 64-bit hash and
+//! a 32-bit value (its index), and asks which values a hash may name. A run covers chunks
+//! `first..end` and lives in `{first:010}-{end:010}.run`, written whole to a temporary name,
+//! synced and renamed, so a run file is complete or absent. A merger thread keeps the runs as a
+//! binary counter: runs of 2^i chunks, so at most about log2(chunks) of them, and each entry is
+//! rewritten about as many times. The runs are derived data (the owner can always rebuild
+//! them from what it stored): a run that fails its checks at open is deleted and reported, and
+//! runs past a gap are dropped, so the runs always cover a prefix of the chunks.
+//!
+//! A lookup checks each run's filter (a blocked Bloom filter of [`FILTER_BITS_PER_KEY`] bits a
+//! key, one 64-byte block per key) and, where it says "maybe", reads the 4 KiB page the run's
+//! fences (each page's first hash, in memory) name, verifying its CRC32C. The format is in
+//! `docs/history-format.md`, "The stored ids' runs".
+
+use crate::format::crc32c;
+use crate::idfilter::{filter_holds, filter_insert, filter_words, GlobalFilter, GLOBAL_FILTER_FILE};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A run file's first bytes.
+pub const IDRUN_MAGIC: [u8; 8] = *b"BRSIDRUN";
+/// The run format's version.
+pub const IDRUN_VERSION: u32 = 1;
+/// Bytes per checksummed page of entries (the last 4 are the page's CRC32C).
+pub const IDRUN_PAGE_BYTES: usize = 4096;
+/// Bytes of one entry: the hash (u64), then the value (u32), little-endian.
+pub const IDRUN_ENTRY_BYTES: usize = 12;
+/// Entries per page.
+pub const IDRUN_ENTRIES_PER_PAGE: usize = (IDRUN_PAGE_BYTES - 4) / IDRUN_ENTRY_BYTES;
+/// Bytes of a run's header, a page so that the entries' pages are aligned.
+const HEADER_BYTES: u64 = IDRUN_PAGE_BYTES as u64;
+/// Bytes of the header that carry fields (the rest is zero).
+const HEADER_FIELDS_BYTES: usize = 60;
+/// Runs of one size merged into one: with a filter over all runs a lookup checks one filter,
+/// so many runs cost little; fewer merges cost less (each key is rewritten about log8(chunks)
+/// times, four times at 100 M transfers).
+pub const MERGE_FANOUT: usize = 8;
+/// Runs beyond what the merge policy leaves at which the merger competes for CPU like any thread.
+const RUNS_BEHIND: usize = 8;
+/// Most chunks a run may cover (`end - first`); chunks are counted in u32 values.
+const RUN_CHUNKS_MAX: u64 = 1 << 32;
+
+/// One (hash, value) pair.
+pub type IdEntry = (u64, u32);
+
+/// The key a hash is stored under: murmur3's 64-bit finaliser, a bijection. The owner's hashes
+/// may keep neighbours' low bits apart and their high bits equal; keys are uniform, so a run
+/// sorted by key fills its filter block by block (the filter's block is the key's top bits),
+/// and a merge builds its filter in one sequential pass.
+#[inline]
+pub fn idrun_key(hash: u64) -> u64 {
+    let mut h = hash;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hash a key was made from ([`idrun_key`] undone: its steps inverted, last first).
+#[inline]
+pub fn idrun_hash(key: u64) -> u64 {
+    let mut h = key ^ (key >> 33);
+    h = h.wrapping_mul(0x9cb4_b2f8_1293_37db);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0x4f74_430c_22a5_4005);
+    h ^ (h >> 33)
+}
+
+/// What the filter over all runs holds for a key: its hash's group of 256 (the owner's hashes
+/// keep runs of 256 consecutive ids in one group, [`IDRUN_GROUP_BITS`]), mixed. Ids made in
+/// order then probe one cache line per group, and a group no run holds any id of answers "new"
+/// for all of its ids; ids in no order each have a group of their own.
+#[inline]
+pub fn idrun_group(key: u64) -> u64 {
+    idrun_key(idrun_hash(key) >> IDRUN_GROUP_BITS)
+}
+
+/// Low bits of a hash that tell the ids of one group apart.
+pub const IDRUN_GROUP_BITS: u32 = 8;
+
+/// A run: its place, its fences and filter in memory, its entries on disk.
+#[derive(Debug)]
+struct Run {
+    first: u64,
+    end: u64,
+    entries: u64,
+    path: PathBuf,
+    file: File,
+    /// Each page's first hash.
+    fences: Vec<u64>,
+    /// The filter's blocks, 8 words each.
+    filter: Vec<u64>,
+}
+
+/// The index (see the module).
+#[derive(Debug)]
+pub struct IdRuns {
+    dir: PathBuf,
+    /// The runs, oldest chunks first, covering `0..chunks()` without gap or overlap.
+    runs: RwLock<Arc<Vec<Arc<Run>>>>,
+    /// The filter over every run's keys: set before a run is published, so a lookup that
+    /// takes the runs and then this filter finds every key of those runs "maybe".
+    global: RwLock<Arc<GlobalFilter>>,
+    /// The chunks the filter's file covered when last written.
+    persisted: Mutex<u64>,
+    /// Wakes the merger when a run is added, or at drop to stop.
+    merge: Arc<(Mutex<MergeState>, Condvar)>,
+    merger: Mutex<Option<JoinHandle<()>>>,
+    read_only: bool,
+}
+
+#[derive(Debug, Default)]
+struct MergeState {
+    stop: bool,
+    /// What the merger last failed at (it stops merging, lookups go on).
+    failure: Option<String>,
+    /// A merge is under way (its runs stay in the list until it is done).
+    busy: bool,
+}
+
+/// What [`IdRuns::open`] found that it could not use, and deleted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IdRunsOpened {
+    /// Each run file dropped, and why.
+    pub dropped: Vec<String>,
+}
+
+impl IdRuns {
+    /// Opens (or creates) the index in `dir` and starts its merger thread. Runs that fail their
+    /// checks, runs a larger one covers (a merge's leftovers), runs past a gap and temporary
+    /// files are deleted and named in the report.
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<(Arc<IdRuns>, IdRunsOpened)> {
+        let (runs, opened) = IdRuns::open_as(dir.as_ref(), false)?;
+        let runs = Arc::new(runs);
+        let weak = Arc::downgrade(&runs);
+        let merge = Arc::clone(&runs.merge);
+        let merger = std::thread::Builder::new().name("bursar-idruns".into()).spawn(move || merge_loop(&weak, &merge))?;
+        *runs.merger.lock() = Some(merger);
+        Ok((runs, opened))
+    }
+
+    /// Opens the index in `dir` to read: nothing is deleted, written or merged; a run that fails
+    /// its checks is an error naming it.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> io::Result<IdRuns> {
+        let (runs, opened) = IdRuns::open_as(dir.as_ref(), true)?;
+        match opened.dropped.first() {
+            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())),
+            None => Ok(runs),
+        }
+    }
+
+    fn open_as(dir: &Path, read_only: bool) -> io::Result<(IdRuns, IdRunsOpened)> {
+        if !read_only {
+            fs::create_dir_all(dir)?;
+        }
+        let mut opened = IdRunsOpened::default();
+        let (mut found, mut damaged) = (Vec::new(), Vec::new());
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            match run_range(&path) {
+                Some((first, end)) => match Run::open(&path, first, end) {
+                    Ok(run) => found.push(run),
+                    Err(e) => {
+                        opened.dropped.push(format!("{}: {e}", path.display()));
+                        damaged.push(path);
+                    }
+                },
+                None if path.extension().is_some_and(|e| e == "tmp") => opened.dropped.push(format!("{}: unfinished", path.display())),
+                None => {}
+            }
+        }
+        let (kept, left) = cover(found);
+        opened.dropped.extend(left.iter().map(|run| format!("{}: covered by another run, or past a gap", run.path.display())));
+        if !read_only {
+            damaged.iter().try_for_each(|path| remove_if_present(path))?;
+            delete_dropped(dir, &left)?;
+        }
+        let kept: Vec<Arc<Run>> = kept.into_iter().map(Arc::new).collect();
+        let (global, persisted) = open_global(dir, &kept, &mut opened)?;
+        let runs = IdRuns {
+            dir: dir.to_path_buf(),
+            runs: RwLock::new(Arc::new(kept)),
+            global: RwLock::new(Arc::new(global)),
+            persisted: Mutex::new(persisted),
+            merge: Arc::default(),
+            merger: Mutex::new(None),
+            read_only,
+        };
+        Ok((runs, opened))
+    }
+
+    /// Writes the filter over all runs to its file if the runs cover a quarter more chunks than
+    /// when it was last written (so a restart after a crash inserts at most about a fifth of
+    /// the keys again), or `always`.
+    fn persist_global(&self, always: bool) -> io::Result<()> {
+        let mut persisted = self.persisted.lock();
+        let covered = self.chunks();
+        if covered == *persisted || (!always && covered - *persisted < (*persisted / 4).max(1)) {
+            return Ok(());
+        }
+        let global = Arc::clone(&self.global.read());
+        global.persist(&self.dir, covered)?;
+        *persisted = covered;
+        Ok(())
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Chunks covered: the runs hold every entry of chunks `0..chunks()`.
+    pub fn chunks(&self) -> u64 {
+        self.runs.read().last().map_or(0, |run| run.end)
+    }
+
+    /// How many runs there are now.
+    pub fn runs(&self) -> usize {
+        self.runs.read().len()
+    }
+
+    /// Bytes of memory the filters and fences hold.
+    pub fn memory_bytes(&self) -> usize {
+        let runs: usize = self.runs.read().iter().map(|run| (run.filter.len() + run.fences.len()) * 8).sum();
+        runs + self.global.read().memory_bytes()
+    }
+
+    /// What the merger failed at, if it did (it stops merging; lookups and adds go on).
+    pub fn merge_failure(&self) -> Option<String> {
+        self.merge.0.lock().failure.clone()
+    }
+
+    /// Adds the run of chunks `first..end` (`first` must be [`IdRuns::chunks`]) holding
+    /// `entries` (hash, value), turned into keys ([`idrun_key`]) and sorted here. Written and
+    /// synced before it counts.
+    pub fn add(&self, first: u64, end: u64, entries: &mut [IdEntry]) -> io::Result<()> {
+        assert!(!self.read_only, "a read-only index adds nothing");
+        assert_eq!(first, self.chunks(), "runs are added in chunk order");
+        assert!(first < end && end - first <= RUN_CHUNKS_MAX, "a run covers at least one chunk");
+        entries.iter_mut().for_each(|entry| entry.0 = idrun_key(entry.0));
+        entries.sort_unstable();
+        let run = write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?;
+        let mut groups: Vec<u64> = entries.iter().map(|&(key, _)| idrun_group(key)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let global = Arc::clone(&self.global.read());
+        if global.has_room(groups.len() as u64) {
+            global.insert(groups.into_iter());
+        } else {
+            // Only this thread adds runs, so none is published while the larger one is built.
+            let larger = filter_of_runs(&self.runs.read(), (global.keys() + groups.len() as u64) * 2)?;
+            larger.insert(groups.into_iter());
+            *self.global.write() = Arc::new(larger);
+        }
+        let mut runs = self.runs.write();
+        let mut next = Vec::clone(&runs);
+        next.push(Arc::new(run));
+        *runs = Arc::new(next);
+        drop(runs);
+        self.merge.1.notify_one();
+        Ok(())
+    }
+
+    /// Drops the runs that cover any chunk at or past `chunks` (their owner cut or rewrote
+    /// those chunks), deleting their files; waits for a merge under way first.
+    pub fn truncate(&self, chunks: u64) -> io::Result<()> {
+        let mut state = self.merge.0.lock();
+        while state.busy {
+            self.merge.1.wait(&mut state);
+        }
+        let mut runs = self.runs.write();
+        let (kept, cut): (Vec<_>, Vec<_>) = runs.iter().cloned().partition(|run| run.end <= chunks);
+        *runs = Arc::new(kept);
+        drop(runs);
+        // The filter's file would claim the keys of runs added in place of those cut: gone.
+        let mut persisted = self.persisted.lock();
+        if *persisted > chunks {
+            remove_if_present(&self.dir.join(GLOBAL_FILTER_FILE))?;
+            *persisted = 0;
+        }
+        drop(persisted);
+        cut.iter().try_for_each(|run| remove_if_present(&run.path))
+    }
+
+    /// Every entry that `hashes` name, appended to `out` (in no particular order): the filter
+    /// rules out almost every hash no run holds; a "maybe" reads one page (rarely two).
+    pub fn candidates(&self, hashes: &[u64], out: &mut Vec<IdEntry>) -> io::Result<()> {
+        // The runs first: the filter taken after them holds all their keys.
+        let runs = Arc::clone(&self.runs.read());
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let global = Arc::clone(&self.global.read());
+        let group = |hash: u64| idrun_key(hash >> IDRUN_GROUP_BITS);
+        let keys: Vec<(u64, u64)> =
+            hashes.iter().filter(|&&hash| global.may_hold(group(hash))).map(|&hash| (idrun_key(hash), hash)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut maybe = Vec::new();
+        for run in runs.iter() {
+            maybe.clear();
+            maybe.extend(keys.iter().copied().filter(|&(key, _)| run.may_hold(key)));
+            if !maybe.is_empty() {
+                run.find(&mut maybe, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many of `hashes` the filter over all runs says "maybe" for (their group may be
+    /// stored), and how many of those some run's own filter does too (what a lookup reads
+    /// pages for).
+    pub fn maybe_count(&self, hashes: &[u64]) -> (usize, usize) {
+        let runs = Arc::clone(&self.runs.read());
+        let global = Arc::clone(&self.global.read());
+        let maybe: Vec<u64> =
+            hashes.iter().filter(|&&hash| global.may_hold(idrun_key(hash >> IDRUN_GROUP_BITS))).map(|&hash| idrun_key(hash)).collect();
+        (maybe.len(), maybe.iter().filter(|&&key| runs.iter().any(|run| run.may_hold(key))).count())
+    }
+
+    /// Waits until no merge is under way or due (for tests and a stop).
+    pub fn wait_merged(&self) {
+        let mut state = self.merge.0.lock();
+        while state.busy || (state.failure.is_none() && !state.stop && next_merge(&self.runs.read()).is_some()) {
+            self.merge.1.notify_all();
+            self.merge.1.wait_for(&mut state, std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for IdRuns {
+    fn drop(&mut self) {
+        self.merge.0.lock().stop = true;
+        self.merge.1.notify_all();
+        if !self.read_only {
+            // Best effort: without it the next start inserts the runs' keys again.
+            let _ = self.persist_global(true);
+        }
+        if let Some(merger) = self.merger.lock().take() {
+            // The merger holds only a weak reference, so this is never the merger thread itself
+            // unless it dropped the last strong one: then it is ending anyway.
+            if merger.thread().id() != std::thread::current().id() {
+                let _ = merger.join();
+            }
+        }
+    }
+}
+
+/// The merger: merges the smallest adjacent pair of runs of equal size, until stopped. In the
+/// background while the runs are few (CPU others leave), in the foreground once more than
+/// [`RUNS_BEHIND`] beyond a binary counter's wait: every lookup checks every run's filter.
+fn merge_loop(runs: &std::sync::Weak<IdRuns>, merge: &(Mutex<MergeState>, Condvar)) {
+    let mut background = crate::background_thread().is_ok();
+    loop {
+        let pair = {
+            let mut state = merge.0.lock();
+            loop {
+                if state.stop {
+                    return;
+                }
+                let Some(index) = runs.upgrade() else { return };
+                let pair = if state.failure.is_none() { next_merge(&index.runs.read()) } else { None };
+                if let Some(pair) = pair {
+                    state.busy = true;
+                    break pair;
+                }
+                drop(index);
+                merge.1.wait(&mut state);
+            }
+        };
+        let Some(index) = runs.upgrade() else { return };
+        let behind = {
+            let runs = index.runs.read();
+            let levels = runs.last().map_or(0, |run| run.end.max(1).ilog(MERGE_FANOUT as u64) as usize + 1);
+            runs.len() > levels * (MERGE_FANOUT - 1) + RUNS_BEHIND
+        };
+        if behind == background {
+            background =
+                if behind { crate::foreground_thread().map(|()| false).unwrap_or(true) } else { crate::background_thread().is_ok() };
+        }
+        let merged = index.merge_group(pair).and_then(|()| index.persist_global(false));
+        let mut state = merge.0.lock();
+        state.busy = false;
+        if let Err(e) = merged {
+            state.failure = Some(format!("merging runs in {}: {e}", index.dir.display()));
+        }
+        drop(state);
+        merge.1.notify_all();
+    }
+}
+
+/// The runs to merge next, if any: the [`MERGE_FANOUT`] adjacent runs of equal size with the
+/// smallest size.
+fn next_merge(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
+    let size = |run: &Arc<Run>| run.end - run.first;
+    runs.windows(MERGE_FANOUT)
+        .filter(|group| group.iter().all(|run| size(run) == size(&group[0])))
+        .min_by_key(|group| size(&group[0]))
+        .map(<[Arc<Run>]>::to_vec)
+}
+
+impl IdRuns {
+    /// Merges `group` (adjacent runs, oldest first) into one run and puts it in their place.
+    fn merge_group(&self, group: Vec<Arc<Run>>) -> io::Result<()> {
+        let entries = group.iter().map(|run| run.entries).sum();
+        let (first, end) = (group[0].first, group[group.len() - 1].end);
+        let mut readers: Vec<RunReader<'_>> = group.iter().map(|run| RunReader::new(run)).collect();
+        let error = std::cell::Cell::new(None);
+        let merged = std::iter::from_fn(|| next_of(&mut readers).map_err(|e| error.set(Some(e))).ok().flatten());
+        let run = write_run(&self.dir, first, end, merged, entries);
+        if let Some(e) = error.take() {
+            remove_if_present(&self.dir.join(format!("{}.tmp", run_name(first, end))))?;
+            return Err(e);
+        }
+        let run = run?;
+        let mut runs = self.runs.write();
+        let at = runs.iter().position(|r| Arc::ptr_eq(r, &group[0])).expect("only the merger removes runs while it merges");
+        assert!(group.iter().enumerate().all(|(i, run)| Arc::ptr_eq(&runs[at + i], run)), "merged runs are adjacent");
+        let mut next = Vec::clone(&runs);
+        next.splice(at..at + group.len(), [Arc::new(run)]);
+        *runs = Arc::new(next);
+        drop(runs);
+        group.iter().try_for_each(|run| remove_if_present(&run.path))
+    }
+}
+
+/// The smallest next entry of `readers` (the oldest run's first among equals), taken.
+fn next_of(readers: &mut [RunReader<'_>]) -> io::Result<Option<IdEntry>> {
+    let mut best: Option<(usize, IdEntry)> = None;
+    for (i, reader) in readers.iter_mut().enumerate() {
+        if let Some(entry) = reader.peek()? {
+            if best.is_none_or(|(_, b)| entry < b) {
+                best = Some((i, entry));
+            }
+        }
+    }
+    Ok(best.map(|(i, entry)| {
+        readers[i].at += 1;
+        entry
+    }))
+}
+
+/// A run's entries read in order, [`READ_PAGES`] pages at a time through its open file (so a
+/// merge that deletes the file meanwhile does not stop it), each page checked.
+struct RunReader<'r> {
+    run: &'r Run,
+    next_page: usize,
+    entries: Vec<IdEntry>,
+    at: usize,
+    bytes: Vec<u8>,
+}
+
+/// Pages a [`RunReader`] reads at once (1 MiB).
+const READ_PAGES: usize = 256;
+
+impl<'r> RunReader<'r> {
+    fn new(run: &'r Run) -> RunReader<'r> {
+        RunReader { run, next_page: 0, entries: Vec::new(), at: 0, bytes: Vec::new() }
+    }
+
+    /// The next entry, not taken (`at += 1` takes it).
+    #[inline]
+    fn peek(&mut self) -> io::Result<Option<IdEntry>> {
+        if self.at == self.entries.len() && !self.refill()? {
+            return Ok(None);
+        }
+        Ok(Some(self.entries[self.at]))
+    }
+
+    /// Reads the next pages' entries; false at the run's end.
+    fn refill(&mut self) -> io::Result<bool> {
+        let pages = (self.run.fences.len() - self.next_page).min(READ_PAGES);
+        if pages == 0 {
+            return Ok(false);
+        }
+        self.bytes.resize(pages * IDRUN_PAGE_BYTES, 0);
+        self.run.file.read_exact_at(&mut self.bytes, HEADER_BYTES + (self.next_page * IDRUN_PAGE_BYTES) as u64)?;
+        self.entries.clear();
+        self.at = 0;
+        for (i, page) in self.bytes.chunks_exact(IDRUN_PAGE_BYTES).enumerate() {
+            let p = self.next_page + i;
+            check_page(page, &self.run.path, p)?;
+            self.entries.extend(page_entries(page, self.run.entries_on(p)));
+        }
+        self.next_page += pages;
+        Ok(true)
+    }
+}
+
+/// The filter over all of `runs`, from its file if sound (then only the keys of runs past what
+/// it covered are inserted), else built from every run's keys; and the chunks its file covers.
+fn open_global(dir: &Path, runs: &[Arc<Run>], opened: &mut IdRunsOpened) -> io::Result<(GlobalFilter, u64)> {
+    let keys: u64 = runs.iter().map(|run| run.entries).sum();
+    let loaded = match GlobalFilter::load(dir) {
+        Ok(loaded) => loaded,
+        Err(why) => {
+            opened.dropped.push(format!("{}: {why}", dir.join(GLOBAL_FILTER_FILE).display()));
+            None
+        }
+    };
+    let chunks = runs.last().map_or(0, |run| run.end);
+    match loaded {
+        Some((global, covered)) if covered <= chunks && global.has_room(keys.saturating_sub(global.keys())) => {
+            let past: Vec<Arc<Run>> = runs.iter().filter(|run| run.end > covered).cloned().collect();
+            insert_runs(&global, &past)?;
+            Ok((global, covered))
+        }
+        _ => Ok((filter_of_runs(runs, keys * 2)?, 0)),
+    }
+}
+
+/// A filter for `capacity` keys holding every key of `runs`.
+fn filter_of_runs(runs: &[Arc<Run>], capacity: u64) -> io::Result<GlobalFilter> {
+    let global = GlobalFilter::with_capacity(capacity);
+    insert_runs(&global, runs)?;
+    Ok(global)
+}
+
+/// Inserts every key of `runs` into `global`, each run's page by page.
+fn insert_runs(global: &GlobalFilter, runs: &[Arc<Run>]) -> io::Result<()> {
+    for run in runs {
+        let mut reader = RunReader::new(run);
+        while reader.refill()? {
+            global.insert(reader.entries.iter().map(|&(key, _)| idrun_group(key)));
+        }
+    }
+    Ok(())
+}
+
+/// The run whose file `path` is, from its name, if it names one.
+fn run_range(path: &Path) -> Option<(u64, u64)> {
+    let name = path.file_name()?.to_str()?.strip_suffix(".run")?;
+    let (first, end) = name.split_once('-')?;
+    let (first, end) = (first.parse().ok()?, end.parse().ok()?);
+    (first < end).then_some((first, end))
+}
+
+/// The file name of the run of chunks `first..end`.
+fn run_name(first: u64, end: u64) -> String {
+    format!("{first:010}-{end:010}.run")
+}
+
+/// The runs that cover chunks from 0 on without gap (at each place the one reaching farthest),
+/// and the rest.
+fn cover(mut found: Vec<Run>) -> (Vec<Run>, Vec<Run>) {
+    found.sort_by_key(|run| (run.first, std::cmp::Reverse(run.end)));
+    let (mut kept, mut left) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    for run in found {
+        if run.first == at {
+            at = run.end;
+            kept.push(run);
+        } else {
+            left.push(run);
+        }
+    }
+    (kept, left)
+}
+
+/// Deletes the runs left out, and temporary files.
+fn delete_dropped(dir: &Path, left: &[Run]) -> io::Result<()> {
+    left.iter().try_for_each(|run| remove_if_present(&run.path))?;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            remove_if_present(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the run of chunks `first..end` holding `count` sorted entries, to a temporary file
+/// that is synced and then renamed to the run's name. Returns it opened.
+fn write_run(dir: &Path, first: u64, end: u64, entries: impl Iterator<Item = IdEntry>, count: u64) -> io::Result<Run> {
+    let path = dir.join(run_name(first, end));
+    let temp = dir.join(format!("{}.tmp", run_name(first, end)));
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    out.write_all(&[0; HEADER_BYTES as usize])?;
+    let mut filter = vec![0u64; filter_words(count)];
+    let (fences, written) = write_pages(&mut out, entries, &mut filter)?;
+    if written != count {
+        drop(out);
+        remove_if_present(&temp)?;
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a run of {written} entries, {count} expected")));
+    }
+    let tail_sum = write_tail(&mut out, &fences, &filter)?;
+    out.flush()?;
+    drop(out);
+    let header = Header { first, end, entries: count, pages: fences.len() as u64, filter_words: filter.len() as u64, tail_sum };
+    file.write_all_at(&header.encode(), 0)?;
+    file.sync_data()?;
+    fs::rename(&temp, &path)?;
+    Ok(Run { first, end, entries: count, path, file, fences, filter })
+}
+
+/// Writes the entries in pages, each with its CRC32C; fills `filter`. Returns the fences and
+/// how many entries there were.
+fn write_pages(out: &mut impl Write, entries: impl Iterator<Item = IdEntry>, filter: &mut [u64]) -> io::Result<(Vec<u64>, u64)> {
+    let mut page = [0u8; IDRUN_PAGE_BYTES];
+    let (mut fences, mut on_page, mut count) = (Vec::new(), 0, 0u64);
+    let mut last = None;
+    for (hash, value) in entries {
+        assert!(last <= Some((hash, value)), "a run's entries are sorted");
+        last = Some((hash, value));
+        if on_page == 0 {
+            fences.push(hash);
+        }
+        let at = on_page * IDRUN_ENTRY_BYTES;
+        page[at..at + 8].copy_from_slice(&hash.to_le_bytes());
+        page[at + 8..at + 12].copy_from_slice(&value.to_le_bytes());
+        filter_insert(filter, hash);
+        (on_page, count) = (on_page + 1, count + 1);
+        if on_page == IDRUN_ENTRIES_PER_PAGE {
+            seal_page(out, &mut page)?;
+            on_page = 0;
+        }
+    }
+    if on_page > 0 {
+        seal_page(out, &mut page)?;
+    }
+    Ok((fences, count))
+}
+
+/// Writes `page` with its CRC32C and clears it.
+fn seal_page(out: &mut impl Write, page: &mut [u8; IDRUN_PAGE_BYTES]) -> io::Result<()> {
+    let sum = crc32c(&[&page[..IDRUN_PAGE_BYTES - 4]]);
+    page[IDRUN_PAGE_BYTES - 4..].copy_from_slice(&sum.to_le_bytes());
+    out.write_all(page)?;
+    page.fill(0);
+    Ok(())
+}
+
+/// Writes the fences and the filter; returns their CRC32C.
+fn write_tail(out: &mut impl Write, fences: &[u64], filter: &[u64]) -> io::Result<u32> {
+    let bytes: Vec<u8> = fences.iter().chain(filter).flat_map(|w| w.to_le_bytes()).collect();
+    out.write_all(&bytes)?;
+    Ok(crc32c(&[&bytes]))
+}
+
+/// A run file's header (its first page; the fields, then zeros).
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    first: u64,
+    end: u64,
+    entries: u64,
+    pages: u64,
+    filter_words: u64,
+    /// The CRC32C of the fences and the filter.
+    tail_sum: u32,
+}
+
+impl Header {
+    /// Magic (8), version (4), first, end, entries, pages, filter words (u64 each), the
+    /// tail's sum, and the CRC32C of all that (u32 each).
+    fn encode(&self) -> [u8; HEADER_FIELDS_BYTES] {
+        let mut out = [0u8; HEADER_FIELDS_BYTES];
+        out[..8].copy_from_slice(&IDRUN_MAGIC);
+        out[8..12].copy_from_slice(&IDRUN_VERSION.to_le_bytes());
+        for (i, field) in [self.first, self.end, self.entries, self.pages, self.filter_words].iter().enumerate() {
+            out[12 + i * 8..20 + i * 8].copy_from_slice(&field.to_le_bytes());
+        }
+        out[52..56].copy_from_slice(&self.tail_sum.to_le_bytes());
+        let sum = crc32c(&[&out[..56]]);
+        out[56..60].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; HEADER_FIELDS_BYTES]) -> Result<Header, String> {
+        if bytes[..8] != IDRUN_MAGIC {
+            return Err("not a run of stored ids (magic)".into());
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        if u32_at(56) != crc32c(&[&bytes[..56]]) {
+            return Err("the header's checksum does not match".into());
+        }
+        if u32_at(8) != IDRUN_VERSION {
+            return Err(format!("version {}, this build reads {IDRUN_VERSION}", u32_at(8)));
+        }
+        let [first, end, entries, pages, filter_words] = [12, 20, 28, 36, 44].map(u64_at);
+        Ok(Header { first, end, entries, pages, filter_words, tail_sum: u32_at(52) })
+    }
+}
+
+impl Run {
+    /// Opens the run file at `path` (named for chunks `first..end`): checks its header, reads
+    /// and checks its fences and filter.
+    fn open(path: &Path, first: u64, end: u64) -> Result<Run, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut head = [0u8; HEADER_FIELDS_BYTES];
+        file.read_exact_at(&mut head, 0).map_err(|e| format!("reading the header: {e}"))?;
+        let header = Header::decode(&head)?;
+        if (header.first, header.end) != (first, end) {
+            return Err(format!("the header says chunks {}..{}, the name {first}..{end}", header.first, header.end));
+        }
+        let pages = header.entries.div_ceil(IDRUN_ENTRIES_PER_PAGE as u64);
+        if header.pages != pages || header.filter_words != filter_words(header.entries) as u64 {
+            return Err(format!("{} entries in {} pages with a filter of {} words", header.entries, header.pages, header.filter_words));
+        }
+        let tail_at = HEADER_BYTES + pages * IDRUN_PAGE_BYTES as u64;
+        if len != tail_at + (pages + header.filter_words) * 8 {
+            return Err(format!("{len} bytes, not the {} its header implies", tail_at + (pages + header.filter_words) * 8));
+        }
+        let mut tail = vec![0u8; ((pages + header.filter_words) * 8) as usize];
+        file.read_exact_at(&mut tail, tail_at).map_err(|e| format!("reading the fences and filter: {e}"))?;
+        if crc32c(&[&tail]) != header.tail_sum {
+            return Err("the fences' and filter's checksum does not match".into());
+        }
+        let mut words = tail.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let fences: Vec<u64> = words.by_ref().take(pages as usize).collect();
+        let filter = words.collect();
+        Ok(Run { first, end, entries: header.entries, path: path.to_path_buf(), file, fences, filter })
+    }
+
+    /// Whether the filter says `key` may be in the run.
+    #[inline]
+    fn may_hold(&self, key: u64) -> bool {
+        filter_holds(&self.filter, key)
+    }
+
+    /// Appends (hash, value) for each entry under each (key, hash) in `keys` to `out` (sorts
+    /// `keys`), reading each page that may hold one once.
+    fn find(&self, keys: &mut [(u64, u64)], out: &mut Vec<IdEntry>) -> io::Result<()> {
+        keys.sort_unstable();
+        let mut page = vec![0u8; IDRUN_PAGE_BYTES];
+        let mut loaded = None;
+        for &(key, hash) in keys.iter() {
+            // The last page starting below the key may end with it, and later pages may start with it.
+            let mut p = self.fences.partition_point(|&fence| fence < key).saturating_sub(1);
+            while p < self.fences.len() && self.fences[p] <= key {
+                if loaded != Some(p) {
+                    self.read_page(p, &mut page)?;
+                    loaded = Some(p);
+                }
+                out.extend(page_entries(&page, self.entries_on(p)).filter(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
+                p += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries on page `p`.
+    fn entries_on(&self, p: usize) -> usize {
+        (self.entries as usize - p * IDRUN_ENTRIES_PER_PAGE).min(IDRUN_ENTRIES_PER_PAGE)
+    }
+
+    /// Reads page `p` into `out`, checking its CRC32C.
+    fn read_page(&self, p: usize, out: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(out, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64)?;
+        check_page(out, &self.path, p)
+    }
+}
+
+/// Checks page `p` of the run at `path` against its CRC32C.
+fn check_page(page: &[u8], path: &Path, p: usize) -> io::Result<()> {
+    let stored = u32::from_le_bytes(page[IDRUN_PAGE_BYTES - 4..].try_into().expect("4 bytes"));
+    if crc32c(&[&page[..IDRUN_PAGE_BYTES - 4]]) == stored {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: page {p} fails its checksum", path.display())))
+}
+
+/// The first `count` entries of a page.
+fn page_entries(page: &[u8], count: usize) -> impl Iterator<Item = IdEntry> + '_ {
+    page[..count * IDRUN_ENTRY_BYTES]
+        .chunks_exact(IDRUN_ENTRY_BYTES)
+        .map(|e| (u64::from_le_bytes(e[..8].try_into().expect("8 bytes")), u32::from_le_bytes(e[8..].try_into().expect("4 bytes"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bursar-idruns-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A deterministic spread of hashes (splitmix64).
+    fn hashes(seed: u64, n: usize) -> Vec<u64> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            })
+            .collect()
+    }
+
+    /// Chunk `k` of `len` entries: hashes of seed `k`, values the indexes; a few hashes repeat
+    /// an earlier chunk's (two ids sharing a hash).
+    fn chunk(k: u64, len: usize) -> Vec<IdEntry> {
+        let mut out: Vec<IdEntry> = hashes(k, len).into_iter().enumerate().map(|(i, h)| (h, (k as usize * len + i) as u32)).collect();
+        if k > 0 {
+            out[0].0 = hashes(k - 1, 1)[0];
+        }
+        out
+    }
+
+    fn add_chunks(runs: &IdRuns, chunks: std::ops::Range<u64>, len: usize) {
+        for k in chunks {
+            runs.add(k, k + 1, &mut chunk(k, len)).expect("added");
+        }
+    }
+
+    /// Run files and temporary files in `dir`.
+    fn run_files(dir: &Path) -> usize {
+        let paths = fs::read_dir(dir).expect("listed").map(|e| e.expect("an entry").path());
+        paths.filter(|path| path.extension().is_some_and(|x| x == "run" || x == "tmp")).count()
+    }
+
+    fn sorted(mut entries: Vec<IdEntry>) -> Vec<IdEntry> {
+        entries.sort_unstable();
+        entries
+    }
+
+    #[test]
+    fn a_key_gives_back_its_hash_and_a_group_is_its_ids_of_one_run_of_256() {
+        for hash in hashes(5, 10_000).into_iter().chain([0, 1, u64::MAX]) {
+            assert_eq!(idrun_hash(idrun_key(hash)), hash);
+            assert_eq!(idrun_group(idrun_key(hash)), idrun_group(idrun_key(hash ^ 0xFF)));
+            assert_ne!(idrun_group(idrun_key(hash)), idrun_group(idrun_key(hash ^ 0x100)));
+        }
+    }
+
+    #[test]
+    fn lookups_agree_with_every_entry_through_merges_and_reopening() {
+        let dir = temp_dir("agree");
+        let len = 1000;
+        let (runs, opened) = IdRuns::open(&dir).expect("opened");
+        assert!(opened.dropped.is_empty());
+        add_chunks(&runs, 0..11, len);
+        runs.wait_merged();
+        // 11 chunks: a run of 8 (merged) and three of 1.
+        assert_eq!((runs.chunks(), runs.runs()), (11, 4));
+        let all: Vec<IdEntry> = (0..11).flat_map(|k| chunk(k, len)).collect();
+        let check = |runs: &IdRuns| {
+            for probe in all.iter().step_by(7) {
+                let mut out = Vec::new();
+                runs.candidates(&[probe.0], &mut out).expect("read");
+                let expected: Vec<IdEntry> = all.iter().copied().filter(|e| e.0 == probe.0).collect();
+                assert_eq!(sorted(out), sorted(expected), "hash {:x}", probe.0);
+            }
+            let mut out = Vec::new();
+            runs.candidates(&hashes(99, 5000), &mut out).expect("read");
+            assert!(out.is_empty(), "hashes never added are not found");
+        };
+        check(&runs);
+        drop(runs);
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert!(opened.dropped.is_empty(), "{opened:?}");
+        assert_eq!((runs.chunks(), runs.runs()), (11, 4));
+        check(&runs);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_filter_rules_out_almost_every_new_hash() {
+        let dir = temp_dir("filter");
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..8, 25_000);
+        runs.wait_merged();
+        assert_eq!(runs.runs(), 1);
+        let new = hashes(1234, 200_000);
+        let (maybe, read) = runs.maybe_count(&new);
+        // 16 bits a key in 512-bit blocks: about 0.1% (the test allows twice that).
+        assert!(maybe < new.len() / 500, "{maybe} false maybes of {}", new.len());
+        assert!(read <= maybe, "{read} of {maybe}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_run_is_dropped_with_those_after_it_and_a_damaged_page_is_named() {
+        let dir = temp_dir("damage");
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..9, 500);
+        runs.wait_merged();
+        assert_eq!(runs.runs(), 2);
+        drop(runs);
+        // A flipped bit in the first run's first page: named at lookup, the run kept (its tail is fine).
+        let first = dir.join(run_name(0, 8));
+        let mut bytes = fs::read(&first).expect("read");
+        bytes[HEADER_BYTES as usize + 5] ^= 1;
+        fs::write(&first, &bytes).expect("written");
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert!(opened.dropped.is_empty());
+        let page_zero = (0..8).flat_map(|k| chunk(k, 500)).min_by_key(|e| idrun_key(e.0)).expect("an entry");
+        let error = runs.candidates(&[page_zero.0], &mut Vec::new()).expect_err("a damaged page");
+        assert!(error.to_string().contains("page 0 fails its checksum"), "{error}");
+        drop(runs);
+        // A damaged filter: the run is dropped at open, and the run after it with it (a gap).
+        let len = bytes.len();
+        bytes[len - 3] ^= 1;
+        fs::write(&first, &bytes).expect("written");
+        fs::write(dir.join("0000000008-0000000009.run.tmp"), b"half").expect("written");
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert_eq!(opened.dropped.len(), 3, "{opened:?}");
+        assert!(opened.dropped.iter().any(|why| why.contains("fences' and filter's checksum")), "{opened:?}");
+        assert_eq!((runs.chunks(), runs.runs()), (0, 0));
+        assert_eq!(run_files(&dir), 0, "dropped files are deleted");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_merge_left_half_done_is_tidied_at_open_and_truncation_drops_the_runs_past_it() {
+        let dir = temp_dir("leftover");
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..8, 500);
+        runs.wait_merged();
+        drop(runs);
+        // As if a merge of 0..8 had been renamed but its parts not yet deleted.
+        let merged = fs::read(dir.join(run_name(0, 8))).expect("read");
+        for k in 0..8 {
+            let keys = sorted(chunk(k, 500).into_iter().map(|(hash, value)| (idrun_key(hash), value)).collect());
+            write_run(&dir, k, k + 1, keys.into_iter(), 500).expect("written");
+        }
+        assert_eq!(fs::read(dir.join(run_name(0, 8))).expect("read"), merged);
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert_eq!(opened.dropped.len(), 8, "{opened:?}");
+        assert_eq!((runs.chunks(), runs.runs()), (8, 1));
+        add_chunks(&runs, 8..9, 500);
+        runs.truncate(8).expect("cut");
+        assert_eq!(runs.chunks(), 8);
+        runs.truncate(1).expect("cut");
+        assert_eq!((runs.chunks(), runs.runs()), (0, 0));
+        assert_eq!(run_files(&dir), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The filter over all runs is kept at a stop and read at the next start; one that covers
+    /// fewer runs (a crash) gets the later runs' keys; a damaged one is rebuilt and named; a
+    /// truncation past it deletes it. Every stored hash is found whichever way it was built.
+    #[test]
+    fn the_filter_over_all_runs_survives_restarts_crashes_and_damage() {
+        let dir = temp_dir("global");
+        let len = 3000;
+        let all = |chunks: u64| -> Vec<IdEntry> { (0..chunks).flat_map(|k| chunk(k, len)).collect() };
+        let found_all = |runs: &IdRuns, chunks: u64| {
+            let entries = all(chunks);
+            let mut per_hash = std::collections::BTreeMap::<u64, usize>::new();
+            entries.iter().for_each(|e| *per_hash.entry(e.0).or_default() += 1);
+            let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
+            let mut out = Vec::new();
+            runs.candidates(&hashes, &mut out).expect("read");
+            assert_eq!(out.len(), hashes.iter().map(|h| per_hash[h]).sum::<usize>(), "every entry found");
+        };
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..4, len);
+        runs.wait_merged();
+        drop(runs);
+        let kept = fs::read(dir.join(GLOBAL_FILTER_FILE)).expect("kept at the stop");
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert!(opened.dropped.is_empty(), "{opened:?}");
+        found_all(&runs, 4);
+        add_chunks(&runs, 4..6, len);
+        runs.wait_merged();
+        drop(runs);
+        // As after a crash: the file from before chunks 4 and 5.
+        fs::write(dir.join(GLOBAL_FILTER_FILE), &kept).expect("written");
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert!(opened.dropped.is_empty(), "{opened:?}");
+        found_all(&runs, 6);
+        drop(runs);
+        let mut damaged = fs::read(dir.join(GLOBAL_FILTER_FILE)).expect("read");
+        damaged[100] ^= 4;
+        fs::write(dir.join(GLOBAL_FILTER_FILE), &damaged).expect("written");
+        let (runs, opened) = IdRuns::open(&dir).expect("reopened");
+        assert!(opened.dropped.iter().any(|why| why.contains("checksum")), "{opened:?}");
+        found_all(&runs, 6);
+        runs.persist_global(true).expect("kept");
+        runs.truncate(4).expect("cut");
+        assert!(!dir.join(GLOBAL_FILTER_FILE).exists(), "a file claiming cut runs is deleted");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_read_only_index_refuses_damage_and_writes_nothing() {
+        let dir = temp_dir("read-only");
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..1, 100);
+        drop(runs);
+        let path = dir.join(run_name(0, 1));
+        let mut bytes = fs::read(&path).expect("read");
+        assert_eq!(IdRuns::open_read_only(&dir).expect("opened").chunks(), 1);
+        bytes[9] ^= 1;
+        fs::write(&path, &bytes).expect("written");
+        let error = IdRuns::open_read_only(&dir).expect_err("damaged");
+        assert!(error.to_string().contains("header"), "{error}");
+        assert!(path.exists(), "a read-only open deletes nothing");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
