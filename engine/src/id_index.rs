@@ -23,6 +23,11 @@
 //! inserts, and each insert moves `MIGRATE_PER_INSERT` (16) buckets of the old one over; a lookup
 //! reads the old one too wherever its id could still be there, until it is empty. Moving needs
 //! only the stored hash, never the id. The emptied table is handed to the node to free.
+//!
+//! With a history on disk, the ids of stored chunks are in the history's own id index once the
+//! node has written it ([`TransferIds::set_stored_below`]): a move leaves their entries behind,
+//! and the next table is sized for the ids still to be stored, so the table stays the size of a
+//! few chunks however many transfers there are. Failed ids and reserved ids always stay.
 
 use rustc_hash::FxHashMap;
 

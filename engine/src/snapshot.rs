@@ -537,7 +537,8 @@ fn restore_kept_images(
     engine.transfer_ids.set_stored_below(engine.ids_stored_end());
     for k in 0..chunks {
         let unreadable = |e: String| SnapshotError::History(format!("chunk {k}: {e}"));
-        let image = history.read_image(k).map_err(unreadable)?.ok_or_else(|| unreadable("no restore image".into()))?;
+        let image = if k < ids_stored { history.read_image_links(k) } else { history.read_image(k) };
+        let image = image.map_err(unreadable)?.ok_or_else(|| unreadable("no restore image".into()))?;
         let records = if image.plain {
             None
         } else {

@@ -1,6 +1,7 @@
-//! The stored ids' filters: blocked Bloom filters over the runs' keys ([`crate::idruns`]), one
-//! per run (on disk with it) and one over all of them (in memory, kept in a file of its own
-//! between starts), so a lookup of a new id costs one cache line, not one per run.
+//! The stored ids' filters: blocked Bloom filters, one per run over its keys (on disk with it,
+//! [`crate::idruns`]) and one over all runs' groups of 256 ids (in memory, kept in a file of its
+//! own between starts), so a lookup of a new id costs one cache line, not one per run, and ids
+//! made in order share one per group.
 //!
 //! A filter is 512-bit blocks; a key sets [`FILTER_PROBES`] bits of one block, the block its
 //! top bits pick (so keys in order fill a filter block by block), the bits from its low 40.
@@ -72,7 +73,7 @@ pub(crate) struct GlobalFilter {
     words: Box<[AtomicU64]>,
     /// Keys it was sized for; past them a filter twice as large is built from the runs.
     capacity: u64,
-    /// Keys inserted (a key inserted twice counts twice).
+    /// Distinct keys inserted (short by the false "maybe"s).
     keys: AtomicU64,
 }
 
@@ -99,21 +100,25 @@ impl GlobalFilter {
         self.words.len() * 8
     }
 
-    /// Sets `keys`' bits. One thread inserts (the caller's, the index's writer), so a word is
-    /// read and written back, not changed by an atomic read-modify-write; readers beside it
-    /// see each bit set or not yet.
+    /// Sets `keys`' bits, counting those that set one (a key inserted again sets none, a new
+    /// one almost always does: the count is of distinct keys, short by the false "maybe"s). One
+    /// thread inserts (the caller's, the index's writer), so a word is read and written back,
+    /// not changed by an atomic read-modify-write; readers beside it see each bit set or not yet.
     pub(crate) fn insert(&self, keys: impl Iterator<Item = u64>) {
         let mut count = 0;
         for key in keys {
             let (block, bits) = filter_place(self.words.len(), key);
             let mut masks = [0u64; 8];
             bits.iter().for_each(|&bit| masks[(bit >> 6) as usize] |= 1 << (bit & 63));
+            let mut new = false;
             for (word, mask) in self.words[block * 8..block * 8 + 8].iter().zip(masks) {
-                if mask != 0 {
-                    word.store(word.load(Ordering::Relaxed) | mask, Ordering::Relaxed);
+                let old = word.load(Ordering::Relaxed);
+                if old & mask != mask {
+                    word.store(old | mask, Ordering::Relaxed);
+                    new = true;
                 }
             }
-            count += 1;
+            count += u64::from(new);
         }
         self.keys.fetch_add(count, Ordering::Relaxed);
     }

@@ -461,8 +461,11 @@ struct RunReader<'r> {
     bytes: Vec<u8>,
 }
 
-/// Pages a [`RunReader`] reads at once (1 MiB).
-const READ_PAGES: usize = 256;
+/// Pages a [`RunReader`] reads at once: 512 KiB, under the 1 MiB from which `bursar start`
+/// has allocations mapped afresh (and faulted in page by page) each time.
+const READ_PAGES: usize = 128;
+/// Bytes a run is written in at once (as [`READ_PAGES`]).
+const WRITE_BUFFER_BYTES: usize = 512 << 10;
 
 impl<'r> RunReader<'r> {
     fn new(run: &'r Run) -> RunReader<'r> {
@@ -511,20 +514,30 @@ fn open_global(dir: &Path, runs: &[Arc<Run>], opened: &mut IdRunsOpened) -> io::
     };
     let chunks = runs.last().map_or(0, |run| run.end);
     match loaded {
-        Some((global, covered)) if covered <= chunks && global.has_room(keys.saturating_sub(global.keys())) => {
+        // Past its capacity it answers "maybe" a little more often until the next run's add
+        // builds a larger one.
+        Some((global, covered)) if covered <= chunks => {
             let past: Vec<Arc<Run>> = runs.iter().filter(|run| run.end > covered).cloned().collect();
             insert_runs(&global, &past)?;
             Ok((global, covered))
         }
-        _ => Ok((filter_of_runs(runs, keys * 2)?, 0)),
+        // Ids made in order have a group per 256; sized for that first, and built again twice
+        // as large as it turned out to need if the ids were in no order.
+        _ => Ok((filter_of_runs(runs, keys / 128)?, 0)),
     }
 }
 
-/// A filter for `capacity` keys holding every key of `runs`.
+/// A filter holding the group of every key of `runs`, for at least `capacity` groups and twice
+/// as many as it holds.
 fn filter_of_runs(runs: &[Arc<Run>], capacity: u64) -> io::Result<GlobalFilter> {
     let global = GlobalFilter::with_capacity(capacity);
     insert_runs(&global, runs)?;
-    Ok(global)
+    if global.has_room(global.keys()) {
+        return Ok(global);
+    }
+    let larger = GlobalFilter::with_capacity(global.keys() * 2);
+    insert_runs(&larger, runs)?;
+    Ok(larger)
 }
 
 /// Inserts every key of `runs` into `global`, each run's page by page.
@@ -593,7 +606,7 @@ fn write_run(dir: &Path, first: u64, end: u64, entries: impl Iterator<Item = IdE
     let path = dir.join(run_name(first, end));
     let temp = dir.join(format!("{}.tmp", run_name(first, end)));
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temp)?;
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, &file);
     out.write_all(&[0; HEADER_BYTES as usize])?;
     let mut filter = vec![0u64; filter_words(count)];
     let (fences, written) = write_pages(&mut out, entries, &mut filter)?;

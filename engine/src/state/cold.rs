@@ -45,6 +45,11 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_image(&self, _k: usize) -> Result<Option<ChunkImage>, String> {
         Ok(None)
     }
+    /// As [`History::read_image`], the hashes left out if the store can (empty): for a chunk
+    /// whose ids its id index holds, half the bytes.
+    fn read_image_links(&self, k: usize) -> Result<Option<ChunkImage>, String> {
+        self.read_image(k)
+    }
     /// Balance entries `indices` (each evicted), appended to `out` in that order.
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
     /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
@@ -208,6 +213,17 @@ impl<R: RecordReader> History for RecordHistory<R> {
         let mut bytes = vec![0u8; len];
         reader.read_at((k * len) as u64, &mut bytes)?;
         ChunkImage::decode(&bytes, self.chunk_len).map(Some)
+    }
+
+    fn read_image_links(&self, k: usize) -> Result<Option<ChunkImage>, String> {
+        let Some((reader, stored)) = &self.images else { return Ok(None) };
+        if k >= stored() {
+            return Ok(None);
+        }
+        let (skip, len) = ChunkImage::after_hashes(self.chunk_len);
+        let mut bytes = vec![0u8; len];
+        reader.read_at((k * super::image::image_bytes(self.chunk_len) + skip) as u64, &mut bytes)?;
+        ChunkImage::decode_after_hashes(&bytes, self.chunk_len).map(Some)
     }
 
     fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {

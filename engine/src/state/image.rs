@@ -69,6 +69,22 @@ impl ChunkImage {
             return Err(format!("a restore image of {} bytes, not {}", bytes.len(), image_bytes(chunk_len)));
         }
         let (hashes, rest) = bytes.split_at(chunk_len * 8);
+        let image = ChunkImage::decode_after_hashes(rest, chunk_len)?;
+        Ok(ChunkImage { hashes: hashes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(), ..image })
+    }
+
+    /// Where an image's part after the hashes starts, and its length, for a chunk of `chunk_len`:
+    /// what a restore reads of a chunk whose ids are in the history's id index.
+    pub const fn after_hashes(chunk_len: usize) -> (usize, usize) {
+        (chunk_len * 8, image_bytes(chunk_len) - chunk_len * 8)
+    }
+
+    /// An image without its hashes (empty) from its stored bytes after them
+    /// ([`ChunkImage::after_hashes`]); what is wrong, if anything.
+    pub fn decode_after_hashes(rest: &[u8], chunk_len: usize) -> Result<ChunkImage, String> {
+        if rest.len() != ChunkImage::after_hashes(chunk_len).1 {
+            return Err(format!("a restore image's links and sum of {} bytes, not {}", rest.len(), ChunkImage::after_hashes(chunk_len).1));
+        }
         let (links, rest) = rest.split_at(chunk_len * 8);
         let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
         let plain = match rest[16] {
@@ -80,7 +96,7 @@ impl ChunkImage {
             return Err("a restore image's padding is not zero".into());
         }
         Ok(ChunkImage {
-            hashes: hashes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
+            hashes: Vec::new(),
             links: links.chunks_exact(8).map(|b| [u32_at(&b[..4]), u32_at(&b[4..])]).collect(),
             sum: u128::from_le_bytes(rest[..16].try_into().expect("16 bytes")),
             plain,
@@ -109,7 +125,11 @@ impl Engine {
     ) -> Result<(), String> {
         let len = self.transfers.chunk_len();
         let first = (k * len) as u32;
-        if image.hashes.len() != len || image.links.len() != len || image.plain == records.is_some() {
+        // A chunk whose ids the history's id index holds puts only reserved ids in memory, and
+        // its image may come without its hashes.
+        let ids_stored = k < self.cold.ids_stored;
+        let hashes_fit = image.hashes.len() == len || (ids_stored && image.hashes.is_empty());
+        if !hashes_fit || image.links.len() != len || image.plain == records.is_some() {
             return Err(format!("chunk {k}'s restore image does not fit a chunk of {len}"));
         }
         assert_eq!(self.transfers.len(), first as usize, "chunks are restored in order");
@@ -118,8 +138,6 @@ impl Engine {
                 return Err(format!("chunk {k}'s restore image links transfer {} to a later one", first as usize + i));
             }
         }
-        // A chunk whose ids the history's id index holds puts only reserved ids in memory.
-        let ids_stored = k < self.cold.ids_stored;
         match records {
             None if ids_stored => {
                 self.transfer_ids.leave_to_store(len);
@@ -211,7 +229,11 @@ mod tests {
         let mut bytes = Vec::new();
         image.encode(&mut bytes);
         assert_eq!(bytes.len(), 4096);
-        assert_eq!(ChunkImage::decode(&bytes, 3), Ok(image));
+        assert_eq!(ChunkImage::decode(&bytes, 3), Ok(image.clone()));
+        // What a restore reads of a chunk whose ids are stored elsewhere: all but the hashes.
+        let (skip, len) = ChunkImage::after_hashes(3);
+        assert_eq!(ChunkImage::decode_after_hashes(&bytes[skip..skip + len], 3), Ok(ChunkImage { hashes: Vec::new(), ..image }));
+        assert!(ChunkImage::decode_after_hashes(&bytes[skip + 8..], 3).is_err(), "a short read");
         assert!(ChunkImage::decode(&bytes, 2).is_err(), "another chunk length");
         let mut flag = bytes.clone();
         flag[3 * 16 + 16] = 2;
