@@ -4,14 +4,15 @@
 //! holds, lookups and balance histories that read them back. Its snapshot is slim (the evicted
 //! chunks stay in the stores) and a restart reads them back; a damaged page is refused (not
 //! believed) while serving, and at the next start the snapshot that needs it is skipped, the
-//! state rebuilt from the log and the page rewritten.
+//! state rebuilt from the log and the page rewritten. The stored ids leave memory for the
+//! store's id index, and a start without it (an upgrade) builds it again.
 
 use bursar_engine::transfer_flags::{PENDING, POST_PENDING};
 use bursar_engine::{
     account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS,
     EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
-use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES};
+use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES, IDS_DIR};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -308,6 +309,23 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert!(report.skipped_snapshots.iter().any(|(_, why)| why.contains("checksum")), "{report:?}");
     assert_eq!((attached.transfers.restored, attached.transfers.repaired), (0, 1), "{attached:?}");
     assert_eq!((attached.balances.restored, attached.balances.repaired), (0, 1), "{attached:?}");
+    compare(&mut node, &mut reference);
+    drop(node);
+
+    // As after an upgrade from a build without the stored ids' index: the start holds every id
+    // in memory, the writer builds the runs from the images, the ids leave memory again, and a
+    // re-sent old id is still found.
+    std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index removed");
+    let (mut node, attached, _) = open(&dir);
+    assert_eq!((attached.ids.0, node.engine().ids_stored_chunks()), (0, 0), "{attached:?}");
+    drain(&mut node);
+    assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "every stored chunk's ids indexed");
+    let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
+    now += 1_000;
+    let mut expected = Vec::new();
+    reference.execute(now, &again, &mut expected).expect("reference");
+    assert_eq!(submit(&mut node, now, &again), expected);
+    assert_eq!(expected[0], ResultCode::Exists);
     compare(&mut node, &mut reference);
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);

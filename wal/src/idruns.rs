@@ -1,20 +1,20 @@
-//! The stored ids' index: sorted runs of (id hash, value) on disk, a filter for each in memory,
-//! so that "is this id stored, and where" is answered from memory for almost every new id and
-//! with a page read otherwise.
+//! The stored ids' index: sorted runs of (key, value) on disk, filters in memory, so that "is
+//! this id stored, and where" is answered from memory for almost every new id and with a page
+//! read otherwise.
 //!
 //! Bytes only: the owner hands in, per chunk of records it stored, each record's 64-bit hash and
 //! a 32-bit value (its index), and asks which values a hash may name. A run covers chunks
 //! `first..end` and lives in `{first:010}-{end:010}.run`, written whole to a temporary name,
-//! synced and renamed, so a run file is complete or absent. A merger thread keeps the runs as a
-//! binary counter: runs of 2^i chunks, so at most about log2(chunks) of them, and each entry is
-//! rewritten about as many times. The runs are derived data (the owner can always rebuild
-//! them from what it stored): a run that fails its checks at open is deleted and reported, and
-//! runs past a gap are dropped, so the runs always cover a prefix of the chunks.
+//! synced and renamed, so a run file is complete or absent. A merger thread merges
+//! [`MERGE_FANOUT`] adjacent runs of one size into one, so runs cover 1, 8, 64, … chunks and a
+//! key is rewritten about log8(chunks) times. The runs are derived data (the owner can always
+//! rebuild them from what it stored): a run that fails its checks at open is deleted and
+//! reported, and runs past a gap are dropped, so the runs always cover a prefix of the chunks.
 //!
-//! A lookup checks each run's filter (a blocked Bloom filter of [`FILTER_BITS_PER_KEY`] bits a
-//! key, one 64-byte block per key) and, where it says "maybe", reads the 4 KiB page the run's
-//! fences (each page's first hash, in memory) name, verifying its CRC32C. The format is in
-//! `docs/history-format.md`, "The stored ids' runs".
+//! A lookup probes the filter over all runs' groups of 256 ids ([`crate::idfilter`]), then, for
+//! a "maybe", each run's filter, and where that says "maybe" reads the 4 KiB page the run's
+//! fences (each page's first key, in memory) name, verifying its CRC32C. The format is in
+//! `docs/history-format.md`, "The stored ids' index".
 
 use crate::format::crc32c;
 use crate::idfilter::{filter_holds, filter_insert, filter_words, GlobalFilter, GLOBAL_FILTER_FILE};
@@ -32,7 +32,7 @@ pub const IDRUN_MAGIC: [u8; 8] = *b"BRSIDRUN";
 pub const IDRUN_VERSION: u32 = 1;
 /// Bytes per checksummed page of entries (the last 4 are the page's CRC32C).
 pub const IDRUN_PAGE_BYTES: usize = 4096;
-/// Bytes of one entry: the hash (u64), then the value (u32), little-endian.
+/// Bytes of one entry: the key (u64, [`idrun_key`]), then the value (u32), little-endian.
 pub const IDRUN_ENTRY_BYTES: usize = 12;
 /// Entries per page.
 pub const IDRUN_ENTRIES_PER_PAGE: usize = (IDRUN_PAGE_BYTES - 4) / IDRUN_ENTRY_BYTES;
@@ -307,13 +307,21 @@ impl IdRuns {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut maybe = Vec::new();
-        for run in runs.iter() {
-            maybe.clear();
-            maybe.extend(keys.iter().copied().filter(|&(key, _)| run.may_hold(key)));
-            if !maybe.is_empty() {
-                run.find(&mut maybe, out)?;
+        // (run, page, key, hash) for every page a key may be on, in runs whose filter says "maybe".
+        let mut wanted = Vec::new();
+        for (r, run) in runs.iter().enumerate() {
+            for &(key, hash) in keys.iter().filter(|&&(key, _)| run.may_hold(key)) {
+                wanted.extend(run.pages_of(key).map(|p| (r, p, key, hash)));
             }
+        }
+        wanted.sort_unstable();
+        let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _, _)| (r, p)).collect();
+        pages.dedup();
+        let bytes = read_pages(&runs, &pages)?;
+        for &(r, p, key, hash) in &wanted {
+            let at = pages.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
+            let entries = page_entries(&bytes[at..at + IDRUN_PAGE_BYTES], runs[r].entries_on(p));
+            out.extend(entries.filter(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
         }
         Ok(())
     }
@@ -751,25 +759,11 @@ impl Run {
         filter_holds(&self.filter, key)
     }
 
-    /// Appends (hash, value) for each entry under each (key, hash) in `keys` to `out` (sorts
-    /// `keys`), reading each page that may hold one once.
-    fn find(&self, keys: &mut [(u64, u64)], out: &mut Vec<IdEntry>) -> io::Result<()> {
-        keys.sort_unstable();
-        let mut page = vec![0u8; IDRUN_PAGE_BYTES];
-        let mut loaded = None;
-        for &(key, hash) in keys.iter() {
-            // The last page starting below the key may end with it, and later pages may start with it.
-            let mut p = self.fences.partition_point(|&fence| fence < key).saturating_sub(1);
-            while p < self.fences.len() && self.fences[p] <= key {
-                if loaded != Some(p) {
-                    self.read_page(p, &mut page)?;
-                    loaded = Some(p);
-                }
-                out.extend(page_entries(&page, self.entries_on(p)).filter(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
-                p += 1;
-            }
-        }
-        Ok(())
+    /// The pages an entry of `key` may be on (none if the key is below the first page's).
+    fn pages_of(&self, key: u64) -> std::ops::Range<usize> {
+        // The last page starting below the key may end with it, and later pages may start with it.
+        let start = self.fences.partition_point(|&fence| fence < key).saturating_sub(1);
+        start..self.fences.partition_point(|&fence| fence <= key).max(start)
     }
 
     /// Entries on page `p`.
@@ -782,6 +776,36 @@ impl Run {
         self.file.read_exact_at(out, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64)?;
         check_page(out, &self.path, p)
     }
+}
+
+/// Most page reads [`read_pages`] keeps in flight (one thread each), and fewest a thread is
+/// started for: as the history store's `read_many`.
+const PAGE_READERS_MAX: usize = 16;
+const PAGE_READS_PER_READER_MIN: usize = 4;
+
+/// Pages `pages` ((run, page) each) of `runs`, one after another in the result, each checked;
+/// read side by side when there are many, so a cold index answers many lookups in the time of
+/// a few.
+fn read_pages(runs: &[Arc<Run>], pages: &[(usize, usize)]) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; pages.len() * IDRUN_PAGE_BYTES];
+    let readers = pages.len().div_ceil(PAGE_READS_PER_READER_MIN).min(PAGE_READERS_MAX);
+    let read = |share: &[(usize, usize)], out: &mut [u8]| {
+        share.iter().zip(out.chunks_exact_mut(IDRUN_PAGE_BYTES)).try_for_each(|(&(r, p), page)| runs[r].read_page(p, page))
+    };
+    if readers <= 1 {
+        read(pages, &mut bytes)?;
+        return Ok(bytes);
+    }
+    let per_reader = pages.len().div_ceil(readers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pages
+            .chunks(per_reader)
+            .zip(bytes.chunks_mut(per_reader * IDRUN_PAGE_BYTES))
+            .map(|(share, out)| scope.spawn(move || read(share, out)))
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("a page reader panicked"))
+    })?;
+    Ok(bytes)
 }
 
 /// Checks page `p` of the run at `path` against its CRC32C.
