@@ -320,8 +320,11 @@ impl IdRuns {
         let bytes = read_pages(&runs, &pages)?;
         for &(r, p, key, hash) in &wanted {
             let at = pages.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
-            let entries = page_entries(&bytes[at..at + IDRUN_PAGE_BYTES], runs[r].entries_on(p));
-            out.extend(entries.filter(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
+            let page = &bytes[at..at + IDRUN_PAGE_BYTES];
+            let count = runs[r].entries_on(p);
+            // Entries are sorted by key: the first not below it, then those equal to it.
+            let first = partition_point(count, |i| entry_at(page, i).0 < key);
+            out.extend((first..count).map(|i| entry_at(page, i)).take_while(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
         }
         Ok(())
     }
@@ -815,6 +818,27 @@ fn check_page(page: &[u8], path: &Path, p: usize) -> io::Result<()> {
         return Ok(());
     }
     Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: page {p} fails its checksum", path.display())))
+}
+
+/// Entry `i` of a page.
+#[inline]
+fn entry_at(page: &[u8], i: usize) -> IdEntry {
+    let e = &page[i * IDRUN_ENTRY_BYTES..(i + 1) * IDRUN_ENTRY_BYTES];
+    (u64::from_le_bytes(e[..8].try_into().expect("8 bytes")), u32::from_le_bytes(e[8..].try_into().expect("4 bytes")))
+}
+
+/// The first of `0..count` for which `below` is false (it is true for a prefix).
+fn partition_point(count: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if below(mid) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    low
 }
 
 /// The first `count` entries of a page.
