@@ -417,7 +417,7 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
     let mut priority = WriterPriority::new();
     // Aligned, so the stores write it to the device with `O_DIRECT` as it is.
     let mut bytes = BlockBuffer::with_capacity(CHUNK_BYTES as usize);
-    let mut ids = IdsWriter { failing: false };
+    let mut ids = IdsWriter { failing: false, merge_failure_said: false };
     ids.index_through(writing, writing.images.chunks(), None);
     for sealed in chunks {
         priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
@@ -459,6 +459,9 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
 struct IdsWriter {
     /// Whether the last attempt failed (said once on stderr; the next chunk tries again).
     failing: bool,
+    /// Whether the index's merger's failure was said (on stderr, once: it merges no more, and
+    /// lookups check more runs until the next start).
+    merge_failure_said: bool,
 }
 
 impl IdsWriter {
@@ -485,6 +488,12 @@ impl IdsWriter {
             if std::mem::take(&mut self.failing) {
                 eprintln!("bursar: the stored ids' index stores again");
             }
+        }
+        if let Some(why) = stores.ids.merge_failure().filter(|_| !self.merge_failure_said) {
+            eprintln!(
+                "bursar: WARNING: {why}; the stored ids' runs are no longer merged until the next start (lookups check more of them)"
+            );
+            self.merge_failure_said = true;
         }
     }
 }
