@@ -637,12 +637,19 @@ impl Engine {
         assert!(!self.recording, "eviction between batches only");
         let Some(chunk) = self.transfers.sealed_chunk(k) else { return };
         let first = (k * self.transfers.chunk_len()) as u32;
+        // A chunk whose ids a restore left to the history's id index: its pending holds' come back.
+        let ids_left = k < self.cold.ids_stored;
         // With no pending hold at all there is nothing to pin (a restart's history, most often).
         let holds = if self.holds.is_empty() { &[][..] } else { &chunk[..] };
         for (i, t) in holds.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
             let index = first + i as u32;
             if self.holds.contains_key(&index) {
                 self.cold.pinned.insert(index, *t);
+                if ids_left && !crate::is_reserved_id(t.id) {
+                    self.transfer_ids.restore_kept(id_hash(t.id), index);
+                } else {
+                    self.transfer_ids.keep(index);
+                }
             }
         }
         self.transfers.evict(k);
@@ -759,7 +766,8 @@ impl Engine {
         }
         let mut asked = core::mem::take(&mut self.cold.asked);
         asked.clear();
-        asked.extend(ids.filter(|&id| id != 0 && id != u128::MAX && !crate::is_reserved_id(id)).map(id_hash));
+        let asking = |id: u128| id != 0 && id != u128::MAX && !crate::is_reserved_id(id) && !self.known_in_memory(id);
+        asked.extend(ids.filter(|&id| asking(id)).map(id_hash));
         let from = self.cold.stored_ids.len();
         let found = history.stored_ids(&asked, &mut self.cold.stored_ids);
         self.cold.asked = asked;
@@ -773,6 +781,17 @@ impl Engine {
             self.cold.stored_ids.dedup();
         }
         Ok(())
+    }
+
+    /// Whether `id` names a transfer memory holds (in a chunk, pinned or prefetched), found in
+    /// the id index: then the history's id index need not be asked (a capture's pending hold).
+    #[inline]
+    fn known_in_memory(&self, id: u128) -> bool {
+        let in_memory = |value: u32| match IdSlot::of(value) {
+            IdSlot::Transfer(index) => self.in_memory(index).is_some_and(|t| t.id == id),
+            IdSlot::Failed(_) => false,
+        };
+        self.transfer_ids.find(id, in_memory).is_some()
     }
 
     /// One past the last transfer index whose id the history's id index holds.

@@ -161,6 +161,7 @@ impl Engine {
                     if t.id == 0 || t.id == u128::MAX {
                         return Err(format!("transfer id {} is zero or max", t.id));
                     }
+                    // A pending hold's id comes back when the chunk is evicted and the hold pinned.
                     if !ids_stored || crate::is_reserved_id(t.id) {
                         self.transfer_ids.insert(t.id, first + i as u32);
                     } else {

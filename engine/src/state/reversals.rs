@@ -232,6 +232,7 @@ impl Engine {
                     }
                     let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
                     self.cold.pin(index, t);
+                    self.transfer_ids.keep(index);
                     t
                 }
             };
