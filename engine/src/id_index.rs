@@ -29,6 +29,7 @@
 //! and the next table is sized for the ids still to be stored, so the table stays the size of a
 //! few chunks however many transfers there are. Failed ids and reserved ids always stay.
 
+use crate::state::FAILED_TAG;
 use rustc_hash::FxHashMap;
 
 /// Control bytes read and matched as one word (a `u128`: hashbrown's SSE2 width).
@@ -51,8 +52,6 @@ const MIN_BUCKETS: usize = 16;
 /// Smallest table that [`TransferIds::set_stored_below`] shrinks at once (a smaller one waits
 /// until it is full): 2^16 buckets, under a megabyte.
 const SHRINK_BUCKETS_MIN: usize = 1 << 16;
-/// Marks a failed id's value (as the engine's `FAILED_TAG`): failed ids stay in memory.
-const FAILED_TAG: u32 = 1 << 31;
 /// The multiplier folding an id's high word into its low one.
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 

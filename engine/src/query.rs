@@ -99,9 +99,7 @@ impl Engine {
         for &id in ids {
             self.stored_candidates(id, |index| indices.push(index));
             if !stored.is_empty() && !crate::is_reserved_id(id) {
-                let hash = crate::id_index::id_hash(id);
-                let from = stored.partition_point(|&(h, _)| h < hash);
-                indices.extend(stored[from..].iter().take_while(|&&(h, _)| h == hash).map(|&(_, index)| index));
+                indices.extend(crate::state::indexes_under(&stored, crate::id_index::id_hash(id)));
             }
             ends.push(indices.len());
         }

@@ -8,8 +8,8 @@
 //! [`FILTER_BITS_PER_KEY`] bits a key: about one new key in a thousand is a false "maybe".
 
 use crate::format::crc32c;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -131,8 +131,8 @@ impl GlobalFilter {
     }
 
     /// Writes it to `dir`'s [`GLOBAL_FILTER_FILE`] as covering the runs' chunks below
-    /// `covered` (every key of theirs was inserted before this call): to a temporary file,
-    /// synced, then renamed.
+    /// `covered` (every key of theirs was inserted before this call), as the log writes its
+    /// own small files: a temporary file, synced, renamed, the directory synced.
     pub(crate) fn persist(&self, dir: &Path, covered: u64) -> io::Result<()> {
         let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
         let mut head = [0u8; GLOBAL_HEADER_BYTES];
@@ -144,12 +144,7 @@ impl GlobalFilter {
         head[48..52].copy_from_slice(&crc32c(&[&bytes]).to_le_bytes());
         let sum = crc32c(&[&head[..52]]);
         head[52..56].copy_from_slice(&sum.to_le_bytes());
-        let temp = dir.join(format!("{GLOBAL_FILTER_FILE}.tmp"));
-        let mut file = File::create(&temp)?;
-        file.write_all(&head)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        fs::rename(&temp, dir.join(GLOBAL_FILTER_FILE))
+        crate::storage::write_atomic_in(dir, GLOBAL_FILTER_FILE, &[&head[..], &bytes].concat())
     }
 
     /// The filter kept in `dir`, with the chunks it covers, if there is a sound one; what is

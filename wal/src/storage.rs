@@ -326,7 +326,7 @@ impl Drop for FsStorage {
 }
 
 /// Temporary file, write, sync, rename over `name`, directory sync.
-fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     write_atomic_stream_in(dir, name, |sink| sink(bytes).map(|()| Vec::new()))
 }
 

@@ -369,6 +369,13 @@ impl Clone for Cold {
     }
 }
 
+/// The indexes `found` ((hash, index), sorted) holds under `hash`.
+#[inline]
+pub(crate) fn indexes_under(found: &[(u64, u32)], hash: u64) -> impl Iterator<Item = u32> + '_ {
+    let from = found.partition_point(|&(h, _)| h < hash);
+    found[from..].iter().take_while(move |&&(h, _)| h == hash).map(|&(_, index)| index)
+}
+
 /// Records kept by transfer index: a small map of index to slot beside a vector of records, so
 /// a probe reads 8-byte entries (not 128-byte records spread over the cache), then one record.
 /// Keyed as the pending holds are ([`IndexTable`]): holds are pinned a chunk at a time, in
@@ -446,8 +453,7 @@ impl Cold {
     /// The indexes the history's id index named for `hash` in this batch's prefetch.
     #[inline]
     pub(crate) fn stored_ids_of(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
-        let from = self.stored_ids.partition_point(|&(h, _)| h < hash);
-        self.stored_ids[from..].iter().take_while(move |&&(h, _)| h == hash).map(|&(_, index)| index)
+        indexes_under(&self.stored_ids, hash)
     }
 
     /// Whether the prefetch found anything in the history's id index (almost never: new ids).
@@ -736,8 +742,13 @@ impl Engine {
             return Ok(0);
         }
         let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
-        // First the ids left to the history's id index: what finds a hold's expiry, say.
-        self.find_stored_ids(history.as_ref(), commands.iter().flat_map(Command::transfer_ids))?;
+        // First the ids left to the history's id index: what finds a hold's expiry, say. A
+        // command's own id is almost always new, so memory is asked only about the ids it names.
+        let ids = commands.iter().flat_map(|c| {
+            let [own, named @ ..] = c.transfer_ids();
+            core::iter::once((own, false)).chain(named.map(|id| (id, true)))
+        });
+        self.find_stored_ids(history.as_ref(), ids)?;
         let mut read = self.prefetch_failed(history.as_ref(), commands)? + self.prefetch_expired(history.as_ref(), commands)?;
         let mut wanted = Vec::new();
         loop {
@@ -749,7 +760,7 @@ impl Engine {
             let mut transfers = Vec::with_capacity(wanted.len());
             history.read_many(&wanted, &mut transfers)?;
             // A record read may name a hold (a re-sent capture), whose id may be stored only.
-            self.find_stored_ids(history.as_ref(), transfers.iter().map(|t| t.pending_id))?;
+            self.find_stored_ids(history.as_ref(), transfers.iter().map(|t| (t.pending_id, true)))?;
             for (&index, transfer) in wanted.iter().zip(transfers) {
                 self.prefetch(index, transfer);
             }
@@ -759,26 +770,35 @@ impl Engine {
 
     /// Asks the history's id index which stored transfers `ids` may name, if it holds any the
     /// engine left to it, and keeps the answers for this batch ([`Cold::stored_ids_of`]). Ids
-    /// of the reserved range are exact in memory and never asked.
-    fn find_stored_ids(&mut self, history: &dyn History, ids: impl Iterator<Item = u128>) -> Result<(), String> {
+    /// of the reserved range are exact in memory and never asked; an id that names a transfer
+    /// (`true` beside it: a capture's hold) is not asked if memory holds that transfer.
+    fn find_stored_ids(&mut self, history: &dyn History, ids: impl Iterator<Item = (u128, bool)>) -> Result<(), String> {
         if self.cold.ids_stored == 0 {
             return Ok(());
         }
         let mut asked = core::mem::take(&mut self.cold.asked);
         asked.clear();
-        let asking = |id: u128| id != 0 && id != u128::MAX && !crate::is_reserved_id(id) && !self.known_in_memory(id);
-        asked.extend(ids.filter(|&id| asking(id)).map(id_hash));
-        let from = self.cold.stored_ids.len();
-        let found = history.stored_ids(&asked, &mut self.cold.stored_ids);
-        self.cold.asked = asked;
-        found?;
-        if self.cold.stored_ids.len() > from {
-            // Entries past what the engine left to the index name chunks it holds (a restart
-            // replays them).
+        let asking =
+            |id: u128, named: bool| id != 0 && id != u128::MAX && !crate::is_reserved_id(id) && !(named && self.known_in_memory(id));
+        asked.extend(ids.filter(|&(id, named)| asking(id, named)).map(|(id, _)| id_hash(id)));
+        let mut found = core::mem::take(&mut self.cold.stored_ids);
+        let outcome = self.ask_stored_ids(history, &asked, &mut found);
+        (self.cold.asked, self.cold.stored_ids) = (asked, found);
+        outcome?;
+        self.cold.stored_ids.dedup();
+        Ok(())
+    }
+
+    /// Appends what the history's id index holds under `hashes` to `found` and sorts it, keeping
+    /// only what names a chunk the engine left to the index: entries past it name chunks the
+    /// engine holds (a restart replays them).
+    fn ask_stored_ids(&self, history: &dyn History, hashes: &[u64], found: &mut Vec<(u64, u32)>) -> Result<(), String> {
+        let from = found.len();
+        history.stored_ids(hashes, found)?;
+        if found.len() > from {
             let end = self.ids_stored_end();
-            self.cold.stored_ids.retain(|&(_, index)| index < end);
-            self.cold.stored_ids.sort_unstable();
-            self.cold.stored_ids.dedup();
+            found.retain(|&(_, index)| index < end);
+            found.sort_unstable();
         }
         Ok(())
     }
@@ -829,13 +849,10 @@ impl Engine {
         }
         let hashes: Vec<u64> = ids.iter().filter(|&&id| !crate::is_reserved_id(id)).map(|&id| id_hash(id)).collect();
         let mut found = Vec::new();
-        if let Err(e) = self.history().stored_ids(&hashes, &mut found) {
+        if let Err(e) = self.ask_stored_ids(self.history(), &hashes, &mut found) {
             self.cold.note_read_failure(e);
             return Vec::new();
         }
-        let end = self.ids_stored_end();
-        found.retain(|&(_, index)| index < end);
-        found.sort_unstable();
         found
     }
 

@@ -26,6 +26,7 @@ mod reversals;
 mod transfers;
 
 pub use balances::{decode_balance_entries, encode_balance_chunk, BalanceEntry, BALANCE_ENTRY_SIZE};
+pub(crate) use cold::indexes_under;
 pub use cold::{decode_chunk, History, HistoryUnreadable, RecordHistory, RecordReader, StoredIdIndex};
 pub use digest::transfers_digest_sum;
 pub use exchange::{convert, quote_expires_at, QuoteUsage, QUOTE_USAGE_SIZE};
