@@ -259,9 +259,28 @@ pub(crate) struct TransferIds {
     failed_values: usize,
     /// Ids left to the stored ids' index: dropped by a move, or never inserted (a restore).
     left_to_store: usize,
-    /// Transfer values a move keeps though stored: pending holds out of memory (pinned), whose
-    /// ids captures and releases name, so their lookups need no read of the stored ids' index.
-    kept: rustc_hash::FxHashSet<u32>,
+}
+
+/// The transfer values a move keeps though their ids are stored: pending holds out of memory
+/// (the engine's pinned records), whose ids captures and releases name, so that their lookups
+/// need no read of the stored ids' index. The engine's set, asked, not copied here.
+pub(crate) trait Kept {
+    /// Whether a move keeps `value`'s entry.
+    fn keeps(&self, value: u32) -> bool;
+    /// How many values it keeps.
+    fn count(&self) -> usize;
+}
+
+/// Keeps nothing: an index whose ids are never left to a stored index (the finished holds').
+pub(crate) struct NothingKept;
+
+impl Kept for NothingKept {
+    fn keeps(&self, _: u32) -> bool {
+        false
+    }
+    fn count(&self) -> usize {
+        0
+    }
 }
 
 impl core::fmt::Debug for TransferIds {
@@ -340,22 +359,23 @@ impl TransferIds {
         first
     }
 
-    /// Indexes a new `id` (the caller found it absent) under `value`.
-    pub(crate) fn insert(&mut self, id: u128, value: u32) {
+    /// Indexes a new `id` (the caller found it absent) under `value`; a move under way keeps
+    /// what `kept` keeps.
+    pub(crate) fn insert(&mut self, id: u128, value: u32, kept: &impl Kept) {
         if crate::is_reserved_id(id) {
             assert!(self.reserved.insert(id, value).is_none(), "reserved id {id} indexed twice");
             return;
         }
-        self.insert_hashed(id_hash(id), value);
+        self.insert_hashed(id_hash(id), value, kept);
     }
 
     /// Indexes `value` under an id known only by its hash ([`id_hash`]): a restore from a
     /// chunk's image. Never an id of the reserved range, which is indexed exactly (by the caller).
     #[inline]
-    pub(crate) fn insert_hashed(&mut self, hash: u64, value: u32) {
-        self.move_some(MIGRATE_PER_INSERT);
+    pub(crate) fn insert_hashed(&mut self, hash: u64, value: u32, kept: &impl Kept) {
+        self.move_some(MIGRATE_PER_INSERT, kept);
         if self.table.growth_left == 0 {
-            self.grow(self.len() + 1);
+            self.grow(self.len() + 1, kept);
         }
         self.table.insert(hash, value);
         if value & FAILED_TAG == 0 {
@@ -365,23 +385,13 @@ impl TransferIds {
         }
     }
 
-    /// Keeps `value`'s entry through moves though it is stored (a pending hold pinned in memory).
-    pub(crate) fn keep(&mut self, value: u32) {
-        self.kept.insert(value);
-    }
-
-    /// Indexes `value` under `hash` again and keeps it: a pending hold pinned by a restore whose
-    /// chunk's ids were left to the stored ids' index (counted there until now).
-    pub(crate) fn restore_kept(&mut self, hash: u64, value: u32) {
+    /// Indexes `value` under `hash` again: a pending hold pinned by a restore whose chunk's ids
+    /// were left to the stored ids' index (counted there until now). `kept` keeps it from now on.
+    pub(crate) fn restore_kept(&mut self, hash: u64, value: u32, kept: &impl Kept) {
         assert!(self.left_to_store > 0, "a restore left the hold's id to the stored ids' index");
+        assert!(kept.keeps(value), "a restored hold's id is kept");
         self.left_to_store -= 1;
-        self.insert_hashed(hash, value);
-        self.keep(value);
-    }
-
-    /// Stops keeping `value`'s entry (the hold finished): the next move may leave it behind.
-    pub(crate) fn unkeep(&mut self, value: u32) {
-        self.kept.remove(&value);
+        self.insert_hashed(hash, value, kept);
     }
 
     /// Counts `ids` left to the stored ids' index without being inserted (a restore).
@@ -391,26 +401,26 @@ impl TransferIds {
 
     /// Transfer values below `end` are in the stored ids' index from now on (it only grows):
     /// the next move leaves them behind, and one starts now if they are most of the table.
-    pub(crate) fn set_stored_below(&mut self, end: u32) {
+    pub(crate) fn set_stored_below(&mut self, end: u32, kept: &impl Kept) {
         assert!(end >= self.stored_below, "the stored ids' index only grows");
         self.stored_below = end;
         let buckets = self.table.slots.len();
-        if self.moving.is_none() && buckets > SHRINK_BUCKETS_MIN && self.live_bound() * 4 < self.table.items {
-            self.start_moving(self.buckets_after_move(buckets));
+        if self.moving.is_none() && buckets > SHRINK_BUCKETS_MIN && self.live_bound(kept) * 4 < self.table.items {
+            self.start_moving(self.buckets_after_move(buckets, kept), kept);
         }
     }
 
     /// At most how many ids a move would keep: transfer values from `stored_below` on (each
     /// inserted once), failed ones and kept ones.
-    fn live_bound(&self) -> usize {
-        self.values_end.saturating_sub(self.stored_below) as usize + self.failed_values + self.kept.len()
+    fn live_bound(&self, kept: &impl Kept) -> usize {
+        self.values_end.saturating_sub(self.stored_below) as usize + self.failed_values + kept.count()
     }
 
     /// Buckets for the table a move out of one of `buckets` goes to, once ids are stored:
     /// room for twice what it keeps and what is inserted while it moves, so it fills before
     /// it must grow again no sooner than it took this one.
-    fn buckets_after_move(&self, buckets: usize) -> usize {
-        buckets_for(2 * (self.live_bound() + buckets / MIGRATE_PER_INSERT + 1))
+    fn buckets_after_move(&self, buckets: usize, kept: &impl Kept) -> usize {
+        buckets_for(2 * (self.live_bound(kept) + buckets / MIGRATE_PER_INSERT + 1))
     }
 
     /// Removes `id`, indexed under `value` (asserted): undoing an insert.
@@ -439,12 +449,12 @@ impl TransferIds {
     }
 
     /// Room for `items` ids in all without growing: one rebuild now (start-up, not a stall).
-    pub(crate) fn reserve(&mut self, items: usize) {
+    pub(crate) fn reserve(&mut self, items: usize, kept: &impl Kept) {
         if buckets_for(items) <= self.table.slots.len() && self.capacity() >= items {
             return;
         }
-        self.start_moving(buckets_for(items));
-        self.move_some(usize::MAX);
+        self.start_moving(buckets_for(items), kept);
+        self.move_some(usize::MAX, kept);
     }
 
     /// Writes every page of the table (its own bytes back, through `black_box` so the write is
@@ -462,28 +472,28 @@ impl TransferIds {
     /// Starts growing to room for `items` (twice the buckets, so growing is rare): new inserts
     /// go to a new table and the current one is moved over a little at each insert.
     #[cold]
-    fn grow(&mut self, items: usize) {
+    fn grow(&mut self, items: usize, kept: &impl Kept) {
         // Growing again before the last move ended cannot happen (see MIGRATE_PER_INSERT);
         // if it did, `start_moving` finishes that move first.
         let buckets = self.table.slots.len();
         if self.stored_below == 0 {
-            self.start_moving(buckets_for(items).max(buckets * 2));
+            self.start_moving(buckets_for(items).max(buckets * 2), kept);
         } else {
-            self.start_moving(self.buckets_after_move(buckets));
+            self.start_moving(self.buckets_after_move(buckets, kept), kept);
         }
     }
 
     /// Makes a table of `buckets` the current one and the current one the table being emptied
     /// (after finishing any move under way, so every id stays findable).
-    fn start_moving(&mut self, buckets: usize) {
-        self.move_some(usize::MAX);
+    fn start_moving(&mut self, buckets: usize, kept: &impl Kept) {
+        self.move_some(usize::MAX, kept);
         let old = core::mem::replace(&mut self.table, Table::with_buckets(buckets));
         self.moving = Some(Moving { table: old, next: 0 });
     }
 
     /// Moves up to `buckets` buckets of the table being emptied into the current one.
     #[inline]
-    fn move_some(&mut self, buckets: usize) {
+    fn move_some(&mut self, buckets: usize, kept: &impl Kept) {
         let Some(moving) = &mut self.moving else { return };
         let end = moving.next.saturating_add(buckets).min(moving.table.slots.len());
         for i in moving.next..end {
@@ -491,7 +501,7 @@ impl TransferIds {
                 let slot = moving.table.slots[i];
                 moving.table.set_ctrl(i, DELETED);
                 moving.table.items -= 1;
-                if slot[2] & FAILED_TAG == 0 && slot[2] < self.stored_below && !self.kept.contains(&slot[2]) {
+                if slot[2] & FAILED_TAG == 0 && slot[2] < self.stored_below && !kept.keeps(slot[2]) {
                     self.left_to_store += 1;
                     continue;
                 }
@@ -510,7 +520,18 @@ impl TransferIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
+
+    const NONE: &NothingKept = &NothingKept;
+
+    impl Kept for HashSet<u32> {
+        fn keeps(&self, value: u32) -> bool {
+            self.contains(&value)
+        }
+        fn count(&self) -> usize {
+            self.len()
+        }
+    }
 
     /// A deterministic generator (splitmix64).
     fn next(state: &mut u64) -> u64 {
@@ -542,7 +563,7 @@ mod tests {
             let found = index.find(id, |v| model.get(&id) == Some(&v));
             assert_eq!(found, model.get(&id).copied(), "step {step}: id {id}");
             if found.is_none() {
-                index.insert(id, value);
+                index.insert(id, value, NONE);
                 model.insert(id, value);
                 ids.push(id);
                 value += 1;
@@ -569,25 +590,22 @@ mod tests {
         let mut largest = 0;
         // Pending holds' entries are kept though stored: one early, and many more than a table
         // of the ids not stored holds (the table must be sized for them too).
-        index.keep(10);
-        for value in (1000..1000 + 64 * CHUNK).step_by(2) {
-            index.keep(value);
-        }
+        let kept: HashSet<u32> = core::iter::once(10).chain((1000..1000 + 64 * CHUNK).step_by(2)).collect();
         for value in 0..400 * CHUNK {
-            index.insert(u128::from(value) + 1, value);
+            index.insert(u128::from(value) + 1, value, &kept);
             if value % 1000 == 0 {
                 let id = u128::from(u32::MAX) + u128::from(value);
-                index.insert(id, FAILED_TAG | (value / 1000));
+                index.insert(id, FAILED_TAG | (value / 1000), &kept);
                 failed.push((id, FAILED_TAG | (value / 1000)));
             }
             if value % 5000 == 0 {
                 let id = crate::run_id(7, u64::from(value));
-                index.insert(id, value | 0x4000_0000);
+                index.insert(id, value | 0x4000_0000, &kept);
                 reserved.push((id, value | 0x4000_0000));
             }
             // Ids are stored two chunks behind, as a writer keeps up.
             if value % CHUNK == 0 && value >= 3 * CHUNK {
-                index.set_stored_below(value - 2 * CHUNK);
+                index.set_stored_below(value - 2 * CHUNK, &kept);
             }
             largest = largest.max(index.table.slots.len() + index.moving.as_ref().map_or(0, |m| m.table.slots.len()));
             let answered = value as usize + 1 + failed.len() + reserved.len();
@@ -614,7 +632,7 @@ mod tests {
     #[test]
     fn a_shared_hash_is_resolved_by_the_verifier() {
         let mut index = TransferIds::default();
-        index.insert(5, 50);
+        index.insert(5, 50, NONE);
         // A second entry under 5's hash, as a colliding id would be stored.
         index.table.insert(id_hash(5), 60);
         assert_eq!(index.find(5, |v| v == 60), Some(60));
@@ -631,11 +649,11 @@ mod tests {
     #[test]
     fn growth_is_spread_over_inserts() {
         let mut index = TransferIds::default();
-        index.reserve(1_000);
+        index.reserve(1_000, NONE);
         let buckets = index.table.slots.len();
         let mut grew_at = None;
         for id in 1..=20_000u128 {
-            index.insert(id, id as u32);
+            index.insert(id, id as u32, NONE);
             if index.moving.is_some() && grew_at.is_none() {
                 grew_at = Some(id);
             }

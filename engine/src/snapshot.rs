@@ -534,7 +534,7 @@ fn restore_kept_images(
     // Chunks whose ids the store's id index holds: their ids are not put in memory at all.
     let ids_stored = history.ids_stored_chunks().min(chunks);
     engine.cold.ids_stored = ids_stored;
-    engine.transfer_ids.set_stored_below(engine.ids_stored_end());
+    engine.transfer_ids.set_stored_below(engine.ids_stored_end(), engine.cold.kept());
     for k in 0..chunks {
         let unreadable = |e: String| SnapshotError::History(format!("chunk {k}: {e}"));
         let image = if k < ids_stored { history.read_image_links(k) } else { history.read_image(k) };
@@ -758,7 +758,7 @@ fn restore_kept_failed(engine: &mut Engine, kept: u64, history: Option<&dyn Hist
             if failed.id == 0 || failed.id == u128::MAX || failed.timestamp > clock {
                 return invalid(format!("failed transfer id {} is zero, max or newer than the engine clock", failed.id));
             }
-            engine.transfer_ids.insert(failed.id, FAILED_TAG | (k * chunk_len + i) as u32);
+            engine.transfer_ids.insert(failed.id, FAILED_TAG | (k * chunk_len + i) as u32, engine.cold.kept());
         }
         engine.failed.push_chunk(chunk);
         engine.evict_failed_chunks_below(k);
@@ -776,7 +776,7 @@ fn restore_failed(engine: &mut Engine, failed: FailedTransfer, clock: u64) -> Re
     if engine.ids_full() {
         return invalid("more transfer ids than transfers_max");
     }
-    engine.transfer_ids.insert(failed.id, FAILED_TAG | engine.failed.len() as u32);
+    engine.transfer_ids.insert(failed.id, FAILED_TAG | engine.failed.len() as u32, engine.cold.kept());
     engine.failed.push(failed);
     Ok(())
 }

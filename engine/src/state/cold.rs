@@ -10,7 +10,7 @@
 //! Queries read evicted records through the [`History`] the node provides.
 
 use super::*;
-use crate::id_index::id_hash;
+use crate::id_index::{id_hash, Kept};
 use crate::index_table::IndexTable;
 use crate::types::{Record, RECORD_SIZE};
 use std::cell::RefCell;
@@ -424,11 +424,29 @@ impl Pinned {
     }
 }
 
+/// Pinned holds' entries stay in the id index though their ids are stored: captures and
+/// releases name them, and memory answers.
+impl Kept for Pinned {
+    #[inline]
+    fn keeps(&self, value: u32) -> bool {
+        self.slots.get(value).is_some()
+    }
+
+    fn count(&self) -> usize {
+        self.slots.len()
+    }
+}
+
 impl Cold {
     /// Keeps `why` a read of the history failed, if it is the first since the last
     /// [`Engine::take_history_failure`].
     pub(crate) fn note_read_failure(&self, why: String) {
         self.failure.borrow_mut().get_or_insert(why);
+    }
+
+    /// What the id index keeps though stored: the pinned records' indexes.
+    pub(crate) fn kept(&self) -> &impl Kept {
+        &self.pinned
     }
 
     /// Whether any record is pinned.
@@ -650,11 +668,10 @@ impl Engine {
         for (i, t) in holds.iter().enumerate().filter(|(_, t)| t.flags & tf::PENDING != 0) {
             let index = first + i as u32;
             if self.holds.contains_key(&index) {
+                // Pinned, its entry is kept in the id index ([`Kept`]).
                 self.cold.pinned.insert(index, *t);
                 if ids_left && !crate::is_reserved_id(t.id) {
-                    self.transfer_ids.restore_kept(id_hash(t.id), index);
-                } else {
-                    self.transfer_ids.keep(index);
+                    self.transfer_ids.restore_kept(id_hash(t.id), index, &self.cold.pinned);
                 }
             }
         }
@@ -826,7 +843,7 @@ impl Engine {
         let chunks = chunks.min(self.transfers.evicted_chunks());
         if chunks > self.cold.ids_stored {
             self.cold.ids_stored = chunks;
-            self.transfer_ids.set_stored_below(self.ids_stored_end());
+            self.transfer_ids.set_stored_below(self.ids_stored_end(), &self.cold.pinned);
         }
     }
 

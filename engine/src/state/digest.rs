@@ -376,7 +376,6 @@ impl Engine {
         digest.settle(self, self.cold.pinned_any().then_some(&mut unpin));
         self.digest = digest;
         self.cold.unpin(&unpin);
-        unpin.iter().for_each(|&index| self.transfer_ids.unkeep(index));
     }
 
     /// The part of [`Engine::settle_digest`] worth doing after every batch: the items the batch

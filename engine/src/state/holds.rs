@@ -10,6 +10,7 @@
 
 use super::transfers::check_states;
 use super::*;
+use crate::id_index::NothingKept;
 use crate::index_table::IndexTable;
 
 /// The pending holds, by transfer index. A pending hold's state is its expiry alone (status
@@ -92,7 +93,7 @@ impl Engine {
             let k = self.expired.len() as u32;
             assert!(k < FAILED_TAG, "expired holds are counted in the transfer index space");
             self.expired.push(ExpiredHold { index: transfer, resolved_at: ts });
-            self.finished.insert(u128::from(transfer), FAILED_TAG | k);
+            self.finished.insert(u128::from(transfer), FAILED_TAG | k, &NothingKept);
             self.digest.dirty_holds.push(transfer);
             let t = self.stored(transfer);
             self.release_reservation(&t, ts);
@@ -214,7 +215,7 @@ impl Engine {
         self.set_balances(cr, cb);
         let by = self.insert_transfer(stored, dr, cr);
         self.holds.remove(&pi);
-        self.finished.insert(u128::from(pi), by);
+        self.finished.insert(u128::from(pi), by, &NothingKept);
         self.digest.dirty_holds.push(pi);
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));

@@ -146,7 +146,7 @@ impl Engine {
             }
             None => {
                 for (i, &hash) in image.hashes.iter().enumerate() {
-                    self.transfer_ids.insert_hashed(hash, first + i as u32);
+                    self.transfer_ids.insert_hashed(hash, first + i as u32, self.cold.kept());
                 }
                 self.digest.settle_transfers_stored(first as usize, len, image.sum);
                 self.transfers.push_evicted_chunk();
@@ -163,7 +163,7 @@ impl Engine {
                     }
                     // A pending hold's id comes back when the chunk is evicted and the hold pinned.
                     if !ids_stored || crate::is_reserved_id(t.id) {
-                        self.transfer_ids.insert(t.id, first + i as u32);
+                        self.transfer_ids.insert(t.id, first + i as u32, self.cold.kept());
                     } else {
                         self.transfer_ids.leave_to_store(1);
                     }

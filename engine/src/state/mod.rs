@@ -477,7 +477,7 @@ impl Engine {
         self.account_index.reserve(accounts);
         self.transfers.reserve(transfers);
         self.transfer_links.reserve(transfers);
-        self.transfer_ids.reserve(self.transfer_ids.len() + transfers);
+        self.transfer_ids.reserve(self.transfer_ids.len() + transfers, self.cold.kept());
     }
 
     /// Reserves room like [`Engine::reserve`] for `accounts` and `transfers` more, and touches
@@ -751,7 +751,7 @@ impl Engine {
             return ResultCode::TransfersLimitReached;
         }
         let index = self.failed.len() as u32;
-        self.transfer_ids.insert(t.id, FAILED_TAG | index);
+        self.transfer_ids.insert(t.id, FAILED_TAG | index, self.cold.kept());
         self.failed.push(FailedTransfer { id: t.id, timestamp: ts, code });
         code
     }

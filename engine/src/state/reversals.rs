@@ -5,6 +5,7 @@
 
 use super::holds::hold_expiry;
 use super::*;
+use crate::id_index::NothingKept;
 
 /// The reversals of one transfer: how much they moved back, and which they are, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl Engine {
             return Err(format!("hold {}: expired at {} but expires at {expires_at}", t.id, hold.resolved_at));
         }
         states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
-        self.finished.insert(u128::from(index), value);
+        self.finished.insert(u128::from(index), value, &NothingKept);
         self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
         Ok(())
     }
@@ -231,8 +232,8 @@ impl Engine {
                         chunk.0 = k;
                     }
                     let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
+                    // Pinned, its entry is kept in the id index.
                     self.cold.pin(index, t);
-                    self.transfer_ids.keep(index);
                     t
                 }
             };
@@ -277,7 +278,7 @@ impl Engine {
         let Some(expires_at) = states.open.remove(&named) else {
             return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
         };
-        self.finished.insert(u128::from(named), index);
+        self.finished.insert(u128::from(named), index, &NothingKept);
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {

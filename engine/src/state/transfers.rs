@@ -206,7 +206,7 @@ impl Engine {
         let links = [self.account_meta[dr as usize].last_transfer, self.account_meta[cr as usize].last_transfer];
         self.account_meta[dr as usize].last_transfer = index | LINK_DEBITED;
         self.account_meta[cr as usize].last_transfer = index;
-        self.transfer_ids.insert(t.id, index);
+        self.transfer_ids.insert(t.id, index, self.cold.kept());
         self.transfer_links.push(links);
     }
 }
