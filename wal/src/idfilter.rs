@@ -50,19 +50,35 @@ fn filter_place(words: usize, key: u64) -> (usize, [u32; FILTER_PROBES as usize]
     (block, core::array::from_fn(|i| if i < 7 { (a >> (1 + 9 * i)) as u32 & 511 } else { (b >> 55) as u32 }))
 }
 
+/// The block of `key` in a filter of `words` words, and its bits there as one mask per word.
+#[inline]
+fn filter_masks(words: usize, key: u64) -> (usize, [u64; 8]) {
+    let (block, bits) = filter_place(words, key);
+    let mut masks = [0u64; 8];
+    bits.iter().for_each(|&bit| masks[(bit >> 6) as usize] |= 1 << (bit & 63));
+    (block, masks)
+}
+
+/// Whether the block `words` has every bit of `masks` set. Every word is read and one branch
+/// taken at the end, not one per bit: a probe's outcome ("no", almost always) is then easy to
+/// predict, so the CPU runs ahead into the next probes and their cache misses overlap.
+#[inline]
+fn block_holds(words: [u64; 8], masks: [u64; 8]) -> bool {
+    words.iter().zip(masks).fold(0, |missing, (&word, mask)| missing | (mask & !word)) == 0
+}
+
 /// Sets `key`'s bits in `filter`.
 pub(crate) fn filter_insert(filter: &mut [u64], key: u64) {
-    let (block, bits) = filter_place(filter.len(), key);
-    let words = &mut filter[block * 8..block * 8 + 8];
-    bits.iter().for_each(|&bit| words[(bit >> 6) as usize] |= 1 << (bit & 63));
+    let (block, masks) = filter_masks(filter.len(), key);
+    filter[block * 8..block * 8 + 8].iter_mut().zip(masks).for_each(|(word, mask)| *word |= mask);
 }
 
 /// Whether `filter` may hold `key`.
 #[inline]
 pub(crate) fn filter_holds(filter: &[u64], key: u64) -> bool {
-    let (block, bits) = filter_place(filter.len(), key);
-    let words = &filter[block * 8..block * 8 + 8];
-    bits.iter().all(|&bit| words[(bit >> 6) as usize] & (1 << (bit & 63)) != 0)
+    let (block, masks) = filter_masks(filter.len(), key);
+    let words: [u64; 8] = filter[block * 8..block * 8 + 8].try_into().expect("a block is 8 words");
+    block_holds(words, masks)
 }
 
 /// The filter over every run's keys. Its bits are atomics: the writer sets a run's before the
@@ -107,18 +123,16 @@ impl GlobalFilter {
     pub(crate) fn insert(&self, keys: impl Iterator<Item = u64>) {
         let mut count = 0;
         for key in keys {
-            let (block, bits) = filter_place(self.words.len(), key);
-            let mut masks = [0u64; 8];
-            bits.iter().for_each(|&bit| masks[(bit >> 6) as usize] |= 1 << (bit & 63));
-            let mut new = false;
-            for (word, mask) in self.words[block * 8..block * 8 + 8].iter().zip(masks) {
+            let (block, masks) = filter_masks(self.words.len(), key);
+            // Which words are written depends on the key alone, not on what they held: no
+            // branch waits for a load, so the next keys' cache misses overlap this one's.
+            let mut missing = 0;
+            for (word, mask) in self.words[block * 8..block * 8 + 8].iter().zip(masks).filter(|&(_, mask)| mask != 0) {
                 let old = word.load(Ordering::Relaxed);
-                if old & mask != mask {
-                    word.store(old | mask, Ordering::Relaxed);
-                    new = true;
-                }
+                missing |= mask & !old;
+                word.store(old | mask, Ordering::Relaxed);
             }
-            count += u64::from(new);
+            count += u64::from(missing != 0);
         }
         self.keys.fetch_add(count, Ordering::Relaxed);
     }
@@ -126,8 +140,9 @@ impl GlobalFilter {
     /// Whether it may hold `key`.
     #[inline]
     pub(crate) fn may_hold(&self, key: u64) -> bool {
-        let (block, bits) = filter_place(self.words.len(), key);
-        bits.iter().all(|&bit| self.words[block * 8 + (bit >> 6) as usize].load(Ordering::Relaxed) & (1 << (bit & 63)) != 0)
+        let (block, masks) = filter_masks(self.words.len(), key);
+        let block = &self.words[block * 8..block * 8 + 8];
+        block_holds(core::array::from_fn(|i| block[i].load(Ordering::Relaxed)), masks)
     }
 
     /// Writes it to `dir`'s [`GLOBAL_FILTER_FILE`] as covering the runs' chunks below

@@ -258,7 +258,15 @@ impl IdRuns {
             global.insert(groups.into_iter());
         } else {
             // Only this thread adds runs, so none is published while the larger one is built.
-            let larger = filter_of_runs(&self.runs.read(), (global.keys() + groups.len() as u64) * 2)?;
+            // The list is taken out of its lock first: a merge waiting to publish would
+            // otherwise hold up every lookup behind it (a waiting writer stops new readers).
+            let runs = Arc::clone(&self.runs.read());
+            let groups_now = global.keys() + groups.len() as u64;
+            // Ids in no order have a group each, so the filter fills as fast as the runs grow:
+            // it grows fourfold then, to be rebuilt from every run half as often.
+            let keys_now = runs.iter().map(|run| run.entries).sum::<u64>() + entries.len() as u64;
+            let growth = if groups_now * 2 > keys_now { 4 } else { 2 };
+            let larger = filter_of_runs(&runs, groups_now * growth)?;
             larger.insert(groups.into_iter());
             *self.global.write() = Arc::new(larger);
         }
