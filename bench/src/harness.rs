@@ -154,6 +154,19 @@ pub struct Workload {
     /// more, as card payments are captured long after their authorisation (the holds then wait
     /// in the server, and those still open when the budget is spent are resolved after it).
     pub capture_after: usize,
+    /// Transfer ids in the order made (TigerBeetle's advice: time-based ids) or random (UUIDv4).
+    pub ids: IdOrder,
+}
+
+/// How a client makes transfer ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdOrder {
+    /// Consecutive from the client's base: neighbours in time are neighbours in the index.
+    #[default]
+    Sequential,
+    /// 128 random bits from the client's seeded generator (a UUIDv4's shape), outside the
+    /// engine's reserved range: no two ids made near each other share anything.
+    Random,
 }
 
 impl Workload {
@@ -314,6 +327,9 @@ struct Generator {
     capture_after: usize,
     /// Captures and releases waiting for their request, the oldest request's first.
     late: std::collections::VecDeque<Vec<Command>>,
+    /// Draws random ids ([`IdOrder::Random`]) apart from `rng`, so both orders pick the same
+    /// accounts and amounts.
+    random_ids: Option<Rng>,
 }
 
 impl Generator {
@@ -328,6 +344,8 @@ impl Generator {
             expected: Expected::default(),
             capture_after: workload.capture_after,
             late: std::collections::VecDeque::new(),
+            random_ids: (workload.ids == IdOrder::Random)
+                .then(|| Rng(workload.seed.rotate_left(17) ^ (client as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93) | 1)),
         }
     }
 
@@ -363,6 +381,11 @@ impl Generator {
     }
 
     fn id(&mut self) -> u128 {
+        if let Some(rng) = &mut self.random_ids {
+            // The top bit clear keeps ids out of the reserved range (and off zero and max).
+            let id = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) >> 1;
+            return id.max(1);
+        }
         self.next_id += 1;
         self.next_id
     }
@@ -1016,8 +1039,10 @@ mod tests {
             policy: false,
             account_history: false,
             capture_after: 0,
+            ids: IdOrder::Sequential,
         };
         generate_and_apply(&workload);
+        generate_and_apply(&Workload { ids: IdOrder::Random, ..workload.clone() });
         // Holds captured or released three requests later, the rest once the budget is spent.
         generate_and_apply(&Workload { capture_after: 3, ..workload });
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bursar_bench::harness::{self, Embedded, Load, Mix, Report, Stop, Target, Workload, TIMELINE_STEP};
+use bursar_bench::harness::{self, Embedded, IdOrder, Load, Mix, Report, Stop, Target, Workload, TIMELINE_STEP};
 use bursar_bench::{Choice, Zipf, LEDGER, SETTLEMENT};
 use bursar_engine::BATCH_COMMANDS_MAX;
 use clap::{Args, ValueEnum};
@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// the server meanwhile. Those still waiting when the run's commands are spent are sent after.
     #[arg(long, default_value_t = 0)]
     pub capture_after: usize,
+    /// Transfer ids `sequential` (each client counts up: time-based ids, TigerBeetle's advice) or
+    /// `random` (128 random bits, as UUIDv4s).
+    #[arg(long, default_value = "sequential", value_parser = ["sequential", "random"])]
+    pub ids: String,
     /// Seed of the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -155,6 +159,7 @@ fn workload(args: &BenchArgs) -> Result<Workload> {
         policy: args.policy,
         account_history: args.account_history,
         capture_after: args.capture_after,
+        ids: if args.ids == "random" { IdOrder::Random } else { IdOrder::Sequential },
     };
     workload.check().map_err(anyhow::Error::msg)?;
     Ok(workload)
@@ -323,7 +328,7 @@ fn describe(workload: &Workload) -> String {
     };
     let m = workload.mix;
     format!(
-        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{} decline:{} expire:{}{}, seed {}",
+        "{} accounts{}, {stop} in requests of {}, {} client(s), {load}, {choice}, mix transfer:{} hold:{} debit:{} credit:{} chain:{} reverse:{} lookup:{} decline:{} expire:{}{}, seed {}{}",
         workload.accounts,
         match (workload.policy, workload.account_history) {
             (true, true) => " with a channel list, a velocity rule and a balance history each",
@@ -343,7 +348,8 @@ fn describe(workload: &Workload) -> String {
         m.decline,
         m.expire,
         if workload.capture_after > 0 { format!(" (holds resolved {} requests later)", workload.capture_after) } else { String::new() },
-        workload.seed
+        workload.seed,
+        if workload.ids == IdOrder::Random { ", random transfer ids" } else { "" }
     )
 }
 
