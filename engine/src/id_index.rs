@@ -52,6 +52,12 @@ const MIN_BUCKETS: usize = 16;
 /// Smallest table that [`TransferIds::set_stored_below`] shrinks at once (a smaller one waits
 /// until it is full): 2^16 buckets, under a megabyte.
 const SHRINK_BUCKETS_MIN: usize = 1 << 16;
+/// Room for the ids not stored yet in a table after a move, times their count. Ids made in
+/// order fill consecutive buckets, so a table near its 7/8 holds long runs of full groups that a
+/// lookup of a new id (every command's) probes through; eight times leaves it at most about
+/// half full, since a move that leaves the stored ids behind starts once they are three in
+/// four of its entries.
+const UNSTORED_ROOM_FACTOR: usize = 8;
 /// The multiplier folding an id's high word into its low one.
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -418,9 +424,12 @@ impl TransferIds {
 
     /// Buckets for the table a move out of one of `buckets` goes to, once ids are stored:
     /// room for twice what it keeps and what is inserted while it moves, so it fills before
-    /// it must grow again no sooner than it took this one.
+    /// it must grow again no sooner than it took this one; and at least
+    /// [`UNSTORED_ROOM_FACTOR`] times the ids not stored yet, so that the next shrink
+    /// (`set_stored_below`) comes before the table is half full.
     fn buckets_after_move(&self, buckets: usize, kept: &impl Kept) -> usize {
-        buckets_for(2 * (self.live_bound(kept) + buckets / MIGRATE_PER_INSERT + 1))
+        let unstored = self.values_end.saturating_sub(self.stored_below) as usize;
+        buckets_for(2 * (self.live_bound(kept) + buckets / MIGRATE_PER_INSERT + 1)).max(buckets_for(UNSTORED_ROOM_FACTOR * unstored))
     }
 
     /// Removes `id`, indexed under `value` (asserted): undoing an insert.

@@ -44,6 +44,9 @@ const HEADER_FIELDS_BYTES: usize = 60;
 /// so many runs cost little; fewer merges cost less (each key is rewritten about log8(chunks)
 /// times, four times at 100 M transfers).
 pub const MERGE_FANOUT: usize = 8;
+/// Groups below which the filter over all runs grows fourfold when the ids are in no order
+/// (2^24 groups: a filter of 32 MiB).
+const GLOBAL_FILTER_FOURFOLD_BELOW: u64 = 1 << 24;
 /// Runs beyond what the merge policy leaves at which the merger competes for CPU like any thread.
 const RUNS_BEHIND: usize = 8;
 /// Most chunks a run may cover (`end - first`); chunks are counted in u32 values.
@@ -263,9 +266,10 @@ impl IdRuns {
             let runs = Arc::clone(&self.runs.read());
             let groups_now = global.keys() + groups.len() as u64;
             // Ids in no order have a group each, so the filter fills as fast as the runs grow:
-            // it grows fourfold then, to be rebuilt from every run half as often.
+            // while it is small it grows fourfold then, to be rebuilt from every run half as
+            // often; past that, twice, so that it stays within twice what it holds.
             let keys_now = runs.iter().map(|run| run.entries).sum::<u64>() + entries.len() as u64;
-            let growth = if groups_now * 2 > keys_now { 4 } else { 2 };
+            let growth = if groups_now * 2 > keys_now && groups_now < GLOBAL_FILTER_FOURFOLD_BELOW { 4 } else { 2 };
             let larger = filter_of_runs(&runs, groups_now * growth)?;
             larger.insert(groups.into_iter());
             *self.global.write() = Arc::new(larger);
@@ -309,9 +313,17 @@ impl IdRuns {
             return Ok(());
         }
         let global = Arc::clone(&self.global.read());
-        let group = |hash: u64| idrun_key(hash >> IDRUN_GROUP_BITS);
-        let keys: Vec<(u64, u64)> =
-            hashes.iter().filter(|&&hash| global.may_hold(group(hash))).map(|&hash| (idrun_key(hash), hash)).collect();
+        // Ids made in order come a group at a time: the last group's answer is asked again
+        // only when the group changes.
+        let mut last: Option<(u64, bool)> = None;
+        let mut group_may_hold = |hash: u64| {
+            let group = hash >> IDRUN_GROUP_BITS;
+            match last {
+                Some((g, answer)) if g == group => answer,
+                _ => last.insert((group, global.may_hold(idrun_key(group)))).1,
+            }
+        };
+        let keys: Vec<(u64, u64)> = hashes.iter().filter(|&&hash| group_may_hold(hash)).map(|&hash| (idrun_key(hash), hash)).collect();
         if keys.is_empty() {
             return Ok(());
         }
