@@ -331,6 +331,48 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The stored ids' index failing alone (its directory gone while the node serves): the stores
+/// take every chunk and the ids stay in memory; a stop does not wait for the index; re-sent ids
+/// and every query answer as before; the next start builds the runs again from the images.
+#[test]
+fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
+    let dir = std::env::temp_dir().join(format!("bursar-history-ids-failing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut reference = Engine::new(Limits::default());
+    let (mut node, _, _) = open(&dir);
+    std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index's directory removed");
+    let mut now = apply_bulk(&mut node, &mut reference);
+    let started = std::time::Instant::now();
+    assert!(node.history_drain(std::time::Duration::from_secs(60)), "the stores take every chunk: {:?}", node.metrics());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "a stop does not wait for the ids' index");
+    assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
+    assert_eq!(node.engine().ids_stored_chunks(), 0, "no run was written: the ids stay in memory");
+    assert!(node.metrics().history_waiting > 0, "the chunks without a run still show as waiting");
+    let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
+    now += 1_000;
+    let mut expected = Vec::new();
+    reference.execute(now, &again, &mut expected).expect("reference");
+    assert_eq!(submit(&mut node, now, &again), expected);
+    assert_eq!(expected[0], ResultCode::Exists);
+    compare(&mut node, &mut reference);
+    node.snapshot().expect("snapshot");
+    drop(node);
+
+    let (mut node, _, report) = open(&dir);
+    assert!(report.snapshot.is_some(), "{report:?}");
+    drain(&mut node);
+    assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "the runs built from the images");
+    let again = [transfer(200, 0, 0), transfer(BULK + 4, 0, 0)];
+    now += 1_000;
+    let mut expected = Vec::new();
+    reference.execute(now, &again, &mut expected).expect("reference");
+    assert_eq!(submit(&mut node, now, &again), expected);
+    assert_eq!(expected[0], ResultCode::Exists);
+    compare(&mut node, &mut reference);
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A full disk under the history store: the writer's first chunk fails, every chunk stays in
 /// memory, the node answers as before and says so in its metrics; a stop does not wait for a
 /// writer that fails, and its snapshot carries the chunks. With room again, the next start

@@ -295,6 +295,9 @@ pub(crate) struct Mover {
     /// Set while someone waits for the writer (a stop's drain, then the drop): it works in the
     /// foreground, and a write that fails ends it instead of being tried again.
     hurry: Arc<AtomicBool>,
+    /// Set while the stored ids' index fails: its runs are derived from the images, so a stop
+    /// does not wait for them then (the ids stay in memory, and a start builds the runs).
+    ids_failing: Arc<AtomicBool>,
 }
 
 /// Checks `store`'s chunks from `restored` (those the restore read back) to `sealed` against
@@ -413,11 +416,17 @@ impl WriterPriority {
 
 /// The writer thread: stores each chunk handed to it (a chunk of transfers, then its image) until
 /// the channel closes; the first failure is kept in `failed` and ends it.
-fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, failed: &Mutex<Option<String>>, hurry: &AtomicBool) {
+fn write_chunks(
+    chunks: &crossbeam_channel::Receiver<Sealed>,
+    writing: &Stores,
+    failed: &Mutex<Option<String>>,
+    hurry: &AtomicBool,
+    ids_failing: Arc<AtomicBool>,
+) {
     let mut priority = WriterPriority::new();
     // Aligned, so the stores write it to the device with `O_DIRECT` as it is.
     let mut bytes = BlockBuffer::with_capacity(CHUNK_BYTES as usize);
-    let mut ids = IdsWriter { failing: false, merge_failure_said: false };
+    let mut ids = IdsWriter { failing: ids_failing, merge_failure_said: false };
     ids.index_through(writing, writing.images.chunks(), None);
     for sealed in chunks {
         priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
@@ -457,8 +466,9 @@ fn write_chunks(chunks: &crossbeam_channel::Receiver<Sealed>, writing: &Stores, 
 
 /// The writer's side of the stored ids' index: a run per stored chunk, from its image's hashes.
 struct IdsWriter {
-    /// Whether the last attempt failed (said once on stderr; the next chunk tries again).
-    failing: bool,
+    /// Whether the last attempt failed (said once on stderr; the next chunk tries again), shared
+    /// with the mover so a stop does not wait for runs that cannot be written.
+    failing: Arc<AtomicBool>,
     /// Whether the index's merger's failure was said (on stderr, once: it merges no more, and
     /// lookups check more runs until the next start).
     merge_failure_said: bool,
@@ -477,15 +487,14 @@ impl IdsWriter {
                 _ => catch_up_run(stores, first, end),
             };
             if let Err(e) = added {
-                if !self.failing {
+                if !self.failing.swap(true, Ordering::Relaxed) {
                     eprintln!(
                         "bursar: WARNING: the stored ids' index failed ({e}); their ids stay in memory; trying again with the next chunk"
                     );
                 }
-                self.failing = true;
                 return;
             }
-            if std::mem::take(&mut self.failing) {
+            if self.failing.swap(false, Ordering::Relaxed) {
                 eprintln!("bursar: the stored ids' index stores again");
             }
         }
@@ -580,10 +589,11 @@ impl Mover {
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
-        let hurry = Arc::new(AtomicBool::new(false));
-        let (writing, failed, hurried) = (stores.clone(), Arc::clone(&failure), Arc::clone(&hurry));
-        let writer =
-            std::thread::Builder::new().name("bursar-history".into()).spawn(move || write_chunks(&chunks, &writing, &failed, &hurried))?;
+        let (hurry, ids_failing) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (writing, failed, hurried, ids_failed) = (stores.clone(), Arc::clone(&failure), Arc::clone(&hurry), Arc::clone(&ids_failing));
+        let writer = std::thread::Builder::new()
+            .name("bursar-history".into())
+            .spawn(move || write_chunks(&chunks, &writing, &failed, &hurried, ids_failed))?;
         let mut mover = Mover {
             stores,
             history,
@@ -593,6 +603,7 @@ impl Mover {
             failure,
             failure_reported: false,
             hurry,
+            ids_failing,
         };
         mover.step(engine);
         Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired, ids }))
@@ -667,17 +678,24 @@ impl Mover {
         self.all_stored()
     }
 
-    /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image
-    /// and its ids' run).
+    /// Whether every chunk handed to the writer is stored (a chunk of transfers with its image,
+    /// and its ids' run unless the stored ids' index is failing).
     fn all_stored(&self) -> bool {
-        self.waiting_chunks() == 0
+        self.waiting(!self.ids_failing.load(Ordering::Relaxed)) == 0
     }
 
     /// Chunks handed to the writer and not yet stored (a chunk of transfers with its image and
     /// its ids' run).
     pub(crate) fn waiting_chunks(&self) -> u64 {
+        self.waiting(true)
+    }
+
+    /// Chunks handed to the writer and not yet stored, a chunk of transfers waiting for its
+    /// ids' run too if `with_ids`.
+    fn waiting(&self, with_ids: bool) -> u64 {
         let s = &self.stores;
-        let transfers = s.transfers.chunks().min(s.images.chunks()).min(s.ids.chunks());
+        let ids = if with_ids { s.ids.chunks() } else { u64::MAX };
+        let transfers = s.transfers.chunks().min(s.images.chunks()).min(ids);
         let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
         stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
     }
