@@ -799,6 +799,15 @@ impl Run {
         self.file.read_exact_at(out, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64)?;
         check_page(out, &self.path, p)
     }
+
+    /// As [`Run::read_page`] if the page cache holds the page; `Ok(false)` otherwise (`out`
+    /// then unspecified).
+    fn read_page_if_cached(&self, p: usize, out: &mut [u8]) -> io::Result<bool> {
+        if !crate::sys::read_cached(&self.file, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64, out)? {
+            return Ok(false);
+        }
+        check_page(out, &self.path, p).map(|()| true)
+    }
 }
 
 /// Most page reads [`read_pages`] keeps in flight (one thread each), and fewest a thread is
@@ -806,25 +815,32 @@ impl Run {
 const PAGE_READERS_MAX: usize = 16;
 const PAGE_READS_PER_READER_MIN: usize = 4;
 
-/// Pages `pages` ((run, page) each) of `runs`, one after another in the result, each checked;
-/// read side by side when there are many, so a cold index answers many lookups in the time of
-/// a few.
+/// Pages `pages` ((run, page) each) of `runs`, one after another in the result, each checked.
+/// What the page cache holds is read at once on this thread; the rest side by side when there
+/// are many (as the history store's `read_many`), so a cold index answers many lookups in the
+/// time of a few, and a warm one starts no thread.
 fn read_pages(runs: &[Arc<Run>], pages: &[(usize, usize)]) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; pages.len() * IDRUN_PAGE_BYTES];
-    let readers = pages.len().div_ceil(PAGE_READS_PER_READER_MIN).min(PAGE_READERS_MAX);
-    let read = |share: &[(usize, usize)], out: &mut [u8]| {
-        share.iter().zip(out.chunks_exact_mut(IDRUN_PAGE_BYTES)).try_for_each(|(&(r, p), page)| runs[r].read_page(p, page))
-    };
+    let mut cold: Vec<(usize, usize, &mut [u8])> = Vec::new();
+    for (&(r, p), out) in pages.iter().zip(bytes.chunks_exact_mut(IDRUN_PAGE_BYTES)) {
+        if !runs[r].read_page_if_cached(p, out)? {
+            cold.push((r, p, out));
+        }
+    }
+    let readers = cold.len().div_ceil(PAGE_READS_PER_READER_MIN).min(PAGE_READERS_MAX);
     if readers <= 1 {
-        read(pages, &mut bytes)?;
+        cold.into_iter().try_for_each(|(r, p, out)| runs[r].read_page(p, out))?;
         return Ok(bytes);
     }
-    let per_reader = pages.len().div_ceil(readers);
+    // Reader i takes the cold reads i, i + readers, ...
+    let mut slots: Vec<Vec<(usize, usize, &mut [u8])>> = (0..readers).map(|_| Vec::new()).collect();
+    for (i, read) in cold.into_iter().enumerate() {
+        slots[i % readers].push(read);
+    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = pages
-            .chunks(per_reader)
-            .zip(bytes.chunks_mut(per_reader * IDRUN_PAGE_BYTES))
-            .map(|(share, out)| scope.spawn(move || read(share, out)))
+        let handles: Vec<_> = slots
+            .into_iter()
+            .map(|slot| scope.spawn(move || slot.into_iter().try_for_each(|(r, p, out)| runs[r].read_page(p, out))))
             .collect();
         handles.into_iter().try_for_each(|h| h.join().expect("a page reader panicked"))
     })?;
