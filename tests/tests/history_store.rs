@@ -115,6 +115,15 @@ fn submit(node: &mut Node<FsStorage>, now: u64, commands: &[Command]) -> Vec<Res
     results
 }
 
+/// Submits `commands` at `now` to `node` and to `reference`, checks both answer the same, and
+/// returns the answers.
+fn submit_both(node: &mut Node<FsStorage>, reference: &mut Engine, now: u64, commands: &[Command]) -> Vec<ResultCode> {
+    let mut expected = Vec::new();
+    reference.execute(now, commands, &mut expected).expect("reference");
+    assert_eq!(submit(node, now, commands), expected);
+    expected
+}
+
 /// Applies [`bulk`] to `node` and `reference` alike (the same results), then a batch a second
 /// later, by which every expiring hold has expired; returns that batch's time.
 fn apply_bulk(node: &mut Node<FsStorage>, reference: &mut Engine) -> u64 {
@@ -265,9 +274,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // Entries after the snapshot that read evicted records are followed and replayed the same way.
     let again = [transfer(200, 0, 0), transfer(BULK + 4, POST_PENDING, 3), transfer(300, 0, 0)];
     now += 1_000;
-    let mut expected = Vec::new();
-    reference.execute(now, &again, &mut expected).expect("reference");
-    assert_eq!(submit(&mut node, now, &again), expected);
+    let expected = submit_both(&mut node, &mut reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
     durable.publish(node.durable_seq());
     let mut followed = Vec::new();
@@ -322,9 +329,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "every stored chunk's ids indexed");
     let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
     now += 1_000;
-    let mut expected = Vec::new();
-    reference.execute(now, &again, &mut expected).expect("reference");
-    assert_eq!(submit(&mut node, now, &again), expected);
+    let expected = submit_both(&mut node, &mut reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
     compare(&mut node, &mut reference);
     drop(node);
@@ -350,9 +355,7 @@ fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
     assert!(node.metrics().history_waiting > 0, "the chunks without a run still show as waiting");
     let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
     now += 1_000;
-    let mut expected = Vec::new();
-    reference.execute(now, &again, &mut expected).expect("reference");
-    assert_eq!(submit(&mut node, now, &again), expected);
+    let expected = submit_both(&mut node, &mut reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
     compare(&mut node, &mut reference);
     node.snapshot().expect("snapshot");
@@ -364,9 +367,7 @@ fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
     assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "the runs built from the images");
     let again = [transfer(200, 0, 0), transfer(BULK + 4, 0, 0)];
     now += 1_000;
-    let mut expected = Vec::new();
-    reference.execute(now, &again, &mut expected).expect("reference");
-    assert_eq!(submit(&mut node, now, &again), expected);
+    let expected = submit_both(&mut node, &mut reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
     compare(&mut node, &mut reference);
     drop(node);
@@ -397,9 +398,7 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     let e = node.engine();
     assert_eq!([e.evicted_chunks(), e.evicted_balance_chunks(), e.evicted_failed_chunks(), e.evicted_expired_chunks()], [0; 4]);
     now += 1_000;
-    let mut expected = Vec::new();
-    reference.execute(now, &cold_batch(), &mut expected).expect("reference");
-    assert_eq!(submit(&mut node, now, &cold_batch()), expected);
+    let expected = submit_both(&mut node, &mut reference, now, &cold_batch());
     compare(&mut node, &mut reference);
     node.snapshot().expect("the snapshot carries what the store could not take");
     drop(node);
