@@ -323,17 +323,28 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // in memory, the writer builds the runs from the images, the ids leave memory again, and a
     // re-sent old id is still found.
     std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index removed");
-    let (mut node, attached, _) = open(&dir);
-    assert_eq!((attached.ids.0, node.engine().ids_stored_chunks()), (0, 0), "{attached:?}");
+    let (attached, _) = start_and_build_the_ids_runs(&dir, &mut reference, now + 1_000);
+    assert_eq!(attached.ids.0, 0, "{attached:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Opens the node in `dir`, whose stored ids' index lacks runs: the start holds those ids in
+/// memory, the writer builds the runs from the images and the ids leave memory; then, at `now`,
+/// a re-sent old id is found and every query answers as `reference` does.
+fn start_and_build_the_ids_runs(
+    dir: &Path,
+    reference: &mut Engine,
+    now: u64,
+) -> (bursar_net::history::HistoryAttached, bursar_wal::RecoveryReport) {
+    let (mut node, attached, report) = open(dir);
+    assert_eq!(node.engine().ids_stored_chunks() as u64, attached.ids.0, "{attached:?}");
     drain(&mut node);
     assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "every stored chunk's ids indexed");
     let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
-    now += 1_000;
-    let expected = submit_both(&mut node, &mut reference, now, &again);
+    let expected = submit_both(&mut node, reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
-    compare(&mut node, &mut reference);
-    drop(node);
-    let _ = std::fs::remove_dir_all(&dir);
+    compare(&mut node, reference);
+    (attached, report)
 }
 
 /// The stored ids' index failing alone (its directory gone while the node serves): the stores
@@ -353,24 +364,16 @@ fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
     assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
     assert_eq!(node.engine().ids_stored_chunks(), 0, "no run was written: the ids stay in memory");
     assert!(node.metrics().history_waiting > 0, "the chunks without a run still show as waiting");
-    let again = [transfer(100, 0, 0), transfer(BULK + 3, 0, 0), transfer(400, 0, 0)];
+    let again = [transfer(200, 0, 0), transfer(BULK + 4, 0, 0)];
     now += 1_000;
     let expected = submit_both(&mut node, &mut reference, now, &again);
     assert_eq!(expected[0], ResultCode::Exists);
     compare(&mut node, &mut reference);
     node.snapshot().expect("snapshot");
     drop(node);
-
-    let (mut node, _, report) = open(&dir);
+    // The next start builds the runs from the images.
+    let (_, report) = start_and_build_the_ids_runs(&dir, &mut reference, now + 1_000);
     assert!(report.snapshot.is_some(), "{report:?}");
-    drain(&mut node);
-    assert_eq!(node.engine().ids_stored_chunks(), node.engine().evicted_chunks(), "the runs built from the images");
-    let again = [transfer(200, 0, 0), transfer(BULK + 4, 0, 0)];
-    now += 1_000;
-    let expected = submit_both(&mut node, &mut reference, now, &again);
-    assert_eq!(expected[0], ResultCode::Exists);
-    compare(&mut node, &mut reference);
-    drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -398,7 +401,7 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     let e = node.engine();
     assert_eq!([e.evicted_chunks(), e.evicted_balance_chunks(), e.evicted_failed_chunks(), e.evicted_expired_chunks()], [0; 4]);
     now += 1_000;
-    let expected = submit_both(&mut node, &mut reference, now, &cold_batch());
+    submit_both(&mut node, &mut reference, now, &cold_batch());
     compare(&mut node, &mut reference);
     node.snapshot().expect("the snapshot carries what the store could not take");
     drop(node);
