@@ -111,11 +111,6 @@ impl GlobalFilter {
         self.keys.load(Ordering::Relaxed)
     }
 
-    /// Bytes of memory it holds.
-    pub(crate) fn memory_bytes(&self) -> usize {
-        self.words.len() * 8
-    }
-
     /// Sets `keys`' bits, counting those that set one (a key inserted again sets none, a new
     /// one almost always does: the count is of distinct keys, short by the false "maybe"s). One
     /// thread inserts (the caller's, the index's writer), so a word is read and written back,

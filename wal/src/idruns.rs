@@ -119,7 +119,6 @@ pub struct IdRuns {
     /// Wakes the merger when a run is added, or at drop to stop.
     merge: Arc<(Mutex<MergeState>, Condvar)>,
     merger: Mutex<Option<JoinHandle<()>>>,
-    read_only: bool,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +142,7 @@ impl IdRuns {
     /// checks, runs a larger one covers (a merge's leftovers), runs past a gap and temporary
     /// files are deleted and named in the report.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<(Arc<IdRuns>, IdRunsOpened)> {
-        let (runs, opened) = IdRuns::open_as(dir.as_ref(), false)?;
+        let (runs, opened) = IdRuns::open_as(dir.as_ref())?;
         let runs = Arc::new(runs);
         let weak = Arc::downgrade(&runs);
         let merge = Arc::clone(&runs.merge);
@@ -152,20 +151,8 @@ impl IdRuns {
         Ok((runs, opened))
     }
 
-    /// Opens the index in `dir` to read: nothing is deleted, written or merged; a run that fails
-    /// its checks is an error naming it.
-    pub fn open_read_only(dir: impl AsRef<Path>) -> io::Result<IdRuns> {
-        let (runs, opened) = IdRuns::open_as(dir.as_ref(), true)?;
-        match opened.dropped.first() {
-            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())),
-            None => Ok(runs),
-        }
-    }
-
-    fn open_as(dir: &Path, read_only: bool) -> io::Result<(IdRuns, IdRunsOpened)> {
-        if !read_only {
-            fs::create_dir_all(dir)?;
-        }
+    fn open_as(dir: &Path) -> io::Result<(IdRuns, IdRunsOpened)> {
+        fs::create_dir_all(dir)?;
         let mut opened = IdRunsOpened::default();
         let (mut found, mut damaged) = (Vec::new(), Vec::new());
         for entry in fs::read_dir(dir)? {
@@ -184,10 +171,8 @@ impl IdRuns {
         }
         let (kept, left) = cover(found);
         opened.dropped.extend(left.iter().map(|run| format!("{}: covered by another run, or past a gap", run.path.display())));
-        if !read_only {
-            damaged.iter().try_for_each(|path| remove_if_present(path))?;
-            delete_dropped(dir, &left)?;
-        }
+        damaged.iter().try_for_each(|path| remove_if_present(path))?;
+        delete_dropped(dir, &left)?;
         let kept: Vec<Arc<Run>> = kept.into_iter().map(Arc::new).collect();
         let (global, persisted) = open_global(dir, &kept, &mut opened)?;
         let runs = IdRuns {
@@ -197,7 +182,6 @@ impl IdRuns {
             persisted: Mutex::new(persisted),
             merge: Arc::default(),
             merger: Mutex::new(None),
-            read_only,
         };
         Ok((runs, opened))
     }
@@ -232,12 +216,6 @@ impl IdRuns {
         self.runs.read().len()
     }
 
-    /// Bytes of memory the filters and fences hold.
-    pub fn memory_bytes(&self) -> usize {
-        let runs: usize = self.runs.read().iter().map(|run| (run.filter.len() + run.fences.len()) * 8).sum();
-        runs + self.global.read().memory_bytes()
-    }
-
     /// What the merger failed at, if it did (it stops merging; lookups and adds go on).
     pub fn merge_failure(&self) -> Option<String> {
         self.merge.0.lock().failure.clone()
@@ -247,7 +225,6 @@ impl IdRuns {
     /// `entries` (hash, value), turned into keys ([`idrun_key`]) and sorted here. Written and
     /// synced before it counts.
     pub fn add(&self, first: u64, end: u64, entries: &mut [IdEntry]) -> io::Result<()> {
-        assert!(!self.read_only, "a read-only index adds nothing");
         assert_eq!(first, self.chunks(), "runs are added in chunk order");
         assert!(first < end && end - first <= RUN_CHUNKS_MAX, "a run covers at least one chunk");
         entries.iter_mut().for_each(|entry| entry.0 = idrun_key(entry.0));
@@ -341,27 +318,17 @@ impl IdRuns {
         for &(r, p, key, hash) in &wanted {
             let at = pages.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
             let page = &bytes[at..at + IDRUN_PAGE_BYTES];
-            let count = runs[r].entries_on(p);
+            let entries = page_entries(page, runs[r].entries_on(p));
             // Entries are sorted by key: the first not below it, then those equal to it.
-            let first = partition_point(count, |i| entry_at(page, i).0 < key);
-            out.extend((first..count).map(|i| entry_at(page, i)).take_while(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
+            let first = entries.partition_point(|e| entry(e).0 < key);
+            out.extend(entries[first..].iter().map(entry).take_while(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
         }
         Ok(())
     }
 
-    /// How many of `hashes` the filter over all runs says "maybe" for (their group may be
-    /// stored), and how many of those some run's own filter does too (what a lookup reads
-    /// pages for).
-    pub fn maybe_count(&self, hashes: &[u64]) -> (usize, usize) {
-        let runs = Arc::clone(&self.runs.read());
-        let global = Arc::clone(&self.global.read());
-        let maybe: Vec<u64> =
-            hashes.iter().filter(|&&hash| global.may_hold(idrun_key(hash >> IDRUN_GROUP_BITS))).map(|&hash| idrun_key(hash)).collect();
-        (maybe.len(), maybe.iter().filter(|&&key| runs.iter().any(|run| run.may_hold(key))).count())
-    }
-
-    /// Waits until no merge is under way or due (for tests and a stop).
-    pub fn wait_merged(&self) {
+    /// Waits until no merge is under way or due.
+    #[cfg(test)]
+    pub(crate) fn wait_merged(&self) {
         let mut state = self.merge.0.lock();
         while state.busy || (state.failure.is_none() && !state.stop && next_merge(&self.runs.read()).is_some()) {
             self.merge.1.notify_all();
@@ -374,10 +341,8 @@ impl Drop for IdRuns {
     fn drop(&mut self) {
         self.merge.0.lock().stop = true;
         self.merge.1.notify_all();
-        if !self.read_only {
-            // Best effort: without it the next start inserts the runs' keys again.
-            let _ = self.persist_global(true);
-        }
+        // Best effort: without it the next start inserts the runs' keys again.
+        let _ = self.persist_global(true);
         if let Some(merger) = self.merger.lock().take() {
             // The merger holds only a weak reference, so this is never the merger thread itself
             // unless it dropped the last strong one: then it is ending anyway.
@@ -525,7 +490,7 @@ impl<'r> RunReader<'r> {
         for (i, page) in self.bytes.chunks_exact(IDRUN_PAGE_BYTES).enumerate() {
             let p = self.next_page + i;
             check_page(page, &self.run.path, p)?;
-            self.entries.extend(page_entries(page, self.run.entries_on(p)));
+            self.entries.extend(page_entries(page, self.run.entries_on(p)).iter().map(entry));
         }
         self.next_page += pages;
         Ok(true)
@@ -856,32 +821,15 @@ fn check_page(page: &[u8], path: &Path, p: usize) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: page {p} fails its checksum", path.display())))
 }
 
-/// Entry `i` of a page.
+/// The first `count` entries of a page, 12 bytes each.
+fn page_entries(page: &[u8], count: usize) -> &[[u8; IDRUN_ENTRY_BYTES]] {
+    page[..count * IDRUN_ENTRY_BYTES].as_chunks().0
+}
+
+/// An entry's key and value.
 #[inline]
-fn entry_at(page: &[u8], i: usize) -> IdEntry {
-    let e = &page[i * IDRUN_ENTRY_BYTES..(i + 1) * IDRUN_ENTRY_BYTES];
+fn entry(e: &[u8; IDRUN_ENTRY_BYTES]) -> IdEntry {
     (u64::from_le_bytes(e[..8].try_into().expect("8 bytes")), u32::from_le_bytes(e[8..].try_into().expect("4 bytes")))
-}
-
-/// The first of `0..count` for which `below` is false (it is true for a prefix).
-fn partition_point(count: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut low, mut high) = (0, count);
-    while low < high {
-        let mid = low + (high - low) / 2;
-        if below(mid) {
-            low = mid + 1;
-        } else {
-            high = mid;
-        }
-    }
-    low
-}
-
-/// The first `count` entries of a page.
-fn page_entries(page: &[u8], count: usize) -> impl Iterator<Item = IdEntry> + '_ {
-    page[..count * IDRUN_ENTRY_BYTES]
-        .chunks_exact(IDRUN_ENTRY_BYTES)
-        .map(|e| (u64::from_le_bytes(e[..8].try_into().expect("8 bytes")), u32::from_le_bytes(e[8..].try_into().expect("4 bytes"))))
 }
 
 #[cfg(test)]
@@ -894,18 +842,10 @@ mod tests {
         dir
     }
 
-    /// A deterministic spread of hashes (splitmix64).
+    /// A deterministic spread of hashes (the simulation's generator).
     fn hashes(seed: u64, n: usize) -> Vec<u64> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^ (z >> 31)
-            })
-            .collect()
+        let mut rng = crate::sim::Rng(seed);
+        (0..n).map(|_| rng.next_u64()).collect()
     }
 
     /// Chunk `k` of `len` entries: hashes of seed `k`, values the indexes; a few hashes repeat
@@ -928,6 +868,17 @@ mod tests {
     fn run_files(dir: &Path) -> usize {
         let paths = fs::read_dir(dir).expect("listed").map(|e| e.expect("an entry").path());
         paths.filter(|path| path.extension().is_some_and(|x| x == "run" || x == "tmp")).count()
+    }
+
+    /// How many of `hashes` the filter over all runs says "maybe" for (their group may be
+    /// stored), and how many of those some run's own filter does too (what a lookup reads
+    /// pages for).
+    fn maybe_count(index: &IdRuns, hashes: &[u64]) -> (usize, usize) {
+        let runs = Arc::clone(&index.runs.read());
+        let global = Arc::clone(&index.global.read());
+        let maybe: Vec<u64> =
+            hashes.iter().filter(|&&hash| global.may_hold(idrun_key(hash >> IDRUN_GROUP_BITS))).map(|&hash| idrun_key(hash)).collect();
+        (maybe.len(), maybe.iter().filter(|&&key| runs.iter().any(|run| run.may_hold(key))).count())
     }
 
     fn sorted(mut entries: Vec<IdEntry>) -> Vec<IdEntry> {
@@ -983,7 +934,7 @@ mod tests {
         runs.wait_merged();
         assert_eq!(runs.runs(), 1);
         let new = hashes(1234, 200_000);
-        let (maybe, read) = runs.maybe_count(&new);
+        let (maybe, read) = maybe_count(&runs, &new);
         // 16 bits a key in 512-bit blocks: about 0.1% (the test allows twice that).
         assert!(maybe < new.len() / 500, "{maybe} false maybes of {}", new.len());
         assert!(read <= maybe, "{read} of {maybe}");
@@ -1091,23 +1042,6 @@ mod tests {
         runs.persist_global(true).expect("kept");
         runs.truncate(4).expect("cut");
         assert!(!dir.join(GLOBAL_FILTER_FILE).exists(), "a file claiming cut runs is deleted");
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_read_only_index_refuses_damage_and_writes_nothing() {
-        let dir = temp_dir("read-only");
-        let (runs, _) = IdRuns::open(&dir).expect("opened");
-        add_chunks(&runs, 0..1, 100);
-        drop(runs);
-        let path = dir.join(run_name(0, 1));
-        let mut bytes = fs::read(&path).expect("read");
-        assert_eq!(IdRuns::open_read_only(&dir).expect("opened").chunks(), 1);
-        bytes[9] ^= 1;
-        fs::write(&path, &bytes).expect("written");
-        let error = IdRuns::open_read_only(&dir).expect_err("damaged");
-        assert!(error.to_string().contains("header"), "{error}");
-        assert!(path.exists(), "a read-only open deletes nothing");
         let _ = fs::remove_dir_all(&dir);
     }
 }
