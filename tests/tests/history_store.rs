@@ -35,6 +35,8 @@ const DECLINED_FROM: u128 = 10_000_000;
 const EXPIRING: u128 = 2 * CHUNK_LEN + 4_000;
 /// The first expiring hold's id.
 const EXPIRING_FROM: u128 = 20_000_000;
+/// The first id of transfers made after the bulk.
+const MORE_FROM: u128 = 30_000_000;
 
 fn expiring(id: u128) -> Command {
     Command::Transfer(Transfer { flags: PENDING, timeout: 1, ..bursar_tests::setup::transfer(id, 1, 2, 1) })
@@ -347,27 +349,49 @@ fn start_and_build_the_ids_runs(
     (attached, report)
 }
 
-/// The stored ids' index failing alone (its directory gone while the node serves): the stores
-/// take every chunk and the ids stay in memory; a stop does not wait for the index; re-sent ids
-/// and every query answer as before; the next start builds the runs again from the images.
+/// The stored ids' index failing alone (its directory gone while the node serves). A chunk's
+/// run is held in memory, so the first chunks' ids leave the engine all the same; the merge of
+/// them onto disk fails, and later chunks' ids stay in the engine. The stores take every chunk,
+/// a stop does not wait for the index, re-sent ids and every query answer as before, and the
+/// next start builds the runs again from the images.
 #[test]
 fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
     let dir = std::env::temp_dir().join(format!("bursar-history-ids-failing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut reference = Engine::new(Limits::default());
-    let (mut node, _, _) = open(&dir);
+    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
+    let ids = Arc::clone(&stores.ids);
+    let storage = FsStorage::open(dir.join("log")).expect("log dir");
+    let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
     std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index's directory removed");
     let mut now = apply_bulk(&mut node, &mut reference);
+    drain(&mut node);
+    let fanout = bursar_wal::idruns::MERGE_FANOUT;
+    assert_eq!((ids.chunks(), ids.runs()), (fanout as u64, (fanout, fanout)), "the first chunks' runs are held");
+    let stored = node.engine().ids_stored_chunks();
+    assert!(stored >= 4 && stored == node.engine().evicted_chunks(), "the evicted chunks' ids left the engine: {stored}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ids.merge_failure().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(ids.merge_failure().is_some_and(|why| why.contains("merging runs")), "the merge onto disk fails");
+    // Another chunk: its run is refused, so its ids stay in the engine.
+    let more: Vec<u128> = (MORE_FROM..MORE_FROM + CHUNK_LEN + 10).collect();
+    for slice in more.chunks(BATCH as usize) {
+        now += 1_000;
+        submit_both(&mut node, &mut reference, now, &slice.iter().map(|&id| transfer(id, 0, 0)).collect::<Vec<_>>());
+    }
     let started = std::time::Instant::now();
     assert!(node.history_drain(std::time::Duration::from_secs(60)), "the stores take every chunk: {:?}", node.metrics());
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "a stop does not wait for the ids' index");
-    assert!(node.engine().evicted_chunks() >= 4, "evicted {} chunks", node.engine().evicted_chunks());
-    assert_eq!(node.engine().ids_stored_chunks(), 0, "no run was written: the ids stay in memory");
+    let sealed = node.engine().sealed_transfer_chunks() as u64;
+    assert!(sealed > fanout as u64 && node.history_stored_chunks() == sealed, "{sealed} chunks, stored {}", node.history_stored_chunks());
+    assert_eq!((ids.chunks(), node.engine().ids_stored_chunks()), (fanout as u64, fanout), "the later chunk's ids stay in memory");
     assert!(node.metrics().history_waiting > 0, "the chunks without a run still show as waiting");
-    let again = [transfer(200, 0, 0), transfer(BULK + 4, 0, 0)];
+    let again = [transfer(200, 0, 0), transfer(MORE_FROM + 7, 0, 0), transfer(BULK + 4, 0, 0)];
     now += 1_000;
     let expected = submit_both(&mut node, &mut reference, now, &again);
-    assert_eq!(expected[0], ResultCode::Exists);
+    assert_eq!(expected[..2], [ResultCode::Exists; 2]);
     compare(&mut node, &mut reference);
     node.snapshot().expect("snapshot");
     drop(node);

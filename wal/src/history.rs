@@ -415,7 +415,7 @@ fn aligned_copy(bytes: &[u8]) -> BlockBuffer {
 }
 
 /// Bytes the device takes from one history write at a time (see [`HistoryStore::write_data`]).
-const PACED_WRITE_BYTES: usize = 256 << 10;
+pub(crate) const PACED_WRITE_BYTES: usize = 256 << 10;
 
 /// Hands `bytes`, to be written at `offset`, to `write` a piece of [`PACED_WRITE_BYTES`] at a
 /// time (each piece and its offset stay 4 KiB-aligned when `bytes` and `offset` are).

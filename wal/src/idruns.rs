@@ -4,10 +4,12 @@
 //!
 //! Bytes only: the owner hands in, per chunk of records it stored, each record's 64-bit hash and
 //! a 32-bit value (its index), and asks which values a hash may name. A run covers chunks
-//! `first..end` and lives in `{first:010}-{end:010}.run`, written whole to a temporary name,
-//! synced and renamed, so a run file is complete or absent. A merger thread merges
-//! [`MERGE_FANOUT`] adjacent runs of one size into one, so runs cover 1, 8, 64, … chunks and a
-//! key is rewritten about log8(chunks) times. The runs are derived data (the owner can always
+//! `first..end`. A single chunk's run is held in memory only: the owner stored the chunk
+//! durably before it handed its ids in, and adds it again after a restart. A merger thread
+//! merges [`MERGE_FANOUT`] adjacent runs of one size into one on disk, so runs cover 1 (in
+//! memory), 8, 64, … chunks, and a key is written about log8(chunks) - 1 times. A run on disk
+//! lives in `{first:010}-{end:010}.run`, written whole to a temporary name, synced and renamed,
+//! so a run file is complete or absent. The runs are derived data (the owner can always
 //! rebuild them from what it stored): a run that fails its checks at open is deleted and
 //! reported, and runs past a gap are dropped, so the runs always cover a prefix of the chunks.
 //!
@@ -17,6 +19,7 @@
 //! `docs/history-format.md`, "The stored ids' index".
 
 use crate::format::crc32c;
+use crate::history::PACED_WRITE_BYTES;
 use crate::idfilter::{filter_holds, filter_insert, filter_words, GlobalFilter, GLOBAL_FILTER_FILE};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
@@ -51,6 +54,9 @@ const GLOBAL_FILTER_FOURFOLD_BELOW: u64 = 1 << 24;
 const RUNS_BEHIND: usize = 8;
 /// Most chunks a run may cover (`end - first`); chunks are counted in u32 values.
 const RUN_CHUNKS_MAX: u64 = 1 << 32;
+/// Most single chunks' runs held in memory (16 bytes an id) waiting for the merger: an add
+/// waits for room (or fails if the merger has failed: the owner keeps those ids itself then).
+const HELD_RUNS_MAX: usize = 8 * MERGE_FANOUT;
 
 /// One (hash, value) pair.
 pub type IdEntry = (u64, u32);
@@ -91,23 +97,37 @@ pub fn idrun_group(key: u64) -> u64 {
 /// Low bits of a hash that tell the ids of one group apart.
 pub const IDRUN_GROUP_BITS: u32 = 8;
 
-/// A run: its place, its fences and filter in memory, its entries on disk.
+/// A run: its place and filter in memory, its entries on disk or held in memory.
 #[derive(Debug)]
 struct Run {
     first: u64,
     end: u64,
     entries: u64,
-    path: PathBuf,
-    file: File,
-    /// Each page's first hash.
-    fences: Vec<u64>,
     /// The filter's blocks, 8 words each.
     filter: Vec<u64>,
+    body: Body,
 }
 
-/// The index (see the module).
+/// Where a run's entries are.
+#[derive(Debug)]
+enum Body {
+    /// In the run's file; each page's first key in memory.
+    File { path: PathBuf, file: File, fences: Vec<u64> },
+    /// In memory, sorted: a single chunk's run until it is merged (gone at a stop).
+    Held(Vec<IdEntry>),
+}
+
+/// The index (see the module): what it holds is shared with its merger thread, which the
+/// owner's drop stops and waits for.
 #[derive(Debug)]
 pub struct IdRuns {
+    shared: Arc<Shared>,
+    merger: Option<JoinHandle<()>>,
+}
+
+/// What the owner and the merger share.
+#[derive(Debug)]
+struct Shared {
     dir: PathBuf,
     /// The runs, oldest chunks first, covering `0..chunks()` without gap or overlap.
     runs: RwLock<Arc<Vec<Arc<Run>>>>,
@@ -117,8 +137,7 @@ pub struct IdRuns {
     /// The chunks the filter's file covered when last written.
     persisted: Mutex<u64>,
     /// Wakes the merger when a run is added, or at drop to stop.
-    merge: Arc<(Mutex<MergeState>, Condvar)>,
-    merger: Mutex<Option<JoinHandle<()>>>,
+    merge: (Mutex<MergeState>, Condvar),
 }
 
 #[derive(Debug, Default)]
@@ -142,16 +161,58 @@ impl IdRuns {
     /// checks, runs a larger one covers (a merge's leftovers), runs past a gap and temporary
     /// files are deleted and named in the report.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<(Arc<IdRuns>, IdRunsOpened)> {
-        let (runs, opened) = IdRuns::open_as(dir.as_ref())?;
-        let runs = Arc::new(runs);
-        let weak = Arc::downgrade(&runs);
-        let merge = Arc::clone(&runs.merge);
-        let merger = std::thread::Builder::new().name("bursar-idruns".into()).spawn(move || merge_loop(&weak, &merge))?;
-        *runs.merger.lock() = Some(merger);
-        Ok((runs, opened))
+        let (shared, opened) = Shared::open(dir.as_ref())?;
+        let shared = Arc::new(shared);
+        let merging = Arc::clone(&shared);
+        let merger = std::thread::Builder::new().name("bursar-idruns".into()).spawn(move || merge_loop(&merging))?;
+        Ok((Arc::new(IdRuns { shared, merger: Some(merger) }), opened))
     }
 
-    fn open_as(dir: &Path) -> io::Result<(IdRuns, IdRunsOpened)> {
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Chunks covered: the runs hold every entry of chunks `0..chunks()`.
+    pub fn chunks(&self) -> u64 {
+        self.shared.chunks()
+    }
+
+    /// How many runs there are now, and how many of them are held in memory.
+    pub fn runs(&self) -> (usize, usize) {
+        let runs = self.shared.runs.read();
+        (runs.len(), held_runs(&runs))
+    }
+
+    /// What the merger failed at, if it did (it stops merging; lookups and adds go on).
+    pub fn merge_failure(&self) -> Option<String> {
+        self.shared.merge_failure()
+    }
+
+    /// Adds the run of chunks `first..end` (`first` must be [`IdRuns::chunks`]) holding
+    /// `entries` (hash, value), turned into keys ([`idrun_key`]) and sorted here. A single
+    /// chunk's run is held in memory (the owner stored the chunk itself, and adds it again
+    /// after a restart); that waits while [`HELD_RUNS_MAX`] are held already, and fails if the
+    /// merger failed. A larger run is written and synced before it counts.
+    pub fn add(&self, first: u64, end: u64, entries: Vec<IdEntry>) -> io::Result<()> {
+        self.shared.add(first, end, entries)
+    }
+
+    /// Drops the runs that cover any chunk at or past `chunks` (their owner cut or rewrote
+    /// those chunks), deleting their files; waits for a merge under way first.
+    pub fn truncate(&self, chunks: u64) -> io::Result<()> {
+        self.shared.truncate(chunks)
+    }
+
+    /// Every entry that `hashes` name, appended to `out` (in no particular order): the filter
+    /// rules out almost every hash no run holds; a "maybe" reads one page (rarely two).
+    pub fn candidates(&self, hashes: &[u64], out: &mut Vec<IdEntry>) -> io::Result<()> {
+        self.shared.candidates(hashes, out)
+    }
+}
+
+impl Shared {
+    fn open(dir: &Path) -> io::Result<(Shared, IdRunsOpened)> {
         fs::create_dir_all(dir)?;
         let mut opened = IdRunsOpened::default();
         let (mut found, mut damaged) = (Vec::new(), Vec::new());
@@ -170,28 +231,28 @@ impl IdRuns {
             }
         }
         let (kept, left) = cover(found);
-        opened.dropped.extend(left.iter().map(|run| format!("{}: covered by another run, or past a gap", run.path.display())));
+        opened.dropped.extend(left.iter().map(|run| format!("{}: covered by another run, or past a gap", run.name())));
         damaged.iter().try_for_each(|path| remove_if_present(path))?;
         delete_dropped(dir, &left)?;
         let kept: Vec<Arc<Run>> = kept.into_iter().map(Arc::new).collect();
         let (global, persisted) = open_global(dir, &kept, &mut opened)?;
-        let runs = IdRuns {
+        let runs = Shared {
             dir: dir.to_path_buf(),
             runs: RwLock::new(Arc::new(kept)),
             global: RwLock::new(Arc::new(global)),
             persisted: Mutex::new(persisted),
-            merge: Arc::default(),
-            merger: Mutex::new(None),
+            merge: Default::default(),
         };
         Ok((runs, opened))
     }
 
-    /// Writes the filter over all runs to its file if the runs cover a quarter more chunks than
-    /// when it was last written (so a restart after a crash inserts at most about a fifth of
-    /// the keys again), or `always`.
+    /// Writes the filter over all runs to its file if the runs on disk cover a quarter more
+    /// chunks than when it was last written (so a restart after a crash inserts at most about a
+    /// fifth of the keys again), or `always`. The file claims only the chunks on disk; it holds
+    /// the held runs' keys too, which a restart adds again.
     fn persist_global(&self, always: bool) -> io::Result<()> {
         let mut persisted = self.persisted.lock();
-        let covered = self.chunks();
+        let covered = self.chunks_on_disk();
         if covered == *persisted || (!always && covered - *persisted < (*persisted / 4).max(1)) {
             return Ok(());
         }
@@ -201,38 +262,37 @@ impl IdRuns {
         Ok(())
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Chunks covered: the runs hold every entry of chunks `0..chunks()`.
-    pub fn chunks(&self) -> u64 {
+    fn chunks(&self) -> u64 {
         self.runs.read().last().map_or(0, |run| run.end)
     }
 
-    /// How many runs there are now.
-    pub fn runs(&self) -> usize {
-        self.runs.read().len()
+    /// Chunks covered by runs on disk, from the first: what a restart finds.
+    fn chunks_on_disk(&self) -> u64 {
+        self.runs.read().iter().take_while(|run| !run.is_held()).last().map_or(0, |run| run.end)
     }
 
-    /// What the merger failed at, if it did (it stops merging; lookups and adds go on).
-    pub fn merge_failure(&self) -> Option<String> {
+    fn merge_failure(&self) -> Option<String> {
         self.merge.0.lock().failure.clone()
     }
 
-    /// Adds the run of chunks `first..end` (`first` must be [`IdRuns::chunks`]) holding
-    /// `entries` (hash, value), turned into keys ([`idrun_key`]) and sorted here. Written and
-    /// synced before it counts.
-    pub fn add(&self, first: u64, end: u64, entries: &mut [IdEntry]) -> io::Result<()> {
+    fn add(&self, first: u64, end: u64, mut entries: Vec<IdEntry>) -> io::Result<()> {
         assert_eq!(first, self.chunks(), "runs are added in chunk order");
         assert!(first < end && end - first <= RUN_CHUNKS_MAX, "a run covers at least one chunk");
-        entries.iter_mut().for_each(|entry| entry.0 = idrun_key(entry.0));
-        entries.sort_unstable();
-        let run = write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?;
-        let mut groups: Vec<u64> = entries.iter().map(|&(key, _)| idrun_group(key)).collect();
+        // The groups from the hashes in the owner's order first: ids made in order come a
+        // group at a time, so most repeats go before the sort.
+        let mut groups: Vec<u64> = entries.iter().map(|&(hash, _)| hash >> IDRUN_GROUP_BITS).collect();
+        groups.dedup();
+        groups.iter_mut().for_each(|group| *group = idrun_key(*group));
         groups.sort_unstable();
         groups.dedup();
+        entries.iter_mut().for_each(|entry| entry.0 = idrun_key(entry.0));
+        sort_uniform(&mut entries);
+        let run = if end - first == 1 {
+            self.wait_for_held_room()?;
+            Run::held(first, end, entries)
+        } else {
+            write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?
+        };
         let global = Arc::clone(&self.global.read());
         if global.has_room(groups.len() as u64) {
             global.insert(groups.into_iter());
@@ -245,7 +305,7 @@ impl IdRuns {
             // Ids in no order have a group each, so the filter fills as fast as the runs grow:
             // while it is small it grows fourfold then, to be rebuilt from every run half as
             // often; past that, twice, so that it stays within twice what it holds.
-            let keys_now = runs.iter().map(|run| run.entries).sum::<u64>() + entries.len() as u64;
+            let keys_now = runs.iter().map(|run| run.entries).sum::<u64>() + run.entries;
             let growth = if groups_now * 2 > keys_now && groups_now < GLOBAL_FILTER_FOURFOLD_BELOW { 4 } else { 2 };
             let larger = filter_of_runs(&runs, groups_now * growth)?;
             larger.insert(groups.into_iter());
@@ -260,9 +320,7 @@ impl IdRuns {
         Ok(())
     }
 
-    /// Drops the runs that cover any chunk at or past `chunks` (their owner cut or rewrote
-    /// those chunks), deleting their files; waits for a merge under way first.
-    pub fn truncate(&self, chunks: u64) -> io::Result<()> {
+    fn truncate(&self, chunks: u64) -> io::Result<()> {
         let mut state = self.merge.0.lock();
         while state.busy {
             self.merge.1.wait(&mut state);
@@ -278,12 +336,28 @@ impl IdRuns {
             *persisted = 0;
         }
         drop(persisted);
-        cut.iter().try_for_each(|run| remove_if_present(&run.path))
+        cut.iter().try_for_each(|run| run.remove_file())
     }
 
-    /// Every entry that `hashes` name, appended to `out` (in no particular order): the filter
-    /// rules out almost every hash no run holds; a "maybe" reads one page (rarely two).
-    pub fn candidates(&self, hashes: &[u64], out: &mut Vec<IdEntry>) -> io::Result<()> {
+    /// Waits while [`HELD_RUNS_MAX`] runs are held in memory (the merger is behind, and runs in
+    /// the foreground by then); fails if the merger failed (then none of them would leave
+    /// memory before the next start), naming why.
+    fn wait_for_held_room(&self) -> io::Result<()> {
+        let mut state = self.merge.0.lock();
+        loop {
+            let held = held_runs(&self.runs.read());
+            if let Some(why) = &state.failure {
+                return Err(io::Error::other(format!("the ids of {held} chunks wait in memory to be merged onto disk ({why})")));
+            }
+            if held < HELD_RUNS_MAX {
+                return Ok(());
+            }
+            self.merge.1.notify_all();
+            self.merge.1.wait_for(&mut state, std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn candidates(&self, hashes: &[u64], out: &mut Vec<IdEntry>) -> io::Result<()> {
         // The runs first: the filter taken after them holds all their keys.
         let runs = Arc::clone(&self.runs.read());
         if runs.is_empty() {
@@ -308,7 +382,10 @@ impl IdRuns {
         let mut wanted = Vec::new();
         for (r, run) in runs.iter().enumerate() {
             for &(key, hash) in keys.iter().filter(|&&(key, _)| run.may_hold(key)) {
-                wanted.extend(run.pages_of(key).map(|p| (r, p, key, hash)));
+                match &run.body {
+                    Body::File { fences, .. } => wanted.extend(pages_of(fences, key).map(|p| (r, p, key, hash))),
+                    Body::Held(entries) => out.extend(entries_of(entries, key).map(|(_, value)| (hash, value))),
+                }
             }
         }
         wanted.sort_unstable();
@@ -339,25 +416,22 @@ impl IdRuns {
 
 impl Drop for IdRuns {
     fn drop(&mut self) {
-        self.merge.0.lock().stop = true;
-        self.merge.1.notify_all();
-        // Best effort: without it the next start inserts the runs' keys again.
-        let _ = self.persist_global(true);
-        if let Some(merger) = self.merger.lock().take() {
-            // The merger holds only a weak reference, so this is never the merger thread itself
-            // unless it dropped the last strong one: then it is ending anyway.
-            if merger.thread().id() != std::thread::current().id() {
-                let _ = merger.join();
-            }
+        self.shared.merge.0.lock().stop = true;
+        self.shared.merge.1.notify_all();
+        if let Some(merger) = self.merger.take() {
+            let _ = merger.join();
         }
+        // Best effort: without it the next start inserts the runs' keys again.
+        let _ = self.shared.persist_global(true);
     }
 }
 
 /// The merger: merges the smallest adjacent pair of runs of equal size, until stopped. In the
 /// background while the runs are few (CPU others leave), in the foreground once more than
 /// [`RUNS_BEHIND`] beyond a binary counter's wait: every lookup checks every run's filter.
-fn merge_loop(runs: &std::sync::Weak<IdRuns>, merge: &(Mutex<MergeState>, Condvar)) {
+fn merge_loop(index: &Shared) {
     let mut background = crate::background_thread().is_ok();
+    let merge = &index.merge;
     loop {
         let pair = {
             let mut state = merge.0.lock();
@@ -365,21 +439,18 @@ fn merge_loop(runs: &std::sync::Weak<IdRuns>, merge: &(Mutex<MergeState>, Condva
                 if state.stop {
                     return;
                 }
-                let Some(index) = runs.upgrade() else { return };
                 let pair = if state.failure.is_none() { next_merge(&index.runs.read()) } else { None };
                 if let Some(pair) = pair {
                     state.busy = true;
                     break pair;
                 }
-                drop(index);
                 merge.1.wait(&mut state);
             }
         };
-        let Some(index) = runs.upgrade() else { return };
         let behind = {
             let runs = index.runs.read();
             let levels = runs.last().map_or(0, |run| run.end.max(1).ilog(MERGE_FANOUT as u64) as usize + 1);
-            runs.len() > levels * (MERGE_FANOUT - 1) + RUNS_BEHIND
+            runs.len() > levels * (MERGE_FANOUT - 1) + RUNS_BEHIND || held_runs(&runs) > 2 * MERGE_FANOUT
         };
         if behind == background {
             background =
@@ -396,6 +467,11 @@ fn merge_loop(runs: &std::sync::Weak<IdRuns>, merge: &(Mutex<MergeState>, Condva
     }
 }
 
+/// Runs held in memory.
+fn held_runs(runs: &[Arc<Run>]) -> usize {
+    runs.iter().filter(|run| run.is_held()).count()
+}
+
 /// The runs to merge next, if any: the [`MERGE_FANOUT`] adjacent runs of equal size with the
 /// smallest size.
 fn next_merge(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
@@ -406,14 +482,14 @@ fn next_merge(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
         .map(<[Arc<Run>]>::to_vec)
 }
 
-impl IdRuns {
+impl Shared {
     /// Merges `group` (adjacent runs, oldest first) into one run and puts it in their place.
     fn merge_group(&self, group: Vec<Arc<Run>>) -> io::Result<()> {
         let entries = group.iter().map(|run| run.entries).sum();
         let (first, end) = (group[0].first, group[group.len() - 1].end);
-        let mut readers: Vec<RunReader<'_>> = group.iter().map(|run| RunReader::new(run)).collect();
+        let mut merging = Merging::new(group.iter().map(|run| RunReader::new(run)).collect());
         let error = std::cell::Cell::new(None);
-        let merged = std::iter::from_fn(|| next_of(&mut readers).map_err(|e| error.set(Some(e))).ok().flatten());
+        let merged = std::iter::from_fn(|| merging.next().map_err(|e| error.set(Some(e))).ok().flatten());
         let run = write_run(&self.dir, first, end, merged, entries);
         if let Some(e) = error.take() {
             remove_if_present(&self.dir.join(format!("{}.tmp", run_name(first, end))))?;
@@ -427,24 +503,54 @@ impl IdRuns {
         next.splice(at..at + group.len(), [Arc::new(run)]);
         *runs = Arc::new(next);
         drop(runs);
-        group.iter().try_for_each(|run| remove_if_present(&run.path))
+        group.iter().try_for_each(|run| run.remove_file())
     }
 }
 
-/// The smallest next entry of `readers` (the oldest run's first among equals), taken.
-fn next_of(readers: &mut [RunReader<'_>]) -> io::Result<Option<IdEntry>> {
-    let mut best: Option<(usize, IdEntry)> = None;
-    for (i, reader) in readers.iter_mut().enumerate() {
-        if let Some(entry) = reader.peek()? {
-            if best.is_none_or(|(_, b)| entry < b) {
-                best = Some((i, entry));
-            }
-        }
+/// Runs' entries merged in order: each reader's next entry packed into one number, (ended,
+/// key, value), so the smallest of them is the next entry (the oldest run's first among
+/// equals) and an ended reader's is never smaller than a live one's.
+struct Merging<'r> {
+    readers: Vec<RunReader<'r>>,
+    heads: Vec<u128>,
+    started: bool,
+}
+
+/// A reader's head once it has ended.
+const ENDED: u128 = 1 << 96;
+
+impl<'r> Merging<'r> {
+    fn new(readers: Vec<RunReader<'r>>) -> Merging<'r> {
+        Merging { heads: vec![ENDED; readers.len()], readers, started: false }
     }
-    Ok(best.map(|(i, entry)| {
-        readers[i].at += 1;
-        entry
-    }))
+
+    /// The smallest next entry, taken; `None` once every reader has ended.
+    fn next(&mut self) -> io::Result<Option<IdEntry>> {
+        if !self.started {
+            for (head, reader) in self.heads.iter_mut().zip(&mut self.readers) {
+                *head = pack(reader.peek()?);
+            }
+            self.started = true;
+        }
+        let mut best = 0;
+        for (i, &head) in self.heads.iter().enumerate().skip(1) {
+            best = if head < self.heads[best] { i } else { best };
+        }
+        let head = self.heads[best];
+        if head >= ENDED {
+            return Ok(None);
+        }
+        let reader = &mut self.readers[best];
+        reader.at += 1;
+        self.heads[best] = pack(reader.peek()?);
+        Ok(Some(((head >> 32) as u64, head as u32)))
+    }
+}
+
+/// An entry as a [`Merging`] head.
+#[inline]
+fn pack(entry: Option<IdEntry>) -> u128 {
+    entry.map_or(ENDED, |(key, value)| (key as u128) << 32 | value as u128)
 }
 
 /// A run's entries read in order, [`READ_PAGES`] pages at a time through its open file (so a
@@ -477,19 +583,32 @@ impl<'r> RunReader<'r> {
         Ok(Some(self.entries[self.at]))
     }
 
-    /// Reads the next pages' entries; false at the run's end.
+    /// Reads the next pages' entries (a held run's all at once); false at the run's end.
     fn refill(&mut self) -> io::Result<bool> {
-        let pages = (self.run.fences.len() - self.next_page).min(READ_PAGES);
+        let (path, file, fences) = match &self.run.body {
+            Body::File { path, file, fences } => (path, file, fences),
+            Body::Held(held) => {
+                let first = self.next_page == 0 && !held.is_empty();
+                self.next_page = 1;
+                self.entries.clear();
+                if first {
+                    self.entries.extend_from_slice(held);
+                }
+                self.at = 0;
+                return Ok(first);
+            }
+        };
+        let pages = (fences.len() - self.next_page).min(READ_PAGES);
         if pages == 0 {
             return Ok(false);
         }
         self.bytes.resize(pages * IDRUN_PAGE_BYTES, 0);
-        self.run.file.read_exact_at(&mut self.bytes, HEADER_BYTES + (self.next_page * IDRUN_PAGE_BYTES) as u64)?;
+        file.read_exact_at(&mut self.bytes, HEADER_BYTES + (self.next_page * IDRUN_PAGE_BYTES) as u64)?;
         self.entries.clear();
         self.at = 0;
         for (i, page) in self.bytes.chunks_exact(IDRUN_PAGE_BYTES).enumerate() {
             let p = self.next_page + i;
-            check_page(page, &self.run.path, p)?;
+            check_page(page, path, p)?;
             self.entries.extend(page_entries(page, self.run.entries_on(p)).iter().map(entry));
         }
         self.next_page += pages;
@@ -579,7 +698,7 @@ fn cover(mut found: Vec<Run>) -> (Vec<Run>, Vec<Run>) {
 
 /// Deletes the runs left out, and temporary files.
 fn delete_dropped(dir: &Path, left: &[Run]) -> io::Result<()> {
-    left.iter().try_for_each(|run| remove_if_present(&run.path))?;
+    left.iter().try_for_each(Run::remove_file)?;
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "tmp") {
@@ -602,7 +721,7 @@ fn write_run(dir: &Path, first: u64, end: u64, entries: impl Iterator<Item = IdE
     let path = dir.join(run_name(first, end));
     let temp = dir.join(format!("{}.tmp", run_name(first, end)));
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temp)?;
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, &file);
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, PacedFile { file: &file, at: 0 });
     out.write_all(&[0; HEADER_BYTES as usize])?;
     let mut filter = vec![0u64; filter_words(count)];
     let (fences, written) = write_pages(&mut out, entries, &mut filter)?;
@@ -618,7 +737,30 @@ fn write_run(dir: &Path, first: u64, end: u64, entries: impl Iterator<Item = IdE
     file.write_all_at(&header.encode(), 0)?;
     file.sync_data()?;
     fs::rename(&temp, &path)?;
-    Ok(Run { first, end, entries: count, path, file, fences, filter })
+    Ok(Run { first, end, entries: count, filter, body: Body::File { path, file, fences } })
+}
+
+/// A run file written from its start, each piece of [`PACED_WRITE_BYTES`] on the device before
+/// the next is sent (as the history store's writes are): a large merge then never queues tens
+/// of megabytes ahead of the log's syncs.
+struct PacedFile<'f> {
+    file: &'f File,
+    at: u64,
+}
+
+impl Write for PacedFile<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        for piece in bytes.chunks(PACED_WRITE_BYTES) {
+            self.file.write_all_at(piece, self.at)?;
+            crate::sys::write_back(self.file, self.at, piece.len() as u64)?;
+            self.at += piece.len() as u64;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes the entries in pages, each with its CRC32C; fills `filter`. Returns the fences and
@@ -738,7 +880,34 @@ impl Run {
         let mut words = tail.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         let fences: Vec<u64> = words.by_ref().take(pages as usize).collect();
         let filter = words.collect();
-        Ok(Run { first, end, entries: header.entries, path: path.to_path_buf(), file, fences, filter })
+        Ok(Run { first, end, entries: header.entries, filter, body: Body::File { path: path.to_path_buf(), file, fences } })
+    }
+
+    /// The run of chunks `first..end` held in memory, of sorted `entries`.
+    fn held(first: u64, end: u64, entries: Vec<IdEntry>) -> Run {
+        let mut filter = vec![0u64; filter_words(entries.len() as u64)];
+        entries.iter().for_each(|&(key, _)| filter_insert(&mut filter, key));
+        Run { first, end, entries: entries.len() as u64, filter, body: Body::Held(entries) }
+    }
+
+    fn is_held(&self) -> bool {
+        matches!(self.body, Body::Held(_))
+    }
+
+    /// The run's file, or its chunks if it is held: for messages.
+    fn name(&self) -> String {
+        match &self.body {
+            Body::File { path, .. } => path.display().to_string(),
+            Body::Held(_) => format!("the run of chunks {}..{} held in memory", self.first, self.end),
+        }
+    }
+
+    /// Deletes the run's file, if it has one.
+    fn remove_file(&self) -> io::Result<()> {
+        match &self.body {
+            Body::File { path, .. } => remove_if_present(path),
+            Body::Held(_) => Ok(()),
+        }
     }
 
     /// Whether the filter says `key` may be in the run.
@@ -747,32 +916,73 @@ impl Run {
         filter_holds(&self.filter, key)
     }
 
-    /// The pages an entry of `key` may be on (none if the key is below the first page's).
-    fn pages_of(&self, key: u64) -> std::ops::Range<usize> {
-        // The last page starting below the key may end with it, and later pages may start with it.
-        let start = self.fences.partition_point(|&fence| fence < key).saturating_sub(1);
-        start..self.fences.partition_point(|&fence| fence <= key).max(start)
-    }
-
     /// Entries on page `p`.
     fn entries_on(&self, p: usize) -> usize {
         (self.entries as usize - p * IDRUN_ENTRIES_PER_PAGE).min(IDRUN_ENTRIES_PER_PAGE)
     }
 
+    /// The run's file and its path; asserted: only a run on disk has pages.
+    fn file(&self) -> (&File, &Path) {
+        match &self.body {
+            Body::File { path, file, .. } => (file, path),
+            Body::Held(_) => panic!("a held run has no pages to read"),
+        }
+    }
+
     /// Reads page `p` into `out`, checking its CRC32C.
     fn read_page(&self, p: usize, out: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(out, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64)?;
-        check_page(out, &self.path, p)
+        let (file, path) = self.file();
+        file.read_exact_at(out, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64)?;
+        check_page(out, path, p)
     }
 
     /// As [`Run::read_page`] if the page cache holds the page; `Ok(false)` otherwise (`out`
     /// then unspecified).
     fn read_page_if_cached(&self, p: usize, out: &mut [u8]) -> io::Result<bool> {
-        if !crate::sys::read_cached(&self.file, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64, out)? {
+        let (file, path) = self.file();
+        if !crate::sys::read_cached(file, HEADER_BYTES + (p * IDRUN_PAGE_BYTES) as u64, out)? {
             return Ok(false);
         }
-        check_page(out, &self.path, p).map(|()| true)
+        check_page(out, path, p).map(|()| true)
     }
+}
+
+/// Sorts `entries` as `sort_unstable` does, in about two passes when their keys are uniform
+/// (as [`idrun_key`]'s are): into buckets by the keys' top bits, about 8 entries a bucket, then
+/// each bucket on its own. Skewed keys cost no more than one sort of the whole.
+fn sort_uniform(entries: &mut Vec<IdEntry>) {
+    const ENTRIES_PER_BUCKET: usize = 8;
+    if entries.len() < 64 * ENTRIES_PER_BUCKET {
+        entries.sort_unstable();
+        return;
+    }
+    let bits = (entries.len() / ENTRIES_PER_BUCKET).ilog2();
+    let bucket = |key: u64| (key >> (64 - bits)) as usize;
+    let mut starts = vec![0usize; (1 << bits) + 1];
+    entries.iter().for_each(|&(key, _)| starts[bucket(key) + 1] += 1);
+    (1..starts.len()).for_each(|b| starts[b] += starts[b - 1]);
+    let mut next = starts.clone();
+    let mut sorted = vec![(0, 0); entries.len()];
+    for &entry in entries.iter() {
+        let at = &mut next[bucket(entry.0)];
+        sorted[*at] = entry;
+        *at += 1;
+    }
+    starts.windows(2).for_each(|w| sorted[w[0]..w[1]].sort_unstable());
+    *entries = sorted;
+}
+
+/// The pages of a run with these fences an entry of `key` may be on (none if the key is below
+/// the first page's).
+fn pages_of(fences: &[u64], key: u64) -> std::ops::Range<usize> {
+    // The last page starting below the key may end with it, and later pages may start with it.
+    let start = fences.partition_point(|&fence| fence < key).saturating_sub(1);
+    start..fences.partition_point(|&fence| fence <= key).max(start)
+}
+
+/// The entries of `key` in sorted `entries`.
+fn entries_of(entries: &[IdEntry], key: u64) -> impl Iterator<Item = IdEntry> + '_ {
+    entries[entries.partition_point(|e| e.0 < key)..].iter().copied().take_while(move |e| e.0 == key)
 }
 
 /// Most page reads [`read_pages`] keeps in flight (one thread each), and fewest a thread is
@@ -860,7 +1070,7 @@ mod tests {
 
     fn add_chunks(runs: &IdRuns, chunks: std::ops::Range<u64>, len: usize) {
         for k in chunks {
-            runs.add(k, k + 1, &mut chunk(k, len)).expect("added");
+            runs.add(k, k + 1, chunk(k, len)).expect("added");
         }
     }
 
@@ -874,8 +1084,8 @@ mod tests {
     /// stored), and how many of those some run's own filter does too (what a lookup reads
     /// pages for).
     fn maybe_count(index: &IdRuns, hashes: &[u64]) -> (usize, usize) {
-        let runs = Arc::clone(&index.runs.read());
-        let global = Arc::clone(&index.global.read());
+        let runs = Arc::clone(&index.shared.runs.read());
+        let global = Arc::clone(&index.shared.global.read());
         let maybe: Vec<u64> =
             hashes.iter().filter(|&&hash| global.may_hold(idrun_key(hash >> IDRUN_GROUP_BITS))).map(|&hash| idrun_key(hash)).collect();
         (maybe.len(), maybe.iter().filter(|&&key| runs.iter().any(|run| run.may_hold(key))).count())
@@ -898,14 +1108,15 @@ mod tests {
     #[test]
     fn lookups_agree_with_every_entry_through_merges_and_reopening() {
         let dir = temp_dir("agree");
-        let len = 1000;
+        let len = 100;
         let (runs, opened) = IdRuns::open(&dir).expect("opened");
         assert!(opened.dropped.is_empty());
-        add_chunks(&runs, 0..11, len);
-        runs.wait_merged();
-        // 11 chunks: a run of 8 (merged) and three of 1.
-        assert_eq!((runs.chunks(), runs.runs()), (11, 4));
-        let all: Vec<IdEntry> = (0..11).flat_map(|k| chunk(k, len)).collect();
+        add_chunks(&runs, 0..75, len);
+        runs.shared.wait_merged();
+        // 75 chunks: runs of 64 and 8 (merged onto disk), and three of 1, held in memory.
+        assert_eq!((runs.chunks(), runs.runs()), (75, (5, 3)));
+        assert_eq!(run_files(&dir), 2);
+        let all: Vec<IdEntry> = (0..75).flat_map(|k| chunk(k, len)).collect();
         let check = |runs: &IdRuns| {
             for probe in all.iter().step_by(7) {
                 let mut out = Vec::new();
@@ -921,7 +1132,9 @@ mod tests {
         drop(runs);
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert!(opened.dropped.is_empty(), "{opened:?}");
-        assert_eq!((runs.chunks(), runs.runs()), (11, 4));
+        // The held runs are gone; their owner adds them again, as after a crash.
+        assert_eq!((runs.chunks(), runs.runs()), (72, (2, 0)));
+        add_chunks(&runs, 72..75, len);
         check(&runs);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -931,8 +1144,8 @@ mod tests {
         let dir = temp_dir("filter");
         let (runs, _) = IdRuns::open(&dir).expect("opened");
         add_chunks(&runs, 0..8, 25_000);
-        runs.wait_merged();
-        assert_eq!(runs.runs(), 1);
+        runs.shared.wait_merged();
+        assert_eq!(runs.runs(), (1, 0));
         let new = hashes(1234, 200_000);
         let (maybe, read) = maybe_count(&runs, &new);
         // 16 bits a key in 512-bit blocks: about 0.1% (the test allows twice that).
@@ -945,18 +1158,18 @@ mod tests {
     fn a_damaged_run_is_dropped_with_those_after_it_and_a_damaged_page_is_named() {
         let dir = temp_dir("damage");
         let (runs, _) = IdRuns::open(&dir).expect("opened");
-        add_chunks(&runs, 0..9, 500);
-        runs.wait_merged();
-        assert_eq!(runs.runs(), 2);
+        add_chunks(&runs, 0..128, 50);
+        runs.shared.wait_merged();
+        assert_eq!(runs.runs(), (2, 0));
         drop(runs);
         // A flipped bit in the first run's first page: named at lookup, the run kept (its tail is fine).
-        let first = dir.join(run_name(0, 8));
+        let first = dir.join(run_name(0, 64));
         let mut bytes = fs::read(&first).expect("read");
         bytes[HEADER_BYTES as usize + 5] ^= 1;
         fs::write(&first, &bytes).expect("written");
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert!(opened.dropped.is_empty());
-        let page_zero = (0..8).flat_map(|k| chunk(k, 500)).min_by_key(|e| idrun_key(e.0)).expect("an entry");
+        let page_zero = (0..64).flat_map(|k| chunk(k, 50)).min_by_key(|e| idrun_key(e.0)).expect("an entry");
         let error = runs.candidates(&[page_zero.0], &mut Vec::new()).expect_err("a damaged page");
         assert!(error.to_string().contains("page 0 fails its checksum"), "{error}");
         drop(runs);
@@ -964,11 +1177,11 @@ mod tests {
         let len = bytes.len();
         bytes[len - 3] ^= 1;
         fs::write(&first, &bytes).expect("written");
-        fs::write(dir.join("0000000008-0000000009.run.tmp"), b"half").expect("written");
+        fs::write(dir.join("0000000128-0000000129.run.tmp"), b"half").expect("written");
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert_eq!(opened.dropped.len(), 3, "{opened:?}");
         assert!(opened.dropped.iter().any(|why| why.contains("fences' and filter's checksum")), "{opened:?}");
-        assert_eq!((runs.chunks(), runs.runs()), (0, 0));
+        assert_eq!((runs.chunks(), runs.runs()), (0, (0, 0)));
         assert_eq!(run_files(&dir), 0, "dropped files are deleted");
         let _ = fs::remove_dir_all(&dir);
     }
@@ -977,24 +1190,24 @@ mod tests {
     fn a_merge_left_half_done_is_tidied_at_open_and_truncation_drops_the_runs_past_it() {
         let dir = temp_dir("leftover");
         let (runs, _) = IdRuns::open(&dir).expect("opened");
-        add_chunks(&runs, 0..8, 500);
-        runs.wait_merged();
+        add_chunks(&runs, 0..64, 50);
+        runs.shared.wait_merged();
         drop(runs);
-        // As if a merge of 0..8 had been renamed but its parts not yet deleted.
-        let merged = fs::read(dir.join(run_name(0, 8))).expect("read");
-        for k in 0..8 {
-            let keys = sorted(chunk(k, 500).into_iter().map(|(hash, value)| (idrun_key(hash), value)).collect());
-            write_run(&dir, k, k + 1, keys.into_iter(), 500).expect("written");
+        // As if a merge of 0..64 had been renamed but its parts (eight runs of 8) not yet deleted.
+        let merged = fs::read(dir.join(run_name(0, 64))).expect("read");
+        for k in (0..64).step_by(8) {
+            let keys = sorted((k..k + 8).flat_map(|c| chunk(c, 50)).map(|(hash, value)| (idrun_key(hash), value)).collect());
+            write_run(&dir, k, k + 8, keys.into_iter(), 400).expect("written");
         }
-        assert_eq!(fs::read(dir.join(run_name(0, 8))).expect("read"), merged);
+        assert_eq!(fs::read(dir.join(run_name(0, 64))).expect("read"), merged);
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert_eq!(opened.dropped.len(), 8, "{opened:?}");
-        assert_eq!((runs.chunks(), runs.runs()), (8, 1));
-        add_chunks(&runs, 8..9, 500);
-        runs.truncate(8).expect("cut");
-        assert_eq!(runs.chunks(), 8);
+        assert_eq!((runs.chunks(), runs.runs()), (64, (1, 0)));
+        add_chunks(&runs, 64..65, 50);
+        runs.truncate(64).expect("cut");
+        assert_eq!(runs.chunks(), 64);
         runs.truncate(1).expect("cut");
-        assert_eq!((runs.chunks(), runs.runs()), (0, 0));
+        assert_eq!((runs.chunks(), runs.runs()), (0, (0, 0)));
         assert_eq!(run_files(&dir), 0);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1005,7 +1218,7 @@ mod tests {
     #[test]
     fn the_filter_over_all_runs_survives_restarts_crashes_and_damage() {
         let dir = temp_dir("global");
-        let len = 3000;
+        let len = 300;
         let all = |chunks: u64| -> Vec<IdEntry> { (0..chunks).flat_map(|k| chunk(k, len)).collect() };
         let found_all = |runs: &IdRuns, chunks: u64| {
             let entries = all(chunks);
@@ -1017,31 +1230,69 @@ mod tests {
             assert_eq!(out.len(), hashes.iter().map(|h| per_hash[h]).sum::<usize>(), "every entry found");
         };
         let (runs, _) = IdRuns::open(&dir).expect("opened");
-        add_chunks(&runs, 0..4, len);
-        runs.wait_merged();
+        add_chunks(&runs, 0..64, len);
+        runs.shared.wait_merged();
         drop(runs);
         let kept = fs::read(dir.join(GLOBAL_FILTER_FILE)).expect("kept at the stop");
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert!(opened.dropped.is_empty(), "{opened:?}");
-        found_all(&runs, 4);
-        add_chunks(&runs, 4..6, len);
-        runs.wait_merged();
+        found_all(&runs, 64);
+        add_chunks(&runs, 64..128, len);
+        runs.shared.wait_merged();
         drop(runs);
-        // As after a crash: the file from before chunks 4 and 5.
+        // As after a crash: the file from before chunks 64 to 127.
         fs::write(dir.join(GLOBAL_FILTER_FILE), &kept).expect("written");
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert!(opened.dropped.is_empty(), "{opened:?}");
-        found_all(&runs, 6);
+        found_all(&runs, 128);
         drop(runs);
         let mut damaged = fs::read(dir.join(GLOBAL_FILTER_FILE)).expect("read");
         damaged[100] ^= 4;
         fs::write(dir.join(GLOBAL_FILTER_FILE), &damaged).expect("written");
         let (runs, opened) = IdRuns::open(&dir).expect("reopened");
         assert!(opened.dropped.iter().any(|why| why.contains("checksum")), "{opened:?}");
-        found_all(&runs, 6);
-        runs.persist_global(true).expect("kept");
-        runs.truncate(4).expect("cut");
+        found_all(&runs, 128);
+        runs.shared.persist_global(true).expect("kept");
+        runs.truncate(64).expect("cut");
         assert!(!dir.join(GLOBAL_FILTER_FILE).exists(), "a file claiming cut runs is deleted");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A chunk's run is held in memory and found there; a merger that cannot write leaves them
+    /// held, and an add fails then with the merger's reason and adds nothing.
+    #[test]
+    fn held_runs_are_found_and_kept_when_the_merger_cannot_write() {
+        let dir = temp_dir("held");
+        let len = 20;
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add_chunks(&runs, 0..3, len);
+        assert_eq!((runs.chunks(), runs.runs(), run_files(&dir)), (3, (3, 3), 0));
+        let mut out = Vec::new();
+        runs.candidates(&chunk(1, len).iter().map(|e| e.0).collect::<Vec<_>>(), &mut out).expect("read");
+        assert_eq!(out.len(), len + 1, "each entry of chunk 1, and chunk 0's of its first hash");
+        fs::remove_dir_all(&dir).expect("removed");
+        add_chunks(&runs, 3..8, len);
+        runs.shared.wait_merged();
+        assert!(runs.merge_failure().is_some());
+        let error = runs.add(8, 9, chunk(8, len)).expect_err("the merger failed");
+        assert!(error.to_string().contains("the ids of 8 chunks wait in memory to be merged onto disk (merging runs in"), "{error}");
+        assert_eq!((runs.chunks(), runs.runs()), (8, (8, 8)));
+        let mut out = Vec::new();
+        runs.candidates(&chunk(5, len).iter().map(|e| e.0).collect::<Vec<_>>(), &mut out).expect("read");
+        assert_eq!(out.len(), len, "held runs are still found");
+        drop(runs);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_bucket_sort_sorts_uniform_skewed_and_repeated_keys() {
+        let uniform = hashes(3, 40_000).into_iter().map(|h| (h, h as u32));
+        let skewed = hashes(4, 40_000).into_iter().map(|h| (h >> 20, 7));
+        let repeated = (0..40_000u64).map(|i| (u64::MAX - i % 3, i as u32));
+        for entries in [uniform.collect::<Vec<IdEntry>>(), skewed.collect(), repeated.collect(), vec![(5, 1), (2, 2)]] {
+            let mut ours = entries.clone();
+            sort_uniform(&mut ours);
+            assert_eq!(ours, sorted(entries));
+        }
     }
 }

@@ -464,7 +464,8 @@ fn write_chunks(
     }
 }
 
-/// The writer's side of the stored ids' index: a run per stored chunk, from its image's hashes.
+/// The writer's side of the stored ids' index: a run per stored chunk, from its image's hashes
+/// (the index holds it in memory until it merges it onto disk with the next seven).
 struct IdsWriter {
     /// Whether the last attempt failed (said once on stderr; the next chunk tries again), shared
     /// with the mover so a stop does not wait for runs that cannot be written.
@@ -510,8 +511,8 @@ impl IdsWriter {
 /// Adds the run of `chunks` chunks from `first` whose ids' hashes are `hashes`, in order.
 fn add_run(ids: &IdRuns, first: u64, chunks: u64, hashes: &[u64]) -> std::io::Result<()> {
     let base = first * (1 << bursar_engine::CHUNK_BITS);
-    let mut entries: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(i, &hash)| (hash, (base + i as u64) as u32)).collect();
-    ids.add(first, first + chunks, &mut entries)
+    let entries: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(i, &hash)| (hash, (base + i as u64) as u32)).collect();
+    ids.add(first, first + chunks, entries)
 }
 
 /// Adds a run from chunk `first` on, read from the stored images below `end`: a power of the
