@@ -391,14 +391,19 @@ impl Shared {
         wanted.sort_unstable();
         let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _, _)| (r, p)).collect();
         pages.dedup();
-        let bytes = read_pages(&runs, &pages)?;
-        for &(r, p, key, hash) in &wanted {
-            let at = pages.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
-            let page = &bytes[at..at + IDRUN_PAGE_BYTES];
-            let entries = page_entries(page, runs[r].entries_on(p));
-            // Entries are sorted by key: the first not below it, then those equal to it.
-            let first = entries.partition_point(|e| entry(e).0 < key);
-            out.extend(entries[first..].iter().map(entry).take_while(|&(k, _)| k == key).map(|(_, value)| (hash, value)));
+        // [`READ_PAGES`] pages at a time: a larger buffer would be mapped afresh, and faulted
+        // in page by page, for every lookup of many ids.
+        let mut from = 0;
+        for group in pages.chunks(READ_PAGES) {
+            let bytes = read_pages(&runs, group)?;
+            let last = group[group.len() - 1];
+            let to = from + wanted[from..].partition_point(|&(r, p, _, _)| (r, p) <= last);
+            for &(r, p, key, hash) in &wanted[from..to] {
+                let at = group.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
+                let entries = page_entries(&bytes[at..at + IDRUN_PAGE_BYTES], runs[r].entries_on(p));
+                out.extend(entries_on_page(entries, key).map(|(_, value)| (hash, value)));
+            }
+            from = to;
         }
         Ok(())
     }
@@ -1036,6 +1041,11 @@ fn page_entries(page: &[u8], count: usize) -> &[[u8; IDRUN_ENTRY_BYTES]] {
     page[..count * IDRUN_ENTRY_BYTES].as_chunks().0
 }
 
+/// The entries of `key` on a page (sorted by key): the first not below it, then those equal.
+fn entries_on_page(entries: &[[u8; IDRUN_ENTRY_BYTES]], key: u64) -> impl Iterator<Item = IdEntry> + '_ {
+    entries[entries.partition_point(|e| entry(e).0 < key)..].iter().map(entry).take_while(move |&(k, _)| k == key)
+}
+
 /// An entry's key and value.
 #[inline]
 fn entry(e: &[u8; IDRUN_ENTRY_BYTES]) -> IdEntry {
@@ -1214,11 +1224,12 @@ mod tests {
 
     /// The filter over all runs is kept at a stop and read at the next start; one that covers
     /// fewer runs (a crash) gets the later runs' keys; a damaged one is rebuilt and named; a
-    /// truncation past it deletes it. Every stored hash is found whichever way it was built.
+    /// truncation past it deletes it. Every stored hash is found whichever way it was built (in
+    /// one lookup of more pages than are read at once).
     #[test]
     fn the_filter_over_all_runs_survives_restarts_crashes_and_damage() {
         let dir = temp_dir("global");
-        let len = 300;
+        let len = 400;
         let all = |chunks: u64| -> Vec<IdEntry> { (0..chunks).flat_map(|k| chunk(k, len)).collect() };
         let found_all = |runs: &IdRuns, chunks: u64| {
             let entries = all(chunks);
