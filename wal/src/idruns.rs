@@ -5,9 +5,10 @@
 //! Bytes only: the owner hands in, per chunk of records it stored, each record's 64-bit hash and
 //! a 32-bit value (its index), and asks which values a hash may name. A run covers chunks
 //! `first..end`. A single chunk's run is held in memory only: the owner stored the chunk
-//! durably before it handed its ids in, and adds it again after a restart. A merger thread
-//! merges [`MERGE_FANOUT`] adjacent runs of one size into one on disk, so runs cover 1 (in
-//! memory), 8, 64, … chunks, and a key is written about log8(chunks) - 1 times. A run on disk
+//! durably before it handed its ids in, and adds it again after a restart. Merger threads merge
+//! [`MERGE_FANOUT`] adjacent runs of one size into one on disk, so runs cover 1 (in memory), 8,
+//! 64, … chunks, and a key is written about log8(chunks) - 1 times. One merges the held runs,
+//! the other those on disk, so that a merge of a billion keys does not hold up the held runs. A run on disk
 //! lives in `{first:010}-{end:010}.run`, written whole to a temporary name, synced and renamed,
 //! so a run file is complete or absent. The runs are derived data (the owner can always
 //! rebuild them from what it stored): a run that fails its checks at open is deleted and
@@ -117,12 +118,21 @@ enum Body {
     Held(Vec<IdEntry>),
 }
 
-/// The index (see the module): what it holds is shared with its merger thread, which the
+/// The index (see the module): what it holds is shared with its merger threads, which the
 /// owner's drop stops and waits for.
 #[derive(Debug)]
 pub struct IdRuns {
     shared: Arc<Shared>,
-    merger: Option<JoinHandle<()>>,
+    mergers: Vec<JoinHandle<()>>,
+}
+
+/// Which runs a merger thread merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Runs held in memory: small merges, often.
+    Held,
+    /// Runs on disk: larger merges, seldom.
+    Written,
 }
 
 /// What the owner and the merger share.
@@ -145,8 +155,8 @@ struct MergeState {
     stop: bool,
     /// What the merger last failed at (it stops merging, lookups go on).
     failure: Option<String>,
-    /// A merge is under way (its runs stay in the list until it is done).
-    busy: bool,
+    /// Merges under way (their runs stay in the list until each is done).
+    busy: usize,
 }
 
 /// What [`IdRuns::open`] found that it could not use, and deleted.
@@ -157,15 +167,18 @@ pub struct IdRunsOpened {
 }
 
 impl IdRuns {
-    /// Opens (or creates) the index in `dir` and starts its merger thread. Runs that fail their
+    /// Opens (or creates) the index in `dir` and starts its merger threads. Runs that fail their
     /// checks, runs a larger one covers (a merge's leftovers), runs past a gap and temporary
     /// files are deleted and named in the report.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<(Arc<IdRuns>, IdRunsOpened)> {
         let (shared, opened) = Shared::open(dir.as_ref())?;
-        let shared = Arc::new(shared);
-        let merging = Arc::clone(&shared);
-        let merger = std::thread::Builder::new().name("bursar-idruns".into()).spawn(move || merge_loop(&merging))?;
-        Ok((Arc::new(IdRuns { shared, merger: Some(merger) }), opened))
+        let mut runs = IdRuns { shared: Arc::new(shared), mergers: Vec::new() };
+        for (level, name) in [(Level::Held, "bursar-idheld"), (Level::Written, "bursar-idruns")] {
+            let merging = Arc::clone(&runs.shared);
+            // On failure the drop stops and joins the merger already started.
+            runs.mergers.push(std::thread::Builder::new().name(name.into()).spawn(move || merge_loop(&merging, level))?);
+        }
+        Ok((Arc::new(runs), opened))
     }
 
     /// The directory.
@@ -316,13 +329,13 @@ impl Shared {
         next.push(Arc::new(run));
         *runs = Arc::new(next);
         drop(runs);
-        self.merge.1.notify_one();
+        self.merge.1.notify_all();
         Ok(())
     }
 
     fn truncate(&self, chunks: u64) -> io::Result<()> {
         let mut state = self.merge.0.lock();
-        while state.busy {
+        while state.busy > 0 {
             self.merge.1.wait(&mut state);
         }
         let mut runs = self.runs.write();
@@ -412,7 +425,8 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn wait_merged(&self) {
         let mut state = self.merge.0.lock();
-        while state.busy || (state.failure.is_none() && !state.stop && next_merge(&self.runs.read()).is_some()) {
+        let due = |runs: &[Arc<Run>]| [Level::Held, Level::Written].iter().any(|&level| next_merge(runs, level).is_some());
+        while state.busy > 0 || (state.failure.is_none() && !state.stop && due(&self.runs.read())) {
             self.merge.1.notify_all();
             self.merge.1.wait_for(&mut state, std::time::Duration::from_millis(10));
         }
@@ -423,7 +437,7 @@ impl Drop for IdRuns {
     fn drop(&mut self) {
         self.shared.merge.0.lock().stop = true;
         self.shared.merge.1.notify_all();
-        if let Some(merger) = self.merger.take() {
+        for merger in self.mergers.drain(..) {
             let _ = merger.join();
         }
         // Best effort: without it the next start inserts the runs' keys again.
@@ -431,10 +445,11 @@ impl Drop for IdRuns {
     }
 }
 
-/// The merger: merges the smallest adjacent pair of runs of equal size, until stopped. In the
-/// background while the runs are few (CPU others leave), in the foreground once more than
-/// [`RUNS_BEHIND`] beyond a binary counter's wait: every lookup checks every run's filter.
-fn merge_loop(index: &Shared) {
+/// A merger: merges the smallest [`MERGE_FANOUT`] adjacent runs of equal size at its `level`,
+/// until stopped. In the background while the runs are few (CPU others leave), in the
+/// foreground once more than [`RUNS_BEHIND`] beyond a binary counter's wait (every lookup checks
+/// every run's filter) or more than twice [`MERGE_FANOUT`] are held.
+fn merge_loop(index: &Shared, level: Level) {
     let mut background = crate::background_thread().is_ok();
     let merge = &index.merge;
     loop {
@@ -444,9 +459,9 @@ fn merge_loop(index: &Shared) {
                 if state.stop {
                     return;
                 }
-                let pair = if state.failure.is_none() { next_merge(&index.runs.read()) } else { None };
+                let pair = if state.failure.is_none() { next_merge(&index.runs.read(), level) } else { None };
                 if let Some(pair) = pair {
-                    state.busy = true;
+                    state.busy += 1;
                     break pair;
                 }
                 merge.1.wait(&mut state);
@@ -463,7 +478,7 @@ fn merge_loop(index: &Shared) {
         }
         let merged = index.merge_group(pair).and_then(|()| index.persist_global(false));
         let mut state = merge.0.lock();
-        state.busy = false;
+        state.busy -= 1;
         if let Err(e) = merged {
             state.failure = Some(format!("merging runs in {}: {e}", index.dir.display()));
         }
@@ -477,12 +492,13 @@ fn held_runs(runs: &[Arc<Run>]) -> usize {
     runs.iter().filter(|run| run.is_held()).count()
 }
 
-/// The runs to merge next, if any: the [`MERGE_FANOUT`] adjacent runs of equal size with the
-/// smallest size.
-fn next_merge(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
+/// The runs to merge next at `level`, if any: the [`MERGE_FANOUT`] adjacent runs of equal size
+/// with the smallest size.
+fn next_merge(runs: &[Arc<Run>], level: Level) -> Option<Vec<Arc<Run>>> {
     let size = |run: &Arc<Run>| run.end - run.first;
+    let at_level = |run: &Arc<Run>| run.is_held() == (level == Level::Held);
     runs.windows(MERGE_FANOUT)
-        .filter(|group| group.iter().all(|run| size(run) == size(&group[0])))
+        .filter(|group| group.iter().all(|run| size(run) == size(&group[0]) && at_level(run)))
         .min_by_key(|group| size(&group[0]))
         .map(<[Arc<Run>]>::to_vec)
 }
@@ -502,7 +518,7 @@ impl Shared {
         }
         let run = run?;
         let mut runs = self.runs.write();
-        let at = runs.iter().position(|r| Arc::ptr_eq(r, &group[0])).expect("only the merger removes runs while it merges");
+        let at = runs.iter().position(|r| Arc::ptr_eq(r, &group[0])).expect("only its merger removes a run while it merges");
         assert!(group.iter().enumerate().all(|(i, run)| Arc::ptr_eq(&runs[at + i], run)), "merged runs are adjacent");
         let mut next = Vec::clone(&runs);
         next.splice(at..at + group.len(), [Arc::new(run)]);
