@@ -96,10 +96,21 @@ fn cold_batch() -> Vec<Command> {
 }
 
 fn open(dir: &Path) -> (Node<FsStorage>, bursar_net::history::HistoryAttached, bursar_wal::RecoveryReport) {
+    let (node, attached, report, ()) = open_with(dir, |_| ());
+    (node, attached, report)
+}
+
+/// Opens the node in `dir` on its history stores, which `prepare` is handed first; with what
+/// `prepare` returned.
+fn open_with<T>(
+    dir: &Path,
+    prepare: impl FnOnce(&bursar_net::history::Stores) -> T,
+) -> (Node<FsStorage>, bursar_net::history::HistoryAttached, bursar_wal::RecoveryReport, T) {
+    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
+    let prepared = prepare(&stores);
     let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let store = bursar_net::history::open_store(&dir.join("history")).expect("history store");
-    let (node, report, attached) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(store)).expect("opens");
-    (node, attached.expect("a store was given"), report)
+    let (node, report, attached) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
+    (node, attached.expect("a store was given"), report, prepared)
 }
 
 /// Bytes of the newest snapshot file.
@@ -359,10 +370,7 @@ fn a_failing_ids_index_holds_up_no_stop_and_loses_no_id() {
     let dir = std::env::temp_dir().join(format!("bursar-history-ids-failing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut reference = Engine::new(Limits::default());
-    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
-    let ids = Arc::clone(&stores.ids);
-    let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
+    let (mut node, _, _, ids) = open_with(&dir, |stores| Arc::clone(&stores.ids));
     std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index's directory removed");
     let mut now = apply_bulk(&mut node, &mut reference);
     drain(&mut node);
@@ -411,10 +419,7 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     let dir = std::env::temp_dir().join(format!("bursar-history-full-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut reference = Engine::new(Limits::default());
-    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
-    fill_disk(&stores, true);
-    let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let (mut node, _, _) = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores)).expect("opens");
+    let (mut node, _, _, ()) = open_with(&dir, |stores| fill_disk(stores, true));
     let mut now = apply_bulk(&mut node, &mut reference);
     let started = std::time::Instant::now();
     assert!(!node.history_drain(std::time::Duration::from_secs(60)), "a writer that failed stores nothing more");
@@ -431,10 +436,7 @@ fn a_full_disk_keeps_the_history_in_memory_and_the_next_start_stores_it() {
     drop(node);
 
     // Room again (a new process opens the stores afresh).
-    let stores = bursar_net::history::open_store(&dir.join("history")).expect("history store");
-    let storage = FsStorage::open(dir.join("log")).expect("log dir");
-    let opened = Node::open_with_history(storage, WalConfig::default(), Limits::default(), Some(stores.clone())).expect("opens");
-    let (mut node, report, attached) = (opened.0, opened.1, opened.2.expect("a store was given"));
+    let (mut node, attached, report, stores) = open_with(&dir, bursar_net::history::Stores::clone);
     assert!(report.snapshot.is_some(), "{report:?}");
     let sealed = node.engine().sealed_transfer_chunks() as u64;
     assert_eq!((attached.transfers.appended, attached.images.appended), (sealed, sealed), "{attached:?}");
