@@ -244,10 +244,7 @@ impl HistoryStore {
                 Err(e) => return Err(e),
             }
         }
-        write_pieces(bytes, offset, |piece, at| {
-            self.data.write_all_at(piece, at)?;
-            crate::sys::write_back(&self.data, at, piece.len() as u64)
-        })
+        write_paced(&self.data, bytes, offset)
     }
 
     /// Whether stored chunk `k` holds exactly `bytes`, with matching sums (one read of the chunk).
@@ -415,7 +412,17 @@ fn aligned_copy(bytes: &[u8]) -> BlockBuffer {
 }
 
 /// Bytes the device takes from one history write at a time (see [`HistoryStore::write_data`]).
-pub(crate) const PACED_WRITE_BYTES: usize = 256 << 10;
+const PACED_WRITE_BYTES: usize = 256 << 10;
+
+/// Writes `bytes` at `offset` of `file` through the page cache, a piece of [`PACED_WRITE_BYTES`]
+/// at a time, each on the device before the next is sent (`sync_file_range`), so the log's syncs
+/// never queue behind the whole write (not yet synced).
+pub(crate) fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    write_pieces(bytes, offset, |piece, at| {
+        file.write_all_at(piece, at)?;
+        crate::sys::write_back(file, at, piece.len() as u64)
+    })
+}
 
 /// Hands `bytes`, to be written at `offset`, to `write` a piece of [`PACED_WRITE_BYTES`] at a
 /// time (each piece and its offset stay 4 KiB-aligned when `bytes` and `offset` are).

@@ -20,7 +20,7 @@
 //! `docs/history-format.md`, "The stored ids' index".
 
 use crate::format::crc32c;
-use crate::history::PACED_WRITE_BYTES;
+use crate::history::write_paced;
 use crate::idfilter::{filter_holds, filter_insert, filter_words, GlobalFilter, GLOBAL_FILTER_FILE};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
@@ -149,16 +149,16 @@ struct Shared {
     global: RwLock<Arc<GlobalFilter>>,
     /// The chunks the filter's file covered when last written.
     persisted: Mutex<u64>,
-    /// Wakes the merger when a run is added, or at drop to stop.
+    /// Wakes the mergers when a run is added, or at drop to stop.
     merge: (Mutex<MergeState>, Condvar),
-    /// Set at drop: a merge under way gives up (its runs stay as they are), so a stop never
-    /// waits out a merge of large runs.
+    /// Set at drop (under the merge state's lock, so no merger misses it): the mergers end, and
+    /// a merge under way gives up (its runs stay as they are), so a stop never waits out a merge
+    /// of large runs.
     stopping: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct MergeState {
-    stop: bool,
     /// What the merger last failed at (it stops merging, lookups go on).
     failure: Option<String>,
     /// Merges under way (their runs stay in the list until each is done).
@@ -433,7 +433,7 @@ impl Shared {
     pub(crate) fn wait_merged(&self) {
         let mut state = self.merge.0.lock();
         let due = |runs: &[Arc<Run>]| [Level::Held, Level::Written].iter().any(|&level| next_merge(runs, level).is_some());
-        while state.busy > 0 || (state.failure.is_none() && !state.stop && due(&self.runs.read())) {
+        while state.busy > 0 || (state.failure.is_none() && !self.stopping.load(Ordering::Relaxed) && due(&self.runs.read())) {
             self.merge.1.notify_all();
             self.merge.1.wait_for(&mut state, std::time::Duration::from_millis(10));
         }
@@ -442,8 +442,9 @@ impl Shared {
 
 impl Drop for IdRuns {
     fn drop(&mut self) {
+        let state = self.shared.merge.0.lock();
         self.shared.stopping.store(true, Ordering::Relaxed);
-        self.shared.merge.0.lock().stop = true;
+        drop(state);
         self.shared.merge.1.notify_all();
         for merger in self.mergers.drain(..) {
             let _ = merger.join();
@@ -464,7 +465,7 @@ fn merge_loop(index: &Shared, level: Level) {
         let pair = {
             let mut state = merge.0.lock();
             loop {
-                if state.stop {
+                if index.stopping.load(Ordering::Relaxed) {
                     return;
                 }
                 let pair = if state.failure.is_none() { next_merge(&index.runs.read(), level) } else { None };
@@ -520,7 +521,7 @@ impl Shared {
     fn merge_group(&self, group: Vec<Arc<Run>>) -> io::Result<()> {
         let entries = group.iter().map(|run| run.entries).sum();
         let (first, end) = (group[0].first, group[group.len() - 1].end);
-        let mut merging = Merging::new(group.iter().map(|run| RunReader::new(run)).collect());
+        let mut merging = Merging::new(group.iter().map(|run| RunReader::new(run)).collect())?;
         let error = std::cell::Cell::new(None);
         let mut taken = 0u64;
         let merged = std::iter::from_fn(|| {
@@ -554,25 +555,20 @@ impl Shared {
 struct Merging<'r> {
     readers: Vec<RunReader<'r>>,
     heads: Vec<u128>,
-    started: bool,
 }
 
 /// A reader's head once it has ended.
 const ENDED: u128 = 1 << 96;
 
 impl<'r> Merging<'r> {
-    fn new(readers: Vec<RunReader<'r>>) -> Merging<'r> {
-        Merging { heads: vec![ENDED; readers.len()], readers, started: false }
+    /// The merge of `readers`, each's first entry read.
+    fn new(mut readers: Vec<RunReader<'r>>) -> io::Result<Merging<'r>> {
+        let heads = readers.iter_mut().map(|reader| reader.peek().map(pack)).collect::<io::Result<_>>()?;
+        Ok(Merging { readers, heads })
     }
 
     /// The smallest next entry, taken; `None` once every reader has ended.
     fn next(&mut self) -> io::Result<Option<IdEntry>> {
-        if !self.started {
-            for (head, reader) in self.heads.iter_mut().zip(&mut self.readers) {
-                *head = pack(reader.peek()?);
-            }
-            self.started = true;
-        }
         let mut best = 0;
         for (i, &head) in self.heads.iter().enumerate().skip(1) {
             best = if head < self.heads[best] { i } else { best };
@@ -781,9 +777,8 @@ fn write_run(dir: &Path, first: u64, end: u64, entries: impl Iterator<Item = IdE
     Ok(Run { first, end, entries: count, filter, body: Body::File { path, file, fences } })
 }
 
-/// A run file written from its start, each piece of [`PACED_WRITE_BYTES`] on the device before
-/// the next is sent (as the history store's writes are): a large merge then never queues tens
-/// of megabytes ahead of the log's syncs.
+/// A run file written from its start with the history store's paced writes
+/// ([`write_paced`]): a large merge then never queues tens of megabytes ahead of the log's syncs.
 struct PacedFile<'f> {
     file: &'f File,
     at: u64,
@@ -791,11 +786,8 @@ struct PacedFile<'f> {
 
 impl Write for PacedFile<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        for piece in bytes.chunks(PACED_WRITE_BYTES) {
-            self.file.write_all_at(piece, self.at)?;
-            crate::sys::write_back(self.file, self.at, piece.len() as u64)?;
-            self.at += piece.len() as u64;
-        }
+        write_paced(self.file, bytes, self.at)?;
+        self.at += bytes.len() as u64;
         Ok(bytes.len())
     }
 
