@@ -187,11 +187,6 @@ impl IdRuns {
         Ok((Arc::new(runs), opened))
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
-    }
-
     /// Chunks covered: the runs hold every entry of chunks `0..chunks()`.
     pub fn chunks(&self) -> u64 {
         self.shared.chunks()
