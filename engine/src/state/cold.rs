@@ -761,11 +761,13 @@ impl Engine {
         let history = Arc::clone(self.cold.history.as_ref().expect("an evicted chunk implies a history to read it from"));
         // First the ids left to the history's id index: what finds a hold's expiry, say. A
         // command's own id is almost always new, so memory is asked only about the ids it names.
-        let ids = commands.iter().flat_map(|c| {
-            let [own, named @ ..] = c.transfer_ids();
-            core::iter::once((own, false)).chain(named.map(|id| (id, true)))
-        });
-        self.find_stored_ids(history.as_ref(), ids)?;
+        self.find_stored_ids(history.as_ref(), |engine, asked| {
+            for command in commands {
+                let [own, named @ ..] = command.transfer_ids();
+                engine.ask_about(asked, own, false);
+                named.into_iter().for_each(|id| engine.ask_about(asked, id, true));
+            }
+        })?;
         let mut read = self.prefetch_failed(history.as_ref(), commands)? + self.prefetch_expired(history.as_ref(), commands)?;
         let mut wanted = Vec::new();
         loop {
@@ -777,7 +779,9 @@ impl Engine {
             let mut transfers = Vec::with_capacity(wanted.len());
             history.read_many(&wanted, &mut transfers)?;
             // A record read may name a hold (a re-sent capture), whose id may be stored only.
-            self.find_stored_ids(history.as_ref(), transfers.iter().map(|t| (t.pending_id, true)))?;
+            self.find_stored_ids(history.as_ref(), |engine, asked| {
+                transfers.iter().for_each(|t| engine.ask_about(asked, t.pending_id, true))
+            })?;
             for (&index, transfer) in wanted.iter().zip(transfers) {
                 self.prefetch(index, transfer);
             }
@@ -785,25 +789,34 @@ impl Engine {
         }
     }
 
-    /// Asks the history's id index which stored transfers `ids` may name, if it holds any the
-    /// engine left to it, and keeps the answers for this batch ([`Cold::stored_ids_of`]). Ids
-    /// of the reserved range are exact in memory and never asked; an id that names a transfer
-    /// (`true` beside it: a capture's hold) is not asked if memory holds that transfer.
-    fn find_stored_ids(&mut self, history: &dyn History, ids: impl Iterator<Item = (u128, bool)>) -> Result<(), String> {
+    /// Asks the history's id index which stored transfers the ids `gather` hands to
+    /// [`Engine::ask_about`] may name, if it holds any the engine left to it, and keeps the
+    /// answers for this batch ([`Cold::stored_ids_of`]). A plain loop over the batch's
+    /// commands, not an iterator chain: it runs for every command, and a flattened chain of
+    /// each command's ids compiled to several times the work.
+    fn find_stored_ids(&mut self, history: &dyn History, gather: impl FnOnce(&Self, &mut Vec<u64>)) -> Result<(), String> {
         if self.cold.ids_stored == 0 {
             return Ok(());
         }
         let mut asked = core::mem::take(&mut self.cold.asked);
         asked.clear();
-        let asking =
-            |id: u128, named: bool| id != 0 && id != u128::MAX && !crate::is_reserved_id(id) && !(named && self.known_in_memory(id));
-        asked.extend(ids.filter(|&(id, named)| asking(id, named)).map(|(id, _)| id_hash(id)));
+        gather(self, &mut asked);
         let mut found = core::mem::take(&mut self.cold.stored_ids);
         let outcome = self.ask_stored_ids(history, &asked, &mut found);
         (self.cold.asked, self.cold.stored_ids) = (asked, found);
         outcome?;
         self.cold.stored_ids.dedup();
         Ok(())
+    }
+
+    /// Appends `id`'s hash to `asked` unless the history's id index need not be asked about it:
+    /// ids of the reserved range are exact in memory, and an id that names a transfer (`named`:
+    /// a capture's hold) is not asked if memory holds that transfer.
+    #[inline]
+    fn ask_about(&self, asked: &mut Vec<u64>, id: u128, named: bool) {
+        if id != 0 && id != u128::MAX && !crate::is_reserved_id(id) && !(named && self.known_in_memory(id)) {
+            asked.push(id_hash(id));
+        }
     }
 
     /// Appends what the history's id index holds under `hashes` to `found` and sorts it, keeping
