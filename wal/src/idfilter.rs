@@ -50,35 +50,29 @@ fn filter_place(words: usize, key: u64) -> (usize, [u32; FILTER_PROBES as usize]
     (block, core::array::from_fn(|i| if i < 7 { (a >> (1 + 9 * i)) as u32 & 511 } else { (b >> 55) as u32 }))
 }
 
-/// The block of `key` in a filter of `words` words, and its bits there as one mask per word.
+/// Whether `word(i)`, for each word `i` of a block, has every bit of `bits` set. Each bit is
+/// tested where it lies, and one branch taken at the end, not one per bit: a probe's outcome
+/// ("no", almost always) is then easy to predict, so the CPU runs ahead into the next probes
+/// and their cache misses overlap. No per-word masks are built first: eight read-modify-writes
+/// of a small array at computed places cost more than the probe itself.
 #[inline]
-fn filter_masks(words: usize, key: u64) -> (usize, [u64; 8]) {
-    let (block, bits) = filter_place(words, key);
-    let mut masks = [0u64; 8];
-    bits.iter().for_each(|&bit| masks[(bit >> 6) as usize] |= 1 << (bit & 63));
-    (block, masks)
+fn block_holds(bits: [u32; FILTER_PROBES as usize], word: impl Fn(usize) -> u64) -> bool {
+    bits.iter().fold(1, |all, &bit| all & (word((bit >> 6) as usize) >> (bit & 63))) & 1 == 1
 }
 
-/// Whether the block `words` has every bit of `masks` set. Every word is read and one branch
-/// taken at the end, not one per bit: a probe's outcome ("no", almost always) is then easy to
-/// predict, so the CPU runs ahead into the next probes and their cache misses overlap.
-#[inline]
-fn block_holds(words: [u64; 8], masks: [u64; 8]) -> bool {
-    words.iter().zip(masks).fold(0, |missing, (&word, mask)| missing | (mask & !word)) == 0
-}
-
-/// Sets `key`'s bits in `filter`.
+/// Sets `key`'s bits in `filter`, each straight into its word.
 pub(crate) fn filter_insert(filter: &mut [u64], key: u64) {
-    let (block, masks) = filter_masks(filter.len(), key);
-    filter[block * 8..block * 8 + 8].iter_mut().zip(masks).for_each(|(word, mask)| *word |= mask);
+    let (block, bits) = filter_place(filter.len(), key);
+    let block: &mut [u64; 8] = (&mut filter[block * 8..block * 8 + 8]).try_into().expect("a block is 8 words");
+    bits.iter().for_each(|&bit| block[(bit >> 6) as usize] |= 1 << (bit & 63));
 }
 
 /// Whether `filter` may hold `key`.
 #[inline]
 pub(crate) fn filter_holds(filter: &[u64], key: u64) -> bool {
-    let (block, masks) = filter_masks(filter.len(), key);
-    let words: [u64; 8] = filter[block * 8..block * 8 + 8].try_into().expect("a block is 8 words");
-    block_holds(words, masks)
+    let (block, bits) = filter_place(filter.len(), key);
+    let block: &[u64; 8] = filter[block * 8..block * 8 + 8].try_into().expect("a block is 8 words");
+    block_holds(bits, |i| block[i])
 }
 
 /// The filter over every run's keys. Its bits are atomics: the writer sets a run's before the
@@ -118,11 +112,12 @@ impl GlobalFilter {
     pub(crate) fn insert(&self, keys: impl Iterator<Item = u64>) {
         let mut count = 0;
         for key in keys {
-            let (block, masks) = filter_masks(self.words.len(), key);
+            let (block, bits) = filter_place(self.words.len(), key);
             // Which words are written depends on the key alone, not on what they held: no
             // branch waits for a load, so the next keys' cache misses overlap this one's.
             let mut missing = 0;
-            for (word, mask) in self.words[block * 8..block * 8 + 8].iter().zip(masks).filter(|&(_, mask)| mask != 0) {
+            for bit in bits {
+                let (word, mask) = (&self.words[block * 8 + (bit >> 6) as usize], 1 << (bit & 63));
                 let old = word.load(Ordering::Relaxed);
                 missing |= mask & !old;
                 word.store(old | mask, Ordering::Relaxed);
@@ -135,9 +130,9 @@ impl GlobalFilter {
     /// Whether it may hold `key`.
     #[inline]
     pub(crate) fn may_hold(&self, key: u64) -> bool {
-        let (block, masks) = filter_masks(self.words.len(), key);
+        let (block, bits) = filter_place(self.words.len(), key);
         let block = &self.words[block * 8..block * 8 + 8];
-        block_holds(core::array::from_fn(|i| block[i].load(Ordering::Relaxed)), masks)
+        block_holds(bits, |i| block[i].load(Ordering::Relaxed))
     }
 
     /// Writes it to `dir`'s [`GLOBAL_FILTER_FILE`] as covering the runs' chunks below
@@ -180,5 +175,50 @@ impl GlobalFilter {
         }
         let words = body.chunks_exact(8).map(|b| AtomicU64::new(u64::from_le_bytes(b.try_into().expect("8 bytes")))).collect();
         Ok(Some((GlobalFilter { words, capacity, keys: AtomicU64::new(keys) }, covered)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words `docs/history-format.md` says a key sets, computed from its text alone.
+    fn documented(words: usize, key: u64) -> Vec<u64> {
+        let block = ((u128::from(key) * (words / 8) as u128) >> 64) as usize;
+        let low = key & ((1 << 40) - 1);
+        let (a, b) = (low.wrapping_mul(0x9E37_79B9_7F4A_7C15), low.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        let mut expected = vec![0u64; words];
+        for bit in (0..7).map(|i| (a >> (1 + 9 * i)) & 511).chain([b >> 55]) {
+            expected[block * 8 + (bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        expected
+    }
+
+    /// A run's filter and the filter over all runs set the bits the format documents, so how
+    /// they are computed cannot change what the files hold; a probe says "maybe" only with
+    /// every one of them set.
+    #[test]
+    fn a_key_sets_the_documented_bits_and_is_held_only_with_all_of_them() {
+        for key in [0, 1, 255, 0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, u64::MAX] {
+            let words = filter_words(1000);
+            let mut filter = vec![0u64; words];
+            filter_insert(&mut filter, key);
+            let expected = documented(words, key);
+            assert_eq!(filter, expected, "key {key:#x}");
+            assert!(filter_holds(&filter, key));
+            for (at, word) in expected.iter().enumerate().filter(|(_, w)| **w != 0) {
+                for bit in (0..64).filter(|b| word >> b & 1 == 1) {
+                    let mut short = filter.clone();
+                    short[at] &= !(1 << bit);
+                    assert!(!filter_holds(&short, key), "key {key:#x} held without bit {bit} of word {at}");
+                }
+            }
+            let global = GlobalFilter::with_capacity(0);
+            global.insert([key, key].into_iter());
+            assert_eq!(global.keys(), 1, "a key inserted twice counts once");
+            let words: Vec<u64> = global.words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+            assert_eq!(words, documented(words.len(), key), "key {key:#x} in the filter over all runs");
+            assert!(global.may_hold(key));
+        }
     }
 }
