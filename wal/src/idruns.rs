@@ -27,7 +27,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -54,6 +54,13 @@ pub const MERGE_FANOUT: usize = 8;
 /// Groups below which the filter over all runs grows fourfold when the ids are in no order
 /// (2^24 groups: a filter of 32 MiB).
 const GLOBAL_FILTER_FOURFOLD_BELOW: u64 = 1 << 24;
+/// Keys the groups' filter let through that no run's filter held, since the last run was added,
+/// at which the filter over all keys is built: at least this many ...
+const KEYS_FILTER_WASTED_MIN: u64 = 1024;
+/// ... and at least one in this many of the hashes asked meanwhile. Ids made in order and new
+/// pass the groups' filter about once in a thousand, and ids found pass every filter: neither
+/// builds it. A new id beside a stored one (a capture whose id was made with its hold's) does.
+const KEYS_FILTER_WASTED_SHARE: u64 = 16;
 /// Runs beyond what the merge policy leaves at which the merger competes for CPU like any thread.
 const RUNS_BEHIND: usize = 8;
 /// Most chunks a run may cover (`end - first`); chunks are counted in u32 values.
@@ -147,6 +154,18 @@ struct Shared {
     /// The filter over every run's keys: set before a run is published, so a lookup that
     /// takes the runs and then this filter finds every key of those runs "maybe".
     global: RwLock<Arc<GlobalFilter>>,
+    /// The filter over the keys of every run on disk, once built (see [`Shared::add_keys`]),
+    /// set before a run is published on disk as `global` is: a lookup takes it after the runs.
+    /// A key its group let through then probes it, one cache line, rather than every such
+    /// run's filter (the held runs' filters are small, and probed as before). Not kept in a
+    /// file: a start builds it again when the lookups need it.
+    keys: RwLock<Option<Arc<GlobalFilter>>>,
+    /// Held while `keys` is inserted into or replaced.
+    keys_turn: Mutex<()>,
+    /// Hashes asked, and keys the groups' filter let through that no run on disk held, since
+    /// [`Shared::add_keys`] last ran, while there is no filter over their keys.
+    asked: AtomicU64,
+    wasted: AtomicU64,
     /// The chunks the filter's file covered when last written.
     persisted: Mutex<u64>,
     /// Wakes the mergers when a run is added, or at drop to stop.
@@ -254,6 +273,10 @@ impl Shared {
             dir: dir.to_path_buf(),
             runs: RwLock::new(Arc::new(kept)),
             global: RwLock::new(Arc::new(global)),
+            keys: RwLock::new(None),
+            keys_turn: Mutex::new(()),
+            asked: AtomicU64::new(0),
+            wasted: AtomicU64::new(0),
             persisted: Mutex::new(persisted),
             merge: Default::default(),
             stopping: AtomicBool::new(false),
@@ -326,6 +349,9 @@ impl Shared {
             larger.insert(groups.into_iter());
             *self.global.write() = Arc::new(larger);
         }
+        if !run.is_held() {
+            self.add_keys(core::slice::from_ref(&run))?;
+        }
         let mut runs = self.runs.write();
         let mut next = Vec::clone(&runs);
         next.push(Arc::new(run));
@@ -333,6 +359,41 @@ impl Shared {
         drop(runs);
         self.merge.1.notify_all();
         Ok(())
+    }
+
+    /// Inserts the keys of `new`, runs about to go on disk (held runs being merged, or a run
+    /// added whole), into the filter over the runs on disk, before the run holding them is
+    /// published; if that filter is full, builds one twice the size from the runs on disk
+    /// first. With no such filter yet, builds it only if, since this was last called, the
+    /// groups' filter let through many new ids that no run on disk held
+    /// ([`KEYS_FILTER_WASTED_MIN`], [`KEYS_FILTER_WASTED_SHARE`]): each of those probed every
+    /// such run's filter, a cache miss a run. Unused, it costs nothing. Runs are published on
+    /// disk by the held runs' merger and by [`Shared::add`], so the two take turns here.
+    fn add_keys<R: core::borrow::Borrow<Run>>(&self, new: &[R]) -> io::Result<()> {
+        let _turn = self.keys_turn.lock();
+        let (asked, wasted) = (self.asked.swap(0, Ordering::Relaxed), self.wasted.swap(0, Ordering::Relaxed));
+        let count = new.iter().map(|run| run.borrow().entries).sum();
+        let current = self.keys.read().clone();
+        match current {
+            Some(keys) if keys.has_room(count) => return insert_runs(&keys, new, |key| key),
+            None if wasted < KEYS_FILTER_WASTED_MIN || wasted * KEYS_FILTER_WASTED_SHARE < asked => return Ok(()),
+            _ => {}
+        }
+        // A run reaches the disk only through here, or from a merge of runs on disk (keeping
+        // their keys): these and `new` hold every key on disk.
+        let runs = Arc::clone(&self.runs.read());
+        let on_disk: Vec<&Run> = runs.iter().filter(|run| !run.is_held()).map(|run| &**run).collect();
+        let keys = GlobalFilter::with_capacity(2 * (on_disk.iter().map(|run| run.entries).sum::<u64>() + count));
+        insert_runs(&keys, &on_disk, |key| key)?;
+        insert_runs(&keys, new, |key| key)?;
+        *self.keys.write() = Some(Arc::new(keys));
+        Ok(())
+    }
+
+    /// Whether the filter over all keys is built.
+    #[cfg(test)]
+    fn keys_filter_built(&self) -> bool {
+        self.keys.read().is_some()
     }
 
     fn truncate(&self, chunks: u64) -> io::Result<()> {
@@ -379,6 +440,7 @@ impl Shared {
             return Ok(());
         }
         let global = Arc::clone(&self.global.read());
+        let on_disk = self.keys.read().clone();
         // Ids made in order come a group at a time: the last group's answer is asked again
         // only when the group changes.
         let mut last: Option<(u64, bool)> = None;
@@ -389,19 +451,38 @@ impl Shared {
                 _ => last.insert((group, global.may_hold(idrun_key(group)))).1,
             }
         };
-        let keys: Vec<(u64, u64)> = hashes.iter().filter(|&&hash| group_may_hold(hash)).map(|&hash| (idrun_key(hash), hash)).collect();
+        // (key, hash, whether a run on disk may hold it) for every hash its group let through.
+        let keys: Vec<(u64, u64, bool)> = hashes
+            .iter()
+            .filter(|&&hash| group_may_hold(hash))
+            .map(|&hash| (idrun_key(hash), hash))
+            .map(|(key, hash)| (key, hash, on_disk.as_ref().is_none_or(|on_disk| on_disk.may_hold(key))))
+            .collect();
+        if on_disk.is_none() {
+            self.asked.fetch_add(hashes.len() as u64, Ordering::Relaxed);
+        }
         if keys.is_empty() {
             return Ok(());
         }
         // (run, page, key, hash) for every page a key may be on, in runs whose filter says "maybe".
         let mut wanted = Vec::new();
+        let mut found_on_disk = vec![false; keys.len()];
+        let any_on_disk = runs.iter().any(|run| !run.is_held());
         for (r, run) in runs.iter().enumerate() {
-            for &(key, hash) in keys.iter().filter(|&&(key, _)| run.may_hold(key)) {
+            let probed =
+                |&(_, &(key, _, may_be_on_disk)): &(usize, &(u64, u64, bool))| (run.is_held() || may_be_on_disk) && run.may_hold(key);
+            for (i, &(key, hash, _)) in keys.iter().enumerate().filter(probed) {
                 match &run.body {
-                    Body::File { fences, .. } => wanted.extend(pages_of(fences, key).map(|p| (r, p, key, hash))),
+                    Body::File { fences, .. } => {
+                        found_on_disk[i] = true;
+                        wanted.extend(pages_of(fences, key).map(|p| (r, p, key, hash)));
+                    }
                     Body::Held(entries) => out.extend(entries_of(entries, key).map(|(_, value)| (hash, value))),
                 }
             }
+        }
+        if on_disk.is_none() && any_on_disk {
+            self.wasted.fetch_add(found_on_disk.iter().filter(|&&found| !found).count() as u64, Ordering::Relaxed);
         }
         wanted.sort_unstable();
         let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _, _)| (r, p)).collect();
@@ -533,6 +614,9 @@ impl Shared {
             return Err(e);
         }
         let run = run?;
+        if group[0].is_held() {
+            self.add_keys(&group)?;
+        }
         let mut runs = self.runs.write();
         let at = runs.iter().position(|r| Arc::ptr_eq(r, &group[0])).expect("only its merger removes a run while it merges");
         assert!(group.iter().enumerate().all(|(i, run)| Arc::ptr_eq(&runs[at + i], run)), "merged runs are adjacent");
@@ -665,7 +749,7 @@ fn open_global(dir: &Path, runs: &[Arc<Run>], opened: &mut IdRunsOpened) -> io::
         // builds a larger one.
         Some((global, covered)) if covered <= chunks => {
             let past: Vec<Arc<Run>> = runs.iter().filter(|run| run.end > covered).cloned().collect();
-            insert_runs(&global, &past)?;
+            insert_runs(&global, &past, idrun_group)?;
             Ok((global, covered))
         }
         // Ids made in order have a group per 256; sized for that first, and built again twice
@@ -678,21 +762,22 @@ fn open_global(dir: &Path, runs: &[Arc<Run>], opened: &mut IdRunsOpened) -> io::
 /// as many as it holds.
 fn filter_of_runs(runs: &[Arc<Run>], capacity: u64) -> io::Result<GlobalFilter> {
     let global = GlobalFilter::with_capacity(capacity);
-    insert_runs(&global, runs)?;
+    insert_runs(&global, runs, idrun_group)?;
     if global.has_room(global.keys()) {
         return Ok(global);
     }
     let larger = GlobalFilter::with_capacity(global.keys() * 2);
-    insert_runs(&larger, runs)?;
+    insert_runs(&larger, runs, idrun_group)?;
     Ok(larger)
 }
 
-/// Inserts every key of `runs` into `global`, each run's page by page.
-fn insert_runs(global: &GlobalFilter, runs: &[Arc<Run>]) -> io::Result<()> {
+/// Inserts `what` of every key of `runs` into `filter` (its group, or the key itself), each
+/// run's page by page.
+fn insert_runs<R: core::borrow::Borrow<Run>>(filter: &GlobalFilter, runs: &[R], what: fn(u64) -> u64) -> io::Result<()> {
     for run in runs {
-        let mut reader = RunReader::new(run);
+        let mut reader = RunReader::new(run.borrow());
         while reader.refill()? {
-            global.insert(reader.entries.iter().map(|&(key, _)| idrun_group(key)));
+            filter.insert(reader.entries.iter().map(|&(key, _)| what(key)));
         }
     }
     Ok(())
@@ -1078,6 +1163,7 @@ fn entry(e: &[u8; IDRUN_ENTRY_BYTES]) -> IdEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idfilter::GLOBAL_FILTER_KEYS_MIN;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("bursar-idruns-{name}-{}", std::process::id()));
@@ -1332,6 +1418,66 @@ mod tests {
 
     /// A merge under way when the index stops gives up: no temporary file is left, its runs
     /// stay as they were, and the next start finds them all.
+    /// Chunk `k` of `len` entries as ids made in order give them: whole groups of 256, here
+    /// the even ids of each. The odd ids beside them are new ids of stored groups, as a
+    /// capture's is when it was made with its hold's.
+    fn grouped_chunk(k: u64, len: usize) -> Vec<IdEntry> {
+        let groups = hashes(1000 + k, len / 128);
+        let ids = groups.into_iter().flat_map(|group| (0..128).map(move |i| (group & !0xFF) | (2 * i)));
+        ids.enumerate().map(|(i, hash)| (hash, (k as usize * len + i) as u32)).collect()
+    }
+
+    #[test]
+    fn new_ids_beside_stored_ones_build_the_filter_over_the_keys_on_disk_which_answers_alike() {
+        let dir = temp_dir("keys");
+        let len = 8192;
+        let lookup = |runs: &IdRuns, hashes: &[u64]| {
+            let mut out = Vec::new();
+            runs.candidates(hashes, &mut out).expect("read");
+            sorted(out)
+        };
+        let add = |runs: &IdRuns, chunks: std::ops::Range<u64>| {
+            chunks.for_each(|k| runs.add(k, k + 1, grouped_chunk(k, len)).expect("added"));
+            runs.shared.wait_merged();
+        };
+        let stored = |chunks: u64| sorted((0..chunks).flat_map(|k| grouped_chunk(k, len)).collect());
+        let beside = |chunks: u64| stored(chunks).iter().map(|&(hash, _)| hash | 1).collect::<Vec<_>>();
+        let fresh = hashes(77, 5000);
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        add(&runs, 0..8);
+        // New ids of new groups, and stored ids: neither builds it at the next merge.
+        assert!(lookup(&runs, &fresh).is_empty());
+        let first = stored(8);
+        assert_eq!(lookup(&runs, &first.iter().map(|e| e.0).collect::<Vec<_>>()), first);
+        add(&runs, 8..16);
+        assert!(!runs.shared.keys_filter_built(), "new groups' ids and stored ids do not build it");
+        // New ids beside stored ones probe every run's filter; the next merge builds it.
+        assert!(lookup(&runs, &beside(16)).is_empty());
+        add(&runs, 16..24);
+        assert!(runs.shared.keys_filter_built(), "new ids of stored groups build it");
+        // Past its first capacity (2^20 keys) it is built again, larger; the answers are those
+        // of the runs throughout, on disk or held, and after a reopen (which leaves it unbuilt
+        // until the lookups need it again).
+        let check = |runs: &IdRuns, chunks: u64| {
+            let stored = stored(chunks);
+            assert_eq!(lookup(runs, &stored.iter().map(|e| e.0).collect::<Vec<_>>()), stored);
+            assert!(lookup(runs, &beside(chunks)).is_empty());
+            assert!(lookup(runs, &fresh).is_empty());
+        };
+        check(&runs, 24);
+        add(&runs, 24..140);
+        assert_eq!(runs.runs(), (7, 4), "two runs of 64 chunks, one of 8, four held");
+        let built = Arc::clone(runs.shared.keys.read().as_ref().expect("built"));
+        assert!(built.keys() > GLOBAL_FILTER_KEYS_MIN, "{} keys: built again past its first capacity", built.keys());
+        check(&runs, 140);
+        drop((runs, built));
+        let (runs, _) = IdRuns::open(&dir).expect("reopened");
+        assert!(!runs.shared.keys_filter_built(), "not kept in a file");
+        add(&runs, 136..140);
+        check(&runs, 140);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_merge_gives_up_when_the_index_stops() {
         let dir = temp_dir("stopping");
