@@ -160,8 +160,12 @@ struct Shared {
     /// run's filter (the held runs' filters are small, and probed as before). Not kept in a
     /// file: a start builds it again when the lookups need it.
     keys: RwLock<Option<Arc<GlobalFilter>>>,
-    /// Held while `keys` is inserted into or replaced.
+    /// Held while `keys` is inserted into and the run holding those keys is published, and
+    /// while a larger `keys` catches up and replaces it.
     keys_turn: Mutex<()>,
+    /// Set when `keys` should be built, or built larger: the merger of the runs on disk does
+    /// it between its merges, so the held runs' merges never wait for it.
+    keys_wanted: AtomicBool,
     /// Hashes asked, and keys the groups' filter let through that no run on disk held, since
     /// [`Shared::add_keys`] last ran, while there is no filter over their keys.
     asked: AtomicU64,
@@ -275,6 +279,7 @@ impl Shared {
             global: RwLock::new(Arc::new(global)),
             keys: RwLock::new(None),
             keys_turn: Mutex::new(()),
+            keys_wanted: AtomicBool::new(false),
             asked: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
             persisted: Mutex::new(persisted),
@@ -325,11 +330,14 @@ impl Shared {
         groups.dedup();
         entries.iter_mut().for_each(|entry| entry.0 = idrun_key(entry.0));
         sort_uniform(&mut entries);
-        let run = if end - first == 1 {
+        // A run on disk is published with its keys in the filter over them, in turn with the
+        // held runs' merger and a rebuild of that filter.
+        let (run, _turn) = if end - first == 1 {
             self.wait_for_held_room()?;
-            Run::held(first, end, entries)
+            (Run::held(first, end, entries), None)
         } else {
-            write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?
+            let run = write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?;
+            (run, Some(self.add_keys(&[&entries])))
         };
         let global = Arc::clone(&self.global.read());
         if global.has_room(groups.len() as u64) {
@@ -349,9 +357,6 @@ impl Shared {
             larger.insert(groups.into_iter());
             *self.global.write() = Arc::new(larger);
         }
-        if !run.is_held() {
-            self.add_keys(core::slice::from_ref(&run))?;
-        }
         let mut runs = self.runs.write();
         let mut next = Vec::clone(&runs);
         next.push(Arc::new(run));
@@ -362,31 +367,51 @@ impl Shared {
     }
 
     /// Inserts the keys of `new`, runs about to go on disk (held runs being merged, or a run
-    /// added whole), into the filter over the runs on disk, before the run holding them is
-    /// published; if that filter is full, builds one twice the size from the runs on disk
-    /// first. With no such filter yet, builds it only if, since this was last called, the
-    /// groups' filter let through many new ids that no run on disk held
+    /// added whole), into the filter over the runs on disk if there is one, and returns the
+    /// turn to hold while the run holding them is published. Asks for that filter to be built
+    /// ([`Shared::build_keys`]) if it is full, or if there is none and, since this was last
+    /// called, the groups' filter let through many new ids that no run on disk held
     /// ([`KEYS_FILTER_WASTED_MIN`], [`KEYS_FILTER_WASTED_SHARE`]): each of those probed every
-    /// such run's filter, a cache miss a run. Unused, it costs nothing. Runs are published on
-    /// disk by the held runs' merger and by [`Shared::add`], so the two take turns here.
-    fn add_keys<R: core::borrow::Borrow<Run>>(&self, new: &[R]) -> io::Result<()> {
-        let _turn = self.keys_turn.lock();
+    /// such run's filter, a cache miss a run. Unused, it costs nothing. Past its capacity it
+    /// takes keys until the larger one replaces it, answering "maybe" a little more often.
+    fn add_keys(&self, new: &[&[IdEntry]]) -> parking_lot::MutexGuard<'_, ()> {
+        let turn = self.keys_turn.lock();
         let (asked, wasted) = (self.asked.swap(0, Ordering::Relaxed), self.wasted.swap(0, Ordering::Relaxed));
-        let count = new.iter().map(|run| run.borrow().entries).sum();
-        let current = self.keys.read().clone();
-        match current {
-            Some(keys) if keys.has_room(count) => return insert_runs(&keys, new, |key| key),
-            None if wasted < KEYS_FILTER_WASTED_MIN || wasted * KEYS_FILTER_WASTED_SHARE < asked => return Ok(()),
-            _ => {}
+        let count = new.iter().map(|entries| entries.len() as u64).sum();
+        let wanted = match self.keys.read().clone() {
+            Some(keys) => {
+                let full = !keys.has_room(count);
+                new.iter().for_each(|entries| keys.insert(entries.iter().map(|&(key, _)| key)));
+                full
+            }
+            None => wasted >= KEYS_FILTER_WASTED_MIN && wasted * KEYS_FILTER_WASTED_SHARE >= asked,
+        };
+        if wanted && !self.keys_wanted.swap(true, Ordering::Relaxed) {
+            self.merge.1.notify_all();
         }
-        // A run reaches the disk only through here, or from a merge of runs on disk (keeping
-        // their keys): these and `new` hold every key on disk.
-        let runs = Arc::clone(&self.runs.read());
-        let on_disk: Vec<&Run> = runs.iter().filter(|run| !run.is_held()).map(|run| &**run).collect();
-        let keys = GlobalFilter::with_capacity(2 * (on_disk.iter().map(|run| run.entries).sum::<u64>() + count));
-        insert_runs(&keys, &on_disk, |key| key)?;
-        insert_runs(&keys, new, |key| key)?;
+        turn
+    }
+
+    /// Builds the filter over the keys of the runs on disk, for twice the keys they hold, and
+    /// puts it in place of the last: on the merger of the runs on disk, outside the turn, so
+    /// that the held runs' merges go on meanwhile. Then, in turn, it takes the keys of the runs
+    /// published on disk since (a held merge's, a whole run's, or a merge of runs it read:
+    /// their keys again) before it is published.
+    fn build_keys(&self) -> io::Result<()> {
+        let on_disk = |runs: &[Arc<Run>]| runs.iter().filter(|run| !run.is_held()).cloned().collect::<Vec<_>>();
+        let read = on_disk(&self.runs.read());
+        let keys = GlobalFilter::with_capacity(2 * read.iter().map(|run| run.entries).sum::<u64>());
+        for run in &read {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the index is stopping"));
+            }
+            insert_runs(&keys, core::slice::from_ref(run), |key| key)?;
+        }
+        let _turn = self.keys_turn.lock();
+        let since: Vec<Arc<Run>> = on_disk(&self.runs.read()).into_iter().filter(|run| !read.iter().any(|r| Arc::ptr_eq(r, run))).collect();
+        insert_runs(&keys, &since, |key| key)?;
         *self.keys.write() = Some(Arc::new(keys));
+        self.keys_wanted.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -508,7 +533,9 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn wait_merged(&self) {
         let mut state = self.merge.0.lock();
-        let due = |runs: &[Arc<Run>]| [Level::Held, Level::Written].iter().any(|&level| next_merge(runs, level).is_some());
+        let due = |runs: &[Arc<Run>]| {
+            [Level::Held, Level::Written].iter().any(|&level| next_merge(runs, level).is_some()) || self.keys_wanted.load(Ordering::Relaxed)
+        };
         while state.busy > 0 || (state.failure.is_none() && !self.stopping.load(Ordering::Relaxed) && due(&self.runs.read())) {
             self.merge.1.notify_all();
             self.merge.1.wait_for(&mut state, std::time::Duration::from_millis(10));
@@ -544,13 +571,30 @@ fn merge_loop(index: &Shared, level: Level) {
                 if index.stopping.load(Ordering::Relaxed) {
                     return;
                 }
+                let keys_wanted = level == Level::Written && index.keys_wanted.load(Ordering::Relaxed);
                 let pair = if state.failure.is_none() { next_merge(&index.runs.read(), level) } else { None };
-                if let Some(pair) = pair {
+                if pair.is_some() || (keys_wanted && state.failure.is_none()) {
                     state.busy += 1;
                     break pair;
                 }
                 merge.1.wait(&mut state);
             }
+        };
+        let Some(pair) = pair else {
+            // Between merges, never during one: the filter over the keys on disk.
+            let built = index.build_keys();
+            let mut state = merge.0.lock();
+            state.busy -= 1;
+            match built {
+                // Given up at a stop: the next start builds it again when the lookups need it.
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                    state.failure = Some(format!("building the filter over the keys in {}: {e}", index.dir.display()))
+                }
+                _ => {}
+            }
+            drop(state);
+            merge.1.notify_all();
+            continue;
         };
         let behind = {
             let runs = index.runs.read();
@@ -614,9 +658,8 @@ impl Shared {
             return Err(e);
         }
         let run = run?;
-        if group[0].is_held() {
-            self.add_keys(&group)?;
-        }
+        let held: Option<Vec<&[IdEntry]>> = group.iter().map(|run| run.held_entries()).collect();
+        let _turn = held.map(|held| self.add_keys(&held));
         let mut runs = self.runs.write();
         let at = runs.iter().position(|r| Arc::ptr_eq(r, &group[0])).expect("only its merger removes a run while it merges");
         assert!(group.iter().enumerate().all(|(i, run)| Arc::ptr_eq(&runs[at + i], run)), "merged runs are adjacent");
@@ -1005,6 +1048,14 @@ impl Run {
 
     fn is_held(&self) -> bool {
         matches!(self.body, Body::Held(_))
+    }
+
+    /// The entries of a held run.
+    fn held_entries(&self) -> Option<&[IdEntry]> {
+        match &self.body {
+            Body::Held(entries) => Some(entries),
+            Body::File { .. } => None,
+        }
     }
 
     /// The run's file, or its chunks if it is held: for messages.
