@@ -16,7 +16,9 @@
 //!
 //! A lookup probes the filter over all runs' groups of 256 ids ([`crate::idfilter`]), then, for
 //! a "maybe", each run's filter, and where that says "maybe" reads the 4 KiB page the run's
-//! fences (each page's first key, in memory) name, verifying its CRC32C. The format is in
+//! fences (each page's first key, in memory) name, verifying its CRC32C. Where new ids of
+//! stored groups keep reaching the runs' filters, a filter over the keys of the runs on disk
+//! is built and probed before theirs (`Shared::build_keys`). The format is in
 //! `docs/history-format.md`, "The stored ids' index".
 
 use crate::format::crc32c;
@@ -154,8 +156,9 @@ struct Shared {
     /// The filter over every run's keys: set before a run is published, so a lookup that
     /// takes the runs and then this filter finds every key of those runs "maybe".
     global: RwLock<Arc<GlobalFilter>>,
-    /// The filter over the keys of every run on disk, once built (see [`Shared::add_keys`]),
-    /// set before a run is published on disk as `global` is: a lookup takes it after the runs.
+    /// The filter over the keys of every run on disk, once built ([`Shared::build_keys`]),
+    /// set before a run is published on disk ([`Shared::add_keys`]) as `global` is: a lookup
+    /// takes it after the runs.
     /// A key its group let through then probes it, one cache line, rather than every such
     /// run's filter (the held runs' filters are small, and probed as before). Not kept in a
     /// file: a start builds it again when the lookups need it.

@@ -791,9 +791,9 @@ impl Engine {
 
     /// Asks the history's id index which stored transfers the ids `gather` hands to
     /// [`Engine::ask_about`] may name, if it holds any the engine left to it, and keeps the
-    /// answers for this batch ([`Cold::stored_ids_of`]). A plain loop over the batch's
-    /// commands, not an iterator chain: it runs for every command, and a flattened chain of
-    /// each command's ids compiled to several times the work.
+    /// answers for this batch ([`Cold::stored_ids_of`]). `gather` is a plain loop over the
+    /// batch's commands, not an iterator chain: it runs for every command, and a flattened
+    /// chain of each command's ids compiled to more work than the asking itself.
     fn find_stored_ids(&mut self, history: &dyn History, gather: impl FnOnce(&Self, &mut Vec<u64>)) -> Result<(), String> {
         if self.cold.ids_stored == 0 {
             return Ok(());
