@@ -5,7 +5,7 @@
 
 use super::holds::hold_expiry;
 use super::*;
-use crate::id_index::{id_hash, NothingKept};
+use crate::id_index::NothingKept;
 
 /// The reversals of one transfer: how much they moved back, and which they are, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,12 +171,10 @@ impl Engine {
     /// taken with changes the digest (a slim stream is refused then). Hash twins, or none open,
     /// are told apart by their records.
     fn open_hold_named(&self, t: &Transfer, states: &StatedHolds) -> Result<u32, String> {
-        // The open hold of that hash, if only one is: no id index asked, memory's or the
-        // store's (whose lookup of a hold's id left to it reads a page).
-        if let Some(&named) = states.open_by_hash.get(&id_hash(t.pending_id)).filter(|&&named| named != NONE) {
-            if t.pending_id != t.id && self.in_memory(named).is_none_or(|h| h.id == t.pending_id) {
-                return Ok(named);
-            }
+        // The open hold of that id: no id index asked, memory's or the store's (whose lookup
+        // of a hold's id left to it reads a page).
+        if let Some(&named) = states.open_by_id.get(&t.pending_id).filter(|_| t.pending_id != t.id) {
+            return Ok(named);
         }
         let (mut open, mut twins) = (None, false);
         self.stored_candidates(t.pending_id, |c| {
@@ -205,8 +203,7 @@ impl Engine {
         }
         let Some((hold, value)) = self.stated_expired(index, states)? else {
             states.open.insert(index, hold_expiry(t));
-            // A second open hold of the same hash marks it: those are told apart by records.
-            states.open_by_hash.entry(id_hash(t.id)).and_modify(|named| *named = NONE).or_insert(index);
+            states.open_by_id.insert(t.id, index);
             return Ok(());
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
@@ -225,7 +222,7 @@ impl Engine {
     /// evicted, and pinned, their digest terms added.
     pub(crate) fn restore_derived_pending(&mut self, states: &mut StatedHolds) -> Result<(), String> {
         let mut open: Vec<(u32, u64)> = states.open.drain().collect();
-        states.open_by_hash = FxHashMap::default();
+        states.open_by_id = IdMap::default();
         open.sort_unstable();
         // Every transfer is restored: once settled, the digest counts each hold below them as
         // settled, so the pending terms added here are taken back when one finishes.
@@ -288,9 +285,7 @@ impl Engine {
         let Some(expires_at) = states.open.remove(&named) else {
             return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
         };
-        if states.open_by_hash.get(&id_hash(t.pending_id)) == Some(&named) {
-            states.open_by_hash.remove(&id_hash(t.pending_id));
-        }
+        states.open_by_id.remove(&t.pending_id);
         self.finished.insert(u128::from(named), index, &NothingKept);
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
@@ -364,11 +359,11 @@ pub(crate) struct StatedHolds {
     /// finished in about that order, so neighbours share cache lines where a mixing hash makes
     /// each lookup a miss.
     pub(crate) open: IdMap<u32, u64>,
-    /// The same holds by their id's hash ([`id_hash`]), or [`NONE`] for a hash two or more of
-    /// them share: what finds the hold a capture or release names without asking an id index.
-    /// A hold made long before its capture has its id left to the store's id index, where each
-    /// lookup reads a page.
-    pub(crate) open_by_hash: FxHashMap<u64, u32>,
+    /// The same holds by their ids: what finds the hold a capture or release names without
+    /// asking an id index. A hold made long before its capture has its id left to the store's
+    /// id index, where each lookup reads a page. Keyed by id ([`IdMap`]): captures come in
+    /// about the order of their holds, and ids made in order share cache lines.
+    pub(crate) open_by_id: IdMap<u128, u32>,
     /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
     pub(crate) expiries: Vec<u64>,
 }
