@@ -1269,6 +1269,18 @@ mod tests {
         entries
     }
 
+    /// Every entry the index answers for `hashes`, sorted.
+    fn found(runs: &IdRuns, hashes: &[u64]) -> Vec<IdEntry> {
+        let mut out = Vec::new();
+        runs.candidates(hashes, &mut out).expect("read");
+        sorted(out)
+    }
+
+    /// The hashes of `entries`, in their order.
+    fn hashes_of(entries: &[IdEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.0).collect()
+    }
+
     #[test]
     fn a_key_gives_back_its_hash_and_a_group_is_its_ids_of_one_run_of_256() {
         for hash in hashes(5, 10_000).into_iter().chain([0, 1, u64::MAX]) {
@@ -1292,14 +1304,10 @@ mod tests {
         let all: Vec<IdEntry> = (0..75).flat_map(|k| chunk(k, len)).collect();
         let check = |runs: &IdRuns| {
             for probe in all.iter().step_by(7) {
-                let mut out = Vec::new();
-                runs.candidates(&[probe.0], &mut out).expect("read");
                 let expected: Vec<IdEntry> = all.iter().copied().filter(|e| e.0 == probe.0).collect();
-                assert_eq!(sorted(out), sorted(expected), "hash {:x}", probe.0);
+                assert_eq!(found(runs, &[probe.0]), sorted(expected), "hash {:x}", probe.0);
             }
-            let mut out = Vec::new();
-            runs.candidates(&hashes(99, 5000), &mut out).expect("read");
-            assert!(out.is_empty(), "hashes never added are not found");
+            assert!(found(runs, &hashes(99, 5000)).is_empty(), "hashes never added are not found");
         };
         check(&runs);
         drop(runs);
@@ -1398,10 +1406,8 @@ mod tests {
             let entries = all(chunks);
             let mut per_hash = std::collections::BTreeMap::<u64, usize>::new();
             entries.iter().for_each(|e| *per_hash.entry(e.0).or_default() += 1);
-            let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
-            let mut out = Vec::new();
-            runs.candidates(&hashes, &mut out).expect("read");
-            assert_eq!(out.len(), hashes.iter().map(|h| per_hash[h]).sum::<usize>(), "every entry found");
+            let hashes = hashes_of(&entries);
+            assert_eq!(found(runs, &hashes).len(), hashes.iter().map(|h| per_hash[h]).sum::<usize>(), "every entry found");
         };
         let (runs, _) = IdRuns::open(&dir).expect("opened");
         add_chunks(&runs, 0..64, len);
@@ -1441,9 +1447,7 @@ mod tests {
         let (runs, _) = IdRuns::open(&dir).expect("opened");
         add_chunks(&runs, 0..3, len);
         assert_eq!((runs.chunks(), runs.runs(), run_files(&dir)), (3, (3, 3), 0));
-        let mut out = Vec::new();
-        runs.candidates(&chunk(1, len).iter().map(|e| e.0).collect::<Vec<_>>(), &mut out).expect("read");
-        assert_eq!(out.len(), len + 1, "each entry of chunk 1, and chunk 0's of its first hash");
+        assert_eq!(found(&runs, &hashes_of(&chunk(1, len))).len(), len + 1, "each entry of chunk 1, and chunk 0's of its first hash");
         fs::remove_dir_all(&dir).expect("removed");
         add_chunks(&runs, 3..8, len);
         runs.shared.wait_merged();
@@ -1451,9 +1455,7 @@ mod tests {
         let error = runs.add(8, 9, chunk(8, len)).expect_err("the merger failed");
         assert!(error.to_string().contains("the ids of 8 chunks wait in memory to be merged onto disk (merging runs in"), "{error}");
         assert_eq!((runs.chunks(), runs.runs()), (8, (8, 8)));
-        let mut out = Vec::new();
-        runs.candidates(&chunk(5, len).iter().map(|e| e.0).collect::<Vec<_>>(), &mut out).expect("read");
-        assert_eq!(out.len(), len, "held runs are still found");
+        assert_eq!(found(&runs, &hashes_of(&chunk(5, len))).len(), len, "held runs are still found");
         drop(runs);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1485,11 +1487,6 @@ mod tests {
     fn new_ids_beside_stored_ones_build_the_filter_over_the_keys_on_disk_which_answers_alike() {
         let dir = temp_dir("keys");
         let len = 8192;
-        let lookup = |runs: &IdRuns, hashes: &[u64]| {
-            let mut out = Vec::new();
-            runs.candidates(hashes, &mut out).expect("read");
-            sorted(out)
-        };
         let add = |runs: &IdRuns, chunks: std::ops::Range<u64>| {
             chunks.for_each(|k| runs.add(k, k + 1, grouped_chunk(k, len)).expect("added"));
             runs.shared.wait_merged();
@@ -1500,13 +1497,13 @@ mod tests {
         let (runs, _) = IdRuns::open(&dir).expect("opened");
         add(&runs, 0..8);
         // New ids of new groups, and stored ids: neither builds it at the next merge.
-        assert!(lookup(&runs, &fresh).is_empty());
+        assert!(found(&runs, &fresh).is_empty());
         let first = stored(8);
-        assert_eq!(lookup(&runs, &first.iter().map(|e| e.0).collect::<Vec<_>>()), first);
+        assert_eq!(found(&runs, &hashes_of(&first)), first);
         add(&runs, 8..16);
         assert!(!runs.shared.keys_filter_built(), "new groups' ids and stored ids do not build it");
         // New ids beside stored ones probe every run's filter; the next merge builds it.
-        assert!(lookup(&runs, &beside(16)).is_empty());
+        assert!(found(&runs, &beside(16)).is_empty());
         add(&runs, 16..24);
         assert!(runs.shared.keys_filter_built(), "new ids of stored groups build it");
         // Past its first capacity (2^20 keys) it is built again, larger; the answers are those
@@ -1514,9 +1511,9 @@ mod tests {
         // until the lookups need it again).
         let check = |runs: &IdRuns, chunks: u64| {
             let stored = stored(chunks);
-            assert_eq!(lookup(runs, &stored.iter().map(|e| e.0).collect::<Vec<_>>()), stored);
-            assert!(lookup(runs, &beside(chunks)).is_empty());
-            assert!(lookup(runs, &fresh).is_empty());
+            assert_eq!(found(runs, &hashes_of(&stored)), stored);
+            assert!(found(runs, &beside(chunks)).is_empty());
+            assert!(found(runs, &fresh).is_empty());
         };
         check(&runs, 24);
         add(&runs, 24..140);
