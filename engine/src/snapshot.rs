@@ -595,7 +595,7 @@ impl Restoring<'_> {
     /// the expired ones are in the order they can have expired in, before the `clock`.
     fn holds_done(&self, engine: &Engine, clock: u64) -> Result<(), SnapshotError> {
         // Deriving pending holds, those left open are the pending ones.
-        if let Some(index) = self.states.open.keys().min().filter(|_| !self.states.derive_pending) {
+        if let Some(index) = self.states.open.values().map(|&(index, _)| index).min().filter(|_| !self.states.derive_pending) {
             return invalid(format!("hold at transfer index {index} is neither pending, expired, captured nor released"));
         }
         let unmet = self.states.expired_by_index.get(self.states.next_expired).map(|&(index, _)| index);

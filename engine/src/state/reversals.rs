@@ -150,8 +150,7 @@ impl Engine {
                 continue;
             }
             if t.flags & tf::REVERSE == 0 {
-                let named = self.open_hold_named(&t, states)?;
-                self.restore_resolution(index, &t, named, states)?;
+                self.restore_resolution(index, &t, states)?;
                 continue;
             }
             let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) else {
@@ -164,34 +163,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The open hold capture or release `t` names: among those its pending id's hash names, the
-    /// only one still open, without reading a record the store holds (a restore would read one
-    /// for each capture of a hold made long before: a random read each). A record in memory is
-    /// checked; one out of memory is taken on its hash, which for a record the snapshot was not
-    /// taken with changes the digest (a slim stream is refused then). Hash twins, or none open,
-    /// are told apart by their records.
-    fn open_hold_named(&self, t: &Transfer, states: &StatedHolds) -> Result<u32, String> {
-        // The open hold of that id: no id index asked, memory's or the store's (whose lookup
-        // of a hold's id left to it reads a page).
-        if let Some(&named) = states.open_by_id.get(&t.pending_id).filter(|_| t.pending_id != t.id) {
-            return Ok(named);
-        }
-        let (mut open, mut twins) = (None, false);
-        self.stored_candidates(t.pending_id, |c| {
-            let same = self.in_memory(c).is_none_or(|h| h.id == t.pending_id);
-            if same && states.open.contains_key(&c) {
-                twins |= open.replace(c).is_some();
-            }
-        });
-        match (open, twins) {
-            (Some(named), false) if t.pending_id != t.id => Ok(named),
-            _ => match self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) {
-                Some(IdSlot::Transfer(named)) => Ok(named),
-                _ => Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id)),
-            },
-        }
-    }
-
     /// A restored hold that is not pending: expired, if the stream says so (its state then
     /// checked against the hold), else waiting for the capture or release that finished it.
     fn restore_hold_state(&mut self, index: u32, t: &Transfer, states: &mut StatedHolds) -> Result<(), String> {
@@ -202,8 +173,7 @@ impl Engine {
             return Ok(());
         }
         let Some((hold, value)) = self.stated_expired(index, states)? else {
-            states.open.insert(index, hold_expiry(t));
-            states.open_by_id.insert(t.id, index);
+            states.open.insert(t.id, (index, hold_expiry(t)));
             return Ok(());
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
@@ -221,8 +191,7 @@ impl Engine {
     /// once every transfer is restored): their records read back a chunk at a time where
     /// evicted, and pinned, their digest terms added.
     pub(crate) fn restore_derived_pending(&mut self, states: &mut StatedHolds) -> Result<(), String> {
-        let mut open: Vec<(u32, u64)> = states.open.drain().collect();
-        states.open_by_id = IdMap::default();
+        let mut open: Vec<(u32, u64)> = states.open.drain().map(|(_, open)| open).collect();
         open.sort_unstable();
         // Every transfer is restored: once settled, the digest counts each hold below them as
         // settled, so the pending terms added here are taken back when one finishes.
@@ -278,14 +247,14 @@ impl Engine {
         Ok(stated)
     }
 
-    /// Capture or release `t` (at `index`) of the hold at `named`: the hold's finished state,
-    /// checked against the stream's if it has one (before version 8). The hold's record is not
-    /// read: its id is the capture's `pending_id`, and its expiry was kept while it was open.
-    fn restore_resolution(&mut self, index: u32, t: &Transfer, named: u32, states: &mut StatedHolds) -> Result<(), String> {
-        let Some(expires_at) = states.open.remove(&named) else {
-            return Err(format!("transfer {} resolves {}, which is not a hold, or pending or finished already", t.id, t.pending_id));
+    /// Capture or release `t` (at `index`) of the open hold its `pending_id` names: the hold's
+    /// finished state, checked against the stream's if it has one (before version 8). Neither
+    /// the hold's record is read nor any id index asked (the store's reads a page for a hold's
+    /// id left to it): the open holds are kept by id, with their expiry.
+    fn restore_resolution(&mut self, index: u32, t: &Transfer, states: &mut StatedHolds) -> Result<(), String> {
+        let Some((named, expires_at)) = states.open.remove(&t.pending_id) else {
+            return Err(format!("transfer {} resolves {}, which is not a stored hold, or pending or finished already", t.id, t.pending_id));
         };
-        states.open_by_id.remove(&t.pending_id);
         self.finished.insert(u128::from(named), index, &NothingKept);
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
@@ -353,17 +322,12 @@ pub(crate) struct StatedHolds {
     /// From version 10 the stream lists no pending hold: the holds left open once every transfer
     /// is restored (neither expired, captured nor released) are the pending ones.
     pub(crate) derive_pending: bool,
-    /// Restored holds waiting for the capture or release that finished them, with their expiry
-    /// time (so finishing one reads no record).
-    /// Keyed as the pending holds are ([`IdMap`]): holds come in index order and are mostly
-    /// finished in about that order, so neighbours share cache lines where a mixing hash makes
-    /// each lookup a miss.
-    pub(crate) open: IdMap<u32, u64>,
-    /// The same holds by their ids: what finds the hold a capture or release names without
-    /// asking an id index. A hold made long before its capture has its id left to the store's
-    /// id index, where each lookup reads a page. Keyed by id ([`IdMap`]): captures come in
-    /// about the order of their holds, and ids made in order share cache lines.
-    pub(crate) open_by_id: IdMap<u128, u32>,
+    /// Restored holds waiting for the capture or release that finished them, by id, with their
+    /// transfer index and expiry time: a capture finds its hold by its `pending_id` without
+    /// asking an id index, and reads no record. Keyed by id ([`IdMap`]): holds come in index
+    /// order and are mostly finished in about that order, so ids made in order share cache
+    /// lines where a mixing hash makes each lookup a miss.
+    pub(crate) open: IdMap<u128, (u32, u64)>,
     /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
     pub(crate) expiries: Vec<u64>,
 }
