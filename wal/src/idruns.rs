@@ -53,6 +53,7 @@ const STOP_CHECK_ENTRIES: u64 = 1 << 16;
 /// so many runs cost little; fewer merges cost less (each key is rewritten about log8(chunks)
 /// times, four times at 100 M transfers).
 pub const MERGE_FANOUT: usize = 8;
+const _: () = assert!(MERGE_FANOUT.is_power_of_two(), "a merge picks its smallest head by halves");
 /// Groups below which the filter over all runs grows fourfold when the ids are in no order
 /// (2^24 groups: a filter of 32 MiB).
 const GLOBAL_FILTER_FOURFOLD_BELOW: u64 = 1 << 24;
@@ -63,6 +64,14 @@ const KEYS_FILTER_WASTED_MIN: u64 = 1024;
 /// pass the groups' filter about once in a thousand, and ids found pass every filter: neither
 /// builds it. A new id beside a stored one (a capture whose id was made with its hold's) does.
 const KEYS_FILTER_WASTED_SHARE: u64 = 16;
+/// Probes of held runs since the last single chunk's run was added from which the next one is
+/// given a filter. Building one costs an insert per key on the writer; a probe without it
+/// searches the run's entries, a few cache misses where the filter takes one, on the thread
+/// that asks. New ids made in order pass the groups' filter only in the group a chunk's end
+/// splits (fewer than 256 a chunk, times at most [`MERGE_FANOUT`] held runs, short of this), so
+/// they never build one; lookups of stored ids (a capture's hold) probe every held run for each
+/// and build them all.
+const HELD_FILTER_PROBES_MIN: u64 = 4096;
 /// Runs beyond what the merge policy leaves at which the merger competes for CPU like any thread.
 const RUNS_BEHIND: usize = 8;
 /// Most chunks a run may cover (`end - first`); chunks are counted in u32 values.
@@ -160,8 +169,8 @@ struct Shared {
     /// set before a run is published on disk ([`Shared::add_keys`]) as `global` is: a lookup
     /// takes it after the runs.
     /// A key its group let through then probes it, one cache line, rather than every such
-    /// run's filter (the held runs' filters are small, and probed as before). Not kept in a
-    /// file: a start builds it again when the lookups need it.
+    /// run's filter (the held runs are probed as before: their filters, where they have one,
+    /// are small). Not kept in a file: a start builds it again when the lookups need it.
     keys: RwLock<Option<Arc<GlobalFilter>>>,
     /// Held while `keys` is inserted into and the run holding those keys is published, and
     /// while a larger `keys` catches up and replaces it.
@@ -173,6 +182,10 @@ struct Shared {
     /// [`Shared::add_keys`] last ran, while there is no filter over their keys.
     asked: AtomicU64,
     wasted: AtomicU64,
+    /// Probes of held runs (a key its group let through, times the held runs) since the last
+    /// single chunk's run was added: from [`HELD_FILTER_PROBES_MIN`], the next one is given a
+    /// filter (see [`Run::held`]).
+    held_probes: AtomicU64,
     /// The chunks the filter's file covered when last written.
     persisted: Mutex<u64>,
     /// Wakes the mergers when a run is added, or at drop to stop.
@@ -285,6 +298,7 @@ impl Shared {
             keys_wanted: AtomicBool::new(false),
             asked: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
+            held_probes: AtomicU64::new(0),
             persisted: Mutex::new(persisted),
             merge: Default::default(),
             stopping: AtomicBool::new(false),
@@ -337,7 +351,8 @@ impl Shared {
         // held runs' merger and a rebuild of that filter.
         let (run, _turn) = if end - first == 1 {
             self.wait_for_held_room()?;
-            (Run::held(first, end, entries), None)
+            let filtered = self.held_probes.swap(0, Ordering::Relaxed) >= HELD_FILTER_PROBES_MIN;
+            (Run::held(first, end, entries, filtered), None)
         } else {
             let run = write_run(&self.dir, first, end, entries.iter().copied(), entries.len() as u64)?;
             (run, Some(self.add_keys(&[&entries])))
@@ -496,6 +511,7 @@ impl Shared {
         let mut wanted = Vec::new();
         let mut found_on_disk = vec![false; keys.len()];
         let any_on_disk = runs.iter().any(|run| !run.is_held());
+        self.held_probes.fetch_add((keys.len() * held_runs(&runs)) as u64, Ordering::Relaxed);
         for (r, run) in runs.iter().enumerate() {
             let probed =
                 |&(_, &(key, _, may_be_on_disk)): &(usize, &(u64, u64, bool))| (run.is_held() || may_be_on_disk) && run.may_hold(key);
@@ -676,29 +692,32 @@ impl Shared {
 
 /// Runs' entries merged in order: each reader's next entry packed into one number, (ended,
 /// key, value), so the smallest of them is the next entry (the oldest run's first among
-/// equals) and an ended reader's is never smaller than a live one's.
+/// equals) and an ended reader's is never smaller than a live one's. The heads are
+/// [`MERGE_FANOUT`] wide, a missing reader's ended: the smallest is picked by a fixed tree of
+/// comparisons without branches, as keys are uniform and a branch per comparison would be
+/// mispredicted about every other entry.
 struct Merging<'r> {
     readers: Vec<RunReader<'r>>,
-    heads: Vec<u128>,
+    heads: [u128; MERGE_FANOUT],
 }
 
 /// A reader's head once it has ended.
 const ENDED: u128 = 1 << 96;
 
 impl<'r> Merging<'r> {
-    /// The merge of `readers`, each's first entry read.
+    /// The merge of `readers` (at most [`MERGE_FANOUT`], asserted), each's first entry read.
     fn new(mut readers: Vec<RunReader<'r>>) -> io::Result<Merging<'r>> {
-        let heads = readers.iter_mut().map(|reader| reader.peek().map(pack)).collect::<io::Result<_>>()?;
+        assert!(readers.len() <= MERGE_FANOUT, "a merge reads at most {MERGE_FANOUT} runs");
+        let mut heads = [ENDED; MERGE_FANOUT];
+        for (head, reader) in heads.iter_mut().zip(&mut readers) {
+            *head = pack(reader.peek()?);
+        }
         Ok(Merging { readers, heads })
     }
 
     /// The smallest next entry, taken; `None` once every reader has ended.
     fn next(&mut self) -> io::Result<Option<IdEntry>> {
-        let mut best = 0;
-        for (i, &head) in self.heads.iter().enumerate().skip(1) {
-            best = if head < self.heads[best] { i } else { best };
-        }
-        let head = self.heads[best];
+        let (head, best) = smallest(&self.heads);
         if head >= ENDED {
             return Ok(None);
         }
@@ -707,6 +726,26 @@ impl<'r> Merging<'r> {
         self.heads[best] = pack(reader.peek()?);
         Ok(Some(((head >> 32) as u64, head as u32)))
     }
+}
+
+/// The smallest of `heads` and its place, the first among equals: pairs, then pairs of their
+/// winners, each pick a select rather than a branch.
+#[inline]
+fn smallest(heads: &[u128; MERGE_FANOUT]) -> (u128, usize) {
+    #[inline(always)]
+    fn pick(a: (u128, usize), b: (u128, usize)) -> (u128, usize) {
+        let mask = u128::from(b.0 < a.0).wrapping_neg();
+        (a.0 ^ ((a.0 ^ b.0) & mask), a.1 ^ ((a.1 ^ b.1) & mask as usize))
+    }
+    let mut round: [(u128, usize); MERGE_FANOUT] = core::array::from_fn(|i| (heads[i], i));
+    let mut width = MERGE_FANOUT;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            round[i] = pick(round[2 * i], round[2 * i + 1]);
+        }
+    }
+    round[0]
 }
 
 /// An entry as a [`Merging`] head.
@@ -1042,10 +1081,17 @@ impl Run {
         Ok(Run { first, end, entries: header.entries, filter, body: Body::File { path: path.to_path_buf(), file, fences } })
     }
 
-    /// The run of chunks `first..end` held in memory, of sorted `entries`.
-    fn held(first: u64, end: u64, entries: Vec<IdEntry>) -> Run {
-        let mut filter = vec![0u64; filter_words(entries.len() as u64)];
-        entries.iter().for_each(|&(key, _)| filter_insert(&mut filter, key));
+    /// The run of chunks `first..end` held in memory, of sorted `entries`; `filtered`: with a
+    /// filter over them. Without one (empty: a built filter has a block at least), a probe
+    /// searches the entries themselves, a few cache misses where the filter takes one, but
+    /// building it costs an insert per key, and where lookups seldom get past the groups'
+    /// filter (ids made in order, and new) almost no held run is ever probed.
+    fn held(first: u64, end: u64, entries: Vec<IdEntry>, filtered: bool) -> Run {
+        let mut filter = Vec::new();
+        if filtered {
+            filter = vec![0u64; filter_words(entries.len() as u64)];
+            entries.iter().for_each(|&(key, _)| filter_insert(&mut filter, key));
+        }
         Run { first, end, entries: entries.len() as u64, filter, body: Body::Held(entries) }
     }
 
@@ -1077,10 +1123,10 @@ impl Run {
         }
     }
 
-    /// Whether the filter says `key` may be in the run.
+    /// Whether the filter says `key` may be in the run; always, for a held run without one.
     #[inline]
     fn may_hold(&self, key: u64) -> bool {
-        filter_holds(&self.filter, key)
+        self.filter.is_empty() || filter_holds(&self.filter, key)
     }
 
     /// Entries on page `p`.
@@ -1461,6 +1507,46 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_picks_the_smallest_head_the_first_among_equals() {
+        let mut rng = crate::sim::Rng(11);
+        for _ in 0..10_000 {
+            // Few distinct values, so that equal heads are common.
+            let heads: [u128; MERGE_FANOUT] =
+                core::array::from_fn(|_| if rng.next_u64().is_multiple_of(5) { ENDED } else { u128::from(rng.next_u64() % 4) });
+            let min = *heads.iter().min().expect("heads");
+            assert_eq!(smallest(&heads), (min, heads.iter().position(|&h| h == min).expect("there")), "{heads:?}");
+        }
+    }
+
+    /// A held run gets a filter only after lookups probed held runs [`HELD_FILTER_PROBES_MIN`]
+    /// times since the last one was added, and answers the same with it or without.
+    #[test]
+    fn held_runs_get_a_filter_only_where_lookups_probe_them_and_answer_alike_either_way() {
+        let dir = temp_dir("held-filter");
+        let len = 2 * HELD_FILTER_PROBES_MIN as usize;
+        let (runs, _) = IdRuns::open(&dir).expect("opened");
+        let filtered = |k: usize| !runs.shared.runs.read()[k].filter.is_empty();
+        let new = hashes(999, 4096);
+        runs.add(0, 1, chunk(0, len)).expect("added");
+        assert!(!filtered(0), "no lookup probed a held run yet");
+        assert!(found(&runs, &new).is_empty());
+        assert_eq!(found(&runs, &hashes_of(&chunk(0, len))), sorted(chunk(0, len)), "found by searching the entries");
+        runs.add(1, 2, chunk(1, len)).expect("added");
+        assert!(filtered(1), "the lookups since the last add probed a held run {len} times and more");
+        runs.add(2, 3, chunk(2, len)).expect("added");
+        assert!(!filtered(2), "no lookup since the last add");
+        let all: Vec<IdEntry> = (0..3).flat_map(|k| chunk(k, len)).collect();
+        for k in 0..3 {
+            let asked = hashes_of(&chunk(k, len));
+            let expected = all.iter().copied().filter(|e| asked.contains(&e.0)).collect();
+            assert_eq!(found(&runs, &asked), sorted(expected), "chunk {k}");
+        }
+        assert!(found(&runs, &new).is_empty());
+        drop(runs);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_bucket_sort_sorts_uniform_skewed_and_repeated_keys() {
         let uniform = hashes(3, 40_000).into_iter().map(|h| (h, h as u32));
         let skewed = hashes(4, 40_000).into_iter().map(|h| (h >> 20, 7));
@@ -1472,8 +1558,6 @@ mod tests {
         }
     }
 
-    /// A merge under way when the index stops gives up: no temporary file is left, its runs
-    /// stay as they were, and the next start finds them all.
     /// Chunk `k` of `len` entries as ids made in order give them: whole groups of 256, here
     /// the even ids of each. The odd ids beside them are new ids of stored groups, as a
     /// capture's is when it was made with its hold's.
@@ -1529,6 +1613,8 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// A merge under way when the index stops gives up: no temporary file is left, its runs
+    /// stay as they were, and the next start finds them all.
     #[test]
     fn a_merge_gives_up_when_the_index_stops() {
         let dir = temp_dir("stopping");
