@@ -17,7 +17,7 @@
 
 use crate::block::BlockBuffer;
 use crate::format::crc32c;
-use crate::storage::{direct_aligned, open_direct};
+use crate::storage::{direct_aligned, open_direct, open_direct_read};
 use parking_lot::{Mutex, RwLock};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -50,6 +50,9 @@ pub struct HistoryStore {
     data: File,
     /// `data` opened for `O_DIRECT` writes, unless the file system refuses them (tmpfs).
     direct: Mutex<Option<File>>,
+    /// `data` opened for `O_DIRECT` reads, unless the file system refuses them: whole chunks
+    /// read in order ([`HistoryStore::read_chunk_uncached`]).
+    direct_read: Option<File>,
     sums: File,
     chunk_bytes: u64,
     /// Every stored chunk's page checksums, in chunk order (4 bytes per 4 KiB page).
@@ -104,10 +107,16 @@ impl HistoryStore {
                 Err(e) => return Err(e),
             };
         }
+        let direct_read = match open_direct_read(&dir.join(HISTORY_DATA_FILE)) {
+            Ok(file) => Some(file),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+            Err(e) => return Err(e),
+        };
         let mut store = HistoryStore {
             dir,
             data,
             direct: Mutex::new(direct),
+            direct_read,
             sums,
             chunk_bytes,
             page_sums: RwLock::new(Vec::new()),
@@ -307,6 +316,30 @@ impl HistoryStore {
         Ok(())
     }
 
+    /// Reads whole stored chunk `k` into `out` (resized to a chunk), checking every page, as
+    /// [`HistoryStore::read`] does, but past the page cache where the file system allows
+    /// (`O_DIRECT`, into `out`'s aligned bytes). A restore reads every stored chunk once, in
+    /// order: through the page cache, each chunk is copied out of pages just filled for it, and
+    /// those pages push out others the server will read again.
+    pub fn read_chunk_uncached(&self, k: u64, out: &mut BlockBuffer) -> io::Result<()> {
+        if k >= self.chunks() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("history chunk {k} is not stored")));
+        }
+        let (len, offset) = (self.chunk_bytes as usize, k * self.chunk_bytes);
+        out.resize(len);
+        let (vec, lead) = out.vec();
+        let bytes = &mut vec[lead..lead + len];
+        let Some(file) = self.direct_read.as_ref().filter(|_| direct_aligned(offset, bytes)) else {
+            return self.read(offset, bytes);
+        };
+        match file.read_exact_at(bytes, offset) {
+            Ok(()) => self.check_pages(offset / HISTORY_PAGE_BYTES as u64, bytes),
+            // The file system wants another alignment: through the page cache instead.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.read(offset, bytes),
+            Err(e) => Err(io::Error::new(e.kind(), format!("{} chunk {k} (offset {offset}): {e}", self.data_path().display()))),
+        }
+    }
+
     /// Reads `record_bytes` at each of `offsets` into `out` (record `i` at `i × record_bytes`),
     /// as [`HistoryStore::read`] does. What the page cache holds is read at once on this thread;
     /// the rest with up to [`HISTORY_READERS_MAX`] reads in flight, so a cold store answers many
@@ -362,14 +395,23 @@ impl HistoryStore {
     /// copy, not 1 024 of each).
     fn read_pages(&self, first: u64, out: &mut [u8]) -> io::Result<()> {
         let at = first * HISTORY_PAGE_BYTES as u64;
-        let name = || self.dir.join(HISTORY_DATA_FILE).display().to_string();
         self.data
             .read_exact_at(out, at)
-            .map_err(|e| io::Error::new(e.kind(), format!("{} pages from {first} (offset {at}): {e}", name())))?;
-        for (k, page) in out.chunks_exact(HISTORY_PAGE_BYTES).enumerate() {
+            .map_err(|e| io::Error::new(e.kind(), format!("{} pages from {first} (offset {at}): {e}", self.data_path().display())))?;
+        self.check_pages(first, out)
+    }
+
+    /// Checks pages `first..` as read into `bytes` (whole pages) against their sums.
+    fn check_pages(&self, first: u64, bytes: &[u8]) -> io::Result<()> {
+        for (k, page) in bytes.chunks_exact(HISTORY_PAGE_BYTES).enumerate() {
             self.check_page(first + k as u64, page.try_into().expect("a whole page"))?;
         }
         Ok(())
+    }
+
+    /// The data file's path, for messages.
+    fn data_path(&self) -> PathBuf {
+        self.dir.join(HISTORY_DATA_FILE)
     }
 
     /// Checks page `p`, as read into `buffer`, against its sum; the error names the page.
@@ -549,6 +591,30 @@ mod tests {
         store.rewrite(1, &chunk(1)).unwrap();
         store.read(CHUNK + 4992, &mut out).unwrap();
         assert_eq!(std::fs::metadata(dir.join(HISTORY_DATA_FILE)).unwrap().len(), 2 * CHUNK);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A whole chunk read past the page cache (`O_DIRECT` where the file system allows) is the
+    /// chunk as stored, also right after it was written through the page cache (a rewrite of an
+    /// unaligned copy); a damaged page fails it, named; a chunk not stored is refused.
+    #[test]
+    fn whole_chunks_read_past_the_page_cache_equal_the_stored_ones_and_a_damaged_page_is_named() {
+        let dir = temp_dir("uncached");
+        write_chunks(&dir, 3);
+        let store = HistoryStore::open(&dir, CHUNK).unwrap();
+        store.rewrite(1, &chunk(9)).unwrap();
+        let mut out = BlockBuffer::with_capacity(0);
+        for (k, expected) in [(0, chunk(0)), (1, chunk(9)), (2, chunk(2))] {
+            store.read_chunk_uncached(k, &mut out).unwrap();
+            assert_eq!(out.bytes(), expected, "chunk {k}");
+        }
+        let error = store.read_chunk_uncached(3, &mut out).unwrap_err();
+        assert!(error.to_string().contains("history chunk 3 is not stored"), "{error}");
+        let data = OpenOptions::new().write(true).open(dir.join(HISTORY_DATA_FILE)).unwrap();
+        data.write_all_at(&[0xff], 2 * CHUNK + 5000).unwrap();
+        data.sync_all().unwrap();
+        let error = store.read_chunk_uncached(2, &mut out).unwrap_err();
+        assert!(error.to_string().contains("page 5 (offset 20480)"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -342,6 +342,13 @@ pub(crate) fn direct_aligned(offset: u64, bytes: &[u8]) -> bool {
 /// Bytes each `O_DIRECT` write of a streamed atomic write or a segment's zero-fill carries.
 const DIRECT_CHUNK_BYTES: usize = 1 << 20;
 
+/// Opens `path` for reading with `O_DIRECT`. Fails with `EINVAL` where the file system refuses
+/// `O_DIRECT`.
+pub(crate) fn open_direct_read(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
 /// Opens `path` for writing with `O_DIRECT`, creating (and emptying) it if `create`. Fails with
 /// `EINVAL` where the file system refuses `O_DIRECT`.
 pub(crate) fn open_direct(path: &Path, create: bool) -> io::Result<File> {

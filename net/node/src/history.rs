@@ -12,6 +12,7 @@
 //! believed. The chunks the recovered state holds in memory (those after the snapshot's, and
 //! all of a full snapshot's) are checked against the store and any that differ rewritten.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -101,10 +102,7 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
 /// several records asked for at once are read side by side ([`HistoryStore::read_many`]).
 /// Balance entries likewise from `stores.balances`, [`BALANCE_ENTRY_SIZE`] bytes each.
 pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
-    let history = RecordHistory::new(
-        chunk_len,
-        StoreReader { store: Arc::clone(&stores.transfers), ahead: Mutex::new(None), spare: Mutex::new(Vec::new()) },
-    );
+    let history = RecordHistory::new(chunk_len, StoreReader::new(Arc::clone(&stores.transfers)));
     let images = Arc::clone(&stores.images);
     let stored = move || images.chunks() as usize;
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
@@ -138,46 +136,65 @@ impl RecordReader for PlainReader {
     }
 }
 
-/// [`file_history`]'s reader. A whole chunk is read one ahead on a helper thread: a restore
-/// (and a full snapshot of an engine with evicted chunks) reads them in order, so chunk k + 1
-/// is read from disk, checked, decoded and its digest terms summed while chunk k is restored.
-/// Its buffers go round: the bytes buffer from one read to the next, and the transfers' buffer
-/// the caller hands in (an evicted chunk's, say) to the next read, so a restore does not fault
-/// in 8 MiB of fresh pages per chunk.
+/// [`file_history`]'s reader. Whole chunks are read ahead, [`READ_AHEAD_CHUNKS`] at a time, each
+/// on a helper thread: a restore (and a full snapshot of an engine with evicted chunks) reads
+/// them in order, so the next chunks are read from disk past the page cache, checked, decoded
+/// and their digest terms summed while chunk k is restored. Its buffers go round: the bytes
+/// buffers from one read to the next, and the transfers' buffer the caller hands in (an evicted
+/// chunk's, say) to the next read, so a restore does not fault in fresh pages per chunk.
 struct StoreReader {
     store: Arc<HistoryStore>,
-    /// The chunk read ahead: its offset and the thread reading it.
-    ahead: Mutex<Option<ChunkAhead>>,
-    /// A bytes buffer for the next read ahead (empty before the first).
-    spare: Mutex<Vec<u8>>,
+    /// The chunks read ahead, in order: each one's offset and the thread reading it.
+    ahead: Mutex<VecDeque<ChunkAhead>>,
+    /// Bytes buffers for the next reads ahead (empty before the first).
+    spare: Mutex<Vec<BlockBuffer>>,
 }
 
+/// Chunks a [`StoreReader`] keeps in flight ahead of the one asked for: one read of a chunk
+/// past the page cache does not keep the device busy while it is decoded and summed.
+const READ_AHEAD_CHUNKS: usize = 3;
+
 /// A chunk's transfers read ahead, their digest terms' sum, and the bytes buffer read into.
-type ReadAhead = (Vec<Transfer>, u128, Vec<u8>);
+type ReadAhead = (Vec<Transfer>, u128, BlockBuffer);
 
 /// A chunk being read ahead: its offset, and the thread reading it, which also decodes its
 /// transfers and sums their state digest terms (so the restore's thread does neither).
 type ChunkAhead = (u64, JoinHandle<std::io::Result<ReadAhead>>);
 
 impl StoreReader {
+    fn new(store: Arc<HistoryStore>) -> StoreReader {
+        StoreReader { store, ahead: Mutex::new(VecDeque::new()), spare: Mutex::new(Vec::new()) }
+    }
+
     /// Starts reading the chunk at `offset` on a helper thread, if the store holds it, into
-    /// `transfers` (cleared first) through the spare bytes buffer.
+    /// `transfers` (cleared first) through a spare bytes buffer.
     fn read_ahead(&self, offset: u64, mut transfers: Vec<Transfer>) -> Option<ChunkAhead> {
         let chunk_bytes = self.store.chunk_bytes();
         if offset + chunk_bytes > self.store.chunks() * chunk_bytes {
             return None;
         }
         let store = Arc::clone(&self.store);
-        let mut bytes = std::mem::take(&mut *self.spare.lock().expect("spare lock"));
+        let spare = self.spare.lock().expect("spare lock").pop();
+        let mut bytes = spare.unwrap_or_else(|| BlockBuffer::with_capacity(chunk_bytes as usize));
         let read = move || {
-            bytes.resize(chunk_bytes as usize, 0);
-            store.read(offset, &mut bytes)?;
-            decode_chunk(&bytes, &mut transfers);
+            store.read_chunk_uncached(offset / chunk_bytes, &mut bytes)?;
+            decode_chunk(bytes.bytes(), &mut transfers);
             let sum = transfers_digest_sum(&transfers);
             Ok((transfers, sum, bytes))
         };
         // Best effort: without a thread the next chunk is read when asked for.
         std::thread::Builder::new().name("bursar-history-ahead".into()).spawn(read).ok().map(|handle| (offset, handle))
+    }
+
+    /// Keeps [`READ_AHEAD_CHUNKS`] chunks in flight after the one at `offset`, the first new one
+    /// into `transfers`.
+    fn top_up(&self, ahead: &mut VecDeque<ChunkAhead>, offset: u64, mut transfers: Vec<Transfer>) {
+        let chunk_bytes = self.store.chunk_bytes();
+        while ahead.len() < READ_AHEAD_CHUNKS {
+            let next = ahead.back().map_or(offset, |&(at, _)| at) + chunk_bytes;
+            let Some(reading) = self.read_ahead(next, std::mem::take(&mut transfers)) else { return };
+            ahead.push_back(reading);
+        }
     }
 }
 
@@ -188,24 +205,25 @@ impl RecordReader for StoreReader {
 
     fn read_chunk_decoded(&self, offset: u64, len: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         let mut ahead = self.ahead.lock().expect("read-ahead lock");
-        let summed = match ahead.take() {
-            Some((at, reading)) if at == offset && len as u64 == self.store.chunk_bytes() => {
-                let (transfers, sum, bytes) = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
-                *self.spare.lock().expect("spare lock") = bytes;
-                // The caller's buffer takes the next chunk read ahead.
-                let next = std::mem::replace(out, transfers);
-                *ahead = self.read_ahead(offset + self.store.chunk_bytes(), next);
-                return Ok(Some(sum));
-            }
-            _ => {
-                let mut bytes = vec![0u8; len];
-                self.store.read(offset, &mut bytes).map_err(|e| e.to_string())?;
-                decode_chunk(&bytes, out);
-                None
-            }
-        };
-        *ahead = self.read_ahead(offset + self.store.chunk_bytes(), Vec::new());
-        Ok(summed)
+        let whole = len as u64 == self.store.chunk_bytes();
+        if whole && ahead.front().is_some_and(|&(at, _)| at == offset) {
+            let (_, reading) = ahead.pop_front().expect("a chunk read ahead");
+            let (transfers, sum, bytes) = reading.join().expect("a history read-ahead panicked").map_err(|e| e.to_string())?;
+            self.spare.lock().expect("spare lock").push(bytes);
+            // The caller's buffer takes the next chunk read ahead.
+            let next = std::mem::replace(out, transfers);
+            self.top_up(&mut ahead, offset, next);
+            return Ok(Some(sum));
+        }
+        // Not the chunk read ahead: those are of no use (their threads end on their own).
+        ahead.clear();
+        let mut bytes = vec![0u8; len];
+        self.store.read(offset, &mut bytes).map_err(|e| e.to_string())?;
+        decode_chunk(&bytes, out);
+        if whole {
+            self.top_up(&mut ahead, offset, Vec::new());
+        }
+        Ok(None)
     }
 
     fn read_many_at(&self, offsets: &[u64], record_bytes: usize, out: &mut [u8]) -> Result<(), String> {
