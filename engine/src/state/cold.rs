@@ -697,9 +697,17 @@ impl Engine {
                 }
                 // Every record the id's hash names, so the apply can check which has the id,
                 // and what finished each that is a finished hold (a capture compares its state).
+                // What finished a hold came after it: in memory if the hold is.
                 self.stored_candidates(id, |index| {
-                    if index < evicted_end {
-                        self.want_evicted(index, evicted_end, &mut *wanted, start);
+                    if index >= evicted_end {
+                        return;
+                    }
+                    self.want_evicted(index, evicted_end, &mut *wanted, start);
+                    if self.cold.pinned.get(&index).is_some() {
+                        // Pending, or finished since the last settle, and so since the last
+                        // eviction (which settles first): what finished it is in memory.
+                        debug_assert!(self.finished_by(index).is_none_or(|by| by & FAILED_TAG != 0 || by >= evicted_end));
+                        return;
                     }
                     if let Some(by) = self.finished_by(index).filter(|by| by & FAILED_TAG == 0 && *by < evicted_end) {
                         self.want_evicted(by, evicted_end, &mut *wanted, start);
