@@ -1195,7 +1195,44 @@ fn pages_of(fences: &[u64], key: u64) -> std::ops::Range<usize> {
 
 /// The entries of `key` in sorted `entries`.
 fn entries_of(entries: &[IdEntry], key: u64) -> impl Iterator<Item = IdEntry> + '_ {
-    entries[entries.partition_point(|e| e.0 < key)..].iter().copied().take_while(move |e| e.0 == key)
+    entries[first_not_below(entries, key)..].iter().copied().take_while(move |e| e.0 == key)
+}
+
+/// Where `key` is, or would be, in sorted `entries`: the first entry whose key is not below it.
+/// Keys are uniform, so the key's share of the key space guesses its place within about the
+/// square root of the entries: from there, steps that double until they pass it, then a binary
+/// search between the last two. A few cache lines where a binary search of the whole reads
+/// one per halving. Keys in any other spread still cost at most twice a binary search's steps.
+fn first_not_below(entries: &[IdEntry], key: u64) -> usize {
+    let n = entries.len();
+    let guess = ((u128::from(key) * n as u128) >> 64) as usize;
+    // Everything below `from` is below the key, and nothing from `to` on is.
+    let (from, to) = if guess < n && entries[guess].0 < key {
+        let (mut from, mut step) = (guess + 1, 1);
+        loop {
+            let probe = guess + step;
+            if probe >= n {
+                break (from, n);
+            }
+            if entries[probe].0 >= key {
+                break (from, probe);
+            }
+            (from, step) = (probe + 1, step * 2);
+        }
+    } else {
+        let (mut to, mut step) = (guess, 1);
+        loop {
+            if step > guess {
+                break (0, to);
+            }
+            let probe = guess - step;
+            if entries[probe].0 < key {
+                break (probe + 1, to);
+            }
+            (to, step) = (probe, step * 2);
+        }
+    };
+    from + entries[from..to].partition_point(|e| e.0 < key)
 }
 
 /// Most page reads [`read_pages`] keeps in flight (one thread each), and fewest a thread is
@@ -1544,6 +1581,20 @@ mod tests {
         assert!(found(&runs, &new).is_empty());
         drop(runs);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_is_placed_as_a_binary_search_places_it_in_uniform_skewed_and_repeated_keys() {
+        let uniform: Vec<IdEntry> = sorted(hashes(6, 5_000).into_iter().map(|h| (h, 1)).collect());
+        let skewed: Vec<IdEntry> = sorted(hashes(7, 5_000).into_iter().map(|h| (h >> 40, 2)).collect());
+        let repeated: Vec<IdEntry> = sorted((0..5_000u64).map(|i| (u64::MAX - i % 3, i as u32)).collect());
+        for entries in [uniform, skewed, repeated, vec![], vec![(7, 1)]] {
+            let present = entries.iter().map(|e| e.0);
+            let around = present.clone().flat_map(|k| [k.wrapping_sub(1), k.wrapping_add(1)]);
+            for key in present.chain(around).chain(hashes(8, 500)).chain([0, 1, u64::MAX]) {
+                assert_eq!(first_not_below(&entries, key), entries.partition_point(|e| e.0 < key), "key {key}");
+            }
+        }
     }
 
     #[test]
