@@ -595,8 +595,8 @@ mod tests {
     }
 
     /// A whole chunk read past the page cache (`O_DIRECT` where the file system allows) is the
-    /// chunk as stored, also right after it was written through the page cache (a rewrite of an
-    /// unaligned copy); a damaged page fails it, named; a chunk not stored is refused.
+    /// chunk as stored, also right after a rewrite; a damaged page fails it, named; a chunk not
+    /// stored is refused.
     #[test]
     fn whole_chunks_read_past_the_page_cache_equal_the_stored_ones_and_a_damaged_page_is_named() {
         let dir = temp_dir("uncached");

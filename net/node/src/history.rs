@@ -213,6 +213,10 @@ impl RecordReader for StoreReader {
             // The caller's buffer takes the next chunk read ahead.
             let next = std::mem::replace(out, transfers);
             self.top_up(&mut ahead, offset, next);
+            if ahead.is_empty() {
+                // The store's last chunk: the buffers are not kept for a server's lifetime.
+                self.spare.lock().expect("spare lock").clear();
+            }
             return Ok(Some(sum));
         }
         // Not the chunk read ahead: those are of no use (their threads end on their own).
