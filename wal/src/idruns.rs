@@ -509,8 +509,9 @@ impl Shared {
         }
         // (run, page, key, hash) for every page a key may be on, in runs whose filter says "maybe".
         let mut wanted = Vec::new();
-        let mut found_on_disk = vec![false; keys.len()];
-        let any_on_disk = runs.iter().any(|run| !run.is_held());
+        // Without the filter over the keys on disk: which keys no run on disk held, to ask for it.
+        let counting = on_disk.is_none() && runs.iter().any(|run| !run.is_held());
+        let mut found_on_disk = vec![false; if counting { keys.len() } else { 0 }];
         self.held_probes.fetch_add((keys.len() * held_runs(&runs)) as u64, Ordering::Relaxed);
         for (r, run) in runs.iter().enumerate() {
             let probed =
@@ -518,14 +519,16 @@ impl Shared {
             for (i, &(key, hash, _)) in keys.iter().enumerate().filter(probed) {
                 match &run.body {
                     Body::File { fences, .. } => {
-                        found_on_disk[i] = true;
+                        if counting {
+                            found_on_disk[i] = true;
+                        }
                         wanted.extend(pages_of(fences, key).map(|p| (r, p, key, hash)));
                     }
                     Body::Held(entries) => out.extend(entries_of(entries, key).map(|(_, value)| (hash, value))),
                 }
             }
         }
-        if on_disk.is_none() && any_on_disk {
+        if counting {
             self.wasted.fetch_add(found_on_disk.iter().filter(|&&found| !found).count() as u64, Ordering::Relaxed);
         }
         wanted.sort_unstable();
@@ -858,9 +861,9 @@ fn filter_of_runs(runs: &[Arc<Run>], capacity: u64) -> io::Result<GlobalFilter> 
 
 /// Inserts `what` of every key of `runs` into `filter` (its group, or the key itself), each
 /// run's page by page.
-fn insert_runs<R: core::borrow::Borrow<Run>>(filter: &GlobalFilter, runs: &[R], what: fn(u64) -> u64) -> io::Result<()> {
+fn insert_runs(filter: &GlobalFilter, runs: &[Arc<Run>], what: fn(u64) -> u64) -> io::Result<()> {
     for run in runs {
-        let mut reader = RunReader::new(run.borrow());
+        let mut reader = RunReader::new(run);
         while reader.refill()? {
             filter.insert(reader.entries.iter().map(|&(key, _)| what(key)));
         }
