@@ -87,7 +87,7 @@ pub trait RecordReader: Send + Sync {
     /// The transfers of the whole chunk of `len` bytes at `offset`, decoded into `out`, with
     /// their digest terms' sum if the reader computed it ([`History::read_chunk_summed`]).
     /// Chunks are asked for in order (a restore, a full snapshot), so a reader may read, decode
-    /// and hash the next one ahead on its own thread.
+    /// and hash the next ones ahead on threads of their own.
     fn read_chunk_decoded(&self, offset: u64, len: usize, out: &mut Vec<Transfer>) -> Result<Option<u128>, String> {
         let mut bytes = vec![0u8; len];
         self.read_at(offset, &mut bytes)?;
