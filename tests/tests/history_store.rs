@@ -235,6 +235,10 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert!(metrics.history_reads > 0, "the re-sent ids and captures were read back: {metrics:?}");
     assert_eq!(metrics.history_evicted, node.engine().evicted_chunks() as u64 * CHUNK_LEN as u64);
     assert_eq!((metrics.history_failed, metrics.history_waiting), (0, 0));
+    // The stored ids' index was asked about the batch's ids; what it read in vain is counted.
+    assert!(node.engine().ids_stored_chunks() > 0, "the drained chunks' ids are on disk");
+    assert!(metrics.ids_asked >= cold_batch().len() as u64, "{metrics:?}");
+    assert!(metrics.ids_read_in_vain <= metrics.ids_asked, "{metrics:?}");
     assert_eq!(expected[6..8], [ResultCode::IdAlreadyFailed; 2], "the evicted failed ids still decide");
     assert_eq!(expected[8], ResultCode::PendingTransferExpired, "an evicted expired hold still expired");
     compare(&mut node, &mut reference);

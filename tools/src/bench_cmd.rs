@@ -414,6 +414,14 @@ fn print_summary(r: &Report, where_: &str) {
             if s.history_failed != 0 { "; THE WRITER FAILED (see the server's log)" } else { "" }
         );
     }
+    if s.ids_asked > 0 {
+        out!(
+            "  stored ids      {} ids asked, {} read from disk in vain (false positive rate {:.4}%)",
+            s.ids_asked,
+            s.ids_read_in_vain,
+            100.0 * s.ids_read_in_vain as f64 / s.ids_asked as f64
+        );
+    }
     for c in &r.checks {
         out!("  {} {}: {}", if c.passed { "check ok  " } else { "CHECK FAIL" }, c.what, c.detail);
     }
@@ -463,6 +471,9 @@ fn to_json(r: &Report) -> serde_json::Value {
             "snapshot_stall_max_ms": s.snapshot_ns_max as f64 / 1e6,
             "apply_max_ms": s.apply_ns_max as f64 / 1e6,
             "longest_pause_cause": s.longest_stall().1,
+            "history_reads": s.history_reads,
+            "ids_asked": s.ids_asked,
+            "ids_read_in_vain": s.ids_read_in_vain,
         },
         "timeline": {
             "step_ms": TIMELINE_STEP.as_millis() as u64,

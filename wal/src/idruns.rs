@@ -182,6 +182,10 @@ struct Shared {
     /// [`Shared::add_keys`] last ran, while there is no filter over their keys.
     asked: AtomicU64,
     wasted: AtomicU64,
+    /// Since the index was opened: hashes asked ([`IdLookups::asked`]), and of them those whose
+    /// pages were read from disk though no run held them ([`IdLookups::read_in_vain`]).
+    asked_total: AtomicU64,
+    read_in_vain_total: AtomicU64,
     /// Probes of held runs (a key its group let through, times the held runs) since the last
     /// single chunk's run was added: from [`HELD_FILTER_PROBES_MIN`], the next one is given a
     /// filter (see [`Run::held`]).
@@ -202,6 +206,17 @@ struct MergeState {
     failure: Option<String>,
     /// Merges under way (their runs stay in the list until each is done).
     busy: usize,
+}
+
+/// How the index's lookups went since it was opened: how often the filters kept a new id off
+/// the disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IdLookups {
+    /// Id hashes asked about.
+    pub asked: u64,
+    /// Of those, hashes for which pages of runs on disk were read and no run held them: new
+    /// ids that every filter let through (false "maybe"s that cost a read).
+    pub read_in_vain: u64,
 }
 
 /// What [`IdRuns::open`] found that it could not use, and deleted.
@@ -262,6 +277,12 @@ impl IdRuns {
     pub fn candidates(&self, hashes: &[u64], out: &mut Vec<IdEntry>) -> io::Result<()> {
         self.shared.candidates(hashes, out)
     }
+
+    /// How the lookups went since the index was opened.
+    pub fn lookups(&self) -> IdLookups {
+        let s = &self.shared;
+        IdLookups { asked: s.asked_total.load(Ordering::Relaxed), read_in_vain: s.read_in_vain_total.load(Ordering::Relaxed) }
+    }
 }
 
 impl Shared {
@@ -298,6 +319,8 @@ impl Shared {
             keys_wanted: AtomicBool::new(false),
             asked: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
+            asked_total: AtomicU64::new(0),
+            read_in_vain_total: AtomicU64::new(0),
             held_probes: AtomicU64::new(0),
             persisted: Mutex::new(persisted),
             merge: Default::default(),
@@ -482,6 +505,7 @@ impl Shared {
         if runs.is_empty() {
             return Ok(());
         }
+        self.asked_total.fetch_add(hashes.len() as u64, Ordering::Relaxed);
         let global = Arc::clone(&self.global.read());
         let on_disk = self.keys.read().clone();
         // Ids made in order come a group at a time: the last group's answer is asked again
@@ -507,8 +531,11 @@ impl Shared {
         if keys.is_empty() {
             return Ok(());
         }
-        // (run, page, key, hash) for every page a key may be on, in runs whose filter says "maybe".
+        // (run, page, key's place in `keys`) for every page a key may be on, in runs whose
+        // filter says "maybe".
         let mut wanted = Vec::new();
+        // Per key: whether a page was read for it, and whether any run held it.
+        let (mut read, mut held) = (vec![false; keys.len()], vec![false; keys.len()]);
         // Without the filter over the keys on disk: which keys no run on disk held, to ask for it.
         let counting = on_disk.is_none() && runs.iter().any(|run| !run.is_held());
         let mut found_on_disk = vec![false; if counting { keys.len() } else { 0 }];
@@ -522,9 +549,13 @@ impl Shared {
                         if counting {
                             found_on_disk[i] = true;
                         }
-                        wanted.extend(pages_of(fences, key).map(|p| (r, p, key, hash)));
+                        wanted.extend(pages_of(fences, key).map(|p| (r, p, i)));
                     }
-                    Body::Held(entries) => out.extend(entries_of(entries, key).map(|(_, value)| (hash, value))),
+                    Body::Held(entries) => {
+                        let from = out.len();
+                        out.extend(entries_of(entries, key).map(|(_, value)| (hash, value)));
+                        held[i] |= out.len() > from;
+                    }
                 }
             }
         }
@@ -532,7 +563,7 @@ impl Shared {
             self.wasted.fetch_add(found_on_disk.iter().filter(|&&found| !found).count() as u64, Ordering::Relaxed);
         }
         wanted.sort_unstable();
-        let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _, _)| (r, p)).collect();
+        let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _)| (r, p)).collect();
         pages.dedup();
         // [`READ_PAGES`] pages at a time: a larger buffer would be mapped afresh, and faulted
         // in page by page, for every lookup of many ids.
@@ -540,14 +571,19 @@ impl Shared {
         for group in pages.chunks(READ_PAGES) {
             let bytes = read_pages(&runs, group)?;
             let last = group[group.len() - 1];
-            let to = from + wanted[from..].partition_point(|&(r, p, _, _)| (r, p) <= last);
-            for &(r, p, key, hash) in &wanted[from..to] {
+            let to = from + wanted[from..].partition_point(|&(r, p, _)| (r, p) <= last);
+            for &(r, p, i) in &wanted[from..to] {
+                let (key, hash, _) = keys[i];
                 let at = group.binary_search(&(r, p)).expect("every wanted page was read") * IDRUN_PAGE_BYTES;
                 let entries = page_entries(&bytes[at..at + IDRUN_PAGE_BYTES], runs[r].entries_on(p));
+                let from = out.len();
                 out.extend(entries_on_page(entries, key).map(|(_, value)| (hash, value)));
+                (read[i], held[i]) = (true, held[i] || out.len() > from);
             }
             from = to;
         }
+        let in_vain = read.iter().zip(&held).filter(|&(&read, &held)| read && !held).count();
+        self.read_in_vain_total.fetch_add(in_vain as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1414,10 +1450,23 @@ mod tests {
         runs.shared.wait_merged();
         assert_eq!(runs.runs(), (1, 0));
         let new = hashes(1234, 200_000);
-        let (maybe, read) = maybe_count(&runs, &new);
+        let (maybe, read_new) = maybe_count(&runs, &new);
         // 16 bits a key in 512-bit blocks: about 0.1% (the test allows twice that).
         assert!(maybe < new.len() / 500, "{maybe} false maybes of {}", new.len());
-        assert!(read <= maybe, "{read} of {maybe}");
+        assert!(read_new <= maybe, "{read_new} of {maybe}");
+        // The lookups count what they asked, and the new hashes whose pages they read in vain:
+        // exactly those every filter let through. New hashes in stored hashes' groups (the
+        // groups' filter lets them all through) give the runs' filter something to miss.
+        let stored: Vec<u64> = (0..8).flat_map(|k| hashes_of(&chunk(k, 25_000))).collect();
+        let neighbours: Vec<u64> = stored.iter().map(|h| h ^ 0xA5).collect();
+        let (maybe, read) = maybe_count(&runs, &neighbours);
+        assert_eq!(maybe, neighbours.len(), "every neighbour's group is stored");
+        assert!(read > 0 && read < neighbours.len() / 500, "{read} of {} read", neighbours.len());
+        assert!(found(&runs, &new).is_empty() && found(&runs, &neighbours).is_empty());
+        let asked_stored = &stored[..1_000];
+        assert!(found(&runs, asked_stored).len() >= asked_stored.len(), "stored hashes found, not in vain");
+        let asked = (new.len() + neighbours.len() + asked_stored.len()) as u64;
+        assert_eq!(runs.lookups(), IdLookups { asked, read_in_vain: (read_new + read) as u64 });
         let _ = fs::remove_dir_all(&dir);
     }
 

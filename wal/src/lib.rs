@@ -26,7 +26,7 @@ mod uring;
 pub use files::{segment_index, segment_name, snapshot_name, snapshot_seq, spare_name};
 pub use format::{Hash, SnapshotHeader, GENESIS_HASH};
 pub use history::HistoryStore;
-pub use idruns::IdRuns;
+pub use idruns::{IdLookups, IdRuns};
 pub use log::Wal;
 pub use reader::{LogReader, ReadError};
 pub use recovery::{

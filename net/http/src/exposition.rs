@@ -53,6 +53,12 @@ fn register_node(r: &mut Registry, m: &Metrics) {
     r.register_with_unit("apply_max", "The longest time one group of entries took to apply", Unit::Seconds, seconds(m.apply_ns_max));
     r.register_with_unit("sync", "Log sync latency", Unit::Seconds, SyncHistogram::of(m));
     r.register("history_reads", "Records read back from the history store before batches", ConstCounter::new(m.history_reads));
+    r.register("ids_asked", "Transfer ids the stored ids' index was asked about", ConstCounter::new(m.ids_asked));
+    r.register(
+        "ids_read_in_vain",
+        "Ids asked whose index pages were read from disk though no run held them (the filters' false positives)",
+        ConstCounter::new(m.ids_read_in_vain),
+    );
     r.register(
         "history_evicted_transfers",
         "Transfers whose records only the history store holds",
@@ -154,8 +160,16 @@ mod tests {
     use bursar_engine::{Balances, Ledger};
 
     fn scrape() -> Scrape {
-        let mut metrics =
-            Metrics { commands: 42, syncs: 3, sync_ns_total: 3_000_000, history_evicted: 65_536, history_waiting: 2, ..Metrics::default() };
+        let mut metrics = Metrics {
+            commands: 42,
+            syncs: 3,
+            sync_ns_total: 3_000_000,
+            history_evicted: 65_536,
+            history_waiting: 2,
+            ids_asked: 8_190,
+            ids_read_in_vain: 3,
+            ..Metrics::default()
+        };
         metrics.sync_us_buckets[bursar_wire::metrics::bucket_of_us(900)] = 2;
         metrics.sync_us_buckets[bursar_wire::metrics::bucket_of_us(1_200)] = 1;
         let ledger = Ledger { id: 978, currency: *b"EUR", scale: 2, ..Ledger::default() };
@@ -182,6 +196,8 @@ mod tests {
             "bursar_history_evicted_transfers 65536",
             "bursar_history_chunks_waiting 2",
             "bursar_history_writer_failed 0",
+            "bursar_ids_asked_total 8190",
+            "bursar_ids_read_in_vain_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }

@@ -736,6 +736,11 @@ impl Mover {
         }
     }
 
+    /// How the stored ids' index's lookups went since it was opened.
+    pub(crate) fn ids_lookups(&self) -> bursar_wal::IdLookups {
+        self.stores.ids.lookups()
+    }
+
     /// Chunks of transfers stored durably.
     pub(crate) fn stored_chunks(&self) -> u64 {
         self.stores.transfers.chunks()

@@ -535,6 +535,8 @@ impl<S: Storage> Node<S> {
         metrics.history_evicted = (self.engine.evicted_chunks() * self.engine.transfer_chunk_len()) as u64;
         if let Some(mover) = &self.history {
             (metrics.history_waiting, metrics.history_failed) = (mover.waiting_chunks(), u64::from(mover.failed()));
+            let ids = mover.ids_lookups();
+            (metrics.ids_asked, metrics.ids_read_in_vain) = (ids.asked, ids.read_in_vain);
         }
         metrics
     }

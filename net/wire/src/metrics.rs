@@ -10,7 +10,7 @@ use bursar_engine::RECORD_SIZE;
 /// Buckets of the sync-latency histogram.
 pub const SYNC_BUCKETS: usize = 128;
 /// The u64 values of the counters record (the rest of it is zero).
-const COUNTERS: usize = 14;
+const COUNTERS: usize = 16;
 /// Records of a metrics reply: the counters, then the buckets (16 per record).
 pub const METRICS_RECORDS: usize = 1 + SYNC_BUCKETS / 16;
 
@@ -70,6 +70,13 @@ pub struct Metrics {
     /// Now: 1 while the history writer's writes fail (a full disk, say; it tries again every
     /// second, and newer chunks stay in memory meanwhile: nothing is lost), else 0.
     pub history_failed: u64,
+    /// Transfer ids the stored ids' index was asked about (each id a batch names, once the
+    /// history store holds ids), since the node was opened.
+    pub ids_asked: u64,
+    /// Of those, ids for which pages of the index were read from disk and held none of them:
+    /// new ids that every filter let through (its false "maybe"s). Divided by `ids_asked`: the
+    /// filters' false-positive rate.
+    pub ids_read_in_vain: u64,
     /// Syncs by latency: see [`bucket_of_us`].
     pub sync_us_buckets: [u64; SYNC_BUCKETS],
 }
@@ -91,6 +98,8 @@ impl Default for Metrics {
             history_evicted: 0,
             history_waiting: 0,
             history_failed: 0,
+            ids_asked: 0,
+            ids_read_in_vain: 0,
             sync_us_buckets: [0; SYNC_BUCKETS],
         }
     }
@@ -127,6 +136,8 @@ impl Metrics {
             history_evicted: self.history_evicted,
             history_waiting: self.history_waiting,
             history_failed: self.history_failed,
+            ids_asked: self.ids_asked.saturating_sub(earlier.ids_asked),
+            ids_read_in_vain: self.ids_read_in_vain.saturating_sub(earlier.ids_read_in_vain),
             sync_us_buckets: buckets,
         }
     }
@@ -150,8 +161,9 @@ impl Metrics {
 
     /// The wire form: [`METRICS_RECORDS`] records of 128 bytes. Record 0: entries, batches,
     /// commands, syncs, sync_ns_total, sync_ns_max, snapshots, snapshot_ns_max, snapshots_failed,
-    /// apply_ns_max, history_reads, history_evicted, history_waiting, history_failed (u64 each,
-    /// in that order from offset 0), 16 zero bytes. Records 1..=8: the bucket counts, u64 each.
+    /// apply_ns_max, history_reads, history_evicted, history_waiting, history_failed, ids_asked,
+    /// ids_read_in_vain (u64 each, in that order from offset 0). Records 1..=8: the bucket
+    /// counts, u64 each.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(METRICS_RECORDS * RECORD_SIZE);
         for v in self.counters() {
@@ -180,6 +192,8 @@ impl Metrics {
             self.history_evicted,
             self.history_waiting,
             self.history_failed,
+            self.ids_asked,
+            self.ids_read_in_vain,
         ]
     }
 
@@ -191,9 +205,11 @@ impl Metrics {
         [(self.sync_ns_max, sync_cause), (self.snapshot_ns_max, "snapshot")].into_iter().max_by_key(|(ns, _)| *ns).expect("two candidates")
     }
 
-    /// Reads the wire form; `None` if the length or the reserved bytes are wrong.
+    /// Reads the wire form; `None` if it is shorter or not whole records. Records past
+    /// [`METRICS_RECORDS`] (a later server's) are left unread.
     pub fn from_bytes(bytes: &[u8]) -> Option<Metrics> {
-        if bytes.len() != METRICS_RECORDS * RECORD_SIZE || bytes[COUNTERS * 8..RECORD_SIZE].iter().any(|b| *b != 0) {
+        const _: () = assert!(COUNTERS * 8 == RECORD_SIZE, "the counters fill record 0");
+        if bytes.len() < METRICS_RECORDS * RECORD_SIZE || !bytes.len().is_multiple_of(RECORD_SIZE) {
             return None;
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -212,6 +228,8 @@ impl Metrics {
             history_evicted: u64_at(88),
             history_waiting: u64_at(96),
             history_failed: u64_at(104),
+            ids_asked: u64_at(112),
+            ids_read_in_vain: u64_at(120),
             sync_us_buckets: [0; SYNC_BUCKETS],
         };
         for (i, b) in metrics.sync_us_buckets.iter_mut().enumerate() {
@@ -254,10 +272,13 @@ mod tests {
         after.entries = 100;
         (before.history_reads, before.history_waiting) = (5, 9);
         (after.history_reads, after.history_evicted, after.history_waiting, after.history_failed) = (12, 65_536, 2, 1);
+        (before.ids_asked, before.ids_read_in_vain) = (1_000, 1);
+        (after.ids_asked, after.ids_read_in_vain) = (9_000, 4);
         let run = after.since(&before);
         assert_eq!(run.syncs, 100);
         // A counter's difference; a gauge's later value.
         assert_eq!((run.history_reads, run.history_evicted, run.history_waiting, run.history_failed), (7, 65_536, 2, 1));
+        assert_eq!((run.ids_asked, run.ids_read_in_vain), (8_000, 3));
         assert_eq!(run.sync_quantile_us(0.5), bucket_floor_us(bucket_of_us(700) + 1));
         assert!((700..=900).contains(&run.sync_quantile_us(0.98)));
         assert!((3_000..=3_700).contains(&run.sync_quantile_us(0.99)));
@@ -265,11 +286,14 @@ mod tests {
         assert_eq!(Metrics::default().sync_quantile_us(0.99), 0);
         let bytes = after.to_bytes();
         assert_eq!(bytes.len(), METRICS_RECORDS * RECORD_SIZE);
-        assert_eq!(Metrics::from_bytes(&bytes), Some(after));
-        let mut reserved = bytes.clone();
-        reserved[120] = 1;
-        assert_eq!(Metrics::from_bytes(&reserved), None);
+        assert_eq!(Metrics::from_bytes(&bytes), Some(after.clone()));
+        assert_eq!((u64::from_le_bytes(bytes[112..120].try_into().unwrap()), bytes[120]), (9_000, 4), "the ids' counters");
+        // A later server's longer reply is read as far as this one knows it.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[7; RECORD_SIZE]);
+        assert_eq!(Metrics::from_bytes(&longer), Some(after));
         assert_eq!(Metrics::from_bytes(&bytes[..RECORD_SIZE]), None);
+        assert_eq!(Metrics::from_bytes(&longer[..longer.len() - 1]), None, "whole records only");
     }
 }
 
