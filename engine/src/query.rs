@@ -397,7 +397,7 @@ impl Engine {
     /// Each reversal list holds exactly the reversals naming its original, which add up to at
     /// most the original's amount; each resolved hold names the capture or release naming it.
     fn check_lineage(&self) -> Result<(), String> {
-        let mut sums: rustc_hash::FxHashMap<u32, (u128, usize)> = Default::default();
+        let mut sums: rustc_hash::FxHashMap<u128, (u128, usize)> = Default::default();
         let mut resolutions = 0;
         for (i, t) in self.all_transfers().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0) {
             let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id) else {
@@ -410,8 +410,8 @@ impl Engine {
                 }
                 continue;
             }
-            let listed = self.reversals.get(&named).is_some_and(|of| of.list.contains(&(i as u32)));
-            let sum = sums.entry(named).or_default();
+            let listed = self.reversals.get(&t.pending_id).is_some_and(|of| of.list.contains(&(i as u32)));
+            let sum = sums.entry(t.pending_id).or_default();
             *sum = (sum.0.wrapping_add(t.amount), sum.1 + 1);
             if !listed {
                 return Err(format!("reversal {} is not listed against {}", t.id, t.pending_id));
@@ -429,7 +429,10 @@ impl Engine {
             return Err("a reversal list names a transfer with no reversal".into());
         }
         for (&original, of) in &self.reversals {
-            let t = &self.stored_through(original);
+            let Some(IdSlot::Transfer(index)) = self.find_transfer_id_through(original) else {
+                return Err(format!("reversals are listed against {original}, which is not stored"));
+            };
+            let t = &self.stored_through(index);
             let reversible = t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) == 0;
             if sums.get(&original) != Some(&(of.amount, of.list.len())) || of.amount > t.amount || !reversible {
                 return Err(format!("transfer {}: its reversals do not add up to {} within its amount {}", t.id, of.amount, t.amount));

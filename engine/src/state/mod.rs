@@ -264,7 +264,7 @@ enum Undo {
     TransferInserted,
     BalanceEntryPushed,
     LimitChangePushed,
-    ReversalAdded { original: u32 },
+    ReversalAdded { original: u128 },
     PolicyInserted,
     PolicyReplaced { policy: u32, old: Box<Policy> },
     Bucket { policy: u32, rule: u8, slot: u8, old: Bucket },
@@ -366,8 +366,10 @@ pub struct Engine {
     pub(crate) limit_changes: Vec<LimitChange>,
     /// Account policies (channel lists, velocity rules and their usage), by `AccountMeta::policy`.
     pub(crate) policies: Vec<Policy>,
-    /// The reversals of each reversed transfer, by its index (derived from the transfers).
-    pub(crate) reversals: FxHashMap<u32, ReversalsOf>,
+    /// The reversals of each reversed transfer, by its id (derived from the transfers: a
+    /// reversal's record names its original's id, so a restore finds its entry without asking
+    /// an id index or reading the original).
+    pub(crate) reversals: FxHashMap<u128, ReversalsOf>,
     /// Standing orders and triggers, by number - 1.
     pub(crate) orders: order_table::OrderTable,
     pub(crate) order_index: FxHashMap<u128, u32>,

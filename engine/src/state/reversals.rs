@@ -69,10 +69,10 @@ impl Engine {
             return code;
         }
         let reversal = self.transfers.len() as u32 - 1;
-        let of = self.reversals.entry(original).or_default();
+        let of = self.reversals.entry(o.id).or_default();
         of.amount += amount;
         of.list.push(reversal);
-        self.record(Undo::ReversalAdded { original });
+        self.record(Undo::ReversalAdded { original: o.id });
         R::Ok
     }
 
@@ -94,7 +94,7 @@ impl Engine {
         };
         let o = &self.stored(original);
         let given_differs = |given: u128, stored: u128| given != 0 && given != stored;
-        let left = self.reversible(original, o);
+        let left = self.reversible(o);
         let amount = if t.amount == u128::MAX { left } else { t.amount };
         let checks = [
             (o.flags & tf::PENDING != 0, R::ReversedTransferIsAHold),
@@ -110,16 +110,16 @@ impl Engine {
         }
     }
 
-    /// What reversals may still move back of transfer `t`, stored at `index`.
-    pub(crate) fn reversible(&self, index: u32, t: &Transfer) -> u128 {
+    /// What reversals may still move back of stored transfer `t`.
+    pub(crate) fn reversible(&self, t: &Transfer) -> u128 {
         if t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) != 0 {
             return 0;
         }
-        t.amount - self.reversals.get(&index).map_or(0, |of| of.amount)
+        t.amount - self.reversals.get(&t.id).map_or(0, |of| of.amount)
     }
 
-    /// Takes back the newest reversal of `original` (a failed chain's undo).
-    pub(super) fn undo_reversal(&mut self, original: u32) {
+    /// Takes back the newest reversal of the transfer of id `original` (a failed chain's undo).
+    pub(super) fn undo_reversal(&mut self, original: u128) {
         let reversal = *self.reversals[&original].list.last().expect("undo: a reversal");
         let amount = self.stored(reversal).amount;
         let of = self.reversals.get_mut(&original).expect("undo: reversals");
@@ -153,10 +153,12 @@ impl Engine {
                 self.restore_resolution(index, &t, states)?;
                 continue;
             }
-            let Some(IdSlot::Transfer(named)) = self.find_transfer_id_through(t.pending_id).filter(|_| t.pending_id != t.id) else {
-                return Err(format!("transfer {} names {}, which is not stored", t.id, t.pending_id));
-            };
-            let of = self.reversals.entry(named).or_default();
+            // Kept by the original's id, which the record names: no id index is asked, and no
+            // original read (a reversal naming no stored transfer would change the digest).
+            if t.pending_id == t.id {
+                return Err(format!("transfer {} names itself", t.id));
+            }
+            let of = self.reversals.entry(t.pending_id).or_default();
             of.amount = of.amount.checked_add(t.amount).ok_or("reversals overflow")?;
             of.list.push(index);
         }
@@ -290,20 +292,11 @@ impl Engine {
         } else if t.flags & tf::REVERSE != 0 {
             reverses = Some(self.stored_through(named()));
         }
-        let of = self.reversals.get(&index);
+        let of = self.reversals.get(&t.id);
         let reversals =
             of.map_or_else(Vec::new, |of| of.list.iter().take(LINEAGE_REVERSALS_MAX).map(|&r| self.stored_through(r)).collect());
         let (reversals_total, reversed) = of.map_or((0, 0), |of| (of.list.len() as u32, of.amount));
-        Some(Lineage {
-            transfer: t,
-            hold,
-            resolution,
-            reverses,
-            reversals,
-            reversals_total,
-            reversed,
-            reversible: self.reversible(index, &t),
-        })
+        Some(Lineage { transfer: t, hold, resolution, reverses, reversals, reversals_total, reversed, reversible: self.reversible(&t) })
     }
 }
 
