@@ -394,9 +394,23 @@ impl Engine {
         self.check_lineage()
     }
 
-    /// Each reversal list holds exactly the reversals naming its original, which add up to at
-    /// most the original's amount; each resolved hold names the capture or release naming it.
+    /// Each reversal list holds exactly the reversals naming its original, in order, which add
+    /// up to at most the original's amount; each resolved hold names the capture or release
+    /// naming it.
     fn check_lineage(&self) -> Result<(), String> {
+        // Every listed reversal, by walking each list once.
+        let mut listed: rustc_hash::FxHashMap<u32, u128> = Default::default();
+        for (&original, of) in &self.reversals {
+            let chain: Vec<u32> = self.reversals_in_order(of).collect();
+            if chain.len() != of.count as usize || chain.last() != Some(&of.newest) || chain.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("the reversals listed against {original} are not {} in order ending at {}", of.count, of.newest));
+            }
+            listed.extend(chain.into_iter().map(|r| (r, original)));
+        }
+        let counted: usize = self.reversals.values().map(|of| of.count as usize).sum();
+        if listed.len() != counted || self.next_reversal.len() != counted - self.reversals.len() {
+            return Err("a reversal is listed twice, or links to a later one outside every list".into());
+        }
         let mut sums: rustc_hash::FxHashMap<u128, (u128, usize)> = Default::default();
         let mut resolutions = 0;
         for (i, t) in self.all_transfers().enumerate().filter(|(_, t)| t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) != 0) {
@@ -410,10 +424,9 @@ impl Engine {
                 }
                 continue;
             }
-            let listed = self.reversals.get(&t.pending_id).is_some_and(|of| of.list.contains(&(i as u32)));
             let sum = sums.entry(t.pending_id).or_default();
             *sum = (sum.0.wrapping_add(t.amount), sum.1 + 1);
-            if !listed {
+            if listed.get(&(i as u32)) != Some(&t.pending_id) {
                 return Err(format!("reversal {} is not listed against {}", t.id, t.pending_id));
             }
         }
@@ -434,7 +447,7 @@ impl Engine {
             };
             let t = &self.stored_through(index);
             let reversible = t.flags & (tf::PENDING | tf::VOID_PENDING | tf::REVERSE) == 0;
-            if sums.get(&original) != Some(&(of.amount, of.list.len())) || of.amount > t.amount || !reversible {
+            if sums.get(&original) != Some(&(of.amount, of.count as usize)) || of.amount > t.amount || !reversible {
                 return Err(format!("transfer {}: its reversals do not add up to {} within its amount {}", t.id, of.amount, t.amount));
             }
         }

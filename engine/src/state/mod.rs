@@ -264,7 +264,7 @@ enum Undo {
     TransferInserted,
     BalanceEntryPushed,
     LimitChangePushed,
-    ReversalAdded { original: u128 },
+    ReversalAdded { original: u128, previous: u32 },
     PolicyInserted,
     PolicyReplaced { policy: u32, old: Box<Policy> },
     Bucket { policy: u32, rule: u8, slot: u8, old: Bucket },
@@ -370,6 +370,8 @@ pub struct Engine {
     /// reversal's record names its original's id, so a restore finds its entry without asking
     /// an id index or reading the original).
     pub(crate) reversals: FxHashMap<u128, ReversalsOf>,
+    /// Each reversal of a transfer with a later one: that later reversal (see [`ReversalsOf`]).
+    pub(crate) next_reversal: FxHashMap<u32, u32>,
     /// Standing orders and triggers, by number - 1.
     pub(crate) orders: order_table::OrderTable,
     pub(crate) order_index: FxHashMap<u128, u32>,
@@ -449,6 +451,7 @@ impl Engine {
             balance_history: balances::BalanceHistory::default(),
             limit_changes: Vec::new(),
             reversals: FxHashMap::default(),
+            next_reversal: FxHashMap::default(),
             policies: Vec::new(),
             orders: order_table::OrderTable::default(),
             order_index: FxHashMap::default(),
@@ -895,7 +898,7 @@ impl Engine {
                     let change = self.limit_changes.pop().expect("undo: limit change");
                     self.account_meta[change.account as usize].last_limit_change = change.prev;
                 }
-                Undo::ReversalAdded { original } => self.undo_reversal(original),
+                Undo::ReversalAdded { original, previous } => self.undo_reversal(original, previous),
                 Undo::PolicyInserted => {
                     let policy = self.policies.pop().expect("undo: policy");
                     self.account_meta[policy.account as usize].policy = NONE;
