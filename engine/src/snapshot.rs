@@ -1786,21 +1786,7 @@ mod version_tests {
             let mut results = Vec::new();
             engine.execute(now, &[transfer(50_000 + t, 1, 99, 1)], &mut results).expect("batch");
             assert_eq!(results, [crate::ResultCode::CreditAccountNotFound]);
-            let stored = store_sealed(&kept.4, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).map(|c| c.to_vec()));
-            engine.evict_failed_chunks_below(stored);
-            let stored = store_sealed(&kept.5, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).map(|c| c.to_vec()));
-            engine.evict_expired_chunks_below(stored);
-            let sealed = engine.sealed_transfer_chunks();
-            let mut chunks = kept.0.lock().expect("lock");
-            for k in chunks.len()..sealed {
-                let chunk = engine.transfer_chunk(k).expect("held").to_vec();
-                kept.2.lock().expect("lock").push(crate::ChunkImage::of(&chunk, engine.transfer_links_of_chunk(k)));
-                chunks.push(chunk);
-            }
-            drop(chunks);
-            engine.evict_chunks_below(sealed);
-            let stored = store_sealed(&kept.1, engine.sealed_balance_chunks(), |k| engine.balance_chunk(k).map(|c| c.to_vec()));
-            engine.evict_balance_chunks_below(stored);
+            store_and_evict(&mut engine, kept);
         }
         engine
     }
