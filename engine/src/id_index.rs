@@ -277,18 +277,6 @@ pub(crate) trait Kept {
     fn count(&self) -> usize;
 }
 
-/// Keeps nothing: an index whose ids are never left to a stored index (the finished holds').
-pub(crate) struct NothingKept;
-
-impl Kept for NothingKept {
-    fn keeps(&self, _: u32) -> bool {
-        false
-    }
-    fn count(&self) -> usize {
-        0
-    }
-}
-
 impl core::fmt::Debug for TransferIds {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "TransferIds {{ len: {}, buckets: {}, moving: {} }}", self.len(), self.table.slots.len(), self.moving.is_some())
@@ -530,6 +518,18 @@ impl TransferIds {
 mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
+
+    /// Keeps nothing: an index whose ids are never left to a stored index.
+    struct NothingKept;
+
+    impl Kept for NothingKept {
+        fn keeps(&self, _: u32) -> bool {
+            false
+        }
+        fn count(&self) -> usize {
+            0
+        }
+    }
 
     const NONE: &NothingKept = &NothingKept;
 

@@ -3,14 +3,13 @@
 //!
 //! Only pending holds are kept as state (`holds`, hot). A finished hold's state follows from
 //! the record that finished it, so the engine keeps only a pointer to that: `finished` maps the
-//! hold's transfer index to the capture or release's (13 bytes a bucket, where a kept state and
-//! its digest term took about 70), or to its place in `expired` (index and timestamp) for an
-//! expiry, which has no record of its own. Snapshots list pending and expired holds; a restore
+//! hold's transfer index to the capture or release's (4 to 12 bytes, where a kept state and its
+//! digest term took about 70; `finished.rs`), or to its place in `expired` (index and timestamp)
+//! for an expiry, which has no record of its own. Snapshots list pending and expired holds; a restore
 //! derives the captured and released ones from the transfers.
 
 use super::transfers::check_states;
 use super::*;
-use crate::id_index::NothingKept;
 use crate::index_table::IndexTable;
 
 /// The pending holds, by transfer index. A pending hold's state is its expiry alone (status
@@ -93,7 +92,7 @@ impl Engine {
             let k = self.expired.len() as u32;
             assert!(k < FAILED_TAG, "expired holds are counted in the transfer index space");
             self.expired.push(ExpiredHold { index: transfer, resolved_at: ts });
-            self.finished.insert(u128::from(transfer), FAILED_TAG | k, &NothingKept);
+            self.finished.insert(transfer, FAILED_TAG | k);
             self.digest.dirty_holds.push(transfer);
             let t = self.stored(transfer);
             self.release_reservation(&t, ts);
@@ -150,8 +149,7 @@ impl Engine {
     /// place in `expired`; `None` if it is pending (or not a hold).
     #[inline]
     pub(crate) fn finished_by(&self, index: u32) -> Option<u32> {
-        // Keys are transfer indexes below 2^64, which the index's hash maps one to one: exact.
-        self.finished.find(u128::from(index), |_| true)
+        self.finished.get(index)
     }
 
     /// A released or expired hold (`count`), or the part of a hold a capture did not take,
@@ -215,7 +213,7 @@ impl Engine {
         self.set_balances(cr, cb);
         let by = self.insert_transfer(stored, dr, cr);
         self.holds.remove(&pi);
-        self.finished.insert(u128::from(pi), by, &NothingKept);
+        self.finished.insert(pi, by);
         self.digest.dirty_holds.push(pi);
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));

@@ -15,6 +15,7 @@ pub(crate) mod exchange;
 mod expired;
 mod failed;
 mod feed;
+mod finished;
 pub(crate) mod holds;
 pub(crate) mod image;
 mod ledgers;
@@ -352,9 +353,9 @@ pub struct Engine {
     /// The pending holds, by transfer index: hot state. A finished hold leaves it (see `finished`).
     pub(crate) holds: holds::PendingHolds,
     /// Every finished hold, by transfer index, to what finished it: the capture or release's
-    /// transfer index, or `FAILED_TAG` and its place in `expired` (see `holds`). 13 bytes a
-    /// bucket; the hold's state is derived from that record, so it is neither here nor in snapshots.
-    pub(crate) finished: TransferIds,
+    /// transfer index, or `FAILED_TAG` and its place in `expired` (see `holds`, `finished`); the
+    /// hold's state is derived from that record, so it is neither here nor in snapshots.
+    pub(crate) finished: finished::FinishedHolds,
     /// Every expired hold with its expiry's timestamp, in the order they expired (which is
     /// ascending by (expiry time, transfer index)).
     pub(crate) expired: crate::chunked::Chunked<ExpiredHold>,
@@ -445,7 +446,7 @@ impl Engine {
             transfer_ids: TransferIds::default(),
             failed: crate::chunked::Chunked::default(),
             holds: holds::PendingHolds::default(),
-            finished: TransferIds::default(),
+            finished: finished::FinishedHolds::default(),
             expired: crate::chunked::Chunked::default(),
             expiries: BTreeSet::new(),
             balance_history: balances::BalanceHistory::default(),
@@ -507,7 +508,7 @@ impl Engine {
     /// index or of the finished holds once growing has emptied it. A node drops it on another
     /// thread, so unmapping it does not stall the sequencer; left here, the next batch frees it.
     pub fn take_retired_memory(&mut self) -> Option<impl Send> {
-        let tables: Vec<_> = [self.transfer_ids.take_retired(), self.finished.take_retired()].into_iter().flatten().collect();
+        let tables: Vec<_> = self.transfer_ids.take_retired().into_iter().collect();
         (!tables.is_empty()).then_some(tables)
     }
 
@@ -933,7 +934,7 @@ impl Engine {
                     self.feed_notes.pop().expect("undo: feed note");
                 }
                 Undo::HoldResolved { transfer, old, by } => {
-                    self.finished.remove(u128::from(transfer), by);
+                    self.finished.remove(transfer, by);
                     self.keep_pending(transfer, old.expires_at);
                 }
             }

@@ -5,7 +5,6 @@
 
 use super::holds::hold_expiry;
 use super::*;
-use crate::id_index::NothingKept;
 
 /// The reversals of one transfer: how much they moved back, how many there are, the oldest and
 /// the newest. Each but the newest names the next in `Engine::next_reversal`, so the one
@@ -213,7 +212,7 @@ impl Engine {
             return Err(format!("hold {}: expired at {} but expires at {expires_at}", t.id, hold.resolved_at));
         }
         states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
-        self.finished.insert(u128::from(index), value, &NothingKept);
+        self.finished.insert(index, value);
         self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
         Ok(())
     }
@@ -286,7 +285,7 @@ impl Engine {
         let Some((named, expires_at)) = states.open.remove(&t.pending_id) else {
             return Err(format!("transfer {} resolves {}, which is not a stored hold, or pending or finished already", t.id, t.pending_id));
         };
-        self.finished.insert(u128::from(named), index, &NothingKept);
+        self.finished.insert(named, index);
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {
