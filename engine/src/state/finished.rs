@@ -5,8 +5,8 @@
 //! small map; one with many keeps a value per transfer index (4 bytes each). A workload of holds
 //! (a hold and its capture every other transfer) then costs 4 bytes a transfer with no hashing
 //! and no table to grow and move, where one table of every finished hold took 13 bytes a bucket
-//! (about 17 a hold) and moved every entry each time it doubled; a restore, which rebuilds it
-//! from the transfers, spent a fifth of its time there. A workload without holds keeps nothing.
+//! and moved every entry each time it doubled, at every restore too, which rebuilds it from the
+//! transfers (`docs/decisions.md`). A workload without holds keeps nothing.
 
 use rustc_hash::FxHashMap;
 

@@ -618,9 +618,9 @@ impl Engine {
     ///
     /// It runs whatever the table size. In isolation a 10 000-account table stays in cache and
     /// the pass costs a little; inside the server the cache is cold at the start of every batch
-    /// (the request was decoded on the other core, the log entry encoded and written), and
-    /// warming gave 5-10% more throughput and 2 ms less p99 under `bursar bench` (A/B, three
-    /// runs each, 1 and 2 clients). It used to be skipped below 65 536 accounts.
+    /// (the request was decoded on the other core, the log entry encoded and written), so it
+    /// pays there at any table size (`bench/README.md`, "gather pass at every table size"); it
+    /// used to be skipped below 65 536 accounts.
     fn warm(&self, commands: &[Command]) {
         // Two short loops: all index probes first, then the records they point at.
         let mut indexes = [NONE; 2 * WARM_CHUNK];

@@ -8,8 +8,7 @@ use super::*;
 
 /// The reversals of one transfer: how much they moved back, how many there are, the oldest and
 /// the newest. Each but the newest names the next in `Engine::next_reversal`, so the one
-/// reversal most transfers have takes no list of its own (a list allocated per reversed
-/// transfer was about half the memory of this map).
+/// reversal most transfers have takes no list (and no allocation) of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ReversalsOf {
     pub(crate) amount: u128,
