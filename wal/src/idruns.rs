@@ -214,8 +214,8 @@ struct MergeState {
 pub struct IdLookups {
     /// Id hashes asked about.
     pub asked: u64,
-    /// Of those, hashes for which pages of runs on disk were read and no run held them: new
-    /// ids that every filter let through (false "maybe"s that cost a read).
+    /// Of those, hashes that a run on disk's filter let through (its pages are read for them)
+    /// and no run held: new ids that every filter let through (false "maybe"s that cost a read).
     pub read_in_vain: u64,
 }
 
@@ -534,11 +534,9 @@ impl Shared {
         // (run, page, key's place in `keys`) for every page a key may be on, in runs whose
         // filter says "maybe".
         let mut wanted = Vec::new();
-        // Per key: whether a page was read for it, and whether any run held it.
-        let (mut read, mut held) = (vec![false; keys.len()], vec![false; keys.len()]);
-        // Without the filter over the keys on disk: which keys no run on disk held, to ask for it.
-        let counting = on_disk.is_none() && runs.iter().any(|run| !run.is_held());
-        let mut found_on_disk = vec![false; if counting { keys.len() } else { 0 }];
+        // Per key: whether a run on disk's filter let it through (its pages are read), and
+        // whether any run held it.
+        let (mut to_disk, mut held) = (vec![false; keys.len()], vec![false; keys.len()]);
         self.held_probes.fetch_add((keys.len() * held_runs(&runs)) as u64, Ordering::Relaxed);
         for (r, run) in runs.iter().enumerate() {
             let probed =
@@ -546,9 +544,7 @@ impl Shared {
             for (i, &(key, hash, _)) in keys.iter().enumerate().filter(probed) {
                 match &run.body {
                     Body::File { fences, .. } => {
-                        if counting {
-                            found_on_disk[i] = true;
-                        }
+                        to_disk[i] = true;
                         wanted.extend(pages_of(fences, key).map(|p| (r, p, i)));
                     }
                     Body::Held(entries) => {
@@ -559,8 +555,10 @@ impl Shared {
                 }
             }
         }
-        if counting {
-            self.wasted.fetch_add(found_on_disk.iter().filter(|&&found| !found).count() as u64, Ordering::Relaxed);
+        // Without the filter over the keys on disk: the keys no run on disk let through, to ask
+        // for it.
+        if on_disk.is_none() && runs.iter().any(|run| !run.is_held()) {
+            self.wasted.fetch_add(to_disk.iter().filter(|&&sent| !sent).count() as u64, Ordering::Relaxed);
         }
         wanted.sort_unstable();
         let mut pages: Vec<(usize, usize)> = wanted.iter().map(|&(r, p, _)| (r, p)).collect();
@@ -578,11 +576,11 @@ impl Shared {
                 let entries = page_entries(&bytes[at..at + IDRUN_PAGE_BYTES], runs[r].entries_on(p));
                 let from = out.len();
                 out.extend(entries_on_page(entries, key).map(|(_, value)| (hash, value)));
-                (read[i], held[i]) = (true, held[i] || out.len() > from);
+                held[i] |= out.len() > from;
             }
             from = to;
         }
-        let in_vain = read.iter().zip(&held).filter(|&(&read, &held)| read && !held).count();
+        let in_vain = to_disk.iter().zip(&held).filter(|&(&sent, &held)| sent && !held).count();
         self.read_in_vain_total.fetch_add(in_vain as u64, Ordering::Relaxed);
         Ok(())
     }
