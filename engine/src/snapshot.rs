@@ -55,6 +55,7 @@
 use crate::chunked::Chunked;
 use crate::limits::Limits;
 use crate::state::exchange::{QuoteUsage, QUOTE_USAGE_SIZE};
+use crate::state::lineage::OpenHolds;
 use crate::state::order_table::OrderTable;
 use crate::state::orders::{ORDER_STATE_SIZE, RUN_ENTRY_SIZE};
 use crate::state::policy::{Bucket, Policy, RuleState};
@@ -373,6 +374,10 @@ impl Engine {
         let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0, states };
         if let Some(history) = &history {
             engine.set_history(Arc::clone(history));
+            // Chunks past its lineage images get theirs from the captures restored from records.
+            if history.has_lineage() {
+                engine.keep_resolutions();
+            }
         }
         let chunks = restore_kept_transfers(&mut engine, kept, history.as_deref(), &mut restoring, &last_links)?;
         for _ in 0..streamed {
@@ -535,11 +540,20 @@ fn restore_kept_images(
     let ids_stored = history.ids_stored_chunks().min(chunks);
     engine.cold.ids_stored = ids_stored;
     engine.transfer_ids.set_stored_below(engine.ids_stored_end(), engine.cold.kept());
+    // The hold states from the lineage images, when the store has one for every chunk (written
+    // in order after the images) and the stream lists no pending hold.
+    let mut open = (restoring.states.derive_pending && history.lineage_chunks() >= chunks).then(OpenHolds::default);
     for k in 0..chunks {
         let unreadable = |e: String| SnapshotError::History(format!("chunk {k}: {e}"));
         let image = if k < ids_stored { history.read_image_links(k) } else { history.read_image(k) };
         let image = image.map_err(unreadable)?.ok_or_else(|| unreadable("no restore image".into()))?;
-        let records = if image.plain {
+        let lineage = match &open {
+            Some(_) if !image.plain => {
+                Some(history.read_lineage(k).map_err(unreadable)?.ok_or_else(|| unreadable("no lineage image".into()))?)
+            }
+            _ => None,
+        };
+        let records = if image.plain || lineage.as_ref().is_some_and(|l| !l.needs_records && !restoring.expired_below(engine, k + 1)) {
             None
         } else {
             let mut chunk = engine.transfers.take_spare();
@@ -547,13 +561,20 @@ fn restore_kept_images(
             Some((chunk, summed))
         };
         engine.restore_image(k, &image, records).map_err(SnapshotError::History)?;
-        if image.plain {
-            restoring.skip_plain(engine)?;
-        } else {
-            restoring.transfers_done(engine)?;
+        match (&lineage, &mut open) {
+            _ if image.plain => restoring.skip_plain(engine)?,
+            (Some(lineage), Some(open)) => {
+                engine.restore_lineage(k, lineage, open, &mut restoring.states).map_err(SnapshotError::History)?;
+                restoring.lineage_from = engine.transfers.len() as u32;
+            }
+            _ => restoring.transfers_done(engine)?,
         }
         engine.evict_chunks_below(k);
         engine.cold.restored_from_images += 1;
+    }
+    if let Some(open) = open {
+        engine.keep_lineage_open(&open, &mut restoring.states).map_err(SnapshotError::History)?;
+        engine.cold.restored_from_lineage = chunks;
     }
     Ok(())
 }
@@ -579,6 +600,13 @@ impl Restoring<'_> {
         engine.rebuild_lineage(self.lineage_from..end, &mut self.states).map_err(SnapshotError::Invalid)?;
         self.lineage_from = end;
         Ok(())
+    }
+
+    /// Whether an expired hold the stream names, not met yet, lies below chunk `end`: a chunk
+    /// restored from its lineage image then needs its records (the hold's expiry).
+    fn expired_below(&self, engine: &Engine, end: usize) -> bool {
+        let end = (end * engine.transfers.chunk_len()) as u32;
+        self.states.expired_by_index.get(self.states.next_expired).is_some_and(|&(index, _)| index < end)
     }
 
     /// Passes over a plain chunk just restored from its image: no hold and no lineage.
@@ -1674,6 +1702,8 @@ mod version_tests {
         std::sync::Mutex<Vec<Vec<ExpiredHold>>>,
         /// Records of transfers read back one by one.
         std::sync::atomic::AtomicUsize,
+        /// The chunks' lineage images, if kept.
+        std::sync::Mutex<Vec<crate::ChunkLineage>>,
     );
 
     impl Kept {
@@ -1681,7 +1711,16 @@ mod version_tests {
             fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> std::sync::Mutex<T> {
                 std::sync::Mutex::new(m.lock().expect("lock").clone())
             }
-            Kept(lock(&self.0), lock(&self.1), lock(&self.2), Default::default(), lock(&self.4), lock(&self.5), Default::default())
+            Kept(
+                lock(&self.0),
+                lock(&self.1),
+                lock(&self.2),
+                Default::default(),
+                lock(&self.4),
+                lock(&self.5),
+                Default::default(),
+                lock(&self.7),
+            )
         }
     }
 
@@ -1717,6 +1756,12 @@ mod version_tests {
         }
         fn read_image(&self, k: usize) -> Result<Option<crate::ChunkImage>, String> {
             Ok(self.2.lock().expect("lock").get(k).cloned())
+        }
+        fn lineage_chunks(&self) -> usize {
+            self.7.lock().expect("lock").len()
+        }
+        fn read_lineage(&self, k: usize) -> Result<Option<crate::ChunkLineage>, String> {
+            Ok(self.7.lock().expect("lock").get(k).cloned())
         }
         fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
             kept_records(&self.1, indices, out)
@@ -1760,6 +1805,7 @@ mod version_tests {
         let mut engine = engine();
         engine.set_transfer_chunk_bits(3);
         engine.set_history(Arc::clone(kept) as Arc<dyn History>);
+        engine.keep_resolutions();
         let mut commands = vec![eur_ledger()];
         commands.extend(accounts(1..=4));
         for command in &mut commands[2..4] {
@@ -1803,6 +1849,9 @@ mod version_tests {
         for k in chunks.len()..sealed {
             let chunk = engine.transfer_chunk(k).expect("held").to_vec();
             kept.2.lock().expect("lock").push(crate::ChunkImage::of(&chunk, engine.transfer_links_of_chunk(k)));
+            let first = (k * chunk.len()) as u32;
+            kept.7.lock().expect("lock").push(crate::ChunkLineage::of(&chunk, first, engine.resolutions_of_chunk(k)));
+            engine.drop_resolutions_below(k + 1);
             chunks.push(chunk);
         }
         drop(chunks);
@@ -1860,6 +1909,111 @@ mod version_tests {
         }
     }
 
+    /// An engine of 8-transfer chunks: a hold each step, captured or released three steps later
+    /// (every 17th left pending), a plain transfer beside it, a capture in a chain that fails,
+    /// one refund and one hold that expires; every full chunk but the newest stored with its
+    /// images and evicted.
+    fn engine_of_holds(kept: &Arc<Kept>) -> Engine {
+        use crate::test_support::{capture, hold, release};
+        let mut engine = engine();
+        engine.set_transfer_chunk_bits(3);
+        engine.set_history(Arc::clone(kept) as Arc<dyn History>);
+        engine.keep_resolutions();
+        let mut setup = vec![eur_ledger()];
+        setup.extend(accounts(1..=4));
+        execute_ok(&mut engine, 1, &setup);
+        for step in 0..60u128 {
+            let now = (2 + step as u64) * crate::limits::NS_PER_S;
+            let mut batch = vec![hold(1_000 + step, u32::from(step == 40)), transfer(3_000 + step, 3, 4, 5)];
+            if step == 20 {
+                // Taken back with its chain: its resolution too.
+                let failing = [capture(5_000, 1_000 + 17, tf::LINKED), transfer(5_001, 1, 99, 1)];
+                let mut results = Vec::new();
+                engine.execute(now, &failing, &mut results).expect("batch");
+                assert_ne!(results[0], crate::ResultCode::Ok);
+            }
+            let held = step.wrapping_sub(3);
+            if step >= 3 && held % 17 != 16 && held != 40 {
+                batch.push(if held % 5 == 0 { release(4_000 + step, 1_000 + held) } else { capture(4_000 + step, 1_000 + held, 0) });
+            }
+            if step == 30 {
+                batch.push(crate::Command::Reverse(Transfer { id: 6_000, pending_id: 3_002, amount: 2, code: 7, ..Transfer::default() }));
+            }
+            engine.prefetch_cold(&batch).expect("prefetch");
+            execute_ok(&mut engine, now, &batch);
+            store_and_evict(&mut engine, kept);
+        }
+        engine
+    }
+
+    /// With lineage images kept, a restore reads the records of no chunk of holds and captures
+    /// but those with a reversal, an expired hold or a hold still open (read to pin it), and
+    /// rebuilds the same state; a damaged lineage image is refused, and without one for every
+    /// chunk the records are read as before.
+    #[test]
+    fn a_slim_stream_restores_hold_states_from_lineage_images() {
+        let kept = Arc::new(Kept::default());
+        let mut engine = engine_of_holds(&kept);
+        let evicted = engine.evicted_chunks();
+        assert!(evicted >= 15, "{evicted} chunks evicted");
+        let mut view = SnapshotView::default();
+        engine.slim_snapshot_view_into(&mut view);
+        let slim = view.bytes();
+        let full = engine.snapshot_bytes();
+        let restore = |history: &Arc<Kept>| Engine::restore_from(&slim, 3, Some(Arc::clone(history) as Arc<dyn History>));
+        // The chunks that must be read: a reversal or an expired hold, or a hold still open once
+        // the stored chunks are restored.
+        let (lineages, chunks) = (kept.7.lock().expect("lock").clone(), kept.0.lock().expect("lock").clone());
+        let end = (evicted * 8) as u32;
+        let read = (0..evicted)
+            .filter(|&k| {
+                let open = |(i, t): (usize, &Transfer)| {
+                    let index = (k * 8 + i) as u32;
+                    t.flags & tf::PENDING != 0 && engine.finished_by(index).is_none_or(|by| by >= end)
+                };
+                lineages[k].needs_records || chunks[k].iter().enumerate().any(open)
+            })
+            .count();
+        assert!(read < evicted / 2, "{read} of {evicted} chunks to read");
+        kept.3.store(0, std::sync::atomic::Ordering::Relaxed);
+        kept.6.store(0, std::sync::atomic::Ordering::Relaxed);
+        let restored = restore(&kept).expect("restores");
+        // Every chunk holds a hold: none is plain.
+        assert_eq!(restored.chunks_restored_from_lineage(), evicted);
+        assert_eq!(kept.3.load(std::sync::atomic::Ordering::Relaxed), read, "chunks read whole");
+        assert_eq!(kept.6.load(std::sync::atomic::Ordering::Relaxed), 0, "no record read one by one");
+        assert_eq!(restored.snapshot_bytes(), full);
+        restored.check_invariants().expect("invariants");
+        for id in (1_000..1_060).chain(4_003..4_060).chain([6_000]) {
+            assert_eq!(restored.lineage(id), engine.lineage(id), "transfer {id}");
+        }
+        // A hold left pending is captured after the restore as before it.
+        let mut again = restored;
+        for e in [&mut again, &mut engine] {
+            let late = [crate::test_support::capture(8_000, 1_000 + 16, 0)];
+            e.prefetch_cold(&late).expect("prefetch");
+            execute_ok(e, 100 * crate::limits::NS_PER_S, &late);
+        }
+        assert_eq!(again.state_digest(), engine.state_digest());
+        // A lineage image naming a hold that is not open, or summing other terms, is refused.
+        let captures = lineages
+            .iter()
+            .position(|l| !l.needs_records && l.named.iter().any(|&n| n < crate::state::NAMED_HOLD))
+            .expect("a chunk of captures");
+        let named = Arc::new(kept.cloned());
+        let at = named.7.lock().expect("lock")[captures].named.iter().position(|&n| n < crate::state::NAMED_HOLD).expect("a capture");
+        named.7.lock().expect("lock")[captures].named[at] = 3;
+        assert!(matches!(restore(&named), Err(SnapshotError::History(why)) if why.contains("not an open hold")));
+        let summed = Arc::new(kept.cloned());
+        summed.7.lock().expect("lock")[captures].finished_sum ^= 1;
+        assert!(matches!(restore(&summed), Err(SnapshotError::History(why)) if why.contains("digest")));
+        // Without a lineage image for the last chunk (a store from before them): from the records.
+        let short = Arc::new(kept.cloned());
+        short.7.lock().expect("lock").truncate(evicted - 1);
+        let restored = restore(&short).expect("restores from records");
+        assert_eq!((restored.chunks_restored_from_lineage(), restored.snapshot_bytes()), (0, full));
+    }
+
     /// With the chunks' restore images kept, a restore reads no record of a chunk without holds,
     /// captures or reversals, and rebuilds the same state, accounts' lists included; a damaged
     /// image is refused, and without images every record is read as before.
@@ -1867,6 +2021,8 @@ mod version_tests {
     fn a_slim_stream_restores_plain_chunks_from_their_images_alone() {
         let kept = Arc::new(Kept::default());
         let mut engine = evicted_engine_from(&kept, 120, 70);
+        // Images alone: the chunks with holds are read whole.
+        kept.7.lock().expect("lock").clear();
         let images = kept.2.lock().expect("lock").clone();
         let plain = images.iter().filter(|i| i.plain).count();
         assert!(plain >= 7 && plain < images.len(), "{plain} plain of {}", images.len());

@@ -3,7 +3,7 @@
 //! under the simulation and the reference model, without the node's store (which its own tests
 //! cover).
 
-use bursar_engine::{BalanceEntry, ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Transfer};
+use bursar_engine::{BalanceEntry, ChunkImage, ChunkLineage, Engine, ExpiredHold, FailedTransfer, History, Transfer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,8 @@ pub struct MemoryHistory {
     expired_chunks: Mutex<Vec<Arc<Vec<ExpiredHold>>>>,
     /// Each chunk's restore image, as the node's store keeps them.
     images: Mutex<Vec<ChunkImage>>,
+    /// Each chunk's lineage image, as the node's store keeps them.
+    lineage: Mutex<Vec<ChunkLineage>>,
     /// The stored ids' index, as the node's keeps it: chunks covered, and (hash, index) sorted.
     ids: Mutex<(usize, Vec<(u64, u32)>)>,
     chunk_len: usize,
@@ -32,6 +34,7 @@ impl MemoryHistory {
             failed_chunks: Mutex::default(),
             expired_chunks: Mutex::default(),
             images: Mutex::default(),
+            lineage: Mutex::default(),
             ids: Mutex::default(),
             chunk_len,
             reads: AtomicU64::new(0),
@@ -44,8 +47,11 @@ impl MemoryHistory {
         let stored = store(&self.chunks, engine.sealed_transfer_chunks(), |k| {
             let chunk = engine.transfer_chunk(k).expect("a chunk not yet stored is held").clone();
             self.images.lock().expect("history lock").push(ChunkImage::of(&chunk, engine.transfer_links_of_chunk(k)));
+            let lineage = ChunkLineage::of(&chunk, (k * chunk.len()) as u32, engine.resolutions_of_chunk(k));
+            self.lineage.lock().expect("history lock").push(lineage);
             chunk
         });
+        engine.drop_resolutions_below(stored);
         engine.evict_chunks_below(stored);
         // The ids of all stored chunks but the newest go to the index (so some stay in memory
         // while stored, as while the node's index writer catches up).
@@ -135,6 +141,18 @@ impl History for MemoryHistory {
 
     fn read_expired_chunk(&self, k: usize, out: &mut Vec<ExpiredHold>) -> Result<(), String> {
         whole(&self.expired_chunks.lock().expect("history lock"), k, out, "expired")
+    }
+
+    fn has_lineage(&self) -> bool {
+        true
+    }
+
+    fn lineage_chunks(&self) -> usize {
+        self.lineage.lock().expect("history lock").len()
+    }
+
+    fn read_lineage(&self, k: usize) -> Result<Option<ChunkLineage>, String> {
+        Ok(self.lineage.lock().expect("history lock").get(k).cloned())
     }
 
     fn read_image(&self, k: usize) -> Result<Option<ChunkImage>, String> {

@@ -12,7 +12,7 @@ use bursar_engine::{
     account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS,
     EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
-use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES, IDS_DIR};
+use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES, IDS_DIR, LINEAGE_DIR};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -269,6 +269,8 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // The stored chunks came back from their restore images: only the first (it holds the
     // holds) was read.
     assert_eq!((node.engine().chunks_restored_from_images() as u64, attached.images.restored), (evicted, evicted), "{attached:?}");
+    // Their hold states came from their lineage images.
+    assert_eq!((node.engine().chunks_restored_from_lineage() as u64, attached.lineage.restored), (evicted, evicted), "{attached:?}");
     // Their ids stayed on disk, in the stored ids' index: memory holds those of the chunks after.
     assert_eq!((node.engine().ids_stored_chunks() as u64, attached.ids.0), (evicted, evicted + 1), "{attached:?}");
     let in_memory = node.engine().ids_in_memory();
@@ -342,6 +344,21 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     std::fs::remove_dir_all(dir.join("history").join(IDS_DIR)).expect("the index removed");
     let (attached, _) = start_and_build_the_ids_runs(&dir, &mut reference, now + 1_000);
     assert_eq!(attached.ids.0, 0, "{attached:?}");
+
+    // As after an upgrade from a build without lineage images: the start restores the hold
+    // states from the records and writes every chunk's lineage image; the next start uses them.
+    std::fs::remove_dir_all(dir.join("history").join(LINEAGE_DIR)).expect("the lineage images removed");
+    let (mut node, attached, _) = open(&dir);
+    let sealed = node.engine().sealed_transfer_chunks() as u64;
+    assert_eq!((attached.lineage.restored, attached.lineage.appended), (0, sealed), "{attached:?}");
+    compare(&mut node, &mut reference);
+    node.snapshot().expect("snapshot");
+    let evicted = node.engine().evicted_chunks() as u64;
+    drop(node);
+    let (mut node, attached, _) = open(&dir);
+    assert_eq!((attached.lineage.restored, attached.lineage.repaired), (evicted, 0), "{attached:?}");
+    compare(&mut node, &mut reference);
+    drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

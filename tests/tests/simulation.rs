@@ -194,6 +194,8 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
     if let Some(history) = &cold {
         engine.set_transfer_chunk_bits(COLD_CHUNK_BITS);
         engine.set_history(Arc::clone(history) as Arc<dyn bursar_engine::History>);
+        // Its captures go into the chunks' lineage images, as a node's do.
+        engine.keep_resolutions();
     }
     let mut model = Model::new(limits);
     let mut workload = Workload::new(seed);
@@ -298,6 +300,14 @@ fn slim_round_trip(engine: &mut Engine, history: &Arc<MemoryHistory>, full: usiz
     let restored = Engine::restore_from(&slim, COLD_CHUNK_BITS, Some(history)).map_err(|e| format!("slim restore: {e}"))?;
     if restored.evicted_chunks() != engine.evicted_chunks() {
         return Err(format!("restored with {} chunks evicted, the engine had {}", restored.evicted_chunks(), engine.evicted_chunks()));
+    }
+    // Every stored chunk has its images: the hold states come from the lineage images.
+    if restored.chunks_restored_from_lineage() != restored.evicted_chunks() {
+        return Err(format!(
+            "{} of {} chunks restored from lineage images",
+            restored.chunks_restored_from_lineage(),
+            restored.evicted_chunks()
+        ));
     }
     Ok(restored)
 }

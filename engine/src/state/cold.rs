@@ -50,6 +50,20 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_image_links(&self, k: usize) -> Result<Option<ChunkImage>, String> {
         self.read_image(k)
     }
+    /// Whether the store keeps lineage images (a restore then notes the captures it restores
+    /// from records, for the images still to write: [`Engine::keep_resolutions`]).
+    fn has_lineage(&self) -> bool {
+        false
+    }
+    /// Chunks of transfers, from the first on, whose lineage images the store holds (0 if it
+    /// keeps none).
+    fn lineage_chunks(&self) -> usize {
+        0
+    }
+    /// Evicted chunk `k`'s lineage image, if the store holds it ([`ChunkLineage`]).
+    fn read_lineage(&self, _k: usize) -> Result<Option<ChunkLineage>, String> {
+        Ok(None)
+    }
     /// Balance entries `indices` (each evicted), appended to `out` in that order.
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
     /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
@@ -126,6 +140,8 @@ pub struct RecordHistory<R> {
     expired: Option<Box<dyn RecordReader>>,
     /// Reads chunk `k`'s restore image at `k × image_bytes(chunk_len)`, with how many it holds.
     images: Option<(Box<dyn RecordReader>, StoredCount)>,
+    /// Reads chunk `k`'s lineage image at `k × lineage_bytes(chunk_len)`, with how many it holds.
+    lineage: Option<(Box<dyn RecordReader>, StoredCount)>,
     /// The stored transfers' ids, if indexed.
     ids: Option<Box<dyn StoredIdIndex>>,
 }
@@ -136,7 +152,7 @@ type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None, ids: None }
+        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None, lineage: None, ids: None }
     }
 
     /// Reads evicted failed ids (in chunks of as many) through `reader`.
@@ -148,6 +164,16 @@ impl<R: RecordReader> RecordHistory<R> {
     /// Reads evicted expired holds (in chunks of as many) through `reader`.
     pub fn with_expired(mut self, reader: impl RecordReader + 'static) -> RecordHistory<R> {
         self.expired = Some(Box::new(reader));
+        self
+    }
+
+    /// Reads chunks' lineage images through `reader`; `stored` says how many there are.
+    pub fn with_lineage(
+        mut self,
+        reader: impl RecordReader + 'static,
+        stored: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> RecordHistory<R> {
+        self.lineage = Some((Box::new(reader), Box::new(stored)));
         self
     }
 
@@ -224,6 +250,25 @@ impl<R: RecordReader> History for RecordHistory<R> {
         let mut bytes = vec![0u8; len];
         reader.read_at((k * super::image::image_bytes(self.chunk_len) + skip) as u64, &mut bytes)?;
         ChunkImage::decode_after_hashes(&bytes, self.chunk_len).map(Some)
+    }
+
+    fn has_lineage(&self) -> bool {
+        self.lineage.is_some()
+    }
+
+    fn lineage_chunks(&self) -> usize {
+        self.lineage.as_ref().map_or(0, |(_, stored)| stored())
+    }
+
+    fn read_lineage(&self, k: usize) -> Result<Option<ChunkLineage>, String> {
+        let Some((reader, stored)) = &self.lineage else { return Ok(None) };
+        if k >= stored() {
+            return Ok(None);
+        }
+        let len = super::lineage::lineage_bytes(self.chunk_len);
+        let mut bytes = vec![0u8; len];
+        reader.read_at((k * len) as u64, &mut bytes)?;
+        ChunkLineage::decode(&bytes, self.chunk_len).map(Some)
     }
 
     fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
@@ -343,6 +388,11 @@ pub(crate) struct Cold {
     failure: RefCell<Option<String>>,
     /// Stored chunks the restore took from their images (see `image`), not their records.
     pub(crate) restored_from_images: usize,
+    /// Stored chunks the restore took hold states from their lineage images (see `lineage`).
+    pub(crate) restored_from_lineage: usize,
+    /// Captures and releases whose chunks' lineage images are not written yet, in index order,
+    /// while the node writes them ([`Engine::keep_resolutions`]); `None`: not noted.
+    pub(crate) resolutions: Option<Vec<super::lineage::Resolution>>,
     /// Chunks of transfers whose ids the history's id index holds ([`Engine::set_ids_stored`]).
     pub(crate) ids_stored: usize,
     /// What the history's id index named for the ids of the batches prefetched: (hash,
@@ -362,6 +412,8 @@ impl Clone for Cold {
             history: self.history.clone(),
             failure: RefCell::default(),
             restored_from_images: self.restored_from_images,
+            restored_from_lineage: self.restored_from_lineage,
+            resolutions: self.resolutions.clone(),
             ids_stored: self.ids_stored,
             stored_ids: self.stored_ids.clone(),
             asked: Vec::new(),

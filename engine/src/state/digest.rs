@@ -108,7 +108,7 @@ fn transfer_term(transfer: &Transfer) -> u128 {
     record_term(transfer, seed::TRANSFER)
 }
 
-fn hold_term(transfer_id: u128, hold: &Hold) -> u128 {
+pub(crate) fn hold_term(transfer_id: u128, hold: &Hold) -> u128 {
     let mut bytes = [0u8; 33];
     bytes[..16].copy_from_slice(&transfer_id.to_le_bytes());
     bytes[16] = hold.status as u8;
@@ -210,6 +210,11 @@ impl DigestState {
     /// capture or release it reads, where settling would need records it has evicted).
     pub(crate) fn add_finished_hold(&mut self, transfer_id: u128, hold: &Hold) {
         self.sum = self.sum.wrapping_add(hold_term(transfer_id, hold));
+    }
+
+    /// Adds `sum`, the terms of holds finished as a lineage image says (a restore's).
+    pub(crate) fn add_finished_sum(&mut self, sum: u128) {
+        self.sum = self.sum.wrapping_add(sum);
     }
 
     /// Notes that the order at `index` changed (or was made, or taken back by a rollback).

@@ -218,6 +218,7 @@ impl Engine {
         if hold.expires_at != 0 {
             self.expiries.remove(&(hold.expires_at, pi));
         }
+        self.note_resolution(super::lineage::Resolution { by, hold: pi, expires_at: hold.expires_at });
         self.record(Undo::HoldResolved { transfer: pi, old: hold, by });
         self.give_back(&p, if post { p.amount - amount } else { p.amount }, !post);
         self.push_history(dr, ts);

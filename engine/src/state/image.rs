@@ -129,7 +129,8 @@ impl Engine {
         // its image may come without its hashes.
         let ids_stored = k < self.cold.ids_stored;
         let hashes_fit = image.hashes.len() == len || (ids_stored && image.hashes.is_empty());
-        if !hashes_fit || image.links.len() != len || image.plain == records.is_some() {
+        // A chunk that is not plain comes without records when its lineage image stands for them.
+        if !hashes_fit || image.links.len() != len || (image.plain && records.is_some()) {
             return Err(format!("chunk {k}'s restore image does not fit a chunk of {len}"));
         }
         assert_eq!(self.transfers.len(), first as usize, "chunks are restored in order");

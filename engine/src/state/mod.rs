@@ -20,6 +20,7 @@ pub(crate) mod holds;
 pub(crate) mod image;
 mod ledgers;
 pub(crate) mod limits;
+pub(crate) mod lineage;
 pub(crate) mod order_table;
 pub(crate) mod orders;
 pub(crate) mod policy;
@@ -37,6 +38,7 @@ pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;
 pub use image::{image_bytes, ChunkImage};
 pub use limits::{BalanceLimits, LimitChange};
+pub use lineage::{lineage_bytes, ChunkLineage, Resolution, NAMED_HOLD, NAMED_NONE};
 pub use order_table::OrderTable;
 pub use orders::{
     due_of, is_reserved_id, month_length, run_id, Order, OrderSpec, OrderStatus, Retry, RunEntry, RunEvent, ORDER_STATE_SIZE,
@@ -935,6 +937,7 @@ impl Engine {
                 }
                 Undo::HoldResolved { transfer, old, by } => {
                     self.finished.remove(transfer, by);
+                    self.take_back_resolution(by);
                     self.keep_pending(transfer, old.expires_at);
                 }
             }

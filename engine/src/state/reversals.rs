@@ -172,7 +172,9 @@ impl Engine {
             }
             let t = self.stored(index);
             if t.flags & tf::PENDING != 0 {
-                self.restore_hold_state(index, &t, states)?;
+                if self.restore_hold_state(index, &t, states)? {
+                    states.open.insert(t.id, (index, hold_expiry(&t)));
+                }
                 continue;
             }
             if t.flags & (tf::POST_PENDING | tf::VOID_PENDING | tf::REVERSE) == 0 {
@@ -182,28 +184,34 @@ impl Engine {
                 self.restore_resolution(index, &t, states)?;
                 continue;
             }
-            // Kept by the original's id, which the record names: no id index is asked, and no
-            // original read (a reversal naming no stored transfer would change the digest).
-            if t.pending_id == t.id {
-                return Err(format!("transfer {} names itself", t.id));
-            }
-            self.add_reversal(t.pending_id, index, t.amount)?;
+            self.restore_reversal(index, &t)?;
         }
         Ok(())
     }
 
+    /// Restores reversal `t` (at `index`), kept by the original's id, which the record names: no
+    /// id index is asked, and no original read (a reversal naming no stored transfer would
+    /// change the digest).
+    pub(crate) fn restore_reversal(&mut self, index: u32, t: &Transfer) -> Result<(), String> {
+        if t.pending_id == t.id {
+            return Err(format!("transfer {} names itself", t.id));
+        }
+        self.add_reversal(t.pending_id, index, t.amount)?;
+        Ok(())
+    }
+
     /// A restored hold that is not pending: expired, if the stream says so (its state then
-    /// checked against the hold), else waiting for the capture or release that finished it.
-    fn restore_hold_state(&mut self, index: u32, t: &Transfer, states: &mut StatedHolds) -> Result<(), String> {
+    /// checked against the hold), else waiting for the capture or release that finished it:
+    /// then it is open (true), and the caller keeps it so.
+    pub(crate) fn restore_hold_state(&mut self, index: u32, t: &Transfer, states: &mut StatedHolds) -> Result<bool, String> {
         if t.timestamp.checked_add(u64::from(t.timeout) * NS_PER_S).is_none() {
             return Err(format!("hold {}: its expiry overflows", t.id));
         }
         if self.holds.contains_key(&index) {
-            return Ok(());
+            return Ok(false);
         }
         let Some((hold, value)) = self.stated_expired(index, states)? else {
-            states.open.insert(t.id, (index, hold_expiry(t)));
-            return Ok(());
+            return Ok(true);
         };
         // A version 8 stream leaves the expiry time to the hold (0 here); older ones state it.
         let expires_at = hold_expiry(t);
@@ -213,7 +221,7 @@ impl Engine {
         states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
         self.finished.insert(index, value);
         self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
-        Ok(())
+        Ok(false)
     }
 
     /// Keeps the holds left open as the pending ones (a restore of a stream that lists none,
@@ -228,8 +236,9 @@ impl Engine {
         let chunk_len = self.transfers.chunk_len();
         let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
         for (index, expires_at) in open {
-            let t = match self.transfers.get(index as usize) {
-                Some(t) => *t,
+            // In memory, or pinned already (left open by the lineage images).
+            let t = match self.in_memory(index) {
+                Some(t) => t,
                 None => {
                     let k = index as usize / chunk_len;
                     if chunk.0 != k {
@@ -285,6 +294,9 @@ impl Engine {
             return Err(format!("transfer {} resolves {}, which is not a stored hold, or pending or finished already", t.id, t.pending_id));
         };
         self.finished.insert(named, index);
+        // Pinned if the lineage images left it open; its record is not needed again.
+        self.cold.unpin(&[named]);
+        self.note_resolution(super::lineage::Resolution { by: index, hold: named, expires_at });
         let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
         let state = Hold { status, expires_at, resolved_at: t.timestamp, resolved_by: index };
         if let Some((stated, _)) = states.stated.remove(&named) {

@@ -385,7 +385,9 @@ fn start_before(
     let snapshots = bursar_wal::list_snapshots(storage).map_err(|e| FeedError::Failed(e.to_string()))?;
     for seq in snapshots.into_iter().filter(|seq| *seq < from) {
         let Ok((header, payload)) = bursar_wal::read_snapshot(storage, seq) else { continue };
-        let Ok(engine) = Engine::restore_from(&payload, bursar_engine::CHUNK_BITS, history.clone()) else { continue };
+        let Ok(mut engine) = Engine::restore_from(&payload, bursar_engine::CHUNK_BITS, history.clone()) else { continue };
+        // A follower writes no lineage images.
+        engine.forget_resolutions();
         if let Ok(reader) = LogReader::after_snapshot(storage, &header) {
             return Ok((engine, reader));
         }

@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bursar_engine::{
-    decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, transfers_digest_sum, BalanceEntry,
-    ChunkImage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, StoredIdIndex, Transfer,
-    BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
+    decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, lineage_bytes, transfers_digest_sum,
+    BalanceEntry, ChunkImage, ChunkLineage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, Resolution,
+    StoredIdIndex, Transfer, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
 use bursar_wal::block::BlockBuffer;
 use bursar_wal::{HistoryStore, IdRuns};
@@ -38,6 +38,10 @@ pub const BALANCES_DIR: &str = "balances";
 pub const IMAGE_CHUNK_BYTES: u64 = image_bytes(1 << bursar_engine::CHUNK_BITS) as u64;
 /// The restore images' store's directory, inside the transfers' store's.
 pub const IMAGES_DIR: &str = "image";
+/// Bytes of one stored lineage image (of a chunk of transfers).
+pub const LINEAGE_CHUNK_BYTES: u64 = lineage_bytes(1 << bursar_engine::CHUNK_BITS) as u64;
+/// The lineage images' store's directory, inside the transfers' store's.
+pub const LINEAGE_DIR: &str = "lineage";
 /// Bytes of one stored chunk of failed ids.
 pub const FAILED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * FAILED_SIZE as u64;
 /// The failed ids' store's directory, inside the transfers' store's.
@@ -65,6 +69,8 @@ pub struct Stores {
     pub balances: Arc<HistoryStore>,
     /// Restore images of the chunks of transfers.
     pub images: Arc<HistoryStore>,
+    /// Lineage images of the chunks of transfers (hold states).
+    pub lineage: Arc<HistoryStore>,
     /// Chunks of failed ids (decided once).
     pub failed: Arc<HistoryStore>,
     /// Chunks of expired holds.
@@ -90,6 +96,7 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
         transfers: open(dir, CHUNK_BYTES)?,
         balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)?,
         images: open(&dir.join(IMAGES_DIR), IMAGE_CHUNK_BYTES)?,
+        lineage: open(&dir.join(LINEAGE_DIR), LINEAGE_CHUNK_BYTES)?,
         failed: open(&dir.join(FAILED_DIR), FAILED_CHUNK_BYTES)?,
         expired: open(&dir.join(EXPIRED_DIR), EXPIRED_CHUNK_BYTES)?,
         ids,
@@ -105,6 +112,9 @@ pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
     let history = RecordHistory::new(chunk_len, StoreReader::new(Arc::clone(&stores.transfers)));
     let images = Arc::clone(&stores.images);
     let stored = move || images.chunks() as usize;
+    let lineage = Arc::clone(&stores.lineage);
+    let lineage_stored = move || lineage.chunks() as usize;
+    let history = history.with_lineage(PlainReader(Arc::clone(&stores.lineage)), lineage_stored);
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
     let history = history.with_expired(PlainReader(Arc::clone(&stores.expired))).with_ids(RunsIndex(Arc::clone(&stores.ids)));
     Arc::new(history.with_images(PlainReader(Arc::clone(&stores.images)), stored))
@@ -267,6 +277,8 @@ pub struct HistoryAttached {
     pub balances: ChunksChecked,
     /// The restore images' store.
     pub images: ChunksChecked,
+    /// The lineage images' store.
+    pub lineage: ChunksChecked,
     /// The failed ids' store.
     pub failed: ChunksChecked,
     /// The expired holds' store.
@@ -280,7 +292,7 @@ pub struct HistoryAttached {
 impl HistoryAttached {
     /// Both stores' counts added up (what `bursar start` reports).
     pub fn total(&self) -> ChunksChecked {
-        let all = [&self.transfers, &self.balances, &self.images, &self.failed, &self.expired];
+        let all = [&self.transfers, &self.balances, &self.images, &self.lineage, &self.failed, &self.expired];
         let sum = |count: fn(&ChunksChecked) -> u64| all.iter().map(|c| count(c)).sum();
         ChunksChecked {
             restored: sum(|c| c.restored),
@@ -292,9 +304,10 @@ impl HistoryAttached {
     }
 }
 
-/// A full chunk on its way to a store (transfers with their links, for the image).
+/// A full chunk on its way to a store (transfers with their links, for the image, and their
+/// captures' resolutions, for the lineage image).
 enum Sealed {
-    Transfers(u64, Arc<Vec<Transfer>>, Vec<[u32; 2]>),
+    Transfers(u64, Arc<Vec<Transfer>>, Vec<[u32; 2]>, Vec<Resolution>),
     Balances(u64, Arc<Vec<BalanceEntry>>),
     Failed(u64, Arc<Vec<FailedTransfer>>),
     Expired(u64, Arc<Vec<ExpiredHold>>),
@@ -373,6 +386,35 @@ fn check_images(store: &HistoryStore, engine: &Engine, history: &Arc<dyn History
         Ok(())
     })?;
     Ok(ChunksChecked { restored: from_images, ..checked })
+}
+
+/// Checks the lineage images' store as [`check_images`] checks the images, from the chunks the
+/// restore did not take hold states from on, with the resolutions the engine noted of their
+/// captures (it notes those it restores from records or replays); then forgets those.
+fn check_lineage(store: &HistoryStore, engine: &mut Engine, history: &Arc<dyn History>, sealed: u64) -> std::io::Result<ChunksChecked> {
+    let from_lineage = engine.chunks_restored_from_lineage() as u64;
+    let mut records = Vec::new();
+    let checked = check_store(store, from_lineage.min(store.chunks()), sealed, |k, out| {
+        let unreadable = |e: String| std::io::Error::other(format!("chunk {k}: {e}"));
+        let chunk = match engine.transfer_chunk(k as usize) {
+            Some(chunk) => chunk.as_slice(),
+            // Evicted: a plain chunk's lineage names nothing (its image, checked above, says
+            // so); another's records are read back (once, after an upgrade).
+            None if history.read_image_links(k as usize).map_err(unreadable)?.is_some_and(|image| image.plain) => {
+                ChunkLineage::plain(engine.transfer_chunk_len()).encode(out);
+                return Ok(());
+            }
+            None => {
+                history.read_chunk(k as usize, &mut records).map_err(unreadable)?;
+                &records
+            }
+        };
+        let first = (k as usize * chunk.len()) as u32;
+        ChunkLineage::of(chunk, first, engine.resolutions_of_chunk(k as usize)).encode(out);
+        Ok(())
+    })?;
+    engine.drop_resolutions_below(sealed as usize);
+    Ok(ChunksChecked { restored: from_lineage, ..checked })
 }
 
 /// Cuts the stored ids' index back to the images it can trust after their check: all of them,
@@ -454,7 +496,7 @@ fn write_chunks(
         priority.adjust(chunks.len(), hurry.load(Ordering::Relaxed));
         // The chunk is encoded and dropped before the write, so its memory is reused sooner.
         let (store, k) = match sealed {
-            Sealed::Transfers(k, chunk, links) => {
+            Sealed::Transfers(k, chunk, links, resolutions) => {
                 encode_aligned(&mut bytes, |out| encode_chunk(&chunk, out));
                 if !append_retrying(&writing.transfers, k, bytes.bytes(), failed, hurry) {
                     return;
@@ -462,6 +504,11 @@ fn write_chunks(
                 let image = ChunkImage::of(&chunk, &links);
                 encode_aligned(&mut bytes, |out| image.encode(out));
                 if !append_retrying(&writing.images, k, bytes.bytes(), failed, hurry) {
+                    return;
+                }
+                let lineage = ChunkLineage::of(&chunk, (k as usize * chunk.len()) as u32, &resolutions);
+                encode_aligned(&mut bytes, |out| lineage.encode(out));
+                if !append_retrying(&writing.lineage, k, bytes.bytes(), failed, hurry) {
                     return;
                 }
                 ids.index_through(writing, k + 1, Some((k, &image.hashes)));
@@ -602,6 +649,7 @@ impl Mover {
             held(engine.balance_chunk(k as usize), encode_balance_chunk, out)
         })?;
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
+        let lineage = check_lineage(&stores.lineage, engine, &history, sealed[0])?;
         let ids = check_ids(&stores, engine, &images)?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
             held(engine.failed_chunk(k as usize), encode_failed_chunk, out)
@@ -629,7 +677,7 @@ impl Mover {
             ids_failing,
         };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances, images, failed: failed_ids, expired, ids }))
+        Ok((mover, HistoryAttached { transfers, balances, images, lineage, failed: failed_ids, expired, ids }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
@@ -638,8 +686,10 @@ impl Mover {
         while self.handed[0] < sealed[0] {
             let chunk = engine.transfer_chunk(self.handed[0] as usize).expect("a chunk not yet stored is in memory").clone();
             let links = engine.transfer_links_of_chunk(self.handed[0] as usize).to_vec();
-            self.send(Sealed::Transfers(self.handed[0], chunk, links));
+            let resolutions = engine.resolutions_of_chunk(self.handed[0] as usize).to_vec();
+            self.send(Sealed::Transfers(self.handed[0], chunk, links, resolutions));
             self.handed[0] += 1;
+            engine.drop_resolutions_below(self.handed[0] as usize);
         }
         while self.handed[1] < sealed[1] {
             let chunk = engine.balance_chunk(self.handed[1] as usize).expect("a chunk not yet stored is in memory").clone();
@@ -657,7 +707,7 @@ impl Mover {
             self.handed[3] += 1;
         }
         // A chunk leaves memory once stored with its image, and its ids once its run is written.
-        engine.evict_chunks_below(self.stores.transfers.chunks().min(self.stores.images.chunks()) as usize);
+        engine.evict_chunks_below(self.stored_chunks_with_images() as usize);
         engine.set_ids_stored(self.stores.ids.chunks() as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
@@ -718,7 +768,7 @@ impl Mover {
     fn waiting(&self, with_ids: bool) -> u64 {
         let s = &self.stores;
         let ids = if with_ids { s.ids.chunks() } else { u64::MAX };
-        let transfers = s.transfers.chunks().min(s.images.chunks()).min(ids);
+        let transfers = self.stored_chunks_with_images().min(ids);
         let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
         stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
     }
@@ -744,6 +794,12 @@ impl Mover {
     /// Chunks of transfers stored durably.
     pub(crate) fn stored_chunks(&self) -> u64 {
         self.stores.transfers.chunks()
+    }
+
+    /// Chunks of transfers stored durably with both their images: those that may leave memory.
+    fn stored_chunks_with_images(&self) -> u64 {
+        let s = &self.stores;
+        s.transfers.chunks().min(s.images.chunks()).min(s.lineage.chunks())
     }
 }
 

@@ -155,7 +155,12 @@ impl<S: Storage> Node<S> {
         let chunk_len = 1 << bursar_engine::CHUNK_BITS;
         let history = store.as_ref().map(|stores| crate::history::file_history(stores, chunk_len));
         // The snapshot handler runs first (at most once), then the entry handler for each batch.
-        let engine = RefCell::new(Engine::new(limits));
+        let mut engine = Engine::new(limits);
+        // The captures replayed from the log go into lineage images once their chunks are full.
+        if store.is_some() {
+            engine.keep_resolutions();
+        }
+        let engine = RefCell::new(engine);
         let mut replayer = Replayer::new();
         // The newest checkpoint replayed (a snapshot sits at one): checkpoints count from there.
         let checkpoint_seq = std::cell::Cell::new(0);

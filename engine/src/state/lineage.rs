@@ -1,0 +1,326 @@
+//! A stored chunk's lineage image: which of its transfers are holds, and which hold each of its
+//! captures and releases finished, so a restart rebuilds the hold states of a chunk of holds
+//! and captures without reading its records.
+//!
+//! Per transfer a u32 ([`ChunkLineage::named`]): [`NAMED_HOLD`] for a hold, the transfer index
+//! of the hold a capture or release finished, or [`NAMED_NONE`]. Per chunk: the sum of the
+//! state digest terms of the holds its captures and releases finished, in the state they
+//! finished them in (each term needs the hold's id and expiry, which the chunk's records do not
+//! all carry), and whether a restore must still read its records: a reversal (kept by its
+//! original's id and amount, which only the record names) or an id of the standing orders'
+//! reserved range. A restore also reads the records of a chunk holding an expired hold (its
+//! digest term needs the hold's expiry). Everything else about a hold a restore needs it has:
+//! a pending hold's record is read back and pinned anyway, the hot state.
+//!
+//! The engine notes each capture and release as it applies it ([`Resolution`]) while the node
+//! keeps lineage images ([`Engine::keep_resolutions`]), and the node takes a chunk's notes when
+//! it hands the chunk to its writer.
+
+use super::digest::hold_term;
+use super::{Engine, Hold, HoldStatus};
+use crate::types::{transfer_flags as tf, Transfer};
+
+/// [`ChunkLineage::named`] of a transfer that is neither a hold, a capture nor a release.
+pub const NAMED_NONE: u32 = u32::MAX;
+/// [`ChunkLineage::named`] of a hold. Transfer indexes are below it (the index space ends at
+/// `FAILED_TAG`).
+pub const NAMED_HOLD: u32 = u32::MAX - 1;
+
+/// A capture or release as applied: its transfer index, its hold's, and the hold's expiry
+/// time (0: none), what its chunk's lineage image needs besides the chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    /// The capture's or release's transfer index.
+    pub by: u32,
+    /// The hold's transfer index.
+    pub hold: u32,
+    /// The hold's expiry time in ns (0: none).
+    pub expires_at: u64,
+}
+
+/// A chunk's lineage image (see the module).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkLineage {
+    /// Per transfer: [`NAMED_HOLD`], the hold a capture or release finished, or [`NAMED_NONE`].
+    pub named: Vec<u32>,
+    /// The state digest terms of the holds the chunk's captures and releases finished, summed.
+    pub finished_sum: u128,
+    /// A restore must read the chunk's records (a reversal, or a reserved id).
+    pub needs_records: bool,
+}
+
+/// Bytes of a stored lineage image of a chunk of `chunk_len` transfers: each transfer's named
+/// index (u32), then the sum (u128) and the records flag (u8), zeros to a whole number of 4 KiB
+/// pages.
+pub const fn lineage_bytes(chunk_len: usize) -> usize {
+    (chunk_len * 4 + 17).next_multiple_of(4096)
+}
+
+impl ChunkLineage {
+    /// The lineage of `chunk`, whose first transfer is at index `first`, from the resolutions of
+    /// its captures and releases, in order (one for each: asserted).
+    pub fn of(chunk: &[Transfer], first: u32, resolutions: &[Resolution]) -> ChunkLineage {
+        let mut lineage = ChunkLineage::plain(chunk.len());
+        let mut next = resolutions.iter();
+        for (i, t) in chunk.iter().enumerate() {
+            lineage.needs_records |= t.flags & tf::REVERSE != 0 || crate::is_reserved_id(t.id);
+            if t.flags & tf::PENDING != 0 {
+                lineage.named[i] = NAMED_HOLD;
+            } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
+                let by = first + i as u32;
+                let r = next.next().filter(|r| r.by == by).unwrap_or_else(|| panic!("no resolution noted for transfer {by}"));
+                lineage.named[i] = r.hold;
+                let status = if t.flags & tf::POST_PENDING != 0 { HoldStatus::Posted } else { HoldStatus::Voided };
+                let hold = Hold { status, expires_at: r.expires_at, resolved_at: t.timestamp, resolved_by: by };
+                lineage.finished_sum = lineage.finished_sum.wrapping_add(hold_term(t.pending_id, &hold));
+            }
+        }
+        assert!(next.next().is_none(), "a resolution noted for a transfer that is no capture or release");
+        lineage
+    }
+
+    /// The lineage of a plain chunk of `chunk_len` ([`crate::ChunkImage::plain`]): it names nothing.
+    pub fn plain(chunk_len: usize) -> ChunkLineage {
+        ChunkLineage { named: vec![NAMED_NONE; chunk_len], finished_sum: 0, needs_records: false }
+    }
+
+    /// The image as stored ([`lineage_bytes`] of its length), appended to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.named.iter().for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
+        out.extend_from_slice(&self.finished_sum.to_le_bytes());
+        out.push(u8::from(self.needs_records));
+        out.resize(start + lineage_bytes(self.named.len()), 0);
+    }
+
+    /// A lineage image of a chunk of `chunk_len` from its stored bytes; what is wrong, if anything.
+    pub fn decode(bytes: &[u8], chunk_len: usize) -> Result<ChunkLineage, String> {
+        if bytes.len() != lineage_bytes(chunk_len) {
+            return Err(format!("a lineage image of {} bytes, not {}", bytes.len(), lineage_bytes(chunk_len)));
+        }
+        let (named, rest) = bytes.split_at(chunk_len * 4);
+        let needs_records = match rest[16] {
+            0 => false,
+            1 => true,
+            flag => return Err(format!("a lineage image's records flag is {flag}")),
+        };
+        if rest[17..].iter().any(|&b| b != 0) {
+            return Err("a lineage image's padding is not zero".into());
+        }
+        Ok(ChunkLineage {
+            named: named.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect(),
+            finished_sum: u128::from_le_bytes(rest[..16].try_into().expect("16 bytes")),
+            needs_records,
+        })
+    }
+}
+
+impl Engine {
+    /// Notes every capture and release applied from now on ([`Resolution`]) until the node takes
+    /// them ([`Engine::drop_resolutions_below`]): what a node writing lineage images calls
+    /// before it recovers (a restore notes those of the chunks it reads records of).
+    pub fn keep_resolutions(&mut self) {
+        self.cold.resolutions.get_or_insert_with(Vec::new);
+    }
+
+    /// Stops noting captures and releases, and forgets those noted: a reader that writes no
+    /// lineage images (a change feed, an audit) after a restore.
+    pub fn forget_resolutions(&mut self) {
+        self.cold.resolutions = None;
+    }
+
+    /// The resolutions noted of full chunk `k`'s captures and releases, in order.
+    pub fn resolutions_of_chunk(&self, k: usize) -> &[Resolution] {
+        let Some(noted) = &self.cold.resolutions else { return &[] };
+        let len = self.transfers.chunk_len();
+        let (start, end) = ((k * len) as u32, ((k + 1) * len) as u32);
+        &noted[noted.partition_point(|r| r.by < start)..noted.partition_point(|r| r.by < end)]
+    }
+
+    /// Forgets the resolutions of the chunks below `k` (their lineage images are written).
+    pub fn drop_resolutions_below(&mut self, k: usize) {
+        let end = (k * self.transfers.chunk_len()) as u32;
+        if let Some(noted) = &mut self.cold.resolutions {
+            let below = noted.partition_point(|r| r.by < end);
+            noted.drain(..below);
+        }
+    }
+
+    /// Stored chunks the restore took hold states from their lineage images (all it restored,
+    /// or none).
+    pub fn chunks_restored_from_lineage(&self) -> usize {
+        self.cold.restored_from_lineage
+    }
+
+    /// Notes a capture or release just applied or restored, if noting.
+    pub(crate) fn note_resolution(&mut self, resolution: Resolution) {
+        if let Some(noted) = &mut self.cold.resolutions {
+            debug_assert!(noted.last().is_none_or(|last| last.by < resolution.by), "noted in index order");
+            noted.push(resolution);
+        }
+    }
+
+    /// Takes back the note of capture or release `by` (a failed chain's undo), if noting.
+    pub(crate) fn take_back_resolution(&mut self, by: u32) {
+        if let Some(noted) = &mut self.cold.resolutions {
+            let last = noted.pop().expect("undo: a noted resolution");
+            assert_eq!(last.by, by, "undo takes back the newest resolution");
+        }
+    }
+}
+
+/// The holds of chunks restored from lineage images still open, one bit per transfer index:
+/// 1 bit a transfer, where a map of open holds by id took 40 bytes a hold.
+#[derive(Debug, Default)]
+pub(crate) struct OpenHolds(Vec<u64>);
+
+impl OpenHolds {
+    fn open(&mut self, index: u32) {
+        let word = index as usize / 64;
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (index % 64);
+    }
+
+    /// Finishes the hold at `index`: whether it was open.
+    fn finish(&mut self, index: u32) -> bool {
+        let bit = 1u64 << (index % 64);
+        match self.0.get_mut(index as usize / 64) {
+            Some(word) if *word & bit != 0 => {
+                *word &= !bit;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as u32))
+    }
+}
+
+impl Engine {
+    /// Restores the hold states and lineage of stored chunk `k`, just restored from its image,
+    /// from its lineage image: a hold is left open in `open` (or found expired, its records
+    /// read), a capture or release finishes the open hold it names. The chunk's records are in
+    /// memory only if the restore read them (a reversal, a reserved id, an expired hold); then
+    /// they must agree with the image, and reversals and expired holds are restored from them.
+    pub(crate) fn restore_lineage(
+        &mut self,
+        k: usize,
+        lineage: &ChunkLineage,
+        open: &mut OpenHolds,
+        states: &mut super::reversals::StatedHolds,
+    ) -> Result<(), String> {
+        let len = self.transfers.chunk_len();
+        if lineage.named.len() != len {
+            return Err(format!("chunk {k}'s lineage image does not fit a chunk of {len}"));
+        }
+        let first = (k * len) as u32;
+        let disagrees = |index: u32| format!("transfer {index} is not what its chunk's lineage image says");
+        let resolving = tf::POST_PENDING | tf::VOID_PENDING;
+        for (i, &named) in lineage.named.iter().enumerate() {
+            let index = first + i as u32;
+            let record = self.transfers.get(index as usize).copied();
+            match named {
+                NAMED_NONE => match record {
+                    Some(t) if t.flags & (tf::PENDING | resolving) != 0 => return Err(disagrees(index)),
+                    Some(t) if t.flags & tf::REVERSE != 0 => self.restore_reversal(index, &t)?,
+                    _ => {}
+                },
+                NAMED_HOLD => match record {
+                    Some(t) if t.flags & tf::PENDING == 0 => return Err(disagrees(index)),
+                    Some(t) if !self.restore_hold_state(index, &t, states)? => {}
+                    _ => open.open(index),
+                },
+                hold => {
+                    if record.is_some_and(|t| t.flags & resolving == 0) {
+                        return Err(disagrees(index));
+                    }
+                    if hold >= index || !open.finish(hold) {
+                        return Err(format!("transfer {index} finishes transfer {hold}, which is not an open hold before it"));
+                    }
+                    self.finished.insert(hold, index);
+                }
+            }
+        }
+        self.digest.add_finished_sum(lineage.finished_sum);
+        Ok(())
+    }
+
+    /// Once the stored chunks are restored from lineage images: the holds they left open, read
+    /// back a chunk at a time and pinned, kept in `states` by id as a restore from records
+    /// keeps them, for the captures the stream's transfers hold; those still open at the end are
+    /// the pending ones.
+    pub(crate) fn keep_lineage_open(&mut self, open: &OpenHolds, states: &mut super::reversals::StatedHolds) -> Result<(), String> {
+        let chunk_len = self.transfers.chunk_len();
+        let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
+        for index in open.indexes() {
+            let t = match self.in_memory(index) {
+                Some(t) => t,
+                None => {
+                    let k = index as usize / chunk_len;
+                    if chunk.0 != k {
+                        self.history().read_chunk(k, &mut chunk.1).map_err(|e| format!("chunk {k}: {e}"))?;
+                        chunk.0 = k;
+                    }
+                    let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
+                    self.cold.pin(index, t);
+                    t
+                }
+            };
+            if t.flags & tf::PENDING == 0 || t.timestamp.checked_add(u64::from(t.timeout) * crate::limits::NS_PER_S).is_none() {
+                return Err(format!("transfer {index} is left open by its chunk's lineage image but is no hold"));
+            }
+            states.open.insert(t.id, (index, super::holds::hold_expiry(&t)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lineage_image_round_trips_its_bytes_and_damage_is_named() {
+        let lineage = ChunkLineage { named: vec![NAMED_HOLD, NAMED_NONE, 0], finished_sum: u128::MAX - 9, needs_records: true };
+        let mut bytes = Vec::new();
+        lineage.encode(&mut bytes);
+        assert_eq!(bytes.len(), 4096);
+        assert_eq!(ChunkLineage::decode(&bytes, 3), Ok(lineage));
+        assert!(ChunkLineage::decode(&bytes, 1100).unwrap_err().contains("bytes"), "another chunk length");
+        let mut flag = bytes.clone();
+        flag[3 * 4 + 16] = 2;
+        assert!(ChunkLineage::decode(&flag, 3).unwrap_err().contains("records flag"));
+        let mut padding = bytes;
+        padding[4095] = 1;
+        assert!(ChunkLineage::decode(&padding, 3).unwrap_err().contains("padding"));
+        assert_eq!(lineage_bytes(1 << crate::CHUNK_BITS), 33 * 4096);
+    }
+
+    /// A chunk's lineage names its holds and what each capture and release finished, sums the
+    /// finished holds' terms as the digest does, and asks for the records of a reversal.
+    #[test]
+    fn a_chunk_names_its_holds_and_what_finished_them() {
+        use crate::test_support::{capture, engine_with_accounts, execute_ok, hold, release, transfer};
+        let mut engine = engine_with_accounts(1..=2);
+        engine.keep_resolutions();
+        execute_ok(&mut engine, 10, &[hold(7, 0), hold(8, 60), transfer(9, 1, 2, 1)]);
+        execute_ok(&mut engine, 20, &[capture(10, 7, 0), release(11, 8)]);
+        let chunk: Vec<Transfer> = engine.all_transfers().collect();
+        let lineage = ChunkLineage::of(&chunk, 0, engine.resolutions_of_chunk(0));
+        assert_eq!(lineage.named, [NAMED_HOLD, NAMED_HOLD, NAMED_NONE, 0, 1]);
+        assert!(!lineage.needs_records);
+        // The finished holds' terms, as the digest has them.
+        let term = |id: u128| hold_term(id, &engine.hold(id).expect("a hold"));
+        assert_eq!(engine.hold(8).map(|h| (h.status, h.expires_at > 0)), Some((HoldStatus::Voided, true)));
+        assert_eq!(lineage.finished_sum, term(7).wrapping_add(term(8)));
+        // Forgotten once its lineage image is written.
+        engine.drop_resolutions_below(1);
+        assert!(engine.resolutions_of_chunk(0).is_empty());
+        let reversal = Transfer { flags: tf::REVERSE, ..chunk[2] };
+        assert!(ChunkLineage::of(&[reversal], 0, &[]).needs_records);
+    }
+}
