@@ -26,6 +26,10 @@ pub const NAMED_NONE: u32 = u32::MAX;
 /// `FAILED_TAG`).
 pub const NAMED_HOLD: u32 = u32::MAX - 1;
 
+/// Capacity of the noted resolutions above which forgetting most of them gives the memory back:
+/// two full chunks of captures, what a running node holds at most, fit below it.
+const RESOLUTIONS_KEPT_MAX: usize = 1 << 17;
+
 /// A capture or release as applied: its transfer index, its hold's, and the hold's expiry
 /// time (0: none), what its chunk's lineage image needs besides the chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +147,10 @@ impl Engine {
         if let Some(noted) = &mut self.cold.resolutions {
             let below = noted.partition_point(|r| r.by < end);
             noted.drain(..below);
+            // A restore from records notes every capture it restores: that memory goes back.
+            if noted.capacity() > RESOLUTIONS_KEPT_MAX && noted.len() < noted.capacity() / 4 {
+                noted.shrink_to_fit();
+            }
         }
     }
 
