@@ -1894,8 +1894,13 @@ mod version_tests {
         let mut view = SnapshotView::default();
         engine.slim_snapshot_view_into(&mut view);
         kept.6.store(0, std::sync::atomic::Ordering::Relaxed);
+        kept.3.store(0, std::sync::atomic::Ordering::Relaxed);
         let restored = Engine::restore_from(&view.bytes(), 3, Some(Arc::clone(&kept) as Arc<dyn History>)).expect("restores");
         assert_eq!(kept.6.load(std::sync::atomic::Ordering::Relaxed), 0, "no record read back one by one");
+        // A chunk of eight refunds lists more than its lineage image's table holds: its records are read.
+        let listed = kept.7.lock().expect("lock").iter().take(engine.evicted_chunks()).filter(|l| !l.needs_records).count();
+        assert_eq!(kept.3.load(std::sync::atomic::Ordering::Relaxed), engine.evicted_chunks() - listed, "chunks read whole");
+        assert!(listed >= 5 && listed < engine.evicted_chunks(), "{listed} chunks from their lineage images alone");
         assert_eq!(restored.snapshot_bytes(), engine.snapshot_bytes());
         restored.check_invariants().expect("invariants");
         for t in 1..=40u128 {

@@ -335,6 +335,9 @@ fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) 
     for why in &attached.ids.1 {
         eprintln!("bursar: the stored ids' index dropped {why}; rebuilding it from the images");
     }
+    if let Some(why) = &attached.lineage_dropped {
+        eprintln!("bursar: the lineage images' store was unusable ({why}); it was emptied and written again from the records");
+    }
     let attached = attached.total();
     if attached.repaired + attached.dropped > 0 {
         eprintln!(

@@ -141,7 +141,7 @@ impl HistoryStore {
             Ok(()) => header_problem(&head, self.chunk_bytes),
         };
         if let Some(why) = why {
-            let what = format!("{}: {why}; the history store is refused and left as it is", self.dir.join(HISTORY_SUMS_FILE).display());
+            let what = format!("{}: {why}", self.dir.join(HISTORY_SUMS_FILE).display());
             return Err(io::Error::new(io::ErrorKind::InvalidData, what));
         }
         let sums_per_chunk = self.sums_per_chunk() as u64;

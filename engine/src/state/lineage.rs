@@ -1,16 +1,17 @@
-//! A stored chunk's lineage image: which of its transfers are holds, and which hold each of its
-//! captures and releases finished, so a restart rebuilds the hold states of a chunk of holds
-//! and captures without reading its records.
+//! A stored chunk's lineage image: which of its transfers are holds, which hold each of its
+//! captures and releases finished, and what each of its reversals reversed, so a restart
+//! rebuilds the hold states and reversals of a chunk without reading its records.
 //!
 //! Per transfer a u32 ([`ChunkLineage::named`]): [`NAMED_HOLD`] for a hold, the transfer index
-//! of the hold a capture or release finished, or [`NAMED_NONE`]. Per chunk: the sum of the
-//! state digest terms of the holds its captures and releases finished, in the state they
-//! finished them in (each term needs the hold's id and expiry, which the chunk's records do not
-//! all carry), and whether a restore must still read its records: a reversal (kept by its
-//! original's id and amount, which only the record names) or an id of the standing orders'
-//! reserved range. A restore also reads the records of a chunk holding an expired hold (its
-//! digest term needs the hold's expiry). Everything else about a hold a restore needs it has:
-//! a pending hold's record is read back and pinned anyway, the hot state.
+//! of the hold a capture or release finished, [`NAMED_REVERSAL`] for a reversal, or
+//! [`NAMED_NONE`]. Per chunk: its reversals' originals' ids and amounts, in order (up to
+//! [`reversals_max`]); the sum of the state digest terms of the holds its captures and releases
+//! finished, in the state they finished them in (each term needs the hold's id and expiry, which
+//! the chunk's records do not all carry); and whether a restore must still read its records:
+//! more reversals than the table holds, or an id of the standing orders' reserved range (kept by
+//! exact id). A restore also reads the records of a chunk holding an expired hold (its digest
+//! term needs the hold's expiry). Everything else about a hold a restore needs it has: a pending
+//! hold's record is read back and pinned anyway, the hot state.
 //!
 //! The engine notes each capture and release as it applies it ([`Resolution`]) while the node
 //! keeps lineage images ([`Engine::keep_resolutions`]), and the node takes a chunk's notes when
@@ -20,15 +21,32 @@ use super::digest::hold_term;
 use super::{Engine, Hold, HoldStatus};
 use crate::types::{transfer_flags as tf, Transfer};
 
-/// [`ChunkLineage::named`] of a transfer that is neither a hold, a capture nor a release.
+/// [`ChunkLineage::named`] of a transfer that is neither a hold, a capture, a release nor a
+/// reversal.
 pub const NAMED_NONE: u32 = u32::MAX;
 /// [`ChunkLineage::named`] of a hold. Transfer indexes are below it (the index space ends at
 /// `FAILED_TAG`).
 pub const NAMED_HOLD: u32 = u32::MAX - 1;
+/// [`ChunkLineage::named`] of a reversal (its original's id and amount in the chunk's table).
+pub const NAMED_REVERSAL: u32 = u32::MAX - 2;
 
 /// Capacity of the noted resolutions above which forgetting most of them gives the memory back:
 /// two full chunks of captures, what a running node holds at most, fit below it.
 const RESOLUTIONS_KEPT_MAX: usize = 1 << 17;
+
+/// Bytes of a reversal's entry in the table: its original's id and its amount (u128 each).
+const REVERSAL_ENTRY_BYTES: usize = 32;
+
+/// Reversals a lineage image of a chunk of `chunk_len` lists: one transfer in 16 (2 048 of
+/// 32 768, 64 KiB), at least 2. A chunk with more is restored from its records.
+pub const fn reversals_max(chunk_len: usize) -> usize {
+    let max = chunk_len / 16;
+    if max < 2 {
+        2
+    } else {
+        max
+    }
+}
 
 /// A capture or release as applied: its transfer index, its hold's, and the hold's expiry
 /// time (0: none), what its chunk's lineage image needs besides the chunk.
@@ -45,19 +63,23 @@ pub struct Resolution {
 /// A chunk's lineage image (see the module).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkLineage {
-    /// Per transfer: [`NAMED_HOLD`], the hold a capture or release finished, or [`NAMED_NONE`].
+    /// Per transfer: [`NAMED_HOLD`], the hold a capture or release finished, [`NAMED_REVERSAL`]
+    /// or [`NAMED_NONE`].
     pub named: Vec<u32>,
+    /// Each reversal's original's id and amount, in order; empty if they are more than
+    /// [`reversals_max`] (the records are read then).
+    pub reversals: Vec<(u128, u128)>,
     /// The state digest terms of the holds the chunk's captures and releases finished, summed.
     pub finished_sum: u128,
-    /// A restore must read the chunk's records (a reversal, or a reserved id).
+    /// A restore must read the chunk's records (too many reversals, or a reserved id).
     pub needs_records: bool,
 }
 
 /// Bytes of a stored lineage image of a chunk of `chunk_len` transfers: each transfer's named
-/// index (u32), then the sum (u128) and the records flag (u8), zeros to a whole number of 4 KiB
-/// pages.
+/// index (u32), the reversals' table ([`reversals_max`] entries of 32 bytes), then the sum
+/// (u128) and the records flag (u8), zeros to a whole number of 4 KiB pages.
 pub const fn lineage_bytes(chunk_len: usize) -> usize {
-    (chunk_len * 4 + 17).next_multiple_of(4096)
+    (chunk_len * 4 + reversals_max(chunk_len) * REVERSAL_ENTRY_BYTES + 17).next_multiple_of(4096)
 }
 
 impl ChunkLineage {
@@ -67,9 +89,12 @@ impl ChunkLineage {
         let mut lineage = ChunkLineage::plain(chunk.len());
         let mut next = resolutions.iter();
         for (i, t) in chunk.iter().enumerate() {
-            lineage.needs_records |= t.flags & tf::REVERSE != 0 || crate::is_reserved_id(t.id);
+            lineage.needs_records |= crate::is_reserved_id(t.id);
             if t.flags & tf::PENDING != 0 {
                 lineage.named[i] = NAMED_HOLD;
+            } else if t.flags & tf::REVERSE != 0 {
+                lineage.named[i] = NAMED_REVERSAL;
+                lineage.reversals.push((t.pending_id, t.amount));
             } else if t.flags & (tf::POST_PENDING | tf::VOID_PENDING) != 0 {
                 let by = first + i as u32;
                 let r = next.next().filter(|r| r.by == by).unwrap_or_else(|| panic!("no resolution noted for transfer {by}"));
@@ -80,21 +105,32 @@ impl ChunkLineage {
             }
         }
         assert!(next.next().is_none(), "a resolution noted for a transfer that is no capture or release");
+        if lineage.reversals.len() > reversals_max(chunk.len()) {
+            lineage.reversals.clear();
+            lineage.needs_records = true;
+        }
         lineage
     }
 
     /// The lineage of a plain chunk of `chunk_len` ([`crate::ChunkImage::plain`]): it names nothing.
     pub fn plain(chunk_len: usize) -> ChunkLineage {
-        ChunkLineage { named: vec![NAMED_NONE; chunk_len], finished_sum: 0, needs_records: false }
+        ChunkLineage { named: vec![NAMED_NONE; chunk_len], reversals: Vec::new(), finished_sum: 0, needs_records: false }
     }
 
     /// The image as stored ([`lineage_bytes`] of its length), appended to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
+        let len = self.named.len();
+        assert!(self.reversals.len() <= reversals_max(len), "the reversals' table holds them");
         self.named.iter().for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
+        for (original, amount) in &self.reversals {
+            out.extend_from_slice(&original.to_le_bytes());
+            out.extend_from_slice(&amount.to_le_bytes());
+        }
+        out.resize(start + len * 4 + reversals_max(len) * REVERSAL_ENTRY_BYTES, 0);
         out.extend_from_slice(&self.finished_sum.to_le_bytes());
         out.push(u8::from(self.needs_records));
-        out.resize(start + lineage_bytes(self.named.len()), 0);
+        out.resize(start + lineage_bytes(len), 0);
     }
 
     /// A lineage image of a chunk of `chunk_len` from its stored bytes; what is wrong, if anything.
@@ -103,17 +139,28 @@ impl ChunkLineage {
             return Err(format!("a lineage image of {} bytes, not {}", bytes.len(), lineage_bytes(chunk_len)));
         }
         let (named, rest) = bytes.split_at(chunk_len * 4);
+        let named: Vec<u32> = named.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let (table, rest) = rest.split_at(reversals_max(chunk_len) * REVERSAL_ENTRY_BYTES);
         let needs_records = match rest[16] {
             0 => false,
             1 => true,
             flag => return Err(format!("a lineage image's records flag is {flag}")),
         };
-        if rest[17..].iter().any(|&b| b != 0) {
+        // The table lists every reversal the chunk names, or none if they do not fit.
+        let named_reversals = named.iter().filter(|&&n| n == NAMED_REVERSAL).count();
+        let listed = if named_reversals <= reversals_max(chunk_len) { named_reversals } else { 0 };
+        if listed == 0 && named_reversals > 0 && !needs_records {
+            return Err(format!("a lineage image names {named_reversals} reversals, more than its table holds, and needs no records"));
+        }
+        let u128_at = |b: &[u8]| u128::from_le_bytes(b.try_into().expect("16 bytes"));
+        let (entries, unused) = table.split_at(listed * REVERSAL_ENTRY_BYTES);
+        if unused.iter().chain(&rest[17..]).any(|&b| b != 0) {
             return Err("a lineage image's padding is not zero".into());
         }
         Ok(ChunkLineage {
-            named: named.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect(),
-            finished_sum: u128::from_le_bytes(rest[..16].try_into().expect("16 bytes")),
+            named,
+            reversals: entries.chunks_exact(REVERSAL_ENTRY_BYTES).map(|e| (u128_at(&e[..16]), u128_at(&e[16..]))).collect(),
+            finished_sum: u128_at(&rest[..16]),
             needs_records,
         })
     }
@@ -228,15 +275,28 @@ impl Engine {
         let first = (k * len) as u32;
         let disagrees = |index: u32| format!("transfer {index} is not what its chunk's lineage image says");
         let resolving = tf::POST_PENDING | tf::VOID_PENDING;
+        let mut reversals = lineage.reversals.iter();
         for (i, &named) in lineage.named.iter().enumerate() {
             let index = first + i as u32;
             let record = self.transfers.get(index as usize).copied();
             match named {
-                NAMED_NONE => match record {
-                    Some(t) if t.flags & (tf::PENDING | resolving) != 0 => return Err(disagrees(index)),
-                    Some(t) if t.flags & tf::REVERSE != 0 => self.restore_reversal(index, &t)?,
-                    _ => {}
-                },
+                NAMED_NONE if record.is_some_and(|t| t.flags & (tf::PENDING | resolving | tf::REVERSE) != 0) => {
+                    return Err(disagrees(index))
+                }
+                NAMED_NONE => {}
+                NAMED_REVERSAL => {
+                    let listed = reversals.next();
+                    match (record, listed) {
+                        (Some(t), _) if t.flags & tf::REVERSE == 0 || listed.is_some_and(|&l| l != (t.pending_id, t.amount)) => {
+                            return Err(disagrees(index))
+                        }
+                        (Some(t), _) => self.restore_reversal(index, &t)?,
+                        (None, Some(&(original, amount))) => {
+                            self.add_reversal(original, index, amount)?;
+                        }
+                        (None, None) => return Err(format!("chunk {k}'s lineage image lists fewer reversals than it names")),
+                    }
+                }
                 NAMED_HOLD => match record {
                     Some(t) if t.flags & tf::PENDING == 0 => return Err(disagrees(index)),
                     Some(t) if !self.restore_hold_state(index, &t, states)? => {}
@@ -293,23 +353,40 @@ mod tests {
 
     #[test]
     fn a_lineage_image_round_trips_its_bytes_and_damage_is_named() {
-        let lineage = ChunkLineage { named: vec![NAMED_HOLD, NAMED_NONE, 0], finished_sum: u128::MAX - 9, needs_records: true };
+        let lineage = ChunkLineage {
+            named: vec![NAMED_HOLD, NAMED_NONE, 0, NAMED_REVERSAL],
+            reversals: vec![(u128::MAX - 1, 7)],
+            finished_sum: u128::MAX - 9,
+            needs_records: true,
+        };
         let mut bytes = Vec::new();
         lineage.encode(&mut bytes);
         assert_eq!(bytes.len(), 4096);
-        assert_eq!(ChunkLineage::decode(&bytes, 3), Ok(lineage));
+        assert_eq!(ChunkLineage::decode(&bytes, 4), Ok(lineage.clone()));
         assert!(ChunkLineage::decode(&bytes, 1100).unwrap_err().contains("bytes"), "another chunk length");
+        let tail = 4 * 4 + 2 * REVERSAL_ENTRY_BYTES;
         let mut flag = bytes.clone();
-        flag[3 * 4 + 16] = 2;
-        assert!(ChunkLineage::decode(&flag, 3).unwrap_err().contains("records flag"));
-        let mut padding = bytes;
+        flag[tail + 16] = 2;
+        assert!(ChunkLineage::decode(&flag, 4).unwrap_err().contains("records flag"));
+        let mut padding = bytes.clone();
         padding[4095] = 1;
-        assert!(ChunkLineage::decode(&padding, 3).unwrap_err().contains("padding"));
-        assert_eq!(lineage_bytes(1 << crate::CHUNK_BITS), 33 * 4096);
+        assert!(ChunkLineage::decode(&padding, 4).unwrap_err().contains("padding"));
+        // An entry past the reversals the chunk names is damage too.
+        let mut unlisted = bytes.clone();
+        unlisted[4 * 4 + REVERSAL_ENTRY_BYTES] = 1;
+        assert!(ChunkLineage::decode(&unlisted, 4).unwrap_err().contains("padding"));
+        // More reversals than the table holds: none listed, and the records are read.
+        let many = ChunkLineage { named: vec![NAMED_REVERSAL; 4], reversals: Vec::new(), finished_sum: 0, needs_records: true };
+        let mut bytes = Vec::new();
+        many.encode(&mut bytes);
+        assert_eq!(ChunkLineage::decode(&bytes, 4), Ok(many));
+        bytes[tail + 16] = 0;
+        assert!(ChunkLineage::decode(&bytes, 4).unwrap_err().contains("more than its table holds"));
+        assert_eq!((reversals_max(1 << crate::CHUNK_BITS), lineage_bytes(1 << crate::CHUNK_BITS)), (2_048, 49 * 4096));
     }
 
     /// A chunk's lineage names its holds and what each capture and release finished, sums the
-    /// finished holds' terms as the digest does, and asks for the records of a reversal.
+    /// finished holds' terms as the digest does, and lists its reversals while they fit.
     #[test]
     fn a_chunk_names_its_holds_and_what_finished_them() {
         use crate::test_support::{capture, engine_with_accounts, execute_ok, hold, release, transfer};
@@ -328,7 +405,11 @@ mod tests {
         // Forgotten once its lineage image is written.
         engine.drop_resolutions_below(1);
         assert!(engine.resolutions_of_chunk(0).is_empty());
-        let reversal = Transfer { flags: tf::REVERSE, ..chunk[2] };
-        assert!(ChunkLineage::of(&[reversal], 0, &[]).needs_records);
+        // A reversal is listed with its original and amount, up to the table's room.
+        let reversal = Transfer { flags: tf::REVERSE, pending_id: 9, amount: 1, ..chunk[2] };
+        let listed = ChunkLineage::of(&[reversal, reversal], 0, &[]);
+        assert_eq!((listed.named, listed.reversals, listed.needs_records), (vec![NAMED_REVERSAL; 2], vec![(9, 1); 2], false));
+        let over = ChunkLineage::of(&[reversal; 3], 0, &[]);
+        assert_eq!((over.reversals.len(), over.needs_records), (0, true));
     }
 }

@@ -79,7 +79,7 @@ impl Engine {
 
     /// Counts `reversal`, of `amount`, as the newest reversal of the transfer of id `original`;
     /// returns the reversal newest before it ([`NONE`] if none).
-    fn add_reversal(&mut self, original: u128, reversal: u32, amount: u128) -> Result<u32, &'static str> {
+    pub(crate) fn add_reversal(&mut self, original: u128, reversal: u32, amount: u128) -> Result<u32, &'static str> {
         use std::collections::hash_map::Entry;
         match self.reversals.entry(original) {
             Entry::Vacant(vacant) => {

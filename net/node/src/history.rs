@@ -79,6 +79,9 @@ pub struct Stores {
     pub ids: Arc<IdRuns>,
     /// Runs of `ids` its open found unusable and deleted, and why (rebuilt from the images).
     pub ids_dropped: Vec<String>,
+    /// Why the lineage images' store was unusable at open (another layout, a damaged header),
+    /// if it was: it was emptied, and the start writes every chunk's image again.
+    pub lineage_dropped: Option<String>,
 }
 
 /// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
@@ -86,22 +89,45 @@ pub struct Stores {
 /// benchmark server hand to [`crate::Node::open_with_history`].
 pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
     let open = |dir: &std::path::Path, chunk_bytes| {
-        let store =
-            HistoryStore::open(dir, chunk_bytes).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display())));
+        let store = HistoryStore::open(dir, chunk_bytes).map_err(|e| {
+            // Refused stores may hold the only copy of old transfers: nothing in them is changed.
+            let refused = if e.kind() == std::io::ErrorKind::InvalidData { "; the history store is refused and left as it is" } else { "" };
+            std::io::Error::new(e.kind(), format!("opening {}: {e}{refused}", dir.display()))
+        });
         store.map(Arc::new)
     };
+    let (lineage, lineage_dropped) = open_derived(&dir.join(LINEAGE_DIR), LINEAGE_CHUNK_BYTES)?;
     let ids_dir = dir.join(IDS_DIR);
     let (ids, opened) = IdRuns::open(&ids_dir).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", ids_dir.display())))?;
     Ok(Stores {
         transfers: open(dir, CHUNK_BYTES)?,
         balances: open(&dir.join(BALANCES_DIR), BALANCE_CHUNK_BYTES)?,
         images: open(&dir.join(IMAGES_DIR), IMAGE_CHUNK_BYTES)?,
-        lineage: open(&dir.join(LINEAGE_DIR), LINEAGE_CHUNK_BYTES)?,
+        lineage,
         failed: open(&dir.join(FAILED_DIR), FAILED_CHUNK_BYTES)?,
         expired: open(&dir.join(EXPIRED_DIR), EXPIRED_CHUNK_BYTES)?,
         ids,
         ids_dropped: opened.dropped,
+        lineage_dropped,
     })
+}
+
+/// Opens (or creates) a store in `dir` whose chunks are derived from others (the lineage
+/// images): one the open refuses as unusable (`InvalidData`: another layout, a damaged header)
+/// is emptied and created again, and why is returned; its chunks are written again at start.
+fn open_derived(dir: &std::path::Path, chunk_bytes: u64) -> std::io::Result<(Arc<HistoryStore>, Option<String>)> {
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("opening {}: {e}", dir.display()));
+    match HistoryStore::open(dir, chunk_bytes) {
+        Ok(store) => Ok((Arc::new(store), None)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            for file in [bursar_wal::history::HISTORY_DATA_FILE, bursar_wal::history::HISTORY_SUMS_FILE] {
+                std::fs::remove_file(dir.join(file)).map_err(named)?;
+            }
+            let store = HistoryStore::open(dir, chunk_bytes).map_err(named)?;
+            Ok((Arc::new(store), Some(e.to_string())))
+        }
+        Err(e) => Err(named(e)),
+    }
 }
 
 /// Reads evicted transfers back from `stores.transfers` (chunks of `chunk_len`): record `i` is the
@@ -279,6 +305,8 @@ pub struct HistoryAttached {
     pub images: ChunksChecked,
     /// The lineage images' store.
     pub lineage: ChunksChecked,
+    /// Why the lineage images' store was emptied at open, if it was ([`Stores::lineage_dropped`]).
+    pub lineage_dropped: Option<String>,
     /// The failed ids' store.
     pub failed: ChunksChecked,
     /// The expired holds' store.
@@ -650,6 +678,7 @@ impl Mover {
         })?;
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
         let lineage = check_lineage(&stores.lineage, engine, &history, sealed[0])?;
+        let lineage_dropped = stores.lineage_dropped.clone();
         let ids = check_ids(&stores, engine, &images)?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
             held(engine.failed_chunk(k as usize), encode_failed_chunk, out)
@@ -677,7 +706,7 @@ impl Mover {
             ids_failing,
         };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances, images, lineage, failed: failed_ids, expired, ids }))
+        Ok((mover, HistoryAttached { transfers, balances, images, lineage, lineage_dropped, failed: failed_ids, expired, ids }))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
