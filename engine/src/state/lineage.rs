@@ -117,6 +117,14 @@ impl ChunkLineage {
         ChunkLineage { named: vec![NAMED_NONE; chunk_len], reversals: Vec::new(), finished_sum: 0, needs_records: false }
     }
 
+    /// The image of a plain chunk of `chunk_len` as stored, appended to `out`: what
+    /// [`ChunkLineage::plain`] encodes, written at once (the writer's, for every plain chunk).
+    pub fn encode_plain(chunk_len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + chunk_len * 4, 0xFF);
+        out.resize(start + lineage_bytes(chunk_len), 0);
+    }
+
     /// The image as stored ([`lineage_bytes`] of its length), appended to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
@@ -362,6 +370,10 @@ mod tests {
         let mut bytes = Vec::new();
         lineage.encode(&mut bytes);
         assert_eq!(bytes.len(), 4096);
+        let (mut plain, mut written) = (Vec::new(), Vec::new());
+        ChunkLineage::plain(1100).encode(&mut plain);
+        ChunkLineage::encode_plain(1100, &mut written);
+        assert_eq!(plain, written);
         assert_eq!(ChunkLineage::decode(&bytes, 4), Ok(lineage.clone()));
         assert!(ChunkLineage::decode(&bytes, 1100).unwrap_err().contains("bytes"), "another chunk length");
         let tail = 4 * 4 + 2 * REVERSAL_ENTRY_BYTES;

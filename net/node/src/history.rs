@@ -534,8 +534,13 @@ fn write_chunks(
                 if !append_retrying(&writing.images, k, bytes.bytes(), failed, hurry) {
                     return;
                 }
-                let lineage = ChunkLineage::of(&chunk, (k as usize * chunk.len()) as u32, &resolutions);
-                encode_aligned(&mut bytes, |out| lineage.encode(out));
+                if image.plain {
+                    debug_assert!(resolutions.is_empty(), "a plain chunk holds no capture");
+                    encode_aligned(&mut bytes, |out| ChunkLineage::encode_plain(chunk.len(), out));
+                } else {
+                    let lineage = ChunkLineage::of(&chunk, (k as usize * chunk.len()) as u32, &resolutions);
+                    encode_aligned(&mut bytes, |out| lineage.encode(out));
+                }
                 if !append_retrying(&writing.lineage, k, bytes.bytes(), failed, hurry) {
                     return;
                 }
