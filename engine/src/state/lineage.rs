@@ -330,22 +330,9 @@ impl Engine {
     /// keeps them, for the captures the stream's transfers hold; those still open at the end are
     /// the pending ones.
     pub(crate) fn keep_lineage_open(&mut self, open: &OpenHolds, states: &mut super::reversals::StatedHolds) -> Result<(), String> {
-        let chunk_len = self.transfers.chunk_len();
-        let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
+        let mut chunk = (usize::MAX, Vec::new());
         for index in open.indexes() {
-            let t = match self.in_memory(index) {
-                Some(t) => t,
-                None => {
-                    let k = index as usize / chunk_len;
-                    if chunk.0 != k {
-                        self.history().read_chunk(k, &mut chunk.1).map_err(|e| format!("chunk {k}: {e}"))?;
-                        chunk.0 = k;
-                    }
-                    let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
-                    self.cold.pin(index, t);
-                    t
-                }
-            };
+            let t = self.pinned_hold(index, &mut chunk)?;
             if t.flags & tf::PENDING == 0 || t.timestamp.checked_add(u64::from(t.timeout) * crate::limits::NS_PER_S).is_none() {
                 return Err(format!("transfer {index} is left open by its chunk's lineage image but is no hold"));
             }

@@ -233,29 +233,32 @@ impl Engine {
         // Every transfer is restored: once settled, the digest counts each hold below them as
         // settled, so the pending terms added here are taken back when one finishes.
         self.settle_digest();
-        let chunk_len = self.transfers.chunk_len();
-        let mut chunk: (usize, Vec<Transfer>) = (usize::MAX, Vec::new());
+        let mut chunk = (usize::MAX, Vec::new());
         for (index, expires_at) in open {
-            // In memory, or pinned already (left open by the lineage images).
-            let t = match self.in_memory(index) {
-                Some(t) => t,
-                None => {
-                    let k = index as usize / chunk_len;
-                    if chunk.0 != k {
-                        self.history().read_chunk(k, &mut chunk.1).map_err(|e| format!("chunk {k}: {e}"))?;
-                        chunk.0 = k;
-                    }
-                    let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
-                    // Pinned, its entry is kept in the id index.
-                    self.cold.pin(index, t);
-                    t
-                }
-            };
+            let t = self.pinned_hold(index, &mut chunk)?;
             let hold = Hold { status: HoldStatus::Pending, expires_at, resolved_at: 0, resolved_by: NONE };
             self.digest.add_finished_hold(t.id, &hold);
             self.keep_pending(index, expires_at);
         }
         Ok(())
+    }
+
+    /// The hold at `index` for a restore that keeps it open: in memory, pinned already (left
+    /// open by the lineage images), or read back with its chunk (`chunk`: the chunk read last,
+    /// by number) and pinned, its entry kept in the id index.
+    pub(crate) fn pinned_hold(&mut self, index: u32, chunk: &mut (usize, Vec<Transfer>)) -> Result<Transfer, String> {
+        if let Some(t) = self.in_memory(index) {
+            return Ok(t);
+        }
+        let chunk_len = self.transfers.chunk_len();
+        let k = index as usize / chunk_len;
+        if chunk.0 != k {
+            self.history().read_chunk(k, &mut chunk.1).map_err(|e| format!("chunk {k}: {e}"))?;
+            chunk.0 = k;
+        }
+        let t = *chunk.1.get(index as usize % chunk_len).ok_or_else(|| format!("chunk {k} is short"))?;
+        self.cold.pin(index, t);
+        Ok(t)
     }
 
     /// Keeps the hold at `index` as pending (a restore of a stream that lists it).
