@@ -30,13 +30,13 @@ pub use result::ResultCode;
 pub use rules::Rules;
 pub use snapshot::{SnapshotError, SnapshotView};
 pub use state::{
-    convert, decode_balance_entries, decode_chunk, decode_expired, decode_failed, due_of, encode_balance_chunk, encode_expired_chunk,
-    encode_failed_chunk, image_bytes, is_reserved_id, lineage_bytes, month_length, quote_expires_at, run_id, transfers_digest_sum,
-    AccountPolicy, BalanceEntry, BalanceLimits, Balances, BatchError, BatchInfo, ChunkImage, ChunkLineage, Engine, ExpiredHold,
-    FailedTransfer, FeedEvent, FeedEventType, FeedNote, History, HistoryUnreadable, Hold, HoldOf, HoldStatus, LimitChange, Lineage, Order,
-    OrderSpec, OrderStatus, QuoteUsage, RecordHistory, RecordReader, Resolution, Retry, RuleUsage, RunEntry, RunEvent, StoredIdIndex,
-    BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, LINEAGE_REVERSALS_MAX, ORDER_STATE_SIZE, QUOTE_USAGE_SIZE, RUN_ENTRY_SIZE,
-    RUN_ID_PREFIX,
+    convert, decode_balance_entries, decode_chunk, decode_expired, decode_expired_image, decode_failed, due_of, encode_balance_chunk,
+    encode_expired_chunk, encode_expired_image, encode_failed_chunk, expired_image_bytes, expired_image_of, image_bytes, is_reserved_id,
+    lineage_bytes, month_length, quote_expires_at, run_id, transfers_digest_sum, AccountPolicy, BalanceEntry, BalanceLimits, Balances,
+    BatchError, BatchInfo, ChunkImage, ChunkLineage, Engine, ExpiredHold, FailedTransfer, FeedEvent, FeedEventType, FeedNote, History,
+    HistoryUnreadable, Hold, HoldOf, HoldStatus, LimitChange, Lineage, Order, OrderSpec, OrderStatus, QuoteUsage, RecordHistory,
+    RecordReader, Resolution, Retry, RuleUsage, RunEntry, RunEvent, StoredIdIndex, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE,
+    LINEAGE_REVERSALS_MAX, ORDER_STATE_SIZE, QUOTE_USAGE_SIZE, RUN_ENTRY_SIZE, RUN_ID_PREFIX,
 };
 pub use types::{
     account_flags, account_state, catch_up, change_flags, channel_flags, exchange_flags, ledger_flags, limit_flags, order_flags,

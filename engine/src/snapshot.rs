@@ -370,7 +370,8 @@ impl Engine {
         let mut at_holds = Cursor { bytes, at: r.at + streamed as usize * RECORD_SIZE };
         let expired_kept = read_kept_expired(&engine, counts[18], history.as_deref())?;
         let expired_chunks = expired_kept.len() / engine.expired.chunk_len();
-        let (holds, states) = read_hold_states(&mut engine, &mut at_holds, counts[3], counts[14], version, expired_kept)?;
+        let (holds, mut states) = read_hold_states(&mut engine, &mut at_holds, counts[3], counts[14], version, expired_kept)?;
+        states.expired_summed_below = add_expired_images(&mut engine, expired_chunks, history.as_deref(), &mut states)?;
         let mut restoring = Restoring { holds: &holds, next_hold: 0, lineage_from: 0, states };
         if let Some(history) = &history {
             engine.set_history(Arc::clone(history));
@@ -391,6 +392,8 @@ impl Engine {
             return invalid(format!("hold names transfer index {index}"));
         }
         restoring.holds_done(&engine, timestamp)?;
+        // Noted as their holds were restored, in index order: the images go by place.
+        engine.cold.expired_notes.sort_unstable_by_key(|&(place, ..)| place);
         r.at = at_holds.at;
         let balance_chunks = restore_kept_balances(&mut engine, balances_kept, history.as_deref())?;
         let failed_chunks = restore_kept_failed(&mut engine, counts[17], history.as_deref(), timestamp)?;
@@ -602,11 +605,11 @@ impl Restoring<'_> {
         Ok(())
     }
 
-    /// Whether an expired hold the stream names, not met yet, lies below chunk `end`: a chunk
-    /// restored from its lineage image then needs its records (the hold's expiry).
+    /// Whether an expired hold the stream names, not met yet, lies below chunk `end` whose term
+    /// did not come with a stored sum: a chunk restored from its lineage image then needs its
+    /// records (the hold's expiry).
     fn expired_below(&self, engine: &Engine, end: usize) -> bool {
-        let end = (end * engine.transfers.chunk_len()) as u32;
-        self.states.expired_by_index.get(self.states.next_expired).is_some_and(|&(index, _)| index < end)
+        self.states.unsummed_expired_below((end * engine.transfers.chunk_len()) as u32)
     }
 
     /// Passes over a plain chunk just restored from its image: no hold and no lineage.
@@ -752,6 +755,39 @@ fn read_kept_expired(engine: &Engine, kept: u64, history: Option<&dyn History>) 
         all.extend_from_slice(&chunk);
     }
     Ok(all)
+}
+
+/// Adds the state digest terms of the expired holds of the `chunks` kept chunks of expired
+/// holds from their images (each hold's id and expiry beside its place's index and expiry
+/// time), if the store holds one for each; returns the places they cover (0: none taken, each
+/// expired hold's term is added as its hold's record is restored).
+fn add_expired_images(
+    engine: &mut Engine,
+    chunks: usize,
+    history: Option<&dyn History>,
+    states: &mut StatedHolds,
+) -> Result<u32, SnapshotError> {
+    let Some(history) = history.filter(|h| chunks > 0 && h.expired_images_chunks() >= chunks) else { return Ok(0) };
+    let len = engine.expired.chunk_len();
+    for k in 0..chunks {
+        let unreadable = |e: String| SnapshotError::History(format!("expired chunk {k}'s image: {e}"));
+        let holds = history.read_expired_image(k).map_err(unreadable)?.ok_or_else(|| unreadable("not stored".into()))?;
+        if holds.len() != len {
+            return Err(unreadable(format!("{} holds, not {len}", holds.len())));
+        }
+        for (i, (id, expires_at)) in holds.into_iter().enumerate() {
+            let place = k * len + i;
+            let e = engine.expired.get(place).copied().expect("a restore keeps every expired hold in memory until it is done");
+            if expires_at == 0 || e.resolved_at < expires_at {
+                return Err(unreadable(format!("hold {id} expired at {} but expires at {expires_at}", e.resolved_at)));
+            }
+            states.expiries[place] = expires_at;
+            let hold = Hold { status: HoldStatus::Expired, expires_at, resolved_at: e.resolved_at, resolved_by: NONE };
+            engine.digest.add_finished_hold(id, &hold);
+        }
+    }
+    engine.cold.restored_from_expired_images = chunks;
+    Ok((chunks * len) as u32)
 }
 
 /// Restores the `kept` balance entries a slim stream left in the history store, chunk by chunk,
@@ -1704,6 +1740,8 @@ mod version_tests {
         std::sync::atomic::AtomicUsize,
         /// The chunks' lineage images, if kept.
         std::sync::Mutex<Vec<crate::ChunkLineage>>,
+        /// The expired holds' chunks' images, if kept.
+        std::sync::Mutex<Vec<Vec<(u128, u64)>>>,
     );
 
     impl Kept {
@@ -1720,6 +1758,7 @@ mod version_tests {
                 lock(&self.5),
                 Default::default(),
                 lock(&self.7),
+                lock(&self.8),
             )
         }
     }
@@ -1762,6 +1801,12 @@ mod version_tests {
         }
         fn read_lineage(&self, k: usize) -> Result<Option<crate::ChunkLineage>, String> {
             Ok(self.7.lock().expect("lock").get(k).cloned())
+        }
+        fn expired_images_chunks(&self) -> usize {
+            self.8.lock().expect("lock").len()
+        }
+        fn read_expired_image(&self, k: usize) -> Result<Option<Vec<(u128, u64)>>, String> {
+            Ok(self.8.lock().expect("lock").get(k).cloned())
         }
         fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String> {
             kept_records(&self.1, indices, out)
@@ -1843,6 +1888,13 @@ mod version_tests {
         let stored = store_sealed(&kept.4, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).map(|c| c.to_vec()));
         engine.evict_failed_chunks_below(stored);
         let stored = store_sealed(&kept.5, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).map(|c| c.to_vec()));
+        // Each stored chunk of expired holds' image, while the engine notes them.
+        let mut images = kept.8.lock().expect("lock");
+        while let Ok(image) = crate::expired_image_of(engine.expired_notes_of_chunk(images.len()), engine.expired.chunk_len()) {
+            images.push(image);
+        }
+        engine.drop_expired_notes_below(images.len());
+        drop(images);
         engine.evict_expired_chunks_below(stored);
         let sealed = engine.sealed_transfer_chunks();
         let mut chunks = kept.0.lock().expect("lock");
@@ -1914,10 +1966,11 @@ mod version_tests {
         }
     }
 
-    /// An engine of 8-transfer chunks: a hold each step, captured or released three steps later
-    /// (every 17th left pending), a plain transfer beside it, a capture in a chain that fails,
-    /// one refund and one hold that expires; every full chunk but the newest stored with its
-    /// images and evicted.
+    /// An engine of 8-transfer chunks: a hold each step, every third expiring at the next, the
+    /// others captured or released three steps later (every 17th left pending), a plain
+    /// transfer beside it, a capture in a chain that fails, and one refund; every full chunk but
+    /// the newest stored with its images (and the expired holds' with their terms' sums) and
+    /// evicted.
     fn engine_of_holds(kept: &Arc<Kept>) -> Engine {
         use crate::test_support::{capture, hold, release};
         let mut engine = engine();
@@ -1927,9 +1980,10 @@ mod version_tests {
         let mut setup = vec![eur_ledger()];
         setup.extend(accounts(1..=4));
         execute_ok(&mut engine, 1, &setup);
-        for step in 0..60u128 {
+        for step in 0..80u128 {
             let now = (2 + step as u64) * crate::limits::NS_PER_S;
-            let mut batch = vec![hold(1_000 + step, u32::from(step == 40)), transfer(3_000 + step, 3, 4, 5)];
+            // Every third hold expires at the next step.
+            let mut batch = vec![hold(1_000 + step, u32::from(step % 3 == 2)), transfer(3_000 + step, 3, 4, 5)];
             if step == 20 {
                 // Taken back with its chain: its resolution too.
                 let failing = [capture(5_000, 1_000 + 17, tf::LINKED), transfer(5_001, 1, 99, 1)];
@@ -1938,7 +1992,7 @@ mod version_tests {
                 assert_ne!(results[0], crate::ResultCode::Ok);
             }
             let held = step.wrapping_sub(3);
-            if step >= 3 && held % 17 != 16 && held != 40 {
+            if step >= 3 && held % 17 != 16 && held % 3 != 2 {
                 batch.push(if held % 5 == 0 { release(4_000 + step, 1_000 + held) } else { capture(4_000 + step, 1_000 + held, 0) });
             }
             if step == 30 {
@@ -1966,17 +2020,21 @@ mod version_tests {
         let slim = view.bytes();
         let full = engine.snapshot_bytes();
         let restore = |history: &Arc<Kept>| Engine::restore_from(&slim, 3, Some(Arc::clone(history) as Arc<dyn History>));
-        // The chunks that must be read: a reversal or an expired hold, or a hold still open once
-        // the stored chunks are restored.
+        // The chunks that must be read: one its lineage image cannot stand for, one with a hold
+        // still open once the stored chunks are restored, or expired in a chunk of expired holds
+        // the store holds no image of (the newest, kept in memory).
         let (lineages, chunks) = (kept.7.lock().expect("lock").clone(), kept.0.lock().expect("lock").clone());
-        let end = (evicted * 8) as u32;
+        let (end, summed) = ((evicted * 8) as u32, (engine.evicted_expired_chunks() * 8) as u32);
+        assert!(summed >= 16, "{summed} expired holds in stored chunks");
         let read = (0..evicted)
             .filter(|&k| {
-                let open = |(i, t): (usize, &Transfer)| {
+                let read_back = |(i, t): (usize, &Transfer)| {
                     let index = (k * 8 + i) as u32;
-                    t.flags & tf::PENDING != 0 && engine.finished_by(index).is_none_or(|by| by >= end)
+                    let by = engine.finished_by(index);
+                    let unsummed = by.is_some_and(|by| by & FAILED_TAG != 0 && by & !FAILED_TAG >= summed);
+                    t.flags & tf::PENDING != 0 && (by.is_none_or(|by| by >= end && by & FAILED_TAG == 0) || unsummed)
                 };
-                lineages[k].needs_records || chunks[k].iter().enumerate().any(open)
+                lineages[k].needs_records || chunks[k].iter().enumerate().any(read_back)
             })
             .count();
         assert!(read < evicted / 2, "{read} of {evicted} chunks to read");
@@ -1985,11 +2043,12 @@ mod version_tests {
         let restored = restore(&kept).expect("restores");
         // Every chunk holds a hold: none is plain.
         assert_eq!(restored.chunks_restored_from_lineage(), evicted);
+        assert_eq!(restored.expired_chunks_restored_from_images(), engine.evicted_expired_chunks());
         assert_eq!(kept.3.load(std::sync::atomic::Ordering::Relaxed), read, "chunks read whole");
         assert_eq!(kept.6.load(std::sync::atomic::Ordering::Relaxed), 0, "no record read one by one");
         assert_eq!(restored.snapshot_bytes(), full);
         restored.check_invariants().expect("invariants");
-        for id in (1_000..1_060).chain(4_003..4_060).chain([6_000]) {
+        for id in (1_000..1_080).chain(4_003..4_080).chain([6_000]) {
             assert_eq!(restored.lineage(id), engine.lineage(id), "transfer {id}");
         }
         // A hold left pending is captured after the restore as before it.
@@ -2012,6 +2071,24 @@ mod version_tests {
         let summed = Arc::new(kept.cloned());
         summed.7.lock().expect("lock")[captures].finished_sum ^= 1;
         assert!(matches!(restore(&summed), Err(SnapshotError::History(why)) if why.contains("digest")));
+        // An expired holds' image naming another hold or expiry, or an expired hold's time
+        // changed in its store, is refused; without the images, the chunks with expired holds
+        // are read.
+        for damage in 0..3 {
+            let expired = Arc::new(kept.cloned());
+            match damage {
+                0 => expired.8.lock().expect("lock")[0][3].0 += 1,
+                1 => expired.8.lock().expect("lock")[0][3].1 -= 1,
+                _ => expired.5.lock().expect("lock")[0][3].resolved_at += 1,
+            }
+            assert!(matches!(restore(&expired), Err(SnapshotError::History(why)) if why.contains("digest")), "damage {damage}");
+        }
+        let unsummed = Arc::new(kept.cloned());
+        unsummed.8.lock().expect("lock").clear();
+        unsummed.3.store(0, std::sync::atomic::Ordering::Relaxed);
+        let restored = restore(&unsummed).expect("restores without the images");
+        assert_eq!((restored.expired_chunks_restored_from_images(), restored.snapshot_bytes()), (0, full.clone()));
+        assert!(unsummed.3.load(std::sync::atomic::Ordering::Relaxed) > read, "more chunks read");
         // Without a lineage image for the last chunk (a store from before them): from the records.
         let short = Arc::new(kept.cloned());
         short.7.lock().expect("lock").truncate(evicted - 1);
@@ -2134,7 +2211,10 @@ mod version_tests {
         let other = Arc::new(Kept::default());
         evicted_engine(&other, 131);
         other.0.lock().expect("lock")[1][2].amount += 1;
-        // (Caught against the chunk's restore image, whose digest sum it no longer has.)
+        // (Caught against the chunk's restore image, whose digest sum it no longer has, where the
+        // chunk's records are read: without lineage images. A chunk restored from its images
+        // alone is not read, so a record changed under its page sums goes unseen there.)
+        other.7.lock().expect("lock").clear();
         let refused = Engine::restore_from(&slim, 3, Some(other as Arc<dyn History>));
         assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("restore image")), "{refused:?}");
         assert!(Engine::restore_from(&slim, 3, Some(Arc::new(Kept::default()) as Arc<dyn History>)).is_err(), "an empty history");
@@ -2144,6 +2224,7 @@ mod version_tests {
         let mut chunks = repeated.0.lock().expect("lock");
         chunks[1][2].id = chunks[0][0].id;
         drop(chunks);
+        repeated.7.lock().expect("lock").clear();
         let refused = Engine::restore_from(&slim, 3, Some(Arc::clone(&repeated) as Arc<dyn History>));
         assert!(matches!(&refused, Err(SnapshotError::History(why)) if why.contains("restore image")), "{refused:?}");
         // Without images (records read, nothing to compare them with but the digest) as well.

@@ -18,6 +18,8 @@ pub struct MemoryHistory {
     images: Mutex<Vec<ChunkImage>>,
     /// Each chunk's lineage image, as the node's store keeps them.
     lineage: Mutex<Vec<ChunkLineage>>,
+    /// Each chunk of expired holds' image (their holds' ids and expiries).
+    expired_images: Mutex<Vec<Vec<(u128, u64)>>>,
     /// The stored ids' index, as the node's keeps it: chunks covered, and (hash, index) sorted.
     ids: Mutex<(usize, Vec<(u64, u32)>)>,
     chunk_len: usize,
@@ -35,6 +37,7 @@ impl MemoryHistory {
             expired_chunks: Mutex::default(),
             images: Mutex::default(),
             lineage: Mutex::default(),
+            expired_images: Mutex::default(),
             ids: Mutex::default(),
             chunk_len,
             reads: AtomicU64::new(0),
@@ -61,7 +64,13 @@ impl MemoryHistory {
         engine.evict_balance_chunks_below(stored);
         let stored = store(&self.failed_chunks, engine.sealed_failed_chunks(), |k| engine.failed_chunk(k).expect("held").clone());
         engine.evict_failed_chunks_below(stored);
-        let stored = store(&self.expired_chunks, engine.sealed_expired_chunks(), |k| engine.expired_chunk(k).expect("held").clone());
+        let stored = store(&self.expired_chunks, engine.sealed_expired_chunks(), |k| {
+            let chunk = engine.expired_chunk(k).expect("held").clone();
+            let image = bursar_engine::expired_image_of(engine.expired_notes_of_chunk(k), chunk.len()).expect("every expired hold noted");
+            self.expired_images.lock().expect("history lock").push(image);
+            chunk
+        });
+        engine.drop_expired_notes_below(stored);
         engine.evict_expired_chunks_below(stored);
     }
 }
@@ -145,6 +154,14 @@ impl History for MemoryHistory {
 
     fn has_lineage(&self) -> bool {
         true
+    }
+
+    fn expired_images_chunks(&self) -> usize {
+        self.expired_images.lock().expect("history lock").len()
+    }
+
+    fn read_expired_image(&self, k: usize) -> Result<Option<Vec<(u128, u64)>>, String> {
+        Ok(self.expired_images.lock().expect("history lock").get(k).cloned())
     }
 
     fn lineage_chunks(&self) -> usize {

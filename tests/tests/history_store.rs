@@ -12,7 +12,10 @@ use bursar_engine::{
     account_flags, filter_flags, AccountFilter, Command, Engine, Limits, ResultCode, Transfer, BALANCE_ENTRY_SIZE, CHUNK_BITS,
     EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
 };
-use bursar_net::history::{BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, FAILED_CHUNK_BYTES, IDS_DIR, LINEAGE_DIR};
+use bursar_net::history::{
+    BALANCES_DIR, BALANCE_CHUNK_BYTES, CHUNK_BYTES, EXPIRED_CHUNK_BYTES, EXPIRED_DIR, EXPIRED_IMAGES_DIR, FAILED_CHUNK_BYTES, IDS_DIR,
+    LINEAGE_DIR,
+};
 use bursar_net::Node;
 use bursar_node::feed::{Durable, Follower};
 use bursar_wal::history::HISTORY_DATA_FILE;
@@ -262,6 +265,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     assert_eq!((attached.transfers.restored, attached.balances.restored), (evicted, balances_evicted), "{attached:?}");
     assert_eq!((attached.failed.restored, node.engine().evicted_failed_chunks()), (1, 1), "{attached:?}");
     assert_eq!((attached.expired.restored, node.engine().evicted_expired_chunks()), (1, 1), "{attached:?}");
+    assert_eq!((attached.expired_images.restored, node.engine().expired_chunks_restored_from_images()), (1, 1), "{attached:?}");
     let checked = attached.total();
     assert!(attached.transfers.verified >= 1 && attached.balances.verified >= 1 && checked.repaired == 0, "{attached:?}");
     assert_eq!(node.engine().evicted_chunks() as u64, node.engine().sealed_transfer_chunks() as u64 - 1);
@@ -348,15 +352,19 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     // As after an upgrade from a build without lineage images: the start restores the hold
     // states from the records and writes every chunk's lineage image; the next start uses them.
     std::fs::remove_dir_all(dir.join("history").join(LINEAGE_DIR)).expect("the lineage images removed");
+    std::fs::remove_dir_all(dir.join("history").join(EXPIRED_DIR).join(EXPIRED_IMAGES_DIR)).expect("the expired holds' images removed");
     let (mut node, attached, _) = open(&dir);
     let sealed = node.engine().sealed_transfer_chunks() as u64;
     assert_eq!((attached.lineage.restored, attached.lineage.appended), (0, sealed), "{attached:?}");
+    let expired_sealed = node.engine().sealed_expired_chunks() as u64;
+    assert_eq!((attached.expired_images.restored, attached.expired_images.appended), (0, expired_sealed), "{attached:?}");
     compare(&mut node, &mut reference);
     node.snapshot().expect("snapshot");
     let evicted = node.engine().evicted_chunks() as u64;
     drop(node);
     let (mut node, attached, _) = open(&dir);
     assert_eq!((attached.lineage.restored, attached.lineage.repaired), (evicted, 0), "{attached:?}");
+    assert_eq!((attached.expired_images.restored, attached.expired_images.repaired), (1, 0), "{attached:?}");
     compare(&mut node, &mut reference);
     drop(node);
     // A lineage store of another layout is emptied and written again, not a reason to stop.

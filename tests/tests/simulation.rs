@@ -302,6 +302,13 @@ fn slim_round_trip(engine: &mut Engine, history: &Arc<MemoryHistory>, full: usiz
         return Err(format!("restored with {} chunks evicted, the engine had {}", restored.evicted_chunks(), engine.evicted_chunks()));
     }
     // Every stored chunk has its images: the hold states come from the lineage images.
+    if restored.expired_chunks_restored_from_images() != restored.evicted_expired_chunks() {
+        return Err(format!(
+            "{} of {} chunks of expired holds restored from their images",
+            restored.expired_chunks_restored_from_images(),
+            restored.evicted_expired_chunks()
+        ));
+    }
     if restored.chunks_restored_from_lineage() != restored.evicted_chunks() {
         return Err(format!(
             "{} of {} chunks restored from lineage images",

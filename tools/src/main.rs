@@ -336,7 +336,7 @@ fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) 
         eprintln!("bursar: the stored ids' index dropped {why}; rebuilding it from the images");
     }
     if let Some(why) = &attached.lineage_dropped {
-        eprintln!("bursar: the lineage images' store was unusable ({why}); it was emptied and written again from the records");
+        eprintln!("bursar: a store of images derived from the history was unusable ({why}); it was emptied and written again");
     }
     let attached = attached.total();
     if attached.repaired + attached.dropped > 0 {

@@ -64,6 +64,16 @@ pub trait History: Send + Sync + core::fmt::Debug {
     fn read_lineage(&self, _k: usize) -> Result<Option<ChunkLineage>, String> {
         Ok(None)
     }
+    /// Chunks of expired holds, from the first on, whose images the store holds (0 if it keeps
+    /// none).
+    fn expired_images_chunks(&self) -> usize {
+        0
+    }
+    /// Evicted chunk `k` of expired holds' image: each hold's id and expiry time
+    /// ([`crate::encode_expired_image`]), if the store holds it.
+    fn read_expired_image(&self, _k: usize) -> Result<Option<Vec<(u128, u64)>>, String> {
+        Ok(None)
+    }
     /// Balance entries `indices` (each evicted), appended to `out` in that order.
     fn read_balances(&self, indices: &[u32], out: &mut Vec<BalanceEntry>) -> Result<(), String>;
     /// Every balance entry of evicted chunk `k`, into `out` (cleared first).
@@ -142,6 +152,9 @@ pub struct RecordHistory<R> {
     images: Option<(Box<dyn RecordReader>, StoredCount)>,
     /// Reads chunk `k`'s lineage image at `k × lineage_bytes(chunk_len)`, with how many it holds.
     lineage: Option<(Box<dyn RecordReader>, StoredCount)>,
+    /// Reads expired chunk `k`'s image at `k × expired_image_bytes(chunk_len)`, with how many it
+    /// holds.
+    expired_images: Option<(Box<dyn RecordReader>, StoredCount)>,
     /// The stored transfers' ids, if indexed.
     ids: Option<Box<dyn StoredIdIndex>>,
 }
@@ -152,7 +165,17 @@ type StoredCount = Box<dyn Fn() -> usize + Send + Sync>;
 impl<R: RecordReader> RecordHistory<R> {
     /// Reads chunks of `chunk_len` transfers through `reader`.
     pub fn new(chunk_len: usize, reader: R) -> RecordHistory<R> {
-        RecordHistory { reader, chunk_len, balances: None, failed: None, expired: None, images: None, lineage: None, ids: None }
+        RecordHistory {
+            reader,
+            chunk_len,
+            balances: None,
+            failed: None,
+            expired: None,
+            images: None,
+            lineage: None,
+            expired_images: None,
+            ids: None,
+        }
     }
 
     /// Reads evicted failed ids (in chunks of as many) through `reader`.
@@ -174,6 +197,17 @@ impl<R: RecordReader> RecordHistory<R> {
         stored: impl Fn() -> usize + Send + Sync + 'static,
     ) -> RecordHistory<R> {
         self.lineage = Some((Box::new(reader), Box::new(stored)));
+        self
+    }
+
+    /// Reads the expired holds' chunks' images through `reader`; `stored` says how many there
+    /// are.
+    pub fn with_expired_images(
+        mut self,
+        reader: impl RecordReader + 'static,
+        stored: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> RecordHistory<R> {
+        self.expired_images = Some((Box::new(reader), Box::new(stored)));
         self
     }
 
@@ -269,6 +303,20 @@ impl<R: RecordReader> History for RecordHistory<R> {
         let mut bytes = vec![0u8; len];
         reader.read_at((k * len) as u64, &mut bytes)?;
         ChunkLineage::decode(&bytes, self.chunk_len).map(Some)
+    }
+
+    fn expired_images_chunks(&self) -> usize {
+        self.expired_images.as_ref().map_or(0, |(_, stored)| stored())
+    }
+
+    fn read_expired_image(&self, k: usize) -> Result<Option<Vec<(u128, u64)>>, String> {
+        let Some((reader, stored)) = &self.expired_images else { return Ok(None) };
+        if k >= stored() {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; super::lineage::expired_image_bytes(self.chunk_len)];
+        reader.read_at((k * bytes.len()) as u64, &mut bytes)?;
+        super::lineage::decode_expired_image(&bytes, self.chunk_len).map(Some)
     }
 
     fn read_expired(&self, places: &[u32], out: &mut Vec<ExpiredHold>) -> Result<(), String> {
@@ -393,6 +441,11 @@ pub(crate) struct Cold {
     /// Captures and releases whose chunks' lineage images are not written yet, in index order,
     /// while the node writes them ([`Engine::keep_resolutions`]); `None`: not noted.
     pub(crate) resolutions: Option<Vec<super::lineage::Resolution>>,
+    /// Expired holds (place in `expired`, hold id, expiry time) whose chunks' images are not
+    /// written yet, in place order; noted while `resolutions` is.
+    pub(crate) expired_notes: Vec<(u32, u128, u64)>,
+    /// Stored chunks of expired holds the restore took their images of (see `lineage`).
+    pub(crate) restored_from_expired_images: usize,
     /// Chunks of transfers whose ids the history's id index holds ([`Engine::set_ids_stored`]).
     pub(crate) ids_stored: usize,
     /// What the history's id index named for the ids of the batches prefetched: (hash,
@@ -414,6 +467,8 @@ impl Clone for Cold {
             restored_from_images: self.restored_from_images,
             restored_from_lineage: self.restored_from_lineage,
             resolutions: self.resolutions.clone(),
+            expired_notes: self.expired_notes.clone(),
+            restored_from_expired_images: self.restored_from_expired_images,
             ids_stored: self.ids_stored,
             stored_ids: self.stored_ids.clone(),
             asked: Vec::new(),

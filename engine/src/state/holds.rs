@@ -95,6 +95,7 @@ impl Engine {
             self.finished.insert(transfer, FAILED_TAG | k);
             self.digest.dirty_holds.push(transfer);
             let t = self.stored(transfer);
+            self.note_expired(k, t.id, expires_at);
             self.release_reservation(&t, ts);
             self.give_back(&t, t.amount, true);
             if self.feed_on {

@@ -18,7 +18,7 @@
 //! it hands the chunk to its writer.
 
 use super::digest::hold_term;
-use super::{Engine, Hold, HoldStatus};
+use super::{Engine, Hold, HoldStatus, FAILED_TAG};
 use crate::types::{transfer_flags as tf, Transfer};
 
 /// [`ChunkLineage::named`] of a transfer that is neither a hold, a capture, a release nor a
@@ -174,6 +174,50 @@ impl ChunkLineage {
     }
 }
 
+/// Bytes of a stored expired holds' image of a chunk of `chunk_len` expired holds: for each, in
+/// the order they expired, its hold's id (u128) and expiry time (u64), zeros to whole 4 KiB pages.
+/// With the chunk of expired holds (each one's transfer index and the time it expired), a
+/// restore has each one's state digest term without reading its hold's record.
+pub const fn expired_image_bytes(chunk_len: usize) -> usize {
+    (chunk_len * EXPIRED_IMAGE_ENTRY_BYTES).next_multiple_of(4096)
+}
+
+/// Bytes of an expired hold's entry in its chunk's image: its hold's id and expiry time.
+const EXPIRED_IMAGE_ENTRY_BYTES: usize = 24;
+
+/// The stored image of a chunk of expired holds whose holds' ids and expiry times are `holds`,
+/// appended to `out`.
+pub fn encode_expired_image(holds: &[(u128, u64)], out: &mut Vec<u8>) {
+    let start = out.len();
+    for (id, expires_at) in holds {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&expires_at.to_le_bytes());
+    }
+    out.resize(start + expired_image_bytes(holds.len()), 0);
+}
+
+/// The holds' ids and expiry times of a stored image of a chunk of `chunk_len` expired holds;
+/// what is wrong, if anything.
+pub fn decode_expired_image(bytes: &[u8], chunk_len: usize) -> Result<Vec<(u128, u64)>, String> {
+    let entries = chunk_len * EXPIRED_IMAGE_ENTRY_BYTES;
+    if bytes.len() != expired_image_bytes(chunk_len) || bytes[entries..].iter().any(|&b| b != 0) {
+        return Err(format!("an expired holds' image of {} bytes, or with its padding not zero", bytes.len()));
+    }
+    let decode =
+        |e: &[u8]| (u128::from_le_bytes(e[..16].try_into().expect("16 bytes")), u64::from_le_bytes(e[16..].try_into().expect("8 bytes")));
+    Ok(bytes[..entries].chunks_exact(EXPIRED_IMAGE_ENTRY_BYTES).map(decode).collect())
+}
+
+/// The holds' ids and expiry times of a chunk of `chunk_len` expired holds from the engine's
+/// notes of it ([`Engine::expired_notes_of_chunk`]): one for each of its places, else which
+/// are missing.
+pub fn expired_image_of(noted: &[(u32, u128, u64)], chunk_len: usize) -> Result<Vec<(u128, u64)>, String> {
+    if noted.len() != chunk_len || noted.windows(2).any(|w| w[0].0 + 1 != w[1].0) {
+        return Err(format!("{} expired holds noted for a chunk of {chunk_len}", noted.len()));
+    }
+    Ok(noted.iter().map(|&(_, id, expires_at)| (id, expires_at)).collect())
+}
+
 impl Engine {
     /// Notes every capture and release applied from now on ([`Resolution`]) until the node takes
     /// them ([`Engine::drop_resolutions_below`]): what a node writing lineage images calls
@@ -186,6 +230,7 @@ impl Engine {
     /// lineage images (a change feed, an audit) after a restore.
     pub fn forget_resolutions(&mut self) {
         self.cold.resolutions = None;
+        self.cold.expired_notes = Vec::new();
     }
 
     /// The resolutions noted of full chunk `k`'s captures and releases, in order.
@@ -215,6 +260,39 @@ impl Engine {
         self.cold.restored_from_lineage
     }
 
+    /// The expired holds noted of full chunk `k` of expired holds (place, hold id, expiry), in
+    /// order.
+    pub fn expired_notes_of_chunk(&self, k: usize) -> &[(u32, u128, u64)] {
+        let noted = &self.cold.expired_notes;
+        let len = self.expired.chunk_len();
+        let (start, end) = ((k * len) as u32, ((k + 1) * len) as u32);
+        &noted[noted.partition_point(|n| n.0 < start)..noted.partition_point(|n| n.0 < end)]
+    }
+
+    /// Forgets the expired holds noted of the chunks of expired holds below `k` (their images
+    /// are written).
+    pub fn drop_expired_notes_below(&mut self, k: usize) {
+        let end = (k * self.expired.chunk_len()) as u32;
+        let noted = &mut self.cold.expired_notes;
+        let below = noted.partition_point(|n| n.0 < end);
+        noted.drain(..below);
+        if noted.capacity() > RESOLUTIONS_KEPT_MAX && noted.len() < noted.capacity() / 4 {
+            noted.shrink_to_fit();
+        }
+    }
+
+    /// Stored chunks of expired holds the restore took their images of.
+    pub fn expired_chunks_restored_from_images(&self) -> usize {
+        self.cold.restored_from_expired_images
+    }
+
+    /// Notes the hold expired at `place`: its id and expiry time, if noting.
+    pub(crate) fn note_expired(&mut self, place: u32, id: u128, expires_at: u64) {
+        if self.cold.resolutions.is_some() {
+            self.cold.expired_notes.push((place, id, expires_at));
+        }
+    }
+
     /// Notes a capture or release just applied or restored, if noting.
     pub(crate) fn note_resolution(&mut self, resolution: Resolution) {
         if let Some(noted) = &mut self.cold.resolutions {
@@ -233,25 +311,33 @@ impl Engine {
 }
 
 /// The holds of chunks restored from lineage images still open, one bit per transfer index:
-/// 1 bit a transfer, where a map of open holds by id took 40 bytes a hold.
+/// 1 bit a transfer, where a map of open holds by id took 40 bytes a hold. With the records of
+/// those whose chunks were read (so they are not read again).
 #[derive(Debug, Default)]
-pub(crate) struct OpenHolds(Vec<u64>);
+pub(crate) struct OpenHolds {
+    bits: Vec<u64>,
+    read: rustc_hash::FxHashMap<u32, Transfer>,
+}
 
 impl OpenHolds {
-    fn open(&mut self, index: u32) {
+    fn open(&mut self, index: u32, record: Option<Transfer>) {
         let word = index as usize / 64;
-        if self.0.len() <= word {
-            self.0.resize(word + 1, 0);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
         }
-        self.0[word] |= 1 << (index % 64);
+        self.bits[word] |= 1 << (index % 64);
+        if let Some(t) = record {
+            self.read.insert(index, t);
+        }
     }
 
     /// Finishes the hold at `index`: whether it was open.
     fn finish(&mut self, index: u32) -> bool {
         let bit = 1u64 << (index % 64);
-        match self.0.get_mut(index as usize / 64) {
+        match self.bits.get_mut(index as usize / 64) {
             Some(word) if *word & bit != 0 => {
                 *word &= !bit;
+                self.read.remove(&index);
                 true
             }
             _ => false,
@@ -259,7 +345,7 @@ impl OpenHolds {
     }
 
     fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.iter().enumerate().flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as u32))
+        self.bits.iter().enumerate().flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as u32))
     }
 }
 
@@ -308,7 +394,13 @@ impl Engine {
                 NAMED_HOLD => match record {
                     Some(t) if t.flags & tf::PENDING == 0 => return Err(disagrees(index)),
                     Some(t) if !self.restore_hold_state(index, &t, states)? => {}
-                    _ => open.open(index),
+                    Some(t) => open.open(index, Some(t)),
+                    // Not read: an expired one's term came with its chunk of expired holds' image.
+                    None => match states.expired_place(index)? {
+                        Some(place) if place < states.expired_summed_below => self.finished.insert(index, FAILED_TAG | place),
+                        Some(place) => return Err(format!("expired hold {index} (place {place}) restored without its record")),
+                        None => open.open(index, None),
+                    },
                 },
                 hold => {
                     if record.is_some_and(|t| t.flags & resolving == 0) {
@@ -332,7 +424,14 @@ impl Engine {
     pub(crate) fn keep_lineage_open(&mut self, open: &OpenHolds, states: &mut super::reversals::StatedHolds) -> Result<(), String> {
         let mut chunk = (usize::MAX, Vec::new());
         for index in open.indexes() {
-            let t = self.pinned_hold(index, &mut chunk)?;
+            let t = match open.read.get(&index) {
+                // Read with its chunk, since evicted (the newest chunk stays in memory).
+                Some(&t) if self.in_memory(index).is_none() => {
+                    self.cold.pin(index, t);
+                    t
+                }
+                _ => self.pinned_hold(index, &mut chunk)?,
+            };
             if t.flags & tf::PENDING == 0 || t.timestamp.checked_add(u64::from(t.timeout) * crate::limits::NS_PER_S).is_none() {
                 return Err(format!("transfer {index} is left open by its chunk's lineage image but is no hold"));
             }
@@ -382,6 +481,21 @@ mod tests {
         bytes[tail + 16] = 0;
         assert!(ChunkLineage::decode(&bytes, 4).unwrap_err().contains("more than its table holds"));
         assert_eq!((reversals_max(1 << crate::CHUNK_BITS), lineage_bytes(1 << crate::CHUNK_BITS)), (2_048, 49 * 4096));
+    }
+
+    #[test]
+    fn an_expired_holds_image_round_trips_and_wants_every_place() {
+        let holds = vec![(u128::MAX, 7), (1, u64::MAX), (5, 9)];
+        let mut bytes = Vec::new();
+        encode_expired_image(&holds, &mut bytes);
+        assert_eq!((bytes.len(), expired_image_bytes(1 << crate::CHUNK_BITS)), (4096, 192 * 4096));
+        assert_eq!(decode_expired_image(&bytes, 3), Ok(holds.clone()));
+        assert!(decode_expired_image(&bytes, 2).unwrap_err().contains("padding"), "an entry past the chunk");
+        assert!(decode_expired_image(&bytes[..4000], 3).is_err(), "short");
+        let noted = [(6, u128::MAX, 7), (7, 1, u64::MAX), (8, 5, 9)];
+        assert_eq!(expired_image_of(&noted, 3), Ok(holds));
+        assert!(expired_image_of(&noted[..2], 3).is_err(), "a place missing");
+        assert!(expired_image_of(&[noted[0], noted[2], noted[1]], 3).is_err(), "out of order");
     }
 
     /// A chunk's lineage names its holds and what each capture and release finished, sums the

@@ -38,7 +38,10 @@ pub use feed::{FeedEvent, FeedEventType, FeedNote};
 pub(crate) use holds::hold_expiry;
 pub use image::{image_bytes, ChunkImage};
 pub use limits::{BalanceLimits, LimitChange};
-pub use lineage::{lineage_bytes, reversals_max, ChunkLineage, Resolution, NAMED_HOLD, NAMED_NONE, NAMED_REVERSAL};
+pub use lineage::{
+    decode_expired_image, encode_expired_image, expired_image_bytes, expired_image_of, lineage_bytes, reversals_max, ChunkLineage,
+    Resolution, NAMED_HOLD, NAMED_NONE, NAMED_REVERSAL,
+};
 pub use order_table::OrderTable;
 pub use orders::{
     due_of, is_reserved_id, month_length, run_id, Order, OrderSpec, OrderStatus, Retry, RunEntry, RunEvent, ORDER_STATE_SIZE,

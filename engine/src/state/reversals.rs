@@ -218,9 +218,15 @@ impl Engine {
         if expires_at == 0 || (hold.expires_at != 0 && hold.expires_at != expires_at) || hold.resolved_at < expires_at {
             return Err(format!("hold {}: expired at {} but expires at {expires_at}", t.id, hold.resolved_at));
         }
-        states.expiries[(value & !FAILED_TAG) as usize] = expires_at;
+        let place = value & !FAILED_TAG;
+        states.expiries[place as usize] = expires_at;
         self.finished.insert(index, value);
-        self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
+        // Its term came with its chunk of expired holds' image if the restore took that; else it
+        // is added here (and the hold noted for the image still to write).
+        if place >= states.expired_summed_below {
+            self.digest.add_finished_hold(t.id, &Hold { expires_at, ..hold });
+            self.note_expired(place, t.id, expires_at);
+        }
         Ok(false)
     }
 
@@ -363,8 +369,35 @@ pub(crate) struct StatedHolds {
     /// order and are mostly finished in about that order, so ids made in order share cache
     /// lines where a mixing hash makes each lookup a miss.
     pub(crate) open: IdMap<u128, (u32, u64)>,
-    /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored.
+    /// Each expired hold's expiry time, by its place in `expired`, as its hold is restored or
+    /// its chunk of expired holds' image read.
     pub(crate) expiries: Vec<u64>,
+    /// Places in `expired` below which the expired holds' terms came with their chunks' images
+    /// (their holds' records need not be read).
+    pub(crate) expired_summed_below: u32,
+}
+
+impl StatedHolds {
+    /// The place of the hold at `index` among the expired ones if the stream names it so (met
+    /// in index order, taken out); an expired hold passed over is named in the error. From
+    /// version 8 only (expired holds by index).
+    pub(crate) fn expired_place(&mut self, index: u32) -> Result<Option<u32>, String> {
+        match self.expired_by_index.get(self.next_expired) {
+            Some(&(at, _)) if at < index => Err(format!("hold state for transfer index {at}, which is not a hold that is finished so")),
+            Some(&(at, place)) if at == index => {
+                self.next_expired += 1;
+                Ok(Some(place))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether an expired hold not met yet lies below transfer index `end` whose term did not
+    /// come with its chunk of expired holds' image: a restore needs its record (its expiry).
+    pub(crate) fn unsummed_expired_below(&self, end: u32) -> bool {
+        let ahead = self.expired_by_index[self.next_expired.min(self.expired_by_index.len())..].iter();
+        ahead.take_while(|&&(index, _)| index < end).any(|&(_, place)| place >= self.expired_summed_below)
+    }
 }
 
 #[cfg(test)]

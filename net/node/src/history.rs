@@ -19,9 +19,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bursar_engine::{
-    decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_failed_chunk, image_bytes, lineage_bytes, transfers_digest_sum,
-    BalanceEntry, ChunkImage, ChunkLineage, Engine, ExpiredHold, FailedTransfer, History, Record, RecordHistory, RecordReader, Resolution,
-    StoredIdIndex, Transfer, BALANCE_ENTRY_SIZE, EXPIRED_SIZE, FAILED_SIZE, RECORD_SIZE,
+    decode_chunk, encode_balance_chunk, encode_expired_chunk, encode_expired_image, encode_failed_chunk, expired_image_bytes,
+    expired_image_of, image_bytes, lineage_bytes, transfers_digest_sum, BalanceEntry, ChunkImage, ChunkLineage, Engine, ExpiredHold,
+    FailedTransfer, History, Record, RecordHistory, RecordReader, Resolution, StoredIdIndex, Transfer, BALANCE_ENTRY_SIZE, EXPIRED_SIZE,
+    FAILED_SIZE, RECORD_SIZE,
 };
 use bursar_wal::block::BlockBuffer;
 use bursar_wal::{HistoryStore, IdRuns};
@@ -50,6 +51,10 @@ pub const FAILED_DIR: &str = "failed";
 pub const EXPIRED_CHUNK_BYTES: u64 = (1u64 << bursar_engine::CHUNK_BITS) * EXPIRED_SIZE as u64;
 /// The expired holds' store's directory, inside the transfers' store's.
 pub const EXPIRED_DIR: &str = "expired";
+/// Bytes of one stored image of a chunk of expired holds (each one's hold id and expiry).
+pub const EXPIRED_IMAGE_CHUNK_BYTES: u64 = expired_image_bytes(1 << bursar_engine::CHUNK_BITS) as u64;
+/// The expired holds' images' store's directory, inside the expired holds' store's.
+pub const EXPIRED_IMAGES_DIR: &str = "image";
 /// The stored ids' index's directory, inside the transfers' store's.
 pub const IDS_DIR: &str = "ids";
 /// Most chunks one run of the stored ids' index is built from when the index catches up with
@@ -75,12 +80,15 @@ pub struct Stores {
     pub failed: Arc<HistoryStore>,
     /// Chunks of expired holds.
     pub expired: Arc<HistoryStore>,
+    /// Images of the chunks of expired holds (each one's hold id and expiry).
+    pub expired_images: Arc<HistoryStore>,
     /// The stored transfers' ids, by hash (built from the images).
     pub ids: Arc<IdRuns>,
     /// Runs of `ids` its open found unusable and deleted, and why (rebuilt from the images).
     pub ids_dropped: Vec<String>,
-    /// Why the lineage images' store was unusable at open (another layout, a damaged header),
-    /// if it was: it was emptied, and the start writes every chunk's image again.
+    /// Why a store of derived images (lineage, expired holds') was unusable at open (another
+    /// layout, a damaged header), if one was: it was emptied, and the start writes its images
+    /// again.
     pub lineage_dropped: Option<String>,
 }
 
@@ -97,6 +105,8 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
         store.map(Arc::new)
     };
     let (lineage, lineage_dropped) = open_derived(&dir.join(LINEAGE_DIR), LINEAGE_CHUNK_BYTES)?;
+    let (expired_images, expired_images_dropped) =
+        open_derived(&dir.join(EXPIRED_DIR).join(EXPIRED_IMAGES_DIR), EXPIRED_IMAGE_CHUNK_BYTES)?;
     let ids_dir = dir.join(IDS_DIR);
     let (ids, opened) = IdRuns::open(&ids_dir).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", ids_dir.display())))?;
     Ok(Stores {
@@ -106,9 +116,10 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
         lineage,
         failed: open(&dir.join(FAILED_DIR), FAILED_CHUNK_BYTES)?,
         expired: open(&dir.join(EXPIRED_DIR), EXPIRED_CHUNK_BYTES)?,
+        expired_images,
         ids,
         ids_dropped: opened.dropped,
-        lineage_dropped,
+        lineage_dropped: lineage_dropped.or(expired_images_dropped),
     })
 }
 
@@ -143,6 +154,9 @@ pub fn file_history(stores: &Stores, chunk_len: usize) -> Arc<dyn History> {
     let history = history.with_lineage(PlainReader(Arc::clone(&stores.lineage)), lineage_stored);
     let history = history.with_balances(PlainReader(Arc::clone(&stores.balances))).with_failed(PlainReader(Arc::clone(&stores.failed)));
     let history = history.with_expired(PlainReader(Arc::clone(&stores.expired))).with_ids(RunsIndex(Arc::clone(&stores.ids)));
+    let expired_images = Arc::clone(&stores.expired_images);
+    let expired_stored = move || expired_images.chunks() as usize;
+    let history = history.with_expired_images(PlainReader(Arc::clone(&stores.expired_images)), expired_stored);
     Arc::new(history.with_images(PlainReader(Arc::clone(&stores.images)), stored))
 }
 
@@ -311,6 +325,8 @@ pub struct HistoryAttached {
     pub failed: ChunksChecked,
     /// The expired holds' store.
     pub expired: ChunksChecked,
+    /// The expired holds' images' store.
+    pub expired_images: ChunksChecked,
     /// Chunks whose ids the stored ids' index held at open, and runs of it dropped: unusable
     /// at open (with why), or covering chunks the check rewrote or dropped. The writer rebuilds
     /// them from the images.
@@ -320,7 +336,7 @@ pub struct HistoryAttached {
 impl HistoryAttached {
     /// Both stores' counts added up (what `bursar start` reports).
     pub fn total(&self) -> ChunksChecked {
-        let all = [&self.transfers, &self.balances, &self.images, &self.lineage, &self.failed, &self.expired];
+        let all = [&self.transfers, &self.balances, &self.images, &self.lineage, &self.failed, &self.expired, &self.expired_images];
         let sum = |count: fn(&ChunksChecked) -> u64| all.iter().map(|c| count(c)).sum();
         ChunksChecked {
             restored: sum(|c| c.restored),
@@ -338,7 +354,7 @@ enum Sealed {
     Transfers(u64, Arc<Vec<Transfer>>, Vec<[u32; 2]>, Vec<Resolution>),
     Balances(u64, Arc<Vec<BalanceEntry>>),
     Failed(u64, Arc<Vec<FailedTransfer>>),
-    Expired(u64, Arc<Vec<ExpiredHold>>),
+    Expired(u64, Arc<Vec<ExpiredHold>>, Vec<(u128, u64)>),
 }
 
 /// Moves full chunks from the engine to the stores (see the module): the node's side.
@@ -443,6 +459,22 @@ fn check_lineage(store: &HistoryStore, engine: &mut Engine, history: &Arc<dyn Hi
     })?;
     engine.drop_resolutions_below(sealed as usize);
     Ok(ChunksChecked { restored: from_lineage, ..checked })
+}
+
+/// Checks the expired holds' images' store as [`check_store`] does, from the chunks the restore
+/// did not take images of on, with the expired holds the engine noted (it notes those it
+/// restores from their holds' records or replays); then forgets those.
+fn check_expired_images(store: &HistoryStore, engine: &mut Engine, sealed: u64) -> std::io::Result<ChunksChecked> {
+    let from_images = engine.expired_chunks_restored_from_images() as u64;
+    let len = 1usize << bursar_engine::CHUNK_BITS;
+    let checked = check_store(store, from_images.min(store.chunks()), sealed, |k, out| {
+        let holds = expired_image_of(engine.expired_notes_of_chunk(k as usize), len)
+            .map_err(|e| std::io::Error::other(format!("expired chunk {k}: {e}")))?;
+        encode_expired_image(&holds, out);
+        Ok(())
+    })?;
+    engine.drop_expired_notes_below(sealed as usize);
+    Ok(ChunksChecked { restored: from_images, ..checked })
 }
 
 /// Cuts the stored ids' index back to the images it can trust after their check: all of them,
@@ -555,9 +587,13 @@ fn write_chunks(
                 encode_aligned(&mut bytes, |out| encode_failed_chunk(&chunk, out));
                 (&writing.failed, k)
             }
-            Sealed::Expired(k, chunk) => {
+            Sealed::Expired(k, chunk, holds) => {
                 encode_aligned(&mut bytes, |out| encode_expired_chunk(&chunk, out));
-                (&writing.expired, k)
+                if !append_retrying(&writing.expired, k, bytes.bytes(), failed, hurry) {
+                    return;
+                }
+                encode_aligned(&mut bytes, |out| encode_expired_image(&holds, out));
+                (&writing.expired_images, k)
             }
         };
         if !append_retrying(store, k, bytes.bytes(), failed, hurry) {
@@ -691,6 +727,7 @@ impl Mover {
         let expired = check_store(&stores.expired, engine.evicted_expired_chunks() as u64, sealed[3], |k, out| {
             held(engine.expired_chunk(k as usize), encode_expired_chunk, out)
         })?;
+        let expired_images = check_expired_images(&stores.expired_images, engine, sealed[3])?;
         engine.set_history(history.clone());
         let (to_writer, chunks) = crossbeam_channel::unbounded::<Sealed>();
         let failure = Arc::new(Mutex::new(None));
@@ -711,7 +748,9 @@ impl Mover {
             ids_failing,
         };
         mover.step(engine);
-        Ok((mover, HistoryAttached { transfers, balances, images, lineage, lineage_dropped, failed: failed_ids, expired, ids }))
+        let attached =
+            HistoryAttached { transfers, balances, images, lineage, lineage_dropped, failed: failed_ids, expired, expired_images, ids };
+        Ok((mover, attached))
     }
 
     /// Between batches: hands newly full chunks to the writer and evicts those stored.
@@ -736,16 +775,20 @@ impl Mover {
             self.handed[2] += 1;
         }
         while self.handed[3] < sealed[3] {
-            let chunk = engine.expired_chunk(self.handed[3] as usize).expect("a chunk not yet stored is in memory").clone();
-            self.send(Sealed::Expired(self.handed[3], chunk));
+            let k = self.handed[3] as usize;
+            let chunk = engine.expired_chunk(k).expect("a chunk not yet stored is in memory").clone();
+            let holds =
+                expired_image_of(engine.expired_notes_of_chunk(k), chunk.len()).expect("every expired hold of a full chunk is noted");
+            self.send(Sealed::Expired(self.handed[3], chunk, holds));
             self.handed[3] += 1;
+            engine.drop_expired_notes_below(self.handed[3] as usize);
         }
         // A chunk leaves memory once stored with its image, and its ids once its run is written.
         engine.evict_chunks_below(self.stored_chunks_with_images() as usize);
         engine.set_ids_stored(self.stores.ids.chunks() as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
-        engine.evict_expired_chunks_below(self.stores.expired.chunks() as usize);
+        engine.evict_expired_chunks_below(self.stores.expired.chunks().min(self.stores.expired_images.chunks()) as usize);
         self.report_failure();
     }
 
@@ -803,7 +846,7 @@ impl Mover {
         let s = &self.stores;
         let ids = if with_ids { s.ids.chunks() } else { u64::MAX };
         let transfers = self.stored_chunks_with_images().min(ids);
-        let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks()];
+        let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks().min(s.expired_images.chunks())];
         stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
     }
 
