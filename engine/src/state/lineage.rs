@@ -337,7 +337,9 @@ impl OpenHolds {
         match self.bits.get_mut(index as usize / 64) {
             Some(word) if *word & bit != 0 => {
                 *word &= !bit;
-                self.read.remove(&index);
+                if !self.read.is_empty() {
+                    self.read.remove(&index);
+                }
                 true
             }
             _ => false,
@@ -370,9 +372,14 @@ impl Engine {
         let disagrees = |index: u32| format!("transfer {index} is not what its chunk's lineage image says");
         let resolving = tf::POST_PENDING | tf::VOID_PENDING;
         let mut reversals = lineage.reversals.iter();
+        // Whether the restore read the chunk's records (most often not: then nothing is copied).
+        let read = self.transfers.get(first as usize).is_some();
         for (i, &named) in lineage.named.iter().enumerate() {
+            if named == NAMED_NONE && !read {
+                continue;
+            }
             let index = first + i as u32;
-            let record = self.transfers.get(index as usize).copied();
+            let record = if read { self.transfers.get(index as usize).copied() } else { None };
             match named {
                 NAMED_NONE if record.is_some_and(|t| t.flags & (tf::PENDING | resolving | tf::REVERSE) != 0) => {
                     return Err(disagrees(index))
