@@ -346,8 +346,21 @@ impl OpenHolds {
         }
     }
 
+    /// The open holds' transfer indexes, in order: a word of bits at a time, empty words passed
+    /// over (most holds are finished).
     fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
-        self.bits.iter().enumerate().flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as u32))
+        let set_bits = |mut word: u64| {
+            core::iter::from_fn(move || {
+                let b = (word != 0).then(|| word.trailing_zeros())?;
+                word &= word - 1;
+                Some(b)
+            })
+        };
+        self.bits
+            .iter()
+            .enumerate()
+            .filter(|(_, &word)| word != 0)
+            .flat_map(move |(w, &word)| set_bits(word).map(move |b| w as u32 * 64 + b))
     }
 }
 
@@ -488,6 +501,16 @@ mod tests {
         bytes[tail + 16] = 0;
         assert!(ChunkLineage::decode(&bytes, 4).unwrap_err().contains("more than its table holds"));
         assert_eq!((reversals_max(1 << crate::CHUNK_BITS), lineage_bytes(1 << crate::CHUNK_BITS)), (2_048, 49 * 4096));
+    }
+
+    #[test]
+    fn open_holds_are_listed_in_order_and_finished_once() {
+        let mut open = OpenHolds::default();
+        for index in [1_000, 0, 63, 64, 130, 127] {
+            open.open(index, None);
+        }
+        assert!(open.finish(64) && !open.finish(64) && !open.finish(5) && !open.finish(1 << 20));
+        assert_eq!(open.indexes().collect::<Vec<_>>(), [0, 63, 127, 130, 1_000]);
     }
 
     #[test]
