@@ -524,9 +524,13 @@ impl Engine {
                 Some(t) => index < newer && (if debited { t.debit_account_id } else { t.credit_account_id }) == account,
             }
         };
-        for (i, links) in self.transfer_links.iter().enumerate() {
-            let Some(t) = self.in_memory(i as u32) else { continue };
-            if !link_ok(links[0], i as u32, t.debit_account_id) || !link_ok(links[1], i as u32, t.credit_account_id) {
+        // The transfers in memory: the chunks held, and the evicted records pinned or prefetched
+        // (not every index looked up: after a restore most are evicted).
+        let held_from = (self.transfers.evicted_chunks() * self.transfers.chunk_len()) as u32;
+        let held = self.cold.held_evicted_indexes().filter(|&i| i < held_from).chain(held_from..self.transfer_links.len() as u32);
+        for i in held {
+            let (Some(t), Some(links)) = (self.in_memory(i), self.transfer_links.get(i as usize)) else { continue };
+            if !link_ok(links[0], i, t.debit_account_id) || !link_ok(links[1], i, t.credit_account_id) {
                 return Err(format!("transfer {}: a link names another account's transfer or the wrong side", t.id));
             }
         }

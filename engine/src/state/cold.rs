@@ -561,6 +561,11 @@ impl Cold {
         !self.pinned.is_empty()
     }
 
+    /// The indexes of the evicted records memory holds: pinned or prefetched, in no order.
+    pub(crate) fn held_evicted_indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pinned.slots.iter().map(|(index, _)| index).chain(self.prefetched.keys().copied())
+    }
+
     /// Pins `record` at `index`, an evicted pending hold (a restore that derives them).
     pub(crate) fn pin(&mut self, index: u32, record: Transfer) {
         self.pinned.insert(index, record);

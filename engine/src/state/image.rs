@@ -246,6 +246,19 @@ mod tests {
         assert_eq!(image_bytes(1 << crate::CHUNK_BITS), 129 * 4096);
     }
 
+    /// The invariants' check of the accounts' lists catches a link to another account's
+    /// transfer, among the transfers in memory.
+    #[test]
+    fn a_link_to_another_accounts_transfer_is_caught() {
+        use crate::test_support::{engine_with_accounts, execute_ok, transfer};
+        let mut engine = engine_with_accounts(1..=3);
+        execute_ok(&mut engine, 10, &[transfer(7, 1, 2, 1), transfer(8, 2, 3, 1), transfer(9, 1, 3, 1)]);
+        engine.check_invariants().expect("invariants");
+        assert_eq!(engine.transfer_links[2][0], LINK_DEBITED, "the debit side's previous transfer: 7, debited");
+        engine.transfer_links[2][0] = LINK_DEBITED | 1;
+        assert!(engine.check_invariants().unwrap_err().contains("another account's transfer"));
+    }
+
     /// The pass agrees with walking each account's list back, at every boundary, over
     /// transfers between random accounts.
     #[test]
