@@ -377,7 +377,7 @@ impl Engine {
             engine.set_history(Arc::clone(history));
             // Chunks past its lineage images get theirs from the captures restored from records.
             if history.has_lineage() {
-                engine.keep_resolutions();
+                engine.keep_image_notes();
             }
         }
         let chunks = restore_kept_transfers(&mut engine, kept, history.as_deref(), &mut restoring, &last_links)?;
@@ -393,7 +393,9 @@ impl Engine {
         }
         restoring.holds_done(&engine, timestamp)?;
         // Noted as their holds were restored, in index order: the images go by place.
-        engine.cold.expired_notes.sort_unstable_by_key(|&(place, ..)| place);
+        if let Some(notes) = &mut engine.cold.notes {
+            notes.expired.sort_unstable_by_key(|&(place, ..)| place);
+        }
         r.at = at_holds.at;
         let balance_chunks = restore_kept_balances(&mut engine, balances_kept, history.as_deref())?;
         let failed_chunks = restore_kept_failed(&mut engine, counts[17], history.as_deref(), timestamp)?;
@@ -1850,7 +1852,7 @@ mod version_tests {
         let mut engine = engine();
         engine.set_transfer_chunk_bits(3);
         engine.set_history(Arc::clone(kept) as Arc<dyn History>);
-        engine.keep_resolutions();
+        engine.keep_image_notes();
         let mut commands = vec![eur_ledger()];
         commands.extend(accounts(1..=4));
         for command in &mut commands[2..4] {
@@ -1969,14 +1971,14 @@ mod version_tests {
     /// An engine of 8-transfer chunks: a hold each step, every third expiring at the next, the
     /// others captured or released three steps later (every 17th left pending), a plain
     /// transfer beside it, a capture in a chain that fails, and one refund; every full chunk but
-    /// the newest stored with its images (and the expired holds' with their terms' sums) and
+    /// the newest stored with its images (and the expired holds' with their images) and
     /// evicted.
     fn engine_of_holds(kept: &Arc<Kept>) -> Engine {
         use crate::test_support::{capture, hold, release};
         let mut engine = engine();
         engine.set_transfer_chunk_bits(3);
         engine.set_history(Arc::clone(kept) as Arc<dyn History>);
-        engine.keep_resolutions();
+        engine.keep_image_notes();
         let mut setup = vec![eur_ledger()];
         setup.extend(accounts(1..=4));
         execute_ok(&mut engine, 1, &setup);

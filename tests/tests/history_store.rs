@@ -372,7 +372,7 @@ fn evicted_history_answers_as_memory_survives_restarts_and_damage_is_caught() {
     std::fs::remove_dir_all(&lineage_dir).expect("the lineage images removed");
     bursar_wal::HistoryStore::open(&lineage_dir, 4096).expect("a store of another layout").append(0, &[7; 4096]).expect("a chunk");
     let (mut node, attached, _) = open(&dir);
-    assert!(attached.lineage_dropped.as_deref().is_some_and(|why| why.contains("chunk")), "{attached:?}");
+    assert!(attached.images_dropped.as_deref().is_some_and(|why| why.contains("chunk")), "{attached:?}");
     assert_eq!((attached.lineage.restored, attached.lineage.appended), (0, sealed), "{attached:?}");
     compare(&mut node, &mut reference);
     drop(node);

@@ -195,7 +195,7 @@ fn run_seed(seed: u64, batches: u64, codes_seen: &mut std::collections::BTreeSet
         engine.set_transfer_chunk_bits(COLD_CHUNK_BITS);
         engine.set_history(Arc::clone(history) as Arc<dyn bursar_engine::History>);
         // Its captures go into the chunks' lineage images, as a node's do.
-        engine.keep_resolutions();
+        engine.keep_image_notes();
     }
     let mut model = Model::new(limits);
     let mut workload = Workload::new(seed);

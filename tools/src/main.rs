@@ -335,7 +335,7 @@ fn report_history(attached: &bursar_net::history::HistoryAttached, data: &Path) 
     for why in &attached.ids.1 {
         eprintln!("bursar: the stored ids' index dropped {why}; rebuilding it from the images");
     }
-    if let Some(why) = &attached.lineage_dropped {
+    if let Some(why) = &attached.images_dropped {
         eprintln!("bursar: a store of images derived from the history was unusable ({why}); it was emptied and written again");
     }
     let attached = attached.total();

@@ -51,7 +51,7 @@ pub trait History: Send + Sync + core::fmt::Debug {
         self.read_image(k)
     }
     /// Whether the store keeps lineage images (a restore then notes the captures it restores
-    /// from records, for the images still to write: [`Engine::keep_resolutions`]).
+    /// from records, for the images still to write: [`Engine::keep_image_notes`]).
     fn has_lineage(&self) -> bool {
         false
     }
@@ -438,12 +438,9 @@ pub(crate) struct Cold {
     pub(crate) restored_from_images: usize,
     /// Stored chunks the restore took hold states from their lineage images (see `lineage`).
     pub(crate) restored_from_lineage: usize,
-    /// Captures and releases whose chunks' lineage images are not written yet, in index order,
-    /// while the node writes them ([`Engine::keep_resolutions`]); `None`: not noted.
-    pub(crate) resolutions: Option<Vec<super::lineage::Resolution>>,
-    /// Expired holds (place in `expired`, hold id, expiry time) whose chunks' images are not
-    /// written yet, in place order; noted while `resolutions` is.
-    pub(crate) expired_notes: Vec<(u32, u128, u64)>,
+    /// What the images not yet written need, while the node writes them
+    /// ([`Engine::keep_image_notes`]); `None`: nothing noted.
+    pub(crate) notes: Option<super::lineage::ImageNotes>,
     /// Stored chunks of expired holds the restore took their images of (see `lineage`).
     pub(crate) restored_from_expired_images: usize,
     /// Chunks of transfers whose ids the history's id index holds ([`Engine::set_ids_stored`]).
@@ -466,8 +463,7 @@ impl Clone for Cold {
             failure: RefCell::default(),
             restored_from_images: self.restored_from_images,
             restored_from_lineage: self.restored_from_lineage,
-            resolutions: self.resolutions.clone(),
-            expired_notes: self.expired_notes.clone(),
+            notes: self.notes.clone(),
             restored_from_expired_images: self.restored_from_expired_images,
             ids_stored: self.ids_stored,
             stored_ids: self.stored_ids.clone(),

@@ -14,7 +14,7 @@
 //! hold's record is read back and pinned anyway, the hot state.
 //!
 //! The engine notes each capture and release as it applies it ([`Resolution`]) while the node
-//! keeps lineage images ([`Engine::keep_resolutions`]), and the node takes a chunk's notes when
+//! keeps lineage images ([`Engine::keep_image_notes`]), and the node takes a chunk's notes when
 //! it hands the chunk to its writer.
 
 use super::digest::hold_term;
@@ -218,39 +218,59 @@ pub fn expired_image_of(noted: &[(u32, u128, u64)], chunk_len: usize) -> Result<
     Ok(noted.iter().map(|&(_, id, expires_at)| (id, expires_at)).collect())
 }
 
+/// What the engine notes for the images a node writes, until the node takes each chunk's:
+/// captures and releases for lineage images, expiries for the expired holds' images.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ImageNotes {
+    /// Captures and releases whose chunks' lineage images are not written yet, in index order.
+    resolutions: Vec<Resolution>,
+    /// Expired holds (place in `expired`, hold id, expiry time) whose chunks' images are not
+    /// written yet, in place order (a restore sorts those it notes once it is done).
+    pub(crate) expired: Vec<(u32, u128, u64)>,
+}
+
+/// The part of `noted` (sorted by `key`) whose keys lie in `start..end`.
+fn noted_range<T>(noted: &[T], key: impl Fn(&T) -> u32, start: u32, end: u32) -> &[T] {
+    &noted[noted.partition_point(|n| key(n) < start)..noted.partition_point(|n| key(n) < end)]
+}
+
+/// Forgets the notes of `noted` (sorted by `key`) whose keys lie below `end`. A restore from
+/// records notes everything it restores: that memory goes back once most of it is forgotten.
+fn forget_below<T>(noted: &mut Vec<T>, key: impl Fn(&T) -> u32, end: u32) {
+    let below = noted.partition_point(|n| key(n) < end);
+    noted.drain(..below);
+    if noted.capacity() > RESOLUTIONS_KEPT_MAX && noted.len() < noted.capacity() / 4 {
+        noted.shrink_to_fit();
+    }
+}
+
 impl Engine {
-    /// Notes every capture and release applied from now on ([`Resolution`]) until the node takes
-    /// them ([`Engine::drop_resolutions_below`]): what a node writing lineage images calls
-    /// before it recovers (a restore notes those of the chunks it reads records of).
-    pub fn keep_resolutions(&mut self) {
-        self.cold.resolutions.get_or_insert_with(Vec::new);
+    /// Notes every capture, release and expiry applied from now on ([`ImageNotes`]) until the
+    /// node takes them ([`Engine::drop_resolutions_below`], [`Engine::drop_expired_notes_below`]):
+    /// what a node writing lineage and expired holds' images calls before it recovers (a restore
+    /// notes those it restores from records).
+    pub fn keep_image_notes(&mut self) {
+        self.cold.notes.get_or_insert_with(ImageNotes::default);
     }
 
-    /// Stops noting captures and releases, and forgets those noted: a reader that writes no
-    /// lineage images (a change feed, an audit) after a restore.
-    pub fn forget_resolutions(&mut self) {
-        self.cold.resolutions = None;
-        self.cold.expired_notes = Vec::new();
+    /// Stops noting, and forgets what was noted: a reader that writes no images (a change feed)
+    /// after a restore.
+    pub fn forget_image_notes(&mut self) {
+        self.cold.notes = None;
     }
 
     /// The resolutions noted of full chunk `k`'s captures and releases, in order.
     pub fn resolutions_of_chunk(&self, k: usize) -> &[Resolution] {
-        let Some(noted) = &self.cold.resolutions else { return &[] };
+        let Some(notes) = &self.cold.notes else { return &[] };
         let len = self.transfers.chunk_len();
-        let (start, end) = ((k * len) as u32, ((k + 1) * len) as u32);
-        &noted[noted.partition_point(|r| r.by < start)..noted.partition_point(|r| r.by < end)]
+        noted_range(&notes.resolutions, |r| r.by, (k * len) as u32, ((k + 1) * len) as u32)
     }
 
     /// Forgets the resolutions of the chunks below `k` (their lineage images are written).
     pub fn drop_resolutions_below(&mut self, k: usize) {
         let end = (k * self.transfers.chunk_len()) as u32;
-        if let Some(noted) = &mut self.cold.resolutions {
-            let below = noted.partition_point(|r| r.by < end);
-            noted.drain(..below);
-            // A restore from records notes every capture it restores: that memory goes back.
-            if noted.capacity() > RESOLUTIONS_KEPT_MAX && noted.len() < noted.capacity() / 4 {
-                noted.shrink_to_fit();
-            }
+        if let Some(notes) = &mut self.cold.notes {
+            forget_below(&mut notes.resolutions, |r| r.by, end);
         }
     }
 
@@ -263,21 +283,17 @@ impl Engine {
     /// The expired holds noted of full chunk `k` of expired holds (place, hold id, expiry), in
     /// order.
     pub fn expired_notes_of_chunk(&self, k: usize) -> &[(u32, u128, u64)] {
-        let noted = &self.cold.expired_notes;
+        let Some(notes) = &self.cold.notes else { return &[] };
         let len = self.expired.chunk_len();
-        let (start, end) = ((k * len) as u32, ((k + 1) * len) as u32);
-        &noted[noted.partition_point(|n| n.0 < start)..noted.partition_point(|n| n.0 < end)]
+        noted_range(&notes.expired, |n| n.0, (k * len) as u32, ((k + 1) * len) as u32)
     }
 
     /// Forgets the expired holds noted of the chunks of expired holds below `k` (their images
     /// are written).
     pub fn drop_expired_notes_below(&mut self, k: usize) {
         let end = (k * self.expired.chunk_len()) as u32;
-        let noted = &mut self.cold.expired_notes;
-        let below = noted.partition_point(|n| n.0 < end);
-        noted.drain(..below);
-        if noted.capacity() > RESOLUTIONS_KEPT_MAX && noted.len() < noted.capacity() / 4 {
-            noted.shrink_to_fit();
+        if let Some(notes) = &mut self.cold.notes {
+            forget_below(&mut notes.expired, |n| n.0, end);
         }
     }
 
@@ -288,23 +304,23 @@ impl Engine {
 
     /// Notes the hold expired at `place`: its id and expiry time, if noting.
     pub(crate) fn note_expired(&mut self, place: u32, id: u128, expires_at: u64) {
-        if self.cold.resolutions.is_some() {
-            self.cold.expired_notes.push((place, id, expires_at));
+        if let Some(notes) = &mut self.cold.notes {
+            notes.expired.push((place, id, expires_at));
         }
     }
 
     /// Notes a capture or release just applied or restored, if noting.
     pub(crate) fn note_resolution(&mut self, resolution: Resolution) {
-        if let Some(noted) = &mut self.cold.resolutions {
-            debug_assert!(noted.last().is_none_or(|last| last.by < resolution.by), "noted in index order");
-            noted.push(resolution);
+        if let Some(notes) = &mut self.cold.notes {
+            debug_assert!(notes.resolutions.last().is_none_or(|last| last.by < resolution.by), "noted in index order");
+            notes.resolutions.push(resolution);
         }
     }
 
     /// Takes back the note of capture or release `by` (a failed chain's undo), if noting.
     pub(crate) fn take_back_resolution(&mut self, by: u32) {
-        if let Some(noted) = &mut self.cold.resolutions {
-            let last = noted.pop().expect("undo: a noted resolution");
+        if let Some(notes) = &mut self.cold.notes {
+            let last = notes.resolutions.pop().expect("undo: a noted resolution");
             assert_eq!(last.by, by, "undo takes back the newest resolution");
         }
     }
@@ -534,7 +550,7 @@ mod tests {
     fn a_chunk_names_its_holds_and_what_finished_them() {
         use crate::test_support::{capture, engine_with_accounts, execute_ok, hold, release, transfer};
         let mut engine = engine_with_accounts(1..=2);
-        engine.keep_resolutions();
+        engine.keep_image_notes();
         execute_ok(&mut engine, 10, &[hold(7, 0), hold(8, 60), transfer(9, 1, 2, 1)]);
         execute_ok(&mut engine, 20, &[capture(10, 7, 0), release(11, 8)]);
         let chunk: Vec<Transfer> = engine.all_transfers().collect();

@@ -276,16 +276,10 @@ impl Engine {
     /// The expired state the stream gives the hold at `index` (met in index order), taken out of
     /// `states`, with its value in `finished`; an expired hold passed over is named in the error.
     fn stated_expired(&self, index: u32, states: &mut StatedHolds) -> Result<Option<(Hold, u32)>, String> {
-        if let Some(&(at, k)) = states.expired_by_index.get(states.next_expired) {
-            if at < index {
-                return Err(format!("hold state for transfer index {at}, which is not a hold that is finished so"));
-            }
-            if at == index {
-                states.next_expired += 1;
-                let e = self.expired.get(k as usize).expect("a restore keeps every expired hold in memory until it is done");
-                let hold = Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: e.resolved_at, resolved_by: NONE };
-                return Ok(Some((hold, FAILED_TAG | k)));
-            }
+        if let Some(k) = states.expired_place(index)? {
+            let e = self.expired.get(k as usize).expect("a restore keeps every expired hold in memory until it is done");
+            let hold = Hold { status: HoldStatus::Expired, expires_at: 0, resolved_at: e.resolved_at, resolved_by: NONE };
+            return Ok(Some((hold, FAILED_TAG | k)));
         }
         let stated = states.stated.get(&index).filter(|(hold, _)| hold.status == HoldStatus::Expired).copied();
         if stated.is_some() {

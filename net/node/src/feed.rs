@@ -387,7 +387,7 @@ fn start_before(
         let Ok((header, payload)) = bursar_wal::read_snapshot(storage, seq) else { continue };
         let Ok(mut engine) = Engine::restore_from(&payload, bursar_engine::CHUNK_BITS, history.clone()) else { continue };
         // A follower writes no lineage images.
-        engine.forget_resolutions();
+        engine.forget_image_notes();
         if let Ok(reader) = LogReader::after_snapshot(storage, &header) {
             return Ok((engine, reader));
         }

@@ -89,7 +89,7 @@ pub struct Stores {
     /// Why a store of derived images (lineage, expired holds') was unusable at open (another
     /// layout, a damaged header), if one was: it was emptied, and the start writes its images
     /// again.
-    pub lineage_dropped: Option<String>,
+    pub images_dropped: Option<String>,
 }
 
 /// Opens (or creates) the history stores in `dir` (transfers) and `dir/balances` for the
@@ -119,7 +119,10 @@ pub fn open_store(dir: &std::path::Path) -> std::io::Result<Stores> {
         expired_images,
         ids,
         ids_dropped: opened.dropped,
-        lineage_dropped: lineage_dropped.or(expired_images_dropped),
+        images_dropped: match (lineage_dropped, expired_images_dropped) {
+            (Some(lineage), Some(expired)) => Some(format!("{lineage}; {expired}")),
+            (lineage, expired) => lineage.or(expired),
+        },
     })
 }
 
@@ -319,8 +322,8 @@ pub struct HistoryAttached {
     pub images: ChunksChecked,
     /// The lineage images' store.
     pub lineage: ChunksChecked,
-    /// Why the lineage images' store was emptied at open, if it was ([`Stores::lineage_dropped`]).
-    pub lineage_dropped: Option<String>,
+    /// Why a store of derived images was emptied at open, if one was ([`Stores::images_dropped`]).
+    pub images_dropped: Option<String>,
     /// The failed ids' store.
     pub failed: ChunksChecked,
     /// The expired holds' store.
@@ -719,7 +722,7 @@ impl Mover {
         })?;
         let images = check_images(&stores.images, engine, &history, sealed[0])?;
         let lineage = check_lineage(&stores.lineage, engine, &history, sealed[0])?;
-        let lineage_dropped = stores.lineage_dropped.clone();
+        let images_dropped = stores.images_dropped.clone();
         let ids = check_ids(&stores, engine, &images)?;
         let failed_ids = check_store(&stores.failed, engine.evicted_failed_chunks() as u64, sealed[2], |k, out| {
             held(engine.failed_chunk(k as usize), encode_failed_chunk, out)
@@ -749,7 +752,7 @@ impl Mover {
         };
         mover.step(engine);
         let attached =
-            HistoryAttached { transfers, balances, images, lineage, lineage_dropped, failed: failed_ids, expired, expired_images, ids };
+            HistoryAttached { transfers, balances, images, lineage, images_dropped, failed: failed_ids, expired, expired_images, ids };
         Ok((mover, attached))
     }
 

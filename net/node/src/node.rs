@@ -158,7 +158,7 @@ impl<S: Storage> Node<S> {
         let mut engine = Engine::new(limits);
         // The captures replayed from the log go into lineage images once their chunks are full.
         if store.is_some() {
-            engine.keep_resolutions();
+            engine.keep_image_notes();
         }
         let engine = RefCell::new(engine);
         let mut replayer = Replayer::new();
