@@ -414,30 +414,17 @@ impl Engine {
                     return Err(disagrees(index))
                 }
                 NAMED_NONE => {}
-                NAMED_REVERSAL => {
-                    let listed = reversals.next();
-                    match (record, listed) {
-                        (Some(t), _) if t.flags & tf::REVERSE == 0 || listed.is_some_and(|&l| l != (t.pending_id, t.amount)) => {
-                            return Err(disagrees(index))
-                        }
-                        (Some(t), _) => self.restore_reversal(index, &t)?,
-                        (None, Some(&(original, amount))) => {
-                            self.add_reversal(original, index, amount)?;
-                        }
-                        (None, None) => return Err(format!("chunk {k}'s lineage image lists fewer reversals than it names")),
+                NAMED_REVERSAL => match (record, reversals.next()) {
+                    (Some(t), listed) if t.flags & tf::REVERSE == 0 || listed.is_some_and(|&l| l != (t.pending_id, t.amount)) => {
+                        return Err(disagrees(index))
                     }
-                }
-                NAMED_HOLD => match record {
-                    Some(t) if t.flags & tf::PENDING == 0 => return Err(disagrees(index)),
-                    Some(t) if !self.restore_hold_state(index, &t, states)? => {}
-                    Some(t) => open.open(index, Some(t)),
-                    // Not read: an expired one's term came with its chunk of expired holds' image.
-                    None => match states.expired_place(index)? {
-                        Some(place) if place < states.expired_summed_below => self.finished.insert(index, FAILED_TAG | place),
-                        Some(place) => return Err(format!("expired hold {index} (place {place}) restored without its record")),
-                        None => open.open(index, None),
-                    },
+                    (Some(t), _) => self.restore_reversal(index, &t)?,
+                    (None, Some(&(original, amount))) => {
+                        self.add_reversal(original, index, amount)?;
+                    }
+                    (None, None) => return Err(format!("chunk {k}'s lineage image lists fewer reversals than it names")),
                 },
+                NAMED_HOLD => self.restore_named_hold(index, record, open, states)?,
                 hold => {
                     if record.is_some_and(|t| t.flags & resolving == 0) {
                         return Err(disagrees(index));
@@ -450,6 +437,32 @@ impl Engine {
             }
         }
         self.digest.add_finished_sum(lineage.finished_sum);
+        Ok(())
+    }
+
+    /// The hold at `index` a lineage image names, with its `record` if the restore read it:
+    /// left open, or found expired (from its record, or with its term taken from its chunk of
+    /// expired holds' image).
+    fn restore_named_hold(
+        &mut self,
+        index: u32,
+        record: Option<Transfer>,
+        open: &mut OpenHolds,
+        states: &mut super::reversals::StatedHolds,
+    ) -> Result<(), String> {
+        match record {
+            Some(t) if t.flags & tf::PENDING == 0 => return Err(format!("transfer {index} is not what its chunk's lineage image says")),
+            Some(t) => {
+                if self.restore_hold_state(index, &t, states)? {
+                    open.open(index, Some(t));
+                }
+            }
+            None => match states.expired_place(index)? {
+                Some(place) if place < states.expired_summed_below => self.finished.insert(index, FAILED_TAG | place),
+                Some(place) => return Err(format!("expired hold {index} (place {place}) restored without its record")),
+                None => open.open(index, None),
+            },
+        }
         Ok(())
     }
 
