@@ -29,6 +29,8 @@ pub(crate) struct Position {
     pub(crate) spares: Vec<String>,
     /// The generation of the next durable mark (see `mark.rs`).
     pub(crate) mark_generation: u64,
+    /// The newest durable mark's sequence number (0: none).
+    pub(crate) marked_seq: u64,
 }
 
 /// The write-ahead log. Single writer: the sequencer owns it.
@@ -104,7 +106,7 @@ impl<S: Storage> Wal<S> {
             sync_started: None,
             last_sync_ns: 0,
             mark_generation: at.mark_generation,
-            marked_seq: 0,
+            marked_seq: at.marked_seq,
         }
     }
 
@@ -246,6 +248,17 @@ impl<S: Storage> Wal<S> {
             }
         }
         Ok(self.synced_seq)
+    }
+
+    /// Marks the entries recovery found (and synced) past the newest mark, before anything is
+    /// appended: the previous run stopped between their sync and their mark. They are the log's
+    /// now, and the next entries claim them durable; every entry must claim no more than a mark
+    /// written before it (what recovery's `Tail::Vouched` relies on).
+    pub(crate) fn mark_recovered(&mut self) -> std::io::Result<()> {
+        if self.config.sync == crate::SyncPolicy::EveryBatch && self.synced_seq > self.marked_seq {
+            self.write_mark()?;
+        }
+        Ok(())
     }
 
     /// Records durably that entries through `synced_seq` are on disk (see `mark.rs`): one slot

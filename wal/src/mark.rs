@@ -81,6 +81,24 @@ pub fn newest(file: &[u8]) -> Option<Mark> {
     file.chunks(MARK_SLOT_BYTES).filter_map(Mark::decode).max_by_key(|mark| mark.generation)
 }
 
+/// Whether every slot holds what an undamaged ring under `newest` holds: slot `s` the mark of
+/// the newest generation up to `newest.generation` that falls in it, or zeros while no such
+/// generation was written. Generations rise by one per mark written, across restarts too, so
+/// anything else is damage: a torn or flipped slot, or one zeroed at rest. (The newest slot
+/// zeroed before the ring first wraps looks like one not yet written.)
+pub fn ring_whole(file: &[u8], newest: &Mark) -> bool {
+    (0..MARK_SLOTS).all(|slot| {
+        let at = slot as usize * MARK_SLOT_BYTES;
+        let Some(bytes) = file.get(at..at + MARK_SLOT_BYTES) else { return false };
+        let expected = (newest.generation >= slot).then(|| newest.generation - (newest.generation - slot) % MARK_SLOTS);
+        match (Mark::decode(bytes), expected) {
+            (Some(mark), Some(generation)) => mark.generation == generation,
+            (None, None) => bytes.iter().all(|b| *b == 0),
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +117,43 @@ mod tests {
         file[2 * MARK_SLOT_BYTES + 20] ^= 1;
         assert_eq!(newest(&file).map(|m| (m.generation, m.seq, m.hash)), Some((9, 109, [9; 32])));
         assert_eq!(newest(&file[..40]), None, "a slot cut short is no mark");
+    }
+
+    /// A file with marks of generations `0..=last` written in turn.
+    fn ring(last: u64) -> Vec<u8> {
+        let mut file = vec![0u8; MARK_FILE_BYTES as usize];
+        for generation in 0..=last {
+            let mark = Mark { generation, seq: 100 + generation, hash: [generation as u8; 32] };
+            let at = mark.slot_offset() as usize;
+            file[at..at + MARK_SLOT_BYTES].copy_from_slice(&mark.encode());
+        }
+        file
+    }
+
+    #[test]
+    fn a_ring_is_whole_until_a_written_slot_is_damaged() {
+        for last in [0, 3, 7, 8, 20] {
+            let file = ring(last);
+            let newest = newest(&file).expect("a mark");
+            assert!(ring_whole(&file, &newest), "generations 0..={last}");
+            for slot in 0..MARK_SLOTS as usize {
+                let written = (slot as u64) <= last;
+                let mut flipped = file.clone();
+                flipped[slot * MARK_SLOT_BYTES + 20] ^= 1;
+                let mut zeroed = file.clone();
+                zeroed[slot * MARK_SLOT_BYTES..(slot + 1) * MARK_SLOT_BYTES].fill(0);
+                if let Some(after) = super::newest(&flipped) {
+                    assert!(!ring_whole(&flipped, &after), "generations 0..={last}, slot {slot} flipped");
+                }
+                let Some(after) = super::newest(&zeroed) else { continue };
+                let unseen = !written || (last < MARK_SLOTS && slot as u64 == last);
+                assert_eq!(ring_whole(&zeroed, &after), unseen, "generations 0..={last}, slot {slot} zeroed");
+            }
+        }
+        // A slot holding an older generation than the ring's turn puts there: a stale copy.
+        let mut stale = ring(20);
+        let old = Mark { generation: 9, seq: 109, hash: [9; 32] };
+        stale[old.slot_offset() as usize..][..MARK_SLOT_BYTES].copy_from_slice(&old.encode());
+        assert!(!ring_whole(&stale, &newest(&stale).expect("a mark")));
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::files::segment_name;
 use crate::format::{Hash, SnapshotHeader, GENESIS_HASH, SEGMENT_HEADER_SIZE};
-use crate::recovery::{first_seqs, list, locate_snapshot, scan, Anchor, End, EntryRef, Start};
+use crate::recovery::{first_seqs, list, locate_snapshot, scan, Anchor, End, EntryRef, Start, Tail};
 use crate::storage::Storage;
 use crate::OpenError;
 
@@ -118,7 +118,7 @@ impl LogReader {
         };
         let anchor = Anchor { expect_seq: Some(self.next_seq), prev_hash: self.prev_hash };
         let start = Start { segment_pos, offset: self.offset, anchor };
-        let scanned = scan(storage, &segments, start, self.next_seq - 1, Some(last), visit)?;
+        let scanned = scan(storage, &segments, start, self.next_seq - 1, Some(last), Tail::Search, visit)?;
         if let End::Clean { segment_pos, offset } = scanned.end {
             self.segment = segments[segment_pos];
             self.offset = offset;

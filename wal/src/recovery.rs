@@ -45,6 +45,10 @@ pub struct RecoveryReport {
     pub last_seq: u64,
     /// Its chain hash.
     pub last_hash: Hash,
+    /// Whether the durable mark vouched for the end, so the bytes after it were not searched for
+    /// an entry proving acknowledged data lost (`docs/wal-format.md`, "Recovery"). The audit's
+    /// [`verify_log`] always searches.
+    pub tail_vouched: bool,
 }
 
 /// Receives each verified entry; an `Err` stops recovery.
@@ -96,6 +100,8 @@ pub(crate) struct Scan {
     pub(crate) last_seq: u64,
     pub(crate) last_hash: Hash,
     pub(crate) bytes: u64,
+    /// Whether the durable mark vouched for the bytes after the end, so they were not searched.
+    pub(crate) vouched: bool,
 }
 
 fn corrupt(segment: u64, offset: u64, seq: u64, reason: impl Into<String>) -> OpenError {
@@ -143,13 +149,45 @@ fn remove_leftovers<S: Storage>(storage: &mut S) -> Result<Vec<String>, OpenErro
     Ok(leftovers)
 }
 
-/// The newest valid durable mark (see `mark.rs`), if the directory has a mark file with one.
-fn read_mark<S: Storage>(storage: &S) -> Result<Option<Mark>, OpenError> {
+/// The newest valid durable mark (see `mark.rs`), if the directory has a mark file with one,
+/// and what the scan may take on its word: [`Tail::Vouched`] when every slot of the ring is
+/// whole, else [`Tail::Search`].
+fn read_mark<S: Storage>(storage: &S) -> Result<(Option<Mark>, Tail), OpenError> {
     if !storage.list().map_err(|e| io("list", e))?.iter().any(|n| n == MARK_FILE_NAME) {
-        return Ok(None);
+        return Ok((None, Tail::Search));
     }
     let contents = storage.read(MARK_FILE_NAME).map_err(|e| io(MARK_FILE_NAME, e))?;
-    Ok(crate::mark::newest((*contents).as_ref()))
+    let file: &[u8] = (*contents).as_ref();
+    let mark = crate::mark::newest(file);
+    let tail = match mark {
+        Some(mark) if crate::mark::ring_whole(file, &mark) => Tail::Vouched { mark_seq: mark.seq },
+        _ => Tail::Search,
+    };
+    Ok((mark, tail))
+}
+
+/// What the scan does with the bytes after the end of the entries (a segment's empty slot, or a
+/// damaged one): search them for an intact entry that proves acknowledged data lost there
+/// ([`voucher`]), or take the durable mark's word that none exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Search: the audit's full check, readers, and a log whose mark ring is missing or damaged.
+    Search,
+    /// A whole mark ring vouches for entries through `mark_seq`. An entry is appended only after
+    /// the mark of everything it claims durable was synced (`Wal::sync_finish`), so an entry
+    /// after the end claiming the next one durable means a mark at or past it was written:
+    /// [`check_mark`] refuses an end below the mark, and a whole ring hides no newer mark. Under
+    /// `SyncPolicy::UnsafeNoSync` no marks are written; an entry claiming more than the mark
+    /// shows that, and the scan searches after it.
+    Vouched { mark_seq: u64 },
+}
+
+impl Tail {
+    /// Whether the search after an end can be skipped when the last intact entry before it
+    /// claimed entries through `synced_through` durable.
+    fn vouched(self, synced_through: u64) -> bool {
+        matches!(self, Tail::Vouched { mark_seq } if synced_through <= mark_seq)
+    }
 }
 
 /// Creates the mark file, zeroed, if it is not there (a new log, or one written before marks).
@@ -375,6 +413,7 @@ pub(crate) fn scan<S: Storage>(
     start: Start,
     visit_after: u64,
     stop_at: Option<u64>,
+    tail: Tail,
     visit: &mut EntryVisitor<'_>,
 ) -> Result<Scan, OpenError> {
     let Start { segment_pos: start_pos, offset: start_offset, anchor } = start;
@@ -385,6 +424,7 @@ pub(crate) fn scan<S: Storage>(
     let mut bytes_verified = 0u64;
     let mut end = End::Clean { segment_pos: start_pos, offset: start_offset };
     let mut seen_empty_segment: Option<u64> = None;
+    let mut claimed = 0; // the last intact entry's synced_through
     for (pos, &segment) in segments.iter().enumerate().skip(start_pos) {
         let contents = read_segment(storage, segment, last_seq)?;
         let bytes: &[u8] = (*contents).as_ref();
@@ -409,7 +449,8 @@ pub(crate) fn scan<S: Storage>(
                         // The group that ended the previous segment and began this one was cut:
                         // this entry says `expected` was never durable, so it is a torn tail.
                         let End::Clean { segment_pos, offset } = end else { unreachable!("scanning continues only after a clean end") };
-                        return torn_or_corrupt(storage, segments, segment_pos, offset, expected, bytes_verified, last_hash);
+                        let at = Torn { pos: segment_pos, offset, seq: expected, search: !tail.vouched(claimed) };
+                        return torn_or_corrupt(storage, segments, at, bytes_verified, last_hash);
                     }
                     check_link(&h, expected, prev, seen_empty_segment, segment, offset)?;
                     if hashed.front().is_none_or(|(at, ..)| *at != offset) {
@@ -428,23 +469,27 @@ pub(crate) fn scan<S: Storage>(
                     prev = Some(hash);
                     last_seq = h.seq;
                     last_hash = hash;
+                    claimed = h.synced_through;
                     entries_here += 1;
                     offset += h.stored_len();
                     bytes_verified += h.stored_len() as u64;
                     end = End::Clean { segment_pos: pos, offset: offset as u64 };
                     if stop_at == Some(h.seq) {
-                        return Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified });
+                        return Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified, vouched: false });
                     }
                 }
                 Slot::Empty => {
-                    check_empty_slot(bytes, segment, offset, last_seq)?;
+                    if !tail.vouched(claimed) {
+                        check_empty_slot(bytes, segment, offset, last_seq)?;
+                    }
                     break;
                 }
                 Slot::Invalid => {
                     if expect.is_none() {
                         return Err(corrupt(segment, offset as u64, 0, "the first entry to verify is damaged"));
                     }
-                    return torn_or_corrupt(storage, segments, pos, offset as u64, last_seq + 1, bytes_verified, last_hash);
+                    let at = Torn { pos, offset: offset as u64, seq: last_seq + 1, search: !tail.vouched(claimed) };
+                    return torn_or_corrupt(storage, segments, at, bytes_verified, last_hash);
                 }
             }
         }
@@ -452,22 +497,31 @@ pub(crate) fn scan<S: Storage>(
             seen_empty_segment = Some(segment);
         }
     }
-    Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified })
+    Ok(Scan { end, last_seq, last_hash, bytes: bytes_verified, vouched: tail.vouched(claimed) })
 }
 
-/// A damaged slot at (segment, offset) where entry `seq` was expected. If any intact entry after
-/// it was appended when `seq` was already durable, acknowledged data is damaged: corruption.
-/// Otherwise everything from here on was never acknowledged: a torn tail.
-fn torn_or_corrupt<S: Storage>(
-    storage: &S,
-    segments: &[u64],
+/// A damaged slot: at `offset` of `segments[pos]`, where entry `seq` was expected; `search`
+/// unless the durable mark vouches for what follows ([`Tail::Vouched`]).
+struct Torn {
     pos: usize,
     offset: u64,
     seq: u64,
+    search: bool,
+}
+
+/// A damaged slot. If any intact entry after it was appended when the entry expected there was
+/// already durable, acknowledged data is damaged: corruption. Otherwise everything from here on
+/// was never acknowledged: a torn tail.
+fn torn_or_corrupt<S: Storage>(
+    storage: &S,
+    segments: &[u64],
+    at: Torn,
     bytes: u64,
     last_hash: Hash,
 ) -> Result<Scan, OpenError> {
-    for (later_pos, &segment) in segments.iter().enumerate().skip(pos) {
+    let Torn { pos, offset, seq, search } = at;
+    let searched = if search { &segments[pos..] } else { &[] };
+    for (later_pos, &segment) in searched.iter().enumerate().map(|(i, s)| (pos + i, s)) {
         let contents = storage.read(&segment_name(segment)).map_err(|e| io(&segment_name(segment), e))?;
         let from = if later_pos == pos { offset as usize + ENTRY_ALIGN } else { SEGMENT_HEADER_SIZE };
         if let Some(h) = voucher((*contents).as_ref(), segment, from, seq) {
@@ -479,7 +533,7 @@ fn torn_or_corrupt<S: Storage>(
             ));
         }
     }
-    Ok(Scan { end: End::Torn { segment_pos: pos, offset, seq }, last_seq: seq - 1, last_hash, bytes })
+    Ok(Scan { end: End::Torn { segment_pos: pos, offset, seq }, last_seq: seq - 1, last_hash, bytes, vouched: !search })
 }
 
 /// Cuts the log off at the torn entry and syncs: zeroes, from it on, the torn entry's slot and
@@ -543,7 +597,7 @@ pub(crate) fn locate_snapshot<S: Storage>(
     let pos = firsts.iter().rposition(|f| f.is_some_and(|seq| seq <= snap.seq)).ok_or("no segment holds its entry")?;
     let anchor = Anchor { expect_seq: None, prev_hash: if segments[pos] == 0 { Some(GENESIS_HASH) } else { None } };
     let start = Start { segment_pos: pos, offset: SEGMENT_HEADER_SIZE as u64, anchor };
-    let scan = scan(storage, segments, start, u64::MAX, Some(snap.seq), &mut |_| Ok(())).map_err(|e| e.to_string())?;
+    let scan = scan(storage, segments, start, u64::MAX, Some(snap.seq), Tail::Search, &mut |_| Ok(())).map_err(|e| e.to_string())?;
     if scan.last_seq != snap.seq {
         return Err(format!("the log ends at {} before its sequence number", scan.last_seq));
     }
@@ -564,7 +618,7 @@ pub fn open<S: Storage>(
 ) -> Result<(Wal<S>, RecoveryReport), OpenError> {
     config.validate()?;
     let removed_leftovers = remove_leftovers(&mut storage)?;
-    let mark = read_mark(&storage)?;
+    let (mark, tail) = read_mark(&storage)?;
     if mark.is_none() {
         create_mark_file(&mut storage)?;
     }
@@ -588,12 +642,13 @@ pub fn open<S: Storage>(
         on_entry(entry)
     };
     let start = Start { segment_pos: pos, offset, anchor };
-    let scan = scan(&storage, &segments, start, after, None, &mut count)?;
+    let scan = scan(&storage, &segments, start, after, None, tail, &mut count)?;
     check_mark(&segments, &scan, mark.as_ref())?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
     report.last_seq = scan.last_seq;
     report.last_hash = scan.last_hash;
+    report.tail_vouched = scan.vouched;
     let (segment_pos, offset) = match scan.end {
         End::Clean { segment_pos, offset } => (segment_pos, offset),
         End::Torn { segment_pos, offset, seq } => {
@@ -618,8 +673,11 @@ pub fn open<S: Storage>(
         segments: segments.iter().copied().zip(firsts).enumerate().map(|(i, (s, f))| (s, f.filter(|_| i <= segment_pos))).collect(),
         spares,
         mark_generation,
+        marked_seq: mark.map_or(0, |m| m.seq),
     };
-    Ok((Wal::resume(storage, config, at), report))
+    let mut wal = Wal::resume(storage, config, at);
+    wal.mark_recovered().map_err(|e| io(MARK_FILE_NAME, e))?;
+    Ok((wal, report))
 }
 
 /// A directory with no segment: segment 0 created, unless the durable mark says entries were
@@ -646,6 +704,7 @@ fn start_fresh<S: Storage>(
         segments: vec![(0, None)],
         spares,
         mark_generation,
+        marked_seq: 0,
     })
 }
 
@@ -712,7 +771,9 @@ pub fn verify_log_from<S: Storage>(
     visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
 ) -> Result<RecoveryReport, OpenError> {
     // The mark first: whatever it names was durable before the scan below began.
-    let mark = read_mark(storage)?;
+    // The mark first: whatever it names was durable before the scan below began. The audit
+    // searches after the end whatever the mark says.
+    let (mark, _) = read_mark(storage)?;
     let (segments, _) = list(storage)?;
     if let Some(snapshot) = from {
         return verify_after_snapshot(storage, &segments, snapshot, mark.as_ref(), visit);
@@ -734,7 +795,7 @@ pub fn verify_log_from<S: Storage>(
         visit(entry)
     };
     let start = Start { segment_pos: 0, offset: SEGMENT_HEADER_SIZE as u64, anchor };
-    let scan = scan(storage, &segments, start, 0, None, &mut count)?;
+    let scan = scan(storage, &segments, start, 0, None, Tail::Search, &mut count)?;
     check_mark(&segments, &scan, mark.as_ref())?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes;
@@ -766,7 +827,7 @@ fn verify_after_snapshot<S: Storage>(
         replayed += 1;
         visit(entry)
     };
-    let scan = scan(storage, segments, Start { segment_pos, offset, anchor }, snapshot.seq, None, &mut count)?;
+    let scan = scan(storage, segments, Start { segment_pos, offset, anchor }, snapshot.seq, None, Tail::Search, &mut count)?;
     check_mark(segments, &scan, mark)?;
     report.entries_replayed = replayed;
     report.bytes_verified = scan.bytes + located.bytes;

@@ -574,6 +574,58 @@ fn damage_to_the_last_acknowledged_entry_is_refused_not_cut_as_a_torn_tail() {
     assert!(report.last_seq >= 30, "every synced entry is there: {}", report.last_seq);
 }
 
+/// Recovery searches the bytes after the log's end for an entry proving acknowledged data lost
+/// only where the durable mark cannot vouch for that end: a damaged ring, or entries written
+/// without marks. Two faults at once (an acknowledged entry's header zeroed, and the marks that
+/// vouched for it damaged) are still refused, through the search.
+#[test]
+fn the_search_after_the_end_runs_only_where_the_mark_cannot_vouch() {
+    use bursar_wal::mark::{MARK_FILE_NAME, MARK_SLOTS, MARK_SLOT_BYTES};
+    let storage = log_with(30, 1);
+    let (_, report, ..) = reopen(storage.clone()).expect("a clean log");
+    assert!(report.tail_vouched, "a whole ring vouches for the end");
+    assert!(!verify_log(&storage, &mut |_| Ok(())).expect("verifies").tail_vouched, "the audit searches");
+
+    // Entry 29's header zeroed (an empty slot), entry 30 after it claiming 29 durable.
+    let zero_29 = |storage: &SimStorage| {
+        let places = entry_places(storage);
+        let (seq, segment, offset, _) = places[places.len() - 2].clone();
+        assert_eq!(seq, 29);
+        storage.overwrite(&segment, offset, &[0u8; bursar_wal::format::ENTRY_HEADER_SIZE]);
+    };
+    let storage = log_with(30, 1);
+    zero_29(&storage);
+    let (seq, reason) = refused_at(reopen(storage.clone()));
+    assert_eq!(seq, 29, "the mark for 30 names it: {reason}");
+    assert!(reason.contains("through 30"), "{reason}");
+
+    // The same, with the marks for 29 and 30 (generations 28 and 29) flipped: the newest valid
+    // mark is 28, below the end, and the ring is not whole, so the search finds entry 30.
+    let storage = log_with(30, 1);
+    zero_29(&storage);
+    for generation in [28u64, 29] {
+        storage.flip_bit(MARK_FILE_NAME, (generation % MARK_SLOTS) as usize * MARK_SLOT_BYTES + 20, 3);
+    }
+    let (seq, reason) = refused_at(reopen(storage.clone()));
+    assert_eq!(seq, 29);
+    assert!(reason.contains("entry 30 after it was written after 29 was durable"), "{reason}");
+
+    // Entries written without marks claim more than the mark: the end is searched.
+    let storage = log_with(30, 1);
+    let unsafe_config = WalConfig { sync: SyncPolicy::UnsafeNoSync, ..SMALL };
+    let (mut wal, _) = open(storage.clone(), unsafe_config, &mut |_, _| Ok(()), &mut |_| Ok(())).expect("opens");
+    for seq in 31..=33 {
+        wal.append(seq * 10, &body(seq)).expect("append");
+        wal.sync().expect("sync");
+    }
+    drop(wal);
+    let (_, report, ..) = reopen(storage.clone()).expect("reopens");
+    assert_eq!(report.last_seq, 33);
+    assert!(!report.tail_vouched, "entry 33 claims 32 durable; the newest mark says 30");
+    let (_, report, ..) = reopen(storage).expect("reopens");
+    assert!(report.tail_vouched, "the open before marked what it recovered");
+}
+
 /// A segment cut short or deleted at the end of the log, or damage to a segment's header, is
 /// refused: entries the durable mark vouches for are missing.
 #[test]
