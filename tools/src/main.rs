@@ -197,7 +197,7 @@ struct StartOptions {
     feed_subscriptions: usize,
     /// Where transfers live once newer ones fill their chunk. `disk` (the default) moves full
     /// chunks of 32 768 transfers to `<data>/history` and reads them back when named: about
-    /// 25–37 resident bytes per stored transfer, snapshots of the hot state only
+    /// 11–18 resident bytes per stored transfer, snapshots of the hot state only
     /// (`docs/history-format.md`). `memory` keeps every transfer ever made resident (about 181
     /// bytes each, and every snapshot copies them all).
     #[arg(long, value_enum, default_value_t = HistoryArg::Disk)]
@@ -208,7 +208,7 @@ struct StartOptions {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..u32::MAX as i64))]
     accounts_max: Option<u32>,
     /// Most transfers the books may hold, failed ids included (default 67 108 864, at most
-    /// 2 147 483 647). Logged as --accounts-max is. Each costs about 25–37 resident bytes with
+    /// 2 147 483 647). Logged as --accounts-max is. Each costs about 11–18 resident bytes with
     /// the history on disk (the default), about 181 with `--history memory`: size it to the
     /// machine.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..(1i64 << 31)))]

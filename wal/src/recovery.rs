@@ -512,13 +512,7 @@ struct Torn {
 /// A damaged slot. If any intact entry after it was appended when the entry expected there was
 /// already durable, acknowledged data is damaged: corruption. Otherwise everything from here on
 /// was never acknowledged: a torn tail.
-fn torn_or_corrupt<S: Storage>(
-    storage: &S,
-    segments: &[u64],
-    at: Torn,
-    bytes: u64,
-    last_hash: Hash,
-) -> Result<Scan, OpenError> {
+fn torn_or_corrupt<S: Storage>(storage: &S, segments: &[u64], at: Torn, bytes: u64, last_hash: Hash) -> Result<Scan, OpenError> {
     let Torn { pos, offset, seq, search } = at;
     let searched = if search { &segments[pos..] } else { &[] };
     for (later_pos, &segment) in searched.iter().enumerate().map(|(i, s)| (pos + i, s)) {

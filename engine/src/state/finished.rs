@@ -62,10 +62,30 @@ impl FinishedHolds {
         self.len += 1;
         if let Block::Sparse(map) = block {
             if map.len() >= DENSE_FROM {
-                let mut values = vec![NOT_FINISHED; BLOCK].into_boxed_slice();
-                map.iter().for_each(|(&offset, &value)| values[usize::from(offset)] = value);
-                *block = Block::Dense(values);
+                *block = Block::Dense(dense_of(map));
             }
+        }
+    }
+
+    /// Notes each `(index, value)` of `finished` as [`FinishedHolds::insert`] does, sorting them
+    /// by index first. A block that they will make dense is made dense before they go in, and
+    /// a sparse one's map grows once: one at a time, a block's map rehashes at every doubling on
+    /// its way to the dense layout (a restore from lineage images inserts a chunk's at once).
+    pub(crate) fn insert_many(&mut self, finished: &mut [(u32, u32)]) {
+        finished.sort_unstable_by_key(|&(index, _)| index);
+        for group in finished.chunk_by(|a, b| a.0 as usize / BLOCK == b.0 as usize / BLOCK) {
+            let b = group[0].0 as usize / BLOCK;
+            if self.blocks.len() <= b {
+                self.blocks.resize_with(b + 1, || Block::Sparse(FxHashMap::default()));
+            }
+            if let Block::Sparse(map) = &mut self.blocks[b] {
+                if map.len() + group.len() >= DENSE_FROM {
+                    self.blocks[b] = Block::Dense(dense_of(map));
+                } else {
+                    map.reserve(group.len());
+                }
+            }
+            group.iter().for_each(|&(index, value)| self.insert(index, value));
         }
     }
 
@@ -86,6 +106,13 @@ impl FinishedHolds {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+}
+
+/// A sparse block's holds as a dense block's values.
+fn dense_of(map: &FxHashMap<u16, u32>) -> Box<[u32]> {
+    let mut values = vec![NOT_FINISHED; BLOCK].into_boxed_slice();
+    map.iter().for_each(|(&offset, &value)| values[usize::from(offset)] = value);
+    values
 }
 
 #[cfg(test)]
@@ -125,6 +152,39 @@ mod tests {
         assert_eq!(finished.len(), exact.len());
         for index in (0..5 * BLOCK as u32).chain([1_000_002, 1_000_003, 2_000_000]) {
             assert_eq!(finished.get(index), exact.get(&index).copied(), "index {index}");
+        }
+    }
+
+    /// Inserting a batch at once gives what inserting its holds one at a time gives: the same
+    /// values and the same layout of each block, with blocks already holding some, crossing
+    /// the dense threshold, staying under it, and new ones.
+    #[test]
+    fn inserting_many_at_once_agrees_with_one_at_a_time() {
+        let (mut one_by_one, mut at_once) = (FinishedHolds::default(), FinishedHolds::default());
+        let before: Vec<(u32, u32)> = (0..DENSE_FROM as u32 - 10).map(|i| (i * 3, i)).collect();
+        for &(index, value) in &before {
+            one_by_one.insert(index, value);
+            at_once.insert(index, value);
+        }
+        // Block 0 crosses the threshold, block 1 stays under it, block 5 turns dense at once,
+        // block 9 is new and sparse; in no order.
+        let mut batch: Vec<(u32, u32)> = (0..20u32)
+            .map(|i| (i * 3 + 1, 7 + i))
+            .chain((0..30).map(|i| (BLOCK as u32 + 11 * i, 100 + i)))
+            .chain((0..DENSE_FROM as u32).map(|i| (5 * BLOCK as u32 + 2 * i, 200 + i)))
+            .chain([(9 * BLOCK as u32 + 4, super::super::FAILED_TAG | 3)])
+            .rev()
+            .collect();
+        for &(index, value) in &batch {
+            one_by_one.insert(index, value);
+        }
+        at_once.insert_many(&mut batch);
+        assert_eq!(at_once.len(), one_by_one.len());
+        let layout = |f: &FinishedHolds| f.blocks.iter().map(|b| matches!(b, Block::Dense(_))).collect::<Vec<_>>();
+        assert_eq!(layout(&at_once), layout(&one_by_one));
+        assert_eq!(layout(&at_once), [true, false, false, false, false, true, false, false, false, false]);
+        for index in 0..10 * BLOCK as u32 {
+            assert_eq!(at_once.get(index), one_by_one.get(index), "index {index}");
         }
     }
 
