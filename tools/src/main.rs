@@ -431,7 +431,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
         out!("bursar: a new node in {} (an empty log; its books start with no ledgers)", data.display());
     } else {
         out!(
-            "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}",
+            "bursar: recovered {} in {:.0} ms: snapshot at {}, {} entries replayed, last entry {}{}{}",
             data.display(),
             started.elapsed().as_secs_f64() * 1e3,
             report.snapshot.map_or(0, |s| s.seq),
@@ -441,6 +441,7 @@ fn serve_node<S: bursar_wal::Storage + 'static>(serving: &Serving<'_>, (mut node
                 .truncated
                 .as_ref()
                 .map_or(String::new(), |t| format!(" (TORN TAIL CUT: {} at offset {}, from entry {}, {} bytes)", t.0, t.1, t.2, t.3)),
+            if report.tail_vouched { "" } else { " (the log past its end searched: the durable mark could not vouch for it)" },
         );
     }
     let held = *node.engine().limits();
