@@ -47,8 +47,7 @@ pub struct RecoveryReport {
     pub last_hash: Hash,
     /// Whether the durable mark vouched for the end, so the bytes after it were not searched for
     /// an entry proving acknowledged data lost (`docs/wal-format.md`, "When the mark vouches for
-    /// the end"). The audit's
-    /// [`verify_log`] always searches.
+    /// the end"). The audit's [`verify_log`] always searches.
     pub tail_vouched: bool,
 }
 
