@@ -510,11 +510,10 @@ impl Engine {
     }
 
     /// Memory the engine no longer uses but has not freed: the old table of the transfer id
-    /// index or of the finished holds once growing has emptied it. A node drops it on another
-    /// thread, so unmapping it does not stall the sequencer; left here, the next batch frees it.
+    /// index once growing has emptied it. A node drops it on another thread, so unmapping it
+    /// does not stall the sequencer; left here, the next batch frees it.
     pub fn take_retired_memory(&mut self) -> Option<impl Send> {
-        let tables: Vec<_> = self.transfer_ids.take_retired().into_iter().collect();
-        (!tables.is_empty()).then_some(tables)
+        self.transfer_ids.take_retired()
     }
 
     /// The limits this engine enforces.

@@ -448,7 +448,7 @@ fn check_lineage(store: &HistoryStore, engine: &mut Engine, history: &Arc<dyn Hi
             // Evicted: a plain chunk's lineage names nothing (its image, checked above, says
             // so); another's records are read back (once, after an upgrade).
             None if history.read_image_links(k as usize).map_err(unreadable)?.is_some_and(|image| image.plain) => {
-                ChunkLineage::plain(engine.transfer_chunk_len()).encode(out);
+                ChunkLineage::encode_plain(engine.transfer_chunk_len(), out);
                 return Ok(());
             }
             None => {
@@ -791,7 +791,7 @@ impl Mover {
         engine.set_ids_stored(self.stores.ids.chunks() as usize);
         engine.evict_balance_chunks_below(self.stores.balances.chunks() as usize);
         engine.evict_failed_chunks_below(self.stores.failed.chunks() as usize);
-        engine.evict_expired_chunks_below(self.stores.expired.chunks().min(self.stores.expired_images.chunks()) as usize);
+        engine.evict_expired_chunks_below(self.stored_expired_with_images() as usize);
         self.report_failure();
     }
 
@@ -849,7 +849,7 @@ impl Mover {
         let s = &self.stores;
         let ids = if with_ids { s.ids.chunks() } else { u64::MAX };
         let transfers = self.stored_chunks_with_images().min(ids);
-        let stored = [transfers, s.balances.chunks(), s.failed.chunks(), s.expired.chunks().min(s.expired_images.chunks())];
+        let stored = [transfers, s.balances.chunks(), s.failed.chunks(), self.stored_expired_with_images()];
         stored.iter().zip(&self.handed).map(|(stored, handed)| handed.saturating_sub(*stored)).sum()
     }
 
@@ -880,6 +880,11 @@ impl Mover {
     fn stored_chunks_with_images(&self) -> u64 {
         let s = &self.stores;
         s.transfers.chunks().min(s.images.chunks()).min(s.lineage.chunks())
+    }
+
+    /// Chunks of expired holds stored durably with their images: those that may leave memory.
+    fn stored_expired_with_images(&self) -> u64 {
+        self.stores.expired.chunks().min(self.stores.expired_images.chunks())
     }
 }
 
